@@ -1,0 +1,606 @@
+//! JSON wire types of the local API (`/api/v1`). Shared by the API server and the UI, so both sides
+//! agree on every field. Amounts travel as decimal strings ("12.50"); inputs also accept numbers.
+
+use serde::{Deserialize, Deserializer, Serialize};
+
+use crate::{OrderStatus, Role, Transition};
+
+#[cfg(feature = "openapi")]
+use utoipa::{IntoParams, ToSchema};
+
+/// A decimal amount as the client wrote it: a string ("12.50") or a JSON number (12.5).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema), schema(value_type = String, example = "12.50"))]
+#[serde(transparent)]
+pub struct DecimalText(pub String);
+
+impl<'de> Deserialize<'de> for DecimalText {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            S(String),
+            I(i64),
+            F(f64),
+        }
+        Ok(Self(match Raw::deserialize(d).map_err(|_| serde::de::Error::custom("expected a decimal string such as \"12.50\" or a number"))? {
+            Raw::S(s) => s,
+            Raw::I(i) => i.to_string(),
+            // `{}` prints the shortest text that reads back as the same f64: what the client typed.
+            Raw::F(f) => format!("{f}"),
+        }))
+    }
+}
+
+impl From<&str> for DecimalText {
+    fn from(s: &str) -> Self {
+        Self(s.to_string())
+    }
+}
+
+/// The error body of every 4xx/5xx answer.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct ErrorBody {
+    /// The error.
+    pub error: ErrorDetail,
+}
+
+/// What went wrong.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct ErrorDetail {
+    /// Machine-readable kind: `validation`, `not_found`, `conflict`, `unauthorized`, `forbidden`,
+    /// `malformed_json`, `payload_too_large`, `unsupported_media_type`, `internal`.
+    pub code: String,
+    /// A sentence for people.
+    pub message: String,
+    /// The first offending field, when one is to blame.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub field: Option<String>,
+    /// The rule that field broke.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub rule: Option<String>,
+    /// Every offending field, for forms that show errors next to each input.
+    #[serde(skip_serializing_if = "Vec::is_empty", default)]
+    pub fields: Vec<crate::FieldError>,
+}
+
+/// One page of a list and the cursor of the next.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct Page<T> {
+    /// The records of this page.
+    pub items: Vec<T>,
+    /// Pass as `cursor` to get the next page; absent on the last page.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub next_cursor: Option<String>,
+}
+
+/// Common list parameters.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(IntoParams))]
+pub struct ListParams {
+    /// Page size, 1 to 500 (default 50).
+    pub limit: Option<u32>,
+    /// Cursor from the previous page.
+    pub cursor: Option<String>,
+    /// Sort key; prefix with `-` for descending (e.g. `-created_at`).
+    pub sort: Option<String>,
+    /// Free-text filter (name, SKU, phone, e-mail or number, depending on the list).
+    pub q: Option<String>,
+    /// Include archived records.
+    pub archived: Option<bool>,
+    /// Only records with this tag.
+    pub tag: Option<String>,
+    /// Only records of this branch (orders, stock).
+    pub branch_id: Option<String>,
+    /// Only orders in this status.
+    pub status: Option<String>,
+    /// Only orders of this customer.
+    pub customer_id: Option<String>,
+    /// Only active (true) or inactive (false) products.
+    pub active: Option<bool>,
+}
+
+// ---------- auth ----------
+
+/// POST /api/v1/auth/login
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct LoginRequest {
+    /// The staff member's e-mail.
+    pub email: String,
+    /// The password.
+    pub password: String,
+}
+
+/// A session token and who it belongs to.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct LoginResponse {
+    /// Send as `Authorization: Bearer <token>`.
+    pub token: String,
+    /// Unix milliseconds after which the token is refused.
+    pub expires_at: i64,
+    /// The logged-in staff member.
+    pub user: StaffView,
+}
+
+// ---------- shop & branches ----------
+
+/// The shop.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct ShopView {
+    /// Id.
+    pub id: String,
+    /// Name.
+    pub name: String,
+    /// Default ISO-4217 currency of new products.
+    pub currency: String,
+    /// ISO-3166 alpha-2 region used to read national phone numbers.
+    pub phone_region: String,
+    /// IANA time zone.
+    pub timezone: String,
+}
+
+/// PATCH /api/v1/shop
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct UpdateShop {
+    /// New name.
+    pub name: Option<String>,
+    /// New default currency.
+    pub currency: Option<String>,
+    /// New phone region.
+    pub phone_region: Option<String>,
+    /// New time zone.
+    pub timezone: Option<String>,
+}
+
+/// A branch office.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct BranchView {
+    /// Id.
+    pub id: String,
+    /// Short code that starts the branch's order numbers.
+    pub code: String,
+    /// Name.
+    pub name: String,
+    /// Archived.
+    pub archived: bool,
+}
+
+/// POST /api/v1/branches
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct CreateBranch {
+    /// 2 to 8 upper-case letters or digits, unique in the shop.
+    pub code: String,
+    /// Name.
+    pub name: String,
+}
+
+/// PATCH /api/v1/branches/{id}
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct UpdateBranch {
+    /// New name.
+    pub name: Option<String>,
+}
+
+// ---------- staff ----------
+
+/// A staff member (never the password hash).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct StaffView {
+    /// Id.
+    pub id: String,
+    /// Name.
+    pub name: String,
+    /// E-mail, unique in the shop; the login.
+    pub email: String,
+    /// Role.
+    pub role: Role,
+    /// The branch the member is limited to, if any.
+    pub branch_id: Option<String>,
+    /// Archived members cannot log in.
+    pub archived: bool,
+    /// Unix ms.
+    pub created_at: i64,
+    /// Unix ms.
+    pub updated_at: i64,
+}
+
+/// POST /api/v1/staff
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct CreateStaff {
+    /// Name.
+    pub name: String,
+    /// E-mail.
+    pub email: String,
+    /// Role.
+    pub role: Role,
+    /// Branch scope (required for sellers).
+    pub branch_id: Option<String>,
+    /// At least 8 characters.
+    pub password: String,
+}
+
+/// PATCH /api/v1/staff/{id}
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct UpdateStaff {
+    /// New name.
+    pub name: Option<String>,
+    /// New role.
+    pub role: Option<Role>,
+    /// New branch scope; an empty string removes it.
+    pub branch_id: Option<String>,
+    /// New password (at least 8 characters).
+    pub password: Option<String>,
+}
+
+// ---------- products & stock ----------
+
+/// A product of the catalog.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct ProductView {
+    /// Id.
+    pub id: String,
+    /// Stock-keeping unit, unique in the shop.
+    pub sku: String,
+    /// Name.
+    pub name: String,
+    /// Description.
+    pub description: String,
+    /// Unit price before tax, exact decimal string.
+    pub price: String,
+    /// ISO-4217 currency.
+    pub currency: String,
+    /// Tax rate as a fraction ("0.16").
+    pub tax_rate: String,
+    /// Offered for sale.
+    pub active: bool,
+    /// Tags.
+    pub tags: Vec<String>,
+    /// Archived.
+    pub archived: bool,
+    /// Another product has the same SKU (two replicas created it offline); rename one.
+    pub sku_conflict: bool,
+    /// Unix ms.
+    pub created_at: i64,
+    /// Unix ms.
+    pub updated_at: i64,
+}
+
+/// POST /api/v1/products
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct CreateProduct {
+    /// SKU, unique in the shop.
+    pub sku: String,
+    /// Name.
+    pub name: String,
+    /// Description.
+    #[serde(default)]
+    pub description: String,
+    /// Unit price before tax (≥ 0, at most 4 decimals).
+    pub price: DecimalText,
+    /// ISO-4217 currency; the shop's by default.
+    pub currency: Option<String>,
+    /// Tax rate as a fraction 0–1; 0 by default.
+    pub tax_rate: Option<DecimalText>,
+    /// Offered for sale; true by default.
+    pub active: Option<bool>,
+    /// Tags.
+    #[serde(default)]
+    pub tags: Vec<String>,
+}
+
+/// PATCH /api/v1/products/{id}
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct UpdateProduct {
+    /// New SKU.
+    pub sku: Option<String>,
+    /// New name.
+    pub name: Option<String>,
+    /// New description.
+    pub description: Option<String>,
+    /// New price.
+    pub price: Option<DecimalText>,
+    /// New currency.
+    pub currency: Option<String>,
+    /// New tax rate.
+    pub tax_rate: Option<DecimalText>,
+    /// Offered for sale.
+    pub active: Option<bool>,
+    /// New tags (replace the old ones).
+    pub tags: Option<Vec<String>>,
+}
+
+/// Stock of one product in one branch.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct StockView {
+    /// Product id.
+    pub product_id: String,
+    /// Branch id.
+    pub branch_id: String,
+    /// Units on hand: adjustments minus units committed to orders.
+    pub on_hand: i64,
+    /// Sum of all adjustments (receipts, counts, losses).
+    pub adjusted: i64,
+    /// Units committed to confirmed, paid, fulfilled or delivered orders.
+    pub committed: i64,
+    /// On hand is below zero: more was sold than there was.
+    pub oversold: bool,
+}
+
+/// POST /api/v1/products/{id}/stock
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct AdjustStock {
+    /// The branch; the caller's own branch by default.
+    pub branch_id: Option<String>,
+    /// Units to add (positive) or remove (negative); not zero.
+    pub delta: i64,
+    /// Why: `receipt`, `count`, `loss`, `return` or free text.
+    pub reason: String,
+}
+
+// ---------- customers ----------
+
+/// A customer.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct CustomerView {
+    /// Id.
+    pub id: String,
+    /// Name.
+    pub name: String,
+    /// E.164 phone.
+    pub phone: Option<String>,
+    /// E-mail.
+    pub email: Option<String>,
+    /// Tags.
+    pub tags: Vec<String>,
+    /// Notes.
+    pub notes: String,
+    /// WhatsApp id (E.164 digits without '+').
+    pub wa_id: Option<String>,
+    /// When merged, the customer it was merged into.
+    pub merged_into: Option<String>,
+    /// Ids of customers merged into this one.
+    pub merged_from: Vec<String>,
+    /// Archived.
+    pub archived: bool,
+    /// Unix ms.
+    pub created_at: i64,
+    /// Unix ms.
+    pub updated_at: i64,
+}
+
+/// POST /api/v1/customers
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct CreateCustomer {
+    /// Name.
+    pub name: String,
+    /// Phone in any common notation; stored as E.164.
+    pub phone: Option<String>,
+    /// E-mail.
+    pub email: Option<String>,
+    /// Tags.
+    #[serde(default)]
+    pub tags: Vec<String>,
+    /// Notes.
+    #[serde(default)]
+    pub notes: String,
+    /// WhatsApp id.
+    pub wa_id: Option<String>,
+}
+
+/// PATCH /api/v1/customers/{id}; an empty string clears phone, email or wa_id.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct UpdateCustomer {
+    /// New name.
+    pub name: Option<String>,
+    /// New phone.
+    pub phone: Option<String>,
+    /// New e-mail.
+    pub email: Option<String>,
+    /// New tags.
+    pub tags: Option<Vec<String>>,
+    /// New notes.
+    pub notes: Option<String>,
+    /// New WhatsApp id.
+    pub wa_id: Option<String>,
+}
+
+/// POST /api/v1/customers/{id}/merge
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct MergeCustomers {
+    /// The duplicate to fold into the customer in the path; it stays, marked as merged.
+    pub from_id: String,
+}
+
+// ---------- orders ----------
+
+/// An order line as sent by the client.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct OrderLineInput {
+    /// Product id.
+    pub product_id: String,
+    /// Units, at least 1.
+    pub quantity: i64,
+    /// Price override (managers and owners only); the product's price by default.
+    pub unit_price: Option<DecimalText>,
+}
+
+/// POST /api/v1/orders
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct CreateOrder {
+    /// Customer id.
+    pub customer_id: String,
+    /// Branch; the caller's own branch (or the node's) by default.
+    pub branch_id: Option<String>,
+    /// Seller; the caller by default.
+    pub seller_id: Option<String>,
+    /// At least one line.
+    pub lines: Vec<OrderLineInput>,
+    /// Notes.
+    #[serde(default)]
+    pub notes: String,
+}
+
+/// PATCH /api/v1/orders/{id} (draft orders only for lines).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct UpdateOrder {
+    /// New lines (draft only).
+    pub lines: Option<Vec<OrderLineInput>>,
+    /// New notes.
+    pub notes: Option<String>,
+    /// New seller.
+    pub seller_id: Option<String>,
+}
+
+/// POST /api/v1/orders/{id}/transitions
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct TransitionOrder {
+    /// The status to move to; must be one legal step from the current one.
+    pub to: OrderStatus,
+}
+
+/// An order line with its amounts.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct OrderLineView {
+    /// Product id.
+    pub product_id: String,
+    /// SKU when ordered.
+    pub sku: String,
+    /// Product name when ordered.
+    pub name: String,
+    /// Units.
+    pub quantity: i64,
+    /// Unit price before tax.
+    pub unit_price: String,
+    /// Tax rate.
+    pub tax_rate: String,
+    /// quantity × unit price.
+    pub subtotal: String,
+    /// Tax of the line.
+    pub tax: String,
+    /// subtotal + tax.
+    pub total: String,
+}
+
+/// An order.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct OrderView {
+    /// Id.
+    pub id: String,
+    /// Human-readable number: branch code, device code, sequence.
+    pub number: String,
+    /// Branch.
+    pub branch_id: String,
+    /// Customer.
+    pub customer_id: String,
+    /// Seller.
+    pub seller_id: String,
+    /// Effective status (see the merge rule in docs/ARCHITECTURE.md).
+    pub status: OrderStatus,
+    /// Replicas moved the order in different directions while apart; staff should review it.
+    pub conflict: bool,
+    /// Currency of all amounts.
+    pub currency: String,
+    /// Lines.
+    pub lines: Vec<OrderLineView>,
+    /// Sum of line subtotals.
+    pub subtotal: String,
+    /// Sum of line taxes.
+    pub tax_total: String,
+    /// subtotal + tax.
+    pub total: String,
+    /// Notes.
+    pub notes: String,
+    /// Every transition, in time order.
+    pub transitions: Vec<Transition>,
+    /// Archived.
+    pub archived: bool,
+    /// Unix ms.
+    pub created_at: i64,
+    /// Unix ms.
+    pub updated_at: i64,
+}
+
+// ---------- import ----------
+
+/// One rejected CSV row.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct ImportRowError {
+    /// 1-based line number in the file (the header is line 1).
+    pub line: u64,
+    /// The column and rule.
+    pub field: String,
+    /// What is wrong.
+    pub message: String,
+}
+
+/// Result of a CSV import.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct ImportReport {
+    /// Data rows read.
+    pub rows: u64,
+    /// Records created.
+    pub created: u64,
+    /// Records updated (matched by SKU or phone).
+    pub updated: u64,
+    /// Rows rejected.
+    pub errors: Vec<ImportRowError>,
+    /// Whether anything was written (all-or-nothing imports write nothing when any row is bad).
+    pub committed: bool,
+}
+
+/// Liveness and basic facts.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct Health {
+    /// "ok".
+    pub status: String,
+    /// This replica's device code.
+    pub device: String,
+    /// Crate version.
+    pub version: String,
+}

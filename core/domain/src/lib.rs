@@ -1,0 +1,23 @@
+//! DashOffice domain: the rules of shops, products, stock, customers and orders, and the JSON wire
+//! types of the local API. No IO, no async, no storage: it compiles for wasm32 so the UI shares it.
+
+mod error;
+mod money;
+mod order;
+#[cfg(feature = "phone")]
+mod phone;
+mod role;
+mod validate;
+
+pub mod api;
+
+pub use error::{FieldError, FieldErrors};
+pub use money::{Currency, LineAmounts, Totals, compute_line, compute_totals, parse_decimal, round_money};
+pub use order::{OrderStatus, Transition, effective_status, legal_transition};
+#[cfg(feature = "phone")]
+pub use phone::normalize_phone;
+pub use role::{Permission, Role};
+pub use validate::{normalize_email, normalize_tags, validate_branch_code, validate_name, validate_sku, validate_tax_rate};
+
+/// Version of the document schema this build writes. Stored in every document's root.
+pub const DOC_SCHEMA_VERSION: u64 = 1;

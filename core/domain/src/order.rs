@@ -1,0 +1,183 @@
+//! The order workflow: which transitions are legal, and the deterministic rule that turns the set of
+//! transitions recorded by any number of replicas into one status.
+//!
+//! Merge rule (written down in docs/ARCHITECTURE.md): every transition ever made is kept. The effective
+//! status is `refunded` if any replica refunded, else `cancelled` if any replica cancelled, else the
+//! furthest state of draft → confirmed → paid → fulfilled → delivered that any replica reached. Every
+//! result is a state some replica legally reached, so no replica ever shows an illegal state. Two
+//! transitions out of the same state (a fork) mark the order as conflicted so staff can look at it.
+
+use serde::{Deserialize, Serialize};
+
+/// Where an order is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum OrderStatus {
+    /// Being put together; lines may change.
+    Draft,
+    /// Agreed with the customer; stock is committed.
+    Confirmed,
+    /// Money received.
+    Paid,
+    /// Packed and handed over for delivery.
+    Fulfilled,
+    /// The customer has it.
+    Delivered,
+    /// Called off before payment.
+    Cancelled,
+    /// Money returned (and goods, if any, back in stock).
+    Refunded,
+}
+
+impl OrderStatus {
+    /// Every status, in workflow order.
+    pub const ALL: [OrderStatus; 7] = [
+        Self::Draft,
+        Self::Confirmed,
+        Self::Paid,
+        Self::Fulfilled,
+        Self::Delivered,
+        Self::Cancelled,
+        Self::Refunded,
+    ];
+
+    /// The snake_case name used in the API and the database.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Draft => "draft",
+            Self::Confirmed => "confirmed",
+            Self::Paid => "paid",
+            Self::Fulfilled => "fulfilled",
+            Self::Delivered => "delivered",
+            Self::Cancelled => "cancelled",
+            Self::Refunded => "refunded",
+        }
+    }
+
+    /// Parses the snake_case name.
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|x| x.as_str() == s)
+    }
+
+    /// Position along the forward path; terminal states rank above it.
+    fn rank(self) -> u8 {
+        match self {
+            Self::Draft => 0,
+            Self::Confirmed => 1,
+            Self::Paid => 2,
+            Self::Fulfilled => 3,
+            Self::Delivered => 4,
+            Self::Cancelled => 5,
+            Self::Refunded => 6,
+        }
+    }
+
+    /// Whether the order's lines hold stock in this state.
+    pub fn commits_stock(self) -> bool {
+        matches!(self, Self::Confirmed | Self::Paid | Self::Fulfilled | Self::Delivered)
+    }
+
+    /// Whether no transition leaves this state.
+    pub fn is_terminal(self) -> bool {
+        matches!(self, Self::Cancelled | Self::Refunded)
+    }
+
+    /// The states reachable in one legal step.
+    pub fn next(self) -> &'static [OrderStatus] {
+        match self {
+            Self::Draft => &[Self::Confirmed, Self::Cancelled],
+            Self::Confirmed => &[Self::Paid, Self::Cancelled],
+            Self::Paid => &[Self::Fulfilled, Self::Refunded],
+            Self::Fulfilled => &[Self::Delivered, Self::Refunded],
+            Self::Delivered => &[Self::Refunded],
+            Self::Cancelled | Self::Refunded => &[],
+        }
+    }
+}
+
+impl std::fmt::Display for OrderStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Whether `from → to` is one legal step.
+pub fn legal_transition(from: OrderStatus, to: OrderStatus) -> bool {
+    from.next().contains(&to)
+}
+
+/// One recorded transition: who moved the order, from where to where, and when.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Transition {
+    /// Status before.
+    pub from: OrderStatus,
+    /// Status after.
+    pub to: OrderStatus,
+    /// Staff user id.
+    pub by: String,
+    /// Unix milliseconds on the writing device's clock.
+    pub at: i64,
+    /// Device code of the writing replica.
+    pub device: String,
+}
+
+/// The effective status of an order and whether replicas forked its workflow.
+pub fn effective_status(transitions: &[Transition]) -> (OrderStatus, bool) {
+    let status = transitions.iter().map(|t| t.to).max_by_key(|s| s.rank()).unwrap_or(OrderStatus::Draft);
+    let mut froms: Vec<OrderStatus> = transitions.iter().map(|t| t.from).collect();
+    froms.sort_by_key(|s| s.rank());
+    let forked = froms.windows(2).any(|w| w[0] == w[1]);
+    (status, forked)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::OrderStatus::*;
+    use super::*;
+
+    fn t(from: OrderStatus, to: OrderStatus) -> Transition {
+        Transition { from, to, by: "u".into(), at: 0, device: "d".into() }
+    }
+
+    #[test]
+    fn legal_steps_only() {
+        assert!(legal_transition(Draft, Confirmed));
+        assert!(legal_transition(Confirmed, Paid));
+        assert!(legal_transition(Delivered, Refunded));
+        assert!(!legal_transition(Draft, Paid));
+        assert!(!legal_transition(Paid, Cancelled));
+        assert!(!legal_transition(Cancelled, Confirmed));
+        assert!(!legal_transition(Refunded, Refunded));
+    }
+
+    #[test]
+    fn merge_rule() {
+        assert_eq!(effective_status(&[]), (Draft, false));
+        let chain = [t(Draft, Confirmed), t(Confirmed, Paid), t(Paid, Fulfilled)];
+        assert_eq!(effective_status(&chain), (Fulfilled, false));
+        // Replica A cancels a confirmed order while replica B takes payment and fulfils it.
+        let forked = [t(Draft, Confirmed), t(Confirmed, Cancelled), t(Confirmed, Paid), t(Paid, Fulfilled)];
+        assert_eq!(effective_status(&forked), (Cancelled, true));
+        // Refund beats everything.
+        let r = [t(Draft, Confirmed), t(Confirmed, Paid), t(Paid, Refunded), t(Paid, Fulfilled)];
+        assert_eq!(effective_status(&r), (Refunded, true));
+        // Order of arrival does not matter.
+        let mut rev = forked.to_vec();
+        rev.reverse();
+        assert_eq!(effective_status(&rev), (Cancelled, true));
+    }
+
+    #[test]
+    fn every_merged_status_is_reachable() {
+        // Any subset of legal transitions merges into a state that is reachable from draft.
+        let all: Vec<Transition> =
+            OrderStatus::ALL.iter().flat_map(|f| f.next().iter().map(move |to| t(*f, *to))).collect();
+        for mask in 0u32..(1 << all.len()) {
+            let subset: Vec<_> = all.iter().enumerate().filter(|(i, _)| mask & (1 << i) != 0).map(|(_, t)| t.clone()).collect();
+            let (s, _) = effective_status(&subset);
+            assert!(s == Draft || subset.iter().any(|t| t.to == s));
+        }
+    }
+}

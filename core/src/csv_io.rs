@@ -1,0 +1,349 @@
+//! CSV import and export of products and customers: how shops move in from spreadsheets and other
+//! systems. Every bad row is reported with its line number; the user chooses between importing
+//! nothing unless every row is good, or importing the good rows.
+
+use std::{collections::HashMap, io::Read, sync::Arc};
+
+use dashoffice_domain::{
+    FieldError, Permission,
+    api::{CreateCustomer, CreateProduct, DecimalText, ImportReport, ImportRowError},
+};
+
+use crate::{
+    Caller, Replica,
+    entities::{customers, org, products},
+    error::{CoreError, Result},
+};
+
+/// What to do when some rows are bad.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ImportMode {
+    /// Write nothing unless every row is valid (one transaction).
+    AllOrNothing,
+    /// Write the valid rows, report the others.
+    ValidOnly,
+}
+
+impl ImportMode {
+    /// Parses `all` or `valid`.
+    pub fn parse(s: &str) -> Result<Self> {
+        match s {
+            "all" | "all_or_nothing" => Ok(Self::AllOrNothing),
+            "valid" | "valid_only" => Ok(Self::ValidOnly),
+            _ => Err(FieldError::new("mode", "one_of", "'all' (all or nothing) or 'valid' (import the valid rows)").into()),
+        }
+    }
+}
+
+/// Called with (rows written, rows to write).
+pub type Progress = Arc<dyn Fn(u64, u64) + Send + Sync>;
+
+/// Product CSV header.
+pub const PRODUCT_COLUMNS: [&str; 8] = ["sku", "name", "description", "price", "currency", "tax_rate", "active", "tags"];
+/// Customer CSV header.
+pub const CUSTOMER_COLUMNS: [&str; 6] = ["name", "phone", "email", "tags", "notes", "wa_id"];
+
+const CHUNK: usize = 1000;
+
+fn split_tags(s: &str) -> Vec<String> {
+    s.split(['|', ';']).map(str::trim).filter(|t| !t.is_empty()).map(str::to_string).collect()
+}
+
+fn parse_bool(s: &str) -> std::result::Result<Option<bool>, FieldError> {
+    match s.trim().to_lowercase().as_str() {
+        "" => Ok(None),
+        "1" | "true" | "yes" | "si" | "sí" | "y" => Ok(Some(true)),
+        "0" | "false" | "no" | "n" => Ok(Some(false)),
+        _ => Err(FieldError::new("active", "boolean", "true/false, yes/no, sí/no or 1/0")),
+    }
+}
+
+struct Rows {
+    header: HashMap<String, usize>,
+    rows: Vec<(u64, csv::StringRecord)>,
+}
+
+fn read_rows(input: impl Read, required: &[&str], known: &[&str]) -> Result<Rows> {
+    let mut rdr = csv::ReaderBuilder::new().flexible(true).trim(csv::Trim::All).from_reader(input);
+    let headers = rdr.headers().map_err(|e| FieldError::new("file", "csv", format!("cannot read the header: {e}")))?.clone();
+    let header: HashMap<String, usize> = headers.iter().enumerate().map(|(i, h)| (h.trim_start_matches('\u{feff}').to_lowercase(), i)).collect();
+    for r in required {
+        if !header.contains_key(*r) {
+            return Err(FieldError::new("file", "header", format!("missing column '{r}'; columns are {}", known.join(","))).into());
+        }
+    }
+    if let Some(unknown) = header.keys().find(|h| !known.contains(&h.as_str())) {
+        return Err(FieldError::new("file", "header", format!("unknown column '{unknown}'; columns are {}", known.join(","))).into());
+    }
+    let mut rows = Vec::new();
+    for rec in rdr.records() {
+        let rec = rec.map_err(|e| {
+            let line = e.position().map(|p| p.line()).unwrap_or(0);
+            FieldError::new("file", "csv", format!("line {line}: {e}"))
+        })?;
+        let line = rec.position().map(|p| p.line()).unwrap_or(0);
+        if rec.iter().all(str::is_empty) {
+            continue;
+        }
+        rows.push((line, rec));
+    }
+    Ok(Rows { header, rows })
+}
+
+fn col<'a>(rows: &Rows, rec: &'a csv::StringRecord, name: &str) -> &'a str {
+    rows.header.get(name).and_then(|i| rec.get(*i)).unwrap_or("")
+}
+
+fn row_errors(line: u64, e: crate::CoreError) -> Vec<ImportRowError> {
+    match e {
+        CoreError::Validation(fe) => fe.0.into_iter().map(|f| ImportRowError { line, field: format!("{}:{}", f.field, f.rule), message: f.message }).collect(),
+        other => vec![ImportRowError { line, field: "row".into(), message: other.to_string() }],
+    }
+}
+
+fn finish(report: &mut ImportReport, mode: ImportMode) -> bool {
+    report.errors.sort_by_key(|e| e.line);
+    !(mode == ImportMode::AllOrNothing && !report.errors.is_empty())
+}
+
+/// Imports products; rows with a known SKU update that product.
+pub fn import_products(replica: &Replica, caller: &Caller, input: impl Read, mode: ImportMode, progress: Progress) -> Result<ImportReport> {
+    caller.require(Permission::ImportExport)?;
+    caller.require(Permission::EditCatalog)?;
+    let rows = read_rows(input, &["sku", "name", "price"], &PRODUCT_COLUMNS)?;
+    let shop = replica.read(|c| org::get_shop(c, &caller.shop_id))?;
+    let mut report = ImportReport { rows: rows.rows.len() as u64, created: 0, updated: 0, errors: Vec::new(), committed: false };
+    let mut valid: Vec<(u64, products::ProductFields)> = Vec::new();
+    let mut seen: HashMap<String, u64> = HashMap::new();
+    for (line, rec) in &rows.rows {
+        let active = match parse_bool(col(&rows, rec, "active")) {
+            Ok(a) => a,
+            Err(e) => {
+                report.errors.extend(row_errors(*line, e.into()));
+                continue;
+            }
+        };
+        let tax = col(&rows, rec, "tax_rate");
+        let currency = col(&rows, rec, "currency");
+        let input = CreateProduct {
+            sku: col(&rows, rec, "sku").to_string(),
+            name: col(&rows, rec, "name").to_string(),
+            description: col(&rows, rec, "description").to_string(),
+            price: DecimalText(col(&rows, rec, "price").to_string()),
+            currency: (!currency.is_empty()).then(|| currency.to_string()),
+            tax_rate: (!tax.is_empty()).then(|| DecimalText(tax.to_string())),
+            active,
+            tags: split_tags(col(&rows, rec, "tags")),
+        };
+        match products::validate_create(&input, &shop.currency) {
+            Ok(f) => {
+                if let Some(first) = seen.insert(f.sku.clone(), *line) {
+                    report.errors.push(ImportRowError { line: *line, field: "sku:unique".into(), message: format!("SKU '{}' already on line {first}", f.sku) });
+                } else {
+                    valid.push((*line, f));
+                }
+            }
+            Err(e) => report.errors.extend(row_errors(*line, e.into())),
+        }
+    }
+    if !finish(&mut report, mode) {
+        return Ok(report);
+    }
+    let total = valid.len() as u64;
+    let chunks: Vec<Vec<(u64, products::ProductFields)>> = if mode == ImportMode::AllOrNothing {
+        vec![valid]
+    } else {
+        valid.chunks(CHUNK).map(<[_]>::to_vec).collect()
+    };
+    let mut written = 0u64;
+    for chunk in chunks {
+        let (shop_id, p, base) = (caller.shop_id.clone(), progress.clone(), written);
+        let (c, u) = replica.write_blocking(move |ctx| {
+            let (mut created, mut updated) = (0u64, 0u64);
+            for (i, (_, f)) in chunk.iter().enumerate() {
+                match products::sku_owner(ctx.conn(), &shop_id, &f.sku)? {
+                    Some(id) => {
+                        update_product(ctx, &shop_id, &id, f)?;
+                        updated += 1;
+                    }
+                    None => {
+                        products::insert(ctx, &shop_id, f)?;
+                        created += 1;
+                    }
+                }
+                if (i + 1) % 1000 == 0 {
+                    p(base + i as u64 + 1, total);
+                }
+            }
+            Ok((created, updated))
+        })?;
+        report.created += c;
+        report.updated += u;
+        written += c + u;
+        progress(written, total);
+    }
+    report.committed = true;
+    Ok(report)
+}
+
+fn update_product(ctx: &mut crate::WriteCtx<'_>, shop: &str, id: &str, f: &products::ProductFields) -> Result<()> {
+    let now = ctx.now();
+    ctx.change(&crate::doc::DocId::products(shop, id), &[id], |tx, _| {
+        use automerge::transaction::Transactable;
+        let o = crate::doc::record(tx, id)?.ok_or_else(|| CoreError::not_found("product", id))?;
+        tx.put(&o, "name", f.name.as_str())?;
+        tx.put(&o, "description", f.description.as_str())?;
+        tx.put(&o, "price", f.price.to_string())?;
+        tx.put(&o, "currency", f.currency.as_str())?;
+        tx.put(&o, "tax_rate", f.tax_rate.to_string())?;
+        tx.put(&o, "active", f.active)?;
+        crate::doc::set_set(tx, &o, "tags", &f.tags)?;
+        tx.put(&o, "updated_at", now)?;
+        Ok(())
+    })
+}
+
+/// Imports customers; rows whose phone matches a customer update that customer.
+pub fn import_customers(replica: &Replica, caller: &Caller, input: impl Read, mode: ImportMode, progress: Progress) -> Result<ImportReport> {
+    caller.require(Permission::ImportExport)?;
+    caller.require(Permission::EditCustomers)?;
+    let rows = read_rows(input, &["name"], &CUSTOMER_COLUMNS)?;
+    let shop = replica.read(|c| org::get_shop(c, &caller.shop_id))?;
+    let mut report = ImportReport { rows: rows.rows.len() as u64, created: 0, updated: 0, errors: Vec::new(), committed: false };
+    let mut valid: Vec<customers::CustomerFields> = Vec::new();
+    let mut seen: HashMap<String, u64> = HashMap::new();
+    for (line, rec) in &rows.rows {
+        let opt = |k: &str| Some(col(&rows, rec, k).to_string()).filter(|s| !s.is_empty());
+        let input = CreateCustomer {
+            name: col(&rows, rec, "name").to_string(),
+            phone: opt("phone"),
+            email: opt("email"),
+            tags: split_tags(col(&rows, rec, "tags")),
+            notes: col(&rows, rec, "notes").to_string(),
+            wa_id: opt("wa_id"),
+        };
+        match customers::validate_create(&input, &shop.phone_region) {
+            Ok(f) => {
+                if let Some(first) = f.phone.as_ref().and_then(|p| seen.insert(p.clone(), *line)) {
+                    report.errors.push(ImportRowError { line: *line, field: "phone:unique".into(), message: format!("phone already on line {first}") });
+                } else {
+                    valid.push(f);
+                }
+            }
+            Err(e) => report.errors.extend(row_errors(*line, e.into())),
+        }
+    }
+    if !finish(&mut report, mode) {
+        return Ok(report);
+    }
+    let total = valid.len() as u64;
+    let chunks: Vec<Vec<customers::CustomerFields>> =
+        if mode == ImportMode::AllOrNothing { vec![valid] } else { valid.chunks(CHUNK).map(<[_]>::to_vec).collect() };
+    let mut written = 0u64;
+    for chunk in chunks {
+        let shop_id = caller.shop_id.clone();
+        let (c, u) = replica.write_blocking(move |ctx| {
+            let (mut created, mut updated) = (0u64, 0u64);
+            for f in &chunk {
+                let existing = match &f.phone {
+                    Some(p) => customers::find_by_phone(ctx.conn(), &shop_id, p)?,
+                    None => None,
+                };
+                match existing {
+                    Some(id) => {
+                        let now = ctx.now();
+                        ctx.change(&crate::doc::DocId::customers(&shop_id, &id), &[&id], |tx, _| {
+                            use automerge::transaction::Transactable;
+                            let o = crate::doc::record(tx, &id)?.ok_or_else(|| CoreError::not_found("customer", &id))?;
+                            tx.put(&o, "name", f.name.as_str())?;
+                            if let Some(e) = &f.email {
+                                tx.put(&o, "email", e.as_str())?;
+                            }
+                            if let Some(w) = &f.wa_id {
+                                tx.put(&o, "wa_id", w.as_str())?;
+                            }
+                            if !f.notes.is_empty() {
+                                tx.put(&o, "notes", f.notes.as_str())?;
+                            }
+                            crate::doc::set_set(tx, &o, "tags", &f.tags)?;
+                            tx.put(&o, "updated_at", now)?;
+                            Ok(())
+                        })?;
+                        updated += 1;
+                    }
+                    None => {
+                        customers::insert(ctx, &shop_id, f)?;
+                        created += 1;
+                    }
+                }
+            }
+            Ok((created, updated))
+        })?;
+        report.created += c;
+        report.updated += u;
+        written += c + u;
+        progress(written, total);
+    }
+    report.committed = true;
+    Ok(report)
+}
+
+/// Writes every live product as CSV.
+pub fn export_products(replica: &Replica, caller: &Caller, out: impl std::io::Write) -> Result<u64> {
+    caller.require(Permission::ImportExport)?;
+    let mut w = csv::Writer::from_writer(out);
+    let io = |e: csv::Error| CoreError::Storage(format!("writing CSV: {e}"));
+    w.write_record(PRODUCT_COLUMNS).map_err(io)?;
+    let rows: Vec<[String; 8]> = replica.read(|c| {
+        let mut stmt = c.prepare(
+            "SELECT sku, name, description, price, currency, tax_rate, active, tags FROM products WHERE shop_id = ?1 AND archived = 0 ORDER BY sku",
+        )?;
+        let v = stmt
+            .query_map([&caller.shop_id], |r| {
+                let tags: String = r.get(7)?;
+                Ok([
+                    r.get(0)?,
+                    r.get(1)?,
+                    r.get(2)?,
+                    r.get(3)?,
+                    r.get(4)?,
+                    r.get(5)?,
+                    if r.get::<_, bool>(6)? { "true".into() } else { "false".into() },
+                    crate::entities::tags_from_json(&tags).join("|"),
+                ])
+            })?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        Ok(v)
+    })?;
+    for r in &rows {
+        w.write_record(r).map_err(io)?;
+    }
+    w.flush().map_err(|e| CoreError::Storage(e.to_string()))?;
+    Ok(rows.len() as u64)
+}
+
+/// Writes every live customer as CSV.
+pub fn export_customers(replica: &Replica, caller: &Caller, out: impl std::io::Write) -> Result<u64> {
+    caller.require(Permission::ImportExport)?;
+    let mut w = csv::Writer::from_writer(out);
+    let io = |e: csv::Error| CoreError::Storage(format!("writing CSV: {e}"));
+    w.write_record(CUSTOMER_COLUMNS).map_err(io)?;
+    let rows: Vec<[String; 6]> = replica.read(|c| {
+        let mut stmt = c.prepare(
+            "SELECT name, COALESCE(phone, ''), COALESCE(email, ''), tags, notes, COALESCE(wa_id, '') FROM customers
+             WHERE shop_id = ?1 AND archived = 0 AND merged_into IS NULL ORDER BY name, id",
+        )?;
+        let v = stmt
+            .query_map([&caller.shop_id], |r| {
+                let tags: String = r.get(3)?;
+                Ok([r.get(0)?, r.get(1)?, r.get(2)?, crate::entities::tags_from_json(&tags).join("|"), r.get(4)?, r.get(5)?])
+            })?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        Ok(v)
+    })?;
+    for r in &rows {
+        w.write_record(r).map_err(io)?;
+    }
+    w.flush().map_err(|e| CoreError::Storage(e.to_string()))?;
+    Ok(rows.len() as u64)
+}

@@ -1,0 +1,99 @@
+//! Opening the SQLite file: pragmas, migrations, and a small pool of read-only connections.
+
+use std::{
+    path::Path,
+    sync::{
+        Mutex,
+        atomic::{AtomicUsize, Ordering},
+    },
+    time::Duration,
+};
+
+use rusqlite::{Connection, OpenFlags};
+use rusqlite_migration::{M, Migrations};
+
+use crate::error::{CoreError, Result};
+
+include!(concat!(env!("OUT_DIR"), "/migrations.rs"));
+
+/// How hard a commit waits for the disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Durability {
+    /// `synchronous=FULL`: an acknowledged write survives kill -9 and power loss.
+    #[default]
+    Full,
+    /// `synchronous=NORMAL`: survives kill -9; the last commits may be lost on power loss.
+    Normal,
+}
+
+fn pragmas(conn: &Connection, durability: Durability) -> Result<()> {
+    conn.busy_timeout(Duration::from_secs(5))?;
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    conn.pragma_update(None, "synchronous", if durability == Durability::Full { "FULL" } else { "NORMAL" })?;
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    conn.pragma_update(None, "temp_store", "MEMORY")?;
+    conn.pragma_update(None, "cache_size", -16_000)?;
+    conn.set_prepared_statement_cache_capacity(64);
+    Ok(())
+}
+
+/// Opens the writer's connection and brings the schema up to date.
+pub(crate) fn open_writer(path: &Path, durability: Durability) -> Result<Connection> {
+    let mut conn = Connection::open(path)?;
+    pragmas(&conn, durability)?;
+    migrations().to_latest(&mut conn).map_err(|e| CoreError::Storage(format!("migrating {}: {e}", path.display())))?;
+    Ok(conn)
+}
+
+/// The schema migrations from `migrations/*.sql`.
+pub(crate) fn migrations() -> Migrations<'static> {
+    Migrations::new(MIGRATIONS.iter().map(|(_, sql)| M::up(sql)).collect())
+}
+
+/// Read-only connections shared by request handlers; each is used by one thread at a time.
+pub(crate) struct ReadPool {
+    conns: Vec<Mutex<Connection>>,
+    next: AtomicUsize,
+}
+
+impl ReadPool {
+    pub(crate) fn open(path: &Path, size: usize) -> Result<Self> {
+        let mut conns = Vec::with_capacity(size);
+        for _ in 0..size.max(1) {
+            let conn = Connection::open_with_flags(
+                path,
+                OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX | OpenFlags::SQLITE_OPEN_URI,
+            )?;
+            conn.busy_timeout(Duration::from_secs(5))?;
+            conn.pragma_update(None, "cache_size", -16_000)?;
+            conn.set_prepared_statement_cache_capacity(64);
+            conns.push(Mutex::new(conn));
+        }
+        Ok(Self { conns, next: AtomicUsize::new(0) })
+    }
+
+    /// Runs `f` on a free connection (or waits for the next one in turn).
+    pub(crate) fn with<R>(&self, f: impl FnOnce(&Connection) -> Result<R>) -> Result<R> {
+        let n = self.conns.len();
+        let start = self.next.fetch_add(1, Ordering::Relaxed);
+        for i in 0..n {
+            if let Ok(conn) = self.conns[(start + i) % n].try_lock() {
+                return f(&conn);
+            }
+        }
+        let conn = self.conns[start % n].lock().unwrap_or_else(|p| p.into_inner());
+        f(&conn)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn migrations_are_valid_and_apply_to_an_empty_database() {
+        super::migrations().validate().unwrap();
+        let mut conn = rusqlite::Connection::open_in_memory().unwrap();
+        super::migrations().to_latest(&mut conn).unwrap();
+        let n: i64 = conn.query_row("SELECT count(*) FROM sqlite_master WHERE type='table'", [], |r| r.get(0)).unwrap();
+        assert!(n >= 10);
+    }
+}

@@ -1,0 +1,372 @@
+//! Automerge documents: how ids map to documents, the deterministic genesis every replica shares,
+//! deterministic schema migrations and record creation, and small field readers.
+//!
+//! Layout of every document: `{ collection: str, schema: uint, records: { <record id>: { ... } } }`.
+//! Granularity (see docs/ARCHITECTURE.md): shop-wide collections are split into 64 shards by a hash
+//! of the record id; branch collections carry the branch id in the document id, so a replica of one
+//! branch never needs another branch's documents; orders are bucketed by month so old documents go
+//! cold instead of growing forever.
+
+use automerge::{
+    ActorId, Automerge, Change, ObjId, ObjType, ROOT, ReadDoc, ScalarValue, Value,
+    transaction::{CommitOptions, Transactable, Transaction},
+};
+use sha2::{Digest, Sha256};
+
+use crate::error::{CoreError, Result};
+
+/// Number of shards of the shop-wide sharded collections (products, customers) and of stock.
+pub const SHARDS: u8 = 64;
+
+/// The kind of records a document holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Collection {
+    /// The shop and its branches (one document per shop).
+    Org,
+    /// Staff accounts (one document per shop).
+    Staff,
+    /// The catalog (64 shards).
+    Products,
+    /// Customers (64 shards).
+    Customers,
+    /// Stock counters of one branch (64 shards).
+    Stock,
+    /// Orders of one branch (one document per month).
+    Orders,
+}
+
+impl Collection {
+    /// Every collection.
+    pub const ALL: [Collection; 6] = [Self::Org, Self::Staff, Self::Products, Self::Customers, Self::Stock, Self::Orders];
+
+    /// The name used in document ids.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Org => "org",
+            Self::Staff => "staff",
+            Self::Products => "products",
+            Self::Customers => "customers",
+            Self::Stock => "stock",
+            Self::Orders => "orders",
+        }
+    }
+
+    /// Parses the name.
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|c| c.as_str() == s)
+    }
+
+    /// Whether the documents of this collection belong to one branch.
+    pub fn branch_scoped(self) -> bool {
+        matches!(self, Self::Stock | Self::Orders)
+    }
+}
+
+/// A document id: `{shop}/{collection}/{part}` or `{shop}/{collection}/{branch}/{part}`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct DocId(String);
+
+/// The parts of a document id.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DocScope {
+    /// The shop.
+    pub shop_id: String,
+    /// The collection.
+    pub collection: Collection,
+    /// The branch, for branch-scoped collections.
+    pub branch_id: Option<String>,
+}
+
+fn shard_of(record_id: &str) -> String {
+    let h = Sha256::digest(record_id.as_bytes());
+    format!("{:02x}", h[0] % SHARDS)
+}
+
+impl DocId {
+    /// The shop's org document.
+    pub fn org(shop: &str) -> Self {
+        Self(format!("{shop}/org/0"))
+    }
+    /// The shop's staff document.
+    pub fn staff(shop: &str) -> Self {
+        Self(format!("{shop}/staff/0"))
+    }
+    /// The catalog shard holding `product_id`.
+    pub fn products(shop: &str, product_id: &str) -> Self {
+        Self(format!("{shop}/products/{}", shard_of(product_id)))
+    }
+    /// The customer shard holding `customer_id`.
+    pub fn customers(shop: &str, customer_id: &str) -> Self {
+        Self(format!("{shop}/customers/{}", shard_of(customer_id)))
+    }
+    /// The stock shard of `branch` holding `product_id`.
+    pub fn stock(shop: &str, branch: &str, product_id: &str) -> Self {
+        Self(format!("{shop}/stock/{branch}/{}", shard_of(product_id)))
+    }
+    /// The orders of `branch` created in the month `yyyymm`.
+    pub fn orders(shop: &str, branch: &str, yyyymm: &str) -> Self {
+        Self(format!("{shop}/orders/{branch}/{yyyymm}"))
+    }
+    /// Parses and checks an id received from elsewhere.
+    pub fn parse(s: &str) -> Result<Self> {
+        let id = Self(s.to_string());
+        id.scope()?;
+        Ok(id)
+    }
+    /// The id as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+    /// What the id says about the document.
+    pub fn scope(&self) -> Result<DocScope> {
+        let bad = || CoreError::Storage(format!("malformed document id '{}'", self.0));
+        let parts: Vec<&str> = self.0.split('/').collect();
+        let collection = parts.get(1).and_then(|c| Collection::parse(c)).ok_or_else(bad)?;
+        let expect = if collection.branch_scoped() { 4 } else { 3 };
+        if parts.len() != expect || parts.iter().any(|p| p.is_empty()) {
+            return Err(bad());
+        }
+        Ok(DocScope {
+            shop_id: parts[0].to_string(),
+            collection,
+            branch_id: collection.branch_scoped().then(|| parts[2].to_string()),
+        })
+    }
+}
+
+impl std::fmt::Display for DocId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+const GENESIS_ACTOR: &[u8; 16] = b"dashoffice-gen-1";
+
+fn fixed_time() -> CommitOptions {
+    CommitOptions::default().with_time(0)
+}
+
+/// The first change of every document of `collection`: identical bytes on every replica, so two
+/// replicas that create the same document offline share its root objects instead of fighting
+/// over them.
+pub fn genesis(collection: Collection) -> Automerge {
+    let mut doc = Automerge::new().with_actor(ActorId::from(GENESIS_ACTOR.as_slice()));
+    let mut tx = doc.transaction();
+    // Proven invariant: puts on the root of a fresh document cannot fail.
+    let _ = tx.put(ROOT, "collection", collection.as_str());
+    let _ = tx.put(ROOT, "schema", 1u64);
+    let _ = tx.put_object(ROOT, "records", ObjType::Map);
+    tx.commit_with(fixed_time());
+    doc
+}
+
+/// The `records` map of a document.
+pub fn records_obj<D: ReadDoc + ?Sized>(doc: &D) -> Result<ObjId> {
+    match doc.get(ROOT, "records")? {
+        Some((Value::Object(ObjType::Map), id)) => Ok(id),
+        _ => Err(CoreError::Storage("document has no records map".into())),
+    }
+}
+
+/// The schema version a document is at.
+pub fn schema_version<D: ReadDoc + ?Sized>(doc: &D) -> u64 {
+    match doc.get(ROOT, "schema") {
+        Ok(Some((Value::Scalar(s), _))) => s.as_u64().unwrap_or(1),
+        _ => 1,
+    }
+}
+
+/// A deterministic document schema migration: it may only add structure next to `records` (new
+/// containers, defaults), because it is made on top of the genesis state so that every replica
+/// produces the very same change. Record-level upgrades are done when reading (missing fields take
+/// their defaults), never by rewriting records.
+#[derive(Clone, Copy)]
+pub struct DocMigration {
+    /// The version the document is at afterwards.
+    pub to: u64,
+    /// The operations; `records` is the records map.
+    pub apply: fn(&mut Transaction<'_>, Collection, &ObjId) -> Result<()>,
+}
+
+/// The migrations of this build, in order. Version 1 is the genesis; none is needed yet.
+pub const DOC_MIGRATIONS: &[DocMigration] = &[];
+
+fn migration_actor(to: u64) -> ActorId {
+    let mut a = *b"dashoffice-mig-\0";
+    a[15] = u8::try_from(to).unwrap_or(u8::MAX);
+    ActorId::from(a.as_slice())
+}
+
+/// Brings `doc` up to the last of `migrations`, each as a deterministic change (fixed actor, time 0,
+/// based on the genesis plus the previous migrations). Returns whether anything was applied.
+pub fn migrate(doc: &mut Automerge, collection: Collection, migrations: &[DocMigration]) -> Result<bool> {
+    let current = schema_version(doc);
+    let mut base = genesis(collection);
+    let mut changed = false;
+    for m in migrations {
+        base.set_actor(migration_actor(m.to));
+        let records = records_obj(&base)?;
+        let mut tx = base.transaction();
+        (m.apply)(&mut tx, collection, &records)?;
+        tx.put(ROOT, "schema", m.to)?;
+        tx.commit_with(fixed_time());
+        if m.to > current {
+            let change = base.get_last_local_change().ok_or_else(|| CoreError::Storage("migration made no change".into()))?;
+            doc.apply_changes([change])?;
+            changed = true;
+        }
+    }
+    Ok(changed)
+}
+
+/// Makes sure record `id` exists, creating it with a deterministic change (actor derived from the
+/// record id, time 0, on top of the genesis) so that replicas creating the same record offline —
+/// the stock counter of one product in one branch — produce one object, not two that hide each
+/// other's increments.
+pub fn ensure_record(
+    doc: &mut Automerge,
+    collection: Collection,
+    id: &str,
+    init: impl FnOnce(&mut Transaction<'_>, &ObjId) -> Result<()>,
+) -> Result<ObjId> {
+    let records = records_obj(doc)?;
+    if let Some((Value::Object(ObjType::Map), obj)) = doc.get(&records, id)? {
+        return Ok(obj);
+    }
+    let mut base = genesis(collection);
+    let h = Sha256::digest(format!("record:{}:{id}", collection.as_str()).as_bytes());
+    base.set_actor(ActorId::from(&h[..16]));
+    let brecords = records_obj(&base)?;
+    let mut tx = base.transaction();
+    let obj = tx.put_object(&brecords, id, ObjType::Map)?;
+    init(&mut tx, &obj)?;
+    tx.commit_with(fixed_time());
+    let change = base.get_last_local_change().ok_or_else(|| CoreError::Storage("record init made no change".into()))?;
+    doc.apply_changes([change])?;
+    match doc.get(&records, id)? {
+        Some((Value::Object(ObjType::Map), obj)) => Ok(obj),
+        _ => Err(CoreError::Storage(format!("record '{id}' missing after init"))),
+    }
+}
+
+/// The map object of record `id`, if present.
+pub fn record<D: ReadDoc + ?Sized>(doc: &D, id: &str) -> Result<Option<ObjId>> {
+    let records = records_obj(doc)?;
+    Ok(match doc.get(&records, id)? {
+        Some((Value::Object(ObjType::Map), obj)) => Some(obj),
+        _ => None,
+    })
+}
+
+/// Ids of every record in the document.
+pub fn record_ids<D: ReadDoc + ?Sized>(doc: &D) -> Result<Vec<String>> {
+    let records = records_obj(doc)?;
+    Ok(doc.keys(&records).collect())
+}
+
+fn scalar<D: ReadDoc + ?Sized>(doc: &D, obj: &ObjId, key: &str) -> Option<ScalarValue> {
+    match doc.get(obj, key) {
+        Ok(Some((Value::Scalar(s), _))) => Some(s.into_owned()),
+        _ => None,
+    }
+}
+
+/// A string field ("" when absent).
+pub fn get_str<D: ReadDoc + ?Sized>(doc: &D, obj: &ObjId, key: &str) -> String {
+    scalar(doc, obj, key).and_then(|s| s.as_str().map(str::to_string)).unwrap_or_default()
+}
+
+/// An optional string field (absent, null or "" give None).
+pub fn get_opt_str<D: ReadDoc + ?Sized>(doc: &D, obj: &ObjId, key: &str) -> Option<String> {
+    Some(get_str(doc, obj, key)).filter(|s| !s.is_empty())
+}
+
+/// An integer or counter field (0 when absent).
+pub fn get_i64<D: ReadDoc + ?Sized>(doc: &D, obj: &ObjId, key: &str) -> i64 {
+    scalar(doc, obj, key).and_then(|s| s.as_i64()).unwrap_or(0)
+}
+
+/// A boolean field.
+pub fn get_bool<D: ReadDoc + ?Sized>(doc: &D, obj: &ObjId, key: &str, default: bool) -> bool {
+    scalar(doc, obj, key).and_then(|s| s.as_bool()).unwrap_or(default)
+}
+
+/// A nested object.
+pub fn get_obj<D: ReadDoc + ?Sized>(doc: &D, obj: &ObjId, key: &str) -> Option<ObjId> {
+    match doc.get(obj, key) {
+        Ok(Some((Value::Object(_), id))) => Some(id),
+        _ => None,
+    }
+}
+
+/// The keys of a map used as a set (tags), sorted.
+pub fn get_set<D: ReadDoc + ?Sized>(doc: &D, obj: &ObjId, key: &str) -> Vec<String> {
+    let mut v: Vec<String> = get_obj(doc, obj, key).map(|o| doc.keys(&o).collect()).unwrap_or_default();
+    v.sort();
+    v
+}
+
+/// Replaces a set field with `values`: removes what is gone, adds what is new, so concurrent
+/// additions on other replicas survive.
+pub fn set_set(tx: &mut Transaction<'_>, obj: &ObjId, key: &str, values: &[String]) -> Result<()> {
+    let set = match tx.get(obj, key)? {
+        Some((Value::Object(ObjType::Map), id)) => id,
+        _ => tx.put_object(obj, key, ObjType::Map)?,
+    };
+    let existing: Vec<String> = tx.keys(&set).collect();
+    for k in existing.iter().filter(|k| !values.contains(k)) {
+        tx.delete(&set, k.as_str())?;
+    }
+    for v in values.iter().filter(|v| !existing.contains(v)) {
+        tx.put(&set, v.as_str(), true)?;
+    }
+    Ok(())
+}
+
+/// Loads a document's snapshot and later changes from the store; None if it was never stored.
+pub(crate) fn load(conn: &rusqlite::Connection, id: &DocId, collection: Collection) -> Result<Option<Automerge>> {
+    let snapshot: Option<Option<Vec<u8>>> = conn
+        .prepare_cached("SELECT snapshot FROM documents WHERE doc_id = ?1")?
+        .query_row([id.as_str()], |r| r.get(0))
+        .map(Some)
+        .or_else(|e| if e == rusqlite::Error::QueryReturnedNoRows { Ok(None) } else { Err(e) })?;
+    let Some(snapshot) = snapshot else { return Ok(None) };
+    let mut doc = match snapshot {
+        Some(bytes) => Automerge::load(&bytes)?,
+        None => genesis(collection),
+    };
+    let mut stmt = conn.prepare_cached("SELECT bytes FROM doc_changes WHERE doc_id = ?1 ORDER BY seq")?;
+    let changes = stmt
+        .query_map([id.as_str()], |r| r.get::<_, Vec<u8>>(0))?
+        .map(|b| {
+            let b = b?;
+            Change::from_bytes(b).map_err(|e| CoreError::Storage(format!("corrupt change in {id}: {e}")))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    doc.apply_changes(changes)?;
+    Ok(Some(doc))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn genesis_is_identical_everywhere() {
+        let a = genesis(Collection::Products);
+        let b = genesis(Collection::Products);
+        assert_eq!(a.get_heads(), b.get_heads());
+        assert_ne!(a.get_heads(), genesis(Collection::Orders).get_heads());
+    }
+
+    #[test]
+    fn doc_ids_parse() {
+        let id = DocId::stock("s1", "b1", "p1");
+        let scope = id.scope().unwrap();
+        assert_eq!(scope.collection, Collection::Stock);
+        assert_eq!(scope.branch_id.as_deref(), Some("b1"));
+        assert!(DocId::parse("s1/orders/x").is_err());
+        assert!(DocId::parse("s1/nope/0").is_err());
+        assert!(DocId::parse("s1/products/0a").is_ok());
+    }
+}

@@ -1,0 +1,43 @@
+//! The entities: for each, its writes (document changes with their rules), its projection into
+//! SQL, and its reads. Writes take a [`Caller`](crate::Caller) and check the role's permissions.
+
+pub mod customers;
+pub mod orders;
+pub mod org;
+pub mod products;
+pub mod staff;
+pub mod stock;
+
+use automerge::{ObjId, transaction::{Transactable, Transaction}};
+use rusqlite::Connection;
+
+use crate::error::Result;
+
+pub(crate) fn new_id() -> String {
+    uuid::Uuid::now_v7().to_string()
+}
+
+pub(crate) fn put_str(tx: &mut Transaction<'_>, obj: &ObjId, key: &str, v: &str) -> Result<()> {
+    tx.put(obj, key, v)?;
+    Ok(())
+}
+
+pub(crate) fn tags_json(tags: &[String]) -> String {
+    serde_json::to_string(tags).unwrap_or_else(|_| "[]".into())
+}
+
+pub fn tags_from_json(s: &str) -> Vec<String> {
+    serde_json::from_str(s).unwrap_or_default()
+}
+
+/// The replica's local settings (its shop and home branch).
+pub fn setting(conn: &Connection, key: &str) -> Result<Option<String>> {
+    use rusqlite::OptionalExtension;
+    Ok(conn.prepare_cached("SELECT value FROM settings WHERE key = ?1")?.query_row([key], |r| r.get(0)).optional()?)
+}
+
+pub(crate) fn set_setting(conn: &Connection, key: &str, value: &str) -> Result<()> {
+    conn.prepare_cached("INSERT INTO settings(key, value) VALUES (?1, ?2) ON CONFLICT(key) DO UPDATE SET value = excluded.value")?
+        .execute([key, value])?;
+    Ok(())
+}

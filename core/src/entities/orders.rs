@@ -1,0 +1,495 @@
+//! Orders: one document per branch per month. Lines keep a snapshot of SKU, name, price and tax
+//! rate; totals are computed exactly from them. Every status change appends a transition; the
+//! status shown is derived from all transitions by the merge rule in `dashoffice_domain::order`.
+//! Numbers are `{branch code}-{device code}-{sequence}`: unique without coordination, never reused
+//! (the sequence is bumped in the same transaction as the order).
+
+use automerge::{Automerge, ObjId, ObjType, ReadDoc, transaction::{Transactable, Transaction}};
+use dashoffice_domain::{
+    Currency, FieldError, FieldErrors, OrderStatus, Permission, Transition,
+    api::{CreateOrder, ListParams, OrderLineInput, OrderLineView, OrderView, Page, TransitionOrder, UpdateOrder},
+    compute_line, compute_totals, effective_status, legal_transition, parse_decimal,
+};
+use rusqlite::{Connection, OptionalExtension, params, types::Value};
+use rust_decimal::{Decimal, prelude::ToPrimitive};
+
+use super::{customers, new_id, org, products, put_str, staff, stock};
+use crate::{
+    Caller,
+    doc::{self, DocId},
+    error::{CoreError, Result},
+    page::{ListQuery, SortKind},
+    writer::WriteCtx,
+};
+
+/// `YYYYMM` of a Unix-millisecond instant (UTC), for the monthly order documents.
+pub(crate) fn yyyymm(ms: i64) -> String {
+    // Civil-from-days (Howard Hinnant's algorithm).
+    let z = ms.div_euclid(86_400_000) + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!("{y:04}{m:02}")
+}
+
+struct Line {
+    product_id: String,
+    sku: String,
+    name: String,
+    quantity: i64,
+    unit_price: Decimal,
+    tax_rate: Decimal,
+}
+
+fn resolve_lines(conn: &Connection, caller: &Caller, lines: &[OrderLineInput]) -> Result<(Vec<Line>, String)> {
+    if lines.is_empty() {
+        return Err(FieldError::new("lines", "min_items", "an order needs at least one line").into());
+    }
+    if lines.len() > 200 {
+        return Err(FieldError::new("lines", "max_items", "at most 200 lines").into());
+    }
+    let mut e = FieldErrors::new();
+    let mut out = Vec::with_capacity(lines.len());
+    let mut currency: Option<String> = None;
+    for (i, l) in lines.iter().enumerate() {
+        let f = |k: &str| format!("lines[{i}].{k}");
+        if !(1..=1_000_000).contains(&l.quantity) {
+            e.push(FieldError::new(f("quantity"), "range", "between 1 and 1000000"));
+        }
+        let p = match products::get(conn, &caller.shop_id, &l.product_id) {
+            Ok(p) if !p.archived && p.active => p,
+            Ok(_) => {
+                e.push(FieldError::new(f("product_id"), "active", format!("product '{}' is not for sale", l.product_id)));
+                continue;
+            }
+            Err(_) => {
+                e.push(FieldError::new(f("product_id"), "exists", format!("unknown product '{}'", l.product_id)));
+                continue;
+            }
+        };
+        match &currency {
+            None => currency = Some(p.currency.clone()),
+            Some(c) if *c != p.currency => {
+                e.push(FieldError::new(f("product_id"), "currency", format!("priced in {} but the order is in {c}", p.currency)));
+            }
+            _ => {}
+        }
+        let unit_price = match &l.unit_price {
+            Some(text) => {
+                if !caller.role.can(Permission::EditCatalog) {
+                    e.push(FieldError::new(f("unit_price"), "forbidden", format!("a {} may not change prices", caller.role.as_str())));
+                }
+                match parse_decimal(&f("unit_price"), &text.0, 4) {
+                    Ok(d) if d >= Decimal::ZERO => Some(d),
+                    Ok(_) => {
+                        e.push(FieldError::new(f("unit_price"), "min", "must not be negative"));
+                        None
+                    }
+                    Err(err) => {
+                        e.push(err);
+                        None
+                    }
+                }
+            }
+            None => p.price.parse::<Decimal>().ok(),
+        };
+        out.push(Line {
+            product_id: p.id.clone(),
+            sku: p.sku.clone(),
+            name: p.name.clone(),
+            quantity: l.quantity,
+            unit_price: unit_price.unwrap_or_default(),
+            tax_rate: p.tax_rate.parse().unwrap_or_default(),
+        });
+    }
+    e.finish()?;
+    Ok((out, currency.unwrap_or_else(|| "USD".into())))
+}
+
+fn write_lines(tx: &mut Transaction<'_>, o: &ObjId, lines: &[Line]) -> Result<()> {
+    let list = tx.put_object(o, "lines", ObjType::List)?;
+    for (i, l) in lines.iter().enumerate() {
+        let m = tx.insert_object(&list, i, ObjType::Map)?;
+        put_str(tx, &m, "product_id", &l.product_id)?;
+        put_str(tx, &m, "sku", &l.sku)?;
+        put_str(tx, &m, "name", &l.name)?;
+        tx.put(&m, "quantity", l.quantity)?;
+        put_str(tx, &m, "unit_price", &l.unit_price.to_string())?;
+        put_str(tx, &m, "tax_rate", &l.tax_rate.to_string())?;
+    }
+    Ok(())
+}
+
+/// Creates a draft order.
+pub fn create(ctx: &mut WriteCtx<'_>, caller: &Caller, home_branch: Option<&str>, input: CreateOrder) -> Result<OrderView> {
+    caller.require(Permission::SellOrders)?;
+    let branch = input
+        .branch_id
+        .clone()
+        .or_else(|| caller.branch_id.clone())
+        .or_else(|| home_branch.map(str::to_string))
+        .ok_or_else(|| FieldError::new("branch_id", "required", "which branch sells"))?;
+    caller.check_branch(&branch)?;
+    let code = org::branch_code(ctx.conn(), &caller.shop_id, &branch).map_err(|_| CoreError::not_found_field("branch", &branch, "branch_id"))?;
+    customers::get(ctx.conn(), &caller.shop_id, &input.customer_id)
+        .map_err(|_| CoreError::not_found_field("customer", &input.customer_id, "customer_id"))?;
+    let seller = input.seller_id.clone().unwrap_or_else(|| caller.user_id.clone());
+    staff::get(ctx.conn(), &caller.shop_id, &seller).map_err(|_| CoreError::not_found_field("staff", &seller, "seller_id"))?;
+    if input.notes.chars().count() > 5000 {
+        return Err(FieldError::new("notes", "max_length", "at most 5000 characters").into());
+    }
+    let (lines, currency) = resolve_lines(ctx.conn(), caller, &input.lines)?;
+    let seq = ctx.next_seq(&format!("order:{branch}"))?;
+    let number = format!("{code}-{}-{seq:06}", ctx.device().code);
+    let id = new_id();
+    let now = ctx.now();
+    let doc_id = DocId::orders(&caller.shop_id, &branch, &yyyymm(now));
+    ctx.change(&doc_id, &[&id], |tx, recs| {
+        let o = tx.put_object(recs, id.as_str(), ObjType::Map)?;
+        put_str(tx, &o, "number", &number)?;
+        put_str(tx, &o, "branch_id", &branch)?;
+        put_str(tx, &o, "customer_id", &input.customer_id)?;
+        put_str(tx, &o, "seller_id", &seller)?;
+        put_str(tx, &o, "currency", &currency)?;
+        put_str(tx, &o, "notes", input.notes.trim())?;
+        write_lines(tx, &o, &lines)?;
+        tx.put_object(&o, "transitions", ObjType::List)?;
+        tx.put(&o, "archived", false)?;
+        tx.put(&o, "created_at", now)?;
+        tx.put(&o, "updated_at", now)?;
+        Ok(())
+    })?;
+    get(ctx.conn(), caller, &id)
+}
+
+fn locate(conn: &Connection, caller: &Caller, id: &str) -> Result<(DocId, String)> {
+    let found: Option<(String, String)> = conn
+        .prepare_cached("SELECT doc_id, branch_id FROM orders WHERE id = ?1 AND shop_id = ?2")?
+        .query_row([id, caller.shop_id.as_str()], |r| Ok((r.get(0)?, r.get(1)?)))
+        .optional()?;
+    let (doc_id, branch) = found.ok_or_else(|| CoreError::not_found("order", id))?;
+    caller.check_branch(&branch).map_err(|_| CoreError::not_found("order", id))?;
+    Ok((DocId::parse(&doc_id)?, branch))
+}
+
+fn read_transitions<D: ReadDoc>(d: &D, o: &ObjId) -> Vec<Transition> {
+    let Some(list) = doc::get_obj(d, o, "transitions") else { return Vec::new() };
+    let mut out: Vec<Transition> = (0..d.length(&list))
+        .filter_map(|i| match d.get(&list, i) {
+            Ok(Some((automerge::Value::Object(ObjType::Map), m))) => Some(m),
+            _ => None,
+        })
+        .filter_map(|m| {
+            Some(Transition {
+                from: OrderStatus::parse(&doc::get_str(d, &m, "from"))?,
+                to: OrderStatus::parse(&doc::get_str(d, &m, "to"))?,
+                by: doc::get_str(d, &m, "by"),
+                at: doc::get_i64(d, &m, "at"),
+                device: doc::get_str(d, &m, "device"),
+            })
+        })
+        .collect();
+    out.sort_by(|a, b| (a.at, a.from, a.to, &a.device).cmp(&(b.at, b.from, b.to, &b.device)));
+    out
+}
+
+/// Changes a draft's lines, or any order's notes or seller.
+pub fn update(ctx: &mut WriteCtx<'_>, caller: &Caller, id: &str, input: UpdateOrder) -> Result<OrderView> {
+    caller.require(Permission::SellOrders)?;
+    let (doc_id, _) = locate(ctx.conn(), caller, id)?;
+    let lines = input.lines.as_deref().map(|l| resolve_lines(ctx.conn(), caller, l)).transpose()?;
+    if let Some(s) = &input.seller_id {
+        staff::get(ctx.conn(), &caller.shop_id, s).map_err(|_| CoreError::not_found_field("staff", s, "seller_id"))?;
+    }
+    if input.notes.as_ref().is_some_and(|n| n.chars().count() > 5000) {
+        return Err(FieldError::new("notes", "max_length", "at most 5000 characters").into());
+    }
+    let now = ctx.now();
+    ctx.change(&doc_id, &[id], |tx, _| {
+        let o = doc::record(tx, id)?.ok_or_else(|| CoreError::not_found("order", id))?;
+        if let Some((lines, currency)) = &lines {
+            let (status, _) = effective_status(&read_transitions(tx, &o));
+            if status != OrderStatus::Draft {
+                return Err(CoreError::conflict("lines", "draft_only", format!("lines can change only while the order is a draft (it is {status})")));
+            }
+            write_lines(tx, &o, lines)?;
+            put_str(tx, &o, "currency", currency)?;
+        }
+        if let Some(n) = &input.notes {
+            put_str(tx, &o, "notes", n.trim())?;
+        }
+        if let Some(s) = &input.seller_id {
+            put_str(tx, &o, "seller_id", s)?;
+        }
+        tx.put(&o, "updated_at", now)?;
+        Ok(())
+    })?;
+    get(ctx.conn(), caller, id)
+}
+
+/// Moves an order one legal step.
+pub fn transition(ctx: &mut WriteCtx<'_>, caller: &Caller, id: &str, input: TransitionOrder) -> Result<OrderView> {
+    caller.require(Permission::SellOrders)?;
+    let (doc_id, _) = locate(ctx.conn(), caller, id)?;
+    let (now, device, user) = (ctx.now(), ctx.device().code.clone(), caller.user_id.clone());
+    ctx.change(&doc_id, &[id], |tx, _| {
+        let o = doc::record(tx, id)?.ok_or_else(|| CoreError::not_found("order", id))?;
+        let (from, _) = effective_status(&read_transitions(tx, &o));
+        if !legal_transition(from, input.to) {
+            let next: Vec<&str> = from.next().iter().map(|s| s.as_str()).collect();
+            return Err(CoreError::conflict(
+                "to",
+                "legal_transition",
+                format!(
+                    "an order that is {from} cannot become {}; allowed: {}",
+                    input.to,
+                    if next.is_empty() { "none".to_string() } else { next.join(", ") }
+                ),
+            ));
+        }
+        let list = match doc::get_obj(tx, &o, "transitions") {
+            Some(l) => l,
+            None => tx.put_object(&o, "transitions", ObjType::List)?,
+        };
+        let n = tx.length(&list);
+        let m = tx.insert_object(&list, n, ObjType::Map)?;
+        put_str(tx, &m, "from", from.as_str())?;
+        put_str(tx, &m, "to", input.to.as_str())?;
+        put_str(tx, &m, "by", &user)?;
+        put_str(tx, &m, "device", &device)?;
+        tx.put(&m, "at", now)?;
+        tx.put(&o, "updated_at", now)?;
+        Ok(())
+    })?;
+    get(ctx.conn(), caller, id)
+}
+
+/// Archives (hides) an order that holds no stock.
+pub fn archive(ctx: &mut WriteCtx<'_>, caller: &Caller, id: &str) -> Result<OrderView> {
+    caller.require(Permission::Archive)?;
+    let current = get(ctx.conn(), caller, id)?;
+    if current.status.commits_stock() {
+        return Err(CoreError::conflict("status", "archivable", format!("a {} order holds stock; cancel or refund it first", current.status)));
+    }
+    let (doc_id, _) = locate(ctx.conn(), caller, id)?;
+    let now = ctx.now();
+    ctx.change(&doc_id, &[id], |tx, _| {
+        let o = doc::record(tx, id)?.ok_or_else(|| CoreError::not_found("order", id))?;
+        tx.put(&o, "archived", true)?;
+        tx.put(&o, "updated_at", now)?;
+        Ok(())
+    })?;
+    get(ctx.conn(), caller, id)
+}
+
+pub(crate) fn project(conn: &Connection, doc_id: &DocId, d: &Automerge, id: &str) -> Result<()> {
+    let Some(o) = doc::record(d, id)? else { return Ok(()) };
+    let scope = doc_id.scope()?;
+    let branch = scope.branch_id.clone().unwrap_or_default();
+    let currency_code = doc::get_str(d, &o, "currency");
+    let currency = Currency::parse("currency", &currency_code).or_else(|_| Currency::parse("currency", "USD")).map_err(CoreError::from)?;
+    let mut lines = Vec::new();
+    if let Some(list) = doc::get_obj(d, &o, "lines") {
+        for i in 0..d.length(&list) {
+            if let Ok(Some((automerge::Value::Object(ObjType::Map), m))) = d.get(&list, i) {
+                let qty = doc::get_i64(d, &m, "quantity");
+                let price: Decimal = doc::get_str(d, &m, "unit_price").parse().unwrap_or_default();
+                let rate: Decimal = doc::get_str(d, &m, "tax_rate").parse().unwrap_or_default();
+                lines.push((doc::get_str(d, &m, "product_id"), doc::get_str(d, &m, "sku"), doc::get_str(d, &m, "name"), qty, price, rate));
+            }
+        }
+    }
+    let amounts: Vec<_> = lines.iter().map(|(_, _, _, q, p, r)| compute_line(*q, *p, *r, currency)).collect();
+    let totals = compute_totals(&amounts);
+    let transitions = read_transitions(d, &o);
+    let (status, conflict) = effective_status(&transitions);
+    // Products whose committed stock may change: the old lines and the new ones.
+    let mut affected: Vec<String> = conn
+        .prepare_cached("SELECT product_id FROM order_lines WHERE order_id = ?1")?
+        .query_map([id], |r| r.get(0))?
+        .collect::<rusqlite::Result<Vec<String>>>()?;
+    conn.prepare_cached(
+        "INSERT OR REPLACE INTO orders(id, shop_id, branch_id, doc_id, number, customer_id, seller_id, status, conflict, currency,
+                                       subtotal, tax_total, total, total_num, notes, archived, created_at, updated_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)",
+    )?
+    .execute(params![
+        id,
+        scope.shop_id,
+        branch,
+        doc_id.as_str(),
+        doc::get_str(d, &o, "number"),
+        doc::get_str(d, &o, "customer_id"),
+        doc::get_str(d, &o, "seller_id"),
+        status.as_str(),
+        conflict,
+        currency_code,
+        totals.subtotal.to_string(),
+        totals.tax.to_string(),
+        totals.total.to_string(),
+        totals.total.to_f64().unwrap_or(0.0),
+        doc::get_str(d, &o, "notes"),
+        doc::get_bool(d, &o, "archived", false),
+        doc::get_i64(d, &o, "created_at"),
+        doc::get_i64(d, &o, "updated_at"),
+    ])?;
+    conn.prepare_cached("DELETE FROM order_lines WHERE order_id = ?1")?.execute([id])?;
+    let mut ins = conn.prepare_cached(
+        "INSERT INTO order_lines(order_id, idx, product_id, sku, name, quantity, unit_price, tax_rate, subtotal, tax, total)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+    )?;
+    for (i, ((pid, sku, name, q, p, r), a)) in lines.iter().zip(&amounts).enumerate() {
+        ins.execute(params![id, i as i64, pid, sku, name, q, p.to_string(), r.to_string(), a.subtotal.to_string(), a.tax.to_string(), a.total.to_string()])?;
+        affected.push(pid.clone());
+    }
+    conn.prepare_cached("DELETE FROM order_transitions WHERE order_id = ?1")?.execute([id])?;
+    let mut ins = conn.prepare_cached(
+        "INSERT INTO order_transitions(order_id, idx, from_status, to_status, by_user, at, device) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+    )?;
+    for (i, t) in transitions.iter().enumerate() {
+        ins.execute(params![id, i as i64, t.from.as_str(), t.to.as_str(), t.by, t.at, t.device])?;
+    }
+    affected.sort();
+    affected.dedup();
+    for p in affected {
+        stock::recompute_committed(conn, &scope.shop_id, &branch, &p)?;
+    }
+    Ok(())
+}
+
+const COLS: &str = "t.id, t.number, t.branch_id, t.customer_id, t.seller_id, t.status, t.conflict, t.currency,
+    t.subtotal, t.tax_total, t.total, t.notes, t.archived, t.created_at, t.updated_at";
+
+fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<OrderView> {
+    let status: String = r.get(5)?;
+    Ok(OrderView {
+        id: r.get(0)?,
+        number: r.get(1)?,
+        branch_id: r.get(2)?,
+        customer_id: r.get(3)?,
+        seller_id: r.get(4)?,
+        status: OrderStatus::parse(&status).unwrap_or(OrderStatus::Draft),
+        conflict: r.get(6)?,
+        currency: r.get(7)?,
+        subtotal: r.get(8)?,
+        tax_total: r.get(9)?,
+        total: r.get(10)?,
+        notes: r.get(11)?,
+        archived: r.get(12)?,
+        created_at: r.get(13)?,
+        updated_at: r.get(14)?,
+        lines: Vec::new(),
+        transitions: Vec::new(),
+    })
+}
+
+fn fill(conn: &Connection, o: &mut OrderView) -> Result<()> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT product_id, sku, name, quantity, unit_price, tax_rate, subtotal, tax, total FROM order_lines WHERE order_id = ?1 ORDER BY idx",
+    )?;
+    o.lines = stmt
+        .query_map([&o.id], |r| {
+            Ok(OrderLineView {
+                product_id: r.get(0)?,
+                sku: r.get(1)?,
+                name: r.get(2)?,
+                quantity: r.get(3)?,
+                unit_price: r.get(4)?,
+                tax_rate: r.get(5)?,
+                subtotal: r.get(6)?,
+                tax: r.get(7)?,
+                total: r.get(8)?,
+            })
+        })?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    let mut stmt =
+        conn.prepare_cached("SELECT from_status, to_status, by_user, at, device FROM order_transitions WHERE order_id = ?1 ORDER BY idx")?;
+    o.transitions = stmt
+        .query_map([&o.id], |r| {
+            let (f, t): (String, String) = (r.get(0)?, r.get(1)?);
+            Ok(Transition {
+                from: OrderStatus::parse(&f).unwrap_or(OrderStatus::Draft),
+                to: OrderStatus::parse(&t).unwrap_or(OrderStatus::Draft),
+                by: r.get(2)?,
+                at: r.get(3)?,
+                device: r.get(4)?,
+            })
+        })?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    Ok(())
+}
+
+/// One order with its lines and transitions.
+pub fn get(conn: &Connection, caller: &Caller, id: &str) -> Result<OrderView> {
+    let mut o = conn
+        .prepare_cached(&format!("SELECT {COLS} FROM orders t WHERE t.id = ?1 AND t.shop_id = ?2"))?
+        .query_row([id, caller.shop_id.as_str()], row)
+        .optional()?
+        .ok_or_else(|| CoreError::not_found("order", id))?;
+    caller.check_branch(&o.branch_id).map_err(|_| CoreError::not_found("order", id))?;
+    fill(conn, &mut o)?;
+    Ok(o)
+}
+
+/// Lists orders with their lines: filters `status`, `branch_id`, `customer_id` (including
+/// customers merged into it), `q` (number).
+pub fn list(conn: &Connection, caller: &Caller, p: &ListParams) -> Result<Page<OrderView>> {
+    let mut q = ListQuery::new(
+        &format!("SELECT {COLS} FROM orders t"),
+        p.sort.as_deref(),
+        &[("created_at", "t.created_at", SortKind::Int), ("updated_at", "t.updated_at", SortKind::Int), ("total", "t.total_num", SortKind::Real), ("number", "t.number", SortKind::Text)],
+        "-created_at",
+        p.limit,
+        p.cursor.as_deref(),
+    )?;
+    q.filter("t.shop_id = ?", [Value::Text(caller.shop_id.clone())]);
+    if let Some(b) = caller.branch_limit() {
+        q.filter("t.branch_id = ?", [Value::Text(b.to_string())]);
+    }
+    if let Some(b) = p.branch_id.as_deref() {
+        q.filter("t.branch_id = ?", [Value::Text(b.to_string())]);
+    }
+    if !p.archived.unwrap_or(false) {
+        q.filter("t.archived = 0", []);
+    }
+    if let Some(s) = p.status.as_deref() {
+        let st = OrderStatus::parse(s).ok_or_else(|| FieldError::new("status", "one_of", "draft, confirmed, paid, fulfilled, delivered, cancelled or refunded"))?;
+        q.filter("t.status = ?", [Value::Text(st.as_str().to_string())]);
+    }
+    if let Some(c) = p.customer_id.as_deref() {
+        let ids = customers::identity_ids(conn, c)?;
+        let marks = vec!["?"; ids.len()].join(", ");
+        q.filter(&format!("t.customer_id IN ({marks})"), ids.into_iter().map(Value::Text));
+    }
+    if let Some(s) = p.q.as_deref().filter(|s| !s.is_empty()) {
+        q.filter("t.number LIKE ?", [Value::Text(format!("%{s}%"))]);
+    }
+    let sort = p.sort.clone().unwrap_or_else(|| "-created_at".into());
+    let mut page = q.run(conn, row, |o| {
+        let v = match sort.trim_start_matches('-') {
+            "updated_at" => Value::Integer(o.updated_at),
+            "total" => Value::Real(o.total.parse::<Decimal>().ok().and_then(|d| d.to_f64()).unwrap_or(0.0)),
+            "number" => Value::Text(o.number.clone()),
+            _ => Value::Integer(o.created_at),
+        };
+        (v, o.id.clone())
+    })?;
+    for o in &mut page.items {
+        fill(conn, o)?;
+    }
+    Ok(page)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn months() {
+        assert_eq!(super::yyyymm(0), "197001");
+        assert_eq!(super::yyyymm(1_798_761_600_000), "202701"); // 2027-01-01T00:00Z
+        assert_eq!(super::yyyymm(1_709_251_199_000), "202402"); // 2024-02-29T23:59:59Z
+    }
+}

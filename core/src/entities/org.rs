@@ -1,0 +1,232 @@
+//! The shop and its branches: one `org` document per shop.
+
+use automerge::{Automerge, transaction::Transactable};
+use dashoffice_domain::{
+    Currency, FieldErrors, Permission,
+    api::{BranchView, CreateBranch, ShopView, UpdateBranch, UpdateShop},
+    validate_branch_code, validate_name,
+};
+use rusqlite::{Connection, OptionalExtension, params};
+
+use super::{new_id, put_str};
+use crate::{
+    Caller,
+    doc::{self, DocId},
+    error::{CoreError, Result},
+    writer::WriteCtx,
+};
+
+fn check_region(r: &str) -> Result<String> {
+    let r = r.trim().to_uppercase();
+    if r.len() == 2 && r.bytes().all(|b| b.is_ascii_uppercase()) {
+        Ok(r)
+    } else {
+        Err(dashoffice_domain::FieldError::new("phone_region", "iso3166", "a two-letter country code such as MX").into())
+    }
+}
+
+fn check_tz(t: &str) -> Result<String> {
+    let t = t.trim();
+    if !t.is_empty() && t.len() <= 64 && t.bytes().all(|b| b.is_ascii_alphanumeric() || b"/_+-".contains(&b)) {
+        Ok(t.to_string())
+    } else {
+        Err(dashoffice_domain::FieldError::new("timezone", "iana", "an IANA time zone such as America/Mexico_City").into())
+    }
+}
+
+/// Creates a shop (bootstrap only: no caller yet).
+pub fn create_shop(ctx: &mut WriteCtx<'_>, name: &str, currency: &str, phone_region: &str, timezone: &str) -> Result<String> {
+    let mut errs = FieldErrors::new();
+    let name = errs.check(validate_name("name", name));
+    let currency = errs.check(Currency::parse("currency", currency));
+    errs.finish()?;
+    let (name, currency) = (name.unwrap_or_default(), currency.map(|c| c.code()).unwrap_or("USD"));
+    let region = check_region(phone_region)?;
+    let tz = check_tz(timezone)?;
+    let id = new_id();
+    let now = ctx.now();
+    ctx.change(&DocId::org(&id), &[&id], |tx, recs| {
+        let o = tx.put_object(recs, id.as_str(), automerge::ObjType::Map)?;
+        put_str(tx, &o, "type", "shop")?;
+        put_str(tx, &o, "name", &name)?;
+        put_str(tx, &o, "currency", currency)?;
+        put_str(tx, &o, "phone_region", &region)?;
+        put_str(tx, &o, "timezone", &tz)?;
+        tx.put(&o, "created_at", now)?;
+        tx.put(&o, "updated_at", now)?;
+        Ok(())
+    })?;
+    Ok(id)
+}
+
+/// Changes the shop's settings.
+pub fn update_shop(ctx: &mut WriteCtx<'_>, caller: &Caller, input: UpdateShop) -> Result<ShopView> {
+    caller.require(Permission::ManageShop)?;
+    let mut errs = FieldErrors::new();
+    let name = input.name.as_deref().and_then(|n| errs.check(validate_name("name", n)));
+    let currency = input.currency.as_deref().and_then(|c| errs.check(Currency::parse("currency", c)));
+    errs.finish()?;
+    let region = input.phone_region.as_deref().map(check_region).transpose()?;
+    let tz = input.timezone.as_deref().map(check_tz).transpose()?;
+    let shop = caller.shop_id.clone();
+    let now = ctx.now();
+    ctx.change(&DocId::org(&shop), &[&shop], |tx, _| {
+        let o = doc::record(tx, &shop)?.ok_or_else(|| CoreError::not_found("shop", &shop))?;
+        if let Some(n) = &name {
+            put_str(tx, &o, "name", n)?;
+        }
+        if let Some(c) = currency {
+            put_str(tx, &o, "currency", c.code())?;
+        }
+        if let Some(r) = &region {
+            put_str(tx, &o, "phone_region", r)?;
+        }
+        if let Some(t) = &tz {
+            put_str(tx, &o, "timezone", t)?;
+        }
+        tx.put(&o, "updated_at", now)?;
+        Ok(())
+    })?;
+    get_shop(ctx.conn(), &shop)
+}
+
+/// Creates a branch. `caller` None is the bootstrap.
+pub fn create_branch(ctx: &mut WriteCtx<'_>, caller: Option<&Caller>, shop: &str, input: CreateBranch) -> Result<BranchView> {
+    if let Some(c) = caller {
+        c.require(Permission::ManageBranches)?;
+    }
+    let mut errs = FieldErrors::new();
+    let code = errs.check(validate_branch_code("code", &input.code));
+    let name = errs.check(validate_name("name", &input.name));
+    errs.finish()?;
+    let (code, name) = (code.unwrap_or_default(), name.unwrap_or_default());
+    let taken: Option<String> = ctx
+        .conn()
+        .query_row("SELECT id FROM branches WHERE shop_id = ?1 AND code = ?2", params![shop, code], |r| r.get(0))
+        .optional()?;
+    if taken.is_some() {
+        return Err(CoreError::conflict("code", "unique", format!("branch code '{code}' is already used")));
+    }
+    let id = new_id();
+    let now = ctx.now();
+    ctx.change(&DocId::org(shop), &[&id], |tx, recs| {
+        let o = tx.put_object(recs, id.as_str(), automerge::ObjType::Map)?;
+        put_str(tx, &o, "type", "branch")?;
+        put_str(tx, &o, "code", &code)?;
+        put_str(tx, &o, "name", &name)?;
+        tx.put(&o, "archived", false)?;
+        tx.put(&o, "created_at", now)?;
+        tx.put(&o, "updated_at", now)?;
+        Ok(())
+    })?;
+    get_branch(ctx.conn(), shop, &id)
+}
+
+/// Renames a branch.
+pub fn update_branch(ctx: &mut WriteCtx<'_>, caller: &Caller, id: &str, input: UpdateBranch) -> Result<BranchView> {
+    caller.require(Permission::ManageBranches)?;
+    let name = input.name.as_deref().map(|n| validate_name("name", n)).transpose()?;
+    get_branch(ctx.conn(), &caller.shop_id, id)?;
+    let now = ctx.now();
+    ctx.change(&DocId::org(&caller.shop_id), &[id], |tx, _| {
+        let o = doc::record(tx, id)?.ok_or_else(|| CoreError::not_found("branch", id))?;
+        if let Some(n) = &name {
+            put_str(tx, &o, "name", n)?;
+        }
+        tx.put(&o, "updated_at", now)?;
+        Ok(())
+    })?;
+    get_branch(ctx.conn(), &caller.shop_id, id)
+}
+
+/// Archives a branch.
+pub fn archive_branch(ctx: &mut WriteCtx<'_>, caller: &Caller, id: &str) -> Result<BranchView> {
+    caller.require(Permission::ManageBranches)?;
+    caller.require(Permission::Archive)?;
+    get_branch(ctx.conn(), &caller.shop_id, id)?;
+    let now = ctx.now();
+    ctx.change(&DocId::org(&caller.shop_id), &[id], |tx, _| {
+        let o = doc::record(tx, id)?.ok_or_else(|| CoreError::not_found("branch", id))?;
+        tx.put(&o, "archived", true)?;
+        tx.put(&o, "updated_at", now)?;
+        Ok(())
+    })?;
+    get_branch(ctx.conn(), &caller.shop_id, id)
+}
+
+/// Projects one record of the org document.
+pub(crate) fn project(conn: &Connection, doc_id: &DocId, d: &Automerge, id: &str) -> Result<()> {
+    let Some(o) = doc::record(d, id)? else { return Ok(()) };
+    let shop = doc_id.scope()?.shop_id;
+    match doc::get_str(d, &o, "type").as_str() {
+        "shop" => {
+            conn.prepare_cached(
+                "INSERT OR REPLACE INTO shops(id, doc_id, name, currency, phone_region, timezone, created_at, updated_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            )?
+            .execute(params![
+                id,
+                doc_id.as_str(),
+                doc::get_str(d, &o, "name"),
+                doc::get_str(d, &o, "currency"),
+                doc::get_str(d, &o, "phone_region"),
+                doc::get_str(d, &o, "timezone"),
+                doc::get_i64(d, &o, "created_at"),
+                doc::get_i64(d, &o, "updated_at"),
+            ])?;
+        }
+        "branch" => {
+            conn.prepare_cached(
+                "INSERT OR REPLACE INTO branches(id, shop_id, doc_id, code, name, archived, created_at, updated_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            )?
+            .execute(params![
+                id,
+                shop,
+                doc_id.as_str(),
+                doc::get_str(d, &o, "code"),
+                doc::get_str(d, &o, "name"),
+                doc::get_bool(d, &o, "archived", false),
+                doc::get_i64(d, &o, "created_at"),
+                doc::get_i64(d, &o, "updated_at"),
+            ])?;
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+/// The shop.
+pub fn get_shop(conn: &Connection, shop: &str) -> Result<ShopView> {
+    conn.prepare_cached("SELECT id, name, currency, phone_region, timezone FROM shops WHERE id = ?1")?
+        .query_row([shop], |r| {
+            Ok(ShopView { id: r.get(0)?, name: r.get(1)?, currency: r.get(2)?, phone_region: r.get(3)?, timezone: r.get(4)? })
+        })
+        .optional()?
+        .ok_or_else(|| CoreError::not_found("shop", shop))
+}
+
+fn branch_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<BranchView> {
+    Ok(BranchView { id: r.get(0)?, code: r.get(1)?, name: r.get(2)?, archived: r.get(3)? })
+}
+
+/// One branch.
+pub fn get_branch(conn: &Connection, shop: &str, id: &str) -> Result<BranchView> {
+    conn.prepare_cached("SELECT id, code, name, archived FROM branches WHERE shop_id = ?1 AND id = ?2")?
+        .query_row([shop, id], branch_row)
+        .optional()?
+        .ok_or_else(|| CoreError::not_found("branch", id))
+}
+
+/// Every branch of the shop.
+pub fn list_branches(conn: &Connection, shop: &str, archived: bool) -> Result<Vec<BranchView>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT id, code, name, archived FROM branches WHERE shop_id = ?1 AND (?2 OR archived = 0) ORDER BY code",
+    )?;
+    Ok(stmt.query_map(params![shop, archived], branch_row)?.collect::<rusqlite::Result<Vec<_>>>()?)
+}
+
+/// The branch code of `branch` (for order numbers).
+pub(crate) fn branch_code(conn: &Connection, shop: &str, branch: &str) -> Result<String> {
+    Ok(get_branch(conn, shop, branch)?.code)
+}

@@ -1,0 +1,144 @@
+//! Keyset (cursor) pagination over the projection: stable under inserts, no OFFSET scans.
+
+use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
+use dashoffice_domain::{FieldError, api::Page};
+use rusqlite::{Connection, Row, types::Value};
+
+use crate::error::{CoreError, Result};
+
+/// A list query under construction: filters, a sort key from a whitelist, a cursor.
+pub(crate) struct ListQuery {
+    select: String,
+    wheres: Vec<String>,
+    params: Vec<Value>,
+    sort_col: &'static str,
+    sort_kind: SortKind,
+    desc: bool,
+    limit: u32,
+    cursor: Option<(Value, String)>,
+    id_col: &'static str,
+}
+
+#[derive(Clone, Copy)]
+pub(crate) enum SortKind {
+    Text,
+    Int,
+    Real,
+}
+
+impl ListQuery {
+    /// `select` must alias the table as `t` and select `t.id` among its columns.
+    pub(crate) fn new(
+        select: &str,
+        sort: Option<&str>,
+        allowed: &[(&str, &'static str, SortKind)],
+        default: &str,
+        limit: Option<u32>,
+        cursor: Option<&str>,
+    ) -> Result<Self> {
+        let s = sort.unwrap_or(default);
+        let (desc, key) = match s.strip_prefix('-') {
+            Some(k) => (true, k),
+            None => (false, s),
+        };
+        let (_, col, kind) = allowed.iter().find(|(k, _, _)| *k == key).ok_or_else(|| {
+            let names: Vec<&str> = allowed.iter().map(|(k, _, _)| *k).collect();
+            CoreError::from(FieldError::new("sort", "one_of", format!("sort by one of {} (prefix '-' for descending)", names.join(", "))))
+        })?;
+        let limit = limit.unwrap_or(50);
+        if !(1..=500).contains(&limit) {
+            return Err(FieldError::new("limit", "range", "between 1 and 500").into());
+        }
+        let cursor = cursor.map(|c| decode_cursor(c, *kind)).transpose()?;
+        Ok(Self {
+            select: select.to_string(),
+            wheres: Vec::new(),
+            params: Vec::new(),
+            sort_col: col,
+            sort_kind: *kind,
+            desc,
+            limit,
+            cursor,
+            id_col: "t.id",
+        })
+    }
+
+    /// Uses another column than `t.id` as the unique tie-breaker.
+    pub(crate) fn id_column(mut self, col: &'static str) -> Self {
+        self.id_col = col;
+        self
+    }
+
+    /// Adds a condition; `?` placeholders are numbered automatically.
+    pub(crate) fn filter(&mut self, cond: &str, params: impl IntoIterator<Item = Value>) {
+        let mut out = String::new();
+        let mut n = self.params.len();
+        for ch in cond.chars() {
+            if ch == '?' {
+                n += 1;
+                out.push_str(&format!("?{n}"));
+            } else {
+                out.push(ch);
+            }
+        }
+        self.wheres.push(out);
+        self.params.extend(params);
+    }
+
+    /// Runs the query; `map` turns a row into an item, `key` returns the row's sort value and id.
+    pub(crate) fn run<T>(
+        mut self,
+        conn: &Connection,
+        map: impl Fn(&Row<'_>) -> rusqlite::Result<T>,
+        key: impl Fn(&T) -> (Value, String),
+    ) -> Result<Page<T>> {
+        if let Some((v, id)) = self.cursor.take() {
+            let op = if self.desc { "<" } else { ">" };
+            let c = self.sort_col;
+            let idc = self.id_col;
+            self.filter(&format!("({c} {op} ? OR ({c} = ? AND {idc} {op} ?))"), [v.clone(), v, Value::Text(id)]);
+        }
+        let dir = if self.desc { "DESC" } else { "ASC" };
+        let mut sql = self.select.clone();
+        if !self.wheres.is_empty() {
+            sql.push_str(" WHERE ");
+            sql.push_str(&self.wheres.join(" AND "));
+        }
+        sql.push_str(&format!(" ORDER BY {c} {dir}, {i} {dir} LIMIT {}", self.limit + 1, c = self.sort_col, i = self.id_col));
+        let mut stmt = conn.prepare_cached(&sql)?;
+        let mut items = stmt
+            .query_map(rusqlite::params_from_iter(self.params.iter()), |r| map(r))?
+            .collect::<rusqlite::Result<Vec<T>>>()?;
+        let next_cursor = if items.len() > self.limit as usize {
+            items.truncate(self.limit as usize);
+            items.last().map(|last| encode_cursor(key(last), self.sort_kind))
+        } else {
+            None
+        };
+        Ok(Page { items, next_cursor })
+    }
+}
+
+fn encode_cursor((v, id): (Value, String), _kind: SortKind) -> String {
+    let j = match v {
+        Value::Integer(i) => serde_json::json!([i, id]),
+        Value::Real(f) => serde_json::json!([f, id]),
+        Value::Text(s) => serde_json::json!([s, id]),
+        _ => serde_json::json!([null, id]),
+    };
+    URL_SAFE_NO_PAD.encode(j.to_string())
+}
+
+fn decode_cursor(c: &str, kind: SortKind) -> Result<(Value, String)> {
+    let bad = || CoreError::from(FieldError::new("cursor", "format", "not a cursor returned by this list"));
+    let bytes = URL_SAFE_NO_PAD.decode(c).map_err(|_| bad())?;
+    let j: serde_json::Value = serde_json::from_slice(&bytes).map_err(|_| bad())?;
+    let arr = j.as_array().filter(|a| a.len() == 2).ok_or_else(bad)?;
+    let id = arr[1].as_str().ok_or_else(bad)?.to_string();
+    let v = match kind {
+        SortKind::Text => Value::Text(arr[0].as_str().ok_or_else(bad)?.to_string()),
+        SortKind::Int => Value::Integer(arr[0].as_i64().ok_or_else(bad)?),
+        SortKind::Real => Value::Real(arr[0].as_f64().ok_or_else(bad)?),
+    };
+    Ok((v, id))
+}

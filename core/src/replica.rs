@@ -1,0 +1,297 @@
+//! The replica: one SQLite file in a data folder, a writer thread, a pool of readers, and the
+//! operations hosts call. Hosts (edge node, desktop app, relay) own a `Replica` and share nothing else.
+
+use std::{
+    path::{Path, PathBuf},
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicUsize, Ordering},
+        mpsc,
+    },
+    thread::JoinHandle,
+};
+
+use dashoffice_domain::api::{CreateBranch, CreateStaff};
+use rusqlite::{Connection, OptionalExtension, params};
+
+use crate::{
+    Caller, Clock, SystemClock,
+    db::{self, Durability, ReadPool},
+    doc::{self, DocId},
+    entities::{self, org, staff},
+    error::{CoreError, Result},
+    projection,
+    writer::{Device, Job, WriteCtx, WriterThread, all_doc_ids},
+};
+
+/// How to open a replica.
+#[derive(Clone)]
+pub struct OpenOptions {
+    /// Commit durability.
+    pub durability: Durability,
+    /// Read connections.
+    pub readers: usize,
+    /// The clock of every write.
+    pub clock: Arc<dyn Clock>,
+}
+
+impl Default for OpenOptions {
+    fn default() -> Self {
+        Self { durability: Durability::Full, readers: 4, clock: Arc::new(SystemClock) }
+    }
+}
+
+/// What the first start created.
+#[derive(Debug, Clone)]
+pub struct Bootstrap {
+    /// The shop's id.
+    pub shop_id: String,
+    /// The branch's id.
+    pub branch_id: String,
+    /// The owner's e-mail.
+    pub owner_email: String,
+}
+
+/// Input of the first start.
+#[derive(Debug, Clone)]
+pub struct BootstrapInput {
+    /// Shop name.
+    pub shop_name: String,
+    /// Default currency.
+    pub currency: String,
+    /// Region for national phone numbers.
+    pub phone_region: String,
+    /// IANA time zone.
+    pub timezone: String,
+    /// First branch code.
+    pub branch_code: String,
+    /// First branch name.
+    pub branch_name: String,
+    /// Owner name.
+    pub owner_name: String,
+    /// Owner e-mail.
+    pub owner_email: String,
+    /// Owner password.
+    pub owner_password: String,
+}
+
+/// Sizes and queue figures for metrics.
+#[derive(Debug, Clone, Copy)]
+pub struct Stats {
+    /// Writes waiting for the writer.
+    pub write_queue: usize,
+    /// Bytes of the database file.
+    pub db_bytes: u64,
+    /// Bytes of the write-ahead log.
+    pub wal_bytes: u64,
+}
+
+struct Inner {
+    tx: Mutex<Option<mpsc::Sender<Job>>>,
+    depth: Arc<AtomicUsize>,
+    readers: ReadPool,
+    device: Device,
+    db_path: PathBuf,
+    clock: Arc<dyn Clock>,
+    thread: Mutex<Option<JoinHandle<()>>>,
+}
+
+/// A replica of one shop's data. Cheap to clone.
+#[derive(Clone)]
+pub struct Replica(Arc<Inner>);
+
+const DB_FILE: &str = "dashoffice.db";
+
+fn random_code() -> String {
+    const ALPHABET: &[u8] = b"0123456789ABCDEFGHJKMNPQRSTVWXYZ";
+    rand::random::<[u8; 6]>().iter().map(|b| ALPHABET[usize::from(b % 32)] as char).collect()
+}
+
+impl Replica {
+    /// Opens (creating if needed) the replica in `dir`.
+    pub fn open(dir: &Path, opts: OpenOptions) -> Result<Self> {
+        std::fs::create_dir_all(dir).map_err(|e| CoreError::Storage(format!("creating {}: {e}", dir.display())))?;
+        let db_path = dir.join(DB_FILE);
+        let conn = db::open_writer(&db_path, opts.durability)?;
+        let device = match conn
+            .query_row("SELECT actor, code FROM device WHERE id = 1", [], |r| Ok(Device { actor: r.get(0)?, code: r.get(1)? }))
+            .optional()?
+        {
+            Some(d) => d,
+            None => {
+                let d = Device { actor: uuid::Uuid::new_v4().as_bytes().to_vec(), code: random_code() };
+                conn.execute(
+                    "INSERT INTO device(id, actor, code, created_at) VALUES (1, ?1, ?2, ?3)",
+                    params![d.actor, d.code, opts.clock.now_ms()],
+                )?;
+                d
+            }
+        };
+        let readers = ReadPool::open(&db_path, opts.readers)?;
+        let (tx, rx) = mpsc::channel();
+        let depth = Arc::new(AtomicUsize::new(0));
+        let w = WriterThread { conn, device: device.clone(), clock: opts.clock.clone(), rx, depth: depth.clone() };
+        let thread = std::thread::Builder::new()
+            .name("dashoffice-writer".into())
+            .spawn(move || w.run())
+            .map_err(|e| CoreError::Storage(format!("starting the writer: {e}")))?;
+        Ok(Self(Arc::new(Inner {
+            tx: Mutex::new(Some(tx)),
+            depth,
+            readers,
+            device,
+            db_path,
+            clock: opts.clock,
+            thread: Mutex::new(Some(thread)),
+        })))
+    }
+
+    fn submit<R: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut WriteCtx<'_>) -> Result<R> + Send + 'static,
+        done: impl FnOnce(Result<R>) + Send + 'static,
+    ) {
+        let job: Job = Box::new(move |ctx| {
+            let r = f(ctx);
+            let ok = r.is_ok();
+            (
+                ok,
+                Box::new(move |err: Option<CoreError>| {
+                    done(match err {
+                        Some(e) => Err(e),
+                        None => r,
+                    })
+                }),
+            )
+        });
+        let sender = self.0.tx.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        match sender {
+            Some(s) => {
+                self.0.depth.fetch_add(1, Ordering::Relaxed);
+                if let Err(mpsc::SendError(job)) = s.send(job) {
+                    self.0.depth.fetch_sub(1, Ordering::Relaxed);
+                    drop(job);
+                }
+            }
+            None => drop(job),
+        }
+    }
+
+    /// Runs a write on the writer thread; resolves once it is durable (or failed).
+    pub async fn write<R: Send + 'static>(&self, f: impl FnOnce(&mut WriteCtx<'_>) -> Result<R> + Send + 'static) -> Result<R> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.submit(f, move |r| {
+            let _ = tx.send(r);
+        });
+        rx.await.unwrap_or(Err(CoreError::ShuttingDown))
+    }
+
+    /// [`Self::write`] for threads outside an async runtime (CLI, tests).
+    pub fn write_blocking<R: Send + 'static>(&self, f: impl FnOnce(&mut WriteCtx<'_>) -> Result<R> + Send + 'static) -> Result<R> {
+        let (tx, rx) = mpsc::sync_channel(1);
+        self.submit(f, move |r| {
+            let _ = tx.send(r);
+        });
+        rx.recv().unwrap_or(Err(CoreError::ShuttingDown))
+    }
+
+    /// Runs a read on a read-only connection (blocking: call from a blocking thread).
+    pub fn read<R>(&self, f: impl FnOnce(&Connection) -> Result<R>) -> Result<R> {
+        self.0.readers.with(f)
+    }
+
+    /// This replica's identity.
+    pub fn device(&self) -> &Device {
+        &self.0.device
+    }
+
+    /// Unix ms on the replica's clock.
+    pub fn now_ms(&self) -> i64 {
+        self.0.clock.now_ms()
+    }
+
+    /// Queue depth and file sizes.
+    pub fn stats(&self) -> Stats {
+        let size = |p: &Path| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0);
+        let mut wal = self.0.db_path.clone().into_os_string();
+        wal.push("-wal");
+        Stats { write_queue: self.0.depth.load(Ordering::Relaxed), db_bytes: size(&self.0.db_path), wal_bytes: size(Path::new(&wal)) }
+    }
+
+    /// Stops accepting writes, lets the writer finish what is queued, and waits for it.
+    pub fn shutdown(&self) {
+        self.0.tx.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(t) = self.0.thread.lock().unwrap_or_else(|p| p.into_inner()).take() {
+            let _ = t.join();
+        }
+    }
+
+    /// The shop this replica belongs to, once bootstrapped or synced.
+    pub fn shop_id(&self) -> Result<Option<String>> {
+        self.read(|c| entities::setting(c, "shop_id"))
+    }
+
+    /// The branch this replica serves by default.
+    pub fn home_branch(&self) -> Result<Option<String>> {
+        self.read(|c| entities::setting(c, "home_branch"))
+    }
+
+    /// Creates the shop, its first branch and its owner, unless the replica already has a shop.
+    pub fn bootstrap(&self, input: BootstrapInput) -> Result<Option<Bootstrap>> {
+        self.write_blocking(move |ctx| {
+            if entities::setting(ctx.conn(), "shop_id")?.is_some() {
+                return Ok(None);
+            }
+            let shop = org::create_shop(ctx, &input.shop_name, &input.currency, &input.phone_region, &input.timezone)?;
+            let branch = org::create_branch(ctx, None, &shop, CreateBranch { code: input.branch_code.clone(), name: input.branch_name.clone() })?;
+            let owner = staff::create(
+                ctx,
+                None,
+                &shop,
+                CreateStaff {
+                    name: input.owner_name.clone(),
+                    email: input.owner_email.clone(),
+                    role: dashoffice_domain::Role::Owner,
+                    branch_id: None,
+                    password: input.owner_password.clone(),
+                },
+            )?;
+            entities::set_setting(ctx.conn(), "shop_id", &shop)?;
+            entities::set_setting(ctx.conn(), "home_branch", &branch.id)?;
+            Ok(Some(Bootstrap { shop_id: shop, branch_id: branch.id, owner_email: owner.email }))
+        })
+    }
+
+    /// Rebuilds the whole projection from the documents; `progress(done, total)` after each document.
+    pub fn reindex(&self, progress: impl Fn(usize, usize) + Send + 'static) -> Result<usize> {
+        self.write_blocking(move |ctx| {
+            let ids = all_doc_ids(ctx.conn())?;
+            projection::clear(ctx.conn())?;
+            let total = ids.len();
+            let mut records = 0;
+            for (i, id) in ids.iter().enumerate() {
+                let d = ctx.doc(id)?.clone();
+                records += projection::project_all(ctx.conn(), id, &d)?;
+                progress(i + 1, total);
+            }
+            Ok(records)
+        })
+    }
+
+    /// The caller behind a session token.
+    pub fn authenticate(&self, token: &str) -> Result<(Caller, i64)> {
+        let now = self.now_ms();
+        self.read(|c| staff::session_caller(c, token, now))
+    }
+
+    /// Ids of every stored document.
+    pub fn doc_ids(&self) -> Result<Vec<DocId>> {
+        self.read(all_doc_ids)
+    }
+
+    /// Loads a document as stored (for sync and tests).
+    pub fn load_doc(&self, id: &DocId) -> Result<Option<automerge::Automerge>> {
+        let collection = id.scope()?.collection;
+        self.read(|c| doc::load(c, id, collection))
+    }
+}

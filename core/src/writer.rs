@@ -1,0 +1,373 @@
+//! The single writer: one thread owns the read-write SQLite connection and the in-memory
+//! Automerge documents. Writes arrive over a channel, run in batches inside one SQLite transaction
+//! (group commit, one savepoint per write) and are acknowledged only after COMMIT returned.
+
+use std::{
+    collections::{HashMap, HashSet},
+    sync::{
+        Arc,
+        atomic::{AtomicUsize, Ordering},
+        mpsc,
+    },
+};
+
+use automerge::{ActorId, Automerge, ChangeHash, ObjId, transaction::{CommitOptions, Transaction}};
+use rusqlite::{Connection, OptionalExtension, params};
+
+use crate::{
+    Clock,
+    doc::{self, DocId},
+    error::{CoreError, Result},
+    projection,
+};
+
+/// Documents whose change log grows past this are compacted into a snapshot.
+const COMPACT_AFTER: i64 = 256;
+/// At most this many writes share one transaction.
+const MAX_BATCH: usize = 512;
+
+/// This replica's identity.
+#[derive(Debug, Clone)]
+pub struct Device {
+    /// Automerge actor id of every local change.
+    pub actor: Vec<u8>,
+    /// Short code used in order numbers.
+    pub code: String,
+}
+
+type Reply = Box<dyn FnOnce(Option<CoreError>) + Send>;
+pub(crate) type Job = Box<dyn FnOnce(&mut WriteCtx<'_>) -> (bool, Reply) + Send>;
+
+/// What a write sees: the store inside the open transaction and the documents.
+pub struct WriteCtx<'a> {
+    conn: &'a Connection,
+    docs: &'a mut HashMap<DocId, Automerge>,
+    device: &'a Device,
+    actor: ActorId,
+    clock: &'a dyn Clock,
+    /// Heads of each document before this write first touched it.
+    before: Vec<(DocId, Vec<ChangeHash>)>,
+    /// Records to project after the write: (document, record id). None: find them by diff.
+    dirty: Vec<(DocId, Option<String>)>,
+    /// Documents changed in this batch (for compaction).
+    batch_docs: &'a mut HashSet<DocId>,
+}
+
+impl<'a> WriteCtx<'a> {
+    /// The store, inside the write's transaction.
+    pub fn conn(&self) -> &Connection {
+        self.conn
+    }
+
+    /// Unix milliseconds now.
+    pub fn now(&self) -> i64 {
+        self.clock.now_ms()
+    }
+
+    /// This replica.
+    pub fn device(&self) -> &Device {
+        self.device
+    }
+
+    fn load(&mut self, id: &DocId) -> Result<&mut Automerge> {
+        if !self.docs.contains_key(id) {
+            let scope = id.scope()?;
+            let mut d = doc::load(self.conn, id, scope.collection)?.unwrap_or_else(|| doc::genesis(scope.collection));
+            d.set_actor(self.actor.clone());
+            self.docs.insert(id.clone(), d);
+        }
+        self.docs.get_mut(id).ok_or_else(|| CoreError::Storage("document cache".into()))
+    }
+
+    /// A document, read-only (created empty in memory if it does not exist yet).
+    pub fn doc(&mut self, id: &DocId) -> Result<&Automerge> {
+        Ok(&*self.load(id)?)
+    }
+
+    fn touch(&mut self, id: &DocId) -> Result<()> {
+        if !self.before.iter().any(|(d, _)| d == id) {
+            let heads = self.load(id)?.get_heads();
+            self.before.push((id.clone(), heads));
+        }
+        Ok(())
+    }
+
+    /// Makes one Automerge change to document `id` with this device's actor; `records` lists the
+    /// record ids it touches, so the projection follows.
+    pub fn change<R>(
+        &mut self,
+        id: &DocId,
+        records: &[&str],
+        f: impl FnOnce(&mut Transaction<'_>, &ObjId) -> Result<R>,
+    ) -> Result<R> {
+        self.touch(id)?;
+        let now = self.now();
+        let d = self.load(id)?;
+        let recs = doc::records_obj(d)?;
+        let mut tx = d.transaction();
+        match f(&mut tx, &recs) {
+            Ok(r) => {
+                tx.commit_with(CommitOptions::default().with_time(now / 1000));
+                for r in records {
+                    self.dirty.push((id.clone(), Some((*r).to_string())));
+                }
+                Ok(r)
+            }
+            Err(e) => {
+                tx.rollback();
+                Err(e)
+            }
+        }
+    }
+
+    /// Makes sure a record exists, created deterministically (see [`doc::ensure_record`]).
+    pub fn ensure_record(
+        &mut self,
+        id: &DocId,
+        record: &str,
+        init: impl FnOnce(&mut Transaction<'_>, &ObjId) -> Result<()>,
+    ) -> Result<ObjId> {
+        self.touch(id)?;
+        let collection = id.scope()?.collection;
+        let obj = doc::ensure_record(self.load(id)?, collection, record, init)?;
+        self.dirty.push((id.clone(), Some(record.to_string())));
+        Ok(obj)
+    }
+
+    /// Applies changes that came from another replica (concatenated change bytes, as from
+    /// `save_after`); returns how many were new.
+    pub fn apply_remote(&mut self, id: &DocId, bytes: &[u8]) -> Result<usize> {
+        self.touch(id)?;
+        let before = self.load(id)?.get_heads();
+        let d = self.load(id)?;
+        d.load_incremental(bytes)?;
+        let n = d.get_changes(&before).len();
+        if n > 0 {
+            self.dirty.push((id.clone(), None));
+        }
+        Ok(n)
+    }
+
+    /// Runs `f` on a document mutably (sync protocol receive), then projects what changed.
+    pub fn with_doc_mut<R>(&mut self, id: &DocId, f: impl FnOnce(&mut Automerge) -> Result<R>) -> Result<R> {
+        self.touch(id)?;
+        let d = self.load(id)?;
+        let before = d.get_heads();
+        let r = f(d)?;
+        if d.get_heads() != before {
+            self.dirty.push((id.clone(), None));
+        }
+        Ok(r)
+    }
+
+    /// Next value of a local sequence (order numbers); rolled back with the write if it fails.
+    pub fn next_seq(&self, name: &str) -> Result<i64> {
+        let v: i64 = self
+            .conn
+            .prepare_cached(
+                "INSERT INTO sequences(name, value) VALUES (?1, 1)
+                 ON CONFLICT(name) DO UPDATE SET value = value + 1 RETURNING value",
+            )?
+            .query_row([name], |r| r.get(0))?;
+        Ok(v)
+    }
+
+    /// Persists the changes of this write and brings the projection up to date.
+    fn finish(&mut self) -> Result<()> {
+        let now = self.now();
+        let before = std::mem::take(&mut self.before);
+        for (id, heads) in &before {
+            let scope = id.scope()?;
+            let d = self.docs.get(id).ok_or_else(|| CoreError::Storage("document cache".into()))?;
+            let changes = d.get_changes(heads);
+            if changes.is_empty() {
+                continue;
+            }
+            self.conn
+                .prepare_cached(
+                    "INSERT INTO documents(doc_id, shop_id, collection, branch_id, snapshot, change_count, updated_at)
+                     VALUES (?1, ?2, ?3, ?4, NULL, 0, ?5)
+                     ON CONFLICT(doc_id) DO UPDATE SET updated_at = excluded.updated_at",
+                )?
+                .execute(params![id.as_str(), scope.shop_id, scope.collection.as_str(), scope.branch_id, now])?;
+            let mut seq: i64 = self
+                .conn
+                .prepare_cached("SELECT COALESCE(MAX(seq), 0) FROM doc_changes WHERE doc_id = ?1")?
+                .query_row([id.as_str()], |r| r.get(0))?;
+            let mut ins = self.conn.prepare_cached(
+                "INSERT INTO doc_changes(doc_id, seq, hash, bytes) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT(doc_id, hash) DO NOTHING",
+            )?;
+            for c in &changes {
+                seq += 1;
+                ins.execute(params![id.as_str(), seq, c.hash().0.as_slice(), c.raw_bytes()])?;
+            }
+            self.conn
+                .prepare_cached("UPDATE documents SET change_count = change_count + ?2 WHERE doc_id = ?1")?
+                .execute(params![id.as_str(), changes.len() as i64])?;
+            self.batch_docs.insert(id.clone());
+        }
+        let dirty = std::mem::take(&mut self.dirty);
+        let mut done: HashSet<(DocId, Option<String>)> = HashSet::new();
+        for (id, rec) in dirty {
+            if !done.insert((id.clone(), rec.clone())) {
+                continue;
+            }
+            let d = self.docs.get(&id).ok_or_else(|| CoreError::Storage("document cache".into()))?;
+            match rec {
+                Some(r) => projection::project_record(self.conn, &id, d, &r)?,
+                None => {
+                    let heads = before.iter().find(|(d, _)| *d == id).map(|(_, h)| h.clone()).unwrap_or_default();
+                    for r in projection::touched_records(d, &heads) {
+                        projection::project_record(self.conn, &id, d, &r)?;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn abandon(&mut self) {
+        for (id, _) in self.before.drain(..) {
+            self.docs.remove(&id);
+        }
+        self.dirty.clear();
+    }
+}
+
+/// The writer thread's state.
+pub(crate) struct WriterThread {
+    pub(crate) conn: Connection,
+    pub(crate) device: Device,
+    pub(crate) clock: Arc<dyn Clock>,
+    pub(crate) rx: mpsc::Receiver<Job>,
+    pub(crate) depth: Arc<AtomicUsize>,
+}
+
+impl WriterThread {
+    pub(crate) fn run(self) {
+        let mut docs: HashMap<DocId, Automerge> = HashMap::new();
+        let actor = ActorId::from(self.device.actor.as_slice());
+        while let Ok(first) = self.rx.recv() {
+            let mut batch = vec![first];
+            while batch.len() < MAX_BATCH {
+                match self.rx.try_recv() {
+                    Ok(j) => batch.push(j),
+                    Err(_) => break,
+                }
+            }
+            self.depth.fetch_sub(batch.len(), Ordering::Relaxed);
+            let started = std::time::Instant::now();
+            let n = batch.len();
+            self.run_batch(&mut docs, &actor, batch);
+            metrics::histogram!("dashoffice_write_batch_seconds").record(started.elapsed().as_secs_f64());
+            metrics::counter!("dashoffice_writes_total").increment(n as u64);
+        }
+        if let Err(e) = self.conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)") {
+            tracing::warn!(error = %e, "final checkpoint failed");
+        }
+        tracing::info!("writer stopped");
+    }
+
+    fn run_batch(&self, docs: &mut HashMap<DocId, Automerge>, actor: &ActorId, batch: Vec<Job>) {
+        let mut replies: Vec<(Reply, Option<CoreError>)> = Vec::with_capacity(batch.len());
+        let mut batch_docs: HashSet<DocId> = HashSet::new();
+        if let Err(e) = self.conn.execute_batch("BEGIN IMMEDIATE") {
+            let msg = e.to_string();
+            for job in batch {
+                let mut ctx = self.ctx(docs, actor, &mut batch_docs);
+                let (_, reply) = job(&mut ctx);
+                ctx.abandon();
+                replies.push((reply, Some(CoreError::Storage(msg.clone()))));
+            }
+            deliver(replies);
+            return;
+        }
+        for job in batch {
+            let sp = self.conn.execute_batch("SAVEPOINT job");
+            let mut ctx = self.ctx(docs, actor, &mut batch_docs);
+            let (ok, reply) = job(&mut ctx);
+            let outcome = if let Err(e) = sp {
+                Some(CoreError::from(e))
+            } else if ok {
+                ctx.finish().err()
+            } else {
+                None
+            };
+            if !ok || outcome.is_some() {
+                // Undo this write only: its SQL, and its in-memory document changes (reloaded later).
+                ctx.abandon();
+                let _ = self.conn.execute_batch("ROLLBACK TO job; RELEASE job");
+            } else {
+                let _ = self.conn.execute_batch("RELEASE job");
+            }
+            replies.push((reply, outcome));
+        }
+        let compacted = self.compact(docs, &batch_docs);
+        match compacted.and_then(|_| self.conn.execute_batch("COMMIT").map_err(CoreError::from)) {
+            Ok(()) => deliver(replies),
+            Err(e) => {
+                tracing::error!(error = %e, "commit failed; the batch is not acknowledged");
+                let _ = self.conn.execute_batch("ROLLBACK");
+                for id in &batch_docs {
+                    docs.remove(id);
+                }
+                let msg = e.to_string();
+                deliver(replies.into_iter().map(|(r, o)| (r, Some(o.unwrap_or_else(|| CoreError::Storage(msg.clone()))))).collect());
+            }
+        }
+    }
+
+    fn ctx<'a>(
+        &'a self,
+        docs: &'a mut HashMap<DocId, Automerge>,
+        actor: &ActorId,
+        batch_docs: &'a mut HashSet<DocId>,
+    ) -> WriteCtx<'a> {
+        WriteCtx {
+            conn: &self.conn,
+            docs,
+            device: &self.device,
+            actor: actor.clone(),
+            clock: self.clock.as_ref(),
+            before: Vec::new(),
+            dirty: Vec::new(),
+            batch_docs,
+        }
+    }
+
+    /// Folds long change logs into a snapshot, in the same transaction.
+    fn compact(&self, docs: &HashMap<DocId, Automerge>, ids: &HashSet<DocId>) -> Result<()> {
+        for id in ids {
+            let count: Option<i64> = self
+                .conn
+                .prepare_cached("SELECT change_count FROM documents WHERE doc_id = ?1")?
+                .query_row([id.as_str()], |r| r.get(0))
+                .optional()?;
+            if count.unwrap_or(0) < COMPACT_AFTER {
+                continue;
+            }
+            if let Some(d) = docs.get(id) {
+                let bytes = d.save();
+                self.conn
+                    .prepare_cached("UPDATE documents SET snapshot = ?2, change_count = 0 WHERE doc_id = ?1")?
+                    .execute(params![id.as_str(), bytes])?;
+                self.conn.prepare_cached("DELETE FROM doc_changes WHERE doc_id = ?1")?.execute([id.as_str()])?;
+            }
+        }
+        Ok(())
+    }
+}
+
+fn deliver(replies: Vec<(Reply, Option<CoreError>)>) {
+    for (reply, outcome) in replies {
+        reply(outcome);
+    }
+}
+
+/// Reads every document of the store, in id order (reindex, sync).
+pub(crate) fn all_doc_ids(conn: &Connection) -> Result<Vec<DocId>> {
+    let mut stmt = conn.prepare("SELECT doc_id FROM documents ORDER BY doc_id")?;
+    let ids = stmt.query_map([], |r| r.get::<_, String>(0))?.collect::<rusqlite::Result<Vec<_>>>()?;
+    Ok(ids.into_iter().map(|s| DocId::parse(&s)).collect::<Result<Vec<_>>>()?)
+}
