@@ -21,6 +21,7 @@ pub use replica::{Bootstrap, BootstrapInput, OpenOptions, Replica, Stats};
 pub use writer::{Device, WriteCtx};
 
 pub use dashoffice_domain as domain;
+pub use rusqlite::Connection;
 
 /// The source of "now" for every write, so tests can fix time.
 pub trait Clock: Send + Sync {

@@ -47,8 +47,6 @@ pub struct WriteCtx<'a> {
     clock: &'a dyn Clock,
     /// Heads of each document before this write first touched it.
     before: Vec<(DocId, Vec<ChangeHash>)>,
-    /// Records to project after the write: (document, record id). None: find them by diff.
-    dirty: Vec<(DocId, Option<String>)>,
     /// Documents changed in this batch (for compaction).
     batch_docs: &'a mut HashSet<DocId>,
 }
@@ -108,8 +106,9 @@ impl<'a> WriteCtx<'a> {
         match f(&mut tx, &recs) {
             Ok(r) => {
                 tx.commit_with(CommitOptions::default().with_time(now / 1000));
-                for r in records {
-                    self.dirty.push((id.clone(), Some((*r).to_string())));
+                let d = self.docs.get(id).ok_or_else(|| CoreError::Storage("document cache".into()))?;
+                for rec in records {
+                    projection::project_record(self.conn, id, d, rec)?;
                 }
                 Ok(r)
             }
@@ -118,6 +117,15 @@ impl<'a> WriteCtx<'a> {
                 Err(e)
             }
         }
+    }
+
+    /// Re-projects what changed in `id` since `before` (remote changes).
+    fn project_since(&mut self, id: &DocId, before: &[ChangeHash]) -> Result<()> {
+        let d = self.docs.get(id).ok_or_else(|| CoreError::Storage("document cache".into()))?;
+        for r in projection::touched_records(d, before) {
+            projection::project_record(self.conn, id, d, &r)?;
+        }
+        Ok(())
     }
 
     /// Makes sure a record exists, created deterministically (see [`doc::ensure_record`]).
@@ -130,7 +138,8 @@ impl<'a> WriteCtx<'a> {
         self.touch(id)?;
         let collection = id.scope()?.collection;
         let obj = doc::ensure_record(self.load(id)?, collection, record, init)?;
-        self.dirty.push((id.clone(), Some(record.to_string())));
+        let d = self.docs.get(id).ok_or_else(|| CoreError::Storage("document cache".into()))?;
+        projection::project_record(self.conn, id, d, record)?;
         Ok(obj)
     }
 
@@ -143,7 +152,7 @@ impl<'a> WriteCtx<'a> {
         d.load_incremental(bytes)?;
         let n = d.get_changes(&before).len();
         if n > 0 {
-            self.dirty.push((id.clone(), None));
+            self.project_since(id, &before)?;
         }
         Ok(n)
     }
@@ -155,7 +164,7 @@ impl<'a> WriteCtx<'a> {
         let before = d.get_heads();
         let r = f(d)?;
         if d.get_heads() != before {
-            self.dirty.push((id.clone(), None));
+            self.project_since(id, &before)?;
         }
         Ok(r)
     }
@@ -172,7 +181,7 @@ impl<'a> WriteCtx<'a> {
         Ok(v)
     }
 
-    /// Persists the changes of this write and brings the projection up to date.
+    /// Persists the changes of this write (the projection was updated as it went).
     fn finish(&mut self) -> Result<()> {
         let now = self.now();
         let before = std::mem::take(&mut self.before);
@@ -207,23 +216,6 @@ impl<'a> WriteCtx<'a> {
                 .execute(params![id.as_str(), changes.len() as i64])?;
             self.batch_docs.insert(id.clone());
         }
-        let dirty = std::mem::take(&mut self.dirty);
-        let mut done: HashSet<(DocId, Option<String>)> = HashSet::new();
-        for (id, rec) in dirty {
-            if !done.insert((id.clone(), rec.clone())) {
-                continue;
-            }
-            let d = self.docs.get(&id).ok_or_else(|| CoreError::Storage("document cache".into()))?;
-            match rec {
-                Some(r) => projection::project_record(self.conn, &id, d, &r)?,
-                None => {
-                    let heads = before.iter().find(|(d, _)| *d == id).map(|(_, h)| h.clone()).unwrap_or_default();
-                    for r in projection::touched_records(d, &heads) {
-                        projection::project_record(self.conn, &id, d, &r)?;
-                    }
-                }
-            }
-        }
         Ok(())
     }
 
@@ -231,7 +223,6 @@ impl<'a> WriteCtx<'a> {
         for (id, _) in self.before.drain(..) {
             self.docs.remove(&id);
         }
-        self.dirty.clear();
     }
 }
 
@@ -331,7 +322,6 @@ impl WriterThread {
             actor: actor.clone(),
             clock: self.clock.as_ref(),
             before: Vec::new(),
-            dirty: Vec::new(),
             batch_docs,
         }
     }

@@ -1,1 +1,248 @@
-fn main(){}
+//! dashoffice-edge: a branch office's replica. Serves the local JSON API (and later the web UI),
+//! keeps working with no internet, and offers maintenance commands (reindex, CSV import/export).
+
+mod settings;
+
+use std::{
+    fs::File,
+    io::{BufReader, Write},
+    path::{Path, PathBuf},
+    sync::Arc,
+};
+
+use anyhow::{Context, bail};
+use clap::{Parser, Subcommand};
+use dashoffice_api::{AppState, metrics_handle};
+use dashoffice_core::{BootstrapInput, Caller, OpenOptions, Replica, csv_io};
+use dashoffice_domain::Role;
+use tracing_subscriber::EnvFilter;
+
+use settings::{Cli, Settings};
+
+#[derive(Subcommand, Debug, Clone)]
+enum Command {
+    /// Serve the API (the default).
+    Serve,
+    /// Rebuild the SQL projection from the documents, with progress.
+    Reindex,
+    /// Import products from a CSV file (sku,name,description,price,currency,tax_rate,active,tags).
+    ImportProducts {
+        /// The CSV file.
+        file: PathBuf,
+        /// `all`: import nothing unless every row is valid; `valid`: import the valid rows.
+        #[arg(long, default_value = "all")]
+        mode: String,
+    },
+    /// Import customers from a CSV file (name,phone,email,tags,notes,wa_id).
+    ImportCustomers {
+        /// The CSV file.
+        file: PathBuf,
+        /// `all` or `valid`.
+        #[arg(long, default_value = "all")]
+        mode: String,
+    },
+    /// Export products as CSV to a file (or standard output).
+    ExportProducts {
+        /// Output file; standard output if absent.
+        file: Option<PathBuf>,
+    },
+    /// Export customers as CSV to a file (or standard output).
+    ExportCustomers {
+        /// Output file; standard output if absent.
+        file: Option<PathBuf>,
+    },
+}
+
+/// Command line of the edge node.
+#[derive(Parser, Debug)]
+#[command(name = "dashoffice-edge", version, about = "DashOffice edge node: a branch office's offline-first replica and local API.")]
+struct Args {
+    #[command(flatten)]
+    cli: Cli,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+fn main() {
+    let args = Args::parse();
+    if args.cli.print_default_config {
+        print!("{}", settings::DEFAULT_CONFIG);
+        return;
+    }
+    let settings = match Settings::load(&args.cli) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("dashoffice-edge: configuration error: {e:#}");
+            std::process::exit(2);
+        }
+    };
+    init_logging(&settings);
+    if let Err(e) = run(settings, args.command.unwrap_or(Command::Serve)) {
+        eprintln!("dashoffice-edge: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+fn init_logging(s: &Settings) {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let b = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if s.log_format == "json" {
+        b.json().init();
+    } else {
+        b.init();
+    }
+}
+
+/// Holds the data folder's lock: one process at a time owns a replica.
+fn lock_data_dir(dir: &Path) -> anyhow::Result<File> {
+    std::fs::create_dir_all(dir).with_context(|| format!("creating the data folder {}", dir.display()))?;
+    let path = dir.join("dashoffice.lock");
+    let f = File::options().create(true).truncate(false).write(true).open(&path).with_context(|| format!("opening {}", path.display()))?;
+    match f.try_lock() {
+        Ok(()) => Ok(f),
+        Err(_) => bail!("another dashoffice-edge is using {} (stop it, or use its API)", dir.display()),
+    }
+}
+
+fn open(s: &Settings) -> anyhow::Result<(Replica, File)> {
+    let lock = lock_data_dir(&s.data_dir)?;
+    let opts = OpenOptions { durability: s.durability(), readers: s.readers, ..Default::default() };
+    let replica = Replica::open(&s.data_dir, opts).with_context(|| format!("opening the replica in {}", s.data_dir.display()))?;
+    Ok((replica, lock))
+}
+
+fn bootstrap(replica: &Replica, s: &Settings) -> anyhow::Result<()> {
+    let (password, generated) = match &s.owner_password {
+        Some(p) => (p.expose().to_string(), false),
+        None => {
+            const ALPHABET: &[u8] = b"abcdefghijkmnpqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ23456789";
+            (rand::random::<[u8; 16]>().iter().map(|b| ALPHABET[usize::from(*b) % ALPHABET.len()] as char).collect(), true)
+        }
+    };
+    let input = BootstrapInput {
+        shop_name: s.shop_name.clone(),
+        currency: s.currency.clone(),
+        phone_region: s.phone_region.clone(),
+        timezone: s.timezone.clone(),
+        branch_code: s.branch_code.clone(),
+        branch_name: s.branch_name.clone(),
+        owner_name: s.owner_name.clone(),
+        owner_email: s.owner_email.clone(),
+        owner_password: password.clone(),
+    };
+    if let Some(b) = replica.bootstrap(input).context("creating the shop on first run")? {
+        tracing::info!(shop = %b.shop_id, branch = %b.branch_id, owner = %b.owner_email, "first run: created the shop, its first branch and the owner account");
+        if generated {
+            // Printed once on the terminal, never logged.
+            println!("First run: owner account {} with password {password}", b.owner_email);
+            println!("Keep it safe and change it after logging in; it is not shown again.");
+        }
+    }
+    Ok(())
+}
+
+fn system_caller(replica: &Replica) -> anyhow::Result<Caller> {
+    let shop = replica.shop_id()?.context("this data folder has no shop yet: start the edge node once first")?;
+    Ok(Caller { user_id: "system".into(), shop_id: shop, role: Role::Owner, branch_id: None })
+}
+
+fn run(s: Settings, command: Command) -> anyhow::Result<()> {
+    let (replica, _lock) = open(&s)?;
+    bootstrap(&replica, &s)?;
+    let result = match command {
+        Command::Serve => serve(replica.clone(), &s),
+        Command::Reindex => {
+            let records = replica.reindex(|done, total| {
+                if done == total || done % 16 == 0 {
+                    eprintln!("reindex: {done}/{total} documents");
+                }
+            })?;
+            println!("reindexed {records} records");
+            Ok(())
+        }
+        Command::ImportProducts { file, mode } => import(&replica, &file, &mode, true),
+        Command::ImportCustomers { file, mode } => import(&replica, &file, &mode, false),
+        Command::ExportProducts { file } => export(&replica, file, true),
+        Command::ExportCustomers { file } => export(&replica, file, false),
+    };
+    replica.shutdown();
+    result
+}
+
+fn import(replica: &Replica, file: &Path, mode: &str, products: bool) -> anyhow::Result<()> {
+    let caller = system_caller(replica)?;
+    let mode = csv_io::ImportMode::parse(mode).map_err(|e| anyhow::anyhow!("--mode: {e}"))?;
+    let f = File::open(file).with_context(|| format!("opening {}", file.display()))?;
+    let progress: csv_io::Progress = Arc::new(|done, total| eprintln!("import: {done}/{total} rows written"));
+    let reader = BufReader::new(f);
+    let report = if products {
+        csv_io::import_products(replica, &caller, reader, mode, progress)
+    } else {
+        csv_io::import_customers(replica, &caller, reader, mode, progress)
+    }
+    .map_err(|e| anyhow::anyhow!("{e}"))?;
+    for e in &report.errors {
+        eprintln!("{}:{}: {} — {}", file.display(), e.line, e.field, e.message);
+    }
+    println!(
+        "{} rows read, {} created, {} updated, {} rejected{}",
+        report.rows,
+        report.created,
+        report.updated,
+        report.errors.len(),
+        if report.committed { "" } else { "; nothing was imported (use --mode valid to import the good rows)" }
+    );
+    if !report.committed {
+        std::process::exit(3);
+    }
+    Ok(())
+}
+
+fn export(replica: &Replica, file: Option<PathBuf>, products: bool) -> anyhow::Result<()> {
+    let caller = system_caller(replica)?;
+    let mut out: Box<dyn Write> = match &file {
+        Some(p) => Box::new(File::create(p).with_context(|| format!("creating {}", p.display()))?),
+        None => Box::new(std::io::stdout().lock()),
+    };
+    let n = if products { csv_io::export_products(replica, &caller, &mut out) } else { csv_io::export_customers(replica, &caller, &mut out) }
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    out.flush()?;
+    eprintln!("exported {n} rows");
+    Ok(())
+}
+
+fn serve(replica: Replica, s: &Settings) -> anyhow::Result<()> {
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the async runtime")?;
+    rt.block_on(async {
+        let listener = tokio::net::TcpListener::bind(s.listen).await.with_context(|| format!("listening on {}", s.listen))?;
+        let addr = listener.local_addr()?;
+        let state = AppState::new(replica.clone(), metrics_handle());
+        tracing::info!(%addr, data_dir = %s.data_dir.display(), device = %replica.device().code, "edge node ready");
+        println!("dashoffice-edge listening on http://{addr}");
+        let _ = std::io::stdout().flush();
+        dashoffice_api::run(listener, state, shutdown_signal()).await.context("serving")?;
+        tracing::info!("shutting down: finishing queued writes");
+        Ok(())
+    })
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+}

@@ -1,1 +1,113 @@
-//! placeholder
+//! The local JSON API of a replica (`/api/v1`), its OpenAPI document, health and metrics. Every
+//! host mounts it: `app(state)` gives the router, `run(listener, state, shutdown)` serves it.
+
+mod error;
+mod extract;
+mod openapi;
+mod routes;
+
+use std::{future::Future, sync::Arc, time::Instant};
+
+use axum::{
+    Router,
+    extract::{DefaultBodyLimit, MatchedPath, Request},
+    http::StatusCode,
+    middleware::{self, Next},
+    response::{IntoResponse, Response},
+};
+use dashoffice_core::Replica;
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use tokio::net::TcpListener;
+
+pub use error::{ApiError, ApiResult};
+pub use extract::{ApiJson, ApiQuery, Auth};
+pub use openapi::ApiDoc;
+
+/// Shared by every route.
+#[derive(Clone)]
+pub struct AppState {
+    /// The replica served.
+    pub replica: Replica,
+    /// Prometheus registry to render at /metrics.
+    pub metrics: PrometheusHandle,
+    pub(crate) sessions: extract::SessionCache,
+    pub(crate) started: Arc<Instant>,
+    pub(crate) home_branch: Option<String>,
+}
+
+impl AppState {
+    /// State for `replica` with a metrics handle from [`metrics_handle`].
+    pub fn new(replica: Replica, metrics: PrometheusHandle) -> Self {
+        let home_branch = replica.home_branch().ok().flatten();
+        Self { replica, metrics, sessions: Default::default(), started: Arc::new(Instant::now()), home_branch }
+    }
+
+    /// Runs a read on a blocking thread.
+    pub(crate) async fn read<R: Send + 'static>(
+        &self,
+        f: impl FnOnce(&dashoffice_core::Connection) -> dashoffice_core::Result<R> + Send + 'static,
+    ) -> ApiResult<R> {
+        let r = self.replica.clone();
+        tokio::task::spawn_blocking(move || r.read(f))
+            .await
+            .map_err(|_| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal error"))?
+            .map_err(Into::into)
+    }
+}
+
+/// Installs the process-wide Prometheus recorder once and returns its handle.
+pub fn metrics_handle() -> PrometheusHandle {
+    static HANDLE: std::sync::OnceLock<PrometheusHandle> = std::sync::OnceLock::new();
+    HANDLE
+        .get_or_init(|| {
+            let builder = PrometheusBuilder::new()
+                .set_buckets(&[0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5])
+                .unwrap_or_else(|_| PrometheusBuilder::new());
+            match builder.install_recorder() {
+                Ok(h) => h,
+                // Another recorder is installed (tests): render from a private one.
+                Err(_) => PrometheusBuilder::new().build_recorder().handle(),
+            }
+        })
+        .clone()
+}
+
+async fn track(req: Request, next: Next) -> Response {
+    let route = req.extensions().get::<MatchedPath>().map(|p| p.as_str().to_string()).unwrap_or_else(|| "unmatched".into());
+    let method = req.method().to_string();
+    let start = Instant::now();
+    let res = next.run(req).await;
+    let status = res.status().as_u16().to_string();
+    metrics::counter!("dashoffice_http_requests_total", "method" => method.clone(), "route" => route.clone(), "status" => status).increment(1);
+    metrics::histogram!("dashoffice_http_request_seconds", "method" => method, "route" => route).record(start.elapsed().as_secs_f64());
+    res
+}
+
+async fn not_found() -> ApiError {
+    ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such route; see /api/openapi.json")
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "this route does not take that method; see /api/openapi.json")
+}
+
+/// Largest JSON body accepted (CSV imports take more).
+pub const MAX_JSON_BODY: usize = 1024 * 1024;
+
+/// The router of the local API, health and metrics.
+pub fn app(state: AppState) -> Router {
+    routes::router()
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::max(MAX_JSON_BODY))
+        .layer(middleware::from_fn(track))
+        .layer(tower_http::catch_panic::CatchPanicLayer::custom(|_| {
+            ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal error").into_response()
+        }))
+        .with_state(state)
+}
+
+/// Serves `app(state)` on `listener` until `shutdown` resolves, then finishes in-flight requests.
+pub async fn run(listener: TcpListener, state: AppState, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
+    axum::serve(listener, app(state)).with_graceful_shutdown(shutdown).await
+}

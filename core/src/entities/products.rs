@@ -51,6 +51,13 @@ fn check_description(d: &str) -> std::result::Result<String, FieldError> {
     Ok(d.trim().to_string())
 }
 
+/// Shows at least the currency's minor digits: 120.5 MXN is "120.50".
+fn money_scale(mut p: Decimal, c: Currency) -> Decimal {
+    let dp = p.scale().max(c.minor_digits());
+    p.rescale(dp);
+    p
+}
+
 /// Validates a creation request (shared with CSV import).
 pub(crate) fn validate_create(input: &CreateProduct, shop_currency: &str) -> std::result::Result<ProductFields, FieldErrors> {
     let mut e = FieldErrors::new();
@@ -70,7 +77,7 @@ pub(crate) fn validate_create(input: &CreateProduct, shop_currency: &str) -> std
             sku,
             name,
             description,
-            price,
+            price: money_scale(price, currency),
             currency: currency.code().to_string(),
             tax_rate,
             active: input.active.unwrap_or(true),
@@ -152,6 +159,11 @@ pub fn update(ctx: &mut WriteCtx<'_>, caller: &Caller, id: &str, input: UpdatePr
             put_str(tx, &o, "description", v)?;
         }
         if let Some(v) = price {
+            let c = currency.or_else(|| Currency::parse("currency", &current.currency).ok());
+            let v = match c {
+                Some(c) => money_scale(v, c),
+                None => v,
+            };
             put_str(tx, &o, "price", &v.to_string())?;
         }
         if let Some(v) = currency {

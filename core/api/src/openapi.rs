@@ -1,0 +1,83 @@
+//! The OpenAPI 3 document, generated from the route annotations and the wire types.
+
+use dashoffice_domain::{
+    FieldError, OrderStatus, Role, Transition,
+    api::{
+        AdjustStock, BranchView, CreateBranch, CreateCustomer, CreateOrder, CreateProduct, CreateStaff, CustomerView, DecimalText, ErrorBody,
+        ErrorDetail, Health, ImportReport, ImportRowError, LoginRequest, LoginResponse, MergeCustomers, OrderLineInput, OrderLineView,
+        OrderView, ProductView, ShopView, StaffView, StockView, TransitionOrder, UpdateBranch, UpdateCustomer, UpdateOrder, UpdateProduct,
+        UpdateShop, UpdateStaff,
+    },
+};
+use utoipa::{
+    Modify, OpenApi,
+    openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme},
+};
+
+use crate::routes;
+
+struct BearerAuth;
+
+impl Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme("bearer", SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()));
+    }
+}
+
+/// The API description served at /api/openapi.json.
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "DashOffice local API", description = "The JSON API of a DashOffice replica (edge node or desktop app)."),
+    modifiers(&BearerAuth),
+    paths(
+        routes::system::healthz,
+        routes::system::metrics,
+        routes::auth::login,
+        routes::auth::logout,
+        routes::auth::me,
+        routes::org::get_shop,
+        routes::org::update_shop,
+        routes::org::list_branches,
+        routes::org::create_branch,
+        routes::org::get_branch,
+        routes::org::update_branch,
+        routes::org::archive_branch,
+        routes::org::list_staff,
+        routes::org::create_staff,
+        routes::org::get_staff,
+        routes::org::update_staff,
+        routes::org::archive_staff,
+        routes::catalog::list_products,
+        routes::catalog::create_product,
+        routes::catalog::get_product,
+        routes::catalog::update_product,
+        routes::catalog::archive_product,
+        routes::catalog::product_stock,
+        routes::catalog::adjust_stock,
+        routes::catalog::list_stock,
+        routes::catalog::import_products,
+        routes::catalog::export_products,
+        routes::crm::list_customers,
+        routes::crm::create_customer,
+        routes::crm::get_customer,
+        routes::crm::update_customer,
+        routes::crm::archive_customer,
+        routes::crm::merge_customers,
+        routes::crm::import_customers,
+        routes::crm::export_customers,
+        routes::sales::list_orders,
+        routes::sales::create_order,
+        routes::sales::get_order,
+        routes::sales::update_order,
+        routes::sales::archive_order,
+        routes::sales::transition_order,
+    ),
+    components(schemas(
+        FieldError, OrderStatus, Role, Transition, AdjustStock, BranchView, CreateBranch, CreateCustomer, CreateOrder, CreateProduct,
+        CreateStaff, CustomerView, DecimalText, ErrorBody, ErrorDetail, Health, ImportReport, ImportRowError, LoginRequest, LoginResponse,
+        MergeCustomers, OrderLineInput, OrderLineView, OrderView, ProductView, ShopView, StaffView, StockView, TransitionOrder, UpdateBranch,
+        UpdateCustomer, UpdateOrder, UpdateProduct, UpdateShop, UpdateStaff
+    ))
+)]
+pub struct ApiDoc;

@@ -1,0 +1,160 @@
+//! Settings: built-in defaults, then a TOML file, then `DASHOFFICE_*` environment variables, then
+//! command-line flags (each flag also reads its environment variable).
+
+use std::{net::SocketAddr, path::PathBuf};
+
+use anyhow::Context;
+use clap::Args;
+use dashoffice_core::Durability;
+use serde::Deserialize;
+
+/// The example configuration, printed by `--print-default-config`.
+pub(crate) const DEFAULT_CONFIG: &str = r#"# DashOffice edge node configuration (TOML). Every key can also be set with the
+# environment variable DASHOFFICE_<KEY> (upper case) or the flag --<key> (dashes).
+
+# Where the replica keeps its SQLite file.
+data_dir = "data"
+# Address of the local API and web UI.
+listen = "127.0.0.1:8080"
+# "text" or "json" logs on standard error (level from RUST_LOG, default info).
+log_format = "text"
+# "full": an acknowledged write survives kill -9 and power loss (fsync on every commit);
+# "normal": survives kill -9; the last commits may be lost on power loss.
+durability = "full"
+# Read connections to SQLite.
+readers = 4
+
+# First run only: the shop, its first branch and the owner account.
+shop_name = "Mi Tienda"
+currency = "MXN"
+phone_region = "MX"
+timezone = "America/Mexico_City"
+branch_code = "CEN"
+branch_name = "Centro"
+owner_name = "Owner"
+owner_email = "owner@dashoffice.local"
+# owner_password: set it with DASHOFFICE_OWNER_PASSWORD or --owner-password; if absent on the
+# first run, a password is generated and printed once.
+"#;
+
+/// Flags shared by every command.
+#[derive(Args, Debug, Clone)]
+pub(crate) struct Cli {
+    /// Print the default configuration file and exit.
+    #[arg(long)]
+    pub(crate) print_default_config: bool,
+    /// TOML configuration file (default: dashoffice.toml in the current folder, if present).
+    #[arg(long, env = "DASHOFFICE_CONFIG", global = true)]
+    config: Option<PathBuf>,
+    /// Folder of the replica's data (created on first run).
+    #[arg(long, env = "DASHOFFICE_DATA_DIR", global = true)]
+    data_dir: Option<PathBuf>,
+    /// Address of the local API, e.g. 0.0.0.0:8080 to serve the branch's network; port 0 picks one.
+    #[arg(long, env = "DASHOFFICE_LISTEN", global = true)]
+    listen: Option<String>,
+    /// Log format: text or json.
+    #[arg(long, env = "DASHOFFICE_LOG_FORMAT", global = true)]
+    log_format: Option<String>,
+    /// Commit durability: full (survives power loss) or normal (survives a crash).
+    #[arg(long, env = "DASHOFFICE_DURABILITY", global = true)]
+    durability: Option<String>,
+    /// First run: the owner's e-mail.
+    #[arg(long, env = "DASHOFFICE_OWNER_EMAIL", global = true)]
+    owner_email: Option<String>,
+    /// First run: the owner's password (generated and printed once if absent).
+    #[arg(long, env = "DASHOFFICE_OWNER_PASSWORD", global = true, hide_env_values = true)]
+    owner_password: Option<String>,
+    /// First run: the shop's name.
+    #[arg(long, env = "DASHOFFICE_SHOP_NAME", global = true)]
+    shop_name: Option<String>,
+    /// First run: the first branch's code (2–8 upper-case letters or digits).
+    #[arg(long, env = "DASHOFFICE_BRANCH_CODE", global = true)]
+    branch_code: Option<String>,
+    /// First run: the first branch's name.
+    #[arg(long, env = "DASHOFFICE_BRANCH_NAME", global = true)]
+    branch_name: Option<String>,
+    /// First run: the shop's currency (ISO 4217).
+    #[arg(long, env = "DASHOFFICE_CURRENCY", global = true)]
+    currency: Option<String>,
+}
+
+/// A secret that never shows in logs or debug output.
+#[derive(Clone, Deserialize)]
+#[serde(transparent)]
+pub(crate) struct Secret(String);
+
+impl Secret {
+    pub(crate) fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("\"***\"")
+    }
+}
+
+/// The effective settings.
+#[derive(Debug, Clone, Deserialize)]
+pub(crate) struct Settings {
+    pub(crate) data_dir: PathBuf,
+    pub(crate) listen: SocketAddr,
+    pub(crate) log_format: String,
+    durability: String,
+    pub(crate) readers: usize,
+    pub(crate) shop_name: String,
+    pub(crate) currency: String,
+    pub(crate) phone_region: String,
+    pub(crate) timezone: String,
+    pub(crate) branch_code: String,
+    pub(crate) branch_name: String,
+    pub(crate) owner_name: String,
+    pub(crate) owner_email: String,
+    pub(crate) owner_password: Option<Secret>,
+}
+
+impl Settings {
+    pub(crate) fn load(cli: &Cli) -> anyhow::Result<Self> {
+        let mut b = config::Config::builder().add_source(config::File::from_str(DEFAULT_CONFIG, config::FileFormat::Toml));
+        match &cli.config {
+            Some(path) => {
+                b = b.add_source(config::File::from(path.clone()).format(config::FileFormat::Toml).required(true));
+            }
+            None => b = b.add_source(config::File::with_name("dashoffice.toml").format(config::FileFormat::Toml).required(false)),
+        }
+        b = b.add_source(config::Environment::with_prefix("DASHOFFICE").try_parsing(false));
+        let overrides: [(&str, Option<String>); 10] = [
+            ("data_dir", cli.data_dir.as_ref().map(|p| p.display().to_string())),
+            ("listen", cli.listen.clone()),
+            ("log_format", cli.log_format.clone()),
+            ("durability", cli.durability.clone()),
+            ("owner_email", cli.owner_email.clone()),
+            ("owner_password", cli.owner_password.clone()),
+            ("shop_name", cli.shop_name.clone()),
+            ("branch_code", cli.branch_code.clone()),
+            ("branch_name", cli.branch_name.clone()),
+            ("currency", cli.currency.clone()),
+        ];
+        for (k, v) in overrides {
+            if let Some(v) = v {
+                b = b.set_override(k, v)?;
+            }
+        }
+        let s: Settings = b.build().context("reading the configuration")?.try_deserialize().context("invalid configuration")?;
+        if !matches!(s.log_format.as_str(), "text" | "json") {
+            anyhow::bail!("log_format must be \"text\" or \"json\", not {:?}", s.log_format);
+        }
+        if !matches!(s.durability.as_str(), "full" | "normal") {
+            anyhow::bail!("durability must be \"full\" or \"normal\", not {:?}", s.durability);
+        }
+        if !(1..=64).contains(&s.readers) {
+            anyhow::bail!("readers must be between 1 and 64");
+        }
+        Ok(s)
+    }
+
+    pub(crate) fn durability(&self) -> Durability {
+        if self.durability == "normal" { Durability::Normal } else { Durability::Full }
+    }
+}
