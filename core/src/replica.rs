@@ -236,6 +236,15 @@ impl Replica {
         self.read(|c| entities::setting(c, "home_branch"))
     }
 
+    /// Makes this replica one of `shop`'s, serving `branch` (a replica that joins by sync).
+    pub fn join(&self, shop: &str, branch: &str) -> Result<()> {
+        let (shop, branch) = (shop.to_string(), branch.to_string());
+        self.write_blocking(move |ctx| {
+            entities::set_setting(ctx.conn(), "shop_id", &shop)?;
+            entities::set_setting(ctx.conn(), "home_branch", &branch)
+        })
+    }
+
     /// Creates the shop, its first branch and its owner, unless the replica already has a shop.
     pub fn bootstrap(&self, input: BootstrapInput) -> Result<Option<Bootstrap>> {
         self.write_blocking(move |ctx| {

@@ -41,3 +41,10 @@ pub(crate) fn set_setting(conn: &Connection, key: &str, value: &str) -> Result<(
         .execute([key, value])?;
     Ok(())
 }
+
+/// Ids of the shop's branches in code order (tests).
+#[cfg(feature = "test-support")]
+pub fn branches_for_tests(conn: &Connection) -> Result<Vec<String>> {
+    let mut stmt = conn.prepare("SELECT id FROM branches ORDER BY code")?;
+    Ok(stmt.query_map([], |r| r.get(0))?.collect::<rusqlite::Result<Vec<String>>>()?)
+}

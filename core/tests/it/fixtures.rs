@@ -1,0 +1,110 @@
+//! Replicas of one shop in temporary folders, and helpers to sync and compare them.
+
+use dashoffice_core::{BootstrapInput, Caller, Durability, OpenOptions, Replica, domain::Role};
+use tempfile::TempDir;
+
+pub(crate) struct Node {
+    pub(crate) replica: Replica,
+    pub(crate) caller: Caller,
+    _dir: TempDir,
+}
+
+pub(crate) fn open_node() -> (Replica, TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let r = Replica::open(dir.path(), OpenOptions { durability: Durability::Normal, readers: 2, ..Default::default() }).unwrap();
+    (r, dir)
+}
+
+/// `n` replicas of one freshly bootstrapped shop, all synced.
+pub(crate) fn shop(n: usize) -> Vec<Node> {
+    let (first, dir) = open_node();
+    let boot = first
+        .bootstrap(BootstrapInput {
+            shop_name: "Tienda".into(),
+            currency: "MXN".into(),
+            phone_region: "MX".into(),
+            timezone: "America/Mexico_City".into(),
+            branch_code: "CEN".into(),
+            branch_name: "Centro".into(),
+            owner_name: "Ana".into(),
+            owner_email: "ana@tienda.mx".into(),
+            owner_password: "contraseña-segura".into(),
+        })
+        .unwrap()
+        .unwrap();
+    let owner: String = first.read(|c| Ok(c.query_row("SELECT id FROM staff", [], |r| r.get(0))?)).unwrap();
+    let caller = Caller { user_id: owner, shop_id: boot.shop_id.clone(), role: Role::Owner, branch_id: None };
+    let mut nodes = vec![Node { replica: first, caller: caller.clone(), _dir: dir }];
+    for _ in 1..n {
+        let (r, dir) = open_node();
+        r.join(&boot.shop_id, &boot.branch_id).unwrap();
+        nodes.push(Node { replica: r, caller: caller.clone(), _dir: dir });
+    }
+    for i in 1..n {
+        sync_pair(&nodes[0].replica, &nodes[i].replica);
+    }
+    nodes
+}
+
+/// Sends every change of every document of `from` to `to` (duplicates included).
+pub(crate) fn push_all(from: &Replica, to: &Replica) {
+    for id in from.doc_ids().unwrap() {
+        let bytes = from.changes_since(&id, &[]).unwrap();
+        to.apply_changes_blocking(&id, bytes).unwrap();
+    }
+}
+
+pub(crate) fn sync_pair(a: &Replica, b: &Replica) {
+    push_all(a, b);
+    push_all(b, a);
+}
+
+/// Every projection row, as sorted text, for comparing replicas.
+pub(crate) fn projection_dump(r: &Replica) -> Vec<String> {
+    let tables = [
+        ("shops", "id, name, currency, phone_region, timezone, created_at, updated_at"),
+        ("branches", "id, shop_id, code, name, archived, created_at, updated_at"),
+        ("staff", "id, name, email, role, branch_id, password_hash, archived"),
+        ("products", "id, sku, name, description, price, currency, tax_rate, active, tags, archived, created_at, updated_at"),
+        ("customers", "id, name, phone, email, tags, notes, wa_id, merged_into, archived"),
+        ("stock", "product_id, branch_id, adjusted, committed FROM stock WHERE NOT (adjusted = 0 AND committed = 0) --"),
+        ("orders", "id, branch_id, doc_id, number, customer_id, seller_id, status, conflict, currency, subtotal, tax_total, total, notes, archived"),
+        ("order_lines", "order_id, idx, product_id, sku, name, quantity, unit_price, tax_rate, subtotal, tax, total"),
+        ("order_transitions", "order_id, idx, from_status, to_status, by_user, at, device"),
+    ];
+    r.read(|c| {
+        let mut out = Vec::new();
+        for (t, cols) in tables {
+            let mut stmt = c.prepare(&format!("SELECT {cols} FROM {t}")).unwrap();
+            let n = stmt.column_count();
+            let mut rows: Vec<String> = stmt
+                .query_map([], |row| {
+                    let vals: Vec<String> = (0..n).map(|i| format!("{:?}", row.get_ref(i).unwrap())).collect();
+                    Ok(format!("{t}: {}", vals.join(" | ")))
+                })
+                .unwrap()
+                .map(Result::unwrap)
+                .collect();
+            rows.sort();
+            out.extend(rows);
+        }
+        Ok(out)
+    })
+    .unwrap()
+}
+
+/// Heads of every document, sorted.
+pub(crate) fn heads_dump(r: &Replica) -> Vec<String> {
+    let mut v: Vec<String> = r
+        .doc_ids()
+        .unwrap()
+        .into_iter()
+        .map(|id| {
+            let mut h: Vec<String> = r.heads(&id).unwrap().iter().map(|h| h.to_string()).collect();
+            h.sort();
+            format!("{id}: {}", h.join(","))
+        })
+        .collect();
+    v.sort();
+    v
+}
