@@ -30,7 +30,12 @@ impl ImportMode {
         match s {
             "all" | "all_or_nothing" => Ok(Self::AllOrNothing),
             "valid" | "valid_only" => Ok(Self::ValidOnly),
-            _ => Err(FieldError::new("mode", "one_of", "'all' (all or nothing) or 'valid' (import the valid rows)").into()),
+            _ => Err(FieldError::new(
+                "mode",
+                "one_of",
+                "'all' (all or nothing) or 'valid' (import the valid rows)",
+            )
+            .into()),
         }
     }
 }
@@ -39,14 +44,27 @@ impl ImportMode {
 pub type Progress = Arc<dyn Fn(u64, u64) + Send + Sync>;
 
 /// Product CSV header.
-pub const PRODUCT_COLUMNS: [&str; 8] = ["sku", "name", "description", "price", "currency", "tax_rate", "active", "tags"];
+pub const PRODUCT_COLUMNS: [&str; 8] = [
+    "sku",
+    "name",
+    "description",
+    "price",
+    "currency",
+    "tax_rate",
+    "active",
+    "tags",
+];
 /// Customer CSV header.
 pub const CUSTOMER_COLUMNS: [&str; 6] = ["name", "phone", "email", "tags", "notes", "wa_id"];
 
 const CHUNK: usize = 1000;
 
 fn split_tags(s: &str) -> Vec<String> {
-    s.split(['|', ';']).map(str::trim).filter(|t| !t.is_empty()).map(str::to_string).collect()
+    s.split(['|', ';'])
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .map(str::to_string)
+        .collect()
 }
 
 fn parse_bool(s: &str) -> std::result::Result<Option<bool>, FieldError> {
@@ -54,7 +72,11 @@ fn parse_bool(s: &str) -> std::result::Result<Option<bool>, FieldError> {
         "" => Ok(None),
         "1" | "true" | "yes" | "si" | "sí" | "y" => Ok(Some(true)),
         "0" | "false" | "no" | "n" => Ok(Some(false)),
-        _ => Err(FieldError::new("active", "boolean", "true/false, yes/no, sí/no or 1/0")),
+        _ => Err(FieldError::new(
+            "active",
+            "boolean",
+            "true/false, yes/no, sí/no or 1/0",
+        )),
     }
 }
 
@@ -64,16 +86,39 @@ struct Rows {
 }
 
 fn read_rows(input: impl Read, required: &[&str], known: &[&str]) -> Result<Rows> {
-    let mut rdr = csv::ReaderBuilder::new().flexible(true).trim(csv::Trim::All).from_reader(input);
-    let headers = rdr.headers().map_err(|e| FieldError::new("file", "csv", format!("cannot read the header: {e}")))?.clone();
-    let header: HashMap<String, usize> = headers.iter().enumerate().map(|(i, h)| (h.trim_start_matches('\u{feff}').to_lowercase(), i)).collect();
+    let mut rdr = csv::ReaderBuilder::new()
+        .flexible(true)
+        .trim(csv::Trim::All)
+        .from_reader(input);
+    let headers = rdr
+        .headers()
+        .map_err(|e| FieldError::new("file", "csv", format!("cannot read the header: {e}")))?
+        .clone();
+    let header: HashMap<String, usize> = headers
+        .iter()
+        .enumerate()
+        .map(|(i, h)| (h.trim_start_matches('\u{feff}').to_lowercase(), i))
+        .collect();
     for r in required {
         if !header.contains_key(*r) {
-            return Err(FieldError::new("file", "header", format!("missing column '{r}'; columns are {}", known.join(","))).into());
+            return Err(FieldError::new(
+                "file",
+                "header",
+                format!("missing column '{r}'; columns are {}", known.join(",")),
+            )
+            .into());
         }
     }
     if let Some(unknown) = header.keys().find(|h| !known.contains(&h.as_str())) {
-        return Err(FieldError::new("file", "header", format!("unknown column '{unknown}'; columns are {}", known.join(","))).into());
+        return Err(FieldError::new(
+            "file",
+            "header",
+            format!(
+                "unknown column '{unknown}'; columns are {}",
+                known.join(",")
+            ),
+        )
+        .into());
     }
     let mut rows = Vec::new();
     for rec in rdr.records() {
@@ -91,13 +136,28 @@ fn read_rows(input: impl Read, required: &[&str], known: &[&str]) -> Result<Rows
 }
 
 fn col<'a>(rows: &Rows, rec: &'a csv::StringRecord, name: &str) -> &'a str {
-    rows.header.get(name).and_then(|i| rec.get(*i)).unwrap_or("")
+    rows.header
+        .get(name)
+        .and_then(|i| rec.get(*i))
+        .unwrap_or("")
 }
 
 fn row_errors(line: u64, e: crate::CoreError) -> Vec<ImportRowError> {
     match e {
-        CoreError::Validation(fe) => fe.0.into_iter().map(|f| ImportRowError { line, field: format!("{}:{}", f.field, f.rule), message: f.message }).collect(),
-        other => vec![ImportRowError { line, field: "row".into(), message: other.to_string() }],
+        CoreError::Validation(fe) => {
+            fe.0.into_iter()
+                .map(|f| ImportRowError {
+                    line,
+                    field: format!("{}:{}", f.field, f.rule),
+                    message: f.message,
+                })
+                .collect()
+        }
+        other => vec![ImportRowError {
+            line,
+            field: "row".into(),
+            message: other.to_string(),
+        }],
     }
 }
 
@@ -107,12 +167,24 @@ fn finish(report: &mut ImportReport, mode: ImportMode) -> bool {
 }
 
 /// Imports products; rows with a known SKU update that product.
-pub fn import_products(replica: &Replica, caller: &Caller, input: impl Read, mode: ImportMode, progress: Progress) -> Result<ImportReport> {
+pub fn import_products(
+    replica: &Replica,
+    caller: &Caller,
+    input: impl Read,
+    mode: ImportMode,
+    progress: Progress,
+) -> Result<ImportReport> {
     caller.require(Permission::ImportExport)?;
     caller.require(Permission::EditCatalog)?;
     let rows = read_rows(input, &["sku", "name", "price"], &PRODUCT_COLUMNS)?;
     let shop = replica.read(|c| org::get_shop(c, &caller.shop_id))?;
-    let mut report = ImportReport { rows: rows.rows.len() as u64, created: 0, updated: 0, errors: Vec::new(), committed: false };
+    let mut report = ImportReport {
+        rows: rows.rows.len() as u64,
+        created: 0,
+        updated: 0,
+        errors: Vec::new(),
+        committed: false,
+    };
     let mut valid: Vec<(u64, products::ProductFields)> = Vec::new();
     let mut seen: HashMap<String, u64> = HashMap::new();
     for (line, rec) in &rows.rows {
@@ -138,7 +210,11 @@ pub fn import_products(replica: &Replica, caller: &Caller, input: impl Read, mod
         match products::validate_create(&input, &shop.currency) {
             Ok(f) => {
                 if let Some(first) = seen.insert(f.sku.clone(), *line) {
-                    report.errors.push(ImportRowError { line: *line, field: "sku:unique".into(), message: format!("SKU '{}' already on line {first}", f.sku) });
+                    report.errors.push(ImportRowError {
+                        line: *line,
+                        field: "sku:unique".into(),
+                        message: format!("SKU '{}' already on line {first}", f.sku),
+                    });
                 } else {
                     valid.push((*line, f));
                 }
@@ -186,7 +262,12 @@ pub fn import_products(replica: &Replica, caller: &Caller, input: impl Read, mod
     Ok(report)
 }
 
-fn update_product(ctx: &mut crate::WriteCtx<'_>, shop: &str, id: &str, f: &products::ProductFields) -> Result<()> {
+fn update_product(
+    ctx: &mut crate::WriteCtx<'_>,
+    shop: &str,
+    id: &str,
+    f: &products::ProductFields,
+) -> Result<()> {
     let now = ctx.now();
     ctx.change(&crate::doc::DocId::products(shop, id), &[id], |tx, _| {
         use automerge::transaction::Transactable;
@@ -204,12 +285,24 @@ fn update_product(ctx: &mut crate::WriteCtx<'_>, shop: &str, id: &str, f: &produ
 }
 
 /// Imports customers; rows whose phone matches a customer update that customer.
-pub fn import_customers(replica: &Replica, caller: &Caller, input: impl Read, mode: ImportMode, progress: Progress) -> Result<ImportReport> {
+pub fn import_customers(
+    replica: &Replica,
+    caller: &Caller,
+    input: impl Read,
+    mode: ImportMode,
+    progress: Progress,
+) -> Result<ImportReport> {
     caller.require(Permission::ImportExport)?;
     caller.require(Permission::EditCustomers)?;
     let rows = read_rows(input, &["name"], &CUSTOMER_COLUMNS)?;
     let shop = replica.read(|c| org::get_shop(c, &caller.shop_id))?;
-    let mut report = ImportReport { rows: rows.rows.len() as u64, created: 0, updated: 0, errors: Vec::new(), committed: false };
+    let mut report = ImportReport {
+        rows: rows.rows.len() as u64,
+        created: 0,
+        updated: 0,
+        errors: Vec::new(),
+        committed: false,
+    };
     let mut valid: Vec<customers::CustomerFields> = Vec::new();
     let mut seen: HashMap<String, u64> = HashMap::new();
     for (line, rec) in &rows.rows {
@@ -225,7 +318,11 @@ pub fn import_customers(replica: &Replica, caller: &Caller, input: impl Read, mo
         match customers::validate_create(&input, &shop.phone_region) {
             Ok(f) => {
                 if let Some(first) = f.phone.as_ref().and_then(|p| seen.insert(p.clone(), *line)) {
-                    report.errors.push(ImportRowError { line: *line, field: "phone:unique".into(), message: format!("phone already on line {first}") });
+                    report.errors.push(ImportRowError {
+                        line: *line,
+                        field: "phone:unique".into(),
+                        message: format!("phone already on line {first}"),
+                    });
                 } else {
                     valid.push(f);
                 }
@@ -237,8 +334,11 @@ pub fn import_customers(replica: &Replica, caller: &Caller, input: impl Read, mo
         return Ok(report);
     }
     let total = valid.len() as u64;
-    let chunks: Vec<Vec<customers::CustomerFields>> =
-        if mode == ImportMode::AllOrNothing { vec![valid] } else { valid.chunks(CHUNK).map(<[_]>::to_vec).collect() };
+    let chunks: Vec<Vec<customers::CustomerFields>> = if mode == ImportMode::AllOrNothing {
+        vec![valid]
+    } else {
+        valid.chunks(CHUNK).map(<[_]>::to_vec).collect()
+    };
     let mut written = 0u64;
     for chunk in chunks {
         let shop_id = caller.shop_id.clone();
@@ -252,23 +352,28 @@ pub fn import_customers(replica: &Replica, caller: &Caller, input: impl Read, mo
                 match existing {
                     Some(id) => {
                         let now = ctx.now();
-                        ctx.change(&crate::doc::DocId::customers(&shop_id, &id), &[&id], |tx, _| {
-                            use automerge::transaction::Transactable;
-                            let o = crate::doc::record(tx, &id)?.ok_or_else(|| CoreError::not_found("customer", &id))?;
-                            tx.put(&o, "name", f.name.as_str())?;
-                            if let Some(e) = &f.email {
-                                tx.put(&o, "email", e.as_str())?;
-                            }
-                            if let Some(w) = &f.wa_id {
-                                tx.put(&o, "wa_id", w.as_str())?;
-                            }
-                            if !f.notes.is_empty() {
-                                tx.put(&o, "notes", f.notes.as_str())?;
-                            }
-                            crate::doc::set_set(tx, &o, "tags", &f.tags)?;
-                            tx.put(&o, "updated_at", now)?;
-                            Ok(())
-                        })?;
+                        ctx.change(
+                            &crate::doc::DocId::customers(&shop_id, &id),
+                            &[&id],
+                            |tx, _| {
+                                use automerge::transaction::Transactable;
+                                let o = crate::doc::record(tx, &id)?
+                                    .ok_or_else(|| CoreError::not_found("customer", &id))?;
+                                tx.put(&o, "name", f.name.as_str())?;
+                                if let Some(e) = &f.email {
+                                    tx.put(&o, "email", e.as_str())?;
+                                }
+                                if let Some(w) = &f.wa_id {
+                                    tx.put(&o, "wa_id", w.as_str())?;
+                                }
+                                if !f.notes.is_empty() {
+                                    tx.put(&o, "notes", f.notes.as_str())?;
+                                }
+                                crate::doc::set_set(tx, &o, "tags", &f.tags)?;
+                                tx.put(&o, "updated_at", now)?;
+                                Ok(())
+                            },
+                        )?;
                         updated += 1;
                     }
                     None => {
@@ -289,7 +394,11 @@ pub fn import_customers(replica: &Replica, caller: &Caller, input: impl Read, mo
 }
 
 /// Writes every live product as CSV.
-pub fn export_products(replica: &Replica, caller: &Caller, out: impl std::io::Write) -> Result<u64> {
+pub fn export_products(
+    replica: &Replica,
+    caller: &Caller,
+    out: impl std::io::Write,
+) -> Result<u64> {
     caller.require(Permission::ImportExport)?;
     let mut w = csv::Writer::from_writer(out);
     let io = |e: csv::Error| CoreError::Storage(format!("writing CSV: {e}"));
@@ -323,7 +432,11 @@ pub fn export_products(replica: &Replica, caller: &Caller, out: impl std::io::Wr
 }
 
 /// Writes every live customer as CSV.
-pub fn export_customers(replica: &Replica, caller: &Caller, out: impl std::io::Write) -> Result<u64> {
+pub fn export_customers(
+    replica: &Replica,
+    caller: &Caller,
+    out: impl std::io::Write,
+) -> Result<u64> {
     caller.require(Permission::ImportExport)?;
     let mut w = csv::Writer::from_writer(out);
     let io = |e: csv::Error| CoreError::Storage(format!("writing CSV: {e}"));

@@ -2,7 +2,7 @@
 //! deterministic schema migrations and record creation, and small field readers.
 //!
 //! Layout of every document: `{ collection: str, schema: uint, records: { <record id>: { ... } } }`.
-//! Granularity (see docs/ARCHITECTURE.md): shop-wide collections are split into 64 shards by a hash
+//! Granularity (see docs/ARCHITECTURE.md): shop-wide collections are split into 256 shards by a hash
 //! of the record id; branch collections carry the branch id in the document id, so a replica of one
 //! branch never needs another branch's documents; orders are bucketed by month so old documents go
 //! cold instead of growing forever.
@@ -16,7 +16,7 @@ use sha2::{Digest, Sha256};
 use crate::error::{CoreError, Result};
 
 /// Number of shards of the shop-wide sharded collections (products, customers) and of stock.
-pub const SHARDS: u8 = 64;
+pub const SHARDS: u16 = 256;
 
 /// The kind of records a document holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -25,11 +25,11 @@ pub enum Collection {
     Org,
     /// Staff accounts (one document per shop).
     Staff,
-    /// The catalog (64 shards).
+    /// The catalog (256 shards).
     Products,
-    /// Customers (64 shards).
+    /// Customers (256 shards).
     Customers,
-    /// Stock counters of one branch (64 shards).
+    /// Stock counters of one branch (256 shards).
     Stock,
     /// Orders of one branch (one document per month).
     Orders,
@@ -37,7 +37,14 @@ pub enum Collection {
 
 impl Collection {
     /// Every collection.
-    pub const ALL: [Collection; 6] = [Self::Org, Self::Staff, Self::Products, Self::Customers, Self::Stock, Self::Orders];
+    pub const ALL: [Collection; 6] = [
+        Self::Org,
+        Self::Staff,
+        Self::Products,
+        Self::Customers,
+        Self::Stock,
+        Self::Orders,
+    ];
 
     /// The name used in document ids.
     pub fn as_str(self) -> &'static str {
@@ -79,7 +86,7 @@ pub struct DocScope {
 
 fn shard_of(record_id: &str) -> String {
     let h = Sha256::digest(record_id.as_bytes());
-    format!("{:02x}", h[0] % SHARDS)
+    format!("{:02x}", u16::from(h[0]) % SHARDS)
 }
 
 impl DocId {
@@ -121,7 +128,10 @@ impl DocId {
     pub fn scope(&self) -> Result<DocScope> {
         let bad = || CoreError::Storage(format!("malformed document id '{}'", self.0));
         let parts: Vec<&str> = self.0.split('/').collect();
-        let collection = parts.get(1).and_then(|c| Collection::parse(c)).ok_or_else(bad)?;
+        let collection = parts
+            .get(1)
+            .and_then(|c| Collection::parse(c))
+            .ok_or_else(bad)?;
         let expect = if collection.branch_scoped() { 4 } else { 3 };
         if parts.len() != expect || parts.iter().any(|p| p.is_empty()) {
             return Err(bad());
@@ -199,7 +209,11 @@ fn migration_actor(to: u64) -> ActorId {
 
 /// Brings `doc` up to the last of `migrations`, each as a deterministic change (fixed actor, time 0,
 /// based on the genesis plus the previous migrations). Returns whether anything was applied.
-pub fn migrate(doc: &mut Automerge, collection: Collection, migrations: &[DocMigration]) -> Result<bool> {
+pub fn migrate(
+    doc: &mut Automerge,
+    collection: Collection,
+    migrations: &[DocMigration],
+) -> Result<bool> {
     let current = schema_version(doc);
     let mut base = genesis(collection);
     let mut changed = false;
@@ -211,7 +225,9 @@ pub fn migrate(doc: &mut Automerge, collection: Collection, migrations: &[DocMig
         tx.put(ROOT, "schema", m.to)?;
         tx.commit_with(fixed_time());
         if m.to > current {
-            let change = base.get_last_local_change().ok_or_else(|| CoreError::Storage("migration made no change".into()))?;
+            let change = base
+                .get_last_local_change()
+                .ok_or_else(|| CoreError::Storage("migration made no change".into()))?;
             doc.apply_changes([change])?;
             changed = true;
         }
@@ -241,11 +257,15 @@ pub fn ensure_record(
     let obj = tx.put_object(&brecords, id, ObjType::Map)?;
     init(&mut tx, &obj)?;
     tx.commit_with(fixed_time());
-    let change = base.get_last_local_change().ok_or_else(|| CoreError::Storage("record init made no change".into()))?;
+    let change = base
+        .get_last_local_change()
+        .ok_or_else(|| CoreError::Storage("record init made no change".into()))?;
     doc.apply_changes([change])?;
     match doc.get(&records, id)? {
         Some((Value::Object(ObjType::Map), obj)) => Ok(obj),
-        _ => Err(CoreError::Storage(format!("record '{id}' missing after init"))),
+        _ => Err(CoreError::Storage(format!(
+            "record '{id}' missing after init"
+        ))),
     }
 }
 
@@ -271,9 +291,51 @@ fn scalar<D: ReadDoc + ?Sized>(doc: &D, obj: &ObjId, key: &str) -> Option<Scalar
     }
 }
 
+/// Every scalar field of a map, read in one pass (projections read whole records).
+pub struct Fields(std::collections::HashMap<String, ScalarValue>);
+
+/// Reads the scalar fields of `obj`.
+pub fn fields<D: ReadDoc + ?Sized>(doc: &D, obj: &ObjId) -> Fields {
+    Fields(
+        doc.map_range(obj, ..)
+            .filter_map(|item| match item.value {
+                automerge::ValueRef::Scalar(v) => {
+                    Some((item.key.into_owned(), ScalarValue::from(v)))
+                }
+                automerge::ValueRef::Object(_) => None,
+            })
+            .collect(),
+    )
+}
+
+impl Fields {
+    /// A string field ("" when absent).
+    pub fn str(&self, key: &str) -> String {
+        self.0
+            .get(key)
+            .and_then(|s| s.as_str())
+            .map(str::to_string)
+            .unwrap_or_default()
+    }
+    /// An optional string field (absent or "" give None).
+    pub fn opt_str(&self, key: &str) -> Option<String> {
+        Some(self.str(key)).filter(|s| !s.is_empty())
+    }
+    /// An integer or counter field (0 when absent).
+    pub fn i64(&self, key: &str) -> i64 {
+        self.0.get(key).and_then(|s| s.as_i64()).unwrap_or(0)
+    }
+    /// A boolean field.
+    pub fn bool(&self, key: &str, default: bool) -> bool {
+        self.0.get(key).and_then(|s| s.as_bool()).unwrap_or(default)
+    }
+}
+
 /// A string field ("" when absent).
 pub fn get_str<D: ReadDoc + ?Sized>(doc: &D, obj: &ObjId, key: &str) -> String {
-    scalar(doc, obj, key).and_then(|s| s.as_str().map(str::to_string)).unwrap_or_default()
+    scalar(doc, obj, key)
+        .and_then(|s| s.as_str().map(str::to_string))
+        .unwrap_or_default()
 }
 
 /// An optional string field (absent, null or "" give None).
@@ -288,7 +350,9 @@ pub fn get_i64<D: ReadDoc + ?Sized>(doc: &D, obj: &ObjId, key: &str) -> i64 {
 
 /// A boolean field.
 pub fn get_bool<D: ReadDoc + ?Sized>(doc: &D, obj: &ObjId, key: &str, default: bool) -> bool {
-    scalar(doc, obj, key).and_then(|s| s.as_bool()).unwrap_or(default)
+    scalar(doc, obj, key)
+        .and_then(|s| s.as_bool())
+        .unwrap_or(default)
 }
 
 /// A nested object.
@@ -301,7 +365,9 @@ pub fn get_obj<D: ReadDoc + ?Sized>(doc: &D, obj: &ObjId, key: &str) -> Option<O
 
 /// The keys of a map used as a set (tags), sorted.
 pub fn get_set<D: ReadDoc + ?Sized>(doc: &D, obj: &ObjId, key: &str) -> Vec<String> {
-    let mut v: Vec<String> = get_obj(doc, obj, key).map(|o| doc.keys(&o).collect()).unwrap_or_default();
+    let mut v: Vec<String> = get_obj(doc, obj, key)
+        .map(|o| doc.keys(&o).collect())
+        .unwrap_or_default();
     v.sort();
     v
 }
@@ -324,23 +390,37 @@ pub fn set_set(tx: &mut Transaction<'_>, obj: &ObjId, key: &str, values: &[Strin
 }
 
 /// Loads a document's snapshot and later changes from the store; None if it was never stored.
-pub(crate) fn load(conn: &rusqlite::Connection, id: &DocId, collection: Collection) -> Result<Option<Automerge>> {
+pub(crate) fn load(
+    conn: &rusqlite::Connection,
+    id: &DocId,
+    collection: Collection,
+) -> Result<Option<Automerge>> {
     let snapshot: Option<Option<Vec<u8>>> = conn
         .prepare_cached("SELECT snapshot FROM documents WHERE doc_id = ?1")?
         .query_row([id.as_str()], |r| r.get(0))
         .map(Some)
-        .or_else(|e| if e == rusqlite::Error::QueryReturnedNoRows { Ok(None) } else { Err(e) })?;
-    let Some(snapshot) = snapshot else { return Ok(None) };
+        .or_else(|e| {
+            if e == rusqlite::Error::QueryReturnedNoRows {
+                Ok(None)
+            } else {
+                Err(e)
+            }
+        })?;
+    let Some(snapshot) = snapshot else {
+        return Ok(None);
+    };
     let mut doc = match snapshot {
         Some(bytes) => Automerge::load(&bytes)?,
         None => genesis(collection),
     };
-    let mut stmt = conn.prepare_cached("SELECT bytes FROM doc_changes WHERE doc_id = ?1 ORDER BY seq")?;
+    let mut stmt =
+        conn.prepare_cached("SELECT bytes FROM doc_changes WHERE doc_id = ?1 ORDER BY seq")?;
     let changes = stmt
         .query_map([id.as_str()], |r| r.get::<_, Vec<u8>>(0))?
         .map(|b| {
             let b = b?;
-            Change::from_bytes(b).map_err(|e| CoreError::Storage(format!("corrupt change in {id}: {e}")))
+            Change::from_bytes(b)
+                .map_err(|e| CoreError::Storage(format!("corrupt change in {id}: {e}")))
         })
         .collect::<Result<Vec<_>>>()?;
     doc.apply_changes(changes)?;

@@ -3,6 +3,7 @@
 //! every query reads. No sockets, no async runtime of its own: hosts drive it.
 
 mod caller;
+pub mod csv_io;
 mod db;
 pub mod doc;
 pub mod entities;
@@ -12,7 +13,6 @@ mod projection;
 mod replica;
 pub mod sync;
 mod writer;
-pub mod csv_io;
 
 pub use caller::Caller;
 pub use db::Durability;

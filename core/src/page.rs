@@ -43,7 +43,14 @@ impl ListQuery {
         };
         let (_, col, kind) = allowed.iter().find(|(k, _, _)| *k == key).ok_or_else(|| {
             let names: Vec<&str> = allowed.iter().map(|(k, _, _)| *k).collect();
-            CoreError::from(FieldError::new("sort", "one_of", format!("sort by one of {} (prefix '-' for descending)", names.join(", "))))
+            CoreError::from(FieldError::new(
+                "sort",
+                "one_of",
+                format!(
+                    "sort by one of {} (prefix '-' for descending)",
+                    names.join(", ")
+                ),
+            ))
         })?;
         let limit = limit.unwrap_or(50);
         if !(1..=500).contains(&limit) {
@@ -96,7 +103,10 @@ impl ListQuery {
             let op = if self.desc { "<" } else { ">" };
             let c = self.sort_col;
             let idc = self.id_col;
-            self.filter(&format!("({c} {op} ? OR ({c} = ? AND {idc} {op} ?))"), [v.clone(), v, Value::Text(id)]);
+            self.filter(
+                &format!("({c} {op} ? OR ({c} = ? AND {idc} {op} ?))"),
+                [v.clone(), v, Value::Text(id)],
+            );
         }
         let dir = if self.desc { "DESC" } else { "ASC" };
         let mut sql = self.select.clone();
@@ -104,14 +114,21 @@ impl ListQuery {
             sql.push_str(" WHERE ");
             sql.push_str(&self.wheres.join(" AND "));
         }
-        sql.push_str(&format!(" ORDER BY {c} {dir}, {i} {dir} LIMIT {}", self.limit + 1, c = self.sort_col, i = self.id_col));
+        sql.push_str(&format!(
+            " ORDER BY {c} {dir}, {i} {dir} LIMIT {}",
+            self.limit + 1,
+            c = self.sort_col,
+            i = self.id_col
+        ));
         let mut stmt = conn.prepare_cached(&sql)?;
         let mut items = stmt
             .query_map(rusqlite::params_from_iter(self.params.iter()), |r| map(r))?
             .collect::<rusqlite::Result<Vec<T>>>()?;
         let next_cursor = if items.len() > self.limit as usize {
             items.truncate(self.limit as usize);
-            items.last().map(|last| encode_cursor(key(last), self.sort_kind))
+            items
+                .last()
+                .map(|last| encode_cursor(key(last), self.sort_kind))
         } else {
             None
         };
@@ -130,7 +147,13 @@ fn encode_cursor((v, id): (Value, String), _kind: SortKind) -> String {
 }
 
 fn decode_cursor(c: &str, kind: SortKind) -> Result<(Value, String)> {
-    let bad = || CoreError::from(FieldError::new("cursor", "format", "not a cursor returned by this list"));
+    let bad = || {
+        CoreError::from(FieldError::new(
+            "cursor",
+            "format",
+            "not a cursor returned by this list",
+        ))
+    };
     let bytes = URL_SAFE_NO_PAD.decode(c).map_err(|_| bad())?;
     let j: serde_json::Value = serde_json::from_slice(&bytes).map_err(|_| bad())?;
     let arr = j.as_array().filter(|a| a.len() == 2).ok_or_else(bad)?;

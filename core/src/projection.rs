@@ -13,7 +13,12 @@ use crate::{
 };
 
 /// Writes the SQL rows of one record.
-pub(crate) fn project_record(conn: &Connection, id: &DocId, d: &Automerge, record: &str) -> Result<()> {
+pub(crate) fn project_record(
+    conn: &Connection,
+    id: &DocId,
+    d: &Automerge,
+    record: &str,
+) -> Result<()> {
     match id.scope()?.collection {
         Collection::Org => org::project(conn, id, d, record),
         Collection::Staff => staff::project(conn, id, d, record),
@@ -26,7 +31,9 @@ pub(crate) fn project_record(conn: &Connection, id: &DocId, d: &Automerge, recor
 
 /// Record ids changed between `before` and the current heads.
 pub(crate) fn touched_records(d: &Automerge, before: &[ChangeHash]) -> Vec<String> {
-    let Ok(records) = doc::records_obj(d) else { return Vec::new() };
+    let Ok(records) = doc::records_obj(d) else {
+        return Vec::new();
+    };
     let mut out = BTreeSet::new();
     for p in d.diff(before, &d.get_heads()) {
         if p.obj == records {

@@ -37,7 +37,11 @@ pub struct OpenOptions {
 
 impl Default for OpenOptions {
     fn default() -> Self {
-        Self { durability: Durability::Full, readers: 4, clock: Arc::new(SystemClock) }
+        Self {
+            durability: Durability::Full,
+            readers: 4,
+            clock: Arc::new(SystemClock),
+        }
     }
 }
 
@@ -104,22 +108,34 @@ const DB_FILE: &str = "dashoffice.db";
 
 fn random_code() -> String {
     const ALPHABET: &[u8] = b"0123456789ABCDEFGHJKMNPQRSTVWXYZ";
-    rand::random::<[u8; 6]>().iter().map(|b| ALPHABET[usize::from(b % 32)] as char).collect()
+    rand::random::<[u8; 6]>()
+        .iter()
+        .map(|b| ALPHABET[usize::from(b % 32)] as char)
+        .collect()
 }
 
 impl Replica {
     /// Opens (creating if needed) the replica in `dir`.
     pub fn open(dir: &Path, opts: OpenOptions) -> Result<Self> {
-        std::fs::create_dir_all(dir).map_err(|e| CoreError::Storage(format!("creating {}: {e}", dir.display())))?;
+        std::fs::create_dir_all(dir)
+            .map_err(|e| CoreError::Storage(format!("creating {}: {e}", dir.display())))?;
         let db_path = dir.join(DB_FILE);
         let conn = db::open_writer(&db_path, opts.durability)?;
         let device = match conn
-            .query_row("SELECT actor, code FROM device WHERE id = 1", [], |r| Ok(Device { actor: r.get(0)?, code: r.get(1)? }))
+            .query_row("SELECT actor, code FROM device WHERE id = 1", [], |r| {
+                Ok(Device {
+                    actor: r.get(0)?,
+                    code: r.get(1)?,
+                })
+            })
             .optional()?
         {
             Some(d) => d,
             None => {
-                let d = Device { actor: uuid::Uuid::new_v4().as_bytes().to_vec(), code: random_code() };
+                let d = Device {
+                    actor: uuid::Uuid::new_v4().as_bytes().to_vec(),
+                    code: random_code(),
+                };
                 conn.execute(
                     "INSERT INTO device(id, actor, code, created_at) VALUES (1, ?1, ?2, ?3)",
                     params![d.actor, d.code, opts.clock.now_ms()],
@@ -130,7 +146,13 @@ impl Replica {
         let readers = ReadPool::open(&db_path, opts.readers)?;
         let (tx, rx) = mpsc::channel();
         let depth = Arc::new(AtomicUsize::new(0));
-        let w = WriterThread { conn, device: device.clone(), clock: opts.clock.clone(), rx, depth: depth.clone() };
+        let w = WriterThread {
+            conn,
+            device: device.clone(),
+            clock: opts.clock.clone(),
+            rx,
+            depth: depth.clone(),
+        };
         let thread = std::thread::Builder::new()
             .name("dashoffice-writer".into())
             .spawn(move || w.run())
@@ -178,7 +200,10 @@ impl Replica {
     }
 
     /// Runs a write on the writer thread; resolves once it is durable (or failed).
-    pub async fn write<R: Send + 'static>(&self, f: impl FnOnce(&mut WriteCtx<'_>) -> Result<R> + Send + 'static) -> Result<R> {
+    pub async fn write<R: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut WriteCtx<'_>) -> Result<R> + Send + 'static,
+    ) -> Result<R> {
         let (tx, rx) = tokio::sync::oneshot::channel();
         self.submit(f, move |r| {
             let _ = tx.send(r);
@@ -187,7 +212,10 @@ impl Replica {
     }
 
     /// [`Self::write`] for threads outside an async runtime (CLI, tests).
-    pub fn write_blocking<R: Send + 'static>(&self, f: impl FnOnce(&mut WriteCtx<'_>) -> Result<R> + Send + 'static) -> Result<R> {
+    pub fn write_blocking<R: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut WriteCtx<'_>) -> Result<R> + Send + 'static,
+    ) -> Result<R> {
         let (tx, rx) = mpsc::sync_channel(1);
         self.submit(f, move |r| {
             let _ = tx.send(r);
@@ -215,13 +243,23 @@ impl Replica {
         let size = |p: &Path| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0);
         let mut wal = self.0.db_path.clone().into_os_string();
         wal.push("-wal");
-        Stats { write_queue: self.0.depth.load(Ordering::Relaxed), db_bytes: size(&self.0.db_path), wal_bytes: size(Path::new(&wal)) }
+        Stats {
+            write_queue: self.0.depth.load(Ordering::Relaxed),
+            db_bytes: size(&self.0.db_path),
+            wal_bytes: size(Path::new(&wal)),
+        }
     }
 
     /// Stops accepting writes, lets the writer finish what is queued, and waits for it.
     pub fn shutdown(&self) {
         self.0.tx.lock().unwrap_or_else(|p| p.into_inner()).take();
-        if let Some(t) = self.0.thread.lock().unwrap_or_else(|p| p.into_inner()).take() {
+        if let Some(t) = self
+            .0
+            .thread
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
+        {
             let _ = t.join();
         }
     }
@@ -251,8 +289,22 @@ impl Replica {
             if entities::setting(ctx.conn(), "shop_id")?.is_some() {
                 return Ok(None);
             }
-            let shop = org::create_shop(ctx, &input.shop_name, &input.currency, &input.phone_region, &input.timezone)?;
-            let branch = org::create_branch(ctx, None, &shop, CreateBranch { code: input.branch_code.clone(), name: input.branch_name.clone() })?;
+            let shop = org::create_shop(
+                ctx,
+                &input.shop_name,
+                &input.currency,
+                &input.phone_region,
+                &input.timezone,
+            )?;
+            let branch = org::create_branch(
+                ctx,
+                None,
+                &shop,
+                CreateBranch {
+                    code: input.branch_code.clone(),
+                    name: input.branch_name.clone(),
+                },
+            )?;
             let owner = staff::create(
                 ctx,
                 None,
@@ -267,7 +319,11 @@ impl Replica {
             )?;
             entities::set_setting(ctx.conn(), "shop_id", &shop)?;
             entities::set_setting(ctx.conn(), "home_branch", &branch.id)?;
-            Ok(Some(Bootstrap { shop_id: shop, branch_id: branch.id, owner_email: owner.email }))
+            Ok(Some(Bootstrap {
+                shop_id: shop,
+                branch_id: branch.id,
+                owner_email: owner.email,
+            }))
         })
     }
 

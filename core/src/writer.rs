@@ -11,7 +11,10 @@ use std::{
     },
 };
 
-use automerge::{ActorId, Automerge, ChangeHash, ObjId, transaction::{CommitOptions, Transaction}};
+use automerge::{
+    ActorId, Automerge, ChangeHash, ObjId, ReadDoc,
+    transaction::{CommitOptions, Transaction},
+};
 use rusqlite::{Connection, OptionalExtension, params};
 
 use crate::{
@@ -47,6 +50,10 @@ pub struct WriteCtx<'a> {
     clock: &'a dyn Clock,
     /// Heads of each document before this write first touched it.
     before: Vec<(DocId, Vec<ChangeHash>)>,
+    /// Changes this write made locally, by document: cheaper to persist than a history walk.
+    local: Vec<(DocId, ChangeHash)>,
+    /// Documents that received changes from elsewhere: persist everything since `before`.
+    remote: HashSet<DocId>,
     /// Documents changed in this batch (for compaction).
     batch_docs: &'a mut HashSet<DocId>,
 }
@@ -70,11 +77,14 @@ impl<'a> WriteCtx<'a> {
     fn load(&mut self, id: &DocId) -> Result<&mut Automerge> {
         if !self.docs.contains_key(id) {
             let scope = id.scope()?;
-            let mut d = doc::load(self.conn, id, scope.collection)?.unwrap_or_else(|| doc::genesis(scope.collection));
+            let mut d = doc::load(self.conn, id, scope.collection)?
+                .unwrap_or_else(|| doc::genesis(scope.collection));
             d.set_actor(self.actor.clone());
             self.docs.insert(id.clone(), d);
         }
-        self.docs.get_mut(id).ok_or_else(|| CoreError::Storage("document cache".into()))
+        self.docs
+            .get_mut(id)
+            .ok_or_else(|| CoreError::Storage("document cache".into()))
     }
 
     /// A document, read-only (created empty in memory if it does not exist yet).
@@ -105,8 +115,14 @@ impl<'a> WriteCtx<'a> {
         let mut tx = d.transaction();
         match f(&mut tx, &recs) {
             Ok(r) => {
-                tx.commit_with(CommitOptions::default().with_time(now / 1000));
-                let d = self.docs.get(id).ok_or_else(|| CoreError::Storage("document cache".into()))?;
+                let (hash, _) = tx.commit_with(CommitOptions::default().with_time(now / 1000));
+                if let Some(h) = hash {
+                    self.local.push((id.clone(), h));
+                }
+                let d = self
+                    .docs
+                    .get(id)
+                    .ok_or_else(|| CoreError::Storage("document cache".into()))?;
                 for rec in records {
                     projection::project_record(self.conn, id, d, rec)?;
                 }
@@ -121,7 +137,10 @@ impl<'a> WriteCtx<'a> {
 
     /// Re-projects what changed in `id` since `before` (remote changes).
     fn project_since(&mut self, id: &DocId, before: &[ChangeHash]) -> Result<()> {
-        let d = self.docs.get(id).ok_or_else(|| CoreError::Storage("document cache".into()))?;
+        let d = self
+            .docs
+            .get(id)
+            .ok_or_else(|| CoreError::Storage("document cache".into()))?;
         for r in projection::touched_records(d, before) {
             projection::project_record(self.conn, id, d, &r)?;
         }
@@ -138,7 +157,11 @@ impl<'a> WriteCtx<'a> {
         self.touch(id)?;
         let collection = id.scope()?.collection;
         let obj = doc::ensure_record(self.load(id)?, collection, record, init)?;
-        let d = self.docs.get(id).ok_or_else(|| CoreError::Storage("document cache".into()))?;
+        self.remote.insert(id.clone());
+        let d = self
+            .docs
+            .get(id)
+            .ok_or_else(|| CoreError::Storage("document cache".into()))?;
         projection::project_record(self.conn, id, d, record)?;
         Ok(obj)
     }
@@ -147,6 +170,7 @@ impl<'a> WriteCtx<'a> {
     /// `save_after`); returns how many were new.
     pub fn apply_remote(&mut self, id: &DocId, bytes: &[u8]) -> Result<usize> {
         self.touch(id)?;
+        self.remote.insert(id.clone());
         let before = self.load(id)?.get_heads();
         let d = self.load(id)?;
         d.load_incremental(bytes)?;
@@ -158,8 +182,13 @@ impl<'a> WriteCtx<'a> {
     }
 
     /// Runs `f` on a document mutably (sync protocol receive), then projects what changed.
-    pub fn with_doc_mut<R>(&mut self, id: &DocId, f: impl FnOnce(&mut Automerge) -> Result<R>) -> Result<R> {
+    pub fn with_doc_mut<R>(
+        &mut self,
+        id: &DocId,
+        f: impl FnOnce(&mut Automerge) -> Result<R>,
+    ) -> Result<R> {
         self.touch(id)?;
+        self.remote.insert(id.clone());
         let d = self.load(id)?;
         let before = d.get_heads();
         let r = f(d)?;
@@ -187,8 +216,19 @@ impl<'a> WriteCtx<'a> {
         let before = std::mem::take(&mut self.before);
         for (id, heads) in &before {
             let scope = id.scope()?;
-            let d = self.docs.get(id).ok_or_else(|| CoreError::Storage("document cache".into()))?;
-            let changes = d.get_changes(heads);
+            let d = self
+                .docs
+                .get(id)
+                .ok_or_else(|| CoreError::Storage("document cache".into()))?;
+            let changes: Vec<automerge::Change> = if self.remote.contains(id) {
+                d.get_changes(heads)
+            } else {
+                self.local
+                    .iter()
+                    .filter(|(doc, _)| doc == id)
+                    .filter_map(|(_, h)| d.get_change_by_hash(h))
+                    .collect()
+            };
             if changes.is_empty() {
                 continue;
             }
@@ -209,13 +249,22 @@ impl<'a> WriteCtx<'a> {
             )?;
             for c in &changes {
                 seq += 1;
-                ins.execute(params![id.as_str(), seq, c.hash().0.as_slice(), c.raw_bytes()])?;
+                ins.execute(params![
+                    id.as_str(),
+                    seq,
+                    c.hash().0.as_slice(),
+                    c.raw_bytes()
+                ])?;
             }
             self.conn
-                .prepare_cached("UPDATE documents SET change_count = change_count + ?2 WHERE doc_id = ?1")?
+                .prepare_cached(
+                    "UPDATE documents SET change_count = change_count + ?2 WHERE doc_id = ?1",
+                )?
                 .execute(params![id.as_str(), changes.len() as i64])?;
             self.batch_docs.insert(id.clone());
         }
+        self.local.clear();
+        self.remote.clear();
         Ok(())
     }
 
@@ -223,6 +272,8 @@ impl<'a> WriteCtx<'a> {
         for (id, _) in self.before.drain(..) {
             self.docs.remove(&id);
         }
+        self.local.clear();
+        self.remote.clear();
     }
 }
 
@@ -251,7 +302,8 @@ impl WriterThread {
             let started = std::time::Instant::now();
             let n = batch.len();
             self.run_batch(&mut docs, &actor, batch);
-            metrics::histogram!("dashoffice_write_batch_seconds").record(started.elapsed().as_secs_f64());
+            metrics::histogram!("dashoffice_write_batch_seconds")
+                .record(started.elapsed().as_secs_f64());
             metrics::counter!("dashoffice_writes_total").increment(n as u64);
         }
         if let Err(e) = self.conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)") {
@@ -304,7 +356,17 @@ impl WriterThread {
                     docs.remove(id);
                 }
                 let msg = e.to_string();
-                deliver(replies.into_iter().map(|(r, o)| (r, Some(o.unwrap_or_else(|| CoreError::Storage(msg.clone()))))).collect());
+                deliver(
+                    replies
+                        .into_iter()
+                        .map(|(r, o)| {
+                            (
+                                r,
+                                Some(o.unwrap_or_else(|| CoreError::Storage(msg.clone()))),
+                            )
+                        })
+                        .collect(),
+                );
             }
         }
     }
@@ -322,6 +384,8 @@ impl WriterThread {
             actor: actor.clone(),
             clock: self.clock.as_ref(),
             before: Vec::new(),
+            local: Vec::new(),
+            remote: HashSet::new(),
             batch_docs,
         }
     }
@@ -340,9 +404,13 @@ impl WriterThread {
             if let Some(d) = docs.get(id) {
                 let bytes = d.save();
                 self.conn
-                    .prepare_cached("UPDATE documents SET snapshot = ?2, change_count = 0 WHERE doc_id = ?1")?
+                    .prepare_cached(
+                        "UPDATE documents SET snapshot = ?2, change_count = 0 WHERE doc_id = ?1",
+                    )?
                     .execute(params![id.as_str(), bytes])?;
-                self.conn.prepare_cached("DELETE FROM doc_changes WHERE doc_id = ?1")?.execute([id.as_str()])?;
+                self.conn
+                    .prepare_cached("DELETE FROM doc_changes WHERE doc_id = ?1")?
+                    .execute([id.as_str()])?;
             }
         }
         Ok(())
@@ -358,6 +426,11 @@ fn deliver(replies: Vec<(Reply, Option<CoreError>)>) {
 /// Reads every document of the store, in id order (reindex, sync).
 pub(crate) fn all_doc_ids(conn: &Connection) -> Result<Vec<DocId>> {
     let mut stmt = conn.prepare("SELECT doc_id FROM documents ORDER BY doc_id")?;
-    let ids = stmt.query_map([], |r| r.get::<_, String>(0))?.collect::<rusqlite::Result<Vec<_>>>()?;
-    Ok(ids.into_iter().map(|s| DocId::parse(&s)).collect::<Result<Vec<_>>>()?)
+    let ids = stmt
+        .query_map([], |r| r.get::<_, String>(0))?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    Ok(ids
+        .into_iter()
+        .map(|s| DocId::parse(&s))
+        .collect::<Result<Vec<_>>>()?)
 }

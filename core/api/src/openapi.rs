@@ -3,10 +3,11 @@
 use dashoffice_domain::{
     FieldError, OrderStatus, Role, Transition,
     api::{
-        AdjustStock, BranchView, CreateBranch, CreateCustomer, CreateOrder, CreateProduct, CreateStaff, CustomerView, DecimalText, ErrorBody,
-        ErrorDetail, Health, ImportReport, ImportRowError, LoginRequest, LoginResponse, MergeCustomers, OrderLineInput, OrderLineView,
-        OrderView, ProductView, ShopView, StaffView, StockView, TransitionOrder, UpdateBranch, UpdateCustomer, UpdateOrder, UpdateProduct,
-        UpdateShop, UpdateStaff,
+        AdjustStock, BranchView, CreateBranch, CreateCustomer, CreateOrder, CreateProduct,
+        CreateStaff, CustomerView, DecimalText, ErrorBody, ErrorDetail, Health, ImportReport,
+        ImportRowError, LoginRequest, LoginResponse, MergeCustomers, OrderLineInput, OrderLineView,
+        OrderView, ProductView, ShopView, StaffView, StockView, TransitionOrder, UpdateBranch,
+        UpdateCustomer, UpdateOrder, UpdateProduct, UpdateShop, UpdateStaff,
     },
 };
 use utoipa::{
@@ -21,7 +22,10 @@ struct BearerAuth;
 impl Modify for BearerAuth {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
         let components = openapi.components.get_or_insert_with(Default::default);
-        components.add_security_scheme("bearer", SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()));
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
     }
 }
 

@@ -23,12 +23,16 @@ impl<'de> Deserialize<'de> for DecimalText {
             I(i64),
             F(f64),
         }
-        Ok(Self(match Raw::deserialize(d).map_err(|_| serde::de::Error::custom("expected a decimal string such as \"12.50\" or a number"))? {
-            Raw::S(s) => s,
-            Raw::I(i) => i.to_string(),
-            // `{}` prints the shortest text that reads back as the same f64: what the client typed.
-            Raw::F(f) => format!("{f}"),
-        }))
+        Ok(Self(
+            match Raw::deserialize(d).map_err(|_| {
+                serde::de::Error::custom("expected a decimal string such as \"12.50\" or a number")
+            })? {
+                Raw::S(s) => s,
+                Raw::I(i) => i.to_string(),
+                // `{}` prints the shortest text that reads back as the same f64: what the client typed.
+                Raw::F(f) => format!("{f}"),
+            },
+        ))
     }
 }
 

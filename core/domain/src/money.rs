@@ -13,11 +13,21 @@ impl Currency {
     /// Parses an ISO-4217 alphabetic code such as `MXN` (upper case only).
     pub fn parse(field: &str, code: &str) -> Result<Self, FieldError> {
         if code.len() != 3 || !code.bytes().all(|b| b.is_ascii_uppercase()) {
-            return Err(FieldError::new(field, "iso4217", format!("'{code}' is not a three-letter upper-case ISO-4217 code")));
+            return Err(FieldError::new(
+                field,
+                "iso4217",
+                format!("'{code}' is not a three-letter upper-case ISO-4217 code"),
+            ));
         }
         iso_currency::Currency::from_code(code)
             .map(Self)
-            .ok_or_else(|| FieldError::new(field, "iso4217", format!("'{code}' is not an ISO-4217 currency")))
+            .ok_or_else(|| {
+                FieldError::new(
+                    field,
+                    "iso4217",
+                    format!("'{code}' is not an ISO-4217 currency"),
+                )
+            })
     }
     /// The alphabetic code.
     pub fn code(&self) -> &'static str {
@@ -31,17 +41,27 @@ impl Currency {
 
 /// Rounds an amount to the currency's minor unit, half away from zero.
 pub fn round_money(amount: Decimal, currency: Currency) -> Decimal {
-    amount.round_dp_with_strategy(currency.minor_digits(), RoundingStrategy::MidpointAwayFromZero)
+    amount.round_dp_with_strategy(
+        currency.minor_digits(),
+        RoundingStrategy::MidpointAwayFromZero,
+    )
 }
 
 /// Parses a decimal amount written as text, rejecting exponents and more than `max_dp` decimals.
 pub fn parse_decimal(field: &str, text: &str, max_dp: u32) -> Result<Decimal, FieldError> {
-    let d: Decimal = text
-        .trim()
-        .parse()
-        .map_err(|_| FieldError::new(field, "decimal", format!("'{text}' is not a decimal number such as \"12.50\"")))?;
+    let d: Decimal = text.trim().parse().map_err(|_| {
+        FieldError::new(
+            field,
+            "decimal",
+            format!("'{text}' is not a decimal number such as \"12.50\""),
+        )
+    })?;
     if d.scale() > max_dp {
-        return Err(FieldError::new(field, "scale", format!("at most {max_dp} decimal places")));
+        return Err(FieldError::new(
+            field,
+            "scale",
+            format!("at most {max_dp} decimal places"),
+        ));
     }
     Ok(d.normalize())
 }
@@ -58,10 +78,19 @@ pub struct LineAmounts {
 }
 
 /// Computes a line: prices are tax-exclusive; the tax is rounded per line.
-pub fn compute_line(quantity: i64, unit_price: Decimal, tax_rate: Decimal, currency: Currency) -> LineAmounts {
+pub fn compute_line(
+    quantity: i64,
+    unit_price: Decimal,
+    tax_rate: Decimal,
+    currency: Currency,
+) -> LineAmounts {
     let subtotal = round_money(Decimal::from(quantity) * unit_price, currency);
     let tax = round_money(subtotal * tax_rate, currency);
-    LineAmounts { subtotal, tax, total: subtotal + tax }
+    LineAmounts {
+        subtotal,
+        tax,
+        total: subtotal + tax,
+    }
 }
 
 /// Order totals.
@@ -108,7 +137,10 @@ mod tests {
         let mxn = Currency::parse("c", "MXN").unwrap();
         // 3 × 10.05 = 30.15; 16 % = 4.824 → 4.82
         let l = compute_line(3, d("10.05"), d("0.16"), mxn);
-        assert_eq!((l.subtotal, l.tax, l.total), (d("30.15"), d("4.82"), d("34.97")));
+        assert_eq!(
+            (l.subtotal, l.tax, l.total),
+            (d("30.15"), d("4.82"), d("34.97"))
+        );
         // 0.125 rounds up to 0.13
         let l = compute_line(1, d("0.125"), d("0"), mxn);
         assert_eq!(l.subtotal, d("0.13"));
@@ -120,8 +152,14 @@ mod tests {
     #[test]
     fn parse_rejects_bad_decimals() {
         assert_eq!(parse_decimal("price", "12.5", 4).unwrap(), d("12.5"));
-        assert_eq!(parse_decimal("price", "abc", 4).unwrap_err().rule, "decimal");
-        assert_eq!(parse_decimal("price", "1.123456", 4).unwrap_err().rule, "scale");
+        assert_eq!(
+            parse_decimal("price", "abc", 4).unwrap_err().rule,
+            "decimal"
+        );
+        assert_eq!(
+            parse_decimal("price", "1.123456", 4).unwrap_err().rule,
+            "scale"
+        );
     }
 
     proptest! {

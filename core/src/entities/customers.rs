@@ -32,7 +32,11 @@ pub(crate) struct CustomerFields {
 
 fn check_notes(n: &str) -> std::result::Result<String, FieldError> {
     if n.chars().count() > 10_000 {
-        return Err(FieldError::new("notes", "max_length", "at most 10000 characters"));
+        return Err(FieldError::new(
+            "notes",
+            "max_length",
+            "at most 10000 characters",
+        ));
     }
     Ok(n.trim().to_string())
 }
@@ -42,19 +46,38 @@ fn check_wa_id(w: &str) -> std::result::Result<String, FieldError> {
     if (6..=20).contains(&w.len()) && w.bytes().all(|b| b.is_ascii_digit()) {
         Ok(w.to_string())
     } else {
-        Err(FieldError::new("wa_id", "format", "6 to 20 digits (the WhatsApp number without '+')"))
+        Err(FieldError::new(
+            "wa_id",
+            "format",
+            "6 to 20 digits (the WhatsApp number without '+')",
+        ))
     }
 }
 
 /// Validates a creation request (shared with CSV import).
-pub(crate) fn validate_create(input: &CreateCustomer, region: &str) -> std::result::Result<CustomerFields, FieldErrors> {
+pub(crate) fn validate_create(
+    input: &CreateCustomer,
+    region: &str,
+) -> std::result::Result<CustomerFields, FieldErrors> {
     let mut e = FieldErrors::new();
     let name = e.check(validate_name("name", &input.name));
-    let phone = input.phone.as_deref().filter(|p| !p.trim().is_empty()).and_then(|p| e.check(normalize_phone("phone", p, region)));
-    let email = input.email.as_deref().filter(|p| !p.trim().is_empty()).and_then(|m| e.check(normalize_email("email", m)));
+    let phone = input
+        .phone
+        .as_deref()
+        .filter(|p| !p.trim().is_empty())
+        .and_then(|p| e.check(normalize_phone("phone", p, region)));
+    let email = input
+        .email
+        .as_deref()
+        .filter(|p| !p.trim().is_empty())
+        .and_then(|m| e.check(normalize_email("email", m)));
     let tags = e.check(normalize_tags("tags", &input.tags));
     let notes = e.check(check_notes(&input.notes));
-    let wa_id = input.wa_id.as_deref().filter(|p| !p.trim().is_empty()).and_then(|w| e.check(check_wa_id(w)));
+    let wa_id = input
+        .wa_id
+        .as_deref()
+        .filter(|p| !p.trim().is_empty())
+        .and_then(|w| e.check(check_wa_id(w)));
     e.finish()?;
     Ok(CustomerFields {
         name: name.unwrap_or_default(),
@@ -88,7 +111,11 @@ pub(crate) fn insert(ctx: &mut WriteCtx<'_>, shop: &str, f: &CustomerFields) -> 
 }
 
 /// Creates a customer.
-pub fn create(ctx: &mut WriteCtx<'_>, caller: &Caller, input: CreateCustomer) -> Result<CustomerView> {
+pub fn create(
+    ctx: &mut WriteCtx<'_>,
+    caller: &Caller,
+    input: CreateCustomer,
+) -> Result<CustomerView> {
     caller.require(Permission::EditCustomers)?;
     let region = org::get_shop(ctx.conn(), &caller.shop_id)?.phone_region;
     let f = validate_create(&input, &region)?;
@@ -97,27 +124,50 @@ pub fn create(ctx: &mut WriteCtx<'_>, caller: &Caller, input: CreateCustomer) ->
 }
 
 /// Changes a customer; an empty phone, email or wa_id clears it.
-pub fn update(ctx: &mut WriteCtx<'_>, caller: &Caller, id: &str, input: UpdateCustomer) -> Result<CustomerView> {
+pub fn update(
+    ctx: &mut WriteCtx<'_>,
+    caller: &Caller,
+    id: &str,
+    input: UpdateCustomer,
+) -> Result<CustomerView> {
     caller.require(Permission::EditCustomers)?;
     get(ctx.conn(), &caller.shop_id, id)?;
     let region = org::get_shop(ctx.conn(), &caller.shop_id)?.phone_region;
     let mut e = FieldErrors::new();
-    let name = input.name.as_deref().and_then(|s| e.check(validate_name("name", s)));
-    let clear_or = |v: &Option<String>, f: &dyn Fn(&str) -> std::result::Result<String, FieldError>, e: &mut FieldErrors| match v.as_deref() {
+    let name = input
+        .name
+        .as_deref()
+        .and_then(|s| e.check(validate_name("name", s)));
+    let clear_or = |v: &Option<String>,
+                    f: &dyn Fn(&str) -> std::result::Result<String, FieldError>,
+                    e: &mut FieldErrors| match v.as_deref() {
         None => None,
         Some(s) if s.trim().is_empty() => Some(String::new()),
         Some(s) => e.check(f(s)),
     };
-    let phone = clear_or(&input.phone, &|s| normalize_phone("phone", s, &region), &mut e);
+    let phone = clear_or(
+        &input.phone,
+        &|s| normalize_phone("phone", s, &region),
+        &mut e,
+    );
     let email = clear_or(&input.email, &|s| normalize_email("email", s), &mut e);
     let wa_id = clear_or(&input.wa_id, &check_wa_id, &mut e);
-    let tags = input.tags.as_deref().and_then(|t| e.check(normalize_tags("tags", t)));
+    let tags = input
+        .tags
+        .as_deref()
+        .and_then(|t| e.check(normalize_tags("tags", t)));
     let notes = input.notes.as_deref().and_then(|n| e.check(check_notes(n)));
     e.finish()?;
     let now = ctx.now();
     ctx.change(&DocId::customers(&caller.shop_id, id), &[id], |tx, _| {
         let o = doc::record(tx, id)?.ok_or_else(|| CoreError::not_found("customer", id))?;
-        for (k, v) in [("name", &name), ("phone", &phone), ("email", &email), ("wa_id", &wa_id), ("notes", &notes)] {
+        for (k, v) in [
+            ("name", &name),
+            ("phone", &phone),
+            ("email", &email),
+            ("wa_id", &wa_id),
+            ("notes", &notes),
+        ] {
             if let Some(v) = v {
                 put_str(tx, &o, k, v)?;
             }
@@ -147,18 +197,37 @@ pub fn archive(ctx: &mut WriteCtx<'_>, caller: &Caller, id: &str) -> Result<Cust
 
 /// Folds customer `input.from_id` into `id`: tags and notes are combined, missing contact details
 /// filled in, and the duplicate is marked as merged. Both histories stay reachable from `id`.
-pub fn merge(ctx: &mut WriteCtx<'_>, caller: &Caller, id: &str, input: MergeCustomers) -> Result<CustomerView> {
+pub fn merge(
+    ctx: &mut WriteCtx<'_>,
+    caller: &Caller,
+    id: &str,
+    input: MergeCustomers,
+) -> Result<CustomerView> {
     caller.require(Permission::EditCustomers)?;
     let target = get(ctx.conn(), &caller.shop_id, id)?;
-    let from = get(ctx.conn(), &caller.shop_id, &input.from_id).map_err(|_| CoreError::not_found_field("customer", &input.from_id, "from_id"))?;
+    let from = get(ctx.conn(), &caller.shop_id, &input.from_id)
+        .map_err(|_| CoreError::not_found_field("customer", &input.from_id, "from_id"))?;
     if from.id == target.id {
-        return Err(FieldError::new("from_id", "distinct", "a customer cannot be merged into itself").into());
+        return Err(FieldError::new(
+            "from_id",
+            "distinct",
+            "a customer cannot be merged into itself",
+        )
+        .into());
     }
     if target.merged_into.is_some() {
-        return Err(CoreError::conflict("id", "not_merged", "this customer was merged into another; merge into that one"));
+        return Err(CoreError::conflict(
+            "id",
+            "not_merged",
+            "this customer was merged into another; merge into that one",
+        ));
     }
     if from.merged_into.is_some() {
-        return Err(CoreError::conflict("from_id", "not_merged", "that customer was already merged"));
+        return Err(CoreError::conflict(
+            "from_id",
+            "not_merged",
+            "that customer was already merged",
+        ));
     }
     let mut tags = target.tags.clone();
     tags.extend(from.tags.iter().cloned());
@@ -175,7 +244,11 @@ pub fn merge(ctx: &mut WriteCtx<'_>, caller: &Caller, id: &str, input: MergeCust
         let o = doc::record(tx, id)?.ok_or_else(|| CoreError::not_found("customer", id))?;
         doc::set_set(tx, &o, "tags", &tags)?;
         put_str(tx, &o, "notes", &notes)?;
-        for (k, mine, theirs) in [("phone", &target.phone, &from.phone), ("email", &target.email, &from.email), ("wa_id", &target.wa_id, &from.wa_id)] {
+        for (k, mine, theirs) in [
+            ("phone", &target.phone, &from.phone),
+            ("email", &target.email, &from.email),
+            ("wa_id", &target.wa_id, &from.wa_id),
+        ] {
             if let (None, Some(v)) = (mine, theirs) {
                 put_str(tx, &o, k, v)?;
             }
@@ -185,7 +258,8 @@ pub fn merge(ctx: &mut WriteCtx<'_>, caller: &Caller, id: &str, input: MergeCust
     })?;
     let from_id = from.id.clone();
     ctx.change(&DocId::customers(&shop, &from_id), &[&from_id], |tx, _| {
-        let o = doc::record(tx, &from_id)?.ok_or_else(|| CoreError::not_found("customer", &from_id))?;
+        let o =
+            doc::record(tx, &from_id)?.ok_or_else(|| CoreError::not_found("customer", &from_id))?;
         put_str(tx, &o, "merged_into", id)?;
         tx.put(&o, "updated_at", now)?;
         Ok(())
@@ -194,7 +268,10 @@ pub fn merge(ctx: &mut WriteCtx<'_>, caller: &Caller, id: &str, input: MergeCust
 }
 
 pub(crate) fn project(conn: &Connection, doc_id: &DocId, d: &Automerge, id: &str) -> Result<()> {
-    let Some(o) = doc::record(d, id)? else { return Ok(()) };
+    let Some(o) = doc::record(d, id)? else {
+        return Ok(());
+    };
+    let f = doc::fields(d, &o);
     let shop = doc_id.scope()?.shop_id;
     conn.prepare_cached(
         "INSERT OR REPLACE INTO customers(id, shop_id, doc_id, name, phone, email, tags, notes, wa_id, merged_into, archived, created_at, updated_at)
@@ -204,16 +281,16 @@ pub(crate) fn project(conn: &Connection, doc_id: &DocId, d: &Automerge, id: &str
         id,
         shop,
         doc_id.as_str(),
-        doc::get_str(d, &o, "name"),
-        doc::get_opt_str(d, &o, "phone"),
-        doc::get_opt_str(d, &o, "email"),
+        f.str("name"),
+        f.opt_str("phone"),
+        f.opt_str("email"),
         tags_json(&doc::get_set(d, &o, "tags")),
-        doc::get_str(d, &o, "notes"),
-        doc::get_opt_str(d, &o, "wa_id"),
-        doc::get_opt_str(d, &o, "merged_into"),
-        doc::get_bool(d, &o, "archived", false),
-        doc::get_i64(d, &o, "created_at"),
-        doc::get_i64(d, &o, "updated_at"),
+        f.str("notes"),
+        f.opt_str("wa_id"),
+        f.opt_str("merged_into"),
+        f.bool("archived", false),
+        f.i64("created_at"),
+        f.i64("updated_at"),
     ])?;
     Ok(())
 }
@@ -240,10 +317,12 @@ fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<CustomerView> {
 
 /// One customer.
 pub fn get(conn: &Connection, shop: &str, id: &str) -> Result<CustomerView> {
-    conn.prepare_cached(&format!("SELECT {COLS} FROM customers t WHERE t.id = ?1 AND t.shop_id = ?2"))?
-        .query_row([id, shop], row)
-        .optional()?
-        .ok_or_else(|| CoreError::not_found("customer", id))
+    conn.prepare_cached(&format!(
+        "SELECT {COLS} FROM customers t WHERE t.id = ?1 AND t.shop_id = ?2"
+    ))?
+    .query_row([id, shop], row)
+    .optional()?
+    .ok_or_else(|| CoreError::not_found("customer", id))
 }
 
 /// The first live customer with this E.164 phone (CSV import matches on it).
@@ -259,7 +338,11 @@ pub fn list(conn: &Connection, caller: &Caller, p: &ListParams) -> Result<Page<C
     let mut q = ListQuery::new(
         &format!("SELECT {COLS} FROM customers t"),
         p.sort.as_deref(),
-        &[("name", "t.name", SortKind::Text), ("created_at", "t.created_at", SortKind::Int), ("updated_at", "t.updated_at", SortKind::Int)],
+        &[
+            ("name", "t.name", SortKind::Text),
+            ("created_at", "t.created_at", SortKind::Int),
+            ("updated_at", "t.updated_at", SortKind::Int),
+        ],
         "name",
         p.limit,
         p.cursor.as_deref(),
@@ -269,14 +352,25 @@ pub fn list(conn: &Connection, caller: &Caller, p: &ListParams) -> Result<Page<C
         q.filter("t.archived = 0 AND t.merged_into IS NULL", []);
     }
     if let Some(tag) = p.tag.as_deref().filter(|s| !s.is_empty()) {
-        q.filter("EXISTS (SELECT 1 FROM json_each(t.tags) WHERE value = ?)", [Value::Text(tag.to_lowercase())]);
+        q.filter(
+            "EXISTS (SELECT 1 FROM json_each(t.tags) WHERE value = ?)",
+            [Value::Text(tag.to_lowercase())],
+        );
     }
     if let Some(s) = p.q.as_deref().filter(|s| !s.is_empty()) {
         let digits: String = s.chars().filter(char::is_ascii_digit).collect();
-        let phone_like = if digits.len() >= 4 { format!("%{digits}%") } else { "\u{0}".into() };
+        let phone_like = if digits.len() >= 4 {
+            format!("%{digits}%")
+        } else {
+            "\u{0}".into()
+        };
         q.filter(
             "(t.name LIKE ? OR t.email LIKE ? OR t.phone LIKE ?)",
-            [Value::Text(format!("%{s}%")), Value::Text(format!("%{}%", s.to_lowercase())), Value::Text(phone_like)],
+            [
+                Value::Text(format!("%{s}%")),
+                Value::Text(format!("%{}%", s.to_lowercase())),
+                Value::Text(phone_like),
+            ],
         );
     }
     let sort = p.sort.clone().unwrap_or_else(|| "name".into());
@@ -295,5 +389,7 @@ pub fn identity_ids(conn: &Connection, id: &str) -> Result<Vec<String>> {
     let mut stmt = conn.prepare_cached(
         "WITH RECURSIVE m(id) AS (SELECT ?1 UNION SELECT c.id FROM customers c JOIN m ON c.merged_into = m.id) SELECT id FROM m",
     )?;
-    Ok(stmt.query_map([id], |r| r.get(0))?.collect::<rusqlite::Result<Vec<String>>>()?)
+    Ok(stmt
+        .query_map([id], |r| r.get(0))?
+        .collect::<rusqlite::Result<Vec<String>>>()?)
 }

@@ -8,7 +8,10 @@ pub mod products;
 pub mod staff;
 pub mod stock;
 
-use automerge::{ObjId, transaction::{Transactable, Transaction}};
+use automerge::{
+    ObjId,
+    transaction::{Transactable, Transaction},
+};
 use rusqlite::Connection;
 
 use crate::error::Result;
@@ -33,7 +36,10 @@ pub fn tags_from_json(s: &str) -> Vec<String> {
 /// The replica's local settings (its shop and home branch).
 pub fn setting(conn: &Connection, key: &str) -> Result<Option<String>> {
     use rusqlite::OptionalExtension;
-    Ok(conn.prepare_cached("SELECT value FROM settings WHERE key = ?1")?.query_row([key], |r| r.get(0)).optional()?)
+    Ok(conn
+        .prepare_cached("SELECT value FROM settings WHERE key = ?1")?
+        .query_row([key], |r| r.get(0))
+        .optional()?)
 }
 
 pub(crate) fn set_setting(conn: &Connection, key: &str, value: &str) -> Result<()> {
@@ -46,5 +52,7 @@ pub(crate) fn set_setting(conn: &Connection, key: &str, value: &str) -> Result<(
 #[cfg(feature = "test-support")]
 pub fn branches_for_tests(conn: &Connection) -> Result<Vec<String>> {
     let mut stmt = conn.prepare("SELECT id FROM branches ORDER BY code")?;
-    Ok(stmt.query_map([], |r| r.get(0))?.collect::<rusqlite::Result<Vec<String>>>()?)
+    Ok(stmt
+        .query_map([], |r| r.get(0))?
+        .collect::<rusqlite::Result<Vec<String>>>()?)
 }

@@ -4,10 +4,16 @@
 //! Numbers are `{branch code}-{device code}-{sequence}`: unique without coordination, never reused
 //! (the sequence is bumped in the same transaction as the order).
 
-use automerge::{Automerge, ObjId, ObjType, ReadDoc, transaction::{Transactable, Transaction}};
+use automerge::{
+    Automerge, ObjId, ObjType, ReadDoc,
+    transaction::{Transactable, Transaction},
+};
 use dashoffice_domain::{
     Currency, FieldError, FieldErrors, OrderStatus, Permission, Transition,
-    api::{CreateOrder, ListParams, OrderLineInput, OrderLineView, OrderView, Page, TransitionOrder, UpdateOrder},
+    api::{
+        CreateOrder, ListParams, OrderLineInput, OrderLineView, OrderView, Page, TransitionOrder,
+        UpdateOrder,
+    },
     compute_line, compute_totals, effective_status, legal_transition, parse_decimal,
 };
 use rusqlite::{Connection, OptionalExtension, params, types::Value};
@@ -45,9 +51,15 @@ struct Line {
     tax_rate: Decimal,
 }
 
-fn resolve_lines(conn: &Connection, caller: &Caller, lines: &[OrderLineInput]) -> Result<(Vec<Line>, String)> {
+fn resolve_lines(
+    conn: &Connection,
+    caller: &Caller,
+    lines: &[OrderLineInput],
+) -> Result<(Vec<Line>, String)> {
     if lines.is_empty() {
-        return Err(FieldError::new("lines", "min_items", "an order needs at least one line").into());
+        return Err(
+            FieldError::new("lines", "min_items", "an order needs at least one line").into(),
+        );
     }
     if lines.len() > 200 {
         return Err(FieldError::new("lines", "max_items", "at most 200 lines").into());
@@ -58,35 +70,59 @@ fn resolve_lines(conn: &Connection, caller: &Caller, lines: &[OrderLineInput]) -
     for (i, l) in lines.iter().enumerate() {
         let f = |k: &str| format!("lines[{i}].{k}");
         if !(1..=1_000_000).contains(&l.quantity) {
-            e.push(FieldError::new(f("quantity"), "range", "between 1 and 1000000"));
+            e.push(FieldError::new(
+                f("quantity"),
+                "range",
+                "between 1 and 1000000",
+            ));
         }
         let p = match products::get(conn, &caller.shop_id, &l.product_id) {
             Ok(p) if !p.archived && p.active => p,
             Ok(_) => {
-                e.push(FieldError::new(f("product_id"), "active", format!("product '{}' is not for sale", l.product_id)));
+                e.push(FieldError::new(
+                    f("product_id"),
+                    "active",
+                    format!("product '{}' is not for sale", l.product_id),
+                ));
                 continue;
             }
             Err(_) => {
-                e.push(FieldError::new(f("product_id"), "exists", format!("unknown product '{}'", l.product_id)));
+                e.push(FieldError::new(
+                    f("product_id"),
+                    "exists",
+                    format!("unknown product '{}'", l.product_id),
+                ));
                 continue;
             }
         };
         match &currency {
             None => currency = Some(p.currency.clone()),
             Some(c) if *c != p.currency => {
-                e.push(FieldError::new(f("product_id"), "currency", format!("priced in {} but the order is in {c}", p.currency)));
+                e.push(FieldError::new(
+                    f("product_id"),
+                    "currency",
+                    format!("priced in {} but the order is in {c}", p.currency),
+                ));
             }
             _ => {}
         }
         let unit_price = match &l.unit_price {
             Some(text) => {
                 if !caller.role.can(Permission::EditCatalog) {
-                    e.push(FieldError::new(f("unit_price"), "forbidden", format!("a {} may not change prices", caller.role.as_str())));
+                    e.push(FieldError::new(
+                        f("unit_price"),
+                        "forbidden",
+                        format!("a {} may not change prices", caller.role.as_str()),
+                    ));
                 }
                 match parse_decimal(&f("unit_price"), &text.0, 4) {
                     Ok(d) if d >= Decimal::ZERO => Some(d),
                     Ok(_) => {
-                        e.push(FieldError::new(f("unit_price"), "min", "must not be negative"));
+                        e.push(FieldError::new(
+                            f("unit_price"),
+                            "min",
+                            "must not be negative",
+                        ));
                         None
                     }
                     Err(err) => {
@@ -125,7 +161,12 @@ fn write_lines(tx: &mut Transaction<'_>, o: &ObjId, lines: &[Line]) -> Result<()
 }
 
 /// Creates a draft order.
-pub fn create(ctx: &mut WriteCtx<'_>, caller: &Caller, home_branch: Option<&str>, input: CreateOrder) -> Result<OrderView> {
+pub fn create(
+    ctx: &mut WriteCtx<'_>,
+    caller: &Caller,
+    home_branch: Option<&str>,
+    input: CreateOrder,
+) -> Result<OrderView> {
     caller.require(Permission::SellOrders)?;
     let branch = input
         .branch_id
@@ -134,11 +175,16 @@ pub fn create(ctx: &mut WriteCtx<'_>, caller: &Caller, home_branch: Option<&str>
         .or_else(|| home_branch.map(str::to_string))
         .ok_or_else(|| FieldError::new("branch_id", "required", "which branch sells"))?;
     caller.check_branch(&branch)?;
-    let code = org::branch_code(ctx.conn(), &caller.shop_id, &branch).map_err(|_| CoreError::not_found_field("branch", &branch, "branch_id"))?;
+    let code = org::branch_code(ctx.conn(), &caller.shop_id, &branch)
+        .map_err(|_| CoreError::not_found_field("branch", &branch, "branch_id"))?;
     customers::get(ctx.conn(), &caller.shop_id, &input.customer_id)
         .map_err(|_| CoreError::not_found_field("customer", &input.customer_id, "customer_id"))?;
-    let seller = input.seller_id.clone().unwrap_or_else(|| caller.user_id.clone());
-    staff::get(ctx.conn(), &caller.shop_id, &seller).map_err(|_| CoreError::not_found_field("staff", &seller, "seller_id"))?;
+    let seller = input
+        .seller_id
+        .clone()
+        .unwrap_or_else(|| caller.user_id.clone());
+    staff::get(ctx.conn(), &caller.shop_id, &seller)
+        .map_err(|_| CoreError::not_found_field("staff", &seller, "seller_id"))?;
     if input.notes.chars().count() > 5000 {
         return Err(FieldError::new("notes", "max_length", "at most 5000 characters").into());
     }
@@ -169,15 +215,21 @@ pub fn create(ctx: &mut WriteCtx<'_>, caller: &Caller, home_branch: Option<&str>
 fn locate(conn: &Connection, caller: &Caller, id: &str) -> Result<(DocId, String)> {
     let found: Option<(String, String)> = conn
         .prepare_cached("SELECT doc_id, branch_id FROM orders WHERE id = ?1 AND shop_id = ?2")?
-        .query_row([id, caller.shop_id.as_str()], |r| Ok((r.get(0)?, r.get(1)?)))
+        .query_row([id, caller.shop_id.as_str()], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })
         .optional()?;
     let (doc_id, branch) = found.ok_or_else(|| CoreError::not_found("order", id))?;
-    caller.check_branch(&branch).map_err(|_| CoreError::not_found("order", id))?;
+    caller
+        .check_branch(&branch)
+        .map_err(|_| CoreError::not_found("order", id))?;
     Ok((DocId::parse(&doc_id)?, branch))
 }
 
 fn read_transitions<D: ReadDoc>(d: &D, o: &ObjId) -> Vec<Transition> {
-    let Some(list) = doc::get_obj(d, o, "transitions") else { return Vec::new() };
+    let Some(list) = doc::get_obj(d, o, "transitions") else {
+        return Vec::new();
+    };
     let mut out: Vec<Transition> = (0..d.length(&list))
         .filter_map(|i| match d.get(&list, i) {
             Ok(Some((automerge::Value::Object(ObjType::Map), m))) => Some(m),
@@ -198,14 +250,28 @@ fn read_transitions<D: ReadDoc>(d: &D, o: &ObjId) -> Vec<Transition> {
 }
 
 /// Changes a draft's lines, or any order's notes or seller.
-pub fn update(ctx: &mut WriteCtx<'_>, caller: &Caller, id: &str, input: UpdateOrder) -> Result<OrderView> {
+pub fn update(
+    ctx: &mut WriteCtx<'_>,
+    caller: &Caller,
+    id: &str,
+    input: UpdateOrder,
+) -> Result<OrderView> {
     caller.require(Permission::SellOrders)?;
     let (doc_id, _) = locate(ctx.conn(), caller, id)?;
-    let lines = input.lines.as_deref().map(|l| resolve_lines(ctx.conn(), caller, l)).transpose()?;
+    let lines = input
+        .lines
+        .as_deref()
+        .map(|l| resolve_lines(ctx.conn(), caller, l))
+        .transpose()?;
     if let Some(s) = &input.seller_id {
-        staff::get(ctx.conn(), &caller.shop_id, s).map_err(|_| CoreError::not_found_field("staff", s, "seller_id"))?;
+        staff::get(ctx.conn(), &caller.shop_id, s)
+            .map_err(|_| CoreError::not_found_field("staff", s, "seller_id"))?;
     }
-    if input.notes.as_ref().is_some_and(|n| n.chars().count() > 5000) {
+    if input
+        .notes
+        .as_ref()
+        .is_some_and(|n| n.chars().count() > 5000)
+    {
         return Err(FieldError::new("notes", "max_length", "at most 5000 characters").into());
     }
     let now = ctx.now();
@@ -214,7 +280,11 @@ pub fn update(ctx: &mut WriteCtx<'_>, caller: &Caller, id: &str, input: UpdateOr
         if let Some((lines, currency)) = &lines {
             let (status, _) = effective_status(&read_transitions(tx, &o));
             if status != OrderStatus::Draft {
-                return Err(CoreError::conflict("lines", "draft_only", format!("lines can change only while the order is a draft (it is {status})")));
+                return Err(CoreError::conflict(
+                    "lines",
+                    "draft_only",
+                    format!("lines can change only while the order is a draft (it is {status})"),
+                ));
             }
             write_lines(tx, &o, lines)?;
             put_str(tx, &o, "currency", currency)?;
@@ -232,7 +302,12 @@ pub fn update(ctx: &mut WriteCtx<'_>, caller: &Caller, id: &str, input: UpdateOr
 }
 
 /// Moves an order one legal step.
-pub fn transition(ctx: &mut WriteCtx<'_>, caller: &Caller, id: &str, input: TransitionOrder) -> Result<OrderView> {
+pub fn transition(
+    ctx: &mut WriteCtx<'_>,
+    caller: &Caller,
+    id: &str,
+    input: TransitionOrder,
+) -> Result<OrderView> {
     caller.require(Permission::SellOrders)?;
     let (doc_id, _) = locate(ctx.conn(), caller, id)?;
     let (now, device, user) = (ctx.now(), ctx.device().code.clone(), caller.user_id.clone());
@@ -247,7 +322,11 @@ pub fn transition(ctx: &mut WriteCtx<'_>, caller: &Caller, id: &str, input: Tran
                 format!(
                     "an order that is {from} cannot become {}; allowed: {}",
                     input.to,
-                    if next.is_empty() { "none".to_string() } else { next.join(", ") }
+                    if next.is_empty() {
+                        "none".to_string()
+                    } else {
+                        next.join(", ")
+                    }
                 ),
             ));
         }
@@ -273,7 +352,14 @@ pub fn archive(ctx: &mut WriteCtx<'_>, caller: &Caller, id: &str) -> Result<Orde
     caller.require(Permission::Archive)?;
     let current = get(ctx.conn(), caller, id)?;
     if current.status.commits_stock() {
-        return Err(CoreError::conflict("status", "archivable", format!("a {} order holds stock; cancel or refund it first", current.status)));
+        return Err(CoreError::conflict(
+            "status",
+            "archivable",
+            format!(
+                "a {} order holds stock; cancel or refund it first",
+                current.status
+            ),
+        ));
     }
     let (doc_id, _) = locate(ctx.conn(), caller, id)?;
     let now = ctx.now();
@@ -287,23 +373,40 @@ pub fn archive(ctx: &mut WriteCtx<'_>, caller: &Caller, id: &str) -> Result<Orde
 }
 
 pub(crate) fn project(conn: &Connection, doc_id: &DocId, d: &Automerge, id: &str) -> Result<()> {
-    let Some(o) = doc::record(d, id)? else { return Ok(()) };
+    let Some(o) = doc::record(d, id)? else {
+        return Ok(());
+    };
+    let f = doc::fields(d, &o);
     let scope = doc_id.scope()?;
     let branch = scope.branch_id.clone().unwrap_or_default();
-    let currency_code = doc::get_str(d, &o, "currency");
-    let currency = Currency::parse("currency", &currency_code).or_else(|_| Currency::parse("currency", "USD")).map_err(CoreError::from)?;
+    let currency_code = f.str("currency");
+    let currency = Currency::parse("currency", &currency_code)
+        .or_else(|_| Currency::parse("currency", "USD"))
+        .map_err(CoreError::from)?;
     let mut lines = Vec::new();
     if let Some(list) = doc::get_obj(d, &o, "lines") {
         for i in 0..d.length(&list) {
             if let Ok(Some((automerge::Value::Object(ObjType::Map), m))) = d.get(&list, i) {
                 let qty = doc::get_i64(d, &m, "quantity");
-                let price: Decimal = doc::get_str(d, &m, "unit_price").parse().unwrap_or_default();
+                let price: Decimal = doc::get_str(d, &m, "unit_price")
+                    .parse()
+                    .unwrap_or_default();
                 let rate: Decimal = doc::get_str(d, &m, "tax_rate").parse().unwrap_or_default();
-                lines.push((doc::get_str(d, &m, "product_id"), doc::get_str(d, &m, "sku"), doc::get_str(d, &m, "name"), qty, price, rate));
+                lines.push((
+                    doc::get_str(d, &m, "product_id"),
+                    doc::get_str(d, &m, "sku"),
+                    doc::get_str(d, &m, "name"),
+                    qty,
+                    price,
+                    rate,
+                ));
             }
         }
     }
-    let amounts: Vec<_> = lines.iter().map(|(_, _, _, q, p, r)| compute_line(*q, *p, *r, currency)).collect();
+    let amounts: Vec<_> = lines
+        .iter()
+        .map(|(_, _, _, q, p, r)| compute_line(*q, *p, *r, currency))
+        .collect();
     let totals = compute_totals(&amounts);
     let transitions = read_transitions(d, &o);
     let (status, conflict) = effective_status(&transitions);
@@ -322,9 +425,9 @@ pub(crate) fn project(conn: &Connection, doc_id: &DocId, d: &Automerge, id: &str
         scope.shop_id,
         branch,
         doc_id.as_str(),
-        doc::get_str(d, &o, "number"),
-        doc::get_str(d, &o, "customer_id"),
-        doc::get_str(d, &o, "seller_id"),
+        f.str("number"),
+        f.str("customer_id"),
+        f.str("seller_id"),
         status.as_str(),
         conflict,
         currency_code,
@@ -332,26 +435,48 @@ pub(crate) fn project(conn: &Connection, doc_id: &DocId, d: &Automerge, id: &str
         totals.tax.to_string(),
         totals.total.to_string(),
         totals.total.to_f64().unwrap_or(0.0),
-        doc::get_str(d, &o, "notes"),
-        doc::get_bool(d, &o, "archived", false),
-        doc::get_i64(d, &o, "created_at"),
-        doc::get_i64(d, &o, "updated_at"),
+        f.str("notes"),
+        f.bool("archived", false),
+        f.i64("created_at"),
+        f.i64("updated_at"),
     ])?;
-    conn.prepare_cached("DELETE FROM order_lines WHERE order_id = ?1")?.execute([id])?;
+    conn.prepare_cached("DELETE FROM order_lines WHERE order_id = ?1")?
+        .execute([id])?;
     let mut ins = conn.prepare_cached(
         "INSERT INTO order_lines(order_id, idx, product_id, sku, name, quantity, unit_price, tax_rate, subtotal, tax, total)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
     )?;
     for (i, ((pid, sku, name, q, p, r), a)) in lines.iter().zip(&amounts).enumerate() {
-        ins.execute(params![id, i as i64, pid, sku, name, q, p.to_string(), r.to_string(), a.subtotal.to_string(), a.tax.to_string(), a.total.to_string()])?;
+        ins.execute(params![
+            id,
+            i as i64,
+            pid,
+            sku,
+            name,
+            q,
+            p.to_string(),
+            r.to_string(),
+            a.subtotal.to_string(),
+            a.tax.to_string(),
+            a.total.to_string()
+        ])?;
         affected.push(pid.clone());
     }
-    conn.prepare_cached("DELETE FROM order_transitions WHERE order_id = ?1")?.execute([id])?;
+    conn.prepare_cached("DELETE FROM order_transitions WHERE order_id = ?1")?
+        .execute([id])?;
     let mut ins = conn.prepare_cached(
         "INSERT INTO order_transitions(order_id, idx, from_status, to_status, by_user, at, device) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
     )?;
     for (i, t) in transitions.iter().enumerate() {
-        ins.execute(params![id, i as i64, t.from.as_str(), t.to.as_str(), t.by, t.at, t.device])?;
+        ins.execute(params![
+            id,
+            i as i64,
+            t.from.as_str(),
+            t.to.as_str(),
+            t.by,
+            t.at,
+            t.device
+        ])?;
     }
     affected.sort();
     affected.dedup();
@@ -361,7 +486,8 @@ pub(crate) fn project(conn: &Connection, doc_id: &DocId, d: &Automerge, id: &str
     Ok(())
 }
 
-const COLS: &str = "t.id, t.number, t.branch_id, t.customer_id, t.seller_id, t.status, t.conflict, t.currency,
+const COLS: &str =
+    "t.id, t.number, t.branch_id, t.customer_id, t.seller_id, t.status, t.conflict, t.currency,
     t.subtotal, t.tax_total, t.total, t.notes, t.archived, t.created_at, t.updated_at";
 
 fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<OrderView> {
@@ -426,11 +552,15 @@ fn fill(conn: &Connection, o: &mut OrderView) -> Result<()> {
 /// One order with its lines and transitions.
 pub fn get(conn: &Connection, caller: &Caller, id: &str) -> Result<OrderView> {
     let mut o = conn
-        .prepare_cached(&format!("SELECT {COLS} FROM orders t WHERE t.id = ?1 AND t.shop_id = ?2"))?
+        .prepare_cached(&format!(
+            "SELECT {COLS} FROM orders t WHERE t.id = ?1 AND t.shop_id = ?2"
+        ))?
         .query_row([id, caller.shop_id.as_str()], row)
         .optional()?
         .ok_or_else(|| CoreError::not_found("order", id))?;
-    caller.check_branch(&o.branch_id).map_err(|_| CoreError::not_found("order", id))?;
+    caller
+        .check_branch(&o.branch_id)
+        .map_err(|_| CoreError::not_found("order", id))?;
     fill(conn, &mut o)?;
     Ok(o)
 }
@@ -441,7 +571,12 @@ pub fn list(conn: &Connection, caller: &Caller, p: &ListParams) -> Result<Page<O
     let mut q = ListQuery::new(
         &format!("SELECT {COLS} FROM orders t"),
         p.sort.as_deref(),
-        &[("created_at", "t.created_at", SortKind::Int), ("updated_at", "t.updated_at", SortKind::Int), ("total", "t.total_num", SortKind::Real), ("number", "t.number", SortKind::Text)],
+        &[
+            ("created_at", "t.created_at", SortKind::Int),
+            ("updated_at", "t.updated_at", SortKind::Int),
+            ("total", "t.total_num", SortKind::Real),
+            ("number", "t.number", SortKind::Text),
+        ],
         "-created_at",
         p.limit,
         p.cursor.as_deref(),
@@ -457,13 +592,22 @@ pub fn list(conn: &Connection, caller: &Caller, p: &ListParams) -> Result<Page<O
         q.filter("t.archived = 0", []);
     }
     if let Some(s) = p.status.as_deref() {
-        let st = OrderStatus::parse(s).ok_or_else(|| FieldError::new("status", "one_of", "draft, confirmed, paid, fulfilled, delivered, cancelled or refunded"))?;
+        let st = OrderStatus::parse(s).ok_or_else(|| {
+            FieldError::new(
+                "status",
+                "one_of",
+                "draft, confirmed, paid, fulfilled, delivered, cancelled or refunded",
+            )
+        })?;
         q.filter("t.status = ?", [Value::Text(st.as_str().to_string())]);
     }
     if let Some(c) = p.customer_id.as_deref() {
         let ids = customers::identity_ids(conn, c)?;
         let marks = vec!["?"; ids.len()].join(", ");
-        q.filter(&format!("t.customer_id IN ({marks})"), ids.into_iter().map(Value::Text));
+        q.filter(
+            &format!("t.customer_id IN ({marks})"),
+            ids.into_iter().map(Value::Text),
+        );
     }
     if let Some(s) = p.q.as_deref().filter(|s| !s.is_empty()) {
         q.filter("t.number LIKE ?", [Value::Text(format!("%{s}%"))]);
@@ -472,7 +616,13 @@ pub fn list(conn: &Connection, caller: &Caller, p: &ListParams) -> Result<Page<O
     let mut page = q.run(conn, row, |o| {
         let v = match sort.trim_start_matches('-') {
             "updated_at" => Value::Integer(o.updated_at),
-            "total" => Value::Real(o.total.parse::<Decimal>().ok().and_then(|d| d.to_f64()).unwrap_or(0.0)),
+            "total" => Value::Real(
+                o.total
+                    .parse::<Decimal>()
+                    .ok()
+                    .and_then(|d| d.to_f64())
+                    .unwrap_or(0.0),
+            ),
             "number" => Value::Text(o.number.clone()),
             _ => Value::Integer(o.created_at),
         };

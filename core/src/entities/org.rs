@@ -21,26 +21,49 @@ fn check_region(r: &str) -> Result<String> {
     if r.len() == 2 && r.bytes().all(|b| b.is_ascii_uppercase()) {
         Ok(r)
     } else {
-        Err(dashoffice_domain::FieldError::new("phone_region", "iso3166", "a two-letter country code such as MX").into())
+        Err(dashoffice_domain::FieldError::new(
+            "phone_region",
+            "iso3166",
+            "a two-letter country code such as MX",
+        )
+        .into())
     }
 }
 
 fn check_tz(t: &str) -> Result<String> {
     let t = t.trim();
-    if !t.is_empty() && t.len() <= 64 && t.bytes().all(|b| b.is_ascii_alphanumeric() || b"/_+-".contains(&b)) {
+    if !t.is_empty()
+        && t.len() <= 64
+        && t.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"/_+-".contains(&b))
+    {
         Ok(t.to_string())
     } else {
-        Err(dashoffice_domain::FieldError::new("timezone", "iana", "an IANA time zone such as America/Mexico_City").into())
+        Err(dashoffice_domain::FieldError::new(
+            "timezone",
+            "iana",
+            "an IANA time zone such as America/Mexico_City",
+        )
+        .into())
     }
 }
 
 /// Creates a shop (bootstrap only: no caller yet).
-pub fn create_shop(ctx: &mut WriteCtx<'_>, name: &str, currency: &str, phone_region: &str, timezone: &str) -> Result<String> {
+pub fn create_shop(
+    ctx: &mut WriteCtx<'_>,
+    name: &str,
+    currency: &str,
+    phone_region: &str,
+    timezone: &str,
+) -> Result<String> {
     let mut errs = FieldErrors::new();
     let name = errs.check(validate_name("name", name));
     let currency = errs.check(Currency::parse("currency", currency));
     errs.finish()?;
-    let (name, currency) = (name.unwrap_or_default(), currency.map(|c| c.code()).unwrap_or("USD"));
+    let (name, currency) = (
+        name.unwrap_or_default(),
+        currency.map(|c| c.code()).unwrap_or("USD"),
+    );
     let region = check_region(phone_region)?;
     let tz = check_tz(timezone)?;
     let id = new_id();
@@ -63,10 +86,20 @@ pub fn create_shop(ctx: &mut WriteCtx<'_>, name: &str, currency: &str, phone_reg
 pub fn update_shop(ctx: &mut WriteCtx<'_>, caller: &Caller, input: UpdateShop) -> Result<ShopView> {
     caller.require(Permission::ManageShop)?;
     let mut errs = FieldErrors::new();
-    let name = input.name.as_deref().and_then(|n| errs.check(validate_name("name", n)));
-    let currency = input.currency.as_deref().and_then(|c| errs.check(Currency::parse("currency", c)));
+    let name = input
+        .name
+        .as_deref()
+        .and_then(|n| errs.check(validate_name("name", n)));
+    let currency = input
+        .currency
+        .as_deref()
+        .and_then(|c| errs.check(Currency::parse("currency", c)));
     errs.finish()?;
-    let region = input.phone_region.as_deref().map(check_region).transpose()?;
+    let region = input
+        .phone_region
+        .as_deref()
+        .map(check_region)
+        .transpose()?;
     let tz = input.timezone.as_deref().map(check_tz).transpose()?;
     let shop = caller.shop_id.clone();
     let now = ctx.now();
@@ -91,7 +124,12 @@ pub fn update_shop(ctx: &mut WriteCtx<'_>, caller: &Caller, input: UpdateShop) -
 }
 
 /// Creates a branch. `caller` None is the bootstrap.
-pub fn create_branch(ctx: &mut WriteCtx<'_>, caller: Option<&Caller>, shop: &str, input: CreateBranch) -> Result<BranchView> {
+pub fn create_branch(
+    ctx: &mut WriteCtx<'_>,
+    caller: Option<&Caller>,
+    shop: &str,
+    input: CreateBranch,
+) -> Result<BranchView> {
     if let Some(c) = caller {
         c.require(Permission::ManageBranches)?;
     }
@@ -102,10 +140,18 @@ pub fn create_branch(ctx: &mut WriteCtx<'_>, caller: Option<&Caller>, shop: &str
     let (code, name) = (code.unwrap_or_default(), name.unwrap_or_default());
     let taken: Option<String> = ctx
         .conn()
-        .query_row("SELECT id FROM branches WHERE shop_id = ?1 AND code = ?2", params![shop, code], |r| r.get(0))
+        .query_row(
+            "SELECT id FROM branches WHERE shop_id = ?1 AND code = ?2",
+            params![shop, code],
+            |r| r.get(0),
+        )
         .optional()?;
     if taken.is_some() {
-        return Err(CoreError::conflict("code", "unique", format!("branch code '{code}' is already used")));
+        return Err(CoreError::conflict(
+            "code",
+            "unique",
+            format!("branch code '{code}' is already used"),
+        ));
     }
     let id = new_id();
     let now = ctx.now();
@@ -123,9 +169,18 @@ pub fn create_branch(ctx: &mut WriteCtx<'_>, caller: Option<&Caller>, shop: &str
 }
 
 /// Renames a branch.
-pub fn update_branch(ctx: &mut WriteCtx<'_>, caller: &Caller, id: &str, input: UpdateBranch) -> Result<BranchView> {
+pub fn update_branch(
+    ctx: &mut WriteCtx<'_>,
+    caller: &Caller,
+    id: &str,
+    input: UpdateBranch,
+) -> Result<BranchView> {
     caller.require(Permission::ManageBranches)?;
-    let name = input.name.as_deref().map(|n| validate_name("name", n)).transpose()?;
+    let name = input
+        .name
+        .as_deref()
+        .map(|n| validate_name("name", n))
+        .transpose()?;
     get_branch(ctx.conn(), &caller.shop_id, id)?;
     let now = ctx.now();
     ctx.change(&DocId::org(&caller.shop_id), &[id], |tx, _| {
@@ -156,9 +211,12 @@ pub fn archive_branch(ctx: &mut WriteCtx<'_>, caller: &Caller, id: &str) -> Resu
 
 /// Projects one record of the org document.
 pub(crate) fn project(conn: &Connection, doc_id: &DocId, d: &Automerge, id: &str) -> Result<()> {
-    let Some(o) = doc::record(d, id)? else { return Ok(()) };
+    let Some(o) = doc::record(d, id)? else {
+        return Ok(());
+    };
+    let f = doc::fields(d, &o);
     let shop = doc_id.scope()?.shop_id;
-    match doc::get_str(d, &o, "type").as_str() {
+    match f.str("type").as_str() {
         "shop" => {
             conn.prepare_cached(
                 "INSERT OR REPLACE INTO shops(id, doc_id, name, currency, phone_region, timezone, created_at, updated_at)
@@ -167,12 +225,12 @@ pub(crate) fn project(conn: &Connection, doc_id: &DocId, d: &Automerge, id: &str
             .execute(params![
                 id,
                 doc_id.as_str(),
-                doc::get_str(d, &o, "name"),
-                doc::get_str(d, &o, "currency"),
-                doc::get_str(d, &o, "phone_region"),
-                doc::get_str(d, &o, "timezone"),
-                doc::get_i64(d, &o, "created_at"),
-                doc::get_i64(d, &o, "updated_at"),
+                f.str("name"),
+                f.str("currency"),
+                f.str("phone_region"),
+                f.str("timezone"),
+                f.i64("created_at"),
+                f.i64("updated_at"),
             ])?;
         }
         "branch" => {
@@ -184,11 +242,11 @@ pub(crate) fn project(conn: &Connection, doc_id: &DocId, d: &Automerge, id: &str
                 id,
                 shop,
                 doc_id.as_str(),
-                doc::get_str(d, &o, "code"),
-                doc::get_str(d, &o, "name"),
-                doc::get_bool(d, &o, "archived", false),
-                doc::get_i64(d, &o, "created_at"),
-                doc::get_i64(d, &o, "updated_at"),
+                f.str("code"),
+                f.str("name"),
+                f.bool("archived", false),
+                f.i64("created_at"),
+                f.i64("updated_at"),
             ])?;
         }
         _ => {}
@@ -198,24 +256,39 @@ pub(crate) fn project(conn: &Connection, doc_id: &DocId, d: &Automerge, id: &str
 
 /// The shop.
 pub fn get_shop(conn: &Connection, shop: &str) -> Result<ShopView> {
-    conn.prepare_cached("SELECT id, name, currency, phone_region, timezone FROM shops WHERE id = ?1")?
-        .query_row([shop], |r| {
-            Ok(ShopView { id: r.get(0)?, name: r.get(1)?, currency: r.get(2)?, phone_region: r.get(3)?, timezone: r.get(4)? })
+    conn.prepare_cached(
+        "SELECT id, name, currency, phone_region, timezone FROM shops WHERE id = ?1",
+    )?
+    .query_row([shop], |r| {
+        Ok(ShopView {
+            id: r.get(0)?,
+            name: r.get(1)?,
+            currency: r.get(2)?,
+            phone_region: r.get(3)?,
+            timezone: r.get(4)?,
         })
-        .optional()?
-        .ok_or_else(|| CoreError::not_found("shop", shop))
+    })
+    .optional()?
+    .ok_or_else(|| CoreError::not_found("shop", shop))
 }
 
 fn branch_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<BranchView> {
-    Ok(BranchView { id: r.get(0)?, code: r.get(1)?, name: r.get(2)?, archived: r.get(3)? })
+    Ok(BranchView {
+        id: r.get(0)?,
+        code: r.get(1)?,
+        name: r.get(2)?,
+        archived: r.get(3)?,
+    })
 }
 
 /// One branch.
 pub fn get_branch(conn: &Connection, shop: &str, id: &str) -> Result<BranchView> {
-    conn.prepare_cached("SELECT id, code, name, archived FROM branches WHERE shop_id = ?1 AND id = ?2")?
-        .query_row([shop, id], branch_row)
-        .optional()?
-        .ok_or_else(|| CoreError::not_found("branch", id))
+    conn.prepare_cached(
+        "SELECT id, code, name, archived FROM branches WHERE shop_id = ?1 AND id = ?2",
+    )?
+    .query_row([shop, id], branch_row)
+    .optional()?
+    .ok_or_else(|| CoreError::not_found("branch", id))
 }
 
 /// Every branch of the shop.
@@ -223,7 +296,9 @@ pub fn list_branches(conn: &Connection, shop: &str, archived: bool) -> Result<Ve
     let mut stmt = conn.prepare_cached(
         "SELECT id, code, name, archived FROM branches WHERE shop_id = ?1 AND (?2 OR archived = 0) ORDER BY code",
     )?;
-    Ok(stmt.query_map(params![shop, archived], branch_row)?.collect::<rusqlite::Result<Vec<_>>>()?)
+    Ok(stmt
+        .query_map(params![shop, archived], branch_row)?
+        .collect::<rusqlite::Result<Vec<_>>>()?)
 }
 
 /// The branch code of `branch` (for order numbers).

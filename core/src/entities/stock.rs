@@ -5,7 +5,10 @@
 //! offline, never refused).
 
 use automerge::{Automerge, ObjType, ReadDoc, ScalarValue, transaction::Transactable};
-use dashoffice_domain::{FieldError, Permission, api::{AdjustStock, ListParams, Page, StockView}};
+use dashoffice_domain::{
+    FieldError, Permission,
+    api::{AdjustStock, ListParams, Page, StockView},
+};
 use rusqlite::{Connection, OptionalExtension, params, types::Value};
 
 use super::{org, products, put_str};
@@ -18,7 +21,13 @@ use crate::{
 };
 
 /// Adjusts stock of `product` in a branch by `delta` units.
-pub fn adjust(ctx: &mut WriteCtx<'_>, caller: &Caller, product: &str, home_branch: Option<&str>, input: AdjustStock) -> Result<StockView> {
+pub fn adjust(
+    ctx: &mut WriteCtx<'_>,
+    caller: &Caller,
+    product: &str,
+    home_branch: Option<&str>,
+    input: AdjustStock,
+) -> Result<StockView> {
     caller.require(Permission::AdjustStock)?;
     let branch = input
         .branch_id
@@ -27,7 +36,8 @@ pub fn adjust(ctx: &mut WriteCtx<'_>, caller: &Caller, product: &str, home_branc
         .or_else(|| home_branch.map(str::to_string))
         .ok_or_else(|| FieldError::new("branch_id", "required", "which branch's stock"))?;
     caller.check_branch(&branch)?;
-    org::get_branch(ctx.conn(), &caller.shop_id, &branch).map_err(|_| CoreError::not_found_field("branch", &branch, "branch_id"))?;
+    org::get_branch(ctx.conn(), &caller.shop_id, &branch)
+        .map_err(|_| CoreError::not_found_field("branch", &branch, "branch_id"))?;
     products::get(ctx.conn(), &caller.shop_id, product)?;
     if input.delta == 0 {
         return Err(FieldError::new("delta", "non_zero", "add or remove at least one unit").into());
@@ -62,20 +72,33 @@ pub fn adjust(ctx: &mut WriteCtx<'_>, caller: &Caller, product: &str, home_branc
     get(ctx.conn(), product, &branch)
 }
 
-pub(crate) fn project(conn: &Connection, doc_id: &DocId, d: &Automerge, product: &str) -> Result<()> {
-    let Some(o) = doc::record(d, product)? else { return Ok(()) };
+pub(crate) fn project(
+    conn: &Connection,
+    doc_id: &DocId,
+    d: &Automerge,
+    product: &str,
+) -> Result<()> {
+    let Some(o) = doc::record(d, product)? else {
+        return Ok(());
+    };
+    let f = doc::fields(d, &o);
     let scope = doc_id.scope()?;
     let branch = scope.branch_id.unwrap_or_default();
     conn.prepare_cached(
         "INSERT INTO stock(product_id, branch_id, shop_id, adjusted, committed) VALUES (?1, ?2, ?3, ?4, 0)
          ON CONFLICT(product_id, branch_id) DO UPDATE SET adjusted = excluded.adjusted",
     )?
-    .execute(params![product, branch, scope.shop_id, doc::get_i64(d, &o, "qty")])?;
+    .execute(params![product, branch, scope.shop_id, f.i64("qty")])?;
     Ok(())
 }
 
 /// Recomputes the units of `product` committed to orders of `branch`.
-pub(crate) fn recompute_committed(conn: &Connection, shop: &str, branch: &str, product: &str) -> Result<()> {
+pub(crate) fn recompute_committed(
+    conn: &Connection,
+    shop: &str,
+    branch: &str,
+    product: &str,
+) -> Result<()> {
     conn.prepare_cached(
         "INSERT INTO stock(product_id, branch_id, shop_id, adjusted, committed)
          VALUES (?1, ?2, ?3, 0, (SELECT COALESCE(SUM(l.quantity), 0) FROM order_lines l JOIN orders o ON o.id = l.order_id
@@ -129,7 +152,12 @@ pub fn for_product(conn: &Connection, caller: &Caller, product: &str) -> Result<
 }
 
 /// Stock rows of a branch; `q` = `oversold` lists only oversold products, `low` those at or below 5.
-pub fn list(conn: &Connection, caller: &Caller, home_branch: Option<&str>, p: &ListParams) -> Result<Page<StockView>> {
+pub fn list(
+    conn: &Connection,
+    caller: &Caller,
+    home_branch: Option<&str>,
+    p: &ListParams,
+) -> Result<Page<StockView>> {
     let branch = p
         .branch_id
         .clone()
@@ -140,13 +168,19 @@ pub fn list(conn: &Connection, caller: &Caller, home_branch: Option<&str>, p: &L
     let mut q = ListQuery::new(
         "SELECT t.product_id, t.branch_id, t.adjusted, t.committed FROM stock t",
         p.sort.as_deref(),
-        &[("on_hand", "(t.adjusted - t.committed)", SortKind::Int), ("product_id", "t.product_id", SortKind::Text)],
+        &[
+            ("on_hand", "(t.adjusted - t.committed)", SortKind::Int),
+            ("product_id", "t.product_id", SortKind::Text),
+        ],
         "product_id",
         p.limit,
         p.cursor.as_deref(),
     )?
     .id_column("t.product_id");
-    q.filter("t.shop_id = ? AND t.branch_id = ?", [Value::Text(caller.shop_id.clone()), Value::Text(branch)]);
+    q.filter(
+        "t.shop_id = ? AND t.branch_id = ?",
+        [Value::Text(caller.shop_id.clone()), Value::Text(branch)],
+    );
     match p.q.as_deref() {
         Some("oversold") => q.filter("t.adjusted - t.committed < 0", []),
         Some("low") => q.filter("t.adjusted - t.committed <= 5", []),
@@ -154,7 +188,11 @@ pub fn list(conn: &Connection, caller: &Caller, home_branch: Option<&str>, p: &L
     }
     let sort = p.sort.clone().unwrap_or_default();
     q.run(conn, row, |s| {
-        let v = if sort.trim_start_matches('-') == "on_hand" { Value::Integer(s.on_hand) } else { Value::Text(s.product_id.clone()) };
+        let v = if sort.trim_start_matches('-') == "on_hand" {
+            Value::Integer(s.on_hand)
+        } else {
+            Value::Text(s.product_id.clone())
+        };
         (v, s.product_id.clone())
     })
 }

@@ -10,20 +10,44 @@ use crate::{ApiJson, AppState, Auth, error::ApiResult};
 /// Exchanges e-mail and password for a session token.
 #[utoipa::path(post, path = "/api/v1/auth/login", tag = "auth", request_body = LoginRequest,
     responses((status = 200, body = LoginResponse), Errors))]
-pub(crate) async fn login(State(s): State<AppState>, ApiJson(body): ApiJson<LoginRequest>) -> ApiResult<Json<LoginResponse>> {
-    let shop = s.replica.shop_id()?.ok_or_else(|| crate::ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "this node has no shop yet"))?;
-    let user = s.read(move |c| staff::check_login(c, &shop, &body.email, &body.password)).await?;
+pub(crate) async fn login(
+    State(s): State<AppState>,
+    ApiJson(body): ApiJson<LoginRequest>,
+) -> ApiResult<Json<LoginResponse>> {
+    let shop = s.replica.shop_id()?.ok_or_else(|| {
+        crate::ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            "this node has no shop yet",
+        )
+    })?;
+    let user = s
+        .read(move |c| staff::check_login(c, &shop, &body.email, &body.password))
+        .await?;
     let uid = user.id.clone();
-    let (token, expires_at) = s.replica.write(move |ctx| staff::start_session(ctx, &uid)).await?;
-    Ok(Json(LoginResponse { token, expires_at, user }))
+    let (token, expires_at) = s
+        .replica
+        .write(move |ctx| staff::start_session(ctx, &uid))
+        .await?;
+    Ok(Json(LoginResponse {
+        token,
+        expires_at,
+        user,
+    }))
 }
 
 /// Ends the session of the token sent.
 #[utoipa::path(post, path = "/api/v1/auth/logout", tag = "auth", security(("bearer" = [])),
     responses((status = 204, description = "Logged out"), Errors))]
-pub(crate) async fn logout(State(s): State<AppState>, Auth(_caller): Auth, headers: axum::http::HeaderMap) -> ApiResult<StatusCode> {
+pub(crate) async fn logout(
+    State(s): State<AppState>,
+    Auth(_caller): Auth,
+    headers: axum::http::HeaderMap,
+) -> ApiResult<StatusCode> {
     let token = crate::extract::bearer(&headers)?;
-    s.replica.write(move |ctx| staff::end_session(ctx, &token)).await?;
+    s.replica
+        .write(move |ctx| staff::end_session(ctx, &token))
+        .await?;
     s.sessions.clear();
     Ok(StatusCode::NO_CONTENT)
 }
@@ -31,5 +55,8 @@ pub(crate) async fn logout(State(s): State<AppState>, Auth(_caller): Auth, heade
 /// The logged-in staff member.
 #[utoipa::path(get, path = "/api/v1/auth/me", tag = "auth", security(("bearer" = [])), responses((status = 200, body = StaffView), Errors))]
 pub(crate) async fn me(State(s): State<AppState>, Auth(c): Auth) -> ApiResult<Json<StaffView>> {
-    Ok(Json(s.read(move |conn| staff::get(conn, &c.shop_id, &c.user_id)).await?))
+    Ok(Json(
+        s.read(move |conn| staff::get(conn, &c.shop_id, &c.user_id))
+            .await?,
+    ))
 }

@@ -8,7 +8,9 @@ use axum::{
     response::Response,
 };
 use dashoffice_core::{csv_io, entities::customers};
-use dashoffice_domain::api::{CreateCustomer, CustomerView, ImportReport, ListParams, MergeCustomers, Page, UpdateCustomer};
+use dashoffice_domain::api::{
+    CreateCustomer, CustomerView, ImportReport, ListParams, MergeCustomers, Page, UpdateCustomer,
+};
 
 use super::{
     Errors,
@@ -19,57 +21,121 @@ use crate::{ApiJson, ApiQuery, AppState, Auth, error::ApiResult};
 /// Customers (`q` matches name, e-mail or phone digits; `tag`; sort `name`, `created_at`, `updated_at`).
 #[utoipa::path(get, path = "/api/v1/customers", tag = "customers", security(("bearer" = [])), params(ListParams),
     responses((status = 200, body = Page<CustomerView>), Errors))]
-pub(crate) async fn list_customers(State(s): State<AppState>, Auth(c): Auth, ApiQuery(p): ApiQuery<ListParams>) -> ApiResult<Json<Page<CustomerView>>> {
-    Ok(Json(s.read(move |conn| customers::list(conn, &c, &p)).await?))
+pub(crate) async fn list_customers(
+    State(s): State<AppState>,
+    Auth(c): Auth,
+    ApiQuery(p): ApiQuery<ListParams>,
+) -> ApiResult<Json<Page<CustomerView>>> {
+    Ok(Json(
+        s.read(move |conn| customers::list(conn, &c, &p)).await?,
+    ))
 }
 
 /// Creates a customer; the phone is stored in E.164.
 #[utoipa::path(post, path = "/api/v1/customers", tag = "customers", security(("bearer" = [])), request_body = CreateCustomer,
     responses((status = 201, body = CustomerView), Errors))]
-pub(crate) async fn create_customer(State(s): State<AppState>, Auth(c): Auth, ApiJson(b): ApiJson<CreateCustomer>) -> ApiResult<(StatusCode, Json<CustomerView>)> {
-    Ok((StatusCode::CREATED, Json(s.replica.write(move |ctx| customers::create(ctx, &c, b)).await?)))
+pub(crate) async fn create_customer(
+    State(s): State<AppState>,
+    Auth(c): Auth,
+    ApiJson(b): ApiJson<CreateCustomer>,
+) -> ApiResult<(StatusCode, Json<CustomerView>)> {
+    Ok((
+        StatusCode::CREATED,
+        Json(
+            s.replica
+                .write(move |ctx| customers::create(ctx, &c, b))
+                .await?,
+        ),
+    ))
 }
 
 /// One customer.
 #[utoipa::path(get, path = "/api/v1/customers/{id}", tag = "customers", security(("bearer" = [])), params(("id" = String, Path)),
     responses((status = 200, body = CustomerView), Errors))]
-pub(crate) async fn get_customer(State(s): State<AppState>, Auth(c): Auth, Path(id): Path<String>) -> ApiResult<Json<CustomerView>> {
-    Ok(Json(s.read(move |conn| customers::get(conn, &c.shop_id, &id)).await?))
+pub(crate) async fn get_customer(
+    State(s): State<AppState>,
+    Auth(c): Auth,
+    Path(id): Path<String>,
+) -> ApiResult<Json<CustomerView>> {
+    Ok(Json(
+        s.read(move |conn| customers::get(conn, &c.shop_id, &id))
+            .await?,
+    ))
 }
 
 /// Changes a customer.
 #[utoipa::path(patch, path = "/api/v1/customers/{id}", tag = "customers", security(("bearer" = [])), params(("id" = String, Path)),
     request_body = UpdateCustomer, responses((status = 200, body = CustomerView), Errors))]
-pub(crate) async fn update_customer(State(s): State<AppState>, Auth(c): Auth, Path(id): Path<String>, ApiJson(b): ApiJson<UpdateCustomer>) -> ApiResult<Json<CustomerView>> {
-    Ok(Json(s.replica.write(move |ctx| customers::update(ctx, &c, &id, b)).await?))
+pub(crate) async fn update_customer(
+    State(s): State<AppState>,
+    Auth(c): Auth,
+    Path(id): Path<String>,
+    ApiJson(b): ApiJson<UpdateCustomer>,
+) -> ApiResult<Json<CustomerView>> {
+    Ok(Json(
+        s.replica
+            .write(move |ctx| customers::update(ctx, &c, &id, b))
+            .await?,
+    ))
 }
 
 /// Archives (deletes) a customer.
 #[utoipa::path(delete, path = "/api/v1/customers/{id}", tag = "customers", security(("bearer" = [])), params(("id" = String, Path)),
     responses((status = 200, body = CustomerView), Errors))]
-pub(crate) async fn archive_customer(State(s): State<AppState>, Auth(c): Auth, Path(id): Path<String>) -> ApiResult<Json<CustomerView>> {
-    Ok(Json(s.replica.write(move |ctx| customers::archive(ctx, &c, &id)).await?))
+pub(crate) async fn archive_customer(
+    State(s): State<AppState>,
+    Auth(c): Auth,
+    Path(id): Path<String>,
+) -> ApiResult<Json<CustomerView>> {
+    Ok(Json(
+        s.replica
+            .write(move |ctx| customers::archive(ctx, &c, &id))
+            .await?,
+    ))
 }
 
 /// Merges customer `from_id` into this one; both histories stay.
 #[utoipa::path(post, path = "/api/v1/customers/{id}/merge", tag = "customers", security(("bearer" = [])), params(("id" = String, Path)),
     request_body = MergeCustomers, responses((status = 200, body = CustomerView), Errors))]
-pub(crate) async fn merge_customers(State(s): State<AppState>, Auth(c): Auth, Path(id): Path<String>, ApiJson(b): ApiJson<MergeCustomers>) -> ApiResult<Json<CustomerView>> {
-    Ok(Json(s.replica.write(move |ctx| customers::merge(ctx, &c, &id, b)).await?))
+pub(crate) async fn merge_customers(
+    State(s): State<AppState>,
+    Auth(c): Auth,
+    Path(id): Path<String>,
+    ApiJson(b): ApiJson<MergeCustomers>,
+) -> ApiResult<Json<CustomerView>> {
+    Ok(Json(
+        s.replica
+            .write(move |ctx| customers::merge(ctx, &c, &id, b))
+            .await?,
+    ))
 }
 
 /// Imports customers from CSV (columns name,phone,email,tags,notes,wa_id); a known phone updates.
 #[utoipa::path(post, path = "/api/v1/customers/import", tag = "customers", security(("bearer" = [])), params(ImportParams),
     request_body(content = String, content_type = "text/csv"),
     responses((status = 200, body = ImportReport), (status = 422, body = ImportReport, description = "Bad rows; nothing imported (mode=all)"), Errors))]
-pub(crate) async fn import_customers(State(s): State<AppState>, Auth(c): Auth, ApiQuery(p): ApiQuery<ImportParams>, body: Bytes) -> ApiResult<Response> {
+pub(crate) async fn import_customers(
+    State(s): State<AppState>,
+    Auth(c): Auth,
+    ApiQuery(p): ApiQuery<ImportParams>,
+    body: Bytes,
+) -> ApiResult<Response> {
     let noop: csv_io::Progress = std::sync::Arc::new(|_, _| {});
-    run_import(s, body, p.mode, move |r, b, m| csv_io::import_customers(r, &c, b, m, noop)).await
+    run_import(s, body, p.mode, move |r, b, m| {
+        csv_io::import_customers(r, &c, b, m, noop)
+    })
+    .await
 }
 
 /// Exports every live customer as CSV.
 #[utoipa::path(get, path = "/api/v1/customers/export", tag = "customers", security(("bearer" = [])),
     responses((status = 200, content_type = "text/csv", body = String), Errors))]
-pub(crate) async fn export_customers(State(s): State<AppState>, Auth(c): Auth) -> ApiResult<Response> {
-    export(s, "customers", move |r, out| csv_io::export_customers(r, &c, out)).await
+pub(crate) async fn export_customers(
+    State(s): State<AppState>,
+    Auth(c): Auth,
+) -> ApiResult<Response> {
+    export(s, "customers", move |r, out| {
+        csv_io::export_customers(r, &c, out)
+    })
+    .await
 }

@@ -6,7 +6,9 @@ use axum::{
     http::StatusCode,
 };
 use dashoffice_core::entities::orders;
-use dashoffice_domain::api::{CreateOrder, ListParams, OrderView, Page, TransitionOrder, UpdateOrder};
+use dashoffice_domain::api::{
+    CreateOrder, ListParams, OrderView, Page, TransitionOrder, UpdateOrder,
+};
 
 use super::Errors;
 use crate::{ApiJson, ApiQuery, AppState, Auth, error::ApiResult};
@@ -15,43 +17,88 @@ use crate::{ApiJson, ApiQuery, AppState, Auth, error::ApiResult};
 /// `created_at` (default `-created_at`), `updated_at`, `total`, `number`).
 #[utoipa::path(get, path = "/api/v1/orders", tag = "orders", security(("bearer" = [])), params(ListParams),
     responses((status = 200, body = Page<OrderView>), Errors))]
-pub(crate) async fn list_orders(State(s): State<AppState>, Auth(c): Auth, ApiQuery(p): ApiQuery<ListParams>) -> ApiResult<Json<Page<OrderView>>> {
+pub(crate) async fn list_orders(
+    State(s): State<AppState>,
+    Auth(c): Auth,
+    ApiQuery(p): ApiQuery<ListParams>,
+) -> ApiResult<Json<Page<OrderView>>> {
     Ok(Json(s.read(move |conn| orders::list(conn, &c, &p)).await?))
 }
 
 /// Creates a draft order.
 #[utoipa::path(post, path = "/api/v1/orders", tag = "orders", security(("bearer" = [])), request_body = CreateOrder,
     responses((status = 201, body = OrderView), Errors))]
-pub(crate) async fn create_order(State(s): State<AppState>, Auth(c): Auth, ApiJson(b): ApiJson<CreateOrder>) -> ApiResult<(StatusCode, Json<OrderView>)> {
+pub(crate) async fn create_order(
+    State(s): State<AppState>,
+    Auth(c): Auth,
+    ApiJson(b): ApiJson<CreateOrder>,
+) -> ApiResult<(StatusCode, Json<OrderView>)> {
     let home = s.home_branch.clone();
-    Ok((StatusCode::CREATED, Json(s.replica.write(move |ctx| orders::create(ctx, &c, home.as_deref(), b)).await?)))
+    Ok((
+        StatusCode::CREATED,
+        Json(
+            s.replica
+                .write(move |ctx| orders::create(ctx, &c, home.as_deref(), b))
+                .await?,
+        ),
+    ))
 }
 
 /// One order with lines and transitions.
 #[utoipa::path(get, path = "/api/v1/orders/{id}", tag = "orders", security(("bearer" = [])), params(("id" = String, Path)),
     responses((status = 200, body = OrderView), Errors))]
-pub(crate) async fn get_order(State(s): State<AppState>, Auth(c): Auth, Path(id): Path<String>) -> ApiResult<Json<OrderView>> {
+pub(crate) async fn get_order(
+    State(s): State<AppState>,
+    Auth(c): Auth,
+    Path(id): Path<String>,
+) -> ApiResult<Json<OrderView>> {
     Ok(Json(s.read(move |conn| orders::get(conn, &c, &id)).await?))
 }
 
 /// Changes a draft's lines, or notes and seller.
 #[utoipa::path(patch, path = "/api/v1/orders/{id}", tag = "orders", security(("bearer" = [])), params(("id" = String, Path)),
     request_body = UpdateOrder, responses((status = 200, body = OrderView), Errors))]
-pub(crate) async fn update_order(State(s): State<AppState>, Auth(c): Auth, Path(id): Path<String>, ApiJson(b): ApiJson<UpdateOrder>) -> ApiResult<Json<OrderView>> {
-    Ok(Json(s.replica.write(move |ctx| orders::update(ctx, &c, &id, b)).await?))
+pub(crate) async fn update_order(
+    State(s): State<AppState>,
+    Auth(c): Auth,
+    Path(id): Path<String>,
+    ApiJson(b): ApiJson<UpdateOrder>,
+) -> ApiResult<Json<OrderView>> {
+    Ok(Json(
+        s.replica
+            .write(move |ctx| orders::update(ctx, &c, &id, b))
+            .await?,
+    ))
 }
 
 /// Archives an order that holds no stock.
 #[utoipa::path(delete, path = "/api/v1/orders/{id}", tag = "orders", security(("bearer" = [])), params(("id" = String, Path)),
     responses((status = 200, body = OrderView), Errors))]
-pub(crate) async fn archive_order(State(s): State<AppState>, Auth(c): Auth, Path(id): Path<String>) -> ApiResult<Json<OrderView>> {
-    Ok(Json(s.replica.write(move |ctx| orders::archive(ctx, &c, &id)).await?))
+pub(crate) async fn archive_order(
+    State(s): State<AppState>,
+    Auth(c): Auth,
+    Path(id): Path<String>,
+) -> ApiResult<Json<OrderView>> {
+    Ok(Json(
+        s.replica
+            .write(move |ctx| orders::archive(ctx, &c, &id))
+            .await?,
+    ))
 }
 
 /// Moves an order one legal step (draft → confirmed → paid → fulfilled → delivered; cancelled
 /// before payment; refunded after).
 #[utoipa::path(post, path = "/api/v1/orders/{id}/transitions", tag = "orders", security(("bearer" = [])), params(("id" = String, Path)),
     request_body = TransitionOrder, responses((status = 200, body = OrderView), Errors))]
-pub(crate) async fn transition_order(State(s): State<AppState>, Auth(c): Auth, Path(id): Path<String>, ApiJson(b): ApiJson<TransitionOrder>) -> ApiResult<Json<OrderView>> {
-    Ok(Json(s.replica.write(move |ctx| orders::transition(ctx, &c, &id, b)).await?))
+pub(crate) async fn transition_order(
+    State(s): State<AppState>,
+    Auth(c): Auth,
+    Path(id): Path<String>,
+    ApiJson(b): ApiJson<TransitionOrder>,
+) -> ApiResult<Json<OrderView>> {
+    Ok(Json(
+        s.replica
+            .write(move |ctx| orders::transition(ctx, &c, &id, b))
+            .await?,
+    ))
 }

@@ -9,7 +9,11 @@ use crate::{AppState, openapi::ApiDoc};
 /// Liveness: answers while the node can read its store.
 #[utoipa::path(get, path = "/healthz", tag = "system", responses((status = 200, body = Health)))]
 pub(crate) async fn healthz(State(s): State<AppState>) -> Json<Health> {
-    Json(Health { status: "ok".into(), device: s.replica.device().code.clone(), version: env!("CARGO_PKG_VERSION").into() })
+    Json(Health {
+        status: "ok".into(),
+        device: s.replica.device().code.clone(),
+        version: env!("CARGO_PKG_VERSION").into(),
+    })
 }
 
 /// Prometheus metrics: requests, latencies, write queue depth, SQLite file sizes.
@@ -20,7 +24,10 @@ pub(crate) async fn metrics(State(s): State<AppState>) -> impl IntoResponse {
     metrics::gauge!("dashoffice_sqlite_bytes", "file" => "db").set(st.db_bytes as f64);
     metrics::gauge!("dashoffice_sqlite_bytes", "file" => "wal").set(st.wal_bytes as f64);
     metrics::gauge!("dashoffice_uptime_seconds").set(s.started.elapsed().as_secs_f64());
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], s.metrics.render())
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        s.metrics.render(),
+    )
 }
 
 pub(crate) async fn openapi() -> impl IntoResponse {
