@@ -23,11 +23,7 @@ impl Caller {
         if self.role.can(p) {
             Ok(())
         } else {
-            Err(CoreError::Forbidden(format!(
-                "a {} may not {}",
-                self.role.as_str(),
-                describe(p)
-            )))
+            Err(CoreError::Forbidden(format!("a {} may not {}", self.role.as_str(), describe(p))))
         }
     }
 

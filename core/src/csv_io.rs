@@ -30,12 +30,10 @@ impl ImportMode {
         match s {
             "all" | "all_or_nothing" => Ok(Self::AllOrNothing),
             "valid" | "valid_only" => Ok(Self::ValidOnly),
-            _ => Err(FieldError::new(
-                "mode",
-                "one_of",
-                "'all' (all or nothing) or 'valid' (import the valid rows)",
-            )
-            .into()),
+            _ => {
+                Err(FieldError::new("mode", "one_of", "'all' (all or nothing) or 'valid' (import the valid rows)")
+                    .into())
+            }
         }
     }
 }
@@ -44,27 +42,15 @@ impl ImportMode {
 pub type Progress = Arc<dyn Fn(u64, u64) + Send + Sync>;
 
 /// Product CSV header.
-pub const PRODUCT_COLUMNS: [&str; 8] = [
-    "sku",
-    "name",
-    "description",
-    "price",
-    "currency",
-    "tax_rate",
-    "active",
-    "tags",
-];
+pub const PRODUCT_COLUMNS: [&str; 8] =
+    ["sku", "name", "description", "price", "currency", "tax_rate", "active", "tags"];
 /// Customer CSV header.
 pub const CUSTOMER_COLUMNS: [&str; 6] = ["name", "phone", "email", "tags", "notes", "wa_id"];
 
 const CHUNK: usize = 1000;
 
 fn split_tags(s: &str) -> Vec<String> {
-    s.split(['|', ';'])
-        .map(str::trim)
-        .filter(|t| !t.is_empty())
-        .map(str::to_string)
-        .collect()
+    s.split(['|', ';']).map(str::trim).filter(|t| !t.is_empty()).map(str::to_string).collect()
 }
 
 fn parse_bool(s: &str) -> std::result::Result<Option<bool>, FieldError> {
@@ -72,11 +58,7 @@ fn parse_bool(s: &str) -> std::result::Result<Option<bool>, FieldError> {
         "" => Ok(None),
         "1" | "true" | "yes" | "si" | "sí" | "y" => Ok(Some(true)),
         "0" | "false" | "no" | "n" => Ok(Some(false)),
-        _ => Err(FieldError::new(
-            "active",
-            "boolean",
-            "true/false, yes/no, sí/no or 1/0",
-        )),
+        _ => Err(FieldError::new("active", "boolean", "true/false, yes/no, sí/no or 1/0")),
     }
 }
 
@@ -86,19 +68,11 @@ struct Rows {
 }
 
 fn read_rows(input: impl Read, required: &[&str], known: &[&str]) -> Result<Rows> {
-    let mut rdr = csv::ReaderBuilder::new()
-        .flexible(true)
-        .trim(csv::Trim::All)
-        .from_reader(input);
-    let headers = rdr
-        .headers()
-        .map_err(|e| FieldError::new("file", "csv", format!("cannot read the header: {e}")))?
-        .clone();
-    let header: HashMap<String, usize> = headers
-        .iter()
-        .enumerate()
-        .map(|(i, h)| (h.trim_start_matches('\u{feff}').to_lowercase(), i))
-        .collect();
+    let mut rdr = csv::ReaderBuilder::new().flexible(true).trim(csv::Trim::All).from_reader(input);
+    let headers =
+        rdr.headers().map_err(|e| FieldError::new("file", "csv", format!("cannot read the header: {e}")))?.clone();
+    let header: HashMap<String, usize> =
+        headers.iter().enumerate().map(|(i, h)| (h.trim_start_matches('\u{feff}').to_lowercase(), i)).collect();
     for r in required {
         if !header.contains_key(*r) {
             return Err(FieldError::new(
@@ -113,10 +87,7 @@ fn read_rows(input: impl Read, required: &[&str], known: &[&str]) -> Result<Rows
         return Err(FieldError::new(
             "file",
             "header",
-            format!(
-                "unknown column '{unknown}'; columns are {}",
-                known.join(",")
-            ),
+            format!("unknown column '{unknown}'; columns are {}", known.join(",")),
         )
         .into());
     }
@@ -136,28 +107,17 @@ fn read_rows(input: impl Read, required: &[&str], known: &[&str]) -> Result<Rows
 }
 
 fn col<'a>(rows: &Rows, rec: &'a csv::StringRecord, name: &str) -> &'a str {
-    rows.header
-        .get(name)
-        .and_then(|i| rec.get(*i))
-        .unwrap_or("")
+    rows.header.get(name).and_then(|i| rec.get(*i)).unwrap_or("")
 }
 
 fn row_errors(line: u64, e: crate::CoreError) -> Vec<ImportRowError> {
     match e {
         CoreError::Validation(fe) => {
             fe.0.into_iter()
-                .map(|f| ImportRowError {
-                    line,
-                    field: format!("{}:{}", f.field, f.rule),
-                    message: f.message,
-                })
+                .map(|f| ImportRowError { line, field: format!("{}:{}", f.field, f.rule), message: f.message })
                 .collect()
         }
-        other => vec![ImportRowError {
-            line,
-            field: "row".into(),
-            message: other.to_string(),
-        }],
+        other => vec![ImportRowError { line, field: "row".into(), message: other.to_string() }],
     }
 }
 
@@ -178,13 +138,8 @@ pub fn import_products(
     caller.require(Permission::EditCatalog)?;
     let rows = read_rows(input, &["sku", "name", "price"], &PRODUCT_COLUMNS)?;
     let shop = replica.read(|c| org::get_shop(c, &caller.shop_id))?;
-    let mut report = ImportReport {
-        rows: rows.rows.len() as u64,
-        created: 0,
-        updated: 0,
-        errors: Vec::new(),
-        committed: false,
-    };
+    let mut report =
+        ImportReport { rows: rows.rows.len() as u64, created: 0, updated: 0, errors: Vec::new(), committed: false };
     let mut valid: Vec<(u64, products::ProductFields)> = Vec::new();
     let mut seen: HashMap<String, u64> = HashMap::new();
     for (line, rec) in &rows.rows {
@@ -226,11 +181,8 @@ pub fn import_products(
         return Ok(report);
     }
     let total = valid.len() as u64;
-    let chunks: Vec<Vec<(u64, products::ProductFields)>> = if mode == ImportMode::AllOrNothing {
-        vec![valid]
-    } else {
-        valid.chunks(CHUNK).map(<[_]>::to_vec).collect()
-    };
+    let chunks: Vec<Vec<(u64, products::ProductFields)>> =
+        if mode == ImportMode::AllOrNothing { vec![valid] } else { valid.chunks(CHUNK).map(<[_]>::to_vec).collect() };
     let mut written = 0u64;
     for chunk in chunks {
         let (shop_id, p, base) = (caller.shop_id.clone(), progress.clone(), written);
@@ -262,12 +214,7 @@ pub fn import_products(
     Ok(report)
 }
 
-fn update_product(
-    ctx: &mut crate::WriteCtx<'_>,
-    shop: &str,
-    id: &str,
-    f: &products::ProductFields,
-) -> Result<()> {
+fn update_product(ctx: &mut crate::WriteCtx<'_>, shop: &str, id: &str, f: &products::ProductFields) -> Result<()> {
     let now = ctx.now();
     ctx.change(&crate::doc::DocId::products(shop, id), &[id], |tx, _| {
         use automerge::transaction::Transactable;
@@ -296,13 +243,8 @@ pub fn import_customers(
     caller.require(Permission::EditCustomers)?;
     let rows = read_rows(input, &["name"], &CUSTOMER_COLUMNS)?;
     let shop = replica.read(|c| org::get_shop(c, &caller.shop_id))?;
-    let mut report = ImportReport {
-        rows: rows.rows.len() as u64,
-        created: 0,
-        updated: 0,
-        errors: Vec::new(),
-        committed: false,
-    };
+    let mut report =
+        ImportReport { rows: rows.rows.len() as u64, created: 0, updated: 0, errors: Vec::new(), committed: false };
     let mut valid: Vec<customers::CustomerFields> = Vec::new();
     let mut seen: HashMap<String, u64> = HashMap::new();
     for (line, rec) in &rows.rows {
@@ -334,11 +276,8 @@ pub fn import_customers(
         return Ok(report);
     }
     let total = valid.len() as u64;
-    let chunks: Vec<Vec<customers::CustomerFields>> = if mode == ImportMode::AllOrNothing {
-        vec![valid]
-    } else {
-        valid.chunks(CHUNK).map(<[_]>::to_vec).collect()
-    };
+    let chunks: Vec<Vec<customers::CustomerFields>> =
+        if mode == ImportMode::AllOrNothing { vec![valid] } else { valid.chunks(CHUNK).map(<[_]>::to_vec).collect() };
     let mut written = 0u64;
     for chunk in chunks {
         let shop_id = caller.shop_id.clone();
@@ -352,28 +291,24 @@ pub fn import_customers(
                 match existing {
                     Some(id) => {
                         let now = ctx.now();
-                        ctx.change(
-                            &crate::doc::DocId::customers(&shop_id, &id),
-                            &[&id],
-                            |tx, _| {
-                                use automerge::transaction::Transactable;
-                                let o = crate::doc::record(tx, &id)?
-                                    .ok_or_else(|| CoreError::not_found("customer", &id))?;
-                                tx.put(&o, "name", f.name.as_str())?;
-                                if let Some(e) = &f.email {
-                                    tx.put(&o, "email", e.as_str())?;
-                                }
-                                if let Some(w) = &f.wa_id {
-                                    tx.put(&o, "wa_id", w.as_str())?;
-                                }
-                                if !f.notes.is_empty() {
-                                    tx.put(&o, "notes", f.notes.as_str())?;
-                                }
-                                crate::doc::set_set(tx, &o, "tags", &f.tags)?;
-                                tx.put(&o, "updated_at", now)?;
-                                Ok(())
-                            },
-                        )?;
+                        ctx.change(&crate::doc::DocId::customers(&shop_id, &id), &[&id], |tx, _| {
+                            use automerge::transaction::Transactable;
+                            let o =
+                                crate::doc::record(tx, &id)?.ok_or_else(|| CoreError::not_found("customer", &id))?;
+                            tx.put(&o, "name", f.name.as_str())?;
+                            if let Some(e) = &f.email {
+                                tx.put(&o, "email", e.as_str())?;
+                            }
+                            if let Some(w) = &f.wa_id {
+                                tx.put(&o, "wa_id", w.as_str())?;
+                            }
+                            if !f.notes.is_empty() {
+                                tx.put(&o, "notes", f.notes.as_str())?;
+                            }
+                            crate::doc::set_set(tx, &o, "tags", &f.tags)?;
+                            tx.put(&o, "updated_at", now)?;
+                            Ok(())
+                        })?;
                         updated += 1;
                     }
                     None => {
@@ -394,11 +329,7 @@ pub fn import_customers(
 }
 
 /// Writes every live product as CSV.
-pub fn export_products(
-    replica: &Replica,
-    caller: &Caller,
-    out: impl std::io::Write,
-) -> Result<u64> {
+pub fn export_products(replica: &Replica, caller: &Caller, out: impl std::io::Write) -> Result<u64> {
     caller.require(Permission::ImportExport)?;
     let mut w = csv::Writer::from_writer(out);
     let io = |e: csv::Error| CoreError::Storage(format!("writing CSV: {e}"));
@@ -432,11 +363,7 @@ pub fn export_products(
 }
 
 /// Writes every live customer as CSV.
-pub fn export_customers(
-    replica: &Replica,
-    caller: &Caller,
-    out: impl std::io::Write,
-) -> Result<u64> {
+pub fn export_customers(replica: &Replica, caller: &Caller, out: impl std::io::Write) -> Result<u64> {
     caller.require(Permission::ImportExport)?;
     let mut w = csv::Writer::from_writer(out);
     let io = |e: csv::Error| CoreError::Storage(format!("writing CSV: {e}"));
@@ -449,7 +376,14 @@ pub fn export_customers(
         let v = stmt
             .query_map([&caller.shop_id], |r| {
                 let tags: String = r.get(3)?;
-                Ok([r.get(0)?, r.get(1)?, r.get(2)?, crate::entities::tags_from_json(&tags).join("|"), r.get(4)?, r.get(5)?])
+                Ok([
+                    r.get(0)?,
+                    r.get(1)?,
+                    r.get(2)?,
+                    crate::entities::tags_from_json(&tags).join("|"),
+                    r.get(4)?,
+                    r.get(5)?,
+                ])
             })?
             .collect::<rusqlite::Result<Vec<_>>>()?;
         Ok(v)

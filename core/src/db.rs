@@ -29,15 +29,7 @@ pub enum Durability {
 fn pragmas(conn: &Connection, durability: Durability) -> Result<()> {
     conn.busy_timeout(Duration::from_secs(5))?;
     conn.pragma_update(None, "journal_mode", "WAL")?;
-    conn.pragma_update(
-        None,
-        "synchronous",
-        if durability == Durability::Full {
-            "FULL"
-        } else {
-            "NORMAL"
-        },
-    )?;
+    conn.pragma_update(None, "synchronous", if durability == Durability::Full { "FULL" } else { "NORMAL" })?;
     conn.pragma_update(None, "foreign_keys", "ON")?;
     conn.pragma_update(None, "temp_store", "MEMORY")?;
     conn.pragma_update(None, "cache_size", -16_000)?;
@@ -49,9 +41,7 @@ fn pragmas(conn: &Connection, durability: Durability) -> Result<()> {
 pub(crate) fn open_writer(path: &Path, durability: Durability) -> Result<Connection> {
     let mut conn = Connection::open(path)?;
     pragmas(&conn, durability)?;
-    migrations()
-        .to_latest(&mut conn)
-        .map_err(|e| CoreError::Storage(format!("migrating {}: {e}", path.display())))?;
+    migrations().to_latest(&mut conn).map_err(|e| CoreError::Storage(format!("migrating {}: {e}", path.display())))?;
     Ok(conn)
 }
 
@@ -72,19 +62,14 @@ impl ReadPool {
         for _ in 0..size.max(1) {
             let conn = Connection::open_with_flags(
                 path,
-                OpenFlags::SQLITE_OPEN_READ_ONLY
-                    | OpenFlags::SQLITE_OPEN_NO_MUTEX
-                    | OpenFlags::SQLITE_OPEN_URI,
+                OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX | OpenFlags::SQLITE_OPEN_URI,
             )?;
             conn.busy_timeout(Duration::from_secs(5))?;
             conn.pragma_update(None, "cache_size", -16_000)?;
             conn.set_prepared_statement_cache_capacity(64);
             conns.push(Mutex::new(conn));
         }
-        Ok(Self {
-            conns,
-            next: AtomicUsize::new(0),
-        })
+        Ok(Self { conns, next: AtomicUsize::new(0) })
     }
 
     /// Runs `f` on a free connection (or waits for the next one in turn).
@@ -96,9 +81,7 @@ impl ReadPool {
                 return f(&conn);
             }
         }
-        let conn = self.conns[start % n]
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
+        let conn = self.conns[start % n].lock().unwrap_or_else(|p| p.into_inner());
         f(&conn)
     }
 }
@@ -110,13 +93,7 @@ mod tests {
         super::migrations().validate().unwrap();
         let mut conn = rusqlite::Connection::open_in_memory().unwrap();
         super::migrations().to_latest(&mut conn).unwrap();
-        let n: i64 = conn
-            .query_row(
-                "SELECT count(*) FROM sqlite_master WHERE type='table'",
-                [],
-                |r| r.get(0),
-            )
-            .unwrap();
+        let n: i64 = conn.query_row("SELECT count(*) FROM sqlite_master WHERE type='table'", [], |r| r.get(0)).unwrap();
         assert!(n >= 10);
     }
 }

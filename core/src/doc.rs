@@ -37,14 +37,8 @@ pub enum Collection {
 
 impl Collection {
     /// Every collection.
-    pub const ALL: [Collection; 6] = [
-        Self::Org,
-        Self::Staff,
-        Self::Products,
-        Self::Customers,
-        Self::Stock,
-        Self::Orders,
-    ];
+    pub const ALL: [Collection; 6] =
+        [Self::Org, Self::Staff, Self::Products, Self::Customers, Self::Stock, Self::Orders];
 
     /// The name used in document ids.
     pub fn as_str(self) -> &'static str {
@@ -128,10 +122,7 @@ impl DocId {
     pub fn scope(&self) -> Result<DocScope> {
         let bad = || CoreError::Storage(format!("malformed document id '{}'", self.0));
         let parts: Vec<&str> = self.0.split('/').collect();
-        let collection = parts
-            .get(1)
-            .and_then(|c| Collection::parse(c))
-            .ok_or_else(bad)?;
+        let collection = parts.get(1).and_then(|c| Collection::parse(c)).ok_or_else(bad)?;
         let expect = if collection.branch_scoped() { 4 } else { 3 };
         if parts.len() != expect || parts.iter().any(|p| p.is_empty()) {
             return Err(bad());
@@ -209,11 +200,7 @@ fn migration_actor(to: u64) -> ActorId {
 
 /// Brings `doc` up to the last of `migrations`, each as a deterministic change (fixed actor, time 0,
 /// based on the genesis plus the previous migrations). Returns whether anything was applied.
-pub fn migrate(
-    doc: &mut Automerge,
-    collection: Collection,
-    migrations: &[DocMigration],
-) -> Result<bool> {
+pub fn migrate(doc: &mut Automerge, collection: Collection, migrations: &[DocMigration]) -> Result<bool> {
     let current = schema_version(doc);
     let mut base = genesis(collection);
     let mut changed = false;
@@ -225,9 +212,8 @@ pub fn migrate(
         tx.put(ROOT, "schema", m.to)?;
         tx.commit_with(fixed_time());
         if m.to > current {
-            let change = base
-                .get_last_local_change()
-                .ok_or_else(|| CoreError::Storage("migration made no change".into()))?;
+            let change =
+                base.get_last_local_change().ok_or_else(|| CoreError::Storage("migration made no change".into()))?;
             doc.apply_changes([change])?;
             changed = true;
         }
@@ -257,15 +243,11 @@ pub fn ensure_record(
     let obj = tx.put_object(&brecords, id, ObjType::Map)?;
     init(&mut tx, &obj)?;
     tx.commit_with(fixed_time());
-    let change = base
-        .get_last_local_change()
-        .ok_or_else(|| CoreError::Storage("record init made no change".into()))?;
+    let change = base.get_last_local_change().ok_or_else(|| CoreError::Storage("record init made no change".into()))?;
     doc.apply_changes([change])?;
     match doc.get(&records, id)? {
         Some((Value::Object(ObjType::Map), obj)) => Ok(obj),
-        _ => Err(CoreError::Storage(format!(
-            "record '{id}' missing after init"
-        ))),
+        _ => Err(CoreError::Storage(format!("record '{id}' missing after init"))),
     }
 }
 
@@ -299,9 +281,7 @@ pub fn fields<D: ReadDoc + ?Sized>(doc: &D, obj: &ObjId) -> Fields {
     Fields(
         doc.map_range(obj, ..)
             .filter_map(|item| match item.value {
-                automerge::ValueRef::Scalar(v) => {
-                    Some((item.key.into_owned(), ScalarValue::from(v)))
-                }
+                automerge::ValueRef::Scalar(v) => Some((item.key.into_owned(), ScalarValue::from(v))),
                 automerge::ValueRef::Object(_) => None,
             })
             .collect(),
@@ -311,11 +291,7 @@ pub fn fields<D: ReadDoc + ?Sized>(doc: &D, obj: &ObjId) -> Fields {
 impl Fields {
     /// A string field ("" when absent).
     pub fn str(&self, key: &str) -> String {
-        self.0
-            .get(key)
-            .and_then(|s| s.as_str())
-            .map(str::to_string)
-            .unwrap_or_default()
+        self.0.get(key).and_then(|s| s.as_str()).map(str::to_string).unwrap_or_default()
     }
     /// An optional string field (absent or "" give None).
     pub fn opt_str(&self, key: &str) -> Option<String> {
@@ -333,9 +309,7 @@ impl Fields {
 
 /// A string field ("" when absent).
 pub fn get_str<D: ReadDoc + ?Sized>(doc: &D, obj: &ObjId, key: &str) -> String {
-    scalar(doc, obj, key)
-        .and_then(|s| s.as_str().map(str::to_string))
-        .unwrap_or_default()
+    scalar(doc, obj, key).and_then(|s| s.as_str().map(str::to_string)).unwrap_or_default()
 }
 
 /// An optional string field (absent, null or "" give None).
@@ -350,9 +324,7 @@ pub fn get_i64<D: ReadDoc + ?Sized>(doc: &D, obj: &ObjId, key: &str) -> i64 {
 
 /// A boolean field.
 pub fn get_bool<D: ReadDoc + ?Sized>(doc: &D, obj: &ObjId, key: &str, default: bool) -> bool {
-    scalar(doc, obj, key)
-        .and_then(|s| s.as_bool())
-        .unwrap_or(default)
+    scalar(doc, obj, key).and_then(|s| s.as_bool()).unwrap_or(default)
 }
 
 /// A nested object.
@@ -365,9 +337,7 @@ pub fn get_obj<D: ReadDoc + ?Sized>(doc: &D, obj: &ObjId, key: &str) -> Option<O
 
 /// The keys of a map used as a set (tags), sorted.
 pub fn get_set<D: ReadDoc + ?Sized>(doc: &D, obj: &ObjId, key: &str) -> Vec<String> {
-    let mut v: Vec<String> = get_obj(doc, obj, key)
-        .map(|o| doc.keys(&o).collect())
-        .unwrap_or_default();
+    let mut v: Vec<String> = get_obj(doc, obj, key).map(|o| doc.keys(&o).collect()).unwrap_or_default();
     v.sort();
     v
 }
@@ -390,22 +360,12 @@ pub fn set_set(tx: &mut Transaction<'_>, obj: &ObjId, key: &str, values: &[Strin
 }
 
 /// Loads a document's snapshot and later changes from the store; None if it was never stored.
-pub(crate) fn load(
-    conn: &rusqlite::Connection,
-    id: &DocId,
-    collection: Collection,
-) -> Result<Option<Automerge>> {
+pub(crate) fn load(conn: &rusqlite::Connection, id: &DocId, collection: Collection) -> Result<Option<Automerge>> {
     let snapshot: Option<Option<Vec<u8>>> = conn
         .prepare_cached("SELECT snapshot FROM documents WHERE doc_id = ?1")?
         .query_row([id.as_str()], |r| r.get(0))
         .map(Some)
-        .or_else(|e| {
-            if e == rusqlite::Error::QueryReturnedNoRows {
-                Ok(None)
-            } else {
-                Err(e)
-            }
-        })?;
+        .or_else(|e| if e == rusqlite::Error::QueryReturnedNoRows { Ok(None) } else { Err(e) })?;
     let Some(snapshot) = snapshot else {
         return Ok(None);
     };
@@ -413,14 +373,12 @@ pub(crate) fn load(
         Some(bytes) => Automerge::load(&bytes)?,
         None => genesis(collection),
     };
-    let mut stmt =
-        conn.prepare_cached("SELECT bytes FROM doc_changes WHERE doc_id = ?1 ORDER BY seq")?;
+    let mut stmt = conn.prepare_cached("SELECT bytes FROM doc_changes WHERE doc_id = ?1 ORDER BY seq")?;
     let changes = stmt
         .query_map([id.as_str()], |r| r.get::<_, Vec<u8>>(0))?
         .map(|b| {
             let b = b?;
-            Change::from_bytes(b)
-                .map_err(|e| CoreError::Storage(format!("corrupt change in {id}: {e}")))
+            Change::from_bytes(b).map_err(|e| CoreError::Storage(format!("corrupt change in {id}: {e}")))
         })
         .collect::<Result<Vec<_>>>()?;
     doc.apply_changes(changes)?;

@@ -45,27 +45,15 @@ pub enum CoreError {
 impl CoreError {
     /// A not-found error for a record named by an input field.
     pub fn not_found_field(entity: &'static str, id: &str, field: &str) -> Self {
-        Self::NotFound {
-            entity,
-            id: id.to_string(),
-            field: Some(field.to_string()),
-        }
+        Self::NotFound { entity, id: id.to_string(), field: Some(field.to_string()) }
     }
     /// A not-found error for a record named in the path.
     pub fn not_found(entity: &'static str, id: &str) -> Self {
-        Self::NotFound {
-            entity,
-            id: id.to_string(),
-            field: None,
-        }
+        Self::NotFound { entity, id: id.to_string(), field: None }
     }
     /// A conflict on `field`.
     pub fn conflict(field: &str, rule: &str, message: impl Into<String>) -> Self {
-        Self::Conflict {
-            field: field.to_string(),
-            rule: rule.to_string(),
-            message: message.into(),
-        }
+        Self::Conflict { field: field.to_string(), rule: rule.to_string(), message: message.into() }
     }
 }
 

@@ -46,10 +46,7 @@ impl ListQuery {
             CoreError::from(FieldError::new(
                 "sort",
                 "one_of",
-                format!(
-                    "sort by one of {} (prefix '-' for descending)",
-                    names.join(", ")
-                ),
+                format!("sort by one of {} (prefix '-' for descending)", names.join(", ")),
             ))
         })?;
         let limit = limit.unwrap_or(50);
@@ -103,10 +100,7 @@ impl ListQuery {
             let op = if self.desc { "<" } else { ">" };
             let c = self.sort_col;
             let idc = self.id_col;
-            self.filter(
-                &format!("({c} {op} ? OR ({c} = ? AND {idc} {op} ?))"),
-                [v.clone(), v, Value::Text(id)],
-            );
+            self.filter(&format!("({c} {op} ? OR ({c} = ? AND {idc} {op} ?))"), [v.clone(), v, Value::Text(id)]);
         }
         let dir = if self.desc { "DESC" } else { "ASC" };
         let mut sql = self.select.clone();
@@ -126,9 +120,7 @@ impl ListQuery {
             .collect::<rusqlite::Result<Vec<T>>>()?;
         let next_cursor = if items.len() > self.limit as usize {
             items.truncate(self.limit as usize);
-            items
-                .last()
-                .map(|last| encode_cursor(key(last), self.sort_kind))
+            items.last().map(|last| encode_cursor(key(last), self.sort_kind))
         } else {
             None
         };
@@ -147,13 +139,7 @@ fn encode_cursor((v, id): (Value, String), _kind: SortKind) -> String {
 }
 
 fn decode_cursor(c: &str, kind: SortKind) -> Result<(Value, String)> {
-    let bad = || {
-        CoreError::from(FieldError::new(
-            "cursor",
-            "format",
-            "not a cursor returned by this list",
-        ))
-    };
+    let bad = || CoreError::from(FieldError::new("cursor", "format", "not a cursor returned by this list"));
     let bytes = URL_SAFE_NO_PAD.decode(c).map_err(|_| bad())?;
     let j: serde_json::Value = serde_json::from_slice(&bytes).map_err(|_| bad())?;
     let arr = j.as_array().filter(|a| a.len() == 2).ok_or_else(bad)?;

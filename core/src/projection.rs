@@ -13,12 +13,7 @@ use crate::{
 };
 
 /// Writes the SQL rows of one record.
-pub(crate) fn project_record(
-    conn: &Connection,
-    id: &DocId,
-    d: &Automerge,
-    record: &str,
-) -> Result<()> {
+pub(crate) fn project_record(conn: &Connection, id: &DocId, d: &Automerge, record: &str) -> Result<()> {
     match id.scope()?.collection {
         Collection::Org => org::project(conn, id, d, record),
         Collection::Staff => staff::project(conn, id, d, record),

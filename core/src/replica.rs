@@ -37,11 +37,7 @@ pub struct OpenOptions {
 
 impl Default for OpenOptions {
     fn default() -> Self {
-        Self {
-            durability: Durability::Full,
-            readers: 4,
-            clock: Arc::new(SystemClock),
-        }
+        Self { durability: Durability::Full, readers: 4, clock: Arc::new(SystemClock) }
     }
 }
 
@@ -108,34 +104,24 @@ const DB_FILE: &str = "dashoffice.db";
 
 fn random_code() -> String {
     const ALPHABET: &[u8] = b"0123456789ABCDEFGHJKMNPQRSTVWXYZ";
-    rand::random::<[u8; 6]>()
-        .iter()
-        .map(|b| ALPHABET[usize::from(b % 32)] as char)
-        .collect()
+    rand::random::<[u8; 6]>().iter().map(|b| ALPHABET[usize::from(b % 32)] as char).collect()
 }
 
 impl Replica {
     /// Opens (creating if needed) the replica in `dir`.
     pub fn open(dir: &Path, opts: OpenOptions) -> Result<Self> {
-        std::fs::create_dir_all(dir)
-            .map_err(|e| CoreError::Storage(format!("creating {}: {e}", dir.display())))?;
+        std::fs::create_dir_all(dir).map_err(|e| CoreError::Storage(format!("creating {}: {e}", dir.display())))?;
         let db_path = dir.join(DB_FILE);
         let conn = db::open_writer(&db_path, opts.durability)?;
         let device = match conn
             .query_row("SELECT actor, code FROM device WHERE id = 1", [], |r| {
-                Ok(Device {
-                    actor: r.get(0)?,
-                    code: r.get(1)?,
-                })
+                Ok(Device { actor: r.get(0)?, code: r.get(1)? })
             })
             .optional()?
         {
             Some(d) => d,
             None => {
-                let d = Device {
-                    actor: uuid::Uuid::new_v4().as_bytes().to_vec(),
-                    code: random_code(),
-                };
+                let d = Device { actor: uuid::Uuid::new_v4().as_bytes().to_vec(), code: random_code() };
                 conn.execute(
                     "INSERT INTO device(id, actor, code, created_at) VALUES (1, ?1, ?2, ?3)",
                     params![d.actor, d.code, opts.clock.now_ms()],
@@ -146,13 +132,7 @@ impl Replica {
         let readers = ReadPool::open(&db_path, opts.readers)?;
         let (tx, rx) = mpsc::channel();
         let depth = Arc::new(AtomicUsize::new(0));
-        let w = WriterThread {
-            conn,
-            device: device.clone(),
-            clock: opts.clock.clone(),
-            rx,
-            depth: depth.clone(),
-        };
+        let w = WriterThread { conn, device: device.clone(), clock: opts.clock.clone(), rx, depth: depth.clone() };
         let thread = std::thread::Builder::new()
             .name("dashoffice-writer".into())
             .spawn(move || w.run())
@@ -253,13 +233,7 @@ impl Replica {
     /// Stops accepting writes, lets the writer finish what is queued, and waits for it.
     pub fn shutdown(&self) {
         self.0.tx.lock().unwrap_or_else(|p| p.into_inner()).take();
-        if let Some(t) = self
-            .0
-            .thread
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .take()
-        {
+        if let Some(t) = self.0.thread.lock().unwrap_or_else(|p| p.into_inner()).take() {
             let _ = t.join();
         }
     }
@@ -289,21 +263,12 @@ impl Replica {
             if entities::setting(ctx.conn(), "shop_id")?.is_some() {
                 return Ok(None);
             }
-            let shop = org::create_shop(
-                ctx,
-                &input.shop_name,
-                &input.currency,
-                &input.phone_region,
-                &input.timezone,
-            )?;
+            let shop = org::create_shop(ctx, &input.shop_name, &input.currency, &input.phone_region, &input.timezone)?;
             let branch = org::create_branch(
                 ctx,
                 None,
                 &shop,
-                CreateBranch {
-                    code: input.branch_code.clone(),
-                    name: input.branch_name.clone(),
-                },
+                CreateBranch { code: input.branch_code.clone(), name: input.branch_name.clone() },
             )?;
             let owner = staff::create(
                 ctx,
@@ -319,11 +284,7 @@ impl Replica {
             )?;
             entities::set_setting(ctx.conn(), "shop_id", &shop)?;
             entities::set_setting(ctx.conn(), "home_branch", &branch.id)?;
-            Ok(Some(Bootstrap {
-                shop_id: shop,
-                branch_id: branch.id,
-                owner_email: owner.email,
-            }))
+            Ok(Some(Bootstrap { shop_id: shop, branch_id: branch.id, owner_email: owner.email }))
         })
     }
 

@@ -19,10 +19,7 @@ use crate::{
 /// Parses change hashes sent as 32 raw bytes each.
 pub fn heads_from_bytes(b: &[Vec<u8>]) -> Result<Vec<ChangeHash>> {
     b.iter()
-        .map(|h| {
-            ChangeHash::try_from(h.as_slice())
-                .map_err(|_| CoreError::Storage("a head is not 32 bytes".into()))
-        })
+        .map(|h| ChangeHash::try_from(h.as_slice()).map_err(|_| CoreError::Storage("a head is not 32 bytes".into())))
         .collect()
 }
 
@@ -35,10 +32,7 @@ pub struct SyncPeer {
 impl SyncPeer {
     /// A peer known by a stable id (its device or the relay's).
     pub fn new(peer: impl Into<String>) -> Self {
-        Self {
-            peer: peer.into(),
-            states: HashMap::new(),
-        }
+        Self { peer: peer.into(), states: HashMap::new() }
     }
     /// The peer's id.
     pub fn id(&self) -> &str {
@@ -51,26 +45,18 @@ fn load_state(conn: &rusqlite::Connection, peer: &str, doc: &DocId) -> Result<sy
         .prepare_cached("SELECT state FROM sync_states WHERE peer = ?1 AND doc_id = ?2")?
         .query_row([peer, doc.as_str()], |r| r.get(0))
         .optional()?;
-    Ok(bytes
-        .and_then(|b| sync::State::decode(&b).ok())
-        .unwrap_or_default())
+    Ok(bytes.and_then(|b| sync::State::decode(&b).ok()).unwrap_or_default())
 }
 
 impl Replica {
     /// The current heads of a document as stored (empty if unknown).
     pub fn heads(&self, id: &DocId) -> Result<Vec<ChangeHash>> {
-        Ok(self
-            .load_doc(id)?
-            .map(|d| d.get_heads())
-            .unwrap_or_default())
+        Ok(self.load_doc(id)?.map(|d| d.get_heads()).unwrap_or_default())
     }
 
     /// Every change of `id` that is not an ancestor of `heads`, as concatenated change bytes.
     pub fn changes_since(&self, id: &DocId, heads: &[ChangeHash]) -> Result<Vec<u8>> {
-        Ok(self
-            .load_doc(id)?
-            .map(|d| d.save_after(heads))
-            .unwrap_or_default())
+        Ok(self.load_doc(id)?.map(|d| d.save_after(heads)).unwrap_or_default())
     }
 
     /// Applies changes from another replica durably and updates the projection; returns how many
@@ -96,10 +82,7 @@ impl Replica {
         let (state, msg) = self
             .write(move |ctx| {
                 let mut state = state;
-                let msg = ctx
-                    .doc(&doc_id)?
-                    .generate_sync_message(&mut state)
-                    .map(|m| m.encode());
+                let msg = ctx.doc(&doc_id)?.generate_sync_message(&mut state).map(|m| m.encode());
                 Ok((state, msg))
             })
             .await?;
@@ -114,16 +97,12 @@ impl Replica {
             Some(s) => s,
             None => self.read(|c| load_state(c, &peer.peer, id))?,
         };
-        let message = sync::Message::decode(&msg)
-            .map_err(|e| CoreError::Storage(format!("bad sync message: {e}")))?;
+        let message = sync::Message::decode(&msg).map_err(|e| CoreError::Storage(format!("bad sync message: {e}")))?;
         let (doc_id, peer_id) = (id.clone(), peer.peer.clone());
         let state = self
             .write(move |ctx| {
                 let mut state = state;
-                ctx.with_doc_mut(
-                    &doc_id,
-                    |d| Ok(d.receive_sync_message(&mut state, message)?),
-                )?;
+                ctx.with_doc_mut(&doc_id, |d| Ok(d.receive_sync_message(&mut state, message)?))?;
                 ctx.conn()
                     .prepare_cached(
                         "INSERT INTO sync_states(peer, doc_id, state) VALUES (?1, ?2, ?3)

@@ -77,14 +77,11 @@ impl<'a> WriteCtx<'a> {
     fn load(&mut self, id: &DocId) -> Result<&mut Automerge> {
         if !self.docs.contains_key(id) {
             let scope = id.scope()?;
-            let mut d = doc::load(self.conn, id, scope.collection)?
-                .unwrap_or_else(|| doc::genesis(scope.collection));
+            let mut d = doc::load(self.conn, id, scope.collection)?.unwrap_or_else(|| doc::genesis(scope.collection));
             d.set_actor(self.actor.clone());
             self.docs.insert(id.clone(), d);
         }
-        self.docs
-            .get_mut(id)
-            .ok_or_else(|| CoreError::Storage("document cache".into()))
+        self.docs.get_mut(id).ok_or_else(|| CoreError::Storage("document cache".into()))
     }
 
     /// A document, read-only (created empty in memory if it does not exist yet).
@@ -119,10 +116,7 @@ impl<'a> WriteCtx<'a> {
                 if let Some(h) = hash {
                     self.local.push((id.clone(), h));
                 }
-                let d = self
-                    .docs
-                    .get(id)
-                    .ok_or_else(|| CoreError::Storage("document cache".into()))?;
+                let d = self.docs.get(id).ok_or_else(|| CoreError::Storage("document cache".into()))?;
                 for rec in records {
                     projection::project_record(self.conn, id, d, rec)?;
                 }
@@ -137,10 +131,7 @@ impl<'a> WriteCtx<'a> {
 
     /// Re-projects what changed in `id` since `before` (remote changes).
     fn project_since(&mut self, id: &DocId, before: &[ChangeHash]) -> Result<()> {
-        let d = self
-            .docs
-            .get(id)
-            .ok_or_else(|| CoreError::Storage("document cache".into()))?;
+        let d = self.docs.get(id).ok_or_else(|| CoreError::Storage("document cache".into()))?;
         for r in projection::touched_records(d, before) {
             projection::project_record(self.conn, id, d, &r)?;
         }
@@ -158,10 +149,7 @@ impl<'a> WriteCtx<'a> {
         let collection = id.scope()?.collection;
         let obj = doc::ensure_record(self.load(id)?, collection, record, init)?;
         self.remote.insert(id.clone());
-        let d = self
-            .docs
-            .get(id)
-            .ok_or_else(|| CoreError::Storage("document cache".into()))?;
+        let d = self.docs.get(id).ok_or_else(|| CoreError::Storage("document cache".into()))?;
         projection::project_record(self.conn, id, d, record)?;
         Ok(obj)
     }
@@ -182,11 +170,7 @@ impl<'a> WriteCtx<'a> {
     }
 
     /// Runs `f` on a document mutably (sync protocol receive), then projects what changed.
-    pub fn with_doc_mut<R>(
-        &mut self,
-        id: &DocId,
-        f: impl FnOnce(&mut Automerge) -> Result<R>,
-    ) -> Result<R> {
+    pub fn with_doc_mut<R>(&mut self, id: &DocId, f: impl FnOnce(&mut Automerge) -> Result<R>) -> Result<R> {
         self.touch(id)?;
         self.remote.insert(id.clone());
         let d = self.load(id)?;
@@ -216,18 +200,11 @@ impl<'a> WriteCtx<'a> {
         let before = std::mem::take(&mut self.before);
         for (id, heads) in &before {
             let scope = id.scope()?;
-            let d = self
-                .docs
-                .get(id)
-                .ok_or_else(|| CoreError::Storage("document cache".into()))?;
+            let d = self.docs.get(id).ok_or_else(|| CoreError::Storage("document cache".into()))?;
             let changes: Vec<automerge::Change> = if self.remote.contains(id) {
                 d.get_changes(heads)
             } else {
-                self.local
-                    .iter()
-                    .filter(|(doc, _)| doc == id)
-                    .filter_map(|(_, h)| d.get_change_by_hash(h))
-                    .collect()
+                self.local.iter().filter(|(doc, _)| doc == id).filter_map(|(_, h)| d.get_change_by_hash(h)).collect()
             };
             if changes.is_empty() {
                 continue;
@@ -249,17 +226,10 @@ impl<'a> WriteCtx<'a> {
             )?;
             for c in &changes {
                 seq += 1;
-                ins.execute(params![
-                    id.as_str(),
-                    seq,
-                    c.hash().0.as_slice(),
-                    c.raw_bytes()
-                ])?;
+                ins.execute(params![id.as_str(), seq, c.hash().0.as_slice(), c.raw_bytes()])?;
             }
             self.conn
-                .prepare_cached(
-                    "UPDATE documents SET change_count = change_count + ?2 WHERE doc_id = ?1",
-                )?
+                .prepare_cached("UPDATE documents SET change_count = change_count + ?2 WHERE doc_id = ?1")?
                 .execute(params![id.as_str(), changes.len() as i64])?;
             self.batch_docs.insert(id.clone());
         }
@@ -302,8 +272,7 @@ impl WriterThread {
             let started = std::time::Instant::now();
             let n = batch.len();
             self.run_batch(&mut docs, &actor, batch);
-            metrics::histogram!("dashoffice_write_batch_seconds")
-                .record(started.elapsed().as_secs_f64());
+            metrics::histogram!("dashoffice_write_batch_seconds").record(started.elapsed().as_secs_f64());
             metrics::counter!("dashoffice_writes_total").increment(n as u64);
         }
         if let Err(e) = self.conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)") {
@@ -359,12 +328,7 @@ impl WriterThread {
                 deliver(
                     replies
                         .into_iter()
-                        .map(|(r, o)| {
-                            (
-                                r,
-                                Some(o.unwrap_or_else(|| CoreError::Storage(msg.clone()))),
-                            )
-                        })
+                        .map(|(r, o)| (r, Some(o.unwrap_or_else(|| CoreError::Storage(msg.clone())))))
                         .collect(),
                 );
             }
@@ -404,13 +368,9 @@ impl WriterThread {
             if let Some(d) = docs.get(id) {
                 let bytes = d.save();
                 self.conn
-                    .prepare_cached(
-                        "UPDATE documents SET snapshot = ?2, change_count = 0 WHERE doc_id = ?1",
-                    )?
+                    .prepare_cached("UPDATE documents SET snapshot = ?2, change_count = 0 WHERE doc_id = ?1")?
                     .execute(params![id.as_str(), bytes])?;
-                self.conn
-                    .prepare_cached("DELETE FROM doc_changes WHERE doc_id = ?1")?
-                    .execute([id.as_str()])?;
+                self.conn.prepare_cached("DELETE FROM doc_changes WHERE doc_id = ?1")?.execute([id.as_str()])?;
             }
         }
         Ok(())
@@ -426,11 +386,6 @@ fn deliver(replies: Vec<(Reply, Option<CoreError>)>) {
 /// Reads every document of the store, in id order (reindex, sync).
 pub(crate) fn all_doc_ids(conn: &Connection) -> Result<Vec<DocId>> {
     let mut stmt = conn.prepare("SELECT doc_id FROM documents ORDER BY doc_id")?;
-    let ids = stmt
-        .query_map([], |r| r.get::<_, String>(0))?
-        .collect::<rusqlite::Result<Vec<_>>>()?;
-    Ok(ids
-        .into_iter()
-        .map(|s| DocId::parse(&s))
-        .collect::<Result<Vec<_>>>()?)
+    let ids = stmt.query_map([], |r| r.get::<_, String>(0))?.collect::<rusqlite::Result<Vec<_>>>()?;
+    Ok(ids.into_iter().map(|s| DocId::parse(&s)).collect::<Result<Vec<_>>>()?)
 }

@@ -89,9 +89,7 @@ fn main() {
 
 fn init_logging(s: &Settings) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let b = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+    let b = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
     if s.log_format == "json" {
         b.json().init();
     } else {
@@ -101,8 +99,7 @@ fn init_logging(s: &Settings) {
 
 /// Holds the data folder's lock: one process at a time owns a replica.
 fn lock_data_dir(dir: &Path) -> anyhow::Result<File> {
-    std::fs::create_dir_all(dir)
-        .with_context(|| format!("creating the data folder {}", dir.display()))?;
+    std::fs::create_dir_all(dir).with_context(|| format!("creating the data folder {}", dir.display()))?;
     let path = dir.join("dashoffice.lock");
     let f = File::options()
         .create(true)
@@ -112,22 +109,15 @@ fn lock_data_dir(dir: &Path) -> anyhow::Result<File> {
         .with_context(|| format!("opening {}", path.display()))?;
     match f.try_lock() {
         Ok(()) => Ok(f),
-        Err(_) => bail!(
-            "another dashoffice-edge is using {} (stop it, or use its API)",
-            dir.display()
-        ),
+        Err(_) => bail!("another dashoffice-edge is using {} (stop it, or use its API)", dir.display()),
     }
 }
 
 fn open(s: &Settings) -> anyhow::Result<(Replica, File)> {
     let lock = lock_data_dir(&s.data_dir)?;
-    let opts = OpenOptions {
-        durability: s.durability(),
-        readers: s.readers,
-        ..Default::default()
-    };
-    let replica = Replica::open(&s.data_dir, opts)
-        .with_context(|| format!("opening the replica in {}", s.data_dir.display()))?;
+    let opts = OpenOptions { durability: s.durability(), readers: s.readers, ..Default::default() };
+    let replica =
+        Replica::open(&s.data_dir, opts).with_context(|| format!("opening the replica in {}", s.data_dir.display()))?;
     Ok((replica, lock))
 }
 
@@ -137,10 +127,7 @@ fn bootstrap(replica: &Replica, s: &Settings) -> anyhow::Result<()> {
         None => {
             const ALPHABET: &[u8] = b"abcdefghijkmnpqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ23456789";
             (
-                rand::random::<[u8; 16]>()
-                    .iter()
-                    .map(|b| ALPHABET[usize::from(*b) % ALPHABET.len()] as char)
-                    .collect(),
+                rand::random::<[u8; 16]>().iter().map(|b| ALPHABET[usize::from(*b) % ALPHABET.len()] as char).collect(),
                 true,
             )
         }
@@ -156,17 +143,11 @@ fn bootstrap(replica: &Replica, s: &Settings) -> anyhow::Result<()> {
         owner_email: s.owner_email.clone(),
         owner_password: password.clone(),
     };
-    if let Some(b) = replica
-        .bootstrap(input)
-        .context("creating the shop on first run")?
-    {
+    if let Some(b) = replica.bootstrap(input).context("creating the shop on first run")? {
         tracing::info!(shop = %b.shop_id, branch = %b.branch_id, owner = %b.owner_email, "first run: created the shop, its first branch and the owner account");
         if generated {
             // Printed once on the terminal, never logged.
-            println!(
-                "First run: owner account {} with password {password}",
-                b.owner_email
-            );
+            println!("First run: owner account {} with password {password}", b.owner_email);
             println!("Keep it safe and change it after logging in; it is not shown again.");
         }
     }
@@ -174,15 +155,8 @@ fn bootstrap(replica: &Replica, s: &Settings) -> anyhow::Result<()> {
 }
 
 fn system_caller(replica: &Replica) -> anyhow::Result<Caller> {
-    let shop = replica
-        .shop_id()?
-        .context("this data folder has no shop yet: start the edge node once first")?;
-    Ok(Caller {
-        user_id: "system".into(),
-        shop_id: shop,
-        role: Role::Owner,
-        branch_id: None,
-    })
+    let shop = replica.shop_id()?.context("this data folder has no shop yet: start the edge node once first")?;
+    Ok(Caller { user_id: "system".into(), shop_id: shop, role: Role::Owner, branch_id: None })
 }
 
 fn run(s: Settings, command: Command) -> anyhow::Result<()> {
@@ -212,8 +186,7 @@ fn import(replica: &Replica, file: &Path, mode: &str, products: bool) -> anyhow:
     let caller = system_caller(replica)?;
     let mode = csv_io::ImportMode::parse(mode).map_err(|e| anyhow::anyhow!("--mode: {e}"))?;
     let f = File::open(file).with_context(|| format!("opening {}", file.display()))?;
-    let progress: csv_io::Progress =
-        Arc::new(|done, total| eprintln!("import: {done}/{total} rows written"));
+    let progress: csv_io::Progress = Arc::new(|done, total| eprintln!("import: {done}/{total} rows written"));
     let reader = BufReader::new(f);
     let report = if products {
         csv_io::import_products(replica, &caller, reader, mode, progress)
@@ -230,11 +203,7 @@ fn import(replica: &Replica, file: &Path, mode: &str, products: bool) -> anyhow:
         report.created,
         report.updated,
         report.errors.len(),
-        if report.committed {
-            ""
-        } else {
-            "; nothing was imported (use --mode valid to import the good rows)"
-        }
+        if report.committed { "" } else { "; nothing was imported (use --mode valid to import the good rows)" }
     );
     if !report.committed {
         std::process::exit(3);
@@ -260,12 +229,10 @@ fn export(replica: &Replica, file: Option<PathBuf>, products: bool) -> anyhow::R
 }
 
 fn serve(replica: Replica, s: &Settings) -> anyhow::Result<()> {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("starting the async runtime")?;
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the async runtime")?;
     rt.block_on(async {
-        let listener = tokio::net::TcpListener::bind(s.listen).await.with_context(|| format!("listening on {}", s.listen))?;
+        let listener =
+            tokio::net::TcpListener::bind(s.listen).await.with_context(|| format!("listening on {}", s.listen))?;
         let addr = listener.local_addr()?;
         let state = AppState::new(replica.clone(), metrics_handle());
         tracing::info!(%addr, data_dir = %s.data_dir.display(), device = %replica.device().code, "edge node ready");

@@ -62,12 +62,7 @@ pub(crate) struct Cli {
     #[arg(long, env = "DASHOFFICE_OWNER_EMAIL", global = true)]
     owner_email: Option<String>,
     /// First run: the owner's password (generated and printed once if absent).
-    #[arg(
-        long,
-        env = "DASHOFFICE_OWNER_PASSWORD",
-        global = true,
-        hide_env_values = true
-    )]
+    #[arg(long, env = "DASHOFFICE_OWNER_PASSWORD", global = true, hide_env_values = true)]
     owner_password: Option<String>,
     /// First run: the shop's name.
     #[arg(long, env = "DASHOFFICE_SHOP_NAME", global = true)]
@@ -121,32 +116,21 @@ pub(crate) struct Settings {
 
 impl Settings {
     pub(crate) fn load(cli: &Cli) -> anyhow::Result<Self> {
-        let mut b = config::Config::builder().add_source(config::File::from_str(
-            DEFAULT_CONFIG,
-            config::FileFormat::Toml,
-        ));
+        let mut b =
+            config::Config::builder().add_source(config::File::from_str(DEFAULT_CONFIG, config::FileFormat::Toml));
         match &cli.config {
             Some(path) => {
-                b = b.add_source(
-                    config::File::from(path.clone())
-                        .format(config::FileFormat::Toml)
-                        .required(true),
-                );
+                b = b.add_source(config::File::from(path.clone()).format(config::FileFormat::Toml).required(true));
             }
             None => {
                 b = b.add_source(
-                    config::File::with_name("dashoffice.toml")
-                        .format(config::FileFormat::Toml)
-                        .required(false),
+                    config::File::with_name("dashoffice.toml").format(config::FileFormat::Toml).required(false),
                 )
             }
         }
         b = b.add_source(config::Environment::with_prefix("DASHOFFICE").try_parsing(false));
         let overrides: [(&str, Option<String>); 10] = [
-            (
-                "data_dir",
-                cli.data_dir.as_ref().map(|p| p.display().to_string()),
-            ),
+            ("data_dir", cli.data_dir.as_ref().map(|p| p.display().to_string())),
             ("listen", cli.listen.clone()),
             ("log_format", cli.log_format.clone()),
             ("durability", cli.durability.clone()),
@@ -162,22 +146,13 @@ impl Settings {
                 b = b.set_override(k, v)?;
             }
         }
-        let s: Settings = b
-            .build()
-            .context("reading the configuration")?
-            .try_deserialize()
-            .context("invalid configuration")?;
+        let s: Settings =
+            b.build().context("reading the configuration")?.try_deserialize().context("invalid configuration")?;
         if !matches!(s.log_format.as_str(), "text" | "json") {
-            anyhow::bail!(
-                "log_format must be \"text\" or \"json\", not {:?}",
-                s.log_format
-            );
+            anyhow::bail!("log_format must be \"text\" or \"json\", not {:?}", s.log_format);
         }
         if !matches!(s.durability.as_str(), "full" | "normal") {
-            anyhow::bail!(
-                "durability must be \"full\" or \"normal\", not {:?}",
-                s.durability
-            );
+            anyhow::bail!("durability must be \"full\" or \"normal\", not {:?}", s.durability);
         }
         if !(1..=64).contains(&s.readers) {
             anyhow::bail!("readers must be between 1 and 64");
@@ -186,10 +161,6 @@ impl Settings {
     }
 
     pub(crate) fn durability(&self) -> Durability {
-        if self.durability == "normal" {
-            Durability::Normal
-        } else {
-            Durability::Full
-        }
+        if self.durability == "normal" { Durability::Normal } else { Durability::Full }
     }
 }

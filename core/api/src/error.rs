@@ -67,12 +67,8 @@ impl From<CoreError> for ApiError {
         match e {
             CoreError::Validation(errs) => {
                 let first = errs.0.first().cloned();
-                let message = errs
-                    .0
-                    .iter()
-                    .map(|e| format!("{}: {}", e.field, e.message))
-                    .collect::<Vec<_>>()
-                    .join("; ");
+                let message =
+                    errs.0.iter().map(|e| format!("{}: {}", e.field, e.message)).collect::<Vec<_>>().join("; ");
                 Self {
                     status: StatusCode::UNPROCESSABLE_ENTITY,
                     detail: ErrorDetail {
@@ -85,29 +81,21 @@ impl From<CoreError> for ApiError {
                 }
             }
             CoreError::NotFound { entity, id, field } => {
-                let status = if field.is_some() {
-                    StatusCode::UNPROCESSABLE_ENTITY
-                } else {
-                    StatusCode::NOT_FOUND
-                };
+                let status = if field.is_some() { StatusCode::UNPROCESSABLE_ENTITY } else { StatusCode::NOT_FOUND };
                 let e = Self::new(status, "not_found", format!("{entity} '{id}' not found"));
                 match field {
                     Some(f) => e.with_field(f, "exists"),
                     None => e,
                 }
             }
-            CoreError::Conflict {
-                field,
-                rule,
-                message,
-            } => Self::new(StatusCode::CONFLICT, "conflict", message).with_field(field, rule),
+            CoreError::Conflict { field, rule, message } => {
+                Self::new(StatusCode::CONFLICT, "conflict", message).with_field(field, rule)
+            }
             CoreError::Forbidden(m) => Self::new(StatusCode::FORBIDDEN, "forbidden", m),
             CoreError::Unauthorized(m) => Self::new(StatusCode::UNAUTHORIZED, "unauthorized", m),
-            CoreError::ShuttingDown => Self::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "unavailable",
-                "the node is shutting down; retry shortly",
-            ),
+            CoreError::ShuttingDown => {
+                Self::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "the node is shutting down; retry shortly")
+            }
             CoreError::Storage(m) => {
                 tracing::error!(error = %m, "storage error");
                 Self::new(
@@ -124,10 +112,8 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let mut r = (self.status, Json(ErrorBody { error: self.detail })).into_response();
         if self.status == StatusCode::UNAUTHORIZED {
-            r.headers_mut().insert(
-                axum::http::header::WWW_AUTHENTICATE,
-                axum::http::HeaderValue::from_static("Bearer"),
-            );
+            r.headers_mut()
+                .insert(axum::http::header::WWW_AUTHENTICATE, axum::http::HeaderValue::from_static("Bearer"));
         }
         r
     }

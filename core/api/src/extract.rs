@@ -38,11 +38,7 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
         }
         let bytes = Bytes::from_request(req, state).await.map_err(|e| {
             if e.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
-                ApiError::new(
-                    e.status(),
-                    "payload_too_large",
-                    "the body is larger than this route accepts",
-                )
+                ApiError::new(e.status(), "payload_too_large", "the body is larger than this route accepts")
             } else {
                 ApiError::malformed(format!("could not read the body: {e}"), None)
             }
@@ -60,16 +56,7 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
                 } else if msg.starts_with("unknown field") {
                     (named(), "unknown_field")
                 } else if msg.starts_with("missing field") {
-                    (
-                        named().map(|f| {
-                            if path == "." || path == "?" {
-                                f
-                            } else {
-                                format!("{path}.{f}")
-                            }
-                        }),
-                        "required",
-                    )
+                    (named().map(|f| if path == "." || path == "?" { f } else { format!("{path}.{f}") }), "required")
                 } else {
                     (Some(path).filter(|p| p != "." && p != "?"), "type")
                 };
@@ -93,9 +80,7 @@ const CACHE_FOR: Duration = Duration::from_secs(5);
 impl SessionCache {
     fn get(&self, token: &str, now_ms: i64) -> Option<Caller> {
         let map = self.0.read().unwrap_or_else(|p| p.into_inner());
-        map.get(token)
-            .filter(|(_, exp, at)| *exp > now_ms && at.elapsed() < CACHE_FOR)
-            .map(|(c, _, _)| c.clone())
+        map.get(token).filter(|(_, exp, at)| *exp > now_ms && at.elapsed() < CACHE_FOR).map(|(c, _, _)| c.clone())
     }
     fn put(&self, token: &str, caller: Caller, exp: i64) {
         let mut map = self.0.write().unwrap_or_else(|p| p.into_inner());
@@ -122,10 +107,7 @@ pub(crate) fn bearer(headers: &axum::http::HeaderMap) -> Result<String, ApiError
             "send Authorization: Bearer <token> (POST /api/v1/auth/login gives one)",
         )
     };
-    let v = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .ok_or_else(missing)?;
+    let v = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).ok_or_else(missing)?;
     let t = v
         .strip_prefix("Bearer ")
         .or_else(|| v.strip_prefix("bearer "))
@@ -138,10 +120,7 @@ pub(crate) fn bearer(headers: &axum::http::HeaderMap) -> Result<String, ApiError
 impl FromRequestParts<AppState> for Auth {
     type Rejection = ApiError;
 
-    async fn from_request_parts(
-        parts: &mut Parts,
-        state: &AppState,
-    ) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
         let token = bearer(&parts.headers)?;
         let now = state.replica.now_ms();
         if let Some(c) = state.sessions.get(&token, now) {
@@ -149,15 +128,9 @@ impl FromRequestParts<AppState> for Auth {
         }
         let replica = state.replica.clone();
         let t = token.clone();
-        let (caller, exp) = tokio::task::spawn_blocking(move || replica.authenticate(&t))
-            .await
-            .map_err(|_| {
-                ApiError::new(
-                    axum::http::StatusCode::INTERNAL_SERVER_ERROR,
-                    "internal",
-                    "internal error",
-                )
-            })??;
+        let (caller, exp) = tokio::task::spawn_blocking(move || replica.authenticate(&t)).await.map_err(|_| {
+            ApiError::new(axum::http::StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal error")
+        })??;
         state.sessions.put(&token, caller.clone(), exp);
         Ok(Self(caller))
     }
@@ -172,12 +145,6 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for ApiQuery<T> {
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
         axum::extract::Query::<T>::try_from_uri(&parts.uri)
             .map(|axum::extract::Query(v)| Self(v))
-            .map_err(|e| {
-                ApiError::new(
-                    axum::http::StatusCode::BAD_REQUEST,
-                    "bad_query",
-                    e.body_text(),
-                )
-            })
+            .map_err(|e| ApiError::new(axum::http::StatusCode::BAD_REQUEST, "bad_query", e.body_text()))
     }
 }

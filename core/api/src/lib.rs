@@ -39,13 +39,7 @@ impl AppState {
     /// State for `replica` with a metrics handle from [`metrics_handle`].
     pub fn new(replica: Replica, metrics: PrometheusHandle) -> Self {
         let home_branch = replica.home_branch().ok().flatten();
-        Self {
-            replica,
-            metrics,
-            sessions: Default::default(),
-            started: Arc::new(Instant::now()),
-            home_branch,
-        }
+        Self { replica, metrics, sessions: Default::default(), started: Arc::new(Instant::now()), home_branch }
     }
 
     /// Runs a read on a blocking thread.
@@ -56,13 +50,7 @@ impl AppState {
         let r = self.replica.clone();
         tokio::task::spawn_blocking(move || r.read(f))
             .await
-            .map_err(|_| {
-                ApiError::new(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "internal",
-                    "internal error",
-                )
-            })?
+            .map_err(|_| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal error"))?
             .map_err(Into::into)
     }
 }
@@ -73,9 +61,7 @@ pub fn metrics_handle() -> PrometheusHandle {
     HANDLE
         .get_or_init(|| {
             let builder = PrometheusBuilder::new()
-                .set_buckets(&[
-                    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
-                ])
+                .set_buckets(&[0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5])
                 .unwrap_or_else(|_| PrometheusBuilder::new());
             match builder.install_recorder() {
                 Ok(h) => h,
@@ -87,11 +73,8 @@ pub fn metrics_handle() -> PrometheusHandle {
 }
 
 async fn track(req: Request, next: Next) -> Response {
-    let route = req
-        .extensions()
-        .get::<MatchedPath>()
-        .map(|p| p.as_str().to_string())
-        .unwrap_or_else(|| "unmatched".into());
+    let route =
+        req.extensions().get::<MatchedPath>().map(|p| p.as_str().to_string()).unwrap_or_else(|| "unmatched".into());
     let method = req.method().to_string();
     let start = Instant::now();
     let res = next.run(req).await;
@@ -103,11 +86,7 @@ async fn track(req: Request, next: Next) -> Response {
 }
 
 async fn not_found() -> ApiError {
-    ApiError::new(
-        StatusCode::NOT_FOUND,
-        "not_found",
-        "no such route; see /api/openapi.json",
-    )
+    ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such route; see /api/openapi.json")
 }
 
 async fn method_not_allowed() -> ApiError {
@@ -129,12 +108,7 @@ pub fn app(state: AppState) -> Router {
         .layer(DefaultBodyLimit::max(MAX_JSON_BODY))
         .layer(middleware::from_fn(track))
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(|_| {
-            ApiError::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "internal",
-                "internal error",
-            )
-            .into_response()
+            ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal error").into_response()
         }))
         .with_state(state)
 }
@@ -145,7 +119,5 @@ pub async fn run(
     state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, app(state))
-        .with_graceful_shutdown(shutdown)
-        .await
+    axum::serve(listener, app(state)).with_graceful_shutdown(shutdown).await
 }

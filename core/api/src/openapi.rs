@@ -3,11 +3,10 @@
 use dashoffice_domain::{
     FieldError, OrderStatus, Role, Transition,
     api::{
-        AdjustStock, BranchView, CreateBranch, CreateCustomer, CreateOrder, CreateProduct,
-        CreateStaff, CustomerView, DecimalText, ErrorBody, ErrorDetail, Health, ImportReport,
-        ImportRowError, LoginRequest, LoginResponse, MergeCustomers, OrderLineInput, OrderLineView,
-        OrderView, ProductView, ShopView, StaffView, StockView, TransitionOrder, UpdateBranch,
-        UpdateCustomer, UpdateOrder, UpdateProduct, UpdateShop, UpdateStaff,
+        AdjustStock, BranchView, CreateBranch, CreateCustomer, CreateOrder, CreateProduct, CreateStaff, CustomerView,
+        DecimalText, ErrorBody, ErrorDetail, Health, ImportReport, ImportRowError, LoginRequest, LoginResponse,
+        MergeCustomers, OrderLineInput, OrderLineView, OrderView, ProductView, ShopView, StaffView, StockView,
+        TransitionOrder, UpdateBranch, UpdateCustomer, UpdateOrder, UpdateProduct, UpdateShop, UpdateStaff,
     },
 };
 use utoipa::{

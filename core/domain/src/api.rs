@@ -24,9 +24,9 @@ impl<'de> Deserialize<'de> for DecimalText {
             F(f64),
         }
         Ok(Self(
-            match Raw::deserialize(d).map_err(|_| {
-                serde::de::Error::custom("expected a decimal string such as \"12.50\" or a number")
-            })? {
+            match Raw::deserialize(d)
+                .map_err(|_| serde::de::Error::custom("expected a decimal string such as \"12.50\" or a number"))?
+            {
                 Raw::S(s) => s,
                 Raw::I(i) => i.to_string(),
                 // `{}` prints the shortest text that reads back as the same f64: what the client typed.

@@ -16,16 +16,8 @@ pub struct FieldError {
 
 impl FieldError {
     /// A new error for `field` breaking `rule`.
-    pub fn new(
-        field: impl Into<String>,
-        rule: impl Into<String>,
-        message: impl Into<String>,
-    ) -> Self {
-        Self {
-            field: field.into(),
-            rule: rule.into(),
-            message: message.into(),
-        }
+    pub fn new(field: impl Into<String>, rule: impl Into<String>, message: impl Into<String>) -> Self {
+        Self { field: field.into(), rule: rule.into(), message: message.into() }
     }
 }
 

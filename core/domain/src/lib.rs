@@ -12,16 +12,13 @@ mod validate;
 pub mod api;
 
 pub use error::{FieldError, FieldErrors};
-pub use money::{
-    Currency, LineAmounts, Totals, compute_line, compute_totals, parse_decimal, round_money,
-};
+pub use money::{Currency, LineAmounts, Totals, compute_line, compute_totals, parse_decimal, round_money};
 pub use order::{OrderStatus, Transition, effective_status, legal_transition};
 #[cfg(feature = "phone")]
 pub use phone::normalize_phone;
 pub use role::{Permission, Role};
 pub use validate::{
-    normalize_email, normalize_tags, validate_branch_code, validate_name, validate_sku,
-    validate_tax_rate,
+    normalize_email, normalize_tags, validate_branch_code, validate_name, validate_sku, validate_tax_rate,
 };
 
 /// Version of the document schema this build writes. Stored in every document's root.

@@ -21,13 +21,7 @@ impl Currency {
         }
         iso_currency::Currency::from_code(code)
             .map(Self)
-            .ok_or_else(|| {
-                FieldError::new(
-                    field,
-                    "iso4217",
-                    format!("'{code}' is not an ISO-4217 currency"),
-                )
-            })
+            .ok_or_else(|| FieldError::new(field, "iso4217", format!("'{code}' is not an ISO-4217 currency")))
     }
     /// The alphabetic code.
     pub fn code(&self) -> &'static str {
@@ -41,27 +35,16 @@ impl Currency {
 
 /// Rounds an amount to the currency's minor unit, half away from zero.
 pub fn round_money(amount: Decimal, currency: Currency) -> Decimal {
-    amount.round_dp_with_strategy(
-        currency.minor_digits(),
-        RoundingStrategy::MidpointAwayFromZero,
-    )
+    amount.round_dp_with_strategy(currency.minor_digits(), RoundingStrategy::MidpointAwayFromZero)
 }
 
 /// Parses a decimal amount written as text, rejecting exponents and more than `max_dp` decimals.
 pub fn parse_decimal(field: &str, text: &str, max_dp: u32) -> Result<Decimal, FieldError> {
     let d: Decimal = text.trim().parse().map_err(|_| {
-        FieldError::new(
-            field,
-            "decimal",
-            format!("'{text}' is not a decimal number such as \"12.50\""),
-        )
+        FieldError::new(field, "decimal", format!("'{text}' is not a decimal number such as \"12.50\""))
     })?;
     if d.scale() > max_dp {
-        return Err(FieldError::new(
-            field,
-            "scale",
-            format!("at most {max_dp} decimal places"),
-        ));
+        return Err(FieldError::new(field, "scale", format!("at most {max_dp} decimal places")));
     }
     Ok(d.normalize())
 }
@@ -78,19 +61,10 @@ pub struct LineAmounts {
 }
 
 /// Computes a line: prices are tax-exclusive; the tax is rounded per line.
-pub fn compute_line(
-    quantity: i64,
-    unit_price: Decimal,
-    tax_rate: Decimal,
-    currency: Currency,
-) -> LineAmounts {
+pub fn compute_line(quantity: i64, unit_price: Decimal, tax_rate: Decimal, currency: Currency) -> LineAmounts {
     let subtotal = round_money(Decimal::from(quantity) * unit_price, currency);
     let tax = round_money(subtotal * tax_rate, currency);
-    LineAmounts {
-        subtotal,
-        tax,
-        total: subtotal + tax,
-    }
+    LineAmounts { subtotal, tax, total: subtotal + tax }
 }
 
 /// Order totals.
@@ -137,10 +111,7 @@ mod tests {
         let mxn = Currency::parse("c", "MXN").unwrap();
         // 3 × 10.05 = 30.15; 16 % = 4.824 → 4.82
         let l = compute_line(3, d("10.05"), d("0.16"), mxn);
-        assert_eq!(
-            (l.subtotal, l.tax, l.total),
-            (d("30.15"), d("4.82"), d("34.97"))
-        );
+        assert_eq!((l.subtotal, l.tax, l.total), (d("30.15"), d("4.82"), d("34.97")));
         // 0.125 rounds up to 0.13
         let l = compute_line(1, d("0.125"), d("0"), mxn);
         assert_eq!(l.subtotal, d("0.13"));
@@ -152,14 +123,8 @@ mod tests {
     #[test]
     fn parse_rejects_bad_decimals() {
         assert_eq!(parse_decimal("price", "12.5", 4).unwrap(), d("12.5"));
-        assert_eq!(
-            parse_decimal("price", "abc", 4).unwrap_err().rule,
-            "decimal"
-        );
-        assert_eq!(
-            parse_decimal("price", "1.123456", 4).unwrap_err().rule,
-            "scale"
-        );
+        assert_eq!(parse_decimal("price", "abc", 4).unwrap_err().rule, "decimal");
+        assert_eq!(parse_decimal("price", "1.123456", 4).unwrap_err().rule, "scale");
     }
 
     proptest! {

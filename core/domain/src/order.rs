@@ -32,15 +32,8 @@ pub enum OrderStatus {
 
 impl OrderStatus {
     /// Every status, in workflow order.
-    pub const ALL: [OrderStatus; 7] = [
-        Self::Draft,
-        Self::Confirmed,
-        Self::Paid,
-        Self::Fulfilled,
-        Self::Delivered,
-        Self::Cancelled,
-        Self::Refunded,
-    ];
+    pub const ALL: [OrderStatus; 7] =
+        [Self::Draft, Self::Confirmed, Self::Paid, Self::Fulfilled, Self::Delivered, Self::Cancelled, Self::Refunded];
 
     /// The snake_case name used in the API and the database.
     pub fn as_str(self) -> &'static str {
@@ -75,10 +68,7 @@ impl OrderStatus {
 
     /// Whether the order's lines hold stock in this state.
     pub fn commits_stock(self) -> bool {
-        matches!(
-            self,
-            Self::Confirmed | Self::Paid | Self::Fulfilled | Self::Delivered
-        )
+        matches!(self, Self::Confirmed | Self::Paid | Self::Fulfilled | Self::Delivered)
     }
 
     /// Whether no transition leaves this state.
@@ -128,11 +118,7 @@ pub struct Transition {
 
 /// The effective status of an order and whether replicas forked its workflow.
 pub fn effective_status(transitions: &[Transition]) -> (OrderStatus, bool) {
-    let status = transitions
-        .iter()
-        .map(|t| t.to)
-        .max_by_key(|s| s.rank())
-        .unwrap_or(OrderStatus::Draft);
+    let status = transitions.iter().map(|t| t.to).max_by_key(|s| s.rank()).unwrap_or(OrderStatus::Draft);
     let mut froms: Vec<OrderStatus> = transitions.iter().map(|t| t.from).collect();
     froms.sort_by_key(|s| s.rank());
     let forked = froms.windows(2).any(|w| w[0] == w[1]);
@@ -145,13 +131,7 @@ mod tests {
     use super::*;
 
     fn t(from: OrderStatus, to: OrderStatus) -> Transition {
-        Transition {
-            from,
-            to,
-            by: "u".into(),
-            at: 0,
-            device: "d".into(),
-        }
+        Transition { from, to, by: "u".into(), at: 0, device: "d".into() }
     }
 
     #[test]
@@ -171,20 +151,10 @@ mod tests {
         let chain = [t(Draft, Confirmed), t(Confirmed, Paid), t(Paid, Fulfilled)];
         assert_eq!(effective_status(&chain), (Fulfilled, false));
         // Replica A cancels a confirmed order while replica B takes payment and fulfils it.
-        let forked = [
-            t(Draft, Confirmed),
-            t(Confirmed, Cancelled),
-            t(Confirmed, Paid),
-            t(Paid, Fulfilled),
-        ];
+        let forked = [t(Draft, Confirmed), t(Confirmed, Cancelled), t(Confirmed, Paid), t(Paid, Fulfilled)];
         assert_eq!(effective_status(&forked), (Cancelled, true));
         // Refund beats everything.
-        let r = [
-            t(Draft, Confirmed),
-            t(Confirmed, Paid),
-            t(Paid, Refunded),
-            t(Paid, Fulfilled),
-        ];
+        let r = [t(Draft, Confirmed), t(Confirmed, Paid), t(Paid, Refunded), t(Paid, Fulfilled)];
         assert_eq!(effective_status(&r), (Refunded, true));
         // Order of arrival does not matter.
         let mut rev = forked.to_vec();
@@ -195,17 +165,11 @@ mod tests {
     #[test]
     fn every_merged_status_is_reachable() {
         // Any subset of legal transitions merges into a state that is reachable from draft.
-        let all: Vec<Transition> = OrderStatus::ALL
-            .iter()
-            .flat_map(|f| f.next().iter().map(move |to| t(*f, *to)))
-            .collect();
+        let all: Vec<Transition> =
+            OrderStatus::ALL.iter().flat_map(|f| f.next().iter().map(move |to| t(*f, *to))).collect();
         for mask in 0u32..(1 << all.len()) {
-            let subset: Vec<_> = all
-                .iter()
-                .enumerate()
-                .filter(|(i, _)| mask & (1 << i) != 0)
-                .map(|(_, t)| t.clone())
-                .collect();
+            let subset: Vec<_> =
+                all.iter().enumerate().filter(|(i, _)| mask & (1 << i) != 0).map(|(_, t)| t.clone()).collect();
             let (s, _) = effective_status(&subset);
             assert!(s == Draft || subset.iter().any(|t| t.to == s));
         }

@@ -56,9 +56,7 @@ impl Role {
 
     /// Parses the snake_case name.
     pub fn parse(s: &str) -> Option<Self> {
-        [Self::Owner, Self::Manager, Self::Seller, Self::Support]
-            .into_iter()
-            .find(|r| r.as_str() == s)
+        [Self::Owner, Self::Manager, Self::Seller, Self::Support].into_iter().find(|r| r.as_str() == s)
     }
 
     /// Whether this role has `p`.

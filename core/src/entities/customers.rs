@@ -32,11 +32,7 @@ pub(crate) struct CustomerFields {
 
 fn check_notes(n: &str) -> std::result::Result<String, FieldError> {
     if n.chars().count() > 10_000 {
-        return Err(FieldError::new(
-            "notes",
-            "max_length",
-            "at most 10000 characters",
-        ));
+        return Err(FieldError::new("notes", "max_length", "at most 10000 characters"));
     }
     Ok(n.trim().to_string())
 }
@@ -46,11 +42,7 @@ fn check_wa_id(w: &str) -> std::result::Result<String, FieldError> {
     if (6..=20).contains(&w.len()) && w.bytes().all(|b| b.is_ascii_digit()) {
         Ok(w.to_string())
     } else {
-        Err(FieldError::new(
-            "wa_id",
-            "format",
-            "6 to 20 digits (the WhatsApp number without '+')",
-        ))
+        Err(FieldError::new("wa_id", "format", "6 to 20 digits (the WhatsApp number without '+')"))
     }
 }
 
@@ -66,18 +58,11 @@ pub(crate) fn validate_create(
         .as_deref()
         .filter(|p| !p.trim().is_empty())
         .and_then(|p| e.check(normalize_phone("phone", p, region)));
-    let email = input
-        .email
-        .as_deref()
-        .filter(|p| !p.trim().is_empty())
-        .and_then(|m| e.check(normalize_email("email", m)));
+    let email =
+        input.email.as_deref().filter(|p| !p.trim().is_empty()).and_then(|m| e.check(normalize_email("email", m)));
     let tags = e.check(normalize_tags("tags", &input.tags));
     let notes = e.check(check_notes(&input.notes));
-    let wa_id = input
-        .wa_id
-        .as_deref()
-        .filter(|p| !p.trim().is_empty())
-        .and_then(|w| e.check(check_wa_id(w)));
+    let wa_id = input.wa_id.as_deref().filter(|p| !p.trim().is_empty()).and_then(|w| e.check(check_wa_id(w)));
     e.finish()?;
     Ok(CustomerFields {
         name: name.unwrap_or_default(),
@@ -111,11 +96,7 @@ pub(crate) fn insert(ctx: &mut WriteCtx<'_>, shop: &str, f: &CustomerFields) -> 
 }
 
 /// Creates a customer.
-pub fn create(
-    ctx: &mut WriteCtx<'_>,
-    caller: &Caller,
-    input: CreateCustomer,
-) -> Result<CustomerView> {
+pub fn create(ctx: &mut WriteCtx<'_>, caller: &Caller, input: CreateCustomer) -> Result<CustomerView> {
     caller.require(Permission::EditCustomers)?;
     let region = org::get_shop(ctx.conn(), &caller.shop_id)?.phone_region;
     let f = validate_create(&input, &region)?;
@@ -124,20 +105,12 @@ pub fn create(
 }
 
 /// Changes a customer; an empty phone, email or wa_id clears it.
-pub fn update(
-    ctx: &mut WriteCtx<'_>,
-    caller: &Caller,
-    id: &str,
-    input: UpdateCustomer,
-) -> Result<CustomerView> {
+pub fn update(ctx: &mut WriteCtx<'_>, caller: &Caller, id: &str, input: UpdateCustomer) -> Result<CustomerView> {
     caller.require(Permission::EditCustomers)?;
     get(ctx.conn(), &caller.shop_id, id)?;
     let region = org::get_shop(ctx.conn(), &caller.shop_id)?.phone_region;
     let mut e = FieldErrors::new();
-    let name = input
-        .name
-        .as_deref()
-        .and_then(|s| e.check(validate_name("name", s)));
+    let name = input.name.as_deref().and_then(|s| e.check(validate_name("name", s)));
     let clear_or = |v: &Option<String>,
                     f: &dyn Fn(&str) -> std::result::Result<String, FieldError>,
                     e: &mut FieldErrors| match v.as_deref() {
@@ -145,29 +118,16 @@ pub fn update(
         Some(s) if s.trim().is_empty() => Some(String::new()),
         Some(s) => e.check(f(s)),
     };
-    let phone = clear_or(
-        &input.phone,
-        &|s| normalize_phone("phone", s, &region),
-        &mut e,
-    );
+    let phone = clear_or(&input.phone, &|s| normalize_phone("phone", s, &region), &mut e);
     let email = clear_or(&input.email, &|s| normalize_email("email", s), &mut e);
     let wa_id = clear_or(&input.wa_id, &check_wa_id, &mut e);
-    let tags = input
-        .tags
-        .as_deref()
-        .and_then(|t| e.check(normalize_tags("tags", t)));
+    let tags = input.tags.as_deref().and_then(|t| e.check(normalize_tags("tags", t)));
     let notes = input.notes.as_deref().and_then(|n| e.check(check_notes(n)));
     e.finish()?;
     let now = ctx.now();
     ctx.change(&DocId::customers(&caller.shop_id, id), &[id], |tx, _| {
         let o = doc::record(tx, id)?.ok_or_else(|| CoreError::not_found("customer", id))?;
-        for (k, v) in [
-            ("name", &name),
-            ("phone", &phone),
-            ("email", &email),
-            ("wa_id", &wa_id),
-            ("notes", &notes),
-        ] {
+        for (k, v) in [("name", &name), ("phone", &phone), ("email", &email), ("wa_id", &wa_id), ("notes", &notes)] {
             if let Some(v) = v {
                 put_str(tx, &o, k, v)?;
             }
@@ -185,35 +145,19 @@ pub fn update(
 pub fn archive(ctx: &mut WriteCtx<'_>, caller: &Caller, id: &str) -> Result<CustomerView> {
     caller.require(Permission::Archive)?;
     get(ctx.conn(), &caller.shop_id, id)?;
-    let now = ctx.now();
-    ctx.change(&DocId::customers(&caller.shop_id, id), &[id], |tx, _| {
-        let o = doc::record(tx, id)?.ok_or_else(|| CoreError::not_found("customer", id))?;
-        tx.put(&o, "archived", true)?;
-        tx.put(&o, "updated_at", now)?;
-        Ok(())
-    })?;
+    super::mark_archived(ctx, &DocId::customers(&caller.shop_id, id), id, "customer")?;
     get(ctx.conn(), &caller.shop_id, id)
 }
 
 /// Folds customer `input.from_id` into `id`: tags and notes are combined, missing contact details
 /// filled in, and the duplicate is marked as merged. Both histories stay reachable from `id`.
-pub fn merge(
-    ctx: &mut WriteCtx<'_>,
-    caller: &Caller,
-    id: &str,
-    input: MergeCustomers,
-) -> Result<CustomerView> {
+pub fn merge(ctx: &mut WriteCtx<'_>, caller: &Caller, id: &str, input: MergeCustomers) -> Result<CustomerView> {
     caller.require(Permission::EditCustomers)?;
     let target = get(ctx.conn(), &caller.shop_id, id)?;
     let from = get(ctx.conn(), &caller.shop_id, &input.from_id)
         .map_err(|_| CoreError::not_found_field("customer", &input.from_id, "from_id"))?;
     if from.id == target.id {
-        return Err(FieldError::new(
-            "from_id",
-            "distinct",
-            "a customer cannot be merged into itself",
-        )
-        .into());
+        return Err(FieldError::new("from_id", "distinct", "a customer cannot be merged into itself").into());
     }
     if target.merged_into.is_some() {
         return Err(CoreError::conflict(
@@ -223,11 +167,7 @@ pub fn merge(
         ));
     }
     if from.merged_into.is_some() {
-        return Err(CoreError::conflict(
-            "from_id",
-            "not_merged",
-            "that customer was already merged",
-        ));
+        return Err(CoreError::conflict("from_id", "not_merged", "that customer was already merged"));
     }
     let mut tags = target.tags.clone();
     tags.extend(from.tags.iter().cloned());
@@ -258,8 +198,7 @@ pub fn merge(
     })?;
     let from_id = from.id.clone();
     ctx.change(&DocId::customers(&shop, &from_id), &[&from_id], |tx, _| {
-        let o =
-            doc::record(tx, &from_id)?.ok_or_else(|| CoreError::not_found("customer", &from_id))?;
+        let o = doc::record(tx, &from_id)?.ok_or_else(|| CoreError::not_found("customer", &from_id))?;
         put_str(tx, &o, "merged_into", id)?;
         tx.put(&o, "updated_at", now)?;
         Ok(())
@@ -295,7 +234,8 @@ pub(crate) fn project(conn: &Connection, doc_id: &DocId, d: &Automerge, id: &str
     Ok(())
 }
 
-const COLS: &str = "t.id, t.name, t.phone, t.email, t.tags, t.notes, t.wa_id, t.merged_into, t.archived, t.created_at, t.updated_at,
+const COLS: &str =
+    "t.id, t.name, t.phone, t.email, t.tags, t.notes, t.wa_id, t.merged_into, t.archived, t.created_at, t.updated_at,
     (SELECT json_group_array(m.id) FROM customers m WHERE m.merged_into = t.id)";
 
 fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<CustomerView> {
@@ -317,12 +257,10 @@ fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<CustomerView> {
 
 /// One customer.
 pub fn get(conn: &Connection, shop: &str, id: &str) -> Result<CustomerView> {
-    conn.prepare_cached(&format!(
-        "SELECT {COLS} FROM customers t WHERE t.id = ?1 AND t.shop_id = ?2"
-    ))?
-    .query_row([id, shop], row)
-    .optional()?
-    .ok_or_else(|| CoreError::not_found("customer", id))
+    conn.prepare_cached(&format!("SELECT {COLS} FROM customers t WHERE t.id = ?1 AND t.shop_id = ?2"))?
+        .query_row([id, shop], row)
+        .optional()?
+        .ok_or_else(|| CoreError::not_found("customer", id))
 }
 
 /// The first live customer with this E.164 phone (CSV import matches on it).
@@ -352,25 +290,14 @@ pub fn list(conn: &Connection, caller: &Caller, p: &ListParams) -> Result<Page<C
         q.filter("t.archived = 0 AND t.merged_into IS NULL", []);
     }
     if let Some(tag) = p.tag.as_deref().filter(|s| !s.is_empty()) {
-        q.filter(
-            "EXISTS (SELECT 1 FROM json_each(t.tags) WHERE value = ?)",
-            [Value::Text(tag.to_lowercase())],
-        );
+        q.filter("EXISTS (SELECT 1 FROM json_each(t.tags) WHERE value = ?)", [Value::Text(tag.to_lowercase())]);
     }
     if let Some(s) = p.q.as_deref().filter(|s| !s.is_empty()) {
         let digits: String = s.chars().filter(char::is_ascii_digit).collect();
-        let phone_like = if digits.len() >= 4 {
-            format!("%{digits}%")
-        } else {
-            "\u{0}".into()
-        };
+        let phone_like = if digits.len() >= 4 { format!("%{digits}%") } else { "\u{0}".into() };
         q.filter(
             "(t.name LIKE ? OR t.email LIKE ? OR t.phone LIKE ?)",
-            [
-                Value::Text(format!("%{s}%")),
-                Value::Text(format!("%{}%", s.to_lowercase())),
-                Value::Text(phone_like),
-            ],
+            [Value::Text(format!("%{s}%")), Value::Text(format!("%{}%", s.to_lowercase())), Value::Text(phone_like)],
         );
     }
     let sort = p.sort.clone().unwrap_or_else(|| "name".into());
@@ -389,7 +316,5 @@ pub fn identity_ids(conn: &Connection, id: &str) -> Result<Vec<String>> {
     let mut stmt = conn.prepare_cached(
         "WITH RECURSIVE m(id) AS (SELECT ?1 UNION SELECT c.id FROM customers c JOIN m ON c.merged_into = m.id) SELECT id FROM m",
     )?;
-    Ok(stmt
-        .query_map([id], |r| r.get(0))?
-        .collect::<rusqlite::Result<Vec<String>>>()?)
+    Ok(stmt.query_map([id], |r| r.get(0))?.collect::<rusqlite::Result<Vec<String>>>()?)
 }

@@ -33,18 +33,33 @@ pub fn tags_from_json(s: &str) -> Vec<String> {
     serde_json::from_str(s).unwrap_or_default()
 }
 
+/// Marks record `id` of `doc` archived (the soft delete every entity uses).
+pub(crate) fn mark_archived(
+    ctx: &mut crate::WriteCtx<'_>,
+    doc: &crate::doc::DocId,
+    id: &str,
+    entity: &'static str,
+) -> Result<()> {
+    let now = ctx.now();
+    ctx.change(doc, &[id], |tx, _| {
+        let o = crate::doc::record(tx, id)?.ok_or_else(|| crate::CoreError::not_found(entity, id))?;
+        tx.put(&o, "archived", true)?;
+        tx.put(&o, "updated_at", now)?;
+        Ok(())
+    })
+}
+
 /// The replica's local settings (its shop and home branch).
 pub fn setting(conn: &Connection, key: &str) -> Result<Option<String>> {
     use rusqlite::OptionalExtension;
-    Ok(conn
-        .prepare_cached("SELECT value FROM settings WHERE key = ?1")?
-        .query_row([key], |r| r.get(0))
-        .optional()?)
+    Ok(conn.prepare_cached("SELECT value FROM settings WHERE key = ?1")?.query_row([key], |r| r.get(0)).optional()?)
 }
 
 pub(crate) fn set_setting(conn: &Connection, key: &str, value: &str) -> Result<()> {
-    conn.prepare_cached("INSERT INTO settings(key, value) VALUES (?1, ?2) ON CONFLICT(key) DO UPDATE SET value = excluded.value")?
-        .execute([key, value])?;
+    conn.prepare_cached(
+        "INSERT INTO settings(key, value) VALUES (?1, ?2) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+    )?
+    .execute([key, value])?;
     Ok(())
 }
 
@@ -52,7 +67,5 @@ pub(crate) fn set_setting(conn: &Connection, key: &str, value: &str) -> Result<(
 #[cfg(feature = "test-support")]
 pub fn branches_for_tests(conn: &Connection) -> Result<Vec<String>> {
     let mut stmt = conn.prepare("SELECT id FROM branches ORDER BY code")?;
-    Ok(stmt
-        .query_map([], |r| r.get(0))?
-        .collect::<rusqlite::Result<Vec<String>>>()?)
+    Ok(stmt.query_map([], |r| r.get(0))?.collect::<rusqlite::Result<Vec<String>>>()?)
 }

@@ -10,10 +10,7 @@ use automerge::{
 };
 use dashoffice_domain::{
     Currency, FieldError, FieldErrors, OrderStatus, Permission, Transition,
-    api::{
-        CreateOrder, ListParams, OrderLineInput, OrderLineView, OrderView, Page, TransitionOrder,
-        UpdateOrder,
-    },
+    api::{CreateOrder, ListParams, OrderLineInput, OrderLineView, OrderView, Page, TransitionOrder, UpdateOrder},
     compute_line, compute_totals, effective_status, legal_transition, parse_decimal,
 };
 use rusqlite::{Connection, OptionalExtension, params, types::Value};
@@ -51,15 +48,9 @@ struct Line {
     tax_rate: Decimal,
 }
 
-fn resolve_lines(
-    conn: &Connection,
-    caller: &Caller,
-    lines: &[OrderLineInput],
-) -> Result<(Vec<Line>, String)> {
+fn resolve_lines(conn: &Connection, caller: &Caller, lines: &[OrderLineInput]) -> Result<(Vec<Line>, String)> {
     if lines.is_empty() {
-        return Err(
-            FieldError::new("lines", "min_items", "an order needs at least one line").into(),
-        );
+        return Err(FieldError::new("lines", "min_items", "an order needs at least one line").into());
     }
     if lines.len() > 200 {
         return Err(FieldError::new("lines", "max_items", "at most 200 lines").into());
@@ -70,11 +61,7 @@ fn resolve_lines(
     for (i, l) in lines.iter().enumerate() {
         let f = |k: &str| format!("lines[{i}].{k}");
         if !(1..=1_000_000).contains(&l.quantity) {
-            e.push(FieldError::new(
-                f("quantity"),
-                "range",
-                "between 1 and 1000000",
-            ));
+            e.push(FieldError::new(f("quantity"), "range", "between 1 and 1000000"));
         }
         let p = match products::get(conn, &caller.shop_id, &l.product_id) {
             Ok(p) if !p.archived && p.active => p,
@@ -87,11 +74,7 @@ fn resolve_lines(
                 continue;
             }
             Err(_) => {
-                e.push(FieldError::new(
-                    f("product_id"),
-                    "exists",
-                    format!("unknown product '{}'", l.product_id),
-                ));
+                e.push(FieldError::new(f("product_id"), "exists", format!("unknown product '{}'", l.product_id)));
                 continue;
             }
         };
@@ -118,11 +101,7 @@ fn resolve_lines(
                 match parse_decimal(&f("unit_price"), &text.0, 4) {
                     Ok(d) if d >= Decimal::ZERO => Some(d),
                     Ok(_) => {
-                        e.push(FieldError::new(
-                            f("unit_price"),
-                            "min",
-                            "must not be negative",
-                        ));
+                        e.push(FieldError::new(f("unit_price"), "min", "must not be negative"));
                         None
                     }
                     Err(err) => {
@@ -179,10 +158,7 @@ pub fn create(
         .map_err(|_| CoreError::not_found_field("branch", &branch, "branch_id"))?;
     customers::get(ctx.conn(), &caller.shop_id, &input.customer_id)
         .map_err(|_| CoreError::not_found_field("customer", &input.customer_id, "customer_id"))?;
-    let seller = input
-        .seller_id
-        .clone()
-        .unwrap_or_else(|| caller.user_id.clone());
+    let seller = input.seller_id.clone().unwrap_or_else(|| caller.user_id.clone());
     staff::get(ctx.conn(), &caller.shop_id, &seller)
         .map_err(|_| CoreError::not_found_field("staff", &seller, "seller_id"))?;
     if input.notes.chars().count() > 5000 {
@@ -215,14 +191,10 @@ pub fn create(
 fn locate(conn: &Connection, caller: &Caller, id: &str) -> Result<(DocId, String)> {
     let found: Option<(String, String)> = conn
         .prepare_cached("SELECT doc_id, branch_id FROM orders WHERE id = ?1 AND shop_id = ?2")?
-        .query_row([id, caller.shop_id.as_str()], |r| {
-            Ok((r.get(0)?, r.get(1)?))
-        })
+        .query_row([id, caller.shop_id.as_str()], |r| Ok((r.get(0)?, r.get(1)?)))
         .optional()?;
     let (doc_id, branch) = found.ok_or_else(|| CoreError::not_found("order", id))?;
-    caller
-        .check_branch(&branch)
-        .map_err(|_| CoreError::not_found("order", id))?;
+    caller.check_branch(&branch).map_err(|_| CoreError::not_found("order", id))?;
     Ok((DocId::parse(&doc_id)?, branch))
 }
 
@@ -250,28 +222,14 @@ fn read_transitions<D: ReadDoc>(d: &D, o: &ObjId) -> Vec<Transition> {
 }
 
 /// Changes a draft's lines, or any order's notes or seller.
-pub fn update(
-    ctx: &mut WriteCtx<'_>,
-    caller: &Caller,
-    id: &str,
-    input: UpdateOrder,
-) -> Result<OrderView> {
+pub fn update(ctx: &mut WriteCtx<'_>, caller: &Caller, id: &str, input: UpdateOrder) -> Result<OrderView> {
     caller.require(Permission::SellOrders)?;
     let (doc_id, _) = locate(ctx.conn(), caller, id)?;
-    let lines = input
-        .lines
-        .as_deref()
-        .map(|l| resolve_lines(ctx.conn(), caller, l))
-        .transpose()?;
+    let lines = input.lines.as_deref().map(|l| resolve_lines(ctx.conn(), caller, l)).transpose()?;
     if let Some(s) = &input.seller_id {
-        staff::get(ctx.conn(), &caller.shop_id, s)
-            .map_err(|_| CoreError::not_found_field("staff", s, "seller_id"))?;
+        staff::get(ctx.conn(), &caller.shop_id, s).map_err(|_| CoreError::not_found_field("staff", s, "seller_id"))?;
     }
-    if input
-        .notes
-        .as_ref()
-        .is_some_and(|n| n.chars().count() > 5000)
-    {
+    if input.notes.as_ref().is_some_and(|n| n.chars().count() > 5000) {
         return Err(FieldError::new("notes", "max_length", "at most 5000 characters").into());
     }
     let now = ctx.now();
@@ -302,12 +260,7 @@ pub fn update(
 }
 
 /// Moves an order one legal step.
-pub fn transition(
-    ctx: &mut WriteCtx<'_>,
-    caller: &Caller,
-    id: &str,
-    input: TransitionOrder,
-) -> Result<OrderView> {
+pub fn transition(ctx: &mut WriteCtx<'_>, caller: &Caller, id: &str, input: TransitionOrder) -> Result<OrderView> {
     caller.require(Permission::SellOrders)?;
     let (doc_id, _) = locate(ctx.conn(), caller, id)?;
     let (now, device, user) = (ctx.now(), ctx.device().code.clone(), caller.user_id.clone());
@@ -322,11 +275,7 @@ pub fn transition(
                 format!(
                     "an order that is {from} cannot become {}; allowed: {}",
                     input.to,
-                    if next.is_empty() {
-                        "none".to_string()
-                    } else {
-                        next.join(", ")
-                    }
+                    if next.is_empty() { "none".to_string() } else { next.join(", ") }
                 ),
             ));
         }
@@ -355,10 +304,7 @@ pub fn archive(ctx: &mut WriteCtx<'_>, caller: &Caller, id: &str) -> Result<Orde
         return Err(CoreError::conflict(
             "status",
             "archivable",
-            format!(
-                "a {} order holds stock; cancel or refund it first",
-                current.status
-            ),
+            format!("a {} order holds stock; cancel or refund it first", current.status),
         ));
     }
     let (doc_id, _) = locate(ctx.conn(), caller, id)?;
@@ -388,9 +334,7 @@ pub(crate) fn project(conn: &Connection, doc_id: &DocId, d: &Automerge, id: &str
         for i in 0..d.length(&list) {
             if let Ok(Some((automerge::Value::Object(ObjType::Map), m))) = d.get(&list, i) {
                 let qty = doc::get_i64(d, &m, "quantity");
-                let price: Decimal = doc::get_str(d, &m, "unit_price")
-                    .parse()
-                    .unwrap_or_default();
+                let price: Decimal = doc::get_str(d, &m, "unit_price").parse().unwrap_or_default();
                 let rate: Decimal = doc::get_str(d, &m, "tax_rate").parse().unwrap_or_default();
                 lines.push((
                     doc::get_str(d, &m, "product_id"),
@@ -403,10 +347,7 @@ pub(crate) fn project(conn: &Connection, doc_id: &DocId, d: &Automerge, id: &str
             }
         }
     }
-    let amounts: Vec<_> = lines
-        .iter()
-        .map(|(_, _, _, q, p, r)| compute_line(*q, *p, *r, currency))
-        .collect();
+    let amounts: Vec<_> = lines.iter().map(|(_, _, _, q, p, r)| compute_line(*q, *p, *r, currency)).collect();
     let totals = compute_totals(&amounts);
     let transitions = read_transitions(d, &o);
     let (status, conflict) = effective_status(&transitions);
@@ -440,8 +381,7 @@ pub(crate) fn project(conn: &Connection, doc_id: &DocId, d: &Automerge, id: &str
         f.i64("created_at"),
         f.i64("updated_at"),
     ])?;
-    conn.prepare_cached("DELETE FROM order_lines WHERE order_id = ?1")?
-        .execute([id])?;
+    conn.prepare_cached("DELETE FROM order_lines WHERE order_id = ?1")?.execute([id])?;
     let mut ins = conn.prepare_cached(
         "INSERT INTO order_lines(order_id, idx, product_id, sku, name, quantity, unit_price, tax_rate, subtotal, tax, total)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
@@ -462,21 +402,12 @@ pub(crate) fn project(conn: &Connection, doc_id: &DocId, d: &Automerge, id: &str
         ])?;
         affected.push(pid.clone());
     }
-    conn.prepare_cached("DELETE FROM order_transitions WHERE order_id = ?1")?
-        .execute([id])?;
+    conn.prepare_cached("DELETE FROM order_transitions WHERE order_id = ?1")?.execute([id])?;
     let mut ins = conn.prepare_cached(
         "INSERT INTO order_transitions(order_id, idx, from_status, to_status, by_user, at, device) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
     )?;
     for (i, t) in transitions.iter().enumerate() {
-        ins.execute(params![
-            id,
-            i as i64,
-            t.from.as_str(),
-            t.to.as_str(),
-            t.by,
-            t.at,
-            t.device
-        ])?;
+        ins.execute(params![id, i as i64, t.from.as_str(), t.to.as_str(), t.by, t.at, t.device])?;
     }
     affected.sort();
     affected.dedup();
@@ -486,8 +417,7 @@ pub(crate) fn project(conn: &Connection, doc_id: &DocId, d: &Automerge, id: &str
     Ok(())
 }
 
-const COLS: &str =
-    "t.id, t.number, t.branch_id, t.customer_id, t.seller_id, t.status, t.conflict, t.currency,
+const COLS: &str = "t.id, t.number, t.branch_id, t.customer_id, t.seller_id, t.status, t.conflict, t.currency,
     t.subtotal, t.tax_total, t.total, t.notes, t.archived, t.created_at, t.updated_at";
 
 fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<OrderView> {
@@ -532,8 +462,9 @@ fn fill(conn: &Connection, o: &mut OrderView) -> Result<()> {
             })
         })?
         .collect::<rusqlite::Result<Vec<_>>>()?;
-    let mut stmt =
-        conn.prepare_cached("SELECT from_status, to_status, by_user, at, device FROM order_transitions WHERE order_id = ?1 ORDER BY idx")?;
+    let mut stmt = conn.prepare_cached(
+        "SELECT from_status, to_status, by_user, at, device FROM order_transitions WHERE order_id = ?1 ORDER BY idx",
+    )?;
     o.transitions = stmt
         .query_map([&o.id], |r| {
             let (f, t): (String, String) = (r.get(0)?, r.get(1)?);
@@ -552,15 +483,11 @@ fn fill(conn: &Connection, o: &mut OrderView) -> Result<()> {
 /// One order with its lines and transitions.
 pub fn get(conn: &Connection, caller: &Caller, id: &str) -> Result<OrderView> {
     let mut o = conn
-        .prepare_cached(&format!(
-            "SELECT {COLS} FROM orders t WHERE t.id = ?1 AND t.shop_id = ?2"
-        ))?
+        .prepare_cached(&format!("SELECT {COLS} FROM orders t WHERE t.id = ?1 AND t.shop_id = ?2"))?
         .query_row([id, caller.shop_id.as_str()], row)
         .optional()?
         .ok_or_else(|| CoreError::not_found("order", id))?;
-    caller
-        .check_branch(&o.branch_id)
-        .map_err(|_| CoreError::not_found("order", id))?;
+    caller.check_branch(&o.branch_id).map_err(|_| CoreError::not_found("order", id))?;
     fill(conn, &mut o)?;
     Ok(o)
 }
@@ -593,21 +520,14 @@ pub fn list(conn: &Connection, caller: &Caller, p: &ListParams) -> Result<Page<O
     }
     if let Some(s) = p.status.as_deref() {
         let st = OrderStatus::parse(s).ok_or_else(|| {
-            FieldError::new(
-                "status",
-                "one_of",
-                "draft, confirmed, paid, fulfilled, delivered, cancelled or refunded",
-            )
+            FieldError::new("status", "one_of", "draft, confirmed, paid, fulfilled, delivered, cancelled or refunded")
         })?;
         q.filter("t.status = ?", [Value::Text(st.as_str().to_string())]);
     }
     if let Some(c) = p.customer_id.as_deref() {
         let ids = customers::identity_ids(conn, c)?;
         let marks = vec!["?"; ids.len()].join(", ");
-        q.filter(
-            &format!("t.customer_id IN ({marks})"),
-            ids.into_iter().map(Value::Text),
-        );
+        q.filter(&format!("t.customer_id IN ({marks})"), ids.into_iter().map(Value::Text));
     }
     if let Some(s) = p.q.as_deref().filter(|s| !s.is_empty()) {
         q.filter("t.number LIKE ?", [Value::Text(format!("%{s}%"))]);
@@ -616,13 +536,7 @@ pub fn list(conn: &Connection, caller: &Caller, p: &ListParams) -> Result<Page<O
     let mut page = q.run(conn, row, |o| {
         let v = match sort.trim_start_matches('-') {
             "updated_at" => Value::Integer(o.updated_at),
-            "total" => Value::Real(
-                o.total
-                    .parse::<Decimal>()
-                    .ok()
-                    .and_then(|d| d.to_f64())
-                    .unwrap_or(0.0),
-            ),
+            "total" => Value::Real(o.total.parse::<Decimal>().ok().and_then(|d| d.to_f64()).unwrap_or(0.0)),
             "number" => Value::Text(o.number.clone()),
             _ => Value::Integer(o.created_at),
         };

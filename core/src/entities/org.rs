@@ -21,30 +21,18 @@ fn check_region(r: &str) -> Result<String> {
     if r.len() == 2 && r.bytes().all(|b| b.is_ascii_uppercase()) {
         Ok(r)
     } else {
-        Err(dashoffice_domain::FieldError::new(
-            "phone_region",
-            "iso3166",
-            "a two-letter country code such as MX",
-        )
-        .into())
+        Err(dashoffice_domain::FieldError::new("phone_region", "iso3166", "a two-letter country code such as MX")
+            .into())
     }
 }
 
 fn check_tz(t: &str) -> Result<String> {
     let t = t.trim();
-    if !t.is_empty()
-        && t.len() <= 64
-        && t.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"/_+-".contains(&b))
-    {
+    if !t.is_empty() && t.len() <= 64 && t.bytes().all(|b| b.is_ascii_alphanumeric() || b"/_+-".contains(&b)) {
         Ok(t.to_string())
     } else {
-        Err(dashoffice_domain::FieldError::new(
-            "timezone",
-            "iana",
-            "an IANA time zone such as America/Mexico_City",
-        )
-        .into())
+        Err(dashoffice_domain::FieldError::new("timezone", "iana", "an IANA time zone such as America/Mexico_City")
+            .into())
     }
 }
 
@@ -60,10 +48,7 @@ pub fn create_shop(
     let name = errs.check(validate_name("name", name));
     let currency = errs.check(Currency::parse("currency", currency));
     errs.finish()?;
-    let (name, currency) = (
-        name.unwrap_or_default(),
-        currency.map(|c| c.code()).unwrap_or("USD"),
-    );
+    let (name, currency) = (name.unwrap_or_default(), currency.map(|c| c.code()).unwrap_or("USD"));
     let region = check_region(phone_region)?;
     let tz = check_tz(timezone)?;
     let id = new_id();
@@ -86,20 +71,10 @@ pub fn create_shop(
 pub fn update_shop(ctx: &mut WriteCtx<'_>, caller: &Caller, input: UpdateShop) -> Result<ShopView> {
     caller.require(Permission::ManageShop)?;
     let mut errs = FieldErrors::new();
-    let name = input
-        .name
-        .as_deref()
-        .and_then(|n| errs.check(validate_name("name", n)));
-    let currency = input
-        .currency
-        .as_deref()
-        .and_then(|c| errs.check(Currency::parse("currency", c)));
+    let name = input.name.as_deref().and_then(|n| errs.check(validate_name("name", n)));
+    let currency = input.currency.as_deref().and_then(|c| errs.check(Currency::parse("currency", c)));
     errs.finish()?;
-    let region = input
-        .phone_region
-        .as_deref()
-        .map(check_region)
-        .transpose()?;
+    let region = input.phone_region.as_deref().map(check_region).transpose()?;
     let tz = input.timezone.as_deref().map(check_tz).transpose()?;
     let shop = caller.shop_id.clone();
     let now = ctx.now();
@@ -140,18 +115,10 @@ pub fn create_branch(
     let (code, name) = (code.unwrap_or_default(), name.unwrap_or_default());
     let taken: Option<String> = ctx
         .conn()
-        .query_row(
-            "SELECT id FROM branches WHERE shop_id = ?1 AND code = ?2",
-            params![shop, code],
-            |r| r.get(0),
-        )
+        .query_row("SELECT id FROM branches WHERE shop_id = ?1 AND code = ?2", params![shop, code], |r| r.get(0))
         .optional()?;
     if taken.is_some() {
-        return Err(CoreError::conflict(
-            "code",
-            "unique",
-            format!("branch code '{code}' is already used"),
-        ));
+        return Err(CoreError::conflict("code", "unique", format!("branch code '{code}' is already used")));
     }
     let id = new_id();
     let now = ctx.now();
@@ -169,18 +136,9 @@ pub fn create_branch(
 }
 
 /// Renames a branch.
-pub fn update_branch(
-    ctx: &mut WriteCtx<'_>,
-    caller: &Caller,
-    id: &str,
-    input: UpdateBranch,
-) -> Result<BranchView> {
+pub fn update_branch(ctx: &mut WriteCtx<'_>, caller: &Caller, id: &str, input: UpdateBranch) -> Result<BranchView> {
     caller.require(Permission::ManageBranches)?;
-    let name = input
-        .name
-        .as_deref()
-        .map(|n| validate_name("name", n))
-        .transpose()?;
+    let name = input.name.as_deref().map(|n| validate_name("name", n)).transpose()?;
     get_branch(ctx.conn(), &caller.shop_id, id)?;
     let now = ctx.now();
     ctx.change(&DocId::org(&caller.shop_id), &[id], |tx, _| {
@@ -199,13 +157,7 @@ pub fn archive_branch(ctx: &mut WriteCtx<'_>, caller: &Caller, id: &str) -> Resu
     caller.require(Permission::ManageBranches)?;
     caller.require(Permission::Archive)?;
     get_branch(ctx.conn(), &caller.shop_id, id)?;
-    let now = ctx.now();
-    ctx.change(&DocId::org(&caller.shop_id), &[id], |tx, _| {
-        let o = doc::record(tx, id)?.ok_or_else(|| CoreError::not_found("branch", id))?;
-        tx.put(&o, "archived", true)?;
-        tx.put(&o, "updated_at", now)?;
-        Ok(())
-    })?;
+    super::mark_archived(ctx, &DocId::org(&caller.shop_id), id, "branch")?;
     get_branch(ctx.conn(), &caller.shop_id, id)
 }
 
@@ -256,39 +208,30 @@ pub(crate) fn project(conn: &Connection, doc_id: &DocId, d: &Automerge, id: &str
 
 /// The shop.
 pub fn get_shop(conn: &Connection, shop: &str) -> Result<ShopView> {
-    conn.prepare_cached(
-        "SELECT id, name, currency, phone_region, timezone FROM shops WHERE id = ?1",
-    )?
-    .query_row([shop], |r| {
-        Ok(ShopView {
-            id: r.get(0)?,
-            name: r.get(1)?,
-            currency: r.get(2)?,
-            phone_region: r.get(3)?,
-            timezone: r.get(4)?,
+    conn.prepare_cached("SELECT id, name, currency, phone_region, timezone FROM shops WHERE id = ?1")?
+        .query_row([shop], |r| {
+            Ok(ShopView {
+                id: r.get(0)?,
+                name: r.get(1)?,
+                currency: r.get(2)?,
+                phone_region: r.get(3)?,
+                timezone: r.get(4)?,
+            })
         })
-    })
-    .optional()?
-    .ok_or_else(|| CoreError::not_found("shop", shop))
+        .optional()?
+        .ok_or_else(|| CoreError::not_found("shop", shop))
 }
 
 fn branch_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<BranchView> {
-    Ok(BranchView {
-        id: r.get(0)?,
-        code: r.get(1)?,
-        name: r.get(2)?,
-        archived: r.get(3)?,
-    })
+    Ok(BranchView { id: r.get(0)?, code: r.get(1)?, name: r.get(2)?, archived: r.get(3)? })
 }
 
 /// One branch.
 pub fn get_branch(conn: &Connection, shop: &str, id: &str) -> Result<BranchView> {
-    conn.prepare_cached(
-        "SELECT id, code, name, archived FROM branches WHERE shop_id = ?1 AND id = ?2",
-    )?
-    .query_row([shop, id], branch_row)
-    .optional()?
-    .ok_or_else(|| CoreError::not_found("branch", id))
+    conn.prepare_cached("SELECT id, code, name, archived FROM branches WHERE shop_id = ?1 AND id = ?2")?
+        .query_row([shop, id], branch_row)
+        .optional()?
+        .ok_or_else(|| CoreError::not_found("branch", id))
 }
 
 /// Every branch of the shop.
@@ -296,9 +239,7 @@ pub fn list_branches(conn: &Connection, shop: &str, archived: bool) -> Result<Ve
     let mut stmt = conn.prepare_cached(
         "SELECT id, code, name, archived FROM branches WHERE shop_id = ?1 AND (?2 OR archived = 0) ORDER BY code",
     )?;
-    Ok(stmt
-        .query_map(params![shop, archived], branch_row)?
-        .collect::<rusqlite::Result<Vec<_>>>()?)
+    Ok(stmt.query_map(params![shop, archived], branch_row)?.collect::<rusqlite::Result<Vec<_>>>()?)
 }
 
 /// The branch code of `branch` (for order numbers).

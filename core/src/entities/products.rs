@@ -46,11 +46,7 @@ fn check_price(text: &str) -> std::result::Result<Decimal, FieldError> {
 
 fn check_description(d: &str) -> std::result::Result<String, FieldError> {
     if d.chars().count() > 5000 {
-        return Err(FieldError::new(
-            "description",
-            "max_length",
-            "at most 5000 characters",
-        ));
+        return Err(FieldError::new("description", "max_length", "at most 5000 characters"));
     }
     Ok(d.trim().to_string())
 }
@@ -72,10 +68,7 @@ pub(crate) fn validate_create(
     let name = e.check(validate_name("name", &input.name));
     let description = e.check(check_description(&input.description));
     let price = e.check(check_price(&input.price.0));
-    let currency = e.check(Currency::parse(
-        "currency",
-        input.currency.as_deref().unwrap_or(shop_currency),
-    ));
+    let currency = e.check(Currency::parse("currency", input.currency.as_deref().unwrap_or(shop_currency)));
     let tax_rate = match &input.tax_rate {
         Some(t) => e.check(validate_tax_rate("tax_rate", &t.0)),
         None => Some(Decimal::ZERO),
@@ -83,33 +76,25 @@ pub(crate) fn validate_create(
     let tags = e.check(normalize_tags("tags", &input.tags));
     e.finish()?;
     match (sku, name, description, price, currency, tax_rate, tags) {
-        (
-            Some(sku),
-            Some(name),
-            Some(description),
-            Some(price),
-            Some(currency),
-            Some(tax_rate),
-            Some(tags),
-        ) => Ok(ProductFields {
-            sku,
-            name,
-            description,
-            price: money_scale(price, currency),
-            currency: currency.code().to_string(),
-            tax_rate,
-            active: input.active.unwrap_or(true),
-            tags,
-        }),
+        (Some(sku), Some(name), Some(description), Some(price), Some(currency), Some(tax_rate), Some(tags)) => {
+            Ok(ProductFields {
+                sku,
+                name,
+                description,
+                price: money_scale(price, currency),
+                currency: currency.code().to_string(),
+                tax_rate,
+                active: input.active.unwrap_or(true),
+                tags,
+            })
+        }
         _ => Err(FieldError::new("body", "invalid", "invalid product").into()),
     }
 }
 
 pub(crate) fn sku_owner(conn: &Connection, shop: &str, sku: &str) -> Result<Option<String>> {
     Ok(conn
-        .prepare_cached(
-            "SELECT id FROM products WHERE shop_id = ?1 AND sku = ?2 AND archived = 0 LIMIT 1",
-        )?
+        .prepare_cached("SELECT id FROM products WHERE shop_id = ?1 AND sku = ?2 AND archived = 0 LIMIT 1")?
         .query_row([shop, sku], |r| r.get(0))
         .optional()?)
 }
@@ -137,11 +122,7 @@ pub(crate) fn insert(ctx: &mut WriteCtx<'_>, shop: &str, f: &ProductFields) -> R
 }
 
 /// Creates a product.
-pub fn create(
-    ctx: &mut WriteCtx<'_>,
-    caller: &Caller,
-    input: CreateProduct,
-) -> Result<ProductView> {
+pub fn create(ctx: &mut WriteCtx<'_>, caller: &Caller, input: CreateProduct) -> Result<ProductView> {
     caller.require(Permission::EditCatalog)?;
     let shop = org::get_shop(ctx.conn(), &caller.shop_id)?;
     let f = validate_create(&input, &shop.currency)?;
@@ -157,52 +138,21 @@ pub fn create(
 }
 
 /// Changes a product. Prices and details need EditCatalog.
-pub fn update(
-    ctx: &mut WriteCtx<'_>,
-    caller: &Caller,
-    id: &str,
-    input: UpdateProduct,
-) -> Result<ProductView> {
+pub fn update(ctx: &mut WriteCtx<'_>, caller: &Caller, id: &str, input: UpdateProduct) -> Result<ProductView> {
     caller.require(Permission::EditCatalog)?;
     let current = get(ctx.conn(), &caller.shop_id, id)?;
     let mut e = FieldErrors::new();
-    let sku = input
-        .sku
-        .as_deref()
-        .and_then(|s| e.check(validate_sku("sku", s)));
-    let name = input
-        .name
-        .as_deref()
-        .and_then(|s| e.check(validate_name("name", s)));
-    let description = input
-        .description
-        .as_deref()
-        .and_then(|s| e.check(check_description(s)));
-    let price = input
-        .price
-        .as_ref()
-        .and_then(|p| e.check(check_price(&p.0)));
-    let currency = input
-        .currency
-        .as_deref()
-        .and_then(|c| e.check(Currency::parse("currency", c)));
-    let tax_rate = input
-        .tax_rate
-        .as_ref()
-        .and_then(|t| e.check(validate_tax_rate("tax_rate", &t.0)));
-    let tags = input
-        .tags
-        .as_deref()
-        .and_then(|t| e.check(normalize_tags("tags", t)));
+    let sku = input.sku.as_deref().and_then(|s| e.check(validate_sku("sku", s)));
+    let name = input.name.as_deref().and_then(|s| e.check(validate_name("name", s)));
+    let description = input.description.as_deref().and_then(|s| e.check(check_description(s)));
+    let price = input.price.as_ref().and_then(|p| e.check(check_price(&p.0)));
+    let currency = input.currency.as_deref().and_then(|c| e.check(Currency::parse("currency", c)));
+    let tax_rate = input.tax_rate.as_ref().and_then(|t| e.check(validate_tax_rate("tax_rate", &t.0)));
+    let tags = input.tags.as_deref().and_then(|t| e.check(normalize_tags("tags", t)));
     e.finish()?;
     if let Some(s) = &sku {
-        if *s != current.sku && sku_owner(ctx.conn(), &caller.shop_id, s)?.is_some_and(|o| o != id)
-        {
-            return Err(CoreError::conflict(
-                "sku",
-                "unique",
-                format!("SKU '{s}' is already used by another product"),
-            ));
+        if *s != current.sku && sku_owner(ctx.conn(), &caller.shop_id, s)?.is_some_and(|o| o != id) {
+            return Err(CoreError::conflict("sku", "unique", format!("SKU '{s}' is already used by another product")));
         }
     }
     let now = ctx.now();
@@ -248,13 +198,7 @@ pub fn archive(ctx: &mut WriteCtx<'_>, caller: &Caller, id: &str) -> Result<Prod
     caller.require(Permission::EditCatalog)?;
     caller.require(Permission::Archive)?;
     get(ctx.conn(), &caller.shop_id, id)?;
-    let now = ctx.now();
-    ctx.change(&DocId::products(&caller.shop_id, id), &[id], |tx, _| {
-        let o = doc::record(tx, id)?.ok_or_else(|| CoreError::not_found("product", id))?;
-        tx.put(&o, "archived", true)?;
-        tx.put(&o, "updated_at", now)?;
-        Ok(())
-    })?;
+    super::mark_archived(ctx, &DocId::products(&caller.shop_id, id), id, "product")?;
     get(ctx.conn(), &caller.shop_id, id)
 }
 
@@ -265,11 +209,7 @@ pub(crate) fn project(conn: &Connection, doc_id: &DocId, d: &Automerge, id: &str
     let f = doc::fields(d, &o);
     let shop = doc_id.scope()?.shop_id;
     let price = f.str("price");
-    let price_num = price
-        .parse::<Decimal>()
-        .ok()
-        .and_then(|p| p.to_f64())
-        .unwrap_or(0.0);
+    let price_num = price.parse::<Decimal>().ok().and_then(|p| p.to_f64()).unwrap_or(0.0);
     conn.prepare_cached(
         "INSERT OR REPLACE INTO products(id, shop_id, doc_id, sku, name, description, price, price_num, currency, tax_rate,
                                          active, tags, archived, created_at, updated_at)
@@ -319,12 +259,10 @@ fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ProductView> {
 
 /// One product.
 pub fn get(conn: &Connection, shop: &str, id: &str) -> Result<ProductView> {
-    conn.prepare_cached(&format!(
-        "SELECT {COLS} FROM products t WHERE t.id = ?1 AND t.shop_id = ?2"
-    ))?
-    .query_row([id, shop], row)
-    .optional()?
-    .ok_or_else(|| CoreError::not_found("product", id))
+    conn.prepare_cached(&format!("SELECT {COLS} FROM products t WHERE t.id = ?1 AND t.shop_id = ?2"))?
+        .query_row([id, shop], row)
+        .optional()?
+        .ok_or_else(|| CoreError::not_found("product", id))
 }
 
 /// Lists products: `q` matches name or SKU; filters `tag`, `active`, `archived`.
@@ -351,28 +289,16 @@ pub fn list(conn: &Connection, caller: &Caller, p: &ListParams) -> Result<Page<P
         q.filter("t.active = ?", [Value::Integer(i64::from(a))]);
     }
     if let Some(tag) = p.tag.as_deref().filter(|s| !s.is_empty()) {
-        q.filter(
-            "EXISTS (SELECT 1 FROM json_each(t.tags) WHERE value = ?)",
-            [Value::Text(tag.to_lowercase())],
-        );
+        q.filter("EXISTS (SELECT 1 FROM json_each(t.tags) WHERE value = ?)", [Value::Text(tag.to_lowercase())]);
     }
     if let Some(s) = p.q.as_deref().filter(|s| !s.is_empty()) {
-        q.filter(
-            "(t.name LIKE ? OR t.sku LIKE ?)",
-            [Value::Text(format!("%{s}%")), Value::Text(format!("{s}%"))],
-        );
+        q.filter("(t.name LIKE ? OR t.sku LIKE ?)", [Value::Text(format!("%{s}%")), Value::Text(format!("{s}%"))]);
     }
     let sort = p.sort.clone().unwrap_or_else(|| "name".into());
     q.run(conn, row, |x| {
         let v = match sort.trim_start_matches('-') {
             "sku" => Value::Text(x.sku.clone()),
-            "price" => Value::Real(
-                x.price
-                    .parse::<Decimal>()
-                    .ok()
-                    .and_then(|p| p.to_f64())
-                    .unwrap_or(0.0),
-            ),
+            "price" => Value::Real(x.price.parse::<Decimal>().ok().and_then(|p| p.to_f64()).unwrap_or(0.0)),
             "created_at" => Value::Integer(x.created_at),
             "updated_at" => Value::Integer(x.updated_at),
             _ => Value::Text(x.name.clone()),

@@ -34,8 +34,8 @@ fn hash_password(pw: &str) -> Result<String> {
     if pw.len() > 1024 {
         return Err(FieldError::new("password", "max_length", "at most 1024 bytes").into());
     }
-    let salt = SaltString::encode_b64(&rand::random::<[u8; 16]>())
-        .map_err(|e| CoreError::Storage(format!("salt: {e}")))?;
+    let salt =
+        SaltString::encode_b64(&rand::random::<[u8; 16]>()).map_err(|e| CoreError::Storage(format!("salt: {e}")))?;
     Argon2::default()
         .hash_password(pw.as_bytes(), &salt)
         .map(|h| h.to_string())
@@ -43,48 +43,31 @@ fn hash_password(pw: &str) -> Result<String> {
 }
 
 fn verify_password(pw: &str, phc: &str) -> bool {
-    PasswordHash::new(phc)
-        .is_ok_and(|h| Argon2::default().verify_password(pw.as_bytes(), &h).is_ok())
+    PasswordHash::new(phc).is_ok_and(|h| Argon2::default().verify_password(pw.as_bytes(), &h).is_ok())
 }
 
 /// Creates a staff account. `caller` None is the bootstrap of the first owner.
-pub fn create(
-    ctx: &mut WriteCtx<'_>,
-    caller: Option<&Caller>,
-    shop: &str,
-    input: CreateStaff,
-) -> Result<StaffView> {
+pub fn create(ctx: &mut WriteCtx<'_>, caller: Option<&Caller>, shop: &str, input: CreateStaff) -> Result<StaffView> {
     if let Some(c) = caller {
         c.require(Permission::ManageStaff)?;
         if input.role == Role::Owner && c.role != Role::Owner {
-            return Err(CoreError::Forbidden(
-                "only an owner may create another owner".into(),
-            ));
+            return Err(CoreError::Forbidden("only an owner may create another owner".into()));
         }
     }
     let mut errs = FieldErrors::new();
     let name = errs.check(validate_name("name", &input.name));
     let email = errs.check(normalize_email("email", &input.email));
     if input.role == Role::Seller && input.branch_id.as_deref().unwrap_or("").is_empty() {
-        errs.push(FieldError::new(
-            "branch_id",
-            "required",
-            "a seller belongs to one branch",
-        ));
+        errs.push(FieldError::new("branch_id", "required", "a seller belongs to one branch"));
     }
     errs.finish()?;
     let (name, email) = (name.unwrap_or_default(), email.unwrap_or_default());
     let branch = input.branch_id.filter(|b| !b.is_empty());
     if let Some(b) = &branch {
-        org::get_branch(ctx.conn(), shop, b)
-            .map_err(|_| CoreError::not_found_field("branch", b, "branch_id"))?;
+        org::get_branch(ctx.conn(), shop, b).map_err(|_| CoreError::not_found_field("branch", b, "branch_id"))?;
     }
     if find_by_email(ctx.conn(), shop, &email)?.is_some() {
-        return Err(CoreError::conflict(
-            "email",
-            "unique",
-            format!("'{email}' already has an account"),
-        ));
+        return Err(CoreError::conflict("email", "unique", format!("'{email}' already has an account")));
     }
     let hash = hash_password(&input.password)?;
     let id = new_id();
@@ -105,30 +88,17 @@ pub fn create(
 }
 
 /// Changes a staff account.
-pub fn update(
-    ctx: &mut WriteCtx<'_>,
-    caller: &Caller,
-    id: &str,
-    input: UpdateStaff,
-) -> Result<StaffView> {
+pub fn update(ctx: &mut WriteCtx<'_>, caller: &Caller, id: &str, input: UpdateStaff) -> Result<StaffView> {
     let own = caller.user_id == id;
     // Everyone may change their own name and password; the rest needs ManageStaff.
     if !own || input.role.is_some() || input.branch_id.is_some() {
         caller.require(Permission::ManageStaff)?;
     }
     let current = get(ctx.conn(), &caller.shop_id, id)?;
-    if (current.role == Role::Owner || input.role == Some(Role::Owner))
-        && caller.role != Role::Owner
-    {
-        return Err(CoreError::Forbidden(
-            "only an owner may change an owner".into(),
-        ));
+    if (current.role == Role::Owner || input.role == Some(Role::Owner)) && caller.role != Role::Owner {
+        return Err(CoreError::Forbidden("only an owner may change an owner".into()));
     }
-    let name = input
-        .name
-        .as_deref()
-        .map(|n| validate_name("name", n))
-        .transpose()?;
+    let name = input.name.as_deref().map(|n| validate_name("name", n)).transpose()?;
     let hash = input.password.as_deref().map(hash_password).transpose()?;
     let branch = input.branch_id.clone();
     if let Some(b) = branch.as_deref().filter(|b| !b.is_empty()) {
@@ -136,14 +106,10 @@ pub fn update(
             .map_err(|_| CoreError::not_found_field("branch", b, "branch_id"))?;
     }
     let role = input.role.unwrap_or(current.role);
-    let final_branch = branch
-        .clone()
-        .map(|b| if b.is_empty() { None } else { Some(b) })
-        .unwrap_or(current.branch_id.clone());
+    let final_branch =
+        branch.clone().map(|b| if b.is_empty() { None } else { Some(b) }).unwrap_or(current.branch_id.clone());
     if role == Role::Seller && final_branch.is_none() {
-        return Err(
-            FieldError::new("branch_id", "required", "a seller belongs to one branch").into(),
-        );
+        return Err(FieldError::new("branch_id", "required", "a seller belongs to one branch").into());
     }
     let now = ctx.now();
     ctx.change(&DocId::staff(&caller.shop_id), &[id], |tx, _| {
@@ -164,8 +130,7 @@ pub fn update(
         Ok(())
     })?;
     if hash.is_some() {
-        ctx.conn()
-            .execute("DELETE FROM sessions WHERE user_id = ?1", [id])?;
+        ctx.conn().execute("DELETE FROM sessions WHERE user_id = ?1", [id])?;
     }
     get(ctx.conn(), &caller.shop_id, id)
 }
@@ -176,26 +141,13 @@ pub fn archive(ctx: &mut WriteCtx<'_>, caller: &Caller, id: &str) -> Result<Staf
     caller.require(Permission::Archive)?;
     let current = get(ctx.conn(), &caller.shop_id, id)?;
     if current.role == Role::Owner && caller.role != Role::Owner {
-        return Err(CoreError::Forbidden(
-            "only an owner may archive an owner".into(),
-        ));
+        return Err(CoreError::Forbidden("only an owner may archive an owner".into()));
     }
     if id == caller.user_id {
-        return Err(CoreError::conflict(
-            "id",
-            "self",
-            "you cannot archive your own account",
-        ));
+        return Err(CoreError::conflict("id", "self", "you cannot archive your own account"));
     }
-    let now = ctx.now();
-    ctx.change(&DocId::staff(&caller.shop_id), &[id], |tx, _| {
-        let o = doc::record(tx, id)?.ok_or_else(|| CoreError::not_found("staff", id))?;
-        tx.put(&o, "archived", true)?;
-        tx.put(&o, "updated_at", now)?;
-        Ok(())
-    })?;
-    ctx.conn()
-        .execute("DELETE FROM sessions WHERE user_id = ?1", [id])?;
+    super::mark_archived(ctx, &DocId::staff(&caller.shop_id), id, "staff")?;
+    ctx.conn().execute("DELETE FROM sessions WHERE user_id = ?1", [id])?;
     get(ctx.conn(), &caller.shop_id, id)
 }
 
@@ -225,8 +177,7 @@ pub(crate) fn project(conn: &Connection, doc_id: &DocId, d: &Automerge, id: &str
     Ok(())
 }
 
-const COLS: &str =
-    "t.id, t.name, t.email, t.role, t.branch_id, t.archived, t.created_at, t.updated_at";
+const COLS: &str = "t.id, t.name, t.email, t.role, t.branch_id, t.archived, t.created_at, t.updated_at";
 
 fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<StaffView> {
     let role: String = r.get(3)?;
@@ -244,19 +195,13 @@ fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<StaffView> {
 
 /// One account.
 pub fn get(conn: &Connection, shop: &str, id: &str) -> Result<StaffView> {
-    conn.prepare_cached(&format!(
-        "SELECT {COLS} FROM staff t WHERE t.shop_id = ?1 AND t.id = ?2"
-    ))?
-    .query_row([shop, id], row)
-    .optional()?
-    .ok_or_else(|| CoreError::not_found("staff", id))
+    conn.prepare_cached(&format!("SELECT {COLS} FROM staff t WHERE t.shop_id = ?1 AND t.id = ?2"))?
+        .query_row([shop, id], row)
+        .optional()?
+        .ok_or_else(|| CoreError::not_found("staff", id))
 }
 
-fn find_by_email(
-    conn: &Connection,
-    shop: &str,
-    email: &str,
-) -> Result<Option<(StaffView, String)>> {
+fn find_by_email(conn: &Connection, shop: &str, email: &str) -> Result<Option<(StaffView, String)>> {
     Ok(conn
         .prepare_cached(&format!("SELECT {COLS}, t.password_hash FROM staff t WHERE t.shop_id = ?1 AND t.email = ?2 ORDER BY t.created_at LIMIT 1"))?
         .query_row([shop, email], |r| Ok((row(r)?, r.get(8)?)))
@@ -282,17 +227,11 @@ pub fn list(conn: &Connection, caller: &Caller, p: &ListParams) -> Result<Page<S
         q.filter("t.archived = 0", []);
     }
     if let Some(b) = p.branch_id.as_deref().or(caller.branch_limit()) {
-        q.filter(
-            "(t.branch_id = ? OR t.branch_id IS NULL)",
-            [Value::Text(b.to_string())],
-        );
+        q.filter("(t.branch_id = ? OR t.branch_id IS NULL)", [Value::Text(b.to_string())]);
     }
     if let Some(s) = p.q.as_deref().filter(|s| !s.is_empty()) {
         let like = format!("%{}%", s.to_lowercase());
-        q.filter(
-            "(lower(t.name) LIKE ? OR t.email LIKE ?)",
-            [Value::Text(like.clone()), Value::Text(like)],
-        );
+        q.filter("(lower(t.name) LIKE ? OR t.email LIKE ?)", [Value::Text(like.clone()), Value::Text(like)]);
     }
     let sort = p.sort.clone().unwrap_or_else(|| "name".into());
     q.run(conn, row, |s| {
@@ -311,12 +250,7 @@ fn token_hash(token: &str) -> Vec<u8> {
 
 /// Checks e-mail and password; returns the account. The same error for every failure, so a
 /// caller cannot tell which e-mails exist.
-pub fn check_login(
-    conn: &Connection,
-    shop: &str,
-    email: &str,
-    password: &str,
-) -> Result<StaffView> {
+pub fn check_login(conn: &Connection, shop: &str, email: &str, password: &str) -> Result<StaffView> {
     let bad = || CoreError::Unauthorized("wrong e-mail or password".into());
     let email = normalize_email("email", email).map_err(|_| bad())?;
     let Some((user, hash)) = find_by_email(conn, shop, &email)? else {
@@ -340,17 +274,13 @@ pub fn start_session(ctx: &mut WriteCtx<'_>, user_id: &str) -> Result<(String, i
     ctx.conn()
         .prepare_cached("INSERT INTO sessions(token_hash, user_id, created_at, expires_at) VALUES (?1, ?2, ?3, ?4)")?
         .execute(params![token_hash(&token), user_id, now, expires])?;
-    ctx.conn()
-        .prepare_cached("DELETE FROM sessions WHERE expires_at < ?1")?
-        .execute([now])?;
+    ctx.conn().prepare_cached("DELETE FROM sessions WHERE expires_at < ?1")?.execute([now])?;
     Ok((token, expires))
 }
 
 /// Ends a session.
 pub fn end_session(ctx: &mut WriteCtx<'_>, token: &str) -> Result<()> {
-    ctx.conn()
-        .prepare_cached("DELETE FROM sessions WHERE token_hash = ?1")?
-        .execute([token_hash(token)])?;
+    ctx.conn().prepare_cached("DELETE FROM sessions WHERE token_hash = ?1")?.execute([token_hash(token)])?;
     Ok(())
 }
 
@@ -363,29 +293,12 @@ pub fn session_caller(conn: &Connection, token: &str, now: i64) -> Result<(Calle
             "SELECT s.id, s.shop_id, s.role, s.branch_id, s.archived, x.expires_at
              FROM sessions x JOIN staff s ON s.id = x.user_id WHERE x.token_hash = ?1",
         )?
-        .query_row([token_hash(token)], |r| {
-            Ok((
-                r.get(0)?,
-                r.get(1)?,
-                r.get(2)?,
-                r.get(3)?,
-                r.get(4)?,
-                r.get(5)?,
-            ))
-        })
+        .query_row([token_hash(token)], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?)))
         .optional()?;
     let (user_id, shop_id, role, branch_id, archived, expires) = found.ok_or_else(bad)?;
     if archived || expires < now {
         return Err(bad());
     }
     let role = Role::parse(&role).ok_or_else(bad)?;
-    Ok((
-        Caller {
-            user_id,
-            shop_id,
-            role,
-            branch_id,
-        },
-        expires,
-    ))
+    Ok((Caller { user_id, shop_id, role, branch_id }, expires))
 }

@@ -72,12 +72,7 @@ pub fn adjust(
     get(ctx.conn(), product, &branch)
 }
 
-pub(crate) fn project(
-    conn: &Connection,
-    doc_id: &DocId,
-    d: &Automerge,
-    product: &str,
-) -> Result<()> {
+pub(crate) fn project(conn: &Connection, doc_id: &DocId, d: &Automerge, product: &str) -> Result<()> {
     let Some(o) = doc::record(d, product)? else {
         return Ok(());
     };
@@ -93,12 +88,7 @@ pub(crate) fn project(
 }
 
 /// Recomputes the units of `product` committed to orders of `branch`.
-pub(crate) fn recompute_committed(
-    conn: &Connection,
-    shop: &str,
-    branch: &str,
-    product: &str,
-) -> Result<()> {
+pub(crate) fn recompute_committed(conn: &Connection, shop: &str, branch: &str, product: &str) -> Result<()> {
     conn.prepare_cached(
         "INSERT INTO stock(product_id, branch_id, shop_id, adjusted, committed)
          VALUES (?1, ?2, ?3, 0, (SELECT COALESCE(SUM(l.quantity), 0) FROM order_lines l JOIN orders o ON o.id = l.order_id
@@ -126,7 +116,9 @@ fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<StockView> {
 /// Stock of one product in one branch (zero if never touched).
 pub fn get(conn: &Connection, product: &str, branch: &str) -> Result<StockView> {
     Ok(conn
-        .prepare_cached("SELECT product_id, branch_id, adjusted, committed FROM stock WHERE product_id = ?1 AND branch_id = ?2")?
+        .prepare_cached(
+            "SELECT product_id, branch_id, adjusted, committed FROM stock WHERE product_id = ?1 AND branch_id = ?2",
+        )?
         .query_row([product, branch], row)
         .optional()?
         .unwrap_or(StockView {
@@ -152,12 +144,7 @@ pub fn for_product(conn: &Connection, caller: &Caller, product: &str) -> Result<
 }
 
 /// Stock rows of a branch; `q` = `oversold` lists only oversold products, `low` those at or below 5.
-pub fn list(
-    conn: &Connection,
-    caller: &Caller,
-    home_branch: Option<&str>,
-    p: &ListParams,
-) -> Result<Page<StockView>> {
+pub fn list(conn: &Connection, caller: &Caller, home_branch: Option<&str>, p: &ListParams) -> Result<Page<StockView>> {
     let branch = p
         .branch_id
         .clone()
@@ -168,19 +155,13 @@ pub fn list(
     let mut q = ListQuery::new(
         "SELECT t.product_id, t.branch_id, t.adjusted, t.committed FROM stock t",
         p.sort.as_deref(),
-        &[
-            ("on_hand", "(t.adjusted - t.committed)", SortKind::Int),
-            ("product_id", "t.product_id", SortKind::Text),
-        ],
+        &[("on_hand", "(t.adjusted - t.committed)", SortKind::Int), ("product_id", "t.product_id", SortKind::Text)],
         "product_id",
         p.limit,
         p.cursor.as_deref(),
     )?
     .id_column("t.product_id");
-    q.filter(
-        "t.shop_id = ? AND t.branch_id = ?",
-        [Value::Text(caller.shop_id.clone()), Value::Text(branch)],
-    );
+    q.filter("t.shop_id = ? AND t.branch_id = ?", [Value::Text(caller.shop_id.clone()), Value::Text(branch)]);
     match p.q.as_deref() {
         Some("oversold") => q.filter("t.adjusted - t.committed < 0", []),
         Some("low") => q.filter("t.adjusted - t.committed <= 5", []),

@@ -7,8 +7,8 @@ use dashoffice_core::{
     domain::{
         OrderStatus,
         api::{
-            AdjustStock, CreateCustomer, CreateOrder, CreateProduct, OrderLineInput,
-            TransitionOrder, UpdateCustomer, UpdateProduct,
+            AdjustStock, CreateCustomer, CreateOrder, CreateProduct, OrderLineInput, TransitionOrder, UpdateCustomer,
+            UpdateProduct,
         },
     },
     entities::{branches_for_tests, customers, orders, products, stock},
@@ -19,79 +19,25 @@ use crate::fixtures::{Node, heads_dump, projection_dump, push_all, shop};
 
 #[derive(Debug, Clone)]
 enum Op {
-    Adjust {
-        node: usize,
-        product: usize,
-        branch: usize,
-        delta: i64,
-    },
-    Price {
-        node: usize,
-        product: usize,
-        cents: i64,
-    },
-    Archive {
-        node: usize,
-        product: usize,
-    },
-    Rename {
-        node: usize,
-        customer: usize,
-        name: u8,
-    },
-    NewOrder {
-        node: usize,
-        customer: usize,
-        product: usize,
-        qty: i64,
-        branch: usize,
-    },
-    Transition {
-        node: usize,
-        order: usize,
-        to: usize,
-    },
-    Sync {
-        from: usize,
-        to: usize,
-    },
+    Adjust { node: usize, product: usize, branch: usize, delta: i64 },
+    Price { node: usize, product: usize, cents: i64 },
+    Archive { node: usize, product: usize },
+    Rename { node: usize, customer: usize, name: u8 },
+    NewOrder { node: usize, customer: usize, product: usize, qty: i64, branch: usize },
+    Transition { node: usize, order: usize, to: usize },
+    Sync { from: usize, to: usize },
 }
 
 fn op(n: usize) -> impl Strategy<Value = Op> {
     prop_oneof![
-        (0..n, 0..3usize, 0..2usize, -20i64..20).prop_map(|(node, product, branch, delta)| {
-            Op::Adjust {
-                node,
-                product,
-                branch,
-                delta,
-            }
-        }),
-        (0..n, 0..3usize, 1i64..100_000).prop_map(|(node, product, cents)| Op::Price {
-            node,
-            product,
-            cents
-        }),
+        (0..n, 0..3usize, 0..2usize, -20i64..20)
+            .prop_map(|(node, product, branch, delta)| { Op::Adjust { node, product, branch, delta } }),
+        (0..n, 0..3usize, 1i64..100_000).prop_map(|(node, product, cents)| Op::Price { node, product, cents }),
         (0..n, 0..3usize).prop_map(|(node, product)| Op::Archive { node, product }),
-        (0..n, 0..2usize, any::<u8>()).prop_map(|(node, customer, name)| Op::Rename {
-            node,
-            customer,
-            name
-        }),
-        (0..n, 0..2usize, 0..3usize, 1i64..5, 0..2usize).prop_map(
-            |(node, customer, product, qty, branch)| Op::NewOrder {
-                node,
-                customer,
-                product,
-                qty,
-                branch
-            }
-        ),
-        (0..n, 0..4usize, 1..7usize).prop_map(|(node, order, to)| Op::Transition {
-            node,
-            order,
-            to
-        }),
+        (0..n, 0..2usize, any::<u8>()).prop_map(|(node, customer, name)| Op::Rename { node, customer, name }),
+        (0..n, 0..2usize, 0..3usize, 1i64..5, 0..2usize)
+            .prop_map(|(node, customer, product, qty, branch)| Op::NewOrder { node, customer, product, qty, branch }),
+        (0..n, 0..4usize, 1..7usize).prop_map(|(node, order, to)| Op::Transition { node, order, to }),
         (0..n, 0..n).prop_map(|(from, to)| Op::Sync { from, to }),
     ]
 }
@@ -154,66 +100,29 @@ fn setup(n: usize) -> World {
     }
     let c2 = c.clone();
     r.write_blocking(move |ctx| {
-        dashoffice_core::entities::org::create_branch(
-            ctx,
-            Some(&c2),
-            &c2.shop_id.clone(),
-            dashoffice_domain_branch(),
-        )
+        dashoffice_core::entities::org::create_branch(ctx, Some(&c2), &c2.shop_id.clone(), dashoffice_domain_branch())
     })
     .unwrap();
     let branches = r.read(|conn| branches_for_tests(conn)).unwrap();
     for i in 1..nodes.len() {
         push_all(&nodes[0].replica, &nodes[i].replica);
     }
-    World {
-        nodes,
-        products: products_,
-        customers: customers_,
-        branches,
-        orders: Vec::new(),
-    }
+    World { nodes, products: products_, customers: customers_, branches, orders: Vec::new() }
 }
 
 fn dashoffice_domain_branch() -> dashoffice_core::domain::api::CreateBranch {
-    dashoffice_core::domain::api::CreateBranch {
-        code: "NOR".into(),
-        name: "Norte".into(),
-    }
+    dashoffice_core::domain::api::CreateBranch { code: "NOR".into(), name: "Norte".into() }
 }
 
 fn apply(w: &mut World, op: &Op) {
     match op.clone() {
-        Op::Adjust {
-            node,
-            product,
-            branch,
-            delta,
-        } => {
-            let (c, p, b) = (
-                w.nodes[node].caller.clone(),
-                w.products[product].clone(),
-                w.branches[branch].clone(),
-            );
+        Op::Adjust { node, product, branch, delta } => {
+            let (c, p, b) = (w.nodes[node].caller.clone(), w.products[product].clone(), w.branches[branch].clone());
             let _ = w.nodes[node].replica.write_blocking(move |ctx| {
-                stock::adjust(
-                    ctx,
-                    &c,
-                    &p,
-                    None,
-                    AdjustStock {
-                        branch_id: Some(b),
-                        delta,
-                        reason: "count".into(),
-                    },
-                )
+                stock::adjust(ctx, &c, &p, None, AdjustStock { branch_id: Some(b), delta, reason: "count".into() })
             });
         }
-        Op::Price {
-            node,
-            product,
-            cents,
-        } => {
+        Op::Price { node, product, cents } => {
             let (c, p) = (w.nodes[node].caller.clone(), w.products[product].clone());
             let price = format!("{}.{:02}", cents / 100, cents % 100);
             let _ = w.nodes[node].replica.write_blocking(move |ctx| {
@@ -221,44 +130,26 @@ fn apply(w: &mut World, op: &Op) {
                     ctx,
                     &c,
                     &p,
-                    UpdateProduct {
-                        price: Some(price.as_str().into()),
-                        ..Default::default()
-                    },
+                    UpdateProduct { price: Some(price.as_str().into()), ..Default::default() },
                 )
             });
         }
         Op::Archive { node, product } => {
             let (c, p) = (w.nodes[node].caller.clone(), w.products[product].clone());
-            let _ = w.nodes[node]
-                .replica
-                .write_blocking(move |ctx| products::archive(ctx, &c, &p));
+            let _ = w.nodes[node].replica.write_blocking(move |ctx| products::archive(ctx, &c, &p));
         }
-        Op::Rename {
-            node,
-            customer,
-            name,
-        } => {
+        Op::Rename { node, customer, name } => {
             let (c, id) = (w.nodes[node].caller.clone(), w.customers[customer].clone());
             let _ = w.nodes[node].replica.write_blocking(move |ctx| {
                 customers::update(
                     ctx,
                     &c,
                     &id,
-                    UpdateCustomer {
-                        name: Some(format!("Nombre {name}")),
-                        ..Default::default()
-                    },
+                    UpdateCustomer { name: Some(format!("Nombre {name}")), ..Default::default() },
                 )
             });
         }
-        Op::NewOrder {
-            node,
-            customer,
-            product,
-            qty,
-            branch,
-        } => {
+        Op::NewOrder { node, customer, product, qty, branch } => {
             let (c, cu, p, b) = (
                 w.nodes[node].caller.clone(),
                 w.customers[customer].clone(),
@@ -274,11 +165,7 @@ fn apply(w: &mut World, op: &Op) {
                         customer_id: cu,
                         branch_id: Some(b),
                         seller_id: None,
-                        lines: vec![OrderLineInput {
-                            product_id: p,
-                            quantity: qty,
-                            unit_price: None,
-                        }],
+                        lines: vec![OrderLineInput { product_id: p, quantity: qty, unit_price: None }],
                         notes: String::new(),
                     },
                 )
@@ -293,9 +180,9 @@ fn apply(w: &mut World, op: &Op) {
             };
             let c = w.nodes[node].caller.clone();
             let to = OrderStatus::ALL[to];
-            let _ = w.nodes[node].replica.write_blocking(move |ctx| {
-                orders::transition(ctx, &c, &id, TransitionOrder { to })
-            });
+            let _ = w.nodes[node]
+                .replica
+                .write_blocking(move |ctx| orders::transition(ctx, &c, &id, TransitionOrder { to }));
         }
         Op::Sync { from, to } => {
             if from != to {
@@ -327,11 +214,7 @@ fn check_equal(nodes: &[Node]) {
     // The projection built incrementally equals a rebuild from the documents.
     let r: &Replica = &nodes[nodes.len() - 1].replica;
     r.reindex(|_, _| {}).unwrap();
-    assert_eq!(
-        projection_dump(r),
-        proj0,
-        "reindex differs from the incremental projection"
-    );
+    assert_eq!(projection_dump(r), proj0, "reindex differs from the incremental projection");
 }
 
 proptest! {
@@ -358,124 +241,38 @@ proptest! {
 fn concurrent_offline_sales_add_up_and_flag_oversold() {
     let mut w = setup(2);
     let (p, b) = (0, 0);
-    apply(
-        &mut w,
-        &Op::Adjust {
-            node: 0,
-            product: p,
-            branch: b,
-            delta: 5,
-        },
-    );
+    apply(&mut w, &Op::Adjust { node: 0, product: p, branch: b, delta: 5 });
     apply(&mut w, &Op::Sync { from: 0, to: 1 });
     // Both replicas sell 4 units while apart.
     for node in 0..2 {
-        apply(
-            &mut w,
-            &Op::NewOrder {
-                node,
-                customer: 0,
-                product: p,
-                qty: 4,
-                branch: b,
-            },
-        );
+        apply(&mut w, &Op::NewOrder { node, customer: 0, product: p, qty: 4, branch: b });
         let o = w.orders.len() - 1;
-        apply(
-            &mut w,
-            &Op::Transition {
-                node,
-                order: o,
-                to: 1,
-            },
-        );
+        apply(&mut w, &Op::Transition { node, order: o, to: 1 });
     }
     // And both receive 3 more units by hand.
-    apply(
-        &mut w,
-        &Op::Adjust {
-            node: 0,
-            product: p,
-            branch: b,
-            delta: 3,
-        },
-    );
-    apply(
-        &mut w,
-        &Op::Adjust {
-            node: 1,
-            product: p,
-            branch: b,
-            delta: -1,
-        },
-    );
+    apply(&mut w, &Op::Adjust { node: 0, product: p, branch: b, delta: 3 });
+    apply(&mut w, &Op::Adjust { node: 1, product: p, branch: b, delta: -1 });
     converge(&w.nodes);
     check_equal(&w.nodes);
     let (prod, br) = (w.products[p].clone(), w.branches[b].clone());
-    let s = w.nodes[1]
-        .replica
-        .read(|c| stock::get(c, &prod, &br))
-        .unwrap();
-    assert_eq!(
-        (s.adjusted, s.committed, s.on_hand, s.oversold),
-        (7, 8, -1, true)
-    );
+    let s = w.nodes[1].replica.read(|c| stock::get(c, &prod, &br)).unwrap();
+    assert_eq!((s.adjusted, s.committed, s.on_hand, s.oversold), (7, 8, -1, true));
 }
 
 #[test]
 fn concurrent_cancel_and_payment_resolve_the_same_everywhere() {
     let mut w = setup(2);
-    apply(
-        &mut w,
-        &Op::NewOrder {
-            node: 0,
-            customer: 0,
-            product: 0,
-            qty: 1,
-            branch: 0,
-        },
-    );
-    apply(
-        &mut w,
-        &Op::Transition {
-            node: 0,
-            order: 0,
-            to: 1,
-        },
-    );
+    apply(&mut w, &Op::NewOrder { node: 0, customer: 0, product: 0, qty: 1, branch: 0 });
+    apply(&mut w, &Op::Transition { node: 0, order: 0, to: 1 });
     apply(&mut w, &Op::Sync { from: 0, to: 1 });
-    apply(
-        &mut w,
-        &Op::Transition {
-            node: 0,
-            order: 0,
-            to: 5,
-        },
-    ); // cancelled
-    apply(
-        &mut w,
-        &Op::Transition {
-            node: 1,
-            order: 0,
-            to: 2,
-        },
-    ); // paid
-    apply(
-        &mut w,
-        &Op::Transition {
-            node: 1,
-            order: 0,
-            to: 3,
-        },
-    ); // fulfilled
+    apply(&mut w, &Op::Transition { node: 0, order: 0, to: 5 }); // cancelled
+    apply(&mut w, &Op::Transition { node: 1, order: 0, to: 2 }); // paid
+    apply(&mut w, &Op::Transition { node: 1, order: 0, to: 3 }); // fulfilled
     converge(&w.nodes);
     check_equal(&w.nodes);
     let id = w.orders[0].clone();
     let c = w.nodes[0].caller.clone();
-    let o = w.nodes[0]
-        .replica
-        .read(|conn| orders::get(conn, &c, &id))
-        .unwrap();
+    let o = w.nodes[0].replica.read(|conn| orders::get(conn, &c, &id)).unwrap();
     assert_eq!((o.status, o.conflict), (OrderStatus::Cancelled, true));
     assert_eq!(o.transitions.len(), 4);
 }

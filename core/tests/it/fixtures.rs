@@ -11,15 +11,8 @@ pub(crate) struct Node {
 
 pub(crate) fn open_node() -> (Replica, TempDir) {
     let dir = tempfile::tempdir().unwrap();
-    let r = Replica::open(
-        dir.path(),
-        OpenOptions {
-            durability: Durability::Normal,
-            readers: 2,
-            ..Default::default()
-        },
-    )
-    .unwrap();
+    let r = Replica::open(dir.path(), OpenOptions { durability: Durability::Normal, readers: 2, ..Default::default() })
+        .unwrap();
     (r, dir)
 }
 
@@ -40,28 +33,13 @@ pub(crate) fn shop(n: usize) -> Vec<Node> {
         })
         .unwrap()
         .unwrap();
-    let owner: String = first
-        .read(|c| Ok(c.query_row("SELECT id FROM staff", [], |r| r.get(0))?))
-        .unwrap();
-    let caller = Caller {
-        user_id: owner,
-        shop_id: boot.shop_id.clone(),
-        role: Role::Owner,
-        branch_id: None,
-    };
-    let mut nodes = vec![Node {
-        replica: first,
-        caller: caller.clone(),
-        _dir: dir,
-    }];
+    let owner: String = first.read(|c| Ok(c.query_row("SELECT id FROM staff", [], |r| r.get(0))?)).unwrap();
+    let caller = Caller { user_id: owner, shop_id: boot.shop_id.clone(), role: Role::Owner, branch_id: None };
+    let mut nodes = vec![Node { replica: first, caller: caller.clone(), _dir: dir }];
     for _ in 1..n {
         let (r, dir) = open_node();
         r.join(&boot.shop_id, &boot.branch_id).unwrap();
-        nodes.push(Node {
-            replica: r,
-            caller: caller.clone(),
-            _dir: dir,
-        });
+        nodes.push(Node { replica: r, caller: caller.clone(), _dir: dir });
     }
     for i in 1..n {
         sync_pair(&nodes[0].replica, &nodes[i].replica);
@@ -85,26 +63,14 @@ pub(crate) fn sync_pair(a: &Replica, b: &Replica) {
 /// Every projection row, as sorted text, for comparing replicas.
 pub(crate) fn projection_dump(r: &Replica) -> Vec<String> {
     let tables = [
-        (
-            "shops",
-            "id, name, currency, phone_region, timezone, created_at, updated_at",
-        ),
-        (
-            "branches",
-            "id, shop_id, code, name, archived, created_at, updated_at",
-        ),
-        (
-            "staff",
-            "id, name, email, role, branch_id, password_hash, archived",
-        ),
+        ("shops", "id, name, currency, phone_region, timezone, created_at, updated_at"),
+        ("branches", "id, shop_id, code, name, archived, created_at, updated_at"),
+        ("staff", "id, name, email, role, branch_id, password_hash, archived"),
         (
             "products",
             "id, sku, name, description, price, currency, tax_rate, active, tags, archived, created_at, updated_at",
         ),
-        (
-            "customers",
-            "id, name, phone, email, tags, notes, wa_id, merged_into, archived",
-        ),
+        ("customers", "id, name, phone, email, tags, notes, wa_id, merged_into, archived"),
         (
             "stock",
             "product_id, branch_id, adjusted, committed FROM stock WHERE NOT (adjusted = 0 AND committed = 0) --",
@@ -113,14 +79,8 @@ pub(crate) fn projection_dump(r: &Replica) -> Vec<String> {
             "orders",
             "id, branch_id, doc_id, number, customer_id, seller_id, status, conflict, currency, subtotal, tax_total, total, notes, archived",
         ),
-        (
-            "order_lines",
-            "order_id, idx, product_id, sku, name, quantity, unit_price, tax_rate, subtotal, tax, total",
-        ),
-        (
-            "order_transitions",
-            "order_id, idx, from_status, to_status, by_user, at, device",
-        ),
+        ("order_lines", "order_id, idx, product_id, sku, name, quantity, unit_price, tax_rate, subtotal, tax, total"),
+        ("order_transitions", "order_id, idx, from_status, to_status, by_user, at, device"),
     ];
     r.read(|c| {
         let mut out = Vec::new();
@@ -129,9 +89,7 @@ pub(crate) fn projection_dump(r: &Replica) -> Vec<String> {
             let n = stmt.column_count();
             let mut rows: Vec<String> = stmt
                 .query_map([], |row| {
-                    let vals: Vec<String> = (0..n)
-                        .map(|i| format!("{:?}", row.get_ref(i).unwrap()))
-                        .collect();
+                    let vals: Vec<String> = (0..n).map(|i| format!("{:?}", row.get_ref(i).unwrap())).collect();
                     Ok(format!("{t}: {}", vals.join(" | ")))
                 })
                 .unwrap()
@@ -152,12 +110,7 @@ pub(crate) fn heads_dump(r: &Replica) -> Vec<String> {
         .unwrap()
         .into_iter()
         .map(|id| {
-            let mut h: Vec<String> = r
-                .heads(&id)
-                .unwrap()
-                .iter()
-                .map(|h| h.to_string())
-                .collect();
+            let mut h: Vec<String> = r.heads(&id).unwrap().iter().map(|h| h.to_string()).collect();
             h.sort();
             format!("{id}: {}", h.join(","))
         })

@@ -20,10 +20,7 @@ fn add_meta(
     Ok(())
 }
 
-const V2: &[DocMigration] = &[DocMigration {
-    to: 2,
-    apply: add_meta,
-}];
+const V2: &[DocMigration] = &[DocMigration { to: 2, apply: add_meta }];
 
 fn product(sku: &str) -> CreateProduct {
     CreateProduct {
@@ -46,12 +43,7 @@ fn replicas_migrating_apart_produce_identical_changes() {
     let mut ids = Vec::new();
     for (n, sku) in [(a, "A-1"), (b, "B-1"), (a, "A-2"), (b, "B-2")] {
         let c = n.caller.clone();
-        ids.push(
-            n.replica
-                .write_blocking(move |ctx| products::create(ctx, &c, product(sku)))
-                .unwrap()
-                .id,
-        );
+        ids.push(n.replica.write_blocking(move |ctx| products::create(ctx, &c, product(sku))).unwrap().id);
     }
     // Each migrates every catalog document it has, independently.
     for n in [a, b] {
@@ -62,20 +54,14 @@ fn replicas_migrating_apart_produce_identical_changes() {
             let did = id.clone();
             let migrated = n
                 .replica
-                .write_blocking(move |ctx| {
-                    ctx.with_doc_mut(&did, |d| doc::migrate(d, Collection::Products, V2))
-                })
+                .write_blocking(move |ctx| ctx.with_doc_mut(&did, |d| doc::migrate(d, Collection::Products, V2)))
                 .unwrap();
             assert!(migrated);
             // Migrating again does nothing.
             let did = id.clone();
             assert!(
                 !n.replica
-                    .write_blocking(move |ctx| ctx.with_doc_mut(&did, |d| doc::migrate(
-                        d,
-                        Collection::Products,
-                        V2
-                    )))
+                    .write_blocking(move |ctx| ctx.with_doc_mut(&did, |d| doc::migrate(d, Collection::Products, V2)))
                     .unwrap()
             );
         }
@@ -86,31 +72,14 @@ fn replicas_migrating_apart_produce_identical_changes() {
     assert_eq!(projection_dump(&a.replica), projection_dump(&b.replica));
     let shop_id = a.caller.shop_id.clone();
     for pid in &ids {
-        let d = a
-            .replica
-            .load_doc(&DocId::products(&shop_id, pid))
-            .unwrap()
-            .unwrap();
+        let d = a.replica.load_doc(&DocId::products(&shop_id, pid)).unwrap().unwrap();
         assert_eq!(doc::schema_version(&d), 2);
         // Exactly one migration change per document, whoever made it first.
-        let migration_changes = d
-            .get_changes(&[])
-            .iter()
-            .filter(|c| c.actor_id().to_bytes().starts_with(b"dashoffice-mig-"))
-            .count();
-        assert_eq!(
-            migration_changes, 1,
-            "the two replicas' migrations must be the same change"
-        );
+        let migration_changes =
+            d.get_changes(&[]).iter().filter(|c| c.actor_id().to_bytes().starts_with(b"dashoffice-mig-")).count();
+        assert_eq!(migration_changes, 1, "the two replicas' migrations must be the same change");
         let meta = d.get(ROOT, "meta").unwrap().unwrap().1;
-        assert_eq!(
-            d.get(&meta, "currency_rules")
-                .unwrap()
-                .unwrap()
-                .0
-                .to_string(),
-            "\"v2\""
-        );
+        assert_eq!(d.get(&meta, "currency_rules").unwrap().unwrap().0.to_string(), "\"v2\"");
     }
 }
 
@@ -119,13 +88,7 @@ fn the_migration_list_applies_to_an_empty_database() {
     // The migrations of migrations/*.sql run on a fresh file when a replica opens.
     let (r, _dir) = crate::fixtures::open_node();
     let n: i64 = r
-        .read(|c| {
-            Ok(c.query_row(
-                "SELECT count(*) FROM sqlite_master WHERE name = 'products'",
-                [],
-                |x| x.get(0),
-            )?)
-        })
+        .read(|c| Ok(c.query_row("SELECT count(*) FROM sqlite_master WHERE name = 'products'", [], |x| x.get(0))?))
         .unwrap();
     assert_eq!(n, 1);
 }

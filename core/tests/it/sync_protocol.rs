@@ -2,8 +2,7 @@
 //! persisted so that a reconnect resumes instead of starting over.
 
 use dashoffice_core::{
-    Durability, OpenOptions, Replica, domain::api::CreateProduct, entities::products,
-    sync::SyncPeer,
+    Durability, OpenOptions, Replica, domain::api::CreateProduct, entities::products, sync::SyncPeer,
 };
 
 use crate::fixtures::{heads_dump, projection_dump, shop};
@@ -70,10 +69,7 @@ async fn sync_protocol_converges_and_resumes_after_restart() {
     // Fresh in-memory peers (a reconnect): the persisted shared heads make it cheap.
     let (mut pa2, mut pb2) = (SyncPeer::new("A"), SyncPeer::new("B"));
     let again = sync_until_quiet(&a.replica, &mut pa2, &b.replica, &mut pb2).await;
-    assert!(
-        again * 4 < first,
-        "a resumed sync must not resend everything: {again} vs {first} bytes"
-    );
+    assert!(again * 4 < first, "a resumed sync must not resend everything: {again} vs {first} bytes");
 
     // One more edit travels.
     let c = b.caller.clone();
@@ -103,11 +99,7 @@ async fn sync_protocol_converges_and_resumes_after_restart() {
 #[test]
 fn a_reopened_replica_has_everything() {
     let dir = tempfile::tempdir().unwrap();
-    let opts = || OpenOptions {
-        durability: Durability::Full,
-        readers: 1,
-        ..Default::default()
-    };
+    let opts = || OpenOptions { durability: Durability::Full, readers: 1, ..Default::default() };
     let r = Replica::open(dir.path(), opts()).unwrap();
     let nodes = shop(1);
     crate::fixtures::push_all(&nodes[0].replica, &r);

@@ -15,25 +15,12 @@ pub(crate) async fn login(
     ApiJson(body): ApiJson<LoginRequest>,
 ) -> ApiResult<Json<LoginResponse>> {
     let shop = s.replica.shop_id()?.ok_or_else(|| {
-        crate::ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "unavailable",
-            "this node has no shop yet",
-        )
+        crate::ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "this node has no shop yet")
     })?;
-    let user = s
-        .read(move |c| staff::check_login(c, &shop, &body.email, &body.password))
-        .await?;
+    let user = s.read(move |c| staff::check_login(c, &shop, &body.email, &body.password)).await?;
     let uid = user.id.clone();
-    let (token, expires_at) = s
-        .replica
-        .write(move |ctx| staff::start_session(ctx, &uid))
-        .await?;
-    Ok(Json(LoginResponse {
-        token,
-        expires_at,
-        user,
-    }))
+    let (token, expires_at) = s.replica.write(move |ctx| staff::start_session(ctx, &uid)).await?;
+    Ok(Json(LoginResponse { token, expires_at, user }))
 }
 
 /// Ends the session of the token sent.
@@ -45,9 +32,7 @@ pub(crate) async fn logout(
     headers: axum::http::HeaderMap,
 ) -> ApiResult<StatusCode> {
     let token = crate::extract::bearer(&headers)?;
-    s.replica
-        .write(move |ctx| staff::end_session(ctx, &token))
-        .await?;
+    s.replica.write(move |ctx| staff::end_session(ctx, &token)).await?;
     s.sessions.clear();
     Ok(StatusCode::NO_CONTENT)
 }
@@ -55,8 +40,5 @@ pub(crate) async fn logout(
 /// The logged-in staff member.
 #[utoipa::path(get, path = "/api/v1/auth/me", tag = "auth", security(("bearer" = [])), responses((status = 200, body = StaffView), Errors))]
 pub(crate) async fn me(State(s): State<AppState>, Auth(c): Auth) -> ApiResult<Json<StaffView>> {
-    Ok(Json(
-        s.read(move |conn| staff::get(conn, &c.shop_id, &c.user_id))
-            .await?,
-    ))
+    Ok(Json(s.read(move |conn| staff::get(conn, &c.shop_id, &c.user_id)).await?))
 }

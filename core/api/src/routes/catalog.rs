@@ -12,8 +12,7 @@ use dashoffice_core::{
     entities::{products, stock},
 };
 use dashoffice_domain::api::{
-    AdjustStock, CreateProduct, ImportReport, ListParams, Page, ProductView, StockView,
-    UpdateProduct,
+    AdjustStock, CreateProduct, ImportReport, ListParams, Page, ProductView, StockView, UpdateProduct,
 };
 use serde::Deserialize;
 
@@ -29,9 +28,7 @@ pub(crate) async fn list_products(
     Auth(c): Auth,
     ApiQuery(p): ApiQuery<ListParams>,
 ) -> ApiResult<Json<Page<ProductView>>> {
-    Ok(Json(
-        s.read(move |conn| products::list(conn, &c, &p)).await?,
-    ))
+    Ok(Json(s.read(move |conn| products::list(conn, &c, &p)).await?))
 }
 
 /// Creates a product (owner, manager).
@@ -42,14 +39,7 @@ pub(crate) async fn create_product(
     Auth(c): Auth,
     ApiJson(b): ApiJson<CreateProduct>,
 ) -> ApiResult<(StatusCode, Json<ProductView>)> {
-    Ok((
-        StatusCode::CREATED,
-        Json(
-            s.replica
-                .write(move |ctx| products::create(ctx, &c, b))
-                .await?,
-        ),
-    ))
+    Ok((StatusCode::CREATED, Json(s.replica.write(move |ctx| products::create(ctx, &c, b)).await?)))
 }
 
 /// One product.
@@ -60,10 +50,7 @@ pub(crate) async fn get_product(
     Auth(c): Auth,
     Path(id): Path<String>,
 ) -> ApiResult<Json<ProductView>> {
-    Ok(Json(
-        s.read(move |conn| products::get(conn, &c.shop_id, &id))
-            .await?,
-    ))
+    Ok(Json(s.read(move |conn| products::get(conn, &c.shop_id, &id)).await?))
 }
 
 /// Changes a product (owner, manager: sellers cannot change prices).
@@ -75,11 +62,7 @@ pub(crate) async fn update_product(
     Path(id): Path<String>,
     ApiJson(b): ApiJson<UpdateProduct>,
 ) -> ApiResult<Json<ProductView>> {
-    Ok(Json(
-        s.replica
-            .write(move |ctx| products::update(ctx, &c, &id, b))
-            .await?,
-    ))
+    Ok(Json(s.replica.write(move |ctx| products::update(ctx, &c, &id, b)).await?))
 }
 
 /// Archives (deletes) a product.
@@ -90,11 +73,7 @@ pub(crate) async fn archive_product(
     Auth(c): Auth,
     Path(id): Path<String>,
 ) -> ApiResult<Json<ProductView>> {
-    Ok(Json(
-        s.replica
-            .write(move |ctx| products::archive(ctx, &c, &id))
-            .await?,
-    ))
+    Ok(Json(s.replica.write(move |ctx| products::archive(ctx, &c, &id)).await?))
 }
 
 /// Stock of a product in every branch the caller may see.
@@ -105,10 +84,7 @@ pub(crate) async fn product_stock(
     Auth(c): Auth,
     Path(id): Path<String>,
 ) -> ApiResult<Json<Vec<StockView>>> {
-    Ok(Json(
-        s.read(move |conn| stock::for_product(conn, &c, &id))
-            .await?,
-    ))
+    Ok(Json(s.read(move |conn| stock::for_product(conn, &c, &id)).await?))
 }
 
 /// Adjusts a product's stock in a branch (receipts, counts, losses).
@@ -121,11 +97,7 @@ pub(crate) async fn adjust_stock(
     ApiJson(b): ApiJson<AdjustStock>,
 ) -> ApiResult<Json<StockView>> {
     let home = s.home_branch.clone();
-    Ok(Json(
-        s.replica
-            .write(move |ctx| stock::adjust(ctx, &c, &id, home.as_deref(), b))
-            .await?,
-    ))
+    Ok(Json(s.replica.write(move |ctx| stock::adjust(ctx, &c, &id, home.as_deref(), b)).await?))
 }
 
 /// Stock of a branch (`branch_id`, default the node's; `q=oversold` or `q=low`; sort `on_hand`).
@@ -137,10 +109,7 @@ pub(crate) async fn list_stock(
     ApiQuery(p): ApiQuery<ListParams>,
 ) -> ApiResult<Json<Page<StockView>>> {
     let home = s.home_branch.clone();
-    Ok(Json(
-        s.read(move |conn| stock::list(conn, &c, home.as_deref(), &p))
-            .await?,
-    ))
+    Ok(Json(s.read(move |conn| stock::list(conn, &c, home.as_deref(), &p)).await?))
 }
 
 /// Import options.
@@ -154,30 +123,14 @@ pub(crate) async fn run_import(
     s: AppState,
     body: Bytes,
     mode: Option<String>,
-    f: impl FnOnce(
-        &dashoffice_core::Replica,
-        &[u8],
-        ImportMode,
-    ) -> dashoffice_core::Result<ImportReport>
-    + Send
-    + 'static,
+    f: impl FnOnce(&dashoffice_core::Replica, &[u8], ImportMode) -> dashoffice_core::Result<ImportReport> + Send + 'static,
 ) -> ApiResult<Response> {
     let mode = ImportMode::parse(mode.as_deref().unwrap_or("all"))?;
     let replica = s.replica.clone();
     let report = tokio::task::spawn_blocking(move || f(&replica, &body, mode))
         .await
-        .map_err(|_| {
-            ApiError::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "internal",
-                "internal error",
-            )
-        })??;
-    let status = if report.committed {
-        StatusCode::OK
-    } else {
-        StatusCode::UNPROCESSABLE_ENTITY
-    };
+        .map_err(|_| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal error"))??;
+    let status = if report.committed { StatusCode::OK } else { StatusCode::UNPROCESSABLE_ENTITY };
     Ok((status, Json(report)).into_response())
 }
 
@@ -193,18 +146,13 @@ pub(crate) async fn import_products(
     body: Bytes,
 ) -> ApiResult<Response> {
     let noop: csv_io::Progress = std::sync::Arc::new(|_, _| {});
-    run_import(s, body, p.mode, move |r, b, m| {
-        csv_io::import_products(r, &c, b, m, noop)
-    })
-    .await
+    run_import(s, body, p.mode, move |r, b, m| csv_io::import_products(r, &c, b, m, noop)).await
 }
 
 pub(crate) async fn export(
     s: AppState,
     name: &'static str,
-    f: impl FnOnce(&dashoffice_core::Replica, &mut Vec<u8>) -> dashoffice_core::Result<u64>
-    + Send
-    + 'static,
+    f: impl FnOnce(&dashoffice_core::Replica, &mut Vec<u8>) -> dashoffice_core::Result<u64> + Send + 'static,
 ) -> ApiResult<Response> {
     let replica = s.replica.clone();
     let bytes = tokio::task::spawn_blocking(move || {
@@ -212,20 +160,11 @@ pub(crate) async fn export(
         f(&replica, &mut out).map(|_| out)
     })
     .await
-    .map_err(|_| {
-        ApiError::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "internal",
-            "internal error",
-        )
-    })??;
+    .map_err(|_| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal error"))??;
     Ok((
         [
             (header::CONTENT_TYPE, "text/csv; charset=utf-8".to_string()),
-            (
-                header::CONTENT_DISPOSITION,
-                format!("attachment; filename=\"{name}.csv\""),
-            ),
+            (header::CONTENT_DISPOSITION, format!("attachment; filename=\"{name}.csv\"")),
         ],
         bytes,
     )
@@ -235,12 +174,6 @@ pub(crate) async fn export(
 /// Exports every live product as CSV (the import format).
 #[utoipa::path(get, path = "/api/v1/products/export", tag = "products", security(("bearer" = [])),
     responses((status = 200, content_type = "text/csv", body = String), Errors))]
-pub(crate) async fn export_products(
-    State(s): State<AppState>,
-    Auth(c): Auth,
-) -> ApiResult<Response> {
-    export(s, "products", move |r, out| {
-        csv_io::export_products(r, &c, out)
-    })
-    .await
+pub(crate) async fn export_products(State(s): State<AppState>, Auth(c): Auth) -> ApiResult<Response> {
+    export(s, "products", move |r, out| csv_io::export_products(r, &c, out)).await
 }

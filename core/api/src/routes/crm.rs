@@ -26,9 +26,7 @@ pub(crate) async fn list_customers(
     Auth(c): Auth,
     ApiQuery(p): ApiQuery<ListParams>,
 ) -> ApiResult<Json<Page<CustomerView>>> {
-    Ok(Json(
-        s.read(move |conn| customers::list(conn, &c, &p)).await?,
-    ))
+    Ok(Json(s.read(move |conn| customers::list(conn, &c, &p)).await?))
 }
 
 /// Creates a customer; the phone is stored in E.164.
@@ -39,14 +37,7 @@ pub(crate) async fn create_customer(
     Auth(c): Auth,
     ApiJson(b): ApiJson<CreateCustomer>,
 ) -> ApiResult<(StatusCode, Json<CustomerView>)> {
-    Ok((
-        StatusCode::CREATED,
-        Json(
-            s.replica
-                .write(move |ctx| customers::create(ctx, &c, b))
-                .await?,
-        ),
-    ))
+    Ok((StatusCode::CREATED, Json(s.replica.write(move |ctx| customers::create(ctx, &c, b)).await?)))
 }
 
 /// One customer.
@@ -57,10 +48,7 @@ pub(crate) async fn get_customer(
     Auth(c): Auth,
     Path(id): Path<String>,
 ) -> ApiResult<Json<CustomerView>> {
-    Ok(Json(
-        s.read(move |conn| customers::get(conn, &c.shop_id, &id))
-            .await?,
-    ))
+    Ok(Json(s.read(move |conn| customers::get(conn, &c.shop_id, &id)).await?))
 }
 
 /// Changes a customer.
@@ -72,11 +60,7 @@ pub(crate) async fn update_customer(
     Path(id): Path<String>,
     ApiJson(b): ApiJson<UpdateCustomer>,
 ) -> ApiResult<Json<CustomerView>> {
-    Ok(Json(
-        s.replica
-            .write(move |ctx| customers::update(ctx, &c, &id, b))
-            .await?,
-    ))
+    Ok(Json(s.replica.write(move |ctx| customers::update(ctx, &c, &id, b)).await?))
 }
 
 /// Archives (deletes) a customer.
@@ -87,11 +71,7 @@ pub(crate) async fn archive_customer(
     Auth(c): Auth,
     Path(id): Path<String>,
 ) -> ApiResult<Json<CustomerView>> {
-    Ok(Json(
-        s.replica
-            .write(move |ctx| customers::archive(ctx, &c, &id))
-            .await?,
-    ))
+    Ok(Json(s.replica.write(move |ctx| customers::archive(ctx, &c, &id)).await?))
 }
 
 /// Merges customer `from_id` into this one; both histories stay.
@@ -103,11 +83,7 @@ pub(crate) async fn merge_customers(
     Path(id): Path<String>,
     ApiJson(b): ApiJson<MergeCustomers>,
 ) -> ApiResult<Json<CustomerView>> {
-    Ok(Json(
-        s.replica
-            .write(move |ctx| customers::merge(ctx, &c, &id, b))
-            .await?,
-    ))
+    Ok(Json(s.replica.write(move |ctx| customers::merge(ctx, &c, &id, b)).await?))
 }
 
 /// Imports customers from CSV (columns name,phone,email,tags,notes,wa_id); a known phone updates.
@@ -121,21 +97,12 @@ pub(crate) async fn import_customers(
     body: Bytes,
 ) -> ApiResult<Response> {
     let noop: csv_io::Progress = std::sync::Arc::new(|_, _| {});
-    run_import(s, body, p.mode, move |r, b, m| {
-        csv_io::import_customers(r, &c, b, m, noop)
-    })
-    .await
+    run_import(s, body, p.mode, move |r, b, m| csv_io::import_customers(r, &c, b, m, noop)).await
 }
 
 /// Exports every live customer as CSV.
 #[utoipa::path(get, path = "/api/v1/customers/export", tag = "customers", security(("bearer" = [])),
     responses((status = 200, content_type = "text/csv", body = String), Errors))]
-pub(crate) async fn export_customers(
-    State(s): State<AppState>,
-    Auth(c): Auth,
-) -> ApiResult<Response> {
-    export(s, "customers", move |r, out| {
-        csv_io::export_customers(r, &c, out)
-    })
-    .await
+pub(crate) async fn export_customers(State(s): State<AppState>, Auth(c): Auth) -> ApiResult<Response> {
+    export(s, "customers", move |r, out| csv_io::export_customers(r, &c, out)).await
 }

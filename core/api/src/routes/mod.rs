@@ -59,74 +59,28 @@ pub(crate) fn router() -> Router<AppState> {
         .route("/api/v1/auth/logout", post(auth::logout))
         .route("/api/v1/auth/me", get(auth::me))
         .route("/api/v1/shop", get(org::get_shop).patch(org::update_shop))
-        .route(
-            "/api/v1/branches",
-            get(org::list_branches).post(org::create_branch),
-        )
-        .route(
-            "/api/v1/branches/{id}",
-            get(org::get_branch)
-                .patch(org::update_branch)
-                .delete(org::archive_branch),
-        )
-        .route(
-            "/api/v1/staff",
-            get(org::list_staff).post(org::create_staff),
-        )
-        .route(
-            "/api/v1/staff/{id}",
-            get(org::get_staff)
-                .patch(org::update_staff)
-                .delete(org::archive_staff),
-        )
-        .route(
-            "/api/v1/products",
-            get(catalog::list_products).post(catalog::create_product),
-        )
-        .route(
-            "/api/v1/products/import",
-            post(catalog::import_products).layer(DefaultBodyLimit::max(MAX_CSV)),
-        )
+        .route("/api/v1/branches", get(org::list_branches).post(org::create_branch))
+        .route("/api/v1/branches/{id}", get(org::get_branch).patch(org::update_branch).delete(org::archive_branch))
+        .route("/api/v1/staff", get(org::list_staff).post(org::create_staff))
+        .route("/api/v1/staff/{id}", get(org::get_staff).patch(org::update_staff).delete(org::archive_staff))
+        .route("/api/v1/products", get(catalog::list_products).post(catalog::create_product))
+        .route("/api/v1/products/import", post(catalog::import_products).layer(DefaultBodyLimit::max(MAX_CSV)))
         .route("/api/v1/products/export", get(catalog::export_products))
         .route(
             "/api/v1/products/{id}",
-            get(catalog::get_product)
-                .patch(catalog::update_product)
-                .delete(catalog::archive_product),
+            get(catalog::get_product).patch(catalog::update_product).delete(catalog::archive_product),
         )
-        .route(
-            "/api/v1/products/{id}/stock",
-            get(catalog::product_stock).post(catalog::adjust_stock),
-        )
+        .route("/api/v1/products/{id}/stock", get(catalog::product_stock).post(catalog::adjust_stock))
         .route("/api/v1/stock", get(catalog::list_stock))
-        .route(
-            "/api/v1/customers",
-            get(crm::list_customers).post(crm::create_customer),
-        )
-        .route(
-            "/api/v1/customers/import",
-            post(crm::import_customers).layer(DefaultBodyLimit::max(MAX_CSV)),
-        )
+        .route("/api/v1/customers", get(crm::list_customers).post(crm::create_customer))
+        .route("/api/v1/customers/import", post(crm::import_customers).layer(DefaultBodyLimit::max(MAX_CSV)))
         .route("/api/v1/customers/export", get(crm::export_customers))
         .route(
             "/api/v1/customers/{id}",
-            get(crm::get_customer)
-                .patch(crm::update_customer)
-                .delete(crm::archive_customer),
+            get(crm::get_customer).patch(crm::update_customer).delete(crm::archive_customer),
         )
         .route("/api/v1/customers/{id}/merge", post(crm::merge_customers))
-        .route(
-            "/api/v1/orders",
-            get(sales::list_orders).post(sales::create_order),
-        )
-        .route(
-            "/api/v1/orders/{id}",
-            get(sales::get_order)
-                .patch(sales::update_order)
-                .delete(sales::archive_order),
-        )
-        .route(
-            "/api/v1/orders/{id}/transitions",
-            post(sales::transition_order),
-        )
+        .route("/api/v1/orders", get(sales::list_orders).post(sales::create_order))
+        .route("/api/v1/orders/{id}", get(sales::get_order).patch(sales::update_order).delete(sales::archive_order))
+        .route("/api/v1/orders/{id}/transitions", post(sales::transition_order))
 }

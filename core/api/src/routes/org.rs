@@ -9,8 +9,8 @@ use dashoffice_core::entities::{org, staff};
 use dashoffice_domain::{
     Permission,
     api::{
-        BranchView, CreateBranch, CreateStaff, ListParams, Page, ShopView, StaffView, UpdateBranch,
-        UpdateShop, UpdateStaff,
+        BranchView, CreateBranch, CreateStaff, ListParams, Page, ShopView, StaffView, UpdateBranch, UpdateShop,
+        UpdateStaff,
     },
 };
 
@@ -19,13 +19,8 @@ use crate::{ApiJson, ApiQuery, AppState, Auth, error::ApiResult};
 
 /// The shop's settings.
 #[utoipa::path(get, path = "/api/v1/shop", tag = "shop", security(("bearer" = [])), responses((status = 200, body = ShopView), Errors))]
-pub(crate) async fn get_shop(
-    State(s): State<AppState>,
-    Auth(c): Auth,
-) -> ApiResult<Json<ShopView>> {
-    Ok(Json(
-        s.read(move |conn| org::get_shop(conn, &c.shop_id)).await?,
-    ))
+pub(crate) async fn get_shop(State(s): State<AppState>, Auth(c): Auth) -> ApiResult<Json<ShopView>> {
+    Ok(Json(s.read(move |conn| org::get_shop(conn, &c.shop_id)).await?))
 }
 
 /// Changes the shop's settings (owner).
@@ -36,11 +31,7 @@ pub(crate) async fn update_shop(
     Auth(c): Auth,
     ApiJson(b): ApiJson<UpdateShop>,
 ) -> ApiResult<Json<ShopView>> {
-    Ok(Json(
-        s.replica
-            .write(move |ctx| org::update_shop(ctx, &c, b))
-            .await?,
-    ))
+    Ok(Json(s.replica.write(move |ctx| org::update_shop(ctx, &c, b)).await?))
 }
 
 /// Every branch (`archived=true` includes archived ones).
@@ -51,10 +42,7 @@ pub(crate) async fn list_branches(
     Auth(c): Auth,
     ApiQuery(p): ApiQuery<ListParams>,
 ) -> ApiResult<Json<Vec<BranchView>>> {
-    Ok(Json(
-        s.read(move |conn| org::list_branches(conn, &c.shop_id, p.archived.unwrap_or(false)))
-            .await?,
-    ))
+    Ok(Json(s.read(move |conn| org::list_branches(conn, &c.shop_id, p.archived.unwrap_or(false))).await?))
 }
 
 /// Creates a branch.
@@ -66,14 +54,7 @@ pub(crate) async fn create_branch(
     ApiJson(b): ApiJson<CreateBranch>,
 ) -> ApiResult<(StatusCode, Json<BranchView>)> {
     let shop = c.shop_id.clone();
-    Ok((
-        StatusCode::CREATED,
-        Json(
-            s.replica
-                .write(move |ctx| org::create_branch(ctx, Some(&c), &shop, b))
-                .await?,
-        ),
-    ))
+    Ok((StatusCode::CREATED, Json(s.replica.write(move |ctx| org::create_branch(ctx, Some(&c), &shop, b)).await?)))
 }
 
 /// One branch.
@@ -84,10 +65,7 @@ pub(crate) async fn get_branch(
     Auth(c): Auth,
     Path(id): Path<String>,
 ) -> ApiResult<Json<BranchView>> {
-    Ok(Json(
-        s.read(move |conn| org::get_branch(conn, &c.shop_id, &id))
-            .await?,
-    ))
+    Ok(Json(s.read(move |conn| org::get_branch(conn, &c.shop_id, &id)).await?))
 }
 
 /// Renames a branch.
@@ -99,11 +77,7 @@ pub(crate) async fn update_branch(
     Path(id): Path<String>,
     ApiJson(b): ApiJson<UpdateBranch>,
 ) -> ApiResult<Json<BranchView>> {
-    Ok(Json(
-        s.replica
-            .write(move |ctx| org::update_branch(ctx, &c, &id, b))
-            .await?,
-    ))
+    Ok(Json(s.replica.write(move |ctx| org::update_branch(ctx, &c, &id, b)).await?))
 }
 
 /// Archives a branch.
@@ -114,11 +88,7 @@ pub(crate) async fn archive_branch(
     Auth(c): Auth,
     Path(id): Path<String>,
 ) -> ApiResult<Json<BranchView>> {
-    Ok(Json(
-        s.replica
-            .write(move |ctx| org::archive_branch(ctx, &c, &id))
-            .await?,
-    ))
+    Ok(Json(s.replica.write(move |ctx| org::archive_branch(ctx, &c, &id)).await?))
 }
 
 /// Staff accounts (`q` matches name or e-mail; sort `name`, `email`, `created_at`).
@@ -141,14 +111,7 @@ pub(crate) async fn create_staff(
     ApiJson(b): ApiJson<CreateStaff>,
 ) -> ApiResult<(StatusCode, Json<StaffView>)> {
     let shop = c.shop_id.clone();
-    Ok((
-        StatusCode::CREATED,
-        Json(
-            s.replica
-                .write(move |ctx| staff::create(ctx, Some(&c), &shop, b))
-                .await?,
-        ),
-    ))
+    Ok((StatusCode::CREATED, Json(s.replica.write(move |ctx| staff::create(ctx, Some(&c), &shop, b)).await?)))
 }
 
 /// One staff account.
@@ -160,13 +123,9 @@ pub(crate) async fn get_staff(
     Path(id): Path<String>,
 ) -> ApiResult<Json<StaffView>> {
     if id != c.user_id {
-        c.require(Permission::ManageStaff)
-            .or_else(|_| c.require(Permission::EditCustomers))?;
+        c.require(Permission::ManageStaff).or_else(|_| c.require(Permission::EditCustomers))?;
     }
-    Ok(Json(
-        s.read(move |conn| staff::get(conn, &c.shop_id, &id))
-            .await?,
-    ))
+    Ok(Json(s.read(move |conn| staff::get(conn, &c.shop_id, &id)).await?))
 }
 
 /// Changes a staff account (anyone may change their own name and password).
@@ -178,10 +137,7 @@ pub(crate) async fn update_staff(
     Path(id): Path<String>,
     ApiJson(b): ApiJson<UpdateStaff>,
 ) -> ApiResult<Json<StaffView>> {
-    let v = s
-        .replica
-        .write(move |ctx| staff::update(ctx, &c, &id, b))
-        .await?;
+    let v = s.replica.write(move |ctx| staff::update(ctx, &c, &id, b)).await?;
     s.sessions.clear();
     Ok(Json(v))
 }
@@ -194,10 +150,7 @@ pub(crate) async fn archive_staff(
     Auth(c): Auth,
     Path(id): Path<String>,
 ) -> ApiResult<Json<StaffView>> {
-    let v = s
-        .replica
-        .write(move |ctx| staff::archive(ctx, &c, &id))
-        .await?;
+    let v = s.replica.write(move |ctx| staff::archive(ctx, &c, &id)).await?;
     s.sessions.clear();
     Ok(Json(v))
 }

@@ -6,9 +6,7 @@ use axum::{
     http::StatusCode,
 };
 use dashoffice_core::entities::orders;
-use dashoffice_domain::api::{
-    CreateOrder, ListParams, OrderView, Page, TransitionOrder, UpdateOrder,
-};
+use dashoffice_domain::api::{CreateOrder, ListParams, OrderView, Page, TransitionOrder, UpdateOrder};
 
 use super::Errors;
 use crate::{ApiJson, ApiQuery, AppState, Auth, error::ApiResult};
@@ -34,14 +32,7 @@ pub(crate) async fn create_order(
     ApiJson(b): ApiJson<CreateOrder>,
 ) -> ApiResult<(StatusCode, Json<OrderView>)> {
     let home = s.home_branch.clone();
-    Ok((
-        StatusCode::CREATED,
-        Json(
-            s.replica
-                .write(move |ctx| orders::create(ctx, &c, home.as_deref(), b))
-                .await?,
-        ),
-    ))
+    Ok((StatusCode::CREATED, Json(s.replica.write(move |ctx| orders::create(ctx, &c, home.as_deref(), b)).await?)))
 }
 
 /// One order with lines and transitions.
@@ -64,11 +55,7 @@ pub(crate) async fn update_order(
     Path(id): Path<String>,
     ApiJson(b): ApiJson<UpdateOrder>,
 ) -> ApiResult<Json<OrderView>> {
-    Ok(Json(
-        s.replica
-            .write(move |ctx| orders::update(ctx, &c, &id, b))
-            .await?,
-    ))
+    Ok(Json(s.replica.write(move |ctx| orders::update(ctx, &c, &id, b)).await?))
 }
 
 /// Archives an order that holds no stock.
@@ -79,11 +66,7 @@ pub(crate) async fn archive_order(
     Auth(c): Auth,
     Path(id): Path<String>,
 ) -> ApiResult<Json<OrderView>> {
-    Ok(Json(
-        s.replica
-            .write(move |ctx| orders::archive(ctx, &c, &id))
-            .await?,
-    ))
+    Ok(Json(s.replica.write(move |ctx| orders::archive(ctx, &c, &id)).await?))
 }
 
 /// Moves an order one legal step (draft → confirmed → paid → fulfilled → delivered; cancelled
@@ -96,9 +79,5 @@ pub(crate) async fn transition_order(
     Path(id): Path<String>,
     ApiJson(b): ApiJson<TransitionOrder>,
 ) -> ApiResult<Json<OrderView>> {
-    Ok(Json(
-        s.replica
-            .write(move |ctx| orders::transition(ctx, &c, &id, b))
-            .await?,
-    ))
+    Ok(Json(s.replica.write(move |ctx| orders::transition(ctx, &c, &id, b)).await?))
 }

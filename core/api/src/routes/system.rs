@@ -24,10 +24,7 @@ pub(crate) async fn metrics(State(s): State<AppState>) -> impl IntoResponse {
     metrics::gauge!("dashoffice_sqlite_bytes", "file" => "db").set(st.db_bytes as f64);
     metrics::gauge!("dashoffice_sqlite_bytes", "file" => "wal").set(st.wal_bytes as f64);
     metrics::gauge!("dashoffice_uptime_seconds").set(s.started.elapsed().as_secs_f64());
-    (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        s.metrics.render(),
-    )
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], s.metrics.render())
 }
 
 pub(crate) async fn openapi() -> impl IntoResponse {
