@@ -151,3 +151,22 @@ fn decode_cursor(c: &str, kind: SortKind) -> Result<(Value, String)> {
     };
     Ok((v, id))
 }
+
+/// A LIKE pattern matching `s` literally (wildcards escaped), with `%` around it as asked; use
+/// with `LIKE ? ESCAPE '\\'`.
+pub(crate) fn like(s: &str, any_before: bool, any_after: bool) -> Value {
+    let mut out = String::with_capacity(s.len() + 2);
+    if any_before {
+        out.push('%');
+    }
+    for ch in s.chars() {
+        if matches!(ch, '%' | '_' | '\\') {
+            out.push('\\');
+        }
+        out.push(ch);
+    }
+    if any_after {
+        out.push('%');
+    }
+    Value::Text(out)
+}

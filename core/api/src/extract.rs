@@ -44,8 +44,13 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
             }
         })?;
         let de = &mut serde_json::Deserializer::from_slice(&bytes);
-        match serde_path_to_error::deserialize::<_, T>(de) {
-            Ok(v) => Ok(Self(v)),
+        match serde_path_to_error::deserialize::<_, T>(&mut *de) {
+            Ok(v) => match de.end() {
+                Ok(()) => Ok(Self(v)),
+                Err(e) => {
+                    Err(ApiError::malformed(format!("invalid JSON body: {e} (one JSON value per request)"), None))
+                }
+            },
             Err(e) => {
                 let path = e.path().to_string();
                 let inner = e.into_inner();
@@ -54,7 +59,7 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
                 let (field, rule) = if inner.is_syntax() || inner.is_eof() {
                     (None, "syntax")
                 } else if msg.starts_with("unknown field") {
-                    (named(), "unknown_field")
+                    (if path == "." || path == "?" { named() } else { Some(path) }, "unknown_field")
                 } else if msg.starts_with("missing field") {
                     (named().map(|f| if path == "." || path == "?" { f } else { format!("{path}.{f}") }), "required")
                 } else {
@@ -143,8 +148,20 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for ApiQuery<T> {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
-        axum::extract::Query::<T>::try_from_uri(&parts.uri)
-            .map(|axum::extract::Query(v)| Self(v))
-            .map_err(|e| ApiError::new(axum::http::StatusCode::BAD_REQUEST, "bad_query", e.body_text()))
+        axum::extract::Query::<T>::try_from_uri(&parts.uri).map(|axum::extract::Query(v)| Self(v)).map_err(|e| {
+            let text = e.body_text();
+            let detail = text.strip_prefix("Failed to deserialize query string: ").unwrap_or(&text).to_string();
+            let err = ApiError::new(
+                axum::http::StatusCode::BAD_REQUEST,
+                "bad_query",
+                format!("invalid query string: {detail}"),
+            );
+            match detail.split_once(':') {
+                Some((name, _)) if !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') => {
+                    err.with_field(name, "type")
+                }
+                _ => err,
+            }
+        })
     }
 }

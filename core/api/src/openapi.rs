@@ -36,6 +36,7 @@ impl Modify for BearerAuth {
     paths(
         routes::system::healthz,
         routes::system::metrics,
+        routes::system::openapi,
         routes::auth::login,
         routes::auth::logout,
         routes::auth::me,

@@ -16,23 +16,27 @@ pub struct DecimalText(pub String);
 
 impl<'de> Deserialize<'de> for DecimalText {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        #[derive(Deserialize)]
-        #[serde(untagged)]
-        enum Raw {
-            S(String),
-            I(i64),
-            F(f64),
-        }
-        Ok(Self(
-            match Raw::deserialize(d)
-                .map_err(|_| serde::de::Error::custom("expected a decimal string such as \"12.50\" or a number"))?
-            {
-                Raw::S(s) => s,
-                Raw::I(i) => i.to_string(),
+        struct V;
+        impl serde::de::Visitor<'_> for V {
+            type Value = DecimalText;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a decimal string such as \"12.50\" or a number")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<DecimalText, E> {
+                Ok(DecimalText(v.to_string()))
+            }
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<DecimalText, E> {
+                Ok(DecimalText(v.to_string()))
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<DecimalText, E> {
+                Ok(DecimalText(v.to_string()))
+            }
+            fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<DecimalText, E> {
                 // `{}` prints the shortest text that reads back as the same f64: what the client typed.
-                Raw::F(f) => format!("{f}"),
-            },
-        ))
+                Ok(DecimalText(format!("{v}")))
+            }
+        }
+        d.deserialize_any(V)
     }
 }
 

@@ -40,6 +40,9 @@ pub fn round_money(amount: Decimal, currency: Currency) -> Decimal {
 
 /// Parses a decimal amount written as text, rejecting exponents and more than `max_dp` decimals.
 pub fn parse_decimal(field: &str, text: &str, max_dp: u32) -> Result<Decimal, FieldError> {
+    if text.contains(['e', 'E']) {
+        return Err(FieldError::new(field, "decimal", format!("'{text}' uses an exponent; write the plain number")));
+    }
     let d: Decimal = text.trim().parse().map_err(|_| {
         FieldError::new(field, "decimal", format!("'{text}' is not a decimal number such as \"12.50\""))
     })?;
@@ -124,6 +127,7 @@ mod tests {
     fn parse_rejects_bad_decimals() {
         assert_eq!(parse_decimal("price", "12.5", 4).unwrap(), d("12.5"));
         assert_eq!(parse_decimal("price", "abc", 4).unwrap_err().rule, "decimal");
+        assert_eq!(parse_decimal("price", "1e3", 4).unwrap_err().rule, "decimal");
         assert_eq!(parse_decimal("price", "1.123456", 4).unwrap_err().rule, "scale");
     }
 

@@ -15,7 +15,7 @@ use crate::{
     Caller,
     doc::{self, DocId},
     error::{CoreError, Result},
-    page::{ListQuery, SortKind},
+    page::{ListQuery, SortKind, like},
     writer::WriteCtx,
 };
 
@@ -294,10 +294,10 @@ pub fn list(conn: &Connection, caller: &Caller, p: &ListParams) -> Result<Page<C
     }
     if let Some(s) = p.q.as_deref().filter(|s| !s.is_empty()) {
         let digits: String = s.chars().filter(char::is_ascii_digit).collect();
-        let phone_like = if digits.len() >= 4 { format!("%{digits}%") } else { "\u{0}".into() };
+        let phone_like = if digits.len() >= 4 { like(&digits, true, true) } else { Value::Text("\u{0}".into()) };
         q.filter(
-            "(t.name LIKE ? OR t.email LIKE ? OR t.phone LIKE ?)",
-            [Value::Text(format!("%{s}%")), Value::Text(format!("%{}%", s.to_lowercase())), Value::Text(phone_like)],
+            "(t.name LIKE ? ESCAPE '\\' OR t.email LIKE ? ESCAPE '\\' OR t.phone LIKE ? ESCAPE '\\')",
+            [like(s, true, true), like(&s.to_lowercase(), true, true), phone_like],
         );
     }
     let sort = p.sort.clone().unwrap_or_else(|| "name".into());

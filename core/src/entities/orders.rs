@@ -21,7 +21,7 @@ use crate::{
     Caller,
     doc::{self, DocId},
     error::{CoreError, Result},
-    page::{ListQuery, SortKind},
+    page::{ListQuery, SortKind, like},
     writer::WriteCtx,
 };
 
@@ -530,7 +530,7 @@ pub fn list(conn: &Connection, caller: &Caller, p: &ListParams) -> Result<Page<O
         q.filter(&format!("t.customer_id IN ({marks})"), ids.into_iter().map(Value::Text));
     }
     if let Some(s) = p.q.as_deref().filter(|s| !s.is_empty()) {
-        q.filter("t.number LIKE ?", [Value::Text(format!("%{s}%"))]);
+        q.filter("t.number LIKE ? ESCAPE '\\'", [like(s, true, true)]);
     }
     let sort = p.sort.clone().unwrap_or_else(|| "-created_at".into());
     let mut page = q.run(conn, row, |o| {

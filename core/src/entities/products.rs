@@ -16,7 +16,7 @@ use crate::{
     Caller,
     doc::{self, DocId},
     error::{CoreError, Result},
-    page::{ListQuery, SortKind},
+    page::{ListQuery, SortKind, like},
     writer::WriteCtx,
 };
 
@@ -292,7 +292,10 @@ pub fn list(conn: &Connection, caller: &Caller, p: &ListParams) -> Result<Page<P
         q.filter("EXISTS (SELECT 1 FROM json_each(t.tags) WHERE value = ?)", [Value::Text(tag.to_lowercase())]);
     }
     if let Some(s) = p.q.as_deref().filter(|s| !s.is_empty()) {
-        q.filter("(t.name LIKE ? OR t.sku LIKE ?)", [Value::Text(format!("%{s}%")), Value::Text(format!("{s}%"))]);
+        q.filter(
+            "(t.name LIKE ? ESCAPE '\\' OR t.sku LIKE ? ESCAPE '\\')",
+            [like(s, true, true), like(s, false, true)],
+        );
     }
     let sort = p.sort.clone().unwrap_or_else(|| "name".into());
     q.run(conn, row, |x| {

@@ -20,7 +20,7 @@ use crate::{
     Caller,
     doc::{self, DocId},
     error::{CoreError, Result},
-    page::{ListQuery, SortKind},
+    page::{ListQuery, SortKind, like},
     writer::WriteCtx,
 };
 
@@ -230,8 +230,8 @@ pub fn list(conn: &Connection, caller: &Caller, p: &ListParams) -> Result<Page<S
         q.filter("(t.branch_id = ? OR t.branch_id IS NULL)", [Value::Text(b.to_string())]);
     }
     if let Some(s) = p.q.as_deref().filter(|s| !s.is_empty()) {
-        let like = format!("%{}%", s.to_lowercase());
-        q.filter("(lower(t.name) LIKE ? OR t.email LIKE ?)", [Value::Text(like.clone()), Value::Text(like)]);
+        let pat = like(&s.to_lowercase(), true, true);
+        q.filter("(lower(t.name) LIKE ? ESCAPE '\\' OR t.email LIKE ? ESCAPE '\\')", [pat.clone(), pat]);
     }
     let sort = p.sort.clone().unwrap_or_else(|| "name".into());
     q.run(conn, row, |s| {

@@ -27,6 +27,8 @@ pub(crate) async fn metrics(State(s): State<AppState>) -> impl IntoResponse {
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], s.metrics.render())
 }
 
+/// This OpenAPI document.
+#[utoipa::path(get, path = "/api/openapi.json", tag = "system", responses((status = 200, description = "OpenAPI 3 document", content_type = "application/json")))]
 pub(crate) async fn openapi() -> impl IntoResponse {
     Json(ApiDoc::openapi())
 }

@@ -8,5 +8,4 @@ mod api;
 mod csv;
 mod durability;
 mod errors;
-mod harness;
 mod roles;

@@ -5,7 +5,7 @@ use std::path::Path;
 
 use serde_json::{Value, json};
 
-use crate::harness::{Api, Node, id};
+use dashoffice_tests::{Api, Node, id};
 
 const HEADER: &str = "sku,name,description,price,currency,tax_rate,active,tags";
 
@@ -22,25 +22,15 @@ fn one_bad_row() -> String {
     .join("\n")
 }
 
-fn import(api: &Api, mode: Option<&str>, body: &str) -> crate::harness::Resp {
+fn import(api: &Api, mode: Option<&str>, body: &str) -> dashoffice_tests::Resp {
     let query = mode.map(|m| format!("?mode={m}")).unwrap_or_default();
-    api.post_raw(
-        &format!("/api/v1/products/import{query}"),
-        Some("text/csv"),
-        body,
-    )
+    api.post_raw(&format!("/api/v1/products/import{query}"), Some("text/csv"), body)
 }
 
 fn export(api: &Api) -> String {
     let r = api.get("/api/v1/products/export");
     assert_eq!(r.status, 200, "{}", r.text);
-    assert!(
-        r.header("content-type")
-            .unwrap_or_default()
-            .starts_with("text/csv"),
-        "{:?}",
-        r.header("content-type")
-    );
+    assert!(r.header("content-type").unwrap_or_default().starts_with("text/csv"), "{:?}", r.header("content-type"));
     r.text
 }
 
@@ -71,42 +61,22 @@ fn api_import_is_all_or_nothing_or_valid_rows_and_export_round_trips() {
 
     let report = import(&api, Some("all"), &one_bad_row()).ok(422);
     assert_eq!(
-        (
-            report["rows"].as_u64(),
-            report["created"].as_u64(),
-            report["committed"].as_bool()
-        ),
+        (report["rows"].as_u64(), report["created"].as_u64(), report["committed"].as_bool()),
         (Some(4), Some(0), Some(false)),
         "{report}"
     );
     let errors = report["errors"].as_array().unwrap();
     assert_eq!(errors.len(), 1, "{report}");
-    assert_eq!(
-        errors[0]["line"], 4,
-        "the bad row's line in the file: {report}"
-    );
-    assert!(
-        errors[0]["field"].as_str().unwrap().starts_with("price"),
-        "{report}"
-    );
-    assert!(
-        api.list_all("/api/v1/products?archived=true").is_empty(),
-        "mode=all imported something"
-    );
+    assert_eq!(errors[0]["line"], 4, "the bad row's line in the file: {report}");
+    assert!(errors[0]["field"].as_str().unwrap().starts_with("price"), "{report}");
+    assert!(api.list_all("/api/v1/products?archived=true").is_empty(), "mode=all imported something");
     // `all` is the default.
-    assert_eq!(
-        import(&api, None, &one_bad_row()).ok(422)["committed"],
-        false
-    );
+    assert_eq!(import(&api, None, &one_bad_row()).ok(422)["committed"], false);
     assert!(api.list_all("/api/v1/products?archived=true").is_empty());
 
     let report = import(&api, Some("valid"), &one_bad_row()).ok(200);
     assert_eq!(
-        (
-            report["rows"].as_u64(),
-            report["created"].as_u64(),
-            report["updated"].as_u64()
-        ),
+        (report["rows"].as_u64(), report["created"].as_u64(), report["updated"].as_u64()),
         (Some(4), Some(3), Some(0)),
         "{report}"
     );
@@ -122,27 +92,14 @@ fn api_import_is_all_or_nothing_or_valid_rows_and_export_round_trips() {
     let te_id = id(&api.list_all("/api/v1/products?q=CSV-2")[0]);
 
     // A known SKU updates its product (same id); a new one is created.
-    let again = [
-        HEADER,
-        "CSV-2,Té verde premium,Lata,50,MXN,0.16,true,te|premium",
-        "CSV-5,Miel,,80,,,,",
-        "",
-    ]
-    .join("\n");
+    let again =
+        [HEADER, "CSV-2,Té verde premium,Lata,50,MXN,0.16,true,te|premium", "CSV-5,Miel,,80,,,,", ""].join("\n");
     let report = import(&api, Some("all"), &again).ok(200);
-    assert_eq!(
-        (report["created"].as_u64(), report["updated"].as_u64()),
-        (Some(1), Some(1)),
-        "{report}"
-    );
+    assert_eq!((report["created"].as_u64(), report["updated"].as_u64()), (Some(1), Some(1)), "{report}");
     let te = api.get(&format!("/api/v1/products/{te_id}")).ok(200);
     assert_eq!(
         (&te["name"], &te["price"], &te["tags"]),
-        (
-            &json!("Té verde premium"),
-            &json!("50.00"),
-            &json!(["premium", "te"])
-        )
+        (&json!("Té verde premium"), &json!("50.00"), &json!(["premium", "te"]))
     );
     assert_eq!(catalog(&api).len(), 4, "the update did not add a product");
 
@@ -163,11 +120,7 @@ fn api_import_is_all_or_nothing_or_valid_rows_and_export_round_trips() {
     let before = catalog(&api);
     let report = import(&api, Some("all"), &csv).ok(200);
     assert_eq!(
-        (
-            report["rows"].as_u64(),
-            report["created"].as_u64(),
-            report["updated"].as_u64()
-        ),
+        (report["rows"].as_u64(), report["created"].as_u64(), report["updated"].as_u64()),
         (Some(4), Some(0), Some(4)),
         "{report}"
     );
@@ -178,10 +131,7 @@ fn api_import_is_all_or_nothing_or_valid_rows_and_export_round_trips() {
     let quoted = [HEADER, r#"CSV-6,"Caja, grande","Dice ""hola""",1,,,,"#, ""].join("\n");
     import(&api, Some("all"), &quoted).ok(200);
     let caja = &api.list_all("/api/v1/products?q=CSV-6")[0];
-    assert_eq!(
-        (&caja["name"], &caja["description"]),
-        (&json!("Caja, grande"), &json!("Dice \"hola\""))
-    );
+    assert_eq!((&caja["name"], &caja["description"]), (&json!("Caja, grande"), &json!("Dice \"hola\"")));
     let before = catalog(&api);
     let csv = export(&api);
     import(&api, Some("all"), &csv).ok(200);
@@ -205,161 +155,71 @@ fn stderr(o: &std::process::Output) -> String {
 #[test]
 fn cli_import_reports_bad_lines_and_refuses_a_running_node() {
     let mut node = Node::start();
-    let token = node.login(crate::harness::OWNER_EMAIL, crate::harness::OWNER_PASSWORD);
+    let token = node.login(dashoffice_tests::OWNER_EMAIL, dashoffice_tests::OWNER_PASSWORD);
     node.api(&token).product("EXIST-1", "10");
 
     // While the node runs, the CLI must not touch its data folder.
     let good = write(
         node.scratch(),
         "good.csv",
-        &[
-            HEADER,
-            "EXIST-1,Existente,,12.5,,,,",
-            "GOOD-1,Nuevo,,3,,,,",
-            "",
-        ]
-        .join("\n"),
+        &[HEADER, "EXIST-1,Existente,,12.5,,,,", "GOOD-1,Nuevo,,3,,,,", ""].join("\n"),
     );
     let busy = node.cli(&["import-products", &good]);
-    assert_ne!(
-        busy.status.code(),
-        Some(0),
-        "the CLI imported into a running node's folder"
-    );
-    assert!(
-        stderr(&busy).contains("another dashoffice-edge is using"),
-        "unclear refusal: {}",
-        stderr(&busy)
-    );
-    assert_eq!(
-        node.api(&token).list_all("/api/v1/products").len(),
-        1,
-        "the refused import wrote something"
-    );
+    assert_ne!(busy.status.code(), Some(0), "the CLI imported into a running node's folder");
+    assert!(stderr(&busy).contains("another dashoffice-edge is using"), "unclear refusal: {}", stderr(&busy));
+    assert_eq!(node.api(&token).list_all("/api/v1/products").len(), 1, "the refused import wrote something");
     let api_export = export(&node.api(&token));
 
     let status = node.sigterm();
     assert!(status.success(), "SIGTERM exit: {status}");
     let cli_export = node.cli(&["export-products"]);
     assert!(cli_export.status.success(), "{}", stderr(&cli_export));
-    assert_eq!(
-        stdout(&cli_export),
-        api_export,
-        "the CLI and the API export the same CSV"
-    );
+    assert_eq!(stdout(&cli_export), api_export, "the CLI and the API export the same CSV");
 
     let bad = write(node.scratch(), "bad.csv", &one_bad_row());
     let refused = node.cli(&["import-products", &bad, "--mode", "all"]);
-    assert_eq!(
-        refused.status.code(),
-        Some(3),
-        "stdout: {}\nstderr: {}",
-        stdout(&refused),
-        stderr(&refused)
-    );
-    assert!(
-        stderr(&refused).contains(&format!("{bad}:4:")),
-        "the bad line is not reported: {}",
-        stderr(&refused)
-    );
-    assert!(
-        !stderr(&refused).contains(&format!("{bad}:3:")),
-        "a good line is reported: {}",
-        stderr(&refused)
-    );
-    assert!(
-        stdout(&refused).contains("nothing was imported"),
-        "{}",
-        stdout(&refused)
-    );
+    assert_eq!(refused.status.code(), Some(3), "stdout: {}\nstderr: {}", stdout(&refused), stderr(&refused));
+    assert!(stderr(&refused).contains(&format!("{bad}:4:")), "the bad line is not reported: {}", stderr(&refused));
+    assert!(!stderr(&refused).contains(&format!("{bad}:3:")), "a good line is reported: {}", stderr(&refused));
+    assert!(stdout(&refused).contains("nothing was imported"), "{}", stdout(&refused));
 
     let ok = node.cli(&["import-products", &good, "--mode", "all"]);
-    assert!(
-        ok.status.success(),
-        "stdout: {}\nstderr: {}",
-        stdout(&ok),
-        stderr(&ok)
-    );
-    assert!(
-        stdout(&ok).contains("2 rows read, 1 created, 1 updated, 0 rejected"),
-        "{}",
-        stdout(&ok)
-    );
+    assert!(ok.status.success(), "stdout: {}\nstderr: {}", stdout(&ok), stderr(&ok));
+    assert!(stdout(&ok).contains("2 rows read, 1 created, 1 updated, 0 rejected"), "{}", stdout(&ok));
     let valid = node.cli(&["import-products", &bad, "--mode", "valid"]);
-    assert!(
-        valid.status.success(),
-        "stdout: {}\nstderr: {}",
-        stdout(&valid),
-        stderr(&valid)
-    );
-    assert!(
-        stdout(&valid).contains("4 rows read, 3 created, 0 updated, 1 rejected"),
-        "{}",
-        stdout(&valid)
-    );
-    assert!(
-        stderr(&valid).contains(&format!("{bad}:4:")),
-        "{}",
-        stderr(&valid)
-    );
+    assert!(valid.status.success(), "stdout: {}\nstderr: {}", stdout(&valid), stderr(&valid));
+    assert!(stdout(&valid).contains("4 rows read, 3 created, 0 updated, 1 rejected"), "{}", stdout(&valid));
+    assert!(stderr(&valid).contains(&format!("{bad}:4:")), "{}", stderr(&valid));
     let unknown_mode = node.cli(&["import-products", &good, "--mode", "some"]);
     assert_ne!(unknown_mode.status.code(), Some(0));
 
     node.restart();
     let api = node.api(&token);
     let skus: Vec<Value> = catalog(&api).iter().map(|p| p[1].clone()).collect();
-    assert_eq!(
-        skus,
-        [
-            json!("CSV-1"),
-            json!("CSV-2"),
-            json!("CSV-4"),
-            json!("EXIST-1"),
-            json!("GOOD-1")
-        ]
-    );
-    assert_eq!(
-        api.list_all("/api/v1/products?q=EXIST-1")[0]["price"],
-        "12.50",
-        "the CLI import updated the known SKU"
-    );
+    assert_eq!(skus, [json!("CSV-1"), json!("CSV-2"), json!("CSV-4"), json!("EXIST-1"), json!("GOOD-1")]);
+    assert_eq!(api.list_all("/api/v1/products?q=EXIST-1")[0]["price"], "12.50", "the CLI import updated the known SKU");
 }
 
 #[test]
 fn cli_reindex_rebuilds_the_same_data() {
     let mut node = Node::start();
-    let token = node.login(crate::harness::OWNER_EMAIL, crate::harness::OWNER_PASSWORD);
+    let token = node.login(dashoffice_tests::OWNER_EMAIL, dashoffice_tests::OWNER_PASSWORD);
     let api = node.api(&token);
     let p1 = id(&api.product("RIX-1", "10.05"));
     let p2 = id(&api.product("RIX-2", "3"));
     let p3 = id(&api.product("RIX-3", "7"));
     api.delete(&format!("/api/v1/products/{p3}")).ok(200);
-    api.post(
-        &format!("/api/v1/products/{p1}/stock"),
-        &json!({ "delta": 10, "reason": "receipt" }),
-    )
-    .ok(200);
-    let c1 = id(&api
-        .post(
-            "/api/v1/customers",
-            &json!({ "name": "Ana", "phone": "55 1234 5678" }),
-        )
-        .ok(201));
+    api.post(&format!("/api/v1/products/{p1}/stock"), &json!({ "delta": 10, "reason": "receipt" })).ok(200);
+    let c1 = id(&api.post("/api/v1/customers", &json!({ "name": "Ana", "phone": "55 1234 5678" })).ok(201));
     let c2 = id(&api.customer("Ana L."));
     let o1 = id(&api.order(&c1, &[(&p1, 12), (&p2, 1)]));
     api.transition(&o1, "confirmed");
     api.order(&c2, &[(&p2, 2)]);
-    api.post(
-        &format!("/api/v1/customers/{c1}/merge"),
-        &json!({ "from_id": c2 }),
-    )
-    .ok(200);
+    api.post(&format!("/api/v1/customers/{c1}/merge"), &json!({ "from_id": c2 })).ok(200);
 
     let state = |api: &Api| -> Value {
-        let stock: Vec<Value> = [&p1, &p2]
-            .iter()
-            .map(|p| api.get(&format!("/api/v1/products/{p}/stock")).ok(200))
-            .collect();
+        let stock: Vec<Value> =
+            [&p1, &p2].iter().map(|p| api.get(&format!("/api/v1/products/{p}/stock")).ok(200)).collect();
         json!({ "all": api.snapshot(), "stock": stock, "merged": api.list_all(&format!("/api/v1/orders?customer_id={c1}")) })
     };
     let before = state(&api);
@@ -368,18 +228,9 @@ fn cli_reindex_rebuilds_the_same_data() {
 
     assert!(node.sigterm().success());
     let out = node.cli(&["reindex"]);
-    assert!(
-        out.status.success(),
-        "stdout: {}\nstderr: {}",
-        stdout(&out),
-        stderr(&out)
-    );
+    assert!(out.status.success(), "stdout: {}\nstderr: {}", stdout(&out), stderr(&out));
     // Shop and branch, the owner, 3 products, 2 customers, 1 stock counter, 2 orders.
-    assert!(
-        stdout(&out).contains("reindexed 11 records"),
-        "stdout: {}",
-        stdout(&out)
-    );
+    assert!(stdout(&out).contains("reindexed 11 records"), "stdout: {}", stdout(&out));
 
     node.restart();
     let api = node.api(&token);

@@ -1,4 +1,5 @@
-//! The process harness: starts the real `dashoffice-edge` binary on a temporary data folder, finds
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+//! DashOffice's cross-crate end-to-end test support. The process harness: starts the real `dashoffice-edge` binary on a temporary data folder, finds
 //! its port on standard output, stops it (SIGTERM or kill -9), restarts it on the same folder and
 //! runs its CLI commands; plus the small HTTP client and record helpers every test module uses, so
 //! the tests read as requests and expectations.
@@ -17,10 +18,22 @@ use serde_json::{Value, json};
 use tempfile::TempDir;
 
 /// The owner account every node is bootstrapped with.
-pub(crate) const OWNER_EMAIL: &str = "owner@tienda.mx";
-pub(crate) const OWNER_PASSWORD: &str = "contraseña-segura-1";
+pub const OWNER_EMAIL: &str = "owner@tienda.mx";
+pub const OWNER_PASSWORD: &str = "contraseña-segura-1";
 
-const BIN: &str = env!("CARGO_BIN_EXE_dashoffice-edge");
+/// The `dashoffice-edge` binary of this build: it sits in the target folder above the test
+/// executable (`target/debug/deps/e2e-…` → `target/debug/dashoffice-edge`).
+pub fn edge_bin() -> PathBuf {
+    let exe = std::env::current_exe().expect("the test executable's path");
+    let dir = exe.parent().and_then(Path::parent).expect("the target folder");
+    let bin = dir.join(format!("dashoffice-edge{}", std::env::consts::EXE_SUFFIX));
+    assert!(
+        bin.exists(),
+        "{} is missing: build it first (cargo build -p dashoffice-edge; ./scripts/test does)",
+        bin.display()
+    );
+    bin
+}
 /// Generous on purpose: a debug build on a busy 2-core machine. Only ever a deadline, never a wait.
 const START_TIMEOUT: Duration = Duration::from_secs(60);
 const STOP_TIMEOUT: Duration = Duration::from_secs(60);
@@ -29,23 +42,21 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
 /// A command for the binary with nothing inherited that could change its settings: no
 /// `DASHOFFICE_*` variables, and a working directory without a `dashoffice.toml`.
 fn command(cwd: &Path) -> Command {
-    let mut cmd = Command::new(BIN);
+    let mut cmd = Command::new(edge_bin());
     for (k, _) in std::env::vars_os() {
         if k.to_string_lossy().starts_with("DASHOFFICE_") {
             cmd.env_remove(k);
         }
     }
     // Fixed, so tests that read the log do not depend on the caller's RUST_LOG.
-    cmd.env("RUST_LOG", "info")
-        .current_dir(cwd)
-        .stdin(Stdio::null());
+    cmd.env("RUST_LOG", "info").current_dir(cwd).stdin(Stdio::null());
     cmd
 }
 
 /// One `dashoffice-edge` process serving a data folder it owns (a temporary folder deleted when the
 /// node is dropped). The folder holds `data/` (the replica) and `node.log` (standard error of every
 /// start, appended, so a failing test can show it).
-pub(crate) struct Node {
+pub struct Node {
     root: TempDir,
     child: Option<Child>,
     base: String,
@@ -54,33 +65,25 @@ pub(crate) struct Node {
 
 impl Node {
     /// Starts a node on a fresh data folder.
-    pub(crate) fn start() -> Self {
+    pub fn start() -> Self {
         Self::start_on(tempfile::tempdir().expect("creating a temporary folder"))
     }
 
     /// Starts a node on `root/data` (created, or reopened if it exists).
-    pub(crate) fn start_on(root: TempDir) -> Self {
-        let http = Client::builder()
-            .timeout(REQUEST_TIMEOUT)
-            .build()
-            .expect("building the HTTP client");
-        let mut node = Self {
-            root,
-            child: None,
-            base: String::new(),
-            http,
-        };
+    pub fn start_on(root: TempDir) -> Self {
+        let http = Client::builder().timeout(REQUEST_TIMEOUT).build().expect("building the HTTP client");
+        let mut node = Self { root, child: None, base: String::new(), http };
         node.spawn();
         node
     }
 
     /// The replica's data folder.
-    pub(crate) fn data_dir(&self) -> PathBuf {
+    pub fn data_dir(&self) -> PathBuf {
         self.root.path().join("data")
     }
 
     /// A scratch folder next to the data folder (CSV files and the like).
-    pub(crate) fn scratch(&self) -> &Path {
+    pub fn scratch(&self) -> &Path {
         self.root.path()
     }
 
@@ -89,29 +92,18 @@ impl Node {
     }
 
     /// Standard error of every start so far.
-    pub(crate) fn log(&self) -> String {
+    pub fn log(&self) -> String {
         std::fs::read_to_string(self.log_path()).unwrap_or_default()
     }
 
     fn spawn(&mut self) {
         assert!(self.child.is_none(), "the node is already running");
-        let log = File::options()
-            .create(true)
-            .append(true)
-            .open(self.log_path())
-            .expect("opening node.log");
+        let log = File::options().create(true).append(true).open(self.log_path()).expect("opening node.log");
         let data = self.data_dir();
         let mut child = command(self.root.path())
             .arg("--data-dir")
             .arg(&data)
-            .args([
-                "--listen",
-                "127.0.0.1:0",
-                "--owner-email",
-                OWNER_EMAIL,
-                "--owner-password",
-                OWNER_PASSWORD,
-            ])
+            .args(["--listen", "127.0.0.1:0", "--owner-email", OWNER_EMAIL, "--owner-password", OWNER_PASSWORD])
             .stdout(Stdio::piped())
             .stderr(Stdio::from(log))
             .spawn()
@@ -123,57 +115,51 @@ impl Node {
             let mut tx = Some(tx);
             for line in BufReader::new(stdout).lines() {
                 let Ok(line) = line else { break };
-                if let Some(url) = line.strip_prefix("dashoffice-edge listening on ") {
-                    if let Some(tx) = tx.take() {
-                        let _ = tx.send(url.trim().to_string());
-                    }
+                if let Some(url) = line.strip_prefix("dashoffice-edge listening on ")
+                    && let Some(tx) = tx.take()
+                {
+                    let _ = tx.send(url.trim().to_string());
                 }
             }
         });
         match rx.recv_timeout(START_TIMEOUT) {
             Ok(url) => {
-                assert!(
-                    url.starts_with("http://127.0.0.1:"),
-                    "unexpected address line: {url}"
-                );
+                assert!(url.starts_with("http://127.0.0.1:"), "unexpected address line: {url}");
                 self.base = url;
                 self.child = Some(child);
             }
             Err(e) => {
                 let _ = child.kill();
                 let status = child.wait();
-                panic!(
-                    "dashoffice-edge did not start ({e}; exit: {status:?}); its log:\n{}",
-                    self.log()
-                );
+                panic!("dashoffice-edge did not start ({e}; exit: {status:?}); its log:\n{}", self.log());
             }
         }
     }
 
     /// Whether the process is running (as far as this harness knows).
-    pub(crate) fn is_running(&self) -> bool {
+    pub fn is_running(&self) -> bool {
         self.child.is_some()
     }
 
     /// The process id.
-    pub(crate) fn pid(&self) -> u32 {
+    pub fn pid(&self) -> u32 {
         self.child.as_ref().expect("the node is not running").id()
     }
 
     /// `http://127.0.0.1:PORT` of the running process.
-    pub(crate) fn base(&self) -> &str {
+    pub fn base(&self) -> &str {
         &self.base
     }
 
     /// Kills the process with SIGKILL (a crash, a power cut for the process) and reaps it.
-    pub(crate) fn kill9(&mut self) {
+    pub fn kill9(&mut self) {
         let mut child = self.child.take().expect("the node is not running");
         child.kill().expect("sending SIGKILL"); // Child::kill is SIGKILL on Unix.
         child.wait().expect("reaping the node");
     }
 
     /// Sends SIGTERM and waits (with a deadline) for the process to exit; returns its status.
-    pub(crate) fn sigterm(&mut self) -> ExitStatus {
+    pub fn sigterm(&mut self) -> ExitStatus {
         let mut child = self.child.take().expect("the node is not running");
         // The workspace forbids unsafe code, so no libc::kill: the shell's built-in `kill` does it.
         let sent = Command::new("sh")
@@ -189,10 +175,7 @@ impl Node {
             if Instant::now() > deadline {
                 let _ = child.kill();
                 let _ = child.wait();
-                panic!(
-                    "dashoffice-edge did not exit within {STOP_TIMEOUT:?} of SIGTERM; its log:\n{}",
-                    self.log()
-                );
+                panic!("dashoffice-edge did not exit within {STOP_TIMEOUT:?} of SIGTERM; its log:\n{}", self.log());
             }
             std::thread::sleep(Duration::from_millis(20));
         }
@@ -200,61 +183,39 @@ impl Node {
 
     /// Starts the process again on the same data folder. If it is still running it is stopped with
     /// SIGTERM first, and must exit cleanly.
-    pub(crate) fn restart(&mut self) {
+    pub fn restart(&mut self) {
         if self.child.is_some() {
             let status = self.sigterm();
-            assert!(
-                status.success(),
-                "SIGTERM exit status {status}; log:\n{}",
-                self.log()
-            );
+            assert!(status.success(), "SIGTERM exit status {status}; log:\n{}", self.log());
         }
         self.spawn();
     }
 
     /// Runs a CLI command of the binary on this node's data folder (e.g. `["reindex"]`).
-    pub(crate) fn cli(&self, args: &[&str]) -> Output {
-        command(self.root.path())
-            .arg("--data-dir")
-            .arg(self.data_dir())
-            .args(args)
-            .output()
-            .expect("running the CLI")
+    pub fn cli(&self, args: &[&str]) -> Output {
+        command(self.root.path()).arg("--data-dir").arg(self.data_dir()).args(args).output().expect("running the CLI")
     }
 
     /// A client without a token.
-    pub(crate) fn anon(&self) -> Api {
-        Api {
-            http: self.http.clone(),
-            base: self.base.clone(),
-            token: None,
-        }
+    pub fn anon(&self) -> Api {
+        Api { http: self.http.clone(), base: self.base.clone(), token: None }
     }
 
     /// A client sending `token`.
-    pub(crate) fn api(&self, token: &str) -> Api {
-        Api {
-            token: Some(token.to_string()),
-            ..self.anon()
-        }
+    pub fn api(&self, token: &str) -> Api {
+        Api { token: Some(token.to_string()), ..self.anon() }
     }
 
     /// Logs in and returns the session token.
     #[track_caller]
-    pub(crate) fn login(&self, email: &str, password: &str) -> String {
-        let body = self
-            .anon()
-            .post(
-                "/api/v1/auth/login",
-                &json!({ "email": email, "password": password }),
-            )
-            .ok(200);
+    pub fn login(&self, email: &str, password: &str) -> String {
+        let body = self.anon().post("/api/v1/auth/login", &json!({ "email": email, "password": password })).ok(200);
         body["token"].as_str().expect("a token").to_string()
     }
 
     /// A client logged in as the owner.
     #[track_caller]
-    pub(crate) fn owner(&self) -> Api {
+    pub fn owner(&self) -> Api {
         self.api(&self.login(OWNER_EMAIL, OWNER_PASSWORD))
     }
 }
@@ -270,89 +231,56 @@ impl Drop for Node {
 
 /// An HTTP answer, read whole.
 #[derive(Debug)]
-pub(crate) struct Resp {
-    pub(crate) status: u16,
-    pub(crate) headers: HeaderMap,
-    pub(crate) text: String,
+pub struct Resp {
+    pub status: u16,
+    pub headers: HeaderMap,
+    pub text: String,
 }
 
 impl Resp {
     /// A header's value.
-    pub(crate) fn header(&self, name: &str) -> Option<&str> {
+    pub fn header(&self, name: &str) -> Option<&str> {
         self.headers.get(name).and_then(|v| v.to_str().ok())
     }
 
     /// The body as JSON.
     #[track_caller]
-    pub(crate) fn json(&self) -> Value {
+    pub fn json(&self) -> Value {
         serde_json::from_str(&self.text)
             .unwrap_or_else(|e| panic!("not JSON ({e}), status {}: {}", self.status, self.text))
     }
 
     /// Asserts the status and returns the JSON body (`Null` when empty).
     #[track_caller]
-    pub(crate) fn ok(self, status: u16) -> Value {
-        assert_eq!(
-            self.status, status,
-            "unexpected status; body: {}",
-            self.text
-        );
-        if self.text.is_empty() {
-            Value::Null
-        } else {
-            self.json()
-        }
+    pub fn ok(self, status: u16) -> Value {
+        assert_eq!(self.status, status, "unexpected status; body: {}", self.text);
+        if self.text.is_empty() { Value::Null } else { self.json() }
     }
 
     /// Asserts an error answer: this status, a JSON body `{"error":{"code","message","field"?,
     /// "rule"?,"fields"?}}` with this code. Returns the `error` object.
     #[track_caller]
-    pub(crate) fn err(self, status: u16, code: &str) -> Value {
-        assert_eq!(
-            self.status, status,
-            "unexpected status; body: {}",
-            self.text
-        );
+    pub fn err(self, status: u16, code: &str) -> Value {
+        assert_eq!(self.status, status, "unexpected status; body: {}", self.text);
         let ct = self.header("content-type").unwrap_or_default();
-        assert!(
-            ct.starts_with("application/json"),
-            "error answer is not JSON ({ct}): {}",
-            self.text
-        );
+        assert!(ct.starts_with("application/json"), "error answer is not JSON ({ct}): {}", self.text);
         let body = self.json();
-        let top = body
-            .as_object()
-            .unwrap_or_else(|| panic!("error body is not an object: {body}"));
-        assert_eq!(
-            top.keys().collect::<Vec<_>>(),
-            ["error"],
-            "error body has other keys: {body}"
-        );
-        let e = body["error"]
-            .as_object()
-            .unwrap_or_else(|| panic!("`error` is not an object: {body}"));
+        let top = body.as_object().unwrap_or_else(|| panic!("error body is not an object: {body}"));
+        assert_eq!(top.keys().collect::<Vec<_>>(), ["error"], "error body has other keys: {body}");
+        let e = body["error"].as_object().unwrap_or_else(|| panic!("`error` is not an object: {body}"));
         for k in e.keys() {
             assert!(
                 ["code", "message", "field", "rule", "fields"].contains(&k.as_str()),
                 "unexpected key {k} in {body}"
             );
         }
-        assert_eq!(
-            e.get("code").and_then(Value::as_str),
-            Some(code),
-            "error code; body: {body}"
-        );
+        assert_eq!(e.get("code").and_then(Value::as_str), Some(code), "error code; body: {body}");
         assert!(
-            e.get("message")
-                .and_then(Value::as_str)
-                .is_some_and(|m| !m.is_empty()),
+            e.get("message").and_then(Value::as_str).is_some_and(|m| !m.is_empty()),
             "error without a message: {body}"
         );
         for k in ["field", "rule"] {
-            assert!(
-                e.get(k).is_none_or(Value::is_string),
-                "error {k} is not a string: {body}"
-            );
+            assert!(e.get(k).is_none_or(Value::is_string), "error {k} is not a string: {body}");
         }
         body["error"].clone()
     }
@@ -360,7 +288,7 @@ impl Resp {
 
 /// Asserts an error answer that blames `field`; returns the `error` object.
 #[track_caller]
-pub(crate) fn assert_field_error(r: Resp, status: u16, code: &str, field: &str) -> Value {
+pub fn assert_field_error(r: Resp, status: u16, code: &str, field: &str) -> Value {
     let e = r.err(status, code);
     assert_eq!(e["field"].as_str(), Some(field), "blamed field; error: {e}");
     e
@@ -368,7 +296,7 @@ pub(crate) fn assert_field_error(r: Resp, status: u16, code: &str, field: &str) 
 
 /// A client of one node, with or without a token.
 #[derive(Clone)]
-pub(crate) struct Api {
+pub struct Api {
     http: Client,
     base: String,
     token: Option<String>,
@@ -376,7 +304,7 @@ pub(crate) struct Api {
 
 impl Api {
     /// Sends a request; `Err` when the node did not answer (stopped, killed).
-    pub(crate) fn try_send(
+    pub fn try_send(
         &self,
         method: Method,
         path: &str,
@@ -397,84 +325,58 @@ impl Api {
         let status = res.status().as_u16();
         let headers = res.headers().clone();
         let text = res.text()?;
-        Ok(Resp {
-            status,
-            headers,
-            text,
-        })
+        Ok(Resp { status, headers, text })
     }
 
     /// Sends a request; panics if the node does not answer.
     #[track_caller]
-    pub(crate) fn send(
-        &self,
-        method: Method,
-        path: &str,
-        content_type: Option<&str>,
-        body: Option<Vec<u8>>,
-    ) -> Resp {
+    pub fn send(&self, method: Method, path: &str, content_type: Option<&str>, body: Option<Vec<u8>>) -> Resp {
         let m = method.clone();
-        self.try_send(method, path, content_type, body)
-            .unwrap_or_else(|e| panic!("{m} {path}: no answer: {e}"))
+        self.try_send(method, path, content_type, body).unwrap_or_else(|e| panic!("{m} {path}: no answer: {e}"))
     }
 
     fn send_json(&self, method: Method, path: &str, body: &Value) -> Resp {
-        self.send(
-            method,
-            path,
-            Some("application/json"),
-            Some(body.to_string().into_bytes()),
-        )
+        self.send(method, path, Some("application/json"), Some(body.to_string().into_bytes()))
     }
 
     /// GET.
     #[track_caller]
-    pub(crate) fn get(&self, path: &str) -> Resp {
+    pub fn get(&self, path: &str) -> Resp {
         self.send(Method::GET, path, None, None)
     }
 
     /// POST a JSON body.
     #[track_caller]
-    pub(crate) fn post(&self, path: &str, body: &Value) -> Resp {
+    pub fn post(&self, path: &str, body: &Value) -> Resp {
         self.send_json(Method::POST, path, body)
     }
 
     /// POST a JSON body; `Err` when the node did not answer.
-    pub(crate) fn try_post(&self, path: &str, body: &Value) -> reqwest::Result<Resp> {
-        self.try_send(
-            Method::POST,
-            path,
-            Some("application/json"),
-            Some(body.to_string().into_bytes()),
-        )
+    pub fn try_post(&self, path: &str, body: &Value) -> reqwest::Result<Resp> {
+        self.try_send(Method::POST, path, Some("application/json"), Some(body.to_string().into_bytes()))
     }
 
     /// PATCH a JSON body.
     #[track_caller]
-    pub(crate) fn patch(&self, path: &str, body: &Value) -> Resp {
+    pub fn patch(&self, path: &str, body: &Value) -> Resp {
         self.send_json(Method::PATCH, path, body)
     }
 
     /// DELETE.
     #[track_caller]
-    pub(crate) fn delete(&self, path: &str) -> Resp {
+    pub fn delete(&self, path: &str) -> Resp {
         self.send(Method::DELETE, path, None, None)
     }
 
     /// POST raw bytes with a content type (or none).
     #[track_caller]
-    pub(crate) fn post_raw(
-        &self,
-        path: &str,
-        content_type: Option<&str>,
-        body: impl Into<Vec<u8>>,
-    ) -> Resp {
+    pub fn post_raw(&self, path: &str, content_type: Option<&str>, body: impl Into<Vec<u8>>) -> Resp {
         self.send(Method::POST, path, content_type, Some(body.into()))
     }
 
     /// Every item of a paginated list, following `next_cursor` with pages of 500.
     #[track_caller]
-    pub(crate) fn list_all(&self, path: &str) -> Vec<Value> {
+    pub fn list_all(&self, path: &str) -> Vec<Value> {
         let sep = if path.contains('?') { '&' } else { '?' };
         let mut items = Vec::new();
         let mut cursor: Option<String> = None;
@@ -484,13 +386,7 @@ impl Api {
                 None => format!("{path}{sep}limit=500"),
             };
             let page = self.get(&url).ok(200);
-            items.extend(
-                page["items"]
-                    .as_array()
-                    .unwrap_or_else(|| panic!("not a page: {page}"))
-                    .iter()
-                    .cloned(),
-            );
+            items.extend(page["items"].as_array().unwrap_or_else(|| panic!("not a page: {page}")).iter().cloned());
             match page["next_cursor"].as_str() {
                 Some(c) => cursor = Some(c.to_string()),
                 None => return items,
@@ -501,7 +397,7 @@ impl Api {
     /// Every record a write could have added, archived and merged ones included, as one value; two
     /// equal snapshots mean nothing was written in between.
     #[track_caller]
-    pub(crate) fn snapshot(&self) -> Value {
+    pub fn snapshot(&self) -> Value {
         json!({
             "products": self.list_all("/api/v1/products?archived=true"),
             "customers": self.list_all("/api/v1/customers?archived=true"),
@@ -516,51 +412,42 @@ impl Api {
 
     /// Creates a product `sku` at `price` (tax 0.16); returns it.
     #[track_caller]
-    pub(crate) fn product(&self, sku: &str, price: &str) -> Value {
-        self.post("/api/v1/products", &json!({ "sku": sku, "name": format!("Producto {sku}"), "price": price, "tax_rate": "0.16" })).ok(201)
-    }
-
-    /// Creates a customer; returns it.
-    #[track_caller]
-    pub(crate) fn customer(&self, name: &str) -> Value {
-        self.post("/api/v1/customers", &json!({ "name": name }))
-            .ok(201)
-    }
-
-    /// Creates a draft order of `lines` (product id, quantity) in the caller's default branch.
-    #[track_caller]
-    pub(crate) fn order(&self, customer: &str, lines: &[(&str, i64)]) -> Value {
-        let lines: Vec<Value> = lines
-            .iter()
-            .map(|(p, q)| json!({ "product_id": p, "quantity": q }))
-            .collect();
+    pub fn product(&self, sku: &str, price: &str) -> Value {
         self.post(
-            "/api/v1/orders",
-            &json!({ "customer_id": customer, "lines": lines }),
+            "/api/v1/products",
+            &json!({ "sku": sku, "name": format!("Producto {sku}"), "price": price, "tax_rate": "0.16" }),
         )
         .ok(201)
     }
 
+    /// Creates a customer; returns it.
+    #[track_caller]
+    pub fn customer(&self, name: &str) -> Value {
+        self.post("/api/v1/customers", &json!({ "name": name })).ok(201)
+    }
+
+    /// Creates a draft order of `lines` (product id, quantity) in the caller's default branch.
+    #[track_caller]
+    pub fn order(&self, customer: &str, lines: &[(&str, i64)]) -> Value {
+        let lines: Vec<Value> = lines.iter().map(|(p, q)| json!({ "product_id": p, "quantity": q })).collect();
+        self.post("/api/v1/orders", &json!({ "customer_id": customer, "lines": lines })).ok(201)
+    }
+
     /// Moves an order to `to`; returns it.
     #[track_caller]
-    pub(crate) fn transition(&self, order: &str, to: &str) -> Value {
-        self.post(
-            &format!("/api/v1/orders/{order}/transitions"),
-            &json!({ "to": to }),
-        )
-        .ok(200)
+    pub fn transition(&self, order: &str, to: &str) -> Value {
+        self.post(&format!("/api/v1/orders/{order}/transitions"), &json!({ "to": to })).ok(200)
     }
 
     /// Creates a branch; returns it.
     #[track_caller]
-    pub(crate) fn branch(&self, code: &str, name: &str) -> Value {
-        self.post("/api/v1/branches", &json!({ "code": code, "name": name }))
-            .ok(201)
+    pub fn branch(&self, code: &str, name: &str) -> Value {
+        self.post("/api/v1/branches", &json!({ "code": code, "name": name })).ok(201)
     }
 
     /// Creates a staff account with password `password-{role}`; returns it.
     #[track_caller]
-    pub(crate) fn staff(&self, email: &str, role: &str, branch: Option<&str>) -> Value {
+    pub fn staff(&self, email: &str, role: &str, branch: Option<&str>) -> Value {
         let body = json!({ "name": format!("{role} {email}"), "email": email, "role": role, "branch_id": branch, "password": format!("password-{role}") });
         self.post("/api/v1/staff", &body).ok(201)
     }
@@ -568,16 +455,13 @@ impl Api {
 
 /// The `id` of a record.
 #[track_caller]
-pub(crate) fn id(v: &Value) -> String {
-    v["id"]
-        .as_str()
-        .unwrap_or_else(|| panic!("no id in {v}"))
-        .to_string()
+pub fn id(v: &Value) -> String {
+    v["id"].as_str().unwrap_or_else(|| panic!("no id in {v}")).to_string()
 }
 
 /// Polls `f` until it returns true or `within` passes; returns whether it did. For effects that
 /// are allowed to take a while (a session cache expiring), never as a timing assertion.
-pub(crate) fn eventually(within: Duration, mut f: impl FnMut() -> bool) -> bool {
+pub fn eventually(within: Duration, mut f: impl FnMut() -> bool) -> bool {
     let deadline = Instant::now() + within;
     loop {
         if f() {
