@@ -209,28 +209,29 @@ impl<'a> WriteCtx<'a> {
             if changes.is_empty() {
                 continue;
             }
-            self.conn
+            // One statement registers the document and counts its changes; the change log's
+            // sequence numbers continue from the count (compaction resets both together).
+            let n = changes.len() as i64;
+            let count: i64 = self
+                .conn
                 .prepare_cached(
                     "INSERT INTO documents(doc_id, shop_id, collection, branch_id, snapshot, change_count, updated_at)
-                     VALUES (?1, ?2, ?3, ?4, NULL, 0, ?5)
-                     ON CONFLICT(doc_id) DO UPDATE SET updated_at = excluded.updated_at",
+                     VALUES (?1, ?2, ?3, ?4, NULL, ?5, ?6)
+                     ON CONFLICT(doc_id) DO UPDATE SET updated_at = excluded.updated_at,
+                                                       change_count = change_count + excluded.change_count
+                     RETURNING change_count",
                 )?
-                .execute(params![id.as_str(), scope.shop_id, scope.collection.as_str(), scope.branch_id, now])?;
-            let mut seq: i64 = self
-                .conn
-                .prepare_cached("SELECT COALESCE(MAX(seq), 0) FROM doc_changes WHERE doc_id = ?1")?
-                .query_row([id.as_str()], |r| r.get(0))?;
+                .query_row(
+                    params![id.as_str(), scope.shop_id, scope.collection.as_str(), scope.branch_id, n, now],
+                    |r| r.get(0),
+                )?;
             let mut ins = self.conn.prepare_cached(
                 "INSERT INTO doc_changes(doc_id, seq, hash, bytes) VALUES (?1, ?2, ?3, ?4)
                  ON CONFLICT(doc_id, hash) DO NOTHING",
             )?;
-            for c in &changes {
-                seq += 1;
-                ins.execute(params![id.as_str(), seq, c.hash().0.as_slice(), c.raw_bytes()])?;
+            for (k, c) in changes.iter().enumerate() {
+                ins.execute(params![id.as_str(), count - n + 1 + k as i64, c.hash().0.as_slice(), c.raw_bytes()])?;
             }
-            self.conn
-                .prepare_cached("UPDATE documents SET change_count = change_count + ?2 WHERE doc_id = ?1")?
-                .execute(params![id.as_str(), changes.len() as i64])?;
             self.batch_docs.insert(id.clone());
         }
         self.local.clear();
@@ -260,7 +261,32 @@ impl WriterThread {
     pub(crate) fn run(self) {
         let mut docs: HashMap<DocId, Automerge> = HashMap::new();
         let actor = ActorId::from(self.device.actor.as_slice());
-        while let Ok(first) = self.rx.recv() {
+        // Documents to load while idle, so the first write to each does not pay for loading it.
+        let mut warm: Vec<DocId> = all_doc_ids(&self.conn).unwrap_or_default();
+        let warm_started = std::time::Instant::now();
+        let warm_total = warm.len();
+        loop {
+            let first = match self.rx.try_recv() {
+                Ok(j) => j,
+                Err(mpsc::TryRecvError::Disconnected) => break,
+                Err(mpsc::TryRecvError::Empty) => {
+                    if let Some(id) = warm.pop() {
+                        self.warm(&mut docs, &actor, id);
+                        if warm.is_empty() {
+                            tracing::info!(
+                                documents = warm_total,
+                                seconds = warm_started.elapsed().as_secs_f64(),
+                                "documents preloaded"
+                            );
+                        }
+                        continue;
+                    }
+                    match self.rx.recv() {
+                        Ok(j) => j,
+                        Err(_) => break,
+                    }
+                }
+            };
             let mut batch = vec![first];
             while batch.len() < MAX_BATCH {
                 match self.rx.try_recv() {
@@ -279,6 +305,21 @@ impl WriterThread {
             tracing::warn!(error = %e, "final checkpoint failed");
         }
         tracing::info!("writer stopped");
+    }
+
+    fn warm(&self, docs: &mut HashMap<DocId, Automerge>, actor: &ActorId, id: DocId) {
+        if docs.contains_key(&id) {
+            return;
+        }
+        let Ok(scope) = id.scope() else { return };
+        match doc::load(&self.conn, &id, scope.collection) {
+            Ok(Some(mut d)) => {
+                d.set_actor(actor.clone());
+                docs.insert(id, d);
+            }
+            Ok(None) => {}
+            Err(e) => tracing::warn!(doc = %id, error = %e, "could not preload a document"),
+        }
     }
 
     fn run_batch(&self, docs: &mut HashMap<DocId, Automerge>, actor: &ActorId, batch: Vec<Job>) {
