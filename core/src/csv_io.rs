@@ -140,7 +140,7 @@ pub fn import_products(
     let shop = replica.read(|c| org::get_shop(c, &caller.shop_id))?;
     let mut report =
         ImportReport { rows: rows.rows.len() as u64, created: 0, updated: 0, errors: Vec::new(), committed: false };
-    let mut valid: Vec<(u64, products::ProductFields)> = Vec::new();
+    let mut valid: Vec<products::ProductFields> = Vec::new();
     let mut seen: HashMap<String, u64> = HashMap::new();
     for (line, rec) in &rows.rows {
         let active = match parse_bool(col(&rows, rec, "active")) {
@@ -171,7 +171,7 @@ pub fn import_products(
                         message: format!("SKU '{}' already on line {first}", f.sku),
                     });
                 } else {
-                    valid.push((*line, f));
+                    valid.push(f);
                 }
             }
             Err(e) => report.errors.extend(row_errors(*line, e.into())),
@@ -180,36 +180,15 @@ pub fn import_products(
     if !finish(&mut report, mode) {
         return Ok(report);
     }
-    let total = valid.len() as u64;
-    let chunks: Vec<Vec<(u64, products::ProductFields)>> =
-        if mode == ImportMode::AllOrNothing { vec![valid] } else { valid.chunks(CHUNK).map(<[_]>::to_vec).collect() };
-    let mut written = 0u64;
-    for chunk in chunks {
-        let (shop_id, p, base) = (caller.shop_id.clone(), progress.clone(), written);
-        let (c, u) = replica.write_blocking(move |ctx| {
-            let (mut created, mut updated) = (0u64, 0u64);
-            for (i, (_, f)) in chunk.iter().enumerate() {
-                match products::sku_owner(ctx.conn(), &shop_id, &f.sku)? {
-                    Some(id) => {
-                        update_product(ctx, &shop_id, &id, f)?;
-                        updated += 1;
-                    }
-                    None => {
-                        products::insert(ctx, &shop_id, f)?;
-                        created += 1;
-                    }
-                }
-                if (i + 1) % 1000 == 0 {
-                    p(base + i as u64 + 1, total);
-                }
+    let (c, u) =
+        write_rows(replica, &caller.shop_id, rows, mode, progress, |ctx, shop, f| {
+            match products::sku_owner(ctx.conn(), shop, &f.sku)? {
+                Some(id) => update_product(ctx, shop, &id, f).map(|_| false),
+                None => products::insert(ctx, shop, f).map(|_| true),
             }
-            Ok((created, updated))
         })?;
-        report.created += c;
-        report.updated += u;
-        written += c + u;
-        progress(written, total);
-    }
+    report.created = c;
+    report.updated = u;
     report.committed = true;
     Ok(report)
 }
@@ -229,6 +208,63 @@ fn update_product(ctx: &mut crate::WriteCtx<'_>, shop: &str, id: &str, f: &produ
         tx.put(&o, "updated_at", now)?;
         Ok(())
     })
+}
+
+fn update_customer(ctx: &mut crate::WriteCtx<'_>, shop: &str, id: &str, f: &customers::CustomerFields) -> Result<()> {
+    let now = ctx.now();
+    ctx.change(&crate::doc::DocId::customers(shop, id), &[id], |tx, _| {
+        use automerge::transaction::Transactable;
+        let o = crate::doc::record(tx, id)?.ok_or_else(|| CoreError::not_found("customer", id))?;
+        tx.put(&o, "name", f.name.as_str())?;
+        if let Some(e) = &f.email {
+            tx.put(&o, "email", e.as_str())?;
+        }
+        if let Some(w) = &f.wa_id {
+            tx.put(&o, "wa_id", w.as_str())?;
+        }
+        if !f.notes.is_empty() {
+            tx.put(&o, "notes", f.notes.as_str())?;
+        }
+        crate::doc::set_set(tx, &o, "tags", &f.tags)?;
+        tx.put(&o, "updated_at", now)?;
+        Ok(())
+    })
+}
+
+/// Writes validated rows: one transaction for all-or-nothing, chunks of [`CHUNK`] otherwise.
+/// `upsert` returns whether it created (true) or updated (false). Returns (created, updated).
+fn write_rows<F: Clone + Send + Sync + 'static>(
+    replica: &Replica,
+    shop: &str,
+    rows: Vec<F>,
+    mode: ImportMode,
+    progress: Progress,
+    upsert: fn(&mut crate::WriteCtx<'_>, &str, &F) -> Result<bool>,
+) -> Result<(u64, u64)> {
+    let total = rows.len() as u64;
+    let chunk = if mode == ImportMode::AllOrNothing { rows.len().max(1) } else { CHUNK };
+    let (mut created, mut updated) = (0u64, 0u64);
+    for part in rows.chunks(chunk) {
+        let (part, shop, p, base) = (part.to_vec(), shop.to_string(), progress.clone(), created + updated);
+        let (c, u) = replica.write_blocking(move |ctx| {
+            let (mut c, mut u) = (0u64, 0u64);
+            for (i, f) in part.iter().enumerate() {
+                if upsert(ctx, &shop, f)? {
+                    c += 1;
+                } else {
+                    u += 1;
+                }
+                if (i + 1) % CHUNK == 0 {
+                    p(base + i as u64 + 1, total);
+                }
+            }
+            Ok((c, u))
+        })?;
+        created += c;
+        updated += u;
+        progress(created + updated, total);
+    }
+    Ok((created, updated))
 }
 
 /// Imports customers; rows whose phone matches a customer update that customer.
@@ -275,55 +311,18 @@ pub fn import_customers(
     if !finish(&mut report, mode) {
         return Ok(report);
     }
-    let total = valid.len() as u64;
-    let chunks: Vec<Vec<customers::CustomerFields>> =
-        if mode == ImportMode::AllOrNothing { vec![valid] } else { valid.chunks(CHUNK).map(<[_]>::to_vec).collect() };
-    let mut written = 0u64;
-    for chunk in chunks {
-        let shop_id = caller.shop_id.clone();
-        let (c, u) = replica.write_blocking(move |ctx| {
-            let (mut created, mut updated) = (0u64, 0u64);
-            for f in &chunk {
-                let existing = match &f.phone {
-                    Some(p) => customers::find_by_phone(ctx.conn(), &shop_id, p)?,
-                    None => None,
-                };
-                match existing {
-                    Some(id) => {
-                        let now = ctx.now();
-                        ctx.change(&crate::doc::DocId::customers(&shop_id, &id), &[&id], |tx, _| {
-                            use automerge::transaction::Transactable;
-                            let o =
-                                crate::doc::record(tx, &id)?.ok_or_else(|| CoreError::not_found("customer", &id))?;
-                            tx.put(&o, "name", f.name.as_str())?;
-                            if let Some(e) = &f.email {
-                                tx.put(&o, "email", e.as_str())?;
-                            }
-                            if let Some(w) = &f.wa_id {
-                                tx.put(&o, "wa_id", w.as_str())?;
-                            }
-                            if !f.notes.is_empty() {
-                                tx.put(&o, "notes", f.notes.as_str())?;
-                            }
-                            crate::doc::set_set(tx, &o, "tags", &f.tags)?;
-                            tx.put(&o, "updated_at", now)?;
-                            Ok(())
-                        })?;
-                        updated += 1;
-                    }
-                    None => {
-                        customers::insert(ctx, &shop_id, f)?;
-                        created += 1;
-                    }
-                }
-            }
-            Ok((created, updated))
-        })?;
-        report.created += c;
-        report.updated += u;
-        written += c + u;
-        progress(written, total);
-    }
+    let (c, u) = write_rows(replica, &caller.shop_id, valid, mode, progress, |ctx, shop, f| {
+        let existing = match &f.phone {
+            Some(p) => customers::find_by_phone(ctx.conn(), shop, p)?,
+            None => None,
+        };
+        match existing {
+            Some(id) => update_customer(ctx, shop, &id, f).map(|_| false),
+            None => customers::insert(ctx, shop, f).map(|_| true),
+        }
+    })?;
+    report.created = c;
+    report.updated = u;
     report.committed = true;
     Ok(report)
 }
