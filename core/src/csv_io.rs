@@ -181,7 +181,7 @@ pub fn import_products(
         return Ok(report);
     }
     let (c, u) =
-        write_rows(replica, &caller.shop_id, rows, mode, progress, |ctx, shop, f| {
+        write_rows(replica, &caller.shop_id, valid, mode, progress, |ctx, shop, f| {
             match products::sku_owner(ctx.conn(), shop, &f.sku)? {
                 Some(id) => update_product(ctx, shop, &id, f).map(|_| false),
                 None => products::insert(ctx, shop, f).map(|_| true),
