@@ -15,7 +15,7 @@ use dashoffice_core::{
 };
 use proptest::prelude::*;
 
-use crate::fixtures::{Node, heads_dump, projection_dump, push_all, shop};
+use crate::fixtures::{Node, heads_dump, projection_dump, push_all, push_shuffled, shop};
 
 #[derive(Debug, Clone)]
 enum Op {
@@ -26,6 +26,7 @@ enum Op {
     NewOrder { node: usize, customer: usize, product: usize, qty: i64, branch: usize },
     Transition { node: usize, order: usize, to: usize },
     Sync { from: usize, to: usize },
+    Shuffled { from: usize, to: usize, seed: u64 },
 }
 
 fn op(n: usize) -> impl Strategy<Value = Op> {
@@ -39,6 +40,7 @@ fn op(n: usize) -> impl Strategy<Value = Op> {
             .prop_map(|(node, customer, product, qty, branch)| Op::NewOrder { node, customer, product, qty, branch }),
         (0..n, 0..4usize, 1..7usize).prop_map(|(node, order, to)| Op::Transition { node, order, to }),
         (0..n, 0..n).prop_map(|(from, to)| Op::Sync { from, to }),
+        (0..n, 0..n, any::<u64>()).prop_map(|(from, to, seed)| Op::Shuffled { from, to, seed }),
     ]
 }
 
@@ -189,6 +191,11 @@ fn apply(w: &mut World, op: &Op) {
                 push_all(&w.nodes[from].replica, &w.nodes[to].replica);
             }
         }
+        Op::Shuffled { from, to, seed } => {
+            if from != to {
+                push_shuffled(&w.nodes[from].replica, &w.nodes[to].replica, seed);
+            }
+        }
     }
 }
 
@@ -218,7 +225,7 @@ fn check_equal(nodes: &[Node]) {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 12, max_shrink_iters: 64, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: 24, max_shrink_iters: 64, ..ProptestConfig::default() })]
 
     #[test]
     fn two_replicas_converge(ops in proptest::collection::vec(op(2), 1..40)) {

@@ -55,6 +55,36 @@ pub(crate) fn push_all(from: &Replica, to: &Replica) {
     }
 }
 
+/// Sends every change of every document of `from` to `to` one change at a time, documents and
+/// changes shuffled by `seed`, about one in four sent twice: the network at its worst.
+pub(crate) fn push_shuffled(from: &Replica, to: &Replica, seed: u64) {
+    let mut state = seed | 1;
+    let mut next = move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    };
+    let mut items = Vec::new();
+    for id in from.doc_ids().unwrap() {
+        let d = from.load_doc(&id).unwrap().unwrap();
+        for c in d.get_changes(&[]) {
+            items.push((id.clone(), c.raw_bytes().to_vec()));
+        }
+    }
+    for i in (1..items.len()).rev() {
+        let j = (next() % (i as u64 + 1)) as usize;
+        items.swap(i, j);
+    }
+    for (id, bytes) in items {
+        let dup = next() % 4 == 0;
+        to.apply_changes_blocking(&id, bytes.clone()).unwrap();
+        if dup {
+            to.apply_changes_blocking(&id, bytes).unwrap();
+        }
+    }
+}
+
 pub(crate) fn sync_pair(a: &Replica, b: &Replica) {
     push_all(a, b);
     push_all(b, a);
