@@ -123,7 +123,7 @@ fn row_errors(line: u64, e: crate::CoreError) -> Vec<ImportRowError> {
 
 fn finish(report: &mut ImportReport, mode: ImportMode) -> bool {
     report.errors.sort_by_key(|e| e.line);
-    !(mode == ImportMode::AllOrNothing && !report.errors.is_empty())
+    mode != ImportMode::AllOrNothing || report.errors.is_empty()
 }
 
 /// Imports products; rows with a known SKU update that product.

@@ -87,6 +87,7 @@ impl ReadPool {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     #[test]
     fn migrations_are_valid_and_apply_to_an_empty_database() {

@@ -386,6 +386,7 @@ pub(crate) fn load(conn: &rusqlite::Connection, id: &DocId, collection: Collecti
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
 

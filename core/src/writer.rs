@@ -428,5 +428,5 @@ fn deliver(replies: Vec<(Reply, Option<CoreError>)>) {
 pub(crate) fn all_doc_ids(conn: &Connection) -> Result<Vec<DocId>> {
     let mut stmt = conn.prepare("SELECT doc_id FROM documents ORDER BY doc_id")?;
     let ids = stmt.query_map([], |r| r.get::<_, String>(0))?.collect::<rusqlite::Result<Vec<_>>>()?;
-    Ok(ids.into_iter().map(|s| DocId::parse(&s)).collect::<Result<Vec<_>>>()?)
+    ids.into_iter().map(|s| DocId::parse(&s)).collect::<Result<Vec<_>>>()
 }

@@ -69,16 +69,19 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
                 if let Some(f) = field {
                     err = err.with_field(f, rule);
                 }
-                return Err(err);
+                Err(err)
             }
         }
     }
 }
 
+/// A cached session: the caller, the token's expiry (Unix ms), when it was cached.
+type CachedSession = (Caller, i64, Instant);
+
 /// Cached sessions: token → caller and expiry, re-checked against the store every few seconds so
 /// a revoked session stops working quickly.
 #[derive(Default, Clone)]
-pub(crate) struct SessionCache(Arc<RwLock<HashMap<String, (Caller, i64, Instant)>>>);
+pub(crate) struct SessionCache(Arc<RwLock<HashMap<String, CachedSession>>>);
 
 const CACHE_FOR: Duration = Duration::from_secs(5);
 
@@ -104,6 +107,7 @@ impl SessionCache {
 pub struct Auth(pub Caller);
 
 /// The raw bearer token of the request.
+#[allow(clippy::result_large_err)] // ApiError is the one error every route returns.
 pub(crate) fn bearer(headers: &axum::http::HeaderMap) -> Result<String, ApiError> {
     let missing = || {
         ApiError::new(

@@ -91,6 +91,7 @@ pub fn compute_totals(lines: &[LineAmounts]) -> Totals {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
     use proptest::prelude::*;

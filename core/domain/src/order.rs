@@ -126,6 +126,7 @@ pub fn effective_status(transitions: &[Transition]) -> (OrderStatus, bool) {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::OrderStatus::*;
     use super::*;

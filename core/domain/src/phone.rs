@@ -22,6 +22,7 @@ pub fn normalize_phone(field: &str, input: &str, default_region: &str) -> Result
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
 

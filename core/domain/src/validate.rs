@@ -76,6 +76,7 @@ pub fn normalize_tags(field: &str, tags: &[String]) -> Result<Vec<String>, Field
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
 

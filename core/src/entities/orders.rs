@@ -549,6 +549,7 @@ pub fn list(conn: &Connection, caller: &Caller, p: &ListParams) -> Result<Page<O
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     #[test]
     fn months() {

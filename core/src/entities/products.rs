@@ -150,10 +150,11 @@ pub fn update(ctx: &mut WriteCtx<'_>, caller: &Caller, id: &str, input: UpdatePr
     let tax_rate = input.tax_rate.as_ref().and_then(|t| e.check(validate_tax_rate("tax_rate", &t.0)));
     let tags = input.tags.as_deref().and_then(|t| e.check(normalize_tags("tags", t)));
     e.finish()?;
-    if let Some(s) = &sku {
-        if *s != current.sku && sku_owner(ctx.conn(), &caller.shop_id, s)?.is_some_and(|o| o != id) {
-            return Err(CoreError::conflict("sku", "unique", format!("SKU '{s}' is already used by another product")));
-        }
+    if let Some(s) = &sku
+        && *s != current.sku
+        && sku_owner(ctx.conn(), &caller.shop_id, s)?.is_some_and(|o| o != id)
+    {
+        return Err(CoreError::conflict("sku", "unique", format!("SKU '{s}' is already used by another product")));
     }
     let now = ctx.now();
     ctx.change(&DocId::products(&caller.shop_id, id), &[id], |tx, _| {

@@ -105,7 +105,7 @@ fn setup(n: usize) -> World {
         dashoffice_core::entities::org::create_branch(ctx, Some(&c2), &c2.shop_id.clone(), dashoffice_domain_branch())
     })
     .unwrap();
-    let branches = r.read(|conn| branches_for_tests(conn)).unwrap();
+    let branches = r.read(branches_for_tests).unwrap();
     for i in 1..nodes.len() {
         push_all(&nodes[0].replica, &nodes[i].replica);
     }
