@@ -55,6 +55,28 @@ fn login_gives_a_token_and_bad_credentials_or_tokens_get_401() {
 }
 
 #[test]
+fn password_guessing_is_rate_limited_per_account() {
+    let node = Node::start();
+    let anon = node.anon();
+    let target = "victim@tienda.mx";
+    let mut limited = None;
+    for attempt in 1..=15 {
+        let r = anon.post("/api/v1/auth/login", &json!({ "email": target, "password": format!("guess-{attempt}") }));
+        if r.status == 429 {
+            limited = Some((attempt, r));
+            break;
+        }
+        r.err(401, "unauthorized");
+    }
+    let (attempt, r) = limited.expect("15 wrong passwords in a row were never slowed down");
+    assert!(attempt > 10, "limited after only {attempt} attempts");
+    let e = r.err(429, "too_many_attempts");
+    assert_eq!(e["field"], "email");
+    // Other accounts are not locked out by someone guessing at one of them.
+    node.login(OWNER_EMAIL, OWNER_PASSWORD);
+}
+
+#[test]
 fn health_metrics_and_openapi_describe_the_node() {
     let node = Node::start();
     assert!(node.base().starts_with("http://127.0.0.1:") && !node.base().ends_with(":0"), "{}", node.base());

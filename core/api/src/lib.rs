@@ -33,13 +33,23 @@ pub struct AppState {
     pub(crate) sessions: extract::SessionCache,
     pub(crate) started: Arc<Instant>,
     pub(crate) home_branch: Option<String>,
+    /// Login attempts per e-mail address: a burst of 10, then one every 6 seconds.
+    pub(crate) login_limiter: Arc<governor::DefaultKeyedRateLimiter<String>>,
 }
 
 impl AppState {
     /// State for `replica` with a metrics handle from [`metrics_handle`].
     pub fn new(replica: Replica, metrics: PrometheusHandle) -> Self {
         let home_branch = replica.home_branch().ok().flatten();
-        Self { replica, metrics, sessions: Default::default(), started: Arc::new(Instant::now()), home_branch }
+        let quota = governor::Quota::per_minute(std::num::NonZeroU32::MIN.saturating_add(9));
+        Self {
+            replica,
+            metrics,
+            sessions: Default::default(),
+            started: Arc::new(Instant::now()),
+            home_branch,
+            login_limiter: Arc::new(governor::RateLimiter::keyed(quota)),
+        }
     }
 
     /// Runs a read on a blocking thread.

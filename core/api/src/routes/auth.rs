@@ -17,6 +17,14 @@ pub(crate) async fn login(
     let shop = s.replica.shop_id()?.ok_or_else(|| {
         crate::ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "this node has no shop yet")
     })?;
+    if s.login_limiter.check_key(&body.email.trim().to_lowercase()).is_err() {
+        return Err(crate::ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "too_many_attempts",
+            "too many login attempts for this account; wait a minute and try again",
+        )
+        .with_field("email", "rate_limit"));
+    }
     let user = s.read(move |c| staff::check_login(c, &shop, &body.email, &body.password)).await?;
     let uid = user.id.clone();
     let (token, expires_at) = s.replica.write(move |ctx| staff::start_session(ctx, &uid)).await?;

@@ -45,6 +45,9 @@ pub(crate) enum Errors {
     /// A field broke a rule.
     #[response(status = 422)]
     Validation(ErrorBody),
+    /// Too many attempts (login).
+    #[response(status = 429)]
+    TooManyRequests(ErrorBody),
 }
 
 /// Largest CSV upload.
