@@ -43,6 +43,15 @@ CREATE TABLE doc_changes (
 ) WITHOUT ROWID;
 CREATE UNIQUE INDEX doc_changes_hash ON doc_changes (doc_id, hash);
 
+-- Changes received before the changes they depend on (out-of-order delivery): kept as received
+-- until their dependencies arrive, so an acknowledged delivery is never lost to a restart.
+CREATE TABLE pending_changes (
+    id     INTEGER PRIMARY KEY,
+    doc_id TEXT NOT NULL,
+    bytes  BLOB NOT NULL
+);
+CREATE INDEX pending_changes_doc ON pending_changes (doc_id);
+
 -- Automerge sync states per peer and document, so a reconnect resumes.
 CREATE TABLE sync_states (
     peer   TEXT NOT NULL,

@@ -32,7 +32,8 @@ impl Caller {
         if self.role == Role::Owner || self.role.can(Permission::ViewAllBranches) {
             None
         } else {
-            self.branch_id.as_deref()
+            // A limited role without a branch (possible after concurrent edits) sees no branch.
+            Some(self.branch_id.as_deref().unwrap_or(""))
         }
     }
 

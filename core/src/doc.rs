@@ -382,6 +382,10 @@ pub(crate) fn load(conn: &rusqlite::Connection, id: &DocId, collection: Collecti
         })
         .collect::<Result<Vec<_>>>()?;
     doc.apply_changes(changes)?;
+    let mut stmt = conn.prepare_cached("SELECT bytes FROM pending_changes WHERE doc_id = ?1 ORDER BY id")?;
+    for bytes in stmt.query_map([id.as_str()], |r| r.get::<_, Vec<u8>>(0))? {
+        doc.load_incremental(&bytes?)?;
+    }
     Ok(Some(doc))
 }
 

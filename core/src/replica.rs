@@ -154,7 +154,10 @@ impl Replica {
         done: impl FnOnce(Result<R>) + Send + 'static,
     ) {
         let job: Job = Box::new(move |ctx| {
-            let r = f(ctx);
+            let r = match ctx {
+                Some(ctx) => f(ctx),
+                None => Err(CoreError::ShuttingDown),
+            };
             let ok = r.is_ok();
             (
                 ok,

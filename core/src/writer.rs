@@ -39,7 +39,9 @@ pub struct Device {
 }
 
 type Reply = Box<dyn FnOnce(Option<CoreError>) + Send>;
-pub(crate) type Job = Box<dyn FnOnce(&mut WriteCtx<'_>) -> (bool, Reply) + Send>;
+/// A queued write. Called with `None` when it cannot run (no transaction could be opened): it then
+/// only hands back its reply, to be sent the error.
+pub(crate) type Job = Box<dyn FnOnce(Option<&mut WriteCtx<'_>>) -> (bool, Reply) + Send>;
 
 /// What a write sees: the store inside the open transaction and the documents.
 pub struct WriteCtx<'a> {
@@ -162,7 +164,31 @@ impl<'a> WriteCtx<'a> {
         let before = self.load(id)?.get_heads();
         let d = self.load(id)?;
         d.load_incremental(bytes)?;
+        let waiting = !d.get_missing_deps(&[]).is_empty();
         let n = d.get_changes(&before).len();
+        if waiting {
+            // Automerge holds these until their dependencies arrive; keep them durably meanwhile
+            // (and make sure the document is known, so loading it replays them).
+            let scope = id.scope()?;
+            self.conn
+                .prepare_cached(
+                    "INSERT INTO documents(doc_id, shop_id, collection, branch_id, snapshot, change_count, updated_at)
+                     VALUES (?1, ?2, ?3, ?4, NULL, 0, ?5) ON CONFLICT(doc_id) DO NOTHING",
+                )?
+                .execute(params![
+                    id.as_str(),
+                    scope.shop_id,
+                    scope.collection.as_str(),
+                    scope.branch_id,
+                    self.clock.now_ms()
+                ])?;
+            self.conn
+                .prepare_cached("INSERT INTO pending_changes(doc_id, bytes) VALUES (?1, ?2)")?
+                .execute(params![id.as_str(), bytes])?;
+        } else {
+            // Everything received is applied now (and saved as changes by `finish`).
+            self.conn.prepare_cached("DELETE FROM pending_changes WHERE doc_id = ?1")?.execute([id.as_str()])?;
+        }
         if n > 0 {
             self.project_since(id, &before)?;
         }
@@ -197,8 +223,9 @@ impl<'a> WriteCtx<'a> {
     /// Persists the changes of this write (the projection was updated as it went).
     fn finish(&mut self) -> Result<()> {
         let now = self.now();
-        let before = std::mem::take(&mut self.before);
-        for (id, heads) in &before {
+        // `before` stays filled until everything is saved: if saving fails, `abandon` must still
+        // know which documents to drop from memory.
+        for (id, heads) in &self.before {
             let scope = id.scope()?;
             let d = self.docs.get(id).ok_or_else(|| CoreError::Storage("document cache".into()))?;
             let changes: Vec<automerge::Change> = if self.remote.contains(id) {
@@ -234,6 +261,7 @@ impl<'a> WriteCtx<'a> {
             }
             self.batch_docs.insert(id.clone());
         }
+        self.before.clear();
         self.local.clear();
         self.remote.clear();
         Ok(())
@@ -326,35 +354,56 @@ impl WriterThread {
         let mut replies: Vec<(Reply, Option<CoreError>)> = Vec::with_capacity(batch.len());
         let mut batch_docs: HashSet<DocId> = HashSet::new();
         if let Err(e) = self.conn.execute_batch("BEGIN IMMEDIATE") {
+            // Nothing runs outside a transaction: every write of the batch is refused.
             let msg = e.to_string();
             for job in batch {
-                let mut ctx = self.ctx(docs, actor, &mut batch_docs);
-                let (_, reply) = job(&mut ctx);
-                ctx.abandon();
+                let (_, reply) = job(None);
                 replies.push((reply, Some(CoreError::Storage(msg.clone()))));
             }
             deliver(replies);
             return;
         }
+        // Set when a savepoint could not be opened or undone: the whole batch must be rolled back.
+        let mut broken: Option<String> = None;
         for job in batch {
-            let sp = self.conn.execute_batch("SAVEPOINT job");
+            if let Some(msg) = &broken {
+                let (_, reply) = job(None);
+                replies.push((reply, Some(CoreError::Storage(msg.clone()))));
+                continue;
+            }
+            if let Err(e) = self.conn.execute_batch("SAVEPOINT job") {
+                broken = Some(e.to_string());
+                let (_, reply) = job(None);
+                replies.push((reply, Some(CoreError::from(e))));
+                continue;
+            }
             let mut ctx = self.ctx(docs, actor, &mut batch_docs);
-            let (ok, reply) = job(&mut ctx);
-            let outcome = if let Err(e) = sp {
-                Some(CoreError::from(e))
-            } else if ok {
-                ctx.finish().err()
-            } else {
-                None
-            };
+            let (ok, reply) = job(Some(&mut ctx));
+            let outcome = if ok { ctx.finish().err() } else { None };
             if !ok || outcome.is_some() {
                 // Undo this write only: its SQL, and its in-memory document changes (reloaded later).
                 ctx.abandon();
-                let _ = self.conn.execute_batch("ROLLBACK TO job; RELEASE job");
-            } else {
-                let _ = self.conn.execute_batch("RELEASE job");
+                if let Err(e) = self.conn.execute_batch("ROLLBACK TO job; RELEASE job") {
+                    broken = Some(e.to_string());
+                }
+            } else if let Err(e) = self.conn.execute_batch("RELEASE job") {
+                broken = Some(e.to_string());
             }
             replies.push((reply, outcome));
+        }
+        if let Some(msg) = broken {
+            tracing::error!(error = %msg, "a savepoint failed; the batch is rolled back");
+            let _ = self.conn.execute_batch("ROLLBACK");
+            for id in &batch_docs {
+                docs.remove(id);
+            }
+            deliver(
+                replies
+                    .into_iter()
+                    .map(|(r, o)| (r, Some(o.unwrap_or_else(|| CoreError::Storage(msg.clone())))))
+                    .collect(),
+            );
+            return;
         }
         let compacted = self.compact(docs, &batch_docs);
         match compacted.and_then(|_| self.conn.execute_batch("COMMIT").map_err(CoreError::from)) {

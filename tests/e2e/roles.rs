@@ -75,6 +75,16 @@ fn a_seller_sells_in_their_branch_and_cannot_touch_the_catalog() {
     assert_eq!(shop.owner.snapshot(), before, "a refused request wrote something");
     assert_eq!(shop.owner.get(&format!("/api/v1/products/{p}")).ok(200)["price"], "100.00");
 
+    // Nor another branch's staff.
+    let other = id(&shop.owner.staff("cen-seller@tienda.mx", "seller", Some(&shop.cen)));
+    let listed = seller.get("/api/v1/staff").ok(200);
+    assert!(
+        listed["items"].as_array().unwrap().iter().all(|s| s["id"] != other.as_str()),
+        "seller sees CEN staff: {listed}"
+    );
+    seller.get(&format!("/api/v1/staff?branch_id={}", shop.cen)).err(403, "forbidden");
+    seller.get(&format!("/api/v1/staff/{other}")).err(404, "not_found");
+
     // What a seller may do: customers, and orders of their branch at the catalog price.
     seller.post("/api/v1/customers", &json!({ "name": "Nuevo cliente" })).ok(201);
     let mine = seller.order(c, &[(p, 2)]);

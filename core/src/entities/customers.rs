@@ -287,7 +287,12 @@ pub fn list(conn: &Connection, caller: &Caller, p: &ListParams) -> Result<Page<C
     )?;
     q.filter("t.shop_id = ?", [Value::Text(caller.shop_id.clone())]);
     if !p.archived.unwrap_or(false) {
-        q.filter("t.archived = 0 AND t.merged_into IS NULL", []);
+        // A merge cycle (two replicas merged a pair in opposite directions): the smaller id survives.
+        q.filter(
+            "t.archived = 0 AND (t.merged_into IS NULL OR (t.id < t.merged_into AND EXISTS
+                (SELECT 1 FROM customers m WHERE m.id = t.merged_into AND m.merged_into = t.id)))",
+            [],
+        );
     }
     if let Some(tag) = p.tag.as_deref().filter(|s| !s.is_empty()) {
         q.filter("EXISTS (SELECT 1 FROM json_each(t.tags) WHERE value = ?)", [Value::Text(tag.to_lowercase())]);

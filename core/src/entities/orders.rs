@@ -139,6 +139,18 @@ fn write_lines(tx: &mut Transaction<'_>, o: &ObjId, lines: &[Line]) -> Result<()
     Ok(())
 }
 
+/// Checks that `seller` may sell in `branch`: a live account, unscoped or of that branch.
+fn check_seller(conn: &Connection, shop: &str, seller: &str, branch: &str) -> Result<()> {
+    let s = staff::get(conn, shop, seller).map_err(|_| CoreError::not_found_field("staff", seller, "seller_id"))?;
+    if s.archived {
+        return Err(FieldError::new("seller_id", "active", "that staff account is archived").into());
+    }
+    if s.branch_id.as_deref().is_some_and(|b| b != branch) {
+        return Err(FieldError::new("seller_id", "branch", "that seller works in another branch").into());
+    }
+    Ok(())
+}
+
 /// Creates a draft order.
 pub fn create(
     ctx: &mut WriteCtx<'_>,
@@ -159,8 +171,7 @@ pub fn create(
     customers::get(ctx.conn(), &caller.shop_id, &input.customer_id)
         .map_err(|_| CoreError::not_found_field("customer", &input.customer_id, "customer_id"))?;
     let seller = input.seller_id.clone().unwrap_or_else(|| caller.user_id.clone());
-    staff::get(ctx.conn(), &caller.shop_id, &seller)
-        .map_err(|_| CoreError::not_found_field("staff", &seller, "seller_id"))?;
+    check_seller(ctx.conn(), &caller.shop_id, &seller, &branch)?;
     if input.notes.chars().count() > 5000 {
         return Err(FieldError::new("notes", "max_length", "at most 5000 characters").into());
     }
@@ -224,10 +235,10 @@ fn read_transitions<D: ReadDoc>(d: &D, o: &ObjId) -> Vec<Transition> {
 /// Changes a draft's lines, or any order's notes or seller.
 pub fn update(ctx: &mut WriteCtx<'_>, caller: &Caller, id: &str, input: UpdateOrder) -> Result<OrderView> {
     caller.require(Permission::SellOrders)?;
-    let (doc_id, _) = locate(ctx.conn(), caller, id)?;
+    let (doc_id, branch) = locate(ctx.conn(), caller, id)?;
     let lines = input.lines.as_deref().map(|l| resolve_lines(ctx.conn(), caller, l)).transpose()?;
     if let Some(s) = &input.seller_id {
-        staff::get(ctx.conn(), &caller.shop_id, s).map_err(|_| CoreError::not_found_field("staff", s, "seller_id"))?;
+        check_seller(ctx.conn(), &caller.shop_id, s, &branch)?;
     }
     if input.notes.as_ref().is_some_and(|n| n.chars().count() > 5000) {
         return Err(FieldError::new("notes", "max_length", "at most 5000 characters").into());

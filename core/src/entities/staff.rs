@@ -226,7 +226,11 @@ pub fn list(conn: &Connection, caller: &Caller, p: &ListParams) -> Result<Page<S
     if !p.archived.unwrap_or(false) {
         q.filter("t.archived = 0", []);
     }
-    if let Some(b) = p.branch_id.as_deref().or(caller.branch_limit()) {
+    if let Some(b) = p.branch_id.as_deref() {
+        caller.check_branch(b)?;
+        q.filter("(t.branch_id = ? OR t.branch_id IS NULL)", [Value::Text(b.to_string())]);
+    }
+    if let Some(b) = caller.branch_limit() {
         q.filter("(t.branch_id = ? OR t.branch_id IS NULL)", [Value::Text(b.to_string())]);
     }
     if let Some(s) = p.q.as_deref().filter(|s| !s.is_empty()) {

@@ -111,3 +111,59 @@ fn a_reopened_replica_has_everything() {
     assert_eq!((heads_dump(&r), projection_dump(&r)), before);
     assert_eq!(r.device().code, device);
 }
+
+#[test]
+fn a_change_that_arrives_before_its_dependencies_survives_a_restart() {
+    let nodes = shop(1);
+    let a = &nodes[0];
+    let c = a.caller.clone();
+    let p = a
+        .replica
+        .write_blocking(move |ctx| {
+            products::create(
+                ctx,
+                &c,
+                CreateProduct {
+                    sku: "OOO".into(),
+                    name: "Fuera de orden".into(),
+                    description: String::new(),
+                    price: "1".into(),
+                    currency: None,
+                    tax_rate: None,
+                    active: None,
+                    tags: vec![],
+                },
+            )
+        })
+        .unwrap();
+    let (c, pid) = (a.caller.clone(), p.id.clone());
+    a.replica
+        .write_blocking(move |ctx| {
+            products::update(
+                ctx,
+                &c,
+                &pid,
+                dashoffice_core::domain::api::UpdateProduct { price: Some("2.50".into()), ..Default::default() },
+            )
+        })
+        .unwrap();
+    let doc_id = dashoffice_core::doc::DocId::products(&a.caller.shop_id, &p.id);
+    let changes = a.replica.load_doc(&doc_id).unwrap().unwrap().get_changes(&[]);
+    let last = changes.last().unwrap().raw_bytes().to_vec();
+
+    let dir = tempfile::tempdir().unwrap();
+    let opts = || OpenOptions { durability: Durability::Full, readers: 1, ..Default::default() };
+    let b = Replica::open(dir.path(), opts()).unwrap();
+    // The price change arrives first; its parent (the creation) is still missing.
+    assert_eq!(b.apply_changes_blocking(&doc_id, last).unwrap(), 0);
+    b.shutdown();
+    drop(b);
+    let b = Replica::open(dir.path(), opts()).unwrap();
+    // Now everything else arrives: the waiting change applies too.
+    for ch in &changes[..changes.len() - 1] {
+        b.apply_changes_blocking(&doc_id, ch.raw_bytes().to_vec()).unwrap();
+    }
+    let got = b.read(|conn| products::get(conn, &a.caller.shop_id, &p.id)).unwrap();
+    assert_eq!(got.price, "2.50");
+    assert_eq!(heads_dump(&b), vec![format!("{doc_id}: {}", a.replica.heads(&doc_id).unwrap()[0])]);
+}

@@ -125,7 +125,12 @@ pub(crate) async fn get_staff(
     if id != c.user_id {
         c.require(Permission::ManageStaff).or_else(|_| c.require(Permission::EditCustomers))?;
     }
-    Ok(Json(s.read(move |conn| staff::get(conn, &c.shop_id, &id)).await?))
+    let v = s.read(move |conn| staff::get(conn, &c.shop_id, &id).map(|v| (v, c))).await?;
+    let (v, c) = v;
+    if let Some(b) = &v.branch_id {
+        c.check_branch(b).map_err(|_| dashoffice_core::CoreError::not_found("staff", &v.id))?;
+    }
+    Ok(Json(v))
 }
 
 /// Changes a staff account (anyone may change their own name and password).
