@@ -41,7 +41,6 @@ CREATE TABLE doc_changes (
     bytes  BLOB    NOT NULL,
     PRIMARY KEY (doc_id, seq)
 ) WITHOUT ROWID;
-CREATE UNIQUE INDEX doc_changes_hash ON doc_changes (doc_id, hash);
 
 -- Changes received before the changes they depend on (out-of-order delivery): kept as received
 -- until their dependencies arrive, so an acknowledged delivery is never lost to a restart.
@@ -124,7 +123,7 @@ CREATE TABLE products (
     archived     INTEGER NOT NULL,
     created_at   INTEGER NOT NULL,
     updated_at   INTEGER NOT NULL
-);
+) WITHOUT ROWID;
 CREATE INDEX products_sku ON products (shop_id, sku);
 CREATE INDEX products_name ON products (shop_id, name, id);
 CREATE INDEX products_created ON products (shop_id, created_at, id);

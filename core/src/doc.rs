@@ -16,7 +16,7 @@ use sha2::{Digest, Sha256};
 use crate::error::{CoreError, Result};
 
 /// Number of shards of the shop-wide sharded collections (products, customers) and of stock.
-pub const SHARDS: u16 = 256;
+pub const SHARDS: u16 = 1024;
 
 /// The kind of records a document holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -80,7 +80,7 @@ pub struct DocScope {
 
 fn shard_of(record_id: &str) -> String {
     let h = Sha256::digest(record_id.as_bytes());
-    format!("{:02x}", u16::from(h[0]) % SHARDS)
+    format!("{:03x}", u16::from_be_bytes([h[0], h[1]]) % SHARDS)
 }
 
 impl DocId {
