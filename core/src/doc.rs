@@ -2,7 +2,7 @@
 //! deterministic schema migrations and record creation, and small field readers.
 //!
 //! Layout of every document: `{ collection: str, schema: uint, records: { <record id>: { ... } } }`.
-//! Granularity (see docs/ARCHITECTURE.md): shop-wide collections are split into 256 shards by a hash
+//! Granularity (see docs/ARCHITECTURE.md): shop-wide collections are split into 1,024 shards by a hash
 //! of the record id; branch collections carry the branch id in the document id, so a replica of one
 //! branch never needs another branch's documents; orders are bucketed by month so old documents go
 //! cold instead of growing forever.
@@ -25,11 +25,11 @@ pub enum Collection {
     Org,
     /// Staff accounts (one document per shop).
     Staff,
-    /// The catalog (256 shards).
+    /// The catalog (1,024 shards).
     Products,
-    /// Customers (256 shards).
+    /// Customers (1,024 shards).
     Customers,
-    /// Stock counters of one branch (256 shards).
+    /// Stock counters of one branch (1,024 shards).
     Stock,
     /// Orders of one branch (one document per month).
     Orders,
