@@ -330,9 +330,6 @@ pub fn import_customers(
 /// Writes every live product as CSV.
 pub fn export_products(replica: &Replica, caller: &Caller, out: impl std::io::Write) -> Result<u64> {
     caller.require(Permission::ImportExport)?;
-    let mut w = csv::Writer::from_writer(out);
-    let io = |e: csv::Error| CoreError::Storage(format!("writing CSV: {e}"));
-    w.write_record(PRODUCT_COLUMNS).map_err(io)?;
     let rows: Vec<[String; 8]> = replica.read(|c| {
         let mut stmt = c.prepare(
             "SELECT sku, name, description, price, currency, tax_rate, active, tags FROM products WHERE shop_id = ?1 AND archived = 0 ORDER BY sku",
@@ -354,19 +351,12 @@ pub fn export_products(replica: &Replica, caller: &Caller, out: impl std::io::Wr
             .collect::<rusqlite::Result<Vec<_>>>()?;
         Ok(v)
     })?;
-    for r in &rows {
-        w.write_record(r).map_err(io)?;
-    }
-    w.flush().map_err(|e| CoreError::Storage(e.to_string()))?;
-    Ok(rows.len() as u64)
+    write_csv(out, PRODUCT_COLUMNS, &rows)
 }
 
 /// Writes every live customer as CSV.
 pub fn export_customers(replica: &Replica, caller: &Caller, out: impl std::io::Write) -> Result<u64> {
     caller.require(Permission::ImportExport)?;
-    let mut w = csv::Writer::from_writer(out);
-    let io = |e: csv::Error| CoreError::Storage(format!("writing CSV: {e}"));
-    w.write_record(CUSTOMER_COLUMNS).map_err(io)?;
     let rows: Vec<[String; 6]> = replica.read(|c| {
         let mut stmt = c.prepare(
             "SELECT name, COALESCE(phone, ''), COALESCE(email, ''), tags, notes, COALESCE(wa_id, '') FROM customers
@@ -387,9 +377,17 @@ pub fn export_customers(replica: &Replica, caller: &Caller, out: impl std::io::W
             .collect::<rusqlite::Result<Vec<_>>>()?;
         Ok(v)
     })?;
-    for r in &rows {
+    write_csv(out, CUSTOMER_COLUMNS, &rows)
+}
+
+/// Writes a header and rows as CSV; returns the number of rows.
+fn write_csv<const N: usize>(out: impl std::io::Write, header: [&str; N], rows: &[[String; N]]) -> Result<u64> {
+    let io = |e: csv::Error| CoreError::Storage(format!("writing CSV: {e}"));
+    let mut w = csv::Writer::from_writer(out);
+    w.write_record(header).map_err(io)?;
+    for r in rows {
         w.write_record(r).map_err(io)?;
     }
-    w.flush().map_err(|e| CoreError::Storage(e.to_string()))?;
+    w.flush().map_err(|e| CoreError::Storage(format!("writing CSV: {e}")))?;
     Ok(rows.len() as u64)
 }

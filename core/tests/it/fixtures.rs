@@ -1,6 +1,9 @@
 //! Replicas of one shop in temporary folders, and helpers to sync and compare them.
 
-use dashoffice_core::{BootstrapInput, Caller, Durability, OpenOptions, Replica, domain::Role};
+use dashoffice_core::{
+    BootstrapInput, Caller, Durability, OpenOptions, Replica,
+    domain::{Role, api::CreateProduct},
+};
 use tempfile::TempDir;
 
 pub(crate) struct Node {
@@ -147,4 +150,18 @@ pub(crate) fn heads_dump(r: &Replica) -> Vec<String> {
         .collect();
     v.sort();
     v
+}
+
+/// A product to create: `sku` (also its name) at `price`, everything else default.
+pub(crate) fn product_input(sku: &str, price: &str) -> CreateProduct {
+    CreateProduct {
+        sku: sku.into(),
+        name: sku.into(),
+        description: String::new(),
+        price: price.into(),
+        currency: None,
+        tax_rate: None,
+        active: None,
+        tags: vec![],
+    }
 }

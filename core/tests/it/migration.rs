@@ -4,11 +4,10 @@
 use automerge::{ObjType, ROOT, ReadDoc, transaction::Transactable};
 use dashoffice_core::{
     doc::{self, Collection, DocId, DocMigration},
-    domain::api::CreateProduct,
     entities::products,
 };
 
-use crate::fixtures::{heads_dump, projection_dump, push_all, shop};
+use crate::fixtures::{heads_dump, product_input, projection_dump, push_all, shop};
 
 fn add_meta(
     tx: &mut automerge::transaction::Transaction<'_>,
@@ -22,19 +21,6 @@ fn add_meta(
 
 const V2: &[DocMigration] = &[DocMigration { to: 2, apply: add_meta }];
 
-fn product(sku: &str) -> CreateProduct {
-    CreateProduct {
-        sku: sku.into(),
-        name: sku.into(),
-        description: String::new(),
-        price: "1".into(),
-        currency: None,
-        tax_rate: None,
-        active: None,
-        tags: vec![],
-    }
-}
-
 #[test]
 fn replicas_migrating_apart_produce_identical_changes() {
     let nodes = shop(2);
@@ -43,7 +29,7 @@ fn replicas_migrating_apart_produce_identical_changes() {
     let mut ids = Vec::new();
     for (n, sku) in [(a, "A-1"), (b, "B-1"), (a, "A-2"), (b, "B-2")] {
         let c = n.caller.clone();
-        ids.push(n.replica.write_blocking(move |ctx| products::create(ctx, &c, product(sku))).unwrap().id);
+        ids.push(n.replica.write_blocking(move |ctx| products::create(ctx, &c, product_input(sku, "1"))).unwrap().id);
     }
     // Each migrates every catalog document it has, independently.
     for n in [a, b] {

@@ -1,11 +1,9 @@
 //! The Automerge sync protocol between two replicas through the core's API, with sync states
 //! persisted so that a reconnect resumes instead of starting over.
 
-use dashoffice_core::{
-    Durability, OpenOptions, Replica, domain::api::CreateProduct, entities::products, sync::SyncPeer,
-};
+use dashoffice_core::{Durability, OpenOptions, Replica, entities::products, sync::SyncPeer};
 
-use crate::fixtures::{heads_dump, projection_dump, shop};
+use crate::fixtures::{heads_dump, product_input, projection_dump, shop};
 
 async fn sync_until_quiet(a: &Replica, pa: &mut SyncPeer, b: &Replica, pb: &mut SyncPeer) -> usize {
     let mut bytes = 0;
@@ -40,25 +38,7 @@ async fn sync_protocol_converges_and_resumes_after_restart() {
     let (a, b) = (&nodes[0], &nodes[1]);
     for i in 0..50 {
         let c = a.caller.clone();
-        a.replica
-            .write(move |ctx| {
-                products::create(
-                    ctx,
-                    &c,
-                    CreateProduct {
-                        sku: format!("P-{i}"),
-                        name: format!("Producto {i}"),
-                        description: String::new(),
-                        price: "5".into(),
-                        currency: None,
-                        tax_rate: None,
-                        active: None,
-                        tags: vec![],
-                    },
-                )
-            })
-            .await
-            .unwrap();
+        a.replica.write(move |ctx| products::create(ctx, &c, product_input(&format!("P-{i}"), "5"))).await.unwrap();
     }
     // `pa` is A as seen by B (B's state about A), `pb` is B as seen by A.
     let (mut pa, mut pb) = (SyncPeer::new("A"), SyncPeer::new("B"));
@@ -73,25 +53,7 @@ async fn sync_protocol_converges_and_resumes_after_restart() {
 
     // One more edit travels.
     let c = b.caller.clone();
-    b.replica
-        .write(move |ctx| {
-            products::create(
-                ctx,
-                &c,
-                CreateProduct {
-                    sku: "NEW".into(),
-                    name: "Nuevo".into(),
-                    description: String::new(),
-                    price: "1".into(),
-                    currency: None,
-                    tax_rate: None,
-                    active: None,
-                    tags: vec![],
-                },
-            )
-        })
-        .await
-        .unwrap();
+    b.replica.write(move |ctx| products::create(ctx, &c, product_input("NEW", "1"))).await.unwrap();
     sync_until_quiet(&a.replica, &mut pa2, &b.replica, &mut pb2).await;
     assert_eq!(projection_dump(&a.replica), projection_dump(&b.replica));
 }
@@ -117,25 +79,7 @@ fn a_change_that_arrives_before_its_dependencies_survives_a_restart() {
     let nodes = shop(1);
     let a = &nodes[0];
     let c = a.caller.clone();
-    let p = a
-        .replica
-        .write_blocking(move |ctx| {
-            products::create(
-                ctx,
-                &c,
-                CreateProduct {
-                    sku: "OOO".into(),
-                    name: "Fuera de orden".into(),
-                    description: String::new(),
-                    price: "1".into(),
-                    currency: None,
-                    tax_rate: None,
-                    active: None,
-                    tags: vec![],
-                },
-            )
-        })
-        .unwrap();
+    let p = a.replica.write_blocking(move |ctx| products::create(ctx, &c, product_input("OOO", "1"))).unwrap();
     let (c, pid) = (a.caller.clone(), p.id.clone());
     a.replica
         .write_blocking(move |ctx| {
