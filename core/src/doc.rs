@@ -277,15 +277,29 @@ fn scalar<D: ReadDoc + ?Sized>(doc: &D, obj: &ObjId, key: &str) -> Option<Scalar
 pub struct Fields(std::collections::HashMap<String, ScalarValue>);
 
 /// Reads the scalar fields of `obj`.
+/// A text object (what JavaScript clients write for a string) reads as its string, so records
+/// edited through automerge-repo read the same as ours.
 pub fn fields<D: ReadDoc + ?Sized>(doc: &D, obj: &ObjId) -> Fields {
     Fields(
         doc.map_range(obj, ..)
             .filter_map(|item| match item.value {
                 automerge::ValueRef::Scalar(v) => Some((item.key.into_owned(), ScalarValue::from(v))),
+                automerge::ValueRef::Object(ObjType::Text) => {
+                    let key = item.key.into_owned();
+                    let text = text_field(doc, obj, &key)?;
+                    Some((key, ScalarValue::Str(text.into())))
+                }
                 automerge::ValueRef::Object(_) => None,
             })
             .collect(),
     )
+}
+
+fn text_field<D: ReadDoc + ?Sized>(doc: &D, obj: &ObjId, key: &str) -> Option<String> {
+    match doc.get(obj, key) {
+        Ok(Some((Value::Object(ObjType::Text), id))) => doc.text(&id).ok(),
+        _ => None,
+    }
 }
 
 impl Fields {
@@ -309,7 +323,10 @@ impl Fields {
 
 /// A string field ("" when absent).
 pub fn get_str<D: ReadDoc + ?Sized>(doc: &D, obj: &ObjId, key: &str) -> String {
-    scalar(doc, obj, key).and_then(|s| s.as_str().map(str::to_string)).unwrap_or_default()
+    scalar(doc, obj, key)
+        .and_then(|s| s.as_str().map(str::to_string))
+        .or_else(|| text_field(doc, obj, key))
+        .unwrap_or_default()
 }
 
 /// An optional string field (absent, null or "" give None).

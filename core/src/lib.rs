@@ -11,6 +11,7 @@ mod error;
 mod page;
 mod projection;
 mod replica;
+pub mod repo_id;
 pub mod sync;
 mod writer;
 

@@ -94,6 +94,7 @@ struct Inner {
     db_path: PathBuf,
     clock: Arc<dyn Clock>,
     thread: Mutex<Option<JoinHandle<()>>>,
+    changed: tokio::sync::broadcast::Sender<Arc<[DocId]>>,
 }
 
 /// A replica of one shop's data. Cheap to clone.
@@ -132,7 +133,15 @@ impl Replica {
         let readers = ReadPool::open(&db_path, opts.readers)?;
         let (tx, rx) = mpsc::channel();
         let depth = Arc::new(AtomicUsize::new(0));
-        let w = WriterThread { conn, device: device.clone(), clock: opts.clock.clone(), rx, depth: depth.clone() };
+        let (changed, _) = tokio::sync::broadcast::channel(1024);
+        let w = WriterThread {
+            conn,
+            device: device.clone(),
+            clock: opts.clock.clone(),
+            rx,
+            depth: depth.clone(),
+            changed: changed.clone(),
+        };
         let thread = std::thread::Builder::new()
             .name("dashoffice-writer".into())
             .spawn(move || w.run())
@@ -145,6 +154,7 @@ impl Replica {
             db_path,
             clock: opts.clock,
             thread: Mutex::new(Some(thread)),
+            changed,
         })))
     }
 
@@ -204,6 +214,12 @@ impl Replica {
             let _ = tx.send(r);
         });
         rx.recv().unwrap_or(Err(CoreError::ShuttingDown))
+    }
+
+    /// Documents changed by each committed write batch, local or remote. A receiver that falls
+    /// behind gets `Lagged` and should treat every document as changed.
+    pub fn subscribe(&self) -> tokio::sync::broadcast::Receiver<Arc<[DocId]>> {
+        self.0.changed.subscribe()
     }
 
     /// Runs a read on a read-only connection (blocking: call from a blocking thread).

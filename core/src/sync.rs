@@ -23,6 +23,11 @@ pub fn heads_from_bytes(b: &[Vec<u8>]) -> Result<Vec<ChangeHash>> {
         .collect()
 }
 
+/// Heads as stored by the relay: 32 bytes each, concatenated.
+pub fn heads_to_bytes(heads: &[ChangeHash]) -> Vec<u8> {
+    heads.iter().flat_map(|h| h.0).collect()
+}
+
 /// The sync states of one remote peer, across documents.
 pub struct SyncPeer {
     peer: String,
@@ -38,6 +43,42 @@ impl SyncPeer {
     pub fn id(&self) -> &str {
         &self.peer
     }
+    /// Forgets the in-memory state of a document that is in sync (it is reloaded from the store
+    /// when needed), so idle connections hold nothing per document.
+    pub fn evict(&mut self, id: &DocId) {
+        self.states.remove(id);
+    }
+    /// Documents with a state in memory.
+    pub fn active(&self) -> usize {
+        self.states.len()
+    }
+}
+
+/// The outcome of one sync step on a document.
+#[derive(Debug, Clone)]
+pub struct SyncStep {
+    /// The document.
+    pub doc: DocId,
+    /// The message to send, if any.
+    pub reply: Option<Vec<u8>>,
+    /// Changes of ours the peer is not known to have.
+    pub pending: usize,
+    /// Both sides have the same heads and nothing is in flight.
+    pub in_sync: bool,
+    /// The reply asks or tells the peer something it must answer (it is not a bare
+    /// acknowledgement of heads the peer already has).
+    pub awaits_answer: bool,
+    /// Changes the incoming message brought that were new here.
+    pub received: usize,
+}
+
+fn store_state(conn: &rusqlite::Connection, peer: &str, doc: &DocId, state: &sync::State) -> Result<()> {
+    conn.prepare_cached(
+        "INSERT INTO sync_states(peer, doc_id, state) VALUES (?1, ?2, ?3)
+         ON CONFLICT(peer, doc_id) DO UPDATE SET state = excluded.state",
+    )?
+    .execute(params![peer, doc.as_str(), state.encode()])?;
+    Ok(())
 }
 
 fn load_state(conn: &rusqlite::Connection, peer: &str, doc: &DocId) -> Result<sync::State> {
@@ -70,6 +111,81 @@ impl Replica {
     pub fn apply_changes_blocking(&self, id: &DocId, bytes: Vec<u8>) -> Result<usize> {
         let id = id.clone();
         self.write_blocking(move |ctx| ctx.apply_remote(&id, &bytes))
+    }
+
+    /// Runs one sync step per document in a single durable write: receives the incoming message
+    /// (if any), persists the sync state and generates the reply. Messages are decoded first, so
+    /// a malformed one fails the call before anything is written.
+    pub async fn sync_steps(&self, peer: &mut SyncPeer, batch: Vec<(DocId, Option<Vec<u8>>)>) -> Result<Vec<SyncStep>> {
+        let mut jobs = Vec::with_capacity(batch.len());
+        for (id, msg) in batch {
+            let message = match msg {
+                Some(m) => {
+                    Some(sync::Message::decode(&m).map_err(|e| CoreError::Storage(format!("bad sync message: {e}")))?)
+                }
+                None => None,
+            };
+            let state = peer.states.remove(&id);
+            jobs.push((id, message, state));
+        }
+        let peer_id = peer.peer.clone();
+        let done = self
+            .write(move |ctx| {
+                let mut out = Vec::with_capacity(jobs.len());
+                for (id, message, state) in jobs {
+                    let mut state = match state {
+                        Some(s) => s,
+                        None => load_state(ctx.conn(), &peer_id, &id)?,
+                    };
+                    let mut received = 0;
+                    if let Some(message) = message {
+                        let shared = state.shared_heads.clone();
+                        received = ctx.with_doc_mut(&id, |d| {
+                            let before = d.get_heads();
+                            d.receive_sync_message(&mut state, message)?;
+                            Ok(d.get_changes(&before).len())
+                        })?;
+                        if state.shared_heads != shared {
+                            store_state(ctx.conn(), &peer_id, &id, &state)?;
+                        }
+                    }
+                    let d = ctx.doc(&id)?;
+                    let reply = d.generate_sync_message(&mut state).map(|m| m.encode());
+                    let heads = d.get_heads();
+                    let pending = d.get_changes(&state.shared_heads).len();
+                    let they_have_ours = state.their_heads.as_deref() == Some(heads.as_slice());
+                    let in_sync = reply.is_none() && they_have_ours;
+                    let awaits_answer = reply.is_some() && !they_have_ours;
+                    out.push((state, SyncStep { doc: id, reply, pending, in_sync, awaits_answer, received }));
+                }
+                Ok(out)
+            })
+            .await?;
+        Ok(done
+            .into_iter()
+            .map(|(state, step)| {
+                peer.states.insert(step.doc.clone(), state);
+                step
+            })
+            .collect())
+    }
+
+    /// Documents whose heads differ from what `peer` was last known to have (or that it never
+    /// synced): the ones a reconnect must talk about.
+    pub async fn sync_dirty(&self, peer: &str) -> Result<Vec<DocId>> {
+        let peer = peer.to_string();
+        self.write(move |ctx| {
+            let ids = crate::writer::all_doc_ids(ctx.conn())?;
+            let mut dirty = Vec::new();
+            for id in ids {
+                let state = load_state(ctx.conn(), &peer, &id)?;
+                if ctx.doc(&id)?.get_heads() != state.shared_heads {
+                    dirty.push(id);
+                }
+            }
+            Ok(dirty)
+        })
+        .await
     }
 
     /// The next sync message for `peer` about document `id`, if there is anything to say.

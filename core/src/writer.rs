@@ -284,6 +284,8 @@ pub(crate) struct WriterThread {
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) rx: mpsc::Receiver<Job>,
     pub(crate) depth: Arc<AtomicUsize>,
+    /// Told the documents each committed batch changed (sync, live updates).
+    pub(crate) changed: tokio::sync::broadcast::Sender<Arc<[DocId]>>,
 }
 
 impl WriterThread {
@@ -408,7 +410,13 @@ impl WriterThread {
         }
         let compacted = self.compact(docs, &batch_docs);
         match compacted.and_then(|_| self.conn.execute_batch("COMMIT").map_err(CoreError::from)) {
-            Ok(()) => deliver(replies),
+            Ok(()) => {
+                if !batch_docs.is_empty() {
+                    // Nobody listening is fine.
+                    let _ = self.changed.send(batch_docs.into_iter().collect());
+                }
+                deliver(replies)
+            }
             Err(e) => {
                 tracing::error!(error = %e, "commit failed; the batch is not acknowledged");
                 let _ = self.conn.execute_batch("ROLLBACK");

@@ -161,7 +161,15 @@ fn system_caller(replica: &Replica) -> anyhow::Result<Caller> {
 
 fn run(s: Settings, command: Command) -> anyhow::Result<()> {
     let (replica, _lock) = open(&s)?;
-    bootstrap(&replica, &s)?;
+    // A node given an enrolment code and no shop of its own joins the code's shop by sync.
+    let joining = s.relay.is_some()
+        && (s.enrolment_code.is_some() || dashoffice_sync::Enrolment::load(&s.data_dir).is_some())
+        && replica.shop_id()?.is_none();
+    if joining {
+        tracing::info!("no shop here yet: joining the shop of the enrolment code through the relay");
+    } else {
+        bootstrap(&replica, &s)?;
+    }
     let result = match command {
         Command::Serve => serve(replica.clone(), &s),
         Command::Reindex => {
@@ -234,11 +242,32 @@ fn serve(replica: Replica, s: &Settings) -> anyhow::Result<()> {
         let listener =
             tokio::net::TcpListener::bind(s.listen).await.with_context(|| format!("listening on {}", s.listen))?;
         let addr = listener.local_addr()?;
-        let state = AppState::new(replica.clone(), metrics_handle());
+        let mut state = AppState::new(replica.clone(), metrics_handle());
+        let sync = match &s.relay {
+            Some(relay) => {
+                let cfg = dashoffice_sync::ClientConfig {
+                    relay: relay.clone(),
+                    trust: s.sync_trust()?,
+                    data_dir: s.data_dir.clone(),
+                    enrolment_code: s.enrolment_code.as_ref().map(|c| c.expose().to_string()),
+                    device_name: s.device_name.clone().unwrap_or_else(|| format!("edge node {}", s.listen)),
+                    idle_timeout: std::time::Duration::from_millis(s.sync_idle_timeout_ms),
+                };
+                let handle = dashoffice_sync::client::start(replica.clone(), cfg).context("starting sync")?;
+                let h = handle.clone();
+                state.sync_status = Arc::new(move || h.status());
+                tracing::info!(%relay, "sync with the relay is on");
+                Some(handle)
+            }
+            None => None,
+        };
         tracing::info!(%addr, data_dir = %s.data_dir.display(), device = %replica.device().code, "edge node ready");
         println!("dashoffice-edge listening on http://{addr}");
         let _ = std::io::stdout().flush();
         dashoffice_api::run(listener, state, shutdown_signal()).await.context("serving")?;
+        if let Some(h) = sync {
+            h.stop();
+        }
         tracing::info!("shutting down: finishing queued writes");
         Ok(())
     })

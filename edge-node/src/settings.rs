@@ -6,6 +6,7 @@ use std::{net::SocketAddr, path::PathBuf};
 use anyhow::Context;
 use clap::Args;
 use dashoffice_core::Durability;
+use dashoffice_sync::tls::Trust;
 use serde::Deserialize;
 
 /// The example configuration, printed by `--print-default-config`.
@@ -23,6 +24,19 @@ log_format = "text"
 durability = "full"
 # Read connections to SQLite.
 readers = 4
+
+# Sync with a relay (optional). relay is its QUIC address; relay_fingerprint pins its certificate
+# (`dashoffice-relay fingerprint` prints it), or relay_ca names the CA file of a CA-issued one.
+# relay = "127.0.0.1:4433"
+# relay_fingerprint = "..."
+# relay_ca = "/etc/dashoffice/relay-ca.pem"
+# enrolment_code: the one-time code from the relay's owner (`dashoffice-relay enrol-code`), used on
+# the first connection only; set it with DASHOFFICE_ENROLMENT_CODE or --enrolment-code. A node
+# started with an enrolment code and an empty data folder joins the code's shop (it does not
+# create a shop of its own).
+# device_name = "Caja 1"
+# A silent connection to the relay counts as lost after this many milliseconds.
+sync_idle_timeout_ms = 30000
 
 # First run only: the shop, its first branch and the owner account.
 shop_name = "Mi Tienda"
@@ -76,6 +90,24 @@ pub(crate) struct Cli {
     /// First run: the shop's currency (ISO 4217).
     #[arg(long, env = "DASHOFFICE_CURRENCY", global = true)]
     currency: Option<String>,
+    /// The relay's QUIC address (host:port); sync is off without it.
+    #[arg(long, env = "DASHOFFICE_RELAY", global = true)]
+    relay: Option<String>,
+    /// The SHA-256 fingerprint of the relay's certificate (64 hex digits).
+    #[arg(long, env = "DASHOFFICE_RELAY_FINGERPRINT", global = true)]
+    relay_fingerprint: Option<String>,
+    /// A CA certificate file (PEM) to verify a CA-issued relay certificate instead of pinning.
+    #[arg(long, env = "DASHOFFICE_RELAY_CA", global = true)]
+    relay_ca: Option<PathBuf>,
+    /// One-time enrolment code from the relay's owner (first connection only).
+    #[arg(long, env = "DASHOFFICE_ENROLMENT_CODE", global = true, hide_env_values = true)]
+    enrolment_code: Option<String>,
+    /// A name for this device on the relay.
+    #[arg(long, env = "DASHOFFICE_DEVICE_NAME", global = true)]
+    device_name: Option<String>,
+    /// Milliseconds of silence after which the connection to the relay counts as lost.
+    #[arg(long, env = "DASHOFFICE_SYNC_IDLE_TIMEOUT_MS", global = true)]
+    sync_idle_timeout_ms: Option<u64>,
 }
 
 /// A secret that never shows in logs or debug output.
@@ -112,6 +144,17 @@ pub(crate) struct Settings {
     pub(crate) owner_name: String,
     pub(crate) owner_email: String,
     pub(crate) owner_password: Option<Secret>,
+    #[serde(default)]
+    pub(crate) relay: Option<String>,
+    #[serde(default)]
+    relay_fingerprint: Option<String>,
+    #[serde(default)]
+    relay_ca: Option<PathBuf>,
+    #[serde(default)]
+    pub(crate) enrolment_code: Option<Secret>,
+    #[serde(default)]
+    pub(crate) device_name: Option<String>,
+    pub(crate) sync_idle_timeout_ms: u64,
 }
 
 impl Settings {
@@ -129,7 +172,13 @@ impl Settings {
             }
         }
         b = b.add_source(config::Environment::with_prefix("DASHOFFICE").try_parsing(false));
-        let overrides: [(&str, Option<String>); 10] = [
+        let overrides: [(&str, Option<String>); 16] = [
+            ("sync_idle_timeout_ms", cli.sync_idle_timeout_ms.map(|v| v.to_string())),
+            ("relay", cli.relay.clone()),
+            ("relay_fingerprint", cli.relay_fingerprint.clone()),
+            ("relay_ca", cli.relay_ca.as_ref().map(|p| p.display().to_string())),
+            ("enrolment_code", cli.enrolment_code.clone()),
+            ("device_name", cli.device_name.clone()),
             ("data_dir", cli.data_dir.as_ref().map(|p| p.display().to_string())),
             ("listen", cli.listen.clone()),
             ("log_format", cli.log_format.clone()),
@@ -157,7 +206,27 @@ impl Settings {
         if !(1..=64).contains(&s.readers) {
             anyhow::bail!("readers must be between 1 and 64");
         }
+        if !(1000..=600_000).contains(&s.sync_idle_timeout_ms) {
+            anyhow::bail!("sync_idle_timeout_ms must be between 1000 and 600000");
+        }
+        if s.relay.is_some() {
+            s.sync_trust()?;
+        }
         Ok(s)
+    }
+
+    /// How the relay's certificate is trusted.
+    pub(crate) fn sync_trust(&self) -> anyhow::Result<Trust> {
+        match (&self.relay_fingerprint, &self.relay_ca) {
+            (Some(fp), _) => Ok(Trust::Pinned(
+                dashoffice_sync::tls::parse_fingerprint(fp).map_err(|e| anyhow::anyhow!("relay_fingerprint: {e}"))?,
+            )),
+            (None, Some(ca)) => Ok(Trust::Ca(ca.clone())),
+            (None, None) => anyhow::bail!(
+                "relay is set but neither relay_fingerprint nor relay_ca: pin the relay's certificate \
+                 (`dashoffice-relay fingerprint` prints it) or name its CA"
+            ),
+        }
     }
 
     pub(crate) fn durability(&self) -> Durability {

@@ -9,3 +9,4 @@ mod csv;
 mod durability;
 mod errors;
 mod roles;
+mod sync;

@@ -21,6 +21,21 @@ use tempfile::TempDir;
 pub const OWNER_EMAIL: &str = "owner@tienda.mx";
 pub const OWNER_PASSWORD: &str = "contraseña-segura-1";
 
+/// A binary of this build, next to the test executable's folder.
+pub fn bin(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("the test executable's path");
+    let dir = exe.parent().and_then(Path::parent).expect("the target folder");
+    let bin = dir.join(format!("{name}{}", std::env::consts::EXE_SUFFIX));
+    assert!(
+        bin.exists(),
+        "{} is missing: build it first (cargo build --workspace --bins; ./scripts/test does)",
+        bin.display()
+    );
+    bin
+}
+
+pub mod relay;
+
 /// The `dashoffice-edge` binary of this build: it sits in the target folder above the test
 /// executable (`target/debug/deps/e2e-…` → `target/debug/dashoffice-edge`).
 pub fn edge_bin() -> PathBuf {
@@ -61,6 +76,7 @@ pub struct Node {
     child: Option<Child>,
     base: String,
     http: Client,
+    extra: Vec<String>,
 }
 
 impl Node {
@@ -71,10 +87,25 @@ impl Node {
 
     /// Starts a node on `root/data` (created, or reopened if it exists).
     pub fn start_on(root: TempDir) -> Self {
+        Self::start_with(root, Vec::new())
+    }
+
+    /// Starts a node on `root/data` with extra flags (kept for restarts).
+    pub fn start_with(root: TempDir, extra: Vec<String>) -> Self {
         let http = Client::builder().timeout(REQUEST_TIMEOUT).build().expect("building the HTTP client");
-        let mut node = Self { root, child: None, base: String::new(), http };
+        let mut node = Self { root, child: None, base: String::new(), http, extra };
         node.spawn();
         node
+    }
+
+    /// Replaces the extra flags used by the next start.
+    pub fn set_extra(&mut self, extra: Vec<String>) {
+        self.extra = extra;
+    }
+
+    /// Starts the stopped process again (same folder, current flags).
+    pub fn start_again(&mut self) {
+        self.spawn();
     }
 
     /// The replica's data folder.
@@ -104,6 +135,7 @@ impl Node {
             .arg("--data-dir")
             .arg(&data)
             .args(["--listen", "127.0.0.1:0", "--owner-email", OWNER_EMAIL, "--owner-password", OWNER_PASSWORD])
+            .args(&self.extra)
             .stdout(Stdio::piped())
             .stderr(Stdio::from(log))
             .spawn()
@@ -303,6 +335,11 @@ pub struct Api {
 }
 
 impl Api {
+    /// A client without a token for any base URL (the relay's HTTP side).
+    pub fn for_base(base: &str) -> Self {
+        let http = Client::builder().timeout(REQUEST_TIMEOUT).build().expect("building the HTTP client");
+        Self { http, base: base.to_string(), token: None }
+    }
     /// Sends a request; `Err` when the node did not answer (stopped, killed).
     pub fn try_send(
         &self,
@@ -457,6 +494,20 @@ impl Api {
 #[track_caller]
 pub fn id(v: &Value) -> String {
     v["id"].as_str().unwrap_or_else(|| panic!("no id in {v}")).to_string()
+}
+
+/// Runs `f` until it returns `Some` or `within` passes.
+pub fn wait_for<T>(within: Duration, mut f: impl FnMut() -> Option<T>) -> Option<T> {
+    let deadline = Instant::now() + within;
+    loop {
+        if let Some(v) = f() {
+            return Some(v);
+        }
+        if Instant::now() > deadline {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }
 
 /// Polls `f` until it returns true or `within` passes; returns whether it did. For effects that

@@ -32,7 +32,10 @@ pub struct AppState {
     pub metrics: PrometheusHandle,
     pub(crate) sessions: extract::SessionCache,
     pub(crate) started: Arc<Instant>,
-    pub(crate) home_branch: Option<String>,
+    /// Read once it is known (a replica that joins by sync learns it from the relay).
+    pub(crate) home_branch: Arc<std::sync::OnceLock<String>>,
+    /// The state of sync with the relay (`GET /api/v1/sync/status`).
+    pub sync_status: Arc<dyn Fn() -> dashoffice_domain::api::SyncStatus + Send + Sync>,
     /// Login attempts per e-mail address: a burst of 10, then one every 6 seconds.
     pub(crate) login_limiter: Arc<governor::DefaultKeyedRateLimiter<String>>,
 }
@@ -40,7 +43,10 @@ pub struct AppState {
 impl AppState {
     /// State for `replica` with a metrics handle from [`metrics_handle`].
     pub fn new(replica: Replica, metrics: PrometheusHandle) -> Self {
-        let home_branch = replica.home_branch().ok().flatten();
+        let home_branch = Arc::new(std::sync::OnceLock::new());
+        if let Ok(Some(b)) = replica.home_branch() {
+            let _ = home_branch.set(b);
+        }
         let quota = governor::Quota::per_minute(std::num::NonZeroU32::MIN.saturating_add(9));
         Self {
             replica,
@@ -48,8 +54,18 @@ impl AppState {
             sessions: Default::default(),
             started: Arc::new(Instant::now()),
             home_branch,
+            sync_status: Arc::new(dashoffice_domain::api::SyncStatus::default),
             login_limiter: Arc::new(governor::RateLimiter::keyed(quota)),
         }
+    }
+
+    /// The branch this replica serves by default, once known.
+    pub(crate) fn home_branch(&self) -> Option<String> {
+        if let Some(b) = self.home_branch.get() {
+            return Some(b.clone());
+        }
+        let b = self.replica.home_branch().ok().flatten().filter(|b| !b.is_empty())?;
+        Some(self.home_branch.get_or_init(|| b).clone())
     }
 
     /// Runs a read on a blocking thread.

@@ -6,7 +6,8 @@ use dashoffice_domain::{
         AdjustStock, BranchView, CreateBranch, CreateCustomer, CreateOrder, CreateProduct, CreateStaff, CustomerView,
         DecimalText, ErrorBody, ErrorDetail, Health, ImportReport, ImportRowError, LoginRequest, LoginResponse,
         MergeCustomers, OrderLineInput, OrderLineView, OrderView, ProductView, ShopView, StaffView, StockView,
-        TransitionOrder, UpdateBranch, UpdateCustomer, UpdateOrder, UpdateProduct, UpdateShop, UpdateStaff,
+        SyncDocument, SyncPeerStatus, SyncStatus, TransitionOrder, UpdateBranch, UpdateCustomer, UpdateOrder,
+        UpdateProduct, UpdateShop, UpdateStaff,
     },
 };
 use utoipa::{
@@ -37,6 +38,8 @@ impl Modify for BearerAuth {
         routes::system::healthz,
         routes::system::metrics,
         routes::system::openapi,
+        routes::sync::status,
+        routes::sync::documents,
         routes::auth::login,
         routes::auth::logout,
         routes::auth::me,
@@ -80,7 +83,7 @@ impl Modify for BearerAuth {
     components(schemas(
         FieldError, OrderStatus, Role, Transition, AdjustStock, BranchView, CreateBranch, CreateCustomer, CreateOrder, CreateProduct,
         CreateStaff, CustomerView, DecimalText, ErrorBody, ErrorDetail, Health, ImportReport, ImportRowError, LoginRequest, LoginResponse,
-        MergeCustomers, OrderLineInput, OrderLineView, OrderView, ProductView, ShopView, StaffView, StockView, TransitionOrder, UpdateBranch,
+        MergeCustomers, OrderLineInput, OrderLineView, OrderView, ProductView, ShopView, StaffView, StockView, SyncStatus, SyncPeerStatus, SyncDocument, TransitionOrder, UpdateBranch,
         UpdateCustomer, UpdateOrder, UpdateProduct, UpdateShop, UpdateStaff
     ))
 )]

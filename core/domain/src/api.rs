@@ -612,3 +612,70 @@ pub struct Health {
     /// Crate version.
     pub version: String,
 }
+
+/// The state of this replica's sync with the relay (`GET /api/v1/sync/status`).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct SyncStatus {
+    /// Whether a relay is configured.
+    pub enabled: bool,
+    /// The relay's QUIC address.
+    pub relay: Option<String>,
+    /// Whether a session with the relay is open now.
+    pub connected: bool,
+    /// This device's id on the relay, once enrolled.
+    pub device_id: Option<String>,
+    /// The branch the relay lets this device see (absent: the whole shop).
+    pub branch_id: Option<String>,
+    /// When the current or last session opened (Unix ms).
+    pub last_connected_at: Option<i64>,
+    /// When this replica and the relay last had nothing left to exchange (Unix ms).
+    pub last_sync_at: Option<i64>,
+    /// Local changes the relay is not yet known to have.
+    pub pending_changes: u64,
+    /// Documents holding such changes.
+    pub pending_documents: u64,
+    /// Documents this session still has to talk about with the relay (queued or awaiting an
+    /// answer); 0 once the replica and the relay are in sync.
+    pub queued_documents: u64,
+    /// Documents stored here.
+    pub documents_local: u64,
+    /// Documents the relay says this device may see (progress of an initial sync).
+    pub documents_relay: Option<u64>,
+    /// Changes received from the relay since this process started.
+    pub changes_received: u64,
+    /// Documents the relay refused (outside this device's scope), kept only here.
+    pub refused_documents: Vec<String>,
+    /// The last error, if the last attempt failed.
+    pub last_error: Option<String>,
+    /// One entry per peer (the relay).
+    pub peers: Vec<SyncPeerStatus>,
+}
+
+/// Sync state with one peer.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct SyncPeerStatus {
+    /// The peer ("relay" and its address).
+    pub peer: String,
+    /// Whether a session is open.
+    pub connected: bool,
+    /// How long the oldest local change the peer lacks has waited (ms; 0 when none).
+    pub lag_ms: u64,
+    /// Documents in flight (sent, awaiting the answer).
+    pub in_flight: u64,
+    /// When a message last arrived from the peer (Unix ms).
+    pub last_message_at: Option<i64>,
+}
+
+/// A document stored by this replica (`GET /api/v1/sync/documents`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct SyncDocument {
+    /// DashOffice document id.
+    pub id: String,
+    /// The automerge-repo URL JavaScript clients open it by.
+    pub url: String,
+    /// Its heads (hex change hashes, sorted).
+    pub heads: Vec<String>,
+}

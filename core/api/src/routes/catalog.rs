@@ -96,7 +96,7 @@ pub(crate) async fn adjust_stock(
     Path(id): Path<String>,
     ApiJson(b): ApiJson<AdjustStock>,
 ) -> ApiResult<Json<StockView>> {
-    let home = s.home_branch.clone();
+    let home = s.home_branch();
     Ok(Json(s.replica.write(move |ctx| stock::adjust(ctx, &c, &id, home.as_deref(), b)).await?))
 }
 
@@ -108,7 +108,7 @@ pub(crate) async fn list_stock(
     Auth(c): Auth,
     ApiQuery(p): ApiQuery<ListParams>,
 ) -> ApiResult<Json<Page<StockView>>> {
-    let home = s.home_branch.clone();
+    let home = s.home_branch();
     Ok(Json(s.read(move |conn| stock::list(conn, &c, home.as_deref(), &p)).await?))
 }
 

@@ -6,6 +6,7 @@ pub(crate) mod catalog;
 pub(crate) mod crm;
 pub(crate) mod org;
 pub(crate) mod sales;
+pub(crate) mod sync;
 pub(crate) mod system;
 
 use axum::{
@@ -57,6 +58,8 @@ pub(crate) fn router() -> Router<AppState> {
     Router::new()
         .route("/healthz", get(system::healthz))
         .route("/metrics", get(system::metrics))
+        .route("/api/v1/sync/status", get(sync::status))
+        .route("/api/v1/sync/documents", get(sync::documents))
         .route("/api/openapi.json", get(system::openapi))
         .route("/api/v1/auth/login", post(auth::login))
         .route("/api/v1/auth/logout", post(auth::logout))

@@ -31,7 +31,7 @@ pub(crate) async fn create_order(
     Auth(c): Auth,
     ApiJson(b): ApiJson<CreateOrder>,
 ) -> ApiResult<(StatusCode, Json<OrderView>)> {
-    let home = s.home_branch.clone();
+    let home = s.home_branch();
     Ok((StatusCode::CREATED, Json(s.replica.write(move |ctx| orders::create(ctx, &c, home.as_deref(), b)).await?)))
 }
 

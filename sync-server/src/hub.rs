@@ -1,0 +1,375 @@
+//! The relay's heart: documents in memory (loaded on demand, dropped when idle), one Automerge
+//! sync step at a time per document, new changes stored durably (group commit) before any
+//! answer goes out, and every change announced to the sessions that may see it.
+
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
+
+use automerge::{
+    Automerge,
+    sync::{self, SyncDoc},
+};
+use dashoffice_core::doc::DocId;
+use tokio::sync::{broadcast, mpsc, oneshot, watch};
+
+use crate::store::{Append, Device, RelayStore, StoreError};
+
+/// Changes in a document's log before the relay folds them into a snapshot.
+const COMPACT_AFTER: u64 = 512;
+/// Appends and state writes per transaction at most.
+const MAX_BATCH: usize = 512;
+
+/// What can go wrong in a step.
+#[derive(Debug, thiserror::Error)]
+pub enum HubError {
+    /// The document is not stored here.
+    #[error("no such document")]
+    NotFound,
+    /// The peer sent something Automerge refused.
+    #[error("bad sync message: {0}")]
+    Bad(String),
+    /// Storage failed; nothing was acknowledged.
+    #[error("{0}")]
+    Store(#[from] StoreError),
+}
+
+/// One sync step's result.
+pub struct Step {
+    /// The message to send back, if any.
+    pub reply: Option<Vec<u8>>,
+    /// Both sides have the same heads and nothing is in flight.
+    pub in_sync: bool,
+    /// The reply needs an answer (it is not a bare acknowledgement).
+    pub awaits_answer: bool,
+}
+
+struct Slot {
+    doc: Option<Automerge>,
+    used: Instant,
+}
+
+enum WriteOp {
+    Append(Append, oneshot::Sender<Result<u64, StoreError>>),
+    States(Vec<(String, String, Vec<u8>)>),
+    Compact(String, Vec<u8>),
+}
+
+/// A connected session, as the status page shows it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct SessionInfo {
+    /// Session number.
+    pub session: u64,
+    /// The device.
+    pub device_id: String,
+    /// Its name.
+    pub name: String,
+    /// "quic" or "websocket".
+    pub transport: &'static str,
+    /// Since when (Unix ms).
+    pub connected_at: i64,
+    /// Messages received.
+    pub messages_in: u64,
+    /// Messages sent.
+    pub messages_out: u64,
+    /// Documents in flight.
+    pub in_flight: u64,
+    /// When the last message arrived (Unix ms).
+    pub last_message_at: Option<i64>,
+}
+
+/// The shared relay state.
+pub struct Hub {
+    pub(crate) store: Arc<dyn RelayStore>,
+    docs: Mutex<HashMap<DocId, Arc<tokio::sync::Mutex<Slot>>>>,
+    changed: broadcast::Sender<(u64, DocId)>,
+    writer: mpsc::UnboundedSender<WriteOp>,
+    kicks: Mutex<HashMap<String, Vec<(u64, watch::Sender<Option<String>>)>>>,
+    sessions: Mutex<HashMap<u64, SessionInfo>>,
+    next_session: std::sync::atomic::AtomicU64,
+    /// The relay's peer id in the automerge-repo protocol.
+    pub peer_id: String,
+}
+
+/// Unix ms now.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+}
+
+impl Hub {
+    /// A hub over `store`; starts its writer thread.
+    pub fn new(store: Arc<dyn RelayStore>, peer_id: String) -> Arc<Self> {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let s = store.clone();
+        std::thread::Builder::new()
+            .name("relay-writer".into())
+            .spawn(move || writer(s, rx))
+            .map_or_else(|e| tracing::error!(error = %e, "cannot start the relay writer"), |_| ());
+        let (changed, _) = broadcast::channel(8192);
+        Arc::new(Self {
+            store,
+            docs: Mutex::new(HashMap::new()),
+            changed,
+            writer: tx,
+            kicks: Mutex::new(HashMap::new()),
+            sessions: Mutex::new(HashMap::new()),
+            next_session: std::sync::atomic::AtomicU64::new(1),
+            peer_id,
+        })
+    }
+
+    /// Runs a blocking store call off the async threads.
+    pub async fn blocking<R: Send + 'static>(
+        &self,
+        f: impl FnOnce(&dyn RelayStore) -> Result<R, StoreError> + Send + 'static,
+    ) -> Result<R, StoreError> {
+        let store = self.store.clone();
+        tokio::task::spawn_blocking(move || f(store.as_ref()))
+            .await
+            .map_err(|e| StoreError::Db(format!("storage task: {e}")))?
+    }
+
+    fn slot(&self, id: &DocId) -> Arc<tokio::sync::Mutex<Slot>> {
+        let mut docs = self.docs.lock().unwrap_or_else(|p| p.into_inner());
+        docs.entry(id.clone())
+            .or_insert_with(|| Arc::new(tokio::sync::Mutex::new(Slot { doc: None, used: Instant::now() })))
+            .clone()
+    }
+
+    /// Announcements of changed documents: (session that caused it, document).
+    pub fn subscribe(&self) -> broadcast::Receiver<(u64, DocId)> {
+        self.changed.subscribe()
+    }
+
+    /// Persists sync states without waiting (losing one only costs a round trip).
+    pub fn save_states(&self, states: Vec<(String, String, Vec<u8>)>) {
+        if !states.is_empty() {
+            let _ = self.writer.send(WriteOp::States(states));
+        }
+    }
+
+    /// One Automerge sync step on `id` for a session: applies `msg` (if any), stores the new
+    /// changes durably, then generates the answer. `create` allows a document this relay does
+    /// not have yet to be started by the peer.
+    pub async fn step(
+        &self,
+        session: u64,
+        id: &DocId,
+        state: &mut sync::State,
+        msg: Option<sync::Message>,
+        create: bool,
+    ) -> Result<Step, HubError> {
+        let slot = self.slot(id);
+        let mut g = slot.lock().await;
+        g.used = Instant::now();
+        if g.doc.is_none() {
+            let key = id.as_str().to_string();
+            let chunks = self.blocking(move |s| s.load_doc(&key)).await?;
+            g.doc = match chunks {
+                Some(chunks) => Some(load(&chunks).map_err(|e| HubError::Store(StoreError::Db(e)))?),
+                None if create && msg.is_some() => Some(Automerge::new()),
+                None => return Err(HubError::NotFound),
+            };
+        }
+        let Some(doc) = g.doc.as_mut() else { return Err(HubError::NotFound) };
+        let before = doc.get_heads();
+        if let Some(m) = msg
+            && let Err(e) = doc.receive_sync_message(state, m)
+        {
+            // Drop whatever half-applied state Automerge kept; reload from the store next time.
+            g.doc = None;
+            return Err(HubError::Bad(e.to_string()));
+        }
+        let after = doc.get_heads();
+        if after != before {
+            let changes: Vec<Vec<u8>> = doc.get_changes(&before).iter().map(|c| c.raw_bytes().to_vec()).collect();
+            let scope = id.scope().map_err(|e| HubError::Bad(e.to_string()))?;
+            let n = changes.len();
+            let append = Append {
+                doc_id: id.as_str().to_string(),
+                repo_id: dashoffice_core::repo_id::repo_id(id.as_str()),
+                shop_id: scope.shop_id,
+                branch_id: scope.branch_id,
+                changes,
+                heads: dashoffice_core::sync::heads_to_bytes(&after),
+                now: now_ms(),
+            };
+            let (tx, rx) = oneshot::channel();
+            let _ = self.writer.send(WriteOp::Append(append, tx));
+            let stored = rx.await.unwrap_or_else(|_| Err(StoreError::Db("the writer stopped".into())));
+            match stored {
+                Ok(count) => {
+                    metrics::counter!("dashoffice_relay_changes_stored_total").increment(n as u64);
+                    if count > COMPACT_AFTER {
+                        let _ = self.writer.send(WriteOp::Compact(id.as_str().to_string(), doc.save()));
+                    }
+                }
+                Err(e) => {
+                    // Not durable: forget it in memory too, so nobody is told we have it.
+                    g.doc = None;
+                    return Err(HubError::Store(e));
+                }
+            }
+            let _ = self.changed.send((session, id.clone()));
+        }
+        let Some(doc) = g.doc.as_mut() else { return Err(HubError::NotFound) };
+        let reply = doc.generate_sync_message(state).map(|m| m.encode());
+        let heads = doc.get_heads();
+        let they_have_ours = state.their_heads.as_deref() == Some(heads.as_slice());
+        Ok(Step {
+            in_sync: reply.is_none() && they_have_ours,
+            awaits_answer: reply.is_some() && !they_have_ours,
+            reply,
+        })
+    }
+
+    /// Drops documents nobody used for `idle` (they reload from the store on demand).
+    pub fn evict_idle(&self, idle: Duration) {
+        let mut docs = self.docs.lock().unwrap_or_else(|p| p.into_inner());
+        docs.retain(|_, slot| match slot.try_lock() {
+            Ok(g) => g.used.elapsed() < idle,
+            Err(_) => true,
+        });
+    }
+
+    /// Documents held in memory now.
+    pub fn docs_in_memory(&self) -> usize {
+        self.docs.lock().unwrap_or_else(|p| p.into_inner()).len()
+    }
+
+    /// Registers a session; the returned receiver is told when the device must be disconnected.
+    pub fn register(&self, device: &Device, transport: &'static str) -> (u64, watch::Receiver<Option<String>>) {
+        let id = self.next_session.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let (tx, rx) = watch::channel(None);
+        self.kicks.lock().unwrap_or_else(|p| p.into_inner()).entry(device.id.clone()).or_default().push((id, tx));
+        self.sessions.lock().unwrap_or_else(|p| p.into_inner()).insert(
+            id,
+            SessionInfo {
+                session: id,
+                device_id: device.id.clone(),
+                name: device.name.clone(),
+                transport,
+                connected_at: now_ms(),
+                messages_in: 0,
+                messages_out: 0,
+                in_flight: 0,
+                last_message_at: None,
+            },
+        );
+        metrics::gauge!("dashoffice_relay_sessions").increment(1.0);
+        (id, rx)
+    }
+
+    /// Updates a session's figures.
+    pub fn session_update(&self, id: u64, f: impl FnOnce(&mut SessionInfo)) {
+        if let Some(s) = self.sessions.lock().unwrap_or_else(|p| p.into_inner()).get_mut(&id) {
+            f(s);
+        }
+    }
+
+    /// Forgets a session.
+    pub fn unregister(&self, device_id: &str, id: u64) {
+        let mut k = self.kicks.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(v) = k.get_mut(device_id) {
+            v.retain(|(s, _)| *s != id);
+            if v.is_empty() {
+                k.remove(device_id);
+            }
+        }
+        if self.sessions.lock().unwrap_or_else(|p| p.into_inner()).remove(&id).is_some() {
+            metrics::gauge!("dashoffice_relay_sessions").decrement(1.0);
+        }
+    }
+
+    /// Disconnects every session of a device.
+    pub fn kick(&self, device_id: &str, reason: &str) {
+        if let Some(v) = self.kicks.lock().unwrap_or_else(|p| p.into_inner()).get(device_id) {
+            for (_, tx) in v {
+                let _ = tx.send(Some(reason.to_string()));
+            }
+        }
+    }
+
+    /// The sessions open now.
+    pub fn sessions(&self) -> Vec<SessionInfo> {
+        let mut v: Vec<SessionInfo> =
+            self.sessions.lock().unwrap_or_else(|p| p.into_inner()).values().cloned().collect();
+        v.sort_by_key(|s| s.session);
+        v
+    }
+}
+
+/// Loads stored chunks (snapshot, then changes) into a document.
+pub fn load(chunks: &[Vec<u8>]) -> Result<Automerge, String> {
+    let mut doc = Automerge::new();
+    for c in chunks {
+        doc.load_incremental(c).map_err(|e| format!("stored document is unreadable: {e}"))?;
+    }
+    Ok(doc)
+}
+
+/// The writer thread: group-commits appends (and sync states) so many documents' changes share
+/// one fsync; each append is answered only after its transaction committed.
+fn writer(store: Arc<dyn RelayStore>, mut rx: mpsc::UnboundedReceiver<WriteOp>) {
+    while let Some(first) = rx.blocking_recv() {
+        let mut ops = vec![first];
+        while ops.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(op) => ops.push(op),
+                Err(_) => break,
+            }
+        }
+        // Consecutive appends share a transaction; a compaction waits for the appends queued
+        // before it (its snapshot includes them, and those queued after it come after it).
+        let mut appends = Vec::new();
+        let mut replies = Vec::new();
+        let mut states = Vec::new();
+        for op in ops {
+            match op {
+                WriteOp::Append(a, tx) => {
+                    appends.push(a);
+                    replies.push(tx);
+                }
+                WriteOp::States(s) => states.extend(s),
+                WriteOp::Compact(id, snap) => {
+                    flush(store.as_ref(), &mut appends, &mut replies);
+                    if let Err(e) = store.compact(&id, &snap) {
+                        tracing::warn!(doc = %id, error = %e, "compaction failed");
+                    }
+                }
+            }
+        }
+        flush(store.as_ref(), &mut appends, &mut replies);
+        if !states.is_empty()
+            && let Err(e) = store.put_sync_states(&states)
+        {
+            tracing::warn!(error = %e, "saving sync states failed (peers will resend)");
+        }
+    }
+}
+
+fn flush(
+    store: &dyn RelayStore,
+    appends: &mut Vec<Append>,
+    replies: &mut Vec<oneshot::Sender<Result<u64, StoreError>>>,
+) {
+    if appends.is_empty() {
+        return;
+    }
+    match store.append(appends) {
+        Ok(counts) => {
+            for (tx, c) in replies.drain(..).zip(counts) {
+                let _ = tx.send(Ok(c));
+            }
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "storing changes failed; they are not acknowledged");
+            for tx in replies.drain(..) {
+                let _ = tx.send(Err(StoreError::Db(e.to_string())));
+            }
+        }
+    }
+    appends.clear();
+}

@@ -1,0 +1,343 @@
+//! dashoffice-relay: the central relay. Replicas sync with it over QUIC (automerge-repo messages
+//! carrying Automerge sync messages), browsers and JS clients over WebSocket at `/sync`; it
+//! stores every change durably before answering and forwards it to every replica allowed to see
+//! it.
+
+use std::{
+    net::SocketAddr,
+    path::{Path, PathBuf},
+    sync::Arc,
+    time::Duration,
+};
+
+use anyhow::{Context, bail};
+use clap::{Parser, Subcommand};
+use dashoffice_sync::tls::{self, Identity};
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+use tracing_subscriber::EnvFilter;
+
+use dashoffice_relay::{
+    enrol, http, hub, quic,
+    store::{RelayStore, SqliteStore},
+};
+
+const DEFAULT_CONFIG: &str = r#"# DashOffice relay configuration (TOML). Every key can also be set with the environment
+# variable DASHOFFICE_<KEY> (upper case) or the flag --<key> (dashes).
+
+# Where the relay keeps its SQLite store, certificate and admin token.
+data_dir = "relay-data"
+# HTTP: health, metrics, the owner's API and the WebSocket endpoint /sync.
+listen = "127.0.0.1:8090"
+# QUIC (UDP): replicas sync here.
+quic_listen = "127.0.0.1:4433"
+# "text" or "json" logs on standard error (level from RUST_LOG, default info).
+log_format = "text"
+# A silent QUIC connection is closed after this many milliseconds.
+idle_timeout_ms = 30000
+# A CA-issued certificate instead of the self-signed one (PEM files); both or neither.
+# tls_cert = "/etc/dashoffice/relay.crt"
+# tls_key = "/etc/dashoffice/relay.key"
+# admin_token: set it with DASHOFFICE_ADMIN_TOKEN; if absent, one is generated into
+# <data_dir>/admin-token on first run.
+"#;
+
+#[derive(Subcommand, Debug, Clone)]
+enum Command {
+    /// Serve QUIC and HTTP (the default).
+    Serve,
+    /// Create a one-time enrolment code for a device of a shop (and a branch, or the whole shop).
+    EnrolCode {
+        /// The shop's id (GET /api/v1/shop on its first edge node shows it).
+        #[arg(long)]
+        shop: String,
+        /// The branch the device serves; omit for a head-office device that sees every branch.
+        #[arg(long)]
+        branch: Option<String>,
+        /// A note for the owner (which device the code is for).
+        #[arg(long, default_value = "")]
+        note: String,
+        /// Hours the code stays valid.
+        #[arg(long, default_value_t = 24)]
+        ttl_hours: u32,
+    },
+    /// List enrolled devices.
+    Devices,
+    /// Revoke a device: its connections close and it is refused from then on.
+    Revoke {
+        /// The device id (from `devices`).
+        device: String,
+    },
+    /// Print the fingerprint replicas pin.
+    Fingerprint,
+}
+
+#[derive(Parser, Debug)]
+#[command(name = "dashoffice-relay", version, about = "DashOffice relay: sync hub for a shop's replicas.")]
+struct Args {
+    /// Print the default configuration file and exit.
+    #[arg(long)]
+    print_default_config: bool,
+    /// TOML configuration file (default: dashoffice-relay.toml in the current folder, if present).
+    #[arg(long, env = "DASHOFFICE_CONFIG", global = true)]
+    config: Option<PathBuf>,
+    /// Folder of the relay's data.
+    #[arg(long, env = "DASHOFFICE_DATA_DIR", global = true)]
+    data_dir: Option<PathBuf>,
+    /// HTTP address (health, metrics, API, /sync); port 0 picks one.
+    #[arg(long, env = "DASHOFFICE_LISTEN", global = true)]
+    listen: Option<String>,
+    /// QUIC (UDP) address; port 0 picks one.
+    #[arg(long, env = "DASHOFFICE_QUIC_LISTEN", global = true)]
+    quic_listen: Option<String>,
+    /// Log format: text or json.
+    #[arg(long, env = "DASHOFFICE_LOG_FORMAT", global = true)]
+    log_format: Option<String>,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Deserialize)]
+struct Settings {
+    data_dir: PathBuf,
+    listen: SocketAddr,
+    quic_listen: SocketAddr,
+    log_format: String,
+    idle_timeout_ms: u64,
+    #[serde(default)]
+    tls_cert: Option<PathBuf>,
+    #[serde(default)]
+    tls_key: Option<PathBuf>,
+    #[serde(default)]
+    admin_token: Option<String>,
+}
+
+impl std::fmt::Debug for Settings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Settings")
+            .field("data_dir", &self.data_dir)
+            .field("listen", &self.listen)
+            .field("quic_listen", &self.quic_listen)
+            .field("admin_token", &self.admin_token.as_ref().map(|_| "***"))
+            .finish_non_exhaustive()
+    }
+}
+
+fn load_settings(a: &Args) -> anyhow::Result<Settings> {
+    let mut b = config::Config::builder().add_source(config::File::from_str(DEFAULT_CONFIG, config::FileFormat::Toml));
+    b = match &a.config {
+        Some(p) => b.add_source(config::File::from(p.clone()).format(config::FileFormat::Toml).required(true)),
+        None => b.add_source(
+            config::File::with_name("dashoffice-relay.toml").format(config::FileFormat::Toml).required(false),
+        ),
+    };
+    b = b.add_source(config::Environment::with_prefix("DASHOFFICE").try_parsing(false));
+    for (k, v) in [
+        ("data_dir", a.data_dir.as_ref().map(|p| p.display().to_string())),
+        ("listen", a.listen.clone()),
+        ("quic_listen", a.quic_listen.clone()),
+        ("log_format", a.log_format.clone()),
+    ] {
+        if let Some(v) = v {
+            b = b.set_override(k, v)?;
+        }
+    }
+    let s: Settings =
+        b.build().context("reading the configuration")?.try_deserialize().context("invalid configuration")?;
+    if !matches!(s.log_format.as_str(), "text" | "json") {
+        bail!("log_format must be \"text\" or \"json\", not {:?}", s.log_format);
+    }
+    if !(1000..=600_000).contains(&s.idle_timeout_ms) {
+        bail!("idle_timeout_ms must be between 1000 and 600000");
+    }
+    if s.tls_cert.is_some() != s.tls_key.is_some() {
+        bail!("tls_cert and tls_key go together: set both or neither");
+    }
+    Ok(s)
+}
+
+fn main() {
+    let args = Args::parse();
+    if args.print_default_config {
+        print!("{DEFAULT_CONFIG}");
+        return;
+    }
+    let settings = match load_settings(&args) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("dashoffice-relay: configuration error: {e:#}");
+            std::process::exit(2);
+        }
+    };
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let b = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if settings.log_format == "json" {
+        b.json().init();
+    } else {
+        b.init();
+    }
+    if let Err(e) = run(settings, args.command.unwrap_or(Command::Serve)) {
+        eprintln!("dashoffice-relay: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+fn identity(s: &Settings) -> anyhow::Result<Identity> {
+    match (&s.tls_cert, &s.tls_key) {
+        (Some(c), Some(k)) => Ok(Identity::load(c, k)?),
+        _ => {
+            let (id, created) = Identity::load_or_create(&s.data_dir, "relay", &[tls::RELAY_NAME, "localhost"])?;
+            if created {
+                tracing::info!("first run: created a self-signed relay certificate");
+            }
+            Ok(id)
+        }
+    }
+}
+
+/// The admin token's hash: from the settings, or from `<data_dir>/admin-token` (created once).
+fn admin_hash(s: &Settings) -> anyhow::Result<Vec<u8>> {
+    if let Some(t) = &s.admin_token {
+        if t.len() < 16 {
+            bail!("admin_token must be at least 16 characters");
+        }
+        return Ok(Sha256::digest(t.as_bytes()).to_vec());
+    }
+    let path = s.data_dir.join("admin-token");
+    if !path.exists() {
+        let token = enrol::new_token();
+        write_secret(&path, &token)?;
+        println!("First run: the admin token for the relay's API is in {}", path.display());
+    }
+    let t = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+    Ok(Sha256::digest(t.trim().as_bytes()).to_vec())
+}
+
+fn write_secret(path: &Path, text: &str) -> anyhow::Result<()> {
+    use std::io::Write;
+    let mut o = std::fs::OpenOptions::new();
+    o.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        o.mode(0o600);
+    }
+    let mut f = o.open(path).with_context(|| format!("creating {}", path.display()))?;
+    f.write_all(text.as_bytes())?;
+    f.sync_all()?;
+    Ok(())
+}
+
+fn run(s: Settings, command: Command) -> anyhow::Result<()> {
+    std::fs::create_dir_all(&s.data_dir).with_context(|| format!("creating {}", s.data_dir.display()))?;
+    let store: Arc<dyn RelayStore> = Arc::new(
+        SqliteStore::open(&s.data_dir).with_context(|| format!("opening the store in {}", s.data_dir.display()))?,
+    );
+    match command {
+        Command::Serve => serve(s, store),
+        Command::EnrolCode { shop, branch, note, ttl_hours } => {
+            http::check_id("--shop", &shop).map_err(anyhow::Error::msg)?;
+            if let Some(b) = &branch {
+                http::check_id("--branch", b).map_err(anyhow::Error::msg)?;
+            }
+            if !(1..=720).contains(&ttl_hours) {
+                bail!("--ttl-hours must be between 1 and 720");
+            }
+            let (code, expires) = enrol::create_code(store.as_ref(), &shop, branch.as_deref(), &note, ttl_hours)?;
+            println!("{code}");
+            eprintln!(
+                "one-time enrolment code for shop {shop}{}; valid until {} (Unix ms)",
+                branch.map(|b| format!(", branch {b}")).unwrap_or_else(|| " (whole shop)".into()),
+                expires
+            );
+            Ok(())
+        }
+        Command::Devices => {
+            println!("{}", serde_json::to_string_pretty(&store.devices()?)?);
+            Ok(())
+        }
+        Command::Revoke { device } => {
+            if store.revoke(&device, hub::now_ms())? {
+                println!("revoked {device}; a running relay disconnects it within 2 seconds");
+                Ok(())
+            } else {
+                bail!("no device {device}")
+            }
+        }
+        Command::Fingerprint => {
+            println!("{}", identity(&s)?.fingerprint());
+            Ok(())
+        }
+    }
+}
+
+fn serve(s: Settings, store: Arc<dyn RelayStore>) -> anyhow::Result<()> {
+    let identity = identity(&s)?;
+    let admin_hash = admin_hash(&s)?;
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    rt.block_on(async move {
+        let server_cfg = tls::server_config(&identity, Duration::from_millis(s.idle_timeout_ms))?;
+        let endpoint = quinn::Endpoint::server(server_cfg, s.quic_listen)
+            .with_context(|| format!("listening for QUIC on {}", s.quic_listen))?;
+        let quic_addr = endpoint.local_addr()?;
+        let listener =
+            tokio::net::TcpListener::bind(s.listen).await.with_context(|| format!("listening on {}", s.listen))?;
+        let http_addr = listener.local_addr()?;
+        let peer_id = format!("relay-{}", &identity.fingerprint()[..16]);
+        let hub = hub::Hub::new(store, peer_id);
+        let state = http::RelayState {
+            hub: hub.clone(),
+            admin_hash: Arc::new(admin_hash),
+            metrics: dashoffice_api::metrics_handle(),
+        };
+        tokio::spawn(quic::accept_loop(endpoint.clone(), hub.clone()));
+        tokio::spawn(housekeeping(hub.clone()));
+        println!("relay certificate fingerprint: {}", identity.fingerprint());
+        println!("dashoffice-relay listening on http://{http_addr} (QUIC on {quic_addr})");
+        tracing::info!(http = %http_addr, quic = %quic_addr, "relay started");
+        axum::serve(listener, http::router(state)).with_graceful_shutdown(shutdown_signal()).await?;
+        endpoint.close(0u32.into(), b"relay shutting down");
+        endpoint.wait_idle().await;
+        tracing::info!("relay stopped");
+        anyhow::Ok(())
+    })
+}
+
+/// Disconnects devices revoked from the command line, and drops idle documents from memory.
+async fn housekeeping(hub: Arc<hub::Hub>) {
+    let mut since = hub::now_ms();
+    let mut tick = tokio::time::interval(Duration::from_secs(2));
+    let mut n: u64 = 0;
+    loop {
+        tick.tick().await;
+        n += 1;
+        let from = since - 5_000;
+        since = hub::now_ms();
+        if let Ok(ids) = hub.blocking(move |st| st.revoked_since(from)).await {
+            for id in ids {
+                hub.kick(&id, "this device was revoked");
+            }
+        }
+        if n % 15 == 0 {
+            hub.evict_idle(Duration::from_secs(120));
+        }
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+}

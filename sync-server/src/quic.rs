@@ -1,0 +1,163 @@
+//! QUIC: replicas connect with their device certificate, send `join` on one bidirectional
+//! stream, and (once recognised or enrolled) sync in automerge-repo messages.
+
+use std::{sync::Arc, time::Duration};
+
+use dashoffice_sync::{
+    framing::frame_quic,
+    proto::{Message, PROTOCOL_VERSION, PeerMetadata},
+    tls,
+};
+
+use crate::{
+    enrol,
+    hub::{Hub, now_ms},
+    session::{self, Io, Naming},
+    store::{Credential, Device},
+};
+
+/// Application close codes.
+const CLOSE_REFUSED: u32 = 1;
+const CLOSE_PROTOCOL: u32 = 2;
+const CLOSE_DONE: u32 = 0;
+
+/// Accepts connections until the endpoint closes.
+pub async fn accept_loop(endpoint: quinn::Endpoint, hub: Arc<Hub>) {
+    while let Some(incoming) = endpoint.accept().await {
+        let hub = hub.clone();
+        tokio::spawn(async move {
+            let remote = incoming.remote_address();
+            match incoming.await {
+                Ok(conn) => handle(conn, hub).await,
+                Err(e) => {
+                    metrics::counter!("dashoffice_relay_refused_connections_total", "reason" => "handshake")
+                        .increment(1);
+                    tracing::info!(%remote, error = %e, "QUIC handshake failed");
+                }
+            }
+        });
+    }
+}
+
+fn refuse(
+    conn: &quinn::Connection,
+    tx: &tokio::sync::mpsc::UnboundedSender<Vec<u8>>,
+    reason: &str,
+    kind: &'static str,
+) {
+    metrics::counter!("dashoffice_relay_refused_connections_total", "reason" => kind).increment(1);
+    tracing::info!(remote = %conn.remote_address(), reason, "refused a replica");
+    let _ = tx.send(Message::Error { message: reason.to_string() }.encode());
+    let conn = conn.clone();
+    let reason = reason.to_string();
+    tokio::spawn(async move {
+        // Give the error frame a moment to leave, then close.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        conn.close(CLOSE_REFUSED.into(), reason.as_bytes());
+    });
+}
+
+async fn handle(conn: quinn::Connection, hub: Arc<Hub>) {
+    let Some(fingerprint) = tls::peer_fingerprint(&conn) else {
+        conn.close(CLOSE_REFUSED.into(), b"a device certificate is required");
+        return;
+    };
+    let (send, recv) = match tokio::time::timeout(Duration::from_secs(10), conn.accept_bi()).await {
+        Ok(Ok(s)) => s,
+        _ => {
+            conn.close(CLOSE_PROTOCOL.into(), b"no stream opened");
+            return;
+        }
+    };
+    let mut frames = frame_quic(send, recv);
+    let first = match tokio::time::timeout(Duration::from_secs(10), frames.rx.recv()).await {
+        Ok(Some(Ok(b))) => b,
+        _ => {
+            refuse(&conn, &frames.tx, "expected a join message", "protocol");
+            return;
+        }
+    };
+    let (sender, meta) = match Message::decode(&first) {
+        Ok(Message::Join { sender_id, peer_metadata, supported_protocol_versions }) => {
+            if !supported_protocol_versions.iter().any(|v| v == PROTOCOL_VERSION) {
+                refuse(&conn, &frames.tx, "unsupported protocol version (this relay speaks \"1\")", "protocol");
+                return;
+            }
+            (sender_id, peer_metadata)
+        }
+        Ok(_) => {
+            refuse(&conn, &frames.tx, "expected a join message", "protocol");
+            return;
+        }
+        Err(e) => {
+            refuse(&conn, &frames.tx, &e.to_string(), "garbage");
+            return;
+        }
+    };
+    let device = match identify(&hub, &fingerprint, &meta).await {
+        Ok(d) => d,
+        Err((reason, kind)) => {
+            refuse(&conn, &frames.tx, &reason, kind);
+            return;
+        }
+    };
+    let (shop, branch, dev) = (device.shop_id.clone(), device.branch_id.clone(), device.id.clone());
+    let doc_count = hub
+        .blocking(move |s| {
+            s.touch_device(&dev, now_ms())?;
+            Ok(s.scope_docs(&shop, branch.as_deref())?.len() as u64)
+        })
+        .await
+        .unwrap_or(0);
+    let peer = Message::Peer {
+        sender_id: hub.peer_id.clone(),
+        peer_metadata: PeerMetadata {
+            is_ephemeral: Some(false),
+            device_id: Some(device.id.clone()),
+            shop_id: Some(device.shop_id.clone()),
+            branch_id: device.branch_id.clone(),
+            doc_count: Some(doc_count),
+            ..Default::default()
+        },
+        selected_protocol_version: PROTOCOL_VERSION.into(),
+        target_id: sender.clone(),
+    };
+    let _ = frames.tx.send(peer.encode());
+    let (session_id, kick) = hub.register(&device, "quic");
+    tracing::info!(device = %device.id, name = %device.name, remote = %conn.remote_address(), documents = doc_count, "replica connected");
+    let io = Io { rx: frames.rx, tx: frames.tx };
+    let end = session::serve(hub.clone(), device.clone(), io, Naming::Replica, sender, session_id, kick).await;
+    hub.unregister(&device.id, session_id);
+    match end {
+        session::End::Closed => conn.close(CLOSE_DONE.into(), b"bye"),
+        session::End::Revoked(r) => {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            conn.close(CLOSE_REFUSED.into(), r.as_bytes())
+        }
+        session::End::Protocol(r) => {
+            tracing::info!(device = %device.id, reason = %r, "closed a session that broke the protocol");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            conn.close(CLOSE_PROTOCOL.into(), b"protocol error")
+        }
+    }
+    tracing::info!(device = %device.id, "replica disconnected");
+}
+
+/// The enrolled device behind a certificate, enrolling it with its code on first contact.
+async fn identify(hub: &Arc<Hub>, fingerprint: &str, meta: &PeerMetadata) -> Result<Device, (String, &'static str)> {
+    let fp = fingerprint.to_string();
+    let known = hub.blocking(move |s| s.device_by_fingerprint(&fp)).await.map_err(|e| (e.to_string(), "storage"))?;
+    if let Some(d) = known {
+        if d.revoked_at.is_some() {
+            return Err(("this device was revoked".into(), "revoked"));
+        }
+        return Ok(d);
+    }
+    let Some(code) = meta.enrolment_code.clone() else {
+        return Err(("unknown device: enrol it with a one-time enrolment code".into(), "unknown"));
+    };
+    let name = meta.device_name.clone().unwrap_or_else(|| "replica".into());
+    enrol::redeem(hub, &code, &name, Credential::Certificate(fingerprint.to_string()))
+        .await
+        .map_err(|e| (e, "bad-code"))
+}

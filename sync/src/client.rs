@@ -1,0 +1,509 @@
+//! A replica's side of sync (edge node, desktop app): one QUIC session with the relay at a time,
+//! reconnecting with exponential backoff and jitter; Automerge's sync protocol per document,
+//! with sync states persisted by the replica so a reconnect only talks about what changed.
+
+use std::{
+    collections::{HashMap, HashSet, VecDeque},
+    net::SocketAddr,
+    path::PathBuf,
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
+
+use backon::BackoffBuilder;
+use dashoffice_core::{Replica, doc::DocId, domain::api::SyncStatus, sync::SyncPeer};
+use dashoffice_domain::api::SyncPeerStatus;
+use serde::{Deserialize, Serialize};
+use tokio::sync::{broadcast, watch};
+
+use crate::{
+    framing::frame_quic,
+    proto::{Message, PROTOCOL_VERSION, PeerMetadata},
+    tls::{self, Identity, Trust},
+};
+
+/// Documents a replica starts talking about at once (the rest wait their turn).
+const WINDOW: usize = 64;
+/// Incoming messages applied per durable write.
+const BATCH: usize = 128;
+/// A document whose answer has not come in this long is no longer counted in flight.
+const IN_FLIGHT_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// How to reach the relay.
+#[derive(Debug, Clone)]
+pub struct ClientConfig {
+    /// The relay's QUIC address (host:port).
+    pub relay: String,
+    /// How the relay's certificate is trusted.
+    pub trust: Trust,
+    /// Where the device certificate and enrolment record live (the replica's data folder).
+    pub data_dir: PathBuf,
+    /// A one-time enrolment code, used on the first connection only.
+    pub enrolment_code: Option<String>,
+    /// A name for this device, shown to the owner.
+    pub device_name: String,
+    /// A silent connection is considered lost after this long.
+    pub idle_timeout: Duration,
+}
+
+/// What the relay told this device when it enrolled.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Enrolment {
+    /// The device's id on the relay.
+    pub device_id: String,
+    /// Its shop.
+    pub shop_id: String,
+    /// Its branch (absent: the whole shop).
+    pub branch_id: Option<String>,
+}
+
+const ENROLMENT_FILE: &str = "relay-enrolment.json";
+
+impl Enrolment {
+    /// The enrolment recorded in `dir`, if any.
+    pub fn load(dir: &std::path::Path) -> Option<Self> {
+        let bytes = std::fs::read(dir.join(ENROLMENT_FILE)).ok()?;
+        serde_json::from_slice(&bytes).ok()
+    }
+    fn save(&self, dir: &std::path::Path) -> std::io::Result<()> {
+        let tmp = dir.join(format!("{ENROLMENT_FILE}.tmp"));
+        std::fs::write(&tmp, serde_json::to_vec_pretty(self).unwrap_or_default())?;
+        std::fs::rename(tmp, dir.join(ENROLMENT_FILE))
+    }
+}
+
+/// Why a session ended.
+#[derive(Debug, thiserror::Error)]
+pub enum SyncError {
+    /// The relay refused this device (revoked, unknown, bad code).
+    #[error("the relay refused this device: {0}")]
+    Refused(String),
+    /// Network or TLS trouble.
+    #[error("{0}")]
+    Network(String),
+    /// The local replica failed.
+    #[error("replica: {0}")]
+    Replica(#[from] dashoffice_core::CoreError),
+    /// The other end broke the protocol.
+    #[error("protocol: {0}")]
+    Protocol(String),
+}
+
+#[derive(Default)]
+struct Shared {
+    status: SyncStatus,
+    dirty_since: HashMap<DocId, i64>,
+    pending: HashMap<DocId, usize>,
+}
+
+/// A running sync client.
+#[derive(Clone)]
+pub struct SyncHandle {
+    shared: Arc<Mutex<Shared>>,
+    replica: Replica,
+    stop: watch::Sender<bool>,
+}
+
+impl SyncHandle {
+    /// The current state, for `/api/v1/sync/status` and metrics.
+    pub fn status(&self) -> SyncStatus {
+        let now = self.replica.now_ms();
+        let sh = self.shared.lock().unwrap_or_else(|p| p.into_inner());
+        let mut s = sh.status.clone();
+        s.pending_documents = sh.pending.values().filter(|n| **n > 0).count() as u64;
+        s.pending_changes = sh.pending.values().map(|n| *n as u64).sum();
+        let oldest = oldest_pending(&sh);
+        if let Some(p) = s.peers.first_mut() {
+            p.lag_ms = oldest.map(|t| (now - t).max(0) as u64).unwrap_or(0);
+        }
+        drop(sh);
+        s.documents_local = self
+            .replica
+            .read(|c| Ok(c.query_row("SELECT count(*) FROM documents", [], |r| r.get::<_, i64>(0))? as u64))
+            .unwrap_or(0);
+        s
+    }
+
+    /// Stops the client (the current session closes).
+    pub fn stop(&self) {
+        let _ = self.stop.send(true);
+    }
+}
+
+/// A status for hosts without a relay configured.
+pub fn disabled_status() -> SyncStatus {
+    SyncStatus::default()
+}
+
+/// Starts syncing `replica` with the relay; runs until stopped.
+pub fn start(replica: Replica, cfg: ClientConfig) -> Result<SyncHandle, SyncError> {
+    let (identity, _) = Identity::load_or_create(&cfg.data_dir, "device", &["dashoffice-device"])
+        .map_err(|e| SyncError::Network(e.to_string()))?;
+    let client_cfg =
+        tls::client_config(&cfg.trust, &identity, cfg.idle_timeout).map_err(|e| SyncError::Network(e.to_string()))?;
+    let enrolment = Enrolment::load(&cfg.data_dir);
+    let mut status = SyncStatus {
+        enabled: true,
+        relay: Some(cfg.relay.clone()),
+        device_id: enrolment.as_ref().map(|e| e.device_id.clone()),
+        branch_id: enrolment.as_ref().and_then(|e| e.branch_id.clone()),
+        ..Default::default()
+    };
+    status.peers.push(SyncPeerStatus { peer: format!("relay {}", cfg.relay), ..Default::default() });
+    let shared = Arc::new(Mutex::new(Shared { status, ..Default::default() }));
+    let (stop, stop_rx) = watch::channel(false);
+    let handle = SyncHandle { shared: shared.clone(), replica: replica.clone(), stop };
+    let peer_id = format!("relay:{}", &identity.fingerprint()[..16]);
+    let me = format!("device-{}", &identity.fingerprint()[..16]);
+    tokio::spawn(run(replica, cfg, client_cfg, shared, stop_rx, peer_id, me));
+    Ok(handle)
+}
+
+async fn resolve(addr: &str) -> Result<SocketAddr, SyncError> {
+    tokio::net::lookup_host(addr)
+        .await
+        .map_err(|e| SyncError::Network(format!("resolving {addr}: {e}")))?
+        .next()
+        .ok_or_else(|| SyncError::Network(format!("{addr} has no address")))
+}
+
+async fn run(
+    replica: Replica,
+    cfg: ClientConfig,
+    client_cfg: quinn::ClientConfig,
+    shared: Arc<Mutex<Shared>>,
+    mut stop: watch::Receiver<bool>,
+    peer_id: String,
+    me: String,
+) {
+    let backoff = || {
+        backon::ExponentialBuilder::default()
+            .with_min_delay(Duration::from_millis(300))
+            .with_max_delay(Duration::from_secs(20))
+            .with_jitter()
+            .without_max_times()
+            .build()
+    };
+    let mut delays = backoff();
+    let endpoint = match quinn::Endpoint::client(SocketAddr::from(([0, 0, 0, 0], 0))) {
+        Ok(mut e) => {
+            e.set_default_client_config(client_cfg);
+            e
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "sync: cannot open a UDP socket; sync is off");
+            return;
+        }
+    };
+    loop {
+        let started = Instant::now();
+        let outcome = tokio::select! {
+            r = session(&replica, &cfg, &endpoint, &shared, &peer_id, &me) => r,
+            _ = stop.changed() => return,
+        };
+        {
+            let mut sh = shared.lock().unwrap_or_else(|p| p.into_inner());
+            sh.status.connected = false;
+            sh.status.queued_documents = 0;
+            if let Some(p) = sh.status.peers.first_mut() {
+                p.connected = false;
+                p.in_flight = 0;
+            }
+            sh.status.last_error = outcome.as_ref().err().map(|e| e.to_string());
+        }
+        metrics::gauge!("dashoffice_sync_connected").set(0.0);
+        match &outcome {
+            Ok(()) => tracing::info!("sync: the relay closed the session"),
+            Err(e) => tracing::warn!(error = %e, "sync: session ended"),
+        }
+        if started.elapsed() > Duration::from_secs(10) {
+            delays = backoff();
+        }
+        let delay = delays.next().unwrap_or(Duration::from_secs(20));
+        tokio::select! {
+            _ = tokio::time::sleep(delay) => {}
+            _ = stop.changed() => return,
+        }
+    }
+}
+
+/// When the oldest local change the relay lacks was made.
+fn oldest_pending(sh: &Shared) -> Option<i64> {
+    sh.pending.iter().filter(|(_, n)| **n > 0).filter_map(|(d, _)| sh.dirty_since.get(d)).min().copied()
+}
+
+fn lock(shared: &Mutex<Shared>) -> std::sync::MutexGuard<'_, Shared> {
+    shared.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+async fn session(
+    replica: &Replica,
+    cfg: &ClientConfig,
+    endpoint: &quinn::Endpoint,
+    shared: &Arc<Mutex<Shared>>,
+    peer_id: &str,
+    me: &str,
+) -> Result<(), SyncError> {
+    let addr = resolve(&cfg.relay).await?;
+    let conn = endpoint
+        .connect(addr, tls::RELAY_NAME)
+        .map_err(|e| SyncError::Network(e.to_string()))?
+        .await
+        .map_err(|e| SyncError::Network(format!("connecting to {}: {e}", cfg.relay)))?;
+    let (send, recv) = conn.open_bi().await.map_err(|e| SyncError::Network(e.to_string()))?;
+    let mut frames = frame_quic(send, recv);
+    let enrolled = Enrolment::load(&cfg.data_dir);
+    let join = Message::Join {
+        sender_id: me.to_string(),
+        peer_metadata: PeerMetadata {
+            is_ephemeral: Some(false),
+            enrolment_code: if enrolled.is_none() { cfg.enrolment_code.clone() } else { None },
+            device_name: Some(cfg.device_name.clone()),
+            ..Default::default()
+        },
+        supported_protocol_versions: vec![PROTOCOL_VERSION.into()],
+    };
+    let _ = frames.tx.send(join.encode());
+    let first = tokio::time::timeout(Duration::from_secs(15), frames.rx.recv())
+        .await
+        .map_err(|_| SyncError::Network("the relay did not answer the handshake".into()))?;
+    let first = match first {
+        Some(Ok(b)) => Message::decode(&b).map_err(|e| SyncError::Protocol(e.to_string()))?,
+        Some(Err(e)) => return Err(SyncError::Network(e)),
+        None => {
+            let reason = conn.close_reason().map(|r| r.to_string()).unwrap_or_else(|| "closed".into());
+            return Err(SyncError::Refused(reason));
+        }
+    };
+    let (relay_peer, meta) = match first {
+        Message::Peer { sender_id, peer_metadata, .. } => (sender_id, peer_metadata),
+        Message::Error { message } => return Err(SyncError::Refused(message)),
+        other => return Err(SyncError::Protocol(format!("expected peer, got {other:?}"))),
+    };
+    let shop = meta.shop_id.clone().ok_or_else(|| SyncError::Protocol("peer message without shopId".into()))?;
+    let enrolment = Enrolment {
+        device_id: meta.device_id.clone().unwrap_or_default(),
+        shop_id: shop.clone(),
+        branch_id: meta.branch_id.clone(),
+    };
+    if enrolled.is_none() {
+        enrolment.save(&cfg.data_dir).map_err(|e| SyncError::Network(format!("saving the enrolment: {e}")))?;
+        tracing::info!(device = %enrolment.device_id, shop = %shop, "sync: enrolled with the relay");
+    }
+    let r = replica.clone();
+    let local_shop =
+        tokio::task::spawn_blocking(move || r.shop_id()).await.map_err(|e| SyncError::Protocol(e.to_string()))??;
+    match local_shop {
+        None => {
+            let (r, s, b) = (replica.clone(), shop.clone(), meta.branch_id.clone().unwrap_or_default());
+            tokio::task::spawn_blocking(move || r.join(&s, &b))
+                .await
+                .map_err(|e| SyncError::Protocol(e.to_string()))??;
+            tracing::info!(shop = %shop, "sync: this replica joined the shop; initial sync starts");
+        }
+        Some(s) if s != shop => {
+            return Err(SyncError::Refused(format!(
+                "this replica belongs to shop {s}, but the relay enrolled it in shop {shop}"
+            )));
+        }
+        Some(_) => {}
+    }
+    let now = replica.now_ms();
+    {
+        let mut sh = lock(shared);
+        sh.status.connected = true;
+        sh.status.last_connected_at = Some(now);
+        sh.status.last_error = None;
+        sh.status.device_id = Some(enrolment.device_id.clone());
+        sh.status.branch_id = enrolment.branch_id.clone();
+        sh.status.documents_relay = meta.doc_count;
+        if let Some(p) = sh.status.peers.first_mut() {
+            p.connected = true;
+        }
+    }
+    metrics::gauge!("dashoffice_sync_connected").set(1.0);
+    tracing::info!(relay = %cfg.relay, documents = meta.doc_count.unwrap_or(0), "sync: connected");
+
+    let mut changes = replica.subscribe();
+    let mut peer = SyncPeer::new(peer_id);
+    let mut queue: VecDeque<DocId> = VecDeque::new();
+    let mut queued: HashSet<DocId> = HashSet::new();
+    for id in replica.sync_dirty(peer_id).await? {
+        if queued.insert(id.clone()) {
+            queue.push_back(id);
+        }
+    }
+    let mut in_flight: HashMap<DocId, Instant> = HashMap::new();
+    let mut ticker = tokio::time::interval(Duration::from_secs(1));
+    let mut ctx = Ctx { replica, shared, me, relay_peer: &relay_peer, shop: &shop, tx: &frames.tx };
+    loop {
+        lock(ctx.shared).status.queued_documents = (queue.len() + in_flight.len()) as u64;
+        // Start more documents while the window has room.
+        if in_flight.len() < WINDOW && !queue.is_empty() {
+            let mut batch = Vec::new();
+            while in_flight.len() + batch.len() < WINDOW {
+                let Some(id) = queue.pop_front() else { break };
+                queued.remove(&id);
+                if !in_flight.contains_key(&id) {
+                    batch.push((id, None));
+                }
+            }
+            if !batch.is_empty() {
+                ctx.steps(&mut peer, &mut in_flight, batch).await?;
+            }
+            continue;
+        }
+        tokio::select! {
+            frame = frames.rx.recv() => {
+                let Some(frame) = frame else { return Ok(()) };
+                let mut batch: Vec<(DocId, Option<Vec<u8>>)> = Vec::new();
+                ctx.take(frame, &mut batch)?;
+                while batch.len() < BATCH {
+                    match frames.rx.try_recv() {
+                        Ok(f) => ctx.take(f, &mut batch)?,
+                        Err(_) => break,
+                    }
+                }
+                {
+                    let mut sh = lock(ctx.shared);
+                    if let Some(p) = sh.status.peers.first_mut() {
+                        p.last_message_at = Some(ctx.replica.now_ms());
+                    }
+                }
+                if !batch.is_empty() {
+                    ctx.steps(&mut peer, &mut in_flight, batch).await?;
+                }
+            }
+            changed = changes.recv() => {
+                let ids: Vec<DocId> = match changed {
+                    Ok(ids) => ids.iter().cloned().collect(),
+                    Err(broadcast::error::RecvError::Lagged(_)) => ctx.replica.sync_dirty(peer_id).await?,
+                    Err(broadcast::error::RecvError::Closed) => return Ok(()),
+                };
+                let now = ctx.replica.now_ms();
+                let mut sh = lock(ctx.shared);
+                for id in ids {
+                    sh.dirty_since.entry(id.clone()).or_insert(now);
+                    if !in_flight.contains_key(&id) && queued.insert(id.clone()) {
+                        queue.push_back(id);
+                    }
+                }
+            }
+            _ = ticker.tick() => {
+                in_flight.retain(|_, t| t.elapsed() < IN_FLIGHT_TIMEOUT);
+                let mut sh = lock(ctx.shared);
+                let Shared { pending, dirty_since, .. } = &mut *sh;
+                dirty_since.retain(|d, _| pending.contains_key(d));
+                if let Some(p) = sh.status.peers.first_mut() {
+                    p.in_flight = in_flight.len() as u64;
+                }
+                if in_flight.is_empty() && queue.is_empty() {
+                    sh.status.last_sync_at = Some(ctx.replica.now_ms());
+                }
+                let pending: usize = sh.pending.values().sum();
+                metrics::gauge!("dashoffice_sync_pending_changes").set(pending as f64);
+                let oldest = oldest_pending(&sh);
+                let lag = oldest.map(|t| (ctx.replica.now_ms() - t).max(0) as f64 / 1000.0).unwrap_or(0.0);
+                metrics::gauge!("dashoffice_sync_lag_seconds").set(lag);
+            }
+        }
+    }
+}
+
+struct Ctx<'a> {
+    replica: &'a Replica,
+    shared: &'a Arc<Mutex<Shared>>,
+    me: &'a str,
+    relay_peer: &'a str,
+    shop: &'a str,
+    tx: &'a tokio::sync::mpsc::UnboundedSender<Vec<u8>>,
+}
+
+impl Ctx<'_> {
+    /// Sorts one incoming frame: sync data goes into `batch`, the rest is handled here.
+    fn take(
+        &mut self,
+        frame: Result<Vec<u8>, String>,
+        batch: &mut Vec<(DocId, Option<Vec<u8>>)>,
+    ) -> Result<(), SyncError> {
+        let bytes = frame.map_err(SyncError::Network)?;
+        metrics::counter!("dashoffice_sync_messages_received_total").increment(1);
+        match Message::decode(&bytes).map_err(|e| SyncError::Protocol(e.to_string()))? {
+            Message::Sync { document_id, data, .. } | Message::Request { document_id, data, .. } => {
+                let id = match DocId::parse(&document_id) {
+                    Ok(id) if id.scope().map(|s| s.shop_id == self.shop).unwrap_or(false) => id,
+                    _ => {
+                        tracing::warn!(doc = %document_id, "sync: ignoring a document of another shop or with a bad id");
+                        return Ok(());
+                    }
+                };
+                // Several messages about one document in a batch are applied in order (`steps`).
+                batch.push((id, Some(data.into_vec())));
+            }
+            Message::DocUnavailable { document_id, .. } => {
+                tracing::warn!(doc = %document_id, "sync: the relay refused a document outside this device's scope; it stays local");
+                let mut sh = lock(self.shared);
+                if let Ok(id) = DocId::parse(&document_id) {
+                    sh.pending.remove(&id);
+                    sh.dirty_since.remove(&id);
+                }
+                if !sh.status.refused_documents.contains(&document_id) {
+                    sh.status.refused_documents.push(document_id);
+                }
+            }
+            Message::Error { message } => return Err(SyncError::Refused(message)),
+            _ => {}
+        }
+        Ok(())
+    }
+
+    async fn steps(
+        &mut self,
+        peer: &mut SyncPeer,
+        in_flight: &mut HashMap<DocId, Instant>,
+        batch: Vec<(DocId, Option<Vec<u8>>)>,
+    ) -> Result<(), SyncError> {
+        // A document named twice in one batch: apply the messages one write after another.
+        let mut rounds: Vec<Vec<(DocId, Option<Vec<u8>>)>> = Vec::new();
+        for item in batch {
+            match rounds.iter_mut().find(|r| !r.iter().any(|(d, _)| *d == item.0)) {
+                Some(r) => r.push(item),
+                None => rounds.push(vec![item]),
+            }
+        }
+        for round in rounds {
+            let steps = self.replica.sync_steps(peer, round).await?;
+            let mut sh = lock(self.shared);
+            for step in steps {
+                sh.status.changes_received += step.received as u64;
+                if step.received > 0 {
+                    metrics::counter!("dashoffice_sync_changes_received_total").increment(step.received as u64);
+                }
+                if step.pending > 0 {
+                    sh.pending.insert(step.doc.clone(), step.pending);
+                } else {
+                    sh.pending.remove(&step.doc);
+                    sh.dirty_since.remove(&step.doc);
+                }
+                match step.reply {
+                    Some(data) => {
+                        if step.awaits_answer {
+                            in_flight.insert(step.doc.clone(), Instant::now());
+                        } else {
+                            in_flight.remove(&step.doc);
+                        }
+                        let msg = Message::sync(self.me, self.relay_peer, step.doc.as_str(), data);
+                        metrics::counter!("dashoffice_sync_messages_sent_total").increment(1);
+                        if self.tx.send(msg.encode()).is_err() {
+                            return Err(SyncError::Network("the connection closed".into()));
+                        }
+                    }
+                    None => {
+                        in_flight.remove(&step.doc);
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}

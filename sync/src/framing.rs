@@ -1,0 +1,49 @@
+//! Length-delimited frames over a QUIC stream, read and written by their own tasks so that a
+//! session never blocks on the network while it has work to do.
+
+use futures_util::{SinkExt, StreamExt};
+use tokio::sync::mpsc;
+use tokio_util::codec::{FramedRead, FramedWrite, LengthDelimitedCodec};
+
+use crate::proto::MAX_FRAME;
+
+/// The two directions of a framed stream.
+pub struct Frames {
+    /// Frames received, or the error that ended the stream.
+    pub rx: mpsc::Receiver<Result<Vec<u8>, String>>,
+    /// Frames to send; dropping it finishes the stream.
+    pub tx: mpsc::UnboundedSender<Vec<u8>>,
+}
+
+/// The codec of every QUIC sync stream.
+pub fn codec() -> LengthDelimitedCodec {
+    LengthDelimitedCodec::builder().max_frame_length(MAX_FRAME).new_codec()
+}
+
+/// Frames a QUIC bidirectional stream.
+pub fn frame_quic(send: quinn::SendStream, recv: quinn::RecvStream) -> Frames {
+    let (in_tx, in_rx) = mpsc::channel(256);
+    let (out_tx, mut out_rx) = mpsc::unbounded_channel::<Vec<u8>>();
+    tokio::spawn(async move {
+        let mut reader = FramedRead::new(recv, codec());
+        while let Some(frame) = reader.next().await {
+            let item = frame.map(|b| b.to_vec()).map_err(|e| e.to_string());
+            let stop = item.is_err();
+            if in_tx.send(item).await.is_err() || stop {
+                break;
+            }
+        }
+    });
+    tokio::spawn(async move {
+        let mut writer = FramedWrite::new(send, codec());
+        while let Some(frame) = out_rx.recv().await {
+            if writer.send(tokio_util::bytes::Bytes::from(frame)).await.is_err() {
+                return;
+            }
+        }
+        let mut send = writer.into_inner();
+        let _ = send.finish();
+        let _ = send.stopped().await;
+    });
+    Frames { rx: in_rx, tx: out_tx }
+}

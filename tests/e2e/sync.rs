@@ -1,0 +1,350 @@
+//! Sync through the real relay over QUIC on loopback: offline edits converge, partial replication
+//! holds on the relay, acknowledged changes survive kill -9 of the relay, bad credentials and
+//! garbage are refused, and a partition in an initial sync resumes.
+
+use std::{collections::BTreeMap, path::Path, time::Duration};
+
+use dashoffice_tests::{
+    Api, Node, id,
+    relay::{Relay, UdpProxy},
+    wait_for,
+};
+use serde_json::{Value, json};
+
+const CONVERGE: Duration = Duration::from_secs(120);
+
+fn tmp() -> tempfile::TempDir {
+    tempfile::tempdir().unwrap()
+}
+
+/// Logs in as the owner once the staff document has arrived by sync.
+fn owner_when_synced(node: &Node) -> Api {
+    let token = wait_for(CONVERGE, || {
+        let r = node.anon().try_post(
+            "/api/v1/auth/login",
+            &json!({ "email": dashoffice_tests::OWNER_EMAIL, "password": dashoffice_tests::OWNER_PASSWORD }),
+        );
+        match r {
+            Ok(r) if r.status == 200 => r.json()["token"].as_str().map(str::to_string),
+            _ => None,
+        }
+    })
+    .unwrap_or_else(|| panic!("the owner never arrived by sync; log:\n{}", node.log()));
+    node.api(&token)
+}
+
+fn docs(api: &Api) -> BTreeMap<String, Value> {
+    let list = api.get("/api/v1/sync/documents").ok(200);
+    list.as_array().unwrap().iter().map(|d| (d["id"].as_str().unwrap().to_string(), d["heads"].clone())).collect()
+}
+
+fn status(api: &Api) -> Value {
+    api.get("/api/v1/sync/status").ok(200)
+}
+
+fn idle(api: &Api) -> bool {
+    let s = status(api);
+    s["connected"] == true && s["pending_changes"] == 0 && s["queued_documents"] == 0
+}
+
+/// Waits until every node is connected with nothing pending and `same(a, b)` holds pairwise.
+fn converge(apis: &[&Api], what: &str, mut same: impl FnMut(&Api, &Api) -> bool) {
+    let ok = wait_for(CONVERGE, || {
+        (apis.iter().all(|a| idle(a)) && apis.windows(2).all(|w| same(w[0], w[1]))).then_some(())
+    });
+    if ok.is_none() {
+        let states: Vec<Value> = apis.iter().map(|a| status(a)).collect();
+        panic!("{what} did not converge; statuses: {states:#?}");
+    }
+}
+
+fn shop_and_branch(api: &Api) -> (String, String) {
+    let shop = api.get("/api/v1/shop").ok(200)["id"].as_str().unwrap().to_string();
+    let branches = api.get("/api/v1/branches").ok(200);
+    let first = &branches[0];
+    (shop, id(first))
+}
+
+fn stock_of(api: &Api, product: &str, branch: &str) -> Value {
+    let list = api.get(&format!("/api/v1/products/{product}/stock")).ok(200);
+    let items = list.as_array().cloned().or_else(|| list["items"].as_array().cloned()).unwrap_or_default();
+    items.into_iter().find(|s| s["branch_id"] == branch).unwrap_or(Value::Null)
+}
+
+/// Document ids stored in a replica's SQLite file that mention `needle`.
+fn stored_docs_matching(data_dir: &Path, needle: &str) -> Vec<String> {
+    let c = dashoffice_core::Connection::open(data_dir.join("dashoffice.db")).unwrap();
+    let mut st = c.prepare("SELECT doc_id FROM documents WHERE instr(doc_id, ?1) > 0").unwrap();
+    let mut v: Vec<String> = st.query_map([needle], |r| r.get(0)).unwrap().map(Result::unwrap).collect();
+    let mut st = c.prepare("SELECT DISTINCT doc_id FROM doc_changes WHERE instr(doc_id, ?1) > 0").unwrap();
+    v.extend(st.query_map([needle], |r| r.get::<_, String>(0)).unwrap().map(Result::unwrap));
+    let n: i64 =
+        c.query_row("SELECT count(*) FROM orders WHERE instr(doc_id, ?1) > 0", [needle], |r| r.get(0)).unwrap();
+    if n > 0 {
+        v.push(format!("{n} projected orders"));
+    }
+    v
+}
+
+#[test]
+fn offline_edits_on_three_nodes_converge_and_branch_b_never_holds_branch_a() {
+    let mut relay = Relay::start();
+    let mut a1 = Node::start();
+    let o1 = a1.owner();
+    let (shop, branch_a) = shop_and_branch(&o1);
+    let branch_b = id(&o1.branch("NOR", "Norte"));
+    let product = id(&o1.product("CAM-1", "100.00"));
+    let customer = id(&o1.customer("Ana Pérez"));
+    let order = id(&o1.order(&customer, &[(&product, 2)]));
+    o1.post(&format!("/api/v1/products/{product}/stock"), &json!({ "delta": 10, "reason": "receipt" })).ok(200);
+
+    // The first node joins the relay; two more nodes join the shop through it.
+    a1.sigterm();
+    a1.set_extra(relay.edge_args(&relay.code(&shop, Some(&branch_a))));
+    a1.start_again();
+    let a2 = Node::start_with(tmp(), relay.edge_args(&relay.code(&shop, Some(&branch_a))));
+    let b1 = Node::start_with(tmp(), relay.edge_args(&relay.code(&shop, Some(&branch_b))));
+    let (o1, o2, ob) = (a1.owner(), owner_when_synced(&a2), owner_when_synced(&b1));
+    converge(&[&o1, &o2], "branch A's initial sync", |x, y| docs(x) == docs(y));
+    assert_eq!(o2.get(&format!("/api/v1/orders/{order}")).ok(200)["status"], "draft");
+    converge(&[&o1, &ob], "branch B's initial sync", |_, y| {
+        y.get(&format!("/api/v1/products/{product}")).status == 200
+    });
+    assert_eq!(ob.get(&format!("/api/v1/orders/{order}")).status, 404, "branch B must not see branch A's order");
+
+    // The relay goes away; every node keeps working and edits the same records.
+    relay.kill9();
+    o1.patch(&format!("/api/v1/products/{product}"), &json!({ "price": "110.00" })).ok(200);
+    o2.patch(&format!("/api/v1/products/{product}"), &json!({ "price": "120.00" })).ok(200);
+    ob.patch(&format!("/api/v1/products/{product}"), &json!({ "price": "130.00", "name": "Camisa azul" })).ok(200);
+    o1.post(&format!("/api/v1/products/{product}/stock"), &json!({ "delta": 5, "reason": "receipt" })).ok(200);
+    o2.post(&format!("/api/v1/products/{product}/stock"), &json!({ "delta": -3, "reason": "loss" })).ok(200);
+    ob.post(&format!("/api/v1/products/{product}/stock"), &json!({ "delta": 7, "reason": "receipt" })).ok(200);
+    o1.transition(&order, "confirmed");
+    o2.transition(&order, "cancelled");
+    let order_b = id(&ob.order(&customer, &[(&product, 1)]));
+    o2.customer("Cliente offline A2");
+    ob.customer("Cliente offline B1");
+
+    relay.restart();
+    converge(&[&o1, &o2], "branch A", |x, y| docs(x) == docs(y));
+    converge(&[&o1, &ob], "the shop-wide documents", |x, y| {
+        let (dx, dy) = (docs(x), docs(y));
+        dy.iter().all(|(k, h)| k.contains("/orders/") || k.contains("/stock/") || dx.get(k) == Some(h))
+    });
+
+    // Identical projections where the scopes overlap.
+    let shared = |api: &Api| {
+        json!({
+            "products": api.list_all("/api/v1/products?archived=true"),
+            "customers": api.list_all("/api/v1/customers?archived=true"),
+            "staff": api.list_all("/api/v1/staff?archived=true"),
+            "branches": api.get("/api/v1/branches?archived=true").ok(200),
+            "shop": api.get("/api/v1/shop").ok(200),
+        })
+    };
+    assert_eq!(shared(&o1), shared(&o2));
+    assert_eq!(shared(&o1), shared(&ob));
+    assert_eq!(o1.snapshot(), o2.snapshot());
+    let p = o1.get(&format!("/api/v1/products/{product}")).ok(200);
+    assert!(["110.00", "120.00", "130.00"].contains(&p["price"].as_str().unwrap()), "{p}");
+    assert_eq!(p["name"], "Camisa azul");
+    assert_eq!(o1.list_all("/api/v1/customers?archived=true").len(), 3);
+    // Concurrent stock movements add up; the order's forked workflow resolves the same way everywhere.
+    assert_eq!(stock_of(&o1, &product, &branch_a), stock_of(&o2, &product, &branch_a));
+    assert_eq!(stock_of(&o1, &product, &branch_a)["on_hand"], 12, "{}", stock_of(&o1, &product, &branch_a));
+    assert_eq!(stock_of(&ob, &product, &branch_b)["on_hand"], 7);
+    let (s1, s2) =
+        (o1.get(&format!("/api/v1/orders/{order}")).ok(200), o2.get(&format!("/api/v1/orders/{order}")).ok(200));
+    assert_eq!(s1, s2);
+    assert_eq!(s1["status"], "cancelled", "cancelled wins over confirmed: {s1}");
+
+    // Branch B's replica never stored anything of branch A's orders or stock, and A never got B's.
+    assert_eq!(stored_docs_matching(&b1.data_dir(), &format!("/orders/{branch_a}/")), Vec::<String>::new());
+    assert_eq!(stored_docs_matching(&b1.data_dir(), &format!("/stock/{branch_a}/")), Vec::<String>::new());
+    assert_eq!(o1.get(&format!("/api/v1/orders/{order_b}")).status, 404);
+    assert_eq!(stored_docs_matching(&a2.data_dir(), &format!("/orders/{branch_b}/")), Vec::<String>::new());
+    assert_eq!(ob.get(&format!("/api/v1/orders/{order_b}")).ok(200)["status"], "draft");
+}
+
+fn import_products(node: &Node, n: usize) {
+    let path = node.scratch().join("products.csv");
+    let mut csv = String::from("sku,name,description,price,currency,tax_rate,active,tags\n");
+    for i in 0..n {
+        csv.push_str(&format!("SKU-{i:05},Producto {i},,{}.50,MXN,0.16,true,\n", 10 + i % 90));
+    }
+    std::fs::write(&path, csv).unwrap();
+    let out = node.cli(&["import-products", path.to_str().unwrap()]);
+    assert!(out.status.success(), "import: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+fn product_count(api: &Api) -> usize {
+    api.list_all("/api/v1/products").len()
+}
+
+#[test]
+fn relay_killed_mid_sync_loses_nothing_it_acknowledged() {
+    let mut relay = Relay::start();
+    let mut a1 = Node::start();
+    let (shop, branch) = shop_and_branch(&a1.owner());
+    a1.sigterm();
+    import_products(&a1, 3000);
+    a1.set_extra(relay.edge_args(&relay.code(&shop, Some(&branch))));
+    a1.start_again();
+    let o1 = a1.owner();
+    // Kill the relay while the first node is still pushing its catalog.
+    let seen = wait_for(CONVERGE, || {
+        let s = status(&o1);
+        (s["connected"] == true && s["changes_received"].as_u64().is_some()).then_some(())
+    });
+    assert!(seen.is_some(), "never connected: {:#}", status(&o1));
+    std::thread::sleep(Duration::from_millis(300));
+    relay.kill9();
+    relay.restart();
+    let ok = wait_for(CONVERGE, || idle(&o1).then_some(()));
+    assert!(ok.is_some(), "the first node never finished pushing: {:#}", status(&o1));
+    // Everything acknowledged is durable: the first node goes away for good, the relay is killed
+    // again, and a new node still gets the whole catalog.
+    a1.sigterm();
+    relay.kill9();
+    relay.restart();
+    let a2 = Node::start_with(tmp(), relay.edge_args(&relay.code(&shop, Some(&branch))));
+    let o2 = owner_when_synced(&a2);
+    let full = wait_for(CONVERGE, || (product_count(&o2) == 3000 && idle(&o2)).then_some(()));
+    assert!(full.is_some(), "the new node has {} of 3000 products: {:#}", product_count(&o2), status(&o2));
+}
+
+#[test]
+fn a_partition_in_an_initial_sync_resumes_where_it_stopped() {
+    let idle_ms = "2000".to_string();
+    let relay = Relay::start_env(vec![("DASHOFFICE_IDLE_TIMEOUT_MS".into(), idle_ms.clone())]);
+    let mut a1 = Node::start();
+    let (shop, branch) = shop_and_branch(&a1.owner());
+    a1.sigterm();
+    import_products(&a1, 4000);
+    a1.set_extra(relay.edge_args(&relay.code(&shop, Some(&branch))));
+    a1.start_again();
+    let o1 = a1.owner();
+    assert!(wait_for(CONVERGE, || idle(&o1).then_some(())).is_some(), "{:#}", status(&o1));
+    let total = relay.admin().get("/healthz").ok(200)["documents"].as_u64().unwrap();
+
+    let proxy = UdpProxy::start(&relay.quic);
+    let mut args = relay.edge_args(&relay.code(&shop, Some(&branch)));
+    args[1] = proxy.addr.clone();
+    args.extend(["--sync-idle-timeout-ms".to_string(), idle_ms]);
+    let a2 = Node::start_with(tmp(), args);
+    let o2 = owner_when_synced(&a2);
+    // Cut the network once part of the documents arrived.
+    let before = wait_for(CONVERGE, || {
+        let n = status(&o2)["documents_local"].as_u64().unwrap_or(0);
+        (n >= total / 4).then_some(n)
+    })
+    .expect("the initial sync started");
+    proxy.cut(true);
+    let lost = wait_for(CONVERGE, || (status(&o2)["connected"] == false).then_some(()));
+    assert!(lost.is_some(), "the node never noticed the partition");
+    let had = status(&o2)["documents_local"].as_u64().unwrap();
+    assert!(had >= before && had < total, "partition too late to test resuming: {had} of {total}");
+    proxy.cut(false);
+    let full = wait_for(CONVERGE, || (product_count(&o2) == 4000 && idle(&o2)).then_some(()));
+    assert!(full.is_some(), "{} of 4000 products after the partition: {:#}", product_count(&o2), status(&o2));
+    assert_eq!(docs(&o1), docs(&o2));
+    // The second session only talked about what was missing: documents the node already had
+    // were not offered again (about two messages per missing document, not per document).
+    let sessions = relay.status()["sessions"].as_array().unwrap().clone();
+    let last = sessions.iter().filter(|s| s["transport"] == "quic").max_by_key(|s| s["session"].as_u64()).unwrap();
+    let sent = last["messages_out"].as_u64().unwrap();
+    let missing = total - had;
+    assert!(
+        sent <= 3 * missing + 50,
+        "resumed session sent {sent} messages for {missing} missing of {total} documents"
+    );
+}
+
+#[test]
+fn revoked_forged_and_wrong_certificate_replicas_get_nothing() {
+    let relay = Relay::start();
+    let mut a1 = Node::start();
+    let (shop, branch) = shop_and_branch(&a1.owner());
+    a1.sigterm();
+    a1.set_extra(relay.edge_args(&relay.code(&shop, Some(&branch))));
+    a1.start_again();
+    let o1 = a1.owner();
+    o1.product("P-1", "5.00");
+    assert!(wait_for(CONVERGE, || idle(&o1).then_some(())).is_some());
+
+    // A forged enrolment code: refused, nothing received, no shop joined.
+    let forged = Node::start_with(tmp(), relay.edge_args("AAAA-BBBB-CCCC"));
+    // A pinned fingerprint that is not the relay's: the replica refuses the relay.
+    let mut wrong = relay.edge_args(&relay.code(&shop, Some(&branch)));
+    wrong[3] = "ab".repeat(32);
+    let wrong_cert = Node::start_with(tmp(), wrong);
+    // A revoked device: synced first, then revoked.
+    let revoked = Node::start_with(tmp(), relay.edge_args(&relay.code(&shop, Some(&branch))));
+    let orv = owner_when_synced(&revoked);
+    assert!(wait_for(CONVERGE, || idle(&orv).then_some(())).is_some());
+    let device = status(&orv)["device_id"].as_str().unwrap().to_string();
+    relay.admin().post(&format!("/api/v1/devices/{device}/revoke"), &json!({})).ok(204);
+    let dropped = wait_for(CONVERGE, || {
+        let s = status(&orv);
+        (s["connected"] == false && s["last_error"].as_str().unwrap_or("").contains("revoked")).then_some(())
+    });
+    assert!(dropped.is_some(), "the revoked device stayed connected: {:#}", status(&orv));
+
+    // Garbage on the QUIC port (raw datagrams) changes nothing.
+    let sock = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    for i in 0..200u8 {
+        sock.send_to(&[i; 1200], &relay.quic).unwrap();
+    }
+
+    let p2 = id(&o1.product("P-2", "6.00"));
+    assert!(wait_for(CONVERGE, || idle(&o1).then_some(())).is_some(), "the relay stopped serving: {:#}", status(&o1));
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(orv.get(&format!("/api/v1/products/{p2}")).status, 404, "a revoked device got new data");
+    for (name, node) in [("forged", &forged), ("wrong certificate", &wrong_cert)] {
+        assert!(!node.data_dir().join("relay-enrolment.json").exists(), "{name}: enrolled");
+        let docs: i64 = dashoffice_core::Connection::open(node.data_dir().join("dashoffice.db"))
+            .unwrap()
+            .query_row("SELECT count(*) FROM documents", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(docs, 0, "{name}: received documents");
+        assert!(
+            node.anon().get("/api/v1/shop").status == 401,
+            "{name}: the node should have no shop and no owner to log in"
+        );
+    }
+    assert!(forged.log().contains("not valid"), "{}", forged.log());
+    assert!(wrong_cert.log().to_lowercase().contains("certificate"), "{}", wrong_cert.log());
+    let devices = relay.admin().get("/api/v1/devices").ok(200);
+    let d = devices.as_array().unwrap().iter().find(|d| d["id"] == device.as_str()).unwrap().clone();
+    assert!(d["revoked_at"].is_i64(), "{d}");
+}
+
+#[test]
+fn relay_rejects_bad_admin_and_enrolment_requests_with_field_errors() {
+    let relay = Relay::start();
+    let admin = relay.admin();
+    let anon = Api::for_base(&relay.http);
+    anon.post("/api/v1/enrolment-codes", &json!({ "shop_id": "s" })).err(401, "unauthorized");
+    let e = admin.post("/api/v1/enrolment-codes", &json!({ "shop_id": "no spaces allowed" })).err(422, "validation");
+    assert_eq!(e["field"], "shop_id");
+    let e = admin.post("/api/v1/enrolment-codes", &json!({ "shop_id": "s1", "ttl_hours": 0 })).err(422, "validation");
+    assert_eq!(e["field"], "ttl_hours");
+    let code = admin.post("/api/v1/enrolment-codes", &json!({ "shop_id": "s1" })).ok(201)["code"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let e = anon.post("/api/v1/enrol", &json!({ "code": "" })).err(422, "validation");
+    assert_eq!(e["field"], "code");
+    anon.post("/api/v1/enrol", &json!({ "code": "WRONG-CODE" })).err(403, "forbidden");
+    let d = anon.post("/api/v1/enrol", &json!({ "code": code, "name": "navegador" })).ok(201);
+    assert!(d["token"].as_str().unwrap().len() >= 40);
+    anon.post("/api/v1/enrol", &json!({ "code": code })).err(403, "forbidden");
+    admin.post("/api/v1/devices/nope/revoke", &json!({})).err(404, "not_found");
+    // /sync without or with a forged token: 401 before any upgrade.
+    anon.get("/sync").err(401, "unauthorized");
+    anon.get("/sync?token=forged").err(401, "unauthorized");
+    let out = relay.cli(&["enrol-code", "--shop", "bad shop"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--shop"));
+}
