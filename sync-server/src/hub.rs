@@ -80,13 +80,16 @@ pub struct SessionInfo {
     pub last_message_at: Option<i64>,
 }
 
+/// A session's number and the channel that tells it to disconnect.
+type Kick = (u64, watch::Sender<Option<String>>);
+
 /// The shared relay state.
 pub struct Hub {
     pub(crate) store: Arc<dyn RelayStore>,
     docs: Mutex<HashMap<DocId, Arc<tokio::sync::Mutex<Slot>>>>,
     changed: broadcast::Sender<(u64, DocId)>,
     writer: mpsc::UnboundedSender<WriteOp>,
-    kicks: Mutex<HashMap<String, Vec<(u64, watch::Sender<Option<String>>)>>>,
+    kicks: Mutex<HashMap<String, Vec<Kick>>>,
     sessions: Mutex<HashMap<u64, SessionInfo>>,
     next_session: std::sync::atomic::AtomicU64,
     /// The relay's peer id in the automerge-repo protocol.

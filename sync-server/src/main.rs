@@ -318,7 +318,7 @@ async fn housekeeping(hub: Arc<hub::Hub>) {
                 hub.kick(&id, "this device was revoked");
             }
         }
-        if n % 15 == 0 {
+        if n.is_multiple_of(15) {
             hub.evict_idle(Duration::from_secs(120));
         }
     }

@@ -205,6 +205,7 @@ pub struct UdpProxy {
     /// Where replicas connect.
     pub addr: String,
     cut: Arc<AtomicBool>,
+    delay_us: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl UdpProxy {
@@ -214,6 +215,8 @@ impl UdpProxy {
         let addr = front.local_addr().expect("address").to_string();
         let target: SocketAddr = target.parse().expect("the target address");
         let cut = Arc::new(AtomicBool::new(false));
+        let delay_us = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let delay = delay_us.clone();
         let uplinks: Arc<Mutex<HashMap<SocketAddr, Arc<UdpSocket>>>> = Arc::default();
         let front = Arc::new(front);
         let c = cut.clone();
@@ -229,10 +232,14 @@ impl UdpProxy {
                     map.entry(from)
                         .or_insert_with(|| {
                             let s = Arc::new(UdpSocket::bind("127.0.0.1:0").expect("uplink socket"));
-                            let (back, front, cut) = (s.clone(), front.clone(), c.clone());
+                            let (back, front, cut, delay) = (s.clone(), front.clone(), c.clone(), delay.clone());
                             std::thread::spawn(move || {
                                 let mut buf = vec![0u8; 65536];
                                 while let Ok(n) = back.recv(&mut buf) {
+                                    let d = delay.load(Ordering::SeqCst);
+                                    if d > 0 {
+                                        std::thread::sleep(Duration::from_micros(d));
+                                    }
                                     if !cut.load(Ordering::SeqCst) {
                                         let _ = front.send_to(&buf[..n], from);
                                     }
@@ -246,7 +253,12 @@ impl UdpProxy {
                 let _ = up.send(&buf[..n]);
             }
         });
-        Self { addr, cut }
+        Self { addr, cut, delay_us }
+    }
+
+    /// Slows the relay-to-replica direction down: each datagram waits this long (a slow link).
+    pub fn slow(&self, per_datagram: Duration) {
+        self.delay_us.store(per_datagram.as_micros() as u64, Ordering::SeqCst);
     }
 
     /// Cuts or restores the network.
