@@ -264,32 +264,11 @@ fn serve(replica: Replica, s: &Settings) -> anyhow::Result<()> {
         tracing::info!(%addr, data_dir = %s.data_dir.display(), device = %replica.device().code, "edge node ready");
         println!("dashoffice-edge listening on http://{addr}");
         let _ = std::io::stdout().flush();
-        dashoffice_api::run(listener, state, shutdown_signal()).await.context("serving")?;
+        dashoffice_api::run(listener, state, dashoffice_api::shutdown_signal()).await.context("serving")?;
         if let Some(h) = sync {
             h.stop();
         }
         tracing::info!("shutting down: finishing queued writes");
         Ok(())
     })
-}
-
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        _ = ctrl_c => {},
-        _ = term => {},
-    }
 }

@@ -295,7 +295,7 @@ fn serve(s: Settings, store: Arc<dyn RelayStore>) -> anyhow::Result<()> {
         println!("relay certificate fingerprint: {}", identity.fingerprint());
         println!("dashoffice-relay listening on http://{http_addr} (QUIC on {quic_addr})");
         tracing::info!(http = %http_addr, quic = %quic_addr, "relay started");
-        axum::serve(listener, http::router(state)).with_graceful_shutdown(shutdown_signal()).await?;
+        axum::serve(listener, http::router(state)).with_graceful_shutdown(dashoffice_api::shutdown_signal()).await?;
         endpoint.close(0u32.into(), b"relay shutting down");
         endpoint.wait_idle().await;
         tracing::info!("relay stopped");
@@ -322,22 +322,4 @@ async fn housekeeping(hub: Arc<hub::Hub>) {
             hub.evict_idle(Duration::from_secs(120));
         }
     }
-}
-
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
 }

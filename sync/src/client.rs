@@ -308,10 +308,21 @@ async fn session(
         }
         Some(_) => {}
     }
+    let mut changes = replica.subscribe();
+    let mut peer = SyncPeer::new(peer_id);
+    let mut queue: VecDeque<DocId> = VecDeque::new();
+    let mut queued: HashSet<DocId> = HashSet::new();
+    for id in replica.sync_dirty(peer_id).await? {
+        if queued.insert(id.clone()) {
+            queue.push_back(id);
+        }
+    }
+    // Connected (and counted as such) only once the documents to talk about are known.
     let now = replica.now_ms();
     {
         let mut sh = lock(shared);
         sh.status.connected = true;
+        sh.status.queued_documents = queue.len() as u64;
         sh.status.last_connected_at = Some(now);
         sh.status.last_error = None;
         sh.status.device_id = Some(enrolment.device_id.clone());
@@ -324,15 +335,6 @@ async fn session(
     metrics::gauge!("dashoffice_sync_connected").set(1.0);
     tracing::info!(relay = %cfg.relay, documents = meta.doc_count.unwrap_or(0), "sync: connected");
 
-    let mut changes = replica.subscribe();
-    let mut peer = SyncPeer::new(peer_id);
-    let mut queue: VecDeque<DocId> = VecDeque::new();
-    let mut queued: HashSet<DocId> = HashSet::new();
-    for id in replica.sync_dirty(peer_id).await? {
-        if queued.insert(id.clone()) {
-            queue.push_back(id);
-        }
-    }
     let mut in_flight: HashMap<DocId, Instant> = HashMap::new();
     let mut ticker = tokio::time::interval(Duration::from_secs(1));
     let mut ctx = Ctx { replica, shared, me, relay_peer: &relay_peer, shop: &shop, tx: &frames.tx };

@@ -226,7 +226,11 @@ fn a_partition_in_an_initial_sync_resumes_where_it_stopped() {
     a1.start_again();
     let o1 = a1.owner();
     assert!(wait_for(CONVERGE, || idle(&o1).then_some(())).is_some(), "{:#}", status(&o1));
-    let total = relay.admin().get("/healthz").ok(200)["documents"].as_u64().unwrap();
+    let total = wait_for(CONVERGE, || {
+        let n = relay.admin().get("/healthz").ok(200)["documents"].as_u64().unwrap();
+        (n >= 1000 && idle(&o1)).then_some(n)
+    })
+    .expect("the relay holds the catalog");
 
     let proxy = UdpProxy::start(&relay.quic);
     // A slow link, so the initial sync lasts long enough to be cut in the middle.
@@ -356,4 +360,80 @@ fn relay_rejects_bad_admin_and_enrolment_requests_with_field_errors() {
     let out = relay.cli(&["enrol-code", "--shop", "bad shop"]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("--shop"));
+}
+
+/// Runs `tests/js/interop.mjs` (the real @automerge/automerge-repo client); returns its JSON line.
+fn interop(args: &[&str]) -> Value {
+    let js = Path::new(env!("CARGO_MANIFEST_DIR")).join("js");
+    assert!(
+        js.join("node_modules/@automerge/automerge-repo").exists(),
+        "tests/js has no node_modules: run `npm install` in tests/js (./scripts/test does)"
+    );
+    let out = std::process::Command::new("node").arg("interop.mjs").args(args).current_dir(&js).output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let line = stdout.lines().last().unwrap_or_default();
+    let v: Value = serde_json::from_str(line)
+        .unwrap_or_else(|_| panic!("interop.mjs printed {stdout:?}; stderr: {}", String::from_utf8_lossy(&out.stderr)));
+    assert!(
+        out.status.success() && v["ok"] == true,
+        "interop.mjs: {v}; stderr: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    v
+}
+
+#[test]
+fn a_javascript_automerge_repo_client_reads_and_edits_over_websocket() {
+    let relay = Relay::start();
+    let mut a1 = Node::start();
+    let o1 = a1.owner();
+    let (shop, branch_a) = shop_and_branch(&o1);
+    let branch_b = id(&o1.branch("SUR", "Sur"));
+    let product = id(&o1.product("CAM-1", "100.00"));
+    a1.sigterm();
+    a1.set_extra(relay.edge_args(&relay.code(&shop, Some(&branch_a))));
+    a1.start_again();
+    let o1 = a1.owner();
+    assert!(wait_for(CONVERGE, || idle(&o1).then_some(())).is_some(), "{:#}", status(&o1));
+    let url_of = |api: &Api, needle: &str| -> String {
+        let list = api.get("/api/v1/sync/documents").ok(200);
+        let d = list.as_array().unwrap().iter().find(|d| d["id"].as_str().unwrap().contains(needle)).cloned();
+        d.unwrap_or_else(|| panic!("no document with {needle} in {list}"))["url"].as_str().unwrap().to_string()
+    };
+    let doc = url_of(&o1, "/products/");
+
+    // A WebSocket device of branch A, enrolled through the relay's API.
+    let code =
+        relay.admin().post("/api/v1/enrolment-codes", &json!({ "shop_id": shop, "branch_id": branch_a })).ok(201);
+    let enrolled =
+        Api::for_base(&relay.http).post("/api/v1/enrol", &json!({ "code": code["code"], "name": "js" })).ok(201);
+    let token = enrolled["token"].as_str().unwrap().to_string();
+    let ws = format!("{}/sync", relay.http.replace("http://", "ws://"));
+    let v = interop(&[
+        "--url",
+        &ws,
+        "--token",
+        &token,
+        "--doc",
+        &doc,
+        "--record",
+        &product,
+        "--set-name",
+        "Camisa (JS)",
+        "--expect-name",
+        "Producto CAM-1",
+    ]);
+    assert_eq!(v["after"], "Camisa (JS)");
+    let seen = wait_for(CONVERGE, || {
+        (o1.get(&format!("/api/v1/products/{product}")).ok(200)["name"] == "Camisa (JS)").then_some(())
+    });
+    assert!(seen.is_some(), "the edge node never showed the JavaScript client's edit");
+
+    // Branch B's stock document, asked for by its id, is refused to the branch A device.
+    let b1 = Node::start_with(tmp(), relay.edge_args(&relay.code(&shop, Some(&branch_b))));
+    let ob = owner_when_synced(&b1);
+    ob.post(&format!("/api/v1/products/{product}/stock"), &json!({ "delta": 4, "reason": "receipt" })).ok(200);
+    assert!(wait_for(CONVERGE, || idle(&ob).then_some(())).is_some(), "{:#}", status(&ob));
+    let stock_b = url_of(&ob, &format!("/stock/{branch_b}/"));
+    interop(&["--url", &ws, "--token", &token, "--doc", &stock_b, "--expect-unavailable"]);
 }

@@ -39,15 +39,7 @@ pub mod relay;
 /// The `dashoffice-edge` binary of this build: it sits in the target folder above the test
 /// executable (`target/debug/deps/e2e-…` → `target/debug/dashoffice-edge`).
 pub fn edge_bin() -> PathBuf {
-    let exe = std::env::current_exe().expect("the test executable's path");
-    let dir = exe.parent().and_then(Path::parent).expect("the target folder");
-    let bin = dir.join(format!("dashoffice-edge{}", std::env::consts::EXE_SUFFIX));
-    assert!(
-        bin.exists(),
-        "{} is missing: build it first (cargo build -p dashoffice-edge; ./scripts/test does)",
-        bin.display()
-    );
-    bin
+    bin("dashoffice-edge")
 }
 /// Generous on purpose: a debug build on a busy 2-core machine. Only ever a deadline, never a wait.
 const START_TIMEOUT: Duration = Duration::from_secs(60);

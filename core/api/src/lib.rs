@@ -147,3 +147,25 @@ pub async fn run(
 ) -> std::io::Result<()> {
     axum::serve(listener, app(state)).with_graceful_shutdown(shutdown).await
 }
+
+/// Resolves on Ctrl-C or SIGTERM: what every host waits for to shut down gracefully.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+}
