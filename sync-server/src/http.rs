@@ -265,7 +265,7 @@ async fn sync_ws(
 
 async fn ws_session(socket: WebSocket, hub: Arc<Hub>, device: Device) {
     let (mut sink, mut stream) = socket.split();
-    let (in_tx, in_rx) = mpsc::channel::<Result<Vec<u8>, String>>(256);
+    let (in_tx, in_rx) = mpsc::channel::<Result<Vec<u8>, dashoffice_sync::framing::FrameError>>(256);
     let (out_tx, mut out_rx) = mpsc::unbounded_channel::<Vec<u8>>();
     let writer = tokio::spawn(async move {
         while let Some(frame) = out_rx.recv().await {

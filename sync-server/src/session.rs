@@ -10,7 +10,7 @@ use std::{
 
 use automerge::sync;
 use dashoffice_core::doc::DocId;
-use dashoffice_sync::proto::Message;
+use dashoffice_sync::{framing::FrameError, proto::Message};
 use tokio::sync::{broadcast, mpsc, watch};
 
 use crate::{
@@ -51,7 +51,7 @@ pub fn allowed(device: &Device, doc: &DocId) -> bool {
 /// The I/O of a session: frames in (or the error that ended the stream) and frames out.
 pub struct Io {
     /// Incoming frames.
-    pub rx: mpsc::Receiver<Result<Vec<u8>, String>>,
+    pub rx: mpsc::Receiver<Result<Vec<u8>, FrameError>>,
     /// Outgoing frames.
     pub tx: mpsc::UnboundedSender<Vec<u8>>,
 }
@@ -147,7 +147,11 @@ pub async fn serve(
                 let Some(frame) = frame else { break End::Closed };
                 let bytes = match frame {
                     Ok(b) => b,
-                    Err(_) => break End::Closed,
+                    Err(FrameError::Lost(_)) => break End::Closed,
+                    Err(e) => {
+                        s.send(Message::Error { message: e.to_string() });
+                        break End::Protocol(e.to_string());
+                    }
                 };
                 if let Err(e) = s.handle(&bytes).await {
                     break e;

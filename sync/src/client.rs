@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::{broadcast, watch};
 
 use crate::{
-    framing::frame_quic,
+    framing::{FrameError, frame_quic},
     proto::{Message, PROTOCOL_VERSION, PeerMetadata},
     tls::{self, Identity, Trust},
 };
@@ -269,7 +269,7 @@ async fn session(
         .map_err(|_| SyncError::Network("the relay did not answer the handshake".into()))?;
     let first = match first {
         Some(Ok(b)) => Message::decode(&b).map_err(|e| SyncError::Protocol(e.to_string()))?,
-        Some(Err(e)) => return Err(SyncError::Network(e)),
+        Some(Err(e)) => return Err(frame_error(e)),
         None => {
             let reason = conn.close_reason().map(|r| r.to_string()).unwrap_or_else(|| "closed".into());
             return Err(SyncError::Refused(reason));
@@ -425,10 +425,10 @@ impl Ctx<'_> {
     /// Sorts one incoming frame: sync data goes into `batch`, the rest is handled here.
     fn take(
         &mut self,
-        frame: Result<Vec<u8>, String>,
+        frame: Result<Vec<u8>, FrameError>,
         batch: &mut Vec<(DocId, Option<Vec<u8>>)>,
     ) -> Result<(), SyncError> {
-        let bytes = frame.map_err(SyncError::Network)?;
+        let bytes = frame.map_err(frame_error)?;
         metrics::counter!("dashoffice_sync_messages_received_total").increment(1);
         match Message::decode(&bytes).map_err(|e| SyncError::Protocol(e.to_string()))? {
             Message::Sync { document_id, data, .. } | Message::Request { document_id, data, .. } => {
@@ -507,5 +507,12 @@ impl Ctx<'_> {
             }
         }
         Ok(())
+    }
+}
+
+fn frame_error(e: FrameError) -> SyncError {
+    match e {
+        FrameError::Broken(_) => SyncError::Protocol(e.to_string()),
+        FrameError::Lost(m) => SyncError::Network(m),
     }
 }

@@ -7,10 +7,21 @@ use tokio_util::codec::{FramedRead, FramedWrite, LengthDelimitedCodec};
 
 use crate::proto::MAX_FRAME;
 
+/// Why a framed stream ended early.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum FrameError {
+    /// The peer broke the framing (a length over [`MAX_FRAME`], a truncated frame).
+    #[error("broken framing: {0}")]
+    Broken(String),
+    /// The stream or the connection was lost.
+    #[error("{0}")]
+    Lost(String),
+}
+
 /// The two directions of a framed stream.
 pub struct Frames {
     /// Frames received, or the error that ended the stream.
-    pub rx: mpsc::Receiver<Result<Vec<u8>, String>>,
+    pub rx: mpsc::Receiver<Result<Vec<u8>, FrameError>>,
     /// Frames to send; dropping it finishes the stream.
     pub tx: mpsc::UnboundedSender<Vec<u8>>,
 }
@@ -27,7 +38,10 @@ pub fn frame_quic(send: quinn::SendStream, recv: quinn::RecvStream) -> Frames {
     tokio::spawn(async move {
         let mut reader = FramedRead::new(recv, codec());
         while let Some(frame) = reader.next().await {
-            let item = frame.map(|b| b.to_vec()).map_err(|e| e.to_string());
+            let item = frame.map(|b| b.to_vec()).map_err(|e| match e.kind() {
+                std::io::ErrorKind::InvalidData | std::io::ErrorKind::UnexpectedEof => FrameError::Broken(e.to_string()),
+                _ => FrameError::Lost(e.to_string()),
+            });
             let stop = item.is_err();
             if in_tx.send(item).await.is_err() || stop {
                 break;

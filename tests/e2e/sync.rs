@@ -437,3 +437,105 @@ fn a_javascript_automerge_repo_client_reads_and_edits_over_websocket() {
     let stock_b = url_of(&ob, &format!("/stock/{branch_b}/"));
     interop(&["--url", &ws, "--token", &token, "--doc", &stock_b, "--expect-unavailable"]);
 }
+
+/// A QUIC client enrolled for branch A asks the relay, by id, for branch B's and another shop's
+/// documents (with `request` and with `sync`), then breaks the protocol on its stream: it gets
+/// `doc-unavailable` and nothing else of them, an `error` and a closed connection; the relay keeps
+/// serving the real replicas throughout.
+#[test]
+fn a_quic_peer_asking_for_other_branches_documents_or_sending_garbage_gets_nothing() {
+    use dashoffice_sync::proto::Message;
+    use dashoffice_tests::quic::{Probe, Read, document_of};
+
+    let relay = Relay::start();
+    let mut a1 = Node::start();
+    let o1 = a1.owner();
+    let (shop, branch_a) = shop_and_branch(&o1);
+    let branch_b = id(&o1.branch("SUR", "Sur"));
+    let product = id(&o1.product("SUR-1", "9.00"));
+    let customer = id(&o1.customer("Luis Gómez"));
+    a1.sigterm();
+    a1.set_extra(relay.edge_args(&relay.code(&shop, Some(&branch_a))));
+    a1.start_again();
+    let o1 = a1.owner();
+    let b1 = Node::start_with(tmp(), relay.edge_args(&relay.code(&shop, Some(&branch_b))));
+    let ob = owner_when_synced(&b1);
+    converge(&[&o1, &ob], "branch B's initial sync", |_, y| y.get(&format!("/api/v1/products/{product}")).status == 200);
+    ob.order(&customer, &[(&product, 1)]);
+    ob.post(&format!("/api/v1/products/{product}/stock"), &json!({ "delta": 4, "reason": "receipt" })).ok(200);
+    assert!(wait_for(CONVERGE, || idle(&ob).then_some(())).is_some());
+    let b_docs: Vec<String> = docs(&ob)
+        .into_keys()
+        .filter(|d| d.contains(&format!("/orders/{branch_b}/")) || d.contains(&format!("/stock/{branch_b}/")))
+        .collect();
+    assert!(b_docs.len() >= 2, "branch B should hold its order and stock documents: {b_docs:?}");
+    let mut wanted = b_docs.clone();
+    wanted.push(format!("other-shop/orders/{branch_a}/0"));
+    wanted.push(format!("{shop}/orders/{branch_b}/not-yet-created"));
+
+    let (mut probe, meta) = Probe::enrol(&relay, &relay.code(&shop, Some(&branch_a))).expect("the probe enrols");
+    assert_eq!(meta.branch_id.as_deref(), Some(branch_a.as_str()));
+    let hello = automerge::sync::SyncDoc::generate_sync_message(
+        &automerge::Automerge::new(),
+        &mut automerge::sync::State::new(),
+    )
+    .expect("an empty document has something to say")
+    .encode();
+    for (i, doc) in wanted.iter().enumerate() {
+        let (sender_id, target_id, document_id) = (probe.me.clone(), probe.relay_peer.clone(), doc.clone());
+        let data = serde_bytes::ByteBuf::from(hello.clone());
+        probe.send(&if i % 2 == 0 {
+            Message::Request { sender_id, target_id, document_id, data }
+        } else {
+            Message::Sync { sender_id, target_id, document_id, data }
+        });
+    }
+    let got = probe.drain(Duration::from_secs(3));
+    for doc in &wanted {
+        let answers: Vec<&Message> = got.iter().filter(|m| document_of(m) == Some(doc.as_str())).collect();
+        assert!(
+            matches!(answers.as_slice(), [Message::DocUnavailable { .. }]),
+            "{doc}: expected exactly one doc-unavailable, got {answers:?}"
+        );
+    }
+    let leaked: Vec<&str> = got
+        .iter()
+        .filter(|m| matches!(m, Message::Sync { .. }))
+        .filter_map(document_of)
+        .filter(|d| !d.starts_with(&format!("{shop}/")) || d.contains(&branch_b))
+        .collect();
+    assert_eq!(leaked, Vec::<&str>::new(), "documents outside branch A's scope reached the probe");
+    assert!(
+        got.iter().any(|m| matches!(m, Message::Sync { document_id, .. } if document_id.contains("/products/"))),
+        "the probe should still get the shop-wide products it may see"
+    );
+
+    // A well-framed frame that is not CBOR: an error message, then the relay closes the connection.
+    probe.send_frame(b"\xff\xfe this is not an automerge-repo message");
+    let mut error = None;
+    loop {
+        match probe.read(Duration::from_secs(10)) {
+            Read::Message(Message::Error { message }) => {
+                error = Some(message);
+                break;
+            }
+            Read::Message(_) => continue,
+            _ => break,
+        }
+    }
+    assert!(error.is_some_and(|m| m.contains("not an automerge-repo message")), "no error frame");
+    let closed = probe.closed(Duration::from_secs(10)).expect("the relay closes the connection");
+    assert!(closed.contains("protocol"), "{closed}");
+
+    // Broken framing: a length far over the limit, then junk. The relay drops that connection too.
+    let (mut probe, _) = Probe::enrol(&relay, &relay.code(&shop, Some(&branch_a))).expect("a second probe enrols");
+    probe.send_raw(&[0xff, 0xff, 0xff, 0xf0, 1, 2, 3, 4, 5, 6, 7, 8]);
+    assert!(probe.closed(Duration::from_secs(20)).is_some(), "the relay kept a connection with broken framing");
+    // A made-up enrolment code: refused before any document.
+    assert!(Probe::enrol(&relay, "not-a-code").is_err());
+
+    // The real replicas never noticed.
+    let p2 = id(&o1.product("SUR-2", "11.00"));
+    let arrived = wait_for(CONVERGE, || (ob.get(&format!("/api/v1/products/{p2}")).status == 200).then_some(()));
+    assert!(arrived.is_some(), "the relay stopped serving after the probes: {:#}", status(&ob));
+}

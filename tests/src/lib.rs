@@ -34,6 +34,7 @@ pub fn bin(name: &str) -> PathBuf {
     bin
 }
 
+pub mod quic;
 pub mod relay;
 
 /// The `dashoffice-edge` binary of this build: it sits in the target folder above the test

@@ -110,6 +110,11 @@ impl Relay {
         self.child = Some(child);
     }
 
+    /// The process id (for benchmarks that read /proc).
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("running").id()
+    }
+
     /// kill -9, then reaped.
     pub fn kill9(&mut self) {
         let mut c = self.child.take().expect("running");

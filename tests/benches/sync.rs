@@ -1,0 +1,313 @@
+//! Sync benchmarks on loopback with the real binaries (run through `scripts/bench-sync`, which
+//! builds them in release first). Each prints its figures; none of them is a pass/fail test.
+//!
+//! - `converge`: two edge nodes of one branch, each with N offline changes (product creations
+//!   through the HTTP API), come back online: time until both hold identical documents.
+//! - `initial`: a shop with N products (CSV import) syncs to a brand-new node: time until the
+//!   new node has projected every product.
+//! - `idle`: N enrolled replicas hold idle QUIC connections to the relay: relay RSS and CPU.
+//!
+//! `cargo bench -p dashoffice-tests --bench sync -- converge 10000 initial 100000 idle 1000`
+
+use std::{
+    collections::BTreeMap,
+    net::SocketAddr,
+    path::Path,
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use dashoffice_sync::{
+    framing::frame_quic,
+    proto::{Message, PROTOCOL_VERSION, PeerMetadata},
+    tls::{self, Identity, Trust},
+};
+use dashoffice_tests::{Api, Node, id, relay::Relay, wait_for};
+use serde_json::{Value, json};
+
+const LONG: Duration = Duration::from_secs(900);
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with("--")).collect();
+    let mut it = args.iter();
+    let mut ran = false;
+    while let Some(what) = it.next() {
+        let n: usize = it.next().and_then(|n| n.parse().ok()).unwrap_or(0);
+        match what.as_str() {
+            "converge" => converge(if n == 0 { 10_000 } else { n }),
+            "initial" => initial(if n == 0 { 100_000 } else { n }),
+            "idle" => idle(if n == 0 { 1_000 } else { n }),
+            other => {
+                eprintln!("unknown benchmark {other}: use converge N, initial N, idle N");
+                std::process::exit(2);
+            }
+        }
+        ran = true;
+    }
+    if !ran {
+        converge(10_000);
+        initial(100_000);
+        idle(1_000);
+    }
+}
+
+fn shop_and_branch(api: &Api) -> (String, String) {
+    let shop = api.get("/api/v1/shop").ok(200)["id"].as_str().unwrap().to_string();
+    let branches = api.get("/api/v1/branches").ok(200);
+    (shop, id(&branches[0]))
+}
+
+fn status(api: &Api) -> Value {
+    api.get("/api/v1/sync/status").ok(200)
+}
+
+fn idle_and_connected(api: &Api) -> bool {
+    let s = status(api);
+    s["connected"] == true && s["pending_changes"] == 0 && s["queued_documents"] == 0
+}
+
+fn docs(api: &Api) -> BTreeMap<String, Value> {
+    let list = api.get("/api/v1/sync/documents").ok(200);
+    list.as_array().unwrap().iter().map(|d| (d["id"].as_str().unwrap().to_string(), d["heads"].clone())).collect()
+}
+
+fn products_in(data_dir: &Path) -> i64 {
+    let c = dashoffice_core::Connection::open(data_dir.join("dashoffice.db")).unwrap();
+    c.busy_timeout(Duration::from_secs(5)).unwrap();
+    c.query_row("SELECT count(*) FROM products", [], |r| r.get(0)).unwrap_or(0)
+}
+
+/// Logs in as the owner once the staff document has arrived by sync.
+fn owner_when_synced(node: &Node) -> Api {
+    let body = json!({ "email": dashoffice_tests::OWNER_EMAIL, "password": dashoffice_tests::OWNER_PASSWORD });
+    let token = wait_for(LONG, || match node.anon().try_post("/api/v1/auth/login", &body) {
+        Ok(r) if r.status == 200 => r.json()["token"].as_str().map(str::to_string),
+        _ => None,
+    })
+    .expect("the owner arrives by sync");
+    node.api(&token)
+}
+
+/// `n` product creations through the API, 8 clients at a time.
+fn create_products(api: &Api, prefix: &str, n: usize) -> Duration {
+    let t = Instant::now();
+    std::thread::scope(|s| {
+        for w in 0..8 {
+            s.spawn(move || {
+                for i in (w..n).step_by(8) {
+                    api.product(&format!("{prefix}-{i:06}"), "12.50");
+                }
+            });
+        }
+    });
+    t.elapsed()
+}
+
+fn converge(n: usize) {
+    println!("== converge: 2 nodes of one branch, {n} offline product creations each ==");
+    let relay = Relay::start();
+    let mut a1 = Node::start();
+    let (shop, branch) = shop_and_branch(&a1.owner());
+    a1.sigterm();
+    let online_a1 = relay.edge_args(&relay.code(&shop, Some(&branch)));
+    a1.set_extra(online_a1.clone());
+    a1.start_again();
+    let online_a2 = relay.edge_args(&relay.code(&shop, Some(&branch)));
+    let mut a2 = Node::start_with(tempfile::tempdir().unwrap(), online_a2.clone());
+    let (o1, o2) = (a1.owner(), owner_when_synced(&a2));
+    wait_for(LONG, || (idle_and_connected(&o1) && idle_and_connected(&o2) && docs(&o1) == docs(&o2)).then_some(()))
+        .expect("the first sync");
+
+    // Offline: both nodes restart without a relay and take n writes each.
+    for node in [&mut a1, &mut a2] {
+        node.sigterm();
+        node.set_extra(Vec::new());
+        node.start_again();
+    }
+    let (o1, o2) = (a1.owner(), a2.owner());
+    let (w1, w2) = std::thread::scope(|s| {
+        let h1 = s.spawn(|| create_products(&o1, "A1", n));
+        let h2 = s.spawn(|| create_products(&o2, "A2", n));
+        (h1.join().unwrap(), h2.join().unwrap())
+    });
+    println!("offline writes: node 1 {n} in {:.1} s, node 2 {n} in {:.1} s (at the same time)", w1.as_secs_f64(), w2.as_secs_f64());
+    a1.sigterm();
+    a2.sigterm();
+    a1.set_extra(online_a1);
+    a2.set_extra(online_a2);
+
+    // Online again: time from the first start until both hold the same documents.
+    let t0 = Instant::now();
+    a1.start_again();
+    a2.start_again();
+    let started = t0.elapsed();
+    let (o1, o2) = (a1.owner(), a2.owner());
+    let mut connected = None;
+    wait_for(LONG, || {
+        if connected.is_none() && status(&o1)["connected"] == true && status(&o2)["connected"] == true {
+            connected = Some(t0.elapsed());
+        }
+        (idle_and_connected(&o1) && idle_and_connected(&o2) && docs(&o1) == docs(&o2)).then_some(())
+    })
+    .expect("convergence");
+    let total = t0.elapsed();
+    let count = (products_in(&a1.data_dir()), products_in(&a2.data_dir()));
+    let connected = connected.unwrap_or(total);
+    println!("both nodes started in {:.2} s, both connected at {:.2} s", started.as_secs_f64(), connected.as_secs_f64());
+    println!(
+        "RESULT converge n={n}: converged {:.2} s after the first start, {:.2} s after both were connected; products {:?}",
+        total.as_secs_f64(),
+        (total - connected).as_secs_f64(),
+        count
+    );
+}
+
+fn initial(n: usize) {
+    println!("== initial: a new node joins a shop with {n} products ==");
+    let relay = Relay::start();
+    let mut a1 = Node::start();
+    let (shop, branch) = shop_and_branch(&a1.owner());
+    a1.sigterm();
+    let path = a1.scratch().join("products.csv");
+    let mut csv = String::from("sku,name,description,price,currency,tax_rate,active,tags\n");
+    for i in 0..n {
+        csv.push_str(&format!("SKU-{i:06},Producto {i},,{}.50,MXN,0.16,true,\n", 10 + i % 90));
+    }
+    std::fs::write(&path, csv).unwrap();
+    let t = Instant::now();
+    let out = a1.cli(&["import-products", path.to_str().unwrap()]);
+    assert!(out.status.success(), "import: {}", String::from_utf8_lossy(&out.stderr));
+    println!("import of {n} products: {:.1} s", t.elapsed().as_secs_f64());
+    a1.set_extra(relay.edge_args(&relay.code(&shop, Some(&branch))));
+    let t = Instant::now();
+    a1.start_again();
+    let o1 = a1.owner();
+    wait_for(LONG, || idle_and_connected(&o1).then_some(())).expect("the upload");
+    println!("upload of the shop to the relay: {:.1} s after start", t.elapsed().as_secs_f64());
+
+    let code = relay.code(&shop, Some(&branch));
+    let args = relay.edge_args(&code);
+    let t0 = Instant::now();
+    let b = Node::start_with(tempfile::tempdir().unwrap(), args);
+    let started = t0.elapsed();
+    let mut first = None;
+    let expected = n as i64;
+    wait_for(LONG, || {
+        let have = products_in(&b.data_dir());
+        if first.is_none() && have > 0 {
+            first = Some(t0.elapsed());
+        }
+        (have == expected).then_some(())
+    })
+    .expect("every product on the new node");
+    let all = t0.elapsed();
+    let ob = owner_when_synced(&b);
+    wait_for(LONG, || idle_and_connected(&ob).then_some(())).expect("the new node idle");
+    let quiet = t0.elapsed();
+    let db = std::fs::metadata(b.data_dir().join("dashoffice.db")).map(|m| m.len()).unwrap_or(0);
+    println!(
+        "new node: started in {:.2} s, first product at {:.2} s, all {n} products projected at {:.2} s, sync idle at {:.2} s; database {} MB",
+        started.as_secs_f64(),
+        first.unwrap_or(all).as_secs_f64(),
+        all.as_secs_f64(),
+        quiet.as_secs_f64(),
+        db / 1_000_000
+    );
+    println!("RESULT initial n={n}: {:.2} s to every product, {:.2} s to idle", all.as_secs_f64(), quiet.as_secs_f64());
+}
+
+/// utime + stime of a process, in seconds.
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let after = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+    let f: Vec<&str> = after.split_whitespace().collect();
+    let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    // Fields after the name: state is 0, utime is 11, stime is 12 (proc(5) numbers 14 and 15).
+    (ticks(11) + ticks(12)) / 100.0
+}
+
+fn rss_mib(pid: u32) -> f64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        .unwrap_or(0.0)
+        / 1024.0
+}
+
+fn idle(n: usize) {
+    println!("== idle: {n} replicas connected to the relay and idle ==");
+    let relay = Relay::start();
+    let pid = relay.pid();
+    let admin = relay.admin();
+    // An empty shop: every replica is in sync as soon as it has joined, as an idle replica is.
+    let shop = format!("bench-{}", uuid::Uuid::new_v4().simple());
+    let codes: Vec<String> = (0..n)
+        .map(|_| {
+            let r = admin.post("/api/v1/enrolment-codes", &json!({ "shop_id": shop })).ok(201);
+            r["code"].as_str().unwrap().to_string()
+        })
+        .collect();
+    let (before_rss, trust) = (rss_mib(pid), Trust::Pinned(relay.fingerprint()));
+    let addr: SocketAddr = relay.quic.parse().unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let t = Instant::now();
+    let held = rt.block_on(async {
+        let endpoint = quinn::Endpoint::client(SocketAddr::from(([127, 0, 0, 1], 0))).unwrap();
+        let trust = Arc::new(trust);
+        let mut tasks = Vec::new();
+        for (i, code) in codes.into_iter().enumerate() {
+            let d = dir.path().join(i.to_string());
+            std::fs::create_dir_all(&d).unwrap();
+            let (identity, _) = Identity::load_or_create(&d, "device", &["dashoffice-device"]).unwrap();
+            let cfg = tls::client_config(&trust, &identity, Duration::from_secs(30)).unwrap();
+            let endpoint = endpoint.clone();
+            tasks.push(tokio::spawn(async move {
+                let conn = endpoint.connect_with(cfg, addr, tls::RELAY_NAME).ok()?.await.ok()?;
+                let (send, recv) = conn.open_bi().await.ok()?;
+                let mut frames = frame_quic(send, recv);
+                let join = Message::Join {
+                    sender_id: format!("idle-{i}"),
+                    peer_metadata: PeerMetadata {
+                        enrolment_code: Some(code),
+                        device_name: Some(format!("idle {i}")),
+                        ..Default::default()
+                    },
+                    supported_protocol_versions: vec![PROTOCOL_VERSION.into()],
+                };
+                frames.tx.send(join.encode()).ok()?;
+                match frames.rx.recv().await {
+                    Some(Ok(b)) if matches!(Message::decode(&b), Ok(Message::Peer { .. })) => {}
+                    _ => return None,
+                }
+                // Stay connected, reading whatever comes, until the benchmark ends.
+                tokio::spawn(async move { while frames.rx.recv().await.is_some() {} });
+                Some(conn)
+            }));
+        }
+        let mut held = Vec::new();
+        for t in tasks {
+            if let Ok(Some(c)) = t.await {
+                held.push(c);
+            }
+        }
+        (held, endpoint)
+    });
+    println!("{} of {n} replicas connected in {:.1} s", held.0.len(), t.elapsed().as_secs_f64());
+    let sessions = relay.status();
+    println!("relay reports {} sessions", sessions["sessions"].as_array().map(Vec::len).unwrap_or(0));
+    // Let the connections settle, then measure a quiet minute.
+    rt.block_on(tokio::time::sleep(Duration::from_secs(10)));
+    let (c0, t0) = (cpu_seconds(pid), Instant::now());
+    rt.block_on(tokio::time::sleep(Duration::from_secs(60)));
+    let cpu = (cpu_seconds(pid) - c0) / t0.elapsed().as_secs_f64() * 100.0;
+    let rss = rss_mib(pid);
+    let still = held.0.iter().filter(|c| c.close_reason().is_none()).count();
+    println!("relay RSS before the replicas: {before_rss:.1} MiB");
+    println!(
+        "RESULT idle n={n}: relay RSS {rss:.1} MiB, relay CPU {cpu:.2} % of one core over 60 s idle, {still} connections still open"
+    );
+    drop(held);
+}
