@@ -58,5 +58,7 @@ fn describe(p: Permission) -> &'static str {
         Permission::Archive => "archive (delete) records",
         Permission::ViewAllBranches => "see other branches",
         Permission::ImportExport => "import or export data",
+        Permission::Converse => "answer conversations",
+        Permission::ManageBots => "edit bots, canned responses or templates",
     }
 }

@@ -33,12 +33,27 @@ pub enum Collection {
     Stock,
     /// Orders of one branch (one document per month).
     Orders,
+    /// WhatsApp conversations of one branch (1,024 shards).
+    Conversations,
+    /// WhatsApp messages of one branch (one document per month).
+    Messages,
+    /// The shop's bots, canned responses, templates and shifts (one document per shop).
+    Inbox,
 }
 
 impl Collection {
     /// Every collection.
-    pub const ALL: [Collection; 6] =
-        [Self::Org, Self::Staff, Self::Products, Self::Customers, Self::Stock, Self::Orders];
+    pub const ALL: [Collection; 9] = [
+        Self::Org,
+        Self::Staff,
+        Self::Products,
+        Self::Customers,
+        Self::Stock,
+        Self::Orders,
+        Self::Conversations,
+        Self::Messages,
+        Self::Inbox,
+    ];
 
     /// The name used in document ids.
     pub fn as_str(self) -> &'static str {
@@ -49,6 +64,9 @@ impl Collection {
             Self::Customers => "customers",
             Self::Stock => "stock",
             Self::Orders => "orders",
+            Self::Conversations => "conversations",
+            Self::Messages => "messages",
+            Self::Inbox => "inbox",
         }
     }
 
@@ -59,7 +77,7 @@ impl Collection {
 
     /// Whether the documents of this collection belong to one branch.
     pub fn branch_scoped(self) -> bool {
-        matches!(self, Self::Stock | Self::Orders)
+        matches!(self, Self::Stock | Self::Orders | Self::Conversations | Self::Messages)
     }
 }
 
@@ -107,6 +125,18 @@ impl DocId {
     /// The orders of `branch` created in the month `yyyymm`.
     pub fn orders(shop: &str, branch: &str, yyyymm: &str) -> Self {
         Self(format!("{shop}/orders/{branch}/{yyyymm}"))
+    }
+    /// The conversation shard of `branch` holding `conversation_id`.
+    pub fn conversations(shop: &str, branch: &str, conversation_id: &str) -> Self {
+        Self(format!("{shop}/conversations/{branch}/{}", shard_of(conversation_id)))
+    }
+    /// The messages of `branch` sent or received in the month `yyyymm`.
+    pub fn messages(shop: &str, branch: &str, yyyymm: &str) -> Self {
+        Self(format!("{shop}/messages/{branch}/{yyyymm}"))
+    }
+    /// The shop's inbox settings document.
+    pub fn inbox(shop: &str) -> Self {
+        Self(format!("{shop}/inbox/0"))
     }
     /// Parses and checks an id received from elsewhere.
     pub fn parse(s: &str) -> Result<Self> {

@@ -6,6 +6,7 @@ mod caller;
 pub mod csv_io;
 mod db;
 pub mod doc;
+pub mod bot;
 pub mod entities;
 mod error;
 mod page;

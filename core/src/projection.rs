@@ -8,7 +8,7 @@ use rusqlite::Connection;
 
 use crate::{
     doc::{self, Collection, DocId},
-    entities::{customers, orders, org, products, staff, stock},
+    entities::{customers, inbox, orders, org, products, staff, stock},
     error::Result,
 };
 
@@ -21,6 +21,9 @@ pub(crate) fn project_record(conn: &Connection, id: &DocId, d: &Automerge, recor
         Collection::Customers => customers::project(conn, id, d, record),
         Collection::Stock => stock::project(conn, id, d, record),
         Collection::Orders => orders::project(conn, id, d, record),
+        Collection::Conversations => inbox::project_conversation(conn, id, d, record),
+        Collection::Messages => inbox::project_message(conn, id, d, record),
+        Collection::Inbox => inbox::project_item(conn, id, d, record),
     }
 }
 
@@ -63,7 +66,8 @@ pub(crate) fn project_all(conn: &Connection, id: &DocId, d: &Automerge) -> Resul
 pub(crate) fn clear(conn: &Connection) -> Result<()> {
     conn.execute_batch(
         "DELETE FROM shops; DELETE FROM branches; DELETE FROM staff; DELETE FROM products; DELETE FROM stock;
-         DELETE FROM customers; DELETE FROM orders; DELETE FROM order_lines; DELETE FROM order_transitions;",
+         DELETE FROM customers; DELETE FROM orders; DELETE FROM order_lines; DELETE FROM order_transitions;
+         DELETE FROM conversations; DELETE FROM messages; DELETE FROM inbox_items;",
     )?;
     Ok(())
 }

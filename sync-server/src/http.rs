@@ -23,6 +23,7 @@ use tokio::sync::mpsc;
 
 use crate::{
     enrol,
+    whatsapp as wa,
     hub::{Hub, now_ms},
     session::{self, Io, Naming},
     store::{Credential, Device},
@@ -37,6 +38,14 @@ pub struct RelayState {
     pub admin_hash: Arc<Vec<u8>>,
     /// Prometheus registry.
     pub metrics: PrometheusHandle,
+    /// The WhatsApp side.
+    pub wa: Arc<crate::whatsapp::WhatsApp>,
+}
+
+impl axum::extract::FromRef<RelayState> for Arc<crate::whatsapp::WhatsApp> {
+    fn from_ref(s: &RelayState) -> Self {
+        s.wa.clone()
+    }
 }
 
 /// The router.
@@ -50,8 +59,40 @@ pub fn router(state: RelayState) -> Router {
         .route("/api/v1/devices", get(list_devices))
         .route("/api/v1/devices/{id}/revoke", post(revoke))
         .route("/api/v1/sync/status", get(status))
+        .route("/api/v1/whatsapp/numbers", post(put_number).get(list_numbers))
+        .route("/api/v1/whatsapp/numbers/{id}", axum::routing::delete(delete_number))
+        .route("/api/v1/whatsapp/status", get(whatsapp_status))
         .layer(axum::extract::DefaultBodyLimit::max(64 * 1024))
+        .merge(
+            Router::new()
+                .route("/webhooks/whatsapp", get(wa::webhook::verify).post(wa::webhook::receive))
+                .layer(axum::extract::DefaultBodyLimit::max(wa::webhook::MAX_BODY)),
+        )
         .with_state(state)
+}
+
+async fn put_number(
+    State(s): State<RelayState>,
+    headers: HeaderMap,
+    ApiJson(b): ApiJson<wa::api::PutNumber>,
+) -> ApiResult<Response> {
+    admin(&s, &headers)?;
+    wa::api::put(s.wa.clone(), b).await
+}
+
+async fn list_numbers(State(s): State<RelayState>, headers: HeaderMap) -> ApiResult<Response> {
+    admin(&s, &headers)?;
+    wa::api::list(s.wa.clone()).await
+}
+
+async fn delete_number(State(s): State<RelayState>, headers: HeaderMap, id: Path<String>) -> ApiResult<Response> {
+    admin(&s, &headers)?;
+    wa::api::delete(s.wa.clone(), id).await
+}
+
+async fn whatsapp_status(State(s): State<RelayState>, headers: HeaderMap) -> ApiResult<Response> {
+    admin(&s, &headers)?;
+    wa::api::backlog(s.wa.clone()).await
 }
 
 fn unauthorized(msg: &str) -> ApiError {

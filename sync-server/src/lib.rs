@@ -10,3 +10,4 @@ pub mod hub;
 pub mod quic;
 pub mod session;
 pub mod store;
+pub mod whatsapp;

@@ -20,6 +20,7 @@ use tracing_subscriber::EnvFilter;
 use dashoffice_relay::{
     enrol, http, hub, quic,
     store::{RelayStore, SqliteStore},
+    whatsapp as wa,
 };
 
 const DEFAULT_CONFIG: &str = r#"# DashOffice relay configuration (TOML). Every key can also be set with the environment
@@ -40,6 +41,18 @@ idle_timeout_ms = 30000
 # tls_key = "/etc/dashoffice/relay.key"
 # admin_token: set it with DASHOFFICE_ADMIN_TOKEN; if absent, one is generated into
 # <data_dir>/admin-token on first run.
+
+# WhatsApp Cloud API. Secrets: DASHOFFICE_WHATSAPP_APP_SECRET (signs webhooks) and
+# DASHOFFICE_WHATSAPP_VERIFY_TOKEN (the verification handshake), or whatsapp_app_secret and
+# whatsapp_verify_token here. Each number's access token is set with `whatsapp-number`.
+whatsapp_api_base = "https://graph.facebook.com"
+whatsapp_api_version = "v21.0"
+# Messages per second per number (Meta's default throughput is 80).
+whatsapp_rate_per_number = 80
+# Messages per minute to one customer.
+whatsapp_rate_per_customer = 20
+# Timeout of one Graph API call.
+whatsapp_timeout_ms = 10000
 "#;
 
 #[derive(Subcommand, Debug, Clone)]
@@ -70,6 +83,25 @@ enum Command {
     },
     /// Print the fingerprint replicas pin.
     Fingerprint,
+    /// Connect a WhatsApp number to a shop. The access token is read from the environment
+    /// variable DASHOFFICE_WHATSAPP_ACCESS_TOKEN, or from standard input (never from a flag, so
+    /// it stays out of shell history and process lists).
+    WhatsappNumber {
+        /// Meta's phone number id (WhatsApp Manager → API setup).
+        #[arg(long)]
+        phone_number_id: String,
+        /// The shop's id.
+        #[arg(long)]
+        shop: String,
+        /// The branch whose conversations it carries (default: the shop's first branch).
+        #[arg(long)]
+        branch: Option<String>,
+        /// The number as shown to people, e.g. +52 55 1234 5678.
+        #[arg(long, default_value = "")]
+        display_number: String,
+    },
+    /// List the connected WhatsApp numbers (without tokens).
+    WhatsappNumbers,
 }
 
 #[derive(Parser, Debug)]
@@ -110,6 +142,15 @@ struct Settings {
     tls_key: Option<PathBuf>,
     #[serde(default)]
     admin_token: Option<String>,
+    #[serde(default)]
+    whatsapp_app_secret: Option<String>,
+    #[serde(default)]
+    whatsapp_verify_token: Option<String>,
+    whatsapp_api_base: String,
+    whatsapp_api_version: String,
+    whatsapp_rate_per_number: u32,
+    whatsapp_rate_per_customer: u32,
+    whatsapp_timeout_ms: u64,
 }
 
 impl std::fmt::Debug for Settings {
@@ -119,6 +160,9 @@ impl std::fmt::Debug for Settings {
             .field("listen", &self.listen)
             .field("quic_listen", &self.quic_listen)
             .field("admin_token", &self.admin_token.as_ref().map(|_| "***"))
+            .field("whatsapp_app_secret", &self.whatsapp_app_secret.as_ref().map(|_| "***"))
+            .field("whatsapp_verify_token", &self.whatsapp_verify_token.as_ref().map(|_| "***"))
+            .field("whatsapp_api_base", &self.whatsapp_api_base)
             .finish_non_exhaustive()
     }
 }
@@ -152,6 +196,21 @@ fn load_settings(a: &Args) -> anyhow::Result<Settings> {
     }
     if s.tls_cert.is_some() != s.tls_key.is_some() {
         bail!("tls_cert and tls_key go together: set both or neither");
+    }
+    if !(s.whatsapp_api_base.starts_with("https://") || s.whatsapp_api_base.starts_with("http://")) {
+        bail!("whatsapp_api_base must be an http(s) URL, not {:?}", s.whatsapp_api_base);
+    }
+    if !(1..=1000).contains(&s.whatsapp_rate_per_number) {
+        bail!("whatsapp_rate_per_number must be between 1 and 1000");
+    }
+    if !(1..=600).contains(&s.whatsapp_rate_per_customer) {
+        bail!("whatsapp_rate_per_customer must be between 1 and 600 (messages per minute)");
+    }
+    if !(100..=120_000).contains(&s.whatsapp_timeout_ms) {
+        bail!("whatsapp_timeout_ms must be between 100 and 120000");
+    }
+    if s.whatsapp_app_secret.as_deref().is_some_and(|x| x.trim().is_empty()) {
+        bail!("whatsapp_app_secret is empty");
     }
     Ok(s)
 }
@@ -268,6 +327,30 @@ fn run(s: Settings, command: Command) -> anyhow::Result<()> {
             println!("{}", identity(&s)?.fingerprint());
             Ok(())
         }
+        Command::WhatsappNumber { phone_number_id, shop, branch, display_number } => {
+            let token = match std::env::var("DASHOFFICE_WHATSAPP_ACCESS_TOKEN") {
+                Ok(t) if !t.trim().is_empty() => t.trim().to_string(),
+                _ => {
+                    eprintln!("reading the access token from standard input…");
+                    let mut t = String::new();
+                    std::io::stdin().read_line(&mut t)?;
+                    t.trim().to_string()
+                }
+            };
+            let req = serde_json::json!({ "phone_number_id": phone_number_id, "shop_id": shop, "branch_id": branch,
+                "access_token": token, "display_number": display_number });
+            let req: wa::api::PutNumber = serde_json::from_value(req)?;
+            wa::api::validate(&req).map_err(|e| anyhow::anyhow!("{}", e.message()))?;
+            let store = wa::store::WaStore::open(&s.data_dir)?;
+            store.put_number(&req.into_number())?;
+            println!("connected WhatsApp number {phone_number_id} to shop {shop}; a running relay picks it up with the next webhook");
+            Ok(())
+        }
+        Command::WhatsappNumbers => {
+            let store = wa::store::WaStore::open(&s.data_dir)?;
+            println!("{}", serde_json::to_string_pretty(&store.numbers()?)?);
+            Ok(())
+        }
     }
 }
 
@@ -285,10 +368,37 @@ fn serve(s: Settings, store: Arc<dyn RelayStore>) -> anyhow::Result<()> {
         let http_addr = listener.local_addr()?;
         let peer_id = format!("relay-{}", &identity.fingerprint()[..16]);
         let hub = hub::Hub::new(store, peer_id);
+        let self_quic = if quic_addr.ip().is_unspecified() {
+            SocketAddr::new(std::net::Ipv4Addr::LOCALHOST.into(), quic_addr.port())
+        } else {
+            quic_addr
+        };
+        let whatsapp = wa::WhatsApp::start(
+            wa::WaConfig {
+                app_secret: s.whatsapp_app_secret.clone(),
+                verify_token: s.whatsapp_verify_token.clone(),
+                api_base: s.whatsapp_api_base.clone(),
+                api_version: s.whatsapp_api_version.clone(),
+                rate_per_number: s.whatsapp_rate_per_number,
+                rate_per_customer: s.whatsapp_rate_per_customer,
+                timeout: Duration::from_millis(s.whatsapp_timeout_ms),
+            },
+            wa::store::WaStore::open(&s.data_dir)?,
+            hub.clone(),
+            wa::SelfLink {
+                quic: self_quic.to_string(),
+                trust: tls::Trust::Pinned(identity.fingerprint()),
+                dir: s.data_dir.join("shops"),
+            },
+        )?;
+        if s.whatsapp_app_secret.is_none() {
+            tracing::warn!("no WhatsApp app secret configured: POST /webhooks/whatsapp answers 503 (set DASHOFFICE_WHATSAPP_APP_SECRET)");
+        }
         let state = http::RelayState {
             hub: hub.clone(),
             admin_hash: Arc::new(admin_hash),
             metrics: dashoffice_api::metrics_handle(),
+            wa: whatsapp,
         };
         tokio::spawn(quic::accept_loop(endpoint.clone(), hub.clone()));
         tokio::spawn(housekeeping(hub.clone()));

@@ -296,6 +296,7 @@ fn idle(n: usize) {
         (held, endpoint)
     });
     println!("{} of {n} replicas connected in {:.1} s", held.0.len(), t.elapsed().as_secs_f64());
+    rt.block_on(tokio::time::sleep(Duration::from_secs(2)));
     let sessions = relay.status();
     println!("relay reports {} sessions", sessions["sessions"].as_array().map(Vec::len).unwrap_or(0));
     // Let the connections settle, then measure a quiet minute.
@@ -309,5 +310,5 @@ fn idle(n: usize) {
     println!(
         "RESULT idle n={n}: relay RSS {rss:.1} MiB, relay CPU {cpu:.2} % of one core over 60 s idle, {still} connections still open"
     );
-    drop(held);
+    rt.block_on(async move { drop(held) });
 }

@@ -54,6 +54,11 @@ impl ApiError {
     pub fn status(&self) -> StatusCode {
         self.status
     }
+
+    /// The message (for CLI output).
+    pub fn message(&self) -> &str {
+        &self.detail.message
+    }
 }
 
 impl From<FieldError> for ApiError {

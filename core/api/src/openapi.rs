@@ -79,12 +79,33 @@ impl Modify for BearerAuth {
         routes::sales::update_order,
         routes::sales::archive_order,
         routes::sales::transition_order,
+        routes::inbox::list_conversations,
+        routes::inbox::get_conversation,
+        routes::inbox::update_conversation,
+        routes::inbox::send_message,
+        routes::inbox::read_conversation,
+        routes::inbox::assign_conversation,
+        routes::inbox::list_templates,
+        routes::inbox::put_template,
+        routes::inbox::list_canned,
+        routes::inbox::put_canned,
+        routes::inbox::delete_canned,
+        routes::inbox::put_shift,
+        routes::inbox::list_bots,
+        routes::inbox::put_bot,
+        routes::inbox::try_bot,
     ),
     components(schemas(
         FieldError, OrderStatus, Role, Transition, AdjustStock, BranchView, CreateBranch, CreateCustomer, CreateOrder, CreateProduct,
         CreateStaff, CustomerView, DecimalText, ErrorBody, ErrorDetail, Health, ImportReport, ImportRowError, LoginRequest, LoginResponse,
         MergeCustomers, OrderLineInput, OrderLineView, OrderView, ProductView, ShopView, StaffView, StockView, SyncStatus, SyncPeerStatus, SyncDocument, TransitionOrder, UpdateBranch,
-        UpdateCustomer, UpdateOrder, UpdateProduct, UpdateShop, UpdateStaff
+        UpdateCustomer, UpdateOrder, UpdateProduct, UpdateShop, UpdateStaff,
+        dashoffice_domain::inbox::ConversationView, dashoffice_domain::inbox::ConversationState,
+        dashoffice_domain::inbox::MessageView, dashoffice_domain::inbox::MessageStatus,
+        dashoffice_domain::inbox::ConversationThread, dashoffice_domain::inbox::SendMessage,
+        dashoffice_domain::inbox::ReplyButton, dashoffice_domain::inbox::ListRow,
+        dashoffice_domain::inbox::UpdateConversation, dashoffice_domain::inbox::TemplateView,
+        dashoffice_domain::inbox::CannedResponse
     ))
 )]
 pub struct ApiDoc;

@@ -10,6 +10,7 @@ mod role;
 mod validate;
 
 pub mod api;
+pub mod inbox;
 
 pub use error::{FieldError, FieldErrors};
 pub use money::{Currency, LineAmounts, Totals, compute_line, compute_totals, parse_decimal, round_money};

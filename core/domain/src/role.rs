@@ -41,6 +41,10 @@ pub enum Permission {
     ViewAllBranches,
     /// Import and export CSV files.
     ImportExport,
+    /// Answer WhatsApp conversations, assign them and change their state.
+    Converse,
+    /// Edit bots, canned responses and message templates.
+    ManageBots,
 }
 
 impl Role {
@@ -65,8 +69,8 @@ impl Role {
         match self {
             Self::Owner => true,
             Self::Manager => !matches!(p, ManageShop),
-            Self::Seller => matches!(p, EditCustomers | SellOrders),
-            Self::Support => matches!(p, EditCustomers | ViewAllBranches),
+            Self::Seller => matches!(p, EditCustomers | SellOrders | Converse),
+            Self::Support => matches!(p, EditCustomers | ViewAllBranches | Converse),
         }
     }
 }

@@ -2,6 +2,7 @@
 //! SQL, and its reads. Writes take a [`Caller`](crate::Caller) and check the role's permissions.
 
 pub mod customers;
+pub mod inbox;
 pub mod orders;
 pub mod org;
 pub mod products;

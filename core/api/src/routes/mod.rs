@@ -4,6 +4,7 @@
 pub(crate) mod auth;
 pub(crate) mod catalog;
 pub(crate) mod crm;
+pub(crate) mod inbox;
 pub(crate) mod org;
 pub(crate) mod sales;
 pub(crate) mod sync;
@@ -12,7 +13,7 @@ pub(crate) mod system;
 use axum::{
     Router,
     extract::DefaultBodyLimit,
-    routing::{get, post},
+    routing::{get, post, put},
 };
 use dashoffice_domain::api::ErrorBody;
 
@@ -89,4 +90,15 @@ pub(crate) fn router() -> Router<AppState> {
         .route("/api/v1/orders", get(sales::list_orders).post(sales::create_order))
         .route("/api/v1/orders/{id}", get(sales::get_order).patch(sales::update_order).delete(sales::archive_order))
         .route("/api/v1/orders/{id}/transitions", post(sales::transition_order))
+        .route("/api/v1/conversations", get(inbox::list_conversations))
+        .route("/api/v1/conversations/{id}", get(inbox::get_conversation).patch(inbox::update_conversation))
+        .route("/api/v1/conversations/{id}/messages", post(inbox::send_message))
+        .route("/api/v1/conversations/{id}/read", post(inbox::read_conversation))
+        .route("/api/v1/conversations/{id}/assign", post(inbox::assign_conversation))
+        .route("/api/v1/whatsapp/templates", get(inbox::list_templates).post(inbox::put_template))
+        .route("/api/v1/canned-responses", get(inbox::list_canned).post(inbox::put_canned))
+        .route("/api/v1/canned-responses/{code}", axum::routing::delete(inbox::delete_canned))
+        .route("/api/v1/shifts/{staff_id}", put(inbox::put_shift))
+        .route("/api/v1/bots", get(inbox::list_bots).post(inbox::put_bot))
+        .route("/api/v1/bots/{name}/try", post(inbox::try_bot))
 }

@@ -1,0 +1,961 @@
+//! The WhatsApp inbox. Conversations (one per customer per branch) live in 1,024 shard documents
+//! of their branch; messages in one document per branch per month, like orders, so old months go
+//! cold. Shop-wide inbox items (bots, canned responses, approved templates, who is on shift) live
+//! in one `inbox` document.
+//!
+//! Ids are deterministic where two replicas may create the same thing: a conversation's id derives
+//! from its branch and customer, an inbound message's from its WhatsApp id (wamid), so a webhook
+//! delivered twice, or processed on two replicas, makes one record.
+//!
+//! What is derived, not stored: the last message, the customer's last message (the 24-hour
+//! window) and the unread count come from the messages table, so concurrent writers never
+//! disagree about them.
+
+use automerge::{ObjType, transaction::Transactable};
+use dashoffice_domain::{
+    FieldError, Permission,
+    api::Page,
+    inbox::{
+        CannedResponse, ConversationParams, ConversationState, ConversationThread, ConversationView, MessageStatus,
+        MessageView, SendMessage, TemplateView, UpdateConversation, validate_send, window_open,
+    },
+    normalize_tags,
+};
+use rusqlite::{Connection, OptionalExtension, params, types::Value};
+use sha2::{Digest, Sha256};
+
+use super::{customers, new_id, org, put_str, tags_from_json, tags_json};
+use crate::{
+    Caller,
+    doc::{self, DocId},
+    error::{CoreError, Result},
+    page::{ListQuery, SortKind, like},
+    writer::WriteCtx,
+};
+
+/// Who writes on behalf of the relay (webhooks, bots, delivery reports).
+pub const SYSTEM_USER: &str = "whatsapp";
+/// The sender of bot messages.
+pub const BOT_SENDER: &str = "bot";
+/// The sender of inbound messages.
+pub const CUSTOMER_SENDER: &str = "customer";
+
+fn derived_id(prefix: &str, parts: &[&str]) -> String {
+    let mut h = Sha256::new();
+    h.update(prefix.as_bytes());
+    for p in parts {
+        h.update([0u8]);
+        h.update(p.as_bytes());
+    }
+    let d = h.finalize();
+    let mut b = [0u8; 16];
+    b.copy_from_slice(&d[..16]);
+    uuid::Uuid::from_bytes(b).to_string()
+}
+
+/// The conversation of `customer` in `branch`.
+pub fn conversation_id(branch: &str, customer: &str) -> String {
+    derived_id("conversation", &[branch, customer])
+}
+
+/// The record id of the inbound message with WhatsApp id `wamid`.
+pub fn inbound_message_id(wamid: &str) -> String {
+    derived_id("wamid", &[wamid])
+}
+
+/// A message as the webhook delivered it, already normalised by the relay.
+#[derive(Debug, Clone, Default)]
+pub struct Inbound {
+    /// WhatsApp message id.
+    pub wamid: String,
+    /// The customer's WhatsApp id.
+    pub wa_id: String,
+    /// Their profile name.
+    pub profile_name: String,
+    /// The shop's number it was sent to.
+    pub phone_number_id: String,
+    /// Message type (text, image, …).
+    pub kind: String,
+    /// Text, caption, button title, or a summary.
+    pub text: String,
+    /// Type-specific content.
+    pub payload: serde_json::Value,
+    /// The message it replies to.
+    pub context_wamid: Option<String>,
+    /// When the customer sent it (Unix ms).
+    pub at: i64,
+}
+
+/// What receiving a message did.
+#[derive(Debug, Clone)]
+pub struct Received {
+    /// The conversation.
+    pub conversation_id: String,
+    /// The message record.
+    pub message_id: String,
+    /// The customer.
+    pub customer_id: String,
+    /// The message was already there (a redelivery): nothing was written.
+    pub duplicate: bool,
+    /// It is the first message of the conversation.
+    pub first: bool,
+    /// The conversation's state after receiving it.
+    pub state: ConversationState,
+}
+
+fn find_customer_by_wa(conn: &Connection, shop: &str, wa_id: &str) -> Result<Option<String>> {
+    Ok(conn
+        .prepare_cached(
+            "SELECT id FROM customers WHERE shop_id = ?1 AND wa_id = ?2 AND archived = 0
+             ORDER BY merged_into IS NOT NULL, created_at LIMIT 1",
+        )?
+        .query_row([shop, wa_id], |r| r.get::<_, String>(0))
+        .optional()?)
+}
+
+/// The customer a merged duplicate now belongs to.
+fn survivor(conn: &Connection, id: String) -> Result<String> {
+    let mut cur = id;
+    for _ in 0..8 {
+        let next: Option<String> = conn
+            .prepare_cached("SELECT merged_into FROM customers WHERE id = ?1")?
+            .query_row([&cur], |r| r.get(0))
+            .optional()?
+            .flatten();
+        match next {
+            Some(n) if n != cur => cur = n,
+            _ => break,
+        }
+    }
+    Ok(cur)
+}
+
+fn message_exists(conn: &Connection, id: &str) -> Result<bool> {
+    Ok(conn.prepare_cached("SELECT 1 FROM messages WHERE id = ?1")?.query_row([id], |_| Ok(())).optional()?.is_some())
+}
+
+/// Ensures the conversation record exists (deterministically, so two replicas creating it offline
+/// make one), returning whether it was new.
+fn ensure_conversation(
+    ctx: &mut WriteCtx<'_>,
+    shop: &str,
+    branch: &str,
+    customer: &str,
+    wa_id: &str,
+    phone_number_id: &str,
+) -> Result<(String, DocId, bool)> {
+    let id = conversation_id(branch, customer);
+    let doc_id = DocId::conversations(shop, branch, &id);
+    let existed = doc::record(ctx.doc(&doc_id)?, &id)?.is_some();
+    if !existed {
+        let (c, w, p) = (customer.to_string(), wa_id.to_string(), phone_number_id.to_string());
+        ctx.ensure_record(&doc_id, &id, move |tx, o| {
+            put_str(tx, o, "customer_id", &c)?;
+            put_str(tx, o, "wa_id", &w)?;
+            put_str(tx, o, "phone_number_id", &p)?;
+            put_str(tx, o, "state", ConversationState::Pending.as_str())?;
+            put_str(tx, o, "assignee_id", "")?;
+            tx.put_object(o, "labels", ObjType::Map)?;
+            tx.put(o, "read_at", 0i64)?;
+            tx.put(o, "needs_template", false)?;
+            put_str(tx, o, "bot_node", "")?;
+            tx.put(o, "misunderstood", 0i64)?;
+            tx.put(o, "created_at", 0i64)?;
+            Ok(())
+        })?;
+    }
+    Ok((id, doc_id, !existed))
+}
+
+/// Stores an inbound WhatsApp message: finds or creates the customer by WhatsApp id, finds or
+/// creates their conversation in `branch`, and appends the message. Idempotent by wamid.
+pub fn receive(ctx: &mut WriteCtx<'_>, shop: &str, branch: &str, m: &Inbound) -> Result<Received> {
+    let message_id = inbound_message_id(&m.wamid);
+    let customer_id = match find_customer_by_wa(ctx.conn(), shop, &m.wa_id)? {
+        Some(c) => survivor(ctx.conn(), c)?,
+        None => {
+            let region = org::get_shop(ctx.conn(), shop)?.phone_region;
+            let name = if m.profile_name.trim().is_empty() { format!("+{}", m.wa_id) } else { m.profile_name.clone() };
+            let phone = dashoffice_domain::normalize_phone("phone", &format!("+{}", m.wa_id), &region).ok();
+            let fields = customers::CustomerFields {
+                name: name.chars().take(200).collect(),
+                phone,
+                wa_id: Some(m.wa_id.clone()),
+                tags: vec!["whatsapp".into()],
+                ..Default::default()
+            };
+            customers::insert(ctx, shop, &fields)?
+        }
+    };
+    let (conversation_id, conv_doc, first) =
+        ensure_conversation(ctx, shop, branch, &customer_id, &m.wa_id, &m.phone_number_id)?;
+    if message_exists(ctx.conn(), &message_id)? {
+        let state = get_conversation(ctx.conn(), shop, &conversation_id)?.state;
+        return Ok(Received { conversation_id, message_id, customer_id, duplicate: true, first: false, state });
+    }
+    let now = ctx.now();
+    // A customer writing again reopens a resolved conversation (to the bot first).
+    let conv = conversation_id.clone();
+    let name = m.profile_name.clone();
+    let state = ctx.change(&conv_doc, &[&conv], |tx, _| {
+        let o = doc::record(tx, &conv)?.ok_or_else(|| CoreError::not_found("conversation", &conv))?;
+        let mut state = ConversationState::parse(&doc::get_str(tx, &o, "state")).unwrap_or(ConversationState::Pending);
+        if state == ConversationState::Resolved {
+            state = ConversationState::Pending;
+            put_str(tx, &o, "state", state.as_str())?;
+            put_str(tx, &o, "bot_node", "")?;
+            tx.put(&o, "misunderstood", 0i64)?;
+        }
+        if !name.trim().is_empty() && doc::get_str(tx, &o, "customer_name") != name {
+            put_str(tx, &o, "customer_name", &name)?;
+        }
+        // A customer message re-opens the service window.
+        tx.put(&o, "needs_template", false)?;
+        tx.put(&o, "updated_at", now)?;
+        Ok(state)
+    })?;
+    let mdoc = DocId::messages(shop, branch, &super::orders::yyyymm(m.at));
+    let rec = MessageRecord {
+        conversation_id: &conversation_id,
+        direction: "in",
+        kind: &m.kind,
+        text: &m.text,
+        payload: &m.payload,
+        wamid: Some(&m.wamid),
+        status: MessageStatus::Received,
+        sender: CUSTOMER_SENDER,
+        context_wamid: m.context_wamid.as_deref(),
+        explain: None,
+        at: m.at,
+    };
+    write_message(ctx, &mdoc, &message_id, &rec)?;
+    Ok(Received { conversation_id, message_id, customer_id, duplicate: false, first, state })
+}
+
+struct MessageRecord<'a> {
+    conversation_id: &'a str,
+    direction: &'a str,
+    kind: &'a str,
+    text: &'a str,
+    payload: &'a serde_json::Value,
+    wamid: Option<&'a str>,
+    status: MessageStatus,
+    sender: &'a str,
+    context_wamid: Option<&'a str>,
+    explain: Option<&'a serde_json::Value>,
+    at: i64,
+}
+
+fn write_message(ctx: &mut WriteCtx<'_>, doc_id: &DocId, id: &str, m: &MessageRecord<'_>) -> Result<()> {
+    let now = ctx.now();
+    ctx.change(doc_id, &[id], |tx, recs| {
+        let o = tx.put_object(recs, id, ObjType::Map)?;
+        put_str(tx, &o, "conversation_id", m.conversation_id)?;
+        put_str(tx, &o, "direction", m.direction)?;
+        put_str(tx, &o, "kind", m.kind)?;
+        put_str(tx, &o, "text", m.text)?;
+        put_str(tx, &o, "payload", &m.payload.to_string())?;
+        put_str(tx, &o, "wamid", m.wamid.unwrap_or(""))?;
+        put_str(tx, &o, "status", m.status.as_str())?;
+        put_str(tx, &o, "error", "")?;
+        put_str(tx, &o, "sender", m.sender)?;
+        put_str(tx, &o, "context_wamid", m.context_wamid.unwrap_or(""))?;
+        put_str(tx, &o, "explain", &m.explain.map(|e| e.to_string()).unwrap_or_default())?;
+        tx.put(&o, "at", m.at)?;
+        tx.put(&o, "created_at", now)?;
+        Ok(())
+    })
+}
+
+/// Applies a delivery report to the outbound message with WhatsApp id `wamid`: only forward
+/// (see [`MessageStatus::rank`]). Returns false when no message has that id (yet).
+pub fn apply_status(
+    ctx: &mut WriteCtx<'_>,
+    wamid: &str,
+    status: MessageStatus,
+    error: Option<&str>,
+) -> Result<bool> {
+    let found: Option<(String, String, String)> = ctx
+        .conn()
+        .prepare_cached("SELECT id, doc_id, conversation_id FROM messages WHERE wamid = ?1 AND direction = 'out' LIMIT 1")?
+        .query_row([wamid], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .optional()?;
+    let Some((id, doc_id, conversation)) = found else { return Ok(false) };
+    set_delivery(ctx, &DocId::parse(&doc_id)?, &id, status, None, error)?;
+    // 131047: the window closed; only a template can reach the customer now.
+    if error.is_some_and(|e| e.starts_with("131047")) {
+        mark_needs_template(ctx, &conversation)?;
+    }
+    Ok(true)
+}
+
+fn mark_needs_template(ctx: &mut WriteCtx<'_>, conversation: &str) -> Result<()> {
+    let doc_id: Option<String> = ctx
+        .conn()
+        .prepare_cached("SELECT doc_id FROM conversations WHERE id = ?1")?
+        .query_row([conversation], |r| r.get(0))
+        .optional()?;
+    if let Some(d) = doc_id {
+        let now = ctx.now();
+        ctx.change(&DocId::parse(&d)?, &[conversation], |tx, _| {
+            if let Some(o) = doc::record(tx, conversation)? {
+                tx.put(&o, "needs_template", true)?;
+                tx.put(&o, "updated_at", now)?;
+            }
+            Ok(())
+        })?;
+    }
+    Ok(())
+}
+
+/// Records that an outbound message could not be sent (WhatsApp refused it); error 131047 (the
+/// window closed) marks the conversation as needing a template.
+pub fn fail_outbound(ctx: &mut WriteCtx<'_>, doc_id: &DocId, id: &str, error: &str) -> Result<()> {
+    set_delivery(ctx, doc_id, id, MessageStatus::Failed, None, Some(error))?;
+    if error.starts_with("131047") {
+        let conversation: String =
+            ctx.conn().prepare_cached("SELECT conversation_id FROM messages WHERE id = ?1")?.query_row([id], |r| r.get(0))?;
+        mark_needs_template(ctx, &conversation)?;
+    }
+    Ok(())
+}
+
+/// Moves an outbound message's delivery forward (never back), recording its wamid and error.
+pub fn set_delivery(
+    ctx: &mut WriteCtx<'_>,
+    doc_id: &DocId,
+    id: &str,
+    status: MessageStatus,
+    wamid: Option<&str>,
+    error: Option<&str>,
+) -> Result<bool> {
+    ctx.change(doc_id, &[id], |tx, _| {
+        let o = doc::record(tx, id)?.ok_or_else(|| CoreError::not_found("message", id))?;
+        let current = MessageStatus::parse(&doc::get_str(tx, &o, "status")).unwrap_or(MessageStatus::Queued);
+        if let Some(w) = wamid {
+            put_str(tx, &o, "wamid", w)?;
+        }
+        if status.rank() <= current.rank() {
+            return Ok(false);
+        }
+        put_str(tx, &o, "status", status.as_str())?;
+        if let Some(e) = error {
+            put_str(tx, &o, "error", e)?;
+        }
+        Ok(true)
+    })
+}
+
+/// The conversation's document id, checking the caller may see its branch.
+fn conversation_doc(conn: &Connection, caller: &Caller, id: &str) -> Result<(DocId, ConversationView)> {
+    let c = get_conversation(conn, &caller.shop_id, id)?;
+    caller.check_branch(&c.branch_id).map_err(|_| CoreError::not_found("conversation", id))?;
+    let d: String = conn.prepare_cached("SELECT doc_id FROM conversations WHERE id = ?1")?.query_row([id], |r| r.get(0))?;
+    Ok((DocId::parse(&d)?, c))
+}
+
+fn templates(conn: &Connection, shop: &str) -> Result<Vec<TemplateView>> {
+    Ok(list_items(conn, shop, "template")?.into_iter().filter_map(|(_, v)| serde_json::from_value(v).ok()).collect())
+}
+
+/// Queues a reply (or writes an internal note) in a conversation. Free-form messages need the
+/// 24-hour window to be open; templates always may be sent. A staff reply takes the conversation
+/// from the bot (state open) and assigns it to them if nobody has it.
+pub fn send(ctx: &mut WriteCtx<'_>, caller: &Caller, id: &str, m: SendMessage, sender: &str) -> Result<MessageView> {
+    caller.require(Permission::Converse)?;
+    validate_send(&m)?;
+    let (conv_doc, conv) = conversation_doc(ctx.conn(), caller, id)?;
+    let kind = m.kind.clone().unwrap_or_else(|| "text".into());
+    let now = ctx.now();
+    let mut payload = serde_json::json!({});
+    let mut text = m.text.clone();
+    if kind == "template" {
+        let name = m.template.clone().unwrap_or_default();
+        let all = templates(ctx.conn(), &caller.shop_id)?;
+        let t = all.iter().find(|t| t.name == name && m.language.as_deref().is_none_or(|l| l == t.language));
+        let Some(t) = t else {
+            let names: Vec<&str> = all.iter().map(|t| t.name.as_str()).collect();
+            return Err(FieldError::new(
+                "template",
+                "approved",
+                format!("not an approved template; approved: {}", if names.is_empty() { "none".into() } else { names.join(", ") }),
+            )
+            .into());
+        };
+        if m.params.len() != usize::from(t.params) {
+            return Err(FieldError::new("params", "count", format!("the template takes {} parameters", t.params)).into());
+        }
+        let mut preview = t.body.clone();
+        for (i, p) in m.params.iter().enumerate() {
+            preview = preview.replace(&format!("{{{{{}}}}}", i + 1), p);
+        }
+        text = preview;
+        payload = serde_json::json!({ "template": t.name, "language": t.language, "params": m.params });
+    } else if kind != "note" && (!window_open(conv.last_inbound_at, now) || conv.needs_template) {
+        let names: Vec<String> = templates(ctx.conn(), &caller.shop_id)?.into_iter().map(|t| t.name).collect();
+        return Err(CoreError::conflict(
+            "kind",
+            "service_window",
+            format!(
+                "the customer last wrote more than 24 hours ago: WhatsApp only accepts an approved template now ({})",
+                if names.is_empty() { "no templates registered".into() } else { names.join(", ") }
+            ),
+        ));
+    } else {
+        match kind.as_str() {
+            "buttons" => payload = serde_json::json!({ "buttons": m.buttons }),
+            "list" => {
+                payload = serde_json::json!({ "button": m.list_button.clone().unwrap_or_else(|| "Ver opciones".into()), "rows": m.rows })
+            }
+            "image" | "document" => payload = serde_json::json!({ "link": m.media_url }),
+            _ => {}
+        }
+    }
+    let (direction, status) =
+        if kind == "note" { ("note", MessageStatus::Sent) } else { ("out", MessageStatus::Queued) };
+    let mid = new_id();
+    let mdoc = DocId::messages(&caller.shop_id, &conv.branch_id, &super::orders::yyyymm(now));
+    let rec = MessageRecord {
+        conversation_id: id,
+        direction,
+        kind: &kind,
+        text: &text,
+        payload: &payload,
+        wamid: None,
+        status,
+        sender,
+        context_wamid: m.context_wamid.as_deref(),
+        explain: None,
+        at: now,
+    };
+    write_message(ctx, &mdoc, &mid, &rec)?;
+    if sender != BOT_SENDER && kind != "note" {
+        let me = caller.user_id.clone();
+        ctx.change(&conv_doc, &[id], |tx, _| {
+            let o = doc::record(tx, id)?.ok_or_else(|| CoreError::not_found("conversation", id))?;
+            if doc::get_str(tx, &o, "state") != ConversationState::Open.as_str() {
+                put_str(tx, &o, "state", ConversationState::Open.as_str())?;
+            }
+            if doc::get_str(tx, &o, "assignee_id").is_empty() {
+                put_str(tx, &o, "assignee_id", &me)?;
+                tx.put(&o, "assigned_at", now)?;
+            }
+            tx.put(&o, "read_at", now)?;
+            tx.put(&o, "updated_at", now)?;
+            Ok(())
+        })?;
+    }
+    get_message(ctx.conn(), &mid)
+}
+
+/// Writes what a bot says (queued for sending) with the explanation of why.
+pub fn bot_reply(
+    ctx: &mut WriteCtx<'_>,
+    shop: &str,
+    conversation: &str,
+    m: &SendMessage,
+    explain: &serde_json::Value,
+) -> Result<String> {
+    validate_send(m)?;
+    let caller = system_caller(shop);
+    let (_, conv) = conversation_doc(ctx.conn(), &caller, conversation)?;
+    let now = ctx.now();
+    let kind = m.kind.clone().unwrap_or_else(|| "text".into());
+    let payload = match kind.as_str() {
+        "buttons" => serde_json::json!({ "buttons": m.buttons }),
+        "list" => serde_json::json!({ "button": m.list_button.clone().unwrap_or_else(|| "Ver opciones".into()), "rows": m.rows }),
+        _ => serde_json::json!({}),
+    };
+    let mid = new_id();
+    let mdoc = DocId::messages(shop, &conv.branch_id, &super::orders::yyyymm(now));
+    let rec = MessageRecord {
+        conversation_id: conversation,
+        direction: "out",
+        kind: &kind,
+        text: &m.text,
+        payload: &payload,
+        wamid: None,
+        status: MessageStatus::Queued,
+        sender: BOT_SENDER,
+        context_wamid: m.context_wamid.as_deref(),
+        explain: Some(explain),
+        at: now,
+    };
+    write_message(ctx, &mdoc, &mid, &rec)?;
+    Ok(mid)
+}
+
+/// Updates the bot's place in a conversation (current node, misunderstandings) or hands it to a
+/// person (state open).
+pub fn set_bot_state(
+    ctx: &mut WriteCtx<'_>,
+    shop: &str,
+    conversation: &str,
+    node: &str,
+    misunderstood: i64,
+    handoff: bool,
+) -> Result<()> {
+    let (doc_id, _) = conversation_doc(ctx.conn(), &system_caller(shop), conversation)?;
+    let now = ctx.now();
+    ctx.change(&doc_id, &[conversation], |tx, _| {
+        let o = doc::record(tx, conversation)?.ok_or_else(|| CoreError::not_found("conversation", conversation))?;
+        put_str(tx, &o, "bot_node", node)?;
+        tx.put(&o, "misunderstood", misunderstood)?;
+        if handoff {
+            put_str(tx, &o, "state", ConversationState::Open.as_str())?;
+        }
+        tx.put(&o, "updated_at", now)?;
+        Ok(())
+    })
+}
+
+/// The caller the relay's service writes as.
+pub fn system_caller(shop: &str) -> Caller {
+    Caller { user_id: SYSTEM_USER.into(), shop_id: shop.into(), role: dashoffice_domain::Role::Owner, branch_id: None }
+}
+
+/// Marks a conversation read up to now.
+pub fn mark_read(ctx: &mut WriteCtx<'_>, caller: &Caller, id: &str) -> Result<ConversationView> {
+    let (doc_id, _) = conversation_doc(ctx.conn(), caller, id)?;
+    let now = ctx.now();
+    ctx.change(&doc_id, &[id], |tx, _| {
+        let o = doc::record(tx, id)?.ok_or_else(|| CoreError::not_found("conversation", id))?;
+        tx.put(&o, "read_at", now)?;
+        Ok(())
+    })?;
+    get_conversation(ctx.conn(), &caller.shop_id, id)
+}
+
+/// Changes state, assignee or labels.
+pub fn update(ctx: &mut WriteCtx<'_>, caller: &Caller, id: &str, u: UpdateConversation) -> Result<ConversationView> {
+    caller.require(Permission::Converse)?;
+    let (doc_id, conv) = conversation_doc(ctx.conn(), caller, id)?;
+    let state = match u.state.as_deref() {
+        None => None,
+        Some(s) => Some(ConversationState::parse(s).ok_or_else(|| {
+            CoreError::from(FieldError::new("state", "one_of", "one of pending, open, resolved"))
+        })?),
+    };
+    if let Some(a) = u.assignee_id.as_deref().filter(|a| !a.is_empty()) {
+        let s = super::staff::get(ctx.conn(), &caller.shop_id, a)
+            .map_err(|_| CoreError::not_found_field("staff member", a, "assignee_id"))?;
+        if s.archived {
+            return Err(FieldError::new("assignee_id", "active", "that staff member is archived").into());
+        }
+        if s.branch_id.as_deref().is_some_and(|b| b != conv.branch_id) {
+            return Err(FieldError::new("assignee_id", "branch", "that staff member works in another branch").into());
+        }
+    }
+    let labels = match &u.labels {
+        Some(l) => Some(normalize_tags("labels", l)?),
+        None => None,
+    };
+    let now = ctx.now();
+    ctx.change(&doc_id, &[id], |tx, _| {
+        let o = doc::record(tx, id)?.ok_or_else(|| CoreError::not_found("conversation", id))?;
+        if let Some(s) = state {
+            put_str(tx, &o, "state", s.as_str())?;
+            if s == ConversationState::Pending {
+                put_str(tx, &o, "bot_node", "")?;
+                tx.put(&o, "misunderstood", 0i64)?;
+            }
+        }
+        if let Some(a) = &u.assignee_id {
+            put_str(tx, &o, "assignee_id", a)?;
+            tx.put(&o, "assigned_at", now)?;
+        }
+        if let Some(l) = &labels {
+            doc::set_set(tx, &o, "labels", l)?;
+        }
+        tx.put(&o, "updated_at", now)?;
+        Ok(())
+    })?;
+    get_conversation(ctx.conn(), &caller.shop_id, id)
+}
+
+/// Assigns a conversation to the staff member of its branch who has waited longest for one, among
+/// those on shift (everyone who may answer in the branch when nobody is on shift). Returns the
+/// assignee, or None when the branch has nobody.
+pub fn assign_round_robin(ctx: &mut WriteCtx<'_>, shop: &str, id: &str) -> Result<Option<String>> {
+    let caller = system_caller(shop);
+    let (_, conv) = conversation_doc(ctx.conn(), &caller, id)?;
+    if let Some(a) = conv.assignee_id {
+        return Ok(Some(a));
+    }
+    let on_shift: Vec<String> = list_items(ctx.conn(), shop, "shift")?
+        .into_iter()
+        .filter(|(_, v)| v["on"].as_bool().unwrap_or(false))
+        .map(|(k, _)| k)
+        .collect();
+    let all: Vec<String> = {
+        let mut stmt = ctx.conn().prepare_cached(
+        "SELECT s.id FROM staff s WHERE s.shop_id = ?1 AND s.archived = 0 AND s.role IN ('seller', 'support', 'manager')
+           AND (s.branch_id IS NULL OR s.branch_id = '' OR s.branch_id = ?2)
+         ORDER BY s.role = 'seller' DESC,
+           (SELECT max(c.assigned_at) FROM conversations c WHERE c.assignee_id = s.id) IS NOT NULL,
+           (SELECT max(c.assigned_at) FROM conversations c WHERE c.assignee_id = s.id), s.id",
+    )?;
+        stmt.query_map([shop, conv.branch_id.as_str()], |r| r.get(0))?.collect::<rusqlite::Result<_>>()?
+    };
+    let pick = all.iter().find(|s| on_shift.contains(s)).or_else(|| all.first()).cloned();
+    if let Some(p) = &pick {
+        update(
+            ctx,
+            &caller,
+            id,
+            UpdateConversation { state: Some("open".into()), assignee_id: Some(p.clone()), labels: None },
+        )?;
+    }
+    Ok(pick)
+}
+
+// ---------- inbox items: bots, canned responses, templates, shifts ----------
+
+/// Writes an inbox item (`kind` bot, canned, template or shift) under `key`.
+pub fn put_item(ctx: &mut WriteCtx<'_>, caller: &Caller, kind: &str, key: &str, value: &serde_json::Value) -> Result<()> {
+    if kind == "shift" {
+        caller.require(Permission::Converse)?;
+    } else {
+        caller.require(Permission::ManageBots)?;
+    }
+    let id = format!("{kind}:{key}");
+    let now = ctx.now();
+    let body = value.to_string();
+    ctx.change(&DocId::inbox(&caller.shop_id), &[&id], |tx, recs| {
+        let o = match doc::record(tx, &id)? {
+            Some(o) => o,
+            None => tx.put_object(recs, id.as_str(), ObjType::Map)?,
+        };
+        put_str(tx, &o, "kind", kind)?;
+        put_str(tx, &o, "key", key)?;
+        put_str(tx, &o, "body", &body)?;
+        tx.put(&o, "archived", false)?;
+        tx.put(&o, "updated_at", now)?;
+        Ok(())
+    })
+}
+
+/// Removes an inbox item.
+pub fn delete_item(ctx: &mut WriteCtx<'_>, caller: &Caller, kind: &str, key: &str) -> Result<()> {
+    caller.require(Permission::ManageBots)?;
+    let id = format!("{kind}:{key}");
+    if !list_items(ctx.conn(), &caller.shop_id, kind)?.iter().any(|(k, _)| k == key) {
+        return Err(CoreError::not_found(kind_name(kind), key));
+    }
+    super::mark_archived(ctx, &DocId::inbox(&caller.shop_id), &id, kind_name(kind))
+}
+
+fn kind_name(kind: &str) -> &'static str {
+    match kind {
+        "bot" => "bot",
+        "canned" => "canned response",
+        "template" => "template",
+        _ => "item",
+    }
+}
+
+/// Live inbox items of one kind: (key, body).
+pub fn list_items(conn: &Connection, shop: &str, kind: &str) -> Result<Vec<(String, serde_json::Value)>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT key, body FROM inbox_items WHERE shop_id = ?1 AND kind = ?2 AND archived = 0 ORDER BY key",
+    )?;
+    let rows = stmt.query_map([shop, kind], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?;
+    let mut out = Vec::new();
+    for r in rows {
+        let (k, b) = r?;
+        out.push((k, serde_json::from_str(&b).unwrap_or(serde_json::Value::Null)));
+    }
+    Ok(out)
+}
+
+/// Canned responses.
+pub fn canned(conn: &Connection, shop: &str) -> Result<Vec<CannedResponse>> {
+    Ok(list_items(conn, shop, "canned")?.into_iter().filter_map(|(_, v)| serde_json::from_value(v).ok()).collect())
+}
+
+/// Approved templates.
+pub fn template_list(conn: &Connection, shop: &str) -> Result<Vec<TemplateView>> {
+    templates(conn, shop)
+}
+
+// ---------- projection ----------
+
+pub(crate) fn project_conversation(conn: &Connection, doc_id: &DocId, d: &automerge::Automerge, id: &str) -> Result<()> {
+    let Some(o) = doc::record(d, id)? else { return Ok(()) };
+    let f = doc::fields(d, &o);
+    let scope = doc_id.scope()?;
+    let labels: Vec<String> = doc::get_set(d, &o, "labels");
+    let customer = f.str("customer_id");
+    let name: Option<String> = f.opt_str("customer_name").or_else(|| {
+        conn.prepare_cached("SELECT name FROM customers WHERE id = ?1")
+            .ok()?
+            .query_row([&customer], |r| r.get(0))
+            .optional()
+            .ok()
+            .flatten()
+    });
+    conn.prepare_cached(
+        "INSERT OR REPLACE INTO conversations(id, shop_id, branch_id, doc_id, customer_id, customer_name, wa_id,
+            phone_number_id, state, assignee_id, assigned_at, labels, read_at, needs_template, bot_node, misunderstood,
+            created_at, updated_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)",
+    )?
+    .execute(params![
+        id,
+        scope.shop_id,
+        scope.branch_id.unwrap_or_default(),
+        doc_id.as_str(),
+        customer,
+        name.unwrap_or_default(),
+        f.str("wa_id"),
+        f.str("phone_number_id"),
+        f.str("state"),
+        f.opt_str("assignee_id"),
+        f.i64("assigned_at"),
+        tags_json(&labels),
+        f.i64("read_at"),
+        f.bool("needs_template", false),
+        f.str("bot_node"),
+        f.i64("misunderstood"),
+        f.i64("created_at"),
+        f.i64("updated_at"),
+    ])?;
+    Ok(())
+}
+
+pub(crate) fn project_message(conn: &Connection, doc_id: &DocId, d: &automerge::Automerge, id: &str) -> Result<()> {
+    let Some(o) = doc::record(d, id)? else { return Ok(()) };
+    let f = doc::fields(d, &o);
+    let scope = doc_id.scope()?;
+    conn.prepare_cached(
+        "INSERT OR REPLACE INTO messages(id, shop_id, branch_id, doc_id, conversation_id, direction, kind, text, payload,
+            wamid, status, error, sender, context_wamid, explain, at, created_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)",
+    )?
+    .execute(params![
+        id,
+        scope.shop_id,
+        scope.branch_id.unwrap_or_default(),
+        doc_id.as_str(),
+        f.str("conversation_id"),
+        f.str("direction"),
+        f.str("kind"),
+        f.str("text"),
+        f.str("payload"),
+        f.opt_str("wamid"),
+        f.str("status"),
+        f.opt_str("error"),
+        f.str("sender"),
+        f.opt_str("context_wamid"),
+        f.opt_str("explain"),
+        f.i64("at"),
+        f.i64("created_at"),
+    ])?;
+    Ok(())
+}
+
+pub(crate) fn project_item(conn: &Connection, doc_id: &DocId, d: &automerge::Automerge, id: &str) -> Result<()> {
+    let Some(o) = doc::record(d, id)? else { return Ok(()) };
+    let f = doc::fields(d, &o);
+    let scope = doc_id.scope()?;
+    conn.prepare_cached(
+        "INSERT OR REPLACE INTO inbox_items(id, shop_id, doc_id, kind, key, body, archived, updated_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+    )?
+    .execute(params![
+        id,
+        scope.shop_id,
+        doc_id.as_str(),
+        f.str("kind"),
+        f.str("key"),
+        f.str("body"),
+        f.bool("archived", false),
+        f.i64("updated_at"),
+    ])?;
+    Ok(())
+}
+
+// ---------- reads ----------
+
+const CONV_COLS: &str = "t.id, t.branch_id, t.customer_id, t.customer_name, t.wa_id, t.phone_number_id, t.state,
+    t.assignee_id, t.labels, t.needs_template, t.created_at, t.updated_at,
+    (SELECT count(*) FROM messages m WHERE m.conversation_id = t.id AND m.direction = 'in' AND m.at > t.read_at),
+    (SELECT max(m.at) FROM messages m WHERE m.conversation_id = t.id AND m.direction = 'in'),
+    coalesce((SELECT max(m.at) FROM messages m WHERE m.conversation_id = t.id AND m.direction <> 'note'), t.created_at),
+    coalesce((SELECT m.text FROM messages m WHERE m.conversation_id = t.id AND m.direction <> 'note'
+              ORDER BY m.at DESC, m.id DESC LIMIT 1), '')";
+
+fn conv_row(now: i64) -> impl Fn(&rusqlite::Row<'_>) -> rusqlite::Result<ConversationView> {
+    move |r| {
+        let last_inbound_at: Option<i64> = r.get(13)?;
+        Ok(ConversationView {
+            id: r.get(0)?,
+            branch_id: r.get(1)?,
+            customer_id: r.get(2)?,
+            customer_name: r.get(3)?,
+            wa_id: r.get(4)?,
+            phone_number_id: r.get(5)?,
+            state: ConversationState::parse(&r.get::<_, String>(6)?).unwrap_or(ConversationState::Pending),
+            assignee_id: r.get(7)?,
+            labels: tags_from_json(&r.get::<_, String>(8)?),
+            needs_template: r.get(9)?,
+            created_at: r.get(10)?,
+            updated_at: r.get(11)?,
+            unread: r.get(12)?,
+            last_inbound_at,
+            window_open: window_open(last_inbound_at, now),
+            last_message_at: r.get(14)?,
+            last_message: r.get::<_, String>(15)?.chars().take(120).collect(),
+        })
+    }
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+/// One conversation.
+pub fn get_conversation(conn: &Connection, shop: &str, id: &str) -> Result<ConversationView> {
+    conn.prepare_cached(&format!("SELECT {CONV_COLS} FROM conversations t WHERE t.id = ?1 AND t.shop_id = ?2"))?
+        .query_row([id, shop], conv_row(now_ms()))
+        .optional()?
+        .ok_or_else(|| CoreError::not_found("conversation", id))
+}
+
+/// Conversations, most recent first.
+pub fn list(conn: &Connection, caller: &Caller, p: &ConversationParams) -> Result<Page<ConversationView>> {
+    let mut q = ListQuery::new(
+        &format!("SELECT {CONV_COLS} FROM conversations t"),
+        Some("-updated_at"),
+        &[("updated_at", "t.updated_at", SortKind::Int)],
+        "-updated_at",
+        p.limit,
+        p.cursor.as_deref(),
+    )?;
+    q.filter("t.shop_id = ?", [Value::Text(caller.shop_id.clone())]);
+    if let Some(b) = caller.branch_limit() {
+        q.filter("t.branch_id = ?", [Value::Text(b.to_string())]);
+    }
+    if let Some(b) = p.branch_id.as_deref().filter(|s| !s.is_empty()) {
+        q.filter("t.branch_id = ?", [Value::Text(b.to_string())]);
+    }
+    if let Some(s) = p.state.as_deref().filter(|s| !s.is_empty()) {
+        if ConversationState::parse(s).is_none() {
+            return Err(FieldError::new("state", "one_of", "one of pending, open, resolved").into());
+        }
+        q.filter("t.state = ?", [Value::Text(s.to_string())]);
+    }
+    match p.assignee.as_deref() {
+        None | Some("") => {}
+        Some("none") => q.filter("t.assignee_id IS NULL", []),
+        Some("me") => q.filter("t.assignee_id = ?", [Value::Text(caller.user_id.clone())]),
+        Some(a) => q.filter("t.assignee_id = ?", [Value::Text(a.to_string())]),
+    }
+    if p.unread == Some(true) {
+        q.filter(
+            "EXISTS (SELECT 1 FROM messages m WHERE m.conversation_id = t.id AND m.direction = 'in' AND m.at > t.read_at)",
+            [],
+        );
+    }
+    if let Some(s) = p.q.as_deref().filter(|s| !s.trim().is_empty()) {
+        q.filter("(t.customer_name LIKE ? ESCAPE '\\' OR t.wa_id LIKE ? ESCAPE '\\')", [like(s, true, true), like(s, true, true)]);
+    }
+    q.run(conn, conv_row(now_ms()), |c| (Value::Integer(c.updated_at), c.id.clone()))
+}
+
+const MSG_COLS: &str = "id, conversation_id, direction, kind, text, payload, wamid, status, error, sender, context_wamid, explain, at";
+
+fn msg_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<MessageView> {
+    let json = |s: Option<String>| s.and_then(|s| serde_json::from_str(&s).ok());
+    Ok(MessageView {
+        id: r.get(0)?,
+        conversation_id: r.get(1)?,
+        direction: r.get(2)?,
+        kind: r.get(3)?,
+        text: r.get(4)?,
+        payload: json(r.get(5)?).unwrap_or(serde_json::Value::Null),
+        wamid: r.get(6)?,
+        status: MessageStatus::parse(&r.get::<_, String>(7)?).unwrap_or(MessageStatus::Queued),
+        error: r.get(8)?,
+        sender: r.get(9)?,
+        context_wamid: r.get(10)?,
+        explain: json(r.get(11)?),
+        at: r.get(12)?,
+    })
+}
+
+/// One message.
+pub fn get_message(conn: &Connection, id: &str) -> Result<MessageView> {
+    conn.prepare_cached(&format!("SELECT {MSG_COLS} FROM messages WHERE id = ?1"))?
+        .query_row([id], msg_row)
+        .optional()?
+        .ok_or_else(|| CoreError::not_found("message", id))
+}
+
+/// A conversation with its last `limit` messages, oldest first, and the approved templates.
+pub fn thread(conn: &Connection, caller: &Caller, id: &str, limit: u32) -> Result<ConversationThread> {
+    let (_, conversation) = conversation_doc(conn, caller, id)?;
+    if !(1..=1000).contains(&limit) {
+        return Err(FieldError::new("limit", "range", "between 1 and 1000").into());
+    }
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT {MSG_COLS} FROM messages WHERE conversation_id = ?1 ORDER BY at DESC, id DESC LIMIT ?2"
+    ))?;
+    let mut messages: Vec<MessageView> =
+        stmt.query_map(params![id, limit], msg_row)?.collect::<rusqlite::Result<_>>()?;
+    messages.reverse();
+    Ok(ConversationThread { conversation, messages, templates: templates(conn, &caller.shop_id)? })
+}
+
+/// An outbound message waiting to be handed to WhatsApp.
+#[derive(Debug, Clone)]
+pub struct Outgoing {
+    /// The message.
+    pub message: MessageView,
+    /// Its document.
+    pub doc_id: DocId,
+    /// The customer's WhatsApp id.
+    pub to: String,
+    /// The shop's number to send from.
+    pub phone_number_id: String,
+}
+
+/// Outbound messages in state queued, oldest first.
+pub fn queued(conn: &Connection, shop: &str, limit: u32) -> Result<Vec<Outgoing>> {
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT {cols}, m.doc_id, c.wa_id, c.phone_number_id FROM messages m JOIN conversations c ON c.id = m.conversation_id
+         WHERE m.shop_id = ?1 AND m.direction = 'out' AND m.status = 'queued' ORDER BY m.at, m.id LIMIT ?2",
+        cols = MSG_COLS.split(", ").map(|c| format!("m.{c}")).collect::<Vec<_>>().join(", ")
+    ))?;
+    let rows = stmt.query_map(params![shop, limit], |r| {
+        Ok((msg_row(r)?, r.get::<_, String>(13)?, r.get::<_, String>(14)?, r.get::<_, String>(15)?))
+    })?;
+    let mut out = Vec::new();
+    for r in rows {
+        let (message, d, to, phone_number_id) = r?;
+        out.push(Outgoing { message, doc_id: DocId::parse(&d)?, to, phone_number_id });
+    }
+    Ok(out)
+}
+
+/// A page of messages (used by the relay's retries and by tests).
+pub fn messages_of(conn: &Connection, conversation: &str) -> Result<Vec<MessageView>> {
+    let mut stmt =
+        conn.prepare_cached(&format!("SELECT {MSG_COLS} FROM messages WHERE conversation_id = ?1 ORDER BY at, id"))?;
+    Ok(stmt.query_map([conversation], msg_row)?.collect::<rusqlite::Result<_>>()?)
+}
+
+/// The conversation of a customer in a branch, if any.
+pub fn find_conversation(conn: &Connection, branch: &str, customer: &str) -> Result<Option<ConversationView>> {
+    let id = conversation_id(branch, customer);
+    let shop: Option<String> =
+        conn.prepare_cached("SELECT shop_id FROM conversations WHERE id = ?1")?.query_row([&id], |r| r.get(0)).optional()?;
+    match shop {
+        Some(s) => Ok(Some(get_conversation(conn, &s, &id)?)),
+        None => Ok(None),
+    }
+}
+

@@ -1,0 +1,212 @@
+//! A shop's service replica on the relay: a full replica of the shop (its own SQLite folder under
+//! `<data_dir>/shops/<shop>`), enrolled with this relay as a head-office device and synced over
+//! QUIC like any edge node. Webhook processing and bots write through it; the outbox reads the
+//! replies queued on any replica from it.
+
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::Duration,
+};
+
+use dashoffice_core::{
+    OpenOptions, Replica,
+    entities::inbox::{self, Outgoing},
+};
+use dashoffice_domain::inbox::MessageStatus;
+use dashoffice_sync::client::{self, ClientConfig, Enrolment, SyncHandle};
+use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+
+use super::{WhatsApp, graph::SendError, store::Claim};
+use crate::enrol;
+
+/// One shop's service replica and its outbox.
+pub struct ShopService {
+    /// The shop.
+    pub shop: String,
+    /// Its replica.
+    pub replica: Replica,
+    sync: SyncHandle,
+    ready: AtomicBool,
+    per_number: DefaultKeyedRateLimiter<String>,
+    per_customer: DefaultKeyedRateLimiter<String>,
+    sending: Arc<tokio::sync::Semaphore>,
+}
+
+impl ShopService {
+    /// Opens the replica, enrols it on first start, starts its sync and its outbox.
+    pub fn start(wa: &Arc<WhatsApp>, shop: &str) -> anyhow::Result<Arc<Self>> {
+        let dir = wa.link.dir.join(shop);
+        let replica = Replica::open(&dir, OpenOptions::default())?;
+        let code = if Enrolment::load(&dir).is_none() {
+            let (code, _) = enrol::create_code(wa.hub.store.as_ref(), shop, None, "WhatsApp service of the relay", 1)?;
+            Some(code)
+        } else {
+            None
+        };
+        let sync = client::start(
+            replica.clone(),
+            ClientConfig {
+                relay: wa.link.quic.clone(),
+                trust: wa.link.trust.clone(),
+                data_dir: dir,
+                enrolment_code: code,
+                device_name: "relay WhatsApp service".into(),
+                idle_timeout: Duration::from_secs(30),
+            },
+        )?;
+        let n = std::num::NonZeroU32::new(wa.cfg.rate_per_number.max(1)).unwrap_or(std::num::NonZeroU32::MIN);
+        let c = std::num::NonZeroU32::new(wa.cfg.rate_per_customer.max(1)).unwrap_or(std::num::NonZeroU32::MIN);
+        let svc = Arc::new(Self {
+            shop: shop.to_string(),
+            replica,
+            sync,
+            ready: AtomicBool::new(false),
+            per_number: RateLimiter::keyed(Quota::per_second(n)),
+            per_customer: RateLimiter::keyed(Quota::per_minute(c).allow_burst(c)),
+            sending: Arc::new(tokio::sync::Semaphore::new(32)),
+        });
+        tokio::spawn(outbox(wa.clone(), svc.clone()));
+        tracing::info!(shop = %shop, "WhatsApp service replica started");
+        Ok(svc)
+    }
+
+    /// Whether the replica has the shop and finished its first sync (before that, a customer
+    /// looked up by number might exist in a document not received yet).
+    pub fn ready(&self) -> bool {
+        if self.ready.load(Ordering::Relaxed) {
+            return true;
+        }
+        let s = self.sync.status();
+        let has_shop = self.replica.read(|c| dashoffice_core::entities::org::get_shop(c, &self.shop)).is_ok();
+        let ok = has_shop && s.connected && s.queued_documents == 0;
+        if ok {
+            self.ready.store(true, Ordering::Relaxed);
+        }
+        ok
+    }
+
+    /// The first branch (by code): where conversations go when a number names none.
+    pub fn default_branch(&self) -> Option<String> {
+        self.replica
+            .read(|c| {
+                Ok(c.prepare_cached("SELECT id FROM branches WHERE shop_id = ?1 AND archived = 0 ORDER BY code LIMIT 1")?
+                    .query_row([&self.shop], |r| r.get::<_, String>(0))
+                    .ok())
+            })
+            .ok()
+            .flatten()
+    }
+
+    /// Stops syncing.
+    pub fn stop(&self) {
+        self.sync.stop();
+    }
+}
+
+/// Hands queued replies to the Graph API: each at most once (claimed durably before the call),
+/// retried with backoff on 5xx, timeouts and throttling, within the per-number and per-customer
+/// rates.
+async fn outbox(wa: Arc<WhatsApp>, svc: Arc<ShopService>) {
+    let mut changes = svc.replica.subscribe();
+    loop {
+        tokio::select! {
+            r = changes.recv() => {
+                if matches!(r, Err(tokio::sync::broadcast::error::RecvError::Closed)) {
+                    return;
+                }
+            }
+            _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+        }
+        if !svc.ready() {
+            continue;
+        }
+        let shop = svc.shop.clone();
+        let queued = match svc.replica.read(move |c| inbox::queued(c, &shop, 500)) {
+            Ok(q) => q,
+            Err(e) => {
+                tracing::error!(error = %e, "reading the outbox");
+                continue;
+            }
+        };
+        for o in queued {
+            let claim = match wa.store.claim(&o.message.id, &svc.shop) {
+                Ok(c) => c,
+                Err(e) => {
+                    tracing::error!(error = %e, "claiming a reply");
+                    continue;
+                }
+            };
+            let attempts = match claim {
+                Claim::Busy => continue,
+                Claim::New => 0,
+                Claim::Retry(n) => n,
+            };
+            let Ok(permit) = svc.sending.clone().acquire_owned().await else { return };
+            let (wa, svc) = (wa.clone(), svc.clone());
+            tokio::spawn(async move {
+                send_one(&wa, &svc, o, attempts).await;
+                drop(permit);
+            });
+        }
+    }
+}
+
+async fn send_one(wa: &Arc<WhatsApp>, svc: &Arc<ShopService>, o: Outgoing, attempts: i64) {
+    let id = o.message.id.clone();
+    let number = match wa.store.number(&o.phone_number_id) {
+        Ok(Some(n)) if n.shop_id == svc.shop => n,
+        _ => {
+            let e = format!("the number {} is not connected to this shop", o.phone_number_id);
+            fail(wa, svc, &o, &e).await;
+            return;
+        }
+    };
+    svc.per_number.until_key_ready(&o.phone_number_id).await;
+    svc.per_customer.until_key_ready(&o.to).await;
+    let t = std::time::Instant::now();
+    let result = wa.graph.send(&number, &o.to, &o.message).await;
+    metrics::histogram!("dashoffice_whatsapp_send_seconds").record(t.elapsed().as_secs_f64());
+    match result {
+        Ok(wamid) => {
+            metrics::counter!("dashoffice_whatsapp_sent_total").increment(1);
+            if let Err(e) = wa.store.sent(&id, &wamid) {
+                tracing::error!(error = %e, message = %id, "recording a sent reply");
+            }
+            let (doc, mid) = (o.doc_id.clone(), id.clone());
+            let r = svc
+                .replica
+                .write(move |ctx| inbox::set_delivery(ctx, &doc, &mid, MessageStatus::Sent, Some(&wamid), None))
+                .await;
+            if let Err(e) = r {
+                tracing::error!(error = %e, message = %id, "recording a sent reply in its document");
+            }
+        }
+        Err(SendError::Retry(e)) => {
+            metrics::counter!("dashoffice_whatsapp_send_retries_total").increment(1);
+            let delay = super::graph::backoff(attempts);
+            tracing::warn!(message = %id, attempts = attempts + 1, retry_in_ms = delay.as_millis() as u64, error = %e, "sending a reply failed; will retry");
+            let next = crate::hub::now_ms() + i64::try_from(delay.as_millis()).unwrap_or(60_000);
+            if let Err(e) = wa.store.retry(&id, next, &e) {
+                tracing::error!(error = %e, "recording a retry");
+            }
+        }
+        Err(SendError::Refused(e)) => {
+            metrics::counter!("dashoffice_whatsapp_send_failures_total").increment(1);
+            tracing::warn!(message = %id, error = %e, "WhatsApp refused a reply");
+            fail(wa, svc, &o, &e).await;
+        }
+    }
+}
+
+async fn fail(wa: &Arc<WhatsApp>, svc: &Arc<ShopService>, o: &Outgoing, error: &str) {
+    if let Err(e) = wa.store.failed(&o.message.id, error) {
+        tracing::error!(error = %e, "recording a failed reply");
+    }
+    let (doc, mid, err) = (o.doc_id.clone(), o.message.id.clone(), error.to_string());
+    if let Err(e) = svc.replica.write(move |ctx| inbox::fail_outbound(ctx, &doc, &mid, &err)).await {
+        tracing::error!(error = %e, "recording a failed reply in its document");
+    }
+}

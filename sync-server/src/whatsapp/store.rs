@@ -1,0 +1,344 @@
+//! `whatsapp.db`: raw webhook events (written by a group-commit thread, so an acknowledged webhook
+//! is on disk and many requests share one fsync), what was already applied, the shops' numbers
+//! and the outbox.
+
+use std::{
+    path::Path,
+    sync::{Arc, Mutex, mpsc},
+};
+
+use rusqlite::{Connection, OptionalExtension, params};
+use serde::Serialize;
+use tokio::sync::oneshot;
+
+use crate::hub::now_ms;
+
+const MIGRATIONS: &[&str] = &[include_str!("../../../migrations/whatsapp/0001_whatsapp.sql")];
+
+/// A storage failure.
+#[derive(Debug, thiserror::Error)]
+#[error("whatsapp store: {0}")]
+pub struct WaStoreError(String);
+
+impl From<rusqlite::Error> for WaStoreError {
+    fn from(e: rusqlite::Error) -> Self {
+        Self(e.to_string())
+    }
+}
+
+type R<T> = Result<T, WaStoreError>;
+
+/// A shop's WhatsApp number.
+#[derive(Debug, Clone, Serialize)]
+pub struct Number {
+    /// Meta's phone number id.
+    pub phone_number_id: String,
+    /// The shop.
+    pub shop_id: String,
+    /// The branch its conversations belong to (None: the shop's first branch).
+    pub branch_id: Option<String>,
+    /// The number as shown to people.
+    pub display_number: String,
+    /// The Graph API access token (never serialised).
+    #[serde(skip)]
+    pub access_token: String,
+    /// Unix ms.
+    pub created_at: i64,
+    /// Unix ms.
+    pub updated_at: i64,
+}
+
+/// What claiming an outbound message for sending found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Claim {
+    /// Never tried: now marked sending.
+    New,
+    /// A retry is due: now marked sending; attempts so far.
+    Retry(i64),
+    /// Sending, sent, failed, or a retry not yet due: leave it.
+    Busy,
+}
+
+struct Ingest {
+    body: Vec<u8>,
+    done: oneshot::Sender<R<i64>>,
+}
+
+/// The store.
+pub struct WaStore {
+    conn: Mutex<Connection>,
+    ingest: mpsc::SyncSender<Ingest>,
+}
+
+fn open_conn(path: &Path) -> R<Connection> {
+    let c = Connection::open(path)?;
+    c.pragma_update(None, "journal_mode", "WAL")?;
+    c.pragma_update(None, "synchronous", "FULL")?;
+    c.busy_timeout(std::time::Duration::from_secs(10))?;
+    Ok(c)
+}
+
+impl WaStore {
+    /// Opens (creating and migrating) `whatsapp.db` in `dir` and starts the ingest thread.
+    pub fn open(dir: &Path) -> R<Arc<Self>> {
+        let path = dir.join("whatsapp.db");
+        let mut c = open_conn(&path)?;
+        let ms = rusqlite_migration::Migrations::new(MIGRATIONS.iter().map(|s| rusqlite_migration::M::up(s)).collect());
+        ms.to_latest(&mut c).map_err(|e| WaStoreError(format!("migrating {}: {e}", path.display())))?;
+        let writer = open_conn(&path)?;
+        let (tx, rx) = mpsc::sync_channel::<Ingest>(8192);
+        std::thread::Builder::new()
+            .name("whatsapp-ingest".into())
+            .spawn(move || ingest_loop(writer, rx))
+            .map_err(|e| WaStoreError(e.to_string()))?;
+        Ok(Arc::new(Self { conn: Mutex::new(c), ingest: tx }))
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Connection> {
+        self.conn.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Stores a raw webhook body durably; resolves once it is committed.
+    pub async fn ingest(&self, body: Vec<u8>) -> R<i64> {
+        let (done, rx) = oneshot::channel();
+        self.ingest.try_send(Ingest { body, done }).map_err(|_| WaStoreError("the ingest queue is full".into()))?;
+        rx.await.map_err(|_| WaStoreError("the ingest thread stopped".into()))?
+    }
+
+    /// Pending events, oldest first.
+    pub fn pending(&self, limit: usize) -> R<Vec<(i64, Vec<u8>)>> {
+        let c = self.lock();
+        let mut st = c.prepare_cached("SELECT id, body FROM events WHERE state = 0 ORDER BY id LIMIT ?1")?;
+        let rows = st.query_map([limit as i64], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// Records how an event ended (1 done, 2 ignored, 3 failed) or, with state 0, that it will be
+    /// retried.
+    pub fn finish(&self, id: i64, state: i64, error: Option<&str>) -> R<()> {
+        let c = self.lock();
+        c.prepare_cached("UPDATE events SET state = ?2, error = ?3, attempts = attempts + 1, processed_at = ?4 WHERE id = ?1")?
+            .execute(params![id, state, error, now_ms()])?;
+        Ok(())
+    }
+
+    /// Counts of events by state (for /healthz and metrics).
+    pub fn event_counts(&self) -> R<Vec<(i64, i64)>> {
+        let c = self.lock();
+        let mut st = c.prepare_cached("SELECT state, count(*) FROM events GROUP BY state")?;
+        Ok(st.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// Whether `key` is new (and records it).
+    pub fn first_time(&self, key: &str) -> R<bool> {
+        let c = self.lock();
+        let n = c
+            .prepare_cached("INSERT INTO seen(key, seen_at) VALUES (?1, ?2) ON CONFLICT(key) DO NOTHING")?
+            .execute(params![key, now_ms()])?;
+        Ok(n == 1)
+    }
+
+    /// Forgets `key` (its processing failed and will be retried).
+    pub fn unsee(&self, key: &str) -> R<()> {
+        self.lock().prepare_cached("DELETE FROM seen WHERE key = ?1")?.execute([key])?;
+        Ok(())
+    }
+
+    /// Keeps a delivery report for a message not known yet.
+    pub fn add_orphan(&self, wamid: &str, status: &str, error: Option<&str>, shop: &str) -> R<()> {
+        self.lock()
+            .prepare_cached(
+                "INSERT INTO orphan_statuses(wamid, status, error, shop_id, received_at) VALUES (?1, ?2, ?3, ?4, ?5)
+                 ON CONFLICT DO NOTHING",
+            )?
+            .execute(params![wamid, status, error, shop, now_ms()])?;
+        Ok(())
+    }
+
+    /// Orphan reports (wamid, status, error, shop, received_at).
+    pub fn orphans(&self) -> R<Vec<(String, String, Option<String>, String, i64)>> {
+        let c = self.lock();
+        let mut st = c.prepare_cached(
+            "SELECT wamid, status, error, shop_id, received_at FROM orphan_statuses ORDER BY received_at LIMIT 1000",
+        )?;
+        Ok(st
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)))?
+            .collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// Drops an orphan report (applied, or too old).
+    pub fn drop_orphan(&self, wamid: &str, status: &str) -> R<()> {
+        self.lock()
+            .prepare_cached("DELETE FROM orphan_statuses WHERE wamid = ?1 AND status = ?2")?
+            .execute([wamid, status])?;
+        Ok(())
+    }
+
+    /// Adds or replaces a number.
+    pub fn put_number(&self, n: &Number) -> R<()> {
+        self.lock()
+            .prepare_cached(
+                "INSERT INTO numbers(phone_number_id, shop_id, branch_id, display_number, access_token, created_at, updated_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6)
+                 ON CONFLICT(phone_number_id) DO UPDATE SET shop_id = excluded.shop_id, branch_id = excluded.branch_id,
+                   display_number = excluded.display_number, access_token = excluded.access_token, updated_at = excluded.updated_at",
+            )?
+            .execute(params![n.phone_number_id, n.shop_id, n.branch_id, n.display_number, n.access_token, now_ms()])?;
+        Ok(())
+    }
+
+    /// Removes a number; false if unknown.
+    pub fn delete_number(&self, id: &str) -> R<bool> {
+        Ok(self.lock().prepare_cached("DELETE FROM numbers WHERE phone_number_id = ?1")?.execute([id])? == 1)
+    }
+
+    /// Every number.
+    pub fn numbers(&self) -> R<Vec<Number>> {
+        let c = self.lock();
+        let mut st = c.prepare_cached(
+            "SELECT phone_number_id, shop_id, branch_id, display_number, access_token, created_at, updated_at
+             FROM numbers ORDER BY shop_id, phone_number_id",
+        )?;
+        let rows = st.query_map([], |r| {
+            Ok(Number {
+                phone_number_id: r.get(0)?,
+                shop_id: r.get(1)?,
+                branch_id: r.get(2)?,
+                display_number: r.get(3)?,
+                access_token: r.get(4)?,
+                created_at: r.get(5)?,
+                updated_at: r.get(6)?,
+            })
+        })?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// One number.
+    pub fn number(&self, id: &str) -> R<Option<Number>> {
+        Ok(self.numbers()?.into_iter().find(|n| n.phone_number_id == id))
+    }
+
+    /// Claims an outbound message for one sending attempt (durably, before any network call).
+    pub fn claim(&self, message_id: &str, shop: &str) -> R<Claim> {
+        let c = self.lock();
+        let now = now_ms();
+        let row: Option<(String, i64, i64)> = c
+            .prepare_cached("SELECT state, attempts, next_at FROM outbox WHERE message_id = ?1")?
+            .query_row([message_id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .optional()?;
+        match row {
+            None => {
+                c.prepare_cached(
+                    "INSERT INTO outbox(message_id, shop_id, state, attempts, next_at, updated_at) VALUES (?1, ?2, 'sending', 0, 0, ?3)",
+                )?
+                .execute(params![message_id, shop, now])?;
+                Ok(Claim::New)
+            }
+            Some((s, attempts, next_at)) if s == "retry" && next_at <= now => {
+                c.prepare_cached("UPDATE outbox SET state = 'sending', updated_at = ?2 WHERE message_id = ?1")?
+                    .execute(params![message_id, now])?;
+                Ok(Claim::Retry(attempts))
+            }
+            Some(_) => Ok(Claim::Busy),
+        }
+    }
+
+    /// The message was accepted by WhatsApp.
+    pub fn sent(&self, message_id: &str, wamid: &str) -> R<()> {
+        self.lock()
+            .prepare_cached("UPDATE outbox SET state = 'sent', wamid = ?2, attempts = attempts + 1, updated_at = ?3 WHERE message_id = ?1")?
+            .execute(params![message_id, wamid, now_ms()])?;
+        Ok(())
+    }
+
+    /// The attempt failed in a way that is safe to retry at `next_at`.
+    pub fn retry(&self, message_id: &str, next_at: i64, error: &str) -> R<()> {
+        self.lock()
+            .prepare_cached(
+                "UPDATE outbox SET state = 'retry', attempts = attempts + 1, next_at = ?2, error = ?3, updated_at = ?4 WHERE message_id = ?1",
+            )?
+            .execute(params![message_id, next_at, error, now_ms()])?;
+        Ok(())
+    }
+
+    /// The message will not be sent.
+    pub fn failed(&self, message_id: &str, error: &str) -> R<()> {
+        self.lock()
+            .prepare_cached("UPDATE outbox SET state = 'failed', attempts = attempts + 1, error = ?2, updated_at = ?3 WHERE message_id = ?1")?
+            .execute(params![message_id, error, now_ms()])?;
+        Ok(())
+    }
+
+    /// Messages whose sending was interrupted by a crash: WhatsApp may or may not have them, so
+    /// they are failed rather than resent (never twice); returned so their documents say so.
+    pub fn interrupted(&self) -> R<Vec<(String, String)>> {
+        let c = self.lock();
+        let ids: Vec<(String, String)> = c
+            .prepare_cached("SELECT message_id, shop_id FROM outbox WHERE state = 'sending'")?
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+            .collect::<rusqlite::Result<_>>()?;
+        c.prepare_cached(
+            "UPDATE outbox SET state = 'failed', error = 'interrupted while sending; not resent to avoid a duplicate' WHERE state = 'sending'",
+        )?
+        .execute([])?;
+        Ok(ids)
+    }
+
+    /// Retries due now (message ids).
+    pub fn due_retries(&self, shop: &str) -> R<Vec<String>> {
+        let c = self.lock();
+        let mut st = c.prepare_cached(
+            "SELECT message_id FROM outbox WHERE shop_id = ?1 AND state = 'retry' AND next_at <= ?2 ORDER BY next_at LIMIT 500",
+        )?;
+        Ok(st.query_map(params![shop, now_ms()], |r| r.get(0))?.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// The outbox row of a message: (state, attempts, wamid, error).
+    pub fn outbox_row(&self, message_id: &str) -> R<Option<(String, i64, Option<String>, Option<String>)>> {
+        Ok(self
+            .lock()
+            .prepare_cached("SELECT state, attempts, wamid, error FROM outbox WHERE message_id = ?1")?
+            .query_row([message_id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+            .optional()?)
+    }
+}
+
+fn ingest_loop(mut conn: Connection, rx: mpsc::Receiver<Ingest>) {
+    while let Ok(first) = rx.recv() {
+        let mut batch = vec![first];
+        while batch.len() < 1024 {
+            match rx.try_recv() {
+                Ok(i) => batch.push(i),
+                Err(_) => break,
+            }
+        }
+        let now = now_ms();
+        let result = (|| -> R<Vec<i64>> {
+            let tx = conn.transaction()?;
+            let mut ids = Vec::with_capacity(batch.len());
+            {
+                let mut st = tx.prepare_cached("INSERT INTO events(received_at, body) VALUES (?1, ?2)")?;
+                for i in &batch {
+                    st.execute(params![now, i.body])?;
+                    ids.push(tx.last_insert_rowid());
+                }
+            }
+            tx.commit()?;
+            Ok(ids)
+        })();
+        metrics::histogram!("dashoffice_whatsapp_ingest_batch").record(batch.len() as f64);
+        match result {
+            Ok(ids) => {
+                for (i, id) in batch.into_iter().zip(ids) {
+                    let _ = i.done.send(Ok(id));
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "storing webhook events failed");
+                for i in batch {
+                    let _ = i.done.send(Err(WaStoreError(e.0.clone())));
+                }
+            }
+        }
+    }
+}
