@@ -45,25 +45,88 @@ fn words(folded: &str) -> Vec<String> {
 /// Intents the offline model knows, with their cue phrases (folded). A phrase of several words
 /// matches as a substring; a single word must match a whole word.
 const INTENTS: &[(&str, &[&str])] = &[
-    ("handoff", &[
-        "humano", "agente", "persona", "asesor", "asesora", "vendedor", "hablar con", "atencion al cliente",
-        "human", "agent", "person", "representative", "talk to", "speak to", "someone",
-    ]),
-    ("price", &[
-        "cuanto cuesta", "cuanto vale", "cuanto sale", "cuanto es", "precio", "precios", "costo", "cuesta", "vale",
-        "how much", "price", "prices", "cost", "costs",
-    ]),
-    ("stock", &[
-        "hay", "tienen", "tienes", "disponible", "disponibles", "existencia", "existencias", "quedan", "stock",
-        "in stock", "available", "do you have", "left",
-    ]),
-    ("order_status", &[
-        "mi pedido", "pedido", "mi orden", "orden", "envio", "donde esta", "cuando llega", "estado",
-        "my order", "order status", "where is", "shipping", "delivery", "tracking",
-    ]),
+    (
+        "handoff",
+        &[
+            "humano",
+            "agente",
+            "persona",
+            "asesor",
+            "asesora",
+            "vendedor",
+            "hablar con",
+            "atencion al cliente",
+            "human",
+            "agent",
+            "person",
+            "representative",
+            "talk to",
+            "speak to",
+            "someone",
+        ],
+    ),
+    (
+        "price",
+        &[
+            "cuanto cuesta",
+            "cuanto vale",
+            "cuanto sale",
+            "cuanto es",
+            "precio",
+            "precios",
+            "costo",
+            "cuesta",
+            "vale",
+            "how much",
+            "price",
+            "prices",
+            "cost",
+            "costs",
+        ],
+    ),
+    (
+        "stock",
+        &[
+            "hay",
+            "tienen",
+            "tienes",
+            "disponible",
+            "disponibles",
+            "existencia",
+            "existencias",
+            "quedan",
+            "stock",
+            "in stock",
+            "available",
+            "do you have",
+            "left",
+        ],
+    ),
+    (
+        "order_status",
+        &[
+            "mi pedido",
+            "pedido",
+            "mi orden",
+            "orden",
+            "envio",
+            "donde esta",
+            "cuando llega",
+            "estado",
+            "my order",
+            "order status",
+            "where is",
+            "shipping",
+            "delivery",
+            "tracking",
+        ],
+    ),
     ("buy", &["quiero comprar", "comprar", "quiero", "me das", "apartar", "i want", "buy", "purchase", "i'd like"]),
     ("hours", &["horario", "abren", "cierran", "abierto", "hours", "open", "close", "opening"]),
-    ("greeting", &["hola", "buenas", "buenos dias", "buenas tardes", "buenas noches", "hello", "hi", "hey", "good morning"]),
+    (
+        "greeting",
+        &["hola", "buenas", "buenos dias", "buenas tardes", "buenas noches", "hello", "hi", "hey", "good morning"],
+    ),
     ("thanks", &["gracias", "muchas gracias", "thanks", "thank you", "thx"]),
     ("goodbye", &["adios", "chao", "hasta luego", "nos vemos", "bye", "goodbye", "see you"]),
 ];
@@ -77,19 +140,119 @@ const ENGLISH: &[&str] = &[
     "want", "price", "order", "hello", "hi", "thanks", "please", "where", "talk",
 ];
 const POSITIVE: &[&str] = &[
-    "gracias", "excelente", "genial", "perfecto", "bueno", "buena", "encanta", "feliz", "great", "thanks", "good",
-    "love", "perfect", "excellent", "awesome", "happy",
+    "gracias",
+    "excelente",
+    "genial",
+    "perfecto",
+    "bueno",
+    "buena",
+    "encanta",
+    "feliz",
+    "great",
+    "thanks",
+    "good",
+    "love",
+    "perfect",
+    "excellent",
+    "awesome",
+    "happy",
 ];
 const NEGATIVE: &[&str] = &[
-    "malo", "mala", "pesimo", "terrible", "horrible", "molesto", "enojado", "queja", "reclamo", "nunca", "estafa",
-    "tarde", "bad", "awful", "angry", "complaint", "never", "scam", "late", "worst", "broken", "roto",
+    "malo",
+    "mala",
+    "pesimo",
+    "terrible",
+    "horrible",
+    "molesto",
+    "enojado",
+    "queja",
+    "reclamo",
+    "nunca",
+    "estafa",
+    "tarde",
+    "bad",
+    "awful",
+    "angry",
+    "complaint",
+    "never",
+    "scam",
+    "late",
+    "worst",
+    "broken",
+    "roto",
 ];
 const STOP: &[&str] = &[
-    "cuanto", "cuesta", "vale", "precio", "precios", "hay", "tienen", "tienes", "quiero", "comprar", "hola", "buenas",
-    "el", "la", "los", "las", "de", "del", "que", "y", "en", "un", "una", "unos", "unas", "por", "para", "con", "me",
-    "mi", "es", "esta", "este", "esa", "ese", "how", "much", "is", "the", "a", "an", "do", "you", "have", "price",
-    "of", "i", "want", "to", "buy", "please", "por", "favor", "disponible", "stock", "cost", "does", "it", "tiene",
-    "sale", "costo", "cuantos", "cuantas", "quedan", "and", "y", "o", "or", "some", "any", "for",
+    "cuanto",
+    "cuesta",
+    "vale",
+    "precio",
+    "precios",
+    "hay",
+    "tienen",
+    "tienes",
+    "quiero",
+    "comprar",
+    "hola",
+    "buenas",
+    "el",
+    "la",
+    "los",
+    "las",
+    "de",
+    "del",
+    "que",
+    "y",
+    "en",
+    "un",
+    "una",
+    "unos",
+    "unas",
+    "por",
+    "para",
+    "con",
+    "me",
+    "mi",
+    "es",
+    "esta",
+    "este",
+    "esa",
+    "ese",
+    "how",
+    "much",
+    "is",
+    "the",
+    "a",
+    "an",
+    "do",
+    "you",
+    "have",
+    "price",
+    "of",
+    "i",
+    "want",
+    "to",
+    "buy",
+    "please",
+    "por",
+    "favor",
+    "disponible",
+    "stock",
+    "cost",
+    "does",
+    "it",
+    "tiene",
+    "sale",
+    "costo",
+    "cuantos",
+    "cuantas",
+    "quedan",
+    "and",
+    "y",
+    "o",
+    "or",
+    "some",
+    "any",
+    "for",
 ];
 
 /// A product the text seems to name.
@@ -125,11 +288,7 @@ pub struct Analysis {
 }
 
 fn phrase_hits(folded: &str, ws: &[String], cue: &str) -> bool {
-    if cue.contains(' ') || cue.contains('\'') {
-        folded.contains(cue)
-    } else {
-        ws.iter().any(|w| w == cue)
-    }
+    if cue.contains(' ') || cue.contains('\'') { folded.contains(cue) } else { ws.iter().any(|w| w == cue) }
 }
 
 /// Understands `text`; `catalog` finds products by name or SKU (see [`catalog_lookup`]).
@@ -225,8 +384,8 @@ pub fn catalog_lookup(conn: &Connection, shop: &str, tokens: &[String]) -> Vec<P
     };
     for t in tokens.iter().take(8) {
         let stem: String = t.chars().take(4).collect();
-        let Ok(rows) =
-            stmt.query_map(params![shop, t, format!("%{stem}%")], |r| Ok((r.get::<_, String>(0)?, r.get(1)?, r.get(2)?)))
+        let Ok(rows) = stmt
+            .query_map(params![shop, t, format!("%{stem}%")], |r| Ok((r.get::<_, String>(0)?, r.get(1)?, r.get(2)?)))
         else {
             continue;
         };
@@ -364,8 +523,15 @@ impl BotDef {
             return Err(FieldError::new("name", "length", "1 to 64 characters"));
         }
         const ACTIONS: &[&str] = &[
-            "send_text", "send_buttons", "send_list", "send_template", "product_price", "order_status",
-            "create_draft_order", "handoff", "end",
+            "send_text",
+            "send_buttons",
+            "send_list",
+            "send_template",
+            "product_price",
+            "order_status",
+            "create_draft_order",
+            "handoff",
+            "end",
         ];
         for (id, n) in &self.nodes {
             if !ACTIONS.contains(&n.action.as_str()) {
@@ -402,7 +568,11 @@ impl BotDef {
         }
         if let Some(h) = &self.business_hours {
             if jiff::tz::TimeZone::get(&h.time_zone).is_err() {
-                return Err(FieldError::new("business_hours.time_zone", "iana", "an IANA time zone such as America/Lima"));
+                return Err(FieldError::new(
+                    "business_hours.time_zone",
+                    "iana",
+                    "an IANA time zone such as America/Lima",
+                ));
             }
             if hhmm(&h.open).is_none() || hhmm(&h.close).is_none() {
                 return Err(FieldError::new("business_hours.open", "format", "HH:MM"));
@@ -625,8 +795,14 @@ pub fn decide(conn: &Connection, shop: &str, bot: &BotDef, input: &BotInput) -> 
             let t = if node.text.is_empty() {
                 say(
                     &lang,
-                    &format!("¡Hola{}! ¿En qué te puedo ayudar? Pregúntame por precios, existencias o tu pedido.", if name.is_empty() { String::new() } else { format!(" {name}") }),
-                    &format!("Hello{}! How can I help? Ask me about prices, stock or your order.", if name.is_empty() { String::new() } else { format!(" {name}") }),
+                    &format!(
+                        "¡Hola{}! ¿En qué te puedo ayudar? Pregúntame por precios, existencias o tu pedido.",
+                        if name.is_empty() { String::new() } else { format!(" {name}") }
+                    ),
+                    &format!(
+                        "Hello{}! How can I help? Ask me about prices, stock or your order.",
+                        if name.is_empty() { String::new() } else { format!(" {name}") }
+                    ),
                 )
             } else {
                 fill(&node.text)
@@ -667,7 +843,9 @@ pub fn decide(conn: &Connection, shop: &str, bot: &BotDef, input: &BotInput) -> 
                 let sku = it.get("product_retailer_id").and_then(Value::as_str).unwrap_or("");
                 let qty = it.get("quantity").and_then(Value::as_i64).unwrap_or(1).max(1);
                 let id: Option<String> = conn
-                    .prepare_cached("SELECT id FROM products WHERE shop_id = ?1 AND upper(sku) = upper(?2) AND archived = 0")?
+                    .prepare_cached(
+                        "SELECT id FROM products WHERE shop_id = ?1 AND upper(sku) = upper(?2) AND archived = 0",
+                    )?
                     .query_row([shop, sku], |r| r.get(0))
                     .optional()?;
                 match id {
@@ -677,9 +855,17 @@ pub fn decide(conn: &Connection, shop: &str, bot: &BotDef, input: &BotInput) -> 
             }
             explain["missing_skus"] = json!(missing);
             let t = if d.draft_order.is_empty() {
-                say(&lang, "No encontré esos productos en el catálogo; un asesor te ayudará.", "I could not find those products in the catalog; a person will help you.")
+                say(
+                    &lang,
+                    "No encontré esos productos en el catálogo; un asesor te ayudará.",
+                    "I could not find those products in the catalog; a person will help you.",
+                )
             } else if node.text.is_empty() {
-                say(&lang, "¡Gracias! Registramos tu pedido como borrador; un asesor lo confirmará en breve.", "Thank you! We saved your order as a draft; someone will confirm it shortly.")
+                say(
+                    &lang,
+                    "¡Gracias! Registramos tu pedido como borrador; un asesor lo confirmará en breve.",
+                    "Thank you! We saved your order as a draft; someone will confirm it shortly.",
+                )
             } else {
                 fill(&node.text)
             };
@@ -697,7 +883,11 @@ pub fn decide(conn: &Connection, shop: &str, bot: &BotDef, input: &BotInput) -> 
         }
         "end" => {
             let t = if node.text.is_empty() {
-                say(&lang, "¡Gracias por escribirnos! Aquí estamos cuando nos necesites.", "Thanks for writing! We are here whenever you need us.")
+                say(
+                    &lang,
+                    "¡Gracias por escribirnos! Aquí estamos cuando nos necesites.",
+                    "Thanks for writing! We are here whenever you need us.",
+                )
             } else {
                 fill(&node.text)
             };
@@ -710,7 +900,14 @@ pub fn decide(conn: &Connection, shop: &str, bot: &BotDef, input: &BotInput) -> 
     Ok(d)
 }
 
-fn handoff(_conn: &Connection, _bot: &BotDef, mut d: Decision, explain: Value, lang: &str, node: &str) -> Result<Decision> {
+fn handoff(
+    _conn: &Connection,
+    _bot: &BotDef,
+    mut d: Decision,
+    explain: Value,
+    lang: &str,
+    node: &str,
+) -> Result<Decision> {
     d.handoff = true;
     d.node = node.to_string();
     d.replies.push(text_msg(say(
@@ -762,7 +959,9 @@ fn order_answer(conn: &Connection, shop: &str, customer: &str, a: &Analysis, lan
     if found.is_none() {
         for id in &ids {
             let r: Option<(String, String)> = conn
-                .prepare_cached("SELECT number, status FROM orders WHERE customer_id = ?1 ORDER BY created_at DESC LIMIT 1")?
+                .prepare_cached(
+                    "SELECT number, status FROM orders WHERE customer_id = ?1 ORDER BY created_at DESC LIMIT 1",
+                )?
                 .query_row([id], |r| Ok((r.get(0)?, r.get(1)?)))
                 .optional()?;
             if r.is_some() {
@@ -772,7 +971,11 @@ fn order_answer(conn: &Connection, shop: &str, customer: &str, a: &Analysis, lan
         }
     }
     Ok(match found {
-        None => say(lang, "No encuentro pedidos a tu nombre. ¿Me compartes el número de pedido?", "I cannot find an order of yours. Could you send me the order number?"),
+        None => say(
+            lang,
+            "No encuentro pedidos a tu nombre. ¿Me compartes el número de pedido?",
+            "I cannot find an order of yours. Could you send me the order number?",
+        ),
         Some((number, status)) => {
             let es = match status.as_str() {
                 "draft" => "en borrador",

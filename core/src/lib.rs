@@ -2,11 +2,11 @@
 //! record; SQLite holds them durably (snapshots plus changes) and a relational projection that
 //! every query reads. No sockets, no async runtime of its own: hosts drive it.
 
+pub mod bot;
 mod caller;
 pub mod csv_io;
 mod db;
 pub mod doc;
-pub mod bot;
 pub mod entities;
 mod error;
 mod page;

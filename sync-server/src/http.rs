@@ -23,10 +23,10 @@ use tokio::sync::mpsc;
 
 use crate::{
     enrol,
-    whatsapp as wa,
     hub::{Hub, now_ms},
     session::{self, Io, Naming},
     store::{Credential, Device},
+    whatsapp as wa,
 };
 
 /// Shared by the routes.

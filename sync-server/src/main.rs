@@ -343,7 +343,9 @@ fn run(s: Settings, command: Command) -> anyhow::Result<()> {
             wa::api::validate(&req).map_err(|e| anyhow::anyhow!("{}", e.message()))?;
             let store = wa::store::WaStore::open(&s.data_dir)?;
             store.put_number(&req.into_number())?;
-            println!("connected WhatsApp number {phone_number_id} to shop {shop}; a running relay picks it up with the next webhook");
+            println!(
+                "connected WhatsApp number {phone_number_id} to shop {shop}; a running relay picks it up with the next webhook"
+            );
             Ok(())
         }
         Command::WhatsappNumbers => {

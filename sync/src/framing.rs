@@ -39,7 +39,9 @@ pub fn frame_quic(send: quinn::SendStream, recv: quinn::RecvStream) -> Frames {
         let mut reader = FramedRead::new(recv, codec());
         while let Some(frame) = reader.next().await {
             let item = frame.map(|b| b.to_vec()).map_err(|e| match e.kind() {
-                std::io::ErrorKind::InvalidData | std::io::ErrorKind::UnexpectedEof => FrameError::Broken(e.to_string()),
+                std::io::ErrorKind::InvalidData | std::io::ErrorKind::UnexpectedEof => {
+                    FrameError::Broken(e.to_string())
+                }
                 _ => FrameError::Lost(e.to_string()),
             });
             let stop = item.is_err();

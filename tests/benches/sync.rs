@@ -130,7 +130,11 @@ fn converge(n: usize) {
         let h2 = s.spawn(|| create_products(&o2, "A2", n));
         (h1.join().unwrap(), h2.join().unwrap())
     });
-    println!("offline writes: node 1 {n} in {:.1} s, node 2 {n} in {:.1} s (at the same time)", w1.as_secs_f64(), w2.as_secs_f64());
+    println!(
+        "offline writes: node 1 {n} in {:.1} s, node 2 {n} in {:.1} s (at the same time)",
+        w1.as_secs_f64(),
+        w2.as_secs_f64()
+    );
     a1.sigterm();
     a2.sigterm();
     a1.set_extra(online_a1);
@@ -153,7 +157,11 @@ fn converge(n: usize) {
     let total = t0.elapsed();
     let count = (products_in(&a1.data_dir()), products_in(&a2.data_dir()));
     let connected = connected.unwrap_or(total);
-    println!("both nodes started in {:.2} s, both connected at {:.2} s", started.as_secs_f64(), connected.as_secs_f64());
+    println!(
+        "both nodes started in {:.2} s, both connected at {:.2} s",
+        started.as_secs_f64(),
+        connected.as_secs_f64()
+    );
     println!(
         "RESULT converge n={n}: converged {:.2} s after the first start, {:.2} s after both were connected; products {:?}",
         total.as_secs_f64(),

@@ -10,3 +10,4 @@ mod durability;
 mod errors;
 mod roles;
 mod sync;
+mod whatsapp;

@@ -460,7 +460,9 @@ fn a_quic_peer_asking_for_other_branches_documents_or_sending_garbage_gets_nothi
     let o1 = a1.owner();
     let b1 = Node::start_with(tmp(), relay.edge_args(&relay.code(&shop, Some(&branch_b))));
     let ob = owner_when_synced(&b1);
-    converge(&[&o1, &ob], "branch B's initial sync", |_, y| y.get(&format!("/api/v1/products/{product}")).status == 200);
+    converge(&[&o1, &ob], "branch B's initial sync", |_, y| {
+        y.get(&format!("/api/v1/products/{product}")).status == 200
+    });
     ob.order(&customer, &[(&product, 1)]);
     ob.post(&format!("/api/v1/products/{product}/stock"), &json!({ "delta": 4, "reason": "receipt" })).ok(200);
     assert!(wait_for(CONVERGE, || idle(&ob).then_some(())).is_some());

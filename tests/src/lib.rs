@@ -36,6 +36,7 @@ pub fn bin(name: &str) -> PathBuf {
 
 pub mod quic;
 pub mod relay;
+pub mod whatsapp;
 
 /// The `dashoffice-edge` binary of this build: it sits in the target folder above the test
 /// executable (`target/debug/deps/e2e-…` → `target/debug/dashoffice-edge`).

@@ -56,25 +56,14 @@ impl Probe {
             endpoint.set_default_client_config(
                 tls::client_config(&trust, &identity, Duration::from_secs(30)).map_err(|e| e.to_string())?,
             );
-            let conn = endpoint
-                .connect(addr, tls::RELAY_NAME)
-                .map_err(|e| e.to_string())?
-                .await
-                .map_err(|e| e.to_string())?;
+            let conn =
+                endpoint.connect(addr, tls::RELAY_NAME).map_err(|e| e.to_string())?.await.map_err(|e| e.to_string())?;
             let (send, recv) = conn.open_bi().await.map_err(|e| e.to_string())?;
             Ok::<_, String>((endpoint, conn, send, recv))
         })?;
         let me = format!("probe-{}", uuid::Uuid::new_v4());
-        let mut p = Probe {
-            rt,
-            _dir: dir,
-            _endpoint: endpoint,
-            conn,
-            send,
-            recv,
-            relay_peer: String::new(),
-            me: me.clone(),
-        };
+        let mut p =
+            Probe { rt, _dir: dir, _endpoint: endpoint, conn, send, recv, relay_peer: String::new(), me: me.clone() };
         p.send(&Message::Join {
             sender_id: me,
             peer_metadata: PeerMetadata {

@@ -357,10 +357,18 @@ pub fn validate_send(m: &SendMessage) -> Result<(), FieldError> {
                 return Err(FieldError::new("rows", "count", "1 to 10 list rows"));
             }
             if m.rows.iter().any(|r| r.title.trim().is_empty() || r.title.chars().count() > 24 || r.id.is_empty()) {
-                return Err(FieldError::new("rows", "title_length", "rows need an id and a title of 1 to 24 characters"));
+                return Err(FieldError::new(
+                    "rows",
+                    "title_length",
+                    "rows need an id and a title of 1 to 24 characters",
+                ));
             }
             if m.rows.iter().any(|r| r.description.chars().count() > 72) {
-                return Err(FieldError::new("rows", "description_length", "row descriptions have at most 72 characters"));
+                return Err(FieldError::new(
+                    "rows",
+                    "description_length",
+                    "row descriptions have at most 72 characters",
+                ));
             }
         }
         "template" => {

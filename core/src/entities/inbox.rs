@@ -176,7 +176,11 @@ pub fn receive(ctx: &mut WriteCtx<'_>, shop: &str, branch: &str, m: &Inbound) ->
         None => {
             let region = org::get_shop(ctx.conn(), shop)?.phone_region;
             let name = if m.profile_name.trim().is_empty() { format!("+{}", m.wa_id) } else { m.profile_name.clone() };
-            let phone = dashoffice_domain::normalize_phone("phone", &format!("+{}", m.wa_id), &region).ok();
+            // WhatsApp ids are E.164 digits; a few (Mexico's old mobile "521…") are not valid
+            // numbers for libphonenumber any more, but they are still how the customer is reached.
+            let phone = dashoffice_domain::normalize_phone("phone", &format!("+{}", m.wa_id), &region)
+                .ok()
+                .or_else(|| (8..=15).contains(&m.wa_id.len()).then(|| format!("+{}", m.wa_id)));
             let fields = customers::CustomerFields {
                 name: name.chars().take(200).collect(),
                 phone,
@@ -269,15 +273,12 @@ fn write_message(ctx: &mut WriteCtx<'_>, doc_id: &DocId, id: &str, m: &MessageRe
 
 /// Applies a delivery report to the outbound message with WhatsApp id `wamid`: only forward
 /// (see [`MessageStatus::rank`]). Returns false when no message has that id (yet).
-pub fn apply_status(
-    ctx: &mut WriteCtx<'_>,
-    wamid: &str,
-    status: MessageStatus,
-    error: Option<&str>,
-) -> Result<bool> {
+pub fn apply_status(ctx: &mut WriteCtx<'_>, wamid: &str, status: MessageStatus, error: Option<&str>) -> Result<bool> {
     let found: Option<(String, String, String)> = ctx
         .conn()
-        .prepare_cached("SELECT id, doc_id, conversation_id FROM messages WHERE wamid = ?1 AND direction = 'out' LIMIT 1")?
+        .prepare_cached(
+            "SELECT id, doc_id, conversation_id FROM messages WHERE wamid = ?1 AND direction = 'out' LIMIT 1",
+        )?
         .query_row([wamid], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
         .optional()?;
     let Some((id, doc_id, conversation)) = found else { return Ok(false) };
@@ -313,8 +314,10 @@ fn mark_needs_template(ctx: &mut WriteCtx<'_>, conversation: &str) -> Result<()>
 pub fn fail_outbound(ctx: &mut WriteCtx<'_>, doc_id: &DocId, id: &str, error: &str) -> Result<()> {
     set_delivery(ctx, doc_id, id, MessageStatus::Failed, None, Some(error))?;
     if error.starts_with("131047") {
-        let conversation: String =
-            ctx.conn().prepare_cached("SELECT conversation_id FROM messages WHERE id = ?1")?.query_row([id], |r| r.get(0))?;
+        let conversation: String = ctx
+            .conn()
+            .prepare_cached("SELECT conversation_id FROM messages WHERE id = ?1")?
+            .query_row([id], |r| r.get(0))?;
         mark_needs_template(ctx, &conversation)?;
     }
     Ok(())
@@ -350,7 +353,8 @@ pub fn set_delivery(
 fn conversation_doc(conn: &Connection, caller: &Caller, id: &str) -> Result<(DocId, ConversationView)> {
     let c = get_conversation(conn, &caller.shop_id, id)?;
     caller.check_branch(&c.branch_id).map_err(|_| CoreError::not_found("conversation", id))?;
-    let d: String = conn.prepare_cached("SELECT doc_id FROM conversations WHERE id = ?1")?.query_row([id], |r| r.get(0))?;
+    let d: String =
+        conn.prepare_cached("SELECT doc_id FROM conversations WHERE id = ?1")?.query_row([id], |r| r.get(0))?;
     Ok((DocId::parse(&d)?, c))
 }
 
@@ -378,12 +382,17 @@ pub fn send(ctx: &mut WriteCtx<'_>, caller: &Caller, id: &str, m: SendMessage, s
             return Err(FieldError::new(
                 "template",
                 "approved",
-                format!("not an approved template; approved: {}", if names.is_empty() { "none".into() } else { names.join(", ") }),
+                format!(
+                    "not an approved template; approved: {}",
+                    if names.is_empty() { "none".into() } else { names.join(", ") }
+                ),
             )
             .into());
         };
         if m.params.len() != usize::from(t.params) {
-            return Err(FieldError::new("params", "count", format!("the template takes {} parameters", t.params)).into());
+            return Err(
+                FieldError::new("params", "count", format!("the template takes {} parameters", t.params)).into()
+            );
         }
         let mut preview = t.body.clone();
         for (i, p) in m.params.iter().enumerate() {
@@ -463,7 +472,9 @@ pub fn bot_reply(
     let kind = m.kind.clone().unwrap_or_else(|| "text".into());
     let payload = match kind.as_str() {
         "buttons" => serde_json::json!({ "buttons": m.buttons }),
-        "list" => serde_json::json!({ "button": m.list_button.clone().unwrap_or_else(|| "Ver opciones".into()), "rows": m.rows }),
+        "list" => {
+            serde_json::json!({ "button": m.list_button.clone().unwrap_or_else(|| "Ver opciones".into()), "rows": m.rows })
+        }
         _ => serde_json::json!({}),
     };
     let mid = new_id();
@@ -532,9 +543,10 @@ pub fn update(ctx: &mut WriteCtx<'_>, caller: &Caller, id: &str, u: UpdateConver
     let (doc_id, conv) = conversation_doc(ctx.conn(), caller, id)?;
     let state = match u.state.as_deref() {
         None => None,
-        Some(s) => Some(ConversationState::parse(s).ok_or_else(|| {
-            CoreError::from(FieldError::new("state", "one_of", "one of pending, open, resolved"))
-        })?),
+        Some(s) => Some(
+            ConversationState::parse(s)
+                .ok_or_else(|| CoreError::from(FieldError::new("state", "one_of", "one of pending, open, resolved")))?,
+        ),
     };
     if let Some(a) = u.assignee_id.as_deref().filter(|a| !a.is_empty()) {
         let s = super::staff::get(ctx.conn(), &caller.shop_id, a)
@@ -612,7 +624,13 @@ pub fn assign_round_robin(ctx: &mut WriteCtx<'_>, shop: &str, id: &str) -> Resul
 // ---------- inbox items: bots, canned responses, templates, shifts ----------
 
 /// Writes an inbox item (`kind` bot, canned, template or shift) under `key`.
-pub fn put_item(ctx: &mut WriteCtx<'_>, caller: &Caller, kind: &str, key: &str, value: &serde_json::Value) -> Result<()> {
+pub fn put_item(
+    ctx: &mut WriteCtx<'_>,
+    caller: &Caller,
+    kind: &str,
+    key: &str,
+    value: &serde_json::Value,
+) -> Result<()> {
     if kind == "shift" {
         caller.require(Permission::Converse)?;
     } else {
@@ -680,7 +698,12 @@ pub fn template_list(conn: &Connection, shop: &str) -> Result<Vec<TemplateView>>
 
 // ---------- projection ----------
 
-pub(crate) fn project_conversation(conn: &Connection, doc_id: &DocId, d: &automerge::Automerge, id: &str) -> Result<()> {
+pub(crate) fn project_conversation(
+    conn: &Connection,
+    doc_id: &DocId,
+    d: &automerge::Automerge,
+    id: &str,
+) -> Result<()> {
     let Some(o) = doc::record(d, id)? else { return Ok(()) };
     let f = doc::fields(d, &o);
     let scope = doc_id.scope()?;
@@ -861,12 +884,16 @@ pub fn list(conn: &Connection, caller: &Caller, p: &ConversationParams) -> Resul
         );
     }
     if let Some(s) = p.q.as_deref().filter(|s| !s.trim().is_empty()) {
-        q.filter("(t.customer_name LIKE ? ESCAPE '\\' OR t.wa_id LIKE ? ESCAPE '\\')", [like(s, true, true), like(s, true, true)]);
+        q.filter(
+            "(t.customer_name LIKE ? ESCAPE '\\' OR t.wa_id LIKE ? ESCAPE '\\')",
+            [like(s, true, true), like(s, true, true)],
+        );
     }
     q.run(conn, conv_row(now_ms()), |c| (Value::Integer(c.updated_at), c.id.clone()))
 }
 
-const MSG_COLS: &str = "id, conversation_id, direction, kind, text, payload, wamid, status, error, sender, context_wamid, explain, at";
+const MSG_COLS: &str =
+    "id, conversation_id, direction, kind, text, payload, wamid, status, error, sender, context_wamid, explain, at";
 
 fn msg_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<MessageView> {
     let json = |s: Option<String>| s.and_then(|s| serde_json::from_str(&s).ok());
@@ -951,11 +978,12 @@ pub fn messages_of(conn: &Connection, conversation: &str) -> Result<Vec<MessageV
 /// The conversation of a customer in a branch, if any.
 pub fn find_conversation(conn: &Connection, branch: &str, customer: &str) -> Result<Option<ConversationView>> {
     let id = conversation_id(branch, customer);
-    let shop: Option<String> =
-        conn.prepare_cached("SELECT shop_id FROM conversations WHERE id = ?1")?.query_row([&id], |r| r.get(0)).optional()?;
+    let shop: Option<String> = conn
+        .prepare_cached("SELECT shop_id FROM conversations WHERE id = ?1")?
+        .query_row([&id], |r| r.get(0))
+        .optional()?;
     match shop {
         Some(s) => Ok(Some(get_conversation(conn, &s, &id)?)),
         None => Ok(None),
     }
 }
-

@@ -62,7 +62,10 @@ impl PutNumber {
 
 /// Checks a number request; the error names the field.
 pub fn validate(p: &PutNumber) -> ApiResult<()> {
-    if p.phone_number_id.is_empty() || p.phone_number_id.len() > 32 || !p.phone_number_id.bytes().all(|b| b.is_ascii_digit()) {
+    if p.phone_number_id.is_empty()
+        || p.phone_number_id.len() > 32
+        || !p.phone_number_id.bytes().all(|b| b.is_ascii_digit())
+    {
         return Err(bad("phone_number_id", "digits", "Meta's phone number id: 1 to 32 digits"));
     }
     check_id("shop_id", &p.shop_id).map_err(|m| bad("shop_id", "format", m))?;

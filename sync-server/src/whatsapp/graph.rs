@@ -85,7 +85,8 @@ impl Graph {
                     components.push(json!({ "type": "body", "parameters": params }));
                 }
                 b["type"] = json!("template");
-                b["template"] = json!({ "name": p["template"], "language": { "code": p["language"] }, "components": components });
+                b["template"] =
+                    json!({ "name": p["template"], "language": { "code": p["language"] }, "components": components });
             }
             "image" | "document" => {
                 b["type"] = json!(m.kind);

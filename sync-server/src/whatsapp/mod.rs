@@ -84,17 +84,15 @@ pub struct WhatsApp {
 
 impl WhatsApp {
     /// Builds the WhatsApp side and starts the processor and the services of configured shops.
-    pub fn start(cfg: WaConfig, store: Arc<store::WaStore>, hub: Arc<Hub>, link: SelfLink) -> anyhow::Result<Arc<Self>> {
+    pub fn start(
+        cfg: WaConfig,
+        store: Arc<store::WaStore>,
+        hub: Arc<Hub>,
+        link: SelfLink,
+    ) -> anyhow::Result<Arc<Self>> {
         let graph = graph::Graph::new(&cfg)?;
-        let wa = Arc::new(Self {
-            cfg,
-            store,
-            hub,
-            link,
-            services: Mutex::new(HashMap::new()),
-            wake: Notify::new(),
-            graph,
-        });
+        let wa =
+            Arc::new(Self { cfg, store, hub, link, services: Mutex::new(HashMap::new()), wake: Notify::new(), graph });
         for (message, shop) in wa.store.interrupted()? {
             tracing::warn!(message = %message, shop = %shop, "a reply was interrupted while sending; marked failed, not resent");
         }

@@ -52,7 +52,10 @@ pub fn parse(body: &[u8]) -> Result<Vec<Event>, ParseError> {
     if v.get("object").and_then(Value::as_str) != Some("whatsapp_business_account") {
         return Err(ParseError::Shape("\"object\" must be \"whatsapp_business_account\"".into()));
     }
-    let entries = v.get("entry").and_then(Value::as_array).ok_or_else(|| ParseError::Shape("\"entry\" must be an array".into()))?;
+    let entries = v
+        .get("entry")
+        .and_then(Value::as_array)
+        .ok_or_else(|| ParseError::Shape("\"entry\" must be an array".into()))?;
     let mut out = Vec::new();
     for e in entries {
         for c in e.get("changes").and_then(Value::as_array).map(Vec::as_slice).unwrap_or_default() {
@@ -130,7 +133,9 @@ fn media(m: &Value, kind: &str) -> (String, Value) {
 fn message(m: &Value, pnid: &str, name_of: &dyn Fn(&str) -> String) -> Inbound {
     let wa_id = s(m, "from");
     let kind = s(m, "type");
-    let at = m.get("timestamp").and_then(|t| t.as_str().and_then(|t| t.parse::<i64>().ok()).or(t.as_i64())).unwrap_or(0) * 1000;
+    let at =
+        m.get("timestamp").and_then(|t| t.as_str().and_then(|t| t.parse::<i64>().ok()).or(t.as_i64())).unwrap_or(0)
+            * 1000;
     let (kind, text, mut payload) = match kind.as_str() {
         "text" => ("text".to_string(), m.get("text").map(|t| s(t, "body")).unwrap_or_default(), json!({})),
         "image" | "audio" | "video" | "document" | "sticker" => {
@@ -139,10 +144,15 @@ fn message(m: &Value, pnid: &str, name_of: &dyn Fn(&str) -> String) -> Inbound {
         }
         "location" => {
             let l = m.get("location").cloned().unwrap_or(Value::Null);
-            let label = [s(&l, "name"), s(&l, "address")].into_iter().filter(|x| !x.is_empty()).collect::<Vec<_>>().join(", ");
+            let label =
+                [s(&l, "name"), s(&l, "address")].into_iter().filter(|x| !x.is_empty()).collect::<Vec<_>>().join(", ");
             let text = if label.is_empty() { "📍 Ubicación".to_string() } else { format!("📍 {label}") };
-            (kind.clone(), text, json!({ "latitude": l.get("latitude"), "longitude": l.get("longitude"),
-                "name": s(&l, "name"), "address": s(&l, "address"), "url": s(&l, "url") }))
+            (
+                kind.clone(),
+                text,
+                json!({ "latitude": l.get("latitude"), "longitude": l.get("longitude"),
+                "name": s(&l, "name"), "address": s(&l, "address"), "url": s(&l, "url") }),
+            )
         }
         "contacts" => {
             let cs = m.get("contacts").cloned().unwrap_or(json!([]));
@@ -160,8 +170,12 @@ fn message(m: &Value, pnid: &str, name_of: &dyn Fn(&str) -> String) -> Inbound {
             let i = m.get("interactive").cloned().unwrap_or(Value::Null);
             let sub = s(&i, "type");
             let r = i.get(&sub).cloned().unwrap_or(Value::Null);
-            (kind.clone(), s(&r, "title"), json!({ "type": sub, "id": s(&r, "id"), "title": s(&r, "title"),
-                "description": s(&r, "description") }))
+            (
+                kind.clone(),
+                s(&r, "title"),
+                json!({ "type": sub, "id": s(&r, "id"), "title": s(&r, "title"),
+                "description": s(&r, "description") }),
+            )
         }
         "button" => {
             let b = m.get("button").cloned().unwrap_or(Value::Null);

@@ -24,8 +24,15 @@ use super::{
 enum Outcome {
     Done,
     Ignored(String),
+    /// Not yet possible (the shop's replica is syncing): retried without counting.
     Later(String),
+    /// Failed: retried, and set aside as failed after [`MAX_ATTEMPTS`].
+    Error(String),
 }
+
+/// Attempts before an event that keeps failing is set aside (so one bad event never blocks the
+/// ones behind it).
+const MAX_ATTEMPTS: i64 = 5;
 
 /// Runs until the relay stops.
 pub async fn run(wa: Arc<WhatsApp>) {
@@ -48,7 +55,7 @@ pub async fn run(wa: Arc<WhatsApp>) {
                 break;
             }
             let mut stuck = false;
-            for (id, body) in batch {
+            for (id, body, attempts) in batch {
                 let outcome = handle(&wa, &body).await;
                 let r = match &outcome {
                     Outcome::Done => wa.store.finish(id, 1, None),
@@ -61,6 +68,16 @@ pub async fn run(wa: Arc<WhatsApp>) {
                         tracing::debug!(event = id, reason = %why, "webhook event waits");
                         stuck = true;
                         Ok(())
+                    }
+                    Outcome::Error(why) if attempts + 1 >= MAX_ATTEMPTS => {
+                        tracing::error!(event = id, reason = %why, attempts = attempts + 1, "webhook event failed; set aside");
+                        metrics::counter!("dashoffice_whatsapp_events_failed_total").increment(1);
+                        wa.store.finish(id, 3, Some(why))
+                    }
+                    Outcome::Error(why) => {
+                        tracing::warn!(event = id, reason = %why, "webhook event failed; will retry");
+                        stuck = true;
+                        wa.store.finish(id, 0, Some(why))
                     }
                 };
                 if let Err(e) = r {
@@ -96,13 +113,19 @@ async fn handle(wa: &Arc<WhatsApp>, body: &[u8]) -> Outcome {
         match r {
             Outcome::Done => {}
             Outcome::Ignored(w) => ignored.push(w),
-            Outcome::Later(w) => return Outcome::Later(w),
+            other => return other,
         }
     }
     if ignored.is_empty() { Outcome::Done } else { Outcome::Ignored(ignored.join("; ")) }
 }
 
-async fn message(wa: &Arc<WhatsApp>, m: inbox::Inbound) -> Outcome {
+async fn message(wa: &Arc<WhatsApp>, mut m: inbox::Inbound) -> Outcome {
+    // The Cloud API gives whole seconds; the message was sent within that second, so take the
+    // receipt time when it falls inside it (replies and questions then sort as they happened).
+    let now = crate::hub::now_ms();
+    if m.at <= now && now < m.at + 1000 {
+        m.at = now;
+    }
     let Ok(Some(number)) = wa.store.number(&m.phone_number_id) else {
         metrics::counter!("dashoffice_whatsapp_unknown_number_total").increment(1);
         return Outcome::Ignored(format!("unknown phone_number_id {:?}", m.phone_number_id));
@@ -140,8 +163,7 @@ async fn message(wa: &Arc<WhatsApp>, m: inbox::Inbound) -> Outcome {
         }
         Err(e) => {
             let _ = wa.store.unsee(&key);
-            tracing::error!(error = %e, "storing an inbound WhatsApp message");
-            Outcome::Later(e.to_string())
+            Outcome::Error(format!("storing an inbound message: {e}"))
         }
     }
 }
@@ -154,7 +176,10 @@ fn receive_and_answer(
     m: &inbox::Inbound,
 ) -> dashoffice_core::Result<()> {
     let r = inbox::receive(ctx, shop, branch, m)?;
-    if r.duplicate || r.state != ConversationState::Pending {
+    // A catalog order always becomes a draft order; the bot only speaks while it has the
+    // conversation.
+    let bot_has_it = r.state == ConversationState::Pending;
+    if r.duplicate || !(bot_has_it || m.kind == "order") {
         return Ok(());
     }
     let bot = inbox::list_items(ctx.conn(), shop, "bot")?
@@ -184,6 +209,16 @@ fn receive_and_answer(
     let mut explain = d.explain.clone();
     if !d.draft_order.is_empty() {
         let caller = dashoffice_core::Caller { branch_id: Some(branch.to_string()), ..inbox::system_caller(shop) };
+        // The order's seller: whoever has the conversation, else the shop's first owner.
+        let seller: Option<String> = ctx
+            .conn()
+            .prepare_cached(
+                "SELECT coalesce((SELECT assignee_id FROM conversations WHERE id = ?1),
+                   (SELECT id FROM staff WHERE shop_id = ?2 AND role = 'owner' AND archived = 0 ORDER BY created_at LIMIT 1))",
+            )?
+            .query_row([&r.conversation_id, shop], |row| row.get(0))
+            .optional()?
+            .flatten();
         let lines = d
             .draft_order
             .iter()
@@ -196,12 +231,23 @@ fn receive_and_answer(
             CreateOrder {
                 customer_id: r.customer_id.clone(),
                 branch_id: Some(branch.to_string()),
-                seller_id: None,
+                seller_id: seller,
                 lines,
                 notes: format!("WhatsApp order {}", m.wamid),
             },
         )?;
         explain["draft_order"] = serde_json::json!(order.number);
+        if !bot_has_it {
+            let note = dashoffice_domain::inbox::SendMessage {
+                kind: Some("note".into()),
+                text: format!("Pedido de WhatsApp registrado como borrador: {}", order.number),
+                ..Default::default()
+            };
+            inbox::send(ctx, &inbox::system_caller(shop), &r.conversation_id, note, inbox::BOT_SENDER)?;
+        }
+    }
+    if !bot_has_it {
+        return Ok(());
     }
     for reply in &d.replies {
         let mut reply = reply.clone();
@@ -258,7 +304,7 @@ async fn status_event(
         }
         Err(err) => {
             let _ = wa.store.unsee(&key);
-            Outcome::Later(err.to_string())
+            Outcome::Error(format!("applying a delivery report: {err}"))
         }
     }
 }

@@ -92,9 +92,11 @@ impl ShopService {
     pub fn default_branch(&self) -> Option<String> {
         self.replica
             .read(|c| {
-                Ok(c.prepare_cached("SELECT id FROM branches WHERE shop_id = ?1 AND archived = 0 ORDER BY code LIMIT 1")?
-                    .query_row([&self.shop], |r| r.get::<_, String>(0))
-                    .ok())
+                Ok(c.prepare_cached(
+                    "SELECT id FROM branches WHERE shop_id = ?1 AND archived = 0 ORDER BY code LIMIT 1",
+                )?
+                .query_row([&self.shop], |r| r.get::<_, String>(0))
+                .ok())
             })
             .ok()
             .flatten()

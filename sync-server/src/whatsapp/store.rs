@@ -106,10 +106,10 @@ impl WaStore {
     }
 
     /// Pending events, oldest first.
-    pub fn pending(&self, limit: usize) -> R<Vec<(i64, Vec<u8>)>> {
+    pub fn pending(&self, limit: usize) -> R<Vec<(i64, Vec<u8>, i64)>> {
         let c = self.lock();
-        let mut st = c.prepare_cached("SELECT id, body FROM events WHERE state = 0 ORDER BY id LIMIT ?1")?;
-        let rows = st.query_map([limit as i64], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        let mut st = c.prepare_cached("SELECT id, body, attempts FROM events WHERE state = 0 ORDER BY id LIMIT ?1")?;
+        let rows = st.query_map([limit as i64], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
@@ -117,8 +117,10 @@ impl WaStore {
     /// retried.
     pub fn finish(&self, id: i64, state: i64, error: Option<&str>) -> R<()> {
         let c = self.lock();
-        c.prepare_cached("UPDATE events SET state = ?2, error = ?3, attempts = attempts + 1, processed_at = ?4 WHERE id = ?1")?
-            .execute(params![id, state, error, now_ms()])?;
+        c.prepare_cached(
+            "UPDATE events SET state = ?2, error = ?3, attempts = attempts + 1, processed_at = ?4 WHERE id = ?1",
+        )?
+        .execute(params![id, state, error, now_ms()])?;
         Ok(())
     }
 

@@ -36,7 +36,11 @@ fn error(status: StatusCode, code: &str, message: &str) -> Response {
 /// Answers the challenge when the mode is subscribe and the token matches; 403 otherwise.
 pub async fn verify(State(wa): State<Arc<WhatsApp>>, Query(q): Query<Verify>) -> Response {
     let Some(expected) = wa.cfg.verify_token.as_deref() else {
-        return error(StatusCode::FORBIDDEN, "not_configured", "no verify token is configured (DASHOFFICE_WHATSAPP_VERIFY_TOKEN)");
+        return error(
+            StatusCode::FORBIDDEN,
+            "not_configured",
+            "no verify token is configured (DASHOFFICE_WHATSAPP_VERIFY_TOKEN)",
+        );
     };
     let token_ok = q.token.as_deref().is_some_and(|t| {
         // Constant time, like the signature.
@@ -48,9 +52,11 @@ pub async fn verify(State(wa): State<Arc<WhatsApp>>, Query(q): Query<Verify>) ->
     });
     match (q.mode.as_deref(), token_ok, q.challenge) {
         (Some("subscribe"), true, Some(c)) => (StatusCode::OK, c).into_response(),
-        (Some("subscribe"), true, None) => dashoffice_api::ApiError::new(StatusCode::BAD_REQUEST, "validation", "hub.challenge is required")
-            .with_field("hub.challenge", "required")
-            .into_response(),
+        (Some("subscribe"), true, None) => {
+            dashoffice_api::ApiError::new(StatusCode::BAD_REQUEST, "validation", "hub.challenge is required")
+                .with_field("hub.challenge", "required")
+                .into_response()
+        }
         (Some("subscribe"), false, _) => error(StatusCode::FORBIDDEN, "forbidden", "hub.verify_token does not match"),
         _ => error(StatusCode::FORBIDDEN, "forbidden", "hub.mode must be subscribe"),
     }
@@ -69,13 +75,21 @@ pub fn signature_ok(secret: &[u8], body: &[u8], header: Option<&str>) -> bool {
 /// the body is not JSON; otherwise stored durably, then 200.
 pub async fn receive(State(wa): State<Arc<WhatsApp>>, headers: HeaderMap, body: Bytes) -> Response {
     let Some(secret) = wa.cfg.app_secret.as_deref() else {
-        return error(StatusCode::SERVICE_UNAVAILABLE, "not_configured", "no app secret is configured (DASHOFFICE_WHATSAPP_APP_SECRET)");
+        return error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not_configured",
+            "no app secret is configured (DASHOFFICE_WHATSAPP_APP_SECRET)",
+        );
     };
     let sig = headers.get("x-hub-signature-256").and_then(|v| v.to_str().ok());
     if !signature_ok(secret.as_bytes(), &body, sig) {
         metrics::counter!("dashoffice_whatsapp_webhooks_total", "result" => "bad_signature").increment(1);
         tracing::warn!(bytes = body.len(), "webhook refused: X-Hub-Signature-256 missing or wrong");
-        return error(StatusCode::UNAUTHORIZED, "bad_signature", "X-Hub-Signature-256 is missing or does not match the body");
+        return error(
+            StatusCode::UNAUTHORIZED,
+            "bad_signature",
+            "X-Hub-Signature-256 is missing or does not match the body",
+        );
     }
     // Only well-formed JSON is kept (what Meta sends always is); the structure is read later,
     // tolerantly, so a new field or type never makes Meta retry.

@@ -187,7 +187,11 @@ pub(crate) async fn put_canned(
 /// Removes a canned response.
 #[utoipa::path(delete, path = "/api/v1/canned-responses/{code}", tag = "inbox", security(("bearer" = [])),
     params(("code" = String, Path)), responses((status = 204), Errors))]
-pub(crate) async fn delete_canned(State(s): State<AppState>, Auth(c): Auth, Path(code): Path<String>) -> ApiResult<StatusCode> {
+pub(crate) async fn delete_canned(
+    State(s): State<AppState>,
+    Auth(c): Auth,
+    Path(code): Path<String>,
+) -> ApiResult<StatusCode> {
     s.replica.write(move |ctx| inbox::delete_item(ctx, &c, "canned", &code)).await?;
     Ok(StatusCode::NO_CONTENT)
 }

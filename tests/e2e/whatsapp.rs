@@ -1,0 +1,382 @@
+//! WhatsApp end to end on loopback: the real relay receives signed Cloud API webhooks, its bot
+//! answers through a fake Graph API (the only fake: it stands for Meta), and the conversation
+//! reaches the branch's edge node through sync.
+
+use std::time::Duration;
+
+use dashoffice_tests::{
+    Api, Node, id,
+    relay::Relay,
+    wait_for,
+    whatsapp::{self as wa, FakeGraph},
+};
+use serde_json::{Value, json};
+
+const LONG: Duration = Duration::from_secs(120);
+
+struct Shop {
+    relay: Relay,
+    graph: FakeGraph,
+    node: Node,
+    owner: Api,
+    branch: String,
+    product: String,
+    seller: String,
+}
+
+/// A relay with WhatsApp configured, an edge node of branch A synced with it, a catalog with one
+/// product in stock, a seller on shift, and the shop's number connected.
+fn shop() -> Shop {
+    let graph = FakeGraph::start();
+    let relay = Relay::start_env(wa::relay_env(&graph));
+    let mut node = Node::start();
+    let owner = node.owner();
+    let shop = owner.get("/api/v1/shop").ok(200)["id"].as_str().unwrap().to_string();
+    let branch = id(&owner.get("/api/v1/branches").ok(200)[0]);
+    let product = id(&owner
+        .post(
+            "/api/v1/products",
+            &json!({ "sku": "CAM-AZ", "name": "Camisa azul", "price": "149.90", "currency": "MXN" }),
+        )
+        .ok(201));
+    owner
+        .post(
+            "/api/v1/products",
+            &json!({ "sku": "PAN-NE", "name": "Pantalón negro", "price": "399.00", "currency": "MXN" }),
+        )
+        .ok(201);
+    owner.post(&format!("/api/v1/products/{product}/stock"), &json!({ "delta": 7, "reason": "receipt" })).ok(200);
+    let seller = id(&owner.staff("vendedora@tienda.mx", "seller", Some(&branch)));
+    owner.send(
+        reqwest::Method::PUT,
+        &format!("/api/v1/shifts/{seller}"),
+        Some("application/json"),
+        Some(br#"{"on":true}"#.to_vec()),
+    );
+    node.sigterm();
+    node.set_extra(relay.edge_args(&relay.code(&shop, Some(&branch))));
+    node.start_again();
+    let owner = node.owner();
+    wait_for(LONG, || {
+        let s = owner.get("/api/v1/sync/status").ok(200);
+        (s["connected"] == true && s["pending_changes"] == 0 && s["queued_documents"] == 0).then_some(())
+    })
+    .expect("the edge node synced with the relay");
+    relay
+        .admin()
+        .post(
+            "/api/v1/whatsapp/numbers",
+            &json!({ "phone_number_id": wa::PHONE_NUMBER_ID, "shop_id": shop, "branch_id": branch, "access_token": wa::ACCESS_TOKEN, "display_number": "+52 55 1234 5678" }),
+        )
+        .ok(201);
+    Shop { relay, graph, node, owner, branch, product, seller }
+}
+
+fn conversation_of(api: &Api, wa_id: &str) -> Option<Value> {
+    let list = api.get(&format!("/api/v1/conversations?q={wa_id}")).ok(200);
+    list["items"].as_array().and_then(|a| a.first().cloned())
+}
+
+fn thread(api: &Api, conversation: &str) -> Value {
+    api.get(&format!("/api/v1/conversations/{conversation}")).ok(200)
+}
+
+/// Waits until the edge node shows the conversation of `wa_id` with at least `n` messages.
+fn wait_thread(api: &Api, wa_id: &str, n: usize, what: &str) -> Value {
+    wait_for(LONG, || {
+        let c = conversation_of(api, wa_id)?;
+        let t = thread(api, c["id"].as_str()?);
+        (t["messages"].as_array()?.len() >= n).then_some(t)
+    })
+    .unwrap_or_else(|| panic!("{what}: the conversation of {wa_id} never had {n} messages"))
+}
+
+#[test]
+fn a_price_question_gets_the_bots_answer_and_a_person_takes_over_on_request() {
+    let s = shop();
+    let customer = "5215512345678";
+    wa::deliver(&s.relay.http, &wa::text(customer, "Ana Pérez", "wamid.IN1", "Hola, ¿cuánto cuesta la camisa azul?"));
+
+    // The bot answered through the Graph API with the price and this branch's stock.
+    let sent = wait_for(LONG, || s.graph.sent().into_iter().find(|c| c.body["to"] == customer))
+        .unwrap_or_else(|| panic!("the bot never answered; relay log:\n{}", s.relay.log()));
+    let text = sent.body["text"]["body"].as_str().unwrap().to_string();
+    assert!(text.contains("149.90") && text.contains('7') && text.contains("Camisa azul"), "{text}");
+    assert_eq!(sent.authorization, format!("Bearer {}", wa::ACCESS_TOKEN));
+    assert_eq!(sent.phone_number_id, wa::PHONE_NUMBER_ID);
+    assert_eq!(sent.body["context"]["message_id"], "wamid.IN1");
+
+    // The conversation reached the edge node through sync: the question, the answer, and why.
+    let t = wait_thread(&s.owner, customer, 2, "after the price question");
+    let c = &t["conversation"];
+    assert_eq!(c["customer_name"], "Ana Pérez");
+    assert_eq!(c["branch_id"], s.branch.as_str());
+    assert_eq!(c["state"], "pending");
+    assert_eq!(c["window_open"], true);
+    assert_eq!(c["unread"], 1);
+    let m = t["messages"].as_array().unwrap();
+    assert_eq!((m[0]["direction"].as_str(), m[0]["sender"].as_str()), (Some("in"), Some("customer")));
+    assert_eq!(m[1]["sender"], "bot");
+    let explain = &m[1]["explain"];
+    assert_eq!(explain["intent"], "price", "{explain}");
+    assert!(explain["confidence"].as_f64().unwrap() >= 0.5, "{explain}");
+    assert_eq!(explain["products"][0]["id"], s.product.as_str(), "{explain}");
+    assert_eq!(explain["trigger"]["kind"], "intent");
+    // The customer is in the CRM with their WhatsApp id.
+    let customer_id = c["customer_id"].as_str().unwrap();
+    let crm = s.owner.get(&format!("/api/v1/customers/{customer_id}")).ok(200);
+    assert_eq!((crm["wa_id"].as_str(), crm["phone"].as_str()), (Some(customer), Some("+5215512345678")));
+
+    // Delivery reports out of order: read first, then a late delivered and sent: read stays.
+    let out_wamid = sent.wamid.clone().unwrap();
+    for st in ["read", "delivered", "sent"] {
+        wa::deliver(&s.relay.http, &wa::status(&out_wamid, st, customer));
+    }
+    // The same message again (Meta redelivers): nothing doubles.
+    wa::deliver(&s.relay.http, &wa::text(customer, "Ana Pérez", "wamid.IN1", "Hola, ¿cuánto cuesta la camisa azul?"));
+
+    // Asking for a person hands off and assigns the seller on shift.
+    wa::deliver(&s.relay.http, &wa::text(customer, "Ana Pérez", "wamid.IN2", "quiero hablar con una persona"));
+    let t = wait_for(LONG, || {
+        let t = thread(&s.owner, c["id"].as_str().unwrap());
+        (t["conversation"]["state"] == "open" && t["messages"].as_array().unwrap().len() >= 4).then_some(t)
+    })
+    .unwrap_or_else(|| panic!("no handoff; relay log:\n{}", s.relay.log()));
+    assert_eq!(t["conversation"]["assignee_id"], s.seller.as_str());
+    let m = t["messages"].as_array().unwrap();
+    assert_eq!(m.len(), 4, "one question each, one answer each, no duplicate: {m:#?}");
+    assert_eq!(m[1]["status"], "read", "a late 'sent' must not undo 'read'");
+    assert_eq!(m[3]["explain"]["trigger"]["kind"], "handoff_keyword");
+
+    // A person answers from the edge node; the relay sends it; the bot stays quiet from now on.
+    let seller = s.node.login("vendedora@tienda.mx", "password-seller");
+    let seller = s.node.api(&seller);
+    let conv = c["id"].as_str().unwrap();
+    let reply = seller
+        .post(
+            &format!("/api/v1/conversations/{conv}/messages"),
+            &json!({ "text": "¡Hola Ana! Soy Laura, ¿qué talla buscas?" }),
+        )
+        .ok(201);
+    assert_eq!(reply["status"], "queued");
+    let human = wait_for(LONG, || {
+        s.graph.sent().into_iter().find(|c| c.body["text"]["body"].as_str().is_some_and(|b| b.contains("Laura")))
+    });
+    assert!(human.is_some(), "the staff reply never left; relay log:\n{}", s.relay.log());
+    wait_for(LONG, || {
+        let t = thread(&seller, conv);
+        (t["messages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|m| m["text"].as_str().unwrap_or("").contains("Laura") && m["status"] == "sent"))
+        .then_some(())
+    })
+    .expect("the edge node shows the reply as sent");
+    wa::deliver(&s.relay.http, &wa::text(customer, "Ana Pérez", "wamid.IN3", "la M por favor"));
+    wait_thread(&seller, customer, 6, "after the customer's answer");
+    std::thread::sleep(Duration::from_secs(1));
+    let bot_msgs = s.graph.sent().into_iter().filter(|c| c.body["to"] == customer).count();
+    assert_eq!(bot_msgs, 3, "two bot answers and the person's reply; the bot must not answer an open conversation");
+    // Reading clears the unread count.
+    assert_eq!(seller.post(&format!("/api/v1/conversations/{conv}/read"), &json!({})).ok(200)["unread"], 0);
+}
+
+#[test]
+fn replies_queue_while_the_graph_api_is_down_and_each_goes_out_once() {
+    let s = shop();
+    let customer = "5215598765432";
+    s.graph.fail(503, 1);
+    wa::deliver(&s.relay.http, &wa::text(customer, "Beto", "wamid.DOWN1", "precio del pantalón negro"));
+    let t = wait_thread(&s.owner, customer, 2, "the bot's answer queued");
+    let conv = t["conversation"]["id"].as_str().unwrap().to_string();
+    for i in 0..3 {
+        s.owner
+            .post(&format!("/api/v1/conversations/{conv}/messages"), &json!({ "text": format!("respuesta {i}") }))
+            .ok(201);
+    }
+    wait_for(LONG, || (s.graph.calls().len() >= 6).then_some(())).expect("the relay kept trying");
+    assert!(s.graph.sent().is_empty());
+    s.graph.recover();
+    let all = wait_for(LONG, || {
+        let sent = s.graph.sent();
+        (sent.len() >= 4).then_some(sent)
+    })
+    .unwrap_or_else(|| panic!("not everything went out; relay log:\n{}", s.relay.log()));
+    std::thread::sleep(Duration::from_secs(3));
+    let sent = s.graph.sent();
+    assert_eq!(sent.len(), all.len().max(4), "nothing is sent twice");
+    let mut bodies: Vec<String> =
+        sent.iter().map(|c| c.body["text"]["body"].as_str().unwrap_or("").to_string()).collect();
+    bodies.sort();
+    bodies.dedup();
+    assert_eq!(bodies.len(), 4, "{bodies:?}");
+    assert!(bodies.iter().any(|b| b.contains("399.00")), "{bodies:?}");
+    wait_for(LONG, || {
+        let t = thread(&s.owner, &conv);
+        t["messages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|m| m["direction"] == "out")
+            .all(|m| m["status"] == "sent")
+            .then_some(())
+    })
+    .expect("every reply shows as sent on the edge node");
+
+    // The window: a closed window (WhatsApp's 131047) marks the conversation; free text is then
+    // refused on the edge node with the templates offered.
+    s.graph.fail(400, 131047);
+    s.owner.post(&format!("/api/v1/conversations/{conv}/messages"), &json!({ "text": "¿sigues ahí?" })).ok(201);
+    let marked = wait_for(LONG, || (thread(&s.owner, &conv)["conversation"]["needs_template"] == true).then_some(()));
+    assert!(marked.is_some(), "131047 did not mark the conversation; relay log:\n{}", s.relay.log());
+    s.owner.post("/api/v1/whatsapp/templates", &json!({ "name": "seguimiento", "language": "es_MX", "body": "Hola {{1}}, ¿podemos ayudarte?", "params": 1 })).ok(201);
+    let e = s
+        .owner
+        .post(&format!("/api/v1/conversations/{conv}/messages"), &json!({ "text": "hola otra vez" }))
+        .err(409, "conflict");
+    assert!(e["message"].as_str().is_some_and(|m| m.contains("seguimiento")), "{e}");
+    assert_eq!((e["field"].as_str(), e["rule"].as_str()), (Some("kind"), Some("service_window")));
+    let failed = thread(&s.owner, &conv)["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|m| m["status"] == "failed" && m["error"].as_str().unwrap_or("").starts_with("131047"));
+    assert!(failed);
+    s.graph.recover();
+    let tpl = s
+        .owner
+        .post(
+            &format!("/api/v1/conversations/{conv}/messages"),
+            &json!({ "kind": "template", "template": "seguimiento", "params": ["Beto"] }),
+        )
+        .ok(201);
+    assert_eq!(tpl["text"], "Hola Beto, ¿podemos ayudarte?");
+    let went = wait_for(LONG, || s.graph.sent().into_iter().find(|c| c.body["type"] == "template"));
+    let went = went.expect("the template went out");
+    assert_eq!(went.body["template"]["name"], "seguimiento");
+    assert_eq!(went.body["template"]["components"][0]["parameters"][0]["text"], "Beto");
+}
+
+#[test]
+fn the_webhook_checks_signatures_and_survives_bad_input() {
+    let graph = FakeGraph::start();
+    let relay = Relay::start_env(wa::relay_env(&graph));
+    let get = |q: &str| {
+        let r = reqwest::blocking::get(format!("{}/webhooks/whatsapp?{q}", relay.http)).unwrap();
+        (r.status().as_u16(), r.text().unwrap())
+    };
+    assert_eq!(
+        get(&format!("hub.mode=subscribe&hub.verify_token={}&hub.challenge=1158201444", wa::VERIFY_TOKEN)),
+        (200, "1158201444".into())
+    );
+    assert_eq!(get("hub.mode=subscribe&hub.verify_token=wrong&hub.challenge=1").0, 403);
+    assert_eq!(get(&format!("hub.mode=unsubscribe&hub.verify_token={}&hub.challenge=1", wa::VERIFY_TOKEN)).0, 403);
+
+    let body = wa::text("5215500000000", "X", "wamid.BAD", "hola").to_string().into_bytes();
+    let (st, text) = wa::post_webhook(&relay.http, &body, None);
+    assert_eq!(st, 401, "{text}");
+    assert!(text.contains("X-Hub-Signature-256"), "{text}");
+    let (st, _) = wa::post_webhook(&relay.http, &body, Some("sha256=00"));
+    assert_eq!(st, 401);
+    let mut tampered = body.clone();
+    tampered[10] ^= 1;
+    assert_eq!(wa::post_webhook(&relay.http, &tampered, Some(&wa::sign(&body))).0, 401);
+    let status = || relay.admin().get("/api/v1/whatsapp/status").ok(200);
+    assert_eq!(
+        status()["events"]["pending"].as_i64().unwrap()
+            + status()["events"]["done"].as_i64().unwrap()
+            + status()["events"]["ignored"].as_i64().unwrap(),
+        0,
+        "a refused webhook stored something"
+    );
+
+    let junk = b"{not json".to_vec();
+    let (st, text) = wa::post_webhook(&relay.http, &junk, Some(&wa::sign(&junk)));
+    assert_eq!(st, 400, "{text}");
+    let big = vec![b' '; 3 * 1024 * 1024 + 10];
+    assert_eq!(wa::post_webhook(&relay.http, &big, Some(&wa::sign(&big))).0, 413);
+
+    // Signed and well-formed but for a number nobody connected: 200 (so Meta does not retry
+    // forever), logged and set aside.
+    wa::deliver(
+        &relay.http,
+        &json!({ "object": "whatsapp_business_account", "entry": [{ "id": "1", "changes": [{ "field": "messages", "value": { "metadata": { "phone_number_id": "999" }, "messages": [{ "from": "1", "id": "w", "type": "text", "text": { "body": "x" } }] } }] }] }),
+    );
+    wa::deliver(&relay.http, &json!({ "object": "page", "entry": [] }));
+    let ignored = wait_for(LONG, || (status()["events"]["ignored"].as_i64().unwrap() >= 2).then_some(()));
+    assert!(ignored.is_some(), "{}", status());
+    assert!(relay.log().contains("unknown phone_number_id"), "{}", relay.log());
+
+    // The owner's number API names the field.
+    let e = relay
+        .admin()
+        .post(
+            "/api/v1/whatsapp/numbers",
+            &json!({ "phone_number_id": "12ab", "shop_id": "s", "access_token": "EAAGxxxxxxxx" }),
+        )
+        .err(422, "validation");
+    assert_eq!(e["field"], "phone_number_id", "{e}");
+    let e = relay
+        .admin()
+        .post("/api/v1/whatsapp/numbers", &json!({ "phone_number_id": "123", "shop_id": "s", "access_token": "x" }))
+        .err(422, "validation");
+    assert_eq!(e["field"], "access_token");
+    assert_eq!(Api::for_base(&relay.http).get("/api/v1/whatsapp/numbers").status, 401);
+    assert!(relay.is_running());
+}
+
+#[test]
+fn every_message_type_lands_in_the_inbox() {
+    let s = shop();
+    let customer = "51999111222";
+    let all = wa::every_type(customer);
+    for (_, ev) in &all {
+        wa::deliver(&s.relay.http, ev);
+    }
+    let t = wait_for(LONG, || {
+        let c = conversation_of(&s.owner, customer)?;
+        let t = thread(&s.owner, c["id"].as_str()?);
+        let inbound = t["messages"].as_array()?.iter().filter(|m| m["direction"] == "in").count();
+        (inbound >= all.len()).then_some(t)
+    })
+    .unwrap_or_else(|| panic!("not every message arrived; relay log:\n{}", s.relay.log()));
+    let inbound: Vec<&Value> = t["messages"].as_array().unwrap().iter().filter(|m| m["direction"] == "in").collect();
+    assert_eq!(inbound.len(), all.len());
+    let by_wamid = |w: &str| inbound.iter().find(|m| m["wamid"] == w).copied().unwrap_or_else(|| panic!("{w} missing"));
+    for (i, (kind, _)) in all.iter().enumerate() {
+        assert_eq!(by_wamid(&format!("wamid.T{}", i + 1))["kind"], *kind, "wamid.T{}", i + 1);
+    }
+    assert_eq!(by_wamid("wamid.T2")["text"], "la foto");
+    assert_eq!(by_wamid("wamid.T2")["payload"]["media_id"], "MEDIA1");
+    assert_eq!(by_wamid("wamid.T3")["payload"]["voice"], true);
+    assert_eq!(by_wamid("wamid.T5")["payload"]["filename"], "factura.pdf");
+    assert_eq!(by_wamid("wamid.T7")["payload"]["latitude"], -12.0464);
+    assert!(by_wamid("wamid.T8")["text"].as_str().unwrap().contains("Rosa Díaz"));
+    assert_eq!(by_wamid("wamid.T9")["payload"]["emoji"], "👍");
+    assert_eq!(by_wamid("wamid.T10")["payload"]["id"], "ver_precios");
+    assert_eq!(by_wamid("wamid.T11")["payload"]["type"], "list_reply");
+    assert_eq!(by_wamid("wamid.T12")["payload"]["payload"], "CONFIRMAR");
+    assert_eq!(by_wamid("wamid.T13")["payload"]["product_items"][0]["quantity"], 2);
+    assert_eq!(by_wamid("wamid.T15")["payload"]["forwarded"], true);
+    assert_eq!(by_wamid("wamid.T16")["context_wamid"], "wamid.T1");
+    assert_eq!(by_wamid("wamid.T17")["payload"]["referral"]["headline"], "Oferta");
+    // An order message from the catalog becomes a draft order when its items are known.
+    let sku_order = wa::inbound(
+        customer,
+        "Tipos",
+        "wamid.ORDER",
+        json!({ "type": "order", "order": { "catalog_id": "CAT1", "product_items": [{ "product_retailer_id": "CAM-AZ", "quantity": 2, "item_price": 149.9, "currency": "MXN" }] } }),
+    );
+    wa::deliver(&s.relay.http, &sku_order);
+    let order = wait_for(LONG, || {
+        let list = s.owner.get("/api/v1/orders").ok(200);
+        list["items"]
+            .as_array()
+            .and_then(|a| a.iter().find(|o| o["notes"].as_str().unwrap_or("").contains("wamid.ORDER")).cloned())
+    });
+    let order = order
+        .unwrap_or_else(|| panic!("no draft order: {:#}\n{}", s.owner.get("/api/v1/orders").ok(200), s.relay.log()));
+    assert_eq!(order["status"], "draft");
+    assert_eq!(order["lines"][0]["quantity"], 2);
+}
