@@ -58,3 +58,14 @@ CREATE TABLE inbox_items (
     updated_at INTEGER NOT NULL
 ) WITHOUT ROWID;
 CREATE INDEX inbox_items_kind ON inbox_items (shop_id, kind, key);
+
+-- Media files received on WhatsApp (the bytes stay in their document).
+CREATE TABLE attachments (
+    sha256     TEXT PRIMARY KEY,
+    shop_id    TEXT NOT NULL,
+    branch_id  TEXT NOT NULL,
+    doc_id     TEXT NOT NULL,
+    mime_type  TEXT NOT NULL,
+    size       INTEGER NOT NULL,
+    created_at INTEGER NOT NULL
+) WITHOUT ROWID;

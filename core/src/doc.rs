@@ -39,11 +39,13 @@ pub enum Collection {
     Messages,
     /// The shop's bots, canned responses, templates and shifts (one document per shop).
     Inbox,
+    /// A WhatsApp media file of one branch (one immutable document per file, by SHA-256).
+    Attachments,
 }
 
 impl Collection {
     /// Every collection.
-    pub const ALL: [Collection; 9] = [
+    pub const ALL: [Collection; 10] = [
         Self::Org,
         Self::Staff,
         Self::Products,
@@ -53,6 +55,7 @@ impl Collection {
         Self::Conversations,
         Self::Messages,
         Self::Inbox,
+        Self::Attachments,
     ];
 
     /// The name used in document ids.
@@ -67,6 +70,7 @@ impl Collection {
             Self::Conversations => "conversations",
             Self::Messages => "messages",
             Self::Inbox => "inbox",
+            Self::Attachments => "attachments",
         }
     }
 
@@ -77,7 +81,7 @@ impl Collection {
 
     /// Whether the documents of this collection belong to one branch.
     pub fn branch_scoped(self) -> bool {
-        matches!(self, Self::Stock | Self::Orders | Self::Conversations | Self::Messages)
+        matches!(self, Self::Stock | Self::Orders | Self::Conversations | Self::Messages | Self::Attachments)
     }
 }
 
@@ -134,6 +138,10 @@ impl DocId {
     pub fn messages(shop: &str, branch: &str, yyyymm: &str) -> Self {
         Self(format!("{shop}/messages/{branch}/{yyyymm}"))
     }
+    /// The media file with SHA-256 `sha256` (hex) received in `branch`.
+    pub fn attachment(shop: &str, branch: &str, sha256: &str) -> Self {
+        Self(format!("{shop}/attachments/{branch}/{sha256}"))
+    }
     /// The shop's inbox settings document.
     pub fn inbox(shop: &str) -> Self {
         Self(format!("{shop}/inbox/0"))
@@ -189,6 +197,14 @@ pub fn genesis(collection: Collection) -> Automerge {
     let _ = tx.put_object(ROOT, "records", ObjType::Map);
     tx.commit_with(fixed_time());
     doc
+}
+
+/// The collection a document says it belongs to.
+pub fn collection_of<D: ReadDoc + ?Sized>(doc: &D) -> Option<Collection> {
+    match doc.get(ROOT, "collection") {
+        Ok(Some((Value::Scalar(s), _))) => s.as_str().and_then(Collection::parse),
+        _ => None,
+    }
 }
 
 /// The `records` map of a document.
@@ -407,7 +423,7 @@ pub fn set_set(tx: &mut Transaction<'_>, obj: &ObjId, key: &str, values: &[Strin
 }
 
 /// Loads a document's snapshot and later changes from the store; None if it was never stored.
-pub(crate) fn load(conn: &rusqlite::Connection, id: &DocId, collection: Collection) -> Result<Option<Automerge>> {
+pub fn load(conn: &rusqlite::Connection, id: &DocId, collection: Collection) -> Result<Option<Automerge>> {
     let snapshot: Option<Option<Vec<u8>>> = conn
         .prepare_cached("SELECT snapshot FROM documents WHERE doc_id = ?1")?
         .query_row([id.as_str()], |r| r.get(0))

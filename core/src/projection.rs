@@ -24,6 +24,7 @@ pub(crate) fn project_record(conn: &Connection, id: &DocId, d: &Automerge, recor
         Collection::Conversations => inbox::project_conversation(conn, id, d, record),
         Collection::Messages => inbox::project_message(conn, id, d, record),
         Collection::Inbox => inbox::project_item(conn, id, d, record),
+        Collection::Attachments => inbox::project_attachment(conn, id, d, record),
     }
 }
 
@@ -32,6 +33,13 @@ pub(crate) fn touched_records(d: &Automerge, before: &[ChangeHash]) -> Vec<Strin
     let Ok(records) = doc::records_obj(d) else {
         return Vec::new();
     };
+    let fresh = before.is_empty()
+        || before.len() == 1 && doc::collection_of(d).is_some_and(|c| doc::genesis(c).get_heads().as_slice() == before);
+    if fresh {
+        // A document seen for the first time: every record is new, no diff needed (computing a
+        // full patch of a large document costs more than projecting it).
+        return doc::record_ids(d).unwrap_or_default();
+    }
     let mut out = BTreeSet::new();
     for p in d.diff(before, &d.get_heads()) {
         if p.obj == records {
@@ -67,7 +75,7 @@ pub(crate) fn clear(conn: &Connection) -> Result<()> {
     conn.execute_batch(
         "DELETE FROM shops; DELETE FROM branches; DELETE FROM staff; DELETE FROM products; DELETE FROM stock;
          DELETE FROM customers; DELETE FROM orders; DELETE FROM order_lines; DELETE FROM order_transitions;
-         DELETE FROM conversations; DELETE FROM messages; DELETE FROM inbox_items;",
+         DELETE FROM conversations; DELETE FROM messages; DELETE FROM inbox_items; DELETE FROM attachments;",
     )?;
     Ok(())
 }

@@ -14,12 +14,6 @@ CREATE TABLE events (
 );
 CREATE INDEX events_pending ON events (state, id);
 
--- Message ids (wamid) and status keys already applied: redeliveries are skipped.
-CREATE TABLE seen (
-    key     TEXT PRIMARY KEY,
-    seen_at INTEGER NOT NULL
-) WITHOUT ROWID;
-
 -- Delivery reports whose message the relay does not know yet (they can overtake the send).
 CREATE TABLE orphan_statuses (
     wamid       TEXT NOT NULL,

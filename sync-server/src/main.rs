@@ -53,6 +53,14 @@ whatsapp_rate_per_number = 80
 whatsapp_rate_per_customer = 20
 # Timeout of one Graph API call.
 whatsapp_timeout_ms = 10000
+
+# Optional LLM provider for questions the offline bot does not understand: "none", "openai"
+# (any OpenAI-compatible chat completions API) or "anthropic". The key comes from
+# DASHOFFICE_LLM_API_KEY. On a timeout or error the offline answer is sent.
+llm_provider = "none"
+# llm_base = "https://api.openai.com/v1"      # or "https://api.anthropic.com"
+# llm_model = "gpt-4o-mini"
+llm_timeout_ms = 8000
 "#;
 
 #[derive(Subcommand, Debug, Clone)]
@@ -151,6 +159,14 @@ struct Settings {
     whatsapp_rate_per_number: u32,
     whatsapp_rate_per_customer: u32,
     whatsapp_timeout_ms: u64,
+    llm_provider: String,
+    #[serde(default)]
+    llm_base: Option<String>,
+    #[serde(default)]
+    llm_model: Option<String>,
+    #[serde(default)]
+    llm_api_key: Option<String>,
+    llm_timeout_ms: u64,
 }
 
 impl std::fmt::Debug for Settings {
@@ -163,6 +179,8 @@ impl std::fmt::Debug for Settings {
             .field("whatsapp_app_secret", &self.whatsapp_app_secret.as_ref().map(|_| "***"))
             .field("whatsapp_verify_token", &self.whatsapp_verify_token.as_ref().map(|_| "***"))
             .field("whatsapp_api_base", &self.whatsapp_api_base)
+            .field("llm_provider", &self.llm_provider)
+            .field("llm_api_key", &self.llm_api_key.as_ref().map(|_| "***"))
             .finish_non_exhaustive()
     }
 }
@@ -211,6 +229,15 @@ fn load_settings(a: &Args) -> anyhow::Result<Settings> {
     }
     if s.whatsapp_app_secret.as_deref().is_some_and(|x| x.trim().is_empty()) {
         bail!("whatsapp_app_secret is empty");
+    }
+    if !matches!(s.llm_provider.as_str(), "none" | "openai" | "anthropic") {
+        bail!("llm_provider must be \"none\", \"openai\" or \"anthropic\", not {:?}", s.llm_provider);
+    }
+    if s.llm_provider != "none" && s.llm_api_key.as_deref().is_none_or(|k| k.trim().is_empty()) {
+        bail!("llm_provider {} needs an API key in DASHOFFICE_LLM_API_KEY", s.llm_provider);
+    }
+    if !(100..=120_000).contains(&s.llm_timeout_ms) {
+        bail!("llm_timeout_ms must be between 100 and 120000");
     }
     Ok(s)
 }
@@ -356,6 +383,29 @@ fn run(s: Settings, command: Command) -> anyhow::Result<()> {
     }
 }
 
+fn llm_config(s: &Settings) -> Option<wa::llm::LlmConfig> {
+    let provider = match s.llm_provider.as_str() {
+        "openai" => wa::llm::Provider::OpenAi,
+        "anthropic" => wa::llm::Provider::Anthropic,
+        _ => return None,
+    };
+    let base = s.llm_base.clone().unwrap_or_else(|| match provider {
+        wa::llm::Provider::OpenAi => "https://api.openai.com/v1".into(),
+        wa::llm::Provider::Anthropic => "https://api.anthropic.com".into(),
+    });
+    let model = s.llm_model.clone().unwrap_or_else(|| match provider {
+        wa::llm::Provider::OpenAi => "gpt-4o-mini".into(),
+        wa::llm::Provider::Anthropic => "claude-3-5-haiku-latest".into(),
+    });
+    Some(wa::llm::LlmConfig {
+        provider,
+        base,
+        model,
+        key: s.llm_api_key.clone().unwrap_or_default(),
+        timeout: Duration::from_millis(s.llm_timeout_ms),
+    })
+}
+
 fn serve(s: Settings, store: Arc<dyn RelayStore>) -> anyhow::Result<()> {
     let identity = identity(&s)?;
     let admin_hash = admin_hash(&s)?;
@@ -392,6 +442,7 @@ fn serve(s: Settings, store: Arc<dyn RelayStore>) -> anyhow::Result<()> {
                 trust: tls::Trust::Pinned(identity.fingerprint()),
                 dir: s.data_dir.join("shops"),
             },
+            llm_config(&s),
         )?;
         if s.whatsapp_app_secret.is_none() {
             tracing::warn!("no WhatsApp app secret configured: POST /webhooks/whatsapp answers 503 (set DASHOFFICE_WHATSAPP_APP_SECRET)");

@@ -290,9 +290,11 @@ fn idle(n: usize) {
                     Some(Ok(b)) if matches!(Message::decode(&b), Ok(Message::Peer { .. })) => {}
                     _ => return None,
                 }
-                // Stay connected, reading whatever comes, until the benchmark ends.
-                tokio::spawn(async move { while frames.rx.recv().await.is_some() {} });
-                Some(conn)
+                // Stay connected, reading whatever comes, until the benchmark ends (the sender
+                // stays alive too: dropping it would finish the stream, which ends the session).
+                let (mut rx, tx) = (frames.rx, frames.tx);
+                tokio::spawn(async move { while rx.recv().await.is_some() {} });
+                Some((conn, tx))
             }));
         }
         let mut held = Vec::new();
@@ -304,19 +306,30 @@ fn idle(n: usize) {
         (held, endpoint)
     });
     println!("{} of {n} replicas connected in {:.1} s", held.0.len(), t.elapsed().as_secs_f64());
-    rt.block_on(tokio::time::sleep(Duration::from_secs(2)));
+    rt.block_on(async { tokio::time::sleep(Duration::from_secs(2)).await });
     let sessions = relay.status();
     println!("relay reports {} sessions", sessions["sessions"].as_array().map(Vec::len).unwrap_or(0));
     // Let the connections settle, then measure a quiet minute.
-    rt.block_on(tokio::time::sleep(Duration::from_secs(10)));
+    rt.block_on(async { tokio::time::sleep(Duration::from_secs(10)).await });
     let (c0, t0) = (cpu_seconds(pid), Instant::now());
-    rt.block_on(tokio::time::sleep(Duration::from_secs(60)));
-    let cpu = (cpu_seconds(pid) - c0) / t0.elapsed().as_secs_f64() * 100.0;
+    rt.block_on(async {
+        tokio::time::sleep(Duration::from_secs(
+            std::env::var("IDLE_SECONDS").ok().and_then(|v| v.parse().ok()).unwrap_or(60),
+        ))
+        .await
+    });
+    let window = t0.elapsed().as_secs_f64();
+    let cpu = (cpu_seconds(pid) - c0) / window * 100.0;
     let rss = rss_mib(pid);
-    let still = held.0.iter().filter(|c| c.close_reason().is_none()).count();
+    let still = held.0.iter().filter(|(c, _)| c.close_reason().is_none()).count();
     println!("relay RSS before the replicas: {before_rss:.1} MiB");
     println!(
-        "RESULT idle n={n}: relay RSS {rss:.1} MiB, relay CPU {cpu:.2} % of one core over 60 s idle, {still} connections still open"
+        "RESULT idle n={n}: relay RSS {rss:.1} MiB, relay CPU {cpu:.2} % of one core over {window:.0} s idle, {still} connections still open"
     );
+    if still < held.0.len() {
+        let log = relay.log();
+        let tail: Vec<&str> = log.lines().rev().take(20).collect();
+        println!("some connections closed; relay log tail:\n{}", tail.into_iter().rev().collect::<Vec<_>>().join("\n"));
+    }
     rt.block_on(async move { drop(held) });
 }

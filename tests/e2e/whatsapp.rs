@@ -27,8 +27,14 @@ struct Shop {
 /// A relay with WhatsApp configured, an edge node of branch A synced with it, a catalog with one
 /// product in stock, a seller on shift, and the shop's number connected.
 fn shop() -> Shop {
+    shop_with(Vec::new())
+}
+
+fn shop_with(extra_env: Vec<(String, String)>) -> Shop {
     let graph = FakeGraph::start();
-    let relay = Relay::start_env(wa::relay_env(&graph));
+    let mut env = wa::relay_env(&graph);
+    env.extend(extra_env);
+    let relay = Relay::start_env(env);
     let mut node = Node::start();
     let owner = node.owner();
     let shop = owner.get("/api/v1/shop").ok(200)["id"].as_str().unwrap().to_string();
@@ -361,6 +367,23 @@ fn every_message_type_lands_in_the_inbox() {
     assert_eq!(by_wamid("wamid.T15")["payload"]["forwarded"], true);
     assert_eq!(by_wamid("wamid.T16")["context_wamid"], "wamid.T1");
     assert_eq!(by_wamid("wamid.T17")["payload"]["referral"]["headline"], "Oferta");
+    // Media are downloaded through the Graph API and reach the edge node as attachments.
+    let conv = t["conversation"]["id"].as_str().unwrap().to_string();
+    let att = wait_for(LONG, || {
+        let t = thread(&s.owner, &conv);
+        let m = t["messages"].as_array()?.iter().find(|m| m["wamid"] == "wamid.T2")?.clone();
+        m["payload"]["attachment"]["sha256"].as_str().map(str::to_string)
+    })
+    .unwrap_or_else(|| panic!("the image was never attached; relay log:\n{}", s.relay.log()));
+    let file = wait_for(LONG, || {
+        let r = s.owner.get(&format!("/api/v1/attachments/{att}"));
+        (r.status == 200).then_some(r)
+    })
+    .expect("the attachment synced to the edge node");
+    assert_eq!(file.header("content-type"), Some("image/jpeg"));
+    assert_eq!(file.bytes, vec![0xFF, 0xD8, 0xFF, 0xD9]);
+    s.owner.get("/api/v1/attachments/nothex").err(422, "validation");
+
     // An order message from the catalog becomes a draft order when its items are known.
     let sku_order = wa::inbound(
         customer,
@@ -379,4 +402,45 @@ fn every_message_type_lands_in_the_inbox() {
         .unwrap_or_else(|| panic!("no draft order: {:#}\n{}", s.owner.get("/api/v1/orders").ok(200), s.relay.log()));
     assert_eq!(order["status"], "draft");
     assert_eq!(order["lines"][0]["quantity"], 2);
+}
+
+#[test]
+fn an_llm_answers_what_the_offline_bot_does_not_understand_and_falls_back_when_it_fails() {
+    let llm = wa::FakeLlm::start();
+    let s = shop_with(llm.env());
+    let customer = "51988877766";
+    wa::deliver(&s.relay.http, &wa::text(customer, "Carla", "wamid.L1", "¿la camisa azul combina con jeans claros?"));
+    let t = wait_for(LONG, || {
+        let c = conversation_of(&s.owner, customer)?;
+        let t = thread(&s.owner, c["id"].as_str()?);
+        (t["messages"].as_array()?.len() >= 2).then_some(t)
+    })
+    .unwrap_or_else(|| panic!("no answer; relay log:\n{}", s.relay.log()));
+    let m = &t["messages"][1];
+    // Grounded in the catalog: the fake quotes the facts it was given.
+    assert!(m["text"].as_str().unwrap().contains("149.90"), "{m}");
+    assert_eq!(m["explain"]["trigger"]["value"], "price", "a named product is a price question: {m}");
+    assert_eq!(llm.calls(), 0, "the offline bot understood; no LLM call");
+    // Something the catalog cannot answer goes to the LLM.
+    wa::deliver(&s.relay.http, &wa::text(customer, "Carla", "wamid.L2", "¿aceptan pago con tarjeta?"));
+    let m = wait_for(LONG, || {
+        let t = thread(&s.owner, t["conversation"]["id"].as_str()?);
+        t["messages"].as_array()?.get(3).cloned()
+    })
+    .unwrap_or_else(|| panic!("no LLM answer; relay log:\n{}", s.relay.log()));
+    assert_eq!(m["explain"]["trigger"]["kind"], "llm", "{m}");
+    assert_eq!(m["explain"]["llm"]["model"], "fake-model");
+    assert!(m["text"].as_str().unwrap().starts_with("Según nuestro catálogo"), "{m}");
+    assert_eq!(llm.calls(), 1);
+    // The provider fails: the offline answer goes out instead.
+    llm.set_failing(true);
+    wa::deliver(&s.relay.http, &wa::text(customer, "Carla", "wamid.L3", "¿y los domingos?"));
+    let m = wait_for(LONG, || {
+        let t = thread(&s.owner, t["conversation"]["id"].as_str()?);
+        t["messages"].as_array()?.get(5).cloned()
+    })
+    .unwrap_or_else(|| panic!("no fallback answer; relay log:\n{}", s.relay.log()));
+    assert_eq!(m["explain"]["llm"], "unavailable", "{m}");
+    assert_eq!(m["explain"]["trigger"]["kind"], "fallback");
+    assert_eq!(m["sender"], "bot");
 }

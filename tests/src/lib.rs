@@ -261,6 +261,8 @@ pub struct Resp {
     pub status: u16,
     pub headers: HeaderMap,
     pub text: String,
+    /// The raw body.
+    pub bytes: Vec<u8>,
 }
 
 impl Resp {
@@ -355,8 +357,9 @@ impl Api {
         let res = req.send()?;
         let status = res.status().as_u16();
         let headers = res.headers().clone();
-        let text = res.text()?;
-        Ok(Resp { status, headers, text })
+        let bytes = res.bytes()?.to_vec();
+        let text = String::from_utf8_lossy(&bytes).into_owned();
+        Ok(Resp { status, headers, text, bytes })
     }
 
     /// Sends a request; panics if the node does not answer.

@@ -326,3 +326,68 @@ pub fn relay_env(graph: &FakeGraph) -> Vec<(String, String)> {
         ("DASHOFFICE_WHATSAPP_API_BASE".into(), graph.base.clone()),
     ]
 }
+
+/// A fake OpenAI-compatible chat completions API (stands for the LLM SaaS): it answers with a
+/// sentence that quotes the shop facts it was given, or fails on demand.
+pub struct FakeLlm {
+    /// Base URL to configure (`…/v1`).
+    pub base: String,
+    calls: Arc<AtomicU64>,
+    failing: Arc<Mutex<bool>>,
+    _rt: tokio::runtime::Runtime,
+}
+
+impl FakeLlm {
+    /// Starts it on a free loopback port.
+    pub fn start() -> Self {
+        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().expect("runtime");
+        let calls = Arc::new(AtomicU64::new(0));
+        let failing = Arc::new(Mutex::new(false));
+        let (c, f) = (calls.clone(), failing.clone());
+        let app = Router::new().route(
+            "/v1/chat/completions",
+            post(move |h: HeaderMap, Json(body): Json<Value>| {
+                let (c, f) = (c.clone(), f.clone());
+                async move {
+                    c.fetch_add(1, Ordering::SeqCst);
+                    if h.get("authorization").and_then(|v| v.to_str().ok()) != Some("Bearer test-llm-key") {
+                        return (StatusCode::UNAUTHORIZED, Json(json!({ "error": { "message": "bad key" } }))).into_response();
+                    }
+                    if *f.lock().unwrap_or_else(|p| p.into_inner()) {
+                        return (StatusCode::INTERNAL_SERVER_ERROR, Json(json!({ "error": { "message": "down" } }))).into_response();
+                    }
+                    let system = body["messages"][0]["content"].as_str().unwrap_or("").to_string();
+                    let facts = system.split("Shop facts:\n").nth(1).unwrap_or("").to_string();
+                    Json(json!({ "choices": [{ "message": { "role": "assistant", "content": format!("Según nuestro catálogo: {facts}") } }] }))
+                        .into_response()
+                }
+            }),
+        );
+        let listener = rt.block_on(tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0)))).expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        rt.spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        Self { base: format!("http://{addr}/v1"), calls, failing, _rt: rt }
+    }
+
+    /// Calls so far.
+    pub fn calls(&self) -> u64 {
+        self.calls.load(Ordering::SeqCst)
+    }
+
+    /// Fails (500) from now on, or answers again.
+    pub fn set_failing(&self, on: bool) {
+        *self.failing.lock().unwrap_or_else(|p| p.into_inner()) = on;
+    }
+
+    /// The relay environment that uses it.
+    pub fn env(&self) -> Vec<(String, String)> {
+        vec![
+            ("DASHOFFICE_LLM_PROVIDER".into(), "openai".into()),
+            ("DASHOFFICE_LLM_BASE".into(), self.base.clone()),
+            ("DASHOFFICE_LLM_API_KEY".into(), "test-llm-key".into()),
+            ("DASHOFFICE_LLM_MODEL".into(), "fake-model".into()),
+        ]
+    }
+}

@@ -94,6 +94,7 @@ impl Modify for BearerAuth {
         routes::inbox::list_bots,
         routes::inbox::put_bot,
         routes::inbox::try_bot,
+        routes::inbox::get_attachment,
     ),
     components(schemas(
         FieldError, OrderStatus, Role, Transition, AdjustStock, BranchView, CreateBranch, CreateCustomer, CreateOrder, CreateProduct,

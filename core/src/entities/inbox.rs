@@ -987,3 +987,98 @@ pub fn find_conversation(conn: &Connection, branch: &str, customer: &str) -> Res
         None => Ok(None),
     }
 }
+
+// ---------- attachments ----------
+
+/// The largest media file synced to replicas (WhatsApp's own limits: 5 MB images, 16 MB audio and
+/// video, 100 MB documents); larger files stay on the relay and the message says so.
+pub const MAX_ATTACHMENT: usize = 16 * 1024 * 1024;
+
+/// Stores a downloaded media file as its own immutable document of the message's branch and
+/// links it from the message's payload (`attachment`: sha256, mime type, size). Idempotent.
+pub fn attach(ctx: &mut WriteCtx<'_>, message_id: &str, mime_type: &str, bytes: &[u8]) -> Result<String> {
+    let (doc_id, shop, branch, payload): (String, String, String, String) = ctx
+        .conn()
+        .prepare_cached("SELECT doc_id, shop_id, branch_id, payload FROM messages WHERE id = ?1")?
+        .query_row([message_id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+        .optional()?
+        .ok_or_else(|| CoreError::not_found("message", message_id))?;
+    let sha = hex_sha256(bytes);
+    let mut p: serde_json::Value = serde_json::from_str(&payload).unwrap_or_else(|_| serde_json::json!({}));
+    if bytes.len() <= MAX_ATTACHMENT {
+        let att = DocId::attachment(&shop, &branch, &sha);
+        if doc::record(ctx.doc(&att)?, "file")?.is_none() {
+            let (mime, size, now) = (mime_type.to_string(), bytes.len() as i64, ctx.now());
+            ctx.change(&att, &["file"], |tx, recs| {
+                let o = tx.put_object(recs, "file", ObjType::Map)?;
+                tx.put(&o, "bytes", automerge::ScalarValue::Bytes(bytes.to_vec()))?;
+                put_str(tx, &o, "mime_type", &mime)?;
+                tx.put(&o, "size", size)?;
+                tx.put(&o, "created_at", now)?;
+                Ok(())
+            })?;
+        }
+        p["attachment"] = serde_json::json!({ "sha256": sha, "mime_type": mime_type, "size": bytes.len() });
+    } else {
+        p["attachment"] =
+            serde_json::json!({ "sha256": sha, "mime_type": mime_type, "size": bytes.len(), "on_relay_only": true });
+    }
+    let body = p.to_string();
+    ctx.change(&DocId::parse(&doc_id)?, &[message_id], |tx, _| {
+        let o = doc::record(tx, message_id)?.ok_or_else(|| CoreError::not_found("message", message_id))?;
+        put_str(tx, &o, "payload", &body)?;
+        Ok(())
+    })?;
+    Ok(sha)
+}
+
+fn hex_sha256(bytes: &[u8]) -> String {
+    Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// An attachment's bytes and mime type, if this replica has them (and the caller may see its
+/// branch).
+pub fn attachment(conn: &Connection, caller: &Caller, sha256: &str) -> Result<Option<(String, DocId)>> {
+    let row: Option<(String, String, String)> = conn
+        .prepare_cached("SELECT mime_type, doc_id, branch_id FROM attachments WHERE sha256 = ?1 AND shop_id = ?2")?
+        .query_row([sha256, caller.shop_id.as_str()], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .optional()?;
+    match row {
+        Some((mime, d, branch)) if caller.check_branch(&branch).is_ok() => Ok(Some((mime, DocId::parse(&d)?))),
+        _ => Ok(None),
+    }
+}
+
+/// The bytes of the `file` record of an attachment document.
+pub fn attachment_bytes(d: &automerge::Automerge) -> Option<Vec<u8>> {
+    use automerge::ReadDoc;
+    let o = doc::record(d, "file").ok()??;
+    match d.get(&o, "bytes").ok()? {
+        Some((automerge::Value::Scalar(s), _)) => match s.as_ref() {
+            automerge::ScalarValue::Bytes(b) => Some(b.clone()),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+pub(crate) fn project_attachment(conn: &Connection, doc_id: &DocId, d: &automerge::Automerge, id: &str) -> Result<()> {
+    let Some(o) = doc::record(d, id)? else { return Ok(()) };
+    let f = doc::fields(d, &o);
+    let scope = doc_id.scope()?;
+    let sha = doc_id.as_str().rsplit('/').next().unwrap_or_default().to_string();
+    conn.prepare_cached(
+        "INSERT OR REPLACE INTO attachments(sha256, shop_id, branch_id, doc_id, mime_type, size, created_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+    )?
+    .execute(params![
+        sha,
+        scope.shop_id,
+        scope.branch_id.unwrap_or_default(),
+        doc_id.as_str(),
+        f.str("mime_type"),
+        f.i64("size"),
+        f.i64("created_at")
+    ])?;
+    Ok(())
+}

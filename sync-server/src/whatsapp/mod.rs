@@ -5,6 +5,7 @@
 
 pub mod api;
 pub mod graph;
+pub mod llm;
 pub mod parse;
 pub mod process;
 pub mod service;
@@ -80,6 +81,8 @@ pub struct WhatsApp {
     pub wake: Notify,
     /// The Graph API client.
     pub graph: graph::Graph,
+    /// The optional LLM provider.
+    pub llm: Option<llm::Llm>,
 }
 
 impl WhatsApp {
@@ -89,10 +92,20 @@ impl WhatsApp {
         store: Arc<store::WaStore>,
         hub: Arc<Hub>,
         link: SelfLink,
+        llm: Option<llm::LlmConfig>,
     ) -> anyhow::Result<Arc<Self>> {
         let graph = graph::Graph::new(&cfg)?;
-        let wa =
-            Arc::new(Self { cfg, store, hub, link, services: Mutex::new(HashMap::new()), wake: Notify::new(), graph });
+        let llm = llm.map(llm::Llm::new).transpose()?;
+        let wa = Arc::new(Self {
+            cfg,
+            store,
+            hub,
+            link,
+            services: Mutex::new(HashMap::new()),
+            wake: Notify::new(),
+            graph,
+            llm,
+        });
         for (message, shop) in wa.store.interrupted()? {
             tracing::warn!(message = %message, shop = %shop, "a reply was interrupted while sending; marked failed, not resent");
         }

@@ -55,38 +55,68 @@ pub async fn run(wa: Arc<WhatsApp>) {
                 break;
             }
             let mut stuck = false;
-            for (id, body, attempts) in batch {
-                let outcome = handle(&wa, &body).await;
-                let r = match &outcome {
-                    Outcome::Done => wa.store.finish(id, 1, None),
-                    Outcome::Ignored(why) => {
-                        tracing::warn!(event = id, reason = %why, "webhook event ignored");
-                        metrics::counter!("dashoffice_whatsapp_events_ignored_total").increment(1);
-                        wa.store.finish(id, 2, Some(why))
-                    }
-                    Outcome::Later(why) => {
+            let mut done: Vec<(i64, i64, Option<String>)> = Vec::new();
+            // The fast path: every event that is ready is applied in one write per shop (one
+            // commit for the batch); the first event that must wait stops the batch there.
+            let mut ready: Vec<(i64, i64, Vec<u8>, Vec<Item>, Vec<String>)> = Vec::new();
+            let numbers = numbers_by_id(&wa);
+            let mut rest = batch.into_iter();
+            for (id, body, attempts) in rest.by_ref() {
+                match plan(&wa, &numbers, &body) {
+                    Plan::Items(items, ignored) => ready.push((id, attempts, body, items, ignored)),
+                    Plan::Outcome(Outcome::Later(why)) => {
                         tracing::debug!(event = id, reason = %why, "webhook event waits");
                         stuck = true;
-                        Ok(())
+                        break;
                     }
-                    Outcome::Error(why) if attempts + 1 >= MAX_ATTEMPTS => {
-                        tracing::error!(event = id, reason = %why, attempts = attempts + 1, "webhook event failed; set aside");
-                        metrics::counter!("dashoffice_whatsapp_events_failed_total").increment(1);
-                        wa.store.finish(id, 3, Some(why))
+                    Plan::Outcome(Outcome::Ignored(why)) => {
+                        tracing::warn!(event = id, reason = %why, "webhook event ignored");
+                        metrics::counter!("dashoffice_whatsapp_events_ignored_total").increment(1);
+                        done.push((id, 2, Some(why)));
                     }
-                    Outcome::Error(why) => {
-                        tracing::warn!(event = id, reason = %why, "webhook event failed; will retry");
-                        stuck = true;
-                        wa.store.finish(id, 0, Some(why))
-                    }
-                };
-                if let Err(e) = r {
-                    tracing::error!(error = %e, "recording a processed webhook event");
+                    Plan::Outcome(_) => done.push((id, 1, None)),
                 }
-                if stuck {
-                    break;
+            }
+            drop(rest);
+            if !apply_batch(&wa, &ready).await {
+                // Something in the batch failed: one event at a time, to set the bad one aside.
+                for (id, attempts, body, _, _) in &ready {
+                    let (id, attempts) = (*id, *attempts);
+                    match handle(&wa, body).await {
+                        Outcome::Done => done.push((id, 1, None)),
+                        Outcome::Ignored(why) => done.push((id, 2, Some(why))),
+                        Outcome::Later(_) => {
+                            stuck = true;
+                            break;
+                        }
+                        Outcome::Error(why) if attempts + 1 >= MAX_ATTEMPTS => {
+                            tracing::error!(event = id, reason = %why, attempts = attempts + 1, "webhook event failed; set aside");
+                            metrics::counter!("dashoffice_whatsapp_events_failed_total").increment(1);
+                            done.push((id, 3, Some(why)));
+                        }
+                        Outcome::Error(why) => {
+                            tracing::warn!(event = id, reason = %why, "webhook event failed; will retry");
+                            stuck = true;
+                            done.push((id, 0, Some(why)));
+                            break;
+                        }
+                    }
                 }
-                metrics::counter!("dashoffice_whatsapp_events_processed_total").increment(1);
+            } else {
+                for (id, _, _, _, ignored) in &ready {
+                    if ignored.is_empty() {
+                        done.push((*id, 1, None));
+                    } else {
+                        done.push((*id, 2, Some(ignored.join("; "))));
+                    }
+                }
+                metrics::counter!("dashoffice_whatsapp_events_processed_total").increment(ready.len() as u64);
+            }
+            let st = wa.store.clone();
+            match tokio::task::spawn_blocking(move || st.finish_many(&done)).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => tracing::error!(error = %e, "recording processed webhook events"),
+                Err(_) => break,
             }
             if stuck {
                 break;
@@ -143,44 +173,67 @@ async fn message(wa: &Arc<WhatsApp>, mut m: inbox::Inbound) -> Outcome {
     let Some(branch) = number.branch_id.clone().or_else(|| svc.default_branch()) else {
         return Outcome::Later("the shop has no branch yet".into());
     };
-    let key = format!("m:{}", m.wamid);
-    match wa.store.first_time(&key) {
-        Ok(true) => {}
-        Ok(false) => {
-            metrics::counter!("dashoffice_whatsapp_duplicates_total").increment(1);
-            return Outcome::Done;
-        }
-        Err(e) => return Outcome::Later(e.to_string()),
-    }
     let shop = number.shop_id.clone();
     let t = std::time::Instant::now();
-    let r = svc.replica.write(move |ctx| receive_and_answer(ctx, &shop, &branch, &m)).await;
+    let media_id = m.payload.get("media_id").and_then(|v| v.as_str()).filter(|s| !s.is_empty()).map(str::to_string);
+    let message_id = inbox::inbound_message_id(&m.wamid);
+    let llm = wa.llm.as_ref().is_some_and(|l| l.available());
+    let r = svc.replica.write(move |ctx| receive_and_answer(ctx, &shop, &branch, &m, llm)).await;
+    if r.is_ok()
+        && let Some(media) = media_id
+    {
+        tokio::spawn(fetch_media(wa.clone(), svc.clone(), number.clone(), message_id, media));
+    }
+    let r = match r {
+        Ok(Some(ask)) => {
+            // The question is stored; the answer follows without holding up the queue.
+            let (wa, svc, shop) = (wa.clone(), svc.clone(), number.shop_id.clone());
+            tokio::spawn(async move {
+                if let Err(e) = ask_llm(&wa, &svc, shop, ask).await {
+                    tracing::error!(error = %e, "writing the bot's answer");
+                }
+            });
+            Ok(())
+        }
+        Ok(None) => Ok(()),
+        Err(e) => Err(e),
+    };
     metrics::histogram!("dashoffice_whatsapp_process_seconds").record(t.elapsed().as_secs_f64());
     match r {
         Ok(()) => {
             metrics::counter!("dashoffice_whatsapp_messages_received_total").increment(1);
             Outcome::Done
         }
-        Err(e) => {
-            let _ = wa.store.unsee(&key);
-            Outcome::Error(format!("storing an inbound message: {e}"))
-        }
+        Err(e) => Outcome::Error(format!("storing an inbound message: {e}")),
     }
 }
 
 /// Stores the message and, while a bot has the conversation, runs the bot, all in one write.
+/// A question the offline bot did not understand, to ask the LLM provider before answering.
+pub(crate) struct Ask {
+    conversation: String,
+    question: String,
+    language: String,
+    context: String,
+    shop_name: String,
+    wamid: String,
+    /// The offline decision, used when the provider does not answer.
+    decision: bot::Decision,
+}
+
 fn receive_and_answer(
     ctx: &mut dashoffice_core::WriteCtx<'_>,
     shop: &str,
     branch: &str,
     m: &inbox::Inbound,
-) -> dashoffice_core::Result<()> {
+    llm: bool,
+) -> dashoffice_core::Result<Option<Ask>> {
     let r = inbox::receive(ctx, shop, branch, m)?;
     // A catalog order always becomes a draft order; the bot only speaks while it has the
     // conversation.
     let bot_has_it = r.state == ConversationState::Pending;
     if r.duplicate || !(bot_has_it || m.kind == "order") {
-        return Ok(());
+        return Ok(None);
     }
     let bot = inbox::list_items(ctx.conn(), shop, "bot")?
         .into_iter()
@@ -247,25 +300,118 @@ fn receive_and_answer(
         }
     }
     if !bot_has_it {
-        return Ok(());
+        return Ok(None);
     }
+    let fallback = explain["trigger"]["kind"] == "fallback" && !d.handoff;
+    if llm && fallback && m.kind == "text" {
+        let shop_name = dashoffice_core::entities::org::get_shop(ctx.conn(), shop).map(|s| s.name).unwrap_or_default();
+        let context = catalog_facts(ctx.conn(), branch, &explain)?;
+        let mut decision = d;
+        decision.explain = explain;
+        return Ok(Some(Ask {
+            conversation: r.conversation_id,
+            question: m.text.clone(),
+            language: decision.explain["language"].as_str().unwrap_or("es").to_string(),
+            context,
+            shop_name,
+            wamid: m.wamid.clone(),
+            decision,
+        }));
+    }
+    apply(ctx, shop, &r.conversation_id, &d, &explain, &m.wamid)?;
+    Ok(None)
+}
+
+/// Writes a bot decision: its replies, its place in the conversation, a handoff or the end.
+fn apply(
+    ctx: &mut dashoffice_core::WriteCtx<'_>,
+    shop: &str,
+    conversation: &str,
+    d: &bot::Decision,
+    explain: &serde_json::Value,
+    wamid: &str,
+) -> dashoffice_core::Result<()> {
     for reply in &d.replies {
         let mut reply = reply.clone();
-        reply.context_wamid = Some(m.wamid.clone());
-        inbox::bot_reply(ctx, shop, &r.conversation_id, &reply, &explain)?;
+        reply.context_wamid = Some(wamid.to_string());
+        inbox::bot_reply(ctx, shop, conversation, &reply, explain)?;
     }
-    inbox::set_bot_state(ctx, shop, &r.conversation_id, &d.node, d.misunderstood, d.handoff)?;
+    inbox::set_bot_state(ctx, shop, conversation, &d.node, d.misunderstood, d.handoff)?;
     if d.handoff {
-        inbox::assign_round_robin(ctx, shop, &r.conversation_id)?;
+        inbox::assign_round_robin(ctx, shop, conversation)?;
     } else if d.end {
         inbox::update(
             ctx,
             &inbox::system_caller(shop),
-            &r.conversation_id,
+            conversation,
             UpdateConversation { state: Some("resolved".into()), ..Default::default() },
         )?;
     }
     Ok(())
+}
+
+/// What the catalog says about the products a message seems to name (price and this branch's
+/// stock), for grounding the LLM.
+fn catalog_facts(
+    conn: &rusqlite::Connection,
+    branch: &str,
+    explain: &serde_json::Value,
+) -> dashoffice_core::Result<String> {
+    let mut lines = Vec::new();
+    for p in explain["products"].as_array().map(Vec::as_slice).unwrap_or_default().iter().take(5) {
+        let Some(id) = p["id"].as_str() else { continue };
+        let row: Option<(String, String, String, String)> = conn
+            .prepare_cached("SELECT name, sku, price, currency FROM products WHERE id = ?1")?
+            .query_row([id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+            .optional()?;
+        if let Some((name, sku, price, currency)) = row {
+            let stock = dashoffice_core::entities::stock::get(conn, id, branch).map(|s| s.on_hand).unwrap_or(0);
+            lines.push(format!("- {name} (SKU {sku}): {price} {currency}; {stock} in stock"));
+        }
+    }
+    if lines.is_empty() {
+        lines.push("- (no product of the catalog matches this message)".into());
+    }
+    Ok(lines.join("\n"))
+}
+
+/// Asks the LLM provider, then writes its answer, or the offline decision when it does not answer.
+async fn ask_llm(
+    wa: &Arc<WhatsApp>,
+    svc: &Arc<super::service::ShopService>,
+    shop: String,
+    ask: Ask,
+) -> dashoffice_core::Result<()> {
+    let Some(llm) = wa.llm.as_ref() else { return Ok(()) };
+    let answer = llm.answer(&ask.shop_name, &ask.language, &ask.context, &ask.question).await;
+    let describe = llm.describe();
+    svc.replica
+        .write(move |ctx| {
+            let mut explain = ask.decision.explain.clone();
+            match answer {
+                Some((text, source)) => {
+                    explain["trigger"] =
+                        serde_json::json!({ "kind": "llm", "cached": source == super::llm::Source::Cached });
+                    explain["llm"] = describe;
+                    let d = bot::Decision {
+                        replies: vec![dashoffice_domain::inbox::SendMessage {
+                            kind: Some("text".into()),
+                            text,
+                            ..Default::default()
+                        }],
+                        node: ask.decision.node.clone(),
+                        misunderstood: 0,
+                        ..Default::default()
+                    };
+                    apply(ctx, &shop, &ask.conversation, &d, &explain, &ask.wamid)
+                }
+                None => {
+                    explain["llm"] = serde_json::json!("unavailable");
+                    apply(ctx, &shop, &ask.conversation, &ask.decision, &explain, &ask.wamid)
+                }
+            }
+        })
+        .await
 }
 
 async fn status_event(
@@ -285,12 +431,6 @@ async fn status_event(
     if !svc.ready() {
         return Outcome::Later("the service replica is still syncing".into());
     }
-    let key = format!("s:{wamid}:{}", status.as_str());
-    match wa.store.first_time(&key) {
-        Ok(true) => {}
-        Ok(false) => return Outcome::Done,
-        Err(e) => return Outcome::Later(e.to_string()),
-    }
     let (w, e) = (wamid.to_string(), error.clone());
     match svc.replica.write(move |ctx| inbox::apply_status(ctx, &w, status, e.as_deref())).await {
         Ok(true) => {
@@ -302,10 +442,7 @@ async fn status_event(
             let _ = wa.store.add_orphan(wamid, status.as_str(), error.as_deref(), &number.shop_id);
             Outcome::Done
         }
-        Err(err) => {
-            let _ = wa.store.unsee(&key);
-            Outcome::Error(format!("applying a delivery report: {err}"))
-        }
+        Err(err) => Outcome::Error(format!("applying a delivery report: {err}")),
     }
 }
 
@@ -331,4 +468,210 @@ async fn orphans(wa: &Arc<WhatsApp>) {
             _ => {}
         }
     }
+}
+
+/// Downloads a message's media through the Graph API and stores it as an attachment document
+/// that syncs to the branch (retried with backoff; Meta keeps media for 30 days).
+async fn fetch_media(
+    wa: Arc<WhatsApp>,
+    svc: Arc<super::service::ShopService>,
+    number: super::store::Number,
+    message_id: String,
+    media_id: String,
+) {
+    use backon::Retryable;
+    let get = || async { wa.graph.media(&number, &media_id).await };
+    let got = get
+        .retry(
+            backon::ExponentialBuilder::default()
+                .with_min_delay(Duration::from_secs(1))
+                .with_max_times(6)
+                .with_jitter(),
+        )
+        .when(|e| matches!(e, super::graph::SendError::Retry(_)))
+        .await;
+    match got {
+        Ok((bytes, mime)) => {
+            let size = bytes.len();
+            let r = svc.replica.write(move |ctx| inbox::attach(ctx, &message_id, &mime, &bytes)).await;
+            match r {
+                Ok(sha) => {
+                    metrics::counter!("dashoffice_whatsapp_media_downloaded_total").increment(1);
+                    tracing::info!(media = %media_id, sha256 = %sha, bytes = size, "media stored");
+                }
+                Err(e) => tracing::error!(media = %media_id, error = %e, "storing media failed"),
+            }
+        }
+        Err(e) => {
+            metrics::counter!("dashoffice_whatsapp_media_failed_total").increment(1);
+            tracing::warn!(media = %media_id, error = ?e, "downloading media failed");
+        }
+    }
+}
+
+/// What one event asks for, once its numbers are known and their shops are ready.
+enum Plan {
+    Items(Vec<Item>, Vec<String>),
+    Outcome(Outcome),
+}
+
+/// One message or delivery report to apply to a shop's replica.
+struct Item {
+    svc: Arc<super::service::ShopService>,
+    number: super::store::Number,
+    kind: ItemKind,
+}
+
+enum ItemKind {
+    Message { branch: String, m: inbox::Inbound },
+    Status { wamid: String, status: dashoffice_domain::inbox::MessageStatus, error: Option<String> },
+}
+
+fn numbers_by_id(wa: &Arc<WhatsApp>) -> std::collections::HashMap<String, super::store::Number> {
+    wa.store.numbers().unwrap_or_default().into_iter().map(|n| (n.phone_number_id.clone(), n)).collect()
+}
+
+fn plan(wa: &Arc<WhatsApp>, numbers: &std::collections::HashMap<String, super::store::Number>, body: &[u8]) -> Plan {
+    let events = match parse(body) {
+        Ok(e) => e,
+        Err(e) => return Plan::Outcome(Outcome::Ignored(e.to_string())),
+    };
+    let mut items = Vec::new();
+    let mut ignored = Vec::new();
+    for ev in events {
+        let (pnid, kind) = match ev {
+            Event::Message(mut m) => {
+                if m.wamid.is_empty() || m.wa_id.is_empty() {
+                    ignored.push("a message without id or sender".to_string());
+                    continue;
+                }
+                let now = crate::hub::now_ms();
+                if m.at <= now && now < m.at + 1000 {
+                    m.at = now;
+                }
+                (m.phone_number_id.clone(), ItemKind::Message { branch: String::new(), m })
+            }
+            Event::Status { phone_number_id, wamid, status, error } => {
+                (phone_number_id, ItemKind::Status { wamid, status, error })
+            }
+            Event::Other { field, .. } => {
+                ignored.push(format!("field {field} is not processed"));
+                continue;
+            }
+        };
+        let Some(number) = numbers.get(&pnid).cloned() else {
+            metrics::counter!("dashoffice_whatsapp_unknown_number_total").increment(1);
+            ignored.push(format!("unknown phone_number_id {pnid:?}"));
+            continue;
+        };
+        let svc = match wa.service(&number.shop_id) {
+            Ok(s) => s,
+            Err(e) => return Plan::Outcome(Outcome::Later(e.to_string())),
+        };
+        if !svc.ready() {
+            return Plan::Outcome(Outcome::Later(format!(
+                "the service replica of shop {} is still syncing",
+                number.shop_id
+            )));
+        }
+        let kind = match kind {
+            ItemKind::Message { m, .. } => match number.branch_id.clone().or_else(|| svc.default_branch()) {
+                Some(branch) => ItemKind::Message { branch, m },
+                None => return Plan::Outcome(Outcome::Later("the shop has no branch yet".into())),
+            },
+            k => k,
+        };
+        items.push(Item { svc, number, kind });
+    }
+    if items.is_empty() && !ignored.is_empty() {
+        return Plan::Outcome(Outcome::Ignored(ignored.join("; ")));
+    }
+    Plan::Items(items, ignored)
+}
+
+/// Applies the items of many events, one write (one commit) per shop. False if a write failed
+/// (nothing of that shop's part was applied).
+async fn apply_batch(wa: &Arc<WhatsApp>, ready: &[(i64, i64, Vec<u8>, Vec<Item>, Vec<String>)]) -> bool {
+    let mut by_shop: std::collections::BTreeMap<String, Vec<&Item>> = std::collections::BTreeMap::new();
+    for (_, _, _, items, _) in ready {
+        for it in items {
+            by_shop.entry(it.number.shop_id.clone()).or_default().push(it);
+        }
+    }
+    let llm = wa.llm.as_ref().is_some_and(|l| l.available());
+    for (shop, items) in by_shop {
+        let svc = items[0].svc.clone();
+        let work: Vec<(String, ItemKind)> = items
+            .iter()
+            .map(|it| {
+                let k = match &it.kind {
+                    ItemKind::Message { branch, m } => ItemKind::Message { branch: branch.clone(), m: m.clone() },
+                    ItemKind::Status { wamid, status, error } => {
+                        ItemKind::Status { wamid: wamid.clone(), status: *status, error: error.clone() }
+                    }
+                };
+                (it.number.phone_number_id.clone(), k)
+            })
+            .collect();
+        let n = work.len();
+        let t = std::time::Instant::now();
+        let shop2 = shop.clone();
+        let r = svc
+            .replica
+            .write(move |ctx| {
+                let mut asks = Vec::new();
+                let mut orphans = Vec::new();
+                let mut media = Vec::new();
+                for (pnid, k) in &work {
+                    match k {
+                        ItemKind::Message { branch, m } => {
+                            if let Some(id) =
+                                m.payload.get("media_id").and_then(|v| v.as_str()).filter(|s| !s.is_empty())
+                            {
+                                media.push((pnid.clone(), inbox::inbound_message_id(&m.wamid), id.to_string()));
+                            }
+                            if let Some(a) = receive_and_answer(ctx, &shop2, branch, m, llm)? {
+                                asks.push(a);
+                            }
+                        }
+                        ItemKind::Status { wamid, status, error } => {
+                            if !inbox::apply_status(ctx, wamid, *status, error.as_deref())? {
+                                orphans.push((wamid.clone(), *status, error.clone()));
+                            }
+                        }
+                    }
+                }
+                Ok((asks, orphans, media))
+            })
+            .await;
+        metrics::histogram!("dashoffice_whatsapp_batch_seconds").record(t.elapsed().as_secs_f64());
+        match r {
+            Ok((asks, orphans, media)) => {
+                metrics::counter!("dashoffice_whatsapp_items_applied_total").increment(n as u64);
+                for (wamid, status, error) in orphans {
+                    let _ = wa.store.add_orphan(&wamid, status.as_str(), error.as_deref(), &shop);
+                }
+                for (pnid, message_id, media_id) in media {
+                    if let Some(number) =
+                        items.iter().find(|i| i.number.phone_number_id == pnid).map(|i| i.number.clone())
+                    {
+                        tokio::spawn(fetch_media(wa.clone(), svc.clone(), number, message_id, media_id));
+                    }
+                }
+                for ask in asks {
+                    let (wa, svc, shop) = (wa.clone(), svc.clone(), shop.clone());
+                    tokio::spawn(async move {
+                        if let Err(e) = ask_llm(&wa, &svc, shop, ask).await {
+                            tracing::error!(error = %e, "writing the bot's answer");
+                        }
+                    });
+                }
+            }
+            Err(e) => {
+                tracing::warn!(shop = %shop, error = %e, "a batch of webhook events failed; retrying them one by one");
+                return false;
+            }
+        }
+    }
+    true
 }

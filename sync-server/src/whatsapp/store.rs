@@ -1,6 +1,7 @@
 //! `whatsapp.db`: raw webhook events (written by a group-commit thread, so an acknowledged webhook
-//! is on disk and many requests share one fsync), what was already applied, the shops' numbers
-//! and the outbox.
+//! is on disk and many requests share one fsync), delivery reports waiting for their message, the
+//! shops' numbers and the outbox. Redeliveries need no table of their own: a message's record id
+//! derives from its wamid, and statuses only move forward.
 
 use std::{
     path::Path,
@@ -124,26 +125,31 @@ impl WaStore {
         Ok(())
     }
 
+    /// Records how many events ended, in one transaction (one fsync for a whole batch).
+    pub fn finish_many(&self, done: &[(i64, i64, Option<String>)]) -> R<()> {
+        if done.is_empty() {
+            return Ok(());
+        }
+        let mut c = self.lock();
+        let tx = c.transaction()?;
+        {
+            let mut st = tx.prepare_cached(
+                "UPDATE events SET state = ?2, error = ?3, attempts = attempts + 1, processed_at = ?4 WHERE id = ?1",
+            )?;
+            let now = now_ms();
+            for (id, state, error) in done {
+                st.execute(params![id, state, error, now])?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
     /// Counts of events by state (for /healthz and metrics).
     pub fn event_counts(&self) -> R<Vec<(i64, i64)>> {
         let c = self.lock();
         let mut st = c.prepare_cached("SELECT state, count(*) FROM events GROUP BY state")?;
         Ok(st.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?.collect::<rusqlite::Result<_>>()?)
-    }
-
-    /// Whether `key` is new (and records it).
-    pub fn first_time(&self, key: &str) -> R<bool> {
-        let c = self.lock();
-        let n = c
-            .prepare_cached("INSERT INTO seen(key, seen_at) VALUES (?1, ?2) ON CONFLICT(key) DO NOTHING")?
-            .execute(params![key, now_ms()])?;
-        Ok(n == 1)
-    }
-
-    /// Forgets `key` (its processing failed and will be retried).
-    pub fn unsee(&self, key: &str) -> R<()> {
-        self.lock().prepare_cached("DELETE FROM seen WHERE key = ?1")?.execute([key])?;
-        Ok(())
     }
 
     /// Keeps a delivery report for a message not known yet.

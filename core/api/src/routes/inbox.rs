@@ -316,3 +316,29 @@ pub(crate) async fn try_bot(
         .await?;
     Ok(Json(TryResult { replies: d.replies, handoff: d.handoff, end: d.end, node: d.node, explain: d.explain }))
 }
+
+/// A WhatsApp media file (image, audio, video, document, sticker) received in a branch the caller
+/// may see, once the relay has downloaded it and it has synced here.
+#[utoipa::path(get, path = "/api/v1/attachments/{sha256}", tag = "inbox", security(("bearer" = [])),
+    params(("sha256" = String, Path)), responses((status = 200, description = "the file", content_type = "application/octet-stream"), Errors))]
+pub(crate) async fn get_attachment(
+    State(s): State<AppState>,
+    Auth(c): Auth,
+    Path(sha): Path<String>,
+) -> ApiResult<axum::response::Response> {
+    use axum::response::IntoResponse;
+    if sha.len() != 64 || !sha.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(FieldError::new("sha256", "format", "64 hexadecimal characters").into());
+    }
+    let found = s
+        .read(move |conn| {
+            let Some((mime, doc)) = inbox::attachment(conn, &c, &sha)? else { return Ok(None) };
+            let d = dashoffice_core::doc::load(conn, &doc, dashoffice_core::doc::Collection::Attachments)?;
+            Ok(d.and_then(|d| inbox::attachment_bytes(&d)).map(|b| (mime, b)))
+        })
+        .await?;
+    match found {
+        Some((mime, bytes)) => Ok(([(axum::http::header::CONTENT_TYPE, mime)], bytes).into_response()),
+        None => Err(dashoffice_core::CoreError::not_found("attachment", "").into()),
+    }
+}

@@ -101,4 +101,5 @@ pub(crate) fn router() -> Router<AppState> {
         .route("/api/v1/shifts/{staff_id}", put(inbox::put_shift))
         .route("/api/v1/bots", get(inbox::list_bots).post(inbox::put_bot))
         .route("/api/v1/bots/{name}/try", post(inbox::try_bot))
+        .route("/api/v1/attachments/{sha256}", get(inbox::get_attachment))
 }
