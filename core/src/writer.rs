@@ -26,6 +26,8 @@ use crate::{
 
 /// Documents whose change log grows past this are compacted into a snapshot.
 const COMPACT_AFTER: i64 = 256;
+/// A document received whole with at least this many changes is stored as a snapshot.
+const FRESH_SNAPSHOT: usize = 32;
 /// At most this many writes share one transaction.
 const MAX_BATCH: usize = 512;
 
@@ -234,6 +236,23 @@ impl<'a> WriteCtx<'a> {
                 self.local.iter().filter(|(doc, _)| doc == id).filter_map(|(_, h)| d.get_change_by_hash(h)).collect()
             };
             if changes.is_empty() {
+                continue;
+            }
+            // A document received whole (an initial sync) is stored as one snapshot rather than
+            // change by change: far less to write, and nothing to compact later.
+            let fresh = heads.is_empty()
+                || heads.len() == 1 && doc::genesis(scope.collection).get_heads().as_slice() == heads.as_slice();
+            if self.remote.contains(id) && fresh && changes.len() >= FRESH_SNAPSHOT {
+                self.conn
+                    .prepare_cached(
+                        "INSERT INTO documents(doc_id, shop_id, collection, branch_id, snapshot, change_count, updated_at)
+                         VALUES (?1, ?2, ?3, ?4, ?5, 0, ?6)
+                         ON CONFLICT(doc_id) DO UPDATE SET snapshot = excluded.snapshot, change_count = 0,
+                                                           updated_at = excluded.updated_at",
+                    )?
+                    .execute(params![id.as_str(), scope.shop_id, scope.collection.as_str(), scope.branch_id, d.save(), now])?;
+                self.conn.prepare_cached("DELETE FROM doc_changes WHERE doc_id = ?1")?.execute([id.as_str()])?;
+                self.batch_docs.insert(id.clone());
                 continue;
             }
             // One statement registers the document and counts its changes; the change log's

@@ -9,6 +9,9 @@
 //!
 //! `cargo bench -p dashoffice-tests --bench sync -- converge 10000 initial 100000 idle 1000`
 
+// A benchmark states what it needs; a failed unwrap is a broken setup, reported with its line.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::{
     collections::BTreeMap,
     net::SocketAddr,

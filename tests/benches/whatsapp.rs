@@ -6,6 +6,9 @@
 //!
 //! `cargo bench -p dashoffice-tests --bench whatsapp -- 5000 500` (messages, customers)
 
+// A benchmark states what it needs; a failed unwrap is a broken setup, reported with its line.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::time::{Duration, Instant};
 
 use dashoffice_tests::{

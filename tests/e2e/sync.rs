@@ -515,14 +515,10 @@ fn a_quic_peer_asking_for_other_branches_documents_or_sending_garbage_gets_nothi
     // A well-framed frame that is not CBOR: an error message, then the relay closes the connection.
     probe.send_frame(b"\xff\xfe this is not an automerge-repo message");
     let mut error = None;
-    loop {
-        match probe.read(Duration::from_secs(10)) {
-            Read::Message(Message::Error { message }) => {
-                error = Some(message);
-                break;
-            }
-            Read::Message(_) => continue,
-            _ => break,
+    while let Read::Message(m) = probe.read(Duration::from_secs(10)) {
+        if let Message::Error { message } = *m {
+            error = Some(message);
+            break;
         }
     }
     assert!(error.is_some_and(|m| m.contains("not an automerge-repo message")), "no error frame");

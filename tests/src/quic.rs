@@ -31,7 +31,7 @@ pub struct Probe {
 #[derive(Debug)]
 pub enum Read {
     /// A decoded message.
-    Message(Message),
+    Message(Box<Message>),
     /// Bytes that are not an automerge-repo message.
     Undecodable(String),
     /// Nothing arrived in time.
@@ -74,11 +74,14 @@ impl Probe {
             supported_protocol_versions: vec![PROTOCOL_VERSION.into()],
         });
         match p.read(Duration::from_secs(20)) {
-            Read::Message(Message::Peer { sender_id, peer_metadata, .. }) => {
-                p.relay_peer = sender_id;
-                Ok((p, peer_metadata))
-            }
-            Read::Message(Message::Error { message }) => Err(message),
+            Read::Message(m) => match *m {
+                Message::Peer { sender_id, peer_metadata, .. } => {
+                    p.relay_peer = sender_id;
+                    Ok((p, peer_metadata))
+                }
+                Message::Error { message } => Err(message),
+                other => Err(format!("expected peer, got {other:?}")),
+            },
             other => Err(format!("expected peer, got {other:?}")),
         }
     }
@@ -120,7 +123,7 @@ impl Probe {
             Err(_) => Read::Timeout,
             Ok(Err(e)) => Read::Closed(e),
             Ok(Ok(buf)) => match Message::decode(&buf) {
-                Ok(m) => Read::Message(m),
+                Ok(m) => Read::Message(Box::new(m)),
                 Err(e) => Read::Undecodable(e.to_string()),
             },
         }
@@ -130,7 +133,7 @@ impl Probe {
     pub fn drain(&mut self, quiet: Duration) -> Vec<Message> {
         let mut out = Vec::new();
         while let Read::Message(m) = self.read(quiet) {
-            out.push(m);
+            out.push(*m);
         }
         out
     }

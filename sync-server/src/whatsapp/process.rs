@@ -58,7 +58,7 @@ pub async fn run(wa: Arc<WhatsApp>) {
             let mut done: Vec<(i64, i64, Option<String>)> = Vec::new();
             // The fast path: every event that is ready is applied in one write per shop (one
             // commit for the batch); the first event that must wait stops the batch there.
-            let mut ready: Vec<(i64, i64, Vec<u8>, Vec<Item>, Vec<String>)> = Vec::new();
+            let mut ready: Vec<Ready> = Vec::new();
             let numbers = numbers_by_id(&wa);
             let mut rest = batch.into_iter();
             for (id, body, attempts) in rest.by_ref() {
@@ -509,6 +509,9 @@ async fn fetch_media(
     }
 }
 
+/// An event ready to apply: id, attempts so far, raw body, its items, what of it was ignored.
+type Ready = (i64, i64, Vec<u8>, Vec<Item>, Vec<String>);
+
 /// What one event asks for, once its numbers are known and their shops are ready.
 enum Plan {
     Items(Vec<Item>, Vec<String>),
@@ -591,7 +594,7 @@ fn plan(wa: &Arc<WhatsApp>, numbers: &std::collections::HashMap<String, super::s
 
 /// Applies the items of many events, one write (one commit) per shop. False if a write failed
 /// (nothing of that shop's part was applied).
-async fn apply_batch(wa: &Arc<WhatsApp>, ready: &[(i64, i64, Vec<u8>, Vec<Item>, Vec<String>)]) -> bool {
+async fn apply_batch(wa: &Arc<WhatsApp>, ready: &[Ready]) -> bool {
     let mut by_shop: std::collections::BTreeMap<String, Vec<&Item>> = std::collections::BTreeMap::new();
     for (_, _, _, items, _) in ready {
         for it in items {

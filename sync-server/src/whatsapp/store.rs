@@ -49,6 +49,9 @@ pub struct Number {
     pub updated_at: i64,
 }
 
+/// A delivery report waiting for its message: wamid, status, error, shop, received at.
+pub type Orphan = (String, String, Option<String>, String, i64);
+
 /// What claiming an outbound message for sending found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Claim {
@@ -164,7 +167,7 @@ impl WaStore {
     }
 
     /// Orphan reports (wamid, status, error, shop, received_at).
-    pub fn orphans(&self) -> R<Vec<(String, String, Option<String>, String, i64)>> {
+    pub fn orphans(&self) -> R<Vec<Orphan>> {
         let c = self.lock();
         let mut st = c.prepare_cached(
             "SELECT wamid, status, error, shop_id, received_at FROM orphan_statuses ORDER BY received_at LIMIT 1000",
@@ -299,15 +302,6 @@ impl WaStore {
             "SELECT message_id FROM outbox WHERE shop_id = ?1 AND state = 'retry' AND next_at <= ?2 ORDER BY next_at LIMIT 500",
         )?;
         Ok(st.query_map(params![shop, now_ms()], |r| r.get(0))?.collect::<rusqlite::Result<_>>()?)
-    }
-
-    /// The outbox row of a message: (state, attempts, wamid, error).
-    pub fn outbox_row(&self, message_id: &str) -> R<Option<(String, i64, Option<String>, Option<String>)>> {
-        Ok(self
-            .lock()
-            .prepare_cached("SELECT state, attempts, wamid, error FROM outbox WHERE message_id = ?1")?
-            .query_row([message_id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
-            .optional()?)
     }
 }
 

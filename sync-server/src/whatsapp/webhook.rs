@@ -42,14 +42,7 @@ pub async fn verify(State(wa): State<Arc<WhatsApp>>, Query(q): Query<Verify>) ->
             "no verify token is configured (DASHOFFICE_WHATSAPP_VERIFY_TOKEN)",
         );
     };
-    let token_ok = q.token.as_deref().is_some_and(|t| {
-        // Constant time, like the signature.
-        let mut m = <Hmac<Sha256> as KeyInit>::new_from_slice(b"verify-token").expect("HMAC accepts any key length");
-        m.update(t.as_bytes());
-        let mut e = <Hmac<Sha256> as KeyInit>::new_from_slice(b"verify-token").expect("HMAC accepts any key length");
-        e.update(expected.as_bytes());
-        m.verify_slice(&e.finalize().into_bytes()).is_ok()
-    });
+    let token_ok = q.token.as_deref().is_some_and(|t| same_secret(t, expected));
     match (q.mode.as_deref(), token_ok, q.challenge) {
         (Some("subscribe"), true, Some(c)) => (StatusCode::OK, c).into_response(),
         (Some("subscribe"), true, None) => {
@@ -60,6 +53,15 @@ pub async fn verify(State(wa): State<Arc<WhatsApp>>, Query(q): Query<Verify>) ->
         (Some("subscribe"), false, _) => error(StatusCode::FORBIDDEN, "forbidden", "hub.verify_token does not match"),
         _ => error(StatusCode::FORBIDDEN, "forbidden", "hub.mode must be subscribe"),
     }
+}
+
+/// Compares two secrets without an early exit (HMAC of one, verified against the other).
+fn same_secret(given: &str, expected: &str) -> bool {
+    let Ok(mut a) = <Hmac<Sha256> as KeyInit>::new_from_slice(b"compare") else { return false };
+    let Ok(mut b) = <Hmac<Sha256> as KeyInit>::new_from_slice(b"compare") else { return false };
+    a.update(given.as_bytes());
+    b.update(expected.as_bytes());
+    a.verify_slice(&b.finalize().into_bytes()).is_ok()
 }
 
 /// Checks `X-Hub-Signature-256: sha256=<hex>` against the raw body.
