@@ -198,7 +198,17 @@ pub async fn serve(
                 break End::Revoked(reason);
             }
             _ = ticker.tick(), if busy => {
-                s.in_flight.retain(|_, t| t.elapsed() < IN_FLIGHT_TIMEOUT);
+                // An answer that never came: forget what the sync state believes is on its way
+                // and step the document again.
+                let expired: Vec<DocId> =
+                    s.in_flight.iter().filter(|(_, t)| t.elapsed() >= IN_FLIGHT_TIMEOUT).map(|(d, _)| d.clone()).collect();
+                for d in expired {
+                    s.in_flight.remove(&d);
+                    s.states.remove(&d);
+                    if queued.insert(d.clone()) {
+                        queue.push_back(d);
+                    }
+                }
                 s.flush_states();
                 let (inf, out, received) = (s.in_flight.len() as u64, s.out, s.received);
                 reported = (inf, out, received);

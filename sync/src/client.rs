@@ -392,7 +392,19 @@ async fn session(
                 }
             }
             _ = ticker.tick() => {
-                in_flight.retain(|_, t| t.elapsed() < IN_FLIGHT_TIMEOUT);
+                // A document whose answer never came is not forgotten: its in-memory sync state
+                // (which believes a message is still on its way) is dropped and the document is
+                // queued again, so the next step starts from the persisted shared heads.
+                let expired: Vec<DocId> =
+                    in_flight.iter().filter(|(_, t)| t.elapsed() >= IN_FLIGHT_TIMEOUT).map(|(d, _)| d.clone()).collect();
+                for d in expired {
+                    in_flight.remove(&d);
+                    peer.evict(&d);
+                    if queued.insert(d.clone()) {
+                        queue.push_back(d);
+                    }
+                    metrics::counter!("dashoffice_sync_in_flight_timeouts_total").increment(1);
+                }
                 let mut sh = lock(ctx.shared);
                 let Shared { pending, dirty_since, .. } = &mut *sh;
                 dirty_since.retain(|d, _| pending.contains_key(d));
