@@ -301,7 +301,11 @@ async fn sync_ws(
         Err(rej) => return Ok(rej.into_response()),
     };
     let hub = s.hub.clone();
-    Ok(ws.max_message_size(dashoffice_sync::proto::MAX_FRAME).on_upgrade(move |socket| ws_session(socket, hub, device)))
+    Ok(ws
+        .max_message_size(dashoffice_sync::proto::MAX_FRAME)
+        // Sync messages are small; a smaller read buffer means less to clear on every read.
+        .read_buffer_size(16 * 1024)
+        .on_upgrade(move |socket| ws_session(socket, hub, device)))
 }
 
 async fn ws_session(socket: WebSocket, hub: Arc<Hub>, device: Device) {

@@ -92,6 +92,8 @@ pub struct Hub {
     kicks: Mutex<HashMap<String, Vec<Kick>>>,
     sessions: Mutex<HashMap<u64, SessionInfo>>,
     next_session: std::sync::atomic::AtomicU64,
+    /// automerge-repo ids already looked up (a repo id never changes its document).
+    repo_ids: Mutex<HashMap<String, DocId>>,
     /// The relay's peer id in the automerge-repo protocol.
     pub peer_id: String,
 }
@@ -119,8 +121,26 @@ impl Hub {
             kicks: Mutex::new(HashMap::new()),
             sessions: Mutex::new(HashMap::new()),
             next_session: std::sync::atomic::AtomicU64::new(1),
+            repo_ids: Mutex::new(HashMap::new()),
             peer_id,
         })
+    }
+
+    /// The document behind an automerge-repo id (cached: every WebSocket message names one).
+    pub async fn doc_by_repo_id(&self, repo_id: &str) -> Result<Option<DocId>, StoreError> {
+        if let Some(d) = self.repo_ids.lock().unwrap_or_else(|p| p.into_inner()).get(repo_id) {
+            return Ok(Some(d.clone()));
+        }
+        let n = repo_id.to_string();
+        let found = self.blocking(move |s| s.doc_by_repo_id(&n)).await?.and_then(|d| DocId::parse(&d).ok());
+        if let Some(d) = &found {
+            let mut m = self.repo_ids.lock().unwrap_or_else(|p| p.into_inner());
+            if m.len() > 100_000 {
+                m.clear();
+            }
+            m.insert(repo_id.to_string(), d.clone());
+        }
+        Ok(found)
     }
 
     /// Runs a blocking store call off the async threads.

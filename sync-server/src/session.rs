@@ -298,13 +298,10 @@ impl Session<'_> {
         };
         let id = match self.naming {
             Naming::Replica => DocId::parse(&name).ok(),
-            Naming::Repo => {
-                let n = name.clone();
-                match self.hub.blocking(move |s| s.doc_by_repo_id(&n)).await {
-                    Ok(found) => found.and_then(|d| DocId::parse(&d).ok()),
-                    Err(e) => return Err(End::Protocol(e.to_string())),
-                }
-            }
+            Naming::Repo => match self.hub.doc_by_repo_id(&name).await {
+                Ok(found) => found,
+                Err(e) => return Err(End::Protocol(e.to_string())),
+            },
         };
         let Some(id) = id.filter(|id| allowed(self.device, id)) else {
             tracing::info!(device = %self.device.id, doc = %name, "refused a document outside the device's scope");
