@@ -444,3 +444,32 @@ fn an_llm_answers_what_the_offline_bot_does_not_understand_and_falls_back_when_i
     assert_eq!(m["explain"]["trigger"]["kind"], "fallback");
     assert_eq!(m["sender"], "bot");
 }
+
+#[test]
+fn an_acknowledged_webhook_survives_kill_9_of_the_relay() {
+    let mut s = shop();
+    let customer = "5215511112222";
+    // Acknowledged (200) means on disk: kill the relay at once, before it can process anything.
+    let events: Vec<Value> =
+        (0..20).map(|i| wa::text(customer, "Dora", &format!("wamid.K{i}"), &format!("mensaje {i}"))).collect();
+    for e in &events {
+        wa::deliver(&s.relay.http, e);
+    }
+    s.relay.kill9();
+    s.relay.restart();
+    let t = wait_for(LONG, || {
+        let c = conversation_of(&s.owner, customer)?;
+        let t = thread(&s.owner, c["id"].as_str()?);
+        let inbound = t["messages"].as_array()?.iter().filter(|m| m["direction"] == "in").count();
+        (inbound == 20).then_some(t)
+    })
+    .unwrap_or_else(|| panic!("acknowledged messages were lost; relay log:\n{}", s.relay.log()));
+    let texts: std::collections::BTreeSet<&str> = t["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|m| m["direction"] == "in")
+        .filter_map(|m| m["text"].as_str())
+        .collect();
+    assert_eq!(texts.len(), 20, "every message once");
+}
