@@ -26,8 +26,6 @@ use crate::{
 
 /// Documents whose change log grows past this are compacted into a snapshot.
 const COMPACT_AFTER: i64 = 256;
-/// A document received whole with at least this many changes is stored as a snapshot.
-const FRESH_SNAPSHOT: usize = 32;
 /// At most this many writes share one transaction.
 const MAX_BATCH: usize = 512;
 
@@ -230,19 +228,15 @@ impl<'a> WriteCtx<'a> {
         for (id, heads) in &self.before {
             let scope = id.scope()?;
             let d = self.docs.get(id).ok_or_else(|| CoreError::Storage("document cache".into()))?;
-            let changes: Vec<automerge::Change> = if self.remote.contains(id) {
-                d.get_changes(heads)
-            } else {
-                self.local.iter().filter(|(doc, _)| doc == id).filter_map(|(_, h)| d.get_change_by_hash(h)).collect()
-            };
-            if changes.is_empty() {
-                continue;
-            }
             // A document received whole (an initial sync) is stored as one snapshot rather than
-            // change by change: far less to write, and nothing to compact later.
+            // change by change: far less to write, nothing to compact later, and no need to list
+            // its changes at all.
             let fresh = heads.is_empty()
                 || heads.len() == 1 && doc::genesis(scope.collection).get_heads().as_slice() == heads.as_slice();
-            if self.remote.contains(id) && fresh && changes.len() >= FRESH_SNAPSHOT {
+            if self.remote.contains(id) && fresh {
+                if d.get_heads().as_slice() == heads.as_slice() {
+                    continue;
+                }
                 self.conn
                     .prepare_cached(
                         "INSERT INTO documents(doc_id, shop_id, collection, branch_id, snapshot, change_count, updated_at)
@@ -253,6 +247,14 @@ impl<'a> WriteCtx<'a> {
                     .execute(params![id.as_str(), scope.shop_id, scope.collection.as_str(), scope.branch_id, d.save(), now])?;
                 self.conn.prepare_cached("DELETE FROM doc_changes WHERE doc_id = ?1")?.execute([id.as_str()])?;
                 self.batch_docs.insert(id.clone());
+                continue;
+            }
+            let changes: Vec<automerge::Change> = if self.remote.contains(id) {
+                d.get_changes(heads)
+            } else {
+                self.local.iter().filter(|(doc, _)| doc == id).filter_map(|(_, h)| d.get_change_by_hash(h)).collect()
+            };
+            if changes.is_empty() {
                 continue;
             }
             // One statement registers the document and counts its changes; the change log's
@@ -393,7 +395,7 @@ impl WriterThread {
                 replies.push((reply, Some(CoreError::Storage(msg.clone()))));
                 continue;
             }
-            if let Err(e) = self.conn.execute_batch("SAVEPOINT job") {
+            if let Err(e) = self.conn.prepare_cached("SAVEPOINT job").and_then(|mut st| st.execute([])) {
                 broken = Some(e.to_string());
                 let (_, reply) = job(None);
                 replies.push((reply, Some(CoreError::from(e))));
@@ -408,7 +410,7 @@ impl WriterThread {
                 if let Err(e) = self.conn.execute_batch("ROLLBACK TO job; RELEASE job") {
                     broken = Some(e.to_string());
                 }
-            } else if let Err(e) = self.conn.execute_batch("RELEASE job") {
+            } else if let Err(e) = self.conn.prepare_cached("RELEASE job").and_then(|mut st| st.execute([])) {
                 broken = Some(e.to_string());
             }
             replies.push((reply, outcome));
