@@ -73,6 +73,18 @@ impl ListQuery {
         self
     }
 
+    /// Limits the rows to the caller's shop and to the branches they may see, and to `branch` when
+    /// one is asked for (tables with `t.shop_id` and `t.branch_id`).
+    pub(crate) fn shop_and_branch(&mut self, caller: &crate::Caller, branch: Option<&str>) {
+        self.filter("t.shop_id = ?", [Value::Text(caller.shop_id.clone())]);
+        if let Some(b) = caller.branch_limit() {
+            self.filter("t.branch_id = ?", [Value::Text(b.to_string())]);
+        }
+        if let Some(b) = branch.filter(|b| !b.is_empty()) {
+            self.filter("t.branch_id = ?", [Value::Text(b.to_string())]);
+        }
+    }
+
     /// Adds a condition; `?` placeholders are numbered automatically.
     pub(crate) fn filter(&mut self, cond: &str, params: impl IntoIterator<Item = Value>) {
         let mut out = String::new();

@@ -362,6 +362,48 @@ fn templates(conn: &Connection, shop: &str) -> Result<Vec<TemplateView>> {
     Ok(list_items(conn, shop, "template")?.into_iter().filter_map(|(_, v)| serde_json::from_value(v).ok()).collect())
 }
 
+/// The stored text and payload of a reply: a template is checked against the approved ones (its
+/// text becomes the filled-in body), buttons, lists and media keep what WhatsApp needs.
+fn reply_content(conn: &Connection, shop: &str, m: &SendMessage, kind: &str) -> Result<(String, serde_json::Value)> {
+    let payload = match kind {
+        "template" => {
+            let name = m.template.clone().unwrap_or_default();
+            let all = templates(conn, shop)?;
+            let t = all.iter().find(|t| t.name == name && m.language.as_deref().is_none_or(|l| l == t.language));
+            let Some(t) = t else {
+                let names: Vec<&str> = all.iter().map(|t| t.name.as_str()).collect();
+                return Err(FieldError::new(
+                    "template",
+                    "approved",
+                    format!(
+                        "not an approved template; approved: {}",
+                        if names.is_empty() { "none".into() } else { names.join(", ") }
+                    ),
+                )
+                .into());
+            };
+            if m.params.len() != usize::from(t.params) {
+                return Err(
+                    FieldError::new("params", "count", format!("the template takes {} parameters", t.params)).into()
+                );
+            }
+            let mut preview = t.body.clone();
+            for (i, p) in m.params.iter().enumerate() {
+                preview = preview.replace(&format!("{{{{{}}}}}", i + 1), p);
+            }
+            let payload = serde_json::json!({ "template": t.name, "language": t.language, "params": m.params });
+            return Ok((preview, payload));
+        }
+        "buttons" => serde_json::json!({ "buttons": m.buttons }),
+        "list" => {
+            serde_json::json!({ "button": m.list_button.clone().unwrap_or_else(|| "Ver opciones".into()), "rows": m.rows })
+        }
+        "image" | "document" => serde_json::json!({ "link": m.media_url }),
+        _ => serde_json::json!({}),
+    };
+    Ok((m.text.clone(), payload))
+}
+
 /// Queues a reply (or writes an internal note) in a conversation. Free-form messages need the
 /// 24-hour window to be open; templates always may be sent. A staff reply takes the conversation
 /// from the bot (state open) and assigns it to them if nobody has it.
@@ -371,36 +413,7 @@ pub fn send(ctx: &mut WriteCtx<'_>, caller: &Caller, id: &str, m: SendMessage, s
     let (conv_doc, conv) = conversation_doc(ctx.conn(), caller, id)?;
     let kind = m.kind.clone().unwrap_or_else(|| "text".into());
     let now = ctx.now();
-    let mut payload = serde_json::json!({});
-    let mut text = m.text.clone();
-    if kind == "template" {
-        let name = m.template.clone().unwrap_or_default();
-        let all = templates(ctx.conn(), &caller.shop_id)?;
-        let t = all.iter().find(|t| t.name == name && m.language.as_deref().is_none_or(|l| l == t.language));
-        let Some(t) = t else {
-            let names: Vec<&str> = all.iter().map(|t| t.name.as_str()).collect();
-            return Err(FieldError::new(
-                "template",
-                "approved",
-                format!(
-                    "not an approved template; approved: {}",
-                    if names.is_empty() { "none".into() } else { names.join(", ") }
-                ),
-            )
-            .into());
-        };
-        if m.params.len() != usize::from(t.params) {
-            return Err(
-                FieldError::new("params", "count", format!("the template takes {} parameters", t.params)).into()
-            );
-        }
-        let mut preview = t.body.clone();
-        for (i, p) in m.params.iter().enumerate() {
-            preview = preview.replace(&format!("{{{{{}}}}}", i + 1), p);
-        }
-        text = preview;
-        payload = serde_json::json!({ "template": t.name, "language": t.language, "params": m.params });
-    } else if kind != "note" && (!window_open(conv.last_inbound_at, now) || conv.needs_template) {
+    if kind != "template" && kind != "note" && (!window_open(conv.last_inbound_at, now) || conv.needs_template) {
         let names: Vec<String> = templates(ctx.conn(), &caller.shop_id)?.into_iter().map(|t| t.name).collect();
         return Err(CoreError::conflict(
             "kind",
@@ -410,16 +423,8 @@ pub fn send(ctx: &mut WriteCtx<'_>, caller: &Caller, id: &str, m: SendMessage, s
                 if names.is_empty() { "no templates registered".into() } else { names.join(", ") }
             ),
         ));
-    } else {
-        match kind.as_str() {
-            "buttons" => payload = serde_json::json!({ "buttons": m.buttons }),
-            "list" => {
-                payload = serde_json::json!({ "button": m.list_button.clone().unwrap_or_else(|| "Ver opciones".into()), "rows": m.rows })
-            }
-            "image" | "document" => payload = serde_json::json!({ "link": m.media_url }),
-            _ => {}
-        }
     }
+    let (text, payload) = reply_content(ctx.conn(), &caller.shop_id, &m, &kind)?;
     let (direction, status) =
         if kind == "note" { ("note", MessageStatus::Sent) } else { ("out", MessageStatus::Queued) };
     let mid = new_id();
@@ -470,20 +475,14 @@ pub fn bot_reply(
     let (_, conv) = conversation_doc(ctx.conn(), &caller, conversation)?;
     let now = ctx.now();
     let kind = m.kind.clone().unwrap_or_else(|| "text".into());
-    let payload = match kind.as_str() {
-        "buttons" => serde_json::json!({ "buttons": m.buttons }),
-        "list" => {
-            serde_json::json!({ "button": m.list_button.clone().unwrap_or_else(|| "Ver opciones".into()), "rows": m.rows })
-        }
-        _ => serde_json::json!({}),
-    };
+    let (text, payload) = reply_content(ctx.conn(), shop, m, &kind)?;
     let mid = new_id();
     let mdoc = DocId::messages(shop, &conv.branch_id, &super::orders::yyyymm(now));
     let rec = MessageRecord {
         conversation_id: conversation,
         direction: "out",
         kind: &kind,
-        text: &m.text,
+        text: &text,
         payload: &payload,
         wamid: None,
         status: MessageStatus::Queued,
@@ -858,13 +857,7 @@ pub fn list(conn: &Connection, caller: &Caller, p: &ConversationParams) -> Resul
         p.limit,
         p.cursor.as_deref(),
     )?;
-    q.filter("t.shop_id = ?", [Value::Text(caller.shop_id.clone())]);
-    if let Some(b) = caller.branch_limit() {
-        q.filter("t.branch_id = ?", [Value::Text(b.to_string())]);
-    }
-    if let Some(b) = p.branch_id.as_deref().filter(|s| !s.is_empty()) {
-        q.filter("t.branch_id = ?", [Value::Text(b.to_string())]);
-    }
+    q.shop_and_branch(caller, p.branch_id.as_deref());
     if let Some(s) = p.state.as_deref().filter(|s| !s.is_empty()) {
         if ConversationState::parse(s).is_none() {
             return Err(FieldError::new("state", "one_of", "one of pending, open, resolved").into());

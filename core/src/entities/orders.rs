@@ -519,13 +519,7 @@ pub fn list(conn: &Connection, caller: &Caller, p: &ListParams) -> Result<Page<O
         p.limit,
         p.cursor.as_deref(),
     )?;
-    q.filter("t.shop_id = ?", [Value::Text(caller.shop_id.clone())]);
-    if let Some(b) = caller.branch_limit() {
-        q.filter("t.branch_id = ?", [Value::Text(b.to_string())]);
-    }
-    if let Some(b) = p.branch_id.as_deref() {
-        q.filter("t.branch_id = ?", [Value::Text(b.to_string())]);
-    }
+    q.shop_and_branch(caller, p.branch_id.as_deref());
     if !p.archived.unwrap_or(false) {
         q.filter("t.archived = 0", []);
     }
