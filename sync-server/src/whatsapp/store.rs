@@ -206,27 +206,16 @@ impl WaStore {
     /// Every number.
     pub fn numbers(&self) -> R<Vec<Number>> {
         let c = self.lock();
-        let mut st = c.prepare_cached(
-            "SELECT phone_number_id, shop_id, branch_id, display_number, access_token, created_at, updated_at
-             FROM numbers ORDER BY shop_id, phone_number_id",
-        )?;
-        let rows = st.query_map([], |r| {
-            Ok(Number {
-                phone_number_id: r.get(0)?,
-                shop_id: r.get(1)?,
-                branch_id: r.get(2)?,
-                display_number: r.get(3)?,
-                access_token: r.get(4)?,
-                created_at: r.get(5)?,
-                updated_at: r.get(6)?,
-            })
-        })?;
-        Ok(rows.collect::<rusqlite::Result<_>>()?)
+        let mut st =
+            c.prepare_cached(&format!("SELECT {NUMBER_COLS} FROM numbers ORDER BY shop_id, phone_number_id"))?;
+        Ok(st.query_map([], number_row)?.collect::<rusqlite::Result<_>>()?)
     }
 
-    /// One number.
+    /// One number (the outbox looks it up for every reply).
     pub fn number(&self, id: &str) -> R<Option<Number>> {
-        Ok(self.numbers()?.into_iter().find(|n| n.phone_number_id == id))
+        let c = self.lock();
+        let mut st = c.prepare_cached(&format!("SELECT {NUMBER_COLS} FROM numbers WHERE phone_number_id = ?1"))?;
+        Ok(st.query_row([id], number_row).optional()?)
     }
 
     /// Claims an outbound message for one sending attempt (durably, before any network call).
@@ -303,6 +292,20 @@ impl WaStore {
         )?;
         Ok(st.query_map(params![shop, now_ms()], |r| r.get(0))?.collect::<rusqlite::Result<_>>()?)
     }
+}
+
+const NUMBER_COLS: &str = "phone_number_id, shop_id, branch_id, display_number, access_token, created_at, updated_at";
+
+fn number_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Number> {
+    Ok(Number {
+        phone_number_id: r.get(0)?,
+        shop_id: r.get(1)?,
+        branch_id: r.get(2)?,
+        display_number: r.get(3)?,
+        access_token: r.get(4)?,
+        created_at: r.get(5)?,
+        updated_at: r.get(6)?,
+    })
 }
 
 fn ingest_loop(mut conn: Connection, rx: mpsc::Receiver<Ingest>) {
