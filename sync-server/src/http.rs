@@ -68,6 +68,8 @@ pub fn router(state: RelayState) -> Router {
                 .route("/webhooks/whatsapp", get(wa::webhook::verify).post(wa::webhook::receive))
                 .layer(axum::extract::DefaultBodyLimit::max(wa::webhook::MAX_BODY)),
         )
+        // The web UI for head office (the same app the edge nodes serve).
+        .fallback(dashoffice_api::ui::serve)
         .with_state(state)
 }
 

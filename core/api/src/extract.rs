@@ -131,18 +131,23 @@ impl FromRequestParts<AppState> for Auth {
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
         let token = bearer(&parts.headers)?;
-        let now = state.replica.now_ms();
-        if let Some(c) = state.sessions.get(&token, now) {
-            return Ok(Self(c));
-        }
-        let replica = state.replica.clone();
-        let t = token.clone();
-        let (caller, exp) = tokio::task::spawn_blocking(move || replica.authenticate(&t)).await.map_err(|_| {
-            ApiError::new(axum::http::StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal error")
-        })??;
-        state.sessions.put(&token, caller.clone(), exp);
-        Ok(Self(caller))
+        authenticate(state, &token).await.map(Self)
     }
+}
+
+/// The caller a session token belongs to (cached for a few seconds).
+pub(crate) async fn authenticate(state: &AppState, token: &str) -> Result<Caller, ApiError> {
+    let now = state.replica.now_ms();
+    if let Some(c) = state.sessions.get(token, now) {
+        return Ok(c);
+    }
+    let replica = state.replica.clone();
+    let t = token.to_string();
+    let (caller, exp) = tokio::task::spawn_blocking(move || replica.authenticate(&t))
+        .await
+        .map_err(|_| ApiError::new(axum::http::StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal error"))??;
+    state.sessions.put(token, caller.clone(), exp);
+    Ok(caller)
 }
 
 /// Query-string parameters; a value of the wrong type is a 400 naming the parameter.

@@ -5,6 +5,7 @@ mod error;
 mod extract;
 mod openapi;
 mod routes;
+pub mod ui;
 
 use std::{future::Future, sync::Arc, time::Instant};
 
@@ -111,7 +112,7 @@ async fn track(req: Request, next: Next) -> Response {
     res
 }
 
-async fn not_found() -> ApiError {
+pub(crate) fn not_found_error() -> ApiError {
     ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such route; see /api/openapi.json")
 }
 
@@ -129,7 +130,7 @@ pub const MAX_JSON_BODY: usize = 1024 * 1024;
 /// The router of the local API, health and metrics.
 pub fn app(state: AppState) -> Router {
     routes::router()
-        .fallback(not_found)
+        .fallback(ui::serve)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(MAX_JSON_BODY))
         .layer(middleware::from_fn(track))

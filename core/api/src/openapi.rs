@@ -40,6 +40,8 @@ impl Modify for BearerAuth {
         routes::system::openapi,
         routes::sync::status,
         routes::sync::documents,
+        routes::live::events,
+        routes::analytics::summary,
         routes::auth::login,
         routes::auth::logout,
         routes::auth::me,

@@ -679,3 +679,89 @@ pub struct SyncDocument {
     /// Its heads (hex change hashes, sorted).
     pub heads: Vec<String>,
 }
+
+// ---------- analytics ----------
+
+/// An amount and a count for one key (a day, a branch, a seller).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct AmountBy {
+    /// The key: a day (YYYY-MM-DD in the shop's time zone), a branch id or a staff id.
+    pub key: String,
+    /// What people call it (the branch or seller name; the day itself).
+    pub label: String,
+    /// Sum of order totals, exact decimal string.
+    pub amount: String,
+    /// Orders.
+    pub count: u64,
+}
+
+/// A count for one key (a status, a branch).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct CountBy {
+    /// The key.
+    pub key: String,
+    /// What people call it.
+    pub label: String,
+    /// How many.
+    pub count: u64,
+}
+
+/// A product whose stock in a branch is at or below the threshold.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct LowStock {
+    /// Product id.
+    pub product_id: String,
+    /// SKU.
+    pub sku: String,
+    /// Name.
+    pub name: String,
+    /// Branch id.
+    pub branch_id: String,
+    /// Units on hand.
+    pub on_hand: i64,
+}
+
+/// `GET /api/v1/analytics/summary`: sales, orders and conversations of a period, for the
+/// dashboard and the analytics page. Sales are orders that reached paid, fulfilled or delivered
+/// (not cancelled or refunded), by the day they were created.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct AnalyticsSummary {
+    /// The shop's currency (orders in other currencies are left out of the sums).
+    pub currency: String,
+    /// The shop's time zone, in which days are counted.
+    pub timezone: String,
+    /// First day of the period (YYYY-MM-DD).
+    pub from: String,
+    /// Last day of the period, today (YYYY-MM-DD).
+    pub to: String,
+    /// Sales today.
+    pub sales_today: String,
+    /// Orders created today (any status but cancelled).
+    pub orders_today: u64,
+    /// Sales in the period.
+    pub sales_total: String,
+    /// Sales orders in the period.
+    pub orders_total: u64,
+    /// Average sale in the period.
+    pub average_order: String,
+    /// Orders of the period by status (every status, zeros included).
+    pub orders_by_status: Vec<CountBy>,
+    /// Sales per day of the period (every day, zeros included).
+    pub sales_by_day: Vec<AmountBy>,
+    /// Sales per branch.
+    pub sales_by_branch: Vec<AmountBy>,
+    /// Sales per seller.
+    pub sales_by_seller: Vec<AmountBy>,
+    /// Conversations a person handles now.
+    pub conversations_open: u64,
+    /// Conversations a bot handles now.
+    pub conversations_pending: u64,
+    /// Conversations started in the period, per branch.
+    pub conversations_by_branch: Vec<CountBy>,
+    /// Products at or below the low-stock threshold (at most 20, lowest first).
+    pub low_stock: Vec<LowStock>,
+}

@@ -215,6 +215,8 @@ pub struct ConversationParams {
     pub q: Option<String>,
     /// Only conversations with unread messages.
     pub unread: Option<bool>,
+    /// Only this customer's conversations.
+    pub customer_id: Option<String>,
 }
 
 /// A reply button.

@@ -870,6 +870,9 @@ pub fn list(conn: &Connection, caller: &Caller, p: &ConversationParams) -> Resul
         Some("me") => q.filter("t.assignee_id = ?", [Value::Text(caller.user_id.clone())]),
         Some(a) => q.filter("t.assignee_id = ?", [Value::Text(a.to_string())]),
     }
+    if let Some(c) = p.customer_id.as_deref().filter(|c| !c.is_empty()) {
+        q.filter("t.customer_id = ?", [Value::Text(c.to_string())]);
+    }
     if p.unread == Some(true) {
         q.filter(
             "EXISTS (SELECT 1 FROM messages m WHERE m.conversation_id = t.id AND m.direction = 'in' AND m.at > t.read_at)",

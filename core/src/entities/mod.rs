@@ -1,6 +1,7 @@
 //! The entities: for each, its writes (document changes with their rules), its projection into
 //! SQL, and its reads. Writes take a [`Caller`](crate::Caller) and check the role's permissions.
 
+pub mod analytics;
 pub mod customers;
 pub mod inbox;
 pub mod orders;

@@ -1,7 +1,9 @@
 //! The routes, grouped by area. Each handler checks nothing itself beyond the HTTP edge: rules and
 //! permissions live in the core, so every host enforces the same ones.
 
+pub(crate) mod analytics;
 pub(crate) mod auth;
+pub(crate) mod live;
 pub(crate) mod catalog;
 pub(crate) mod crm;
 pub(crate) mod inbox;
@@ -61,6 +63,8 @@ pub(crate) fn router() -> Router<AppState> {
         .route("/metrics", get(system::metrics))
         .route("/api/v1/sync/status", get(sync::status))
         .route("/api/v1/sync/documents", get(sync::documents))
+        .route("/api/v1/events", get(live::events))
+        .route("/api/v1/analytics/summary", get(analytics::summary))
         .route("/api/openapi.json", get(system::openapi))
         .route("/api/v1/auth/login", post(auth::login))
         .route("/api/v1/auth/logout", post(auth::logout))

@@ -1,0 +1,198 @@
+//! Head-office and dashboard figures, read from the SQL projection: sales by day, branch and
+//! seller, orders by status, conversations, low stock. Amounts are summed as exact decimals.
+
+use std::collections::BTreeMap;
+
+use dashoffice_domain::{
+    OrderStatus,
+    api::{AmountBy, AnalyticsSummary, CountBy, LowStock},
+};
+use rusqlite::{Connection, params};
+use rust_decimal::Decimal;
+
+use crate::{Caller, error::Result};
+
+/// What to sum.
+#[derive(Debug, Clone, Default)]
+pub struct SummaryQuery {
+    /// Days in the period, today included (1 to 366).
+    pub days: u32,
+    /// Only this branch (a branch-scoped caller always gets their own).
+    pub branch_id: Option<String>,
+    /// Stock at or below this is low.
+    pub low_stock: i64,
+    /// Now (Unix ms).
+    pub now_ms: i64,
+}
+
+fn is_sale(status: &str) -> bool {
+    matches!(OrderStatus::parse(status), Some(OrderStatus::Paid | OrderStatus::Fulfilled | OrderStatus::Delivered))
+}
+
+fn add(map: &mut BTreeMap<String, (Decimal, u64)>, key: &str, amount: Decimal) {
+    let e = map.entry(key.to_string()).or_default();
+    e.0 += amount;
+    e.1 += 1;
+}
+
+fn money(d: Decimal) -> String {
+    d.round_dp(2).to_string()
+}
+
+/// The figures of the last `q.days` days in the shop's time zone.
+pub fn summary(conn: &Connection, caller: &Caller, q: &SummaryQuery) -> Result<AnalyticsSummary> {
+    let (currency, tz_name): (String, String) = conn.query_row(
+        "SELECT currency, timezone FROM shops WHERE id = ?1",
+        params![caller.shop_id],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )?;
+    let tz = jiff::tz::TimeZone::get(&tz_name).unwrap_or(jiff::tz::TimeZone::UTC);
+    let now = jiff::Timestamp::from_millisecond(q.now_ms).unwrap_or(jiff::Timestamp::UNIX_EPOCH).to_zoned(tz.clone());
+    let today = now.date();
+    let days = q.days.clamp(1, 366);
+    let first = today.checked_sub(jiff::Span::new().days(i64::from(days) - 1)).unwrap_or(today);
+    let start_ms = first.to_zoned(tz.clone()).map(|z| z.timestamp().as_millisecond()).unwrap_or(0);
+    let branch = caller.branch_id.clone().or_else(|| q.branch_id.clone().filter(|b| !b.is_empty()));
+    let day_of = |ms: i64| -> String {
+        jiff::Timestamp::from_millisecond(ms)
+            .map(|t| t.to_zoned(tz.clone()).date().to_string())
+            .unwrap_or_default()
+    };
+    let names = |sql: &str| -> Result<BTreeMap<String, String>> {
+        let mut st = conn.prepare(sql)?;
+        let rows = st.query_map(params![caller.shop_id], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    };
+    let branches = names("SELECT id, name FROM branches WHERE shop_id = ?1")?;
+    let staff = names("SELECT id, name FROM staff WHERE shop_id = ?1")?;
+
+    let mut by_day: BTreeMap<String, (Decimal, u64)> = BTreeMap::new();
+    let mut by_branch = BTreeMap::new();
+    let mut by_seller = BTreeMap::new();
+    let mut by_status: Vec<(&'static str, u64)> = OrderStatus::ALL.iter().map(|s| (s.as_str(), 0)).collect();
+    let (mut total, mut count, mut today_sales, mut today_orders) = (Decimal::ZERO, 0u64, Decimal::ZERO, 0u64);
+    let today_s = today.to_string();
+    {
+        let mut st = conn.prepare(
+            "SELECT branch_id, seller_id, status, currency, total, created_at FROM orders
+             WHERE shop_id = ?1 AND archived = 0 AND created_at >= ?2 AND (?3 IS NULL OR branch_id = ?3)",
+        )?;
+        let mut rows = st.query(params![caller.shop_id, start_ms, branch])?;
+        while let Some(r) = rows.next()? {
+            let (b, s, status, cur, t, at): (String, String, String, String, String, i64) =
+                (r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?);
+            if let Some((_, n)) = by_status.iter_mut().find(|(k, _)| *k == status) {
+                *n += 1;
+            }
+            let day = day_of(at);
+            if day == today_s && status != "cancelled" {
+                today_orders += 1;
+            }
+            if !is_sale(&status) || cur != currency {
+                continue;
+            }
+            let amount: Decimal = t.parse().unwrap_or_default();
+            total += amount;
+            count += 1;
+            if day == today_s {
+                today_sales += amount;
+            }
+            add(&mut by_day, &day, amount);
+            add(&mut by_branch, &b, amount);
+            add(&mut by_seller, &s, amount);
+        }
+    }
+    let mut sales_by_day = Vec::new();
+    let mut d = first;
+    while d <= today {
+        let k = d.to_string();
+        let (a, n) = by_day.get(&k).copied().unwrap_or_default();
+        sales_by_day.push(AmountBy { label: k.clone(), key: k, amount: money(a), count: n });
+        match d.tomorrow() {
+            Ok(n) => d = n,
+            Err(_) => break,
+        }
+    }
+    let ranked = |m: BTreeMap<String, (Decimal, u64)>, names: &BTreeMap<String, String>| {
+        let mut v: Vec<AmountBy> = m
+            .into_iter()
+            .map(|(k, (a, n))| AmountBy {
+                label: names.get(&k).cloned().unwrap_or_else(|| k.clone()),
+                key: k,
+                amount: money(a),
+                count: n,
+            })
+            .collect();
+        v.sort_by(|x, y| {
+            let (a, b): (Decimal, Decimal) = (x.amount.parse().unwrap_or_default(), y.amount.parse().unwrap_or_default());
+            b.cmp(&a).then_with(|| x.label.cmp(&y.label))
+        });
+        v
+    };
+
+    let (open, pending): (u64, u64) = conn.query_row(
+        "SELECT coalesce(sum(state = 'open'), 0), coalesce(sum(state = 'pending'), 0) FROM conversations
+         WHERE shop_id = ?1 AND (?2 IS NULL OR branch_id = ?2)",
+        params![caller.shop_id, branch],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )?;
+    let mut conv_by_branch = Vec::new();
+    {
+        let mut st = conn.prepare(
+            "SELECT branch_id, count(*) FROM conversations WHERE shop_id = ?1 AND created_at >= ?2
+             AND (?3 IS NULL OR branch_id = ?3) GROUP BY branch_id ORDER BY count(*) DESC",
+        )?;
+        let rows = st.query_map(params![caller.shop_id, start_ms, branch], |r| {
+            Ok((r.get::<_, String>(0)?, r.get::<_, u64>(1)?))
+        })?;
+        for row in rows {
+            let (k, n) = row?;
+            conv_by_branch.push(CountBy { label: branches.get(&k).cloned().unwrap_or_else(|| k.clone()), key: k, count: n });
+        }
+    }
+    let mut low = Vec::new();
+    {
+        let mut st = conn.prepare(
+            "SELECT p.id, p.sku, p.name, s.branch_id, s.adjusted - s.committed AS on_hand
+             FROM stock s JOIN products p ON p.id = s.product_id
+             WHERE s.shop_id = ?1 AND p.archived = 0 AND p.active = 1 AND (?2 IS NULL OR s.branch_id = ?2)
+               AND s.adjusted - s.committed <= ?3
+             ORDER BY on_hand, p.name LIMIT 20",
+        )?;
+        let rows = st.query_map(params![caller.shop_id, branch, q.low_stock], |r| {
+            Ok(LowStock {
+                product_id: r.get(0)?,
+                sku: r.get(1)?,
+                name: r.get(2)?,
+                branch_id: r.get(3)?,
+                on_hand: r.get(4)?,
+            })
+        })?;
+        for row in rows {
+            low.push(row?);
+        }
+    }
+    let average = if count == 0 { Decimal::ZERO } else { total / Decimal::from(count) };
+    Ok(AnalyticsSummary {
+        currency,
+        timezone: tz_name,
+        from: first.to_string(),
+        to: today_s,
+        sales_today: money(today_sales),
+        orders_today: today_orders,
+        sales_total: money(total),
+        orders_total: count,
+        average_order: money(average),
+        orders_by_status: by_status
+            .into_iter()
+            .map(|(k, n)| CountBy { key: k.to_string(), label: k.to_string(), count: n })
+            .collect(),
+        sales_by_day,
+        sales_by_branch: ranked(by_branch, &branches),
+        sales_by_seller: ranked(by_seller, &staff),
+        conversations_open: open,
+        conversations_pending: pending,
+        conversations_by_branch: conv_by_branch,
+        low_stock: low,
+    })
+}

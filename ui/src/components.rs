@@ -1,0 +1,193 @@
+//! The design system: loading, empty and error states, form fields that show the API's error for
+//! their field, buttons, badges, cards and a bar chart. Styles live in ui/style.css (tokens as CSS
+//! custom properties; light and dark).
+
+use std::{cell::Cell, future::Future, rc::Rc};
+
+use leptos::{prelude::*, task::spawn_local};
+
+use crate::{
+    api::ApiError,
+    i18n::{t, tf},
+};
+
+/// The state of a request.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Load<T> {
+    /// Not answered yet.
+    Loading,
+    /// The answer.
+    Ready(T),
+    /// The error.
+    Failed(ApiError),
+}
+
+impl<T> Load<T> {
+    /// The value, if ready.
+    pub fn ready(&self) -> Option<&T> {
+        match self {
+            Load::Ready(v) => Some(v),
+            _ => None,
+        }
+    }
+}
+
+/// Runs `f` now and again whenever a signal it reads (before its first await) changes; keeps
+/// showing the previous answer while a newer one loads, and ignores answers that arrive late.
+pub fn loader<T, Fut>(f: impl Fn() -> Fut + 'static) -> RwSignal<Load<T>>
+where
+    T: Send + Sync + 'static,
+    Fut: Future<Output = Result<T, ApiError>> + 'static,
+{
+    let out = RwSignal::new(Load::Loading);
+    let generation = Rc::new(Cell::new(0u64));
+    Effect::new(move |_| {
+        let fut = f();
+        let g = generation.get() + 1;
+        generation.set(g);
+        let generation = generation.clone();
+        spawn_local(async move {
+            let r = fut.await;
+            if generation.get() == g {
+                out.set(match r {
+                    Ok(v) => Load::Ready(v),
+                    Err(e) => Load::Failed(e),
+                });
+            }
+        });
+    });
+    out
+}
+
+/// Renders a request: a spinner while loading, the error box on failure, else `f(value)`.
+pub fn show<T, V>(data: RwSignal<Load<T>>, f: impl Fn(T) -> V + Send + Sync + 'static) -> impl IntoView
+where
+    T: Clone + Send + Sync + 'static,
+    V: IntoView + 'static,
+{
+    move || match data.get() {
+        Load::Loading => view! { <Spinner/> }.into_any(),
+        Load::Failed(e) => view! { <ErrorBox err=e/> }.into_any(),
+        Load::Ready(v) => f(v).into_any(),
+    }
+}
+
+/// A loading indicator.
+#[component]
+pub fn Spinner() -> impl IntoView {
+    view! { <div class="state loading" role="status" aria-live="polite"><span class="spin" aria-hidden="true"></span>{t("loading")}</div> }
+}
+
+/// Nothing to show yet.
+#[component]
+pub fn Empty(#[prop(into)] text: String) -> impl IntoView {
+    view! { <div class="state empty">{text}</div> }
+}
+
+/// A failed request, in words.
+#[component]
+pub fn ErrorBox(err: ApiError) -> impl IntoView {
+    let msg = if err.status == 0 { tf("error_network", &[&err.message]) } else { err.message.clone() };
+    view! { <div class="state error" role="alert">{msg}</div> }
+}
+
+/// A form's error that names no field of the form (or several).
+#[component]
+pub fn FormError(err: RwSignal<Option<ApiError>>, #[prop(default = &[])] fields: &'static [&'static str]) -> impl IntoView {
+    move || {
+        err.get().filter(|e| !e.fields.iter().any(|f| fields.contains(&f.field.as_str()))).map(|e| view! { <ErrorBox err=e/> })
+    }
+}
+
+/// A labelled input bound to `value`; shows the API's message for `name` under it.
+#[component]
+pub fn Field(
+    #[prop(into)] label: String,
+    name: &'static str,
+    value: RwSignal<String>,
+    err: RwSignal<Option<ApiError>>,
+    #[prop(default = "text")] kind: &'static str,
+    #[prop(optional)] placeholder: &'static str,
+    #[prop(optional)] required: bool,
+) -> impl IntoView {
+    let id = format!("f-{name}");
+    let msg = move || err.with(|e| e.as_ref().and_then(|e| e.field(name)));
+    let err_id = format!("{id}-err");
+    let for_id = id.clone();
+    let described = err_id.clone();
+    view! {
+        <label class="field" for=for_id>
+            <span>{label}{required.then_some(" *")}</span>
+            <input id=id name=name type=kind placeholder=placeholder bind:value=value required=required
+                aria-invalid=move || msg().is_some().to_string() aria-describedby=described/>
+            <small class="field-error" id=err_id role="alert">{msg}</small>
+        </label>
+    }
+}
+
+/// A status label with its colour.
+#[component]
+pub fn Badge(#[prop(into)] kind: String, #[prop(into)] text: String) -> impl IntoView {
+    view! { <span class=format!("badge badge-{kind}")>{text}</span> }
+}
+
+/// A figure on the dashboard.
+#[component]
+pub fn Stat(#[prop(into)] label: String, #[prop(into)] value: String) -> impl IntoView {
+    view! { <div class="card stat"><div class="stat-label">{label}</div><div class="stat-value">{value}</div></div> }
+}
+
+/// A bar chart of (label, value) pairs, with each value in the bar's tooltip and a table for
+/// screen readers.
+#[component]
+pub fn BarChart(#[prop(into)] title: String, bars: Vec<(String, f64, String)>) -> impl IntoView {
+    let max = bars.iter().map(|b| b.1).fold(0.0_f64, f64::max).max(1.0);
+    let n = bars.len().max(1) as f64;
+    let w = 600.0;
+    let h = 160.0;
+    let bw = w / n;
+    let every = (bars.len() / 8).max(1);
+    let rects = bars
+        .iter()
+        .enumerate()
+        .map(|(i, (label, v, shown))| {
+            let bh = (v / max) * (h - 24.0);
+            let x = i as f64 * bw;
+            let tip = format!("{label}: {shown}");
+            let text = (i % every == 0).then(|| {
+                view! { <text x=x + bw / 2.0 y=h - 4.0 text-anchor="middle" class="axis">{label.clone()}</text> }
+            });
+            view! {
+                <g>
+                    <rect x=x + bw * 0.15 y=h - 20.0 - bh width=bw * 0.7 height=bh.max(0.5) class="bar"><title>{tip}</title></rect>
+                    {text}
+                </g>
+            }
+        })
+        .collect_view();
+    let rows = bars.into_iter().map(|(l, _, s)| view! { <tr><td>{l}</td><td>{s}</td></tr> }).collect_view();
+    view! {
+        <figure class="chart">
+            <figcaption>{title.clone()}</figcaption>
+            <svg viewBox=format!("0 0 {w} {h}") role="img" aria-label=title preserveAspectRatio="none">{rects}</svg>
+            <table class="sr-only"><tbody>{rows}</tbody></table>
+        </figure>
+    }
+}
+
+/// The key of an order status, translated.
+pub fn status_text(s: &str) -> &'static str {
+    match s {
+        "draft" => t("status_draft"),
+        "confirmed" => t("status_confirmed"),
+        "paid" => t("status_paid"),
+        "fulfilled" => t("status_fulfilled"),
+        "delivered" => t("status_delivered"),
+        "cancelled" => t("status_cancelled"),
+        "refunded" => t("status_refunded"),
+        "pending" => t("conv_pending"),
+        "open" => t("conv_open"),
+        "resolved" => t("conv_resolved"),
+        _ => t("unknown"),
+    }
+}

@@ -1,0 +1,153 @@
+//! Every string of the UI goes through [`t`]: one table (i18n.tsv: key, English, Spanish) for both
+//! languages. The language comes from the user's choice, else the browser's; money, dates and
+//! numbers are formatted for it by the browser's Intl.
+
+use std::{cell::Cell, collections::HashMap, sync::OnceLock};
+
+use wasm_bindgen::JsValue;
+
+/// A UI language.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lang {
+    /// English.
+    En,
+    /// Spanish.
+    Es,
+}
+
+impl Lang {
+    /// The saved choice, else the browser's language (Spanish for any `es-*`), else English.
+    pub fn detect() -> Self {
+        let saved = crate::state::load_pref("dashoffice.lang");
+        let browser = web_sys::window().and_then(|w| w.navigator().language());
+        let l = match saved.or(browser).as_deref().map(|s| s.to_ascii_lowercase()) {
+            Some(s) if s.starts_with("es") => Lang::Es,
+            _ => Lang::En,
+        };
+        CURRENT.with(|c| c.set(l));
+        l
+    }
+    /// `en` or `es`.
+    pub fn code(self) -> &'static str {
+        match self {
+            Lang::En => "en",
+            Lang::Es => "es",
+        }
+    }
+    /// The BCP 47 tag used for formatting: the browser's own when it is the same language.
+    pub fn tag(self) -> String {
+        let browser = web_sys::window().and_then(|w| w.navigator().language()).unwrap_or_default();
+        if browser.to_ascii_lowercase().starts_with(self.code()) {
+            browser
+        } else {
+            match self {
+                Lang::En => "en-US".into(),
+                Lang::Es => "es-MX".into(),
+            }
+        }
+    }
+    /// Makes this the language of [`t`] and remembers it.
+    pub fn activate(self) {
+        CURRENT.with(|c| c.set(self));
+        crate::state::save_pref("dashoffice.lang", Some(self.code()));
+        if let Some(d) = web_sys::window().and_then(|w| w.document()).and_then(|d| d.document_element()) {
+            let _ = d.set_attribute("lang", self.code());
+        }
+    }
+}
+
+thread_local! {
+    static CURRENT: Cell<Lang> = const { Cell::new(Lang::En) };
+}
+
+static TABLE_TEXT: &str = include_str!("i18n.tsv");
+
+fn table() -> &'static HashMap<&'static str, (&'static str, &'static str)> {
+    static T: OnceLock<HashMap<&'static str, (&'static str, &'static str)>> = OnceLock::new();
+    T.get_or_init(|| {
+        TABLE_TEXT
+            .lines()
+            .filter(|l| !l.is_empty() && !l.starts_with('#'))
+            .filter_map(|l| {
+                let mut p = l.split('\t');
+                Some((p.next()?, (p.next()?, p.next()?)))
+            })
+            .collect()
+    })
+}
+
+/// The current language.
+pub fn lang() -> Lang {
+    CURRENT.with(Cell::get)
+}
+
+/// The text of `key` in the current language (the key itself if the table lacks it).
+pub fn t(key: &'static str) -> &'static str {
+    match table().get(key) {
+        Some((en, es)) => match lang() {
+            Lang::En => en,
+            Lang::Es => es,
+        },
+        None => key,
+    }
+}
+
+/// [`t`] with `{}` replaced by each argument in turn.
+pub fn tf(key: &'static str, args: &[&str]) -> String {
+    let mut out = t(key).to_string();
+    for a in args {
+        if let Some(i) = out.find("{}") {
+            out.replace_range(i..i + 2, a);
+        }
+    }
+    out
+}
+
+fn locales() -> js_sys::Array {
+    js_sys::Array::of1(&JsValue::from_str(&lang().tag()))
+}
+
+fn opts(pairs: &[(&str, JsValue)]) -> js_sys::Object {
+    let o = js_sys::Object::new();
+    for (k, v) in pairs {
+        let _ = js_sys::Reflect::set(&o, &JsValue::from_str(k), v);
+    }
+    o
+}
+
+/// An amount ("1234.5") in a currency, as people of the language write it ("$1,234.50").
+pub fn money(amount: &str, currency: &str) -> String {
+    let n: f64 = amount.parse().unwrap_or(0.0);
+    let nf = js_sys::Intl::NumberFormat::new(
+        &locales(),
+        &opts(&[("style", "currency".into()), ("currency", currency.into())]),
+    );
+    nf.format().call1(&JsValue::NULL, &JsValue::from_f64(n)).ok().and_then(|v| v.as_string()).unwrap_or_else(|| format!("{amount} {currency}"))
+}
+
+/// A whole number with the language's grouping.
+pub fn number(n: f64) -> String {
+    let nf = js_sys::Intl::NumberFormat::new(&locales(), &js_sys::Object::new());
+    nf.format().call1(&JsValue::NULL, &JsValue::from_f64(n)).ok().and_then(|v| v.as_string()).unwrap_or_else(|| n.to_string())
+}
+
+/// A date and time (Unix ms), short.
+pub fn datetime(ms: i64) -> String {
+    let d = js_sys::Date::new(&JsValue::from_f64(ms as f64));
+    String::from(d.to_locale_string(&lang().tag(), &opts(&[("dateStyle", "medium".into()), ("timeStyle", "short".into())])))
+}
+
+/// A time of day (Unix ms) if today, else a short date.
+pub fn when(ms: i64) -> String {
+    let d = js_sys::Date::new(&JsValue::from_f64(ms as f64));
+    let now = js_sys::Date::new_0();
+    let same_day = d.to_date_string() == now.to_date_string();
+    let o = if same_day { opts(&[("timeStyle", "short".into())]) } else { opts(&[("dateStyle", "short".into())]) };
+    String::from(d.to_locale_string(&lang().tag(), &o))
+}
+
+/// A calendar day ("2026-11-29") as the language writes it, short.
+pub fn day(iso: &str) -> String {
+    let d = js_sys::Date::new(&JsValue::from_str(&format!("{iso}T12:00:00")));
+    String::from(d.to_locale_date_string(&lang().tag(), &opts(&[("day", "numeric".into()), ("month", "short".into())])))
+}

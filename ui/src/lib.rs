@@ -1,0 +1,146 @@
+//! The DashOffice web UI: one Leptos app, rendered in the browser, for the edge node, the relay
+//! and the desktop app. Data comes only through [`api`] (HTTP by default, IPC in the desktop app);
+//! live updates through the replica's event stream; every string through [`i18n`].
+
+// Leptos' #[component] turns a crate-private component into a public function and props struct.
+#![allow(unreachable_pub)]
+
+pub mod api;
+pub mod components;
+pub mod i18n;
+mod pages;
+pub mod state;
+
+use leptos::prelude::*;
+use leptos_router::{
+    components::{A, Outlet, ParentRoute, Redirect, Route, Router, Routes},
+    path,
+};
+use wasm_bindgen::prelude::wasm_bindgen;
+
+use crate::{
+    i18n::{Lang, t},
+    state::AppState,
+};
+
+/// Starts the UI in the page's body.
+#[wasm_bindgen(start)]
+pub fn start() {
+    // index.html shows a loading screen until the app draws itself.
+    if let Some(boot) = web_sys::window().and_then(|w| w.document()).and_then(|d| d.get_element_by_id("boot")) {
+        boot.remove();
+    }
+    leptos::mount::mount_to_body(App);
+}
+
+/// The whole app.
+#[component]
+pub fn App() -> impl IntoView {
+    let st = AppState::restore();
+    provide_context(st);
+    st.lang.get_untracked().activate();
+    Effect::new(move |_| {
+        let dark = st.dark.get();
+        if let Some(d) = web_sys::window().and_then(|w| w.document()).and_then(|d| d.document_element()) {
+            let _ = d.set_attribute("data-theme", if dark { "dark" } else { "light" });
+        }
+    });
+    if st.user.get_untracked().is_some() {
+        state::start_live(st);
+    }
+    // A new language re-renders everything (every string is read once, when drawn).
+    move || {
+        st.lang.get().activate();
+        view! {
+            <Router>
+                <Routes fallback=|| view! { <pages::NotFound/> }>
+                    <Route path=path!("/login") view=pages::login::Login/>
+                    <ParentRoute path=path!("") view=Shell>
+                        <Route path=path!("") view=pages::dashboard::Dashboard/>
+                        <Route path=path!("products") view=pages::products::Products/>
+                        <Route path=path!("products/new") view=pages::products::ProductEdit/>
+                        <Route path=path!("products/:id") view=pages::products::ProductEdit/>
+                        <Route path=path!("orders") view=pages::orders::Orders/>
+                        <Route path=path!("orders/new") view=pages::orders::NewOrder/>
+                        <Route path=path!("orders/:id") view=pages::orders::OrderDetail/>
+                        <Route path=path!("customers") view=pages::customers::Customers/>
+                        <Route path=path!("customers/:id") view=pages::customers::CustomerDetail/>
+                        <Route path=path!("sellers") view=pages::sellers::Sellers/>
+                        <Route path=path!("conversations") view=pages::inbox::Inbox/>
+                        <Route path=path!("conversations/:id") view=pages::inbox::Inbox/>
+                        <Route path=path!("bots") view=pages::bots::Bots/>
+                        <Route path=path!("analytics") view=pages::analytics::Analytics/>
+                        <Route path=path!("settings") view=pages::settings::Settings/>
+                    </ParentRoute>
+                </Routes>
+            </Router>
+        }
+    }
+}
+
+/// The frame of every page after login: navigation, sync state, language, theme.
+#[component]
+fn Shell() -> impl IntoView {
+    let st = state::app();
+    let logged_in = move || st.user.with(|u| u.is_some());
+    let nav = [
+        ("/", "nav_dashboard"),
+        ("/conversations", "nav_conversations"),
+        ("/orders", "nav_orders"),
+        ("/products", "nav_products"),
+        ("/customers", "nav_customers"),
+        ("/sellers", "nav_sellers"),
+        ("/bots", "nav_bots"),
+        ("/analytics", "nav_analytics"),
+        ("/settings", "nav_settings"),
+    ];
+    let links = move || {
+        nav.into_iter().map(|(href, key)| view! { <li><A href=href exact=href == "/">{t(key)}</A></li> }).collect_view()
+    };
+    let sync_badge = move || {
+        let s = st.sync.get();
+        let live = st.live.get();
+        let (kind, text) = match s {
+            _ if !live => ("warn", t("sync_replica_unreachable")),
+            Some(s) if s.enabled && s.connected && s.pending_changes == 0 => ("ok", t("sync_synced")),
+            Some(s) if s.enabled && s.connected => ("info", t("sync_syncing")),
+            Some(s) if s.enabled => ("warn", t("sync_offline")),
+            Some(_) => ("muted", t("sync_local_only")),
+            None => ("muted", t("sync_unknown")),
+        };
+        view! { <A href="/settings" attr:class=format!("badge badge-{kind} sync-badge")>{text}</A> }
+    };
+    let other = move || if st.lang.get() == Lang::Es { "English" } else { "Español" };
+    let switch_lang = move |_| st.lang.update(|l| *l = if *l == Lang::Es { Lang::En } else { Lang::Es });
+    let toggle_theme = move |_| {
+        st.dark.update(|d| *d = !*d);
+        state::save_pref("dashoffice.theme", Some(if st.dark.get_untracked() { "dark" } else { "light" }));
+    };
+    let logout = move |_| {
+        let st = state::app();
+        leptos::task::spawn_local(async move {
+            let _: Result<(), _> = api::post("/api/v1/auth/logout", &serde_json::json!({})).await;
+            st.logout();
+        });
+    };
+    let who = move || st.user.with(|u| u.as_ref().map(|u| u.name.clone()).unwrap_or_default());
+    view! {
+        <Show when=logged_in fallback=|| view! { <Redirect path="/login"/> }>
+            <a class="skip" href="#main">{t("skip_to_content")}</a>
+            <div class="app">
+                <header class="topbar">
+                    <A href="/" attr:class="brand">"DashOffice"</A>
+                    {sync_badge}
+                    <span class="spacer"></span>
+                    <span class="who">{who}</span>
+                    <button class="btn ghost" on:click=switch_lang lang=move || if st.lang.get() == Lang::Es { "en" } else { "es" }>{other}</button>
+                    <button class="btn ghost" on:click=toggle_theme aria-label=t("toggle_theme")>{move || if st.dark.get() { "☀" } else { "☾" }}</button>
+                    <button class="btn ghost" on:click=logout>{t("logout")}</button>
+                </header>
+                <nav class="sidenav" aria-label=t("navigation")><ul>{links}</ul></nav>
+                <main id="main" class="content" tabindex="-1"><Outlet/></main>
+            </div>
+            {move || st.toast.get().map(|m| view! { <div class="toast" role="status">{m}</div> })}
+        </Show>
+    }
+}

@@ -1,0 +1,68 @@
+//! Sales and conversations by branch, seller and period.
+
+use dashoffice_domain::api::{AmountBy, AnalyticsSummary, BranchView};
+use leptos::prelude::*;
+
+use super::PageHead;
+use crate::{
+    api::{self, enc},
+    components::{BarChart, Empty, Stat, loader, show},
+    i18n::{day, money, number, t},
+    state::watch,
+};
+
+fn bars(list: &[AmountBy], cur: &str, by_day: bool) -> Vec<(String, f64, String)> {
+    list.iter()
+        .map(|a| {
+            let label = if by_day { day(&a.key) } else { a.label.clone() };
+            (label, a.amount.parse().unwrap_or(0.0), format!("{} · {}", money(&a.amount, cur), number(a.count as f64)))
+        })
+        .collect()
+}
+
+#[component]
+pub(crate) fn Analytics() -> impl IntoView {
+    let days = RwSignal::new("30".to_string());
+    let branch = RwSignal::new(String::new());
+    let branches = loader(|| api::get::<Vec<BranchView>>("/api/v1/branches"));
+    let data = loader(move || {
+        watch(&["orders", "conversations"]);
+        let path = format!("/api/v1/analytics/summary?days={}&branch_id={}", enc(&days.get()), enc(&branch.get()));
+        async move { api::get::<AnalyticsSummary>(&path).await }
+    });
+    view! {
+        <PageHead title=t("nav_analytics")/>
+        <div class="filters">
+            <label class="field inline"><span>{t("period")}</span>
+                <select bind:value=days>
+                    <option value="7">{t("last_7_days")}</option>
+                    <option value="30">{t("last_30_days")}</option>
+                    <option value="90">{t("last_90_days")}</option>
+                    <option value="365">{t("last_365_days")}</option>
+                </select></label>
+            <label class="field inline"><span>{t("branch")}</span>
+                <select bind:value=branch>
+                    <option value="">{t("all_branches")}</option>
+                    {move || branches.with(|b| b.ready().map(|b| b.iter().map(|b| view! { <option value=b.id.clone()>{b.name.clone()}</option> }).collect_view()))}
+                </select></label>
+        </div>
+        {show(data, |s: AnalyticsSummary| {
+            let cur = s.currency.clone();
+            let conv = s.conversations_by_branch.iter().map(|c| (c.label.clone(), c.count as f64, number(c.count as f64))).collect::<Vec<_>>();
+            view! {
+                <div class="grid stats">
+                    <Stat label=t("sales") value=money(&s.sales_total, &cur)/>
+                    <Stat label=t("sales_orders") value=number(s.orders_total as f64)/>
+                    <Stat label=t("average_sale") value=money(&s.average_order, &cur)/>
+                    <Stat label=t("open_conversations") value=number(s.conversations_open as f64)/>
+                </div>
+                <section class="card"><BarChart title=t("sales_by_day") bars=bars(&s.sales_by_day, &cur, true)/></section>
+                <div class="grid two">
+                    <section class="card">{if s.sales_by_branch.is_empty() { view! { <h2>{t("sales_by_branch")}</h2><Empty text=t("no_sales")/> }.into_any() } else { view! { <BarChart title=t("sales_by_branch") bars=bars(&s.sales_by_branch, &cur, false)/> }.into_any() }}</section>
+                    <section class="card">{if s.sales_by_seller.is_empty() { view! { <h2>{t("sales_by_seller")}</h2><Empty text=t("no_sales")/> }.into_any() } else { view! { <BarChart title=t("sales_by_seller") bars=bars(&s.sales_by_seller, &cur, false)/> }.into_any() }}</section>
+                </div>
+                <section class="card">{if conv.is_empty() { view! { <h2>{t("conversations_by_branch")}</h2><Empty text=t("no_conversations")/> }.into_any() } else { view! { <BarChart title=t("conversations_by_branch") bars=conv/> }.into_any() }}</section>
+            }
+        })}
+    }
+}

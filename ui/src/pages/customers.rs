@@ -1,0 +1,257 @@
+//! Customers: search, create, profile with orders and conversations, tags, notes, merge.
+
+use dashoffice_domain::{
+    api::{CreateCustomer, CustomerView, MergeCustomers, OrderView, Page, UpdateCustomer},
+    inbox::ConversationView,
+};
+use leptos::{prelude::*, task::spawn_local};
+use leptos_router::{components::A, hooks::use_navigate};
+
+use super::{PageHead, param_id, split_tags};
+use crate::{
+    api::{self, ApiError, enc},
+    components::{Badge, Empty, ErrorBox, Field, FormError, Load, loader, show, status_text},
+    i18n::{money, t, when},
+    state::{app, watch},
+};
+
+#[component]
+pub(crate) fn Customers() -> impl IntoView {
+    let q = RwSignal::new(String::new());
+    let data = loader(move || {
+        watch(&["customers"]);
+        let path = format!("/api/v1/customers?limit=100&sort=name&q={}", enc(&q.get()));
+        async move { api::get::<Page<CustomerView>>(&path).await }
+    });
+    let adding = RwSignal::new(false);
+    view! {
+        <PageHead title=t("nav_customers")>
+            <button class="btn primary" on:click=move |_| adding.update(|a| *a = !*a) aria-expanded=move || adding.get().to_string()>{t("new_customer")}</button>
+        </PageHead>
+        {move || adding.get().then(|| view! { <NewCustomer done=adding/> })}
+        <div class="filters"><input type="search" placeholder=t("search_customers") aria-label=t("search_customers") bind:value=q/></div>
+        {show(data, |p: Page<CustomerView>| {
+            if p.items.is_empty() {
+                return view! { <Empty text=t("no_customers")/> }.into_any();
+            }
+            let rows = p
+                .items
+                .into_iter()
+                .map(|c| {
+                    let href = format!("/customers/{}", c.id);
+                    let tags = c.tags.iter().map(|tg| view! { <Badge kind="muted" text=tg.clone()/> }).collect_view();
+                    view! {
+                        <tr>
+                            <td><A href=href>{c.name.clone()}</A></td>
+                            <td>{c.phone.clone().unwrap_or_default()}</td>
+                            <td>{c.email.clone().unwrap_or_default()}</td>
+                            <td>{tags}</td>
+                        </tr>
+                    }
+                })
+                .collect_view();
+            view! {
+                <div class="table-wrap"><table class="table">
+                    <thead><tr><th>{t("name")}</th><th>{t("phone")}</th><th>{t("email")}</th><th>{t("tags")}</th></tr></thead>
+                    <tbody>{rows}</tbody>
+                </table></div>
+            }
+            .into_any()
+        })}
+    }
+}
+
+#[component]
+fn NewCustomer(done: RwSignal<bool>) -> impl IntoView {
+    let name = RwSignal::new(String::new());
+    let phone = RwSignal::new(String::new());
+    let email = RwSignal::new(String::new());
+    let err = RwSignal::new(None::<ApiError>);
+    let navigate = use_navigate();
+    let submit = move |ev: leptos::ev::SubmitEvent| {
+        ev.prevent_default();
+        err.set(None);
+        let opt = |s: String| Some(s.trim().to_string()).filter(|s| !s.is_empty());
+        let body = CreateCustomer {
+            name: name.get_untracked(),
+            phone: opt(phone.get_untracked()),
+            email: opt(email.get_untracked()),
+            tags: Vec::new(),
+            notes: String::new(),
+            wa_id: None,
+        };
+        let navigate = navigate.clone();
+        spawn_local(async move {
+            match api::post::<_, CustomerView>("/api/v1/customers", &body).await {
+                Ok(c) => {
+                    done.set(false);
+                    navigate(&format!("/customers/{}", c.id), Default::default());
+                }
+                Err(e) => err.set(Some(e)),
+            }
+        });
+    };
+    view! {
+        <form class="card form" on:submit=submit novalidate>
+            <div class="grid three">
+                <Field label=t("name") name="name" value=name err=err required=true/>
+                <Field label=t("phone") name="phone" value=phone err=err kind="tel"/>
+                <Field label=t("email") name="email" value=email err=err kind="email"/>
+            </div>
+            <FormError err=err fields=&["name", "phone", "email"]/>
+            <button class="btn primary" type="submit">{t("save")}</button>
+        </form>
+    }
+}
+
+#[component]
+pub(crate) fn CustomerDetail() -> impl IntoView {
+    let id = param_id();
+    let data = loader(move || {
+        watch(&["customers"]);
+        let path = format!("/api/v1/customers/{}", id.get());
+        async move { api::get::<CustomerView>(&path).await }
+    });
+    let name = RwSignal::new(String::new());
+    let phone = RwSignal::new(String::new());
+    let email = RwSignal::new(String::new());
+    let tags = RwSignal::new(String::new());
+    let notes = RwSignal::new(String::new());
+    let err = RwSignal::new(None::<ApiError>);
+    Effect::new(move |_| {
+        if let Load::Ready(c) = data.get() {
+            name.set(c.name);
+            phone.set(c.phone.unwrap_or_default());
+            email.set(c.email.unwrap_or_default());
+            tags.set(c.tags.join(", "));
+            notes.set(c.notes);
+        }
+    });
+    let save = move |ev: leptos::ev::SubmitEvent| {
+        ev.prevent_default();
+        err.set(None);
+        let body = UpdateCustomer {
+            name: Some(name.get_untracked()),
+            phone: Some(phone.get_untracked()),
+            email: Some(email.get_untracked()),
+            tags: Some(split_tags(&tags.get_untracked())),
+            notes: Some(notes.get_untracked()),
+            wa_id: None,
+        };
+        let path = format!("/api/v1/customers/{}", id.get_untracked());
+        spawn_local(async move {
+            match api::patch::<_, CustomerView>(&path, &body).await {
+                Ok(c) => {
+                    data.set(Load::Ready(c));
+                    app().say(t("saved"));
+                }
+                Err(e) => err.set(Some(e)),
+            }
+        });
+    };
+    let orders = loader(move || {
+        watch(&["orders"]);
+        let path = format!("/api/v1/orders?limit=50&sort=-created_at&customer_id={}", enc(&id.get()));
+        async move { api::get::<Page<OrderView>>(&path).await }
+    });
+    let convs = loader(move || {
+        watch(&["conversations"]);
+        let path = format!("/api/v1/conversations?limit=20&customer_id={}", enc(&id.get()));
+        async move { api::get::<Page<ConversationView>>(&path).await }
+    });
+    let merge_q = RwSignal::new(String::new());
+    let merge_from = RwSignal::new(String::new());
+    let merge_err = RwSignal::new(None::<ApiError>);
+    let candidates = loader(move || {
+        let q = merge_q.get();
+        async move {
+            if q.trim().len() < 2 {
+                return Ok(Vec::new());
+            }
+            api::get::<Page<CustomerView>>(&format!("/api/v1/customers?limit=20&q={}", enc(&q))).await.map(|p| p.items)
+        }
+    });
+    let merge = move |ev: leptos::ev::SubmitEvent| {
+        ev.prevent_default();
+        merge_err.set(None);
+        let body = MergeCustomers { from_id: merge_from.get_untracked() };
+        let path = format!("/api/v1/customers/{}/merge", id.get_untracked());
+        spawn_local(async move {
+            match api::post::<_, CustomerView>(&path, &body).await {
+                Ok(c) => {
+                    data.set(Load::Ready(c));
+                    merge_q.set(String::new());
+                    app().say(t("customers_merged"));
+                }
+                Err(e) => merge_err.set(Some(e)),
+            }
+        });
+    };
+    view! {
+        <PageHead title=t("customer")>
+            <A href=move || format!("/orders/new?customer={}", id.get()) attr:class="btn primary">{t("new_order")}</A>
+            <A href="/customers" attr:class="btn ghost">{t("back")}</A>
+        </PageHead>
+        {move || match data.get() {
+            Load::Failed(e) => Some(view! { <ErrorBox err=e/> }),
+            _ => None,
+        }}
+        {move || data.with(|d| d.ready().and_then(|c| c.merged_into.clone())).map(|to| {
+            let href = format!("/customers/{to}");
+            view! { <p class="notice">{t("customer_was_merged")}" "<A href=href>{t("open")}</A></p> }
+        })}
+        <form class="card form" on:submit=save novalidate>
+            <div class="grid three">
+                <Field label=t("name") name="name" value=name err=err required=true/>
+                <Field label=t("phone") name="phone" value=phone err=err kind="tel"/>
+                <Field label=t("email") name="email" value=email err=err kind="email"/>
+            </div>
+            <Field label=t("tags_hint") name="tags" value=tags err=err/>
+            <label class="field"><span>{t("notes")}</span><textarea name="notes" bind:value=notes></textarea></label>
+            <FormError err=err fields=&["name", "phone", "email", "tags"]/>
+            <button class="btn primary" type="submit">{t("save")}</button>
+        </form>
+        <div class="grid two">
+            <section class="card"><h2>{t("nav_orders")}</h2>
+                {show(orders, |p: Page<OrderView>| {
+                    if p.items.is_empty() {
+                        return view! { <Empty text=t("no_orders")/> }.into_any();
+                    }
+                    p.items.into_iter().map(|o| {
+                        let href = format!("/orders/{}", o.id);
+                        view! { <div class="row-item"><A href=href>{o.number.clone()}</A><span>{status_text(o.status.as_str())}</span><span class="num">{money(&o.total, &o.currency)}</span></div> }
+                    }).collect_view().into_any()
+                })}
+            </section>
+            <section class="card"><h2>{t("nav_conversations")}</h2>
+                {show(convs, |p: Page<ConversationView>| {
+                    if p.items.is_empty() {
+                        return view! { <Empty text=t("no_conversations")/> }.into_any();
+                    }
+                    p.items.into_iter().map(|c| {
+                        let href = format!("/conversations/{}", c.id);
+                        view! { <div class="row-item"><A href=href>{c.last_message.clone()}</A><span>{when(c.last_message_at)}</span></div> }
+                    }).collect_view().into_any()
+                })}
+            </section>
+        </div>
+        <form class="card form" on:submit=merge novalidate>
+            <h2>{t("merge_duplicate")}</h2>
+            <p class="muted">{t("merge_help")}</p>
+            <div class="grid two">
+                <label class="field"><span>{t("find_duplicate")}</span><input type="search" bind:value=merge_q/></label>
+                <label class="field"><span>{t("duplicate")}</span>
+                    <select name="from_id" bind:value=merge_from>
+                        <option value="">{t("choose_customer")}</option>
+                        {move || candidates.with(|c| c.ready().map(|c| c.iter().filter(|c| c.id != id.get()).map(|c| {
+                            view! { <option value=c.id.clone()>{format!("{} · {}", c.name, c.phone.clone().unwrap_or_default())}</option> }
+                        }).collect_view()))}
+                    </select>
+                    <small class="field-error" role="alert">{move || merge_err.with(|e| e.as_ref().and_then(|e| e.field("from_id")))}</small>
+                </label>
+            </div>
+            <FormError err=merge_err fields=&["from_id"]/>
+            <button class="btn danger" type="submit">{t("merge")}</button>
+        </form>
+    }
+}

@@ -1,0 +1,72 @@
+//! Today at a glance: sales, orders by status, conversations, low stock and a sales chart.
+
+use dashoffice_domain::api::AnalyticsSummary;
+use leptos::prelude::*;
+use leptos_router::components::A;
+
+use super::PageHead;
+use crate::{
+    api,
+    components::{BarChart, Empty, Stat, loader, show, status_text},
+    i18n::{day, money, number, t},
+    state::watch,
+};
+
+#[component]
+pub(crate) fn Dashboard() -> impl IntoView {
+    let data = loader(|| {
+        watch(&["orders", "conversations", "stock", "products"]);
+        api::get::<AnalyticsSummary>("/api/v1/analytics/summary?days=14")
+    });
+    view! {
+        <PageHead title=t("nav_dashboard")/>
+        {show(data, |s: AnalyticsSummary| {
+            let cur = s.currency.clone();
+            let bars = s
+                .sales_by_day
+                .iter()
+                .map(|d| (day(&d.key), d.amount.parse::<f64>().unwrap_or(0.0), money(&d.amount, &cur)))
+                .collect::<Vec<_>>();
+            let statuses = s
+                .orders_by_status
+                .iter()
+                .map(|c| {
+                    let href = format!("/orders?status={}", c.key);
+                    let label = status_text(&c.key);
+                    view! { <li><A href=href>{label}</A><span class="count">{number(c.count as f64)}</span></li> }
+                })
+                .collect_view();
+            let low = if s.low_stock.is_empty() {
+                view! { <Empty text=t("no_low_stock")/> }.into_any()
+            } else {
+                let rows = s
+                    .low_stock
+                    .iter()
+                    .map(|l| {
+                        let href = format!("/products/{}", l.product_id);
+                        let name = l.name.clone();
+                        view! { <tr><td><A href=href>{name}</A></td><td>{l.sku.clone()}</td><td class="num">{l.on_hand}</td></tr> }
+                    })
+                    .collect_view();
+                view! {
+                    <table class="table"><thead><tr><th>{t("product")}</th><th>{t("sku")}</th><th class="num">{t("on_hand")}</th></tr></thead>
+                    <tbody>{rows}</tbody></table>
+                }
+                .into_any()
+            };
+            view! {
+                <div class="grid stats">
+                    <Stat label=t("sales_today") value=money(&s.sales_today, &s.currency)/>
+                    <Stat label=t("orders_today") value=number(s.orders_today as f64)/>
+                    <Stat label=t("open_conversations") value=number(s.conversations_open as f64)/>
+                    <Stat label=t("bot_conversations") value=number(s.conversations_pending as f64)/>
+                </div>
+                <div class="grid two">
+                    <section class="card"><BarChart title=t("sales_14_days") bars=bars/></section>
+                    <section class="card"><h2>{t("orders_by_status")}</h2><ul class="list">{statuses}</ul></section>
+                </div>
+                <section class="card"><h2>{t("low_stock")}</h2>{low}</section>
+            }
+        })}
+    }
+}

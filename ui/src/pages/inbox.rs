@@ -1,0 +1,363 @@
+//! The WhatsApp inbox: conversations with unread counts, the thread with media and delivery ticks,
+//! replies (templates when the 24-hour window is closed), canned responses, notes, assignment,
+//! bot or human, labels.
+
+use dashoffice_domain::{
+    api::{Page, StaffView},
+    inbox::{CannedResponse, ConversationState, ConversationThread, ConversationView, MessageStatus, MessageView, SendMessage, TemplateView, UpdateConversation},
+};
+use leptos::{prelude::*, task::spawn_local};
+use leptos_router::{components::A, hooks::use_navigate};
+
+use super::{PageHead, param_id, split_tags};
+use crate::{
+    api::{self, ApiError, enc},
+    components::{Badge, Empty, ErrorBox, FormError, Load, loader, show, status_text},
+    i18n::{datetime, t, tf, when},
+    state::{app, watch},
+};
+
+fn state_kind(s: ConversationState) -> &'static str {
+    match s {
+        ConversationState::Pending => "info",
+        ConversationState::Open => "ok",
+        ConversationState::Resolved => "muted",
+    }
+}
+
+fn state_key(s: ConversationState) -> &'static str {
+    match s {
+        ConversationState::Pending => "pending",
+        ConversationState::Open => "open",
+        ConversationState::Resolved => "resolved",
+    }
+}
+
+#[component]
+pub(crate) fn Inbox() -> impl IntoView {
+    let id = param_id();
+    let filter = RwSignal::new(String::new());
+    let q = RwSignal::new(String::new());
+    let list = loader(move || {
+        watch(&["conversations", "messages"]);
+        let f = filter.get();
+        let mut path = format!("/api/v1/conversations?limit=100&q={}", enc(&q.get()));
+        match f.as_str() {
+            "unread" => path.push_str("&unread=true"),
+            "mine" => path.push_str("&assignee=me"),
+            "" => {}
+            s => path.push_str(&format!("&state={s}")),
+        }
+        async move { api::get::<Page<ConversationView>>(&path).await }
+    });
+    let filters = [("", "all"), ("unread", "unread"), ("mine", "mine"), ("pending", "conv_pending"), ("open", "conv_open"), ("resolved", "conv_resolved")];
+    view! {
+        <PageHead title=t("nav_conversations")/>
+        <div class="inbox" class:has-thread=move || !id.get().is_empty()>
+            <aside class="conv-list" aria-label=t("nav_conversations")>
+                <div class="filters">
+                    <input type="search" placeholder=t("search_conversations") aria-label=t("search_conversations") bind:value=q/>
+                    <select aria-label=t("filter") bind:value=filter>
+                        {filters.into_iter().map(|(v, k)| view! { <option value=v>{t(k)}</option> }).collect_view()}
+                    </select>
+                </div>
+                {show(list, move |p: Page<ConversationView>| {
+                    if p.items.is_empty() {
+                        return view! { <Empty text=t("no_conversations")/> }.into_any();
+                    }
+                    p.items
+                        .into_iter()
+                        .map(|c| {
+                            let href = format!("/conversations/{}", c.id);
+                            let cid = c.id.clone();
+                            let current = move || id.get() == cid;
+                            view! {
+                                <A href=href attr:class=move || if current() { "conv current" } else { "conv" }>
+                                    <div class="conv-top">
+                                        <strong>{c.customer_name.clone()}</strong>
+                                        <span class="muted">{when(c.last_message_at)}</span>
+                                    </div>
+                                    <div class="conv-bottom">
+                                        <span class="preview">{c.last_message.clone()}</span>
+                                        <Badge kind=state_kind(c.state) text=status_text(state_key(c.state))/>
+                                        {(c.unread > 0).then(|| view! { <span class="unread" aria-label=tf("unread_n", &[&c.unread.to_string()])>{c.unread}</span> })}
+                                    </div>
+                                </A>
+                            }
+                        })
+                        .collect_view()
+                        .into_any()
+                })}
+            </aside>
+            <section class="thread-pane">
+                {move || {
+                    let id = id.get();
+                    if id.is_empty() { view! { <Empty text=t("pick_conversation")/> }.into_any() } else { view! { <Thread id=id/> }.into_any() }
+                }}
+            </section>
+        </div>
+    }
+}
+
+fn ticks(s: MessageStatus) -> (&'static str, &'static str) {
+    match s {
+        MessageStatus::Queued => ("🕓", "msg_queued"),
+        MessageStatus::Sending => ("🕓", "msg_sending"),
+        MessageStatus::Sent => ("✓", "msg_sent"),
+        MessageStatus::Delivered => ("✓✓", "msg_delivered"),
+        MessageStatus::Read => ("✓✓", "msg_read"),
+        MessageStatus::Failed => ("⚠", "msg_failed"),
+        MessageStatus::Received => ("", "msg_received"),
+    }
+}
+
+#[component]
+fn Media(sha: String, mime: String, kind: String) -> impl IntoView {
+    let url = loader(move || {
+        let path = format!("/api/v1/attachments/{sha}");
+        async move { api::blob_url(&path).await }
+    });
+    move || match url.get() {
+        Load::Loading => view! { <span class="muted">{t("loading")}</span> }.into_any(),
+        Load::Failed(_) => view! { <span class="muted">{t("media_not_here")}</span> }.into_any(),
+        Load::Ready(u) => match kind.as_str() {
+            "image" | "sticker" => view! { <img class="media" src=u alt=t("image")/> }.into_any(),
+            "audio" => view! { <audio controls src=u></audio> }.into_any(),
+            "video" => view! { <video class="media" controls src=u></video> }.into_any(),
+            _ => view! { <a href=u download="">{format!("{} ({})", t("download"), mime)}</a> }.into_any(),
+        },
+    }
+}
+
+fn message_view(m: MessageView) -> impl IntoView {
+    let (tick, label) = ticks(m.status);
+    let cls = format!("msg msg-{} status-{:?}", m.direction, m.status).to_lowercase();
+    let att = m.payload.get("attachment").and_then(|a| {
+        Some((a.get("sha256")?.as_str()?.to_string(), a.get("mime_type").and_then(|x| x.as_str()).unwrap_or("").to_string()))
+    });
+    let media = att.map(|(sha, mime)| view! { <Media sha=sha mime=mime kind=m.kind.clone()/> });
+    let who = match m.sender.as_str() {
+        "customer" => None,
+        "bot" => Some(t("bot").to_string()),
+        _ if m.direction == "note" => Some(t("internal_note").to_string()),
+        _ => None,
+    };
+    let explain = m.explain.map(|e| {
+        let s = format!(
+            "{} {} · {} {} · {} {}",
+            t("trigger"),
+            e.get("trigger").map(|v| v.to_string()).unwrap_or_default(),
+            t("intent"),
+            e.get("intent").map(|v| v.to_string()).unwrap_or_default(),
+            t("node"),
+            e.get("node").map(|v| v.to_string()).unwrap_or_default()
+        );
+        view! { <small class="muted explain">{s}</small> }
+    });
+    view! {
+        <div class=cls>
+            {who.map(|w| view! { <small class="muted">{w}</small> })}
+            {media}
+            <div class="msg-text">{m.text.clone()}</div>
+            {explain}
+            <div class="msg-meta">
+                <span>{when(m.at)}</span>
+                {(m.direction == "out").then(|| view! { <span class="tick" title=t(label) aria-label=t(label)>{tick}</span> })}
+                {m.error.map(|e| view! { <span class="field-error">{e}</span> })}
+            </div>
+        </div>
+    }
+}
+
+#[component]
+fn Thread(id: String) -> impl IntoView {
+    let cid = id.clone();
+    let thread = loader(move || {
+        watch(&["conversations", "messages", "attachments"]);
+        let path = format!("/api/v1/conversations/{cid}?limit=200");
+        async move { api::get::<ConversationThread>(&path).await }
+    });
+    let staff = loader(|| api::get::<Page<StaffView>>("/api/v1/staff?limit=500"));
+    let canned = loader(|| api::get::<Vec<CannedResponse>>("/api/v1/canned-responses"));
+    // Opening a conversation reads it.
+    let rid = id.clone();
+    Effect::new(move |done: Option<bool>| {
+        if done == Some(true) {
+            return true;
+        }
+        match thread.get() {
+            Load::Ready(th) => {
+                if th.conversation.unread > 0 {
+                    let path = format!("/api/v1/conversations/{rid}/read");
+                    spawn_local(async move {
+                        let _: Result<ConversationView, _> = api::post(&path, &serde_json::json!({})).await;
+                    });
+                }
+                true
+            }
+            _ => false,
+        }
+    });
+    let err = RwSignal::new(None::<ApiError>);
+    let pid = id.clone();
+    let patch = move |body: UpdateConversation| {
+        err.set(None);
+        let path = format!("/api/v1/conversations/{pid}");
+        spawn_local(async move {
+            if let Err(e) = api::patch::<_, ConversationView>(&path, &body).await {
+                err.set(Some(e));
+            }
+        });
+    };
+    let aid = id.clone();
+    let round_robin = move |_| {
+        let path = format!("/api/v1/conversations/{aid}/assign");
+        spawn_local(async move {
+            match api::post::<_, ConversationView>(&path, &serde_json::json!({})).await {
+                Ok(_) => app().say(t("assigned")),
+                Err(e) => err.set(Some(e)),
+            }
+        });
+    };
+    let navigate = use_navigate();
+    view! {
+        {move || err.get().map(|e| view! { <ErrorBox err=e/> })}
+        {show(thread, move |th: ConversationThread| {
+            let c = th.conversation.clone();
+            let patch_state = patch.clone();
+            let patch_assign = patch.clone();
+            let patch_labels = patch.clone();
+            let labels = RwSignal::new(c.labels.join(", "));
+            let staff_opts = move || {
+                staff.with(|s| s.ready().map(|s| s.items.iter().filter(|x| !x.archived).map(|x| view! { <option value=x.id.clone()>{x.name.clone()}</option> }).collect_view()))
+            };
+            let assignee = c.assignee_id.clone().unwrap_or_default();
+            let messages = th.messages.into_iter().map(message_view).collect_view();
+            let customer_href = format!("/customers/{}", c.customer_id);
+            let customer_name = c.customer_name.clone();
+            let navigate = navigate.clone();
+            view! {
+                <header class="thread-head">
+                    <button class="btn ghost back" on:click=move |_| navigate("/conversations", Default::default())>{t("back")}</button>
+                    <div>
+                        <h2><A href=customer_href>{customer_name}</A></h2>
+                        <span class="muted">"+"{c.wa_id.clone()}</span>
+                    </div>
+                    <Badge kind=state_kind(c.state) text=status_text(state_key(c.state))/>
+                </header>
+                <div class="thread-tools">
+                    <div class="seg" role="group" aria-label=t("who_answers")>
+                        {[(ConversationState::Pending, "hand_to_bot"), (ConversationState::Open, "take_over"), (ConversationState::Resolved, "resolve")]
+                            .into_iter()
+                            .map(|(s, k)| {
+                                let patch = patch_state.clone();
+                                let on = c.state == s;
+                                view! { <button class=if on { "btn selected" } else { "btn" } aria-pressed=on.to_string() on:click=move |_| patch(UpdateConversation { state: Some(state_key(s).to_string()), ..Default::default() })>{t(k)}</button> }
+                            })
+                            .collect_view()}
+                    </div>
+                    <label class="field inline"><span>{t("assignee")}</span>
+                        <select prop:value=assignee on:change=move |ev| {
+                            let v = event_target_value(&ev);
+                            patch_assign(UpdateConversation { assignee_id: Some(v), ..Default::default() });
+                        }>
+                            <option value="">{t("unassigned")}</option>{staff_opts}
+                        </select>
+                    </label>
+                    <button class="btn" on:click=round_robin.clone()>{t("round_robin")}</button>
+                    <label class="field inline"><span>{t("labels")}</span>
+                        <input bind:value=labels on:change=move |_| patch_labels(UpdateConversation { labels: Some(split_tags(&labels.get_untracked())), ..Default::default() })/>
+                    </label>
+                </div>
+                <div class="messages" aria-live="polite">{messages}</div>
+                <Composer conv=c templates=th.templates canned=canned/>
+            }
+        })}
+    }
+}
+
+#[component]
+fn Composer(conv: ConversationView, templates: Vec<TemplateView>, canned: RwSignal<Load<Vec<CannedResponse>>>) -> impl IntoView {
+    let text = RwSignal::new(String::new());
+    let note = RwSignal::new(false);
+    let err = RwSignal::new(None::<ApiError>);
+    let busy = RwSignal::new(false);
+    let template = RwSignal::new(templates.first().map(|t| t.name.clone()).unwrap_or_default());
+    let params = RwSignal::new(String::new());
+    let closed = !conv.window_open || conv.needs_template;
+    let path = format!("/api/v1/conversations/{}/messages", conv.id);
+    let send = move |body: SendMessage| {
+        err.set(None);
+        busy.set(true);
+        let path = path.clone();
+        spawn_local(async move {
+            match api::post::<_, MessageView>(&path, &body).await {
+                Ok(_) => text.set(String::new()),
+                Err(e) => err.set(Some(e)),
+            }
+            busy.set(false);
+        });
+    };
+    let send_text = send.clone();
+    let submit = move |ev: leptos::ev::SubmitEvent| {
+        ev.prevent_default();
+        let kind = if note.get_untracked() { "note" } else { "text" };
+        send_text(SendMessage { kind: Some(kind.into()), text: text.get_untracked(), ..Default::default() });
+    };
+    let send_tpl = send.clone();
+    let submit_template = move |ev: leptos::ev::SubmitEvent| {
+        ev.prevent_default();
+        let ps = params.get_untracked().split('|').map(str::trim).filter(|s| !s.is_empty()).map(str::to_string).collect();
+        send_tpl(SendMessage { kind: Some("template".into()), template: Some(template.get_untracked()), params: ps, ..Default::default() });
+    };
+    let suggestions = move || {
+        let typed = text.get();
+        let code = typed.strip_prefix('/')?.to_lowercase();
+        let list = canned.with(|c| c.ready().cloned())?;
+        let hits: Vec<_> = list.into_iter().filter(|c| c.short_code.to_lowercase().starts_with(&code)).take(5).collect();
+        (!hits.is_empty()).then(|| {
+            hits.into_iter()
+                .map(|c| {
+                    let body = c.text.clone();
+                    view! { <li><button type="button" class="btn ghost" on:click=move |_| text.set(body.clone())>{format!("/{} — {}", c.short_code, c.text)}</button></li> }
+                })
+                .collect_view()
+        })
+    };
+    let on_key = move |ev: leptos::ev::KeyboardEvent| {
+        if ev.key() == "Enter" && (ev.ctrl_key() || ev.meta_key()) {
+            ev.prevent_default();
+            if let Some(form) = ev.target().and_then(|t| wasm_bindgen::JsCast::dyn_into::<web_sys::HtmlElement>(t).ok()).and_then(|el| el.closest("form").ok().flatten()) {
+                let form: web_sys::HtmlFormElement = wasm_bindgen::JsCast::unchecked_into(form);
+                let _ = form.request_submit();
+            }
+        }
+    };
+    let tpl_options = templates.iter().map(|tp| view! { <option value=tp.name.clone()>{format!("{} ({}) — {}", tp.name, tp.language, tp.body)}</option> }).collect_view();
+    view! {
+        {closed.then(|| view! {
+            <form class="composer card" on:submit=submit_template novalidate>
+                <p class="notice">{if conv.needs_template { t("needs_template") } else { t("window_closed") }}</p>
+                <label class="field"><span>{t("template")}</span><select name="template" bind:value=template>{tpl_options}</select></label>
+                <label class="field"><span>{t("template_params")}</span><input name="params" bind:value=params placeholder="Ana | 1234"/></label>
+                <FormError err=err/>
+                <button class="btn primary" type="submit" disabled=move || busy.get()>{t("send_template")}</button>
+            </form>
+        })}
+        <form class="composer" on:submit=submit novalidate>
+            <ul class="suggestions">{suggestions}</ul>
+            <label class="sr-only" for="reply">{t("reply")}</label>
+            <textarea id="reply" name="text" rows="2" bind:value=text on:keydown=on_key
+                placeholder=move || if note.get() { t("write_note") } else if closed { t("only_notes_now") } else { t("write_reply") }></textarea>
+            <div class="composer-actions">
+                <label class="check"><input type="checkbox" bind:checked=note/>{t("internal_note")}</label>
+                <small class="field-error" role="alert">{move || err.with(|e| e.as_ref().and_then(|e| e.field("text")))}</small>
+                <button class="btn primary" type="submit" disabled=move || busy.get() || (closed && !note.get())>
+                    {move || if note.get() { t("add_note") } else { t("send") }}
+                </button>
+            </div>
+            {(!closed).then(|| view! { <FormError err=err fields=&["text"]/> })}
+        </form>
+        <p class="muted small">{t("composer_help")}" · "{datetime(conv.last_inbound_at.unwrap_or(conv.created_at))}</p>
+    }
+}

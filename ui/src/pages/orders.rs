@@ -1,0 +1,287 @@
+//! Orders: by status, detail with only the legal next steps, and a new order for a customer.
+
+use dashoffice_domain::{
+    OrderStatus,
+    api::{CreateOrder, CustomerView, OrderLineInput, OrderView, Page, ProductView, TransitionOrder},
+};
+use leptos::{prelude::*, task::spawn_local};
+use leptos_router::{
+    components::A,
+    hooks::{use_navigate, use_query_map},
+};
+
+use super::{PageHead, param_id};
+use crate::{
+    api::{self, ApiError, enc},
+    components::{Badge, Empty, ErrorBox, FormError, loader, show, status_text},
+    i18n::{datetime, money, t, tf, when},
+    state::{app, watch},
+};
+
+fn status_kind(s: OrderStatus) -> &'static str {
+    match s {
+        OrderStatus::Draft => "muted",
+        OrderStatus::Confirmed => "info",
+        OrderStatus::Paid | OrderStatus::Fulfilled | OrderStatus::Delivered => "ok",
+        OrderStatus::Cancelled | OrderStatus::Refunded => "warn",
+    }
+}
+
+#[component]
+pub(crate) fn Orders() -> impl IntoView {
+    let query = use_query_map();
+    let status = Memo::new(move |_| query.with(|q| q.get("status").unwrap_or_default()));
+    let q = RwSignal::new(String::new());
+    let data = loader(move || {
+        watch(&["orders"]);
+        let mut path = format!("/api/v1/orders?limit=100&sort=-created_at&q={}", enc(&q.get()));
+        let s = status.get();
+        if !s.is_empty() {
+            path.push_str(&format!("&status={}", enc(&s)));
+        }
+        async move { api::get::<Page<OrderView>>(&path).await }
+    });
+    let tabs = move || {
+        let current = status.get();
+        std::iter::once(("", t("all")))
+            .chain(OrderStatus::ALL.iter().map(|s| (s.as_str(), status_text(s.as_str()))))
+            .map(|(key, label)| {
+                let href = if key.is_empty() { "/orders".to_string() } else { format!("/orders?status={key}") };
+                let selected = current == key;
+                view! { <A href=href attr:class=if selected { "tab selected" } else { "tab" } attr:aria-selected=selected.to_string()>{label}</A> }
+            })
+            .collect_view()
+    };
+    view! {
+        <PageHead title=t("nav_orders")><A href="/orders/new" attr:class="btn primary">{t("new_order")}</A></PageHead>
+        <nav class="tabs" role="tablist" aria-label=t("filter_status")>{tabs}</nav>
+        <div class="filters"><input type="search" placeholder=t("search_orders") aria-label=t("search_orders") bind:value=q/></div>
+        {show(data, |p: Page<OrderView>| {
+            if p.items.is_empty() {
+                return view! { <Empty text=t("no_orders")/> }.into_any();
+            }
+            let rows = p
+                .items
+                .into_iter()
+                .map(|o| {
+                    let href = format!("/orders/{}", o.id);
+                    view! {
+                        <tr>
+                            <td><A href=href>{o.number.clone()}</A>{o.conflict.then(|| view! { <Badge kind="warn" text=t("conflict")/> })}</td>
+                            <td><Badge kind=status_kind(o.status) text=status_text(o.status.as_str())/></td>
+                            <td class="num">{money(&o.total, &o.currency)}</td>
+                            <td>{when(o.created_at)}</td>
+                        </tr>
+                    }
+                })
+                .collect_view();
+            view! {
+                <div class="table-wrap"><table class="table">
+                    <thead><tr><th>{t("number")}</th><th>{t("state")}</th><th class="num">{t("total")}</th><th>{t("created")}</th></tr></thead>
+                    <tbody>{rows}</tbody>
+                </table></div>
+            }
+            .into_any()
+        })}
+    }
+}
+
+#[component]
+pub(crate) fn OrderDetail() -> impl IntoView {
+    let id = param_id();
+    let data = loader(move || {
+        watch(&["orders"]);
+        let path = format!("/api/v1/orders/{}", id.get());
+        async move { api::get::<OrderView>(&path).await }
+    });
+    let err = RwSignal::new(None::<ApiError>);
+    let move_to = move |to: OrderStatus| {
+        err.set(None);
+        let path = format!("/api/v1/orders/{}/transitions", id.get_untracked());
+        spawn_local(async move {
+            match api::post::<_, OrderView>(&path, &TransitionOrder { to }).await {
+                Ok(o) => {
+                    data.set(crate::components::Load::Ready(o));
+                    app().say(tf("order_moved", &[status_text(to.as_str())]));
+                }
+                Err(e) => err.set(Some(e)),
+            }
+        });
+    };
+    view! {
+        <PageHead title=t("order")><A href="/orders" attr:class="btn ghost">{t("back")}</A></PageHead>
+        {move || err.get().map(|e| view! { <ErrorBox err=e/> })}
+        {show(data, move |o: OrderView| {
+            let lines = o
+                .lines
+                .iter()
+                .map(|l| view! {
+                    <tr><td>{l.name.clone()}<div class="muted">{l.sku.clone()}</div></td><td class="num">{l.quantity}</td>
+                    <td class="num">{money(&l.unit_price, &o.currency)}</td><td class="num">{money(&l.total, &o.currency)}</td></tr>
+                })
+                .collect_view();
+            let next = o
+                .status
+                .next()
+                .iter()
+                .map(|s| {
+                    let s = *s;
+                    let cls = if matches!(s, OrderStatus::Cancelled | OrderStatus::Refunded) { "btn danger" } else { "btn primary" };
+                    view! { <button class=cls on:click=move |_| move_to(s)>{tf("move_to", &[status_text(s.as_str())])}</button> }
+                })
+                .collect_view();
+            let history = o
+                .transitions
+                .iter()
+                .map(|tr| view! { <li>{status_text(tr.to.as_str())}" · "{datetime(tr.at)}</li> })
+                .collect_view();
+            let customer = format!("/customers/{}", o.customer_id);
+            view! {
+                <section class="card">
+                    <div class="page-head">
+                        <h2>{o.number.clone()}" "<Badge kind=status_kind(o.status) text=status_text(o.status.as_str())/></h2>
+                        <div class="actions">{next}</div>
+                    </div>
+                    {o.conflict.then(|| view! { <p class="notice">{t("order_conflict_help")}</p> })}
+                    <p><A href=customer>{t("customer")}</A>" · "{datetime(o.created_at)}</p>
+                    <div class="table-wrap"><table class="table">
+                        <thead><tr><th>{t("product")}</th><th class="num">{t("quantity")}</th><th class="num">{t("unit_price")}</th><th class="num">{t("total")}</th></tr></thead>
+                        <tbody>{lines}</tbody>
+                        <tfoot>
+                            <tr><td colspan="3">{t("subtotal")}</td><td class="num">{money(&o.subtotal, &o.currency)}</td></tr>
+                            <tr><td colspan="3">{t("tax")}</td><td class="num">{money(&o.tax_total, &o.currency)}</td></tr>
+                            <tr class="strong"><td colspan="3">{t("total")}</td><td class="num">{money(&o.total, &o.currency)}</td></tr>
+                        </tfoot>
+                    </table></div>
+                    {(!o.notes.is_empty()).then(|| view! { <p class="notes">{o.notes.clone()}</p> })}
+                </section>
+                <section class="card"><h2>{t("history")}</h2><ol class="list">{history}</ol></section>
+            }
+        })}
+    }
+}
+
+#[derive(Clone, Debug, PartialEq)]
+struct Line {
+    product_id: String,
+    quantity: String,
+}
+
+#[component]
+pub(crate) fn NewOrder() -> impl IntoView {
+    let query = use_query_map();
+    let customer = RwSignal::new(query.with_untracked(|q| q.get("customer").unwrap_or_default()));
+    let customer_q = RwSignal::new(String::new());
+    let customers = loader(move || {
+        let path = format!("/api/v1/customers?limit=50&sort=name&q={}", enc(&customer_q.get()));
+        async move { api::get::<Page<CustomerView>>(&path).await }
+    });
+    let products = loader(|| api::get::<Page<ProductView>>("/api/v1/products?limit=500&sort=name&active=true"));
+    let lines = RwSignal::new(vec![Line { product_id: String::new(), quantity: "1".into() }]);
+    let notes = RwSignal::new(String::new());
+    let err = RwSignal::new(None::<ApiError>);
+    let busy = RwSignal::new(false);
+    let navigate = use_navigate();
+    let submit = move |ev: leptos::ev::SubmitEvent| {
+        ev.prevent_default();
+        err.set(None);
+        let body = CreateOrder {
+            customer_id: customer.get_untracked(),
+            branch_id: None,
+            seller_id: None,
+            lines: lines
+                .get_untracked()
+                .into_iter()
+                .filter(|l| !l.product_id.is_empty())
+                .map(|l| OrderLineInput { product_id: l.product_id, quantity: l.quantity.trim().parse().unwrap_or(0), unit_price: None })
+                .collect(),
+            notes: notes.get_untracked(),
+        };
+        busy.set(true);
+        let navigate = navigate.clone();
+        spawn_local(async move {
+            let r = api::post::<_, OrderView>("/api/v1/orders", &body).await;
+            busy.set(false);
+            match r {
+                Ok(o) => navigate(&format!("/orders/{}", o.id), Default::default()),
+                Err(e) => err.set(Some(e)),
+            }
+        });
+    };
+    let customer_options = move || {
+        customers.with(|c| {
+            c.ready().map(|p| {
+                p.items
+                    .iter()
+                    .map(|c| {
+                        let label = match &c.phone {
+                            Some(ph) => format!("{} · {ph}", c.name),
+                            None => c.name.clone(),
+                        };
+                        view! { <option value=c.id.clone()>{label}</option> }
+                    })
+                    .collect_view()
+            })
+        })
+    };
+    let product_options = move || {
+        products.with(|p| {
+            p.ready()
+                .map(|p| {
+                    p.items
+                        .iter()
+                        .map(|p| view! { <option value=p.id.clone()>{format!("{} · {} · {}", p.name, p.sku, money(&p.price, &p.currency))}</option> })
+                        .collect::<Vec<_>>()
+                })
+                .unwrap_or_default()
+        })
+    };
+    let line_rows = move || {
+        let n = lines.with(Vec::len);
+        (0..n)
+            .map(|i| {
+                let pid = lines.with(|l| l[i].product_id.clone());
+                let qty = lines.with(|l| l[i].quantity.clone());
+                let opts = product_options();
+                view! {
+                    <div class="line-row">
+                        <label class="field grow"><span>{tf("line_n", &[&(i + 1).to_string()])}</span>
+                            <select prop:value=pid on:change=move |ev| { let v = event_target_value(&ev); lines.update(|l| l[i].product_id = v); }>
+                                <option value="">{t("choose_product")}</option>{opts}
+                            </select>
+                        </label>
+                        <label class="field"><span>{t("quantity")}</span>
+                            <input type="number" min="1" prop:value=qty on:input=move |ev| { let v = event_target_value(&ev); lines.update(|l| l[i].quantity = v); }/>
+                        </label>
+                        <button type="button" class="btn ghost" aria-label=t("remove_line") on:click=move |_| lines.update(|l| { if l.len() > 1 { l.remove(i); } })>"✕"</button>
+                    </div>
+                }
+            })
+            .collect_view()
+    };
+    let line_error = move || {
+        err.with(|e| {
+            e.as_ref().and_then(|e| e.fields.iter().find(|f| f.field.starts_with("lines")).map(|f| format!("{}: {}", f.field, f.message)))
+        })
+    };
+    view! {
+        <PageHead title=t("new_order")><A href="/orders" attr:class="btn ghost">{t("back")}</A></PageHead>
+        <form class="card form" on:submit=submit novalidate>
+            <div class="grid two">
+                <label class="field"><span>{t("find_customer")}</span><input type="search" bind:value=customer_q/></label>
+                <label class="field"><span>{t("customer")}" *"</span>
+                    <select name="customer_id" bind:value=customer aria-invalid=move || err.with(|e| e.as_ref().and_then(|e| e.field("customer_id")).is_some()).to_string()>
+                        <option value="">{t("choose_customer")}</option>{customer_options}
+                    </select>
+                    <small class="field-error" role="alert">{move || err.with(|e| e.as_ref().and_then(|e| e.field("customer_id")))}</small>
+                </label>
+            </div>
+            {line_rows}
+            <small class="field-error" role="alert">{line_error}</small>
+            <button type="button" class="btn" on:click=move |_| lines.update(|l| l.push(Line { product_id: String::new(), quantity: "1".into() }))>{t("add_line")}</button>
+            <label class="field"><span>{t("notes")}</span><textarea bind:value=notes></textarea></label>
+            <FormError err=err fields=&["customer_id"]/>
+            <button class="btn primary" type="submit" disabled=move || busy.get()>{t("create_order")}</button>
+        </form>
+    }
+}

@@ -1,0 +1,319 @@
+//! The catalog: search and filters, create and edit, stock per branch, CSV import and export.
+
+use dashoffice_domain::api::{
+    AdjustStock, BranchView, CreateProduct, DecimalText, ImportReport, Page, ProductView, StockView, UpdateProduct,
+};
+use leptos::{prelude::*, task::spawn_local};
+use leptos_router::{
+    components::A,
+    hooks::{use_navigate, use_query_map},
+};
+use wasm_bindgen::JsCast;
+
+use super::{PageHead, param_id, split_tags};
+use crate::{
+    api::{self, ApiError, enc},
+    components::{Badge, Empty, ErrorBox, Field, FormError, Load, loader, show},
+    i18n::{money, t, tf},
+    state::{app, watch},
+};
+
+#[component]
+pub(crate) fn Products() -> impl IntoView {
+    let query = use_query_map();
+    let q = RwSignal::new(query.with_untracked(|m| m.get("q").unwrap_or_default()));
+    let active = RwSignal::new(String::new());
+    let data = loader(move || {
+        watch(&["products"]);
+        let mut path = format!("/api/v1/products?limit=100&sort=name&q={}", enc(&q.get()));
+        match active.get().as_str() {
+            "1" => path.push_str("&active=true"),
+            "0" => path.push_str("&active=false"),
+            _ => {}
+        }
+        async move { api::get::<Page<ProductView>>(&path).await }
+    });
+    let report = RwSignal::new(None::<Result<ImportReport, ApiError>>);
+    let export = move |_| {
+        spawn_local(async move {
+            match api::text("/api/v1/products/export").await {
+                Ok(csv) => api::download("products.csv", &csv, "text/csv"),
+                Err(e) => app().say(e.message),
+            }
+        })
+    };
+    let import = move |ev: leptos::ev::Event| {
+        let Some(input) = ev.target().and_then(|t| t.dyn_into::<web_sys::HtmlInputElement>().ok()) else { return };
+        let Some(file) = input.files().and_then(|f| f.get(0)) else { return };
+        input.set_value("");
+        spawn_local(async move {
+            let r = match api::read_file(file).await {
+                Ok(text) => match api::send("POST", "/api/v1/products/import?mode=valid", Some(text), "text/csv").await {
+                    Ok(r) => serde_json::from_str::<ImportReport>(&r.body).map_err(|e| ApiError {
+                        status: r.status,
+                        code: "decode".into(),
+                        message: e.to_string(),
+                        fields: Vec::new(),
+                        raw: String::new(),
+                    }),
+                    Err(e) => serde_json::from_str::<ImportReport>(&e.raw).map_err(|_| e),
+                },
+                Err(e) => Err(e),
+            };
+            report.set(Some(r));
+        });
+    };
+    let report_view = move || {
+        report.get().map(|r| match r {
+            Ok(rep) => {
+                let errors = rep
+                    .errors
+                    .iter()
+                    .take(20)
+                    .map(|e| view! { <li>{tf("import_row_error", &[&e.line.to_string(), &e.field, &e.message])}</li> })
+                    .collect_view();
+                view! {
+                    <div class="card" role="status">
+                        <p>{tf("import_summary", &[&rep.rows.to_string(), &rep.created.to_string(), &rep.updated.to_string(), &rep.errors.len().to_string()])}</p>
+                        <ul class="errors">{errors}</ul>
+                    </div>
+                }
+                .into_any()
+            }
+            Err(e) => view! { <ErrorBox err=e/> }.into_any(),
+        })
+    };
+    view! {
+        <PageHead title=t("nav_products")>
+            <button class="btn" on:click=export>{t("export_csv")}</button>
+            <label class="btn">{t("import_csv")}<input type="file" accept=".csv,text/csv" class="sr-only" on:change=import/></label>
+            <A href="/products/new" attr:class="btn primary">{t("new_product")}</A>
+        </PageHead>
+        {report_view}
+        <div class="filters">
+            <input type="search" placeholder=t("search_products") aria-label=t("search_products") bind:value=q/>
+            <select aria-label=t("filter_active") bind:value=active>
+                <option value="">{t("all")}</option>
+                <option value="1">{t("active")}</option>
+                <option value="0">{t("inactive")}</option>
+            </select>
+        </div>
+        {show(data, |p: Page<ProductView>| {
+            if p.items.is_empty() {
+                return view! { <Empty text=t("no_products")/> }.into_any();
+            }
+            let rows = p
+                .items
+                .into_iter()
+                .map(|p| {
+                    let href = format!("/products/{}", p.id);
+                    view! {
+                        <tr>
+                            <td><A href=href>{p.name.clone()}</A>{p.sku_conflict.then(|| view! { <Badge kind="warn" text=t("sku_conflict")/> })}</td>
+                            <td>{p.sku.clone()}</td>
+                            <td class="num">{money(&p.price, &p.currency)}</td>
+                            <td>{if p.active { view! { <Badge kind="ok" text=t("active")/> } } else { view! { <Badge kind="muted" text=t("inactive")/> } }}</td>
+                        </tr>
+                    }
+                })
+                .collect_view();
+            view! {
+                <div class="table-wrap"><table class="table">
+                    <thead><tr><th>{t("name")}</th><th>{t("sku")}</th><th class="num">{t("price")}</th><th>{t("state")}</th></tr></thead>
+                    <tbody>{rows}</tbody>
+                </table></div>
+            }
+            .into_any()
+        })}
+    }
+}
+
+#[component]
+pub(crate) fn ProductEdit() -> impl IntoView {
+    let id = param_id();
+    let sku = RwSignal::new(String::new());
+    let name = RwSignal::new(String::new());
+    let description = RwSignal::new(String::new());
+    let price = RwSignal::new(String::new());
+    let tax_rate = RwSignal::new("0".to_string());
+    let tags = RwSignal::new(String::new());
+    let active = RwSignal::new(true);
+    let err = RwSignal::new(None::<ApiError>);
+    let busy = RwSignal::new(false);
+    let loaded = loader(move || {
+        let id = id.get();
+        async move {
+            if id.is_empty() {
+                return Ok(None);
+            }
+            api::get::<ProductView>(&format!("/api/v1/products/{id}")).await.map(Some)
+        }
+    });
+    Effect::new(move |_| {
+        if let Load::Ready(Some(p)) = loaded.get() {
+            sku.set(p.sku);
+            name.set(p.name);
+            description.set(p.description);
+            price.set(p.price);
+            tax_rate.set(p.tax_rate);
+            tags.set(p.tags.join(", "));
+            active.set(p.active);
+        }
+    });
+    let navigate = use_navigate();
+    let save = move |ev: leptos::ev::SubmitEvent| {
+        ev.prevent_default();
+        busy.set(true);
+        err.set(None);
+        let id = id.get_untracked();
+        let navigate = navigate.clone();
+        spawn_local(async move {
+            let r = if id.is_empty() {
+                let body = CreateProduct {
+                    sku: sku.get_untracked(),
+                    name: name.get_untracked(),
+                    description: description.get_untracked(),
+                    price: DecimalText(price.get_untracked()),
+                    currency: None,
+                    tax_rate: Some(DecimalText(tax_rate.get_untracked())),
+                    active: Some(active.get_untracked()),
+                    tags: split_tags(&tags.get_untracked()),
+                };
+                api::post::<_, ProductView>("/api/v1/products", &body).await
+            } else {
+                let body = UpdateProduct {
+                    sku: Some(sku.get_untracked()),
+                    name: Some(name.get_untracked()),
+                    description: Some(description.get_untracked()),
+                    price: Some(DecimalText(price.get_untracked())),
+                    currency: None,
+                    tax_rate: Some(DecimalText(tax_rate.get_untracked())),
+                    active: Some(active.get_untracked()),
+                    tags: Some(split_tags(&tags.get_untracked())),
+                };
+                api::patch::<_, ProductView>(&format!("/api/v1/products/{id}"), &body).await
+            };
+            busy.set(false);
+            match r {
+                Ok(p) => {
+                    app().say(t("saved"));
+                    navigate(&format!("/products/{}", p.id), Default::default());
+                }
+                Err(e) => err.set(Some(e)),
+            }
+        });
+    };
+    let title = move || if id.get().is_empty() { t("new_product") } else { t("edit_product") };
+    view! {
+        <PageHead title=title()><A href="/products" attr:class="btn ghost">{t("back")}</A></PageHead>
+        {move || match loaded.get() {
+            Load::Failed(e) => Some(view! { <ErrorBox err=e/> }),
+            _ => None,
+        }}
+        <form class="card form" on:submit=save novalidate>
+            <div class="grid two">
+                <Field label=t("sku") name="sku" value=sku err=err required=true/>
+                <Field label=t("name") name="name" value=name err=err required=true/>
+                <Field label=t("price") name="price" value=price err=err placeholder="0.00" required=true/>
+                <Field label=t("tax_rate") name="tax_rate" value=tax_rate err=err placeholder="0.16"/>
+            </div>
+            <Field label=t("description") name="description" value=description err=err/>
+            <Field label=t("tags_hint") name="tags" value=tags err=err/>
+            <label class="check"><input type="checkbox" bind:checked=active/>{t("active_for_sale")}</label>
+            <FormError err=err fields=&["sku", "name", "price", "tax_rate", "description", "tags"]/>
+            <button class="btn primary" type="submit" disabled=move || busy.get()>{t("save")}</button>
+        </form>
+        {move || (!id.get().is_empty()).then(|| view! { <StockPanel id=id.get()/> })}
+    }
+}
+
+#[component]
+fn StockPanel(id: String) -> impl IntoView {
+    let pid = id.clone();
+    let stock = loader(move || {
+        watch(&["stock", "orders"]);
+        let path = format!("/api/v1/products/{pid}/stock");
+        async move { api::get::<Vec<StockView>>(&path).await }
+    });
+    let branches = loader(|| api::get::<Vec<BranchView>>("/api/v1/branches"));
+    let delta = RwSignal::new(String::new());
+    let reason = RwSignal::new("receipt".to_string());
+    let branch = RwSignal::new(String::new());
+    let err = RwSignal::new(None::<ApiError>);
+    let adjust = move |ev: leptos::ev::SubmitEvent| {
+        ev.prevent_default();
+        err.set(None);
+        let id = id.clone();
+        let Ok(d) = delta.get_untracked().trim().parse::<i64>() else {
+            err.set(Some(ApiError {
+                status: 422,
+                code: "validation".into(),
+                message: t("whole_number").into(),
+                fields: vec![dashoffice_domain::FieldError::new("delta", "integer", t("whole_number"))],
+                raw: String::new(),
+            }));
+            return;
+        };
+        let body = AdjustStock {
+            branch_id: Some(branch.get_untracked()).filter(|b| !b.is_empty()),
+            delta: d,
+            reason: reason.get_untracked(),
+        };
+        spawn_local(async move {
+            match api::post::<_, StockView>(&format!("/api/v1/products/{id}/stock"), &body).await {
+                Ok(_) => {
+                    delta.set(String::new());
+                    app().say(t("stock_adjusted"));
+                }
+                Err(e) => err.set(Some(e)),
+            }
+        });
+    };
+    let branch_name = move |id: &str| {
+        branches.with(|b| b.ready().and_then(|b| b.iter().find(|x| x.id == id).map(|x| x.name.clone()))).unwrap_or_else(|| id.to_string())
+    };
+    let branch_options = move || {
+        branches.with(|b| {
+            b.ready()
+                .map(|b| b.iter().filter(|x| !x.archived).map(|x| view! { <option value=x.id.clone()>{x.name.clone()}</option> }).collect_view())
+        })
+    };
+    view! {
+        <section class="card">
+            <h2>{t("stock_per_branch")}</h2>
+            {show(stock, move |s: Vec<StockView>| {
+                if s.is_empty() {
+                    return view! { <Empty text=t("no_stock")/> }.into_any();
+                }
+                let rows = s
+                    .iter()
+                    .map(|x| view! {
+                        <tr class:oversold=x.oversold>
+                            <td>{branch_name(&x.branch_id)}</td><td class="num">{x.on_hand}</td>
+                            <td class="num">{x.adjusted}</td><td class="num">{x.committed}</td>
+                        </tr>
+                    })
+                    .collect_view();
+                view! {
+                    <table class="table"><thead><tr><th>{t("branch")}</th><th class="num">{t("on_hand")}</th><th class="num">{t("adjusted")}</th><th class="num">{t("committed")}</th></tr></thead>
+                    <tbody>{rows}</tbody></table>
+                }
+                .into_any()
+            })}
+            <form class="inline-form" on:submit=adjust novalidate>
+                <label class="field"><span>{t("branch")}</span>
+                    <select bind:value=branch><option value="">{t("my_branch")}</option>{branch_options}</select></label>
+                <Field label=t("units_delta") name="delta" value=delta err=err kind="number"/>
+                <label class="field"><span>{t("reason")}</span>
+                    <select bind:value=reason>
+                        <option value="receipt">{t("reason_receipt")}</option>
+                        <option value="count">{t("reason_count")}</option>
+                        <option value="loss">{t("reason_loss")}</option>
+                        <option value="return">{t("reason_return")}</option>
+                    </select></label>
+                <button class="btn" type="submit">{t("adjust_stock")}</button>
+            </form>
+            <FormError err=err fields=&["delta"]/>
+        </section>
+    }
+}

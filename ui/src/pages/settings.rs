@@ -1,0 +1,225 @@
+//! Settings: the shop, branches, staff, this device and its enrolment, WhatsApp (templates and
+//! canned responses) and the sync state.
+
+use dashoffice_domain::{
+    api::{BranchView, CreateBranch, ShopView, SyncStatus, UpdateShop},
+    inbox::{CannedResponse, TemplateView},
+};
+use leptos::{prelude::*, task::spawn_local};
+use leptos_router::components::A;
+
+use super::PageHead;
+use crate::{
+    api::{self, ApiError, enc},
+    components::{Badge, Empty, Field, FormError, Load, loader, show},
+    i18n::{datetime, number, t},
+    state::{app, watch},
+};
+
+#[component]
+pub(crate) fn Settings() -> impl IntoView {
+    view! {
+        <PageHead title=t("nav_settings")/>
+        <SyncPanel/>
+        <ShopPanel/>
+        <BranchesPanel/>
+        <section class="card"><h2>{t("staff")}</h2><p>{t("staff_settings_help")}" "<A href="/sellers">{t("nav_sellers")}</A></p></section>
+        <WhatsAppPanel/>
+    }
+}
+
+#[component]
+fn SyncPanel() -> impl IntoView {
+    let st = app();
+    let fetched = loader(|| api::get::<SyncStatus>("/api/v1/sync/status"));
+    let status = move || st.sync.get().or_else(|| fetched.with(|f| f.ready().cloned()));
+    view! {
+        <section class="card" id="sync">
+            <h2>{t("sync_and_device")}</h2>
+            {move || match status() {
+                None => match fetched.get() {
+                    Load::Failed(e) => view! { <crate::components::ErrorBox err=e/> }.into_any(),
+                    _ => view! { <crate::components::Spinner/> }.into_any(),
+                },
+                Some(s) if !s.enabled => view! { <p>{t("sync_disabled_help")}</p><pre class="code">"dashoffice-edge --relay HOST:4433 --relay-fingerprint … --enrolment-code …"</pre> }.into_any(),
+                Some(s) => {
+                    let peers = s.peers.iter().map(|p| view! {
+                        <tr><td>{p.peer.clone()}</td><td>{if p.connected { t("connected") } else { t("disconnected") }}</td>
+                        <td class="num">{format!("{:.1} s", p.lag_ms as f64 / 1000.0)}</td><td class="num">{p.in_flight}</td></tr>
+                    }).collect_view();
+                    view! {
+                        <dl class="facts">
+                            <dt>{t("relay")}</dt><dd>{s.relay.clone().unwrap_or_default()}</dd>
+                            <dt>{t("state")}</dt><dd>{if s.connected { view! { <Badge kind="ok" text=t("connected")/> } } else { view! { <Badge kind="warn" text=t("sync_offline")/> } }}</dd>
+                            <dt>{t("device")}</dt><dd>{s.device_id.clone().unwrap_or_else(|| t("not_enrolled").to_string())}</dd>
+                            <dt>{t("last_sync")}</dt><dd>{s.last_sync_at.map(datetime).unwrap_or_else(|| "—".into())}</dd>
+                            <dt>{t("pending_changes")}</dt><dd>{number(s.pending_changes as f64)}</dd>
+                            <dt>{t("documents_here")}</dt><dd>{number(s.documents_local as f64)}{s.documents_relay.map(|r| format!(" / {}", number(r as f64)))}</dd>
+                            <dt>{t("last_error")}</dt><dd>{s.last_error.clone().unwrap_or_else(|| "—".into())}</dd>
+                        </dl>
+                        <div class="table-wrap"><table class="table"><thead><tr><th>{t("peer")}</th><th>{t("state")}</th><th class="num">{t("lag")}</th><th class="num">{t("in_flight")}</th></tr></thead><tbody>{peers}</tbody></table></div>
+                    }
+                    .into_any()
+                }
+            }}
+        </section>
+    }
+}
+
+#[component]
+fn ShopPanel() -> impl IntoView {
+    let shop = loader(|| {
+        watch(&["org"]);
+        api::get::<ShopView>("/api/v1/shop")
+    });
+    let name = RwSignal::new(String::new());
+    let currency = RwSignal::new(String::new());
+    let timezone = RwSignal::new(String::new());
+    let region = RwSignal::new(String::new());
+    let err = RwSignal::new(None::<ApiError>);
+    Effect::new(move |_| {
+        if let Load::Ready(s) = shop.get() {
+            name.set(s.name);
+            currency.set(s.currency);
+            timezone.set(s.timezone);
+            region.set(s.phone_region);
+        }
+    });
+    let save = move |ev: leptos::ev::SubmitEvent| {
+        ev.prevent_default();
+        err.set(None);
+        let body = UpdateShop {
+            name: Some(name.get_untracked()),
+            currency: Some(currency.get_untracked()),
+            phone_region: Some(region.get_untracked()),
+            timezone: Some(timezone.get_untracked()),
+        };
+        spawn_local(async move {
+            match api::patch::<_, ShopView>("/api/v1/shop", &body).await {
+                Ok(_) => app().say(t("saved")),
+                Err(e) => err.set(Some(e)),
+            }
+        });
+    };
+    view! {
+        <form class="card form" on:submit=save novalidate>
+            <h2>{t("shop")}</h2>
+            <div class="grid two">
+                <Field label=t("name") name="name" value=name err=err required=true/>
+                <Field label=t("currency") name="currency" value=currency err=err placeholder="MXN"/>
+                <Field label=t("timezone") name="timezone" value=timezone err=err placeholder="America/Mexico_City"/>
+                <Field label=t("phone_region") name="phone_region" value=region err=err placeholder="MX"/>
+            </div>
+            <FormError err=err fields=&["name", "currency", "timezone", "phone_region"]/>
+            <button class="btn primary" type="submit">{t("save")}</button>
+        </form>
+    }
+}
+
+#[component]
+fn BranchesPanel() -> impl IntoView {
+    let branches = loader(|| {
+        watch(&["org"]);
+        api::get::<Vec<BranchView>>("/api/v1/branches")
+    });
+    let code = RwSignal::new(String::new());
+    let name = RwSignal::new(String::new());
+    let err = RwSignal::new(None::<ApiError>);
+    let add = move |ev: leptos::ev::SubmitEvent| {
+        ev.prevent_default();
+        err.set(None);
+        let body = CreateBranch { code: code.get_untracked(), name: name.get_untracked() };
+        spawn_local(async move {
+            match api::post::<_, BranchView>("/api/v1/branches", &body).await {
+                Ok(_) => {
+                    code.set(String::new());
+                    name.set(String::new());
+                    app().say(t("saved"));
+                }
+                Err(e) => err.set(Some(e)),
+            }
+        });
+    };
+    view! {
+        <section class="card">
+            <h2>{t("branches")}</h2>
+            {show(branches, |b: Vec<BranchView>| {
+                b.into_iter().map(|b| view! {
+                    <div class="row-item"><strong>{b.code.clone()}</strong><span>{b.name.clone()}</span>{b.archived.then(|| view! { <Badge kind="muted" text=t("archived")/> })}</div>
+                }).collect_view()
+            })}
+            <form class="inline-form" on:submit=add novalidate>
+                <Field label=t("branch_code") name="code" value=code err=err placeholder="CEN"/>
+                <Field label=t("name") name="name" value=name err=err/>
+                <button class="btn" type="submit">{t("add_branch")}</button>
+            </form>
+            <FormError err=err fields=&["code", "name"]/>
+        </section>
+    }
+}
+
+#[component]
+fn WhatsAppPanel() -> impl IntoView {
+    let templates = loader(|| {
+        watch(&["inbox"]);
+        api::get::<Vec<TemplateView>>("/api/v1/whatsapp/templates")
+    });
+    let canned = loader(|| {
+        watch(&["inbox"]);
+        api::get::<Vec<CannedResponse>>("/api/v1/canned-responses")
+    });
+    let code = RwSignal::new(String::new());
+    let text = RwSignal::new(String::new());
+    let err = RwSignal::new(None::<ApiError>);
+    let add = move |ev: leptos::ev::SubmitEvent| {
+        ev.prevent_default();
+        err.set(None);
+        let body = CannedResponse { short_code: code.get_untracked(), text: text.get_untracked() };
+        spawn_local(async move {
+            match api::post::<_, CannedResponse>("/api/v1/canned-responses", &body).await {
+                Ok(_) => {
+                    code.set(String::new());
+                    text.set(String::new());
+                }
+                Err(e) => err.set(Some(e)),
+            }
+        });
+    };
+    let remove = move |c: String| {
+        spawn_local(async move {
+            if let Err(e) = api::send("DELETE", &format!("/api/v1/canned-responses/{}", enc(&c)), None, "").await {
+                err.set(Some(e));
+            }
+        });
+    };
+    view! {
+        <section class="card">
+            <h2>{t("whatsapp")}</h2>
+            <p class="muted">{t("whatsapp_settings_help")}</p>
+            <h3>{t("templates")}</h3>
+            {show(templates, |ts: Vec<TemplateView>| {
+                if ts.is_empty() {
+                    return view! { <Empty text=t("no_templates")/> }.into_any();
+                }
+                ts.into_iter().map(|tp| view! { <div class="row-item"><strong>{tp.name.clone()}</strong><span>{tp.language.clone()}</span><span class="muted">{tp.body.clone()}</span></div> }).collect_view().into_any()
+            })}
+            <h3>{t("canned_responses")}</h3>
+            {show(canned, move |cs: Vec<CannedResponse>| {
+                if cs.is_empty() {
+                    return view! { <Empty text=t("no_canned")/> }.into_any();
+                }
+                cs.into_iter().map(|c| {
+                    let code = c.short_code.clone();
+                    view! { <div class="row-item"><strong>"/"{c.short_code.clone()}</strong><span>{c.text.clone()}</span>
+                        <button class="btn ghost" on:click=move |_| remove(code.clone())>{t("delete")}</button></div> }
+                }).collect_view().into_any()
+            })}
+            <form class="inline-form" on:submit=add novalidate>
+                <Field label=t("short_code") name="short_code" value=code err=err placeholder="hola"/>
+                <Field label=t("text") name="text" value=text err=err/>
+                <button class="btn" type="submit">{t("add")}</button>
+            </form>
+            <FormError err=err fields=&["short_code", "text"]/>
+        </section>
+    }
+}

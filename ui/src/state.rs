@@ -1,0 +1,170 @@
+//! App-wide state: the session, the language, the theme, live change counters and the sync state.
+
+use std::collections::HashMap;
+
+use dashoffice_domain::api::{LoginResponse, StaffView, SyncStatus};
+use leptos::prelude::*;
+use wasm_bindgen::{JsCast, prelude::Closure};
+
+use crate::{api, i18n::Lang};
+
+/// Everything the pages share.
+#[derive(Clone, Copy)]
+pub struct AppState {
+    /// The logged-in staff member.
+    pub user: RwSignal<Option<StaffView>>,
+    /// The UI language.
+    pub lang: RwSignal<Lang>,
+    /// Dark mode.
+    pub dark: RwSignal<bool>,
+    /// Changes seen per collection since the UI started.
+    pub changes: RwSignal<HashMap<String, u64>>,
+    /// The replica's sync with the relay, as last announced.
+    pub sync: RwSignal<Option<SyncStatus>>,
+    /// Whether the live connection to the replica is up.
+    pub live: RwSignal<bool>,
+    /// A short message at the bottom of the screen.
+    pub toast: RwSignal<Option<String>>,
+}
+
+fn storage() -> Option<web_sys::Storage> {
+    web_sys::window()?.local_storage().ok()?
+}
+
+/// Reads a saved preference.
+pub fn load_pref(key: &str) -> Option<String> {
+    storage()?.get_item(key).ok()?
+}
+
+/// Saves a preference (or removes it).
+pub fn save_pref(key: &str, v: Option<&str>) {
+    if let Some(s) = storage() {
+        let _ = match v {
+            Some(v) => s.set_item(key, v),
+            None => s.remove_item(key),
+        };
+    }
+}
+
+impl AppState {
+    /// State from what the browser remembers (session, language, theme).
+    pub fn restore() -> Self {
+        let token = load_pref("dashoffice.token");
+        api::set_token(token);
+        let user = load_pref("dashoffice.user").and_then(|u| serde_json::from_str(&u).ok());
+        let lang = Lang::detect();
+        let dark = match load_pref("dashoffice.theme").as_deref() {
+            Some("dark") => true,
+            Some("light") => false,
+            _ => web_sys::window()
+                .and_then(|w| w.match_media("(prefers-color-scheme: dark)").ok().flatten())
+                .is_some_and(|m| m.matches()),
+        };
+        Self {
+            user: RwSignal::new(user),
+            lang: RwSignal::new(lang),
+            dark: RwSignal::new(dark),
+            changes: RwSignal::new(HashMap::new()),
+            sync: RwSignal::new(None),
+            live: RwSignal::new(false),
+            toast: RwSignal::new(None),
+        }
+    }
+
+    /// After a successful login.
+    pub fn logged_in(&self, r: LoginResponse) {
+        api::set_token(Some(r.token.clone()));
+        save_pref("dashoffice.token", Some(&r.token));
+        save_pref("dashoffice.user", serde_json::to_string(&r.user).ok().as_deref());
+        self.user.set(Some(r.user));
+        start_live(*self);
+    }
+
+    /// Forgets the session.
+    pub fn logout(&self) {
+        api::set_token(None);
+        save_pref("dashoffice.token", None);
+        save_pref("dashoffice.user", None);
+        self.user.set(None);
+        stop_live();
+    }
+
+    /// Shows a message for a few seconds.
+    pub fn say(&self, msg: impl Into<String>) {
+        let toast = self.toast;
+        toast.set(Some(msg.into()));
+        set_timeout(move || toast.set(None), std::time::Duration::from_millis(3500));
+    }
+}
+
+/// The app state from context.
+pub fn app() -> AppState {
+    expect_context::<AppState>()
+}
+
+/// Tracks changes to the given collections: read it inside a loader and the loader runs again
+/// when another replica (or this one) changes them.
+pub fn watch(collections: &[&str]) -> u64 {
+    let st = app();
+    st.changes.with(|m| collections.iter().map(|c| m.get(*c).copied().unwrap_or(0)).sum())
+}
+
+/// Called on any 401: the session ended (expired, revoked, logged out elsewhere).
+pub fn session_expired() {
+    if let Some(st) = use_context::<AppState>() {
+        st.logout();
+    } else {
+        api::set_token(None);
+        save_pref("dashoffice.token", None);
+    }
+}
+
+thread_local! {
+    static SOURCE: std::cell::RefCell<Option<web_sys::EventSource>> = const { std::cell::RefCell::new(None) };
+}
+
+fn stop_live() {
+    SOURCE.with(|s| {
+        if let Some(es) = s.borrow_mut().take() {
+            es.close();
+        }
+    });
+}
+
+/// Opens the live-updates stream (`/api/v1/events`); the browser reconnects it by itself.
+pub fn start_live(st: AppState) {
+    stop_live();
+    let Some(token) = api::token() else { return };
+    let Ok(es) = web_sys::EventSource::new(&format!("/api/v1/events?access_token={}", api::enc(&token))) else {
+        return;
+    };
+    let on_change = Closure::<dyn FnMut(web_sys::MessageEvent)>::new(move |ev: web_sys::MessageEvent| {
+        let data = ev.data().as_string().unwrap_or_default();
+        let cols: Vec<String> = serde_json::from_str::<serde_json::Value>(&data)
+            .ok()
+            .and_then(|v| serde_json::from_value(v["collections"].clone()).ok())
+            .unwrap_or_default();
+        st.changes.update(|m| {
+            for c in cols {
+                *m.entry(c).or_default() += 1;
+            }
+        });
+    });
+    let on_sync = Closure::<dyn FnMut(web_sys::MessageEvent)>::new(move |ev: web_sys::MessageEvent| {
+        if let Some(s) = ev.data().as_string().and_then(|d| serde_json::from_str(&d).ok()) {
+            st.sync.set(Some(s));
+        }
+    });
+    let on_open = Closure::<dyn FnMut(web_sys::Event)>::new(move |_| st.live.set(true));
+    let on_error = Closure::<dyn FnMut(web_sys::Event)>::new(move |_| st.live.set(false));
+    let _ = es.add_event_listener_with_callback("change", on_change.as_ref().unchecked_ref());
+    let _ = es.add_event_listener_with_callback("sync", on_sync.as_ref().unchecked_ref());
+    let _ = es.add_event_listener_with_callback("hello", on_open.as_ref().unchecked_ref());
+    es.set_onerror(Some(on_error.as_ref().unchecked_ref()));
+    // The stream lives as long as the page: the closures must too.
+    on_change.forget();
+    on_sync.forget();
+    on_open.forget();
+    on_error.forget();
+    SOURCE.with(|s| *s.borrow_mut() = Some(es));
+}
