@@ -8,6 +8,8 @@ mod api;
 mod csv;
 mod durability;
 mod errors;
+mod i18n;
 mod roles;
 mod sync;
+mod ui;
 mod whatsapp;

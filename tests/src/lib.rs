@@ -331,6 +331,11 @@ pub struct Api {
 }
 
 impl Api {
+    /// The session token this client sends, if any.
+    pub fn token(&self) -> &str {
+        self.token.as_deref().unwrap_or("")
+    }
+
     /// A client without a token for any base URL (the relay's HTTP side).
     pub fn for_base(base: &str) -> Self {
         let http = Client::builder().timeout(REQUEST_TIMEOUT).build().expect("building the HTTP client");

@@ -99,13 +99,19 @@ async fn http(req: Request) -> Result<Response, String> {
     init.set_headers(&headers);
     let request = web_sys::Request::new_with_str_and_init(&req.path, &init).map_err(js)?;
     let window = web_sys::window().ok_or("no window")?;
-    let resp: web_sys::Response = JsFuture::from(window.fetch_with_request(&request)).await.map_err(js)?.unchecked_into();
+    let resp: web_sys::Response =
+        JsFuture::from(window.fetch_with_request(&request)).await.map_err(js)?.unchecked_into();
     let text = JsFuture::from(resp.text().map_err(js)?).await.map_err(js)?.as_string().unwrap_or_default();
     Ok(Response { status: resp.status(), body: text })
 }
 
 /// Sends a request through the installed transport and returns the raw answer.
-pub async fn send(method: &'static str, path: &str, body: Option<String>, content_type: &'static str) -> Result<Response, ApiError> {
+pub async fn send(
+    method: &'static str,
+    path: &str,
+    body: Option<String>,
+    content_type: &'static str,
+) -> Result<Response, ApiError> {
     let req = Request { method, path: path.to_string(), body, content_type, token: token() };
     let t = TRANSPORT.with(|c| c.borrow().clone());
     let r = match t {
@@ -159,7 +165,11 @@ pub async fn get<T: DeserializeOwned>(path: &str) -> Result<T, ApiError> {
 }
 
 /// Sends JSON and reads JSON back (`()` for empty answers).
-pub async fn json<B: Serialize, T: DeserializeOwned>(method: &'static str, path: &str, body: &B) -> Result<T, ApiError> {
+pub async fn json<B: Serialize, T: DeserializeOwned>(
+    method: &'static str,
+    path: &str,
+    body: &B,
+) -> Result<T, ApiError> {
     let b = serde_json::to_string(body).map_err(|e| ApiError::network(e.to_string()))?;
     decode(send(method, path, Some(b), "application/json").await?)
 }
@@ -221,7 +231,8 @@ pub async fn blob_url(path: &str) -> Result<String, ApiError> {
     init.set_headers(&headers);
     let request = web_sys::Request::new_with_str_and_init(path, &init).map_err(js)?;
     let window = web_sys::window().ok_or_else(|| ApiError::network("no window".into()))?;
-    let resp: web_sys::Response = JsFuture::from(window.fetch_with_request(&request)).await.map_err(js)?.unchecked_into();
+    let resp: web_sys::Response =
+        JsFuture::from(window.fetch_with_request(&request)).await.map_err(js)?.unchecked_into();
     if !resp.ok() {
         return Err(ApiError {
             status: resp.status(),

@@ -93,9 +93,14 @@ pub fn ErrorBox(err: ApiError) -> impl IntoView {
 
 /// A form's error that names no field of the form (or several).
 #[component]
-pub fn FormError(err: RwSignal<Option<ApiError>>, #[prop(default = &[])] fields: &'static [&'static str]) -> impl IntoView {
+pub fn FormError(
+    err: RwSignal<Option<ApiError>>,
+    #[prop(default = &[])] fields: &'static [&'static str],
+) -> impl IntoView {
     move || {
-        err.get().filter(|e| !e.fields.iter().any(|f| fields.contains(&f.field.as_str()))).map(|e| view! { <ErrorBox err=e/> })
+        err.get()
+            .filter(|e| !e.fields.iter().any(|f| fields.contains(&f.field.as_str())))
+            .map(|e| view! { <ErrorBox err=e/> })
     }
 }
 

@@ -122,19 +122,29 @@ pub fn money(amount: &str, currency: &str) -> String {
         &locales(),
         &opts(&[("style", "currency".into()), ("currency", currency.into())]),
     );
-    nf.format().call1(&JsValue::NULL, &JsValue::from_f64(n)).ok().and_then(|v| v.as_string()).unwrap_or_else(|| format!("{amount} {currency}"))
+    nf.format()
+        .call1(&JsValue::NULL, &JsValue::from_f64(n))
+        .ok()
+        .and_then(|v| v.as_string())
+        .unwrap_or_else(|| format!("{amount} {currency}"))
 }
 
 /// A whole number with the language's grouping.
 pub fn number(n: f64) -> String {
     let nf = js_sys::Intl::NumberFormat::new(&locales(), &js_sys::Object::new());
-    nf.format().call1(&JsValue::NULL, &JsValue::from_f64(n)).ok().and_then(|v| v.as_string()).unwrap_or_else(|| n.to_string())
+    nf.format()
+        .call1(&JsValue::NULL, &JsValue::from_f64(n))
+        .ok()
+        .and_then(|v| v.as_string())
+        .unwrap_or_else(|| n.to_string())
 }
 
 /// A date and time (Unix ms), short.
 pub fn datetime(ms: i64) -> String {
     let d = js_sys::Date::new(&JsValue::from_f64(ms as f64));
-    String::from(d.to_locale_string(&lang().tag(), &opts(&[("dateStyle", "medium".into()), ("timeStyle", "short".into())])))
+    String::from(
+        d.to_locale_string(&lang().tag(), &opts(&[("dateStyle", "medium".into()), ("timeStyle", "short".into())])),
+    )
 }
 
 /// A time of day (Unix ms) if today, else a short date.

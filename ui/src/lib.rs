@@ -26,6 +26,8 @@ use crate::{
 /// Starts the UI in the page's body.
 #[wasm_bindgen(start)]
 pub fn start() {
+    // A bug shows its message in the browser console instead of a bare "unreachable".
+    console_error_panic_hook::set_once();
     // index.html shows a loading screen until the app draws itself.
     if let Some(boot) = web_sys::window().and_then(|w| w.document()).and_then(|d| d.get_element_by_id("boot")) {
         boot.remove();
@@ -38,6 +40,7 @@ pub fn start() {
 pub fn App() -> impl IntoView {
     let st = AppState::restore();
     provide_context(st);
+    state::install(st);
     st.lang.get_untracked().activate();
     Effect::new(move |_| {
         let dark = st.dark.get();

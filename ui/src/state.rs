@@ -97,9 +97,21 @@ impl AppState {
     }
 }
 
-/// The app state from context.
+thread_local! {
+    static APP: std::cell::Cell<Option<AppState>> = const { std::cell::Cell::new(None) };
+}
+
+/// Makes `st` what [`app`] returns (the app calls this once, at start).
+pub fn install(st: AppState) {
+    APP.with(|a| a.set(Some(st)));
+}
+
+/// The app state. Unlike a Leptos context it is also there inside async tasks and callbacks.
 pub fn app() -> AppState {
-    expect_context::<AppState>()
+    match APP.with(std::cell::Cell::get) {
+        Some(st) => st,
+        None => expect_context::<AppState>(),
+    }
 }
 
 /// Tracks changes to the given collections: read it inside a loader and the loader runs again
@@ -111,7 +123,7 @@ pub fn watch(collections: &[&str]) -> u64 {
 
 /// Called on any 401: the session ended (expired, revoked, logged out elsewhere).
 pub fn session_expired() {
-    if let Some(st) = use_context::<AppState>() {
+    if let Some(st) = APP.with(std::cell::Cell::get) {
         st.logout();
     } else {
         api::set_token(None);

@@ -41,7 +41,11 @@ fn content_type(path: &str) -> &'static str {
 
 /// True for paths the API owns: a miss there is a JSON 404, never the UI.
 fn is_api(path: &str) -> bool {
-    path.starts_with("/api/") || path == "/api" || path == "/healthz" || path == "/metrics" || path.starts_with("/webhooks/")
+    path.starts_with("/api/")
+        || path == "/api"
+        || path == "/healthz"
+        || path == "/metrics"
+        || path.starts_with("/webhooks/")
 }
 
 /// The fallback of every API router: a UI file, the UI's index.html, or the JSON 404.

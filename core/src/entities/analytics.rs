@@ -41,11 +41,10 @@ fn money(d: Decimal) -> String {
 
 /// The figures of the last `q.days` days in the shop's time zone.
 pub fn summary(conn: &Connection, caller: &Caller, q: &SummaryQuery) -> Result<AnalyticsSummary> {
-    let (currency, tz_name): (String, String) = conn.query_row(
-        "SELECT currency, timezone FROM shops WHERE id = ?1",
-        params![caller.shop_id],
-        |r| Ok((r.get(0)?, r.get(1)?)),
-    )?;
+    let (currency, tz_name): (String, String) =
+        conn.query_row("SELECT currency, timezone FROM shops WHERE id = ?1", params![caller.shop_id], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })?;
     let tz = jiff::tz::TimeZone::get(&tz_name).unwrap_or(jiff::tz::TimeZone::UTC);
     let now = jiff::Timestamp::from_millisecond(q.now_ms).unwrap_or(jiff::Timestamp::UNIX_EPOCH).to_zoned(tz.clone());
     let today = now.date();
@@ -54,9 +53,7 @@ pub fn summary(conn: &Connection, caller: &Caller, q: &SummaryQuery) -> Result<A
     let start_ms = first.to_zoned(tz.clone()).map(|z| z.timestamp().as_millisecond()).unwrap_or(0);
     let branch = caller.branch_id.clone().or_else(|| q.branch_id.clone().filter(|b| !b.is_empty()));
     let day_of = |ms: i64| -> String {
-        jiff::Timestamp::from_millisecond(ms)
-            .map(|t| t.to_zoned(tz.clone()).date().to_string())
-            .unwrap_or_default()
+        jiff::Timestamp::from_millisecond(ms).map(|t| t.to_zoned(tz.clone()).date().to_string()).unwrap_or_default()
     };
     let names = |sql: &str| -> Result<BTreeMap<String, String>> {
         let mut st = conn.prepare(sql)?;
@@ -124,7 +121,8 @@ pub fn summary(conn: &Connection, caller: &Caller, q: &SummaryQuery) -> Result<A
             })
             .collect();
         v.sort_by(|x, y| {
-            let (a, b): (Decimal, Decimal) = (x.amount.parse().unwrap_or_default(), y.amount.parse().unwrap_or_default());
+            let (a, b): (Decimal, Decimal) =
+                (x.amount.parse().unwrap_or_default(), y.amount.parse().unwrap_or_default());
             b.cmp(&a).then_with(|| x.label.cmp(&y.label))
         });
         v
@@ -147,7 +145,11 @@ pub fn summary(conn: &Connection, caller: &Caller, q: &SummaryQuery) -> Result<A
         })?;
         for row in rows {
             let (k, n) = row?;
-            conv_by_branch.push(CountBy { label: branches.get(&k).cloned().unwrap_or_else(|| k.clone()), key: k, count: n });
+            conv_by_branch.push(CountBy {
+                label: branches.get(&k).cloned().unwrap_or_else(|| k.clone()),
+                key: k,
+                count: n,
+            });
         }
     }
     let mut low = Vec::new();

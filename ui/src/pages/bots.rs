@@ -149,14 +149,14 @@ fn TryBot(name: String) -> impl IntoView {
                     })
                     .collect_view();
                 let ex = &v["explain"];
-                let get = |k: &str| ex.get(k).map(|x| x.to_string()).unwrap_or_else(|| "—".into());
+                let get = |k: &str| super::inbox::explain_value(ex.get(k));
                 view! {
                     <div class="messages">{replies}</div>
                     <dl class="explain-list">
                         <dt>{t("trigger")}</dt><dd>{get("trigger")}</dd>
                         <dt>{t("intent")}</dt><dd>{get("intent")}</dd>
                         <dt>{t("confidence")}</dt><dd>{get("confidence")}</dd>
-                        <dt>{t("node")}</dt><dd>{v.get("node").map(|x| x.to_string()).unwrap_or_default()}</dd>
+                        <dt>{t("node")}</dt><dd>{super::inbox::explain_value(v.get("node"))}</dd>
                         <dt>{t("handoff")}</dt><dd>{v.get("handoff").map(|x| x.to_string()).unwrap_or_default()}</dd>
                     </dl>
                     <details><summary>{t("why_full")}</summary><pre class="code">{serde_json::to_string_pretty(ex).unwrap_or_default()}</pre></details>

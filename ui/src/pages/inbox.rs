@@ -4,7 +4,10 @@
 
 use dashoffice_domain::{
     api::{Page, StaffView},
-    inbox::{CannedResponse, ConversationState, ConversationThread, ConversationView, MessageStatus, MessageView, SendMessage, TemplateView, UpdateConversation},
+    inbox::{
+        CannedResponse, ConversationState, ConversationThread, ConversationView, MessageStatus, MessageView,
+        SendMessage, TemplateView, UpdateConversation,
+    },
 };
 use leptos::{prelude::*, task::spawn_local};
 use leptos_router::{components::A, hooks::use_navigate};
@@ -50,7 +53,14 @@ pub(crate) fn Inbox() -> impl IntoView {
         }
         async move { api::get::<Page<ConversationView>>(&path).await }
     });
-    let filters = [("", "all"), ("unread", "unread"), ("mine", "mine"), ("pending", "conv_pending"), ("open", "conv_open"), ("resolved", "conv_resolved")];
+    let filters = [
+        ("", "all"),
+        ("unread", "unread"),
+        ("mine", "mine"),
+        ("pending", "conv_pending"),
+        ("open", "conv_open"),
+        ("resolved", "conv_resolved"),
+    ];
     view! {
         <PageHead title=t("nav_conversations")/>
         <div class="inbox" class:has-thread=move || !id.get().is_empty()>
@@ -129,11 +139,31 @@ fn Media(sha: String, mime: String, kind: String) -> impl IntoView {
     }
 }
 
+/// A bot's reason in words: `intent: stock` rather than its JSON.
+pub(crate) fn explain_value(v: Option<&serde_json::Value>) -> String {
+    match v {
+        None | Some(serde_json::Value::Null) => "—".into(),
+        Some(serde_json::Value::String(s)) => s.clone(),
+        Some(serde_json::Value::Object(o)) => {
+            let kind = o.get("kind").and_then(|k| k.as_str()).unwrap_or("");
+            match o.get("value").or_else(|| o.get("id")).or_else(|| o.get("text")) {
+                Some(serde_json::Value::String(v)) => format!("{kind}: {v}"),
+                Some(v) => format!("{kind}: {v}"),
+                None => kind.to_string(),
+            }
+        }
+        Some(v) => v.to_string(),
+    }
+}
+
 fn message_view(m: MessageView) -> impl IntoView {
     let (tick, label) = ticks(m.status);
     let cls = format!("msg msg-{} status-{:?}", m.direction, m.status).to_lowercase();
     let att = m.payload.get("attachment").and_then(|a| {
-        Some((a.get("sha256")?.as_str()?.to_string(), a.get("mime_type").and_then(|x| x.as_str()).unwrap_or("").to_string()))
+        Some((
+            a.get("sha256")?.as_str()?.to_string(),
+            a.get("mime_type").and_then(|x| x.as_str()).unwrap_or("").to_string(),
+        ))
     });
     let media = att.map(|(sha, mime)| view! { <Media sha=sha mime=mime kind=m.kind.clone()/> });
     let who = match m.sender.as_str() {
@@ -146,11 +176,11 @@ fn message_view(m: MessageView) -> impl IntoView {
         let s = format!(
             "{} {} · {} {} · {} {}",
             t("trigger"),
-            e.get("trigger").map(|v| v.to_string()).unwrap_or_default(),
+            explain_value(e.get("trigger")),
             t("intent"),
-            e.get("intent").map(|v| v.to_string()).unwrap_or_default(),
+            explain_value(e.get("intent")),
             t("node"),
-            e.get("node").map(|v| v.to_string()).unwrap_or_default()
+            explain_value(e.get("node"))
         );
         view! { <small class="muted explain">{s}</small> }
     });
@@ -277,7 +307,11 @@ fn Thread(id: String) -> impl IntoView {
 }
 
 #[component]
-fn Composer(conv: ConversationView, templates: Vec<TemplateView>, canned: RwSignal<Load<Vec<CannedResponse>>>) -> impl IntoView {
+fn Composer(
+    conv: ConversationView,
+    templates: Vec<TemplateView>,
+    canned: RwSignal<Load<Vec<CannedResponse>>>,
+) -> impl IntoView {
     let text = RwSignal::new(String::new());
     let note = RwSignal::new(false);
     let err = RwSignal::new(None::<ApiError>);
@@ -307,14 +341,21 @@ fn Composer(conv: ConversationView, templates: Vec<TemplateView>, canned: RwSign
     let send_tpl = send.clone();
     let submit_template = move |ev: leptos::ev::SubmitEvent| {
         ev.prevent_default();
-        let ps = params.get_untracked().split('|').map(str::trim).filter(|s| !s.is_empty()).map(str::to_string).collect();
-        send_tpl(SendMessage { kind: Some("template".into()), template: Some(template.get_untracked()), params: ps, ..Default::default() });
+        let ps =
+            params.get_untracked().split('|').map(str::trim).filter(|s| !s.is_empty()).map(str::to_string).collect();
+        send_tpl(SendMessage {
+            kind: Some("template".into()),
+            template: Some(template.get_untracked()),
+            params: ps,
+            ..Default::default()
+        });
     };
     let suggestions = move || {
         let typed = text.get();
         let code = typed.strip_prefix('/')?.to_lowercase();
         let list = canned.with(|c| c.ready().cloned())?;
-        let hits: Vec<_> = list.into_iter().filter(|c| c.short_code.to_lowercase().starts_with(&code)).take(5).collect();
+        let hits: Vec<_> =
+            list.into_iter().filter(|c| c.short_code.to_lowercase().starts_with(&code)).take(5).collect();
         (!hits.is_empty()).then(|| {
             hits.into_iter()
                 .map(|c| {
@@ -327,7 +368,11 @@ fn Composer(conv: ConversationView, templates: Vec<TemplateView>, canned: RwSign
     let on_key = move |ev: leptos::ev::KeyboardEvent| {
         if ev.key() == "Enter" && (ev.ctrl_key() || ev.meta_key()) {
             ev.prevent_default();
-            if let Some(form) = ev.target().and_then(|t| wasm_bindgen::JsCast::dyn_into::<web_sys::HtmlElement>(t).ok()).and_then(|el| el.closest("form").ok().flatten()) {
+            if let Some(form) = ev
+                .target()
+                .and_then(|t| wasm_bindgen::JsCast::dyn_into::<web_sys::HtmlElement>(t).ok())
+                .and_then(|el| el.closest("form").ok().flatten())
+            {
                 let form: web_sys::HtmlFormElement = wasm_bindgen::JsCast::unchecked_into(form);
                 let _ = form.request_submit();
             }

@@ -193,7 +193,11 @@ pub(crate) fn NewOrder() -> impl IntoView {
                 .get_untracked()
                 .into_iter()
                 .filter(|l| !l.product_id.is_empty())
-                .map(|l| OrderLineInput { product_id: l.product_id, quantity: l.quantity.trim().parse().unwrap_or(0), unit_price: None })
+                .map(|l| OrderLineInput {
+                    product_id: l.product_id,
+                    quantity: l.quantity.trim().parse().unwrap_or(0),
+                    unit_price: None,
+                })
                 .collect(),
             notes: notes.get_untracked(),
         };
@@ -261,7 +265,9 @@ pub(crate) fn NewOrder() -> impl IntoView {
     };
     let line_error = move || {
         err.with(|e| {
-            e.as_ref().and_then(|e| e.fields.iter().find(|f| f.field.starts_with("lines")).map(|f| format!("{}: {}", f.field, f.message)))
+            e.as_ref().and_then(|e| {
+                e.fields.iter().find(|f| f.field.starts_with("lines")).map(|f| format!("{}: {}", f.field, f.message))
+            })
         })
     };
     view! {

@@ -48,7 +48,8 @@ pub(crate) fn Products() -> impl IntoView {
         input.set_value("");
         spawn_local(async move {
             let r = match api::read_file(file).await {
-                Ok(text) => match api::send("POST", "/api/v1/products/import?mode=valid", Some(text), "text/csv").await {
+                Ok(text) => match api::send("POST", "/api/v1/products/import?mode=valid", Some(text), "text/csv").await
+                {
                     Ok(r) => serde_json::from_str::<ImportReport>(&r.body).map_err(|e| ApiError {
                         status: r.status,
                         code: "decode".into(),
@@ -270,12 +271,18 @@ fn StockPanel(id: String) -> impl IntoView {
         });
     };
     let branch_name = move |id: &str| {
-        branches.with(|b| b.ready().and_then(|b| b.iter().find(|x| x.id == id).map(|x| x.name.clone()))).unwrap_or_else(|| id.to_string())
+        branches
+            .with(|b| b.ready().and_then(|b| b.iter().find(|x| x.id == id).map(|x| x.name.clone())))
+            .unwrap_or_else(|| id.to_string())
     };
     let branch_options = move || {
         branches.with(|b| {
-            b.ready()
-                .map(|b| b.iter().filter(|x| !x.archived).map(|x| view! { <option value=x.id.clone()>{x.name.clone()}</option> }).collect_view())
+            b.ready().map(|b| {
+                b.iter()
+                    .filter(|x| !x.archived)
+                    .map(|x| view! { <option value=x.id.clone()>{x.name.clone()}</option> })
+                    .collect_view()
+            })
         })
     };
     view! {

@@ -35,7 +35,8 @@ pub(crate) fn Sellers() -> impl IntoView {
     });
     let branches = loader(|| api::get::<Vec<BranchView>>("/api/v1/branches"));
     let adding = RwSignal::new(false);
-    let can_manage = move || app().user.with(|u| u.as_ref().is_some_and(|u| matches!(u.role, Role::Owner | Role::Manager)));
+    let can_manage =
+        move || app().user.with(|u| u.as_ref().is_some_and(|u| matches!(u.role, Role::Owner | Role::Manager)));
     view! {
         <PageHead title=t("nav_sellers")>
             {move || can_manage().then(|| view! {

@@ -3,10 +3,10 @@
 
 pub(crate) mod analytics;
 pub(crate) mod auth;
-pub(crate) mod live;
 pub(crate) mod catalog;
 pub(crate) mod crm;
 pub(crate) mod inbox;
+pub(crate) mod live;
 pub(crate) mod org;
 pub(crate) mod sales;
 pub(crate) mod sync;

@@ -1,0 +1,122 @@
+//! The web UI in a real browser: Debian's Chromium, driven by playwright-core (tests/js/ui.mjs),
+//! against real edge nodes, a real relay and a signed WhatsApp webhook (the Graph API is the only
+//! fake). Screenshots of every page at desktop and phone width land in target/ui-screenshots.
+
+use std::{path::PathBuf, process::Command, time::Duration};
+
+use dashoffice_tests::{
+    Api, Node, OWNER_EMAIL, OWNER_PASSWORD, id,
+    relay::Relay,
+    wait_for,
+    whatsapp::{self as wa, FakeGraph},
+};
+use serde_json::{Value, json};
+
+const LONG: Duration = Duration::from_secs(120);
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn synced(api: &Api) -> bool {
+    let s = api.get("/api/v1/sync/status").ok(200);
+    s["connected"] == true && s["pending_changes"] == 0 && s["queued_documents"] == 0
+}
+
+fn owner_when_synced(node: &Node) -> Api {
+    let token = wait_for(LONG, || {
+        let r =
+            node.anon().try_post("/api/v1/auth/login", &json!({ "email": OWNER_EMAIL, "password": OWNER_PASSWORD }));
+        match r {
+            Ok(r) if r.status == 200 => r.json()["token"].as_str().map(str::to_string),
+            _ => None,
+        }
+    })
+    .unwrap_or_else(|| panic!("the owner never arrived by sync; log:\n{}", node.log()));
+    node.api(&token)
+}
+
+#[test]
+fn staff_work_in_the_web_ui_in_a_real_browser() {
+    let graph = FakeGraph::start();
+    let relay = Relay::start_env(wa::relay_env(&graph));
+    let mut a1 = Node::start();
+    let owner = a1.owner();
+    let index = owner.get("/");
+    assert_eq!(
+        index.status,
+        200,
+        "the edge node serves no UI: run scripts/build-ui before building the binaries ({})",
+        String::from_utf8_lossy(&index.bytes)
+    );
+    let shop = owner.get("/api/v1/shop").ok(200)["id"].as_str().unwrap().to_string();
+    let branch = id(&owner.get("/api/v1/branches").ok(200)[0]);
+    owner.customer("Lucía Gómez");
+    a1.sigterm();
+    a1.set_extra(relay.edge_args(&relay.code(&shop, Some(&branch))));
+    a1.start_again();
+    let owner = a1.owner();
+    assert!(wait_for(LONG, || synced(&owner).then_some(())).is_some(), "the first node never synced");
+    relay
+        .admin()
+        .post(
+            "/api/v1/whatsapp/numbers",
+            &json!({ "phone_number_id": wa::PHONE_NUMBER_ID, "shop_id": shop, "branch_id": branch, "access_token": wa::ACCESS_TOKEN }),
+        )
+        .ok(201);
+    // A customer writes on WhatsApp: the signed webhook reaches the relay, the conversation syncs
+    // to the branch's node.
+    let wa_id = "5215598765432";
+    wa::deliver(&relay.http, &wa::text(wa_id, "Ana Pérez", "wamid.UI1", "Hola, ¿tienen tazas?"));
+    wait_for(LONG, || {
+        let l = owner.get(&format!("/api/v1/conversations?q={wa_id}")).ok(200);
+        l["items"].as_array().filter(|a| !a.is_empty()).map(|_| ())
+    })
+    .unwrap_or_else(|| panic!("the conversation never reached the node; relay log:\n{}", relay.log()));
+    // A second node of the same branch, where another person edits.
+    let a2 = Node::start_with(tempfile::tempdir().unwrap(), relay.edge_args(&relay.code(&shop, Some(&branch))));
+    let owner2 = owner_when_synced(&a2);
+    assert!(wait_for(LONG, || synced(&owner2).then_some(())).is_some(), "the second node never synced");
+
+    let shots = repo().join("target/ui-screenshots");
+    let reply = "¡Hola Ana! Sí, tenemos tazas de 85.50";
+    let out = Command::new("node")
+        .arg(repo().join("tests/js/ui.mjs"))
+        .env("UI_URL", a1.base())
+        .env("UI_EMAIL", OWNER_EMAIL)
+        .env("UI_PASSWORD", OWNER_PASSWORD)
+        .env("SECOND_URL", a2.base())
+        .env("SECOND_TOKEN", owner2.token())
+        .env("CUSTOMER", "Lucía Gómez")
+        .env("WA_CUSTOMER", "Ana Pérez")
+        .env("REPLY", reply)
+        .env("SHOTS", &shots)
+        .output()
+        .expect("running node (apt install nodejs)");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let report: Value = stdout.lines().rev().find_map(|l| serde_json::from_str(l).ok()).unwrap_or(Value::Null);
+    assert!(
+        out.status.success() && report["ok"] == true,
+        "the browser test failed: {stdout}\n{}\nscreenshots in {}\nnode log:\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        shots.display(),
+        a1.log()
+    );
+    // The reply typed in the browser went out to WhatsApp through the relay.
+    let sent = wait_for(LONG, || graph.sent().into_iter().find(|c| c.body["text"]["body"] == reply));
+    assert!(sent.is_some(), "the reply never reached the Graph API: {:#?}", graph.sent());
+    assert_eq!(sent.unwrap().body["to"], wa_id);
+    // The order made in the browser is paid, on both nodes.
+    let paid = |api: &Api| api.get("/api/v1/orders?status=paid").ok(200)["items"].as_array().map_or(0, Vec::len);
+    assert_eq!(paid(&owner), 1);
+    assert!(
+        wait_for(LONG, || (paid(&owner2) == 1).then_some(())).is_some(),
+        "the paid order never reached the second node"
+    );
+    for page in ["dashboard", "orders", "conversation", "settings", "not-found", "login"] {
+        for width in ["desktop", "phone"] {
+            let f = shots.join(format!("{page}-{width}.png"));
+            assert!(f.metadata().map(|m| m.len() > 1000).unwrap_or(false), "no screenshot {}", f.display());
+        }
+    }
+}

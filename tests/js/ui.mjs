@@ -1,0 +1,204 @@
+#!/usr/bin/env node
+// End-to-end test of the web UI in headless Chromium, against real edge nodes that the Rust test
+// (tests/e2e/ui.rs) started: log in, create a product, create an order and move it to paid,
+// answer a WhatsApp conversation that a signed webhook created, watch an edit made on a second
+// edge node arrive without reloading, switch to Spanish, and screenshot every page at desktop and
+// phone width.
+//
+// Environment: UI_URL, UI_EMAIL, UI_PASSWORD, SECOND_URL, SECOND_TOKEN, CUSTOMER (a customer
+// that exists), WA_CUSTOMER (the WhatsApp customer's name), REPLY (the text to answer with),
+// SHOTS (screenshot folder). Prints one JSON line; exit 0 when everything held.
+
+import { mkdirSync } from "node:fs";
+import { launch } from "./browser.mjs";
+
+const env = (k) => {
+  const v = process.env[k];
+  if (!v) throw new Error(`${k} is not set`);
+  return v;
+};
+const base = env("UI_URL");
+const shots = env("SHOTS");
+mkdirSync(shots, { recursive: true });
+const LIVE_MS = 90_000;
+const STEP_MS = 30_000;
+
+const browser = await launch();
+const context = await browser.newContext({ viewport: { width: 1280, height: 800 }, locale: "en-US" });
+const page = await context.newPage();
+page.setDefaultTimeout(STEP_MS);
+const problems = [];
+page.on("pageerror", (e) => problems.push(`page error: ${e.message}`));
+page.on("console", (m) => {
+  if (m.type() === "error" && !/status of 4\d\d/.test(m.text())) problems.push(`console error: ${m.text()}`);
+});
+const steps = [];
+async function step(name, f) {
+  const t0 = Date.now();
+  try {
+    await f();
+    steps.push({ step: name, ms: Date.now() - t0 });
+  } catch (e) {
+    await page.screenshot({ path: `${shots}/FAILED-${name}.png`, fullPage: true }).catch(() => {});
+    console.log(JSON.stringify({ ok: false, step: name, error: String(e?.message ?? e), url: page.url(), steps, problems }));
+    await browser.close();
+    process.exit(1);
+  }
+}
+const text = (s) => page.getByText(s, { exact: false }).first();
+const optionValue = (select, containing) =>
+  page.$eval(
+    select,
+    (el, c) => [...el.options].find((o) => o.textContent.includes(c))?.value ?? "",
+    containing,
+  );
+
+let productId, orderId, conversationUrl, customerUrl;
+
+await step("login", async () => {
+  await page.goto(base + "/");
+  await page.waitForURL(/\/login$/);
+  await page.fill("#f-email", env("UI_EMAIL"));
+  await page.fill("#f-password", "wrong-password");
+  await page.click("button[type=submit]");
+  await page.locator(".state.error, .field-error:not(:empty)").first().waitFor();
+  await page.fill("#f-password", env("UI_PASSWORD"));
+  await page.click("button[type=submit]");
+  await page.getByRole("heading", { name: "Dashboard" }).waitFor();
+  await text("Sales today").waitFor();
+});
+
+await step("product_validation_shows_the_field", async () => {
+  await page.goto(base + "/products/new");
+  await page.fill("#f-sku", "UI-001");
+  await page.fill("#f-price", "-3");
+  await page.click("button[type=submit]");
+  // The API's message appears under the field it names.
+  await page.locator("#f-price-err:not(:empty), #f-name-err:not(:empty)").first().waitFor();
+});
+
+await step("create_product", async () => {
+  await page.fill("#f-name", "Taza DashOffice");
+  await page.fill("#f-price", "85.50");
+  await page.fill("#f-tax_rate", "0.16");
+  await page.click("button[type=submit]");
+  await page.waitForURL(/\/products\/[0-9a-f-]{36}$/);
+  productId = page.url().split("/").pop();
+  await page.goto(base + "/products");
+  await page.fill("input[type=search]", "Taza");
+  await text("Taza DashOffice").waitFor();
+});
+
+await step("create_order_and_pay", async () => {
+  await page.goto(base + "/orders/new");
+  await page.fill("input[type=search]", env("CUSTOMER").split(" ")[0]);
+  await page.waitForFunction(
+    (c) => [...document.querySelectorAll("select[name=customer_id] option")].some((o) => o.textContent.includes(c)),
+    env("CUSTOMER"),
+  );
+  await page.selectOption("select[name=customer_id]", await optionValue("select[name=customer_id]", env("CUSTOMER")));
+  await page.waitForFunction(() =>
+    [...document.querySelectorAll(".line-row select option")].some((o) => o.textContent.includes("Taza DashOffice")),
+  );
+  await page.selectOption(".line-row select", await optionValue(".line-row select", "Taza DashOffice"));
+  await page.fill(".line-row input[type=number]", "2");
+  await page.click("button[type=submit]");
+  await page.waitForURL(/\/orders\/[0-9a-f-]{36}$/);
+  orderId = page.url().split("/").pop();
+  await text("Draft").waitFor();
+  // Only legal next steps are offered: from draft, confirm or cancel (never paid).
+  if (await page.getByRole("button", { name: "Mark Paid" }).count()) throw new Error("a draft offers 'paid'");
+  await page.getByRole("button", { name: "Mark Confirmed" }).click();
+  await page.getByRole("button", { name: "Mark Paid" }).click();
+  await page.locator(".badge", { hasText: "Paid" }).first().waitFor();
+  await text("MX$198.36").waitFor(); // 2 × 85.50 + 16 % tax
+});
+
+await step("answer_the_whatsapp_conversation", async () => {
+  await page.goto(base + "/conversations");
+  await page.locator("a.conv", { hasText: env("WA_CUSTOMER") }).first().click();
+  await page.waitForURL(/\/conversations\/.+/);
+  conversationUrl = page.url();
+  await page.locator(".msg-in").first().waitFor();
+  await page.fill("#reply", env("REPLY"));
+  await page.getByRole("button", { name: "Send", exact: true }).click();
+  await page.locator(".msg-out", { hasText: env("REPLY") }).first().waitFor();
+  customerUrl = await page.locator(".thread-head h2 a").getAttribute("href");
+});
+
+await step("an_edit_on_the_second_node_arrives_live", async () => {
+  await page.goto(base + "/products");
+  await text("Taza DashOffice").waitFor();
+  const r = await fetch(env("SECOND_URL") + "/api/v1/products", {
+    method: "POST",
+    headers: { "content-type": "application/json", authorization: `Bearer ${env("SECOND_TOKEN")}` },
+    body: JSON.stringify({ sku: "LIVE-1", name: "Producto en vivo", price: "10.00" }),
+  });
+  if (r.status !== 201) throw new Error(`the second node refused the product: ${r.status} ${await r.text()}`);
+  // No reload: the list updates itself when the change syncs over.
+  await text("Producto en vivo").waitFor({ timeout: LIVE_MS });
+});
+
+await step("switch_to_spanish", async () => {
+  await page.getByRole("button", { name: "Español" }).click();
+  await page.getByRole("link", { name: "Pedidos" }).waitFor();
+  await page.getByRole("heading", { name: "Productos" }).waitFor();
+  await page.goto(base + "/orders/" + orderId);
+  await page.locator(".badge", { hasText: "Pagado" }).first().waitFor();
+  await text("198.36").waitFor();
+  await page.getByRole("button", { name: "English" }).click();
+  await page.getByRole("link", { name: "Orders" }).waitFor();
+});
+
+const pages = [
+  ["dashboard", "/"],
+  ["products", "/products"],
+  ["product", `/products/${productId}`],
+  ["product-new", "/products/new"],
+  ["orders", "/orders"],
+  ["order", `/orders/${orderId}`],
+  ["order-new", "/orders/new"],
+  ["customers", "/customers"],
+  ["customer", customerUrl ?? "/customers"],
+  ["sellers", "/sellers"],
+  ["conversations", "/conversations"],
+  ["conversation", new URL(conversationUrl ?? base + "/conversations").pathname],
+  ["bots", "/bots"],
+  ["analytics", "/analytics"],
+  ["settings", "/settings"],
+  ["not-found", "/no-such-page"],
+];
+await step("screenshots", async () => {
+  for (const [width, height, label] of [
+    [1280, 800, "desktop"],
+    [360, 740, "phone"],
+  ]) {
+    await page.setViewportSize({ width, height });
+    for (const [name, path] of pages) {
+      await page.goto(base + path);
+      await page.locator("h1").first().waitFor();
+      await page.waitForLoadState("networkidle").catch(() => {});
+      await page.waitForFunction(() => !document.querySelector(".state.loading"), null, { timeout: STEP_MS });
+      await page.screenshot({ path: `${shots}/${name}-${label}.png`, fullPage: true });
+      // Nothing wider than the screen at phone width but tables, which scroll in their own box.
+      if (label === "phone") {
+        const wide = await page.evaluate(() => document.documentElement.scrollWidth > window.innerWidth + 1);
+        if (wide) throw new Error(`${path} scrolls sideways at 360 px`);
+      }
+    }
+  }
+  await page.context().clearCookies();
+  await page.evaluate(() => localStorage.clear());
+  await page.goto(base + "/login");
+  await page.locator("#f-email").waitFor();
+  await page.screenshot({ path: `${shots}/login-phone.png` });
+  await page.setViewportSize({ width: 1280, height: 800 });
+  await page.screenshot({ path: `${shots}/login-desktop.png` });
+});
+
+await browser.close();
+if (problems.length) {
+  console.log(JSON.stringify({ ok: false, step: "console", error: problems.join("; "), steps }));
+  process.exit(1);
+}
+console.log(JSON.stringify({ ok: true, steps, screenshots: shots }));
