@@ -387,10 +387,14 @@ fn http_level_errors_are_json_too() {
         "cursor",
     );
 
-    for path in ["/api/v1/nope", "/nope", "/api/v1/products/x/y", "/api/v2/products"] {
+    for path in ["/api/v1/nope", "/api/v1/products/x/y", "/api/v2/products", "/nope.js"] {
         api.get(path).err(404, "not_found");
         anon.get(path).err(404, "not_found");
     }
+    // Any other page address belongs to the web UI (its own router shows "not found").
+    let page = anon.get("/nope");
+    assert_eq!(page.status, 200);
+    assert!(page.header("content-type").is_some_and(|c| c.starts_with("text/html")));
     for (method, path) in [
         (reqwest::Method::PUT, "/api/v1/products"),
         (reqwest::Method::DELETE, "/api/v1/products"),

@@ -52,11 +52,7 @@ fn is_api(path: &str) -> bool {
 pub async fn serve(method: Method, uri: Uri, headers: HeaderMap) -> Response {
     let path = uri.path();
     if is_api(path) || !(method == Method::GET || method == Method::HEAD) {
-        return if is_api(path) || method != Method::GET {
-            crate::not_found_error().into_response()
-        } else {
-            StatusCode::METHOD_NOT_ALLOWED.into_response()
-        };
+        return crate::not_found_error().into_response();
     }
     let rel = path.trim_start_matches('/');
     let (name, file) = match Assets::get(rel).filter(|_| !rel.is_empty()) {

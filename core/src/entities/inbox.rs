@@ -1078,3 +1078,76 @@ pub(crate) fn project_attachment(conn: &Connection, doc_id: &DocId, d: &automerg
     ])?;
     Ok(())
 }
+
+/// Something a person at this device should hear about (desktop notifications).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Notice {
+    /// The conversation.
+    pub conversation_id: String,
+    /// The customer's name.
+    pub customer_name: String,
+    /// What happened: the message text, or empty for an assignment.
+    pub text: String,
+    /// `message` (a customer wrote) or `assigned` (the conversation was given to `user`).
+    pub kind: &'static str,
+    /// When (Unix ms).
+    pub at: i64,
+}
+
+/// Customer messages received after `since_ms`, and conversations assigned to `user` after it,
+/// oldest first (at most 50). Reads the projection; never another shop's.
+pub fn notices_since(conn: &Connection, shop_id: &str, user: Option<&str>, since_ms: i64) -> Result<Vec<Notice>> {
+    let mut out = Vec::new();
+    let mut st = conn.prepare_cached(
+        "SELECT m.conversation_id, c.customer_name, m.text, m.at FROM messages m
+         JOIN conversations c ON c.id = m.conversation_id
+         WHERE m.shop_id = ?1 AND m.direction = 'in' AND m.at > ?2 ORDER BY m.at LIMIT 50",
+    )?;
+    let rows = st.query_map(rusqlite::params![shop_id, since_ms], |r| {
+        Ok(Notice {
+            conversation_id: r.get(0)?,
+            customer_name: r.get(1)?,
+            text: r.get(2)?,
+            kind: "message",
+            at: r.get(3)?,
+        })
+    })?;
+    for r in rows {
+        out.push(r?);
+    }
+    if let Some(user) = user {
+        let mut st = conn.prepare_cached(
+            "SELECT id, customer_name, assigned_at FROM conversations
+             WHERE shop_id = ?1 AND assignee_id = ?2 AND assigned_at > ?3 ORDER BY assigned_at LIMIT 50",
+        )?;
+        let rows = st.query_map(rusqlite::params![shop_id, user, since_ms], |r| {
+            Ok(Notice {
+                conversation_id: r.get(0)?,
+                customer_name: r.get(1)?,
+                text: String::new(),
+                kind: "assigned",
+                at: r.get(2)?,
+            })
+        })?;
+        for r in rows {
+            out.push(r?);
+        }
+    }
+    out.sort_by_key(|n| n.at);
+    Ok(out)
+}
+
+/// Conversations with customer messages nobody has read yet.
+pub fn unread_conversations(conn: &Connection, shop_id: &str) -> Result<u64> {
+    Ok(conn.query_row(
+        "SELECT count(*) FROM conversations t WHERE t.shop_id = ?1 AND EXISTS (SELECT 1 FROM messages m
+         WHERE m.conversation_id = t.id AND m.direction = 'in' AND m.at > t.read_at)",
+        [shop_id],
+        |r| r.get(0),
+    )?)
+}
+
+/// The staff member who logged in last on this replica (the desktop's user).
+pub fn last_login(conn: &Connection) -> Result<Option<String>> {
+    Ok(conn.query_row("SELECT user_id FROM sessions ORDER BY created_at DESC LIMIT 1", [], |r| r.get(0)).optional()?)
+}
