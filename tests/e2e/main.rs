@@ -6,6 +6,7 @@
 
 mod api;
 mod csv;
+mod desktop;
 mod durability;
 mod errors;
 mod i18n;

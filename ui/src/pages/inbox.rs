@@ -53,6 +53,54 @@ pub(crate) fn Inbox() -> impl IntoView {
         }
         async move { api::get::<Page<ConversationView>>(&path).await }
     });
+    // Keyboard: j / k next and previous conversation, r reply, / search, Esc back to the list.
+    let navigate = use_navigate();
+    let keys = window_event_listener(leptos::ev::keydown, move |ev| {
+        let typing = ev
+            .target()
+            .and_then(|t| wasm_bindgen::JsCast::dyn_into::<web_sys::Element>(t).ok())
+            .is_some_and(|el| matches!(el.tag_name().as_str(), "INPUT" | "TEXTAREA" | "SELECT"));
+        let key = ev.key();
+        if ev.ctrl_key() || ev.meta_key() || ev.alt_key() || (typing && key != "Escape") {
+            return;
+        }
+        let doc = web_sys::window().and_then(|w| w.document());
+        let focus = |sel: &str| {
+            if let Some(el) = doc.as_ref().and_then(|d| d.query_selector(sel).ok().flatten())
+                && let Ok(el) = wasm_bindgen::JsCast::dyn_into::<web_sys::HtmlElement>(el)
+            {
+                let _ = el.focus();
+            }
+        };
+        match key.as_str() {
+            "j" | "k" => {
+                let ids: Vec<String> = list.with_untracked(|l| {
+                    l.ready().map(|p| p.items.iter().map(|c| c.id.clone()).collect()).unwrap_or_default()
+                });
+                if ids.is_empty() {
+                    return;
+                }
+                let cur = ids.iter().position(|i| *i == id.get_untracked());
+                let next = match (cur, key.as_str()) {
+                    (None, _) => 0,
+                    (Some(i), "j") => (i + 1).min(ids.len() - 1),
+                    (Some(i), _) => i.saturating_sub(1),
+                };
+                navigate(&format!("/conversations/{}", ids[next]), Default::default());
+            }
+            "r" => {
+                ev.prevent_default();
+                focus("#reply");
+            }
+            "/" => {
+                ev.prevent_default();
+                focus(".conv-list input[type=search]");
+            }
+            "Escape" => navigate("/conversations", Default::default()),
+            _ => {}
+        }
+    });
+    on_cleanup(move || keys.remove());
     let filters = [
         ("", "all"),
         ("unread", "unread"),
@@ -62,7 +110,7 @@ pub(crate) fn Inbox() -> impl IntoView {
         ("resolved", "conv_resolved"),
     ];
     view! {
-        <PageHead title=t("nav_conversations")/>
+        <PageHead title=t("nav_conversations")><span class="muted small">{t("inbox_shortcuts")}</span></PageHead>
         <div class="inbox" class:has-thread=move || !id.get().is_empty()>
             <aside class="conv-list" aria-label=t("nav_conversations")>
                 <div class="filters">

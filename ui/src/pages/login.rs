@@ -37,9 +37,16 @@ pub(crate) fn Login() -> impl IntoView {
         });
     };
     let switch_lang = move |_| st.lang.update(|l| *l = if *l == Lang::Es { Lang::En } else { Lang::Es });
+    let desktop = super::desktop::desktop_info();
+    let set_up = RwSignal::new(false);
+    let needs_setup =
+        move || !set_up.get() && desktop.with(|d| d.ready().and_then(|d| d.as_ref()).is_some_and(|d| d.needs_setup));
     view! {
         <main class="center-page" id="main">
-            <form class="card narrow login" on:submit=submit novalidate>
+            <Show when=needs_setup fallback=move || view! { <p hidden=move || !set_up.get() class="notice">{t("setup_done")}</p> }>
+                <super::desktop::Setup done=set_up/>
+            </Show>
+            <form class="card narrow login" on:submit=submit novalidate hidden=needs_setup>
                 <h1>"DashOffice"</h1>
                 <p class="muted">{t("login_intro")}</p>
                 <Field label=t("email") name="email" value=email err=err kind="email" required=true/>

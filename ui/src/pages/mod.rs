@@ -4,6 +4,7 @@ pub(crate) mod analytics;
 pub(crate) mod bots;
 pub(crate) mod customers;
 pub(crate) mod dashboard;
+pub(crate) mod desktop;
 pub(crate) mod inbox;
 pub(crate) mod login;
 pub(crate) mod orders;

@@ -18,8 +18,10 @@ use crate::{
 
 #[component]
 pub(crate) fn Settings() -> impl IntoView {
+    let desktop = super::desktop::desktop_info();
     view! {
         <PageHead title=t("nav_settings")/>
+        {move || desktop.with(|d| d.ready().cloned().flatten()).map(|info| view! { <super::desktop::DesktopPanel info=info/> })}
         <SyncPanel/>
         <ShopPanel/>
         <BranchesPanel/>

@@ -1,0 +1,247 @@
+//! The replica inside the app: opened from the app's data folder, its sync client (started when
+//! the computer is connected to a relay, restarted when staff connect it to another), the tray's
+//! sync state and unread count, and OS notifications for customer messages and conversations
+//! assigned to the person using this computer.
+
+use std::{
+    collections::VecDeque,
+    path::{Path, PathBuf},
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use dashoffice_api::{ApiError, ApiResult};
+use dashoffice_core::{BootstrapInput, Replica, entities::inbox};
+use dashoffice_domain::{FieldError, api::SyncStatus};
+use dashoffice_sync::{ClientConfig, SyncHandle, tls::Trust};
+use serde::Serialize;
+
+use crate::{server::SyncInput, settings::Settings};
+
+/// A notification the app showed (also listed at `GET /api/v1/desktop/notifications`).
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct Shown {
+    /// Title.
+    pub(crate) title: String,
+    /// Body.
+    pub(crate) body: String,
+    /// The page it is about.
+    pub(crate) path: String,
+    /// When (Unix ms).
+    pub(crate) at: i64,
+}
+
+/// What the app shows to the operating system: the tray and notifications.
+pub(crate) trait Shell: Send + Sync {
+    /// The tray's sync line and unread count changed.
+    fn tray(&self, sync: &str, unread: u64);
+    /// Shows a notification.
+    fn notify(&self, title: &str, body: &str);
+    /// Turns start-at-login on or off.
+    fn autostart(&self, on: bool) -> anyhow::Result<()>;
+}
+
+pub(crate) struct Backend {
+    replica: Replica,
+    data_dir: PathBuf,
+    settings: Mutex<Settings>,
+    sync: Arc<Mutex<Option<SyncHandle>>>,
+    shell: Arc<dyn Shell>,
+    shown: Mutex<VecDeque<Shown>>,
+    rt: tokio::runtime::Handle,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Backend {
+    pub(crate) fn new(
+        replica: Replica,
+        data_dir: PathBuf,
+        settings: Settings,
+        shell: Arc<dyn Shell>,
+        rt: tokio::runtime::Handle,
+    ) -> Arc<Self> {
+        Arc::new(Self {
+            replica,
+            data_dir,
+            settings: Mutex::new(settings),
+            sync: Arc::new(Mutex::new(None)),
+            shell,
+            shown: Mutex::new(VecDeque::new()),
+            rt,
+        })
+    }
+
+    pub(crate) fn data_dir(&self) -> &Path {
+        &self.data_dir
+    }
+
+    pub(crate) fn settings(&self) -> Settings {
+        lock(&self.settings).clone()
+    }
+
+    /// No shop here and no relay to join one through.
+    pub(crate) fn needs_setup(&self) -> bool {
+        self.replica.shop_id().ok().flatten().is_none() && lock(&self.sync).is_none()
+    }
+
+    /// The sync state for the API (`/api/v1/sync/status`) and the tray.
+    pub(crate) fn sync_status_fn(&self) -> Arc<dyn Fn() -> SyncStatus + Send + Sync> {
+        let sync = self.sync.clone();
+        Arc::new(move || lock(&sync).as_ref().map(SyncHandle::status).unwrap_or_default())
+    }
+
+    /// Starts the sync client from the saved settings (and an enrolment code from the
+    /// environment, for unattended set-up).
+    pub(crate) fn start_saved_sync(&self) -> anyhow::Result<()> {
+        let s = self.settings();
+        let (Some(relay), Some(fp)) = (s.relay.clone(), s.relay_fingerprint.clone()) else { return Ok(()) };
+        self.start_sync(&relay, &fp, s.enrolment_code.clone()).map_err(|e| anyhow::anyhow!("{}", e.message()))
+    }
+
+    fn start_sync(&self, relay: &str, fingerprint: &str, code: Option<String>) -> ApiResult<()> {
+        let fp = dashoffice_sync::tls::parse_fingerprint(fingerprint)
+            .map_err(|e| ApiError::from(FieldError::new("relay_fingerprint", "sha256_hex", e.to_string())))?;
+        if relay.parse::<std::net::SocketAddr>().is_err() && !relay.contains(':') {
+            return Err(FieldError::new(
+                "relay",
+                "host_port",
+                "host:port of the relay's QUIC side, e.g. relay.shop.mx:4433",
+            )
+            .into());
+        }
+        let cfg = ClientConfig {
+            relay: relay.to_string(),
+            trust: Trust::Pinned(fp),
+            data_dir: self.data_dir.clone(),
+            enrolment_code: code,
+            device_name: format!("desktop {}", self.replica.device().code),
+            idle_timeout: Duration::from_secs(30),
+        };
+        let _guard = self.rt.enter();
+        let handle = dashoffice_sync::client::start(self.replica.clone(), cfg)
+            .map_err(|e| ApiError::from(FieldError::new("relay", "unreachable", e.to_string())))?;
+        if let Some(old) = lock(&self.sync).replace(handle) {
+            old.stop();
+        }
+        tracing::info!(%relay, "sync with the relay is on");
+        Ok(())
+    }
+
+    /// Connects this computer to a relay with a one-time enrolment code, and remembers it.
+    pub(crate) fn join(&self, i: SyncInput) -> ApiResult<()> {
+        self.start_sync(i.relay.trim(), i.relay_fingerprint.trim(), Some(i.enrolment_code.trim().to_string()))?;
+        let mut s = lock(&self.settings);
+        s.relay = Some(i.relay.trim().to_string());
+        s.relay_fingerprint = Some(i.relay_fingerprint.trim().to_string());
+        s.save(&self.data_dir)
+            .map_err(|e| ApiError::new(axum::http::StatusCode::INTERNAL_SERVER_ERROR, "storage", e.to_string()))
+    }
+
+    /// Starts a shop of its own on this computer (no relay).
+    pub(crate) fn start_shop(&self, shop: &str, owner: &str, email: &str, password: &str) -> ApiResult<()> {
+        let input = BootstrapInput {
+            shop_name: shop.to_string(),
+            currency: "MXN".into(),
+            phone_region: "MX".into(),
+            timezone: "America/Mexico_City".into(),
+            branch_code: "CEN".into(),
+            branch_name: "Centro".into(),
+            owner_name: owner.to_string(),
+            owner_email: email.to_string(),
+            owner_password: password.to_string(),
+        };
+        self.replica.bootstrap(input)?;
+        Ok(())
+    }
+
+    pub(crate) fn set_start_at_login(&self, on: bool) -> ApiResult<()> {
+        self.shell.autostart(on).map_err(|e| ApiError::from(FieldError::new("start_at_login", "os", e.to_string())))?;
+        let mut s = lock(&self.settings);
+        s.start_at_login = on;
+        s.save(&self.data_dir)
+            .map_err(|e| ApiError::new(axum::http::StatusCode::INTERNAL_SERVER_ERROR, "storage", e.to_string()))
+    }
+
+    pub(crate) fn shown(&self) -> Vec<Shown> {
+        lock(&self.shown).iter().cloned().collect()
+    }
+
+    fn remember(&self, s: Shown) {
+        let mut q = lock(&self.shown);
+        if q.len() >= 100 {
+            q.pop_front();
+        }
+        q.push_back(s);
+    }
+
+    /// Watches the replica: the tray's line, and a notification for each new customer message or
+    /// conversation assigned to the person who last logged in here. Runs until the app quits.
+    pub(crate) fn watch(self: &Arc<Self>) {
+        let me = self.clone();
+        std::thread::Builder::new()
+            .name("desktop-watch".into())
+            .spawn(move || me.watch_loop())
+            .map(|_| ())
+            .unwrap_or_else(|e| tracing::warn!("cannot watch for notifications: {e}"));
+    }
+
+    fn watch_loop(&self) {
+        let mut rx = self.replica.subscribe();
+        let mut since = self.replica.now_ms();
+        let mut last_tray = String::new();
+        loop {
+            self.refresh(&mut since, &mut last_tray);
+            // Wake on changes, or every 2 s for the sync line.
+            let deadline = std::time::Instant::now() + Duration::from_secs(2);
+            loop {
+                match rx.try_recv() {
+                    Ok(_) | Err(tokio::sync::broadcast::error::TryRecvError::Lagged(_)) => break,
+                    Err(tokio::sync::broadcast::error::TryRecvError::Closed) => return,
+                    Err(tokio::sync::broadcast::error::TryRecvError::Empty) => {}
+                }
+                if std::time::Instant::now() >= deadline {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        }
+    }
+
+    fn refresh(&self, since: &mut i64, last_tray: &mut String) {
+        let Ok(Some(shop)) = self.replica.shop_id() else { return };
+        let st = (self.sync_status_fn())();
+        let sync = match (st.enabled, st.connected, st.pending_changes) {
+            (false, ..) => "Solo en esta computadora / this computer only".to_string(),
+            (true, true, 0) => "Sincronizado / synced".to_string(),
+            (true, true, n) => format!("Sincronizando {n} cambios / syncing {n} changes"),
+            (true, false, n) => format!("Sin conexión, {n} cambios guardados / offline, {n} changes kept"),
+        };
+        let read = self.replica.read(|c| {
+            let unread = inbox::unread_conversations(c, &shop)?;
+            let user = inbox::last_login(c)?;
+            let notices = inbox::notices_since(c, &shop, user.as_deref(), *since)?;
+            Ok((unread, notices))
+        });
+        let Ok((unread, notices)) = read else { return };
+        let line = format!("{sync}|{unread}");
+        if line != *last_tray {
+            self.shell.tray(&sync, unread);
+            *last_tray = line;
+        }
+        for n in notices {
+            *since = (*since).max(n.at);
+            let (title, body) = match n.kind {
+                "assigned" => (
+                    format!("Conversación asignada: {}", n.customer_name),
+                    "Te asignaron esta conversación".to_string(),
+                ),
+                _ => (n.customer_name.clone(), n.text.chars().take(140).collect()),
+            };
+            self.shell.notify(&title, &body);
+            self.remember(Shown { title, body, path: format!("/conversations/{}", n.conversation_id), at: n.at });
+        }
+    }
+}

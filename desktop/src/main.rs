@@ -1,0 +1,240 @@
+//! `dashoffice-desktop`: DashOffice for shop staff. The replica runs inside the app (its own
+//! SQLite data folder in the OS's app-data directory), the window shows the same web UI as an edge
+//! node, served by a loopback API only this app can use (random port, per-launch secret). It works
+//! offline and syncs with the relay over QUIC once connected (settings, or the first-run set-up).
+//! A tray icon shows the sync state and unread conversations; new customer messages and
+//! conversations assigned to the user raise OS notifications; one instance at a time; the window
+//! remembers its size and position; `dashoffice://orders/…` links open the page.
+
+#![cfg_attr(not(debug_assertions), windows_subsystem = "windows")]
+// ApiError is the one error every route returns, as in dashoffice-api.
+#![allow(clippy::result_large_err)]
+
+mod backend;
+mod server;
+mod settings;
+
+use std::{
+    fs::File,
+    path::{Path, PathBuf},
+    sync::Arc,
+    time::Instant,
+};
+
+use anyhow::Context;
+use dashoffice_api::AppState;
+use dashoffice_core::{BootstrapInput, OpenOptions, Replica};
+use tauri::{
+    AppHandle, Manager, WebviewUrl, WebviewWindowBuilder, Wry,
+    menu::{Menu, MenuItem},
+    tray::{TrayIcon, TrayIconBuilder},
+};
+
+use crate::{backend::Backend, settings::Settings};
+
+/// Where the app's loopback server listens (for deep links and the tray's "open").
+struct Launch {
+    base: String,
+}
+
+/// The tray, notifications and start-at-login, through Tauri.
+struct TauriShell {
+    app: AppHandle,
+    status: MenuItem<Wry>,
+    tray: TrayIcon<Wry>,
+}
+
+impl backend::Shell for TauriShell {
+    fn tray(&self, sync: &str, unread: u64) {
+        let _ = self.status.set_text(sync);
+        let _ = self.tray.set_title(if unread > 0 { Some(unread.to_string()) } else { None });
+        let _ = self.tray.set_tooltip(Some(format!("DashOffice — {sync} — {unread} sin leer / unread")));
+    }
+    fn notify(&self, title: &str, body: &str) {
+        use tauri_plugin_notification::NotificationExt;
+        if let Err(e) = self.app.notification().builder().title(title).body(body).show() {
+            tracing::warn!("notification not shown: {e}");
+        }
+    }
+    fn autostart(&self, on: bool) -> anyhow::Result<()> {
+        use tauri_plugin_autostart::ManagerExt;
+        let m = self.app.autolaunch();
+        if on { m.enable() } else { m.disable() }.map_err(|e| anyhow::anyhow!("{e}"))
+    }
+}
+
+/// `dashoffice://orders/ID` → `/orders/ID` (letters, digits, `-`, `_`, `/` only).
+fn deep_link(args: &[String]) -> Option<String> {
+    let link = args.iter().find_map(|a| a.strip_prefix("dashoffice://"))?;
+    let path = link.trim_end_matches('/');
+    path.bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'/')
+        .then(|| format!("/{}", path.trim_start_matches('/')))
+}
+
+fn show_main(app: &AppHandle, path: Option<String>) {
+    if let Some(w) = app.get_webview_window("main") {
+        let _ = w.show();
+        let _ = w.unminimize();
+        let _ = w.set_focus();
+        if let (Some(p), Some(l)) = (path, app.try_state::<Launch>())
+            && let Ok(url) = format!("{}{p}", l.base).parse()
+        {
+            let _ = w.navigate(url);
+        }
+    }
+}
+
+fn lock_data_dir(dir: &Path) -> anyhow::Result<File> {
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let f = File::options().create(true).truncate(false).write(true).open(dir.join("dashoffice.lock"))?;
+    f.try_lock().map_err(|_| anyhow::anyhow!("another DashOffice is using {}", dir.display()))?;
+    Ok(f)
+}
+
+fn data_dir(app: &AppHandle) -> anyhow::Result<PathBuf> {
+    match std::env::var_os("DASHOFFICE_DATA_DIR") {
+        Some(d) => Ok(PathBuf::from(d)),
+        None => Ok(app.path().app_data_dir().context("finding the app-data folder")?.join("data")),
+    }
+}
+
+fn start(app: &mut tauri::App, rt: &tokio::runtime::Runtime, started: Instant) -> anyhow::Result<()> {
+    let handle = app.handle().clone();
+    let dir = data_dir(&handle)?;
+    let lock = lock_data_dir(&dir)?;
+    let replica = Replica::open(&dir, OpenOptions::default()).with_context(|| format!("opening {}", dir.display()))?;
+    let settings = Settings::load(&dir)?;
+    // Unattended first run without a relay: a shop of its own (owner from the environment).
+    if replica.shop_id()?.is_none()
+        && settings.relay.is_none()
+        && let (Some(email), Some(password)) = (&settings.owner_email, &settings.owner_password)
+    {
+        replica.bootstrap(BootstrapInput {
+            shop_name: "Mi Tienda".into(),
+            currency: "MXN".into(),
+            phone_region: "MX".into(),
+            timezone: "America/Mexico_City".into(),
+            branch_code: "CEN".into(),
+            branch_name: "Centro".into(),
+            owner_name: "Owner".into(),
+            owner_email: email.clone(),
+            owner_password: password.clone(),
+        })?;
+    }
+
+    let status = MenuItem::with_id(app, "status", "DashOffice", false, None::<&str>)?;
+    let open = MenuItem::with_id(app, "open", "Abrir DashOffice / Open", true, None::<&str>)?;
+    let quit = MenuItem::with_id(app, "quit", "Salir / Quit", true, None::<&str>)?;
+    let menu = Menu::with_items(app, &[&status, &open, &quit])?;
+    let mut tray = TrayIconBuilder::with_id("main").menu(&menu).tooltip("DashOffice").on_menu_event(|app, ev| match ev
+        .id
+        .as_ref()
+    {
+        "open" => show_main(app, None),
+        "quit" => app.exit(0),
+        _ => {}
+    });
+    if let Some(icon) = app.default_window_icon() {
+        tray = tray.icon(icon.clone());
+    }
+    let tray = tray.build(app)?;
+    let shell = Arc::new(TauriShell { app: handle.clone(), status, tray });
+
+    let backend = Backend::new(replica.clone(), dir.clone(), settings, shell, rt.handle().clone());
+    if let Err(e) = backend.start_saved_sync() {
+        tracing::warn!("sync not started: {e:#}");
+    }
+    let mut api = AppState::new(replica.clone(), dashoffice_api::metrics_handle());
+    api.sync_status = backend.sync_status_fn();
+    let secret = Arc::new(server::new_secret());
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").context("opening the loopback port")?;
+    listener.set_nonblocking(true)?;
+    let base = format!("http://{}", listener.local_addr()?);
+    let router = server::router(api, backend.clone(), secret.clone());
+    rt.spawn(async move {
+        match tokio::net::TcpListener::from_std(listener) {
+            Ok(l) => {
+                if let Err(e) = axum::serve(l, router).await {
+                    tracing::error!("loopback server stopped: {e}");
+                }
+            }
+            Err(e) => tracing::error!("loopback server: {e}"),
+        }
+    });
+    let first = deep_link(&std::env::args().collect::<Vec<_>>()).unwrap_or_else(|| "/".into());
+    let url = format!("{base}/__launch?key={secret}&to={}", first.replace('/', "%2F"));
+    app.manage(Launch { base });
+    let window = WebviewWindowBuilder::new(app, "main", WebviewUrl::External(url.parse()?))
+        .title("DashOffice")
+        .inner_size(1280.0, 820.0)
+        .min_inner_size(360.0, 560.0)
+        .on_page_load(move |_, payload| {
+            if matches!(payload.event(), tauri::webview::PageLoadEvent::Finished) {
+                tracing::info!(ms = started.elapsed().as_millis() as u64, url = %payload.url().path(), "window loaded");
+            }
+        })
+        .build()?;
+    // Closing the window keeps the app in the tray (notifications go on); Quit is in the tray.
+    let w = window.clone();
+    window.on_window_event(move |ev| {
+        if let tauri::WindowEvent::CloseRequested { api, .. } = ev
+            && std::env::var_os("DASHOFFICE_EXIT_ON_CLOSE").is_none()
+        {
+            api.prevent_close();
+            let _ = w.hide();
+        }
+    });
+    backend.watch();
+    app.manage(backend);
+    // The data folder stays locked while the app runs.
+    app.manage(std::sync::Mutex::new(Some(lock)));
+    tracing::info!(data_dir = %dir.display(), "DashOffice desktop ready");
+    Ok(())
+}
+
+fn main() {
+    let started = Instant::now();
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
+        .with_writer(std::io::stderr)
+        .init();
+    let rt = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("dashoffice-desktop: cannot start: {e}");
+            std::process::exit(1);
+        }
+    };
+    let result = tauri::Builder::default()
+        // First: a second launch hands its arguments (a dashoffice:// link) to this one and exits.
+        .plugin(tauri_plugin_single_instance::init(|app, argv, _cwd| show_main(app, deep_link(&argv))))
+        .plugin(tauri_plugin_window_state::Builder::default().build())
+        .plugin(tauri_plugin_notification::init())
+        .plugin(tauri_plugin_autostart::init(tauri_plugin_autostart::MacosLauncher::LaunchAgent, None))
+        .setup(move |app| {
+            start(app, &rt, started)?;
+            // The runtime serves the loopback API and sync for as long as the app lives.
+            app.manage(rt);
+            Ok(())
+        })
+        .run(tauri::generate_context!());
+    if let Err(e) = result {
+        eprintln!("dashoffice-desktop: {e}");
+        std::process::exit(1);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::deep_link;
+
+    #[test]
+    fn deep_links_open_pages_and_nothing_else() {
+        let a = |s: &str| vec!["dashoffice-desktop".to_string(), s.to_string()];
+        assert_eq!(deep_link(&a("dashoffice://orders/0193-ab")), Some("/orders/0193-ab".into()));
+        assert_eq!(deep_link(&a("dashoffice://conversations/")), Some("/conversations".into()));
+        assert_eq!(deep_link(&a("dashoffice://orders/x?y=<script>")), None);
+        assert_eq!(deep_link(&a("https://evil.example")), None);
+    }
+}

@@ -1,0 +1,250 @@
+//! The desktop app end to end, as staff use it: the real `dashoffice-desktop` under Xvfb, driven
+//! through tauri-driver and WebKitWebDriver (Debian's webkit2gtk-driver). The app joins the shop
+//! through the relay, an order is made while the relay is down and reaches the branch's edge node
+//! once the relay is back, and a signed WhatsApp webhook shows up in the app's inbox with its
+//! notification. Screenshots land in target/desktop-screenshots.
+
+use std::{
+    net::TcpStream,
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use dashoffice_tests::{
+    Api, Node, OWNER_EMAIL, OWNER_PASSWORD, bin, id,
+    relay::Relay,
+    wait_for,
+    whatsapp::{self as wa, FakeGraph},
+};
+use fantoccini::{Client, ClientBuilder, Locator};
+use serde_json::{Value, json};
+
+const LONG: Duration = Duration::from_secs(120);
+
+/// A process killed when dropped.
+struct Proc(Child);
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// Xvfb on a display nobody uses.
+fn xvfb() -> (Proc, String) {
+    for n in 90..140 {
+        if Path::new(&format!("/tmp/.X11-unix/X{n}")).exists() || Path::new(&format!("/tmp/.X{n}-lock")).exists() {
+            continue;
+        }
+        let child = Command::new("Xvfb")
+            .args([format!(":{n}").as_str(), "-screen", "0", "1280x900x24", "-nolisten", "tcp"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("Xvfb (apt install xvfb)");
+        let p = Proc(child);
+        if wait_for(Duration::from_secs(10), || Path::new(&format!("/tmp/.X11-unix/X{n}")).exists().then_some(()))
+            .is_some()
+        {
+            return (p, format!(":{n}"));
+        }
+    }
+    panic!("no free X display for Xvfb");
+}
+
+fn tauri_driver() -> PathBuf {
+    let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_default();
+    let p = home.join(".cargo/bin/tauri-driver");
+    assert!(p.exists(), "tauri-driver is missing: cargo install tauri-driver --locked (scripts/test does)");
+    p
+}
+
+async fn find_text(c: &Client, css: &str, text: &str, within: Duration) -> bool {
+    let end = Instant::now() + within;
+    while Instant::now() < end {
+        if let Ok(els) = c.find_all(Locator::Css(css)).await {
+            for e in els {
+                if e.text().await.is_ok_and(|t| t.contains(text)) {
+                    return true;
+                }
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    false
+}
+
+async fn select_containing(c: &Client, css: &str, text: &str) {
+    let script = "const [css, text] = arguments; const s = document.querySelector(css); if (!s) return false; \
+        const o = [...s.options].find(o => o.textContent.includes(text)); if (!o) return false; \
+        s.value = o.value; s.dispatchEvent(new Event('change', { bubbles: true })); return true;";
+    let end = Instant::now() + LONG;
+    loop {
+        let r = c.execute(script, vec![json!(css), json!(text)]).await.unwrap();
+        if r == Value::Bool(true) {
+            return;
+        }
+        assert!(Instant::now() < end, "no option with {text} in {css}");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+}
+
+async fn shot(c: &Client, dir: &Path, name: &str) {
+    // Let WebKit paint what the test just saw.
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    if let Ok(png) = c.screenshot().await {
+        let _ = std::fs::write(dir.join(format!("{name}.png")), png);
+    }
+}
+
+#[test]
+fn the_desktop_app_works_offline_and_syncs_when_the_relay_returns() {
+    let graph = FakeGraph::start();
+    let mut relay = Relay::start_env(wa::relay_env(&graph));
+    let mut edge = Node::start();
+    let owner = edge.owner();
+    let shop = owner.get("/api/v1/shop").ok(200)["id"].as_str().unwrap().to_string();
+    let branch = id(&owner.get("/api/v1/branches").ok(200)[0]);
+    owner.customer("Lucía Gómez");
+    owner.product("TAZA-1", "85.50");
+    edge.sigterm();
+    edge.set_extra(relay.edge_args(&relay.code(&shop, Some(&branch))));
+    edge.start_again();
+    let owner = edge.owner();
+    let synced = |api: &Api| {
+        let s = api.get("/api/v1/sync/status").ok(200);
+        s["connected"] == true && s["pending_changes"] == 0 && s["queued_documents"] == 0
+    };
+    assert!(wait_for(LONG, || synced(&owner).then_some(())).is_some(), "the edge node never synced");
+    relay
+        .admin()
+        .post(
+            "/api/v1/whatsapp/numbers",
+            &json!({ "phone_number_id": wa::PHONE_NUMBER_ID, "shop_id": shop, "branch_id": branch, "access_token": wa::ACCESS_TOKEN }),
+        )
+        .ok(201);
+
+    let shots = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/desktop-screenshots");
+    std::fs::create_dir_all(&shots).unwrap();
+    let data = tempfile::tempdir().unwrap();
+    let (_x, display) = xvfb();
+    let port = free_port();
+    let log = std::fs::File::create(data.path().join("driver.log")).unwrap();
+    let driver = Proc(
+        Command::new("dbus-run-session")
+            .arg("--")
+            .arg(tauri_driver())
+            .args(["--port", &port.to_string(), "--native-port", &free_port().to_string()])
+            .args(["--native-driver", "/usr/bin/WebKitWebDriver"])
+            .env("DISPLAY", &display)
+            .env("DASHOFFICE_DATA_DIR", data.path().join("app"))
+            .env("DASHOFFICE_RELAY", &relay.quic)
+            .env("DASHOFFICE_RELAY_FINGERPRINT", relay.fingerprint())
+            .env("DASHOFFICE_ENROLMENT_CODE", relay.code(&shop, Some(&branch)))
+            .env("DASHOFFICE_EXIT_ON_CLOSE", "1")
+            .env("RUST_LOG", "info")
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("dbus-run-session (apt install dbus)"),
+    );
+    assert!(
+        wait_for(Duration::from_secs(30), || TcpStream::connect(("127.0.0.1", port)).ok()).is_some(),
+        "tauri-driver never listened"
+    );
+    let app_log = || std::fs::read_to_string(data.path().join("driver.log")).unwrap_or_default();
+    // Multi-threaded, so the blocking HTTP client of the harness can run inside (block_in_place).
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let blocking = |f: &mut dyn FnMut()| tokio::task::block_in_place(f);
+    rt.block_on(async {
+        let mut caps = serde_json::Map::new();
+        caps.insert("browserName".into(), json!("wry"));
+        caps.insert("tauri:options".into(), json!({ "application": bin("dashoffice-desktop") }));
+        let c = ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
+            .capabilities(caps)
+            .connect(&format!("http://127.0.0.1:{port}"))
+            .await
+            .unwrap_or_else(|e| panic!("no WebDriver session with the app: {e}\n{}", app_log()));
+
+        // The app joined the shop through the relay: log in as soon as the owner has arrived.
+        let t0 = Instant::now();
+        assert!(find_text(&c, "h1", "DashOffice", LONG).await, "no login page:\n{}", app_log());
+        let base = {
+            let u = c.current_url().await.unwrap();
+            format!("{}://{}", u.scheme(), u.host_str().unwrap()) + &u.port().map(|p| format!(":{p}")).unwrap_or_default()
+        };
+        shot(&c, &shots, "login").await;
+        let mut logged_in = false;
+        while !logged_in && t0.elapsed() < LONG {
+            c.goto(&format!("{base}/login")).await.unwrap();
+            let email = c.wait().for_element(Locator::Css("#f-email")).await.unwrap();
+            email.send_keys(OWNER_EMAIL).await.unwrap();
+            c.find(Locator::Css("#f-password")).await.unwrap().send_keys(OWNER_PASSWORD).await.unwrap();
+            c.find(Locator::Css("form.login button[type=submit]")).await.unwrap().click().await.unwrap();
+            logged_in = find_text(&c, ".stat-label", "Sales today", Duration::from_secs(5)).await;
+        }
+        assert!(logged_in, "never logged in to the desktop app:\n{}", app_log());
+        shot(&c, &shots, "dashboard").await;
+
+        // The relay goes down; staff keep working: an order for a customer, confirmed.
+        blocking(&mut || relay.kill9());
+        c.goto(&format!("{base}/orders/new")).await.unwrap();
+        select_containing(&c, "select[name=customer_id]", "Lucía Gómez").await;
+        select_containing(&c, ".line-row select", "TAZA-1").await;
+        c.find(Locator::Css("form.form button[type=submit]")).await.unwrap().click().await.unwrap();
+        assert!(find_text(&c, "button", "Mark Confirmed", LONG).await, "the order was not created:\n{}", app_log());
+        let number = c.find(Locator::Css("section.card h2")).await.unwrap().text().await.unwrap();
+        let number = number.split_whitespace().next().unwrap().to_string();
+        c.find(Locator::XPath("//button[contains(., 'Mark Confirmed')]")).await.unwrap().click().await.unwrap();
+        assert!(find_text(&c, ".badge", "Confirmed", LONG).await);
+        shot(&c, &shots, "order-offline").await;
+        blocking(&mut || {
+            assert!(
+                owner.get(&format!("/api/v1/orders?q={number}")).ok(200)["items"].as_array().unwrap().is_empty(),
+                "the order reached the edge node while the relay was down?"
+            )
+        });
+
+        // The relay comes back: the order reaches the branch's edge node, confirmed.
+        blocking(&mut || {
+            relay.restart();
+            let arrived = wait_for(LONG, || {
+                let l = owner.get(&format!("/api/v1/orders?q={number}")).ok(200);
+                l["items"].as_array().and_then(|a| a.first().cloned()).filter(|o| o["status"] == "confirmed")
+            });
+            assert!(arrived.is_some(), "order {number} never reached the edge node:\n{}", app_log());
+        });
+
+        // A customer writes on WhatsApp: the message shows in the app, with a notification.
+        blocking(&mut || {
+            wa::deliver(&relay.http, &wa::text("5215511112222", "Ana Pérez", "wamid.DESK1", "¿Abren el domingo?"))
+        });
+        c.goto(&format!("{base}/conversations")).await.unwrap();
+        assert!(find_text(&c, "a.conv", "Ana Pérez", LONG).await, "the conversation never reached the app:\n{}", app_log());
+        c.find(Locator::XPath("//a[contains(@class,'conv')][contains(., 'Ana Pérez')]")).await.unwrap().click().await.unwrap();
+        assert!(find_text(&c, ".msg-in", "¿Abren el domingo?", LONG).await);
+        shot(&c, &shots, "conversation").await;
+        let shown = c
+            .execute_async(
+                "const done = arguments[arguments.length - 1]; \
+                 fetch('/api/v1/desktop/notifications', { headers: { authorization: 'Bearer ' + localStorage.getItem('dashoffice.token') } })\
+                 .then(r => r.json()).then(done, e => done(String(e)));",
+                vec![],
+            )
+            .await
+            .unwrap();
+        let list = shown.as_array().cloned().unwrap_or_default();
+        assert!(
+            list.iter().any(|n| n["title"] == "Ana Pérez" && n["body"].as_str().is_some_and(|b| b.contains("domingo"))),
+            "no notification for the message: {shown}"
+        );
+        c.close().await.unwrap();
+    });
+    drop(driver);
+    assert!(app_log().contains("DashOffice desktop ready"), "{}", app_log());
+}
