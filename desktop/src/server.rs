@@ -109,7 +109,17 @@ struct Info {
     version: &'static str,
 }
 
+/// When the process started (set by main), to log when the UI first asks for the desktop facts:
+/// the window is interactive (the WebAssembly app is running).
+pub(crate) static STARTED: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+static INTERACTIVE: std::sync::Once = std::sync::Once::new();
+
 async fn info(Extension(b): Extension<Arc<Backend>>) -> Json<Info> {
+    INTERACTIVE.call_once(|| {
+        if let Some(t) = STARTED.get() {
+            tracing::info!(ms = t.elapsed().as_millis() as u64, "window interactive");
+        }
+    });
     let s = b.settings();
     Json(Info {
         desktop: true,

@@ -165,11 +165,22 @@ fn the_desktop_app_works_offline_and_syncs_when_the_relay_returns() {
         let mut caps = serde_json::Map::new();
         caps.insert("browserName".into(), json!("wry"));
         caps.insert("tauri:options".into(), json!({ "application": bin("dashoffice-desktop") }));
-        let c = ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
-            .capabilities(caps)
-            .connect(&format!("http://127.0.0.1:{port}"))
-            .await
-            .unwrap_or_else(|e| panic!("no WebDriver session with the app: {e}\n{}", app_log()));
+        // tauri-driver answers before WebKitWebDriver listens: retry the session for a while.
+        let t0 = Instant::now();
+        let c = loop {
+            let r = ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
+                .capabilities(caps.clone())
+                .connect(&format!("http://127.0.0.1:{port}"))
+                .await;
+            match r {
+                Ok(c) => break c,
+                Err(e) if t0.elapsed() < Duration::from_secs(60) => {
+                    eprintln!("no WebDriver session yet ({e}); retrying");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+                Err(e) => panic!("no WebDriver session with the app: {e}\n{}", app_log()),
+            }
+        };
 
         // The app joined the shop through the relay: log in as soon as the owner has arrived.
         let t0 = Instant::now();
@@ -247,4 +258,77 @@ fn the_desktop_app_works_offline_and_syncs_when_the_relay_returns() {
     });
     drop(driver);
     assert!(app_log().contains("DashOffice desktop ready"), "{}", app_log());
+}
+
+/// The newest `.deb` that installers/package-desktop made (debug or release bundle).
+fn built_deb() -> Option<PathBuf> {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target");
+    ["debug", "release"]
+        .iter()
+        .filter_map(|p| std::fs::read_dir(root.join(p).join("bundle/deb")).ok())
+        .flatten()
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "deb"))
+        .max_by_key(|p| p.metadata().and_then(|m| m.modified()).ok())
+}
+
+#[test]
+fn the_deb_installs_with_dpkg_and_the_installed_app_starts() {
+    let deb =
+        built_deb().expect("no .deb in target/*/bundle/deb: run installers/package-desktop deb (scripts/test does)");
+    let field = |f: &str| {
+        let o = Command::new("dpkg-deb").args(["-f"]).arg(&deb).arg(f).output().unwrap();
+        String::from_utf8_lossy(&o.stdout).trim().to_string()
+    };
+    let package = field("Package");
+    assert!(!package.is_empty(), "{} has no package name", deb.display());
+    let install = Command::new("dpkg").arg("-i").arg(&deb).output().expect("dpkg");
+    assert!(
+        install.status.success(),
+        "dpkg -i {} failed (as root?): {}",
+        deb.display(),
+        String::from_utf8_lossy(&install.stderr)
+    );
+    struct Remove(String);
+    impl Drop for Remove {
+        fn drop(&mut self) {
+            let _ = Command::new("dpkg").args(["-r", &self.0]).output();
+        }
+    }
+    let _remove = Remove(package.clone());
+    let files = Command::new("dpkg").args(["-L", &package]).output().unwrap();
+    let files = String::from_utf8_lossy(&files.stdout).to_string();
+    assert!(files.lines().any(|l| l == "/usr/bin/dashoffice-desktop"), "no /usr/bin/dashoffice-desktop in {files}");
+    let entry = files.lines().find(|l| l.starts_with("/usr/share/applications/") && l.ends_with(".desktop"));
+    let entry = std::fs::read_to_string(entry.expect("a desktop entry")).unwrap();
+    assert!(entry.contains("x-scheme-handler/dashoffice"), "dashoffice:// links not registered: {entry}");
+
+    // The installed app starts under Xvfb on a fresh data folder and shows its UI.
+    let (_x, display) = xvfb();
+    let data = tempfile::tempdir().unwrap();
+    let log_path = data.path().join("app.log");
+    let log = std::fs::File::create(&log_path).unwrap();
+    let _app = Proc(
+        Command::new("dbus-run-session")
+            .args(["--", "/usr/bin/dashoffice-desktop"])
+            .env("DISPLAY", &display)
+            .env("DASHOFFICE_DATA_DIR", data.path().join("app"))
+            .env("DASHOFFICE_OWNER_EMAIL", OWNER_EMAIL)
+            .env("DASHOFFICE_OWNER_PASSWORD", OWNER_PASSWORD)
+            .env("RUST_LOG", "info")
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap(),
+    );
+    let up = wait_for(LONG, || {
+        let l = std::fs::read_to_string(&log_path).unwrap_or_default();
+        l.contains("window interactive").then_some(())
+    });
+    assert!(
+        up.is_some(),
+        "the installed app never showed its UI:\n{}",
+        std::fs::read_to_string(&log_path).unwrap_or_default()
+    );
 }
