@@ -103,7 +103,9 @@ fn start(app: &mut tauri::App, rt: &tokio::runtime::Runtime, started: Instant) -
     let handle = app.handle().clone();
     let dir = data_dir(&handle)?;
     let lock = lock_data_dir(&dir)?;
-    let replica = Replica::open(&dir, OpenOptions::default()).with_context(|| format!("opening {}", dir.display()))?;
+    // Two readers: one person's UI, not a branch full of tablets.
+    let replica = Replica::open(&dir, OpenOptions { readers: 2, ..Default::default() })
+        .with_context(|| format!("opening {}", dir.display()))?;
     let settings = Settings::load(&dir)?;
     // Unattended first run without a relay: a shop of its own (owner from the environment).
     if replica.shop_id()?.is_none()
@@ -175,6 +177,15 @@ fn start(app: &mut tauri::App, rt: &tokio::runtime::Runtime, started: Instant) -
             }
         })
         .build()?;
+    // A back office has no 3D or heavy animation: WebKit's GPU compositing costs ~80 MB in its
+    // web process (measured, docs/PERFORMANCE.md) and buys nothing here.
+    #[cfg(target_os = "linux")]
+    window.with_webview(|wv| {
+        use webkit2gtk::{HardwareAccelerationPolicy, SettingsExt, WebViewExt};
+        if let Some(s) = wv.inner().settings() {
+            s.set_hardware_acceleration_policy(HardwareAccelerationPolicy::Never);
+        }
+    })?;
     // Closing the window keeps the app in the tray (notifications go on); Quit is in the tray.
     let w = window.clone();
     window.on_window_event(move |ev| {

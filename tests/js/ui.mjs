@@ -10,6 +10,7 @@
 // SHOTS (screenshot folder). Prints one JSON line; exit 0 when everything held.
 
 import { mkdirSync } from "node:fs";
+import { createRequire } from "node:module";
 import { launch } from "./browser.mjs";
 
 const env = (k) => {
@@ -21,10 +22,23 @@ const base = env("UI_URL");
 const shots = env("SHOTS");
 mkdirSync(shots, { recursive: true });
 const LIVE_MS = 90_000;
+// axe-core checks each page against WCAG 2 A and AA (contrast included) in both themes.
+const AXE = createRequire(import.meta.url).resolve("axe-core/axe.min.js");
+async function accessibility(where) {
+  await page.addScriptTag({ path: AXE });
+  const r = await page.evaluate(() =>
+    window.axe.run(document, { runOnly: { type: "tag", values: ["wcag2a", "wcag2aa"] }, resultTypes: ["violations"] }),
+  );
+  return r.violations
+    .filter((v) => v.impact === "serious" || v.impact === "critical")
+    .map((v) => `${where}: ${v.id} (${v.impact}) ${v.nodes.slice(0, 3).map((n) => n.target.join(" ")).join(", ")}`);
+}
+const a11y = [];
 const STEP_MS = 30_000;
 
 const browser = await launch();
-const context = await browser.newContext({ viewport: { width: 1280, height: 800 }, locale: "en-US" });
+// bypassCSP only so axe-core can be injected; the app itself never needs inline scripts.
+const context = await browser.newContext({ viewport: { width: 1280, height: 800 }, locale: "en-US", bypassCSP: true });
 const page = await context.newPage();
 page.setDefaultTimeout(STEP_MS);
 const problems = [];
@@ -180,6 +194,7 @@ await step("screenshots", async () => {
       await page.waitForLoadState("networkidle").catch(() => {});
       await page.waitForFunction(() => !document.querySelector(".state.loading"), null, { timeout: STEP_MS });
       await page.screenshot({ path: `${shots}/${name}-${label}.png`, fullPage: true });
+      if (label === "desktop") a11y.push(...(await accessibility(`${path} (light)`)));
       // Nothing wider than the screen at phone width but tables, which scroll in their own box.
       if (label === "phone") {
         const wide = await page.evaluate(() => document.documentElement.scrollWidth > window.innerWidth + 1);
@@ -187,6 +202,18 @@ await step("screenshots", async () => {
       }
     }
   }
+  // Dark theme: the same checks and a screenshot of each page.
+  await page.setViewportSize({ width: 1280, height: 800 });
+  await page.evaluate(() => localStorage.setItem("dashoffice.theme", "dark"));
+  for (const [name, path] of pages) {
+    await page.goto(base + path);
+    await page.locator("h1").first().waitFor();
+    await page.waitForFunction(() => !document.querySelector(".state.loading"), null, { timeout: STEP_MS });
+    await page.screenshot({ path: `${shots}/${name}-dark.png`, fullPage: true });
+    a11y.push(...(await accessibility(`${path} (dark)`)));
+  }
+  await page.evaluate(() => localStorage.removeItem("dashoffice.theme"));
+  if (a11y.length) throw new Error(`accessibility (WCAG 2 AA): ${a11y.join("; ")}`);
   await page.context().clearCookies();
   await page.evaluate(() => localStorage.clear());
   await page.goto(base + "/login");

@@ -48,13 +48,13 @@ pub(crate) fn Orders() -> impl IntoView {
             .map(|(key, label)| {
                 let href = if key.is_empty() { "/orders".to_string() } else { format!("/orders?status={key}") };
                 let selected = current == key;
-                view! { <A href=href attr:class=if selected { "tab selected" } else { "tab" } attr:aria-selected=selected.to_string()>{label}</A> }
+                view! { <a href=href class=if selected { "tab selected" } else { "tab" } aria-current=selected.then_some("page")>{label}</a> }
             })
             .collect_view()
     };
     view! {
         <PageHead title=t("nav_orders")><A href="/orders/new" attr:class="btn primary">{t("new_order")}</A></PageHead>
-        <nav class="tabs" role="tablist" aria-label=t("filter_status")>{tabs}</nav>
+        <nav class="tabs" aria-label=t("filter_status")>{tabs}</nav>
         <div class="filters"><input type="search" placeholder=t("search_orders") aria-label=t("search_orders") bind:value=q/></div>
         {show(data, |p: Page<OrderView>| {
             if p.items.is_empty() {
