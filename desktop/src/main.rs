@@ -180,12 +180,14 @@ fn start(app: &mut tauri::App, rt: &tokio::runtime::Runtime, started: Instant) -
     // A back office has no 3D or heavy animation: WebKit's GPU compositing costs ~80 MB in its
     // web process (measured, docs/PERFORMANCE.md) and buys nothing here.
     #[cfg(target_os = "linux")]
-    window.with_webview(|wv| {
-        use webkit2gtk::{HardwareAccelerationPolicy, SettingsExt, WebViewExt};
-        if let Some(s) = wv.inner().settings() {
-            s.set_hardware_acceleration_policy(HardwareAccelerationPolicy::Never);
-        }
-    })?;
+    if std::env::var_os("DASHOFFICE_GPU_COMPOSITING").is_none() {
+        window.with_webview(|wv| {
+            use webkit2gtk::{HardwareAccelerationPolicy, SettingsExt, WebViewExt};
+            if let Some(s) = wv.inner().settings() {
+                s.set_hardware_acceleration_policy(HardwareAccelerationPolicy::Never);
+            }
+        })?;
+    }
     // Closing the window keeps the app in the tray (notifications go on); Quit is in the tray.
     let w = window.clone();
     window.on_window_event(move |ev| {

@@ -22,13 +22,34 @@ use serde_json::{Value, json};
 
 const LONG: Duration = Duration::from_secs(120);
 
-/// A process killed when dropped.
-struct Proc(Child);
+/// A process killed when dropped, with everything it started (its own process group: the
+/// WebDriver, the app and WebKit's processes under dbus-run-session).
+struct Proc(Child, bool);
 impl Drop for Proc {
     fn drop(&mut self) {
+        let id = self.0.id();
+        if self.1 && id > 1 {
+            // `--`: without it kill(1) may read "-PID" as an option.
+            let _ = Command::new("kill").args(["-s", "KILL", "--", &format!("-{id}")]).status();
+        }
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
+}
+
+/// `dbus-run-session` with the test bus (tests/dbus-session.conf: no service activation, so GTK
+/// does not wait for portals a headless machine cannot start).
+fn dbus_session() -> Command {
+    let conf = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("dbus-session.conf");
+    let mut c = Command::new("dbus-run-session");
+    c.arg(format!("--config-file={}", conf.display()));
+    c
+}
+
+/// Starts `cmd` in a process group of its own, so dropping the [`Proc`] ends all of it.
+fn spawn_group(cmd: &mut Command) -> std::io::Result<Proc> {
+    use std::os::unix::process::CommandExt;
+    cmd.process_group(0).spawn().map(|c| Proc(c, true))
 }
 
 fn free_port() -> u16 {
@@ -47,7 +68,7 @@ fn xvfb() -> (Proc, String) {
             .stderr(Stdio::null())
             .spawn()
             .expect("Xvfb (apt install xvfb)");
-        let p = Proc(child);
+        let p = Proc(child, false);
         if wait_for(Duration::from_secs(10), || Path::new(&format!("/tmp/.X11-unix/X{n}")).exists().then_some(()))
             .is_some()
         {
@@ -134,12 +155,13 @@ fn the_desktop_app_works_offline_and_syncs_when_the_relay_returns() {
     let data = tempfile::tempdir().unwrap();
     let (_x, display) = xvfb();
     let port = free_port();
+    let native = free_port();
     let log = std::fs::File::create(data.path().join("driver.log")).unwrap();
-    let driver = Proc(
-        Command::new("dbus-run-session")
+    let driver = spawn_group(
+        dbus_session()
             .arg("--")
             .arg(tauri_driver())
-            .args(["--port", &port.to_string(), "--native-port", &free_port().to_string()])
+            .args(["--port", &port.to_string(), "--native-port", &native.to_string()])
             .args(["--native-driver", "/usr/bin/WebKitWebDriver"])
             .env("DISPLAY", &display)
             .env("DASHOFFICE_DATA_DIR", data.path().join("app"))
@@ -147,39 +169,38 @@ fn the_desktop_app_works_offline_and_syncs_when_the_relay_returns() {
             .env("DASHOFFICE_RELAY_FINGERPRINT", relay.fingerprint())
             .env("DASHOFFICE_ENROLMENT_CODE", relay.code(&shop, Some(&branch)))
             .env("DASHOFFICE_EXIT_ON_CLOSE", "1")
+            .env("DASHOFFICE_GPU_COMPOSITING", "1")
             .env("RUST_LOG", "info")
+            .env("NO_AT_BRIDGE", "1")
             .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .expect("dbus-run-session (apt install dbus)"),
-    );
+            .stderr(log),
+    )
+    .expect("dbus-run-session (apt install dbus)");
+    // Both tauri-driver and the WebKitWebDriver it starts must listen before the one session
+    // request: a second request would start a second app, which single-instance turns away.
     assert!(
-        wait_for(Duration::from_secs(30), || TcpStream::connect(("127.0.0.1", port)).ok()).is_some(),
-        "tauri-driver never listened"
+        wait_for(Duration::from_secs(60), || {
+            (TcpStream::connect(("127.0.0.1", port)).is_ok() && TcpStream::connect(("127.0.0.1", native)).is_ok())
+                .then_some(())
+        })
+        .is_some(),
+        "tauri-driver or WebKitWebDriver never listened"
     );
     let app_log = || std::fs::read_to_string(data.path().join("driver.log")).unwrap_or_default();
     // Multi-threaded, so the blocking HTTP client of the harness can run inside (block_in_place).
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     let blocking = |f: &mut dyn FnMut()| tokio::task::block_in_place(f);
-    rt.block_on(async {
+    let scenario = async {
         let mut caps = serde_json::Map::new();
         caps.insert("browserName".into(), json!("wry"));
         caps.insert("tauri:options".into(), json!({ "application": bin("dashoffice-desktop") }));
-        // tauri-driver answers before WebKitWebDriver listens: retry the session for a while.
-        let t0 = Instant::now();
-        let c = loop {
-            let r = ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
-                .capabilities(caps.clone())
-                .connect(&format!("http://127.0.0.1:{port}"))
-                .await;
-            match r {
-                Ok(c) => break c,
-                Err(e) if t0.elapsed() < Duration::from_secs(60) => {
-                    eprintln!("no WebDriver session yet ({e}); retrying");
-                    tokio::time::sleep(Duration::from_secs(1)).await;
-                }
-                Err(e) => panic!("no WebDriver session with the app: {e}\n{}", app_log()),
-            }
+        let mut builder = ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new());
+        builder.capabilities(caps);
+        let url = format!("http://127.0.0.1:{port}");
+        let c = match tokio::time::timeout(Duration::from_secs(90), builder.connect(&url)).await {
+            Ok(Ok(c)) => c,
+            Ok(Err(e)) => panic!("no WebDriver session with the app: {e}\n{}", app_log()),
+            Err(_) => panic!("the WebDriver session did not start within 90 s:\n{}", app_log()),
         };
 
         // The app joined the shop through the relay: log in as soon as the owner has arrived.
@@ -187,7 +208,8 @@ fn the_desktop_app_works_offline_and_syncs_when_the_relay_returns() {
         assert!(find_text(&c, "h1", "DashOffice", LONG).await, "no login page:\n{}", app_log());
         let base = {
             let u = c.current_url().await.unwrap();
-            format!("{}://{}", u.scheme(), u.host_str().unwrap()) + &u.port().map(|p| format!(":{p}")).unwrap_or_default()
+            format!("{}://{}", u.scheme(), u.host_str().unwrap())
+                + &u.port().map(|p| format!(":{p}")).unwrap_or_default()
         };
         shot(&c, &shots, "login").await;
         let mut logged_in = false;
@@ -236,8 +258,17 @@ fn the_desktop_app_works_offline_and_syncs_when_the_relay_returns() {
             wa::deliver(&relay.http, &wa::text("5215511112222", "Ana Pérez", "wamid.DESK1", "¿Abren el domingo?"))
         });
         c.goto(&format!("{base}/conversations")).await.unwrap();
-        assert!(find_text(&c, "a.conv", "Ana Pérez", LONG).await, "the conversation never reached the app:\n{}", app_log());
-        c.find(Locator::XPath("//a[contains(@class,'conv')][contains(., 'Ana Pérez')]")).await.unwrap().click().await.unwrap();
+        assert!(
+            find_text(&c, "a.conv", "Ana Pérez", LONG).await,
+            "the conversation never reached the app:\n{}",
+            app_log()
+        );
+        c.find(Locator::XPath("//a[contains(@class,'conv')][contains(., 'Ana Pérez')]"))
+            .await
+            .unwrap()
+            .click()
+            .await
+            .unwrap();
         assert!(find_text(&c, ".msg-in", "¿Abren el domingo?", LONG).await);
         shot(&c, &shots, "conversation").await;
         let shown = c
@@ -255,6 +286,12 @@ fn the_desktop_app_works_offline_and_syncs_when_the_relay_returns() {
             "no notification for the message: {shown}"
         );
         c.close().await.unwrap();
+    };
+    rt.block_on(async {
+        // A WebDriver call that never answers must fail the test, not hang the run.
+        if tokio::time::timeout(Duration::from_secs(600), scenario).await.is_err() {
+            panic!("the desktop scenario did not finish within 10 minutes:\n{}", app_log());
+        }
     });
     drop(driver);
     assert!(app_log().contains("DashOffice desktop ready"), "{}", app_log());
@@ -309,19 +346,19 @@ fn the_deb_installs_with_dpkg_and_the_installed_app_starts() {
     let data = tempfile::tempdir().unwrap();
     let log_path = data.path().join("app.log");
     let log = std::fs::File::create(&log_path).unwrap();
-    let _app = Proc(
-        Command::new("dbus-run-session")
+    let _app = spawn_group(
+        dbus_session()
             .args(["--", "/usr/bin/dashoffice-desktop"])
             .env("DISPLAY", &display)
             .env("DASHOFFICE_DATA_DIR", data.path().join("app"))
             .env("DASHOFFICE_OWNER_EMAIL", OWNER_EMAIL)
             .env("DASHOFFICE_OWNER_PASSWORD", OWNER_PASSWORD)
             .env("RUST_LOG", "info")
+            .env("NO_AT_BRIDGE", "1")
             .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .unwrap(),
-    );
+            .stderr(log),
+    )
+    .unwrap();
     let up = wait_for(LONG, || {
         let l = std::fs::read_to_string(&log_path).unwrap_or_default();
         l.contains("window interactive").then_some(())
