@@ -12,9 +12,9 @@ use std::{
 };
 
 use dashoffice_tests::{
-    Api, Node, OWNER_EMAIL, OWNER_PASSWORD, bin, id,
+    Node, OWNER_EMAIL, OWNER_PASSWORD, bin, id,
     relay::Relay,
-    wait_for,
+    synced, wait_for,
     whatsapp::{self as wa, FakeGraph},
 };
 use fantoccini::{Client, ClientBuilder, Locator};
@@ -137,18 +137,8 @@ fn the_desktop_app_works_offline_and_syncs_when_the_relay_returns() {
     edge.set_extra(relay.edge_args(&relay.code(&shop, Some(&branch))));
     edge.start_again();
     let owner = edge.owner();
-    let synced = |api: &Api| {
-        let s = api.get("/api/v1/sync/status").ok(200);
-        s["connected"] == true && s["pending_changes"] == 0 && s["queued_documents"] == 0
-    };
     assert!(wait_for(LONG, || synced(&owner).then_some(())).is_some(), "the edge node never synced");
-    relay
-        .admin()
-        .post(
-            "/api/v1/whatsapp/numbers",
-            &json!({ "phone_number_id": wa::PHONE_NUMBER_ID, "shop_id": shop, "branch_id": branch, "access_token": wa::ACCESS_TOKEN }),
-        )
-        .ok(201);
+    wa::connect_number(&relay, &shop, &branch);
 
     let shots = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/desktop-screenshots");
     std::fs::create_dir_all(&shots).unwrap();

@@ -7,7 +7,7 @@ use std::{path::PathBuf, process::Command, time::Duration};
 use dashoffice_tests::{
     Api, Node, OWNER_EMAIL, OWNER_PASSWORD, id,
     relay::Relay,
-    wait_for,
+    synced, wait_for,
     whatsapp::{self as wa, FakeGraph},
 };
 use serde_json::{Value, json};
@@ -16,11 +16,6 @@ const LONG: Duration = Duration::from_secs(120);
 
 fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
-fn synced(api: &Api) -> bool {
-    let s = api.get("/api/v1/sync/status").ok(200);
-    s["connected"] == true && s["pending_changes"] == 0 && s["queued_documents"] == 0
 }
 
 fn owner_when_synced(node: &Node) -> Api {
@@ -57,13 +52,7 @@ fn staff_work_in_the_web_ui_in_a_real_browser() {
     a1.start_again();
     let owner = a1.owner();
     assert!(wait_for(LONG, || synced(&owner).then_some(())).is_some(), "the first node never synced");
-    relay
-        .admin()
-        .post(
-            "/api/v1/whatsapp/numbers",
-            &json!({ "phone_number_id": wa::PHONE_NUMBER_ID, "shop_id": shop, "branch_id": branch, "access_token": wa::ACCESS_TOKEN }),
-        )
-        .ok(201);
+    wa::connect_number(&relay, &shop, &branch);
     // A customer writes on WhatsApp: the signed webhook reaches the relay, the conversation syncs
     // to the branch's node.
     let wa_id = "5215598765432";

@@ -494,6 +494,12 @@ impl Api {
 
 /// The `id` of a record.
 #[track_caller]
+/// Whether a replica is connected to the relay with nothing left to exchange.
+pub fn synced(api: &Api) -> bool {
+    let s = api.get("/api/v1/sync/status").ok(200);
+    s["connected"] == true && s["pending_changes"] == 0 && s["queued_documents"] == 0
+}
+
 pub fn id(v: &Value) -> String {
     v["id"].as_str().unwrap_or_else(|| panic!("no id in {v}")).to_string()
 }

@@ -318,6 +318,17 @@ pub fn deliver(relay_http: &str, event: &Value) {
     assert_eq!(status, 200, "webhook: {text}");
 }
 
+/// Connects the test number to a shop's branch on the relay (admin API), with the test token.
+pub fn connect_number(relay: &crate::relay::Relay, shop: &str, branch: &str) {
+    relay
+        .admin()
+        .post(
+            "/api/v1/whatsapp/numbers",
+            &serde_json::json!({ "phone_number_id": PHONE_NUMBER_ID, "shop_id": shop, "branch_id": branch, "access_token": ACCESS_TOKEN }),
+        )
+        .ok(201);
+}
+
 /// The relay environment for WhatsApp tests: secrets and the fake Graph API.
 pub fn relay_env(graph: &FakeGraph) -> Vec<(String, String)> {
     vec![
