@@ -196,3 +196,11 @@ pub fn status_text(s: &str) -> &'static str {
         _ => t("unknown"),
     }
 }
+
+/// A list's rows, or the empty state when there are none.
+pub fn rows_or_empty<T, V: IntoView + 'static>(items: Vec<T>, empty: &'static str, row: impl Fn(T) -> V) -> AnyView {
+    if items.is_empty() {
+        return view! { <Empty text=t(empty)/> }.into_any();
+    }
+    items.into_iter().map(row).collect_view().into_any()
+}

@@ -10,7 +10,7 @@ use leptos_router::{components::A, hooks::use_navigate};
 use super::{PageHead, param_id, split_tags};
 use crate::{
     api::{self, ApiError, enc},
-    components::{Badge, Empty, ErrorBox, Field, FormError, Load, loader, show, status_text},
+    components::{Badge, Empty, ErrorBox, Field, FormError, Load, loader, rows_or_empty, show, status_text},
     i18n::{money, t, when},
     state::{app, watch},
 };
@@ -213,26 +213,16 @@ pub(crate) fn CustomerDetail() -> impl IntoView {
         </form>
         <div class="grid two">
             <section class="card"><h2>{t("nav_orders")}</h2>
-                {show(orders, |p: Page<OrderView>| {
-                    if p.items.is_empty() {
-                        return view! { <Empty text=t("no_orders")/> }.into_any();
-                    }
-                    p.items.into_iter().map(|o| {
-                        let href = format!("/orders/{}", o.id);
-                        view! { <div class="row-item"><A href=href>{o.number.clone()}</A><span>{status_text(o.status.as_str())}</span><span class="num">{money(&o.total, &o.currency)}</span></div> }
-                    }).collect_view().into_any()
-                })}
+                {show(orders, |p: Page<OrderView>| rows_or_empty(p.items, "no_orders", |o| {
+                    let href = format!("/orders/{}", o.id);
+                    view! { <div class="row-item"><A href=href>{o.number.clone()}</A><span>{status_text(o.status.as_str())}</span><span class="num">{money(&o.total, &o.currency)}</span></div> }
+                }))}
             </section>
             <section class="card"><h2>{t("nav_conversations")}</h2>
-                {show(convs, |p: Page<ConversationView>| {
-                    if p.items.is_empty() {
-                        return view! { <Empty text=t("no_conversations")/> }.into_any();
-                    }
-                    p.items.into_iter().map(|c| {
-                        let href = format!("/conversations/{}", c.id);
-                        view! { <div class="row-item"><A href=href>{c.last_message.clone()}</A><span>{when(c.last_message_at)}</span></div> }
-                    }).collect_view().into_any()
-                })}
+                {show(convs, |p: Page<ConversationView>| rows_or_empty(p.items, "no_conversations", |c| {
+                    let href = format!("/conversations/{}", c.id);
+                    view! { <div class="row-item"><A href=href>{c.last_message.clone()}</A><span>{when(c.last_message_at)}</span></div> }
+                }))}
             </section>
         </div>
         <form class="card form" on:submit=merge novalidate>

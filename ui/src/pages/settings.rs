@@ -11,7 +11,7 @@ use leptos_router::components::A;
 use super::PageHead;
 use crate::{
     api::{self, ApiError, enc},
-    components::{Badge, Empty, Field, FormError, Load, loader, show},
+    components::{Badge, Field, FormError, Load, loader, rows_or_empty, show},
     i18n::{datetime, number, t},
     state::{app, watch},
 };
@@ -199,23 +199,15 @@ fn WhatsAppPanel() -> impl IntoView {
             <h2>{t("whatsapp")}</h2>
             <p class="muted">{t("whatsapp_settings_help")}</p>
             <h3>{t("templates")}</h3>
-            {show(templates, |ts: Vec<TemplateView>| {
-                if ts.is_empty() {
-                    return view! { <Empty text=t("no_templates")/> }.into_any();
-                }
-                ts.into_iter().map(|tp| view! { <div class="row-item"><strong>{tp.name.clone()}</strong><span>{tp.language.clone()}</span><span class="muted">{tp.body.clone()}</span></div> }).collect_view().into_any()
-            })}
+            {show(templates, |ts: Vec<TemplateView>| rows_or_empty(ts, "no_templates", |tp| view! {
+                <div class="row-item"><strong>{tp.name.clone()}</strong><span>{tp.language.clone()}</span><span class="muted">{tp.body.clone()}</span></div>
+            }))}
             <h3>{t("canned_responses")}</h3>
-            {show(canned, move |cs: Vec<CannedResponse>| {
-                if cs.is_empty() {
-                    return view! { <Empty text=t("no_canned")/> }.into_any();
-                }
-                cs.into_iter().map(|c| {
-                    let code = c.short_code.clone();
-                    view! { <div class="row-item"><strong>"/"{c.short_code.clone()}</strong><span>{c.text.clone()}</span>
-                        <button class="btn ghost" on:click=move |_| remove(code.clone())>{t("delete")}</button></div> }
-                }).collect_view().into_any()
-            })}
+            {show(canned, move |cs: Vec<CannedResponse>| rows_or_empty(cs, "no_canned", |c| {
+                let code = c.short_code.clone();
+                view! { <div class="row-item"><strong>"/"{c.short_code.clone()}</strong><span>{c.text.clone()}</span>
+                    <button class="btn ghost" on:click=move |_| remove(code.clone())>{t("delete")}</button></div> }
+            }))}
             <form class="inline-form" on:submit=add novalidate>
                 <Field label=t("short_code") name="short_code" value=code err=err placeholder="hola"/>
                 <Field label=t("text") name="text" value=text err=err/>
