@@ -40,6 +40,8 @@ pub struct RelayState {
     pub metrics: PrometheusHandle,
     /// The WhatsApp side.
     pub wa: Arc<crate::whatsapp::WhatsApp>,
+    /// Head office's shop API (`None` when switched off with `head_office = false`).
+    pub console: Option<Arc<crate::console::Console>>,
 }
 
 impl axum::extract::FromRef<RelayState> for Arc<crate::whatsapp::WhatsApp> {
@@ -68,8 +70,8 @@ pub fn router(state: RelayState) -> Router {
                 .route("/webhooks/whatsapp", get(wa::webhook::verify).post(wa::webhook::receive))
                 .layer(axum::extract::DefaultBodyLimit::max(wa::webhook::MAX_BODY)),
         )
-        // The web UI for head office (the same app the edge nodes serve).
-        .fallback(dashoffice_api::ui::serve)
+        // Head office: the shops' API and the web UI (the same app the edge nodes serve).
+        .fallback(shop_api_or_ui)
         .with_state(state)
 }
 
@@ -261,10 +263,34 @@ struct RelayStatus {
     sessions: Vec<crate::hub::SessionInfo>,
 }
 
-async fn status(State(s): State<RelayState>, headers: HeaderMap) -> ApiResult<Json<RelayStatus>> {
-    admin(&s, &headers)?;
-    let documents = s.hub.blocking(|st| st.doc_count()).await.map_err(storage)?;
-    Ok(Json(RelayStatus { documents, documents_in_memory: s.hub.docs_in_memory(), sessions: s.hub.sessions() }))
+/// With the admin token: the relay's own status. With a head-office session token: the shop
+/// replica's sync status, as on an edge node (the web UI's settings page asks for it).
+async fn status(State(s): State<RelayState>, req: axum::extract::Request) -> Response {
+    let headers = req.headers();
+    if let (Some(console), Err(_)) = (&s.console, admin(&s, headers)) {
+        return console.handle(req).await;
+    }
+    if let Err(e) = admin(&s, headers) {
+        return e.into_response();
+    }
+    match s.hub.blocking(|st| st.doc_count()).await.map_err(storage) {
+        Ok(documents) => {
+            Json(RelayStatus { documents, documents_in_memory: s.hub.docs_in_memory(), sessions: s.hub.sessions() })
+                .into_response()
+        }
+        Err(e) => e.into_response(),
+    }
+}
+
+/// Everything no relay route takes: head office's shop API under `/api/`, else the web UI.
+async fn shop_api_or_ui(State(s): State<RelayState>, req: axum::extract::Request) -> Response {
+    match &s.console {
+        Some(console) if req.uri().path().starts_with("/api/") => console.handle(req).await,
+        _ => {
+            let (parts, _) = req.into_parts();
+            dashoffice_api::ui::serve(parts.method, parts.uri, parts.headers).await
+        }
+    }
 }
 
 #[derive(Deserialize)]

@@ -4,6 +4,7 @@
 // Handlers answer `ApiResult` like the edge node's API; the error is built once per failed request.
 #![allow(clippy::result_large_err)]
 
+pub mod console;
 pub mod enrol;
 pub mod http;
 pub mod hub;

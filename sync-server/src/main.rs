@@ -18,7 +18,7 @@ use sha2::{Digest, Sha256};
 use tracing_subscriber::EnvFilter;
 
 use dashoffice_relay::{
-    enrol, http, hub, quic,
+    console, enrol, http, hub, quic,
     store::{RelayStore, SqliteStore},
     whatsapp as wa,
 };
@@ -53,6 +53,10 @@ whatsapp_rate_per_number = 80
 whatsapp_rate_per_customer = 20
 # Timeout of one Graph API call.
 whatsapp_timeout_ms = 10000
+
+# Head office: the relay keeps a replica of every shop with an enrolled device and serves the
+# shop's API and web UI on `listen`, so head office logs in here and sees every branch.
+head_office = true
 
 # Optional LLM provider for questions the offline bot does not understand: "none", "openai"
 # (any OpenAI-compatible chat completions API) or "anthropic". The key comes from
@@ -167,6 +171,7 @@ struct Settings {
     #[serde(default)]
     llm_api_key: Option<String>,
     llm_timeout_ms: u64,
+    head_office: bool,
 }
 
 impl std::fmt::Debug for Settings {
@@ -180,6 +185,7 @@ impl std::fmt::Debug for Settings {
             .field("whatsapp_verify_token", &self.whatsapp_verify_token.as_ref().map(|_| "***"))
             .field("whatsapp_api_base", &self.whatsapp_api_base)
             .field("llm_provider", &self.llm_provider)
+            .field("head_office", &self.head_office)
             .field("llm_api_key", &self.llm_api_key.as_ref().map(|_| "***"))
             .finish_non_exhaustive()
     }
@@ -447,11 +453,17 @@ fn serve(s: Settings, store: Arc<dyn RelayStore>) -> anyhow::Result<()> {
         if s.whatsapp_app_secret.is_none() {
             tracing::warn!("no WhatsApp app secret configured: POST /webhooks/whatsapp answers 503 (set DASHOFFICE_WHATSAPP_APP_SECRET)");
         }
+        let console = s.head_office.then(|| {
+            let c = console::Console::new(whatsapp.clone());
+            tokio::spawn(c.clone().keep_shops_served(hub.clone()));
+            c
+        });
         let state = http::RelayState {
             hub: hub.clone(),
             admin_hash: Arc::new(admin_hash),
             metrics: dashoffice_api::metrics_handle(),
             wa: whatsapp,
+            console,
         };
         tokio::spawn(quic::accept_loop(endpoint.clone(), hub.clone()));
         tokio::spawn(housekeeping(hub.clone()));

@@ -108,7 +108,9 @@ fn create_products(api: &Api, prefix: &str, n: usize) -> Duration {
 
 fn converge(n: usize) {
     println!("== converge: 2 nodes of one branch, {n} offline product creations each ==");
-    let relay = Relay::start();
+    // Node-to-node sync only: the relay's own head-office replica of the shop would catch up at
+    // the same time on the same 2 cores.
+    let relay = Relay::start_env(vec![("DASHOFFICE_HEAD_OFFICE".into(), "false".into())]);
     let mut a1 = Node::start();
     let (shop, branch) = shop_and_branch(&a1.owner());
     a1.sigterm();
@@ -175,7 +177,9 @@ fn converge(n: usize) {
 
 fn initial(n: usize) {
     println!("== initial: a new node joins a shop with {n} products ==");
-    let relay = Relay::start();
+    // Node-to-node sync only: the relay's own head-office replica of the shop would catch up at
+    // the same time on the same 2 cores.
+    let relay = Relay::start_env(vec![("DASHOFFICE_HEAD_OFFICE".into(), "false".into())]);
     let mut a1 = Node::start();
     let (shop, branch) = shop_and_branch(&a1.owner());
     a1.sigterm();

@@ -19,18 +19,7 @@ fn tmp() -> tempfile::TempDir {
 
 /// Logs in as the owner once the staff document has arrived by sync.
 fn owner_when_synced(node: &Node) -> Api {
-    let token = wait_for(CONVERGE, || {
-        let r = node.anon().try_post(
-            "/api/v1/auth/login",
-            &json!({ "email": dashoffice_tests::OWNER_EMAIL, "password": dashoffice_tests::OWNER_PASSWORD }),
-        );
-        match r {
-            Ok(r) if r.status == 200 => r.json()["token"].as_str().map(str::to_string),
-            _ => None,
-        }
-    })
-    .unwrap_or_else(|| panic!("the owner never arrived by sync; log:\n{}", node.log()));
-    node.api(&token)
+    owner_when_synced_at(node.base())
 }
 
 fn docs(api: &Api) -> BTreeMap<String, Value> {
@@ -539,4 +528,93 @@ fn a_quic_peer_asking_for_other_branches_documents_or_sending_garbage_gets_nothi
     let p2 = id(&o1.product("SUR-2", "11.00"));
     let arrived = wait_for(CONVERGE, || (ob.get(&format!("/api/v1/products/{p2}")).status == 200).then_some(()));
     assert!(arrived.is_some(), "the relay stopped serving after the probes: {:#}", status(&ob));
+}
+
+/// Head office logs in on the relay itself (no edge node of its own): the relay's replica of the
+/// shop serves the shop's API, so the owner sees both branches' sales, edits reach the branches,
+/// and bad tokens are refused with JSON errors.
+#[test]
+fn head_office_logs_in_on_the_relay_and_sees_every_branch() {
+    let relay = Relay::start();
+    let mut a1 = Node::start();
+    let o1 = a1.owner();
+    let (shop, branch_a) = shop_and_branch(&o1);
+    let branch_b = id(&o1.branch("NOR", "Norte"));
+    let product = id(&o1.product("CAM-9", "100.00"));
+    let customer = id(&o1.customer("Ana Pérez"));
+    o1.post(&format!("/api/v1/products/{product}/stock"), &json!({ "delta": 10, "reason": "receipt" })).ok(200);
+    let order_a = id(&o1.order(&customer, &[(&product, 2)]));
+    o1.transition(&order_a, "confirmed");
+    o1.transition(&order_a, "paid");
+
+    a1.sigterm();
+    a1.set_extra(relay.edge_args(&relay.code(&shop, Some(&branch_a))));
+    a1.start_again();
+    let b1 = Node::start_with(tmp(), relay.edge_args(&relay.code(&shop, Some(&branch_b))));
+    let (o1, ob) = (a1.owner(), owner_when_synced(&b1));
+    ob.post(&format!("/api/v1/products/{product}/stock"), &json!({ "delta": 5, "reason": "receipt" })).ok(200);
+    let order_b = id(&ob.order(&customer, &[(&product, 1)]));
+    ob.transition(&order_b, "confirmed");
+    ob.transition(&order_b, "paid");
+
+    // Not logged in, a forged token, a wrong password: JSON errors, never the data.
+    let anon = Api::for_base(&relay.http);
+    anon.get("/api/v1/orders").err(401, "unauthorized");
+    Api::for_base(&relay.http).with_token("forged-token").get("/api/v1/orders").err(401, "unauthorized");
+    let bad = wait_for(CONVERGE, || {
+        let r = anon
+            .try_post("/api/v1/auth/login", &json!({ "email": dashoffice_tests::OWNER_EMAIL, "password": "wrong" }))
+            .ok()?;
+        (r.status == 401).then_some(r)
+    });
+    assert!(bad.is_some(), "a wrong password must get 401 once the relay has the shop; log:\n{}", relay.log());
+
+    // The owner logs in on the relay and sees both branches' orders and sales.
+    let head = owner_when_synced_at(&relay.http);
+    let both = wait_for(CONVERGE, || {
+        let s = head.get("/api/v1/analytics/summary?days=7").ok(200);
+        let by_branch = s["sales_by_branch"].as_array().cloned().unwrap_or_default();
+        let amount = |b: &str| by_branch.iter().find(|x| x["key"] == b).map(|x| x["amount"].clone());
+        (amount(&branch_a).is_some() && amount(&branch_b).is_some()).then_some(s)
+    })
+    .unwrap_or_else(|| panic!("the relay never showed both branches' sales; log:\n{}", relay.log()));
+    // 3 × 100.00 plus 16 % IVA, 232.00 in Centro and 116.00 in Norte.
+    assert_eq!(both["sales_total"], "348.00", "{both}");
+    assert_eq!(head.get(&format!("/api/v1/orders/{order_a}")).ok(200)["status"], "paid");
+    assert_eq!(head.get(&format!("/api/v1/orders/{order_b}")).ok(200)["status"], "paid");
+    assert_eq!(head.get("/api/v1/auth/me").ok(200)["role"], "owner");
+    // Its sync status is the shop replica's (what the UI's settings page shows); the admin token
+    // still gets the relay's own status.
+    assert_eq!(head.get("/api/v1/sync/status").ok(200)["connected"], true);
+    assert!(relay.status()["documents"].as_u64().unwrap_or(0) > 0);
+
+    // An edit made at head office reaches both branches.
+    head.patch(&format!("/api/v1/products/{product}"), &json!({ "price": "95.50" })).ok(200);
+    for api in [&o1, &ob] {
+        let arrived = wait_for(CONVERGE, || {
+            (api.get(&format!("/api/v1/products/{product}")).ok(200)["price"] == "95.50").then_some(())
+        });
+        assert!(arrived.is_some(), "head office's price never reached a branch");
+    }
+    // The web UI is served beside it.
+    let page = reqwest::blocking::get(format!("{}/analytics", relay.http)).unwrap();
+    assert_eq!(page.status(), 200);
+    assert!(page.headers()["content-type"].to_str().unwrap().starts_with("text/html"));
+}
+
+/// Logs in as the owner on an API host (the relay) once it has the shop.
+fn owner_when_synced_at(base: &str) -> Api {
+    let anon = Api::for_base(base);
+    let token = wait_for(CONVERGE, || {
+        let r = anon.try_post(
+            "/api/v1/auth/login",
+            &json!({ "email": dashoffice_tests::OWNER_EMAIL, "password": dashoffice_tests::OWNER_PASSWORD }),
+        );
+        match r {
+            Ok(r) if r.status == 200 => r.json()["token"].as_str().map(str::to_string),
+            _ => None,
+        }
+    })
+    .unwrap_or_else(|| panic!("could not log in at {base}"));
+    Api::for_base(base).with_token(&token)
 }

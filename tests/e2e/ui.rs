@@ -80,6 +80,7 @@ fn staff_work_in_the_web_ui_in_a_real_browser() {
         .env("WA_CUSTOMER", "Ana Pérez")
         .env("REPLY", reply)
         .env("SHOTS", &shots)
+        .env("HEAD_URL", &relay.http)
         .output()
         .expect("running node (apt install nodejs)");
     let stdout = String::from_utf8_lossy(&out.stdout);

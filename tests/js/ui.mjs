@@ -2,12 +2,13 @@
 // End-to-end test of the web UI in headless Chromium, against real edge nodes that the Rust test
 // (tests/e2e/ui.rs) started: log in, create a product, create an order and move it to paid,
 // answer a WhatsApp conversation that a signed webhook created, watch an edit made on a second
-// edge node arrive without reloading, switch to Spanish, and screenshot every page at desktop and
-// phone width.
+// edge node arrive without reloading, switch to Spanish, log in as head office on the relay and
+// find the sale in its analytics, and screenshot every page at desktop and phone width.
 //
 // Environment: UI_URL, UI_EMAIL, UI_PASSWORD, SECOND_URL, SECOND_TOKEN, CUSTOMER (a customer
 // that exists), WA_CUSTOMER (the WhatsApp customer's name), REPLY (the text to answer with),
-// SHOTS (screenshot folder). Prints one JSON line; exit 0 when everything held.
+// SHOTS (screenshot folder), HEAD_URL (the relay, where head office logs in). Prints one JSON
+// line; exit 0 when everything held.
 
 import { mkdirSync } from "node:fs";
 import { createRequire } from "node:module";
@@ -162,6 +163,30 @@ await step("switch_to_spanish", async () => {
   await text("198.36").waitFor();
   await page.getByRole("button", { name: "English" }).click();
   await page.getByRole("link", { name: "Orders" }).waitFor();
+});
+
+await step("head_office_on_the_relay", async () => {
+  // Head office logs in on the relay (no edge node of its own) and sees the sale made above
+  // in the shop's analytics once it has synced there.
+  const head = await context.newPage();
+  head.setDefaultTimeout(STEP_MS);
+  const headUrl = env("HEAD_URL");
+  await head.goto(headUrl + "/login");
+  await head.fill("#f-email", env("UI_EMAIL"));
+  await head.fill("#f-password", env("UI_PASSWORD"));
+  await head.click("button[type=submit]");
+  await head.getByRole("heading", { name: "Dashboard" }).waitFor();
+  const deadline = Date.now() + LIVE_MS;
+  for (;;) {
+    await head.goto(headUrl + "/analytics");
+    await head.locator("h1").first().waitFor();
+    await head.waitForFunction(() => !document.querySelector(".state.loading"), null, { timeout: STEP_MS });
+    if ((await head.getByText("198.36").count()) > 0) break;
+    if (Date.now() > deadline) throw new Error("the paid order never showed in head office's analytics on the relay");
+    await head.waitForTimeout(1000);
+  }
+  await head.screenshot({ path: `${shots}/head-office-analytics-desktop.png`, fullPage: true });
+  await head.close();
 });
 
 const pages = [

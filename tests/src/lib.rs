@@ -341,6 +341,12 @@ impl Api {
         let http = Client::builder().timeout(REQUEST_TIMEOUT).build().expect("building the HTTP client");
         Self { http, base: base.to_string(), token: None }
     }
+
+    /// The same host with `token` as the session token.
+    pub fn with_token(mut self, token: &str) -> Self {
+        self.token = Some(token.to_string());
+        self
+    }
     /// Sends a request; `Err` when the node did not answer (stopped, killed).
     pub fn try_send(
         &self,

@@ -208,6 +208,13 @@ fn find_by_email(conn: &Connection, shop: &str, email: &str) -> Result<Option<(S
         .optional()?)
 }
 
+/// Whether `shop` has an active account with this e-mail address (a host serving several shops
+/// uses it to find where a login belongs; the password is checked by [`check_login`]).
+pub fn has_login(conn: &Connection, shop: &str, email: &str) -> Result<bool> {
+    let Ok(email) = normalize_email("email", email) else { return Ok(false) };
+    Ok(find_by_email(conn, shop, &email)?.is_some_and(|(u, _)| !u.archived))
+}
+
 /// Lists accounts.
 pub fn list(conn: &Connection, caller: &Caller, p: &ListParams) -> Result<Page<StaffView>> {
     let mut q = ListQuery::new(

@@ -1,7 +1,8 @@
 //! A shop's service replica on the relay: a full replica of the shop (its own SQLite folder under
 //! `<data_dir>/shops/<shop>`), enrolled with this relay as a head-office device and synced over
 //! QUIC like any edge node. Webhook processing and bots write through it; the outbox reads the
-//! replies queued on any replica from it.
+//! replies queued on any replica from it; head office's API on the relay serves it
+//! (`crate::console`).
 
 use std::{
     sync::{
@@ -41,7 +42,13 @@ impl ShopService {
         let dir = wa.link.dir.join(shop);
         let replica = Replica::open(&dir, OpenOptions::default())?;
         let code = if Enrolment::load(&dir).is_none() {
-            let (code, _) = enrol::create_code(wa.hub.store.as_ref(), shop, None, "WhatsApp service of the relay", 1)?;
+            let (code, _) = enrol::create_code(
+                wa.hub.store.as_ref(),
+                shop,
+                None,
+                "service replica of the relay (WhatsApp and head office)",
+                1,
+            )?;
             Some(code)
         } else {
             None
@@ -53,7 +60,7 @@ impl ShopService {
                 trust: wa.link.trust.clone(),
                 data_dir: dir,
                 enrolment_code: code,
-                device_name: "relay WhatsApp service".into(),
+                device_name: "relay service (WhatsApp and head office)".into(),
                 idle_timeout: Duration::from_secs(30),
             },
         )?;
@@ -100,6 +107,11 @@ impl ShopService {
             })
             .ok()
             .flatten()
+    }
+
+    /// Its sync with the relay (status for the head-office API).
+    pub fn sync_handle(&self) -> SyncHandle {
+        self.sync.clone()
     }
 
     /// Stops syncing.
