@@ -54,30 +54,14 @@ pub async fn run(wa: Arc<WhatsApp>) {
             if batch.is_empty() {
                 break;
             }
-            let mut stuck = false;
-            let mut done: Vec<(i64, i64, Option<String>)> = Vec::new();
-            // The fast path: every event that is ready is applied in one write per shop (one
-            // commit for the batch); the first event that must wait stops the batch there.
-            let mut ready: Vec<Ready> = Vec::new();
-            let numbers = numbers_by_id(&wa);
-            let mut rest = batch.into_iter();
-            for (id, body, attempts) in rest.by_ref() {
-                match plan(&wa, &numbers, &body) {
-                    Plan::Items(items, ignored) => ready.push((id, attempts, body, items, ignored)),
-                    Plan::Outcome(Outcome::Later(why)) => {
-                        tracing::debug!(event = id, reason = %why, "webhook event waits");
-                        stuck = true;
-                        break;
-                    }
-                    Plan::Outcome(Outcome::Ignored(why)) => {
-                        tracing::warn!(event = id, reason = %why, "webhook event ignored");
-                        metrics::counter!("dashoffice_whatsapp_events_ignored_total").increment(1);
-                        done.push((id, 2, Some(why)));
-                    }
-                    Plan::Outcome(_) => done.push((id, 1, None)),
-                }
-            }
-            drop(rest);
+            // Parsing and planning run on the blocking pool: a batch of a few hundred events must
+            // not hold up a runtime thread that is answering webhooks meanwhile.
+            let w = wa.clone();
+            let Ok(Planned { ready, mut done, mut stuck }) =
+                tokio::task::spawn_blocking(move || plan_batch(&w, batch)).await
+            else {
+                break;
+            };
             if !apply_batch(&wa, &ready).await {
                 // Something in the batch failed: one event at a time, to set the bad one aside.
                 for (id, attempts, body, _, _) in &ready {
@@ -528,6 +512,45 @@ struct Item {
 enum ItemKind {
     Message { branch: String, m: inbox::Inbound },
     Status { wamid: String, status: dashoffice_domain::inbox::MessageStatus, error: Option<String> },
+}
+
+/// A batch of stored events, planned: what to apply, what ended already, and whether an event
+/// must wait (the batch stops there).
+struct Planned {
+    ready: Vec<Ready>,
+    done: Vec<(i64, i64, Option<String>)>,
+    stuck: bool,
+}
+
+fn plan_batch(wa: &Arc<WhatsApp>, batch: Vec<(i64, Vec<u8>, i64)>) -> Planned {
+    let mut out = Planned { ready: Vec::new(), done: Vec::new(), stuck: false };
+    let numbers = numbers_by_id(wa);
+    let mut ignored = 0u64;
+    for (id, body, attempts) in batch {
+        match plan(wa, &numbers, &body) {
+            Plan::Items(items, why) => out.ready.push((id, attempts, body, items, why)),
+            Plan::Outcome(Outcome::Later(why)) => {
+                tracing::debug!(event = id, reason = %why, "webhook event waits");
+                out.stuck = true;
+                break;
+            }
+            Plan::Outcome(Outcome::Ignored(why)) => {
+                // One line per event would flood the log when Meta sends a number nobody
+                // connected; the reason of each is kept with the event in whatsapp.db.
+                if ignored == 0 {
+                    tracing::warn!(event = id, reason = %why, "webhook event ignored");
+                }
+                ignored += 1;
+                out.done.push((id, 2, Some(why)));
+            }
+            Plan::Outcome(_) => out.done.push((id, 1, None)),
+        }
+    }
+    if ignored > 1 {
+        tracing::warn!(count = ignored, "webhook events ignored in this batch (reasons in whatsapp.db, table events)");
+    }
+    metrics::counter!("dashoffice_whatsapp_events_ignored_total").increment(ignored);
+    out
 }
 
 fn numbers_by_id(wa: &Arc<WhatsApp>) -> std::collections::HashMap<String, super::store::Number> {

@@ -70,7 +70,9 @@ struct Ingest {
 
 /// The store.
 pub struct WaStore {
-    conn: Mutex<Connection>,
+    conn: Arc<Mutex<Connection>>,
+    /// Reads of the hot paths (pending events, numbers): in WAL mode they never wait for a write.
+    reader: Mutex<Connection>,
     ingest: mpsc::SyncSender<Ingest>,
 }
 
@@ -89,17 +91,26 @@ impl WaStore {
         let mut c = open_conn(&path)?;
         let ms = rusqlite_migration::Migrations::new(MIGRATIONS.iter().map(|s| rusqlite_migration::M::up(s)).collect());
         ms.to_latest(&mut c).map_err(|e| WaStoreError(format!("migrating {}: {e}", path.display())))?;
-        let writer = open_conn(&path)?;
+        // One connection for the ingest thread and everything else: two connections writing the
+        // same file meet in SQLite's busy handler, which sleeps whole milliseconds; a mutex hands
+        // over as soon as the other write is done.
+        let conn = Arc::new(Mutex::new(c));
         let (tx, rx) = mpsc::sync_channel::<Ingest>(8192);
+        let writer = conn.clone();
         std::thread::Builder::new()
             .name("whatsapp-ingest".into())
-            .spawn(move || ingest_loop(writer, rx))
+            .spawn(move || ingest_loop(&writer, rx))
             .map_err(|e| WaStoreError(e.to_string()))?;
-        Ok(Arc::new(Self { conn: Mutex::new(c), ingest: tx }))
+        let reader = Mutex::new(open_conn(&path)?);
+        Ok(Arc::new(Self { conn, reader, ingest: tx }))
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Connection> {
         self.conn.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn read(&self) -> std::sync::MutexGuard<'_, Connection> {
+        self.reader.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Stores a raw webhook body durably; resolves once it is committed.
@@ -111,7 +122,7 @@ impl WaStore {
 
     /// Pending events, oldest first.
     pub fn pending(&self, limit: usize) -> R<Vec<(i64, Vec<u8>, i64)>> {
-        let c = self.lock();
+        let c = self.read();
         let mut st = c.prepare_cached("SELECT id, body, attempts FROM events WHERE state = 0 ORDER BY id LIMIT ?1")?;
         let rows = st.query_map([limit as i64], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
@@ -205,7 +216,7 @@ impl WaStore {
 
     /// Every number.
     pub fn numbers(&self) -> R<Vec<Number>> {
-        let c = self.lock();
+        let c = self.read();
         let mut st =
             c.prepare_cached(&format!("SELECT {NUMBER_COLS} FROM numbers ORDER BY shop_id, phone_number_id"))?;
         Ok(st.query_map([], number_row)?.collect::<rusqlite::Result<_>>()?)
@@ -213,7 +224,7 @@ impl WaStore {
 
     /// One number (the outbox looks it up for every reply).
     pub fn number(&self, id: &str) -> R<Option<Number>> {
-        let c = self.lock();
+        let c = self.read();
         let mut st = c.prepare_cached(&format!("SELECT {NUMBER_COLS} FROM numbers WHERE phone_number_id = ?1"))?;
         Ok(st.query_row([id], number_row).optional()?)
     }
@@ -308,7 +319,7 @@ fn number_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Number> {
     })
 }
 
-fn ingest_loop(mut conn: Connection, rx: mpsc::Receiver<Ingest>) {
+fn ingest_loop(conn: &Mutex<Connection>, rx: mpsc::Receiver<Ingest>) {
     while let Ok(first) = rx.recv() {
         let mut batch = vec![first];
         while batch.len() < 1024 {
@@ -319,6 +330,7 @@ fn ingest_loop(mut conn: Connection, rx: mpsc::Receiver<Ingest>) {
         }
         let now = now_ms();
         let result = (|| -> R<Vec<i64>> {
+            let mut conn = conn.lock().unwrap_or_else(|p| p.into_inner());
             let tx = conn.transaction()?;
             let mut ids = Vec::with_capacity(batch.len());
             {
