@@ -35,7 +35,7 @@ pub enum Collection {
     Orders,
     /// WhatsApp conversations of one branch (1,024 shards).
     Conversations,
-    /// WhatsApp messages of one branch (one document per month).
+    /// WhatsApp messages of one branch (64 shards by conversation per month).
     Messages,
     /// The shop's bots, canned responses, templates and shifts (one document per shop).
     Inbox,
@@ -100,9 +100,16 @@ pub struct DocScope {
     pub branch_id: Option<String>,
 }
 
+/// Shards of a branch's messages of one month.
+pub const MESSAGE_SHARDS: u16 = 64;
+
 fn shard_of(record_id: &str) -> String {
+    format!("{:03x}", shard_index(record_id, SHARDS))
+}
+
+fn shard_index(record_id: &str, shards: u16) -> u16 {
     let h = Sha256::digest(record_id.as_bytes());
-    format!("{:03x}", u16::from_be_bytes([h[0], h[1]]) % SHARDS)
+    u16::from_be_bytes([h[0], h[1]]) % shards
 }
 
 impl DocId {
@@ -134,9 +141,13 @@ impl DocId {
     pub fn conversations(shop: &str, branch: &str, conversation_id: &str) -> Self {
         Self(format!("{shop}/conversations/{branch}/{}", shard_of(conversation_id)))
     }
-    /// The messages of `branch` sent or received in the month `yyyymm`.
-    pub fn messages(shop: &str, branch: &str, yyyymm: &str) -> Self {
-        Self(format!("{shop}/messages/{branch}/{yyyymm}"))
+    /// The messages of `branch` sent or received in the month `yyyymm` in the conversations of
+    /// the shard holding `conversation_id` (one of [`MESSAGE_SHARDS`]): a thread's messages of a
+    /// month sit together, and no document grows with the whole branch's traffic (each change
+    /// to an Automerge document costs more the more operations it holds). Documents of the
+    /// first layout, one per branch and month (`…/messages/<branch>/<yyyymm>`), stay valid.
+    pub fn messages(shop: &str, branch: &str, yyyymm: &str, conversation_id: &str) -> Self {
+        Self(format!("{shop}/messages/{branch}/{yyyymm}-{:02x}", shard_index(conversation_id, MESSAGE_SHARDS)))
     }
     /// The media file with SHA-256 `sha256` (hex) received in `branch`.
     pub fn attachment(shop: &str, branch: &str, sha256: &str) -> Self {
@@ -474,5 +485,18 @@ mod tests {
         assert!(DocId::parse("s1/orders/x").is_err());
         assert!(DocId::parse("s1/nope/0").is_err());
         assert!(DocId::parse("s1/products/0a").is_ok());
+    }
+
+    #[test]
+    fn messages_are_sharded_by_conversation_and_the_first_layout_still_parses() {
+        let a = DocId::messages("s1", "b1", "202611", "conv-1");
+        assert_eq!(a, DocId::messages("s1", "b1", "202611", "conv-1"));
+        assert!(a.as_str().starts_with("s1/messages/b1/202611-"), "{a}");
+        let scope = a.scope().unwrap();
+        assert_eq!((scope.collection, scope.branch_id.as_deref()), (Collection::Messages, Some("b1")));
+        let shards: std::collections::HashSet<DocId> =
+            (0..2000).map(|i| DocId::messages("s1", "b1", "202611", &format!("c{i}"))).collect();
+        assert_eq!(shards.len(), usize::from(MESSAGE_SHARDS));
+        assert!(DocId::parse("s1/messages/b1/202611").is_ok(), "documents of the first layout");
     }
 }

@@ -78,8 +78,9 @@ fn main() {
         for w in 0..8 {
             let (bodies, http) = (&bodies, &relay.http);
             s.spawn(move || {
+                let client = wa::client();
                 for (body, sig) in bodies.iter().skip(w).step_by(8) {
-                    let (st, text) = wa::post_webhook(http, body, Some(sig));
+                    let (st, text) = wa::post_webhook_with(&client, http, body, Some(sig));
                     assert_eq!(st, 200, "{text}");
                 }
             });

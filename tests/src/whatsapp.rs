@@ -299,8 +299,21 @@ pub fn every_type(wa_id: &str) -> Vec<(&'static str, Value)> {
 
 /// Posts `body` to the relay's webhook with `signature` (None: no header); returns status and body.
 pub fn post_webhook(relay_http: &str, body: &[u8], signature: Option<&str>) -> (u16, String) {
-    let client =
-        reqwest::blocking::Client::builder().timeout(std::time::Duration::from_secs(60)).build().expect("client");
+    post_webhook_with(&client(), relay_http, body, signature)
+}
+
+/// An HTTP client for [`post_webhook_with`] (one per thread keeps its connections open).
+pub fn client() -> reqwest::blocking::Client {
+    reqwest::blocking::Client::builder().timeout(std::time::Duration::from_secs(60)).build().expect("client")
+}
+
+/// [`post_webhook`] through `client`.
+pub fn post_webhook_with(
+    client: &reqwest::blocking::Client,
+    relay_http: &str,
+    body: &[u8],
+    signature: Option<&str>,
+) -> (u16, String) {
     let mut req = client.post(format!("{relay_http}/webhooks/whatsapp")).header("content-type", "application/json");
     if let Some(s) = signature {
         req = req.header("x-hub-signature-256", s);

@@ -218,7 +218,7 @@ pub fn receive(ctx: &mut WriteCtx<'_>, shop: &str, branch: &str, m: &Inbound) ->
         tx.put(&o, "updated_at", now)?;
         Ok(state)
     })?;
-    let mdoc = DocId::messages(shop, branch, &super::orders::yyyymm(m.at));
+    let mdoc = DocId::messages(shop, branch, &super::orders::yyyymm(m.at), &conversation_id);
     let rec = MessageRecord {
         conversation_id: &conversation_id,
         direction: "in",
@@ -428,7 +428,7 @@ pub fn send(ctx: &mut WriteCtx<'_>, caller: &Caller, id: &str, m: SendMessage, s
     let (direction, status) =
         if kind == "note" { ("note", MessageStatus::Sent) } else { ("out", MessageStatus::Queued) };
     let mid = new_id();
-    let mdoc = DocId::messages(&caller.shop_id, &conv.branch_id, &super::orders::yyyymm(now));
+    let mdoc = DocId::messages(&caller.shop_id, &conv.branch_id, &super::orders::yyyymm(now), id);
     let rec = MessageRecord {
         conversation_id: id,
         direction,
@@ -477,7 +477,7 @@ pub fn bot_reply(
     let kind = m.kind.clone().unwrap_or_else(|| "text".into());
     let (text, payload) = reply_content(ctx.conn(), shop, m, &kind)?;
     let mid = new_id();
-    let mdoc = DocId::messages(shop, &conv.branch_id, &super::orders::yyyymm(now));
+    let mdoc = DocId::messages(shop, &conv.branch_id, &super::orders::yyyymm(now), conversation);
     let rec = MessageRecord {
         conversation_id: conversation,
         direction: "out",
