@@ -200,6 +200,26 @@ fn fixed_time() -> CommitOptions {
 /// replicas that create the same document offline share its root objects instead of fighting
 /// over them.
 pub fn genesis(collection: Collection) -> Automerge {
+    genesis_docs()[genesis_index(collection)].clone()
+}
+
+/// The heads of [`genesis`] (a document holding nothing else has not been written to).
+pub fn genesis_heads(collection: Collection) -> &'static [automerge::ChangeHash] {
+    static HEADS: std::sync::OnceLock<Vec<Vec<automerge::ChangeHash>>> = std::sync::OnceLock::new();
+    &HEADS.get_or_init(|| genesis_docs().iter().map(|d| d.get_heads()).collect())[genesis_index(collection)]
+}
+
+fn genesis_index(collection: Collection) -> usize {
+    Collection::ALL.iter().position(|c| *c == collection).unwrap_or(0)
+}
+
+/// Built once per process: the writer asks for them for every document it touches.
+fn genesis_docs() -> &'static [Automerge] {
+    static DOCS: std::sync::OnceLock<Vec<Automerge>> = std::sync::OnceLock::new();
+    DOCS.get_or_init(|| Collection::ALL.iter().map(|c| build_genesis(*c)).collect())
+}
+
+fn build_genesis(collection: Collection) -> Automerge {
     let mut doc = Automerge::new().with_actor(ActorId::from(GENESIS_ACTOR.as_slice()));
     let mut tx = doc.transaction();
     // Proven invariant: puts on the root of a fresh document cannot fail.
@@ -474,6 +494,11 @@ mod tests {
         let b = genesis(Collection::Products);
         assert_eq!(a.get_heads(), b.get_heads());
         assert_ne!(a.get_heads(), genesis(Collection::Orders).get_heads());
+        for c in Collection::ALL {
+            assert_eq!(genesis(c).get_heads(), build_genesis(c).get_heads());
+            assert_eq!(genesis_heads(c), build_genesis(c).get_heads().as_slice());
+            assert_eq!(collection_of(&genesis(c)), Some(c));
+        }
     }
 
     #[test]

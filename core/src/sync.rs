@@ -140,11 +140,7 @@ impl Replica {
                     let mut received = 0;
                     if let Some(message) = message {
                         let shared = state.shared_heads.clone();
-                        received = ctx.with_doc_mut(&id, |d| {
-                            let before = d.get_heads();
-                            d.receive_sync_message(&mut state, message)?;
-                            Ok(d.get_changes(&before).len())
-                        })?;
+                        received = ctx.receive_sync(&id, &mut state, message)?;
                         if state.shared_heads != shared {
                             store_state(ctx.conn(), &peer_id, &id, &state)?;
                         }
@@ -152,7 +148,7 @@ impl Replica {
                     let d = ctx.doc(&id)?;
                     let reply = d.generate_sync_message(&mut state).map(|m| m.encode());
                     let heads = d.get_heads();
-                    let pending = d.get_changes(&state.shared_heads).len();
+                    let pending = d.get_changes_meta(&state.shared_heads).len();
                     let they_have_ours = state.their_heads.as_deref() == Some(heads.as_slice());
                     let in_sync = reply.is_none() && they_have_ours;
                     let awaits_answer = reply.is_some() && !they_have_ours;
@@ -218,7 +214,7 @@ impl Replica {
         let state = self
             .write(move |ctx| {
                 let mut state = state;
-                ctx.with_doc_mut(&doc_id, |d| Ok(d.receive_sync_message(&mut state, message)?))?;
+                ctx.receive_sync(&doc_id, &mut state, message)?;
                 ctx.conn()
                     .prepare_cached(
                         "INSERT INTO sync_states(peer, doc_id, state) VALUES (?1, ?2, ?3)

@@ -167,6 +167,13 @@ fn converge(n: usize) {
         started.as_secs_f64(),
         connected.as_secs_f64()
     );
+    if total > Duration::from_secs(15) {
+        // Slow: show what the processes said (a stalled session shows here).
+        for (name, log) in [("node 1", a1.log()), ("node 2", a2.log()), ("relay", relay.log())] {
+            let tail: Vec<&str> = log.lines().rev().take(40).collect();
+            println!("--- {name} log tail:\n{}", tail.into_iter().rev().collect::<Vec<_>>().join("\n"));
+        }
+    }
     println!(
         "RESULT converge n={n}: converged {:.2} s after the first start, {:.2} s after both were connected; products {:?}",
         total.as_secs_f64(),

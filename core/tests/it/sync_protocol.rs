@@ -1,7 +1,12 @@
 //! The Automerge sync protocol between two replicas through the core's API, with sync states
 //! persisted so that a reconnect resumes instead of starting over.
 
-use dashoffice_core::{Durability, OpenOptions, Replica, entities::products, sync::SyncPeer};
+use dashoffice_core::{
+    Durability, OpenOptions, Replica,
+    domain::api::{DecimalText, UpdateProduct},
+    entities::products,
+    sync::SyncPeer,
+};
 
 use crate::fixtures::{heads_dump, product_input, projection_dump, shop};
 
@@ -110,4 +115,50 @@ fn a_change_that_arrives_before_its_dependencies_survives_a_restart() {
     let got = b.read(|conn| products::get(conn, &a.caller.shop_id, &p.id)).unwrap();
     assert_eq!(got.price, "2.50");
     assert_eq!(heads_dump(&b), vec![format!("{doc_id}: {}", a.replica.heads(&doc_id).unwrap()[0])]);
+}
+
+/// A replica that receives documents whole (the peer sends the full document when most of it is
+/// missing, and the replica loads it in one pass) edits them afterwards like any other, keeps
+/// them across a restart, and its edits travel back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn documents_received_whole_are_edited_kept_and_synced_back() {
+    let nodes = shop(2);
+    let (a, b) = (&nodes[0], &nodes[1]);
+    let mut ids = Vec::new();
+    for i in 0..40 {
+        let c = a.caller.clone();
+        let p = a.replica.write(move |ctx| products::create(ctx, &c, product_input(&format!("W-{i}"), "5"))).await;
+        ids.push(p.unwrap().id);
+    }
+    // Several changes to one product, so its document is more than a genesis and one change.
+    for price in ["6", "7", "8"] {
+        let (c, id) = (a.caller.clone(), ids[0].clone());
+        let input = UpdateProduct { price: Some(DecimalText(price.into())), ..Default::default() };
+        a.replica.write(move |ctx| products::update(ctx, &c, &id, input)).await.unwrap();
+    }
+    let (mut pa, mut pb) = (SyncPeer::new("A"), SyncPeer::new("B"));
+    sync_until_quiet(&a.replica, &mut pa, &b.replica, &mut pb).await;
+    assert_eq!(heads_dump(&a.replica), heads_dump(&b.replica));
+    assert_eq!(projection_dump(&a.replica), projection_dump(&b.replica));
+
+    for id in &ids[..3] {
+        let (c, id) = (b.caller.clone(), id.clone());
+        let input = UpdateProduct { price: Some(DecimalText("9.50".into())), ..Default::default() };
+        b.replica.write(move |ctx| products::update(ctx, &c, &id, input)).await.unwrap();
+    }
+    sync_until_quiet(&a.replica, &mut pa, &b.replica, &mut pb).await;
+    assert_eq!(heads_dump(&a.replica), heads_dump(&b.replica));
+    assert_eq!(projection_dump(&a.replica), projection_dump(&b.replica));
+    let price: String = a
+        .replica
+        .read({
+            let id = ids[0].clone();
+            move |c| Ok(c.query_row("SELECT price FROM products WHERE id = ?1", [&id], |r| r.get(0))?)
+        })
+        .unwrap();
+    assert_eq!(price, "9.50");
+    // What B stored survives a reindex from its documents.
+    let before = projection_dump(&b.replica);
+    b.replica.reindex(|_, _| {}).unwrap();
+    assert_eq!(projection_dump(&b.replica), before);
 }
