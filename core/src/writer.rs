@@ -210,13 +210,6 @@ impl<'a> WriteCtx<'a> {
 
     /// Receives an Automerge sync message for document `id` and projects what changed; returns
     /// how many changes were new.
-    ///
-    /// A document this replica holds only the genesis of (it has never had any of its records)
-    /// first tries an empty document: when the peer sends the whole document, as it does when
-    /// more than a third of it is missing, Automerge then loads it in one pass instead of replaying
-    /// it change by change on top of the genesis (the bulk of a new replica's initial sync). If
-    /// that does not give a complete document (the message held a few changes, or none), the
-    /// message is received the usual way, from the same sync state.
     pub fn receive_sync(
         &mut self,
         id: &DocId,
@@ -226,25 +219,8 @@ impl<'a> WriteCtx<'a> {
         use automerge::sync::SyncDoc;
         self.touch(id)?;
         self.remote.insert(id.clone());
-        let genesis = doc::genesis_heads(id.scope()?.collection);
-        let before = self.load(id)?.get_heads();
-        if before.as_slice() == genesis && !message.changes.is_empty() {
-            let mut fresh = Automerge::new().with_actor(self.actor.clone());
-            let mut st = state.clone();
-            let whole = fresh.receive_sync_message(&mut st, message.clone()).is_ok()
-                && fresh.get_missing_deps(&[]).is_empty()
-                && genesis.iter().all(|h| fresh.get_change_meta_by_hash(h).is_some());
-            if whole {
-                let n = fresh.get_changes_meta(&before).len();
-                *state = st;
-                self.docs.insert(id.clone(), fresh);
-                if n > 0 {
-                    self.project_since(id, &before)?;
-                }
-                return Ok(n);
-            }
-        }
         let d = self.load(id)?;
+        let before = d.get_heads();
         d.receive_sync_message(state, message)?;
         let n = d.get_changes_meta(&before).len();
         if n > 0 {

@@ -26,8 +26,10 @@ use crate::{
 const WINDOW: usize = 64;
 /// Incoming messages applied per durable write.
 const BATCH: usize = 128;
-/// A document whose answer has not come in this long is no longer counted in flight.
-const IN_FLIGHT_TIMEOUT: Duration = Duration::from_secs(30);
+/// A document whose answer has not come in this long is no longer counted in flight (and is
+/// asked about again). Shorter than the QUIC idle timeout, so a lost answer costs seconds, not
+/// a reconnect.
+const IN_FLIGHT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// How to reach the relay.
 #[derive(Debug, Clone)]
@@ -397,6 +399,9 @@ async fn session(
                 // queued again, so the next step starts from the persisted shared heads.
                 let expired: Vec<DocId> =
                     in_flight.iter().filter(|(_, t)| t.elapsed() >= IN_FLIGHT_TIMEOUT).map(|(d, _)| d.clone()).collect();
+                if !expired.is_empty() {
+                    tracing::warn!(documents = expired.len(), first = %expired[0], "sync: no answer from the relay in time; asking again");
+                }
                 for d in expired {
                     in_flight.remove(&d);
                     peer.evict(&d);

@@ -167,7 +167,7 @@ fn converge(n: usize) {
         started.as_secs_f64(),
         connected.as_secs_f64()
     );
-    if total > Duration::from_secs(15) {
+    if total > Duration::from_secs(12) {
         // Slow: show what the processes said (a stalled session shows here).
         for (name, log) in [("node 1", a1.log()), ("node 2", a2.log()), ("relay", relay.log())] {
             let tail: Vec<&str> = log.lines().rev().take(40).collect();

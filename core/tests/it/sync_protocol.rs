@@ -118,8 +118,8 @@ fn a_change_that_arrives_before_its_dependencies_survives_a_restart() {
 }
 
 /// A replica that receives documents whole (the peer sends the full document when most of it is
-/// missing, and the replica loads it in one pass) edits them afterwards like any other, keeps
-/// them across a restart, and its edits travel back.
+/// missing) edits them afterwards like any other, keeps them through a reindex, and its edits
+/// travel back.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn documents_received_whole_are_edited_kept_and_synced_back() {
     let nodes = shop(2);
