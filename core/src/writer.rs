@@ -252,8 +252,7 @@ impl<'a> WriteCtx<'a> {
             // A document received whole (an initial sync) is stored as one snapshot rather than
             // change by change: far less to write, nothing to compact later, and no need to list
             // its changes at all.
-            let fresh =
-                heads.is_empty() || heads.len() == 1 && doc::genesis_heads(scope.collection) == heads.as_slice();
+            let fresh = heads.is_empty() || doc::genesis_heads(scope.collection) == heads.as_slice();
             if self.remote.contains(id) && fresh {
                 if d.get_heads().as_slice() == heads.as_slice() {
                     continue;

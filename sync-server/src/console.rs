@@ -16,7 +16,7 @@ use axum::{
     Router,
     body::Body,
     extract::Request,
-    http::{StatusCode, header},
+    http::StatusCode,
     response::{IntoResponse, Response},
 };
 use dashoffice_api::{ApiError, AppState};
@@ -216,20 +216,12 @@ impl Console {
 }
 
 fn unauthorized(msg: &str) -> Response {
-    ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", msg).into_response()
+    crate::http::unauthorized(msg).into_response()
 }
 
 /// The session token: the Bearer header, or `access_token=` in the query (server-sent events).
 fn token_of(req: &Request) -> Option<String> {
-    if let Some(t) = req
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::trim)
+    crate::http::bearer(req.headers())
         .filter(|t| !t.is_empty())
-    {
-        return Some(t.to_string());
-    }
-    req.uri().query()?.split('&').find_map(|kv| kv.strip_prefix("access_token=")).map(str::to_string)
+        .or_else(|| req.uri().query()?.split('&').find_map(|kv| kv.strip_prefix("access_token=")).map(str::to_string))
 }

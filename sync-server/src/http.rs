@@ -99,11 +99,11 @@ async fn whatsapp_status(State(s): State<RelayState>, headers: HeaderMap) -> Api
     wa::api::backlog(s.wa.clone()).await
 }
 
-fn unauthorized(msg: &str) -> ApiError {
+pub(crate) fn unauthorized(msg: &str) -> ApiError {
     ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", msg)
 }
 
-fn bearer(headers: &HeaderMap) -> Option<String> {
+pub(crate) fn bearer(headers: &HeaderMap) -> Option<String> {
     headers
         .get(axum::http::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
