@@ -117,8 +117,48 @@ impl Replica {
     /// (if any), persists the sync state and generates the reply. Messages are decoded first, so
     /// a malformed one fails the call before anything is written.
     pub async fn sync_steps(&self, peer: &mut SyncPeer, batch: Vec<(DocId, Option<Vec<u8>>)>) -> Result<Vec<SyncStep>> {
+        self.sync_steps_prepared(peer, batch.into_iter().map(|(id, m)| (id, m, None)).collect()).await
+    }
+
+    /// Prepares, off the writer thread, a sync message that brings a document this replica does
+    /// not hold yet (an initial sync): the document built from its genesis and the message's
+    /// changes, for [`Self::sync_steps_prepared`]. None when the document is already stored, the
+    /// message carries no changes or they do not make a complete document. Decoding and applying
+    /// the changes is most of the work of receiving a new document, and this way it runs beside
+    /// the writer instead of on it.
+    pub fn prepare_sync(&self, id: &DocId, msg: &[u8]) -> Option<automerge::Automerge> {
+        let message = sync::Message::decode(msg).ok()?;
+        if message.changes.is_empty() {
+            return None;
+        }
+        let collection = id.scope().ok()?.collection;
+        let stored = self
+            .read(|c| {
+                Ok(c.prepare_cached("SELECT 1 FROM documents WHERE doc_id = ?1")?
+                    .query_row([id.as_str()], |_| Ok(()))
+                    .optional()?
+                    .is_some())
+            })
+            .ok()?;
+        if stored {
+            return None;
+        }
+        let mut d = crate::doc::genesis(collection);
+        for chunk in message.changes.iter() {
+            d.load_incremental(chunk).ok()?;
+        }
+        automerge::ReadDoc::get_missing_deps(&d, &[]).is_empty().then_some(d)
+    }
+
+    /// [`Self::sync_steps`] with documents prepared by [`Self::prepare_sync`] (used only when the
+    /// document here is still what it was prepared from).
+    pub async fn sync_steps_prepared(
+        &self,
+        peer: &mut SyncPeer,
+        batch: Vec<(DocId, Option<Vec<u8>>, Option<automerge::Automerge>)>,
+    ) -> Result<Vec<SyncStep>> {
         let mut jobs = Vec::with_capacity(batch.len());
-        for (id, msg) in batch {
+        for (id, msg, prepared) in batch {
             let message = match msg {
                 Some(m) => {
                     Some(sync::Message::decode(&m).map_err(|e| CoreError::Storage(format!("bad sync message: {e}")))?)
@@ -126,13 +166,13 @@ impl Replica {
                 None => None,
             };
             let state = peer.states.remove(&id);
-            jobs.push((id, message, state));
+            jobs.push((id, message, state, prepared));
         }
         let peer_id = peer.peer.clone();
         let done = self
             .write(move |ctx| {
                 let mut out = Vec::with_capacity(jobs.len());
-                for (id, message, state) in jobs {
+                for (id, message, state, prepared) in jobs {
                     let mut state = match state {
                         Some(s) => s,
                         None => load_state(ctx.conn(), &peer_id, &id)?,
@@ -140,7 +180,7 @@ impl Replica {
                     let mut received = 0;
                     if let Some(message) = message {
                         let shared = state.shared_heads.clone();
-                        received = ctx.receive_sync(&id, &mut state, message)?;
+                        received = ctx.receive_sync_prepared(&id, &mut state, message, prepared)?;
                         if state.shared_heads != shared {
                             store_state(ctx.conn(), &peer_id, &id, &state)?;
                         }

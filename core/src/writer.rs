@@ -229,6 +229,46 @@ impl<'a> WriteCtx<'a> {
         Ok(n)
     }
 
+    /// [`Self::receive_sync`] with `prepared`: the document this replica only held the genesis of,
+    /// with the message's changes already applied on another thread (see
+    /// [`crate::Replica::prepare_sync`]). When the document here is still at its genesis and the
+    /// prepared one holds everything the message names, the prepared document takes its place and
+    /// the message is received without its changes; the sync state ends up exactly as if they had
+    /// been applied here. Otherwise this is [`Self::receive_sync`].
+    pub fn receive_sync_prepared(
+        &mut self,
+        id: &DocId,
+        state: &mut automerge::sync::State,
+        mut message: automerge::sync::Message,
+        prepared: Option<Automerge>,
+    ) -> Result<usize> {
+        use automerge::sync::SyncDoc;
+        let Some(mut prepared) = prepared else { return self.receive_sync(id, state, message) };
+        let collection = id.scope()?.collection;
+        self.touch(id)?;
+        let before = self.load(id)?.get_heads();
+        let fresh = before.is_empty() || before.as_slice() == doc::genesis_heads(collection);
+        let covers = message.heads.iter().all(|h| prepared.get_change_by_hash(h).is_some());
+        if !fresh || !covers || message.changes.is_empty() || state.read_only {
+            return self.receive_sync(id, state, message);
+        }
+        self.remote.insert(id.clone());
+        prepared.set_actor(self.actor.clone());
+        let d = self.docs.get_mut(id).ok_or_else(|| CoreError::Storage("document cache".into()))?;
+        *d = prepared;
+        // Automerge records the sender's heads as "last sent" only for a message without changes
+        // (this one had changes): keep what it was.
+        message.changes = automerge::sync::ChunkList::from(Vec::<Vec<u8>>::new());
+        let last_sent = state.last_sent_heads.clone();
+        d.receive_sync_message(state, message)?;
+        state.last_sent_heads = last_sent;
+        let n = d.get_changes_meta(&before).len();
+        if n > 0 {
+            self.project_since(id, &before)?;
+        }
+        Ok(n)
+    }
+
     /// Next value of a local sequence (order numbers); rolled back with the write if it fails.
     pub fn next_seq(&self, name: &str) -> Result<i64> {
         let v: i64 = self

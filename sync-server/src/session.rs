@@ -19,7 +19,7 @@ use crate::{
 };
 
 /// Documents the relay starts talking about at once per session.
-const WINDOW: usize = 64;
+const WINDOW: usize = 256;
 const IN_FLIGHT_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// How documents are named on this transport.

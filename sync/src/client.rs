@@ -339,6 +339,7 @@ async fn session(
 
     let mut in_flight: HashMap<DocId, Instant> = HashMap::new();
     let mut ticker = tokio::time::interval(Duration::from_secs(1));
+    let mut incoming = prepare_incoming(frames.rx, replica.clone(), shop.clone());
     let mut ctx = Ctx { replica, shared, me, relay_peer: &relay_peer, shop: &shop, tx: &frames.tx };
     loop {
         lock(ctx.shared).status.queued_documents = (queue.len() + in_flight.len()) as u64;
@@ -349,7 +350,7 @@ async fn session(
                 let Some(id) = queue.pop_front() else { break };
                 queued.remove(&id);
                 if !in_flight.contains_key(&id) {
-                    batch.push((id, None));
+                    batch.push((id, None, None));
                 }
             }
             if !batch.is_empty() {
@@ -358,12 +359,12 @@ async fn session(
             continue;
         }
         tokio::select! {
-            frame = frames.rx.recv() => {
+            frame = incoming.recv() => {
                 let Some(frame) = frame else { return Ok(()) };
-                let mut batch: Vec<(DocId, Option<Vec<u8>>)> = Vec::new();
+                let mut batch: Vec<Item> = Vec::new();
                 ctx.take(frame, &mut batch)?;
                 while batch.len() < BATCH {
-                    match frames.rx.try_recv() {
+                    match incoming.try_recv() {
                         Ok(f) => ctx.take(f, &mut batch)?,
                         Err(_) => break,
                     }
@@ -429,6 +430,71 @@ async fn session(
     }
 }
 
+/// A received frame, with the document it brings when that was prepared beside the writer (see
+/// [`Replica::prepare_sync`]).
+type Incoming = (Result<Vec<u8>, FrameError>, Option<automerge::Automerge>);
+/// One document of a sync round: its id, the message received about it, its prepared document.
+type Item = (DocId, Option<Vec<u8>>, Option<automerge::Automerge>);
+
+/// Frames whose documents are prepared ahead of the one being stored.
+const LOOKAHEAD: usize = BATCH;
+
+/// Passes the received frames on in order, each once the document it may bring (one this
+/// replica does not hold yet) has been built on the blocking pool, up to [`LOOKAHEAD`] frames
+/// ahead and one at a time: during an initial sync that work runs beside the writer, which is
+/// busy storing and projecting the documents before it.
+fn prepare_incoming(
+    rx: tokio::sync::mpsc::Receiver<Result<Vec<u8>, FrameError>>,
+    replica: Replica,
+    shop: String,
+) -> tokio::sync::mpsc::Receiver<Incoming> {
+    use futures_util::StreamExt;
+    let (tx, out) = tokio::sync::mpsc::channel(LOOKAHEAD);
+    let one_at_a_time = Arc::new(tokio::sync::Semaphore::new(1));
+    let frames = futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|f| (f, rx)) });
+    let ready = frames
+        .map(move |frame| {
+            let job = preparation(&frame, &replica, &shop, &one_at_a_time);
+            async move {
+                let doc = match job {
+                    Some(job) => job.await.ok().flatten(),
+                    None => None,
+                };
+                (frame, doc)
+            }
+        })
+        .buffered(LOOKAHEAD);
+    tokio::spawn(async move {
+        let mut ready = std::pin::pin!(ready);
+        while let Some(item) = ready.next().await {
+            if tx.send(item).await.is_err() {
+                break;
+            }
+        }
+    });
+    out
+}
+
+/// Starts building the document a sync frame brings, if it is a sync message of this shop.
+fn preparation(
+    frame: &Result<Vec<u8>, FrameError>,
+    replica: &Replica,
+    shop: &str,
+    permits: &Arc<tokio::sync::Semaphore>,
+) -> Option<tokio::task::JoinHandle<Option<automerge::Automerge>>> {
+    let Ok(Message::Sync { document_id, data, .. } | Message::Request { document_id, data, .. }) =
+        Message::decode(frame.as_ref().ok()?)
+    else {
+        return None;
+    };
+    let id = DocId::parse(&document_id).ok().filter(|id| id.scope().map(|s| s.shop_id == shop).unwrap_or(false))?;
+    let (replica, permits, data) = (replica.clone(), permits.clone(), data.into_vec());
+    Some(tokio::spawn(async move {
+        let _permit = permits.acquire_owned().await.ok()?;
+        tokio::task::spawn_blocking(move || replica.prepare_sync(&id, &data)).await.ok().flatten()
+    }))
+}
+
 struct Ctx<'a> {
     replica: &'a Replica,
     shared: &'a Arc<Mutex<Shared>>,
@@ -440,11 +506,7 @@ struct Ctx<'a> {
 
 impl Ctx<'_> {
     /// Sorts one incoming frame: sync data goes into `batch`, the rest is handled here.
-    fn take(
-        &mut self,
-        frame: Result<Vec<u8>, FrameError>,
-        batch: &mut Vec<(DocId, Option<Vec<u8>>)>,
-    ) -> Result<(), SyncError> {
+    fn take(&mut self, (frame, prepared): Incoming, batch: &mut Vec<Item>) -> Result<(), SyncError> {
         let bytes = frame.map_err(frame_error)?;
         metrics::counter!("dashoffice_sync_messages_received_total").increment(1);
         match Message::decode(&bytes).map_err(|e| SyncError::Protocol(e.to_string()))? {
@@ -457,7 +519,7 @@ impl Ctx<'_> {
                     }
                 };
                 // Several messages about one document in a batch are applied in order (`steps`).
-                batch.push((id, Some(data.into_vec())));
+                batch.push((id, Some(data.into_vec()), prepared));
             }
             Message::DocUnavailable { document_id, .. } => {
                 tracing::warn!(doc = %document_id, "sync: the relay refused a document outside this device's scope; it stays local");
@@ -480,18 +542,18 @@ impl Ctx<'_> {
         &mut self,
         peer: &mut SyncPeer,
         in_flight: &mut HashMap<DocId, Instant>,
-        batch: Vec<(DocId, Option<Vec<u8>>)>,
+        batch: Vec<Item>,
     ) -> Result<(), SyncError> {
         // A document named twice in one batch: apply the messages one write after another.
-        let mut rounds: Vec<Vec<(DocId, Option<Vec<u8>>)>> = Vec::new();
+        let mut rounds: Vec<Vec<Item>> = Vec::new();
         for item in batch {
-            match rounds.iter_mut().find(|r| !r.iter().any(|(d, _)| *d == item.0)) {
+            match rounds.iter_mut().find(|r| !r.iter().any(|(d, _, _)| *d == item.0)) {
                 Some(r) => r.push(item),
                 None => rounds.push(vec![item]),
             }
         }
         for round in rounds {
-            let steps = self.replica.sync_steps(peer, round).await?;
+            let steps = self.replica.sync_steps_prepared(peer, round).await?;
             let mut sh = lock(self.shared);
             for step in steps {
                 sh.status.changes_received += step.received as u64;

@@ -162,3 +162,71 @@ async fn documents_received_whole_are_edited_kept_and_synced_back() {
     b.replica.reindex(|_, _| {}).unwrap();
     assert_eq!(projection_dump(&b.replica), before);
 }
+
+/// A new replica that receives documents prepared beside its writer (`prepare_sync`, as the sync
+/// client does during an initial sync) ends up exactly where one that applied them itself would:
+/// same documents, same projection, and sync states that let a reconnect resume cheaply.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn documents_prepared_beside_the_writer_sync_like_any_other() {
+    let nodes = shop(3);
+    let (a, b, c) = (&nodes[0], &nodes[1], &nodes[2]);
+    for i in 0..60 {
+        let cl = a.caller.clone();
+        a.replica.write(move |ctx| products::create(ctx, &cl, product_input(&format!("Q-{i}"), "5"))).await.unwrap();
+    }
+    // B learns everything through prepared documents; C through the plain path.
+    let (mut pa, mut pb) = (SyncPeer::new("A"), SyncPeer::new("B"));
+    let mut prepared = 0;
+    for _round in 0..50 {
+        let mut quiet = true;
+        let mut ids = a.replica.doc_ids().unwrap();
+        ids.extend(b.replica.doc_ids().unwrap());
+        ids.sort();
+        ids.dedup();
+        for id in &ids {
+            let mut to_b = a.replica.sync_generate(&mut pb, id).await.unwrap();
+            while let Some(m) = to_b.take() {
+                quiet = false;
+                let doc = b.replica.prepare_sync(id, &m);
+                prepared += usize::from(doc.is_some());
+                let steps = b.replica.sync_steps_prepared(&mut pa, vec![(id.clone(), Some(m), doc)]).await.unwrap();
+                if let Some(reply) = steps.into_iter().next().and_then(|s| s.reply) {
+                    a.replica.sync_receive(&mut pb, id, reply).await.unwrap();
+                    to_b = a.replica.sync_generate(&mut pb, id).await.unwrap();
+                }
+            }
+        }
+        if quiet {
+            break;
+        }
+    }
+    assert!(prepared > 0, "no document was prepared");
+    let (mut pa_c, mut pc) = (SyncPeer::new("A"), SyncPeer::new("C"));
+    sync_until_quiet(&a.replica, &mut pa_c, &c.replica, &mut pc).await;
+    assert_eq!(heads_dump(&a.replica), heads_dump(&b.replica));
+    assert_eq!(projection_dump(&a.replica), projection_dump(&b.replica));
+    assert_eq!(projection_dump(&b.replica), projection_dump(&c.replica));
+
+    // A reconnect (fresh in-memory peers) resumes from the persisted states: little to say.
+    let (mut pa2, mut pb2) = (SyncPeer::new("A"), SyncPeer::new("B"));
+    let again = sync_until_quiet(&a.replica, &mut pa2, &b.replica, &mut pb2).await;
+    let (mut pa3, mut pc3) = (SyncPeer::new("A"), SyncPeer::new("C"));
+    let again_plain = sync_until_quiet(&a.replica, &mut pa3, &c.replica, &mut pc3).await;
+    assert!(again <= again_plain * 2 + 64, "resuming after prepared documents sent {again} bytes, plain {again_plain}");
+
+    // B's documents are edited like any other and its edits travel back.
+    let id = a
+        .replica
+        .read(|c| Ok(c.query_row("SELECT id FROM products ORDER BY sku LIMIT 1", [], |r| r.get::<_, String>(0))?))
+        .unwrap();
+    let (cl, pid) = (b.caller.clone(), id.clone());
+    let input = UpdateProduct { price: Some(DecimalText("7.25".into())), ..Default::default() };
+    b.replica.write(move |ctx| products::update(ctx, &cl, &pid, input)).await.unwrap();
+    sync_until_quiet(&a.replica, &mut pa2, &b.replica, &mut pb2).await;
+    let price: String = a
+        .replica
+        .read(move |c| Ok(c.query_row("SELECT price FROM products WHERE id = ?1", [&id], |r| r.get(0))?))
+        .unwrap();
+    assert_eq!(price, "7.25");
+    assert_eq!(heads_dump(&a.replica), heads_dump(&b.replica));
+}
