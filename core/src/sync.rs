@@ -54,6 +54,15 @@ impl SyncPeer {
     }
 }
 
+/// A document received whole, built beside the writer by [`Replica::prepare_sync`]: the document
+/// and its snapshot as it will be stored.
+pub struct Prepared {
+    /// The genesis with the received changes applied.
+    pub doc: automerge::Automerge,
+    /// `doc` saved.
+    pub snapshot: Vec<u8>,
+}
+
 /// The outcome of one sync step on a document.
 #[derive(Debug, Clone)]
 pub struct SyncStep {
@@ -126,7 +135,7 @@ impl Replica {
     /// message carries no changes or they do not make a complete document. Decoding and applying
     /// the changes is most of the work of receiving a new document, and this way it runs beside
     /// the writer instead of on it.
-    pub fn prepare_sync(&self, id: &DocId, msg: &[u8]) -> Option<automerge::Automerge> {
+    pub fn prepare_sync(&self, id: &DocId, msg: &[u8]) -> Option<Prepared> {
         let message = sync::Message::decode(msg).ok()?;
         if message.changes.is_empty() {
             return None;
@@ -147,7 +156,11 @@ impl Replica {
         for chunk in message.changes.iter() {
             d.load_incremental(chunk).ok()?;
         }
-        automerge::ReadDoc::get_missing_deps(&d, &[]).is_empty().then_some(d)
+        if !automerge::ReadDoc::get_missing_deps(&d, &[]).is_empty() {
+            return None;
+        }
+        let snapshot = d.save();
+        Some(Prepared { doc: d, snapshot })
     }
 
     /// [`Self::sync_steps`] with documents prepared by [`Self::prepare_sync`] (used only when the
@@ -155,7 +168,7 @@ impl Replica {
     pub async fn sync_steps_prepared(
         &self,
         peer: &mut SyncPeer,
-        batch: Vec<(DocId, Option<Vec<u8>>, Option<automerge::Automerge>)>,
+        batch: Vec<(DocId, Option<Vec<u8>>, Option<Prepared>)>,
     ) -> Result<Vec<SyncStep>> {
         let mut jobs = Vec::with_capacity(batch.len());
         for (id, msg, prepared) in batch {

@@ -58,6 +58,8 @@ pub struct WriteCtx<'a> {
     remote: HashSet<DocId>,
     /// Documents changed in this batch (for compaction).
     batch_docs: &'a mut HashSet<DocId>,
+    /// Snapshots made beside the writer of documents received whole, with the heads they hold.
+    saved: HashMap<DocId, (Vec<ChangeHash>, Vec<u8>)>,
 }
 
 impl<'a> WriteCtx<'a> {
@@ -240,10 +242,12 @@ impl<'a> WriteCtx<'a> {
         id: &DocId,
         state: &mut automerge::sync::State,
         mut message: automerge::sync::Message,
-        prepared: Option<Automerge>,
+        prepared: Option<crate::sync::Prepared>,
     ) -> Result<usize> {
         use automerge::sync::SyncDoc;
-        let Some(mut prepared) = prepared else { return self.receive_sync(id, state, message) };
+        let Some(crate::sync::Prepared { doc: mut prepared, snapshot }) = prepared else {
+            return self.receive_sync(id, state, message);
+        };
         let collection = id.scope()?.collection;
         self.touch(id)?;
         let before = self.load(id)?.get_heads();
@@ -253,6 +257,7 @@ impl<'a> WriteCtx<'a> {
             return self.receive_sync(id, state, message);
         }
         self.remote.insert(id.clone());
+        self.saved.insert(id.clone(), (prepared.get_heads(), snapshot));
         prepared.set_actor(self.actor.clone());
         let d = self.docs.get_mut(id).ok_or_else(|| CoreError::Storage("document cache".into()))?;
         *d = prepared;
@@ -294,9 +299,15 @@ impl<'a> WriteCtx<'a> {
             // its changes at all.
             let fresh = heads.is_empty() || doc::genesis_heads(scope.collection) == heads.as_slice();
             if self.remote.contains(id) && fresh {
-                if d.get_heads().as_slice() == heads.as_slice() {
+                let current = d.get_heads();
+                if current.as_slice() == heads.as_slice() {
                     continue;
                 }
+                // The snapshot made beside the writer, if it still holds what the document holds.
+                let snapshot = match self.saved.remove(id) {
+                    Some((at, bytes)) if at == current => bytes,
+                    _ => d.save(),
+                };
                 self.conn
                     .prepare_cached(
                         "INSERT INTO documents(doc_id, shop_id, collection, branch_id, snapshot, change_count, updated_at)
@@ -304,7 +315,7 @@ impl<'a> WriteCtx<'a> {
                          ON CONFLICT(doc_id) DO UPDATE SET snapshot = excluded.snapshot, change_count = 0,
                                                            updated_at = excluded.updated_at",
                     )?
-                    .execute(params![id.as_str(), scope.shop_id, scope.collection.as_str(), scope.branch_id, d.save(), now])?;
+                    .execute(params![id.as_str(), scope.shop_id, scope.collection.as_str(), scope.branch_id, snapshot, now])?;
                 self.conn.prepare_cached("DELETE FROM doc_changes WHERE doc_id = ?1")?.execute([id.as_str()])?;
                 self.batch_docs.insert(id.clone());
                 continue;
@@ -346,6 +357,7 @@ impl<'a> WriteCtx<'a> {
         self.before.clear();
         self.local.clear();
         self.remote.clear();
+        self.saved.clear();
         Ok(())
     }
 
@@ -355,6 +367,7 @@ impl<'a> WriteCtx<'a> {
         }
         self.local.clear();
         self.remote.clear();
+        self.saved.clear();
     }
 }
 
@@ -531,6 +544,7 @@ impl WriterThread {
             local: Vec::new(),
             remote: HashSet::new(),
             batch_docs,
+            saved: HashMap::new(),
         }
     }
 

@@ -432,9 +432,9 @@ async fn session(
 
 /// A received frame, with the document it brings when that was prepared beside the writer (see
 /// [`Replica::prepare_sync`]).
-type Incoming = (Result<Vec<u8>, FrameError>, Option<automerge::Automerge>);
+type Incoming = (Result<Vec<u8>, FrameError>, Option<dashoffice_core::sync::Prepared>);
 /// One document of a sync round: its id, the message received about it, its prepared document.
-type Item = (DocId, Option<Vec<u8>>, Option<automerge::Automerge>);
+type Item = (DocId, Option<Vec<u8>>, Option<dashoffice_core::sync::Prepared>);
 
 /// Frames whose documents are prepared ahead of the one being stored.
 const LOOKAHEAD: usize = BATCH;
@@ -481,7 +481,7 @@ fn preparation(
     replica: &Replica,
     shop: &str,
     permits: &Arc<tokio::sync::Semaphore>,
-) -> Option<tokio::task::JoinHandle<Option<automerge::Automerge>>> {
+) -> Option<tokio::task::JoinHandle<Option<dashoffice_core::sync::Prepared>>> {
     let Ok(Message::Sync { document_id, data, .. } | Message::Request { document_id, data, .. }) =
         Message::decode(frame.as_ref().ok()?)
     else {
