@@ -28,6 +28,11 @@ pub fn heads_to_bytes(heads: &[ChangeHash]) -> Vec<u8> {
     heads.iter().flat_map(|h| h.0).collect()
 }
 
+/// Whether an encoded Automerge sync message carries changes (false for a malformed one).
+pub fn carries_changes(msg: &[u8]) -> bool {
+    sync::Message::decode(msg).map(|m| !m.changes.is_empty()).unwrap_or(false)
+}
+
 /// The sync states of one remote peer, across documents.
 pub struct SyncPeer {
     peer: String,

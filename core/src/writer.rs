@@ -218,17 +218,7 @@ impl<'a> WriteCtx<'a> {
         state: &mut automerge::sync::State,
         message: automerge::sync::Message,
     ) -> Result<usize> {
-        use automerge::sync::SyncDoc;
-        self.touch(id)?;
-        self.remote.insert(id.clone());
-        let d = self.load(id)?;
-        let before = d.get_heads();
-        d.receive_sync_message(state, message)?;
-        let n = d.get_changes_meta(&before).len();
-        if n > 0 {
-            self.project_since(id, &before)?;
-        }
-        Ok(n)
+        self.receive_sync_prepared(id, state, message, None)
     }
 
     /// [`Self::receive_sync`] with `prepared`: the document this replica only held the genesis of,
@@ -236,7 +226,7 @@ impl<'a> WriteCtx<'a> {
     /// [`crate::Replica::prepare_sync`]). When the document here is still at its genesis and the
     /// prepared one holds everything the message names, the prepared document takes its place and
     /// the message is received without its changes; the sync state ends up exactly as if they had
-    /// been applied here. Otherwise this is [`Self::receive_sync`].
+    /// been applied here. Otherwise the message is applied here.
     pub fn receive_sync_prepared(
         &mut self,
         id: &DocId,
@@ -245,29 +235,32 @@ impl<'a> WriteCtx<'a> {
         prepared: Option<crate::sync::Prepared>,
     ) -> Result<usize> {
         use automerge::sync::SyncDoc;
-        let Some(crate::sync::Prepared { doc: mut prepared, snapshot }) = prepared else {
-            return self.receive_sync(id, state, message);
-        };
-        let collection = id.scope()?.collection;
         self.touch(id)?;
+        self.remote.insert(id.clone());
+        let collection = id.scope()?.collection;
         let before = self.load(id)?.get_heads();
         let fresh = before.is_empty() || before.as_slice() == doc::genesis_heads(collection);
-        let covers = message.heads.iter().all(|h| prepared.get_change_by_hash(h).is_some());
-        if !fresh || !covers || message.changes.is_empty() || state.read_only {
-            return self.receive_sync(id, state, message);
+        let usable = prepared.filter(|p| {
+            fresh
+                && !message.changes.is_empty()
+                && !state.read_only
+                && message.heads.iter().all(|h| p.doc.get_change_by_hash(h).is_some())
+        });
+        if let Some(crate::sync::Prepared { mut doc, snapshot }) = usable {
+            self.saved.insert(id.clone(), (doc.get_heads(), snapshot));
+            doc.set_actor(self.actor.clone());
+            let d = self.docs.get_mut(id).ok_or_else(|| CoreError::Storage("document cache".into()))?;
+            *d = doc;
+            // Automerge records the sender's heads as "last sent" only for a message without
+            // changes (this one had changes): keep what it was.
+            message.changes = automerge::sync::ChunkList::from(Vec::<Vec<u8>>::new());
+            let last_sent = state.last_sent_heads.clone();
+            d.receive_sync_message(state, message)?;
+            state.last_sent_heads = last_sent;
+        } else {
+            self.load(id)?.receive_sync_message(state, message)?;
         }
-        self.remote.insert(id.clone());
-        self.saved.insert(id.clone(), (prepared.get_heads(), snapshot));
-        prepared.set_actor(self.actor.clone());
-        let d = self.docs.get_mut(id).ok_or_else(|| CoreError::Storage("document cache".into()))?;
-        *d = prepared;
-        // Automerge records the sender's heads as "last sent" only for a message without changes
-        // (this one had changes): keep what it was.
-        message.changes = automerge::sync::ChunkList::from(Vec::<Vec<u8>>::new());
-        let last_sent = state.last_sent_heads.clone();
-        d.receive_sync_message(state, message)?;
-        state.last_sent_heads = last_sent;
-        let n = d.get_changes_meta(&before).len();
+        let n = self.load(id)?.get_changes_meta(&before).len();
         if n > 0 {
             self.project_since(id, &before)?;
         }

@@ -488,6 +488,9 @@ fn preparation(
         return None;
     };
     let id = DocId::parse(&document_id).ok().filter(|id| id.scope().map(|s| s.shop_id == shop).unwrap_or(false))?;
+    if !dashoffice_core::sync::carries_changes(&data) {
+        return None;
+    }
     let (replica, permits, data) = (replica.clone(), permits.clone(), data.into_vec());
     Some(tokio::spawn(async move {
         let _permit = permits.acquire_owned().await.ok()?;
