@@ -209,6 +209,12 @@ pub fn genesis_heads(collection: Collection) -> &'static [automerge::ChangeHash]
     &HEADS.get_or_init(|| genesis_docs().iter().map(|d| d.get_heads()).collect())[genesis_index(collection)]
 }
 
+/// Whether `heads` are those of a document never written to here: nothing at all, or only its
+/// genesis.
+pub fn at_genesis(collection: Collection, heads: &[automerge::ChangeHash]) -> bool {
+    heads.is_empty() || genesis_heads(collection) == heads
+}
+
 fn genesis_index(collection: Collection) -> usize {
     Collection::ALL.iter().position(|c| *c == collection).unwrap_or(0)
 }

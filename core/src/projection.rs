@@ -33,7 +33,7 @@ pub(crate) fn touched_records(d: &Automerge, before: &[ChangeHash]) -> Vec<Strin
     let Ok(records) = doc::records_obj(d) else {
         return Vec::new();
     };
-    let fresh = before.is_empty() || doc::collection_of(d).is_some_and(|c| doc::genesis_heads(c) == before);
+    let fresh = before.is_empty() || doc::collection_of(d).is_some_and(|c| doc::at_genesis(c, before));
     if fresh {
         // A document seen for the first time: every record is new, no diff needed (computing a
         // full patch of a large document costs more than projecting it).

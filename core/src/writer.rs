@@ -239,7 +239,7 @@ impl<'a> WriteCtx<'a> {
         self.remote.insert(id.clone());
         let collection = id.scope()?.collection;
         let before = self.load(id)?.get_heads();
-        let fresh = before.is_empty() || before.as_slice() == doc::genesis_heads(collection);
+        let fresh = doc::at_genesis(collection, &before);
         let usable = prepared.filter(|p| {
             fresh
                 && !message.changes.is_empty()
@@ -290,7 +290,7 @@ impl<'a> WriteCtx<'a> {
             // A document received whole (an initial sync) is stored as one snapshot rather than
             // change by change: far less to write, nothing to compact later, and no need to list
             // its changes at all.
-            let fresh = heads.is_empty() || doc::genesis_heads(scope.collection) == heads.as_slice();
+            let fresh = doc::at_genesis(scope.collection, heads);
             if self.remote.contains(id) && fresh {
                 let current = d.get_heads();
                 if current.as_slice() == heads.as_slice() {
