@@ -56,26 +56,29 @@ fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
-/// Xvfb on a display nobody uses.
+/// Xvfb on a display nobody uses: Xvfb picks it (`-displayfd`) and tells it on its stdout, so
+/// lock files left by killed test runs (Xvfb removes those of dead servers) never exhaust a range.
 fn xvfb() -> (Proc, String) {
-    for n in 90..140 {
-        if Path::new(&format!("/tmp/.X11-unix/X{n}")).exists() || Path::new(&format!("/tmp/.X{n}-lock")).exists() {
-            continue;
-        }
-        let child = Command::new("Xvfb")
-            .args([format!(":{n}").as_str(), "-screen", "0", "1280x900x24", "-nolisten", "tcp"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("Xvfb (apt install xvfb)");
-        let p = Proc(child, false);
-        if wait_for(Duration::from_secs(10), || Path::new(&format!("/tmp/.X11-unix/X{n}")).exists().then_some(()))
-            .is_some()
-        {
-            return (p, format!(":{n}"));
-        }
+    use std::io::BufRead;
+    let mut child = Command::new("Xvfb")
+        .args(["-displayfd", "1", "-screen", "0", "1280x900x24", "-nolisten", "tcp"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("Xvfb (apt install xvfb)");
+    let mut line = String::new();
+    if let Some(out) = child.stdout.as_mut() {
+        let _ = std::io::BufReader::new(out).read_line(&mut line);
     }
-    panic!("no free X display for Xvfb");
+    let n = line.trim().to_string();
+    let p = Proc(child, false);
+    assert!(!n.is_empty() && n.chars().all(|c| c.is_ascii_digit()), "Xvfb did not start (no display number)");
+    assert!(
+        wait_for(Duration::from_secs(10), || Path::new(&format!("/tmp/.X11-unix/X{n}")).exists().then_some(()))
+            .is_some(),
+        "Xvfb's display :{n} never appeared"
+    );
+    (p, format!(":{n}"))
 }
 
 fn tauri_driver() -> PathBuf {
