@@ -395,6 +395,22 @@ fn http_level_errors_are_json_too() {
     let page = anon.get("/nope");
     assert_eq!(page.status, 200);
     assert!(page.header("content-type").is_some_and(|c| c.starts_with("text/html")));
+    // index.html is revalidated; the build's files (assets/<hash>/, the page modules among them)
+    // are cached for good, and a file the build does not have is a JSON 404, never index.html.
+    assert_eq!(page.header("cache-control"), Some("no-cache"));
+    let app = page.text.split('"').find(|s| s.ends_with("/app.js")).expect("index.html names app.js");
+    let build = app.trim_end_matches("/app.js");
+    assert!(build.starts_with("/assets/"), "{build}");
+    let js = anon.get(&format!("{build}/app.js"));
+    assert_eq!(js.status, 200, "{build}/app.js: {}", js.text);
+    assert!(js.header("content-type").is_some_and(|c| c.starts_with("text/javascript")));
+    assert_eq!(js.header("cache-control"), Some("public, max-age=31536000, immutable"));
+    let split = anon.get(&format!("{build}/__wasm_split.js"));
+    assert_eq!(split.status, 200, "the page modules' loader is served");
+    let module = split.text.split('"').find(|s| s.ends_with(".wasm")).expect("a page module in the loader");
+    let wasm = anon.get(&format!("{build}/{}", module.trim_start_matches("./")));
+    assert_eq!((wasm.status, wasm.header("content-type")), (200, Some("application/wasm")));
+    anon.get(&format!("{build}/split_gone.wasm")).err(404, "not_found");
     for (method, path) in [
         (reqwest::Method::PUT, "/api/v1/products"),
         (reqwest::Method::DELETE, "/api/v1/products"),

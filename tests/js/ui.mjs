@@ -248,6 +248,31 @@ await step("screenshots", async () => {
   await page.screenshot({ path: `${shots}/login-desktop.png` });
 });
 
+await step("a_tab_of_an_older_build_moves_to_the_new_one", async () => {
+  // A tab opened before an update: the server now holds only the newer build, so the page modules
+  // of the tab's build are gone and index.html names another folder. Opening an area the tab has
+  // not loaded yet must load the newer build instead of leaving a dead page.
+  const ctx = await browser.newContext({ viewport: { width: 1280, height: 800 }, locale: "en-US" });
+  const old = await ctx.newPage();
+  old.setDefaultTimeout(STEP_MS);
+  await old.goto(base + "/login");
+  await old.fill("#f-email", env("UI_EMAIL"));
+  await old.fill("#f-password", env("UI_PASSWORD"));
+  await old.click("button[type=submit]");
+  await old.locator(".stat-value").first().waitFor();
+  await ctx.route(/\/assets\/[^/]+\/(split_|chunk_)[^/]*\.wasm$/, (r) => r.fulfill({ status: 404, body: "" }));
+  await ctx.route(base + "/", (r) =>
+    r.fulfill({ status: 200, contentType: "text/html", body: '<script type="module" src="/assets/0123456789ab/boot.js"></script>' }),
+  );
+  const reloaded = old.waitForEvent("load");
+  await old.click('a[href="/bots"]');
+  await reloaded;
+  await ctx.unrouteAll({ behavior: "ignoreErrors" });
+  await old.goto(base + "/bots");
+  await old.locator("h1").first().waitFor();
+  await ctx.close();
+});
+
 await browser.close();
 if (problems.length) {
   console.log(JSON.stringify({ ok: false, step: "console", error: problems.join("; "), steps }));

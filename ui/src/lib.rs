@@ -13,6 +13,7 @@ pub mod state;
 
 use leptos::prelude::*;
 use leptos_router::{
+    Lazy, LazyRoute,
     components::{A, Outlet, ParentRoute, Redirect, Route, Router, Routes},
     path,
 };
@@ -59,25 +60,136 @@ pub fn App() -> impl IntoView {
                 <Routes fallback=|| view! { <pages::NotFound/> }>
                     <Route path=path!("/login") view=pages::login::Login/>
                     <ParentRoute path=path!("") view=Shell>
-                        <Route path=path!("") view=pages::dashboard::Dashboard/>
-                        <Route path=path!("products") view=pages::products::Products/>
-                        <Route path=path!("products/new") view=pages::products::ProductEdit/>
-                        <Route path=path!("products/:id") view=pages::products::ProductEdit/>
-                        <Route path=path!("orders") view=pages::orders::Orders/>
-                        <Route path=path!("orders/new") view=pages::orders::NewOrder/>
-                        <Route path=path!("orders/:id") view=pages::orders::OrderDetail/>
-                        <Route path=path!("customers") view=pages::customers::Customers/>
-                        <Route path=path!("customers/:id") view=pages::customers::CustomerDetail/>
-                        <Route path=path!("sellers") view=pages::sellers::Sellers/>
-                        <Route path=path!("conversations") view=pages::inbox::Inbox/>
-                        <Route path=path!("conversations/:id") view=pages::inbox::Inbox/>
-                        <Route path=path!("bots") view=pages::bots::Bots/>
-                        <Route path=path!("analytics") view=pages::analytics::Analytics/>
-                        <Route path=path!("settings") view=pages::settings::Settings/>
+                        <Route path=path!("") view={Lazy::<DashboardPage>::new()}/>
+                        <Route path=path!("products") view={Lazy::<ProductsPage>::new()}/>
+                        <Route path=path!("products/new") view={Lazy::<ProductEditPage>::new()}/>
+                        <Route path=path!("products/:id") view={Lazy::<ProductEditPage>::new()}/>
+                        <Route path=path!("orders") view={Lazy::<OrdersPage>::new()}/>
+                        <Route path=path!("orders/new") view={Lazy::<NewOrderPage>::new()}/>
+                        <Route path=path!("orders/:id") view={Lazy::<OrderDetailPage>::new()}/>
+                        <Route path=path!("customers") view={Lazy::<CustomersPage>::new()}/>
+                        <Route path=path!("customers/:id") view={Lazy::<CustomerDetailPage>::new()}/>
+                        <Route path=path!("sellers") view={Lazy::<SellersPage>::new()}/>
+                        <Route path=path!("conversations") view={Lazy::<InboxPage>::new()}/>
+                        <Route path=path!("conversations/:id") view={Lazy::<InboxPage>::new()}/>
+                        <Route path=path!("bots") view={Lazy::<BotsPage>::new()}/>
+                        <Route path=path!("analytics") view={Lazy::<AnalyticsPage>::new()}/>
+                        <Route path=path!("settings") view={Lazy::<SettingsPage>::new()}/>
                     </ParentRoute>
                 </Routes>
             </Router>
         }
+    }
+}
+
+// The pages' code sits in separate WebAssembly modules, one per area of the app, fetched when a
+// page of the area is first opened (scripts/build-ui splits them out with wasm-split): the first
+// load carries only the app's frame, the login page and what every page shares. Each `#[lazy]`
+// function below is one module; each route names its area's module and its page in it.
+
+#[lazy]
+fn dashboard_module(_page: u32) -> AnyView {
+    pages::dashboard::Dashboard().into_any()
+}
+
+#[lazy]
+fn catalog_module(page: u32) -> AnyView {
+    match page {
+        0 => pages::products::Products().into_any(),
+        _ => pages::products::ProductEdit().into_any(),
+    }
+}
+
+#[lazy]
+fn orders_module(page: u32) -> AnyView {
+    match page {
+        0 => pages::orders::Orders().into_any(),
+        1 => pages::orders::NewOrder().into_any(),
+        _ => pages::orders::OrderDetail().into_any(),
+    }
+}
+
+#[lazy]
+fn people_module(page: u32) -> AnyView {
+    match page {
+        0 => pages::customers::Customers().into_any(),
+        1 => pages::customers::CustomerDetail().into_any(),
+        _ => pages::sellers::Sellers().into_any(),
+    }
+}
+
+#[lazy]
+fn inbox_module(_page: u32) -> AnyView {
+    pages::inbox::Inbox().into_any()
+}
+
+#[lazy]
+fn bots_module(_page: u32) -> AnyView {
+    pages::bots::Bots().into_any()
+}
+
+#[lazy]
+fn analytics_module(_page: u32) -> AnyView {
+    pages::analytics::Analytics().into_any()
+}
+
+#[lazy]
+fn settings_module(_page: u32) -> AnyView {
+    pages::settings::Settings().into_any()
+}
+
+/// A route whose page is `$page` of the module `$module` (its preloader is `$preload`, made by
+/// `#[lazy]`).
+macro_rules! lazy_routes {
+    ($($route:ident => $module:ident($page:literal), $preload:ident;)*) => {$(
+        struct $route;
+        impl LazyRoute for $route {
+            fn data() -> Self {
+                $route
+            }
+            async fn view(_this: Self) -> AnyView {
+                $module($page).await
+            }
+            async fn preload() {
+                $preload().await
+            }
+        }
+    )*};
+}
+
+lazy_routes! {
+    DashboardPage => dashboard_module(0), __preload_dashboard_module;
+    ProductsPage => catalog_module(0), __preload_catalog_module;
+    ProductEditPage => catalog_module(1), __preload_catalog_module;
+    OrdersPage => orders_module(0), __preload_orders_module;
+    NewOrderPage => orders_module(1), __preload_orders_module;
+    OrderDetailPage => orders_module(2), __preload_orders_module;
+    CustomersPage => people_module(0), __preload_people_module;
+    CustomerDetailPage => people_module(1), __preload_people_module;
+    SellersPage => people_module(2), __preload_people_module;
+    InboxPage => inbox_module(0), __preload_inbox_module;
+    BotsPage => bots_module(0), __preload_bots_module;
+    AnalyticsPage => analytics_module(0), __preload_analytics_module;
+    SettingsPage => settings_module(0), __preload_settings_module;
+}
+
+/// Starts fetching the module of the page a navigation link leads to (on hover or focus), so the
+/// click shows the page at once. A module is fetched only once.
+pub(crate) fn preload_page(href: &str) {
+    fn go<F: Future<Output = ()> + 'static>(f: F) {
+        leptos::task::spawn_local(f);
+    }
+    match href {
+        "/" => go(<DashboardPage as LazyRoute>::preload()),
+        "/conversations" => go(<InboxPage as LazyRoute>::preload()),
+        "/orders" => go(<OrdersPage as LazyRoute>::preload()),
+        "/products" => go(<ProductsPage as LazyRoute>::preload()),
+        "/customers" => go(<CustomersPage as LazyRoute>::preload()),
+        "/sellers" => go(<SellersPage as LazyRoute>::preload()),
+        "/bots" => go(<BotsPage as LazyRoute>::preload()),
+        "/analytics" => go(<AnalyticsPage as LazyRoute>::preload()),
+        "/settings" => go(<SettingsPage as LazyRoute>::preload()),
+        _ => {}
     }
 }
 
@@ -98,7 +210,15 @@ fn Shell() -> impl IntoView {
         ("/settings", "nav_settings"),
     ];
     let links = move || {
-        nav.into_iter().map(|(href, key)| view! { <li><A href=href exact=href == "/">{t(key)}</A></li> }).collect_view()
+        nav.into_iter()
+            .map(|(href, key)| {
+                view! {
+                    <li on:pointerenter=move |_| preload_page(href) on:focusin=move |_| preload_page(href)>
+                        <A href=href exact=href == "/">{t(key)}</A>
+                    </li>
+                }
+            })
+            .collect_view()
     };
     let sync_badge = move || {
         let s = st.sync.get();

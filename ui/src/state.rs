@@ -118,7 +118,20 @@ pub fn app() -> AppState {
 /// when another replica (or this one) changes them.
 pub fn watch(collections: &[&str]) -> u64 {
     let st = app();
-    st.changes.with(|m| collections.iter().map(|c| m.get(*c).copied().unwrap_or(0)).sum())
+    st.changes.with(|m| collections.iter().chain(&[EVERYTHING]).map(|c| m.get(*c).copied().unwrap_or(0)).sum())
+}
+
+/// The key of [`AppState::changes`] that every [`watch`] also reads.
+const EVERYTHING: &str = "*";
+
+/// Says that this page itself changed these collections (its write was acknowledged), so what
+/// shows them reads them again now, without waiting for the live-updates stream.
+pub fn changed(collections: &[&str]) {
+    app().changes.update(|m| {
+        for c in collections {
+            *m.entry((*c).to_string()).or_default() += 1;
+        }
+    });
 }
 
 /// Called on any 401: the session ended (expired, revoked, logged out elsewhere).
@@ -167,8 +180,20 @@ pub fn start_live(st: AppState) {
             st.sync.set(Some(s));
         }
     });
-    let on_open = Closure::<dyn FnMut(web_sys::Event)>::new(move |_| st.live.set(true));
-    let on_error = Closure::<dyn FnMut(web_sys::Event)>::new(move |_| st.live.set(false));
+    // After a broken connection the stream says nothing of what changed meanwhile: every page
+    // reads its data again once the stream is back.
+    let reconnected = std::rc::Rc::new(std::cell::Cell::new(false));
+    let seen_error = reconnected.clone();
+    let on_open = Closure::<dyn FnMut(web_sys::Event)>::new(move |_| {
+        st.live.set(true);
+        if reconnected.replace(false) {
+            st.changes.update(|m| *m.entry(EVERYTHING.to_string()).or_default() += 1);
+        }
+    });
+    let on_error = Closure::<dyn FnMut(web_sys::Event)>::new(move |_| {
+        st.live.set(false);
+        seen_error.set(true);
+    });
     let _ = es.add_event_listener_with_callback("change", on_change.as_ref().unchecked_ref());
     let _ = es.add_event_listener_with_callback("sync", on_sync.as_ref().unchecked_ref());
     let _ = es.add_event_listener_with_callback("hello", on_open.as_ref().unchecked_ref());

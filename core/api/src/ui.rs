@@ -3,8 +3,8 @@
 //! read them from ui/dist, so a rebuilt UI shows without recompiling the server.
 //!
 //! Any GET that is not an API route and not a file gets index.html, so the UI's own routes
-//! (/orders/…) survive a reload. Files built with a content hash in their name are cached for a
-//! year; index.html is revalidated each time. When the build left a `.gz` beside a file and the
+//! (/orders/…) survive a reload. The build's files sit in a folder named by the hash of their
+//! contents (assets/<hash>/) and are cached for a year; index.html is revalidated each time. When the build left a `.gz` beside a file and the
 //! browser accepts gzip, that is sent instead.
 
 use axum::{
@@ -76,7 +76,8 @@ pub async fn serve(method: Method, uri: Uri, headers: HeaderMap) -> Response {
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.split(',').any(|e| e.trim().starts_with("gzip")));
     let gz = if gzip_ok { Assets::get(&format!("{name}.gz")) } else { None };
-    let immutable = name != "index.html" && name.contains(".h");
+    // scripts/build-ui puts every build in assets/<hash of its contents>/.
+    let immutable = name.starts_with("assets/");
     let mut res = Response::new(axum::body::Body::from(match &gz {
         Some(g) => g.data.clone().into_owned(),
         None => file.data.clone().into_owned(),

@@ -282,8 +282,9 @@ fn Thread(id: String) -> impl IntoView {
         err.set(None);
         let path = format!("/api/v1/conversations/{pid}");
         spawn_local(async move {
-            if let Err(e) = api::patch::<_, ConversationView>(&path, &body).await {
-                err.set(Some(e));
+            match api::patch::<_, ConversationView>(&path, &body).await {
+                Ok(_) => crate::state::changed(&["conversations"]),
+                Err(e) => err.set(Some(e)),
             }
         });
     };
@@ -292,7 +293,10 @@ fn Thread(id: String) -> impl IntoView {
         let path = format!("/api/v1/conversations/{aid}/assign");
         spawn_local(async move {
             match api::post::<_, ConversationView>(&path, &serde_json::json!({})).await {
-                Ok(_) => app().say(t("assigned")),
+                Ok(_) => {
+                    crate::state::changed(&["conversations"]);
+                    app().say(t("assigned"));
+                }
                 Err(e) => err.set(Some(e)),
             }
         });
@@ -374,7 +378,11 @@ fn Composer(
         let path = path.clone();
         spawn_local(async move {
             match api::post::<_, MessageView>(&path, &body).await {
-                Ok(_) => text.set(String::new()),
+                Ok(_) => {
+                    text.set(String::new());
+                    // The thread shows the message now, not when the live stream reports it.
+                    crate::state::changed(&["messages", "conversations"]);
+                }
                 Err(e) => err.set(Some(e)),
             }
             busy.set(false);

@@ -25,6 +25,8 @@ pub(crate) fn Login() -> impl IntoView {
         err.set(None);
         let body = LoginRequest { email: email.get_untracked(), password: password.get_untracked() };
         let navigate = navigate.clone();
+        // The dashboard's module downloads while the password is checked.
+        crate::preload_page("/");
         spawn_local(async move {
             match api::post::<_, LoginResponse>("/api/v1/auth/login", &body).await {
                 Ok(r) => {

@@ -264,6 +264,7 @@ fn StockPanel(id: String) -> impl IntoView {
             match api::post::<_, StockView>(&format!("/api/v1/products/{id}/stock"), &body).await {
                 Ok(_) => {
                     delta.set(String::new());
+                    crate::state::changed(&["stock"]);
                     app().say(t("stock_adjusted"));
                 }
                 Err(e) => err.set(Some(e)),
