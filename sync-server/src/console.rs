@@ -20,7 +20,7 @@ use axum::{
     response::{IntoResponse, Response},
 };
 use dashoffice_api::{ApiError, AppState};
-use dashoffice_core::entities::staff;
+use dashoffice_core::{Caller, entities::staff};
 use sha2::{Digest, Sha256};
 use tower::ServiceExt;
 
@@ -126,6 +126,20 @@ impl Console {
             }
         }
         None
+    }
+
+    /// The head-office staff member a session token belongs to (in whichever shop issued it).
+    pub async fn caller(&self, token: &str) -> Option<Caller> {
+        let shop = self.shop_of_token(token).await?;
+        let svc = lock(&self.wa.services).get(&shop).cloned()?;
+        let t = token.to_string();
+        tokio::task::spawn_blocking(move || {
+            let r = &svc.replica;
+            r.read(|c| Ok(staff::session_caller(c, &t, r.now_ms()).ok().map(|(caller, _)| caller))).ok().flatten()
+        })
+        .await
+        .ok()
+        .flatten()
     }
 
     /// The shop with an active account for `email`; `Err` while some shop is still syncing and

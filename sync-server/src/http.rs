@@ -1,5 +1,6 @@
 //! The relay's HTTP side: health and metrics, the automerge-repo WebSocket endpoint `/sync`,
-//! device enrolment, and the owner's API (enrolment codes, devices, revocation, status).
+//! device enrolment, and the owner's API (enrolment codes, devices, revocation, status, WhatsApp
+//! numbers) for the relay's admin token and, scoped to their shop, head office's owners.
 
 use std::sync::Arc;
 
@@ -42,6 +43,8 @@ pub struct RelayState {
     pub wa: Arc<crate::whatsapp::WhatsApp>,
     /// Head office's shop API (`None` when switched off with `head_office = false`).
     pub console: Option<Arc<crate::console::Console>>,
+    /// The fingerprint of the relay's certificate, which replicas pin.
+    pub fingerprint: Arc<String>,
 }
 
 impl axum::extract::FromRef<RelayState> for Arc<crate::whatsapp::WhatsApp> {
@@ -80,18 +83,18 @@ async fn put_number(
     headers: HeaderMap,
     ApiJson(b): ApiJson<wa::api::PutNumber>,
 ) -> ApiResult<Response> {
-    admin(&s, &headers)?;
-    wa::api::put(s.wa.clone(), b).await
+    let scope = owner(&s, &headers).await?;
+    wa::api::put(s.wa.clone(), &scope, b).await
 }
 
 async fn list_numbers(State(s): State<RelayState>, headers: HeaderMap) -> ApiResult<Response> {
-    admin(&s, &headers)?;
-    wa::api::list(s.wa.clone()).await
+    let scope = owner(&s, &headers).await?;
+    wa::api::list(s.wa.clone(), &scope).await
 }
 
 async fn delete_number(State(s): State<RelayState>, headers: HeaderMap, id: Path<String>) -> ApiResult<Response> {
-    admin(&s, &headers)?;
-    wa::api::delete(s.wa.clone(), id).await
+    let scope = owner(&s, &headers).await?;
+    wa::api::delete(s.wa.clone(), &scope, id).await
 }
 
 async fn whatsapp_status(State(s): State<RelayState>, headers: HeaderMap) -> ApiResult<Response> {
@@ -109,6 +112,42 @@ pub(crate) fn bearer(headers: &HeaderMap) -> Option<String> {
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
         .map(|t| t.trim().to_string())
+}
+
+/// Whom the owner's API of the relay answers: the relay's admin (every shop), or head office's
+/// owner logged in on the relay (one shop: devices, enrolment codes and WhatsApp numbers of it).
+pub enum Scope {
+    /// The admin token.
+    All,
+    /// A head-office session of a staff member who may manage this shop.
+    Shop(String),
+}
+
+impl Scope {
+    /// Whether this scope covers `shop`.
+    pub fn allows(&self, shop: &str) -> bool {
+        match self {
+            Scope::All => true,
+            Scope::Shop(s) => s == shop,
+        }
+    }
+}
+
+/// The admin token, or a head-office session (on this relay's console) with the right to manage
+/// its shop; a session without that right is 403, anything else 401.
+async fn owner(state: &RelayState, headers: &HeaderMap) -> ApiResult<Scope> {
+    let token = bearer(headers)
+        .ok_or_else(|| unauthorized("send the relay's admin token or a head-office session token as a Bearer token"))?;
+    if Sha256::digest(token.as_bytes()).as_slice() == state.admin_hash.as_slice() {
+        return Ok(Scope::All);
+    }
+    let caller = match &state.console {
+        Some(c) => c.caller(&token).await,
+        None => None,
+    }
+    .ok_or_else(|| unauthorized("the token is neither the relay's admin token nor a head-office session"))?;
+    caller.require(dashoffice_core::domain::Permission::ManageShop)?;
+    Ok(Scope::Shop(caller.shop_id))
 }
 
 fn admin(state: &RelayState, headers: &HeaderMap) -> ApiResult<()> {
@@ -201,6 +240,8 @@ struct CodeResponse {
     expires_at: i64,
     shop_id: String,
     branch_id: Option<String>,
+    /// What the enrolling replica pins (`--relay-fingerprint`).
+    relay_fingerprint: String,
 }
 
 /// Checks the shape of a shop or branch id.
@@ -216,11 +257,14 @@ async fn create_code(
     headers: HeaderMap,
     ApiJson(req): ApiJson<CodeRequest>,
 ) -> ApiResult<Response> {
-    admin(&s, &headers)?;
+    let scope = owner(&s, &headers).await?;
     let invalid = |field: &str, m: String| {
         ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "validation", m).with_field(field, "identifier")
     };
     check_id("shop_id", &req.shop_id).map_err(|m| invalid("shop_id", m))?;
+    if !scope.allows(&req.shop_id) {
+        return Err(other_shop("shop_id"));
+    }
     if let Some(b) = &req.branch_id {
         check_id("branch_id", b).map_err(|m| invalid("branch_id", m))?;
     }
@@ -236,17 +280,63 @@ async fn create_code(
         .blocking(move |st| enrol::create_code(st, &shop, branch.as_deref(), &note, ttl))
         .await
         .map_err(storage)?;
-    let body = CodeResponse { code, expires_at, shop_id: req.shop_id, branch_id: req.branch_id };
+    let body = CodeResponse {
+        code,
+        expires_at,
+        shop_id: req.shop_id,
+        branch_id: req.branch_id,
+        relay_fingerprint: s.fingerprint.to_string(),
+    };
     Ok((StatusCode::CREATED, Json(body)).into_response())
 }
 
-async fn list_devices(State(s): State<RelayState>, headers: HeaderMap) -> ApiResult<Json<Vec<Device>>> {
-    admin(&s, &headers)?;
-    Ok(Json(s.hub.blocking(|st| st.devices()).await.map_err(storage)?))
+/// A shop that is not the caller's: 403 naming the field.
+pub(crate) fn other_shop(field: &str) -> ApiError {
+    ApiError::new(StatusCode::FORBIDDEN, "forbidden", "you may manage only your own shop on this relay")
+        .with_field(field, "own_shop")
+}
+
+#[derive(Serialize)]
+struct DeviceOut {
+    #[serde(flatten)]
+    device: Device,
+    /// The relay's own replica of the shop (WhatsApp and head office), not a branch's device.
+    relay_service: bool,
+}
+
+/// The device ids of the relay's own shop replicas.
+fn service_devices(s: &RelayState) -> Vec<String> {
+    let services: Vec<_> = s.wa.services.lock().unwrap_or_else(|p| p.into_inner()).values().cloned().collect();
+    services.iter().filter_map(|svc| svc.sync_handle().status().device_id).collect()
+}
+
+async fn list_devices(State(s): State<RelayState>, headers: HeaderMap) -> ApiResult<Json<Vec<DeviceOut>>> {
+    let scope = owner(&s, &headers).await?;
+    let devices = s.hub.blocking(|st| st.devices()).await.map_err(storage)?;
+    let services = service_devices(&s);
+    Ok(Json(
+        devices
+            .into_iter()
+            .filter(|d| scope.allows(&d.shop_id))
+            .map(|d| DeviceOut { relay_service: services.contains(&d.id), device: d })
+            .collect(),
+    ))
 }
 
 async fn revoke(State(s): State<RelayState>, headers: HeaderMap, Path(id): Path<String>) -> ApiResult<Response> {
-    admin(&s, &headers)?;
+    let scope = owner(&s, &headers).await?;
+    let devices = s.hub.blocking(|st| st.devices()).await.map_err(storage)?;
+    // Another shop's device is as unknown as a device that does not exist.
+    if !devices.iter().any(|d| d.id == id && scope.allows(&d.shop_id)) {
+        return Err(ApiError::new(StatusCode::NOT_FOUND, "not_found", format!("no device {id}")));
+    }
+    if matches!(scope, Scope::Shop(_)) && service_devices(&s).contains(&id) {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "conflict",
+            "this is the relay's own replica of the shop (WhatsApp and head office); only the relay's admin can revoke it",
+        ));
+    }
     let key = id.clone();
     let found = s.hub.blocking(move |st| st.revoke(&key, now_ms())).await.map_err(storage)?;
     if !found {

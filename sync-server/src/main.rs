@@ -464,6 +464,7 @@ fn serve(s: Settings, store: Arc<dyn RelayStore>) -> anyhow::Result<()> {
             metrics: dashoffice_api::metrics_handle(),
             wa: whatsapp,
             console,
+            fingerprint: Arc::new(identity.fingerprint()),
         };
         tokio::spawn(quic::accept_loop(endpoint.clone(), hub.clone()));
         tokio::spawn(housekeeping(hub.clone()));

@@ -5,7 +5,7 @@
 use std::{collections::BTreeMap, path::Path, time::Duration};
 
 use dashoffice_tests::{
-    Api, Node, id,
+    Api, Node, assert_field_error, id,
     relay::{Relay, UdpProxy},
     wait_for,
 };
@@ -604,6 +604,61 @@ fn head_office_logs_in_on_the_relay_and_sees_every_branch() {
     // still gets the relay's own status.
     assert_eq!(head.get("/api/v1/sync/status").ok(200)["connected"], true);
     assert!(relay.status()["documents"].as_u64().unwrap_or(0) > 0);
+
+    // The owner manages the shop's devices and WhatsApp numbers on the relay (the settings page),
+    // and only this shop's; the admin token still sees everything.
+    let other = Api::for_base(&relay.http)
+        .post("/api/v1/enrol", &json!({ "code": relay.code("another-shop", None), "name": "ajeno" }))
+        .ok(201);
+    let mine = head.get("/api/v1/devices").ok(200);
+    let mine = mine.as_array().unwrap();
+    assert!(mine.len() >= 2 && mine.iter().all(|d| d["shop_id"] == shop.as_str()), "{mine:?}");
+    // The relay's own replica of the shop (WhatsApp, head office) is listed but not revocable here.
+    let service = mine.iter().find(|d| d["relay_service"] == true).expect("the relay's service replica is listed");
+    head.post(&format!("/api/v1/devices/{}/revoke", service["id"].as_str().unwrap()), &json!({})).err(409, "conflict");
+    let all = relay.admin().get("/api/v1/devices").ok(200);
+    assert!(all.as_array().unwrap().iter().any(|d| d["id"] == other["device_id"]));
+    let code = head
+        .post("/api/v1/enrolment-codes", &json!({ "shop_id": shop, "branch_id": branch_b, "note": "caja 2" }))
+        .ok(201);
+    assert_eq!(code["relay_fingerprint"], relay.fingerprint().as_str());
+    assert_field_error(
+        head.post("/api/v1/enrolment-codes", &json!({ "shop_id": "another-shop" })),
+        403,
+        "forbidden",
+        "shop_id",
+    );
+    let tablet =
+        Api::for_base(&relay.http).post("/api/v1/enrol", &json!({ "code": code["code"], "name": "tableta" })).ok(201);
+    let tablet_id = tablet["device_id"].as_str().unwrap();
+    head.post(&format!("/api/v1/devices/{}/revoke", other["device_id"].as_str().unwrap()), &json!({}))
+        .err(404, "not_found");
+    head.post(&format!("/api/v1/devices/{tablet_id}/revoke"), &json!({})).ok(204);
+    let listed = head.get("/api/v1/devices").ok(200);
+    let tablet = listed.as_array().unwrap().iter().find(|d| d["id"] == tablet_id).cloned().unwrap();
+    assert!(tablet["revoked_at"].is_i64(), "{tablet}");
+    assert_eq!(tablet["branch_id"], branch_b.as_str());
+    let number = json!({ "phone_number_id": "1000001", "shop_id": shop, "access_token": "EAAG-secret",
+        "display_number": "+52 55 0000 0001", "branch_id": branch_b });
+    head.post("/api/v1/whatsapp/numbers", &number).ok(201);
+    let numbers = head.get("/api/v1/whatsapp/numbers").ok(200);
+    assert_eq!(numbers.as_array().unwrap().len(), 1, "{numbers}");
+    assert_eq!(numbers[0]["access_token_set"], true);
+    assert!(!numbers.to_string().contains("EAAG-secret"), "the token never comes back");
+    let foreign = json!({ "phone_number_id": "1000002", "shop_id": "another-shop", "access_token": "EAAG-other-1" });
+    assert_field_error(head.post("/api/v1/whatsapp/numbers", &foreign), 403, "forbidden", "shop_id");
+    head.delete("/api/v1/whatsapp/numbers/1000001").ok(204);
+    head.delete("/api/v1/whatsapp/numbers/1000001").err(404, "not_found");
+    // A seller of the shop may not.
+    o1.staff("vende@tienda.mx", "seller", Some(&branch_a));
+    let seller = wait_for(CONVERGE, || {
+        let r = Api::for_base(&relay.http)
+            .try_post("/api/v1/auth/login", &json!({ "email": "vende@tienda.mx", "password": "password-seller" }))
+            .ok()?;
+        (r.status == 200).then(|| r.json()["token"].as_str().unwrap().to_string())
+    })
+    .expect("the seller's account reaches the relay");
+    Api::for_base(&relay.http).with_token(&seller).get("/api/v1/devices").err(403, "forbidden");
 
     // An edit made at head office reaches both branches.
     head.patch(&format!("/api/v1/products/{product}"), &json!({ "price": "95.50" })).ok(200);

@@ -2,15 +2,16 @@
 // End-to-end test of the web UI in headless Chromium, against real edge nodes that the Rust test
 // (tests/e2e/ui.rs) started: log in, create a product, create an order and move it to paid,
 // answer a WhatsApp conversation that a signed webhook created, watch an edit made on a second
-// edge node arrive without reloading, switch to Spanish, log in as head office on the relay and
-// find the sale in its analytics, and screenshot every page at desktop and phone width.
+// edge node arrive without reloading, switch to Spanish, log in as head office on the relay, find
+// the sale in its analytics, make an enrolment code and connect a WhatsApp number there, and
+// screenshot every page at desktop and phone width.
 //
 // Environment: UI_URL, UI_EMAIL, UI_PASSWORD, SECOND_URL, SECOND_TOKEN, CUSTOMER (a customer
 // that exists), WA_CUSTOMER (the WhatsApp customer's name), REPLY (the text to answer with),
 // SHOTS (screenshot folder), HEAD_URL (the relay, where head office logs in). Prints one JSON
 // line; exit 0 when everything held.
 
-import { mkdirSync } from "node:fs";
+import { mkdirSync, readdirSync, rmSync } from "node:fs";
 import { createRequire } from "node:module";
 import { launch } from "./browser.mjs";
 
@@ -22,6 +23,8 @@ const env = (k) => {
 const base = env("UI_URL");
 const shots = env("SHOTS");
 mkdirSync(shots, { recursive: true });
+// A failure screenshot of an earlier run must not pass for one of this run.
+for (const f of readdirSync(shots)) if (f.startsWith("FAILED-")) rmSync(`${shots}/${f}`);
 const LIVE_MS = 90_000;
 // axe-core checks each page against WCAG 2 A and AA (contrast included) in both themes.
 const AXE = createRequire(import.meta.url).resolve("axe-core/axe.min.js");
@@ -186,6 +189,16 @@ await step("head_office_on_the_relay", async () => {
     await head.waitForTimeout(1000);
   }
   await head.screenshot({ path: `${shots}/head-office-analytics-desktop.png`, fullPage: true });
+  // The owner manages the shop's devices and WhatsApp numbers on the relay's settings page.
+  await head.goto(headUrl + "/settings");
+  await head.locator("#devices .row-item").first().waitFor();
+  await head.click("#devices button[type=submit]");
+  await head.locator("#devices pre.code", { hasText: "--enrolment-code" }).waitFor();
+  await head.fill("#f-phone_number_id", "1098765");
+  await head.fill("#f-access_token", "EAAG-ui-token-1");
+  await head.click("#whatsapp-numbers button[type=submit]");
+  await head.locator("#whatsapp-numbers .row-item", { hasText: "1098765" }).waitFor();
+  await head.screenshot({ path: `${shots}/head-office-settings-desktop.png`, fullPage: true });
   await head.close();
 });
 

@@ -1,4 +1,5 @@
-//! The owner's API for WhatsApp numbers (admin token): connect a number to a shop (and branch)
+//! The owner's API for WhatsApp numbers (the admin token, or head office's owner for its own
+//! shop): connect a number to a shop (and branch)
 //! with its Graph API access token, list numbers (tokens never shown), disconnect one; and the
 //! webhook backlog.
 
@@ -14,7 +15,7 @@ use dashoffice_api::{ApiError, ApiResult};
 use serde::{Deserialize, Serialize};
 
 use super::{WhatsApp, store::Number};
-use crate::http::check_id;
+use crate::http::{Scope, check_id, other_shop};
 
 /// POST /api/v1/whatsapp/numbers
 #[derive(Deserialize)]
@@ -82,8 +83,22 @@ pub fn validate(p: &PutNumber) -> ApiResult<()> {
 }
 
 /// Connects (or reconnects) a number; starts the shop's service replica.
-pub async fn put(wa: Arc<WhatsApp>, p: PutNumber) -> ApiResult<Response> {
+pub async fn put(wa: Arc<WhatsApp>, scope: &Scope, p: PutNumber) -> ApiResult<Response> {
     validate(&p)?;
+    if !scope.allows(&p.shop_id) {
+        return Err(other_shop("shop_id"));
+    }
+    // Head office may not take over a number another shop connected.
+    if let Some(old) = wa.store.number(&p.phone_number_id).map_err(storage)?
+        && !scope.allows(&old.shop_id)
+    {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "conflict",
+            "this phone number id is connected to another shop",
+        )
+        .with_field("phone_number_id", "unique"));
+    }
     let n = p.into_number();
     let st = wa.store.clone();
     let n2 = n.clone();
@@ -96,16 +111,20 @@ pub async fn put(wa: Arc<WhatsApp>, p: PutNumber) -> ApiResult<Response> {
 }
 
 /// Every number (without tokens).
-pub async fn list(wa: Arc<WhatsApp>) -> ApiResult<Response> {
+pub async fn list(wa: Arc<WhatsApp>, scope: &Scope) -> ApiResult<Response> {
     let numbers = wa.store.numbers().map_err(storage)?;
-    let out: Vec<NumberOut> =
-        numbers.into_iter().map(|n| NumberOut { access_token_set: !n.access_token.is_empty(), number: n }).collect();
+    let out: Vec<NumberOut> = numbers
+        .into_iter()
+        .filter(|n| scope.allows(&n.shop_id))
+        .map(|n| NumberOut { access_token_set: !n.access_token.is_empty(), number: n })
+        .collect();
     Ok(Json(out).into_response())
 }
 
 /// Disconnects a number.
-pub async fn delete(wa: Arc<WhatsApp>, Path(id): Path<String>) -> ApiResult<Response> {
-    if wa.store.delete_number(&id).map_err(storage)? {
+pub async fn delete(wa: Arc<WhatsApp>, scope: &Scope, Path(id): Path<String>) -> ApiResult<Response> {
+    let mine = wa.store.number(&id).map_err(storage)?.is_some_and(|n| scope.allows(&n.shop_id));
+    if mine && wa.store.delete_number(&id).map_err(storage)? {
         Ok(StatusCode::NO_CONTENT.into_response())
     } else {
         Err(ApiError::new(StatusCode::NOT_FOUND, "not_found", format!("no number {id}")))

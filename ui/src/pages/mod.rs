@@ -9,6 +9,7 @@ pub(crate) mod inbox;
 pub(crate) mod login;
 pub(crate) mod orders;
 pub(crate) mod products;
+pub(crate) mod relay;
 pub(crate) mod sellers;
 pub(crate) mod settings;
 

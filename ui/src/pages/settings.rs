@@ -1,5 +1,6 @@
 //! Settings: the shop, branches, staff, this device and its enrolment, WhatsApp (templates and
-//! canned responses) and the sync state.
+//! canned responses) and the sync state; on the relay also the shop's devices and WhatsApp
+//! numbers (pages/relay.rs).
 
 use dashoffice_domain::{
     api::{BranchView, CreateBranch, ShopView, SyncStatus, UpdateShop},
@@ -26,7 +27,9 @@ pub(crate) fn Settings() -> impl IntoView {
         <ShopPanel/>
         <BranchesPanel/>
         <section class="card"><h2>{t("staff")}</h2><p>{t("staff_settings_help")}" "<A href="/sellers">{t("nav_sellers")}</A></p></section>
+        <super::relay::DevicesPanel/>
         <WhatsAppPanel/>
+        <super::relay::NumbersPanel/>
     }
 }
 
