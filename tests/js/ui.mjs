@@ -138,6 +138,21 @@ await step("answer_the_whatsapp_conversation", async () => {
   await page.waitForURL(/\/conversations\/.+/);
   conversationUrl = page.url();
   await page.locator(".msg-in").first().waitFor();
+  // A draft keeps its text while the thread is drawn again for a change that arrives live.
+  await page.fill("#reply", "borrador a medias");
+  const convId = new URL(page.url()).pathname.split("/").pop();
+  const patched = await page.evaluate(async (id) => {
+    const r = await fetch(`/api/v1/conversations/${id}`, {
+      method: "PATCH",
+      headers: { "content-type": "application/json", authorization: `Bearer ${localStorage.getItem("dashoffice.token")}` },
+      body: JSON.stringify({ labels: ["vip"] }),
+    });
+    return r.status;
+  }, convId);
+  if (patched !== 200) throw new Error(`labelling the conversation answered ${patched}`);
+  await page.waitForFunction(() => [...document.querySelectorAll(".thread-tools input")].some((i) => i.value.includes("vip")));
+  const draft = await page.inputValue("#reply");
+  if (draft !== "borrador a medias") throw new Error(`the draft became "${draft}" when the thread was drawn again`);
   await page.fill("#reply", env("REPLY"));
   await page.getByRole("button", { name: "Send", exact: true }).click();
   await page.locator(".msg-out", { hasText: env("REPLY") }).first().waitFor();

@@ -302,6 +302,39 @@ fn Thread(id: String) -> impl IntoView {
         });
     };
     let navigate = use_navigate();
+    // The thread is drawn again whenever a message or conversation changes; the composer is not
+    // (a draft being typed keeps its text and its focus): only another conversation, or its
+    // 24-hour window opening or closing, draws it again.
+    let current = Memo::new(move |_| thread.with(|t| t.ready().map(|th| th.conversation.clone())));
+    let composer_key = Memo::new(move |_| {
+        thread.with(|t| {
+            t.ready().map(|th| {
+                let c = &th.conversation;
+                (c.id.clone(), !c.window_open || c.needs_template, c.needs_template, th.templates.clone())
+            })
+        })
+    });
+    let last_contact =
+        Signal::derive(move || current.with(|c| c.as_ref().map(|c| c.last_inbound_at.unwrap_or(c.created_at))));
+    let composer = move || {
+        composer_key.get().and_then(|(_, _, _, templates)| {
+            let conv = current.get_untracked()?;
+            Some(view! { <Composer conv=conv templates=templates canned=canned last_contact=last_contact/> })
+        })
+    };
+    // The newest message is at the bottom: show it (the list is drawn anew on every change).
+    Effect::new(move |_| {
+        if thread.with(|t| t.ready().is_some()) {
+            request_animation_frame(|| {
+                if let Some(el) = web_sys::window()
+                    .and_then(|w| w.document())
+                    .and_then(|d| d.query_selector(".messages").ok().flatten())
+                {
+                    el.set_scroll_top(el.scroll_height());
+                }
+            });
+        }
+    });
     view! {
         {move || err.get().map(|e| view! { <ErrorBox err=e/> })}
         {show(thread, move |th: ConversationThread| {
@@ -352,10 +385,15 @@ fn Thread(id: String) -> impl IntoView {
                     </label>
                 </div>
                 <div class="messages" aria-live="polite">{messages}</div>
-                <Composer conv=c templates=th.templates canned=canned/>
             }
         })}
+        {composer}
     }
+}
+
+thread_local! {
+    /// Unsent replies by conversation, kept while the app runs.
+    static DRAFTS: std::cell::RefCell<std::collections::HashMap<String, String>> = Default::default();
 }
 
 #[component]
@@ -363,8 +401,22 @@ fn Composer(
     conv: ConversationView,
     templates: Vec<TemplateView>,
     canned: RwSignal<Load<Vec<CannedResponse>>>,
+    /// When the customer last wrote (the 24-hour window's start).
+    last_contact: Signal<Option<i64>>,
 ) -> impl IntoView {
-    let text = RwSignal::new(String::new());
+    let draft_of = conv.id.clone();
+    let text = RwSignal::new(DRAFTS.with(|d| d.borrow().get(&draft_of).cloned().unwrap_or_default()));
+    Effect::new(move |_| {
+        let typed = text.get();
+        DRAFTS.with(|d| {
+            let mut d = d.borrow_mut();
+            if typed.is_empty() {
+                d.remove(&draft_of);
+            } else {
+                d.insert(draft_of.clone(), typed);
+            }
+        });
+    });
     let note = RwSignal::new(false);
     let err = RwSignal::new(None::<ApiError>);
     let busy = RwSignal::new(false);
@@ -459,6 +511,6 @@ fn Composer(
             </div>
             {(!closed).then(|| view! { <FormError err=err fields=&["text"]/> })}
         </form>
-        <p class="muted small">{t("composer_help")}" · "{datetime(conv.last_inbound_at.unwrap_or(conv.created_at))}</p>
+        <p class="muted small">{t("composer_help")}" · "{move || last_contact.get().map(datetime)}</p>
     }
 }
