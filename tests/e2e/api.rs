@@ -412,6 +412,8 @@ fn customer_merge_gathers_orders_under_the_survivor() {
     let o1 = id(&api.order(&kid, &[(&p, 1)]));
     let o2 = id(&api.order(&did, &[(&p, 2)]));
     let o3 = id(&api.order(&did, &[(&p, 3)]));
+    // Orders carry their customer's name (the order list shows it).
+    assert_eq!(api.get(&format!("/api/v1/orders/{o2}")).ok(200)["customer_name"], "Ana L.");
     let other = api.customer("Otro");
     api.order(&id(&other), &[(&p, 1)]);
 

@@ -183,6 +183,25 @@ await step("switch_to_spanish", async () => {
   await page.getByRole("link", { name: "Orders" }).waitFor();
 });
 
+await step("a_manager_changes_a_role_and_archives_staff", async () => {
+  await page.goto(base + "/sellers");
+  await page.getByRole("button", { name: "New staff" }).click();
+  await page.fill("#f-name", "Lucía Cajera");
+  await page.fill("#f-email", "lucia@tienda.mx");
+  await page.fill("#f-password", "password-lucia-1");
+  await page.getByRole("button", { name: "Save" }).click();
+  const row = page.locator("tr", { hasText: "lucia@tienda.mx" });
+  await row.waitFor();
+  await row.getByLabel("Role").selectOption("manager");
+  await page.waitForFunction(() =>
+    [...document.querySelectorAll("tr")].some((r) => r.textContent.includes("lucia@tienda.mx") && r.querySelector("select")?.value === "manager"),
+  );
+  page.once("dialog", (d) => d.accept());
+  await row.getByRole("button", { name: "Archive" }).click();
+  // Archived staff leave the list (they can no longer log in).
+  await page.locator("tr", { hasText: "lucia@tienda.mx" }).waitFor({ state: "detached" });
+});
+
 await step("head_office_on_the_relay", async () => {
   // Head office logs in on the relay (no edge node of its own) and sees the sale made above
   // in the shop's analytics once it has synced there.

@@ -59,6 +59,48 @@ where
     out
 }
 
+/// Items per page of the long lists.
+pub const PAGE: u32 = 100;
+
+/// The first `pages` pages of a list endpoint, followed by their cursors, as one page (its
+/// `next_cursor` says whether there is more). A list re-read for a live change reads as many
+/// pages as it shows, so "show more" is not undone by an update.
+pub async fn pages<T: serde::de::DeserializeOwned>(
+    path: &str,
+    pages: u32,
+) -> Result<dashoffice_domain::api::Page<T>, ApiError> {
+    let sep = if path.contains('?') { '&' } else { '?' };
+    let mut items = Vec::new();
+    let mut cursor: Option<String> = None;
+    for _ in 0..pages.max(1) {
+        let url = match &cursor {
+            Some(c) => format!("{path}{sep}limit={PAGE}&cursor={}", crate::api::enc(c)),
+            None => format!("{path}{sep}limit={PAGE}"),
+        };
+        let page = crate::api::get::<dashoffice_domain::api::Page<T>>(&url).await?;
+        items.extend(page.items);
+        cursor = page.next_cursor;
+        if cursor.is_none() {
+            break;
+        }
+    }
+    Ok(dashoffice_domain::api::Page { items, next_cursor: cursor })
+}
+
+/// "Show more" under a list read with [`pages`], while the list has more.
+#[component]
+pub fn MoreButton<T: Clone + Send + Sync + 'static>(
+    data: RwSignal<Load<dashoffice_domain::api::Page<T>>>,
+    pages: RwSignal<u32>,
+) -> impl IntoView {
+    let more = move || data.with(|d| d.ready().is_some_and(|p| p.next_cursor.is_some()));
+    view! {
+        <Show when=more>
+            <div class="more"><button class="btn" on:click=move |_| pages.update(|n| *n += 1)>{t("show_more")}</button></div>
+        </Show>
+    }
+}
+
 /// Renders a request: a spinner while loading, the error box on failure, else `f(value)`.
 pub fn show<T, V>(data: RwSignal<Load<T>>, f: impl Fn(T) -> V + Send + Sync + 'static) -> impl IntoView
 where

@@ -543,6 +543,9 @@ pub struct OrderView {
     pub branch_id: String,
     /// Customer.
     pub customer_id: String,
+    /// The customer's name (empty when this replica does not hold the customer).
+    #[serde(default)]
+    pub customer_name: String,
     /// Seller.
     pub seller_id: String,
     /// Effective status (see the merge rule in docs/ARCHITECTURE.md).

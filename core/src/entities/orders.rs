@@ -429,7 +429,8 @@ pub(crate) fn project(conn: &Connection, doc_id: &DocId, d: &Automerge, id: &str
 }
 
 const COLS: &str = "t.id, t.number, t.branch_id, t.customer_id, t.seller_id, t.status, t.conflict, t.currency,
-    t.subtotal, t.tax_total, t.total, t.notes, t.archived, t.created_at, t.updated_at";
+    t.subtotal, t.tax_total, t.total, t.notes, t.archived, t.created_at, t.updated_at,
+    (SELECT c.name FROM customers c WHERE c.id = t.customer_id)";
 
 fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<OrderView> {
     let status: String = r.get(5)?;
@@ -449,6 +450,7 @@ fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<OrderView> {
         archived: r.get(12)?,
         created_at: r.get(13)?,
         updated_at: r.get(14)?,
+        customer_name: r.get::<_, Option<String>>(15)?.unwrap_or_default(),
         lines: Vec::new(),
         transitions: Vec::new(),
     })

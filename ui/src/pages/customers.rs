@@ -10,7 +10,9 @@ use leptos_router::{components::A, hooks::use_navigate};
 use super::{PageHead, param_id, split_tags};
 use crate::{
     api::{self, ApiError, enc},
-    components::{Badge, Empty, ErrorBox, Field, FormError, Load, loader, rows_or_empty, show, status_text},
+    components::{
+        Badge, Empty, ErrorBox, Field, FormError, Load, MoreButton, loader, pages, rows_or_empty, show, status_text,
+    },
     i18n::{money, t, when},
     state::{app, watch},
 };
@@ -18,10 +20,16 @@ use crate::{
 #[component]
 pub(crate) fn Customers() -> impl IntoView {
     let q = RwSignal::new(String::new());
+    let shown = RwSignal::new(1u32);
+    Effect::new(move |_| {
+        q.track();
+        shown.set(1);
+    });
     let data = loader(move || {
         watch(&["customers"]);
-        let path = format!("/api/v1/customers?limit=100&sort=name&q={}", enc(&q.get()));
-        async move { api::get::<Page<CustomerView>>(&path).await }
+        let path = format!("/api/v1/customers?sort=name&q={}", enc(&q.get()));
+        let n = shown.get();
+        async move { pages::<CustomerView>(&path, n).await }
     });
     let adding = RwSignal::new(false);
     view! {
@@ -58,6 +66,7 @@ pub(crate) fn Customers() -> impl IntoView {
             }
             .into_any()
         })}
+        <MoreButton data=data pages=shown/>
     }
 }
 

@@ -15,7 +15,7 @@ use leptos_router::{components::A, hooks::use_navigate};
 use super::{PageHead, param_id, split_tags};
 use crate::{
     api::{self, ApiError, enc},
-    components::{Badge, Empty, ErrorBox, FormError, Load, loader, show, status_text},
+    components::{Badge, Empty, ErrorBox, FormError, Load, MoreButton, loader, pages, show, status_text},
     i18n::{datetime, t, tf, when},
     state::{app, watch},
 };
@@ -41,17 +41,24 @@ pub(crate) fn Inbox() -> impl IntoView {
     let id = param_id();
     let filter = RwSignal::new(String::new());
     let q = RwSignal::new(String::new());
+    let shown = RwSignal::new(1u32);
+    Effect::new(move |_| {
+        q.track();
+        filter.track();
+        shown.set(1);
+    });
     let list = loader(move || {
         watch(&["conversations", "messages"]);
         let f = filter.get();
-        let mut path = format!("/api/v1/conversations?limit=100&q={}", enc(&q.get()));
+        let mut path = format!("/api/v1/conversations?q={}", enc(&q.get()));
         match f.as_str() {
             "unread" => path.push_str("&unread=true"),
             "mine" => path.push_str("&assignee=me"),
             "" => {}
             s => path.push_str(&format!("&state={s}")),
         }
-        async move { api::get::<Page<ConversationView>>(&path).await }
+        let n = shown.get();
+        async move { pages::<ConversationView>(&path, n).await }
     });
     // Keyboard: j / k next and previous conversation, r reply, / search, Esc back to the list.
     let navigate = use_navigate();
@@ -146,6 +153,7 @@ pub(crate) fn Inbox() -> impl IntoView {
                         .collect_view()
                         .into_any()
                 })}
+                <MoreButton data=list pages=shown/>
             </aside>
             <section class="thread-pane">
                 {move || {

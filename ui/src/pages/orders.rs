@@ -13,7 +13,7 @@ use leptos_router::{
 use super::{PageHead, param_id};
 use crate::{
     api::{self, ApiError, enc},
-    components::{Badge, Empty, ErrorBox, FormError, loader, show, status_text},
+    components::{Badge, Empty, ErrorBox, FormError, MoreButton, loader, pages, show, status_text},
     i18n::{datetime, money, t, tf, when},
     state::{app, watch},
 };
@@ -32,14 +32,21 @@ pub(crate) fn Orders() -> impl IntoView {
     let query = use_query_map();
     let status = Memo::new(move |_| query.with(|q| q.get("status").unwrap_or_default()));
     let q = RwSignal::new(String::new());
+    let shown = RwSignal::new(1u32);
+    Effect::new(move |_| {
+        q.track();
+        status.track();
+        shown.set(1);
+    });
     let data = loader(move || {
         watch(&["orders"]);
-        let mut path = format!("/api/v1/orders?limit=100&sort=-created_at&q={}", enc(&q.get()));
+        let mut path = format!("/api/v1/orders?sort=-created_at&q={}", enc(&q.get()));
         let s = status.get();
         if !s.is_empty() {
             path.push_str(&format!("&status={}", enc(&s)));
         }
-        async move { api::get::<Page<OrderView>>(&path).await }
+        let n = shown.get();
+        async move { pages::<OrderView>(&path, n).await }
     });
     let tabs = move || {
         let current = status.get();
@@ -68,6 +75,7 @@ pub(crate) fn Orders() -> impl IntoView {
                     view! {
                         <tr>
                             <td><A href=href>{o.number.clone()}</A>{o.conflict.then(|| view! { <Badge kind="warn" text=t("conflict")/> })}</td>
+                            <td>{o.customer_name.clone()}</td>
                             <td><Badge kind=status_kind(o.status) text=status_text(o.status.as_str())/></td>
                             <td class="num">{money(&o.total, &o.currency)}</td>
                             <td>{when(o.created_at)}</td>
@@ -77,12 +85,13 @@ pub(crate) fn Orders() -> impl IntoView {
                 .collect_view();
             view! {
                 <div class="table-wrap"><table class="table">
-                    <thead><tr><th>{t("number")}</th><th>{t("state")}</th><th class="num">{t("total")}</th><th>{t("created")}</th></tr></thead>
+                    <thead><tr><th>{t("number")}</th><th>{t("customer")}</th><th>{t("state")}</th><th class="num">{t("total")}</th><th>{t("created")}</th></tr></thead>
                     <tbody>{rows}</tbody>
                 </table></div>
             }
             .into_any()
         })}
+        <MoreButton data=data pages=shown/>
     }
 }
 
@@ -143,7 +152,7 @@ pub(crate) fn OrderDetail() -> impl IntoView {
                         <div class="actions">{next}</div>
                     </div>
                     {o.conflict.then(|| view! { <p class="notice">{t("order_conflict_help")}</p> })}
-                    <p><A href=customer>{t("customer")}</A>" · "{datetime(o.created_at)}</p>
+                    <p>{t("customer")}": "<A href=customer>{if o.customer_name.is_empty() { t("customer").to_string() } else { o.customer_name.clone() }}</A>" · "{datetime(o.created_at)}</p>
                     <div class="table-wrap"><table class="table">
                         <thead><tr><th>{t("product")}</th><th class="num">{t("quantity")}</th><th class="num">{t("unit_price")}</th><th class="num">{t("total")}</th></tr></thead>
                         <tbody>{lines}</tbody>
@@ -176,7 +185,20 @@ pub(crate) fn NewOrder() -> impl IntoView {
         let path = format!("/api/v1/customers?limit=50&sort=name&q={}", enc(&customer_q.get()));
         async move { api::get::<Page<CustomerView>>(&path).await }
     });
-    let products = loader(|| api::get::<Page<ProductView>>("/api/v1/products?limit=500&sort=name&active=true"));
+    // The customer the page was opened for, even if not among the names listed.
+    let preset = customer.get_untracked();
+    let preset_customer = loader(move || {
+        let path = format!("/api/v1/customers/{}", enc(&preset));
+        let none = preset.is_empty();
+        async move { if none { Ok(None) } else { api::get::<CustomerView>(&path).await.map(Some) } }
+    });
+    // Products are searched (a catalog can be large); the ones already on a line stay offered.
+    let product_q = RwSignal::new(String::new());
+    let products = loader(move || {
+        let path = format!("/api/v1/products?limit=100&sort=name&active=true&q={}", enc(&product_q.get()));
+        async move { api::get::<Page<ProductView>>(&path).await }
+    });
+    let picked = RwSignal::new(Vec::<ProductView>::new());
     let lines = RwSignal::new(vec![Line { product_id: String::new(), quantity: "1".into() }]);
     let notes = RwSignal::new(String::new());
     let err = RwSignal::new(None::<ApiError>);
@@ -213,10 +235,14 @@ pub(crate) fn NewOrder() -> impl IntoView {
         });
     };
     let customer_options = move || {
+        let preset = preset_customer.with(|p| p.ready().cloned().flatten());
         customers.with(|c| {
             c.ready().map(|p| {
-                p.items
+                let listed = preset.as_ref().is_some_and(|x| p.items.iter().any(|c| c.id == x.id));
+                preset
                     .iter()
+                    .filter(|_| !listed)
+                    .chain(p.items.iter())
                     .map(|c| {
                         let label = match &c.phone {
                             Some(ph) => format!("{} · {ph}", c.name),
@@ -229,16 +255,26 @@ pub(crate) fn NewOrder() -> impl IntoView {
         })
     };
     let product_options = move || {
+        let mut all = picked.get();
         products.with(|p| {
-            p.ready()
-                .map(|p| {
-                    p.items
-                        .iter()
-                        .map(|p| view! { <option value=p.id.clone()>{format!("{} · {} · {}", p.name, p.sku, money(&p.price, &p.currency))}</option> })
-                        .collect::<Vec<_>>()
-                })
-                .unwrap_or_default()
-        })
+            if let Some(p) = p.ready() {
+                all.extend(p.items.iter().filter(|x| !picked.with(|k| k.iter().any(|k| k.id == x.id))).cloned());
+            }
+        });
+        all.iter()
+            .map(|p| view! { <option value=p.id.clone()>{format!("{} · {} · {}", p.name, p.sku, money(&p.price, &p.currency))}</option> })
+            .collect::<Vec<_>>()
+    };
+    // Remembers a product chosen on a line, so a new search does not take it off the line.
+    let pick = move |id: &str| {
+        let found = products.with(|p| p.ready().and_then(|p| p.items.iter().find(|x| x.id == id).cloned()));
+        if let Some(found) = found {
+            picked.update(|k| {
+                if !k.iter().any(|x| x.id == found.id) {
+                    k.push(found);
+                }
+            });
+        }
     };
     let line_rows = move || {
         let n = lines.with(Vec::len);
@@ -250,7 +286,7 @@ pub(crate) fn NewOrder() -> impl IntoView {
                 view! {
                     <div class="line-row">
                         <label class="field grow"><span>{tf("line_n", &[&(i + 1).to_string()])}</span>
-                            <select prop:value=pid on:change=move |ev| { let v = event_target_value(&ev); lines.update(|l| l[i].product_id = v); }>
+                            <select prop:value=pid on:change=move |ev| { let v = event_target_value(&ev); pick(&v); lines.update(|l| l[i].product_id = v); }>
                                 <option value="">{t("choose_product")}</option>{opts}
                             </select>
                         </label>
@@ -266,7 +302,18 @@ pub(crate) fn NewOrder() -> impl IntoView {
     let line_error = move || {
         err.with(|e| {
             e.as_ref().and_then(|e| {
-                e.fields.iter().find(|f| f.field.starts_with("lines")).map(|f| format!("{}: {}", f.field, f.message))
+                // "lines[2].quantity" is shown as "Line 3: …".
+                e.fields.iter().find(|f| f.field.starts_with("lines")).map(|f| {
+                    let n = f
+                        .field
+                        .strip_prefix("lines[")
+                        .and_then(|r| r.split(']').next())
+                        .and_then(|n| n.parse::<usize>().ok());
+                    match n {
+                        Some(n) => format!("{}: {}", tf("line_n", &[&(n + 1).to_string()]), f.message),
+                        None => f.message.clone(),
+                    }
+                })
             })
         })
     };
@@ -282,6 +329,7 @@ pub(crate) fn NewOrder() -> impl IntoView {
                     <small class="field-error" role="alert">{move || err.with(|e| e.as_ref().and_then(|e| e.field("customer_id")))}</small>
                 </label>
             </div>
+            <label class="field"><span>{t("find_product")}</span><input type="search" bind:value=product_q/></label>
             {line_rows}
             <small class="field-error" role="alert">{line_error}</small>
             <button type="button" class="btn" on:click=move |_| lines.update(|l| l.push(Line { product_id: String::new(), quantity: "1".into() }))>{t("add_line")}</button>

@@ -13,7 +13,7 @@ use wasm_bindgen::JsCast;
 use super::{PageHead, param_id, split_tags};
 use crate::{
     api::{self, ApiError, enc},
-    components::{Badge, Empty, ErrorBox, Field, FormError, Load, loader, show},
+    components::{Badge, Empty, ErrorBox, Field, FormError, Load, MoreButton, loader, pages, show},
     i18n::{money, t, tf},
     state::{app, watch},
 };
@@ -23,15 +23,23 @@ pub(crate) fn Products() -> impl IntoView {
     let query = use_query_map();
     let q = RwSignal::new(query.with_untracked(|m| m.get("q").unwrap_or_default()));
     let active = RwSignal::new(String::new());
+    let shown = RwSignal::new(1u32);
+    // A new search or filter starts again at the first page.
+    Effect::new(move |_| {
+        q.track();
+        active.track();
+        shown.set(1);
+    });
     let data = loader(move || {
         watch(&["products"]);
-        let mut path = format!("/api/v1/products?limit=100&sort=name&q={}", enc(&q.get()));
+        let mut path = format!("/api/v1/products?sort=name&q={}", enc(&q.get()));
         match active.get().as_str() {
             "1" => path.push_str("&active=true"),
             "0" => path.push_str("&active=false"),
             _ => {}
         }
-        async move { api::get::<Page<ProductView>>(&path).await }
+        let n = shown.get();
+        async move { pages::<ProductView>(&path, n).await }
     });
     let report = RwSignal::new(None::<Result<ImportReport, ApiError>>);
     let export = move |_| {
@@ -126,6 +134,7 @@ pub(crate) fn Products() -> impl IntoView {
             }
             .into_any()
         })}
+        <MoreButton data=data pages=shown/>
     }
 }
 

@@ -2,15 +2,15 @@
 
 use dashoffice_domain::{
     Role,
-    api::{AnalyticsSummary, BranchView, CreateStaff, Page, StaffView},
+    api::{AnalyticsSummary, BranchView, CreateStaff, Page, StaffView, UpdateStaff},
 };
 use leptos::{prelude::*, task::spawn_local};
 
 use super::PageHead;
 use crate::{
-    api::{self, ApiError},
-    components::{Badge, Empty, Field, FormError, loader, show},
-    i18n::{money, number, t},
+    api::{self, ApiError, enc},
+    components::{Badge, Empty, ErrorBox, Field, FormError, loader, show},
+    i18n::{money, number, t, tf},
     state::{app, watch},
 };
 
@@ -37,6 +37,37 @@ pub(crate) fn Sellers() -> impl IntoView {
     let adding = RwSignal::new(false);
     let can_manage =
         move || app().user.with(|u| u.as_ref().is_some_and(|u| matches!(u.role, Role::Owner | Role::Manager)));
+    let me = app().user.with_untracked(|u| u.as_ref().map(|u| u.id.clone()).unwrap_or_default());
+    let err = RwSignal::new(None::<ApiError>);
+    // A change to someone's role or branch, or archiving them, is saved at once.
+    let update = move |id: String, body: UpdateStaff| {
+        err.set(None);
+        spawn_local(async move {
+            match api::patch::<_, StaffView>(&format!("/api/v1/staff/{}", enc(&id)), &body).await {
+                Ok(_) => {
+                    crate::state::changed(&["staff"]);
+                    app().say(t("saved"));
+                }
+                Err(e) => err.set(Some(e)),
+            }
+        });
+    };
+    let archive = move |id: String, name: String| {
+        let sure = web_sys::window().and_then(|w| w.confirm_with_message(&tf("archive_staff_confirm", &[&name])).ok());
+        if sure != Some(true) {
+            return;
+        }
+        err.set(None);
+        spawn_local(async move {
+            match api::send("DELETE", &format!("/api/v1/staff/{}", enc(&id)), None, "").await {
+                Ok(_) => {
+                    crate::state::changed(&["staff"]);
+                    app().say(t("staff_archived"));
+                }
+                Err(e) => err.set(Some(e)),
+            }
+        });
+    };
     view! {
         <PageHead title=t("nav_sellers")>
             {move || can_manage().then(|| view! {
@@ -44,7 +75,9 @@ pub(crate) fn Sellers() -> impl IntoView {
             })}
         </PageHead>
         {move || adding.get().then(|| view! { <NewStaff done=adding branches=branches/> })}
+        {move || err.get().map(|e| view! { <ErrorBox err=e/> })}
         {show(staff, move |p: Page<StaffView>| {
+            let me = me.clone();
             if p.items.is_empty() {
                 return view! { <Empty text=t("no_staff")/> }.into_any();
             }
@@ -52,21 +85,61 @@ pub(crate) fn Sellers() -> impl IntoView {
                 .items
                 .into_iter()
                 .map(|s| {
+                    let sid = s.id.clone();
                     let sales = move || {
-                        perf.with(|p| p.ready().and_then(|p| p.sales_by_seller.iter().find(|x| x.key == s.id).map(|x| (money(&x.amount, &p.currency), x.count))))
+                        perf.with(|p| p.ready().and_then(|p| p.sales_by_seller.iter().find(|x| x.key == sid).map(|x| (money(&x.amount, &p.currency), x.count))))
                     };
                     let branch = s.branch_id.clone().map(|b| {
                         branches.with(|bs| bs.ready().and_then(|bs| bs.iter().find(|x| x.id == b).map(|x| x.name.clone()))).unwrap_or(b)
                     });
                     let sales2 = sales.clone();
+                    // Managers change others' role and branch in place (not their own: no locking
+                    // oneself out), and archive people who left.
+                    let editable = can_manage() && !s.archived && s.id != me;
+                    let (rid, bid, aid, aname) = (s.id.clone(), s.id.clone(), s.id.clone(), s.name.clone());
+                    let role_cell = if editable {
+                        let current = s.role.as_str();
+                        view! {
+                            <select aria-label=t("role") on:change=move |ev| {
+                                if let Some(r) = Role::parse(&event_target_value(&ev)) {
+                                    update(rid.clone(), UpdateStaff { role: Some(r), ..Default::default() });
+                                }
+                            }>
+                                {[Role::Seller, Role::Support, Role::Manager, Role::Owner].into_iter().map(|r| view! {
+                                    <option value=r.as_str() selected=r.as_str() == current>{role_text(r)}</option>
+                                }).collect_view()}
+                            </select>
+                        }.into_any()
+                    } else {
+                        role_text(s.role).into_any()
+                    };
+                    let branch_cell = if editable {
+                        let current = s.branch_id.clone().unwrap_or_default();
+                        let options = branches.with(|b| b.ready().map(|b| b.iter().filter(|b| !b.archived).map(|b| {
+                            view! { <option value=b.id.clone() selected=b.id == current>{b.name.clone()}</option> }
+                        }).collect_view()));
+                        view! {
+                            <select aria-label=t("branch") on:change=move |ev| {
+                                update(bid.clone(), UpdateStaff { branch_id: Some(event_target_value(&ev)), ..Default::default() });
+                            }>
+                                <option value="" selected=s.branch_id.is_none()>{t("all_branches")}</option>
+                                {options}
+                            </select>
+                        }.into_any()
+                    } else {
+                        branch.unwrap_or_else(|| t("all_branches").to_string()).into_any()
+                    };
                     view! {
                         <tr>
                             <td>{s.name.clone()}{s.archived.then(|| view! { <Badge kind="muted" text=t("archived")/> })}</td>
                             <td>{s.email.clone()}</td>
-                            <td>{role_text(s.role)}</td>
-                            <td>{branch.unwrap_or_else(|| t("all_branches").to_string())}</td>
+                            <td>{role_cell}</td>
+                            <td>{branch_cell}</td>
                             <td class="num">{move || sales().map(|x| number(x.1 as f64)).unwrap_or_else(|| "0".into())}</td>
                             <td class="num">{move || sales2().map(|x| x.0).unwrap_or_else(|| "—".into())}</td>
+                            <td>{editable.then(|| view! {
+                                <button class="btn ghost" on:click=move |_| archive(aid.clone(), aname.clone())>{t("archive")}</button>
+                            })}</td>
                         </tr>
                     }
                 })
@@ -74,7 +147,7 @@ pub(crate) fn Sellers() -> impl IntoView {
             view! {
                 <div class="table-wrap"><table class="table">
                     <thead><tr><th>{t("name")}</th><th>{t("email")}</th><th>{t("role")}</th><th>{t("branch")}</th>
-                    <th class="num">{t("orders_30_days")}</th><th class="num">{t("sales_30_days")}</th></tr></thead>
+                    <th class="num">{t("orders_30_days")}</th><th class="num">{t("sales_30_days")}</th><th><span class="sr-only">{t("actions")}</span></th></tr></thead>
                     <tbody>{rows}</tbody>
                 </table></div>
             }
@@ -90,6 +163,15 @@ fn NewStaff(done: RwSignal<bool>, branches: RwSignal<crate::components::Load<Vec
     let password = RwSignal::new(String::new());
     let role = RwSignal::new("seller".to_string());
     let branch = RwSignal::new(String::new());
+    // Sellers and support belong to one branch: start with the first one chosen.
+    Effect::new(move |_| {
+        let first = branches.with(|b| b.ready().and_then(|b| b.iter().find(|x| !x.archived).map(|x| x.id.clone())));
+        if let Some(first) = first
+            && branch.get_untracked().is_empty()
+        {
+            branch.set(first);
+        }
+    });
     let err = RwSignal::new(None::<ApiError>);
     let submit = move |ev: leptos::ev::SubmitEvent| {
         ev.prevent_default();
