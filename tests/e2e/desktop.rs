@@ -290,23 +290,60 @@ fn the_desktop_app_works_offline_and_syncs_when_the_relay_returns() {
     assert!(app_log().contains("DashOffice desktop ready"), "{}", app_log());
 }
 
-/// The newest `.deb` that installers/package-desktop made (debug or release bundle).
-fn built_deb() -> Option<PathBuf> {
+/// The newest bundle of this kind (`deb`, `appimage`) that installers/package-desktop made
+/// (debug or release).
+fn built(kind: &str, ext: &str) -> Option<PathBuf> {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target");
     ["debug", "release"]
         .iter()
-        .filter_map(|p| std::fs::read_dir(root.join(p).join("bundle/deb")).ok())
+        .filter_map(|p| std::fs::read_dir(root.join(p).join("bundle").join(kind)).ok())
         .flatten()
         .filter_map(Result::ok)
         .map(|e| e.path())
-        .filter(|p| p.extension().is_some_and(|x| x == "deb"))
+        .filter(|p| p.extension().is_some_and(|x| x == ext))
         .max_by_key(|p| p.metadata().and_then(|m| m.modified()).ok())
+}
+
+/// Starts the desktop app `exe` under Xvfb on a fresh data folder and waits for its UI.
+fn starts_and_shows_its_ui(exe: &Path, extra_env: &[(&str, &str)]) {
+    let (_x, display) = xvfb();
+    let data = tempfile::tempdir().unwrap();
+    let log_path = data.path().join("app.log");
+    let log = std::fs::File::create(&log_path).unwrap();
+    let mut cmd = dbus_session();
+    cmd.arg("--")
+        .arg(exe)
+        .current_dir(data.path())
+        .env("DISPLAY", &display)
+        .env("DASHOFFICE_DATA_DIR", data.path().join("app"))
+        .env("DASHOFFICE_OWNER_EMAIL", OWNER_EMAIL)
+        .env("DASHOFFICE_OWNER_PASSWORD", OWNER_PASSWORD)
+        .env("RUST_LOG", "info")
+        .env("NO_AT_BRIDGE", "1")
+        // An AppImage unpacks itself under TMPDIR: into the folder removed after the test.
+        .env("TMPDIR", data.path())
+        .stdout(log.try_clone().unwrap())
+        .stderr(log);
+    for (k, v) in extra_env {
+        cmd.env(k, v);
+    }
+    let _app = spawn_group(&mut cmd).unwrap();
+    let up = wait_for(LONG, || {
+        let l = std::fs::read_to_string(&log_path).unwrap_or_default();
+        l.contains("window interactive").then_some(())
+    });
+    assert!(
+        up.is_some(),
+        "{} never showed its UI:\n{}",
+        exe.display(),
+        std::fs::read_to_string(&log_path).unwrap_or_default()
+    );
 }
 
 #[test]
 fn the_deb_installs_with_dpkg_and_the_installed_app_starts() {
-    let deb =
-        built_deb().expect("no .deb in target/*/bundle/deb: run installers/package-desktop deb (scripts/test does)");
+    let deb = built("deb", "deb")
+        .expect("no .deb in target/*/bundle/deb: run installers/package-desktop deb (scripts/test does)");
     let field = |f: &str| {
         let o = Command::new("dpkg-deb").args(["-f"]).arg(&deb).arg(f).output().unwrap();
         String::from_utf8_lossy(&o.stdout).trim().to_string()
@@ -335,30 +372,15 @@ fn the_deb_installs_with_dpkg_and_the_installed_app_starts() {
     assert!(entry.contains("x-scheme-handler/dashoffice"), "dashoffice:// links not registered: {entry}");
 
     // The installed app starts under Xvfb on a fresh data folder and shows its UI.
-    let (_x, display) = xvfb();
-    let data = tempfile::tempdir().unwrap();
-    let log_path = data.path().join("app.log");
-    let log = std::fs::File::create(&log_path).unwrap();
-    let _app = spawn_group(
-        dbus_session()
-            .args(["--", "/usr/bin/dashoffice-desktop"])
-            .env("DISPLAY", &display)
-            .env("DASHOFFICE_DATA_DIR", data.path().join("app"))
-            .env("DASHOFFICE_OWNER_EMAIL", OWNER_EMAIL)
-            .env("DASHOFFICE_OWNER_PASSWORD", OWNER_PASSWORD)
-            .env("RUST_LOG", "info")
-            .env("NO_AT_BRIDGE", "1")
-            .stdout(log.try_clone().unwrap())
-            .stderr(log),
-    )
-    .unwrap();
-    let up = wait_for(LONG, || {
-        let l = std::fs::read_to_string(&log_path).unwrap_or_default();
-        l.contains("window interactive").then_some(())
-    });
-    assert!(
-        up.is_some(),
-        "the installed app never showed its UI:\n{}",
-        std::fs::read_to_string(&log_path).unwrap_or_default()
+    starts_and_shows_its_ui(Path::new("/usr/bin/dashoffice-desktop"), &[]);
+}
+
+/// The AppImage (GTK and WebKit inside it) starts on this machine. It has no FUSE, so the image
+/// unpacks itself instead of mounting (what users without libfuse2 do too).
+#[test]
+fn the_appimage_starts_and_shows_its_ui() {
+    let image = built("appimage", "AppImage").expect(
+        "no .AppImage in target/*/bundle/appimage: run installers/package-desktop appimage (scripts/test does)",
     );
+    starts_and_shows_its_ui(&image, &[("APPIMAGE_EXTRACT_AND_RUN", "1")]);
 }
