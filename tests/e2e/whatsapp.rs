@@ -149,6 +149,15 @@ fn a_price_question_gets_the_bots_answer_and_a_person_takes_over_on_request() {
     })
     .unwrap_or_else(|| panic!("no handoff; relay log:\n{}", s.relay.log()));
     assert_eq!(t["conversation"]["assignee_id"], s.seller.as_str());
+    // Analytics counts the conversation for today, its branch and the seller it went to.
+    let a = s.owner.get("/api/v1/analytics/summary?days=7").ok(200);
+    let count = |list: &str, key: &str| {
+        a[list].as_array().unwrap().iter().find(|x| x["key"] == key).map(|x| x["count"].as_u64().unwrap())
+    };
+    assert_eq!(a["conversations_by_day"].as_array().unwrap().len(), 7, "{a}");
+    assert_eq!(count("conversations_by_day", a["to"].as_str().unwrap()), Some(1), "{a}");
+    assert_eq!(count("conversations_by_branch", &s.branch), Some(1), "{a}");
+    assert_eq!(count("conversations_by_seller", &s.seller), Some(1), "{a}");
     let m = t["messages"].as_array().unwrap();
     assert_eq!(m.len(), 4, "one question each, one answer each, no duplicate: {m:#?}");
     assert_eq!(m[1]["status"], "read", "a late 'sent' must not undo 'read'");

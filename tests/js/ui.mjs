@@ -179,6 +179,13 @@ await step("switch_to_spanish", async () => {
   await page.goto(base + "/orders/" + orderId);
   await page.locator(".badge", { hasText: "Pagado" }).first().waitFor();
   await text("198.36").waitFor();
+  // The API's (English) field errors read in Spanish, numbers kept.
+  await page.goto(base + "/products/new");
+  await page.fill("#f-sku", "UI-ES-1");
+  await page.fill("#f-name", "x".repeat(10));
+  await page.fill("#f-price", "-3");
+  await page.click("button[type=submit]");
+  await page.locator("#f-price-err", { hasText: "no puede ser negativo" }).waitFor();
   await page.getByRole("button", { name: "English" }).click();
   await page.getByRole("link", { name: "Orders" }).waitFor();
 });

@@ -79,7 +79,7 @@ impl ApiError {
     }
     /// The message for one field, if the API blamed it.
     pub fn field(&self, name: &str) -> Option<String> {
-        self.fields.iter().find(|f| f.field == name).map(|f| f.message.clone())
+        self.fields.iter().find(|f| f.field == name).map(|f| crate::i18n::field_message(&f.rule, &f.message))
     }
 }
 

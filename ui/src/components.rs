@@ -6,10 +6,7 @@ use std::{cell::Cell, future::Future, rc::Rc};
 
 use leptos::{prelude::*, task::spawn_local};
 
-use crate::{
-    api::ApiError,
-    i18n::{t, tf},
-};
+use crate::{api::ApiError, i18n::t};
 
 /// The state of a request.
 #[derive(Debug, Clone, PartialEq)]
@@ -129,7 +126,7 @@ pub fn Empty(#[prop(into)] text: String) -> impl IntoView {
 /// A failed request, in words.
 #[component]
 pub fn ErrorBox(err: ApiError) -> impl IntoView {
-    let msg = if err.status == 0 { tf("error_network", &[&err.message]) } else { err.message.clone() };
+    let msg = crate::i18n::error_text(&err);
     view! { <div class="state error" role="alert">{msg}</div> }
 }
 

@@ -76,6 +76,69 @@ fn table() -> &'static HashMap<&'static str, (&'static str, &'static str)> {
     })
 }
 
+/// The text of a key built at run time (`rule_…`, `code_…`), if the table has it.
+fn lookup(key: &str) -> Option<&'static str> {
+    table().get(key).map(|(en, es)| match lang() {
+        Lang::En => *en,
+        Lang::Es => *es,
+    })
+}
+
+/// The numbers in an API message ("between 1 and 500" → ["1", "500"]).
+fn numbers(message: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut cur = String::new();
+    for c in message.chars().chain(std::iter::once(' ')) {
+        if c.is_ascii_digit() || (c == '.' && !cur.is_empty()) {
+            cur.push(c);
+        } else if !cur.is_empty() {
+            out.push(cur.trim_end_matches('.').to_string());
+            cur.clear();
+        }
+    }
+    out
+}
+
+/// A field error's message in the current language. The API writes English; in Spanish the
+/// rule's sentence (`rule_<rule>` in i18n.tsv) is shown with the API message's numbers, and the
+/// API's own words where the table has no sentence for the rule.
+pub fn field_message(rule: &str, message: &str) -> String {
+    if lang() == Lang::En {
+        return message.to_string();
+    }
+    if rule == "one_of" {
+        // The allowed values are codes (draft, paid, …): kept as the API lists them.
+        return tf("rule_one_of", &[message.trim_start_matches("one of ")]);
+    }
+    let Some(text) = lookup(&format!("rule_{rule}")) else { return message.to_string() };
+    let nums = numbers(message);
+    let need = text.matches("{}").count();
+    if nums.len() < need {
+        // The numbers sit in a closing parenthesis: without them, the sentence alone.
+        return text.split(" (").next().unwrap_or(text).to_string();
+    }
+    let mut out = text.to_string();
+    for n in nums.iter().take(need) {
+        out = out.replacen("{}", n, 1);
+    }
+    out
+}
+
+/// An error's sentence in the current language (see [`field_message`]; errors without a field
+/// by their code, `code_<code>` in i18n.tsv).
+pub fn error_text(e: &crate::api::ApiError) -> String {
+    if e.status == 0 {
+        return tf("error_network", &[&e.message]);
+    }
+    if lang() == Lang::En {
+        return e.message.clone();
+    }
+    if let Some(f) = e.fields.first() {
+        return format!("{}: {}", f.field, field_message(&f.rule, &f.message));
+    }
+    lookup(&format!("code_{}", e.code)).map_or_else(|| e.message.clone(), str::to_string)
+}
+
 /// The current language.
 pub fn lang() -> Lang {
     CURRENT.with(Cell::get)

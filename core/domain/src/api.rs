@@ -765,6 +765,12 @@ pub struct AnalyticsSummary {
     pub conversations_pending: u64,
     /// Conversations started in the period, per branch.
     pub conversations_by_branch: Vec<CountBy>,
+    /// Conversations started in the period, per assigned seller (key "" for unassigned).
+    #[serde(default)]
+    pub conversations_by_seller: Vec<CountBy>,
+    /// Conversations started per day of the period (every day, zeros included).
+    #[serde(default)]
+    pub conversations_by_day: Vec<CountBy>,
     /// Products at or below the low-stock threshold (at most 20, lowest first).
     pub low_stock: Vec<LowStock>,
 }

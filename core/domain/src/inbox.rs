@@ -144,7 +144,7 @@ pub struct ConversationView {
     pub window_open: bool,
     /// WhatsApp refused free text (131047): only a template can re-open the conversation.
     pub needs_template: bool,
-    /// Unix ms.
+    /// When it started: its first message (Unix ms).
     pub created_at: i64,
     /// Unix ms.
     pub updated_at: i64,

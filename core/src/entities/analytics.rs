@@ -134,22 +134,45 @@ pub fn summary(conn: &Connection, caller: &Caller, q: &SummaryQuery) -> Result<A
         params![caller.shop_id, branch],
         |r| Ok((r.get(0)?, r.get(1)?)),
     )?;
-    let mut conv_by_branch = Vec::new();
+    // Conversations started in the period: per branch, per assigned seller, per day. A
+    // conversation starts with its first message (its record is created the same on every replica,
+    // without a time of its own).
+    let (mut c_branch, mut c_seller, mut c_day) =
+        (BTreeMap::<String, u64>::new(), BTreeMap::<String, u64>::new(), BTreeMap::<String, u64>::new());
     {
         let mut st = conn.prepare(
-            "SELECT branch_id, count(*) FROM conversations WHERE shop_id = ?1 AND created_at >= ?2
-             AND (?3 IS NULL OR branch_id = ?3) GROUP BY branch_id ORDER BY count(*) DESC",
+            "SELECT branch_id, assignee, started FROM (
+                SELECT c.branch_id, coalesce(c.assignee_id, '') AS assignee,
+                    coalesce((SELECT min(m.at) FROM messages m WHERE m.conversation_id = c.id), c.created_at) AS started
+                FROM conversations c WHERE c.shop_id = ?1 AND (?3 IS NULL OR c.branch_id = ?3))
+             WHERE started >= ?2",
         )?;
-        let rows = st.query_map(params![caller.shop_id, start_ms, branch], |r| {
-            Ok((r.get::<_, String>(0)?, r.get::<_, u64>(1)?))
-        })?;
-        for row in rows {
-            let (k, n) = row?;
-            conv_by_branch.push(CountBy {
-                label: branches.get(&k).cloned().unwrap_or_else(|| k.clone()),
-                key: k,
-                count: n,
-            });
+        let mut rows = st.query(params![caller.shop_id, start_ms, branch])?;
+        while let Some(r) = rows.next()? {
+            let (b, s, at): (String, String, i64) = (r.get(0)?, r.get(1)?, r.get(2)?);
+            *c_branch.entry(b).or_default() += 1;
+            *c_seller.entry(s).or_default() += 1;
+            *c_day.entry(day_of(at)).or_default() += 1;
+        }
+    }
+    let counted = |m: BTreeMap<String, u64>, names: &BTreeMap<String, String>| {
+        let mut v: Vec<CountBy> = m
+            .into_iter()
+            .map(|(k, n)| CountBy { label: names.get(&k).cloned().unwrap_or_else(|| k.clone()), key: k, count: n })
+            .collect();
+        v.sort_by(|x, y| y.count.cmp(&x.count).then_with(|| x.label.cmp(&y.label)));
+        v
+    };
+    let conv_by_branch = counted(c_branch, &branches);
+    let conv_by_seller = counted(c_seller, &staff);
+    let mut conv_by_day = Vec::new();
+    let mut d = first;
+    while d <= today {
+        let k = d.to_string();
+        conv_by_day.push(CountBy { label: k.clone(), count: c_day.get(&k).copied().unwrap_or(0), key: k });
+        match d.tomorrow() {
+            Ok(n) => d = n,
+            Err(_) => break,
         }
     }
     let mut low = Vec::new();
@@ -195,6 +218,8 @@ pub fn summary(conn: &Connection, caller: &Caller, q: &SummaryQuery) -> Result<A
         conversations_open: open,
         conversations_pending: pending,
         conversations_by_branch: conv_by_branch,
+        conversations_by_seller: conv_by_seller,
+        conversations_by_day: conv_by_day,
         low_stock: low,
     })
 }

@@ -800,7 +800,8 @@ pub(crate) fn project_item(conn: &Connection, doc_id: &DocId, d: &automerge::Aut
 // ---------- reads ----------
 
 const CONV_COLS: &str = "t.id, t.branch_id, t.customer_id, t.customer_name, t.wa_id, t.phone_number_id, t.state,
-    t.assignee_id, t.labels, t.needs_template, t.created_at, t.updated_at,
+    t.assignee_id, t.labels, t.needs_template,
+    coalesce((SELECT min(m.at) FROM messages m WHERE m.conversation_id = t.id), t.created_at), t.updated_at,
     (SELECT count(*) FROM messages m WHERE m.conversation_id = t.id AND m.direction = 'in' AND m.at > t.read_at),
     (SELECT max(m.at) FROM messages m WHERE m.conversation_id = t.id AND m.direction = 'in'),
     coalesce((SELECT max(m.at) FROM messages m WHERE m.conversation_id = t.id AND m.direction <> 'note'), t.created_at),

@@ -1,6 +1,6 @@
 //! Sales and conversations by branch, seller and period.
 
-use dashoffice_domain::api::{AmountBy, AnalyticsSummary, BranchView};
+use dashoffice_domain::api::{AmountBy, AnalyticsSummary, BranchView, CountBy};
 use leptos::prelude::*;
 
 use super::PageHead;
@@ -16,6 +16,22 @@ fn bars(list: &[AmountBy], cur: &str, by_day: bool) -> Vec<(String, f64, String)
         .map(|a| {
             let label = if by_day { day(&a.key) } else { a.label.clone() };
             (label, a.amount.parse().unwrap_or(0.0), format!("{} · {}", money(&a.amount, cur), number(a.count as f64)))
+        })
+        .collect()
+}
+
+/// Bars of counted conversations; `by_day` labels them by date, "" is "unassigned".
+fn counts(list: &[CountBy], by_day: bool) -> Vec<(String, f64, String)> {
+    list.iter()
+        .map(|c| {
+            let label = if by_day {
+                day(&c.key)
+            } else if c.key.is_empty() {
+                t("unassigned").to_string()
+            } else {
+                c.label.clone()
+            };
+            (label, c.count as f64, number(c.count as f64))
         })
         .collect()
 }
@@ -48,7 +64,9 @@ pub(crate) fn Analytics() -> impl IntoView {
         </div>
         {show(data, |s: AnalyticsSummary| {
             let cur = s.currency.clone();
-            let conv = s.conversations_by_branch.iter().map(|c| (c.label.clone(), c.count as f64, number(c.count as f64))).collect::<Vec<_>>();
+            let conv = counts(&s.conversations_by_branch, false);
+            let conv_seller = counts(&s.conversations_by_seller, false);
+            let conv_day = counts(&s.conversations_by_day, true);
             view! {
                 <div class="grid stats">
                     <Stat label=t("sales") value=money(&s.sales_total, &cur)/>
@@ -61,7 +79,11 @@ pub(crate) fn Analytics() -> impl IntoView {
                     <section class="card">{if s.sales_by_branch.is_empty() { view! { <h2>{t("sales_by_branch")}</h2><Empty text=t("no_sales")/> }.into_any() } else { view! { <BarChart title=t("sales_by_branch") bars=bars(&s.sales_by_branch, &cur, false)/> }.into_any() }}</section>
                     <section class="card">{if s.sales_by_seller.is_empty() { view! { <h2>{t("sales_by_seller")}</h2><Empty text=t("no_sales")/> }.into_any() } else { view! { <BarChart title=t("sales_by_seller") bars=bars(&s.sales_by_seller, &cur, false)/> }.into_any() }}</section>
                 </div>
-                <section class="card">{if conv.is_empty() { view! { <h2>{t("conversations_by_branch")}</h2><Empty text=t("no_conversations")/> }.into_any() } else { view! { <BarChart title=t("conversations_by_branch") bars=conv/> }.into_any() }}</section>
+                <section class="card"><BarChart title=t("conversations_by_day") bars=conv_day/></section>
+                <div class="grid two">
+                    <section class="card">{if conv.is_empty() { view! { <h2>{t("conversations_by_branch")}</h2><Empty text=t("no_conversations")/> }.into_any() } else { view! { <BarChart title=t("conversations_by_branch") bars=conv/> }.into_any() }}</section>
+                    <section class="card">{if conv_seller.is_empty() { view! { <h2>{t("conversations_by_seller")}</h2><Empty text=t("no_conversations")/> }.into_any() } else { view! { <BarChart title=t("conversations_by_seller") bars=conv_seller/> }.into_any() }}</section>
+                </div>
             }
         })}
     }

@@ -127,13 +127,21 @@ pub(crate) fn CustomerDetail() -> impl IntoView {
     let tags = RwSignal::new(String::new());
     let notes = RwSignal::new(String::new());
     let err = RwSignal::new(None::<ApiError>);
+    // The form follows the record as it changes elsewhere, but never throws away what is being
+    // typed: it is refilled only when it still shows what was last filled in (or another customer
+    // was opened).
+    let filled = StoredValue::new(None::<(String, [String; 5])>);
     Effect::new(move |_| {
         if let Load::Ready(c) = data.get() {
-            name.set(c.name);
-            phone.set(c.phone.unwrap_or_default());
-            email.set(c.email.unwrap_or_default());
-            tags.set(c.tags.join(", "));
-            notes.set(c.notes);
+            let fresh = [c.name, c.phone.unwrap_or_default(), c.email.unwrap_or_default(), c.tags.join(", "), c.notes];
+            let typed = [name, phone, email, tags, notes].map(|s| s.get_untracked());
+            let untouched = filled.get_value().is_none_or(|(id, f)| id != c.id || f == typed);
+            if untouched {
+                for (s, v) in [name, phone, email, tags, notes].into_iter().zip(fresh.clone()) {
+                    s.set(v);
+                }
+            }
+            filled.set_value(Some((c.id, fresh)));
         }
     });
     let save = move |ev: leptos::ev::SubmitEvent| {
@@ -151,6 +159,8 @@ pub(crate) fn CustomerDetail() -> impl IntoView {
         spawn_local(async move {
             match api::patch::<_, CustomerView>(&path, &body).await {
                 Ok(c) => {
+                    // Saved: show the record as stored (a phone number normalised, …).
+                    filled.set_value(None);
                     data.set(Load::Ready(c));
                     app().say(t("saved"));
                 }

@@ -45,7 +45,7 @@ pub(crate) fn Dashboard() -> impl IntoView {
                     .map(|l| {
                         let href = format!("/products/{}", l.product_id);
                         let name = l.name.clone();
-                        view! { <tr><td><A href=href>{name}</A></td><td>{l.sku.clone()}</td><td class="num">{l.on_hand}</td></tr> }
+                        view! { <tr><td><A href=href>{name}</A></td><td>{l.sku.clone()}</td><td class="num">{number(l.on_hand as f64)}</td></tr> }
                     })
                     .collect_view();
                 view! {

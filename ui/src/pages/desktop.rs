@@ -130,7 +130,7 @@ pub(crate) fn DesktopPanel(info: DesktopInfo) -> impl IntoView {
             let body = serde_json::json!({ "start_at_login": on });
             match api::send("PUT", "/api/v1/desktop/settings", Some(body.to_string()), "application/json").await {
                 Ok(_) => autostart.set(on),
-                Err(e) => app().say(e.message),
+                Err(e) => app().say(crate::i18n::error_text(&e)),
             }
         });
     };

@@ -14,7 +14,7 @@ use super::{PageHead, param_id};
 use crate::{
     api::{self, ApiError, enc},
     components::{Badge, Empty, ErrorBox, FormError, MoreButton, loader, pages, show, status_text},
-    i18n::{datetime, money, t, tf, when},
+    i18n::{datetime, money, number, t, tf, when},
     state::{app, watch},
 };
 
@@ -125,7 +125,7 @@ pub(crate) fn OrderDetail() -> impl IntoView {
                 .lines
                 .iter()
                 .map(|l| view! {
-                    <tr><td>{l.name.clone()}<div class="muted">{l.sku.clone()}</div></td><td class="num">{l.quantity}</td>
+                    <tr><td>{l.name.clone()}<div class="muted">{l.sku.clone()}</div></td><td class="num">{number(l.quantity as f64)}</td>
                     <td class="num">{money(&l.unit_price, &o.currency)}</td><td class="num">{money(&l.total, &o.currency)}</td></tr>
                 })
                 .collect_view();

@@ -14,7 +14,7 @@ use super::{PageHead, param_id, split_tags};
 use crate::{
     api::{self, ApiError, enc},
     components::{Badge, Empty, ErrorBox, Field, FormError, Load, MoreButton, loader, pages, show},
-    i18n::{money, t, tf},
+    i18n::{money, number, t, tf},
     state::{app, watch},
 };
 
@@ -46,7 +46,7 @@ pub(crate) fn Products() -> impl IntoView {
         spawn_local(async move {
             match api::text("/api/v1/products/export").await {
                 Ok(csv) => api::download("products.csv", &csv, "text/csv"),
-                Err(e) => app().say(e.message),
+                Err(e) => app().say(crate::i18n::error_text(&e)),
             }
         })
     };
@@ -306,8 +306,8 @@ fn StockPanel(id: String) -> impl IntoView {
                     .iter()
                     .map(|x| view! {
                         <tr class:oversold=x.oversold>
-                            <td>{branch_name(&x.branch_id)}</td><td class="num">{x.on_hand}</td>
-                            <td class="num">{x.adjusted}</td><td class="num">{x.committed}</td>
+                            <td>{branch_name(&x.branch_id)}</td><td class="num">{number(x.on_hand as f64)}</td>
+                            <td class="num">{number(x.adjusted as f64)}</td><td class="num">{number(x.committed as f64)}</td>
                         </tr>
                     })
                     .collect_view();

@@ -50,7 +50,7 @@ fn SyncPanel() -> impl IntoView {
                 Some(s) => {
                     let peers = s.peers.iter().map(|p| view! {
                         <tr><td>{p.peer.clone()}</td><td>{if p.connected { t("connected") } else { t("disconnected") }}</td>
-                        <td class="num">{format!("{:.1} s", p.lag_ms as f64 / 1000.0)}</td><td class="num">{p.in_flight}</td></tr>
+                        <td class="num">{format!("{} s", number((p.lag_ms as f64 / 100.0).round() / 10.0))}</td><td class="num">{p.in_flight}</td></tr>
                     }).collect_view();
                     view! {
                         <dl class="facts">
@@ -82,12 +82,18 @@ fn ShopPanel() -> impl IntoView {
     let timezone = RwSignal::new(String::new());
     let region = RwSignal::new(String::new());
     let err = RwSignal::new(None::<ApiError>);
+    // Refilled when the shop changes elsewhere, unless it is being edited here.
+    let filled = StoredValue::new(None::<[String; 4]>);
     Effect::new(move |_| {
         if let Load::Ready(s) = shop.get() {
-            name.set(s.name);
-            currency.set(s.currency);
-            timezone.set(s.timezone);
-            region.set(s.phone_region);
+            let fresh = [s.name, s.currency, s.timezone, s.phone_region];
+            let typed = [name, currency, timezone, region].map(|x| x.get_untracked());
+            if filled.get_value().is_none_or(|f| f == typed) {
+                for (x, v) in [name, currency, timezone, region].into_iter().zip(fresh.clone()) {
+                    x.set(v);
+                }
+            }
+            filled.set_value(Some(fresh));
         }
     });
     let save = move |ev: leptos::ev::SubmitEvent| {
@@ -101,7 +107,12 @@ fn ShopPanel() -> impl IntoView {
         };
         spawn_local(async move {
             match api::patch::<_, ShopView>("/api/v1/shop", &body).await {
-                Ok(_) => app().say(t("saved")),
+                Ok(s) => {
+                    // Saved: show the shop as stored.
+                    filled.set_value(None);
+                    shop.set(Load::Ready(s));
+                    app().say(t("saved"));
+                }
                 Err(e) => err.set(Some(e)),
             }
         });
