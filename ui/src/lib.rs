@@ -138,6 +138,12 @@ fn settings_module(_page: u32) -> AnyView {
     pages::settings::Settings().into_any()
 }
 
+/// Whether someone is logged in: every lazy page sits in the frame that requires it, so without
+/// a session its module is not fetched at all (the frame sends the visitor to /login).
+fn logged_in() -> bool {
+    state::app().user.with_untracked(Option::is_some)
+}
+
 /// A route whose page is `$page` of the module `$module` (its preloader is `$preload`, made by
 /// `#[lazy]`).
 macro_rules! lazy_routes {
@@ -148,10 +154,15 @@ macro_rules! lazy_routes {
                 $route
             }
             async fn view(_this: Self) -> AnyView {
+                if !logged_in() {
+                    return ().into_any();
+                }
                 $module($page).await
             }
             async fn preload() {
-                $preload().await
+                if logged_in() {
+                    $preload().await
+                }
             }
         }
     )*};
