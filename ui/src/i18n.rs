@@ -4,6 +4,7 @@
 
 use std::{cell::Cell, collections::HashMap, sync::OnceLock};
 
+use leptos::prelude::Set;
 use wasm_bindgen::JsValue;
 
 /// A UI language.
@@ -18,16 +19,28 @@ pub enum Lang {
 impl Lang {
     /// The saved choice, else the browser's language (Spanish for any `es-*`), else English.
     pub fn detect() -> Self {
-        let saved = crate::state::load_pref("dashoffice.lang");
-        let browser = web_sys::window().and_then(|w| w.navigator().language());
-        let l = match saved.or(browser).as_deref().map(|s| s.to_ascii_lowercase()) {
-            Some(s) if s.starts_with("es") => Lang::Es,
-            _ => Lang::En,
+        let l = match crate::state::load_pref("dashoffice.lang").as_deref() {
+            Some("es") => Lang::Es,
+            Some("en") => Lang::En,
+            _ => Lang::of_browser(),
         };
         CURRENT.with(|c| c.set(l));
         l
     }
     /// `en` or `es`.
+    /// The language the browser asks for (Spanish for any "es-…", else English).
+    pub fn of_browser() -> Self {
+        match web_sys::window().and_then(|w| w.navigator().language()) {
+            Some(s) if s.to_ascii_lowercase().starts_with("es") => Lang::Es,
+            _ => Lang::En,
+        }
+    }
+    /// Switches to `lang` as the user's own choice (kept on this device), or back to the
+    /// browser's language with `None`.
+    pub fn choose(st: crate::state::AppState, lang: Option<Lang>) {
+        crate::state::save_pref("dashoffice.lang", lang.map(Lang::code));
+        st.lang.set(lang.unwrap_or_else(Lang::of_browser));
+    }
     pub fn code(self) -> &'static str {
         match self {
             Lang::En => "en",
@@ -49,7 +62,6 @@ impl Lang {
     /// Makes this the language of [`t`] and remembers it.
     pub fn activate(self) {
         CURRENT.with(|c| c.set(self));
-        crate::state::save_pref("dashoffice.lang", Some(self.code()));
         if let Some(d) = web_sys::window().and_then(|w| w.document()).and_then(|d| d.document_element()) {
             let _ = d.set_attribute("lang", self.code());
         }

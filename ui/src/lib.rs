@@ -245,7 +245,8 @@ fn Shell() -> impl IntoView {
         view! { <A href="/settings" attr:class=format!("badge badge-{kind} sync-badge")>{text}</A> }
     };
     let other = move || if st.lang.get() == Lang::Es { "English" } else { "Español" };
-    let switch_lang = move |_| st.lang.update(|l| *l = if *l == Lang::Es { Lang::En } else { Lang::Es });
+    let switch_lang =
+        move |_| Lang::choose(st, Some(if st.lang.get_untracked() == Lang::Es { Lang::En } else { Lang::Es }));
     let toggle_theme = move |_| {
         st.dark.update(|d| *d = !*d);
         state::save_pref("dashoffice.theme", Some(if st.dark.get_untracked() { "dark" } else { "light" }));

@@ -38,7 +38,8 @@ pub(crate) fn Login() -> impl IntoView {
             busy.set(false);
         });
     };
-    let switch_lang = move |_| st.lang.update(|l| *l = if *l == Lang::Es { Lang::En } else { Lang::Es });
+    let switch_lang =
+        move |_| Lang::choose(st, Some(if st.lang.get_untracked() == Lang::Es { Lang::En } else { Lang::Es }));
     let desktop = super::desktop::desktop_info();
     let set_up = RwSignal::new(false);
     let needs_setup =

@@ -13,7 +13,7 @@ use super::PageHead;
 use crate::{
     api::{self, ApiError, enc},
     components::{Badge, Field, FormError, Load, loader, rows_or_empty, show},
-    i18n::{datetime, number, t},
+    i18n::{Lang, datetime, number, t},
     state::{app, watch},
 };
 
@@ -24,6 +24,7 @@ pub(crate) fn Settings() -> impl IntoView {
         <PageHead title=t("nav_settings")/>
         {move || desktop.with(|d| d.ready().cloned().flatten()).map(|info| view! { <super::desktop::DesktopPanel info=info/> })}
         <SyncPanel/>
+        <LanguagePanel/>
         <ShopPanel/>
         <BranchesPanel/>
         <section class="card"><h2>{t("staff")}</h2><p>{t("staff_settings_help")}" "<A href="/sellers">{t("nav_sellers")}</A></p></section>
@@ -67,6 +68,36 @@ fn SyncPanel() -> impl IntoView {
                     .into_any()
                 }
             }}
+        </section>
+    }
+}
+
+/// This device's language: the browser's, or one chosen here (also switched in the top bar).
+#[component]
+fn LanguagePanel() -> impl IntoView {
+    let st = app();
+    let current = crate::state::load_pref("dashoffice.lang").unwrap_or_default();
+    let change = move |ev: leptos::ev::Event| {
+        let v = event_target_value(&ev);
+        Lang::choose(
+            st,
+            match v.as_str() {
+                "es" => Some(Lang::Es),
+                "en" => Some(Lang::En),
+                _ => None,
+            },
+        );
+    };
+    view! {
+        <section class="card">
+            <h2>{t("language")}</h2>
+            <label class="field inline" for="f-language"><span>{t("language")}</span>
+                <select id="f-language" on:change=change>
+                    <option value="" selected=current.is_empty()>{t("language_browser")}</option>
+                    <option value="es" selected=current == "es">"Español"</option>
+                    <option value="en" selected=current == "en">"English"</option>
+                </select>
+            </label>
         </section>
     }
 }
