@@ -59,11 +59,6 @@ struct PutNumber {
     display_number: String,
 }
 
-/// The shop and its branches, which both panels need.
-fn shop_and_branches() -> (RwSignal<Load<ShopView>>, RwSignal<Load<Vec<BranchView>>>) {
-    (loader(|| api::get::<ShopView>("/api/v1/shop")), loader(|| api::get::<Vec<BranchView>>("/api/v1/branches")))
-}
-
 /// The branch's code and name; `none` names what no branch means here.
 fn branch_name(branches: RwSignal<Load<Vec<BranchView>>>, id: &Option<String>, none: &'static str) -> String {
     match id {
@@ -124,8 +119,7 @@ fn on_relay_only<T: Clone + Send + Sync + 'static, V: IntoView + 'static>(
 
 /// The shop's devices and new enrolment codes.
 #[component]
-pub(crate) fn DevicesPanel() -> impl IntoView {
-    let (shop, branches) = shop_and_branches();
+pub(crate) fn DevicesPanel(shop: RwSignal<Load<ShopView>>, branches: RwSignal<Load<Vec<BranchView>>>) -> impl IntoView {
     let reload = RwSignal::new(0u32);
     let devices = loader(move || {
         reload.get();
@@ -214,8 +208,7 @@ pub(crate) fn DevicesPanel() -> impl IntoView {
 
 /// The shop's WhatsApp numbers: connect (with the Graph API token) and disconnect.
 #[component]
-pub(crate) fn NumbersPanel() -> impl IntoView {
-    let (shop, branches) = shop_and_branches();
+pub(crate) fn NumbersPanel(shop: RwSignal<Load<ShopView>>, branches: RwSignal<Load<Vec<BranchView>>>) -> impl IntoView {
     let reload = RwSignal::new(0u32);
     let numbers = loader(move || {
         reload.get();

@@ -20,17 +20,26 @@ use crate::{
 #[component]
 pub(crate) fn Settings() -> impl IntoView {
     let desktop = super::desktop::desktop_info();
+    // The shop and its branches, read once for every panel that shows or picks them.
+    let shop = loader(|| {
+        watch(&["org"]);
+        api::get::<ShopView>("/api/v1/shop")
+    });
+    let branches = loader(|| {
+        watch(&["org"]);
+        api::get::<Vec<BranchView>>("/api/v1/branches")
+    });
     view! {
         <PageHead title=t("nav_settings")/>
         {move || desktop.with(|d| d.ready().cloned().flatten()).map(|info| view! { <super::desktop::DesktopPanel info=info/> })}
         <SyncPanel/>
         <LanguagePanel/>
-        <ShopPanel/>
-        <BranchesPanel/>
+        <ShopPanel shop=shop/>
+        <BranchesPanel branches=branches/>
         <section class="card"><h2>{t("staff")}</h2><p>{t("staff_settings_help")}" "<A href="/sellers">{t("nav_sellers")}</A></p></section>
-        <super::relay::DevicesPanel/>
+        <super::relay::DevicesPanel shop=shop branches=branches/>
         <WhatsAppPanel/>
-        <super::relay::NumbersPanel/>
+        <super::relay::NumbersPanel shop=shop branches=branches/>
     }
 }
 
@@ -103,11 +112,7 @@ fn LanguagePanel() -> impl IntoView {
 }
 
 #[component]
-fn ShopPanel() -> impl IntoView {
-    let shop = loader(|| {
-        watch(&["org"]);
-        api::get::<ShopView>("/api/v1/shop")
-    });
+fn ShopPanel(shop: RwSignal<Load<ShopView>>) -> impl IntoView {
     let name = RwSignal::new(String::new());
     let currency = RwSignal::new(String::new());
     let timezone = RwSignal::new(String::new());
@@ -164,11 +169,7 @@ fn ShopPanel() -> impl IntoView {
 }
 
 #[component]
-fn BranchesPanel() -> impl IntoView {
-    let branches = loader(|| {
-        watch(&["org"]);
-        api::get::<Vec<BranchView>>("/api/v1/branches")
-    });
+fn BranchesPanel(branches: RwSignal<Load<Vec<BranchView>>>) -> impl IntoView {
     let code = RwSignal::new(String::new());
     let name = RwSignal::new(String::new());
     let err = RwSignal::new(None::<ApiError>);
