@@ -99,14 +99,12 @@ fn data_dir(app: &AppHandle) -> anyhow::Result<PathBuf> {
     }
 }
 
-fn start(app: &mut tauri::App, rt: &tokio::runtime::Runtime, started: Instant) -> anyhow::Result<()> {
-    let handle = app.handle().clone();
-    let dir = data_dir(&handle)?;
-    let lock = lock_data_dir(&dir)?;
+/// Opens the replica and makes the shop on an unattended first run.
+fn open_replica(dir: &Path) -> anyhow::Result<(Replica, Settings)> {
     // Two readers: one person's UI, not a branch full of tablets.
-    let replica = Replica::open(&dir, OpenOptions { readers: 2, ..Default::default() })
+    let replica = Replica::open(dir, OpenOptions { readers: 2, ..Default::default() })
         .with_context(|| format!("opening {}", dir.display()))?;
-    let settings = Settings::load(&dir)?;
+    let settings = Settings::load(dir)?;
     // Unattended first run without a relay: a shop of its own (owner from the environment).
     if replica.shop_id()?.is_none()
         && settings.relay.is_none()
@@ -124,46 +122,26 @@ fn start(app: &mut tauri::App, rt: &tokio::runtime::Runtime, started: Instant) -
             owner_password: password.clone(),
         })?;
     }
+    Ok((replica, settings))
+}
 
-    let status = MenuItem::with_id(app, "status", "DashOffice", false, None::<&str>)?;
-    let open = MenuItem::with_id(app, "open", "Abrir DashOffice / Open", true, None::<&str>)?;
-    let quit = MenuItem::with_id(app, "quit", "Salir / Quit", true, None::<&str>)?;
-    let menu = Menu::with_items(app, &[&status, &open, &quit])?;
-    let mut tray = TrayIconBuilder::with_id("main").menu(&menu).tooltip("DashOffice").on_menu_event(|app, ev| match ev
-        .id
-        .as_ref()
-    {
-        "open" => show_main(app, None),
-        "quit" => app.exit(0),
-        _ => {}
+fn start(app: &mut tauri::App, rt: &tokio::runtime::Runtime, started: Instant) -> anyhow::Result<()> {
+    tracing::debug!(ms = started.elapsed().as_millis() as u64, "setting up");
+    let handle = app.handle().clone();
+    let dir = data_dir(&handle)?;
+    let lock = lock_data_dir(&dir)?;
+    // The replica loads on another thread while the window and the tray are made.
+    let opening = rt.spawn_blocking({
+        let dir = dir.clone();
+        move || open_replica(&dir)
     });
-    if let Some(icon) = app.default_window_icon() {
-        tray = tray.icon(icon.clone());
-    }
-    let tray = tray.build(app)?;
-    let shell = Arc::new(TauriShell { app: handle.clone(), status, tray });
 
-    let backend = Backend::new(replica.clone(), dir.clone(), settings, shell, rt.handle().clone());
-    if let Err(e) = backend.start_saved_sync() {
-        tracing::warn!("sync not started: {e:#}");
-    }
-    let mut api = AppState::new(replica.clone(), dashoffice_api::metrics_handle());
-    api.sync_status = backend.sync_status_fn();
+    // The port is open (the kernel queues the window's first requests) before the replica is:
+    // WebKit starts its processes while the replica loads on another thread.
     let secret = Arc::new(server::new_secret());
     let listener = std::net::TcpListener::bind("127.0.0.1:0").context("opening the loopback port")?;
     listener.set_nonblocking(true)?;
     let base = format!("http://{}", listener.local_addr()?);
-    let router = server::router(api, backend.clone(), secret.clone());
-    rt.spawn(async move {
-        match tokio::net::TcpListener::from_std(listener) {
-            Ok(l) => {
-                if let Err(e) = axum::serve(l, router).await {
-                    tracing::error!("loopback server stopped: {e}");
-                }
-            }
-            Err(e) => tracing::error!("loopback server: {e}"),
-        }
-    });
     let first = deep_link(&std::env::args().collect::<Vec<_>>()).unwrap_or_else(|| "/".into());
     let url = format!("{base}/__launch?key={secret}&to={}", first.replace('/', "%2F"));
     app.manage(Launch { base });
@@ -198,11 +176,64 @@ fn start(app: &mut tauri::App, rt: &tokio::runtime::Runtime, started: Instant) -
             let _ = w.hide();
         }
     });
-    backend.watch();
-    app.manage(backend);
+    let status = MenuItem::with_id(app, "status", "DashOffice", false, None::<&str>)?;
+    let open = MenuItem::with_id(app, "open", "Abrir DashOffice / Open", true, None::<&str>)?;
+    let quit = MenuItem::with_id(app, "quit", "Salir / Quit", true, None::<&str>)?;
+    let menu = Menu::with_items(app, &[&status, &open, &quit])?;
+    let mut tray = TrayIconBuilder::with_id("main").menu(&menu).tooltip("DashOffice").on_menu_event(|app, ev| match ev
+        .id
+        .as_ref()
+    {
+        "open" => show_main(app, None),
+        "quit" => app.exit(0),
+        _ => {}
+    });
+    if let Some(icon) = app.default_window_icon() {
+        tray = tray.icon(icon.clone());
+    }
+    // After the window: building the tray loads the indicator library (tens of ms), while
+    // WebKit's processes start on the other core.
+    let tray = tray.build(app)?;
+    let shell = Arc::new(TauriShell { app: handle.clone(), status, tray });
+
     // The data folder stays locked while the app runs.
     app.manage(std::sync::Mutex::new(Some(lock)));
-    tracing::info!(data_dir = %dir.display(), "DashOffice desktop ready");
+    tracing::debug!(ms = started.elapsed().as_millis() as u64, "window made");
+
+    let rt_handle = rt.handle().clone();
+    rt.spawn_blocking(move || {
+        let opened = rt_handle.block_on(opening).map_err(anyhow::Error::from).and_then(|r| r);
+        let router = match opened {
+            Ok((replica, settings)) => {
+                let backend = Backend::new(replica.clone(), dir.clone(), settings, shell, rt_handle.clone());
+                if let Err(e) = backend.start_saved_sync() {
+                    tracing::warn!("sync not started: {e:#}");
+                }
+                let mut api = AppState::new(replica, dashoffice_api::metrics_handle());
+                api.sync_status = backend.sync_status_fn();
+                let router = server::router(api, backend.clone(), secret.clone());
+                backend.watch();
+                handle.manage(backend);
+                tracing::info!(data_dir = %dir.display(), "DashOffice desktop ready");
+                router
+            }
+            Err(e) => {
+                // The window says what is wrong instead of the app vanishing.
+                tracing::error!("cannot open the data folder: {e:#}");
+                server::failed(&format!("{e:#}"), secret)
+            }
+        };
+        rt_handle.spawn(async move {
+            match tokio::net::TcpListener::from_std(listener) {
+                Ok(l) => {
+                    if let Err(e) = axum::serve(l, router).await {
+                        tracing::error!("loopback server stopped: {e}");
+                    }
+                }
+                Err(e) => tracing::error!("loopback server: {e}"),
+            }
+        });
+    });
     Ok(())
 }
 

@@ -38,6 +38,9 @@ fn cookie_secret(req: &Request) -> Option<String> {
 }
 
 async fn guard(State(secret): State<Arc<String>>, req: Request, next: Next) -> Response {
+    if let Some(t) = STARTED.get() {
+        tracing::debug!(ms = t.elapsed().as_millis() as u64, path = req.uri().path(), "request");
+    }
     if req.uri().path() == "/__launch" {
         let key = req.uri().query().unwrap_or("").split('&').find_map(|p| p.strip_prefix("key=")).unwrap_or("");
         if !same(key, &secret) {
@@ -88,6 +91,38 @@ pub(crate) fn router(api: AppState, backend: Arc<Backend>, secret: Arc<String>) 
         .layer(Extension(backend))
         .with_state(api.clone());
     desktop.merge(dashoffice_api::app(api)).layer(axum::middleware::from_fn_with_state(secret, guard))
+}
+
+/// What the window shows when the data folder cannot be opened (damaged or unreadable): the
+/// reason, on every path, as a page and as the API's JSON error.
+pub(crate) fn failed(reason: &str, secret: Arc<String>) -> Router {
+    let reason = reason.to_string();
+    Router::new()
+        .fallback(move |req: Request| {
+            let reason = reason.clone();
+            async move {
+                let error = ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "data_folder_unavailable",
+                    format!("DashOffice cannot open its data folder: {reason}"),
+                );
+                if req.uri().path().starts_with("/api/") {
+                    return error.into_response();
+                }
+                let text = |s: &str| s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;");
+                let page = format!(
+                    "<!doctype html><html lang=\"es\"><meta charset=\"utf-8\"><title>DashOffice</title>\
+                 <body style=\"font-family:sans-serif;margin:3rem;max-width:40rem\">\
+                 <h1>DashOffice no puede abrir sus datos / cannot open its data</h1><p>{}</p>\
+                 <p>Cierre la aplicación y revise la carpeta de datos, o pida ayuda al soporte. / \
+                 Quit the app and check the data folder, or ask support.</p></body></html>",
+                    text(&reason)
+                );
+                (StatusCode::SERVICE_UNAVAILABLE, [(header::CONTENT_TYPE, "text/html; charset=utf-8")], page)
+                    .into_response()
+            }
+        })
+        .layer(axum::middleware::from_fn_with_state(secret, guard))
 }
 
 /// `GET /api/v1/desktop`.
@@ -222,4 +257,45 @@ async fn set_settings(
 
 async fn notifications(Extension(b): Extension<Arc<Backend>>, Auth(_c): Auth) -> Json<Vec<crate::backend::Shown>> {
     Json(b.shown())
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use axum::body::{Body, to_bytes};
+    use tower::ServiceExt;
+
+    use super::*;
+
+    async fn call(r: &Router, uri: &str, cookie: Option<&str>) -> (StatusCode, String, String) {
+        let mut req = axum::http::Request::get(uri);
+        if let Some(c) = cookie {
+            req = req.header(header::COOKIE, c);
+        }
+        let res = r.clone().oneshot(req.body(Body::empty()).unwrap()).await.unwrap();
+        let status = res.status();
+        let set_cookie =
+            res.headers().get(header::SET_COOKIE).map(|v| v.to_str().unwrap().to_string()).unwrap_or_default();
+        let body = String::from_utf8(to_bytes(res.into_body(), 1 << 20).await.unwrap().to_vec()).unwrap();
+        (status, set_cookie, body)
+    }
+
+    /// A data folder that cannot be opened: the window shows why; the API says it in JSON; other
+    /// programs still get nothing without the launch secret.
+    #[tokio::test]
+    async fn a_data_folder_that_cannot_open_is_explained_in_the_window() {
+        let secret = Arc::new("s3cret".to_string());
+        let r = failed("opening /data: file is not a database <b>", secret);
+        let (status, cookie, _) = call(&r, "/__launch?key=s3cret&to=%2F", None).await;
+        assert_eq!(status, StatusCode::SEE_OTHER);
+        let cookie = cookie.split(';').next().unwrap().to_string();
+        let (status, _, page) = call(&r, "/", Some(&cookie)).await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+        assert!(page.contains("file is not a database &lt;b&gt;"), "{page}");
+        let (status, _, json) = call(&r, "/api/v1/desktop", Some(&cookie)).await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+        assert!(json.contains("data_folder_unavailable") && json.contains("file is not a database"), "{json}");
+        let (status, _, _) = call(&r, "/", None).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+    }
 }
