@@ -95,6 +95,7 @@ struct Inner {
     clock: Arc<dyn Clock>,
     thread: Mutex<Option<JoinHandle<()>>>,
     changed: tokio::sync::broadcast::Sender<Arc<[DocId]>>,
+    heads: crate::writer::HeadsCache,
 }
 
 /// A replica of one shop's data. Cheap to clone.
@@ -134,6 +135,7 @@ impl Replica {
         let (tx, rx) = mpsc::channel();
         let depth = Arc::new(AtomicUsize::new(0));
         let (changed, _) = tokio::sync::broadcast::channel(1024);
+        let heads = crate::writer::HeadsCache::default();
         let w = WriterThread {
             conn,
             device: device.clone(),
@@ -141,6 +143,7 @@ impl Replica {
             rx,
             depth: depth.clone(),
             changed: changed.clone(),
+            heads: heads.clone(),
         };
         let thread = std::thread::Builder::new()
             .name("dashoffice-writer".into())
@@ -155,6 +158,7 @@ impl Replica {
             clock: opts.clock,
             thread: Mutex::new(Some(thread)),
             changed,
+            heads,
         })))
     }
 
@@ -335,6 +339,11 @@ impl Replica {
     }
 
     /// Loads a document as stored (for sync and tests).
+    /// The committed heads of `id` as the writer last left it, if it holds the document.
+    pub(crate) fn cached_heads(&self, id: &DocId) -> Option<Vec<automerge::ChangeHash>> {
+        self.0.heads.get(id)
+    }
+
     pub fn load_doc(&self, id: &DocId) -> Result<Option<automerge::Automerge>> {
         let collection = id.scope()?.collection;
         self.read(|c| doc::load(c, id, collection))

@@ -364,6 +364,31 @@ impl<'a> WriteCtx<'a> {
     }
 }
 
+/// The heads of each document the writer holds, as last committed (readers use it instead of
+/// loading a document to learn its heads).
+#[derive(Clone, Default)]
+pub(crate) struct HeadsCache(Arc<std::sync::RwLock<HashMap<DocId, Vec<ChangeHash>>>>);
+
+impl HeadsCache {
+    pub(crate) fn get(&self, id: &DocId) -> Option<Vec<ChangeHash>> {
+        self.0.read().unwrap_or_else(|p| p.into_inner()).get(id).cloned()
+    }
+
+    fn set<'a>(&self, docs: impl Iterator<Item = (&'a DocId, &'a Automerge)>) {
+        let mut m = self.0.write().unwrap_or_else(|p| p.into_inner());
+        for (id, d) in docs {
+            m.insert(id.clone(), d.get_heads());
+        }
+    }
+
+    fn forget<'a>(&self, ids: impl Iterator<Item = &'a DocId>) {
+        let mut m = self.0.write().unwrap_or_else(|p| p.into_inner());
+        for id in ids {
+            m.remove(id);
+        }
+    }
+}
+
 /// The writer thread's state.
 pub(crate) struct WriterThread {
     pub(crate) conn: Connection,
@@ -373,6 +398,7 @@ pub(crate) struct WriterThread {
     pub(crate) depth: Arc<AtomicUsize>,
     /// Told the documents each committed batch changed (sync, live updates).
     pub(crate) changed: tokio::sync::broadcast::Sender<Arc<[DocId]>>,
+    pub(crate) heads: HeadsCache,
 }
 
 impl WriterThread {
@@ -433,6 +459,7 @@ impl WriterThread {
         match doc::load(&self.conn, &id, scope.collection) {
             Ok(Some(mut d)) => {
                 d.set_actor(actor.clone());
+                self.heads.set(std::iter::once((&id, &d)));
                 docs.insert(id, d);
             }
             Ok(None) => {}
@@ -487,6 +514,7 @@ impl WriterThread {
             for id in &batch_docs {
                 docs.remove(id);
             }
+            self.heads.forget(batch_docs.iter());
             deliver(
                 replies
                     .into_iter()
@@ -498,6 +526,9 @@ impl WriterThread {
         let compacted = self.compact(docs, &batch_docs);
         match compacted.and_then(|_| self.conn.execute_batch("COMMIT").map_err(CoreError::from)) {
             Ok(()) => {
+                self.heads.set(batch_docs.iter().filter_map(|id| docs.get(id).map(|d| (id, d))));
+                // Dropped from memory by a failed write after others in this batch changed it.
+                self.heads.forget(batch_docs.iter().filter(|id| !docs.contains_key(*id)));
                 if !batch_docs.is_empty() {
                     // Nobody listening is fine.
                     let _ = self.changed.send(batch_docs.into_iter().collect());
@@ -510,6 +541,7 @@ impl WriterThread {
                 for id in &batch_docs {
                     docs.remove(id);
                 }
+                self.heads.forget(batch_docs.iter());
                 let msg = e.to_string();
                 deliver(
                     replies

@@ -240,10 +240,7 @@ fn start(app: &mut tauri::App, rt: &tokio::runtime::Runtime, started: Instant) -
 fn main() {
     let started = Instant::now();
     let _ = server::STARTED.set(started);
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
-        .with_writer(std::io::stderr)
-        .init();
+    tracing_subscriber::fmt().with_env_filter(dashoffice_api::log_filter()).with_writer(std::io::stderr).init();
     let rt = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {

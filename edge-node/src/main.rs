@@ -15,7 +15,6 @@ use clap::{Parser, Subcommand};
 use dashoffice_api::{AppState, metrics_handle};
 use dashoffice_core::{BootstrapInput, Caller, OpenOptions, Replica, csv_io};
 use dashoffice_domain::Role;
-use tracing_subscriber::EnvFilter;
 
 use settings::{Cli, Settings};
 
@@ -88,7 +87,7 @@ fn main() {
 }
 
 fn init_logging(s: &Settings) {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let filter = dashoffice_api::log_filter();
     let b = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
     if s.log_format == "json" {
         b.json().init();

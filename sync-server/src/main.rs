@@ -15,7 +15,6 @@ use clap::{Parser, Subcommand};
 use dashoffice_sync::tls::{self, Identity};
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
-use tracing_subscriber::EnvFilter;
 
 use dashoffice_relay::{
     console, enrol, http, hub, quic,
@@ -261,7 +260,7 @@ fn main() {
             std::process::exit(2);
         }
     };
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let filter = dashoffice_api::log_filter();
     let b = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
     if settings.log_format == "json" {
         b.json().init();

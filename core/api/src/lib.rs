@@ -24,6 +24,26 @@ pub use error::{ApiError, ApiResult};
 pub use extract::{ApiJson, ApiQuery, Auth};
 pub use openapi::ApiDoc;
 
+/// The log filter of every DashOffice program: `RUST_LOG` (default `info`), with Automerge's
+/// own spans at `warn` unless `RUST_LOG` names `automerge`. Automerge marks a few hot functions
+/// (parsing each column of each change, each commit) with `#[instrument]`, whose level is info:
+/// at the default level every one of them made and formatted a span — 16 % of a replica's writer
+/// thread while it received changes (measured, docs/PERFORMANCE.md), and nothing useful in the log.
+pub fn log_filter() -> tracing_subscriber::EnvFilter {
+    let given = std::env::var("RUST_LOG").ok().filter(|v| !v.trim().is_empty());
+    let filter = given
+        .as_deref()
+        .and_then(|v| tracing_subscriber::EnvFilter::try_new(v).ok())
+        .unwrap_or_else(|| tracing_subscriber::EnvFilter::new("info"));
+    match given {
+        Some(v) if v.contains("automerge") => filter,
+        _ => match "automerge=warn".parse() {
+            Ok(d) => filter.add_directive(d),
+            Err(_) => filter,
+        },
+    }
+}
+
 /// Shared by every route.
 #[derive(Clone)]
 pub struct AppState {

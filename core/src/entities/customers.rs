@@ -1,4 +1,4 @@
-//! Customers (CRM) in 64 shard documents per shop. Phones are stored in E.164. Merging folds a
+//! Customers (CRM) in 1,024 shard documents per shop (`doc::SHARDS`). Phones are stored in E.164. Merging folds a
 //! duplicate into another customer: the duplicate stays (marked `merged_into`), so every order and
 //! conversation that names it still resolves, and the survivor's history includes both.
 

@@ -1,4 +1,4 @@
-//! The catalog: products in 64 shard documents per shop. SKUs are unique per shop where one
+//! The catalog: products in 1,024 shard documents per shop (`doc::SHARDS`). SKUs are unique per shop where one
 //! replica can see it; two replicas creating the same SKU offline both keep their product, and
 //! the projection flags them (`sku_conflict`) until someone renames one.
 

@@ -61,6 +61,24 @@ async fn sync_protocol_converges_and_resumes_after_restart() {
     b.replica.write(move |ctx| products::create(ctx, &c, product_input("NEW", "1"))).await.unwrap();
     sync_until_quiet(&a.replica, &mut pa2, &b.replica, &mut pb2).await;
     assert_eq!(projection_dump(&a.replica), projection_dump(&b.replica));
+
+    // The heads a replica reports (kept by its writer) are those of the stored documents, also
+    // after a write that changed a document and then failed (rolled back).
+    let c = a.caller.clone();
+    let failed = a
+        .replica
+        .write(move |ctx| {
+            products::create(ctx, &c, product_input("ROLLED-BACK", "1"))?;
+            Err::<(), _>(dashoffice_core::CoreError::Storage("made to fail".into()))
+        })
+        .await;
+    assert!(failed.is_err());
+    for r in [&a.replica, &b.replica] {
+        for id in r.doc_ids().unwrap() {
+            let stored = r.load_doc(&id).unwrap().map(|d| d.get_heads()).unwrap_or_default();
+            assert_eq!(r.heads(&id).unwrap(), stored, "heads of {id}");
+        }
+    }
 }
 
 #[test]
