@@ -19,6 +19,8 @@ use crate::store::{Append, Device, RelayStore, StoreError};
 
 /// Changes in a document's log before the relay folds them into a snapshot.
 const COMPACT_AFTER: u64 = 512;
+/// Why a session was closed by [`Hub::replace_older`].
+pub const REPLACED: &str = "replaced by a newer connection of this device";
 /// Appends and state writes per transaction at most.
 const MAX_BATCH: usize = 512;
 
@@ -304,6 +306,32 @@ impl Hub {
         if self.sessions.lock().unwrap_or_else(|p| p.into_inner()).remove(&id).is_some() {
             metrics::gauge!("dashoffice_relay_sessions").decrement(1.0);
         }
+    }
+
+    /// Closes the device's other sessions over `transport`: a replica holds one connection, so a
+    /// new one means the process behind the old one is gone (killed, crashed, its network changed).
+    /// Without this the relay kept such a session until QUIC's idle timeout, stepping every
+    /// document other replicas changed towards a peer that no longer listens.
+    pub fn replace_older(&self, device_id: &str, keep: u64, transport: &str) {
+        let older: Vec<u64> = self
+            .sessions
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .filter(|s| s.device_id == device_id && s.session != keep && s.transport == transport)
+            .map(|s| s.session)
+            .collect();
+        if older.is_empty() {
+            return;
+        }
+        if let Some(v) = self.kicks.lock().unwrap_or_else(|p| p.into_inner()).get(device_id) {
+            for (id, tx) in v {
+                if older.contains(id) {
+                    let _ = tx.send(Some(REPLACED.to_string()));
+                }
+            }
+        }
+        tracing::info!(device = %device_id, sessions = older.len(), "closed the device's older sessions: it connected again");
     }
 
     /// Disconnects every session of a device.

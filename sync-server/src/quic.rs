@@ -124,12 +124,14 @@ async fn handle(conn: quinn::Connection, hub: Arc<Hub>) {
     };
     let _ = frames.tx.send(peer.encode());
     let (session_id, kick) = hub.register(&device, "quic");
+    hub.replace_older(&device.id, session_id, "quic");
     tracing::info!(device = %device.id, name = %device.name, remote = %conn.remote_address(), documents = doc_count, "replica connected");
     let io = Io { rx: frames.rx, tx: frames.tx };
     let end = session::serve(hub.clone(), device.clone(), io, Naming::Replica, sender, session_id, kick).await;
     hub.unregister(&device.id, session_id);
     match end {
         session::End::Closed => conn.close(CLOSE_DONE.into(), b"bye"),
+        session::End::Replaced => conn.close(CLOSE_DONE.into(), crate::hub::REPLACED.as_bytes()),
         session::End::Revoked(r) => {
             tokio::time::sleep(Duration::from_millis(100)).await;
             conn.close(CLOSE_REFUSED.into(), r.as_bytes())

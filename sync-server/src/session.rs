@@ -65,6 +65,8 @@ pub enum End {
     Revoked(String),
     /// The peer broke the protocol (it was told why).
     Protocol(String),
+    /// The device connected again; this older session is closed ([`crate::hub::Hub::replace_older`]).
+    Replaced,
 }
 
 struct Session<'a> {
@@ -194,6 +196,9 @@ pub async fn serve(
             }
             _ = kick.changed() => {
                 let reason = kick.borrow().clone().unwrap_or_else(|| "disconnected".into());
+                if reason == crate::hub::REPLACED {
+                    break End::Replaced;
+                }
                 s.send(Message::Error { message: reason.clone() });
                 break End::Revoked(reason);
             }

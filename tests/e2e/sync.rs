@@ -209,6 +209,34 @@ fn relay_killed_mid_sync_loses_nothing_it_acknowledged() {
     assert!(full.is_some(), "the new node has {} of 3000 products: {:#}", product_count(&o2), status(&o2));
 }
 
+/// A replica killed (kill -9: it could not say goodbye) and started again: the relay closes the
+/// dead process's session as soon as the new one connects, instead of keeping it until QUIC's
+/// idle timeout and stepping every changed document towards a peer that no longer listens.
+#[test]
+fn a_replica_that_comes_back_replaces_its_dead_session() {
+    let relay = Relay::start_env(vec![("DASHOFFICE_HEAD_OFFICE".into(), "false".into())]);
+    let mut a1 = Node::start();
+    let (shop, branch) = shop_and_branch(&a1.owner());
+    a1.sigterm();
+    a1.set_extra(relay.edge_args(&relay.code(&shop, Some(&branch))));
+    a1.start_again();
+    let o1 = a1.owner();
+    assert!(wait_for(CONVERGE, || idle(&o1).then_some(())).is_some(), "{:#}", status(&o1));
+    let quic = || relay.status()["sessions"].as_array().unwrap().iter().filter(|s| s["transport"] == "quic").count();
+    assert_eq!(quic(), 1, "{:#}", relay.status());
+    a1.kill9();
+    a1.start_again();
+    let o1 = a1.owner();
+    assert!(wait_for(CONVERGE, || idle(&o1).then_some(())).is_some(), "{:#}", status(&o1));
+    // Well within the relay's 30 s idle timeout.
+    let one = wait_for(Duration::from_secs(5), || (quic() == 1).then_some(()));
+    assert!(one.is_some(), "the dead session is still open: {:#}\n{}", relay.status(), tail(&relay.log()));
+    assert!(relay.log().contains("closed the device's older sessions"), "{}", tail(&relay.log()));
+    // The replica works on: an edit reaches the relay.
+    o1.product("AFTER-RESTART", "9.90");
+    assert!(wait_for(CONVERGE, || idle(&o1).then_some(())).is_some(), "{:#}", status(&o1));
+}
+
 #[test]
 fn a_partition_in_an_initial_sync_resumes_where_it_stopped() {
     // Only the node under test has a short idle timeout (QUIC uses the smaller of both ends', so
