@@ -209,17 +209,24 @@ fn relay_killed_mid_sync_loses_nothing_it_acknowledged() {
     assert!(full.is_some(), "the new node has {} of 3000 products: {:#}", product_count(&o2), status(&o2));
 }
 
+/// A node with a shop of its own, then enrolled on `relay` for its first branch; with the shop
+/// and branch ids.
+fn enrolled_node(relay: &Relay) -> (Node, String, String) {
+    let mut node = Node::start();
+    let (shop, branch) = shop_and_branch(&node.owner());
+    node.sigterm();
+    node.set_extra(relay.edge_args(&relay.code(&shop, Some(&branch))));
+    node.start_again();
+    (node, shop, branch)
+}
+
 /// A replica killed (kill -9: it could not say goodbye) and started again: the relay closes the
 /// dead process's session as soon as the new one connects, instead of keeping it until QUIC's
 /// idle timeout and stepping every changed document towards a peer that no longer listens.
 #[test]
 fn a_replica_that_comes_back_replaces_its_dead_session() {
     let relay = Relay::start_env(vec![("DASHOFFICE_HEAD_OFFICE".into(), "false".into())]);
-    let mut a1 = Node::start();
-    let (shop, branch) = shop_and_branch(&a1.owner());
-    a1.sigterm();
-    a1.set_extra(relay.edge_args(&relay.code(&shop, Some(&branch))));
-    a1.start_again();
+    let (mut a1, _, _) = enrolled_node(&relay);
     let o1 = a1.owner();
     assert!(wait_for(CONVERGE, || idle(&o1).then_some(())).is_some(), "{:#}", status(&o1));
     let quic = || relay.status()["sessions"].as_array().unwrap().iter().filter(|s| s["transport"] == "quic").count();
@@ -314,11 +321,7 @@ fn a_partition_in_an_initial_sync_resumes_where_it_stopped() {
 #[test]
 fn revoked_forged_and_wrong_certificate_replicas_get_nothing() {
     let relay = Relay::start();
-    let mut a1 = Node::start();
-    let (shop, branch) = shop_and_branch(&a1.owner());
-    a1.sigterm();
-    a1.set_extra(relay.edge_args(&relay.code(&shop, Some(&branch))));
-    a1.start_again();
+    let (a1, shop, branch) = enrolled_node(&relay);
     let o1 = a1.owner();
     o1.product("P-1", "5.00");
     assert!(wait_for(CONVERGE, || idle(&o1).then_some(())).is_some());
