@@ -338,12 +338,12 @@ impl Replica {
         self.read(all_doc_ids)
     }
 
-    /// Loads a document as stored (for sync and tests).
     /// The committed heads of `id` as the writer last left it, if it holds the document.
     pub(crate) fn cached_heads(&self, id: &DocId) -> Option<Vec<automerge::ChangeHash>> {
         self.0.heads.get(id)
     }
 
+    /// Loads a document as stored (for sync and tests).
     pub fn load_doc(&self, id: &DocId) -> Result<Option<automerge::Automerge>> {
         let collection = id.scope()?.collection;
         self.read(|c| doc::load(c, id, collection))
