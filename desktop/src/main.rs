@@ -201,11 +201,11 @@ fn start(app: &mut tauri::App, rt: &tokio::runtime::Runtime, started: Instant) -
     tracing::debug!(ms = started.elapsed().as_millis() as u64, "window made");
 
     let rt_handle = rt.handle().clone();
-    rt.spawn_blocking(move || {
-        let opened = rt_handle.block_on(opening).map_err(anyhow::Error::from).and_then(|r| r);
+    rt.spawn(async move {
+        let opened = opening.await.map_err(anyhow::Error::from).and_then(|r| r);
         let router = match opened {
             Ok((replica, settings)) => {
-                let backend = Backend::new(replica.clone(), dir.clone(), settings, shell, rt_handle.clone());
+                let backend = Backend::new(replica.clone(), dir.clone(), settings, shell, rt_handle);
                 if let Err(e) = backend.start_saved_sync() {
                     tracing::warn!("sync not started: {e:#}");
                 }
@@ -223,16 +223,14 @@ fn start(app: &mut tauri::App, rt: &tokio::runtime::Runtime, started: Instant) -
                 server::failed(&format!("{e:#}"), secret)
             }
         };
-        rt_handle.spawn(async move {
-            match tokio::net::TcpListener::from_std(listener) {
-                Ok(l) => {
-                    if let Err(e) = axum::serve(l, router).await {
-                        tracing::error!("loopback server stopped: {e}");
-                    }
+        match tokio::net::TcpListener::from_std(listener) {
+            Ok(l) => {
+                if let Err(e) = axum::serve(l, router).await {
+                    tracing::error!("loopback server stopped: {e}");
                 }
-                Err(e) => tracing::error!("loopback server: {e}"),
             }
-        });
+            Err(e) => tracing::error!("loopback server: {e}"),
+        }
     });
     Ok(())
 }
