@@ -201,6 +201,7 @@ impl Replica {
                         None => load_state(ctx.conn(), &peer_id, &id)?,
                     };
                     let mut received = 0;
+                    let told = message.is_some();
                     if let Some(message) = message {
                         let shared = state.shared_heads.clone();
                         received = ctx.receive_sync_prepared(&id, &mut state, message, prepared)?;
@@ -209,8 +210,25 @@ impl Replica {
                         }
                     }
                     let d = ctx.doc(&id)?;
-                    let reply = d.generate_sync_message(&mut state).map(|m| m.encode());
                     let heads = d.get_heads();
+                    // Nothing received and the peer already has every change here: there is nothing
+                    // to say (a peer with more starts on its own). A message now would be a bare
+                    // greeting that an in-sync peer rightly leaves unanswered.
+                    if !told && state.shared_heads == heads {
+                        out.push((
+                            state,
+                            SyncStep {
+                                doc: id,
+                                reply: None,
+                                pending: 0,
+                                in_sync: true,
+                                awaits_answer: false,
+                                received,
+                            },
+                        ));
+                        continue;
+                    }
+                    let reply = d.generate_sync_message(&mut state).map(|m| m.encode());
                     let pending = d.get_changes_meta(&state.shared_heads).len();
                     let they_have_ours = state.their_heads.as_deref() == Some(heads.as_slice());
                     let in_sync = reply.is_none() && they_have_ours;

@@ -200,6 +200,12 @@ impl Hub {
         }
         let Some(doc) = g.doc.as_mut() else { return Err(HubError::NotFound) };
         let before = doc.get_heads();
+        // Nothing received and the peer already has every change here: nothing to say (a peer with
+        // more starts on its own). A bare greeting now would go unanswered by an in-sync peer, and
+        // the session would wait for that answer until its timeout.
+        if msg.is_none() && state.shared_heads == before {
+            return Ok(Step { reply: None, in_sync: true, awaits_answer: false });
+        }
         if let Some(m) = msg
             && let Err(e) = doc.receive_sync_message(state, m)
         {
@@ -423,4 +429,68 @@ fn flush(
         }
     }
     appends.clear();
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use automerge::{ReadDoc, transaction::Transactable};
+
+    use super::*;
+    use crate::store::SqliteStore;
+
+    /// Steps `peer` and the hub against each other until neither has anything to say; returns the
+    /// hub's state about the peer.
+    async fn sync_until_quiet(hub: &Hub, id: &DocId, peer: &mut Automerge, state: sync::State) -> sync::State {
+        let (mut ours, mut theirs) = (state, sync::State::new());
+        for _ in 0..20 {
+            let msg = peer.generate_sync_message(&mut theirs);
+            let quiet = msg.is_none();
+            let step = hub.step(1, id, &mut ours, msg, true).await.unwrap();
+            match step.reply {
+                Some(reply) => peer.receive_sync_message(&mut theirs, sync::Message::decode(&reply).unwrap()).unwrap(),
+                None if quiet => return ours,
+                None => {}
+            }
+        }
+        panic!("sync did not settle");
+    }
+
+    #[tokio::test]
+    async fn a_document_in_sync_is_not_stepped_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let hub = Hub::new(Arc::new(SqliteStore::open(dir.path()).unwrap()), "relay".into());
+        let id = DocId::products("shop-1", "p-1");
+        let mut peer = Automerge::new();
+        let mut tx = peer.transaction();
+        tx.put(automerge::ROOT, "name", "Café").unwrap();
+        tx.commit();
+        let state = sync_until_quiet(&hub, &id, &mut peer, sync::State::new()).await;
+        assert_eq!(state.shared_heads, peer.get_heads());
+
+        // The session keeps only the encoded state of a replica in sync. A later step without a
+        // message (another session's change announcement that changed nothing for this peer)
+        // must say nothing: the peer, in sync, would leave a greeting unanswered and the session
+        // would wait for that answer until its timeout.
+        let mut fresh = sync::State::decode(&state.encode()).unwrap();
+        let step = hub.step(1, &id, &mut fresh, None, true).await.unwrap();
+        assert!(step.reply.is_none() && step.in_sync && !step.awaits_answer);
+
+        // A real change is still sent, and waits for its answer.
+        let mut other = peer.fork();
+        let mut tx = other.transaction();
+        tx.put(automerge::ROOT, "price", "12.50").unwrap();
+        tx.commit();
+        sync_until_quiet(&hub, &id, &mut other, sync::State::new()).await;
+        let step = hub.step(1, &id, &mut fresh, None, true).await.unwrap();
+        assert!(step.reply.is_some() && step.awaits_answer);
+        let mut theirs = sync::State::new();
+        peer.receive_sync_message(&mut theirs, sync::Message::decode(&step.reply.unwrap()).unwrap()).unwrap();
+        let synced = sync_until_quiet(&hub, &id, &mut peer, fresh).await;
+        assert_eq!(synced.shared_heads, other.get_heads());
+        assert_eq!(
+            peer.get(automerge::ROOT, "price").unwrap().map(|(v, _)| v.to_string()).as_deref(),
+            Some("\"12.50\"")
+        );
+    }
 }

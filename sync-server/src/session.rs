@@ -138,9 +138,8 @@ pub async fn serve(
             while s.in_flight.len() < WINDOW {
                 let Some(id) = queue.pop_front() else { break };
                 queued.remove(&id);
-                if s.in_flight.contains_key(&id) {
-                    continue;
-                }
+                // A document already in flight is stepped too: it changed since (another replica
+                // wrote to it), and Automerge sends the new changes without waiting for the answer.
                 if let Err(e) = s.step(&id, None).await {
                     failed = Some(e);
                     break;
@@ -207,6 +206,11 @@ pub async fn serve(
                 // and step the document again.
                 let expired: Vec<DocId> =
                     s.in_flight.iter().filter(|(_, t)| t.elapsed() >= IN_FLIGHT_TIMEOUT).map(|(d, _)| d.clone()).collect();
+                if !expired.is_empty() {
+                    tracing::warn!(device = %s.device.id, documents = expired.len(), first = %expired[0],
+                        "no answer from the replica in time; stepping the documents again");
+                    metrics::counter!("dashoffice_relay_in_flight_timeouts_total").increment(expired.len() as u64);
+                }
                 for d in expired {
                     s.in_flight.remove(&d);
                     s.states.remove(&d);
@@ -330,6 +334,7 @@ impl Session<'_> {
     async fn step(&mut self, id: &DocId, msg: Option<sync::Message>) -> Result<(), End> {
         let mut state = self.state(id);
         let shared = state.shared_heads.clone();
+        let msg_in = msg.is_some();
         // Replicas may start documents of their scope; WebSocket clients only edit existing ones.
         let create = self.naming == Naming::Replica;
         match self.hub.step(self.id, id, &mut state, msg, create).await {
@@ -340,6 +345,8 @@ impl Session<'_> {
                         self.flush_states();
                     }
                 }
+                tracing::debug!(device = %self.device.id, doc = %id, received = msg_in, reply = step.reply.as_ref().map(Vec::len),
+                    awaits = step.awaits_answer, in_sync = step.in_sync, "stepped");
                 match step.reply {
                     Some(data) => {
                         if step.awaits_answer {

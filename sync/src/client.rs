@@ -349,9 +349,9 @@ async fn session(
             while in_flight.len() + batch.len() < WINDOW {
                 let Some(id) = queue.pop_front() else { break };
                 queued.remove(&id);
-                if !in_flight.contains_key(&id) {
-                    batch.push((id, None, None));
-                }
+                // Documents in flight too: a local write since then goes out now, not after the
+                // answer (Automerge sends new changes without waiting for it).
+                batch.push((id, None, None));
             }
             if !batch.is_empty() {
                 ctx.steps(&mut peer, &mut in_flight, batch).await?;
@@ -389,7 +389,7 @@ async fn session(
                 let mut sh = lock(ctx.shared);
                 for id in ids {
                     sh.dirty_since.entry(id.clone()).or_insert(now);
-                    if !in_flight.contains_key(&id) && queued.insert(id.clone()) {
+                    if queued.insert(id.clone()) {
                         queue.push_back(id);
                     }
                 }
@@ -569,6 +569,8 @@ impl Ctx<'_> {
                     sh.pending.remove(&step.doc);
                     sh.dirty_since.remove(&step.doc);
                 }
+                tracing::debug!(doc = %step.doc, received = step.received, reply = step.reply.as_ref().map(Vec::len),
+                    awaits = step.awaits_answer, "stepped");
                 match step.reply {
                     Some(data) => {
                         if step.awaits_answer {

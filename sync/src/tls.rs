@@ -214,6 +214,11 @@ fn transport(idle: Duration, keep_alive: Option<Duration>) -> Arc<quinn::Transpo
     let mut t = quinn::TransportConfig::default();
     t.max_idle_timeout(quinn::IdleTimeout::try_from(idle).ok());
     t.keep_alive_interval(keep_alive);
+    if keep_alive.is_some() {
+        let mut ack = quinn::AckFrequencyConfig::default();
+        ack.ack_eliciting_threshold(0u8.into());
+        t.ack_frequency_config(Some(ack));
+    }
     // One stream carries the session; no client opens more.
     t.max_concurrent_uni_streams(0u8.into());
     t.max_concurrent_bidi_streams(4u8.into());

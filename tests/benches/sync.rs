@@ -170,6 +170,9 @@ fn converge(n: usize) {
     if total > Duration::from_secs(12) {
         // Slow: show what the processes said (a stalled session shows here).
         for (name, log) in [("node 1", a1.log()), ("node 2", a2.log()), ("relay", relay.log())] {
+            if let Ok(dir) = std::env::var("BENCH_LOGS") {
+                let _ = std::fs::write(Path::new(&dir).join(format!("{}.log", name.replace(' ', ""))), &log);
+            }
             let tail: Vec<&str> = log.lines().rev().take(40).collect();
             println!("--- {name} log tail:\n{}", tail.into_iter().rev().collect::<Vec<_>>().join("\n"));
         }

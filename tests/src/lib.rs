@@ -57,8 +57,8 @@ fn command(cwd: &Path) -> Command {
             cmd.env_remove(k);
         }
     }
-    // Fixed, so tests that read the log do not depend on the caller's RUST_LOG.
-    cmd.env("RUST_LOG", "info").current_dir(cwd).stdin(Stdio::null());
+    // Fixed (see log_level), so tests that read the log do not depend on the caller's RUST_LOG.
+    cmd.env("RUST_LOG", log_level()).current_dir(cwd).stdin(Stdio::null());
     cmd
 }
 
@@ -536,5 +536,15 @@ pub fn eventually(within: Duration, mut f: impl FnMut() -> bool) -> bool {
             return false;
         }
         std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// The log filter of the programs tests start: `info`, so tests that read a log do not depend on
+/// the caller's RUST_LOG; DASHOFFICE_TEST_RUST_LOG adds to it for debugging (say
+/// `dashoffice_relay::session=debug`).
+pub fn log_level() -> String {
+    match std::env::var("DASHOFFICE_TEST_RUST_LOG") {
+        Ok(extra) if !extra.trim().is_empty() => format!("info,{extra}"),
+        _ => "info".to_string(),
     }
 }

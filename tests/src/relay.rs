@@ -42,7 +42,7 @@ fn command() -> Command {
             cmd.env_remove(k);
         }
     }
-    cmd.env("RUST_LOG", "info").stdin(Stdio::null());
+    cmd.env("RUST_LOG", crate::log_level()).stdin(Stdio::null());
     cmd
 }
 

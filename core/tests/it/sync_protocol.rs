@@ -62,6 +62,15 @@ async fn sync_protocol_converges_and_resumes_after_restart() {
     sync_until_quiet(&a.replica, &mut pa2, &b.replica, &mut pb2).await;
     assert_eq!(projection_dump(&a.replica), projection_dump(&b.replica));
 
+    // Stepping documents nobody changed since the peers were last in sync says nothing, also with
+    // a fresh in-memory state: an in-sync peer leaves a bare greeting unanswered, and waiting for
+    // that answer held a document back for the 30 s answer timeout.
+    let mut pb3 = SyncPeer::new("B");
+    let ids: Vec<_> = a.replica.doc_ids().unwrap().into_iter().map(|id| (id, None)).collect();
+    for step in a.replica.sync_steps(&mut pb3, ids).await.unwrap() {
+        assert!(step.reply.is_none() && step.in_sync && !step.awaits_answer, "{} was stepped: {step:?}", step.doc);
+    }
+
     // The heads a replica reports (kept by its writer) are those of the stored documents, also
     // after a write that changed a document and then failed (rolled back).
     let c = a.caller.clone();
