@@ -307,7 +307,9 @@ impl RelayStore for SqliteStore {
         now: i64,
     ) -> StoreResult<Result<Device, RedeemError>> {
         let mut c = lock(&self.write);
-        let tx = c.transaction()?;
+        // Reads, then writes: take the write lock first, so that a write by another process (the
+        // command line) in between makes this wait instead of failing with "database is locked".
+        let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         let row: Option<(String, Option<String>, i64, Option<i64>)> = tx
             .query_row(
                 "SELECT shop_id, branch_id, expires_at, used_at FROM enrolment_codes WHERE code_hash = ?1",
@@ -382,5 +384,60 @@ impl RelayStore for SqliteStore {
     fn doc_count(&self) -> StoreResult<u64> {
         let c = lock(&self.read);
         Ok(c.query_row("SELECT count(*) FROM documents", [], |r| r.get::<_, i64>(0))? as u64)
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+
+    fn code(n: usize, now: i64) -> NewCode {
+        NewCode {
+            code_hash: format!("code-{n}").into_bytes(),
+            shop_id: "shop-1".into(),
+            branch_id: None,
+            note: String::new(),
+            created_at: now,
+            expires_at: now + 3_600_000,
+        }
+    }
+
+    /// The owner creates codes from the command line (another process, another connection) while
+    /// devices enrol on the running relay: no enrolment may fail with "database is locked" (a
+    /// transaction that read first and then wrote, after the other process wrote, could not
+    /// wait for the lock).
+    #[test]
+    fn devices_enrol_while_another_process_writes() {
+        let dir = tempfile::tempdir().unwrap();
+        let relay = SqliteStore::open(dir.path()).unwrap();
+        let now = crate::hub::now_ms();
+        const N: usize = 1_000;
+        for i in 0..N {
+            relay.create_code(&code(i, now)).unwrap();
+        }
+        let done = std::sync::atomic::AtomicBool::new(false);
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                let mut i = N;
+                while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                    // One process per command: open, write, close.
+                    let cli = SqliteStore::open(dir.path()).unwrap();
+                    cli.create_code(&code(i, now)).unwrap();
+                    i += 1;
+                }
+            });
+            for i in 0..N {
+                let cred = Credential::Certificate(format!("fp-{i}"));
+                // What a connecting device does: look itself up, then redeem its code.
+                assert!(relay.device_by_fingerprint(&format!("fp-{i}")).unwrap().is_none());
+                let got = relay.redeem_code(format!("code-{i}").as_bytes(), &format!("dev-{i}"), "d", &cred, now);
+                if !matches!(got, Ok(Ok(_))) {
+                    done.store(true, std::sync::atomic::Ordering::Relaxed);
+                    panic!("enrolment {i}: {got:?}");
+                }
+            }
+            done.store(true, std::sync::atomic::Ordering::Relaxed);
+        });
     }
 }
