@@ -359,7 +359,11 @@ impl Session<'_> {
                         self.states.insert(id.clone(), state);
                     }
                     None => {
-                        self.in_flight.remove(id);
+                        // An answer settles the document; a step for another session's change
+                        // that brought nothing new leaves a document in flight awaiting its answer.
+                        if msg_in {
+                            self.in_flight.remove(id);
+                        }
                         if step.in_sync && self.naming == Naming::Replica {
                             // Nothing to say: keep only the encoded shared heads of an idle replica.
                             self.states.remove(id);

@@ -556,6 +556,9 @@ impl Ctx<'_> {
             }
         }
         for round in rounds {
+            // Documents whose answer this round brings (the others were stepped for a change here).
+            let answered: HashSet<DocId> =
+                round.iter().filter(|(_, m, _)| m.is_some()).map(|(d, _, _)| d.clone()).collect();
             let steps = self.replica.sync_steps_prepared(peer, round).await?;
             let mut sh = lock(self.shared);
             for step in steps {
@@ -584,9 +587,12 @@ impl Ctx<'_> {
                             return Err(SyncError::Network("the connection closed".into()));
                         }
                     }
-                    None => {
+                    // Nothing to say: an answer received settles the document; a document stepped
+                    // for a change here that brought nothing new still awaits its answer.
+                    None if answered.contains(&step.doc) => {
                         in_flight.remove(&step.doc);
                     }
+                    None => {}
                 }
             }
         }
