@@ -68,6 +68,14 @@ pub struct Prepared {
     pub snapshot: Vec<u8>,
 }
 
+/// Whether a step with no incoming message has nothing to tell the peer: it already has every
+/// change here (a peer with more starts on its own). A message then would be a bare greeting that
+/// an in-sync peer rightly leaves unanswered, and the side waiting for that answer would hold the
+/// document until its answer timeout.
+pub fn nothing_to_tell(state: &sync::State, heads: &[ChangeHash]) -> bool {
+    state.shared_heads == heads
+}
+
 /// The outcome of one sync step on a document.
 #[derive(Debug, Clone)]
 pub struct SyncStep {
@@ -211,10 +219,7 @@ impl Replica {
                     }
                     let d = ctx.doc(&id)?;
                     let heads = d.get_heads();
-                    // Nothing received and the peer already has every change here: there is nothing
-                    // to say (a peer with more starts on its own). A message now would be a bare
-                    // greeting that an in-sync peer rightly leaves unanswered.
-                    if !told && state.shared_heads == heads {
+                    if !told && nothing_to_tell(&state, &heads) {
                         out.push((
                             state,
                             SyncStep {

@@ -200,10 +200,7 @@ impl Hub {
         }
         let Some(doc) = g.doc.as_mut() else { return Err(HubError::NotFound) };
         let before = doc.get_heads();
-        // Nothing received and the peer already has every change here: nothing to say (a peer with
-        // more starts on its own). A bare greeting now would go unanswered by an in-sync peer, and
-        // the session would wait for that answer until its timeout.
-        if msg.is_none() && state.shared_heads == before {
+        if msg.is_none() && dashoffice_core::sync::nothing_to_tell(state, &before) {
             return Ok(Step { reply: None, in_sync: true, awaits_answer: false });
         }
         if let Some(m) = msg

@@ -364,7 +364,7 @@ impl Session<'_> {
                         if msg_in {
                             self.in_flight.remove(id);
                         }
-                        if step.in_sync && self.naming == Naming::Replica {
+                        if step.in_sync && self.naming == Naming::Replica && !self.in_flight.contains_key(id) {
                             // Nothing to say: keep only the encoded shared heads of an idle replica.
                             self.states.remove(id);
                             self.persisted.insert(id.as_str().to_string(), state.encode());
