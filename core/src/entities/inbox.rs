@@ -213,8 +213,11 @@ pub fn receive(ctx: &mut WriteCtx<'_>, shop: &str, branch: &str, m: &Inbound) ->
         if !name.trim().is_empty() && doc::get_str(tx, &o, "customer_name") != name {
             put_str(tx, &o, "customer_name", &name)?;
         }
-        // A customer message re-opens the service window.
-        tx.put(&o, "needs_template", false)?;
+        // A customer message re-opens the service window (written only when it was closed: every
+        // operation counts on a busy number).
+        if doc::get_bool(tx, &o, "needs_template", false) {
+            tx.put(&o, "needs_template", false)?;
+        }
         tx.put(&o, "updated_at", now)?;
         Ok(state)
     })?;
@@ -250,23 +253,34 @@ struct MessageRecord<'a> {
     at: i64,
 }
 
+/// Writes a message record: the fields set once (see [`doc::put_sealed`]) as one value, and the
+/// ones that move on their own keys (`status`; `wamid` when known; `error` and an attachment's
+/// `payload` are added later).
 fn write_message(ctx: &mut WriteCtx<'_>, doc_id: &DocId, id: &str, m: &MessageRecord<'_>) -> Result<()> {
     let now = ctx.now();
+    let mut sealed = serde_json::Map::new();
+    sealed.insert("conversation_id".into(), m.conversation_id.into());
+    sealed.insert("direction".into(), m.direction.into());
+    sealed.insert("kind".into(), m.kind.into());
+    sealed.insert("text".into(), m.text.into());
+    // Payload and explanation stay JSON text, as they were as keys of their own.
+    sealed.insert("payload".into(), m.payload.to_string().into());
+    sealed.insert("sender".into(), m.sender.into());
+    if let Some(c) = m.context_wamid {
+        sealed.insert("context_wamid".into(), c.into());
+    }
+    if let Some(e) = m.explain {
+        sealed.insert("explain".into(), e.to_string().into());
+    }
+    sealed.insert("at".into(), m.at.into());
+    sealed.insert("created_at".into(), now.into());
     ctx.change(doc_id, &[id], |tx, recs| {
         let o = tx.put_object(recs, id, ObjType::Map)?;
-        put_str(tx, &o, "conversation_id", m.conversation_id)?;
-        put_str(tx, &o, "direction", m.direction)?;
-        put_str(tx, &o, "kind", m.kind)?;
-        put_str(tx, &o, "text", m.text)?;
-        put_str(tx, &o, "payload", &m.payload.to_string())?;
-        put_str(tx, &o, "wamid", m.wamid.unwrap_or(""))?;
+        doc::put_sealed(tx, &o, &sealed)?;
         put_str(tx, &o, "status", m.status.as_str())?;
-        put_str(tx, &o, "error", "")?;
-        put_str(tx, &o, "sender", m.sender)?;
-        put_str(tx, &o, "context_wamid", m.context_wamid.unwrap_or(""))?;
-        put_str(tx, &o, "explain", &m.explain.map(|e| e.to_string()).unwrap_or_default())?;
-        tx.put(&o, "at", m.at)?;
-        tx.put(&o, "created_at", now)?;
+        if let Some(w) = m.wamid {
+            put_str(tx, &o, "wamid", w)?;
+        }
         Ok(())
     })
 }
@@ -509,8 +523,13 @@ pub fn set_bot_state(
     let now = ctx.now();
     ctx.change(&doc_id, &[conversation], |tx, _| {
         let o = doc::record(tx, conversation)?.ok_or_else(|| CoreError::not_found("conversation", conversation))?;
-        put_str(tx, &o, "bot_node", node)?;
-        tx.put(&o, "misunderstood", misunderstood)?;
+        // Only what moved is written (most answers leave the bot where it was).
+        if doc::get_str(tx, &o, "bot_node") != node {
+            put_str(tx, &o, "bot_node", node)?;
+        }
+        if doc::get_i64(tx, &o, "misunderstood") != misunderstood {
+            tx.put(&o, "misunderstood", misunderstood)?;
+        }
         if handoff {
             put_str(tx, &o, "state", ConversationState::Open.as_str())?;
         }
@@ -747,7 +766,7 @@ pub(crate) fn project_conversation(
 
 pub(crate) fn project_message(conn: &Connection, doc_id: &DocId, d: &automerge::Automerge, id: &str) -> Result<()> {
     let Some(o) = doc::record(d, id)? else { return Ok(()) };
-    let f = doc::fields(d, &o);
+    let f = doc::fields(d, &o).unseal();
     let scope = doc_id.scope()?;
     conn.prepare_cached(
         "INSERT OR REPLACE INTO messages(id, shop_id, branch_id, doc_id, conversation_id, direction, kind, text, payload,
