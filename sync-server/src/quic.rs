@@ -21,13 +21,24 @@ const CLOSE_REFUSED: u32 = 1;
 const CLOSE_PROTOCOL: u32 = 2;
 const CLOSE_DONE: u32 = 0;
 
-/// Accepts connections until the endpoint closes.
-pub async fn accept_loop(endpoint: quinn::Endpoint, hub: Arc<Hub>) {
+/// Accepts connections until the endpoint closes. Runs on the runtime that drives the endpoint
+/// (see `relay_quic_runtime` in main.rs), so every connection's QUIC work (packets, keep-alives,
+/// timers) stays there; each replica's session, which does the sync work, runs on `sessions`.
+pub async fn accept_loop(endpoint: quinn::Endpoint, hub: Arc<Hub>, sessions: tokio::runtime::Handle) {
     while let Some(incoming) = endpoint.accept().await {
+        let remote = incoming.remote_address();
+        // Accepting here makes the connection's driver a task of this runtime.
+        let connecting = match incoming.accept() {
+            Ok(c) => c,
+            Err(e) => {
+                metrics::counter!("dashoffice_relay_refused_connections_total", "reason" => "handshake").increment(1);
+                tracing::info!(%remote, error = %e, "QUIC connection not accepted");
+                continue;
+            }
+        };
         let hub = hub.clone();
-        tokio::spawn(async move {
-            let remote = incoming.remote_address();
-            match incoming.await {
+        sessions.spawn(async move {
+            match connecting.await {
                 Ok(conn) => handle(conn, hub).await,
                 Err(e) => {
                     metrics::counter!("dashoffice_relay_refused_connections_total", "reason" => "handshake")
