@@ -349,7 +349,7 @@ pub fn set_delivery(
     ctx.change(doc_id, &[id], |tx, _| {
         let o = doc::record(tx, id)?.ok_or_else(|| CoreError::not_found("message", id))?;
         let current = MessageStatus::parse(&doc::get_str(tx, &o, "status")).unwrap_or(MessageStatus::Queued);
-        if let Some(w) = wamid {
+        if let Some(w) = wamid.filter(|w| doc::get_str(tx, &o, "wamid") != *w) {
             put_str(tx, &o, "wamid", w)?;
         }
         if status.rank() <= current.rank() {

@@ -14,6 +14,7 @@ use std::{
 
 use dashoffice_core::{
     OpenOptions, Replica,
+    doc::DocId,
     entities::inbox::{self, Outgoing},
 };
 use dashoffice_domain::inbox::MessageStatus;
@@ -34,7 +35,12 @@ pub struct ShopService {
     per_number: DefaultKeyedRateLimiter<String>,
     per_customer: DefaultKeyedRateLimiter<String>,
     sending: Arc<tokio::sync::Semaphore>,
+    /// Replies the Graph API accepted, to be marked sent in their documents (see [`record_sent`]).
+    sent: tokio::sync::mpsc::UnboundedSender<Sent>,
 }
+
+/// A reply the Graph API accepted: its document, its id and the wamid WhatsApp gave it.
+type Sent = (DocId, String, String);
 
 impl ShopService {
     /// Opens the replica, enrols it on first start, starts its sync and its outbox.
@@ -66,6 +72,7 @@ impl ShopService {
         )?;
         let n = std::num::NonZeroU32::new(wa.cfg.rate_per_number.max(1)).unwrap_or(std::num::NonZeroU32::MIN);
         let c = std::num::NonZeroU32::new(wa.cfg.rate_per_customer.max(1)).unwrap_or(std::num::NonZeroU32::MIN);
+        let (sent_tx, sent_rx) = tokio::sync::mpsc::unbounded_channel();
         let svc = Arc::new(Self {
             shop: shop.to_string(),
             replica,
@@ -74,7 +81,9 @@ impl ShopService {
             per_number: RateLimiter::keyed(Quota::per_second(n)),
             per_customer: RateLimiter::keyed(Quota::per_minute(c).allow_burst(c)),
             sending: Arc::new(tokio::sync::Semaphore::new(32)),
+            sent: sent_tx,
         });
+        tokio::spawn(record_sent(svc.replica.clone(), sent_rx));
         tokio::spawn(outbox(wa.clone(), svc.clone()));
         tracing::info!(shop = %shop, "WhatsApp service replica started");
         Ok(svc)
@@ -155,6 +164,10 @@ async fn outbox(wa: Arc<WhatsApp>, svc: Arc<ShopService>) {
             };
             let attempts = match claim {
                 Claim::Busy => continue,
+                Claim::Sent(wamid) => {
+                    let _ = svc.sent.send((o.doc_id.clone(), o.message.id.clone(), wamid));
+                    continue;
+                }
                 Claim::New => 0,
                 Claim::Retry(n) => n,
             };
@@ -189,14 +202,9 @@ async fn send_one(wa: &Arc<WhatsApp>, svc: &Arc<ShopService>, o: Outgoing, attem
             if let Err(e) = wa.store.sent(&id, &wamid) {
                 tracing::error!(error = %e, message = %id, "recording a sent reply");
             }
-            let (doc, mid) = (o.doc_id.clone(), id.clone());
-            let r = svc
-                .replica
-                .write(move |ctx| inbox::set_delivery(ctx, &doc, &mid, MessageStatus::Sent, Some(&wamid), None))
-                .await;
-            if let Err(e) = r {
-                tracing::error!(error = %e, message = %id, "recording a sent reply in its document");
-            }
+            // The outbox's own record above is what keeps it from sending twice; the document
+            // follows in the next batch of sent replies.
+            let _ = svc.sent.send((o.doc_id.clone(), id, wamid));
         }
         Err(SendError::Retry(e)) => {
             metrics::counter!("dashoffice_whatsapp_send_retries_total").increment(1);
@@ -211,6 +219,41 @@ async fn send_one(wa: &Arc<WhatsApp>, svc: &Arc<ShopService>, o: Outgoing, attem
             metrics::counter!("dashoffice_whatsapp_send_failures_total").increment(1);
             tracing::warn!(message = %id, error = %e, "WhatsApp refused a reply");
             fail(wa, svc, &o, &e).await;
+        }
+    }
+}
+
+/// Marks replies sent in their documents, as many per write as have arrived (a busy number sends
+/// dozens per second; one write each kept the replica's writer busy with its own bookkeeping).
+/// When a write of several fails, each is tried on its own so one bad record holds up no other.
+async fn record_sent(replica: Replica, mut rx: tokio::sync::mpsc::UnboundedReceiver<Sent>) {
+    const BATCH: usize = 256;
+    let mut batch: Vec<Sent> = Vec::with_capacity(BATCH);
+    while rx.recv_many(&mut batch, BATCH).await > 0 {
+        let items = std::mem::take(&mut batch);
+        let all = items.clone();
+        let r = replica
+            .write(move |ctx| {
+                for (doc, mid, wamid) in &all {
+                    inbox::set_delivery(ctx, doc, mid, MessageStatus::Sent, Some(wamid), None)?;
+                }
+                Ok(())
+            })
+            .await;
+        if r.is_ok() || items.len() == 1 {
+            if let Err(e) = r {
+                tracing::error!(error = %e, message = %items[0].1, "recording a sent reply in its document");
+            }
+            continue;
+        }
+        for (doc, mid, wamid) in items {
+            let id = mid.clone();
+            let r = replica
+                .write(move |ctx| inbox::set_delivery(ctx, &doc, &mid, MessageStatus::Sent, Some(&wamid), None))
+                .await;
+            if let Err(e) = r {
+                tracing::error!(error = %e, message = %id, "recording a sent reply in its document");
+            }
         }
     }
 }

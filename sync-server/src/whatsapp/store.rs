@@ -53,15 +53,21 @@ pub struct Number {
 pub type Orphan = (String, String, Option<String>, String, i64);
 
 /// What claiming an outbound message for sending found.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Claim {
     /// Never tried: now marked sending.
     New,
     /// A retry is due: now marked sending; attempts so far.
     Retry(i64),
-    /// Sending, sent, failed, or a retry not yet due: leave it.
+    /// Sending, failed, a retry not yet due, or sent moments ago: leave it.
     Busy,
+    /// WhatsApp accepted it a while ago (this wamid) but its document still says queued: the
+    /// relay stopped before recording it there. Record it; never send it again.
+    Sent(String),
 }
+
+/// How long a sent reply's document may still say queued before the outbox records it again.
+const SENT_UNRECORDED_MS: i64 = 10_000;
 
 struct Ingest {
     body: Vec<u8>,
@@ -233,9 +239,9 @@ impl WaStore {
     pub fn claim(&self, message_id: &str, shop: &str) -> R<Claim> {
         let c = self.lock();
         let now = now_ms();
-        let row: Option<(String, i64, i64)> = c
-            .prepare_cached("SELECT state, attempts, next_at FROM outbox WHERE message_id = ?1")?
-            .query_row([message_id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        let row: Option<(String, i64, i64, i64, Option<String>)> = c
+            .prepare_cached("SELECT state, attempts, next_at, updated_at, wamid FROM outbox WHERE message_id = ?1")?
+            .query_row([message_id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)))
             .optional()?;
         match row {
             None => {
@@ -245,7 +251,10 @@ impl WaStore {
                 .execute(params![message_id, shop, now])?;
                 Ok(Claim::New)
             }
-            Some((s, attempts, next_at)) if s == "retry" && next_at <= now => {
+            Some((s, _, _, updated_at, Some(wamid))) if s == "sent" && updated_at < now - SENT_UNRECORDED_MS => {
+                Ok(Claim::Sent(wamid))
+            }
+            Some((s, attempts, next_at, _, _)) if s == "retry" && next_at <= now => {
                 c.prepare_cached("UPDATE outbox SET state = 'sending', updated_at = ?2 WHERE message_id = ?1")?
                     .execute(params![message_id, now])?;
                 Ok(Claim::Retry(attempts))
@@ -357,5 +366,26 @@ fn ingest_loop(conn: &Mutex<Connection>, rx: mpsc::Receiver<Ingest>) {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_reply_is_claimed_once_and_a_sent_one_left_unrecorded_is_handed_back_never_resent() {
+        let dir = tempfile::tempdir().unwrap();
+        let st = WaStore::open(dir.path()).unwrap();
+        assert_eq!(st.claim("m1", "s1").unwrap(), Claim::New);
+        assert_eq!(st.claim("m1", "s1").unwrap(), Claim::Busy, "being sent");
+        st.sent("m1", "wamid.1").unwrap();
+        assert_eq!(st.claim("m1", "s1").unwrap(), Claim::Busy, "just sent: its document is being updated");
+        // The relay stopped before the document said sent; a while later the outbox sees it queued.
+        st.lock()
+            .execute("UPDATE outbox SET updated_at = updated_at - ?1 WHERE message_id = 'm1'", [SENT_UNRECORDED_MS + 1])
+            .unwrap();
+        assert_eq!(st.claim("m1", "s1").unwrap(), Claim::Sent("wamid.1".into()));
     }
 }
