@@ -243,7 +243,7 @@ impl Hub {
             let _ = self.changed.send((session, id.clone()));
         }
         let Some(doc) = g.doc.as_mut() else { return Err(HubError::NotFound) };
-        let reply = doc.generate_sync_message(state).map(|m| m.encode());
+        let reply = dashoffice_core::sync::generate(doc, id, state);
         let heads = doc.get_heads();
         let they_have_ours = state.their_heads.as_deref() == Some(heads.as_slice());
         Ok(Step {
