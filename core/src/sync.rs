@@ -339,7 +339,7 @@ impl Replica {
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
-    use automerge::{ActorId, Automerge, ReadDoc, transaction::Transactable};
+    use automerge::{ActorId, Automerge, transaction::Transactable};
 
     use super::*;
     use crate::doc::{self, Collection};
