@@ -30,28 +30,30 @@ use automerge::{
     sync::{self, SyncDoc},
     transaction::Transactable,
 };
+use dashoffice_core::{
+    doc::{self, Collection, DocId},
+    sync::generate,
+};
 
 const SHARDS: usize = 1024;
 
 /// Automerge's default: the whole document whenever the peer lacks more than a third of it.
 static WHOLE_DOCS: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
-static GENESIS_HEADS: std::sync::OnceLock<Vec<automerge::ChangeHash>> = std::sync::OnceLock::new();
 
+/// Any catalog shard's id: what `generate` needs to know the genesis.
+fn shard_id() -> DocId {
+    DocId::products("shop", "p")
+}
+
+/// The real catalog genesis (every replica's shard starts from it).
 fn genesis() -> Automerge {
-    let mut d = Automerge::new();
-    d.set_actor(ActorId::from(vec![0u8; 16]));
-    let mut tx = d.transaction();
-    tx.put(ROOT, "collection", "products").unwrap();
-    tx.put(ROOT, "schema", 1_u64).unwrap();
-    tx.put_object(ROOT, "records", ObjType::Map).unwrap();
-    tx.commit();
-    d
+    doc::genesis(Collection::Products)
 }
 
 /// `per_shard` products written on `d` by `actor`, one change each.
 fn write_products(d: &mut Automerge, actor: u8, shard: usize, per_shard: usize) {
     d.set_actor(ActorId::from(vec![actor; 16]));
-    let records = d.get(ROOT, "records").unwrap().unwrap().1;
+    let records = doc::records_obj(d).unwrap();
     for i in 0..per_shard {
         let id = format!("{actor:02x}{shard:04x}{i:06x}-0000-4000-8000-000000000000");
         let mut tx = d.transaction();
@@ -80,15 +82,13 @@ struct Side<'a> {
 /// One message from `from` to `to`, if `from` has something to say; the time goes to each side.
 fn step(from: &mut Side<'_>, to: &mut Side<'_>, tf: &mut Duration, tt: &mut Duration) -> bool {
     let t = Instant::now();
-    // DashOffice's rule (`dashoffice_core::sync::generate`): a whole document only to a peer that
-    // holds nothing beyond the genesis; unless measuring Automerge's default.
-    let fresh_peer = from.state.their_heads.as_ref().is_none_or(|h| h.is_empty() || Some(h) == GENESIS_HEADS.get());
-    let whole_docs = WHOLE_DOCS.load(std::sync::atomic::Ordering::Relaxed);
-    let caps = if fresh_peer || whole_docs { None } else { from.state.their_capabilities.take() };
-    let m = from.doc.generate_sync_message(&mut from.state).map(|m| m.encode());
-    if caps.is_some() {
-        from.state.their_capabilities = caps;
-    }
+    // DashOffice's rule (`dashoffice_core::sync::generate`: a whole document only to a peer that
+    // holds nothing beyond the genesis), or Automerge's default.
+    let m = if WHOLE_DOCS.load(std::sync::atomic::Ordering::Relaxed) {
+        from.doc.generate_sync_message(&mut from.state).map(|m| m.encode())
+    } else {
+        generate(from.doc, &shard_id(), &mut from.state)
+    };
     *tf += t.elapsed();
     let Some(m) = m else { return false };
     let t = Instant::now();
@@ -326,7 +326,6 @@ fn main() {
         per_shard * SHARDS
     );
     let g = genesis();
-    let _ = GENESIS_HEADS.set(g.get_heads());
     // Both replicas hold the genesis, then write offline.
     let mut left: Vec<Automerge> = (0..SHARDS).map(|_| g.clone()).collect();
     let mut right: Vec<Automerge> = (0..SHARDS).map(|_| g.clone()).collect();
