@@ -31,8 +31,7 @@ pub async fn accept_loop(endpoint: quinn::Endpoint, hub: Arc<Hub>, sessions: tok
         let connecting = match incoming.accept() {
             Ok(c) => c,
             Err(e) => {
-                metrics::counter!("dashoffice_relay_refused_connections_total", "reason" => "handshake").increment(1);
-                tracing::info!(%remote, error = %e, "QUIC connection not accepted");
+                handshake_failed(remote, &e);
                 continue;
             }
         };
@@ -40,14 +39,15 @@ pub async fn accept_loop(endpoint: quinn::Endpoint, hub: Arc<Hub>, sessions: tok
         sessions.spawn(async move {
             match connecting.await {
                 Ok(conn) => handle(conn, hub).await,
-                Err(e) => {
-                    metrics::counter!("dashoffice_relay_refused_connections_total", "reason" => "handshake")
-                        .increment(1);
-                    tracing::info!(%remote, error = %e, "QUIC handshake failed");
-                }
+                Err(e) => handshake_failed(remote, &e),
             }
         });
     }
+}
+
+fn handshake_failed(remote: std::net::SocketAddr, e: &quinn::ConnectionError) {
+    metrics::counter!("dashoffice_relay_refused_connections_total", "reason" => "handshake").increment(1);
+    tracing::info!(%remote, error = %e, "QUIC handshake failed");
 }
 
 fn refuse(

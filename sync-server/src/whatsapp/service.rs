@@ -231,31 +231,28 @@ async fn record_sent(replica: Replica, mut rx: tokio::sync::mpsc::UnboundedRecei
     let mut batch: Vec<Sent> = Vec::with_capacity(BATCH);
     while rx.recv_many(&mut batch, BATCH).await > 0 {
         let items = std::mem::take(&mut batch);
-        let all = items.clone();
-        let r = replica
-            .write(move |ctx| {
-                for (doc, mid, wamid) in &all {
-                    inbox::set_delivery(ctx, doc, mid, MessageStatus::Sent, Some(wamid), None)?;
-                }
-                Ok(())
-            })
-            .await;
-        if r.is_ok() || items.len() == 1 {
-            if let Err(e) = r {
-                tracing::error!(error = %e, message = %items[0].1, "recording a sent reply in its document");
-            }
+        if items.len() > 1 && mark_sent(&replica, items.clone()).await.is_ok() {
             continue;
         }
-        for (doc, mid, wamid) in items {
-            let id = mid.clone();
-            let r = replica
-                .write(move |ctx| inbox::set_delivery(ctx, &doc, &mid, MessageStatus::Sent, Some(&wamid), None))
-                .await;
-            if let Err(e) = r {
+        for item in items {
+            let id = item.1.clone();
+            if let Err(e) = mark_sent(&replica, vec![item]).await {
                 tracing::error!(error = %e, message = %id, "recording a sent reply in its document");
             }
         }
     }
+}
+
+/// Marks `items` sent in their documents in one write (all or none).
+async fn mark_sent(replica: &Replica, items: Vec<Sent>) -> dashoffice_core::Result<()> {
+    replica
+        .write(move |ctx| {
+            for (doc, mid, wamid) in &items {
+                inbox::set_delivery(ctx, doc, mid, MessageStatus::Sent, Some(wamid), None)?;
+            }
+            Ok(())
+        })
+        .await
 }
 
 async fn fail(wa: &Arc<WhatsApp>, svc: &Arc<ShopService>, o: &Outgoing, error: &str) {
