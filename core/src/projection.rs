@@ -3,7 +3,7 @@
 
 use std::collections::BTreeSet;
 
-use automerge::{Automerge, ChangeHash, PatchAction, Prop};
+use automerge::{Automerge, ChangeHash, PatchAction, Prop, ReadDoc};
 use rusqlite::Connection;
 
 use crate::{
@@ -26,6 +26,50 @@ pub(crate) fn project_record(conn: &Connection, id: &DocId, d: &Automerge, recor
         Collection::Inbox => inbox::project_item(conn, id, d, record),
         Collection::Attachments => inbox::project_attachment(conn, id, d, record),
     }
+}
+
+/// Record ids that `changes` (already applied to `d`) touch, read from their operations: an
+/// operation on the records map names its record by key; one deeper names the object it changes,
+/// whose path up to the records map gives the record. None when an object cannot be placed (the
+/// caller then diffs heads). Far cheaper than a diff, which rebuilds every changed value and path.
+pub(crate) fn records_in_changes(d: &Automerge, changes: &[automerge::Change]) -> Option<Vec<String>> {
+    use std::collections::HashMap;
+    let records = doc::records_obj(d).ok()?;
+    let records_str = records.to_string();
+    let mut out = BTreeSet::new();
+    // Object (as "counter@actor") → the record it belongs to (None: outside the records map).
+    let mut placed: HashMap<String, Option<String>> = HashMap::new();
+    for change in changes {
+        for op in change.decode().operations {
+            let obj = op.obj.to_string();
+            if obj == records_str {
+                if let automerge::legacy::Key::Map(key) = &op.key {
+                    out.insert(key.to_string());
+                }
+                continue;
+            }
+            if obj == "_root" {
+                continue;
+            }
+            if !placed.contains_key(&obj) {
+                let id = d.import_obj(&obj).ok()?;
+                let mut record = None;
+                for parent in d.parents(&id).ok()? {
+                    if parent.obj == records {
+                        if let Prop::Map(key) = parent.prop {
+                            record = Some(key);
+                        }
+                        break;
+                    }
+                }
+                placed.insert(obj.clone(), record);
+            }
+            if let Some(Some(record)) = placed.get(&obj) {
+                out.insert(record.clone());
+            }
+        }
+    }
+    Some(out.into_iter().collect())
 }
 
 /// Record ids changed between `before` and the current heads.
@@ -77,4 +121,54 @@ pub(crate) fn clear(conn: &Connection) -> Result<()> {
          DELETE FROM conversations; DELETE FROM messages; DELETE FROM inbox_items; DELETE FROM attachments;",
     )?;
     Ok(())
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use automerge::{ActorId, ObjType, ROOT, transaction::Transactable};
+
+    use super::*;
+
+    /// Every way a change can touch a record: a new one, a field of an old one, an object nested
+    /// two levels deep that an earlier change made, a deleted record; changes outside the records
+    /// map touch none.
+    #[test]
+    fn the_records_a_change_touches_are_read_from_its_operations_as_a_diff_finds_them() {
+        let mut d = doc::genesis(Collection::Orders);
+        d.set_actor(ActorId::from(vec![7; 16]));
+        let records = doc::records_obj(&d).unwrap();
+        let mut tx = d.transaction();
+        for r in ["o-1", "o-2", "o-3"] {
+            let o = tx.put_object(&records, r, ObjType::Map).unwrap();
+            tx.put(&o, "status", "draft").unwrap();
+            let lines = tx.put_object(&o, "lines", ObjType::List).unwrap();
+            let line = tx.insert_object(&lines, 0, ObjType::Map).unwrap();
+            tx.put(&line, "qty", 1).unwrap();
+        }
+        tx.commit();
+        let before = d.get_heads();
+
+        let mut other = d.fork();
+        other.set_actor(ActorId::from(vec![8; 16]));
+        let o1 = match other.get(&records, "o-1").unwrap() {
+            Some((_, id)) => id,
+            None => panic!("o-1"),
+        };
+        let lines = other.get(&o1, "lines").unwrap().unwrap().1;
+        let line = other.get(&lines, 0).unwrap().unwrap().1;
+        let mut tx = other.transaction();
+        tx.put(&line, "qty", 3).unwrap();
+        tx.delete(&records, "o-2").unwrap();
+        let o4 = tx.put_object(&records, "o-4", ObjType::Map).unwrap();
+        tx.put(&o4, "status", "paid").unwrap();
+        tx.put(ROOT, "note", "outside the records").unwrap();
+        tx.commit();
+        let changes = other.get_changes(&before);
+        d.apply_changes(changes.clone()).unwrap();
+
+        let from_ops = records_in_changes(&d, &changes).unwrap();
+        assert_eq!(from_ops, ["o-1", "o-2", "o-4"]);
+        assert_eq!(from_ops, touched_records(&d, &before));
+    }
 }

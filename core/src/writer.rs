@@ -60,6 +60,9 @@ pub struct WriteCtx<'a> {
     batch_docs: &'a mut HashSet<DocId>,
     /// Snapshots made beside the writer of documents received whole, with the heads they hold.
     saved: HashMap<DocId, (Vec<ChangeHash>, Vec<u8>)>,
+    /// Remote changes already listed for the projection, with the heads they lead to: what
+    /// `finish` stores, when the document is still at those heads.
+    listed: HashMap<DocId, (Vec<ChangeHash>, Vec<automerge::Change>)>,
 }
 
 impl<'a> WriteCtx<'a> {
@@ -133,11 +136,34 @@ impl<'a> WriteCtx<'a> {
         }
     }
 
-    /// Re-projects what changed in `id` since `before` (remote changes).
-    fn project_since(&mut self, id: &DocId, before: &[ChangeHash]) -> Result<()> {
+    /// Re-projects what changed in `id` since `before` (remote changes). The changes listed for
+    /// it are kept for [`Self::finish`] when they are all this write brought to the document.
+    /// `chunks`: the change chunks of the sync message that brought the changes, if one did.
+    fn project_since(&mut self, id: &DocId, before: &[ChangeHash], chunks: Option<&[Vec<u8>]>) -> Result<()> {
         let d = self.docs.get(id).ok_or_else(|| CoreError::Storage("document cache".into()))?;
-        for r in projection::touched_records(d, before) {
-            projection::project_record(self.conn, id, d, &r)?;
+        if doc::at_genesis(id.scope()?.collection, before) {
+            // New here: every record is new (stored as one snapshot by `finish`).
+            for r in projection::touched_records(d, before) {
+                projection::project_record(self.conn, id, d, &r)?;
+            }
+            return Ok(());
+        }
+        let changes = match chunks.and_then(|c| crate::sync::received_changes(d, before, c)) {
+            Some(c) => c,
+            None => d.get_changes(before),
+        };
+        let records = match projection::records_in_changes(d, &changes) {
+            Some(r) => r,
+            None => projection::touched_records(d, before),
+        };
+        for r in &records {
+            projection::project_record(self.conn, id, d, r)?;
+        }
+        let first = self.before.iter().find(|(doc, _)| doc == id).map(|(_, h)| h.as_slice());
+        if first == Some(before) {
+            self.listed.insert(id.clone(), (d.get_heads(), changes));
+        } else {
+            self.listed.remove(id);
         }
         Ok(())
     }
@@ -192,7 +218,7 @@ impl<'a> WriteCtx<'a> {
             self.conn.prepare_cached("DELETE FROM pending_changes WHERE doc_id = ?1")?.execute([id.as_str()])?;
         }
         if n > 0 {
-            self.project_since(id, &before)?;
+            self.project_since(id, &before, None)?;
         }
         Ok(n)
     }
@@ -205,7 +231,7 @@ impl<'a> WriteCtx<'a> {
         let before = d.get_heads();
         let r = f(d)?;
         if d.get_heads() != before {
-            self.project_since(id, &before)?;
+            self.project_since(id, &before, None)?;
         }
         Ok(r)
     }
@@ -257,12 +283,17 @@ impl<'a> WriteCtx<'a> {
             let last_sent = state.last_sent_heads.clone();
             d.receive_sync_message(state, message)?;
             state.last_sent_heads = last_sent;
-        } else {
-            self.load(id)?.receive_sync_message(state, message)?;
+            let n = self.load(id)?.get_changes_meta(&before).len();
+            if n > 0 {
+                self.project_since(id, &before, None)?;
+            }
+            return Ok(n);
         }
+        let chunks: Vec<Vec<u8>> = message.changes.iter().map(<[u8]>::to_vec).collect();
+        self.load(id)?.receive_sync_message(state, message)?;
         let n = self.load(id)?.get_changes_meta(&before).len();
         if n > 0 {
-            self.project_since(id, &before)?;
+            self.project_since(id, &before, Some(&chunks))?;
         }
         Ok(n)
     }
@@ -314,7 +345,10 @@ impl<'a> WriteCtx<'a> {
                 continue;
             }
             let changes: Vec<automerge::Change> = if self.remote.contains(id) {
-                d.get_changes(heads)
+                match self.listed.remove(id) {
+                    Some((at, changes)) if at == d.get_heads() => changes,
+                    _ => d.get_changes(heads),
+                }
             } else {
                 self.local.iter().filter(|(doc, _)| doc == id).filter_map(|(_, h)| d.get_change_by_hash(h)).collect()
             };
@@ -351,6 +385,7 @@ impl<'a> WriteCtx<'a> {
         self.local.clear();
         self.remote.clear();
         self.saved.clear();
+        self.listed.clear();
         Ok(())
     }
 
@@ -361,6 +396,7 @@ impl<'a> WriteCtx<'a> {
         self.local.clear();
         self.remote.clear();
         self.saved.clear();
+        self.listed.clear();
     }
 }
 
@@ -482,13 +518,17 @@ impl WriterThread {
         }
         // Set when a savepoint could not be opened or undone: the whole batch must be rolled back.
         let mut broken: Option<String> = None;
+        // A write alone in its batch needs no savepoint: if it fails, the transaction is rolled
+        // back. (A savepoint makes SQLite copy every page the write touches into a statement
+        // journal, a fair part of a sync step's cost.)
+        let alone = batch.len() == 1;
         for job in batch {
             if let Some(msg) = &broken {
                 let (_, reply) = job(None);
                 replies.push((reply, Some(CoreError::Storage(msg.clone()))));
                 continue;
             }
-            if let Err(e) = self.conn.prepare_cached("SAVEPOINT job").and_then(|mut st| st.execute([])) {
+            if !alone && let Err(e) = self.conn.prepare_cached("SAVEPOINT job").and_then(|mut st| st.execute([])) {
                 broken = Some(e.to_string());
                 let (_, reply) = job(None);
                 replies.push((reply, Some(CoreError::from(e))));
@@ -497,13 +537,24 @@ impl WriterThread {
             let mut ctx = self.ctx(docs, actor, &mut batch_docs);
             let (ok, reply) = job(Some(&mut ctx));
             let outcome = if ok { ctx.finish().err() } else { None };
-            if !ok || outcome.is_some() {
+            let failed = !ok || outcome.is_some();
+            if failed {
                 // Undo this write only: its SQL, and its in-memory document changes (reloaded later).
                 ctx.abandon();
+            }
+            if failed && alone {
+                if let Err(e) = self.conn.execute_batch("ROLLBACK") {
+                    tracing::error!(error = %e, "rolling back a failed write failed");
+                }
+                self.heads.forget(batch_docs.iter());
+                deliver(vec![(reply, outcome)]);
+                return;
+            }
+            if failed {
                 if let Err(e) = self.conn.execute_batch("ROLLBACK TO job; RELEASE job") {
                     broken = Some(e.to_string());
                 }
-            } else if let Err(e) = self.conn.prepare_cached("RELEASE job").and_then(|mut st| st.execute([])) {
+            } else if !alone && let Err(e) = self.conn.prepare_cached("RELEASE job").and_then(|mut st| st.execute([])) {
                 broken = Some(e.to_string());
             }
             replies.push((reply, outcome));
@@ -570,6 +621,7 @@ impl WriterThread {
             remote: HashSet::new(),
             batch_docs,
             saved: HashMap::new(),
+            listed: HashMap::new(),
         }
     }
 

@@ -203,16 +203,22 @@ impl Hub {
         if msg.is_none() && dashoffice_core::sync::nothing_to_tell(state, &before) {
             return Ok(Step { reply: None, in_sync: true, awaits_answer: false });
         }
-        if let Some(m) = msg
-            && let Err(e) = doc.receive_sync_message(state, m)
-        {
-            // Drop whatever half-applied state Automerge kept; reload from the store next time.
-            g.doc = None;
-            return Err(HubError::Bad(e.to_string()));
+        // The message's own change chunks: what is new of them is stored as received.
+        let mut chunks: Vec<Vec<u8>> = Vec::new();
+        if let Some(m) = msg {
+            chunks = m.changes.iter().map(<[u8]>::to_vec).collect();
+            if let Err(e) = doc.receive_sync_message(state, m) {
+                // Drop whatever half-applied state Automerge kept; reload from the store next time.
+                g.doc = None;
+                return Err(HubError::Bad(e.to_string()));
+            }
         }
         let after = doc.get_heads();
         if after != before {
-            let changes: Vec<Vec<u8>> = doc.get_changes(&before).iter().map(|c| c.raw_bytes().to_vec()).collect();
+            let changes: Vec<Vec<u8>> = match dashoffice_core::sync::received_changes(doc, &before, &chunks) {
+                Some(received) => received.iter().map(|c| c.raw_bytes().to_vec()).collect(),
+                None => doc.get_changes(&before).iter().map(|c| c.raw_bytes().to_vec()).collect(),
+            };
             let scope = id.scope().map_err(|e| HubError::Bad(e.to_string()))?;
             let n = changes.len();
             let append = Append {

@@ -20,6 +20,8 @@ use crate::{
 
 /// Documents the relay starts talking about at once per session.
 const WINDOW: usize = 256;
+/// Received frames stepped together at most.
+const FRAME_BATCH: usize = 128;
 const IN_FLIGHT_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// How documents are named on this transport.
@@ -134,18 +136,15 @@ pub async fn serve(
             || !s.unsaved.is_empty()
             || reported != (s.in_flight.len() as u64, s.out, s.received);
         if s.in_flight.len() < WINDOW && !queue.is_empty() {
-            let mut failed = None;
-            while s.in_flight.len() < WINDOW {
+            let mut batch = Vec::new();
+            while s.in_flight.len() + batch.len() < WINDOW {
                 let Some(id) = queue.pop_front() else { break };
                 queued.remove(&id);
                 // A document already in flight is stepped too: it changed since (another replica
                 // wrote to it), and Automerge sends the new changes without waiting for the answer.
-                if let Err(e) = s.step(&id, None).await {
-                    failed = Some(e);
-                    break;
-                }
+                batch.push((id, None));
             }
-            if let Some(e) = failed {
+            if let Err(e) = s.step_many(batch).await {
                 break e;
             }
             continue;
@@ -153,15 +152,16 @@ pub async fn serve(
         tokio::select! {
             frame = io.rx.recv() => {
                 let Some(frame) = frame else { break End::Closed };
-                let bytes = match frame {
-                    Ok(b) => b,
-                    Err(FrameError::Lost(_)) => break End::Closed,
-                    Err(e) => {
-                        s.send(Message::Error { message: e.to_string() });
-                        break End::Protocol(e.to_string());
+                // Every frame already here is stepped together: the documents' new changes share
+                // one durable write, instead of each answer waiting for a commit of its own.
+                let mut frames = vec![frame];
+                while frames.len() < FRAME_BATCH {
+                    match io.rx.try_recv() {
+                        Ok(f) => frames.push(f),
+                        Err(_) => break,
                     }
-                };
-                if let Err(e) = s.handle(&bytes).await {
+                }
+                if let Err(e) = s.handle_frames(frames).await {
                     break e;
                 }
             }
@@ -286,7 +286,34 @@ impl Session<'_> {
         self.persisted.remove(id.as_str()).and_then(|b| sync::State::decode(&b).ok()).unwrap_or_default()
     }
 
-    async fn handle(&mut self, bytes: &[u8]) -> Result<(), End> {
+    /// Steps the documents of received frames, in order; a frame that breaks the protocol ends
+    /// the session after the ones before it were stepped.
+    async fn handle_frames(&mut self, frames: Vec<Result<Vec<u8>, FrameError>>) -> Result<(), End> {
+        let mut items = Vec::with_capacity(frames.len());
+        for frame in frames {
+            let decoded = match frame {
+                Ok(bytes) => self.decode(&bytes).await,
+                Err(FrameError::Lost(_)) => Err(End::Closed),
+                Err(e) => {
+                    self.send(Message::Error { message: e.to_string() });
+                    Err(End::Protocol(e.to_string()))
+                }
+            };
+            match decoded {
+                Ok(Some((id, message))) => items.push((id, Some(message))),
+                Ok(None) => {}
+                Err(end) => {
+                    self.step_many(items).await?;
+                    return Err(end);
+                }
+            }
+        }
+        self.step_many(items).await
+    }
+
+    /// A received frame's document and sync message; None for a frame that asks nothing (or names
+    /// a document the peer may not see: it was told so).
+    async fn decode(&mut self, bytes: &[u8]) -> Result<Option<(DocId, sync::Message)>, End> {
         self.received += 1;
         metrics::counter!("dashoffice_relay_messages_received_total").increment(1);
         let now = crate::hub::now_ms();
@@ -303,7 +330,7 @@ impl Session<'_> {
                 (document_id, data.into_vec())
             }
             Message::Error { message } => return Err(End::Protocol(format!("the peer reported: {message}"))),
-            _ => return Ok(()),
+            _ => return Ok(None),
         };
         let id = match self.naming {
             Naming::Replica => DocId::parse(&name).ok(),
@@ -315,7 +342,7 @@ impl Session<'_> {
         let Some(id) = id.filter(|id| allowed(self.device, id)) else {
             tracing::info!(device = %self.device.id, doc = %name, "refused a document outside the device's scope");
             self.unavailable(name);
-            return Ok(());
+            return Ok(None);
         };
         let message = match sync::Message::decode(&data) {
             Ok(m) => m,
@@ -328,16 +355,58 @@ impl Session<'_> {
         if self.naming == Naming::Repo {
             self.subscribed.insert(id.clone());
         }
-        self.step(&id, Some(message)).await
+        Ok(Some((id, message)))
     }
 
-    async fn step(&mut self, id: &DocId, msg: Option<sync::Message>) -> Result<(), End> {
-        let mut state = self.state(id);
-        let shared = state.shared_heads.clone();
-        let msg_in = msg.is_some();
+    /// Sync steps on several documents, in order. Steps on different documents run together, so
+    /// their new changes reach the relay's writer at once and share one commit; a document named
+    /// twice waits for its first step.
+    async fn step_many(&mut self, items: Vec<(DocId, Option<sync::Message>)>) -> Result<(), End> {
         // Replicas may start documents of their scope; WebSocket clients only edit existing ones.
         let create = self.naming == Naming::Replica;
-        match self.hub.step(self.id, id, &mut state, msg, create).await {
+        let mut items = items.into_iter().peekable();
+        while items.peek().is_some() {
+            let mut group: Vec<(DocId, Option<sync::Message>, sync::State)> = Vec::new();
+            let mut seen = HashSet::new();
+            while let Some((id, _)) = items.peek() {
+                if !seen.insert(id.clone()) {
+                    break;
+                }
+                let Some((id, msg)) = items.next() else { break };
+                let state = self.state(&id);
+                group.push((id, msg, state));
+            }
+            let (hub, session) = (self.hub, self.id);
+            let mut stepping = Vec::with_capacity(group.len());
+            let mut settled = Vec::with_capacity(group.len());
+            for (id, msg, mut state) in group {
+                let shared = state.shared_heads.clone();
+                let msg_in = msg.is_some();
+                settled.push((id.clone(), shared, msg_in));
+                stepping.push(async move {
+                    let r = hub.step(session, &id, &mut state, msg, create).await;
+                    (state, r)
+                });
+            }
+            let results = futures_util::future::join_all(stepping).await;
+            for ((id, shared, msg_in), (state, r)) in settled.into_iter().zip(results) {
+                self.settle(&id, state, shared, msg_in, r)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// What a step's result means for the session: the answer sent, the document in flight or
+    /// settled, the sync state kept (and queued for storage when the shared heads moved).
+    fn settle(
+        &mut self,
+        id: &DocId,
+        state: sync::State,
+        shared: Vec<automerge::ChangeHash>,
+        msg_in: bool,
+        result: Result<crate::hub::Step, HubError>,
+    ) -> Result<(), End> {
+        match result {
             Ok(step) => {
                 if self.naming == Naming::Replica && state.shared_heads != shared {
                     self.unsaved.push((self.device.id.clone(), id.as_str().to_string(), state.encode()));

@@ -257,3 +257,49 @@ async fn documents_prepared_beside_the_writer_sync_like_any_other() {
     assert_eq!(price, "7.25");
     assert_eq!(heads_dump(&a.replica), heads_dump(&b.replica));
 }
+
+/// A write that fails after changing a document and the projection leaves neither behind, whether
+/// it ran alone in its transaction (rolled back whole) or beside others (rolled back to its
+/// savepoint, the others kept).
+#[tokio::test]
+async fn a_failed_write_leaves_nothing_alone_or_in_a_batch() {
+    let nodes = shop(1);
+    let r = &nodes[0].replica;
+    let shop_id = nodes[0].caller.shop_id.clone();
+    let before = (heads_dump(r), projection_dump(r));
+    let failing = |n: usize| {
+        let doc = dashoffice_core::doc::DocId::products(&shop_id, &format!("failing-{n}"));
+        move |ctx: &mut dashoffice_core::WriteCtx<'_>| -> dashoffice_core::Result<()> {
+            ctx.change(&doc, &[], |tx, records| {
+                use automerge::transaction::Transactable;
+                tx.put(records, "failing", "half-written")?;
+                Ok(())
+            })?;
+            ctx.conn().execute("INSERT INTO sequences(name, value) VALUES ('failing', 1)", [])?;
+            Err(dashoffice_core::CoreError::Storage("refused on purpose".into()))
+        }
+    };
+    // Alone.
+    assert!(r.write(failing(1)).await.is_err());
+    assert_eq!((heads_dump(r), projection_dump(r)), before);
+    // Beside successful writes queued at the same time.
+    let ok = |sku: &'static str| {
+        let caller = nodes[0].caller.clone();
+        r.write(move |ctx| products::create(ctx, &caller, product_input(sku, "10.00")))
+    };
+    let (a, failed, b) = tokio::join!(ok("OK-1"), r.write(failing(2)), ok("OK-2"));
+    assert!(a.is_ok() && b.is_ok() && failed.is_err());
+    let seq: i64 = r
+        .read(|c| Ok(c.query_row("SELECT count(*) FROM sequences WHERE name = 'failing'", [], |x| x.get(0))?))
+        .unwrap();
+    assert_eq!(seq, 0);
+    let skus: Vec<String> = r
+        .read(|c| {
+            Ok(c.prepare("SELECT sku FROM products ORDER BY sku")?
+                .query_map([], |x| x.get(0))?
+                .collect::<Result<_, _>>()?)
+        })
+        .unwrap();
+    assert!(skus.contains(&"OK-1".to_string()) && skus.contains(&"OK-2".to_string()));
+    assert!(heads_dump(r).iter().all(|h| !h.contains("failing")));
+}
