@@ -53,15 +53,10 @@ pub(crate) fn records_in_changes(d: &Automerge, changes: &[automerge::Change]) -
             }
             if !placed.contains_key(&obj) {
                 let id = d.import_obj(&obj).ok()?;
-                let mut record = None;
-                for parent in d.parents(&id).ok()? {
-                    if parent.obj == records {
-                        if let Prop::Map(key) = parent.prop {
-                            record = Some(key);
-                        }
-                        break;
-                    }
-                }
+                let record = match d.parents(&id).ok()?.find(|p| p.obj == records) {
+                    Some(automerge::Parent { prop: Prop::Map(key), .. }) => Some(key),
+                    _ => None,
+                };
                 placed.insert(obj.clone(), record);
             }
             if let Some(Some(record)) = placed.get(&obj) {

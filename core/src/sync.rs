@@ -108,7 +108,16 @@ pub fn received_changes(
     before: &[ChangeHash],
     chunks: &[Vec<u8>],
 ) -> Option<Vec<automerge::Change>> {
-    let new: Vec<ChangeHash> = d.get_changes_meta(before).iter().map(|m| m.hash).collect();
+    received_of(&new_changes(d, before), chunks)
+}
+
+/// Hashes of the changes `d` holds beyond `before`, in Automerge's order.
+pub fn new_changes(d: &automerge::Automerge, before: &[ChangeHash]) -> Vec<ChangeHash> {
+    d.get_changes_meta(before).iter().map(|m| m.hash).collect()
+}
+
+/// [`received_changes`] for changes already listed by [`new_changes`].
+pub fn received_of(new: &[ChangeHash], chunks: &[Vec<u8>]) -> Option<Vec<automerge::Change>> {
     if new.is_empty() || chunks.len() < new.len() {
         return None;
     }

@@ -138,17 +138,23 @@ impl<'a> WriteCtx<'a> {
 
     /// Re-projects what changed in `id` since `before` (remote changes). The changes listed for
     /// it are kept for [`Self::finish`] when they are all this write brought to the document.
-    /// `chunks`: the change chunks of the sync message that brought the changes, if one did.
-    fn project_since(&mut self, id: &DocId, before: &[ChangeHash], chunks: Option<&[Vec<u8>]>) -> Result<()> {
+    /// `received`: the change chunks of the sync message that brought the changes, if one did,
+    /// and the hashes of the changes new since `before`.
+    fn project_since(
+        &mut self,
+        id: &DocId,
+        before: &[ChangeHash],
+        received: Option<(&[Vec<u8>], &[ChangeHash])>,
+    ) -> Result<()> {
         let d = self.docs.get(id).ok_or_else(|| CoreError::Storage("document cache".into()))?;
         if doc::at_genesis(id.scope()?.collection, before) {
             // New here: every record is new (stored as one snapshot by `finish`).
-            for r in projection::touched_records(d, before) {
+            for r in doc::record_ids(d)? {
                 projection::project_record(self.conn, id, d, &r)?;
             }
             return Ok(());
         }
-        let changes = match chunks.and_then(|c| crate::sync::received_changes(d, before, c)) {
+        let changes = match received.and_then(|(chunks, new)| crate::sync::received_of(new, chunks)) {
             Some(c) => c,
             None => d.get_changes(before),
         };
@@ -291,9 +297,10 @@ impl<'a> WriteCtx<'a> {
         }
         let chunks: Vec<Vec<u8>> = message.changes.iter().map(<[u8]>::to_vec).collect();
         self.load(id)?.receive_sync_message(state, message)?;
-        let n = self.load(id)?.get_changes_meta(&before).len();
+        let new = crate::sync::new_changes(self.load(id)?, &before);
+        let n = new.len();
         if n > 0 {
-            self.project_since(id, &before, Some(&chunks))?;
+            self.project_since(id, &before, Some((&chunks, &new)))?;
         }
         Ok(n)
     }
