@@ -93,6 +93,12 @@ impl Backend {
         Arc::new(move || lock(&sync).as_ref().map(SyncHandle::status).unwrap_or_default())
     }
 
+    /// "Sync now" for the API (`POST /api/v1/sync/reconnect`): false when sync is not set up.
+    pub(crate) fn sync_reconnect_fn(&self) -> Arc<dyn Fn() -> bool + Send + Sync> {
+        let sync = self.sync.clone();
+        Arc::new(move || lock(&sync).as_ref().map(SyncHandle::reconnect).is_some())
+    }
+
     /// Starts the sync client from the saved settings (and an enrolment code from the
     /// environment, for unattended set-up).
     pub(crate) fn start_saved_sync(&self) -> anyhow::Result<()> {

@@ -178,13 +178,20 @@ fn start(app: &mut tauri::App, rt: &tokio::runtime::Runtime, started: Instant) -
     });
     let status = MenuItem::with_id(app, "status", "DashOffice", false, None::<&str>)?;
     let open = MenuItem::with_id(app, "open", "Abrir DashOffice / Open", true, None::<&str>)?;
+    let sync_now = MenuItem::with_id(app, "sync-now", "Sincronizar ahora / Sync now", true, None::<&str>)?;
     let quit = MenuItem::with_id(app, "quit", "Salir / Quit", true, None::<&str>)?;
-    let menu = Menu::with_items(app, &[&status, &open, &quit])?;
+    let menu = Menu::with_items(app, &[&status, &open, &sync_now, &quit])?;
     let mut tray = TrayIconBuilder::with_id("main").menu(&menu).tooltip("DashOffice").on_menu_event(|app, ev| match ev
         .id
         .as_ref()
     {
         "open" => show_main(app, None),
+        "sync-now" => {
+            // Before the replica is open (or without a relay) there is nothing to reconnect.
+            if let Some(b) = app.try_state::<Arc<Backend>>() {
+                (b.sync_reconnect_fn())();
+            }
+        }
         "quit" => app.exit(0),
         _ => {}
     });
@@ -211,6 +218,7 @@ fn start(app: &mut tauri::App, rt: &tokio::runtime::Runtime, started: Instant) -
                 }
                 let mut api = AppState::new(replica, dashoffice_api::metrics_handle());
                 api.sync_status = backend.sync_status_fn();
+                api.sync_reconnect = backend.sync_reconnect_fn();
                 let router = server::router(api, backend.clone(), secret.clone());
                 backend.watch();
                 handle.manage(backend);

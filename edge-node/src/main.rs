@@ -255,6 +255,11 @@ fn serve(replica: Replica, s: &Settings) -> anyhow::Result<()> {
                 let handle = dashoffice_sync::client::start(replica.clone(), cfg).context("starting sync")?;
                 let h = handle.clone();
                 state.sync_status = Arc::new(move || h.status());
+                let h = handle.clone();
+                state.sync_reconnect = Arc::new(move || {
+                    h.reconnect();
+                    true
+                });
                 tracing::info!(%relay, "sync with the relay is on");
                 Some(handle)
             }

@@ -104,6 +104,8 @@ pub struct SyncHandle {
     shared: Arc<Mutex<Shared>>,
     replica: Replica,
     stop: watch::Sender<bool>,
+    /// Asks the loop to reconnect at once (see [`SyncHandle::reconnect`]).
+    kick: Arc<tokio::sync::Notify>,
 }
 
 impl SyncHandle {
@@ -124,6 +126,13 @@ impl SyncHandle {
             .read(|c| Ok(c.query_row("SELECT count(*) FROM documents", [], |r| r.get::<_, i64>(0))? as u64))
             .unwrap_or(0);
         s
+    }
+
+    /// Reconnects now: the waiting between attempts ends and the backoff starts over; a session
+    /// that is up is closed and opened again (after an outage the old connection may look alive
+    /// until its idle timeout). For "sync now" once the internet is back.
+    pub fn reconnect(&self) {
+        self.kick.notify_one();
     }
 
     /// Stops the client (the current session closes).
@@ -154,10 +163,11 @@ pub fn start(replica: Replica, cfg: ClientConfig) -> Result<SyncHandle, SyncErro
     status.peers.push(SyncPeerStatus { peer: format!("relay {}", cfg.relay), ..Default::default() });
     let shared = Arc::new(Mutex::new(Shared { status, ..Default::default() }));
     let (stop, stop_rx) = watch::channel(false);
-    let handle = SyncHandle { shared: shared.clone(), replica: replica.clone(), stop };
+    let kick = Arc::new(tokio::sync::Notify::new());
+    let handle = SyncHandle { shared: shared.clone(), replica: replica.clone(), stop, kick: kick.clone() };
     let peer_id = format!("relay:{}", &identity.fingerprint()[..16]);
     let me = format!("device-{}", &identity.fingerprint()[..16]);
-    tokio::spawn(run(replica, cfg, client_cfg, shared, stop_rx, peer_id, me));
+    tokio::spawn(run(replica, cfg, client_cfg, shared, stop_rx, kick, (peer_id, me)));
     Ok(handle)
 }
 
@@ -175,8 +185,9 @@ async fn run(
     client_cfg: quinn::ClientConfig,
     shared: Arc<Mutex<Shared>>,
     mut stop: watch::Receiver<bool>,
-    peer_id: String,
-    me: String,
+    kick: Arc<tokio::sync::Notify>,
+    // This device's name for the relay's peer and its own, in the join handshake.
+    (peer_id, me): (String, String),
 ) {
     let backoff = || {
         backon::ExponentialBuilder::default()
@@ -199,8 +210,13 @@ async fn run(
     };
     loop {
         let started = Instant::now();
+        let mut kicked = false;
         let outcome = tokio::select! {
             r = session(&replica, &cfg, &endpoint, &shared, &peer_id, &me) => r,
+            _ = kick.notified() => {
+                kicked = true;
+                Err(SyncError::Network("reconnecting on request".into()))
+            }
             _ = stop.changed() => return,
         };
         {
@@ -211,19 +227,26 @@ async fn run(
                 p.connected = false;
                 p.in_flight = 0;
             }
-            sh.status.last_error = outcome.as_ref().err().map(|e| e.to_string());
+            if !kicked {
+                sh.status.last_error = outcome.as_ref().err().map(|e| e.to_string());
+            }
         }
         metrics::gauge!("dashoffice_sync_connected").set(0.0);
         match &outcome {
+            _ if kicked => tracing::info!("sync: reconnecting on request"),
             Ok(()) => tracing::info!("sync: the relay closed the session"),
             Err(e) => tracing::warn!(error = %e, "sync: session ended"),
         }
-        if started.elapsed() > Duration::from_secs(10) {
+        if kicked || started.elapsed() > Duration::from_secs(10) {
             delays = backoff();
+        }
+        if kicked {
+            continue;
         }
         let delay = delays.next().unwrap_or(Duration::from_secs(20));
         tokio::select! {
             _ = tokio::time::sleep(delay) => {}
+            _ = kick.notified() => delays = backoff(),
             _ = stop.changed() => return,
         }
     }

@@ -3,6 +3,8 @@
 //!
 //! - `converge`: two edge nodes of one branch, each with N offline changes (product creations
 //!   through the HTTP API), come back online: time until both hold identical documents.
+//! - `reconnect`: the same writes on two running nodes while the relay is down; the relay comes
+//!   back and both are told to sync now: time until both hold identical documents.
 //! - `initial`: a shop with N products (CSV import) syncs to a brand-new node: time until the
 //!   new node has projected every product.
 //! - `idle`: N enrolled replicas hold idle QUIC connections to the relay: relay RSS and CPU.
@@ -38,10 +40,11 @@ fn main() {
         let n: usize = it.next().and_then(|n| n.parse().ok()).unwrap_or(0);
         match what.as_str() {
             "converge" => converge(if n == 0 { 10_000 } else { n }),
+            "reconnect" => reconnect(if n == 0 { 10_000 } else { n }),
             "initial" => initial(if n == 0 { 100_000 } else { n }),
             "idle" => idle(if n == 0 { 1_000 } else { n }),
             other => {
-                eprintln!("unknown benchmark {other}: use converge N, initial N, idle N");
+                eprintln!("unknown benchmark {other}: use converge N, reconnect N, initial N, idle N");
                 std::process::exit(2);
             }
         }
@@ -49,6 +52,7 @@ fn main() {
     }
     if !ran {
         converge(10_000);
+        reconnect(10_000);
         initial(100_000);
         idle(1_000);
     }
@@ -166,24 +170,7 @@ fn converge(n: usize) {
     let cpu = (cpu_seconds(a1.pid()), cpu_seconds(a2.pid()), cpu_seconds(relay.pid()) - relay_cpu);
     let count = (products_in(&a1.data_dir()), products_in(&a2.data_dir()));
     let connected = connected.unwrap_or(total);
-    for (name, api) in [("node 1", &o1), ("node 2", &o2)] {
-        let text = api.get("/metrics").text;
-        let metric = |m: &str| {
-            text.lines()
-                .find(|l| l.starts_with(m) && l[m.len()..].starts_with(' '))
-                .and_then(|l| l.rsplit(' ').next())
-                .unwrap_or("?")
-                .to_string()
-        };
-        println!(
-            "{name}: sync messages sent {}, received {}; changes received {}; writes {} in {} transactions",
-            metric("dashoffice_sync_messages_sent_total"),
-            metric("dashoffice_sync_messages_received_total"),
-            metric("dashoffice_sync_changes_received_total"),
-            metric("dashoffice_writes_total"),
-            metric("dashoffice_write_batch_seconds_count"),
-        );
-    }
+    print_sync_counts(&o1, &o2);
     println!(
         "both nodes started in {:.2} s, both connected at {:.2} s",
         started.as_secs_f64(),
@@ -207,6 +194,67 @@ fn converge(n: usize) {
     );
     println!(
         "RESULT converge n={n}: CPU until converged: node 1 {:.2} s, node 2 {:.2} s, relay {:.2} s (sum {:.2} s)",
+        cpu.0,
+        cpu.1,
+        cpu.2,
+        cpu.0 + cpu.1 + cpu.2
+    );
+}
+
+/// Two running edge nodes lose the relay (killed), take `n` writes each, and the relay comes
+/// back: both are told to sync now (`POST /api/v1/sync/reconnect`, what staff press when the
+/// internet is back) and the figure is the time from there until both hold identical documents.
+/// Unlike `converge`, the nodes never restart, as a branch's daemon does not in an outage.
+fn reconnect(n: usize) {
+    println!("== reconnect: 2 running nodes of one branch, {n} product creations each while the relay is down ==");
+    let mut relay = Relay::start_env(vec![("DASHOFFICE_HEAD_OFFICE".into(), "false".into())]);
+    let mut a1 = Node::start();
+    let (shop, branch) = shop_and_branch(&a1.owner());
+    a1.sigterm();
+    a1.set_extra(relay.edge_args(&relay.code(&shop, Some(&branch))));
+    a1.start_again();
+    let a2 = Node::start_with(tempfile::tempdir().unwrap(), relay.edge_args(&relay.code(&shop, Some(&branch))));
+    let (o1, o2) = (a1.owner(), owner_when_synced(&a2));
+    wait_for(LONG, || (idle_and_connected(&o1) && idle_and_connected(&o2) && docs(&o1) == docs(&o2)).then_some(()))
+        .expect("the first sync");
+
+    relay.kill9();
+    let (w1, w2) = std::thread::scope(|s| {
+        let h1 = s.spawn(|| create_products(&o1, "A1", n));
+        let h2 = s.spawn(|| create_products(&o2, "A2", n));
+        (h1.join().unwrap(), h2.join().unwrap())
+    });
+    println!(
+        "writes with the relay down: node 1 {n} in {:.1} s, node 2 {n} in {:.1} s (at the same time)",
+        w1.as_secs_f64(),
+        w2.as_secs_f64()
+    );
+    relay.restart();
+    let before = (cpu_seconds(a1.pid()), cpu_seconds(a2.pid()), cpu_seconds(relay.pid()));
+    let t0 = Instant::now();
+    for api in [&o1, &o2] {
+        api.post("/api/v1/sync/reconnect", &json!({})).ok(202);
+    }
+    let mut connected = None;
+    wait_for(LONG, || {
+        if connected.is_none() && status(&o1)["connected"] == true && status(&o2)["connected"] == true {
+            connected = Some(t0.elapsed());
+        }
+        (idle_and_connected(&o1) && idle_and_connected(&o2) && docs(&o1) == docs(&o2)).then_some(())
+    })
+    .expect("convergence");
+    let total = t0.elapsed();
+    let cpu = (cpu_seconds(a1.pid()) - before.0, cpu_seconds(a2.pid()) - before.1, cpu_seconds(relay.pid()) - before.2);
+    let count = (products_in(&a1.data_dir()), products_in(&a2.data_dir()));
+    print_sync_counts(&o1, &o2);
+    println!("both connected {:.2} s after the reconnect request", connected.unwrap_or(total).as_secs_f64());
+    println!(
+        "RESULT reconnect n={n}: converged {:.2} s after the reconnect request; products {:?}",
+        total.as_secs_f64(),
+        count
+    );
+    println!(
+        "RESULT reconnect n={n}: CPU until converged: node 1 {:.2} s, node 2 {:.2} s, relay {:.2} s (sum {:.2} s)",
         cpu.0,
         cpu.1,
         cpu.2,
@@ -378,4 +426,26 @@ fn idle(n: usize) {
         println!("some connections closed; relay log tail:\n{}", tail.into_iter().rev().collect::<Vec<_>>().join("\n"));
     }
     rt.block_on(async move { drop(held) });
+}
+
+/// Each node's sync message and write-transaction counts (from its /metrics).
+fn print_sync_counts(o1: &Api, o2: &Api) {
+    for (name, api) in [("node 1", o1), ("node 2", o2)] {
+        let text = api.get("/metrics").text;
+        let metric = |m: &str| {
+            text.lines()
+                .find(|l| l.starts_with(m) && l[m.len()..].starts_with(' '))
+                .and_then(|l| l.rsplit(' ').next())
+                .unwrap_or("?")
+                .to_string()
+        };
+        println!(
+            "{name}: sync messages sent {}, received {}; changes received {}; writes {} in {} transactions",
+            metric("dashoffice_sync_messages_sent_total"),
+            metric("dashoffice_sync_messages_received_total"),
+            metric("dashoffice_sync_changes_received_total"),
+            metric("dashoffice_writes_total"),
+            metric("dashoffice_write_batch_seconds_count"),
+        );
+    }
 }

@@ -209,6 +209,34 @@ fn relay_killed_mid_sync_loses_nothing_it_acknowledged() {
     assert!(full.is_some(), "the new node has {} of 3000 products: {:#}", product_count(&o2), status(&o2));
 }
 
+/// "Sync now" after an outage: the relay went away (kill -9) while the node kept working; once it
+/// is back, `POST /api/v1/sync/reconnect` drops the node's dead session at once instead of
+/// waiting for QUIC's 30 s idle timeout and the backoff after it. A node without a relay
+/// answers 409.
+#[test]
+fn sync_now_reconnects_at_once_after_an_outage() {
+    let alone = Node::start();
+    let r = alone.owner().post("/api/v1/sync/reconnect", &json!({}));
+    assert_eq!(r.status, 409, "{}", r.text);
+    assert_eq!(r.json()["error"]["code"], "sync_off", "{}", r.text);
+
+    let mut relay = Relay::start_env(vec![("DASHOFFICE_HEAD_OFFICE".into(), "false".into())]);
+    let (node, _, _) = enrolled_node(&relay);
+    let o = node.owner();
+    assert!(wait_for(CONVERGE, || idle(&o).then_some(())).is_some(), "{:#}", status(&o));
+    relay.kill9();
+    o.product("DURING-OUTAGE", "19.90");
+    relay.restart();
+    let r = o.post("/api/v1/sync/reconnect", &json!({}));
+    assert_eq!(r.status, 202, "{}", r.text);
+    assert_eq!(r.json()["enabled"], true, "{}", r.text);
+    // Far inside the 30 s the dead session would otherwise hold on.
+    let back = wait_for(Duration::from_secs(15), || idle(&o).then_some(()));
+    assert!(back.is_some(), "not back after sync now: {:#}\n{}", status(&o), tail(&node.log()));
+    assert!(node.log().contains("reconnecting on request"), "{}", tail(&node.log()));
+    assert_eq!(status(&o)["last_error"], Value::Null, "{:#}", status(&o));
+}
+
 /// A node with a shop of its own, then enrolled on `relay` for its first branch; with the shop
 /// and branch ids.
 fn enrolled_node(relay: &Relay) -> (Node, String, String) {

@@ -57,6 +57,9 @@ pub struct AppState {
     pub(crate) home_branch: Arc<std::sync::OnceLock<String>>,
     /// The state of sync with the relay (`GET /api/v1/sync/status`).
     pub sync_status: Arc<dyn Fn() -> dashoffice_domain::api::SyncStatus + Send + Sync>,
+    /// Asks the sync client to reconnect now (`POST /api/v1/sync/reconnect`); false when this
+    /// replica has no relay configured.
+    pub sync_reconnect: Arc<dyn Fn() -> bool + Send + Sync>,
     /// Login attempts per e-mail address: a burst of 10, then one every 6 seconds.
     pub(crate) login_limiter: Arc<governor::DefaultKeyedRateLimiter<String>>,
 }
@@ -76,6 +79,7 @@ impl AppState {
             started: Arc::new(Instant::now()),
             home_branch,
             sync_status: Arc::new(dashoffice_domain::api::SyncStatus::default),
+            sync_reconnect: Arc::new(|| false),
             login_limiter: Arc::new(governor::RateLimiter::keyed(quota)),
         }
     }

@@ -40,6 +40,7 @@ impl Modify for BearerAuth {
         routes::system::openapi,
         routes::sync::status,
         routes::sync::documents,
+        routes::sync::reconnect,
         routes::live::events,
         routes::analytics::summary,
         routes::auth::login,

@@ -48,6 +48,19 @@ fn SyncPanel() -> impl IntoView {
     let st = app();
     let fetched = loader(|| api::get::<SyncStatus>("/api/v1/sync/status"));
     let status = move || st.sync.get().or_else(|| fetched.with(|f| f.ready().cloned()));
+    let err = RwSignal::new(None::<ApiError>);
+    let sync_now = move |_| {
+        err.set(None);
+        spawn_local(async move {
+            match api::post::<_, SyncStatus>("/api/v1/sync/reconnect", &serde_json::json!({})).await {
+                Ok(s) => {
+                    st.sync.set(Some(s));
+                    app().say(t("sync_replica_unreachable"));
+                }
+                Err(e) => err.set(Some(e)),
+            }
+        });
+    };
     view! {
         <section class="card" id="sync">
             <h2>{t("sync_and_device")}</h2>
@@ -73,6 +86,9 @@ fn SyncPanel() -> impl IntoView {
                             <dt>{t("last_error")}</dt><dd>{s.last_error.clone().unwrap_or_else(|| "—".into())}</dd>
                         </dl>
                         <div class="table-wrap"><table class="table"><thead><tr><th>{t("peer")}</th><th>{t("state")}</th><th class="num">{t("lag")}</th><th class="num">{t("in_flight")}</th></tr></thead><tbody>{peers}</tbody></table></div>
+                        <p class="muted">{t("sync_now_help")}</p>
+                        <button class="btn" id="sync-now" type="button" on:click=sync_now>{t("sync_now")}</button>
+                        {move || err.get().map(|e| view! { <crate::components::ErrorBox err=e/> })}
                     }
                     .into_any()
                 }

@@ -63,6 +63,7 @@ pub(crate) fn router() -> Router<AppState> {
         .route("/metrics", get(system::metrics))
         .route("/api/v1/sync/status", get(sync::status))
         .route("/api/v1/sync/documents", get(sync::documents))
+        .route("/api/v1/sync/reconnect", post(sync::reconnect))
         .route("/api/v1/events", get(live::events))
         .route("/api/v1/analytics/summary", get(analytics::summary))
         .route("/api/openapi.json", get(system::openapi))

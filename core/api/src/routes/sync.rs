@@ -1,4 +1,4 @@
-//! Sync with the relay: its state, and the documents this replica holds (with the
+//! Sync with the relay: its state, reconnecting now, and the documents this replica holds (with the
 //! automerge-repo URL a JavaScript client opens them by).
 
 use axum::{Json, extract::State, http::StatusCode};
@@ -18,6 +18,29 @@ pub(crate) async fn status(State(s): State<AppState>, Auth(_caller): Auth) -> Ap
         .await
         .map_err(|_| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal error"))?;
     Ok(Json(st))
+}
+
+/// "Sync now": the sync client stops waiting between attempts and reconnects at once (a session
+/// that is up is opened again). Answers 202 with the state at that moment; 409 when no relay is
+/// configured here.
+#[utoipa::path(post, path = "/api/v1/sync/reconnect", tag = "sync", security(("bearer" = [])),
+    responses((status = 202, body = SyncStatus), Errors))]
+pub(crate) async fn reconnect(
+    State(s): State<AppState>,
+    Auth(_caller): Auth,
+) -> ApiResult<(StatusCode, Json<SyncStatus>)> {
+    if !(s.sync_reconnect)() {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "sync_off",
+            "this replica has no relay to sync with (set the relay in its configuration or settings)",
+        ));
+    }
+    let f = s.sync_status.clone();
+    let st = tokio::task::spawn_blocking(move || f())
+        .await
+        .map_err(|_| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal error"))?;
+    Ok((StatusCode::ACCEPTED, Json(st)))
 }
 
 /// Every document stored here with its heads (owners and managers).
