@@ -134,16 +134,7 @@ fn converge(n: usize) {
         node.start_again();
     }
     let (o1, o2) = (a1.owner(), a2.owner());
-    let (w1, w2) = std::thread::scope(|s| {
-        let h1 = s.spawn(|| create_products(&o1, "A1", n));
-        let h2 = s.spawn(|| create_products(&o2, "A2", n));
-        (h1.join().unwrap(), h2.join().unwrap())
-    });
-    println!(
-        "offline writes: node 1 {n} in {:.1} s, node 2 {n} in {:.1} s (at the same time)",
-        w1.as_secs_f64(),
-        w2.as_secs_f64()
-    );
+    write_on_both(&o1, &o2, n, "offline writes");
     a1.sigterm();
     a2.sigterm();
     a1.set_extra(online_a1);
@@ -156,20 +147,11 @@ fn converge(n: usize) {
     a2.start_again();
     let started = t0.elapsed();
     let (o1, o2) = (a1.owner(), a2.owner());
-    let mut connected = None;
-    wait_for(LONG, || {
-        if connected.is_none() && status(&o1)["connected"] == true && status(&o2)["connected"] == true {
-            connected = Some(t0.elapsed());
-        }
-        (idle_and_connected(&o1) && idle_and_connected(&o2) && docs(&o1) == docs(&o2)).then_some(())
-    })
-    .expect("convergence");
-    let total = t0.elapsed();
+    let (total, connected) = converged(&o1, &o2, t0);
     // CPU time is steadier than the wall clock on a shared 2-core machine: it shows what a change
     // saved even when the scheduling of one run was unlucky.
     let cpu = (cpu_seconds(a1.pid()), cpu_seconds(a2.pid()), cpu_seconds(relay.pid()) - relay_cpu);
     let count = (products_in(&a1.data_dir()), products_in(&a2.data_dir()));
-    let connected = connected.unwrap_or(total);
     print_sync_counts(&o1, &o2);
     println!(
         "both nodes started in {:.2} s, both connected at {:.2} s",
@@ -219,35 +201,18 @@ fn reconnect(n: usize) {
         .expect("the first sync");
 
     relay.kill9();
-    let (w1, w2) = std::thread::scope(|s| {
-        let h1 = s.spawn(|| create_products(&o1, "A1", n));
-        let h2 = s.spawn(|| create_products(&o2, "A2", n));
-        (h1.join().unwrap(), h2.join().unwrap())
-    });
-    println!(
-        "writes with the relay down: node 1 {n} in {:.1} s, node 2 {n} in {:.1} s (at the same time)",
-        w1.as_secs_f64(),
-        w2.as_secs_f64()
-    );
+    write_on_both(&o1, &o2, n, "writes with the relay down");
     relay.restart();
     let before = (cpu_seconds(a1.pid()), cpu_seconds(a2.pid()), cpu_seconds(relay.pid()));
     let t0 = Instant::now();
     for api in [&o1, &o2] {
         api.post("/api/v1/sync/reconnect", &json!({})).ok(202);
     }
-    let mut connected = None;
-    wait_for(LONG, || {
-        if connected.is_none() && status(&o1)["connected"] == true && status(&o2)["connected"] == true {
-            connected = Some(t0.elapsed());
-        }
-        (idle_and_connected(&o1) && idle_and_connected(&o2) && docs(&o1) == docs(&o2)).then_some(())
-    })
-    .expect("convergence");
-    let total = t0.elapsed();
+    let (total, connected) = converged(&o1, &o2, t0);
     let cpu = (cpu_seconds(a1.pid()) - before.0, cpu_seconds(a2.pid()) - before.1, cpu_seconds(relay.pid()) - before.2);
     let count = (products_in(&a1.data_dir()), products_in(&a2.data_dir()));
     print_sync_counts(&o1, &o2);
-    println!("both connected {:.2} s after the reconnect request", connected.unwrap_or(total).as_secs_f64());
+    println!("both connected {:.2} s after the reconnect request", connected.as_secs_f64());
     println!(
         "RESULT reconnect n={n}: converged {:.2} s after the reconnect request; products {:?}",
         total.as_secs_f64(),
@@ -428,7 +393,7 @@ fn idle(n: usize) {
     rt.block_on(async move { drop(held) });
 }
 
-/// Each node's sync message and write-transaction counts (from its /metrics).
+/// Each node's sync message and write-transaction counts since it started (from its /metrics).
 fn print_sync_counts(o1: &Api, o2: &Api) {
     for (name, api) in [("node 1", o1), ("node 2", o2)] {
         let text = api.get("/metrics").text;
@@ -440,7 +405,7 @@ fn print_sync_counts(o1: &Api, o2: &Api) {
                 .to_string()
         };
         println!(
-            "{name}: sync messages sent {}, received {}; changes received {}; writes {} in {} transactions",
+            "{name} since it started: sync messages sent {}, received {}; changes received {}; writes {} in {} transactions",
             metric("dashoffice_sync_messages_sent_total"),
             metric("dashoffice_sync_messages_received_total"),
             metric("dashoffice_sync_changes_received_total"),
@@ -448,4 +413,33 @@ fn print_sync_counts(o1: &Api, o2: &Api) {
             metric("dashoffice_write_batch_seconds_count"),
         );
     }
+}
+
+/// `n` product creations on each of two nodes at the same time.
+fn write_on_both(o1: &Api, o2: &Api, n: usize, what: &str) {
+    let (w1, w2) = std::thread::scope(|s| {
+        let h1 = s.spawn(|| create_products(o1, "A1", n));
+        let h2 = s.spawn(|| create_products(o2, "A2", n));
+        (h1.join().unwrap(), h2.join().unwrap())
+    });
+    println!(
+        "{what}: node 1 {n} in {:.1} s, node 2 {n} in {:.1} s (at the same time)",
+        w1.as_secs_f64(),
+        w2.as_secs_f64()
+    );
+}
+
+/// Waits until both nodes are connected, idle and hold the same documents: the time from `t0`
+/// until then, and until both were first seen connected.
+fn converged(o1: &Api, o2: &Api, t0: Instant) -> (Duration, Duration) {
+    let mut connected = None;
+    wait_for(LONG, || {
+        if connected.is_none() && status(o1)["connected"] == true && status(o2)["connected"] == true {
+            connected = Some(t0.elapsed());
+        }
+        (idle_and_connected(o1) && idle_and_connected(o2) && docs(o1) == docs(o2)).then_some(())
+    })
+    .expect("convergence");
+    let total = t0.elapsed();
+    (total, connected.unwrap_or(total))
 }
