@@ -174,13 +174,7 @@ fn converge(n: usize) {
         (total - connected).as_secs_f64(),
         count
     );
-    println!(
-        "RESULT converge n={n}: CPU until converged: node 1 {:.2} s, node 2 {:.2} s, relay {:.2} s (sum {:.2} s)",
-        cpu.0,
-        cpu.1,
-        cpu.2,
-        cpu.0 + cpu.1 + cpu.2
-    );
+    print_cpu("converge", n, cpu);
 }
 
 /// Two running edge nodes lose the relay (killed), take `n` writes each, and the relay comes
@@ -218,13 +212,7 @@ fn reconnect(n: usize) {
         total.as_secs_f64(),
         count
     );
-    println!(
-        "RESULT reconnect n={n}: CPU until converged: node 1 {:.2} s, node 2 {:.2} s, relay {:.2} s (sum {:.2} s)",
-        cpu.0,
-        cpu.1,
-        cpu.2,
-        cpu.0 + cpu.1 + cpu.2
-    );
+    print_cpu("reconnect", n, cpu);
 }
 
 fn initial(n: usize) {
@@ -442,4 +430,12 @@ fn converged(o1: &Api, o2: &Api, t0: Instant) -> (Duration, Duration) {
     .expect("convergence");
     let total = t0.elapsed();
     (total, connected.unwrap_or(total))
+}
+
+/// The CPU each process spent until convergence, as a RESULT line.
+fn print_cpu(bench: &str, n: usize, (node1, node2, relay): (f64, f64, f64)) {
+    println!(
+        "RESULT {bench} n={n}: CPU until converged: node 1 {node1:.2} s, node 2 {node2:.2} s, relay {relay:.2} s (sum {:.2} s)",
+        node1 + node2 + relay
+    );
 }
