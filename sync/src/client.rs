@@ -237,11 +237,12 @@ async fn run(
             Ok(()) => tracing::info!("sync: the relay closed the session"),
             Err(e) => tracing::warn!(error = %e, "sync: session ended"),
         }
-        if kicked || started.elapsed() > Duration::from_secs(10) {
-            delays = backoff();
-        }
         if kicked {
+            delays = backoff();
             continue;
+        }
+        if started.elapsed() > Duration::from_secs(10) {
+            delays = backoff();
         }
         let delay = delays.next().unwrap_or(Duration::from_secs(20));
         tokio::select! {

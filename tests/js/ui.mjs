@@ -2,7 +2,7 @@
 // End-to-end test of the web UI in headless Chromium, against real edge nodes that the Rust test
 // (tests/e2e/ui.rs) started: log in, create a product, create an order and move it to paid,
 // answer a WhatsApp conversation that a signed webhook created, watch an edit made on a second
-// edge node arrive without reloading, switch to Spanish, log in as head office on the relay, find
+// edge node arrive without reloading, reconnect with Sync now from Settings, switch to Spanish, log in as head office on the relay, find
 // the sale in its analytics, make an enrolment code and connect a WhatsApp number there, and
 // screenshot every page at desktop and phone width.
 //
@@ -170,6 +170,35 @@ await step("an_edit_on_the_second_node_arrives_live", async () => {
   if (r.status !== 201) throw new Error(`the second node refused the product: ${r.status} ${await r.text()}`);
   // No reload: the list updates itself when the change syncs over.
   await text("Producto en vivo").waitFor({ timeout: LIVE_MS });
+});
+
+await step("sync_now_reconnects_from_settings", async () => {
+  const login = await fetch(base + "/api/v1/auth/login", {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify({ email: env("UI_EMAIL"), password: env("UI_PASSWORD") }),
+  });
+  if (login.status !== 200) throw new Error(`login for the sync status: ${login.status}`);
+  const { token } = await login.json();
+  const syncStatus = async () =>
+    (await fetch(base + "/api/v1/sync/status", { headers: { authorization: `Bearer ${token}` } })).json();
+  const before = (await syncStatus()).last_connected_at;
+  await page.goto(base + "/settings");
+  await page.locator("#sync-now").click();
+  await page.locator(".toast", { hasText: "Reconnecting" }).waitFor();
+  if ((await page.locator("#sync .state.error").count()) > 0) throw new Error("Sync now showed an error");
+  // A new session, not the old one: connected again, later than before.
+  const deadline = Date.now() + LIVE_MS;
+  for (;;) {
+    const s = await syncStatus();
+    if (s.connected && s.last_connected_at > before) break;
+    if (Date.now() > deadline) throw new Error(`no new session after Sync now: ${JSON.stringify(s)}`);
+    await page.waitForTimeout(200);
+  }
+  await page.locator("#sync .badge", { hasText: "Connected" }).waitFor({ timeout: LIVE_MS });
+  // Back where the next step starts.
+  await page.goto(base + "/products");
+  await page.getByRole("heading", { name: "Products" }).waitFor();
 });
 
 await step("switch_to_spanish", async () => {

@@ -55,7 +55,7 @@ fn SyncPanel() -> impl IntoView {
             match api::post::<_, SyncStatus>("/api/v1/sync/reconnect", &serde_json::json!({})).await {
                 Ok(s) => {
                     st.sync.set(Some(s));
-                    app().say(t("sync_replica_unreachable"));
+                    st.say(t("sync_replica_unreachable"));
                 }
                 Err(e) => err.set(Some(e)),
             }
