@@ -254,10 +254,13 @@ struct MessageRecord<'a> {
 }
 
 /// Writes a message record: the fields set once (see [`doc::put_sealed`]) as one value, and the
-/// ones that move on their own keys (`status`; `wamid` when known; `error` and an attachment's
-/// `payload` are added later).
+/// ones that move on their own keys (an outbound message's `status`, and its `wamid` once sent;
+/// `error` and an attachment's `payload` are added later). A customer's message and an internal
+/// note never move: their status and WhatsApp id are sealed with the rest (two operations fewer
+/// per inbound message).
 fn write_message(ctx: &mut WriteCtx<'_>, doc_id: &DocId, id: &str, m: &MessageRecord<'_>) -> Result<()> {
     let now = ctx.now();
+    let fixed = m.direction != "out";
     let mut sealed = serde_json::Map::new();
     sealed.insert("conversation_id".into(), m.conversation_id.into());
     sealed.insert("direction".into(), m.direction.into());
@@ -274,12 +277,20 @@ fn write_message(ctx: &mut WriteCtx<'_>, doc_id: &DocId, id: &str, m: &MessageRe
     }
     sealed.insert("at".into(), m.at.into());
     sealed.insert("created_at".into(), now.into());
+    if fixed {
+        sealed.insert("status".into(), m.status.as_str().into());
+        if let Some(w) = m.wamid {
+            sealed.insert("wamid".into(), w.into());
+        }
+    }
     ctx.change(doc_id, &[id], |tx, recs| {
         let o = tx.put_object(recs, id, ObjType::Map)?;
         doc::put_sealed(tx, &o, &sealed)?;
-        put_str(tx, &o, "status", m.status.as_str())?;
-        if let Some(w) = m.wamid {
-            put_str(tx, &o, "wamid", w)?;
+        if !fixed {
+            put_str(tx, &o, "status", m.status.as_str())?;
+            if let Some(w) = m.wamid {
+                put_str(tx, &o, "wamid", w)?;
+            }
         }
         Ok(())
     })
