@@ -253,13 +253,7 @@ fn serve(replica: Replica, s: &Settings) -> anyhow::Result<()> {
                     idle_timeout: std::time::Duration::from_millis(s.sync_idle_timeout_ms),
                 };
                 let handle = dashoffice_sync::client::start(replica.clone(), cfg).context("starting sync")?;
-                let h = handle.clone();
-                state.sync_status = Arc::new(move || h.status());
-                let h = handle.clone();
-                state.sync_reconnect = Arc::new(move || {
-                    h.reconnect();
-                    true
-                });
+                (state.sync_status, state.sync_reconnect) = handle.api_hooks();
                 tracing::info!(%relay, "sync with the relay is on");
                 Some(handle)
             }

@@ -90,13 +90,7 @@ impl Console {
         }
         let svc = lock(&self.wa.services).get(shop).cloned()?;
         let mut state = AppState::new(svc.replica.clone(), dashoffice_api::metrics_handle());
-        let sync = svc.sync_handle();
-        state.sync_status = Arc::new(move || sync.status());
-        let sync = svc.sync_handle();
-        state.sync_reconnect = Arc::new(move || {
-            sync.reconnect();
-            true
-        });
+        (state.sync_status, state.sync_reconnect) = svc.sync_handle().api_hooks();
         let router = dashoffice_api::app(state);
         Some(lock(&self.apis).entry(shop.to_string()).or_insert(router).clone())
     }

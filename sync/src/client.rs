@@ -135,6 +135,20 @@ impl SyncHandle {
         self.kick.notify_one();
     }
 
+    /// What a replica's API needs of this client: its status (`GET /api/v1/sync/status`) and
+    /// "sync now" (`POST /api/v1/sync/reconnect`, true: there is a relay to reconnect to).
+    #[allow(clippy::type_complexity)]
+    pub fn api_hooks(&self) -> (Arc<dyn Fn() -> SyncStatus + Send + Sync>, Arc<dyn Fn() -> bool + Send + Sync>) {
+        let (status, reconnect) = (self.clone(), self.clone());
+        (
+            Arc::new(move || status.status()),
+            Arc::new(move || {
+                reconnect.reconnect();
+                true
+            }),
+        )
+    }
+
     /// Stops the client (the current session closes).
     pub fn stop(&self) {
         let _ = self.stop.send(true);
