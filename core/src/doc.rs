@@ -246,29 +246,10 @@ pub fn collection_of<D: ReadDoc + ?Sized>(doc: &D) -> Option<Collection> {
 
 /// The `records` map of a document.
 pub fn records_obj<D: ReadDoc + ?Sized>(doc: &D) -> Result<ObjId> {
-    // Every document's genesis makes it, with the same actor and counter, so its id is known
-    // without a lookup in the root (a fair part of a busy writer's time in Automerge 0.12). Only
-    // the genesis ever writes the root's `records`; a document without that object (none is
-    // written so today) is asked by key.
-    if let Some(known) = genesis_records()
-        && doc.object_type(known).is_ok_and(|t| t == ObjType::Map)
-    {
-        return Ok(known.clone());
-    }
     match doc.get(ROOT, "records")? {
         Some((Value::Object(ObjType::Map), id)) => Ok(id),
         _ => Err(CoreError::Storage("document has no records map".into())),
     }
-}
-
-/// The id of the `records` map that [`genesis`] makes (the same for every collection).
-fn genesis_records() -> Option<&'static ObjId> {
-    static ID: std::sync::OnceLock<Option<ObjId>> = std::sync::OnceLock::new();
-    ID.get_or_init(|| match genesis_docs()[0].get(ROOT, "records") {
-        Ok(Some((Value::Object(ObjType::Map), id))) => Some(id),
-        _ => None,
-    })
-    .as_ref()
 }
 
 /// The schema version a document is at.
@@ -554,34 +535,6 @@ pub fn load(conn: &rusqlite::Connection, id: &DocId, collection: Collection) -> 
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn the_records_map_is_found_without_asking_the_root() {
-        for c in Collection::ALL {
-            // With other actors' changes before and after it in the actor table.
-            let mut d = genesis(c);
-            for actor in [[0u8; 16], [0xff; 16]] {
-                d.set_actor(ActorId::from(actor.as_slice()));
-                let r = records_obj(&d).unwrap();
-                let mut tx = d.transaction();
-                tx.put_object(&r, format!("r{}", actor[0]).as_str(), ObjType::Map).unwrap();
-                tx.commit();
-            }
-            let by_key = match d.get(ROOT, "records").unwrap() {
-                Some((Value::Object(ObjType::Map), id)) => id,
-                other => panic!("no records map: {other:?}"),
-            };
-            assert_eq!(records_obj(&d).unwrap(), by_key);
-            assert_eq!(record_ids(&d).unwrap(), vec!["r0".to_string(), "r255".to_string()]);
-        }
-        // A document made some other way is asked by key.
-        let mut d = Automerge::new();
-        let mut tx = d.transaction();
-        let made = tx.put_object(ROOT, "records", ObjType::Map).unwrap();
-        tx.commit();
-        assert_eq!(records_obj(&d).unwrap(), made);
-        assert!(records_obj(&Automerge::new()).is_err());
-    }
 
     #[test]
     fn genesis_is_identical_everywhere() {
