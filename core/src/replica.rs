@@ -169,7 +169,17 @@ impl Replica {
     ) {
         let job: Job = Box::new(move |ctx| {
             let r = match ctx {
-                Some(ctx) => f(ctx),
+                // A bug that panics in one write must not take the writer thread (and with it
+                // every later write) down: the write fails and is undone like any failed write
+                // (its savepoint rolled back, its documents reloaded).
+                Some(ctx) => std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(ctx))).unwrap_or_else(|p| {
+                    let what = p
+                        .downcast_ref::<&str>()
+                        .map(|s| s.to_string())
+                        .or_else(|| p.downcast_ref::<String>().cloned())
+                        .unwrap_or_default();
+                    Err(CoreError::Storage(format!("a write failed unexpectedly (panic: {what})")))
+                }),
                 None => Err(CoreError::ShuttingDown),
             };
             let ok = r.is_ok();

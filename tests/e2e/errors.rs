@@ -51,6 +51,14 @@ fn order_line_errors_name_the_line_and_write_nothing() {
         "validation",
         "lines[0].unit_price",
     );
+    // Past any real price (and past what a total can hold): refused like any other rule.
+    let e = assert_field_error(
+        order(json!([{ "product_id": p, "quantity": 2, "unit_price": "79228162514264337593543950335" }])),
+        422,
+        "validation",
+        "lines[0].unit_price",
+    );
+    assert_eq!(e["rule"], "max");
     assert_eq!(
         assert_field_error(
             order(json!([{ "product_id": off, "quantity": 1 }])),

@@ -13,7 +13,9 @@ pub mod api;
 pub mod inbox;
 
 pub use error::{FieldError, FieldErrors};
-pub use money::{Currency, LineAmounts, Totals, compute_line, compute_totals, parse_decimal, round_money};
+pub use money::{
+    Currency, LineAmounts, Totals, add_money, compute_line, compute_totals, mul_money, parse_decimal, round_money,
+};
 pub use order::{OrderStatus, Transition, effective_status, legal_transition};
 #[cfg(feature = "phone")]
 pub use phone::normalize_phone;

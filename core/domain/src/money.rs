@@ -63,11 +63,23 @@ pub struct LineAmounts {
     pub total: Decimal,
 }
 
+/// `a + b`, held at the largest (or smallest) amount instead of overflowing. The API's limits keep
+/// every order far below it; a document written by something that ignored them (an old version,
+/// a script over `/sync`) must still project and sum without bringing the writer down.
+pub fn add_money(a: Decimal, b: Decimal) -> Decimal {
+    a.checked_add(b).unwrap_or(if b.is_sign_negative() { Decimal::MIN } else { Decimal::MAX })
+}
+
+/// `a × b`, held at the largest (or smallest) amount instead of overflowing (see [`add_money`]).
+pub fn mul_money(a: Decimal, b: Decimal) -> Decimal {
+    a.checked_mul(b).unwrap_or(if a.is_sign_negative() != b.is_sign_negative() { Decimal::MIN } else { Decimal::MAX })
+}
+
 /// Computes a line: prices are tax-exclusive; the tax is rounded per line.
 pub fn compute_line(quantity: i64, unit_price: Decimal, tax_rate: Decimal, currency: Currency) -> LineAmounts {
-    let subtotal = round_money(Decimal::from(quantity) * unit_price, currency);
-    let tax = round_money(subtotal * tax_rate, currency);
-    LineAmounts { subtotal, tax, total: subtotal + tax }
+    let subtotal = round_money(mul_money(Decimal::from(quantity), unit_price), currency);
+    let tax = round_money(mul_money(subtotal, tax_rate), currency);
+    LineAmounts { subtotal, tax, total: add_money(subtotal, tax) }
 }
 
 /// Order totals.
@@ -84,9 +96,9 @@ pub struct Totals {
 /// Sums line amounts; exact, so `total == subtotal + tax` always holds.
 pub fn compute_totals(lines: &[LineAmounts]) -> Totals {
     lines.iter().fold(Totals::default(), |t, l| Totals {
-        subtotal: t.subtotal + l.subtotal,
-        tax: t.tax + l.tax,
-        total: t.total + l.total,
+        subtotal: add_money(t.subtotal, l.subtotal),
+        tax: add_money(t.tax, l.tax),
+        total: add_money(t.total, l.total),
     })
 }
 
@@ -99,6 +111,19 @@ mod tests {
 
     fn d(s: &str) -> Decimal {
         Decimal::from_str(s).unwrap()
+    }
+
+    #[test]
+    fn amounts_beyond_the_decimal_range_saturate_instead_of_panicking() {
+        let mxn = Currency::parse("c", "MXN").unwrap();
+        let huge = Decimal::MAX;
+        let l = compute_line(2, huge, d("0.16"), mxn);
+        assert_eq!((l.subtotal, l.total), (Decimal::MAX, Decimal::MAX));
+        let t = compute_totals(&[l, l]);
+        assert_eq!(t.total, Decimal::MAX);
+        assert_eq!(add_money(Decimal::MIN, d("-1")), Decimal::MIN);
+        assert_eq!(mul_money(Decimal::MAX, d("-2")), Decimal::MIN);
+        assert_eq!(add_money(d("1.5"), d("2.25")), d("3.75"));
     }
 
     #[test]

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use dashoffice_domain::{
-    OrderStatus,
+    OrderStatus, add_money,
     api::{AmountBy, AnalyticsSummary, CountBy, LowStock},
 };
 use rusqlite::{Connection, params};
@@ -31,7 +31,7 @@ fn is_sale(status: &str) -> bool {
 
 fn add(map: &mut BTreeMap<String, (Decimal, u64)>, key: &str, amount: Decimal) {
     let e = map.entry(key.to_string()).or_default();
-    e.0 += amount;
+    e.0 = add_money(e.0, amount);
     e.1 += 1;
 }
 
@@ -89,10 +89,10 @@ pub fn summary(conn: &Connection, caller: &Caller, q: &SummaryQuery) -> Result<A
                 continue;
             }
             let amount: Decimal = t.parse().unwrap_or_default();
-            total += amount;
+            total = add_money(total, amount);
             count += 1;
             if day == today_s {
-                today_sales += amount;
+                today_sales = add_money(today_sales, amount);
             }
             add(&mut by_day, &day, amount);
             add(&mut by_branch, &b, amount);

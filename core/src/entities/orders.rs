@@ -99,11 +99,16 @@ fn resolve_lines(conn: &Connection, caller: &Caller, lines: &[OrderLineInput]) -
                     ));
                 }
                 match parse_decimal(&f("unit_price"), &text.0, 4) {
-                    Ok(d) if d >= Decimal::ZERO => Some(d),
-                    Ok(_) => {
+                    Ok(d) if d < Decimal::ZERO => {
                         e.push(FieldError::new(f("unit_price"), "min", "must not be negative"));
                         None
                     }
+                    // The same ceiling as a product's price.
+                    Ok(d) if d > Decimal::from(1_000_000_000_i64) => {
+                        e.push(FieldError::new(f("unit_price"), "max", "at most 1000000000"));
+                        None
+                    }
+                    Ok(d) => Some(d),
                     Err(err) => {
                         e.push(err);
                         None

@@ -303,3 +303,28 @@ async fn a_failed_write_leaves_nothing_alone_or_in_a_batch() {
     assert!(skus.contains(&"OK-1".to_string()) && skus.contains(&"OK-2".to_string()));
     assert!(heads_dump(r).iter().all(|h| !h.contains("failing")));
 }
+
+#[tokio::test]
+async fn a_write_that_panics_is_undone_and_the_writer_keeps_serving() {
+    let nodes = shop(1);
+    let r = &nodes[0].replica;
+    let shop_id = nodes[0].caller.shop_id.clone();
+    let before = (heads_dump(r), projection_dump(r));
+    let doc = dashoffice_core::doc::DocId::products(&shop_id, "panicking");
+    let panicking = move |ctx: &mut dashoffice_core::WriteCtx<'_>| -> dashoffice_core::Result<()> {
+        ctx.change(&doc, &[], |tx, records| {
+            use automerge::transaction::Transactable;
+            tx.put(records, "panicking", "half-written")?;
+            Ok(())
+        })?;
+        ctx.conn().execute("INSERT INTO sequences(name, value) VALUES ('panicking', 1)", [])?;
+        panic!("a bug in a write");
+    };
+    let err = r.write(panicking).await.unwrap_err();
+    assert!(err.to_string().contains("a bug in a write"), "{err}");
+    assert_eq!((heads_dump(r), projection_dump(r)), before);
+    // The writer thread is still there: the next write is stored.
+    let caller = nodes[0].caller.clone();
+    let p = r.write(move |ctx| products::create(ctx, &caller, product_input("AFTER-1", "10.00"))).await.unwrap();
+    assert_eq!(p.sku, "AFTER-1");
+}
