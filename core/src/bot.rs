@@ -844,7 +844,7 @@ pub fn decide(conn: &Connection, shop: &str, bot: &BotDef, input: &BotInput) -> 
                 let qty = it.get("quantity").and_then(Value::as_i64).unwrap_or(1).max(1);
                 let id: Option<String> = conn
                     .prepare_cached(
-                        "SELECT id FROM products WHERE shop_id = ?1 AND upper(sku) = upper(?2) AND archived = 0",
+                        "SELECT id FROM products WHERE shop_id = ?1 AND upper(sku) = upper(?2) AND archived = 0 AND active = 1",
                     )?
                     .query_row([shop, sku], |r| r.get(0))
                     .optional()?;

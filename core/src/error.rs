@@ -55,6 +55,11 @@ impl CoreError {
     pub fn conflict(field: &str, rule: &str, message: impl Into<String>) -> Self {
         Self::Conflict { field: field.to_string(), rule: rule.to_string(), message: message.into() }
     }
+    /// The input broke a rule (invalid, unknown record, conflict, not allowed), as opposed to the
+    /// store failing. Writes check their rules before they change anything.
+    pub fn is_rule(&self) -> bool {
+        matches!(self, Self::Validation(_) | Self::NotFound { .. } | Self::Conflict { .. } | Self::Forbidden(_))
+    }
 }
 
 impl From<FieldError> for CoreError {

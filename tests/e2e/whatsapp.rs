@@ -411,6 +411,31 @@ fn every_message_type_lands_in_the_inbox() {
         .unwrap_or_else(|| panic!("no draft order: {:#}\n{}", s.owner.get("/api/v1/orders").ok(200), s.relay.log()));
     assert_eq!(order["status"], "draft");
     assert_eq!(order["lines"][0]["quantity"], 2);
+
+    // An order the order rules refuse (2,000,000 units) loses nothing: the customer's message is
+    // in the inbox, a note tells staff, and no order is made of it.
+    let refused = wa::inbound(
+        customer,
+        "Tipos",
+        "wamid.ORDER2",
+        json!({ "type": "order", "order": { "catalog_id": "CAT1", "product_items": [{ "product_retailer_id": "CAM-AZ", "quantity": 2_000_000, "item_price": 149.9, "currency": "MXN" }] } }),
+    );
+    wa::deliver(&s.relay.http, &refused);
+    let t = wait_for(LONG, || {
+        let c = conversation_of(&s.owner, customer)?;
+        let t = thread(&s.owner, c["id"].as_str()?);
+        let msgs = t["messages"].as_array()?;
+        let noted = msgs.iter().any(|m| {
+            m["direction"] == "note" && m["text"].as_str().unwrap_or("").contains("no se pudo registrar como borrador")
+        });
+        (msgs.iter().any(|m| m["wamid"] == "wamid.ORDER2") && noted).then_some(t)
+    });
+    assert!(t.is_some(), "the refused order's message or its note is missing; relay log:\n{}", s.relay.log());
+    let orders = s.owner.get("/api/v1/orders").ok(200);
+    assert!(
+        !orders["items"].as_array().unwrap().iter().any(|o| o["notes"].as_str().unwrap_or("").contains("wamid.ORDER2")),
+        "{orders:#}"
+    );
 }
 
 #[test]

@@ -242,7 +242,7 @@ fn receive_and_answer(
         node,
         misunderstood,
     };
-    let d = bot::decide(ctx.conn(), shop, &bot, &input)?;
+    let mut d = bot::decide(ctx.conn(), shop, &bot, &input)?;
     let mut explain = d.explain.clone();
     if !d.draft_order.is_empty() {
         let caller = dashoffice_core::Caller { branch_id: Some(branch.to_string()), ..inbox::system_caller(shop) };
@@ -261,7 +261,7 @@ fn receive_and_answer(
             .iter()
             .map(|(p, q)| OrderLineInput { product_id: p.clone(), quantity: *q, unit_price: None })
             .collect();
-        let order = orders::create(
+        let created = orders::create(
             ctx,
             &caller,
             Some(branch),
@@ -272,14 +272,40 @@ fn receive_and_answer(
                 lines,
                 notes: format!("WhatsApp order {}", m.wamid),
             },
-        )?;
-        explain["draft_order"] = serde_json::json!(order.number);
-        if !bot_has_it {
-            let note = dashoffice_domain::inbox::SendMessage {
-                kind: Some("note".into()),
-                text: format!("Pedido de WhatsApp registrado como borrador: {}", order.number),
-                ..Default::default()
-            };
+        );
+        let note = match created {
+            Ok(order) => {
+                explain["draft_order"] = serde_json::json!(order.number);
+                (!bot_has_it).then(|| format!("Pedido de WhatsApp registrado como borrador: {}", order.number))
+            }
+            // The order's rules said no (products in two currencies, a seller no longer active…):
+            // the customer's message stays, and a person takes the order from here. A rule is
+            // checked before anything is written, so nothing of the order is left behind.
+            Err(e) if e.is_rule() => {
+                tracing::warn!(shop, conversation = %r.conversation_id, error = %e, "a WhatsApp order could not be saved as a draft");
+                explain["draft_order_error"] = serde_json::json!(e.to_string());
+                if bot_has_it {
+                    let lang = explain["language"].as_str().unwrap_or("es");
+                    let text = if lang == "en" {
+                        "I could not register your order; a person will help you shortly."
+                    } else {
+                        "No pude registrar tu pedido; un asesor te ayudará en breve."
+                    };
+                    d.replies = vec![dashoffice_domain::inbox::SendMessage {
+                        kind: Some("text".into()),
+                        text: text.into(),
+                        ..Default::default()
+                    }];
+                    d.handoff = true;
+                }
+                Some(format!(
+                    "El pedido de WhatsApp no se pudo registrar como borrador ({e}); revísalo con el cliente."
+                ))
+            }
+            Err(e) => return Err(e),
+        };
+        if let Some(text) = note {
+            let note = dashoffice_domain::inbox::SendMessage { kind: Some("note".into()), text, ..Default::default() };
             inbox::send(ctx, &inbox::system_caller(shop), &r.conversation_id, note, inbox::BOT_SENDER)?;
         }
     }
