@@ -9,6 +9,7 @@ mod db;
 pub mod doc;
 pub mod entities;
 mod error;
+pub mod files;
 mod page;
 mod projection;
 mod replica;

@@ -112,7 +112,8 @@ fn random_code() -> String {
 impl Replica {
     /// Opens (creating if needed) the replica in `dir`.
     pub fn open(dir: &Path, opts: OpenOptions) -> Result<Self> {
-        std::fs::create_dir_all(dir).map_err(|e| CoreError::Storage(format!("creating {}: {e}", dir.display())))?;
+        crate::files::create_private_dir(dir)
+            .map_err(|e| CoreError::Storage(format!("creating {}: {e}", dir.display())))?;
         let db_path = dir.join(DB_FILE);
         let conn = db::open_writer(&db_path, opts.durability)?;
         let device = match conn

@@ -86,7 +86,7 @@ fn show_main(app: &AppHandle, path: Option<String>) {
 }
 
 fn lock_data_dir(dir: &Path) -> anyhow::Result<File> {
-    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    dashoffice_core::files::create_private_dir(dir).with_context(|| format!("creating {}", dir.display()))?;
     let f = File::options().create(true).truncate(false).write(true).open(dir.join("dashoffice.lock"))?;
     f.try_lock().map_err(|_| anyhow::anyhow!("another DashOffice is using {}", dir.display()))?;
     Ok(f)

@@ -5,7 +5,7 @@ mod settings;
 
 use std::{
     fs::File,
-    io::{BufReader, Write},
+    io::{BufReader, IsTerminal, Write},
     path::{Path, PathBuf},
     sync::Arc,
 };
@@ -98,7 +98,8 @@ fn init_logging(s: &Settings) {
 
 /// Holds the data folder's lock: one process at a time owns a replica.
 fn lock_data_dir(dir: &Path) -> anyhow::Result<File> {
-    std::fs::create_dir_all(dir).with_context(|| format!("creating the data folder {}", dir.display()))?;
+    dashoffice_core::files::create_private_dir(dir)
+        .with_context(|| format!("creating the data folder {}", dir.display()))?;
     let path = dir.join("dashoffice.lock");
     let f = File::options()
         .create(true)
@@ -120,7 +121,13 @@ fn open(s: &Settings) -> anyhow::Result<(Replica, File)> {
     Ok((replica, lock))
 }
 
+/// Where the first run keeps the owner's generated password (in the data folder).
+const INITIAL_PASSWORD_FILE: &str = "initial-owner-password";
+
 fn bootstrap(replica: &Replica, s: &Settings) -> anyhow::Result<()> {
+    if replica.shop_id()?.is_some() {
+        return Ok(());
+    }
     let (password, generated) = match &s.owner_password {
         Some(p) => (p.expose().to_string(), false),
         None => {
@@ -131,6 +138,16 @@ fn bootstrap(replica: &Replica, s: &Settings) -> anyhow::Result<()> {
             )
         }
     };
+    // A generated password is never logged: it is kept in a file only this user can read,
+    // written before the shop exists (so no shop is ever made whose owner's password is lost),
+    // and shown on a terminal only (under systemd, standard output goes to the journal).
+    let path = s.data_dir.join(INITIAL_PASSWORD_FILE);
+    if generated {
+        // Left by a first run that stopped before it made the shop.
+        let _ = std::fs::remove_file(&path);
+        dashoffice_core::files::write_private(&path, format!("{password}\n").as_bytes())
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
     let input = BootstrapInput {
         shop_name: s.shop_name.clone(),
         currency: s.currency.clone(),
@@ -142,13 +159,17 @@ fn bootstrap(replica: &Replica, s: &Settings) -> anyhow::Result<()> {
         owner_email: s.owner_email.clone(),
         owner_password: password.clone(),
     };
-    if let Some(b) = replica.bootstrap(input).context("creating the shop on first run")? {
-        tracing::info!(shop = %b.shop_id, branch = %b.branch_id, owner = %b.owner_email, "first run: created the shop, its first branch and the owner account");
-        if generated {
-            // Printed once on the terminal, never logged.
+    let Some(b) = replica.bootstrap(input).context("creating the shop on first run")? else { return Ok(()) };
+    tracing::info!(shop = %b.shop_id, branch = %b.branch_id, owner = %b.owner_email, "first run: created the shop, its first branch and the owner account");
+    if generated {
+        if std::io::stdout().is_terminal() {
             println!("First run: owner account {} with password {password}", b.owner_email);
-            println!("Keep it safe and change it after logging in; it is not shown again.");
         }
+        println!(
+            "First run: owner account {}; its password is in {} (readable by this user only). Change it after logging in, then delete that file.",
+            b.owner_email,
+            path.display()
+        );
     }
     Ok(())
 }

@@ -48,7 +48,7 @@ branch_name = "Centro"
 owner_name = "Owner"
 owner_email = "owner@dashoffice.local"
 # owner_password: set it with DASHOFFICE_OWNER_PASSWORD or --owner-password; if absent on the
-# first run, a password is generated and printed once.
+# first run, a password is generated into <data_dir>/initial-owner-password (this user only).
 "#;
 
 /// Flags shared by every command.
@@ -75,7 +75,7 @@ pub(crate) struct Cli {
     /// First run: the owner's e-mail.
     #[arg(long, env = "DASHOFFICE_OWNER_EMAIL", global = true)]
     owner_email: Option<String>,
-    /// First run: the owner's password (generated and printed once if absent).
+    /// First run: the owner's password (if absent, generated into the data folder's `initial-owner-password`).
     #[arg(long, env = "DASHOFFICE_OWNER_PASSWORD", global = true, hide_env_values = true)]
     owner_password: Option<String>,
     /// First run: the shop's name.
@@ -208,6 +208,9 @@ impl Settings {
         }
         if !(1000..=600_000).contains(&s.sync_idle_timeout_ms) {
             anyhow::bail!("sync_idle_timeout_ms must be between 1000 and 600000");
+        }
+        if s.device_name.as_ref().is_some_and(|n| n.chars().count() > 100) {
+            anyhow::bail!("device_name must be at most 100 characters (the relay lists devices by it)");
         }
         if s.relay.is_some() {
             s.sync_trust()?;

@@ -305,22 +305,12 @@ fn admin_hash(s: &Settings) -> anyhow::Result<Vec<u8>> {
 }
 
 fn write_secret(path: &Path, text: &str) -> anyhow::Result<()> {
-    use std::io::Write;
-    let mut o = std::fs::OpenOptions::new();
-    o.write(true).create_new(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        o.mode(0o600);
-    }
-    let mut f = o.open(path).with_context(|| format!("creating {}", path.display()))?;
-    f.write_all(text.as_bytes())?;
-    f.sync_all()?;
-    Ok(())
+    dashoffice_core::files::write_private(path, text.as_bytes()).with_context(|| format!("creating {}", path.display()))
 }
 
 fn run(s: Settings, command: Command) -> anyhow::Result<()> {
-    std::fs::create_dir_all(&s.data_dir).with_context(|| format!("creating {}", s.data_dir.display()))?;
+    dashoffice_core::files::create_private_dir(&s.data_dir)
+        .with_context(|| format!("creating {}", s.data_dir.display()))?;
     let store: Arc<dyn RelayStore> = Arc::new(
         SqliteStore::open(&s.data_dir).with_context(|| format!("opening the store in {}", s.data_dir.display()))?,
     );

@@ -170,6 +170,10 @@ async fn identify(hub: &Arc<Hub>, fingerprint: &str, meta: &PeerMetadata) -> Res
         return Err(("unknown device: enrol it with a one-time enrolment code".into(), "unknown"));
     };
     let name = meta.device_name.clone().unwrap_or_else(|| "replica".into());
+    // The same limit as a WebSocket client's name (`POST /api/v1/enrol`).
+    if name.chars().count() > 100 {
+        return Err(("deviceName is longer than 100 characters".into(), "bad-name"));
+    }
     enrol::redeem(hub, &code, &name, Credential::Certificate(fingerprint.to_string()))
         .await
         .map_err(|e| (e, "bad-code"))

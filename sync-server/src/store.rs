@@ -178,7 +178,8 @@ fn device_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Device> {
 impl SqliteStore {
     /// Opens (creating and migrating) `relay.db` in `dir`.
     pub fn open(dir: &Path) -> StoreResult<Self> {
-        std::fs::create_dir_all(dir).map_err(|e| StoreError::Db(format!("creating {}: {e}", dir.display())))?;
+        dashoffice_core::files::create_private_dir(dir)
+            .map_err(|e| StoreError::Db(format!("creating {}: {e}", dir.display())))?;
         let path = dir.join("relay.db");
         let mut w = Connection::open(&path)?;
         w.pragma_update(None, "journal_mode", "WAL")?;

@@ -60,7 +60,8 @@ impl Identity {
         if cert_path.exists() && key_path.exists() {
             return Ok((Self::load(&cert_path, &key_path)?, false));
         }
-        std::fs::create_dir_all(dir).map_err(|e| TlsError::Io(format!("creating {}: {e}", dir.display())))?;
+        dashoffice_core::files::create_private_dir(dir)
+            .map_err(|e| TlsError::Io(format!("creating {}: {e}", dir.display())))?;
         let ck = rcgen::generate_simple_self_signed(names.iter().map(|s| s.to_string()).collect::<Vec<_>>())
             .map_err(|e| TlsError::Config(e.to_string()))?;
         write_private(&key_path, ck.signing_key.serialize_pem().as_bytes())?;
@@ -84,16 +85,7 @@ impl Identity {
 }
 
 fn write_private(path: &Path, bytes: &[u8]) -> Result<(), TlsError> {
-    use std::io::Write;
-    let mut o = std::fs::OpenOptions::new();
-    o.write(true).create_new(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        o.mode(0o600);
-    }
-    let mut f = o.open(path).map_err(|e| TlsError::Io(format!("{}: {e}", path.display())))?;
-    f.write_all(bytes).and_then(|_| f.sync_all()).map_err(|e| TlsError::Io(format!("{}: {e}", path.display())))
+    dashoffice_core::files::write_private(path, bytes).map_err(|e| TlsError::Io(format!("{}: {e}", path.display())))
 }
 
 /// SHA-256 of a certificate's DER, as 64 lower-case hex digits.

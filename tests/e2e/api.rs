@@ -9,6 +9,26 @@ use serde_json::{Value, json};
 use dashoffice_tests::{Node, OWNER_EMAIL, OWNER_PASSWORD, assert_field_error, eventually, id};
 
 #[test]
+fn a_generated_owner_password_is_kept_in_a_private_file_and_never_printed_to_a_log() {
+    let node = Node::start_without_owner_password();
+    let file = node.data_dir().join("initial-owner-password");
+    let password = std::fs::read_to_string(&file).expect("the first run wrote the owner's password").trim().to_string();
+    assert_eq!(password.chars().count(), 16, "{password:?}");
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&file), 0o600, "the password file");
+        assert_eq!(mode(&node.data_dir()), 0o700, "the data folder");
+    }
+    // Standard output is not a terminal here (under systemd it is the journal): only the path.
+    let out = node.stdout();
+    assert!(out.contains("initial-owner-password") && !out.contains(&password), "{out}");
+    assert!(!node.log().contains(&password));
+    let owner = node.api(&node.login(OWNER_EMAIL, &password));
+    assert_eq!(owner.get("/api/v1/auth/me").ok(200)["email"], OWNER_EMAIL);
+}
+
+#[test]
 fn login_gives_a_token_and_bad_credentials_or_tokens_get_401() {
     let node = Node::start();
     let anon = node.anon();

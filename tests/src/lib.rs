@@ -9,7 +9,7 @@ use std::{
     io::{BufRead, BufReader},
     path::{Path, PathBuf},
     process::{Child, Command, ExitStatus, Output, Stdio},
-    sync::mpsc,
+    sync::{Arc, Mutex, mpsc},
     time::{Duration, Instant},
 };
 
@@ -71,6 +71,10 @@ pub struct Node {
     base: String,
     http: Client,
     extra: Vec<String>,
+    /// Whether the harness gives the node the owner's password (else the first run makes one).
+    owner_password: bool,
+    /// Standard output of every start so far, line by line.
+    stdout: Arc<Mutex<Vec<String>>>,
 }
 
 impl Node {
@@ -86,8 +90,18 @@ impl Node {
 
     /// Starts a node on `root/data` with extra flags (kept for restarts).
     pub fn start_with(root: TempDir, extra: Vec<String>) -> Self {
+        Self::launch(root, extra, true)
+    }
+
+    /// Starts a node on a fresh data folder without an owner's password: the first run makes one.
+    pub fn start_without_owner_password() -> Self {
+        Self::launch(tempfile::tempdir().expect("creating a temporary folder"), Vec::new(), false)
+    }
+
+    fn launch(root: TempDir, extra: Vec<String>, owner_password: bool) -> Self {
         let http = Client::builder().timeout(REQUEST_TIMEOUT).build().expect("building the HTTP client");
-        let mut node = Self { root, child: None, base: String::new(), http, extra };
+        let stdout = Arc::new(Mutex::new(Vec::new()));
+        let mut node = Self { root, child: None, base: String::new(), http, extra, owner_password, stdout };
         node.spawn();
         node
     }
@@ -121,14 +135,21 @@ impl Node {
         std::fs::read_to_string(self.log_path()).unwrap_or_default()
     }
 
+    /// Standard output of every start so far.
+    pub fn stdout(&self) -> String {
+        self.stdout.lock().unwrap_or_else(|p| p.into_inner()).join("\n")
+    }
+
     fn spawn(&mut self) {
         assert!(self.child.is_none(), "the node is already running");
         let log = File::options().create(true).append(true).open(self.log_path()).expect("opening node.log");
         let data = self.data_dir();
-        let mut child = command(self.root.path())
-            .arg("--data-dir")
-            .arg(&data)
-            .args(["--listen", "127.0.0.1:0", "--owner-email", OWNER_EMAIL, "--owner-password", OWNER_PASSWORD])
+        let mut cmd = command(self.root.path());
+        cmd.arg("--data-dir").arg(&data).args(["--listen", "127.0.0.1:0", "--owner-email", OWNER_EMAIL]);
+        if self.owner_password {
+            cmd.args(["--owner-password", OWNER_PASSWORD]);
+        }
+        let mut child = cmd
             .args(&self.extra)
             .stdout(Stdio::piped())
             .stderr(Stdio::from(log))
@@ -136,11 +157,13 @@ impl Node {
             .expect("spawning dashoffice-edge");
         let stdout = child.stdout.take().expect("piped stdout");
         let (tx, rx) = mpsc::channel();
+        let lines = self.stdout.clone();
         // Reads standard output until the process ends, so the pipe never fills up.
         std::thread::spawn(move || {
             let mut tx = Some(tx);
             for line in BufReader::new(stdout).lines() {
                 let Ok(line) = line else { break };
+                lines.lock().unwrap_or_else(|p| p.into_inner()).push(line.clone());
                 if let Some(url) = line.strip_prefix("dashoffice-edge listening on ")
                     && let Some(tx) = tx.take()
                 {

@@ -182,6 +182,12 @@ impl Llm {
         let status = r.status();
         let body: Value = r.json().await.map_err(|e| e.to_string())?;
         if !status.is_success() {
+            // A refused key: the provider's message may quote part of it, so only the status and
+            // the error's type are kept (they reach the log).
+            if status == reqwest::StatusCode::UNAUTHORIZED || status == reqwest::StatusCode::FORBIDDEN {
+                let kind = body["error"]["type"].as_str().or(body["error"]["code"].as_str()).unwrap_or("");
+                return Err(format!("HTTP {}: the API key was refused ({kind})", status.as_u16()));
+            }
             return Err(format!("HTTP {}: {}", status.as_u16(), body["error"]["message"].as_str().unwrap_or("")));
         }
         let text = match self.cfg.provider {
