@@ -57,20 +57,30 @@ pub fn create_code(
     Ok((code, expires_at))
 }
 
-/// Redeems a code for a new device; the error is a sentence for the device's owner.
-pub async fn redeem(hub: &Arc<Hub>, code: &str, name: &str, credential: Credential) -> Result<Device, String> {
+/// Why a code was not redeemed.
+#[derive(Debug)]
+pub enum RedeemFailure {
+    /// The code is unknown, used or expired: a sentence for the device's owner.
+    Refused(String),
+    /// The relay's store failed: nothing is wrong with the code; try again.
+    Store(String),
+}
+
+/// Redeems a code for a new device.
+pub async fn redeem(hub: &Arc<Hub>, code: &str, name: &str, credential: Credential) -> Result<Device, RedeemFailure> {
     let (hash, name, id) = (code_hash(code), name.to_string(), new_device_id());
     let r = hub
         .blocking(move |s| s.redeem_code(&hash, &id, &name, &credential, now_ms()))
         .await
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| RedeemFailure::Store(e.to_string()))?;
+    let refused = |m: &str| Err(RedeemFailure::Refused(m.into()));
     match r {
         Ok(d) => {
             tracing::info!(device = %d.id, shop = %d.shop_id, branch = ?d.branch_id, name = %d.name, "device enrolled");
             Ok(d)
         }
-        Err(RedeemError::Unknown) => Err("the enrolment code is not valid".into()),
-        Err(RedeemError::Used) => Err("the enrolment code was already used".into()),
-        Err(RedeemError::Expired) => Err("the enrolment code has expired; ask the owner for a new one".into()),
+        Err(RedeemError::Unknown) => refused("the enrolment code is not valid"),
+        Err(RedeemError::Used) => refused("the enrolment code was already used"),
+        Err(RedeemError::Expired) => refused("the enrolment code has expired; ask the owner for a new one"),
     }
 }

@@ -75,6 +75,7 @@ pub fn router(state: RelayState) -> Router {
         )
         // Head office: the shops' API and the web UI (the same app the edge nodes serve).
         .fallback(shop_api_or_ui)
+        .layer(axum::middleware::map_response(dashoffice_api::json_errors))
         .with_state(state)
 }
 
@@ -215,9 +216,21 @@ async fn enrol_device(State(s): State<RelayState>, ApiJson(req): ApiJson<EnrolRe
         .with_field("name", "max_length"));
     }
     let token = enrol::new_token();
-    let d = enrol::redeem(&s.hub, &req.code, &name, Credential::TokenHash(enrol::token_hash(&token)))
-        .await
-        .map_err(|m| ApiError::new(StatusCode::FORBIDDEN, "forbidden", m).with_field("code", "valid_unused_code"))?;
+    let d = enrol::redeem(&s.hub, &req.code, &name, Credential::TokenHash(enrol::token_hash(&token))).await.map_err(
+        |e| match e {
+            enrol::RedeemFailure::Refused(m) => {
+                ApiError::new(StatusCode::FORBIDDEN, "forbidden", m).with_field("code", "valid_unused_code")
+            }
+            enrol::RedeemFailure::Store(m) => {
+                tracing::error!(error = %m, "enrolment: the store failed");
+                ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "unavailable",
+                    "the relay could not store the enrolment; nothing is wrong with the code, try again shortly",
+                )
+            }
+        },
+    )?;
     let body = EnrolResponse { device_id: d.id, token, shop_id: d.shop_id, branch_id: d.branch_id };
     Ok((StatusCode::CREATED, Json(body)).into_response())
 }

@@ -174,7 +174,11 @@ async fn identify(hub: &Arc<Hub>, fingerprint: &str, meta: &PeerMetadata) -> Res
     if name.chars().count() > 100 {
         return Err(("deviceName is longer than 100 characters".into(), "bad-name"));
     }
-    enrol::redeem(hub, &code, &name, Credential::Certificate(fingerprint.to_string()))
-        .await
-        .map_err(|e| (e, "bad-code"))
+    enrol::redeem(hub, &code, &name, Credential::Certificate(fingerprint.to_string())).await.map_err(|e| match e {
+        enrol::RedeemFailure::Refused(m) => (m, "bad-code"),
+        enrol::RedeemFailure::Store(m) => {
+            tracing::error!(error = %m, "enrolment: the store failed");
+            ("the relay could not store the enrolment; try again shortly".into(), "storage")
+        }
+    })
 }

@@ -368,6 +368,13 @@ fn http_level_errors_are_json_too() {
     api.post_raw("/api/v1/products", Some("application/x-www-form-urlencoded"), "sku=CT-1&name=a&price=1")
         .err(415, "unsupported_media_type");
     api.post_raw("/api/v1/products", None, good.clone()).err(415, "unsupported_media_type");
+    // The framework's own refusals are JSON too: a path that is not UTF-8, a CSV over its limit.
+    let e = api.get("/api/v1/orders/%FF").err(400, "malformed");
+    assert_eq!((e["field"].as_str(), e["rule"].as_str()), (Some("path"), Some("utf8")), "{e}");
+    let e = api
+        .post_raw("/api/v1/products/import", Some("text/csv"), vec![b'a'; 64 * 1024 * 1024 + 1])
+        .err(413, "payload_too_large");
+    assert_eq!(e["field"], "body");
 
     for (query, param) in
         [("limit=abc", "limit"), ("limit=-1", "limit"), ("active=maybe", "active"), ("archived=2", "archived")]

@@ -425,6 +425,9 @@ fn relay_rejects_bad_admin_and_enrolment_requests_with_field_errors() {
     // /sync without or with a forged token: 401 before any upgrade.
     anon.get("/sync").err(401, "unauthorized");
     anon.get("/sync?token=forged").err(401, "unauthorized");
+    // A good token without the WebSocket upgrade: told so in JSON like every other error.
+    let e = anon.get(&format!("/sync?token={}", d["token"].as_str().unwrap())).err(400, "upgrade_required");
+    assert_eq!(e["field"], "headers");
     let out = relay.cli(&["enrol-code", "--shop", "bad shop"]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("--shop"));

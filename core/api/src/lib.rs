@@ -157,11 +157,62 @@ pub fn app(state: AppState) -> Router {
         .fallback(ui::serve)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(MAX_JSON_BODY))
+        .layer(middleware::map_response(json_errors))
         .layer(middleware::from_fn(track))
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(|_| {
             ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal error").into_response()
         }))
         .with_state(state)
+}
+
+/// Every error leaves in the JSON error shape. Axum's own rejections answer in plain text: a path
+/// segment that is not valid UTF-8, a body over a route's limit read as raw bytes (CSV imports,
+/// webhooks), a WebSocket request without its upgrade headers. Their text becomes the message;
+/// the status and what can be blamed become `code`, `field` and `rule`.
+pub async fn json_errors(res: Response) -> Response {
+    let status = res.status();
+    let plain = res
+        .headers()
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|ct| ct.starts_with("text/plain"));
+    if !plain || !(status.is_client_error() || status.is_server_error()) {
+        return res;
+    }
+    let (parts, body) = res.into_parts();
+    let text = axum::body::to_bytes(body, 16 * 1024)
+        .await
+        .map(|b| String::from_utf8_lossy(&b).trim().to_string())
+        .unwrap_or_default();
+    let (code, blame) = match status {
+        StatusCode::PAYLOAD_TOO_LARGE => ("payload_too_large", Some(("body", "max_size"))),
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => ("unsupported_media_type", Some(("body", "content_type"))),
+        StatusCode::UPGRADE_REQUIRED => ("upgrade_required", Some(("headers", "websocket"))),
+        // A WebSocket route asked without the upgrade headers ("Connection header did not
+        // include 'upgrade'", "`Sec-WebSocket-Key` header missing").
+        StatusCode::BAD_REQUEST if text.contains("upgrade") || text.contains("Sec-WebSocket") => {
+            ("upgrade_required", Some(("headers", "websocket")))
+        }
+        StatusCode::BAD_REQUEST if text.contains("path") || text.contains("URL") => {
+            ("malformed", Some(("path", "utf8")))
+        }
+        StatusCode::BAD_REQUEST => ("malformed", None),
+        s if s.is_server_error() => ("internal", None),
+        _ => ("bad_request", None),
+    };
+    let message = if text.is_empty() { status.canonical_reason().unwrap_or("error").to_string() } else { text };
+    let mut e = ApiError::new(status, code, message);
+    if let Some((field, rule)) = blame {
+        e = e.with_field(field, rule);
+    }
+    let mut out = e.into_response();
+    // Headers the rejection set for the client (a WebSocket version, an Allow list) stay.
+    for (name, value) in parts.headers.iter() {
+        if name != axum::http::header::CONTENT_TYPE && name != axum::http::header::CONTENT_LENGTH {
+            out.headers_mut().insert(name.clone(), value.clone());
+        }
+    }
+    out
 }
 
 /// Serves `app(state)` on `listener` until `shutdown` resolves, then finishes in-flight requests.
