@@ -464,6 +464,18 @@ fn customer_merge_gathers_orders_under_the_survivor() {
         "validation",
         "from_id",
     );
+    // A merge that would break a customer's own rules (over 20 tags together) is refused whole.
+    let tags = |from: usize| (from..from + 12).map(|i| format!("t{i}")).collect::<Vec<_>>();
+    let a = id(&api.post("/api/v1/customers", &json!({ "name": "Tags A", "tags": tags(0) })).ok(201));
+    let b = id(&api.post("/api/v1/customers", &json!({ "name": "Tags B", "tags": tags(100) })).ok(201));
+    let e = assert_field_error(
+        api.post(&format!("/api/v1/customers/{a}/merge"), &json!({ "from_id": b })),
+        409,
+        "conflict",
+        "from_id",
+    );
+    assert_eq!(e["rule"], "max_items");
+    assert_eq!(api.get(&format!("/api/v1/customers/{b}")).ok(200)["merged_into"], Value::Null);
 }
 
 #[test]

@@ -178,6 +178,21 @@ pub fn merge(ctx: &mut WriteCtx<'_>, caller: &Caller, id: &str, input: MergeCust
         (true, false) => from.notes.clone(),
         (false, false) => format!("{}\n---\n{}", target.notes, from.notes),
     };
+    // The merged customer must still keep the rules a customer is written with.
+    if tags.len() > 20 {
+        return Err(CoreError::conflict(
+            "from_id",
+            "max_items",
+            format!("together they have {} tags and a customer has at most 20: remove some first", tags.len()),
+        ));
+    }
+    if notes.chars().count() > 10_000 {
+        return Err(CoreError::conflict(
+            "from_id",
+            "max_length",
+            "together their notes pass 10000 characters: shorten them first",
+        ));
+    }
     let now = ctx.now();
     let shop = caller.shop_id.clone();
     ctx.change(&DocId::customers(&shop, id), &[id], |tx, _| {
