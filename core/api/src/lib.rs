@@ -198,6 +198,11 @@ pub async fn json_errors(res: Response) -> Response {
         }
         StatusCode::BAD_REQUEST => ("malformed", None),
         s if s.is_server_error() => ("internal", None),
+        StatusCode::UNAUTHORIZED => ("unauthorized", None),
+        StatusCode::FORBIDDEN => ("forbidden", None),
+        StatusCode::NOT_FOUND => ("not_found", None),
+        StatusCode::METHOD_NOT_ALLOWED => ("method_not_allowed", None),
+        StatusCode::TOO_MANY_REQUESTS => ("too_many_requests", None),
         _ => ("bad_request", None),
     };
     let message = if text.is_empty() { status.canonical_reason().unwrap_or("error").to_string() } else { text };
