@@ -394,13 +394,15 @@ fn every_message_type_lands_in_the_inbox() {
     s.owner.get("/api/v1/attachments/nothex").err(422, "validation");
 
     // An order message from the catalog becomes a draft order when its items are known.
-    let sku_order = wa::inbound(
-        customer,
-        "Tipos",
-        "wamid.ORDER",
-        json!({ "type": "order", "order": { "catalog_id": "CAT1", "product_items": [{ "product_retailer_id": "CAM-AZ", "quantity": 2, "item_price": 149.9, "currency": "MXN" }] } }),
-    );
-    wa::deliver(&s.relay.http, &sku_order);
+    let order_message = |wamid: &str, quantity: i64| {
+        wa::inbound(
+            customer,
+            "Tipos",
+            wamid,
+            json!({ "type": "order", "order": { "catalog_id": "CAT1", "product_items": [{ "product_retailer_id": "CAM-AZ", "quantity": quantity, "item_price": 149.9, "currency": "MXN" }] } }),
+        )
+    };
+    wa::deliver(&s.relay.http, &order_message("wamid.ORDER", 2));
     let order = wait_for(LONG, || {
         let list = s.owner.get("/api/v1/orders").ok(200);
         list["items"]
@@ -414,13 +416,7 @@ fn every_message_type_lands_in_the_inbox() {
 
     // An order the order rules refuse (2,000,000 units) loses nothing: the customer's message is
     // in the inbox, a note tells staff, and no order is made of it.
-    let refused = wa::inbound(
-        customer,
-        "Tipos",
-        "wamid.ORDER2",
-        json!({ "type": "order", "order": { "catalog_id": "CAT1", "product_items": [{ "product_retailer_id": "CAM-AZ", "quantity": 2_000_000, "item_price": 149.9, "currency": "MXN" }] } }),
-    );
-    wa::deliver(&s.relay.http, &refused);
+    wa::deliver(&s.relay.http, &order_message("wamid.ORDER2", 2_000_000));
     let t = wait_for(LONG, || {
         let c = conversation_of(&s.owner, customer)?;
         let t = thread(&s.owner, c["id"].as_str()?);

@@ -261,6 +261,22 @@ async fn documents_prepared_beside_the_writer_sync_like_any_other() {
 /// A write that fails after changing a document and the projection leaves neither behind, whether
 /// it ran alone in its transaction (rolled back whole) or beside others (rolled back to its
 /// savepoint, the others kept).
+/// The first half of a write that will not finish: a document change under key `name` and a row
+/// in `sequences` named `name`.
+fn half_write(
+    ctx: &mut dashoffice_core::WriteCtx<'_>,
+    doc: &dashoffice_core::doc::DocId,
+    name: &str,
+) -> dashoffice_core::Result<()> {
+    ctx.change(doc, &[], |tx, records| {
+        use automerge::transaction::Transactable;
+        tx.put(records, name, "half-written")?;
+        Ok(())
+    })?;
+    ctx.conn().execute("INSERT INTO sequences(name, value) VALUES (?1, 1)", [name])?;
+    Ok(())
+}
+
 #[tokio::test]
 async fn a_failed_write_leaves_nothing_alone_or_in_a_batch() {
     let nodes = shop(1);
@@ -270,12 +286,7 @@ async fn a_failed_write_leaves_nothing_alone_or_in_a_batch() {
     let failing = |n: usize| {
         let doc = dashoffice_core::doc::DocId::products(&shop_id, &format!("failing-{n}"));
         move |ctx: &mut dashoffice_core::WriteCtx<'_>| -> dashoffice_core::Result<()> {
-            ctx.change(&doc, &[], |tx, records| {
-                use automerge::transaction::Transactable;
-                tx.put(records, "failing", "half-written")?;
-                Ok(())
-            })?;
-            ctx.conn().execute("INSERT INTO sequences(name, value) VALUES ('failing', 1)", [])?;
+            half_write(ctx, &doc, "failing")?;
             Err(dashoffice_core::CoreError::Storage("refused on purpose".into()))
         }
     };
@@ -312,12 +323,7 @@ async fn a_write_that_panics_is_undone_and_the_writer_keeps_serving() {
     let before = (heads_dump(r), projection_dump(r));
     let doc = dashoffice_core::doc::DocId::products(&shop_id, "panicking");
     let panicking = move |ctx: &mut dashoffice_core::WriteCtx<'_>| -> dashoffice_core::Result<()> {
-        ctx.change(&doc, &[], |tx, records| {
-            use automerge::transaction::Transactable;
-            tx.put(records, "panicking", "half-written")?;
-            Ok(())
-        })?;
-        ctx.conn().execute("INSERT INTO sequences(name, value) VALUES ('panicking', 1)", [])?;
+        half_write(ctx, &doc, "panicking")?;
         panic!("a bug in a write");
     };
     let err = r.write(panicking).await.unwrap_err();
