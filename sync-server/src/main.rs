@@ -4,6 +4,7 @@
 //! it.
 
 use std::{
+    io::IsTerminal,
     net::SocketAddr,
     path::{Path, PathBuf},
     sync::Arc,
@@ -352,6 +353,10 @@ fn run(s: Settings, command: Command) -> anyhow::Result<()> {
         Command::WhatsappNumber { phone_number_id, shop, branch, display_number } => {
             let token = match std::env::var("DASHOFFICE_WHATSAPP_ACCESS_TOKEN") {
                 Ok(t) if !t.trim().is_empty() => t.trim().to_string(),
+                // A person typing it: no echo, so it stays off the screen and out of recordings.
+                _ if std::io::stdin().is_terminal() => {
+                    rpassword::prompt_password("WhatsApp access token (not shown): ")?.trim().to_string()
+                }
                 _ => {
                     eprintln!("reading the access token from standard input…");
                     let mut t = String::new();
