@@ -41,11 +41,14 @@ pub enum Collection {
     Inbox,
     /// A WhatsApp media file of one branch (one immutable document per file, by SHA-256).
     Attachments,
+    /// Staff password hashes (one document per shop), apart from the accounts so that the relay
+    /// can keep them from clients that never log anyone in (browsers and scripts over `/sync`).
+    Credentials,
 }
 
 impl Collection {
     /// Every collection.
-    pub const ALL: [Collection; 10] = [
+    pub const ALL: [Collection; 11] = [
         Self::Org,
         Self::Staff,
         Self::Products,
@@ -56,6 +59,7 @@ impl Collection {
         Self::Messages,
         Self::Inbox,
         Self::Attachments,
+        Self::Credentials,
     ];
 
     /// The name used in document ids.
@@ -71,6 +75,7 @@ impl Collection {
             Self::Messages => "messages",
             Self::Inbox => "inbox",
             Self::Attachments => "attachments",
+            Self::Credentials => "credentials",
         }
     }
 
@@ -152,6 +157,10 @@ impl DocId {
     /// The media file with SHA-256 `sha256` (hex) received in `branch`.
     pub fn attachment(shop: &str, branch: &str, sha256: &str) -> Self {
         Self(format!("{shop}/attachments/{branch}/{sha256}"))
+    }
+    /// The shop's staff password hashes.
+    pub fn credentials(shop: &str) -> Self {
+        Self(format!("{shop}/credentials/0"))
     }
     /// The shop's inbox settings document.
     pub fn inbox(shop: &str) -> Self {

@@ -25,6 +25,7 @@ pub(crate) fn project_record(conn: &Connection, id: &DocId, d: &Automerge, recor
         Collection::Messages => inbox::project_message(conn, id, d, record),
         Collection::Inbox => inbox::project_item(conn, id, d, record),
         Collection::Attachments => inbox::project_attachment(conn, id, d, record),
+        Collection::Credentials => staff::project_credential(conn, id, d, record),
     }
 }
 
@@ -111,7 +112,7 @@ pub(crate) fn project_all(conn: &Connection, id: &DocId, d: &Automerge) -> Resul
 /// Empties the projection tables (reindex).
 pub(crate) fn clear(conn: &Connection) -> Result<()> {
     conn.execute_batch(
-        "DELETE FROM shops; DELETE FROM branches; DELETE FROM staff; DELETE FROM products; DELETE FROM stock;
+        "DELETE FROM shops; DELETE FROM branches; DELETE FROM staff; DELETE FROM staff_credentials; DELETE FROM products; DELETE FROM stock;
          DELETE FROM customers; DELETE FROM orders; DELETE FROM order_lines; DELETE FROM order_transitions;
          DELETE FROM conversations; DELETE FROM messages; DELETE FROM inbox_items; DELETE FROM attachments;",
     )?;

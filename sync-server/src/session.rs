@@ -9,7 +9,7 @@ use std::{
 };
 
 use automerge::sync;
-use dashoffice_core::doc::DocId;
+use dashoffice_core::doc::{Collection, DocId};
 use dashoffice_sync::{framing::FrameError, proto::Message};
 use tokio::sync::{broadcast, mpsc, watch};
 
@@ -36,11 +36,14 @@ pub enum Naming {
 }
 
 /// Whether `device` may see (and write) `doc`: its own shop, and for branch documents its own
-/// branch unless it is a head-office device.
+/// branch unless it is a head-office device. Staff password hashes (the `credentials` document)
+/// go only to replicas (devices with a certificate: edge nodes, desktop apps), which log staff in;
+/// never to `/sync` clients.
 pub fn allowed(device: &Device, doc: &DocId) -> bool {
     match doc.scope() {
         Ok(s) => {
             s.shop_id == device.shop_id
+                && (s.collection != Collection::Credentials || device.cert_fingerprint.is_some())
                 && match (&s.branch_id, &device.branch_id) {
                     (Some(doc_branch), Some(dev_branch)) => doc_branch == dev_branch,
                     _ => true,

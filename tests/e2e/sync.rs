@@ -510,6 +510,17 @@ fn a_javascript_automerge_repo_client_reads_and_edits_over_websocket() {
     assert!(wait_for(CONVERGE, || idle(&ob).then_some(())).is_some(), "{:#}", status(&ob));
     let stock_b = url_of(&ob, &format!("/stock/{branch_b}/"));
     interop(&["--url", &ws, "--token", &token, "--doc", &stock_b, "--expect-unavailable"]);
+
+    // Staff accounts are readable, their password hashes are not: the staff document never held
+    // one, and the shop's credentials document (which replicas need to log staff in) is refused.
+    let staff = interop(&["--url", &ws, "--token", &token, "--doc", &url_of(&o1, "/staff/"), "--dump"]);
+    assert!(staff["doc"].to_string().contains(dashoffice_tests::OWNER_EMAIL), "{staff}");
+    assert!(staff["history"].as_array().is_some_and(|h| h.len() >= 2), "the staff document's history: {staff}");
+    assert!(!staff.to_string().contains("argon2"), "a password hash reached a /sync client: {staff}");
+    let credentials = url_of(&o1, "/credentials/");
+    interop(&["--url", &ws, "--token", &token, "--doc", &credentials, "--expect-unavailable"]);
+    // The branch B replica got it, as it must to log its staff in.
+    assert_eq!(url_of(&ob, "/credentials/"), credentials);
 }
 
 /// A QUIC client enrolled for branch A asks the relay, by id, for branch B's and another shop's

@@ -5,6 +5,10 @@
 //   node interop.mjs --url ws://HOST/sync --token T --doc automerge:ID --record PRODUCT \
 //       --set-name NEW [--expect-name OLD] [--timeout-ms 15000] [--trace]
 //   node interop.mjs --url ws://HOST/sync --token T --doc automerge:ID --expect-unavailable
+//   node interop.mjs --url ws://HOST/sync --token T --doc automerge:ID --dump
+//
+// --dump prints the document as it is now and as it was after each change in its history
+// ({"ok":true,"doc":…,"history":[…]}), to check what a client can read.
 //
 // Prints one JSON line on standard output: {"ok":true,...} and exit 0, or {"ok":false,"error":...}
 // and exit 1. The record's current name and, with --trace, every protocol message go to
@@ -22,6 +26,7 @@ const { values: args } = parseArgs({
     "set-name": { type: "string" },
     "expect-name": { type: "string" },
     "expect-unavailable": { type: "boolean", default: false },
+    dump: { type: "boolean", default: false },
     "timeout-ms": { type: "string", default: "15000" },
     trace: { type: "boolean", default: false },
   },
@@ -35,7 +40,15 @@ async function finish(result) {
   if (finished) return;
   finished = true;
   for (const { repo } of repos) await close(repo);
-  console.log(JSON.stringify(result));
+  let line;
+  try {
+    // Automerge integers beyond 2^53 come as BigInt, which JSON has no form for.
+    line = JSON.stringify(result, (_, v) => (typeof v === "bigint" ? v.toString() : v));
+  } catch (e) {
+    line = JSON.stringify({ ok: false, error: `printing the result: ${e.message}` });
+    result = { ok: false };
+  }
+  console.log(line);
   // Handles that were still being requested keep a 60 s timer; nothing else is pending.
   process.exit(result.ok ? 0 : 1);
 }
@@ -82,6 +95,13 @@ async function main() {
       throw e;
     }
     throw new Error(`${args.doc} was found, but it should be unavailable to this device`);
+  }
+
+  if (args.dump) {
+    const { repo } = open("reader");
+    const handle = await find(repo, timeoutMs);
+    const history = (handle.history() ?? []).map(heads => handle.view(heads).doc());
+    return finish({ ok: true, doc: handle.doc(), history });
   }
 
   const record = required("record");

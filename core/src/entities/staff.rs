@@ -1,11 +1,14 @@
 //! Staff accounts (one `staff` document per shop) and login sessions (local to this replica).
-//! Password hashes (argon2id, PHC strings) travel with the account so staff can log in on any replica.
+//! Password hashes (argon2id, PHC strings) sit in the shop's `credentials` document, keyed by
+//! account: every replica receives it, so staff can log in on any replica, offline too; the relay
+//! never gives it to `/sync` clients (browsers, scripts), which log no one in. Accounts made
+//! before that document existed keep their hash in the account until the password next changes.
 
 use argon2::{
     Argon2,
     password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString},
 };
-use automerge::{Automerge, transaction::Transactable};
+use automerge::{Automerge, ReadDoc, transaction::Transactable};
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use dashoffice_domain::{
     FieldError, FieldErrors, Permission, Role,
@@ -78,13 +81,27 @@ pub fn create(ctx: &mut WriteCtx<'_>, caller: Option<&Caller>, shop: &str, input
         put_str(tx, &o, "email", &email)?;
         put_str(tx, &o, "role", input.role.as_str())?;
         put_str(tx, &o, "branch_id", branch.as_deref().unwrap_or(""))?;
-        put_str(tx, &o, "password_hash", &hash)?;
         tx.put(&o, "archived", false)?;
         tx.put(&o, "created_at", now)?;
         tx.put(&o, "updated_at", now)?;
         Ok(())
     })?;
+    put_credential(ctx, shop, &id, &hash)?;
     get(ctx.conn(), shop, &id)
+}
+
+/// Writes an account's password hash into the shop's credentials document.
+fn put_credential(ctx: &mut WriteCtx<'_>, shop: &str, id: &str, hash: &str) -> Result<()> {
+    let now = ctx.now();
+    ctx.change(&DocId::credentials(shop), &[id], |tx, recs| {
+        let o = match doc::record(tx, id)? {
+            Some(o) => o,
+            None => tx.put_object(recs, id, automerge::ObjType::Map)?,
+        };
+        put_str(tx, &o, "password_hash", hash)?;
+        tx.put(&o, "updated_at", now)?;
+        Ok(())
+    })
 }
 
 /// Changes a staff account.
@@ -123,13 +140,17 @@ pub fn update(ctx: &mut WriteCtx<'_>, caller: &Caller, id: &str, input: UpdateSt
         if let Some(b) = &branch {
             put_str(tx, &o, "branch_id", b)?;
         }
-        if let Some(h) = &hash {
-            put_str(tx, &o, "password_hash", h)?;
+        // The hash of an account made before the credentials document leaves the account (what
+        // the history of the staff document holds stays there: the old password is the one
+        // that no longer works).
+        if hash.is_some() && tx.get(&o, "password_hash")?.is_some() {
+            tx.delete(&o, "password_hash")?;
         }
         tx.put(&o, "updated_at", now)?;
         Ok(())
     })?;
-    if hash.is_some() {
+    if let Some(h) = &hash {
+        put_credential(ctx, &caller.shop_id, id, h)?;
         ctx.conn().execute("DELETE FROM sessions WHERE user_id = ?1", [id])?;
     }
     get(ctx.conn(), &caller.shop_id, id)
@@ -177,6 +198,27 @@ pub(crate) fn project(conn: &Connection, doc_id: &DocId, d: &Automerge, id: &str
     Ok(())
 }
 
+/// Projects one account's password hash (none: the record is gone, so is the row).
+pub(crate) fn project_credential(conn: &Connection, doc_id: &DocId, d: &Automerge, id: &str) -> Result<()> {
+    let Some(o) = doc::record(d, id)? else {
+        conn.prepare_cached("DELETE FROM staff_credentials WHERE staff_id = ?1")?.execute([id])?;
+        return Ok(());
+    };
+    let f = doc::fields(d, &o);
+    conn.prepare_cached(
+        "INSERT OR REPLACE INTO staff_credentials(staff_id, shop_id, doc_id, password_hash, updated_at)
+         VALUES (?1, ?2, ?3, ?4, ?5)",
+    )?
+    .execute(params![
+        id,
+        doc_id.scope()?.shop_id,
+        doc_id.as_str(),
+        f.str("password_hash"),
+        f.i64("updated_at")
+    ])?;
+    Ok(())
+}
+
 const COLS: &str = "t.id, t.name, t.email, t.role, t.branch_id, t.archived, t.created_at, t.updated_at";
 
 fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<StaffView> {
@@ -203,7 +245,11 @@ pub fn get(conn: &Connection, shop: &str, id: &str) -> Result<StaffView> {
 
 fn find_by_email(conn: &Connection, shop: &str, email: &str) -> Result<Option<(StaffView, String)>> {
     Ok(conn
-        .prepare_cached(&format!("SELECT {COLS}, t.password_hash FROM staff t WHERE t.shop_id = ?1 AND t.email = ?2 ORDER BY t.created_at LIMIT 1"))?
+        .prepare_cached(&format!(
+            "SELECT {COLS}, COALESCE(c.password_hash, t.password_hash) FROM staff t
+             LEFT JOIN staff_credentials c ON c.staff_id = t.id AND c.shop_id = t.shop_id
+             WHERE t.shop_id = ?1 AND t.email = ?2 ORDER BY t.created_at LIMIT 1"
+        ))?
         .query_row([shop, email], |r| Ok((row(r)?, r.get(8)?)))
         .optional()?)
 }

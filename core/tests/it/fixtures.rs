@@ -99,6 +99,7 @@ pub(crate) fn projection_dump(r: &Replica) -> Vec<String> {
         ("shops", "id, name, currency, phone_region, timezone, created_at, updated_at"),
         ("branches", "id, shop_id, code, name, archived, created_at, updated_at"),
         ("staff", "id, name, email, role, branch_id, password_hash, archived"),
+        ("staff_credentials", "staff_id, shop_id, doc_id, password_hash, updated_at"),
         (
             "products",
             "id, sku, name, description, price, currency, tax_rate, active, tags, archived, created_at, updated_at",

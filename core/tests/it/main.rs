@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod convergence;
+mod credentials;
 mod fixtures;
 mod migration;
 mod sync_protocol;

@@ -44,6 +44,8 @@ fn collection_name(c: Collection) -> &'static str {
         Collection::Messages => "messages",
         Collection::Inbox => "inbox",
         Collection::Attachments => "attachments",
+        // A password change shows nowhere but in the account's own list entry.
+        Collection::Credentials => "staff",
     }
 }
 

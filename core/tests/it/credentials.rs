@@ -1,0 +1,90 @@
+//! Staff password hashes live in the shop's `credentials` document, never in the staff document
+//! that `/sync` clients may read; accounts written by an older version keep working.
+
+use automerge::{ActorId, ObjType, ReadDoc, transaction::Transactable};
+use dashoffice_core::{
+    doc::{self, DocId},
+    domain::api::UpdateStaff,
+    entities::staff,
+};
+
+use crate::fixtures::{push_all, shop};
+
+/// Every value any change of the document ever wrote, as text.
+fn history_text(d: &automerge::Automerge) -> String {
+    d.get_changes(&[]).iter().map(|c| format!("{:?}", c.decode().operations)).collect()
+}
+
+fn login(r: &dashoffice_core::Replica, shop: &str, email: &str, password: &str) -> bool {
+    let (shop, email, password) = (shop.to_string(), email.to_string(), password.to_string());
+    r.read(move |c| staff::check_login(c, &shop, &email, &password)).is_ok()
+}
+
+#[test]
+fn password_hashes_stay_out_of_the_staff_document_and_every_replica_logs_staff_in() {
+    let nodes = shop(2);
+    let shop_id = nodes[0].caller.shop_id.clone();
+    let second = &nodes[1].replica;
+    // The other replica logs the owner in from what it received.
+    assert!(login(second, &shop_id, "ana@tienda.mx", "contraseña-segura"));
+    assert!(!login(second, &shop_id, "ana@tienda.mx", "otra-contraseña"));
+
+    let staff_doc = second.load_doc(&DocId::staff(&shop_id)).unwrap().unwrap();
+    let text = history_text(&staff_doc);
+    assert!(text.contains("ana@tienda.mx"), "the account is in the staff document");
+    assert!(!text.contains("argon2"), "a password hash in the staff document's history: {text}");
+    let creds = second.load_doc(&DocId::credentials(&shop_id)).unwrap().expect("the credentials document synced");
+    let owner = &nodes[0].caller.user_id;
+    let o = doc::record(&creds, owner).unwrap().expect("the owner's credential");
+    assert!(doc::fields(&creds, &o).str("password_hash").starts_with("$argon2id$"));
+
+    // A new password, changed on the second replica, works on the first once synced; the old
+    // one no longer does.
+    let caller = nodes[1].caller.clone();
+    let id = owner.clone();
+    let update = UpdateStaff { password: Some("nueva-contraseña-1".into()), ..Default::default() };
+    second.write_blocking(move |ctx| staff::update(ctx, &caller, &id, update)).unwrap();
+    push_all(second, &nodes[0].replica);
+    assert!(login(&nodes[0].replica, &shop_id, "ana@tienda.mx", "nueva-contraseña-1"));
+    assert!(!login(&nodes[0].replica, &shop_id, "ana@tienda.mx", "contraseña-segura"));
+}
+
+/// An account that an older version wrote, hash inside the staff record, logs in as before; its
+/// first password change moves the hash to the credentials document and out of the account.
+#[test]
+fn an_account_with_its_hash_in_the_staff_record_logs_in_and_moves_it_on_a_password_change() {
+    let nodes = shop(1);
+    let (r, shop_id) = (&nodes[0].replica, nodes[0].caller.shop_id.clone());
+    let id = DocId::staff(&shop_id);
+    // What the older version wrote: a seller whose record holds its own hash.
+    let mut old = r.load_doc(&id).unwrap().unwrap();
+    old.set_actor(ActorId::from(vec![9; 16]));
+    let before = old.get_heads();
+    let legacy_hash = {
+        use argon2::{PasswordHasher, password_hash::SaltString};
+        let salt = SaltString::encode_b64(&[7; 16]).unwrap();
+        argon2::Argon2::default().hash_password(b"clave-antigua-1", &salt).unwrap().to_string()
+    };
+    let records = doc::records_obj(&old).unwrap();
+    let mut tx = old.transaction();
+    let o = tx.put_object(&records, "legacy-1", ObjType::Map).unwrap();
+    for (k, v) in [("name", "Luis"), ("email", "luis@tienda.mx"), ("role", "manager"), ("branch_id", "")] {
+        tx.put(&o, k, v).unwrap();
+    }
+    tx.put(&o, "password_hash", legacy_hash.as_str()).unwrap();
+    tx.put(&o, "archived", false).unwrap();
+    tx.put(&o, "created_at", 1_i64).unwrap();
+    tx.put(&o, "updated_at", 1_i64).unwrap();
+    tx.commit();
+    r.apply_changes_blocking(&id, old.save_after(&before)).unwrap();
+    assert!(login(r, &shop_id, "luis@tienda.mx", "clave-antigua-1"));
+
+    let caller = nodes[0].caller.clone();
+    let update = UpdateStaff { password: Some("clave-nueva-22".into()), ..Default::default() };
+    r.write_blocking(move |ctx| staff::update(ctx, &caller, "legacy-1", update)).unwrap();
+    assert!(login(r, &shop_id, "luis@tienda.mx", "clave-nueva-22"));
+    assert!(!login(r, &shop_id, "luis@tienda.mx", "clave-antigua-1"));
+    let now = r.load_doc(&id).unwrap().unwrap();
+    let rec = doc::record(&now, "legacy-1").unwrap().unwrap();
+    assert!(now.get(&rec, "password_hash").unwrap().is_none(), "the old hash left the account");
+}
