@@ -232,9 +232,15 @@ fn unauthorized(msg: &str) -> Response {
     crate::http::unauthorized(msg).into_response()
 }
 
-/// The session token: the Bearer header, or `access_token=` in the query (server-sent events).
+/// The session token: the Bearer header, or for server-sent events the events cookie or
+/// `access_token=` in the query.
 fn token_of(req: &Request) -> Option<String> {
-    crate::http::bearer(req.headers())
-        .filter(|t| !t.is_empty())
-        .or_else(|| req.uri().query()?.split('&').find_map(|kv| kv.strip_prefix("access_token=")).map(str::to_string))
+    crate::http::bearer(req.headers()).filter(|t| !t.is_empty()).or_else(|| {
+        if req.uri().path() != "/api/v1/events" {
+            return None;
+        }
+        dashoffice_api::events_cookie(req.headers()).or_else(|| {
+            req.uri().query()?.split('&').find_map(|kv| kv.strip_prefix("access_token=")).map(str::to_string)
+        })
+    })
 }

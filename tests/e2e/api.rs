@@ -684,3 +684,40 @@ fn order_numbers_have_branch_device_sequence_and_increase() {
     let found = api.list_all(&format!("/api/v1/orders?q={device}-000004"));
     assert_eq!(found.len(), 1, "q finds an order by number");
 }
+
+/// The web UI's live stream never carries the session in its URL: a cookie that only
+/// `/api/v1/events` receives (HttpOnly, SameSite=Strict) opens it, and logging out ends it.
+#[test]
+fn the_live_stream_opens_with_a_cookie_instead_of_a_token_in_the_url() {
+    let node = Node::start();
+    let token = node.login(OWNER_EMAIL, OWNER_PASSWORD);
+    let (cookie, status, first) = node.api(&token).open_events_with_cookie();
+    for part in [&format!("dashoffice_events={token};"), "Path=/api/v1/events", "HttpOnly", "SameSite=Strict"] {
+        assert!(cookie.contains(part), "{part} missing from {cookie}");
+    }
+    let max_age: i64 = cookie.split("Max-Age=").nth(1).unwrap().parse().unwrap();
+    assert!(max_age > 3600 && max_age <= 7 * 24 * 3600, "{cookie}");
+    assert_eq!(status, 200);
+    assert!(first.contains("hello"), "{first}");
+
+    let http = reqwest::blocking::Client::new();
+    let events = |cookie: &str| {
+        http.get(format!("{}/api/v1/events", node.base()))
+            .header("cookie", format!("dashoffice_events={cookie}"))
+            .send()
+            .unwrap()
+    };
+    let session = format!("{}/api/v1/events/session", node.base());
+    assert_eq!(http.post(&session).send().unwrap().status(), 401);
+    assert_eq!(http.post(&session).bearer_auth("garbage-token").send().unwrap().status(), 401);
+    let refused = events("garbage-token");
+    assert_eq!(refused.status(), 401);
+    assert_eq!(refused.json::<serde_json::Value>().unwrap()["error"]["code"], "unauthorized");
+
+    // Logging out removes the cookie and the session behind it.
+    let out = http.post(format!("{}/api/v1/auth/logout", node.base())).bearer_auth(&token).send().unwrap();
+    assert_eq!(out.status(), 204);
+    let cleared = out.headers()["set-cookie"].to_str().unwrap();
+    assert!(cleared.starts_with("dashoffice_events=;") && cleared.contains("Max-Age=0"), "{cleared}");
+    assert_eq!(events(&token).status(), 401);
+}

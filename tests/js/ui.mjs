@@ -50,6 +50,11 @@ page.on("pageerror", (e) => problems.push(`page error: ${e.message}`));
 page.on("console", (m) => {
   if (m.type() === "error" && !/status of 4\d\d/.test(m.text())) problems.push(`console error: ${m.text()}`);
 });
+// No session token in a URL (proxies and access logs keep URLs): the live stream gets a cookie.
+const tokenUrls = [];
+context.on("request", (r) => {
+  if (/[?&](access_token|token)=/.test(r.url())) tokenUrls.push(r.url().replace(/=([^&]{4})[^&]*/g, "=$1…"));
+});
 const steps = [];
 async function step(name, f) {
   const t0 = Date.now();
@@ -357,6 +362,7 @@ await step("a_tab_of_an_older_build_moves_to_the_new_one", async () => {
 });
 
 await browser.close();
+if (tokenUrls.length) problems.push(`a token in a request URL: ${tokenUrls.join(", ")}`);
 if (problems.length) {
   console.log(JSON.stringify({ ok: false, step: "console", error: problems.join("; "), steps }));
   process.exit(1);

@@ -359,6 +359,29 @@ impl Api {
         self.token.as_deref().unwrap_or("")
     }
 
+    /// What the web UI does for live updates: `POST /api/v1/events/session` with this client's
+    /// token, then `GET /api/v1/events` with only the cookie it set. The `Set-Cookie` header, the
+    /// stream's status and its first bytes.
+    pub fn open_events_with_cookie(&self) -> (String, u16, String) {
+        use std::io::Read;
+        let http = reqwest::blocking::Client::new();
+        let set = http
+            .post(format!("{}/api/v1/events/session", self.base))
+            .bearer_auth(self.token())
+            .send()
+            .expect("POST /api/v1/events/session");
+        let cookie = set.headers().get("set-cookie").and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
+        let pair = cookie.split(';').next().unwrap_or("").to_string();
+        let mut stream = http
+            .get(format!("{}/api/v1/events", self.base))
+            .header("cookie", format!("theme=dark; {pair}"))
+            .send()
+            .expect("GET /api/v1/events");
+        let mut first = [0u8; 256];
+        let n = if stream.status() == 200 { stream.read(&mut first).unwrap_or(0) } else { 0 };
+        (cookie, stream.status().as_u16(), String::from_utf8_lossy(&first[..n]).into_owned())
+    }
+
     /// A client without a token for any base URL (the relay's HTTP side).
     pub fn for_base(base: &str) -> Self {
         let http = Client::builder().timeout(REQUEST_TIMEOUT).build().expect("building the HTTP client");

@@ -105,6 +105,20 @@ async fn http(req: Request) -> Result<Response, String> {
     Ok(Response { status: resp.status(), body: text })
 }
 
+/// Asks the page's own server for the cookie that opens `/api/v1/events` (over HTTP even where
+/// API calls go another way, as in the desktop app: the browser keeps the cookie for the
+/// EventSource). The answer's status (0: unreachable).
+pub async fn open_events_session() -> u16 {
+    let req = Request {
+        method: "POST",
+        path: "/api/v1/events/session".to_string(),
+        body: None,
+        content_type: "",
+        token: token(),
+    };
+    http(req).await.map(|r| r.status).unwrap_or(0)
+}
+
 /// Sends a request through the installed transport and returns the raw answer.
 pub async fn send(
     method: &'static str,

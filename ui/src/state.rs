@@ -156,11 +156,29 @@ fn stop_live() {
     });
 }
 
-/// Opens the live-updates stream (`/api/v1/events`); the browser reconnects it by itself.
+/// Opens the live-updates stream (`/api/v1/events`); the browser reconnects it by itself. The
+/// session reaches it as an HttpOnly cookie set first, never in the URL.
 pub fn start_live(st: AppState) {
     stop_live();
-    let Some(token) = api::token() else { return };
-    let Ok(es) = web_sys::EventSource::new(&format!("/api/v1/events?access_token={}", api::enc(&token))) else {
+    if api::token().is_none() {
+        return;
+    }
+    leptos::task::spawn_local(async move {
+        let status = api::open_events_session().await;
+        if status == 401 {
+            session_expired();
+            return;
+        }
+        // Any other failure: the stream opens anyway and its own 401/retries say the rest.
+        if api::token().is_some() {
+            open_live(st);
+        }
+    });
+}
+
+fn open_live(st: AppState) {
+    stop_live();
+    let Ok(es) = web_sys::EventSource::new("/api/v1/events") else {
         return;
     };
     let on_change = Closure::<dyn FnMut(web_sys::MessageEvent)>::new(move |ev: web_sys::MessageEvent| {

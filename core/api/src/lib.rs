@@ -23,6 +23,7 @@ use tokio::net::TcpListener;
 pub use error::{ApiError, ApiResult};
 pub use extract::{ApiJson, ApiQuery, Auth};
 pub use openapi::ApiDoc;
+pub use routes::live::events_cookie;
 
 /// The log filter of every DashOffice program: `RUST_LOG` (default `info`), with Automerge's
 /// own spans at `warn` unless `RUST_LOG` names `automerge`. Automerge marks a few hot functions

@@ -42,6 +42,7 @@ impl Modify for BearerAuth {
         routes::sync::documents,
         routes::sync::reconnect,
         routes::live::events,
+        routes::live::events_session,
         routes::analytics::summary,
         routes::auth::login,
         routes::auth::logout,

@@ -38,11 +38,16 @@ pub(crate) async fn logout(
     State(s): State<AppState>,
     Auth(_caller): Auth,
     headers: axum::http::HeaderMap,
-) -> ApiResult<StatusCode> {
+) -> ApiResult<axum::response::Response> {
     let token = crate::extract::bearer(&headers)?;
     s.replica.write(move |ctx| staff::end_session(ctx, &token)).await?;
     s.sessions.clear();
-    Ok(StatusCode::NO_CONTENT)
+    // The events cookie goes with the session.
+    let mut res = axum::response::IntoResponse::into_response(StatusCode::NO_CONTENT);
+    if let Some(v) = super::live::events_set_cookie("", 0) {
+        res.headers_mut().insert(axum::http::header::SET_COOKIE, v);
+    }
+    Ok(res)
 }
 
 /// The logged-in staff member.

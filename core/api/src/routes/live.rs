@@ -7,8 +7,11 @@ use std::{collections::BTreeSet, convert::Infallible, time::Duration};
 
 use axum::{
     extract::State,
-    http::HeaderMap,
-    response::sse::{Event, KeepAlive, Sse},
+    http::{HeaderMap, HeaderValue, StatusCode, header},
+    response::{
+        IntoResponse, Response,
+        sse::{Event, KeepAlive, Sse},
+    },
 };
 use dashoffice_core::{
     Caller,
@@ -19,6 +22,52 @@ use serde::Deserialize;
 use tokio::sync::broadcast::error::RecvError;
 
 use crate::{ApiQuery, ApiResult, AppState, extract};
+
+/// The cookie that carries the session token to `GET /api/v1/events` (the browser's EventSource
+/// cannot send headers; a token in the URL would land in proxies' access logs).
+pub const EVENTS_COOKIE: &str = "dashoffice_events";
+
+/// The `dashoffice_events` cookie's value, if the request has one.
+pub fn events_cookie(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|c| c.trim().split_once('='))
+        .find(|(k, v)| *k == EVENTS_COOKIE && !v.is_empty())
+        .map(|(_, v)| v.to_string())
+}
+
+/// `Set-Cookie` for the events cookie: only sent to `/api/v1/events`, not readable by scripts,
+/// never sent by another site; `max_age_s` 0 removes it.
+pub(crate) fn events_set_cookie(token: &str, max_age_s: i64) -> Option<HeaderValue> {
+    HeaderValue::from_str(&format!(
+        "{EVENTS_COOKIE}={token}; Path=/api/v1/events; HttpOnly; SameSite=Strict; Max-Age={max_age_s}"
+    ))
+    .ok()
+}
+
+/// Sets the cookie that lets this browser open `GET /api/v1/events` without a token in the URL,
+/// for as long as the session lasts. Send the session token as the bearer header.
+#[utoipa::path(post, path = "/api/v1/events/session", tag = "sync", security(("bearer" = [])),
+    responses((status = 204, description = "The events cookie is set (HttpOnly, SameSite=Strict, Path=/api/v1/events)"),
+        crate::routes::Errors))]
+pub(crate) async fn events_session(State(s): State<AppState>, headers: HeaderMap) -> ApiResult<Response> {
+    let token = extract::bearer(&headers)?;
+    extract::authenticate(&s, &token).await?;
+    let replica = s.replica.clone();
+    let t = token.clone();
+    let expires = tokio::task::spawn_blocking(move || replica.authenticate(&t).map(|(_, exp)| exp))
+        .await
+        .map_err(|_| crate::ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal error"))??;
+    let max_age = ((expires - s.replica.now_ms()) / 1000).max(1);
+    let mut res = StatusCode::NO_CONTENT.into_response();
+    if let Some(v) = events_set_cookie(&token, max_age) {
+        res.headers_mut().insert(header::SET_COOKIE, v);
+    }
+    Ok(res)
+}
 
 /// Query of `GET /api/v1/events`.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
@@ -124,8 +173,8 @@ async fn next(mut l: Live) -> Option<(Result<Event, Infallible>, Live)> {
 }
 
 /// A stream of `change` events (`{"collections":["orders",…]}`) and `sync` events (the body of
-/// `GET /api/v1/sync/status`), starting with `hello`. Authenticate with the bearer header or
-/// `?access_token=`.
+/// `GET /api/v1/sync/status`), starting with `hello`. Authenticate with the bearer header, the
+/// cookie that `POST /api/v1/events/session` sets (what the web UI does), or `?access_token=`.
 #[utoipa::path(get, path = "/api/v1/events", tag = "sync", params(EventsQuery), security(("bearer" = [])),
     responses((status = 200, description = "server-sent events", content_type = "text/event-stream"), crate::routes::Errors))]
 pub(crate) async fn events(
@@ -135,7 +184,7 @@ pub(crate) async fn events(
 ) -> ApiResult<Sse<impl Stream<Item = Result<Event, Infallible>>>> {
     let token = match extract::bearer(&headers) {
         Ok(t) => t,
-        Err(e) => q.access_token.filter(|t| !t.is_empty() && t.len() < 200).ok_or(e)?,
+        Err(e) => events_cookie(&headers).or(q.access_token).filter(|t| !t.is_empty() && t.len() < 200).ok_or(e)?,
     };
     let caller = extract::authenticate(&s, &token).await?;
     let mut tick = tokio::time::interval(SYNC_EVERY);

@@ -65,6 +65,7 @@ pub(crate) fn router() -> Router<AppState> {
         .route("/api/v1/sync/documents", get(sync::documents))
         .route("/api/v1/sync/reconnect", post(sync::reconnect))
         .route("/api/v1/events", get(live::events))
+        .route("/api/v1/events/session", post(live::events_session))
         .route("/api/v1/analytics/summary", get(analytics::summary))
         .route("/api/openapi.json", get(system::openapi))
         .route("/api/v1/auth/login", post(auth::login))
