@@ -25,7 +25,7 @@ use crate::{ApiQuery, ApiResult, AppState, extract};
 
 /// The cookie that carries the session token to `GET /api/v1/events` (the browser's EventSource
 /// cannot send headers; a token in the URL would land in proxies' access logs).
-pub const EVENTS_COOKIE: &str = "dashoffice_events";
+pub(crate) const EVENTS_COOKIE: &str = "dashoffice_events";
 
 /// The `dashoffice_events` cookie's value, if the request has one.
 pub fn events_cookie(headers: &HeaderMap) -> Option<String> {
