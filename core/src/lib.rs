@@ -2,6 +2,7 @@
 //! record; SQLite holds them durably (snapshots plus changes) and a relational projection that
 //! every query reads. No sockets, no async runtime of its own: hosts drive it.
 
+pub mod backup;
 pub mod bot;
 mod caller;
 pub mod csv_io;

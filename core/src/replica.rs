@@ -16,6 +16,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 
 use crate::{
     Caller, Clock, SystemClock,
+    backup::DB_FILE,
     db::{self, Durability, ReadPool},
     doc::{self, DocId},
     entities::{self, org, staff},
@@ -101,8 +102,6 @@ struct Inner {
 /// A replica of one shop's data. Cheap to clone.
 #[derive(Clone)]
 pub struct Replica(Arc<Inner>);
-
-const DB_FILE: &str = "dashoffice.db";
 
 fn random_code() -> String {
     const ALPHABET: &[u8] = b"0123456789ABCDEFGHJKMNPQRSTVWXYZ";

@@ -50,6 +50,21 @@ enum Command {
         /// Output file; standard output if absent.
         file: Option<PathBuf>,
     },
+    /// Write a consistent copy of the database to a new file, readable by this user only. Safe
+    /// while the node runs.
+    Backup {
+        /// The backup file to create (it must not exist).
+        file: PathBuf,
+    },
+    /// Restore a backup into the data folder as a new device (stop the node first). With a relay,
+    /// the node then enrols again with a new code and receives what the backup missed.
+    Restore {
+        /// The backup file.
+        file: PathBuf,
+        /// Set the data folder's current database aside (renamed, not deleted) instead of refusing.
+        #[arg(long)]
+        replace: bool,
+    },
 }
 
 /// Command line of the edge node.
@@ -80,7 +95,14 @@ fn main() {
         }
     };
     init_logging(&settings);
-    if let Err(e) = run(settings, args.command.unwrap_or(Command::Serve)) {
+    let result = match args.command.unwrap_or(Command::Serve) {
+        // Neither opens the replica: a backup runs beside a serving node, a restore replaces the
+        // database before anything opens it.
+        Command::Backup { file } => backup(&settings, &file),
+        Command::Restore { file, replace } => restore(&settings, &file, replace),
+        command => run(settings, command),
+    };
+    if let Err(e) = result {
         eprintln!("dashoffice-edge: {e:#}");
         std::process::exit(1);
     }
@@ -174,6 +196,41 @@ fn bootstrap(replica: &Replica, s: &Settings) -> anyhow::Result<()> {
     Ok(())
 }
 
+fn backup(s: &Settings, file: &Path) -> anyhow::Result<()> {
+    let info = dashoffice_core::backup::backup(&s.data_dir, file)?;
+    println!(
+        "backed up {} documents of shop {} to {} ({} bytes, readable by this user only)",
+        info.documents,
+        info.shop_id.as_deref().unwrap_or("(none yet)"),
+        file.display(),
+        info.bytes
+    );
+    Ok(())
+}
+
+fn restore(s: &Settings, file: &Path, replace: bool) -> anyhow::Result<()> {
+    // Held throughout: a running node would keep writing to the database being replaced.
+    let _lock = lock_data_dir(&s.data_dir)?;
+    let restored = dashoffice_core::backup::restore(file, &s.data_dir, replace)?;
+    let identity = dashoffice_sync::set_aside_identity(&s.data_dir, &restored.suffix)
+        .with_context(|| format!("setting aside the relay identity in {}", s.data_dir.display()))?;
+    println!(
+        "restored {} documents of shop {} into {} as a new device",
+        restored.info.documents,
+        restored.info.shop_id.as_deref().unwrap_or("(none)"),
+        s.data_dir.display()
+    );
+    for p in restored.set_aside.iter().chain(&identity) {
+        println!("kept the previous {}", p.display());
+    }
+    if !identity.is_empty() || s.relay.is_some() {
+        println!(
+            "next: have the owner make a new enrolment code (and revoke the old device), set it as enrolment_code, then start the node; it receives from the relay everything the backup missed"
+        );
+    }
+    Ok(())
+}
+
 fn system_caller(replica: &Replica) -> anyhow::Result<Caller> {
     let shop = replica.shop_id()?.context("this data folder has no shop yet: start the edge node once first")?;
     Ok(Caller { user_id: "system".into(), shop_id: shop, role: Role::Owner, branch_id: None })
@@ -205,6 +262,8 @@ fn run(s: Settings, command: Command) -> anyhow::Result<()> {
         Command::ImportCustomers { file, mode } => import(&replica, &file, &mode, false),
         Command::ExportProducts { file } => export(&replica, file, true),
         Command::ExportCustomers { file } => export(&replica, file, false),
+        // `main` runs these without opening the replica.
+        Command::Backup { .. } | Command::Restore { .. } => Err(anyhow::anyhow!("backup and restore run on their own")),
     };
     replica.shutdown();
     result

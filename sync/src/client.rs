@@ -61,6 +61,26 @@ pub struct Enrolment {
 
 const ENROLMENT_FILE: &str = "relay-enrolment.json";
 
+/// The files in a data folder that make its replica a device of the relay: its certificate and
+/// key (the credential) and its enrolment.
+const IDENTITY_FILES: [&str; 3] = ["device-cert.pem", "device-key.pem", ENROLMENT_FILE];
+
+/// Renames this replica's relay identity in `dir` (adding `suffix`), so the next start enrols
+/// as a new device with a new code. For a restored database: the relay's sync states with the
+/// old device describe documents the restored replica may no longer hold. Returns the new names.
+pub fn set_aside_identity(dir: &std::path::Path, suffix: &str) -> std::io::Result<Vec<std::path::PathBuf>> {
+    let mut moved = Vec::new();
+    for name in IDENTITY_FILES {
+        let from = dir.join(name);
+        if from.exists() {
+            let to = dir.join(format!("{name}{suffix}"));
+            std::fs::rename(&from, &to)?;
+            moved.push(to);
+        }
+    }
+    Ok(moved)
+}
+
 impl Enrolment {
     /// The enrolment recorded in `dir`, if any.
     pub fn load(dir: &std::path::Path) -> Option<Self> {

@@ -239,3 +239,60 @@ fn cli_reindex_rebuilds_the_same_data() {
     // And it keeps working.
     api.order(&c1, &[(&p2, 1)]);
 }
+
+/// A backup taken while the node serves restores into another data folder as a new device: the
+/// shop, its data and its logins as they were at the backup, a new order-number code; a folder
+/// that holds a replica is refused unless `--replace` (which keeps the old database), and a file
+/// that is not a backup changes nothing.
+#[test]
+fn a_backup_taken_while_serving_restores_as_a_new_device() {
+    use std::os::unix::fs::PermissionsExt;
+    let node = Node::start();
+    let api = node.owner();
+    let p1 = id(&api.product("BAK-1", "10.00"));
+    let customer = id(&api.customer("Rosa Díaz"));
+    let first = api.order(&customer, &[(&p1, 1)])["number"].as_str().unwrap().to_string();
+
+    let file = node.scratch().join("copia.db");
+    let path = file.to_str().unwrap();
+    let out = node.cli(&["backup", path]);
+    assert!(out.status.success(), "stdout: {}\nstderr: {}", stdout(&out), stderr(&out));
+    assert!(stdout(&out).contains("backed up"), "{}", stdout(&out));
+    assert_eq!(std::fs::metadata(&file).unwrap().permissions().mode() & 0o777, 0o600);
+    let again = node.cli(&["backup", path]);
+    assert!(!again.status.success() && stderr(&again).contains("already exists"), "{}", stderr(&again));
+    api.product("BAK-2", "20.00");
+
+    let root = tempfile::tempdir().unwrap();
+    let data = root.path().join("data");
+    let out = dashoffice_tests::edge_cli(&data, &["restore", path]);
+    assert!(out.status.success(), "stdout: {}\nstderr: {}", stdout(&out), stderr(&out));
+    assert!(stdout(&out).contains("as a new device"), "{}", stdout(&out));
+    let mut restored = Node::start_with(root, Vec::new());
+    let r = restored.owner();
+    let skus: Vec<Value> = r.list_all("/api/v1/products?q=BAK").iter().map(|p| p["sku"].clone()).collect();
+    assert_eq!(skus, vec![json!("BAK-1")], "the products of the backup, not the one made after it");
+    let second = r.order(&customer, &[(&p1, 1)])["number"].as_str().unwrap().to_string();
+    let code = |n: &str| n.split('-').nth(1).unwrap_or_default().to_string();
+    assert_ne!(code(&first), code(&second), "a restored replica numbers its orders as a new device: {first} {second}");
+
+    restored.sigterm();
+    let refused = restored.cli(&["restore", path]);
+    assert!(!refused.status.success() && stderr(&refused).contains("--replace"), "{}", stderr(&refused));
+    let garbage = restored.scratch().join("garbage.db");
+    std::fs::write(&garbage, b"this is not a database, just bytes that happen to be here").unwrap();
+    let bad = restored.cli(&["restore", "--replace", garbage.to_str().unwrap()]);
+    assert!(!bad.status.success(), "a garbage file was restored");
+    assert!(stderr(&bad).contains("not a usable DashOffice backup"), "{}", stderr(&bad));
+    let replaced = restored.cli(&["restore", "--replace", path]);
+    assert!(replaced.status.success(), "{}", stderr(&replaced));
+    assert!(stdout(&replaced).contains("kept the previous"), "{}", stdout(&replaced));
+    let kept = std::fs::read_dir(restored.data_dir())
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .filter(|n| n.starts_with("dashoffice.db.before-restore-"))
+        .count();
+    assert!(kept >= 1, "the replaced database was not kept");
+    restored.start_again();
+    assert_eq!(restored.owner().list_all("/api/v1/products?q=BAK").len(), 1);
+}

@@ -248,6 +248,35 @@ fn enrolled_node(relay: &Relay) -> (Node, String, String) {
     (node, shop, branch)
 }
 
+/// A node restored from a backup is a new device: it enrols again with a new code and receives
+/// from the relay what was written after the backup (its own writes included), which it would
+/// never hear of if it kept the old device's identity and sync states.
+#[test]
+fn a_restored_node_enrols_again_and_receives_what_its_backup_missed() {
+    let relay = Relay::start();
+    let (mut a1, shop, branch) = enrolled_node(&relay);
+    let o1 = a1.owner();
+    o1.product("BEFORE-1", "1.00");
+    assert!(wait_for(CONVERGE, || idle(&o1).then_some(())).is_some(), "{:#}", status(&o1));
+    let file = a1.scratch().join("copia.db");
+    let out = a1.cli(&["backup", file.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let after = id(&o1.product("AFTER-1", "2.00"));
+    assert!(wait_for(CONVERGE, || idle(&o1).then_some(())).is_some(), "{:#}", status(&o1));
+    let old_device = status(&o1)["device_id"].clone();
+
+    a1.sigterm();
+    let out = a1.cli(&["restore", "--replace", file.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("new enrolment code"));
+    a1.set_extra(relay.edge_args(&relay.code(&shop, Some(&branch))));
+    a1.start_again();
+    let o1 = a1.owner();
+    let back = wait_for(CONVERGE, || (o1.get(&format!("/api/v1/products/{after}")).status == 200).then_some(()));
+    assert!(back.is_some(), "the product written after the backup never came back: {:#}", status(&o1));
+    assert_ne!(status(&o1)["device_id"], old_device);
+}
+
 /// A replica killed (kill -9: it could not say goodbye) and started again: the relay closes the
 /// dead process's session as soon as the new one connects, instead of keeping it until QUIC's
 /// idle timeout and stepping every changed document towards a peer that no longer listens.

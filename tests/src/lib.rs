@@ -62,6 +62,13 @@ fn command(cwd: &Path) -> Command {
     cmd
 }
 
+/// Runs a CLI command of `dashoffice-edge` on the data folder `data_dir` (which need not exist
+/// yet), from its parent folder.
+pub fn edge_cli(data_dir: &Path, args: &[&str]) -> Output {
+    let cwd = data_dir.parent().unwrap_or(Path::new("."));
+    command(cwd).arg("--data-dir").arg(data_dir).args(args).output().expect("running the CLI")
+}
+
 /// One `dashoffice-edge` process serving a data folder it owns (a temporary folder deleted when the
 /// node is dropped). The folder holds `data/` (the replica) and `node.log` (standard error of every
 /// start, appended, so a failing test can show it).
@@ -242,7 +249,7 @@ impl Node {
 
     /// Runs a CLI command of the binary on this node's data folder (e.g. `["reindex"]`).
     pub fn cli(&self, args: &[&str]) -> Output {
-        command(self.root.path()).arg("--data-dir").arg(self.data_dir()).args(args).output().expect("running the CLI")
+        edge_cli(&self.data_dir(), args)
     }
 
     /// A client without a token.
