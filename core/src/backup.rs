@@ -46,6 +46,11 @@ pub fn backup(data_dir: &Path, dest: &Path) -> Result<BackupInfo> {
     if !db.is_file() {
         return Err(CoreError::Storage(format!("{} holds no replica (no {DB_FILE})", data_dir.display())));
     }
+    backup_db(&db, dest)
+}
+
+/// [`backup`] of the database file `db`.
+pub(crate) fn backup_db(db: &Path, dest: &Path) -> Result<BackupInfo> {
     let Some(dest_text) = dest.to_str() else {
         return Err(CoreError::Storage(format!("{}: the backup's path must be valid UTF-8", dest.display())));
     };
@@ -60,14 +65,14 @@ pub fn backup(data_dir: &Path, dest: &Path) -> Result<BackupInfo> {
     let copied = (|| -> rusqlite::Result<()> {
         // A plain connection that only reads: it takes part in the writer's WAL locking, so the
         // copy is one consistent snapshot even while writes go on.
-        let conn = Connection::open_with_flags(&db, OpenFlags::SQLITE_OPEN_READ_WRITE)?;
+        let conn = Connection::open_with_flags(db, OpenFlags::SQLITE_OPEN_READ_WRITE)?;
         conn.busy_timeout(std::time::Duration::from_secs(10))?;
         conn.execute("VACUUM INTO ?1", [dest_text])?;
         Ok(())
     })();
     if let Err(e) = copied {
         let _ = std::fs::remove_file(dest);
-        return Err(storage("copying", &db, e));
+        return Err(storage("copying", db, e));
     }
     inspect(dest)
 }

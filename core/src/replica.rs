@@ -271,6 +271,17 @@ impl Replica {
         }
     }
 
+    /// Writes a consistent copy of this replica's database to the new file `dest` (0600) while
+    /// it keeps serving; see [`crate::backup`].
+    pub fn backup(&self, dest: &Path) -> Result<crate::backup::BackupInfo> {
+        crate::backup::backup_db(&self.0.db_path, dest)
+    }
+
+    /// The folder that holds this replica's database.
+    pub fn data_dir(&self) -> &Path {
+        self.0.db_path.parent().unwrap_or(Path::new("."))
+    }
+
     /// The shop this replica belongs to, once bootstrapped or synced.
     pub fn shop_id(&self) -> Result<Option<String>> {
         self.read(|c| entities::setting(c, "shop_id"))

@@ -296,3 +296,38 @@ fn a_backup_taken_while_serving_restores_as_a_new_device() {
     restored.start_again();
     assert_eq!(restored.owner().list_all("/api/v1/products?q=BAK").len(), 1);
 }
+
+/// The owner downloads a backup from the API (what Settings → Backup does); it restores like one
+/// made with the CLI. Only the owner may: it holds every customer and the staff's password hashes.
+#[test]
+fn the_owner_downloads_a_backup_from_the_api_and_it_restores() {
+    let node = Node::start();
+    let api = node.owner();
+    api.product("DL-1", "5.00");
+    api.staff("manager@tienda.mx", "manager", None);
+    let manager = node.api(&node.login("manager@tienda.mx", "password-manager"));
+    manager.get("/api/v1/backup").err(403, "forbidden");
+    node.anon().get("/api/v1/backup").err(401, "unauthorized");
+
+    let r = api.get("/api/v1/backup");
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("content-type"), Some("application/vnd.sqlite3"));
+    let disposition = r.header("content-disposition").unwrap_or_default().to_string();
+    assert!(disposition.starts_with("attachment; filename=\"dashoffice-backup-"), "{disposition}");
+    assert_eq!(r.header("content-length"), Some(r.bytes.len().to_string().as_str()));
+    assert!(r.bytes.starts_with(b"SQLite format 3\0"), "not a SQLite file");
+    let leftovers: Vec<String> = std::fs::read_dir(node.data_dir())
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .filter(|n| n.contains("backup"))
+        .collect();
+    assert!(leftovers.is_empty(), "the download left files behind: {leftovers:?}");
+
+    let file = node.scratch().join("descarga.db");
+    std::fs::write(&file, &r.bytes).unwrap();
+    let root = tempfile::tempdir().unwrap();
+    let out = dashoffice_tests::edge_cli(&root.path().join("data"), &["restore", file.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let restored = Node::start_with(root, Vec::new());
+    assert_eq!(restored.owner().list_all("/api/v1/products?q=DL-1").len(), 1);
+}

@@ -11,7 +11,7 @@
 // SHOTS (screenshot folder), HEAD_URL (the relay, where head office logs in). Prints one JSON
 // line; exit 0 when everything held.
 
-import { mkdirSync, readdirSync, rmSync } from "node:fs";
+import { mkdirSync, readFileSync, readdirSync, rmSync } from "node:fs";
 import { createRequire } from "node:module";
 import { launch } from "./browser.mjs";
 
@@ -202,6 +202,21 @@ await step("sync_now_reconnects_from_settings", async () => {
   }
   await page.locator("#sync .badge", { hasText: "Connected" }).waitFor({ timeout: LIVE_MS });
   // Back where the next step starts.
+  await page.goto(base + "/products");
+  await page.getByRole("heading", { name: "Products" }).waitFor();
+});
+
+await step("the_owner_downloads_a_backup", async () => {
+  await page.goto(base + "/settings");
+  await page.getByRole("heading", { name: "Backup" }).waitFor();
+  const [download] = await Promise.all([page.waitForEvent("download"), page.locator("#backup-download").click()]);
+  const name = download.suggestedFilename();
+  if (!/^dashoffice-backup-\d{4}-\d{2}-\d{2}\.db$/.test(name)) throw new Error(`the backup is called ${name}`);
+  const saved = `${shots}/../backup-from-ui.db`;
+  await download.saveAs(saved);
+  const head = readFileSync(saved).subarray(0, 16).toString("latin1");
+  rmSync(saved, { force: true });
+  if (head !== "SQLite format 3\0") throw new Error(`the backup is not a SQLite file: ${JSON.stringify(head)}`);
   await page.goto(base + "/products");
   await page.getByRole("heading", { name: "Products" }).waitFor();
 });

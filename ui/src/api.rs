@@ -215,15 +215,21 @@ pub fn download(name: &str, text: &str, mime: &str) {
     opts.set_type(mime);
     let Ok(blob) = web_sys::Blob::new_with_str_sequence_and_options(&parts, &opts) else { return };
     let Ok(url) = web_sys::Url::create_object_url_with_blob(&blob) else { return };
+    save_url(&url, name);
+}
+
+/// Saves what the object URL `url` holds (from [`blob_url`]) as a file download named `name`,
+/// then releases it.
+pub fn save_url(url: &str, name: &str) {
     if let Some(doc) = web_sys::window().and_then(|w| w.document())
         && let Ok(a) = doc.create_element("a")
     {
         let a: web_sys::HtmlAnchorElement = a.unchecked_into();
-        a.set_href(&url);
+        a.set_href(url);
         a.set_download(name);
         a.click();
     }
-    let _ = web_sys::Url::revoke_object_url(&url);
+    let _ = web_sys::Url::revoke_object_url(url);
 }
 
 /// Reads a file the user picked.

@@ -43,6 +43,7 @@ impl Modify for BearerAuth {
         routes::sync::reconnect,
         routes::live::events,
         routes::live::events_session,
+        routes::system::backup,
         routes::analytics::summary,
         routes::auth::login,
         routes::auth::logout,

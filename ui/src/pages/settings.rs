@@ -3,6 +3,7 @@
 //! numbers (pages/relay.rs).
 
 use dashoffice_domain::{
+    Role,
     api::{BranchView, CreateBranch, ShopView, SyncStatus, UpdateShop},
     inbox::{CannedResponse, TemplateView},
 };
@@ -40,6 +41,42 @@ pub(crate) fn Settings() -> impl IntoView {
         <super::relay::DevicesPanel shop=shop branches=branches/>
         <WhatsAppPanel/>
         <super::relay::NumbersPanel shop=shop branches=branches/>
+        <BackupPanel/>
+    }
+}
+
+/// A backup of this replica's database, for the owner (`GET /api/v1/backup`): one file to keep
+/// somewhere safe, restored with `dashoffice-edge restore`.
+#[component]
+fn BackupPanel() -> impl IntoView {
+    let owner = move || app().user.with(|u| u.as_ref().is_some_and(|u| u.role == Role::Owner));
+    let busy = RwSignal::new(false);
+    let err = RwSignal::new(None::<ApiError>);
+    let download = move |_| {
+        busy.set(true);
+        err.set(None);
+        spawn_local(async move {
+            match api::blob_url("/api/v1/backup").await {
+                Ok(url) => {
+                    let day: String = String::from(js_sys::Date::new_0().to_iso_string()).chars().take(10).collect();
+                    api::save_url(&url, &format!("dashoffice-backup-{day}.db"));
+                }
+                Err(e) => err.set(Some(e)),
+            }
+            busy.set(false);
+        });
+    };
+    view! {
+        <Show when=owner>
+            <section class="card" id="backup">
+                <h2>{t("backup")}</h2>
+                <p>{t("backup_help")}</p>
+                <button type="button" class="btn" id="backup-download" on:click=download disabled=move || busy.get()>
+                    {move || if busy.get() { t("backup_preparing") } else { t("backup_download") }}
+                </button>
+                <FormError err=err/>
+            </section>
+        </Show>
     }
 }
 

@@ -68,6 +68,7 @@ pub(crate) fn router() -> Router<AppState> {
         .route("/api/v1/events/session", post(live::events_session))
         .route("/api/v1/analytics/summary", get(analytics::summary))
         .route("/api/openapi.json", get(system::openapi))
+        .route("/api/v1/backup", get(system::backup))
         .route("/api/v1/auth/login", post(auth::login))
         .route("/api/v1/auth/logout", post(auth::logout))
         .route("/api/v1/auth/me", get(auth::me))
