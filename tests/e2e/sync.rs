@@ -705,6 +705,9 @@ fn head_office_logs_in_on_the_relay_and_sees_every_branch() {
     assert_eq!(head.get(&format!("/api/v1/orders/{order_a}")).ok(200)["status"], "paid");
     assert_eq!(head.get(&format!("/api/v1/orders/{order_b}")).ok(200)["status"], "paid");
     assert_eq!(head.get("/api/v1/auth/me").ok(200)["role"], "owner");
+    // Head office downloads a backup of the shop's replica on the relay.
+    let backup = head.get("/api/v1/backup");
+    assert!(backup.status == 200 && backup.bytes.starts_with(b"SQLite format 3\0"), "{}", backup.status);
     // The UI's live stream on the relay opens with the cookie, as on an edge node.
     let (_, status, first) = head.open_events_with_cookie();
     assert!(status == 200 && first.contains("hello"), "{status} {first}");
