@@ -107,6 +107,46 @@ pub fn inspect(file: &Path) -> Result<BackupInfo> {
     Ok(BackupInfo { shop_id, documents, bytes })
 }
 
+/// The name prefix of scheduled backups in a backup folder.
+pub const SCHEDULED_PREFIX: &str = "dashoffice-backup-";
+
+/// One scheduled backup into `dir` (created for this user only if missing), named by the UTC
+/// time to the millisecond so names sort by age; then the oldest scheduled backups beyond `keep`
+/// are deleted (other files in the folder are left alone). Returns the new file and what it holds.
+pub fn scheduled(db: &crate::Replica, dir: &Path, keep: usize) -> Result<(PathBuf, BackupInfo)> {
+    files::create_private_dir(dir).map_err(|e| storage("creating", dir, e))?;
+    let now = jiff::Timestamp::now();
+    let name = format!("{SCHEDULED_PREFIX}{}{:03}Z.db", now.strftime("%Y%m%dT%H%M%S."), now.subsec_millisecond());
+    // Written under a name rotation ignores, then renamed: a backup cut short (power loss, kill -9)
+    // never counts as one of the `keep`, and the next run removes it.
+    let partial = dir.join(format!(".{name}.partial"));
+    let file = dir.join(&name);
+    let names: Vec<(PathBuf, String)> = std::fs::read_dir(dir)
+        .map_err(|e| storage("listing", dir, e))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter_map(|p| p.file_name().and_then(|n| n.to_str()).map(str::to_string).map(|n| (p, n)))
+        .collect();
+    for (p, n) in &names {
+        if n.starts_with(&format!(".{SCHEDULED_PREFIX}")) && n.ends_with(".partial") {
+            let _ = std::fs::remove_file(p);
+        }
+    }
+    let info = db.backup(&partial)?;
+    std::fs::rename(&partial, &file).map_err(|e| storage("naming", &file, e))?;
+    let mut old: Vec<PathBuf> = names
+        .into_iter()
+        .filter(|(_, n)| n.starts_with(SCHEDULED_PREFIX) && n.ends_with(".db"))
+        .map(|(p, _)| p)
+        .chain([file.clone()])
+        .collect();
+    old.sort();
+    let excess = old.len().saturating_sub(keep.max(1));
+    for p in &old[..excess] {
+        std::fs::remove_file(p).map_err(|e| storage("removing the old backup", p, e))?;
+    }
+    Ok((file, info))
+}
+
 /// What a restore did.
 #[derive(Debug, Clone)]
 pub struct Restored {

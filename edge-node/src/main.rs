@@ -315,6 +315,30 @@ fn export(replica: &Replica, file: Option<PathBuf>, products: bool) -> anyhow::R
     Ok(())
 }
 
+/// Backs the replica up into `dir` every `every` (the first a minute after start, or sooner),
+/// keeping `keep`. A failure is logged and counted, and the next attempt comes as scheduled.
+async fn scheduled_backups(replica: Replica, dir: PathBuf, every: std::time::Duration, keep: usize) {
+    let mut next = every.min(std::time::Duration::from_secs(60));
+    loop {
+        tokio::time::sleep(next).await;
+        next = every;
+        let (r, d) = (replica.clone(), dir.clone());
+        match tokio::task::spawn_blocking(move || dashoffice_core::backup::scheduled(&r, &d, keep)).await {
+            Ok(Ok((file, info))) => {
+                metrics::gauge!("dashoffice_backup_last_success_timestamp_seconds")
+                    .set(std::time::UNIX_EPOCH.elapsed().map(|d| d.as_secs_f64()).unwrap_or(0.0));
+                metrics::gauge!("dashoffice_backup_last_bytes").set(info.bytes as f64);
+                tracing::info!(file = %file.display(), bytes = info.bytes, "scheduled backup written");
+            }
+            Ok(Err(e)) => {
+                metrics::counter!("dashoffice_backup_failures_total").increment(1);
+                tracing::error!(error = %e, dir = %dir.display(), "scheduled backup failed");
+            }
+            Err(_) => return,
+        }
+    }
+}
+
 fn serve(replica: Replica, s: &Settings) -> anyhow::Result<()> {
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the async runtime")?;
     rt.block_on(async {
@@ -339,6 +363,11 @@ fn serve(replica: Replica, s: &Settings) -> anyhow::Result<()> {
             }
             None => None,
         };
+        if let Some(dir) = &s.backup_dir {
+            let every = std::time::Duration::from_secs(s.backup_interval_s);
+            tokio::spawn(scheduled_backups(replica.clone(), dir.clone(), every, s.backup_keep));
+            tracing::info!(dir = %dir.display(), every_s = s.backup_interval_s, keep = s.backup_keep, "scheduled backups are on");
+        }
         tracing::info!(%addr, data_dir = %s.data_dir.display(), device = %replica.device().code, "edge node ready");
         println!("dashoffice-edge listening on http://{addr}");
         let _ = std::io::stdout().flush();

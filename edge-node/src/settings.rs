@@ -38,6 +38,14 @@ readers = 4
 # A silent connection to the relay counts as lost after this many milliseconds.
 sync_idle_timeout_ms = 30000
 
+# Scheduled backups (optional): a consistent copy of the database into backup_dir every
+# backup_interval_s seconds (the first one a minute after start, sooner if the interval is
+# shorter), keeping the newest backup_keep. Put the folder on another disk, or copy it off the
+# machine. `dashoffice-edge restore FILE` brings one back (docs/SYNC.md).
+# backup_dir = "/var/backups/dashoffice"
+backup_interval_s = 86400
+backup_keep = 7
+
 # First run only: the shop, its first branch and the owner account.
 shop_name = "Mi Tienda"
 currency = "MXN"
@@ -108,6 +116,15 @@ pub(crate) struct Cli {
     /// Milliseconds of silence after which the connection to the relay counts as lost.
     #[arg(long, env = "DASHOFFICE_SYNC_IDLE_TIMEOUT_MS", global = true)]
     sync_idle_timeout_ms: Option<u64>,
+    /// Folder for scheduled backups (off without it).
+    #[arg(long, env = "DASHOFFICE_BACKUP_DIR", global = true)]
+    backup_dir: Option<PathBuf>,
+    /// Seconds between scheduled backups (default one a day).
+    #[arg(long, env = "DASHOFFICE_BACKUP_INTERVAL_S", global = true)]
+    backup_interval_s: Option<u64>,
+    /// How many scheduled backups to keep (the oldest go).
+    #[arg(long, env = "DASHOFFICE_BACKUP_KEEP", global = true)]
+    backup_keep: Option<usize>,
 }
 
 /// A secret that never shows in logs or debug output.
@@ -155,6 +172,10 @@ pub(crate) struct Settings {
     #[serde(default)]
     pub(crate) device_name: Option<String>,
     pub(crate) sync_idle_timeout_ms: u64,
+    #[serde(default)]
+    pub(crate) backup_dir: Option<PathBuf>,
+    pub(crate) backup_interval_s: u64,
+    pub(crate) backup_keep: usize,
 }
 
 impl Settings {
@@ -172,7 +193,10 @@ impl Settings {
             }
         }
         b = b.add_source(config::Environment::with_prefix("DASHOFFICE").try_parsing(false));
-        let overrides: [(&str, Option<String>); 16] = [
+        let overrides: [(&str, Option<String>); 19] = [
+            ("backup_dir", cli.backup_dir.as_ref().map(|p| p.display().to_string())),
+            ("backup_interval_s", cli.backup_interval_s.map(|v| v.to_string())),
+            ("backup_keep", cli.backup_keep.map(|v| v.to_string())),
             ("sync_idle_timeout_ms", cli.sync_idle_timeout_ms.map(|v| v.to_string())),
             ("relay", cli.relay.clone()),
             ("relay_fingerprint", cli.relay_fingerprint.clone()),
@@ -211,6 +235,12 @@ impl Settings {
         }
         if s.device_name.as_ref().is_some_and(|n| n.chars().count() > 100) {
             anyhow::bail!("device_name must be at most 100 characters (the relay lists devices by it)");
+        }
+        if !(1..=31 * 86_400).contains(&s.backup_interval_s) {
+            anyhow::bail!("backup_interval_s must be between 1 and 2678400 (31 days)");
+        }
+        if !(1..=1000).contains(&s.backup_keep) {
+            anyhow::bail!("backup_keep must be between 1 and 1000");
         }
         if s.relay.is_some() {
             s.sync_trust()?;

@@ -331,3 +331,43 @@ fn the_owner_downloads_a_backup_from_the_api_and_it_restores() {
     let restored = Node::start_with(root, Vec::new());
     assert_eq!(restored.owner().list_all("/api/v1/products?q=DL-1").len(), 1);
 }
+
+/// Scheduled backups: with a backup folder the node writes a consistent copy every interval and
+/// keeps the newest `backup_keep`, leaving other files in the folder alone; the settings are
+/// checked at start.
+#[test]
+fn scheduled_backups_rotate_in_their_folder() {
+    let folder = tempfile::tempdir().unwrap();
+    std::fs::write(folder.path().join("léeme.txt"), "not a backup").unwrap();
+    let dir = folder.path().to_str().unwrap().to_string();
+    let args = ["--backup-dir", &dir, "--backup-interval-s", "1", "--backup-keep", "2"];
+    let mut node = Node::start_with(tempfile::tempdir().unwrap(), args.iter().map(|a| a.to_string()).collect());
+    node.owner().product("SCH-1", "1.00");
+    let written = || node.log().matches("scheduled backup written").count();
+    assert!(dashoffice_tests::eventually(std::time::Duration::from_secs(20), || written() >= 3), "{}", node.log());
+    let names = || -> Vec<String> {
+        let mut v: Vec<String> =
+            std::fs::read_dir(folder.path()).unwrap().filter_map(|e| e.ok()?.file_name().into_string().ok()).collect();
+        v.sort();
+        v
+    };
+    let metrics = node.anon().get("/metrics").text;
+    assert!(metrics.contains("dashoffice_backup_last_success_timestamp_seconds"), "{metrics}");
+    // Stopped, so no backup is half-way between being written and the oldest going.
+    assert!(node.sigterm().success());
+    let now = names();
+    let backups: Vec<&String> = now.iter().filter(|n| n.starts_with("dashoffice-backup-")).collect();
+    assert_eq!(backups.len(), 2, "{now:?}");
+    assert!(now.contains(&"léeme.txt".to_string()), "{now:?}");
+
+    // The newest one restores and holds the product.
+    let root = tempfile::tempdir().unwrap();
+    let newest = folder.path().join(backups.last().unwrap().as_str());
+    let out = dashoffice_tests::edge_cli(&root.path().join("data"), &["restore", newest.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(Node::start_with(root, Vec::new()).owner().list_all("/api/v1/products?q=SCH-1").len(), 1);
+
+    let bad = dashoffice_tests::edge_cli(&node.scratch().join("other"), &["--backup-interval-s", "0", "reindex"]);
+    assert_eq!(bad.status.code(), Some(2), "{}", stderr(&bad));
+    assert!(stderr(&bad).contains("backup_interval_s"), "{}", stderr(&bad));
+}
