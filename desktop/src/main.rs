@@ -99,6 +99,29 @@ fn data_dir(app: &AppHandle) -> anyhow::Result<PathBuf> {
     }
 }
 
+/// `--restore FILE` on the command line: the backup to restore before the replica opens.
+fn restore_arg(args: &[String]) -> Option<PathBuf> {
+    let i = args.iter().position(|a| a == "--restore")?;
+    args.get(i + 1).filter(|f| !f.starts_with("--")).map(PathBuf::from)
+}
+
+/// Restores a backup (Settings → Backup) into the data folder as a new device, keeping the old
+/// database and relay identity beside it (docs/SYNC.md, "Backups and restoring"). With a relay,
+/// the app then needs a new enrolment code (Settings → Sync).
+fn restore(file: &Path, dir: &Path) -> anyhow::Result<()> {
+    let r =
+        dashoffice_core::backup::restore(file, dir, true).with_context(|| format!("restoring {}", file.display()))?;
+    let identity = dashoffice_sync::set_aside_identity(dir, &r.suffix)
+        .with_context(|| format!("setting aside the relay identity in {}", dir.display()))?;
+    tracing::info!(
+        file = %file.display(),
+        documents = r.info.documents,
+        kept = ?r.set_aside.iter().chain(&identity).collect::<Vec<_>>(),
+        "restored a backup as a new device"
+    );
+    Ok(())
+}
+
 /// Opens the replica and makes the shop on an unattended first run.
 fn open_replica(dir: &Path) -> anyhow::Result<(Replica, Settings)> {
     // Two readers: one person's UI, not a branch full of tablets.
@@ -130,6 +153,9 @@ fn start(app: &mut tauri::App, rt: &tokio::runtime::Runtime, started: Instant) -
     let handle = app.handle().clone();
     let dir = data_dir(&handle)?;
     let lock = lock_data_dir(&dir)?;
+    if let Some(file) = restore_arg(&std::env::args().collect::<Vec<_>>()) {
+        restore(&file, &dir)?;
+    }
     // The replica loads on another thread while the window and the tray are made.
     let opening = rt.spawn_blocking({
         let dir = dir.clone();
@@ -276,6 +302,18 @@ fn main() {
 #[cfg(test)]
 mod tests {
     use super::deep_link;
+
+    #[test]
+    fn restore_takes_the_file_after_its_flag() {
+        let a = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(
+            super::restore_arg(&a(&["dashoffice-desktop", "--restore", "/tmp/copia.db"])),
+            Some("/tmp/copia.db".into())
+        );
+        assert_eq!(super::restore_arg(&a(&["dashoffice-desktop", "--restore"])), None);
+        assert_eq!(super::restore_arg(&a(&["dashoffice-desktop", "--restore", "--x"])), None);
+        assert_eq!(super::restore_arg(&a(&["dashoffice-desktop", "dashoffice://orders/1"])), None);
+    }
 
     #[test]
     fn deep_links_open_pages_and_nothing_else() {

@@ -306,6 +306,12 @@ fn built(kind: &str, ext: &str) -> Option<PathBuf> {
 
 /// Starts the desktop app `exe` under Xvfb on a fresh data folder and waits for its UI.
 fn starts_and_shows_its_ui(exe: &Path, extra_env: &[(&str, &str)]) {
+    shows_its_ui_with(exe, extra_env, &[]);
+}
+
+/// [`starts_and_shows_its_ui`] with command-line arguments; the data folder (`app/` inside it,
+/// the log in `app.log`) is kept for the caller, the app is stopped.
+fn shows_its_ui_with(exe: &Path, extra_env: &[(&str, &str)], args: &[&str]) -> tempfile::TempDir {
     let (_x, display) = xvfb();
     let data = tempfile::tempdir().unwrap();
     let log_path = data.path().join("app.log");
@@ -313,6 +319,7 @@ fn starts_and_shows_its_ui(exe: &Path, extra_env: &[(&str, &str)]) {
     let mut cmd = dbus_session();
     cmd.arg("--")
         .arg(exe)
+        .args(args)
         .current_dir(data.path())
         .env("DISPLAY", &display)
         .env("DASHOFFICE_DATA_DIR", data.path().join("app"))
@@ -338,6 +345,30 @@ fn starts_and_shows_its_ui(exe: &Path, extra_env: &[(&str, &str)]) {
         exe.display(),
         std::fs::read_to_string(&log_path).unwrap_or_default()
     );
+    data
+}
+
+/// A backup (here an edge node's, the same format as Settings → Backup) restored with
+/// `dashoffice-desktop --restore FILE`: the app starts on it as a new device.
+#[test]
+fn the_desktop_app_starts_on_a_restored_backup() {
+    let node = Node::start();
+    node.owner().product("RESTORED-1", "3.00");
+    let file = node.scratch().join("copia.db");
+    let out = node.cli(&["backup", file.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let exe = bin("dashoffice-desktop");
+    let data = shows_its_ui_with(&exe, &[], &["--restore", file.to_str().unwrap()]);
+    let log = std::fs::read_to_string(data.path().join("app.log")).unwrap_or_default();
+    assert!(log.contains("restored a backup as a new device"), "{log}");
+    let db = dashoffice_core::Connection::open(data.path().join("app/dashoffice.db")).unwrap();
+    let sku: String = db.query_row("SELECT sku FROM products", [], |r| r.get(0)).unwrap();
+    assert_eq!(sku, "RESTORED-1");
+    let backup = dashoffice_core::Connection::open(&file).unwrap();
+    let actor = |c: &dashoffice_core::Connection| {
+        c.query_row("SELECT actor FROM device", [], |r| r.get::<_, Vec<u8>>(0)).unwrap()
+    };
+    assert_ne!(actor(&db), actor(&backup), "the restored app must write as a new device");
 }
 
 #[test]
