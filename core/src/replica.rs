@@ -54,7 +54,7 @@ pub struct Bootstrap {
 }
 
 /// Input of the first start.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct BootstrapInput {
     /// Shop name.
     pub shop_name: String,
@@ -74,6 +74,17 @@ pub struct BootstrapInput {
     pub owner_email: String,
     /// Owner password.
     pub owner_password: String,
+}
+
+impl std::fmt::Debug for BootstrapInput {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BootstrapInput")
+            .field("shop_name", &self.shop_name)
+            .field("branch_code", &self.branch_code)
+            .field("owner_email", &self.owner_email)
+            .field("owner_password", &dashoffice_domain::api::REDACTED)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Sizes and queue figures for metrics.

@@ -181,7 +181,8 @@ pub(crate) struct SyncInput {
 
 /// `POST /api/v1/desktop/setup`: on a computer with no shop yet, join one (relay fields) or start
 /// one (shop fields).
-#[derive(Debug, Deserialize)]
+// No `Debug`: it carries the owner's password and an enrolment code.
+#[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct SetupInput {
     relay: Option<String>,

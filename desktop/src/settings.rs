@@ -7,7 +7,7 @@ use anyhow::Context;
 use serde::{Deserialize, Serialize};
 
 /// What the app remembers between launches.
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[derive(Clone, Default, Serialize, Deserialize, PartialEq)]
 pub(crate) struct Settings {
     /// The relay's QUIC address (host:port); absent: this computer works alone.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -27,6 +27,20 @@ pub(crate) struct Settings {
     /// Its owner's password (environment only; never written or logged).
     #[serde(default, skip_serializing)]
     pub(crate) owner_password: Option<String>,
+}
+
+impl std::fmt::Debug for Settings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let hidden = |v: &Option<String>| v.as_ref().map(|_| dashoffice_domain::api::REDACTED);
+        f.debug_struct("Settings")
+            .field("relay", &self.relay)
+            .field("relay_fingerprint", &self.relay_fingerprint)
+            .field("start_at_login", &self.start_at_login)
+            .field("enrolment_code", &hidden(&self.enrolment_code))
+            .field("owner_email", &self.owner_email)
+            .field("owner_password", &hidden(&self.owner_password))
+            .finish()
+    }
 }
 
 pub(crate) fn file(data_dir: &Path) -> PathBuf {

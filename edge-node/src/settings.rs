@@ -60,7 +60,7 @@ owner_email = "owner@dashoffice.local"
 "#;
 
 /// Flags shared by every command.
-#[derive(Args, Debug, Clone)]
+#[derive(Args, Clone)]
 pub(crate) struct Cli {
     /// Print the default configuration file and exit.
     #[arg(long)]
@@ -125,6 +125,21 @@ pub(crate) struct Cli {
     /// How many scheduled backups to keep (the oldest go).
     #[arg(long, env = "DASHOFFICE_BACKUP_KEEP", global = true)]
     backup_keep: Option<usize>,
+}
+
+// By hand: the owner's password and the enrolment code never show in debug output.
+impl std::fmt::Debug for Cli {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Cli")
+            .field("config", &self.config)
+            .field("data_dir", &self.data_dir)
+            .field("listen", &self.listen)
+            .field("relay", &self.relay)
+            .field("owner_email", &self.owner_email)
+            .field("owner_password", &self.owner_password.as_ref().map(|_| "***"))
+            .field("enrolment_code", &self.enrolment_code.as_ref().map(|_| "***"))
+            .finish_non_exhaustive()
+    }
 }
 
 /// A secret that never shows in logs or debug output.

@@ -10,7 +10,7 @@ use wasm_bindgen::{JsCast, JsValue};
 use wasm_bindgen_futures::JsFuture;
 
 /// One request: method, path with query, JSON or CSV body.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Request {
     /// GET, POST, PATCH, PUT, DELETE.
     pub method: &'static str,
@@ -22,6 +22,17 @@ pub struct Request {
     pub content_type: &'static str,
     /// The session token.
     pub token: Option<String>,
+}
+
+impl std::fmt::Debug for Request {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Request")
+            .field("method", &self.method)
+            .field("path", &self.path)
+            .field("content_type", &self.content_type)
+            .field("token", &self.token.as_ref().map(|_| dashoffice_domain::api::REDACTED))
+            .finish_non_exhaustive()
+    }
 }
 
 /// One answer.

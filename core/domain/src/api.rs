@@ -114,7 +114,7 @@ pub struct ListParams {
 // ---------- auth ----------
 
 /// POST /api/v1/auth/login
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Clone, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(ToSchema))]
 pub struct LoginRequest {
     /// The staff member's e-mail.
@@ -123,8 +123,18 @@ pub struct LoginRequest {
     pub password: String,
 }
 
+/// What `{:?}` shows of a secret: never the secret.
+pub const REDACTED: &str = "<redacted>";
+
+// Secrets never show in debug output (a log line, a panic message): hand-written `Debug`s.
+impl std::fmt::Debug for LoginRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LoginRequest").field("email", &self.email).field("password", &REDACTED).finish()
+    }
+}
+
 /// A session token and who it belongs to.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Clone, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(ToSchema))]
 pub struct LoginResponse {
     /// Send as `Authorization: Bearer <token>`.
@@ -133,6 +143,16 @@ pub struct LoginResponse {
     pub expires_at: i64,
     /// The logged-in staff member.
     pub user: StaffView,
+}
+
+impl std::fmt::Debug for LoginResponse {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LoginResponse")
+            .field("token", &REDACTED)
+            .field("expires_at", &self.expires_at)
+            .field("user", &self.user)
+            .finish()
+    }
 }
 
 // ---------- shop & branches ----------
@@ -227,7 +247,7 @@ pub struct StaffView {
 }
 
 /// POST /api/v1/staff
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Clone, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct CreateStaff {
@@ -243,8 +263,20 @@ pub struct CreateStaff {
     pub password: String,
 }
 
+impl std::fmt::Debug for CreateStaff {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CreateStaff")
+            .field("name", &self.name)
+            .field("email", &self.email)
+            .field("role", &self.role)
+            .field("branch_id", &self.branch_id)
+            .field("password", &REDACTED)
+            .finish()
+    }
+}
+
 /// PATCH /api/v1/staff/{id}
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Clone, Default, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct UpdateStaff {
@@ -256,6 +288,17 @@ pub struct UpdateStaff {
     pub branch_id: Option<String>,
     /// New password (at least 8 characters).
     pub password: Option<String>,
+}
+
+impl std::fmt::Debug for UpdateStaff {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UpdateStaff")
+            .field("name", &self.name)
+            .field("role", &self.role)
+            .field("branch_id", &self.branch_id)
+            .field("password", &self.password.as_ref().map(|_| REDACTED))
+            .finish()
+    }
 }
 
 // ---------- products & stock ----------
@@ -773,4 +816,43 @@ pub struct AnalyticsSummary {
     pub conversations_by_day: Vec<CountBy>,
     /// Products at or below the low-stock threshold (at most 20, lowest first).
     pub low_stock: Vec<LowStock>,
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_output_never_shows_a_password_or_a_token() {
+        let secret = "s3cr3t-value-123";
+        let user = StaffView {
+            id: "u1".into(),
+            name: "Ana".into(),
+            email: "ana@tienda.mx".into(),
+            role: Role::Owner,
+            branch_id: None,
+            archived: false,
+            created_at: 1,
+            updated_at: 1,
+        };
+        let shown = [
+            format!("{:?}", LoginRequest { email: "ana@tienda.mx".into(), password: secret.into() }),
+            format!("{:?}", LoginResponse { token: secret.into(), expires_at: 2, user }),
+            format!(
+                "{:?}",
+                CreateStaff {
+                    name: "Ana".into(),
+                    email: "ana@tienda.mx".into(),
+                    role: Role::Seller,
+                    branch_id: Some("b1".into()),
+                    password: secret.into(),
+                }
+            ),
+            format!("{:?}", UpdateStaff { password: Some(secret.into()), ..Default::default() }),
+        ];
+        for s in shown {
+            assert!(!s.contains(secret) && s.contains(REDACTED), "{s}");
+        }
+    }
 }

@@ -30,7 +30,7 @@ impl From<rusqlite::Error> for WaStoreError {
 type R<T> = Result<T, WaStoreError>;
 
 /// A shop's WhatsApp number.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Clone, Serialize)]
 pub struct Number {
     /// Meta's phone number id.
     pub phone_number_id: String,
@@ -47,6 +47,18 @@ pub struct Number {
     pub created_at: i64,
     /// Unix ms.
     pub updated_at: i64,
+}
+
+impl std::fmt::Debug for Number {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Number")
+            .field("phone_number_id", &self.phone_number_id)
+            .field("shop_id", &self.shop_id)
+            .field("branch_id", &self.branch_id)
+            .field("display_number", &self.display_number)
+            .field("access_token", &dashoffice_domain::api::REDACTED)
+            .finish_non_exhaustive()
+    }
 }
 
 /// A delivery report waiting for its message: wamid, status, error, shop, received at.

@@ -69,8 +69,8 @@ pub(crate) async fn events_session(State(s): State<AppState>, headers: HeaderMap
     Ok(res)
 }
 
-/// Query of `GET /api/v1/events`.
-#[derive(Debug, Deserialize, utoipa::IntoParams)]
+/// Query of `GET /api/v1/events` (no `Debug`: it may carry the session token).
+#[derive(Deserialize, utoipa::IntoParams)]
 pub(crate) struct EventsQuery {
     /// The session token, for clients that cannot send headers (the browser's EventSource).
     access_token: Option<String>,
