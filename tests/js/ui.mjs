@@ -376,6 +376,49 @@ await step("a_tab_of_an_older_build_moves_to_the_new_one", async () => {
   await ctx.close();
 });
 
+await step("a_staff_member_changes_their_own_password", async () => {
+  const login = await fetch(base + "/api/v1/auth/login", {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify({ email: env("UI_EMAIL"), password: env("UI_PASSWORD") }),
+  });
+  const { token } = await login.json();
+  const made = await fetch(base + "/api/v1/staff", {
+    method: "POST",
+    headers: { "content-type": "application/json", authorization: `Bearer ${token}` },
+    body: JSON.stringify({ name: "Cajera", email: "cajera@tienda.mx", role: "support", password: "clave-cajera-1" }),
+  });
+  if (made.status !== 201) throw new Error(`creating the account: ${made.status} ${await made.text()}`);
+  const ctx = await browser.newContext({ viewport: { width: 1280, height: 800 }, locale: "en-US" });
+  const p = await ctx.newPage();
+  p.setDefaultTimeout(STEP_MS);
+  const logIn = async (password) => {
+    await p.goto(base + "/login");
+    await p.fill("#f-email", "cajera@tienda.mx");
+    await p.fill("#f-password", password);
+    await p.click("button[type=submit]");
+    await p.getByRole("heading", { name: "Dashboard" }).waitFor();
+  };
+  await logIn("clave-cajera-1");
+  await p.goto(base + "/settings");
+  const form = p.locator("#account");
+  await form.getByRole("heading", { name: "My account" }).waitFor();
+  await form.locator("#f-current_password").fill("clave-cajera-1");
+  await form.locator("#f-password").fill("clave-cajera-2");
+  await form.locator("#f-repeat_password").fill("clave-cajera-3");
+  await form.getByRole("button", { name: "Change password" }).click();
+  await form.getByText("not the same").first().waitFor();
+  await form.locator("#f-current_password").fill("not-my-password");
+  await form.locator("#f-repeat_password").fill("clave-cajera-2");
+  await form.getByRole("button", { name: "Change password" }).click();
+  await form.getByText("not your current password").first().waitFor();
+  await form.locator("#f-current_password").fill("clave-cajera-1");
+  await form.getByRole("button", { name: "Change password" }).click();
+  await p.waitForURL(/\/login$/);
+  await logIn("clave-cajera-2");
+  await ctx.close();
+});
+
 await browser.close();
 if (tokenUrls.length) problems.push(`a token in a request URL: ${tokenUrls.join(", ")}`);
 if (problems.length) {

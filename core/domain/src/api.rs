@@ -288,6 +288,10 @@ pub struct UpdateStaff {
     pub branch_id: Option<String>,
     /// New password (at least 8 characters).
     pub password: Option<String>,
+    /// The current password: required to change one's own password (a stolen session alone
+    /// cannot lock its owner out). Not needed when a manager sets someone else's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub current_password: Option<String>,
 }
 
 impl std::fmt::Debug for UpdateStaff {
@@ -297,6 +301,7 @@ impl std::fmt::Debug for UpdateStaff {
             .field("role", &self.role)
             .field("branch_id", &self.branch_id)
             .field("password", &self.password.as_ref().map(|_| REDACTED))
+            .field("current_password", &self.current_password.as_ref().map(|_| REDACTED))
             .finish()
     }
 }

@@ -116,6 +116,15 @@ pub fn update(ctx: &mut WriteCtx<'_>, caller: &Caller, id: &str, input: UpdateSt
         return Err(CoreError::Forbidden("only an owner may change an owner".into()));
     }
     let name = input.name.as_deref().map(|n| validate_name("name", n)).transpose()?;
+    if own && input.password.is_some() {
+        let Some(current) = input.current_password.as_deref().filter(|p| !p.is_empty()) else {
+            return Err(FieldError::new("current_password", "required", "your current password, to change it").into());
+        };
+        let stored = find_by_email(ctx.conn(), &caller.shop_id, &get(ctx.conn(), &caller.shop_id, id)?.email)?;
+        if !stored.is_some_and(|(_, h)| verify_password(current, &h)) {
+            return Err(FieldError::new("current_password", "mismatch", "this is not your current password").into());
+        }
+    }
     let hash = input.password.as_deref().map(hash_password).transpose()?;
     let branch = input.branch_id.clone();
     if let Some(b) = branch.as_deref().filter(|b| !b.is_empty()) {

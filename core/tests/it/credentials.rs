@@ -42,7 +42,17 @@ fn password_hashes_stay_out_of_the_staff_document_and_every_replica_logs_staff_i
     // one no longer does.
     let caller = nodes[1].caller.clone();
     let id = owner.clone();
-    let update = UpdateStaff { password: Some("nueva-contraseña-1".into()), ..Default::default() };
+    // One's own password: the current one is asked for.
+    let c2 = caller.clone();
+    let (i2, no_current) =
+        (id.clone(), UpdateStaff { password: Some("nueva-contraseña-1".into()), ..Default::default() });
+    let refused = second.write_blocking(move |ctx| staff::update(ctx, &c2, &i2, no_current));
+    assert!(refused.is_err_and(|e| e.to_string().contains("current_password")));
+    let update = UpdateStaff {
+        password: Some("nueva-contraseña-1".into()),
+        current_password: Some("contraseña-segura".into()),
+        ..Default::default()
+    };
     second.write_blocking(move |ctx| staff::update(ctx, &caller, &id, update)).unwrap();
     push_all(second, &nodes[0].replica);
     assert!(login(&nodes[0].replica, &shop_id, "ana@tienda.mx", "nueva-contraseña-1"));

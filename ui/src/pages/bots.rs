@@ -76,23 +76,51 @@ fn BotEditor(bot: Value) -> impl IntoView {
             })),
         }
     };
+    // Shown as people read them; the definition below stays the exact source.
+    let text_of = |v: Option<&Value>| -> String {
+        match v {
+            Some(Value::String(s)) => s.clone(),
+            Some(Value::Null) | None => String::new(),
+            Some(other) => other.to_string(),
+        }
+    };
     let triggers = bot.get("triggers").and_then(Value::as_array).cloned().unwrap_or_default();
-    let nodes = bot.get("nodes").and_then(Value::as_array).cloned().unwrap_or_default();
     let trig_rows = triggers
         .iter()
         .map(|tr| {
-            let kind = tr.get("kind").or_else(|| tr.get("type")).map(|v| v.to_string()).unwrap_or_default();
-            let node = tr.get("node").or_else(|| tr.get("goto")).map(|v| v.to_string()).unwrap_or_default();
-            let detail = tr.to_string();
-            view! { <tr><td>{kind}</td><td><code>{detail}</code></td><td>{node}</td></tr> }
+            let kind = text_of(tr.get("kind"));
+            let mut what = [text_of(tr.get("match")), text_of(tr.get("value"))]
+                .into_iter()
+                .filter(|s| !s.is_empty())
+                .collect::<Vec<_>>()
+                .join(" ");
+            if let Some(c) = tr.get("min_confidence").and_then(Value::as_f64) {
+                what.push_str(&format!(" (≥ {c})"));
+            }
+            let node = text_of(tr.get("node"));
+            view! { <tr><td>{kind}</td><td>{what}</td><td><code>{node}</code></td></tr> }
         })
         .collect_view();
+    // Nodes by id (a map in the definition).
+    let nodes: Vec<(String, Value)> =
+        bot.get("nodes").and_then(Value::as_object).map(|m| m.clone().into_iter().collect()).unwrap_or_default();
     let node_rows = nodes
-        .iter()
-        .map(|n| {
-            let id = n.get("id").map(|v| v.to_string()).unwrap_or_default();
-            let detail = n.to_string();
-            view! { <tr><td>{id}</td><td><code>{detail}</code></td></tr> }
+        .into_iter()
+        .map(|(id, n)| {
+            let action = text_of(n.get("action"));
+            let mut detail = text_of(n.get("text"));
+            if let Some(tpl) = n.get("template").and_then(Value::as_str) {
+                detail = format!("{tpl} {detail}").trim().to_string();
+            }
+            let next: Vec<String> = n
+                .get("next")
+                .and_then(Value::as_object)
+                .map(|m| m.iter().map(|(k, v)| format!("{k} → {}", text_of(Some(v)))).collect())
+                .unwrap_or_default();
+            if !next.is_empty() {
+                detail = format!("{detail} [{}]", next.join(", ")).trim().to_string();
+            }
+            view! { <tr><td><code>{id}</code></td><td>{action}</td><td>{detail}</td></tr> }
         })
         .collect_view();
     view! {
@@ -101,7 +129,7 @@ fn BotEditor(bot: Value) -> impl IntoView {
                 <h2>{t("triggers")}</h2>
                 <div class="table-wrap"><table class="table"><thead><tr><th>{t("kind")}</th><th>{t("detail")}</th><th>{t("node")}</th></tr></thead><tbody>{trig_rows}</tbody></table></div>
                 <h2>{t("nodes")}</h2>
-                <div class="table-wrap"><table class="table"><thead><tr><th>"id"</th><th>{t("detail")}</th></tr></thead><tbody>{node_rows}</tbody></table></div>
+                <div class="table-wrap"><table class="table"><thead><tr><th>"id"</th><th>{t("action")}</th><th>{t("detail")}</th></tr></thead><tbody>{node_rows}</tbody></table></div>
             </section>
             <TryBot name=name.clone()/>
         </div>
@@ -157,7 +185,7 @@ fn TryBot(name: String) -> impl IntoView {
                         <dt>{t("intent")}</dt><dd>{get("intent")}</dd>
                         <dt>{t("confidence")}</dt><dd>{get("confidence")}</dd>
                         <dt>{t("node")}</dt><dd>{super::inbox::explain_value(v.get("node"))}</dd>
-                        <dt>{t("handoff")}</dt><dd>{v.get("handoff").map(|x| x.to_string()).unwrap_or_default()}</dd>
+                        <dt>{t("handoff")}</dt><dd>{if v.get("handoff").and_then(Value::as_bool).unwrap_or(false) { t("yes") } else { t("no") }}</dd>
                     </dl>
                     <details><summary>{t("why_full")}</summary><pre class="code">{serde_json::to_string_pretty(ex).unwrap_or_default()}</pre></details>
                 }

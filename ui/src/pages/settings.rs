@@ -4,7 +4,7 @@
 
 use dashoffice_domain::{
     Role,
-    api::{BranchView, CreateBranch, ShopView, SyncStatus, UpdateShop},
+    api::{BranchView, CreateBranch, ShopView, SyncStatus, UpdateShop, UpdateStaff},
     inbox::{CannedResponse, TemplateView},
 };
 use leptos::{prelude::*, task::spawn_local};
@@ -34,6 +34,7 @@ pub(crate) fn Settings() -> impl IntoView {
         <PageHead title=t("nav_settings")/>
         {move || desktop.with(|d| d.ready().cloned().flatten()).map(|info| view! { <super::desktop::DesktopPanel info=info/> })}
         <SyncPanel/>
+        <AccountPanel/>
         <LanguagePanel/>
         <ShopPanel shop=shop/>
         <BranchesPanel branches=branches/>
@@ -131,6 +132,61 @@ fn SyncPanel() -> impl IntoView {
                 }
             }}
         </section>
+    }
+}
+
+/// The signed-in person's own password. Changing it ends every session of the account, this one
+/// included: the app then asks to log in with the new password.
+#[component]
+fn AccountPanel() -> impl IntoView {
+    let current = RwSignal::new(String::new());
+    let new = RwSignal::new(String::new());
+    let repeat = RwSignal::new(String::new());
+    let err = RwSignal::new(None::<ApiError>);
+    let save = move |ev: leptos::ev::SubmitEvent| {
+        ev.prevent_default();
+        err.set(None);
+        let Some(me) = app().user.with_untracked(|u| u.as_ref().map(|u| u.id.clone())) else { return };
+        if new.get_untracked() != repeat.get_untracked() {
+            err.set(Some(ApiError {
+                status: 422,
+                code: "validation".into(),
+                message: t("passwords_differ").to_string(),
+                fields: vec![dashoffice_domain::FieldError::new("repeat_password", "mismatch", t("passwords_differ"))],
+                raw: String::new(),
+            }));
+            return;
+        }
+        let body = UpdateStaff {
+            password: Some(new.get_untracked()),
+            current_password: Some(current.get_untracked()),
+            ..Default::default()
+        };
+        spawn_local(async move {
+            match api::patch::<_, serde_json::Value>(&format!("/api/v1/staff/{}", enc(&me)), &body).await {
+                Ok(_) => {
+                    for x in [current, new, repeat] {
+                        x.set(String::new());
+                    }
+                    app().say(t("password_changed"));
+                    app().logout();
+                }
+                Err(e) => err.set(Some(e)),
+            }
+        });
+    };
+    view! {
+        <form class="card form" id="account" on:submit=save novalidate>
+            <h2>{t("my_account")}</h2>
+            <p class="muted">{move || app().user.with(|u| u.as_ref().map(|u| u.email.clone()).unwrap_or_default())}</p>
+            <div class="grid two">
+                <Field label=t("current_password") name="current_password" value=current err=err kind="password" required=true/>
+                <Field label=t("new_password") name="password" value=new err=err kind="password" required=true/>
+                <Field label=t("repeat_password") name="repeat_password" value=repeat err=err kind="password" required=true/>
+            </div>
+            <FormError err=err fields=&["current_password", "password", "repeat_password"]/>
+            <button class="btn primary" type="submit">{t("change_password")}</button>
+        </form>
     }
 }
 
