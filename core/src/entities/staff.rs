@@ -332,6 +332,19 @@ pub fn check_login(conn: &Connection, shop: &str, email: &str, password: &str) -
     Ok(user)
 }
 
+/// Whether this replica is still waiting for the shop's accounts or password hashes (a new
+/// device in its first sync): no account at all yet, or an active account without a hash. A
+/// failed login then means "wait", not "wrong password".
+pub fn credentials_pending(conn: &Connection, shop: &str) -> Result<bool> {
+    Ok(conn
+        .prepare_cached(
+            "SELECT NOT EXISTS (SELECT 1 FROM staff WHERE shop_id = ?1)
+                 OR EXISTS (SELECT 1 FROM staff t LEFT JOIN staff_credentials c ON c.staff_id = t.id
+                            WHERE t.shop_id = ?1 AND t.archived = 0 AND t.password_hash = '' AND c.staff_id IS NULL)",
+        )?
+        .query_row([shop], |r| r.get(0))?)
+}
+
 /// Starts a session for `user_id`; returns the token (only its hash is stored) and its expiry.
 pub fn start_session(ctx: &mut WriteCtx<'_>, user_id: &str) -> Result<(String, i64)> {
     let token = URL_SAFE_NO_PAD.encode(rand::random::<[u8; 32]>());

@@ -98,3 +98,27 @@ fn an_account_with_its_hash_in_the_staff_record_logs_in_and_moves_it_on_a_passwo
     let rec = doc::record(&now, "legacy-1").unwrap().unwrap();
     assert!(now.get(&rec, "password_hash").unwrap().is_none(), "the old hash left the account");
 }
+
+/// A replica that joined a shop and has not received its accounts yet knows it is waiting, so a
+/// failed login can say "still receiving" instead of "wrong password".
+#[test]
+fn a_joined_replica_knows_when_the_accounts_have_not_arrived() {
+    let nodes = shop(1);
+    let shop_id = nodes[0].caller.shop_id.clone();
+    let pending = |r: &dashoffice_core::Replica| {
+        let s = shop_id.clone();
+        r.read(move |c| staff::credentials_pending(c, &s)).unwrap()
+    };
+    assert!(!pending(&nodes[0].replica));
+    let (fresh, _dir) = crate::fixtures::open_node();
+    let branch: String = nodes[0].replica.home_branch().unwrap().unwrap();
+    fresh.join(&shop_id, &branch).unwrap();
+    assert!(pending(&fresh), "no account has arrived yet");
+    // The staff document alone is not enough: the hashes come in their own document.
+    let staff_doc = DocId::staff(&shop_id);
+    fresh.apply_changes_blocking(&staff_doc, nodes[0].replica.changes_since(&staff_doc, &[]).unwrap()).unwrap();
+    assert!(pending(&fresh), "accounts without their hashes");
+    push_all(&nodes[0].replica, &fresh);
+    assert!(!pending(&fresh));
+    assert!(login(&fresh, &shop_id, "ana@tienda.mx", "contraseña-segura"));
+}

@@ -25,7 +25,21 @@ pub(crate) async fn login(
         )
         .with_field("email", "rate_limit"));
     }
-    let user = s.read(move |c| staff::check_login(c, &shop, &body.email, &body.password)).await?;
+    let sh = shop.clone();
+    let user = match s.read(move |c| staff::check_login(c, &sh, &body.email, &body.password)).await {
+        Ok(u) => u,
+        Err(e) => {
+            // A new device still in its first sync: say so instead of "wrong password".
+            if s.read(move |c| staff::credentials_pending(c, &shop)).await.unwrap_or(false) {
+                return Err(crate::ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "unavailable",
+                    "this device is still receiving the shop's accounts from the relay; try again in a minute",
+                ));
+            }
+            return Err(e);
+        }
+    };
     let uid = user.id.clone();
     let (token, expires_at) = s.replica.write(move |ctx| staff::start_session(ctx, &uid)).await?;
     Ok(Json(LoginResponse { token, expires_at, user }))
