@@ -135,6 +135,16 @@ await step("create_order_and_pay", async () => {
   await page.getByRole("button", { name: "Mark Paid" }).click();
   await page.locator(".badge", { hasText: "Paid" }).first().waitFor();
   await text("MX$198.36").waitFor(); // 2 × 85.50 + 16 % tax
+  // What cannot be undone asks first; saying no changes nothing.
+  let asked = "";
+  page.once("dialog", (d) => {
+    asked = d.message();
+    d.dismiss();
+  });
+  await page.getByRole("button", { name: "Mark Refunded" }).click();
+  await page.waitForTimeout(300);
+  if (!asked.includes("cannot be undone")) throw new Error(`no confirmation before refunding: "${asked}"`);
+  await page.locator(".badge", { hasText: "Paid" }).first().waitFor();
 });
 
 await step("answer_the_whatsapp_conversation", async () => {

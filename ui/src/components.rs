@@ -243,3 +243,9 @@ pub fn rows_or_empty<T, V: IntoView + 'static>(items: Vec<T>, empty: &'static st
     }
     items.into_iter().map(row).collect_view().into_any()
 }
+
+/// Asks "are you sure?" in the browser's own dialog before something that cannot be undone;
+/// true when the person agreed.
+pub fn confirm(question: &str) -> bool {
+    web_sys::window().and_then(|w| w.confirm_with_message(question).ok()).unwrap_or(false)
+}

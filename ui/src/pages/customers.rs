@@ -193,6 +193,9 @@ pub(crate) fn CustomerDetail() -> impl IntoView {
     let merge = move |ev: leptos::ev::SubmitEvent| {
         ev.prevent_default();
         merge_err.set(None);
+        if !merge_from.get_untracked().is_empty() && !crate::components::confirm(t("confirm_merge")) {
+            return;
+        }
         let body = MergeCustomers { from_id: merge_from.get_untracked() };
         let path = format!("/api/v1/customers/{}/merge", id.get_untracked());
         spawn_local(async move {

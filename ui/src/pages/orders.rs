@@ -106,6 +106,11 @@ pub(crate) fn OrderDetail() -> impl IntoView {
     let err = RwSignal::new(None::<ApiError>);
     let move_to = move |to: OrderStatus| {
         err.set(None);
+        if matches!(to, OrderStatus::Cancelled | OrderStatus::Refunded)
+            && !crate::components::confirm(&tf("confirm_move", &[status_text(to.as_str())]))
+        {
+            return;
+        }
         let path = format!("/api/v1/orders/{}/transitions", id.get_untracked());
         spawn_local(async move {
             match api::post::<_, OrderView>(&path, &TransitionOrder { to }).await {

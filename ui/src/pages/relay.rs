@@ -145,6 +145,9 @@ pub(crate) fn DevicesPanel(shop: RwSignal<Load<ShopView>>, branches: RwSignal<Lo
         });
     };
     let revoke = move |id: String| {
+        if !crate::components::confirm(t("confirm_revoke")) {
+            return;
+        }
         spawn_local(async move {
             match api::send("POST", &format!("/api/v1/devices/{}/revoke", enc(&id)), None, "").await {
                 Ok(_) => {
@@ -244,6 +247,9 @@ pub(crate) fn NumbersPanel(shop: RwSignal<Load<ShopView>>, branches: RwSignal<Lo
         });
     };
     let disconnect = move |pid: String| {
+        if !crate::components::confirm(t("confirm_disconnect")) {
+            return;
+        }
         spawn_local(async move {
             match api::send("DELETE", &format!("/api/v1/whatsapp/numbers/{}", enc(&pid)), None, "").await {
                 Ok(_) => reload.update(|n| *n += 1),

@@ -343,6 +343,9 @@ fn WhatsAppPanel() -> impl IntoView {
         });
     };
     let remove = move |c: String| {
+        if !crate::components::confirm(&crate::i18n::tf("confirm_delete_canned", &[&c])) {
+            return;
+        }
         spawn_local(async move {
             if let Err(e) = api::send("DELETE", &format!("/api/v1/canned-responses/{}", enc(&c)), None, "").await {
                 err.set(Some(e));
