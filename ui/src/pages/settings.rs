@@ -36,7 +36,7 @@ pub(crate) fn Settings() -> impl IntoView {
         <SyncPanel/>
         <AccountPanel/>
         <LanguagePanel/>
-        <ShopPanel shop=shop/>
+        <Show when=|| can(dashoffice_domain::Permission::ManageShop)><ShopPanel shop=shop/></Show>
         <BranchesPanel branches=branches/>
         <section class="card"><h2>{t("staff")}</h2><p>{t("staff_settings_help")}" "<A href="/sellers">{t("nav_sellers")}</A></p></section>
         <super::relay::DevicesPanel shop=shop branches=branches/>
@@ -44,6 +44,12 @@ pub(crate) fn Settings() -> impl IntoView {
         <super::relay::NumbersPanel shop=shop branches=branches/>
         <BackupPanel/>
     }
+}
+
+/// Whether the signed-in person's role has `p` (forms they could not save are not shown; the API
+/// checks again).
+fn can(p: dashoffice_domain::Permission) -> bool {
+    app().user.with(|u| u.as_ref().is_some_and(|u| u.role.can(p)))
 }
 
 /// A backup of this replica's database, for the owner (`GET /api/v1/backup`): one file to keep
@@ -305,11 +311,13 @@ fn BranchesPanel(branches: RwSignal<Load<Vec<BranchView>>>) -> impl IntoView {
                     <div class="row-item"><strong>{b.code.clone()}</strong><span>{b.name.clone()}</span>{b.archived.then(|| view! { <Badge kind="muted" text=t("archived")/> })}</div>
                 }).collect_view()
             })}
-            <form class="inline-form" on:submit=add novalidate>
-                <Field label=t("branch_code") name="code" value=code err=err placeholder="CEN"/>
-                <Field label=t("name") name="name" value=name err=err/>
-                <button class="btn" type="submit">{t("add_branch")}</button>
-            </form>
+            <Show when=|| can(dashoffice_domain::Permission::ManageBranches)>
+                <form class="inline-form" on:submit=add novalidate>
+                    <Field label=t("branch_code") name="code" value=code err=err placeholder="CEN"/>
+                    <Field label=t("name") name="name" value=name err=err/>
+                    <button class="btn" type="submit">{t("add_branch")}</button>
+                </form>
+            </Show>
             <FormError err=err fields=&["code", "name"]/>
         </section>
     }
@@ -363,14 +371,17 @@ fn WhatsAppPanel() -> impl IntoView {
             <h3>{t("canned_responses")}</h3>
             {show(canned, move |cs: Vec<CannedResponse>| rows_or_empty(cs, "no_canned", |c| {
                 let code = c.short_code.clone();
+                let manage = can(dashoffice_domain::Permission::ManageBots);
                 view! { <div class="row-item"><strong>"/"{c.short_code.clone()}</strong><span>{c.text.clone()}</span>
-                    <button class="btn ghost" on:click=move |_| remove(code.clone())>{t("delete")}</button></div> }
+                    {manage.then(|| view! { <button class="btn ghost" on:click=move |_| remove(code.clone())>{t("delete")}</button> })}</div> }
             }))}
-            <form class="inline-form" on:submit=add novalidate>
-                <Field label=t("short_code") name="short_code" value=code err=err placeholder="hola"/>
-                <Field label=t("text") name="text" value=text err=err/>
-                <button class="btn" type="submit">{t("add")}</button>
-            </form>
+            <Show when=|| can(dashoffice_domain::Permission::ManageBots)>
+                <form class="inline-form" on:submit=add novalidate>
+                    <Field label=t("short_code") name="short_code" value=code err=err placeholder="hola"/>
+                    <Field label=t("text") name="text" value=text err=err/>
+                    <button class="btn" type="submit">{t("add")}</button>
+                </form>
+            </Show>
             <FormError err=err fields=&["short_code", "text"]/>
         </section>
     }
