@@ -171,6 +171,11 @@ await step("answer_the_whatsapp_conversation", async () => {
   await page.fill("#reply", env("REPLY"));
   await page.getByRole("button", { name: "Send", exact: true }).click();
   await page.locator(".msg-out", { hasText: env("REPLY") }).first().waitFor();
+  // Whoever answers an unassigned conversation gets it, and the select shows them.
+  await page.waitForFunction(() => {
+    const sel = document.querySelector(".thread-tools select");
+    return sel && sel.selectedOptions.length && sel.selectedOptions[0].value !== "";
+  });
   customerUrl = await page.locator(".thread-head h2 a").getAttribute("href");
 });
 

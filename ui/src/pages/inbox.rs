@@ -351,10 +351,15 @@ fn Thread(id: String) -> impl IntoView {
             let patch_assign = patch.clone();
             let patch_labels = patch.clone();
             let labels = RwSignal::new(c.labels.join(", "));
-            let staff_opts = move || {
-                staff.with(|s| s.ready().map(|s| s.items.iter().filter(|x| !x.archived).map(|x| view! { <option value=x.id.clone()>{x.name.clone()}</option> }).collect_view()))
-            };
             let assignee = c.assignee_id.clone().unwrap_or_default();
+            // Each option knows whether it is the assignee: the staff list often arrives after
+            // the select was drawn, when setting the select's value alone would find no option.
+            let current = assignee.clone();
+            let staff_opts = move || {
+                staff.with(|s| s.ready().map(|s| s.items.iter().filter(|x| !x.archived).map(|x| {
+                    view! { <option value=x.id.clone() selected=x.id == current>{x.name.clone()}</option> }
+                }).collect_view()))
+            };
             let messages = th.messages.into_iter().map(message_view).collect_view();
             let customer_href = format!("/customers/{}", c.customer_id);
             let customer_name = c.customer_name.clone();
