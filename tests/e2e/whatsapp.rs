@@ -195,6 +195,14 @@ fn a_price_question_gets_the_bots_answer_and_a_person_takes_over_on_request() {
     assert_eq!(bot_msgs, 3, "two bot answers and the person's reply; the bot must not answer an open conversation");
     // Reading clears the unread count.
     assert_eq!(seller.post(&format!("/api/v1/conversations/{conv}/read"), &json!({})).ok(200)["unread"], 0);
+
+    // Merged into another customer record, Ana's conversation shows under the one she was merged
+    // into, like her orders.
+    let wa_customer = thread(&s.owner, conv)["conversation"]["customer_id"].as_str().unwrap().to_string();
+    let kept = id(&s.owner.customer("Ana Pérez (tienda)"));
+    s.owner.post(&format!("/api/v1/customers/{kept}/merge"), &json!({ "from_id": wa_customer })).ok(200);
+    let listed = s.owner.list_all(&format!("/api/v1/conversations?customer_id={kept}"));
+    assert_eq!(listed.iter().map(|c| c["id"].clone()).collect::<Vec<_>>(), vec![json!(conv)]);
 }
 
 #[test]

@@ -902,7 +902,11 @@ pub fn list(conn: &Connection, caller: &Caller, p: &ConversationParams) -> Resul
         Some(a) => q.filter("t.assignee_id = ?", [Value::Text(a.to_string())]),
     }
     if let Some(c) = p.customer_id.as_deref().filter(|c| !c.is_empty()) {
-        q.filter("t.customer_id = ?", [Value::Text(c.to_string())]);
+        // A customer's conversations include those of the duplicates merged into them, as their
+        // orders do.
+        let ids = super::customers::identity_ids(conn, c)?;
+        let marks = vec!["?"; ids.len()].join(", ");
+        q.filter(&format!("t.customer_id IN ({marks})"), ids.into_iter().map(Value::Text));
     }
     if p.unread == Some(true) {
         q.filter(
