@@ -177,8 +177,18 @@ pub fn restore(file: &Path, data_dir: &Path, replace: bool) -> Result<Restored> 
     // folder as it was.
     let staging = data_dir.join(format!("{DB_FILE}.restoring"));
     let _ = std::fs::remove_file(&staging);
-    let bytes = std::fs::read(file).map_err(|e| storage("reading", file, e))?;
-    files::write_private(&staging, &bytes).map_err(|e| storage("writing", &staging, e))?;
+    // Streamed, not read whole: a shop's database can be hundreds of megabytes.
+    files::write_private(&staging, b"").map_err(|e| storage("writing", &staging, e))?;
+    (|| -> std::io::Result<()> {
+        let mut from = std::fs::File::open(file)?;
+        let mut to = std::fs::OpenOptions::new().write(true).open(&staging)?;
+        std::io::copy(&mut from, &mut to)?;
+        to.sync_all()
+    })()
+    .map_err(|e| {
+        let _ = std::fs::remove_file(&staging);
+        storage("copying the backup to", &staging, e)
+    })?;
     let reset = (|| -> rusqlite::Result<()> {
         let conn = Connection::open(&staging)?;
         conn.execute_batch(

@@ -3,7 +3,6 @@
 //! numbers (pages/relay.rs).
 
 use dashoffice_domain::{
-    Role,
     api::{BranchView, CreateBranch, ShopView, SyncStatus, UpdateShop, UpdateStaff},
     inbox::{CannedResponse, TemplateView},
 };
@@ -56,7 +55,7 @@ fn can(p: dashoffice_domain::Permission) -> bool {
 /// somewhere safe, restored with `dashoffice-edge restore`.
 #[component]
 fn BackupPanel() -> impl IntoView {
-    let owner = move || app().user.with(|u| u.as_ref().is_some_and(|u| u.role == Role::Owner));
+    let owner = || can(dashoffice_domain::Permission::ManageShop);
     let busy = RwSignal::new(false);
     let err = RwSignal::new(None::<ApiError>);
     let download = move |_| {
