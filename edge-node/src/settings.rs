@@ -136,8 +136,8 @@ impl std::fmt::Debug for Cli {
             .field("listen", &self.listen)
             .field("relay", &self.relay)
             .field("owner_email", &self.owner_email)
-            .field("owner_password", &self.owner_password.as_ref().map(|_| "***"))
-            .field("enrolment_code", &self.enrolment_code.as_ref().map(|_| "***"))
+            .field("owner_password", &self.owner_password.as_ref().map(|_| dashoffice_domain::api::REDACTED))
+            .field("enrolment_code", &self.enrolment_code.as_ref().map(|_| dashoffice_domain::api::REDACTED))
             .finish_non_exhaustive()
     }
 }
@@ -155,7 +155,7 @@ impl Secret {
 
 impl std::fmt::Debug for Secret {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("\"***\"")
+        write!(f, "{:?}", dashoffice_domain::api::REDACTED)
     }
 }
 
