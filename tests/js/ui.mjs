@@ -273,6 +273,115 @@ await step("a_manager_changes_a_role_and_archives_staff", async () => {
   await page.locator("tr", { hasText: "lucia@tienda.mx" }).waitFor({ state: "detached" });
 });
 
+// The API as the signed-in owner (to check what the UI wrote, and to set up what a step needs).
+async function ownerApi(method, path, body) {
+  if (!ownerApi.token) {
+    const r = await fetch(base + "/api/v1/auth/login", {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ email: env("UI_EMAIL"), password: env("UI_PASSWORD") }),
+    });
+    ownerApi.token = (await r.json()).token;
+  }
+  const r = await fetch(base + path, {
+    method,
+    headers: { "content-type": "application/json", authorization: `Bearer ${ownerApi.token}` },
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  const text = await r.text();
+  return { status: r.status, body: text ? JSON.parse(text) : null };
+}
+async function until(what, f) {
+  const end = Date.now() + STEP_MS;
+  while (Date.now() < end) {
+    if (await f()) return;
+    await new Promise((r) => setTimeout(r, 200));
+  }
+  throw new Error(`never happened: ${what}`);
+}
+
+await step("a_manager_puts_staff_on_shift_and_corrects_an_account", async () => {
+  const branches = (await ownerApi("GET", "/api/v1/branches")).body;
+  const made = await ownerApi("POST", "/api/v1/staff", {
+    name: "Pedro Vendedor", email: "pedro@tienda.mx", role: "seller", branch_id: branches[0].id, password: "clave-pedro-1",
+  });
+  if (made.status !== 201) throw new Error(`creating the seller: ${made.status} ${JSON.stringify(made.body)}`);
+  const pedro = made.body.id;
+  await page.goto(base + "/sellers");
+  const row = page.locator("tr", { hasText: "pedro@tienda.mx" });
+  await row.getByLabel("Pedro Vendedor is on shift").check();
+  await until("Pedro on shift", async () =>
+    (await ownerApi("GET", "/api/v1/shifts")).body.some((x) => x.staff_id === pedro && x.on));
+  await row.getByRole("button", { name: "Edit" }).click();
+  const form = page.locator("#edit-staff");
+  await form.locator("#f-email").fill(env("UI_EMAIL"));
+  await form.getByRole("button", { name: "Save" }).click();
+  // The login is unique in the shop: the form says so under the field.
+  await form.locator("#f-email-err:not(:empty)").waitFor();
+  await form.locator("#f-email").fill("pedro.ruiz@tienda.mx");
+  await form.locator("#f-password").fill("clave-pedro-2");
+  await form.getByRole("button", { name: "Save" }).click();
+  await page.locator("tr", { hasText: "pedro.ruiz@tienda.mx" }).waitFor();
+  const login = await fetch(base + "/api/v1/auth/login", {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify({ email: "pedro.ruiz@tienda.mx", password: "clave-pedro-2" }),
+  });
+  if (login.status !== 200) throw new Error(`the corrected account does not log in: ${login.status}`);
+  await page.locator("tr", { hasText: "pedro.ruiz@tienda.mx" }).getByLabel("Pedro Vendedor is on shift").uncheck();
+  await until("Pedro off shift", async () =>
+    (await ownerApi("GET", "/api/v1/shifts")).body.some((x) => x.staff_id === pedro && !x.on));
+});
+
+await step("the_owner_renames_and_archives_a_branch_and_registers_a_template", async () => {
+  await page.goto(base + "/settings");
+  await page.locator("#f-code").fill("TMP");
+  const branchForm = page.locator("form.inline-form", { has: page.locator("#f-code") });
+  await branchForm.locator("#f-name").fill("Temporal");
+  await branchForm.getByRole("button", { name: "Add branch" }).click();
+  const item = page.locator(".row-item", { hasText: "TMP" });
+  await item.getByRole("button", { name: "Rename" }).click();
+  await item.locator("#f-branch_name").fill("");
+  await item.getByRole("button", { name: "Save" }).click();
+  await page.locator("#f-branch_name-err:not(:empty)").waitFor();
+  await item.locator("#f-branch_name").fill("Temporal Norte");
+  await item.getByRole("button", { name: "Save" }).click();
+  await page.locator(".row-item", { hasText: "Temporal Norte" }).waitFor();
+  page.once("dialog", (d) => d.accept());
+  await page.locator(".row-item", { hasText: "TMP" }).getByRole("button", { name: "Archive" }).click();
+  // Archived branches leave the list (their orders and stock stay in the records).
+  await page.locator(".row-item", { hasText: "TMP" }).waitFor({ state: "detached" });
+  const archived = (await ownerApi("GET", "/api/v1/branches?archived=true")).body;
+  if (!JSON.stringify(archived).includes("Temporal Norte")) throw new Error(`the archived branch: ${JSON.stringify(archived)}`);
+
+  const tpl = page.locator("#register-template");
+  await tpl.locator("#f-template_name").fill("pedido listo");
+  await tpl.getByRole("button", { name: "Register template" }).click();
+  await page.locator("#f-template_name-err:not(:empty)").waitFor();
+  await tpl.locator("#f-template_name").fill("pedido_listo");
+  await tpl.locator("#f-language").fill("es_MX");
+  await tpl.locator("#f-body").fill("Hola {{1}}, tu pedido {{2}} está listo.");
+  await tpl.getByRole("button", { name: "Register template" }).click();
+  await page.locator(".row-item", { hasText: "pedido_listo" }).waitFor();
+  const t = (await ownerApi("GET", "/api/v1/whatsapp/templates")).body.find((x) => x.name === "pedido_listo");
+  if (t?.params !== 2 || t.language !== "es_MX") throw new Error(`template as registered: ${JSON.stringify(t)}`);
+  page.once("dialog", (d) => d.accept());
+  await page.locator(".row-item", { hasText: "pedido_listo" }).getByRole("button", { name: "Delete" }).click();
+  await page.locator(".row-item", { hasText: "pedido_listo" }).waitFor({ state: "detached" });
+});
+
+await step("a_product_is_archived_from_its_page", async () => {
+  const made = await ownerApi("POST", "/api/v1/products", { sku: "UI-ARCH-1", name: "Vaso descontinuado", price: "10" });
+  if (made.status !== 201) throw new Error(`creating the product: ${made.status}`);
+  await page.goto(base + "/products/" + made.body.id);
+  await until("the product loaded", async () => (await page.inputValue("#f-name")) === "Vaso descontinuado");
+  page.once("dialog", (d) => d.accept());
+  await page.getByRole("button", { name: "Archive product" }).click();
+  await page.waitForURL(/\/products$/);
+  const after = await ownerApi("GET", "/api/v1/products/" + made.body.id);
+  if (!after.body?.archived) throw new Error(`the product is not archived: ${JSON.stringify(after.body)}`);
+});
+
 await step("head_office_on_the_relay", async () => {
   // Head office logs in on the relay (no edge node of its own) and sees the sale made above
   // in the shop's analytics once it has synced there.

@@ -88,6 +88,17 @@ impl ApiError {
     fn network(e: String) -> Self {
         Self { status: 0, code: "network".into(), message: e, fields: Vec::new(), raw: String::new() }
     }
+    /// The same error with the API's field `from` blamed on the form's input `to` (a form whose
+    /// input names differ from the API's, such as a row's rename box).
+    #[must_use]
+    pub fn on_field(mut self, from: &str, to: &str) -> Self {
+        for f in &mut self.fields {
+            if f.field == from {
+                f.field = to.to_string();
+            }
+        }
+        self
+    }
     /// The message for one field, if the API blamed it.
     pub fn field(&self, name: &str) -> Option<String> {
         self.fields.iter().find(|f| f.field == name).map(|f| crate::i18n::field_message(&f.rule, &f.message))

@@ -249,3 +249,32 @@ pub fn rows_or_empty<T, V: IntoView + 'static>(items: Vec<T>, empty: &'static st
 pub fn confirm(question: &str) -> bool {
     web_sys::window().and_then(|w| w.confirm_with_message(question).ok()).unwrap_or(false)
 }
+
+/// Removes (archives) something after the person confirmed `question`: DELETE `path`; on
+/// success the pages showing `collections` read them again, `done` is said (if any) and `then`
+/// runs; an error lands in `err`.
+pub fn delete_confirmed(
+    question: &str,
+    path: String,
+    collections: &'static [&'static str],
+    done: Option<&'static str>,
+    err: RwSignal<Option<ApiError>>,
+    then: impl FnOnce() + 'static,
+) {
+    if !confirm(question) {
+        return;
+    }
+    err.set(None);
+    spawn_local(async move {
+        match crate::api::send("DELETE", &path, None, "").await {
+            Ok(_) => {
+                crate::state::changed(collections);
+                if let Some(d) = done {
+                    crate::state::app().say(t(d));
+                }
+                then();
+            }
+            Err(e) => err.set(Some(e)),
+        }
+    });
+}

@@ -92,9 +92,11 @@ impl Modify for BearerAuth {
         routes::inbox::assign_conversation,
         routes::inbox::list_templates,
         routes::inbox::put_template,
+        routes::inbox::delete_template,
         routes::inbox::list_canned,
         routes::inbox::put_canned,
         routes::inbox::delete_canned,
+        routes::inbox::list_shifts,
         routes::inbox::put_shift,
         routes::inbox::list_bots,
         routes::inbox::put_bot,
@@ -110,7 +112,7 @@ impl Modify for BearerAuth {
         dashoffice_domain::inbox::MessageView, dashoffice_domain::inbox::MessageStatus,
         dashoffice_domain::inbox::ConversationThread, dashoffice_domain::inbox::SendMessage,
         dashoffice_domain::inbox::ReplyButton, dashoffice_domain::inbox::ListRow,
-        dashoffice_domain::inbox::UpdateConversation, dashoffice_domain::inbox::TemplateView,
+        dashoffice_domain::inbox::UpdateConversation, dashoffice_domain::inbox::TemplateView, dashoffice_domain::inbox::ShiftView,
         dashoffice_domain::inbox::CannedResponse
     ))
 )]

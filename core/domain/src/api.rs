@@ -282,6 +282,9 @@ impl std::fmt::Debug for CreateStaff {
 pub struct UpdateStaff {
     /// New name.
     pub name: Option<String>,
+    /// New e-mail (the login), unique in the shop.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub email: Option<String>,
     /// New role.
     pub role: Option<Role>,
     /// New branch scope; an empty string removes it.
@@ -298,6 +301,7 @@ impl std::fmt::Debug for UpdateStaff {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("UpdateStaff")
             .field("name", &self.name)
+            .field("email", &self.email)
             .field("role", &self.role)
             .field("branch_id", &self.branch_id)
             .field("password", &self.password.as_ref().map(|_| REDACTED))

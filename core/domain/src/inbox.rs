@@ -311,6 +311,17 @@ pub struct TemplateView {
     pub params: u8,
 }
 
+/// A staff member's shift (GET /api/v1/shifts): on shift, they get conversations assigned round
+/// robin.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct ShiftView {
+    /// The staff member.
+    pub staff_id: String,
+    /// On shift.
+    pub on: bool,
+}
+
 /// A canned response: `/short_code` expands to the text.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[cfg_attr(feature = "openapi", derive(ToSchema))]

@@ -104,7 +104,7 @@ fn put_credential(ctx: &mut WriteCtx<'_>, shop: &str, id: &str, hash: &str) -> R
     })
 }
 
-/// Changes a staff account.
+/// Changes a staff account (its e-mail, the login, stays unique in the shop).
 pub fn update(ctx: &mut WriteCtx<'_>, caller: &Caller, id: &str, input: UpdateStaff) -> Result<StaffView> {
     let own = caller.user_id == id;
     // Everyone may change their own name and password; the rest needs ManageStaff.
@@ -116,6 +116,12 @@ pub fn update(ctx: &mut WriteCtx<'_>, caller: &Caller, id: &str, input: UpdateSt
         return Err(CoreError::Forbidden("only an owner may change an owner".into()));
     }
     let name = input.name.as_deref().map(|n| validate_name("name", n)).transpose()?;
+    let email = input.email.as_deref().map(|e| normalize_email("email", e)).transpose()?.filter(|e| *e != current.email);
+    if let Some(e) = &email
+        && find_by_email(ctx.conn(), &caller.shop_id, e)?.is_some()
+    {
+        return Err(CoreError::conflict("email", "unique", format!("'{e}' already has an account")));
+    }
     if own && input.password.is_some() {
         let Some(current) = input.current_password.as_deref().filter(|p| !p.is_empty()) else {
             return Err(FieldError::new("current_password", "required", "your current password, to change it").into());
@@ -142,6 +148,9 @@ pub fn update(ctx: &mut WriteCtx<'_>, caller: &Caller, id: &str, input: UpdateSt
         let o = doc::record(tx, id)?.ok_or_else(|| CoreError::not_found("staff", id))?;
         if let Some(n) = &name {
             put_str(tx, &o, "name", n)?;
+        }
+        if let Some(e) = &email {
+            put_str(tx, &o, "email", e)?;
         }
         if let Some(r) = input.role {
             put_str(tx, &o, "role", r.as_str())?;

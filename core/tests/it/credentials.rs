@@ -122,3 +122,50 @@ fn a_joined_replica_knows_when_the_accounts_have_not_arrived() {
     assert!(!pending(&fresh));
     assert!(login(&fresh, &shop_id, "ana@tienda.mx", "contraseña-segura"));
 }
+
+/// An owner corrects a member's e-mail (the login) and sets a new password for them without
+/// knowing the old one; the e-mail stays unique in the shop.
+#[test]
+fn a_manager_changes_a_members_email_and_password() {
+    use dashoffice_core::domain::{Role, api::CreateStaff};
+    let nodes = shop(1);
+    let (r, shop_id) = (&nodes[0].replica, nodes[0].caller.shop_id.clone());
+    let caller = nodes[0].caller.clone();
+    let c = caller.clone();
+    let made = r
+        .write_blocking(move |ctx| {
+            staff::create(
+                ctx,
+                Some(&c),
+                &c.shop_id.clone(),
+                CreateStaff {
+                    name: "Marta".into(),
+                    email: "marta@tienda.mx".into(),
+                    role: Role::Support,
+                    branch_id: None,
+                    password: "clave-marta-1".into(),
+                },
+            )
+        })
+        .unwrap();
+    let update = |u: UpdateStaff| {
+        let (c, id) = (caller.clone(), made.id.clone());
+        r.write_blocking(move |ctx| staff::update(ctx, &c, &id, u))
+    };
+    let taken = update(UpdateStaff { email: Some("ANA@tienda.mx".into()), ..Default::default() });
+    assert!(taken.is_err_and(|e| e.to_string().contains("already has an account")));
+    let bad = update(UpdateStaff { email: Some("no-at-sign".into()), ..Default::default() });
+    assert!(bad.is_err_and(|e| e.to_string().contains("email")));
+    let v = update(UpdateStaff {
+        email: Some(" Marta.Diaz@Tienda.mx ".into()),
+        password: Some("clave-marta-2".into()),
+        ..Default::default()
+    })
+    .unwrap();
+    assert_eq!(v.email, "marta.diaz@tienda.mx");
+    assert!(login(r, &shop_id, "marta.diaz@tienda.mx", "clave-marta-2"));
+    assert!(!login(r, &shop_id, "marta@tienda.mx", "clave-marta-2"));
+    assert!(!login(r, &shop_id, "marta.diaz@tienda.mx", "clave-marta-1"));
+    // Its own address again is no conflict.
+    update(UpdateStaff { email: Some("marta.diaz@tienda.mx".into()), ..Default::default() }).unwrap();
+}

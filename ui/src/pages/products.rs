@@ -213,6 +213,24 @@ pub(crate) fn ProductEdit() -> impl IntoView {
             }
         });
     };
+    // Archiving takes a product out of the catalog and the bots' answers; past orders keep it.
+    let navigate2 = use_navigate();
+    let archive = move |_| {
+        let id = id.get_untracked();
+        if id.is_empty() {
+            return;
+        }
+        let question = crate::i18n::tf("archive_product_confirm", &[&name.get_untracked()]);
+        let path = format!("/api/v1/products/{}", crate::api::enc(&id));
+        let navigate = navigate2.clone();
+        crate::components::delete_confirmed(&question, path, &["products"], Some("product_archived"), err, move || {
+            navigate("/products", Default::default());
+        });
+    };
+    let can_archive = move || {
+        !id.get().is_empty()
+            && app().user.with(|u| u.as_ref().is_some_and(|u| u.role.can(dashoffice_domain::Permission::Archive)))
+    };
     let title = move || if id.get().is_empty() { t("new_product") } else { t("edit_product") };
     view! {
         <PageHead title=title()><A href="/products" attr:class="btn ghost">{t("back")}</A></PageHead>
@@ -231,7 +249,12 @@ pub(crate) fn ProductEdit() -> impl IntoView {
             <Field label=t("tags_hint") name="tags" value=tags err=err/>
             <label class="check"><input type="checkbox" bind:checked=active/>{t("active_for_sale")}</label>
             <FormError err=err fields=&["sku", "name", "price", "tax_rate", "description", "tags"]/>
-            <button class="btn primary" type="submit" disabled=move || busy.get()>{t("save")}</button>
+            <div class="row-item">
+                <button class="btn primary" type="submit" disabled=move || busy.get()>{t("save")}</button>
+                <Show when=can_archive>
+                    <button class="btn ghost" type="button" on:click=archive.clone()>{t("archive_product")}</button>
+                </Show>
+            </div>
         </form>
         {move || (!id.get().is_empty()).then(|| view! { <StockPanel id=id.get()/> })}
     }

@@ -1,8 +1,10 @@
-//! Sellers and other staff: roles, branches and sales performance of the last 30 days.
+//! Sellers and other staff: roles, branches, shifts, accounts and sales performance of the last
+//! 30 days.
 
 use dashoffice_domain::{
     Role,
     api::{AnalyticsSummary, BranchView, CreateStaff, Page, StaffView, UpdateStaff},
+    inbox::ShiftView,
 };
 use leptos::{prelude::*, task::spawn_local};
 
@@ -34,7 +36,12 @@ pub(crate) fn Sellers() -> impl IntoView {
         api::get::<AnalyticsSummary>("/api/v1/analytics/summary?days=30")
     });
     let branches = loader(|| api::get::<Vec<BranchView>>("/api/v1/branches"));
+    let shifts = loader(|| {
+        watch(&["inbox"]);
+        api::get::<Vec<ShiftView>>("/api/v1/shifts")
+    });
     let adding = RwSignal::new(false);
+    let editing = RwSignal::new(None::<StaffView>);
     let can_manage =
         move || app().user.with(|u| u.as_ref().is_some_and(|u| matches!(u.role, Role::Owner | Role::Manager)));
     let me = app().user.with_untracked(|u| u.as_ref().map(|u| u.id.clone()).unwrap_or_default());
@@ -52,21 +59,24 @@ pub(crate) fn Sellers() -> impl IntoView {
             }
         });
     };
-    let archive = move |id: String, name: String| {
-        let sure = web_sys::window().and_then(|w| w.confirm_with_message(&tf("archive_staff_confirm", &[&name])).ok());
-        if sure != Some(true) {
-            return;
-        }
+    // Everyone puts themselves on or off shift; managers do it for their staff.
+    let set_shift = move |id: String, on: bool| {
         err.set(None);
         spawn_local(async move {
-            match api::send("DELETE", &format!("/api/v1/staff/{}", enc(&id)), None, "").await {
+            let body = serde_json::json!({ "on": on });
+            match api::json::<_, serde_json::Value>("PUT", &format!("/api/v1/shifts/{}", enc(&id)), &body).await {
                 Ok(_) => {
-                    crate::state::changed(&["staff"]);
-                    app().say(t("staff_archived"));
+                    crate::state::changed(&["inbox"]);
+                    app().say(t(if on { "now_on_shift" } else { "now_off_shift" }));
                 }
                 Err(e) => err.set(Some(e)),
             }
         });
+    };
+    let archive = move |id: String, name: String| {
+        let question = tf("archive_staff_confirm", &[&name]);
+        let path = format!("/api/v1/staff/{}", enc(&id));
+        crate::components::delete_confirmed(&question, path, &["staff"], Some("staff_archived"), err, || {});
     };
     view! {
         <PageHead title=t("nav_sellers")>
@@ -75,6 +85,7 @@ pub(crate) fn Sellers() -> impl IntoView {
             })}
         </PageHead>
         {move || adding.get().then(|| view! { <NewStaff done=adding branches=branches/> })}
+        {move || editing.get().map(|s| view! { <EditStaff staff=s done=editing/> })}
         {move || err.get().map(|e| view! { <ErrorBox err=e/> })}
         {show(staff, move |p: Page<StaffView>| {
             let me = me.clone();
@@ -97,6 +108,22 @@ pub(crate) fn Sellers() -> impl IntoView {
                     // oneself out), and archive people who left.
                     let editable = can_manage() && !s.archived && s.id != me;
                     let (rid, bid, aid, aname) = (s.id.clone(), s.id.clone(), s.id.clone(), s.name.clone());
+                    let (shift_id, edit_me) = (s.id.clone(), s.clone());
+                    let may_shift = !s.archived && (s.id == me || can_manage());
+                    let on_shift = {
+                        let id = s.id.clone();
+                        move || shifts.with(|l| l.ready().is_some_and(|l| l.iter().any(|x| x.staff_id == id && x.on)))
+                    };
+                    let on_shift2 = on_shift.clone();
+                    let shift_label = tf("on_shift_of", &[&s.name]);
+                    let shift_cell = view! {
+                        <input type="checkbox" aria-label=shift_label disabled=!may_shift prop:checked=on_shift
+                            on:change=move |ev| set_shift(shift_id.clone(), event_target_checked(&ev))/>
+                        <span class="sr-only">{move || if on_shift2() { t("yes") } else { t("no") }}</span>
+                    };
+                    // Managers correct a member's name and e-mail and set a new password; each
+                    // person edits their own name and e-mail here too (their password in Settings).
+                    let may_edit = !s.archived && (s.id == me || can_manage());
                     let role_cell = if editable {
                         let current = s.role.as_str();
                         view! {
@@ -135,18 +162,24 @@ pub(crate) fn Sellers() -> impl IntoView {
                             <td>{s.email.clone()}</td>
                             <td>{role_cell}</td>
                             <td>{branch_cell}</td>
+                            <td>{shift_cell}</td>
                             <td class="num">{move || sales().map(|x| number(x.1 as f64)).unwrap_or_else(|| "0".into())}</td>
                             <td class="num">{move || sales2().map(|x| x.0).unwrap_or_else(|| "—".into())}</td>
-                            <td>{editable.then(|| view! {
-                                <button class="btn ghost" on:click=move |_| archive(aid.clone(), aname.clone())>{t("archive")}</button>
-                            })}</td>
+                            <td class="row-actions">
+                                {may_edit.then(|| view! {
+                                    <button class="btn ghost" on:click=move |_| editing.set(Some(edit_me.clone()))>{t("edit")}</button>
+                                })}
+                                {editable.then(|| view! {
+                                    <button class="btn ghost" on:click=move |_| archive(aid.clone(), aname.clone())>{t("archive")}</button>
+                                })}
+                            </td>
                         </tr>
                     }
                 })
                 .collect_view();
             view! {
                 <div class="table-wrap"><table class="table">
-                    <thead><tr><th>{t("name")}</th><th>{t("email")}</th><th>{t("role")}</th><th>{t("branch")}</th>
+                    <thead><tr><th>{t("name")}</th><th>{t("email")}</th><th>{t("role")}</th><th>{t("branch")}</th><th>{t("on_shift")}</th>
                     <th class="num">{t("orders_30_days")}</th><th class="num">{t("sales_30_days")}</th><th><span class="sr-only">{t("actions")}</span></th></tr></thead>
                     <tbody>{rows}</tbody>
                 </table></div>
@@ -222,6 +255,57 @@ fn NewStaff(done: RwSignal<bool>, branches: RwSignal<crate::components::Load<Vec
             </div>
             <FormError err=err fields=&["name", "email", "password", "branch_id"]/>
             <button class="btn primary" type="submit">{t("save")}</button>
+        </form>
+    }
+}
+
+/// Changes a member's name, e-mail (their login) and, for someone else's account, password.
+#[component]
+fn EditStaff(staff: StaffView, done: RwSignal<Option<StaffView>>) -> impl IntoView {
+    let own = app().user.with_untracked(|u| u.as_ref().is_some_and(|u| u.id == staff.id));
+    let name = RwSignal::new(staff.name.clone());
+    let email = RwSignal::new(staff.email.clone());
+    let password = RwSignal::new(String::new());
+    let err = RwSignal::new(None::<ApiError>);
+    let id = staff.id.clone();
+    let submit = move |ev: leptos::ev::SubmitEvent| {
+        ev.prevent_default();
+        err.set(None);
+        let pw = password.get_untracked();
+        let body = UpdateStaff {
+            name: Some(name.get_untracked()),
+            email: Some(email.get_untracked()),
+            password: (!own && !pw.is_empty()).then_some(pw),
+            ..Default::default()
+        };
+        let id = id.clone();
+        spawn_local(async move {
+            match api::patch::<_, StaffView>(&format!("/api/v1/staff/{}", enc(&id)), &body).await {
+                Ok(_) => {
+                    crate::state::changed(&["staff"]);
+                    done.set(None);
+                    app().say(t("saved"));
+                }
+                Err(e) => err.set(Some(e)),
+            }
+        });
+    };
+    view! {
+        <form class="card form" id="edit-staff" on:submit=submit novalidate>
+            <h2>{tf("edit_staff_title", &[&staff.name])}</h2>
+            <div class="grid two">
+                <Field label=t("name") name="name" value=name err=err required=true/>
+                <Field label=t("email") name="email" value=email err=err kind="email" required=true/>
+                {(!own).then(|| view! {
+                    <Field label=t("new_password_optional") name="password" value=password err=err kind="password"/>
+                })}
+            </div>
+            {own.then(|| view! { <p class="muted">{t("own_password_in_settings")}</p> })}
+            <FormError err=err fields=&["name", "email", "password"]/>
+            <div class="row-item">
+                <button class="btn primary" type="submit">{t("save")}</button>
+                <button class="btn ghost" type="button" on:click=move |_| done.set(None)>{t("cancel")}</button>
+            </div>
         </form>
     }
 }

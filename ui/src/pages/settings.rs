@@ -3,7 +3,7 @@
 //! numbers (pages/relay.rs).
 
 use dashoffice_domain::{
-    api::{BranchView, CreateBranch, ShopView, SyncStatus, UpdateShop, UpdateStaff},
+    api::{BranchView, CreateBranch, ShopView, SyncStatus, UpdateBranch, UpdateShop, UpdateStaff},
     inbox::{CannedResponse, TemplateView},
 };
 use leptos::{prelude::*, task::spawn_local};
@@ -287,6 +287,32 @@ fn BranchesPanel(branches: RwSignal<Load<Vec<BranchView>>>) -> impl IntoView {
     let code = RwSignal::new(String::new());
     let name = RwSignal::new(String::new());
     let err = RwSignal::new(None::<ApiError>);
+    // Renaming one branch in place: its id and name before; errors of a row's action.
+    let renaming = RwSignal::new(None::<(String, String)>);
+    let new_name = RwSignal::new(String::new());
+    let row_err = RwSignal::new(None::<ApiError>);
+    let rename = move |ev: leptos::ev::SubmitEvent| {
+        ev.prevent_default();
+        row_err.set(None);
+        let Some((id, _)) = renaming.get_untracked() else { return };
+        let body = UpdateBranch { name: Some(new_name.get_untracked()) };
+        spawn_local(async move {
+            match api::patch::<_, BranchView>(&format!("/api/v1/branches/{}", enc(&id)), &body).await {
+                Ok(_) => {
+                    renaming.set(None);
+                    crate::state::changed(&["org"]);
+                    app().say(t("saved"));
+                }
+                // The API names the field `name`; the row's input is `branch_name`.
+                Err(e) => row_err.set(Some(e.on_field("name", "branch_name"))),
+            }
+        });
+    };
+    let archive = move |id: String, name: String| {
+        let question = crate::i18n::tf("archive_branch_confirm", &[&name]);
+        let path = format!("/api/v1/branches/{}", enc(&id));
+        crate::components::delete_confirmed(&question, path, &["org"], Some("branch_archived"), row_err, || {});
+    };
     let add = move |ev: leptos::ev::SubmitEvent| {
         ev.prevent_default();
         err.set(None);
@@ -305,11 +331,45 @@ fn BranchesPanel(branches: RwSignal<Load<Vec<BranchView>>>) -> impl IntoView {
     view! {
         <section class="card">
             <h2>{t("branches")}</h2>
-            {show(branches, |b: Vec<BranchView>| {
-                b.into_iter().map(|b| view! {
-                    <div class="row-item"><strong>{b.code.clone()}</strong><span>{b.name.clone()}</span>{b.archived.then(|| view! { <Badge kind="muted" text=t("archived")/> })}</div>
+            {show(branches, move |b: Vec<BranchView>| {
+                let manage = can(dashoffice_domain::Permission::ManageBranches);
+                b.into_iter().map(|b| {
+                    let (rid, aid, aname) = (b.id.clone(), b.id.clone(), b.name.clone());
+                    let is_renaming = {
+                        let id = b.id.clone();
+                        move || renaming.with(|r| r.as_ref().is_some_and(|(r, _)| *r == id))
+                    };
+                    let current = b.name.clone();
+                    view! {
+                        <div class="row-item">
+                            <strong>{b.code.clone()}</strong>
+                            <Show when=is_renaming.clone() fallback={
+                                let name = b.name.clone();
+                                move || view! { <span>{name.clone()}</span> }
+                            }>
+                                <form class="inline-form" on:submit=rename novalidate>
+                                    <Field label=t("new_name") name="branch_name" value=new_name err=row_err/>
+                                    <button class="btn" type="submit">{t("save")}</button>
+                                    <button class="btn ghost" type="button" on:click=move |_| renaming.set(None)>{t("cancel")}</button>
+                                </form>
+                            </Show>
+                            {b.archived.then(|| view! { <Badge kind="muted" text=t("archived")/> })}
+                            {(manage && !b.archived).then(|| {
+                                let (rid, current) = (rid.clone(), current.clone());
+                                view! {
+                                    <button class="btn ghost" on:click=move |_| {
+                                        row_err.set(None);
+                                        new_name.set(current.clone());
+                                        renaming.set(Some((rid.clone(), current.clone())));
+                                    }>{t("rename")}</button>
+                                    <button class="btn ghost" on:click=move |_| archive(aid.clone(), aname.clone())>{t("archive")}</button>
+                                }
+                            })}
+                        </div>
+                    }
                 }).collect_view()
             })}
+            <FormError err=row_err fields=&["branch_name"]/>
             <Show when=|| can(dashoffice_domain::Permission::ManageBranches)>
                 <form class="inline-form" on:submit=add novalidate>
                     <Field label=t("branch_code") name="code" value=code err=err placeholder="CEN"/>
@@ -335,6 +395,39 @@ fn WhatsAppPanel() -> impl IntoView {
     let code = RwSignal::new(String::new());
     let text = RwSignal::new(String::new());
     let err = RwSignal::new(None::<ApiError>);
+    // A template approved at Meta, registered here so staff can send it outside the 24-hour
+    // window: its name and language exactly as at Meta, and its body for the preview.
+    let tname = RwSignal::new(String::new());
+    let tlang = RwSignal::new("es".to_string());
+    let tbody = RwSignal::new(String::new());
+    let terr = RwSignal::new(None::<ApiError>);
+    let register = move |ev: leptos::ev::SubmitEvent| {
+        ev.prevent_default();
+        terr.set(None);
+        let body = tbody.get_untracked();
+        let tp = TemplateView {
+            name: tname.get_untracked().trim().to_string(),
+            language: tlang.get_untracked().trim().to_string(),
+            params: placeholders(&body),
+            body,
+        };
+        spawn_local(async move {
+            match api::post::<_, TemplateView>("/api/v1/whatsapp/templates", &tp).await {
+                Ok(_) => {
+                    tname.set(String::new());
+                    tbody.set(String::new());
+                    crate::state::changed(&["inbox"]);
+                    app().say(t("saved"));
+                }
+                Err(e) => terr.set(Some(e.on_field("name", "template_name"))),
+            }
+        });
+    };
+    let remove_template = move |name: String, language: String| {
+        let question = crate::i18n::tf("confirm_delete_template", &[&name, &language]);
+        let path = format!("/api/v1/whatsapp/templates/{}/{}", enc(&name), enc(&language));
+        crate::components::delete_confirmed(&question, path, &["inbox"], None, terr, || {});
+    };
     let add = move |ev: leptos::ev::SubmitEvent| {
         ev.prevent_default();
         err.set(None);
@@ -350,23 +443,35 @@ fn WhatsAppPanel() -> impl IntoView {
         });
     };
     let remove = move |c: String| {
-        if !crate::components::confirm(&crate::i18n::tf("confirm_delete_canned", &[&c])) {
-            return;
-        }
-        spawn_local(async move {
-            if let Err(e) = api::send("DELETE", &format!("/api/v1/canned-responses/{}", enc(&c)), None, "").await {
-                err.set(Some(e));
-            }
-        });
+        let question = crate::i18n::tf("confirm_delete_canned", &[&c]);
+        let path = format!("/api/v1/canned-responses/{}", enc(&c));
+        crate::components::delete_confirmed(&question, path, &["inbox"], None, err, || {});
     };
     view! {
         <section class="card">
             <h2>{t("whatsapp")}</h2>
             <p class="muted">{t("whatsapp_settings_help")}</p>
             <h3>{t("templates")}</h3>
-            {show(templates, |ts: Vec<TemplateView>| rows_or_empty(ts, "no_templates", |tp| view! {
-                <div class="row-item"><strong>{tp.name.clone()}</strong><span>{tp.language.clone()}</span><span class="muted">{tp.body.clone()}</span></div>
+            <p class="muted">{t("templates_help")}</p>
+            {show(templates, move |ts: Vec<TemplateView>| rows_or_empty(ts, "no_templates", |tp| {
+                let manage = can(dashoffice_domain::Permission::ManageBots);
+                let (n, l) = (tp.name.clone(), tp.language.clone());
+                view! {
+                    <div class="row-item"><strong>{tp.name.clone()}</strong><span>{tp.language.clone()}</span><span class="muted">{tp.body.clone()}</span>
+                    {manage.then(|| view! { <button class="btn ghost" on:click=move |_| remove_template(n.clone(), l.clone())>{t("delete")}</button> })}</div>
+                }
             }))}
+            <Show when=|| can(dashoffice_domain::Permission::ManageBots)>
+                <form class="form" id="register-template" on:submit=register novalidate>
+                    <div class="grid two">
+                        <Field label=t("template_name") name="template_name" value=tname err=terr placeholder="pedido_listo"/>
+                        <Field label=t("language") name="language" value=tlang err=terr placeholder="es_MX"/>
+                    </div>
+                    <Field label=t("template_body") name="body" value=tbody err=terr placeholder="Hola {{1}}, tu pedido {{2}} está listo."/>
+                    <button class="btn" type="submit">{t("register_template")}</button>
+                </form>
+            </Show>
+            <FormError err=terr fields=&["template_name", "language", "body"]/>
             <h3>{t("canned_responses")}</h3>
             {show(canned, move |cs: Vec<CannedResponse>| rows_or_empty(cs, "no_canned", |c| {
                 let code = c.short_code.clone();
@@ -384,4 +489,13 @@ fn WhatsAppPanel() -> impl IntoView {
             <FormError err=err fields=&["short_code", "text"]/>
         </section>
     }
+}
+
+/// The number of a template body's parameters: its highest `{{n}}` (Meta numbers them 1, 2, …).
+fn placeholders(body: &str) -> u8 {
+    body.split("{{")
+        .skip(1)
+        .filter_map(|rest| rest.split_once("}}").and_then(|(n, _)| n.trim().parse::<u8>().ok()))
+        .max()
+        .unwrap_or(0)
 }

@@ -15,7 +15,7 @@ use dashoffice_domain::{
     api::Page,
     inbox::{
         CannedResponse, ConversationParams, ConversationThread, ConversationView, MessageView, SendMessage,
-        TemplateView, UpdateConversation,
+        ShiftView, TemplateView, UpdateConversation,
     },
 };
 use serde::{Deserialize, Serialize};
@@ -159,6 +159,19 @@ pub(crate) async fn put_template(
     Ok((StatusCode::CREATED, Json(t)))
 }
 
+/// Removes a template from the list offered to staff (after Meta disabled or deleted it).
+#[utoipa::path(delete, path = "/api/v1/whatsapp/templates/{name}/{language}", tag = "inbox", security(("bearer" = [])),
+    params(("name" = String, Path), ("language" = String, Path)), responses((status = 204), Errors))]
+pub(crate) async fn delete_template(
+    State(s): State<AppState>,
+    Auth(c): Auth,
+    Path((name, language)): Path<(String, String)>,
+) -> ApiResult<StatusCode> {
+    let key = format!("{name}.{language}");
+    s.replica.write(move |ctx| inbox::delete_item(ctx, &c, "template", &key)).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
 /// Canned responses.
 #[utoipa::path(get, path = "/api/v1/canned-responses", tag = "inbox", security(("bearer" = [])),
     responses((status = 200, body = Vec<CannedResponse>), Errors))]
@@ -225,6 +238,19 @@ pub(crate) async fn put_shift(
         })
         .await?;
     Ok(Json(b))
+}
+
+/// Who is on shift (staff never put on or off shift are left out: off).
+#[utoipa::path(get, path = "/api/v1/shifts", tag = "inbox", security(("bearer" = [])),
+    responses((status = 200, body = Vec<ShiftView>), Errors))]
+pub(crate) async fn list_shifts(State(s): State<AppState>, Auth(c): Auth) -> ApiResult<Json<Vec<ShiftView>>> {
+    let items = s.read(move |conn| inbox::list_items(conn, &c.shop_id, "shift")).await?;
+    Ok(Json(
+        items
+            .into_iter()
+            .map(|(staff_id, v)| ShiftView { staff_id, on: v["on"].as_bool().unwrap_or(false) })
+            .collect(),
+    ))
 }
 
 /// Bots (the built-in default answers until the shop saves its own).
