@@ -124,11 +124,24 @@ await step("create_order_and_pay", async () => {
     [...document.querySelectorAll(".line-row select option")].some((o) => o.textContent.includes("Taza DashOffice")),
   );
   await page.selectOption(".line-row select", await optionValue(".line-row select", "Taza DashOffice"));
-  await page.fill(".line-row input[type=number]", "2");
+  await page.fill(".line-row input[type=number]", "1");
   await page.click("button[type=submit]");
   await page.waitForURL(/\/orders\/[0-9a-f-]{36}$/);
   orderId = page.url().split("/").pop();
   await text("Draft").waitFor();
+  await text("MX$99.18").waitFor(); // 1 × 85.50 + 16 % tax
+  // A draft's lines change before it moves on.
+  await page.getByRole("link", { name: "Edit draft" }).click();
+  await page.waitForURL(/\/edit$/);
+  await page.locator(".line-row input[type=number]").waitFor();
+  if ((await page.inputValue(".line-row input[type=number]")) !== "1") throw new Error("the draft's quantity is not in the form");
+  await page.fill(".line-row input[type=number]", "0");
+  await page.getByRole("button", { name: "Save" }).click();
+  await page.locator(".field-error", { hasText: "Line 1" }).waitFor();
+  await page.fill(".line-row input[type=number]", "2");
+  await page.getByRole("button", { name: "Save" }).click();
+  await page.waitForURL(new RegExp(`/orders/${orderId}$`));
+  await text("MX$198.36").waitFor();
   // Only legal next steps are offered: from draft, confirm or cancel (never paid).
   if (await page.getByRole("button", { name: "Mark Paid" }).count()) throw new Error("a draft offers 'paid'");
   await page.getByRole("button", { name: "Mark Confirmed" }).click();

@@ -67,6 +67,7 @@ pub fn App() -> impl IntoView {
                         <Route path=path!("orders") view={Lazy::<OrdersPage>::new()}/>
                         <Route path=path!("orders/new") view={Lazy::<NewOrderPage>::new()}/>
                         <Route path=path!("orders/:id") view={Lazy::<OrderDetailPage>::new()}/>
+                        <Route path=path!("orders/:id/edit") view={Lazy::<EditOrderPage>::new()}/>
                         <Route path=path!("customers") view={Lazy::<CustomersPage>::new()}/>
                         <Route path=path!("customers/:id") view={Lazy::<CustomerDetailPage>::new()}/>
                         <Route path=path!("sellers") view={Lazy::<SellersPage>::new()}/>
@@ -105,6 +106,7 @@ fn orders_module(page: u32) -> AnyView {
     match page {
         0 => pages::orders::Orders().into_any(),
         1 => pages::orders::NewOrder().into_any(),
+        3 => pages::orders::EditOrder().into_any(),
         _ => pages::orders::OrderDetail().into_any(),
     }
 }
@@ -175,6 +177,7 @@ lazy_routes! {
     OrdersPage => orders_module(0), __preload_orders_module;
     NewOrderPage => orders_module(1), __preload_orders_module;
     OrderDetailPage => orders_module(2), __preload_orders_module;
+    EditOrderPage => orders_module(3), __preload_orders_module;
     CustomersPage => people_module(0), __preload_people_module;
     CustomerDetailPage => people_module(1), __preload_people_module;
     SellersPage => people_module(2), __preload_people_module;

@@ -1,8 +1,9 @@
-//! Orders: by status, detail with only the legal next steps, and a new order for a customer.
+//! Orders: by status, detail with only the legal next steps, a new order for a customer and a
+//! draft's lines changed.
 
 use dashoffice_domain::{
     OrderStatus,
-    api::{CreateOrder, CustomerView, OrderLineInput, OrderView, Page, ProductView, TransitionOrder},
+    api::{CreateOrder, CustomerView, OrderLineInput, OrderView, Page, ProductView, TransitionOrder, UpdateOrder},
 };
 use leptos::{prelude::*, task::spawn_local};
 use leptos_router::{
@@ -154,7 +155,12 @@ pub(crate) fn OrderDetail() -> impl IntoView {
                 <section class="card">
                     <div class="page-head">
                         <h2>{o.number.clone()}" "<Badge kind=status_kind(o.status) text=status_text(o.status.as_str())/></h2>
-                        <div class="actions">{next}</div>
+                        <div class="actions">
+                            {(o.status == OrderStatus::Draft).then(|| view! {
+                                <A href=format!("/orders/{}/edit", o.id) attr:class="btn">{t("edit_order")}</A>
+                            })}
+                            {next}
+                        </div>
                     </div>
                     {o.conflict.then(|| view! { <p class="notice">{t("order_conflict_help")}</p> })}
                     <p>{t("customer")}": "<A href=customer>{if o.customer_name.is_empty() { t("customer").to_string() } else { o.customer_name.clone() }}</A>" · "{datetime(o.created_at)}</p>
@@ -183,6 +189,35 @@ struct Line {
 
 #[component]
 pub(crate) fn NewOrder() -> impl IntoView {
+    view! { <OrderForm existing=None/> }
+}
+
+/// A draft's lines and notes, changed before it moves on (prices are the catalog's again).
+#[component]
+pub(crate) fn EditOrder() -> impl IntoView {
+    let id = param_id();
+    let data = loader(move || {
+        let path = format!("/api/v1/orders/{}", enc(&id.get()));
+        async move { api::get::<OrderView>(&path).await }
+    });
+    view! {
+        {show(data, |o: OrderView| {
+            if o.status == OrderStatus::Draft {
+                view! { <OrderForm existing=Some(o)/> }.into_any()
+            } else {
+                let back = format!("/orders/{}", o.id);
+                view! {
+                    <PageHead title=t("edit_order")><A href=back attr:class="btn ghost">{t("back")}</A></PageHead>
+                    <p class="notice">{t("only_drafts_edit")}</p>
+                }.into_any()
+            }
+        })}
+    }
+}
+
+/// Creates an order, or changes the draft `existing`.
+#[component]
+fn OrderForm(existing: Option<OrderView>) -> impl IntoView {
     let query = use_query_map();
     let customer = RwSignal::new(query.with_untracked(|q| q.get("customer").unwrap_or_default()));
     let customer_q = RwSignal::new(String::new());
@@ -203,35 +238,57 @@ pub(crate) fn NewOrder() -> impl IntoView {
         let path = format!("/api/v1/products?limit=100&sort=name&active=true&q={}", enc(&product_q.get()));
         async move { api::get::<Page<ProductView>>(&path).await }
     });
-    let picked = RwSignal::new(Vec::<ProductView>::new());
-    let lines = RwSignal::new(vec![Line { product_id: String::new(), quantity: "1".into() }]);
-    let notes = RwSignal::new(String::new());
+    // Products on a line: id and label, kept in the choices whatever the search shows.
+    let picked = RwSignal::new(
+        existing
+            .iter()
+            .flat_map(|o| o.lines.iter().map(|l| (l.product_id.clone(), format!("{} · {}", l.name, l.sku))))
+            .collect::<Vec<_>>(),
+    );
+    let lines = RwSignal::new(match &existing {
+        Some(o) if !o.lines.is_empty() => o
+            .lines
+            .iter()
+            .map(|l| Line { product_id: l.product_id.clone(), quantity: l.quantity.to_string() })
+            .collect(),
+        _ => vec![Line { product_id: String::new(), quantity: "1".into() }],
+    });
+    let notes = RwSignal::new(existing.as_ref().map(|o| o.notes.clone()).unwrap_or_default());
+    let editing = existing.as_ref().map(|o| (o.id.clone(), o.number.clone()));
+    let editing2 = editing.clone();
     let err = RwSignal::new(None::<ApiError>);
     let busy = RwSignal::new(false);
     let navigate = use_navigate();
     let submit = move |ev: leptos::ev::SubmitEvent| {
         ev.prevent_default();
         err.set(None);
-        let body = CreateOrder {
-            customer_id: customer.get_untracked(),
-            branch_id: None,
-            seller_id: None,
-            lines: lines
-                .get_untracked()
-                .into_iter()
-                .filter(|l| !l.product_id.is_empty())
-                .map(|l| OrderLineInput {
-                    product_id: l.product_id,
-                    quantity: l.quantity.trim().parse().unwrap_or(0),
-                    unit_price: None,
-                })
-                .collect(),
-            notes: notes.get_untracked(),
-        };
+        let order_lines: Vec<OrderLineInput> = lines
+            .get_untracked()
+            .into_iter()
+            .filter(|l| !l.product_id.is_empty())
+            .map(|l| OrderLineInput {
+                product_id: l.product_id,
+                quantity: l.quantity.trim().parse().unwrap_or(0),
+                unit_price: None,
+            })
+            .collect();
         busy.set(true);
         let navigate = navigate.clone();
+        let editing = editing.clone();
+        let customer_id = customer.get_untracked();
+        let notes = notes.get_untracked();
         spawn_local(async move {
-            let r = api::post::<_, OrderView>("/api/v1/orders", &body).await;
+            let r = match editing {
+                Some((id, _)) => {
+                    let body = UpdateOrder { lines: Some(order_lines), notes: Some(notes), seller_id: None };
+                    api::patch::<_, OrderView>(&format!("/api/v1/orders/{}", enc(&id)), &body).await
+                }
+                None => {
+                    let body =
+                        CreateOrder { customer_id, branch_id: None, seller_id: None, lines: order_lines, notes };
+                    api::post::<_, OrderView>("/api/v1/orders", &body).await
+                }
+            };
             busy.set(false);
             match r {
                 Ok(o) => navigate(&format!("/orders/{}", o.id), Default::default()),
@@ -259,24 +316,28 @@ pub(crate) fn NewOrder() -> impl IntoView {
             })
         })
     };
+    let label = |p: &ProductView| format!("{} · {} · {}", p.name, p.sku, money(&p.price, &p.currency));
     let product_options = move || {
         let mut all = picked.get();
         products.with(|p| {
             if let Some(p) = p.ready() {
-                all.extend(p.items.iter().filter(|x| !picked.with(|k| k.iter().any(|k| k.id == x.id))).cloned());
+                all.extend(
+                    p.items
+                        .iter()
+                        .filter(|x| !picked.with(|k| k.iter().any(|k| k.0 == x.id)))
+                        .map(|x| (x.id.clone(), label(x))),
+                );
             }
         });
-        all.iter()
-            .map(|p| view! { <option value=p.id.clone()>{format!("{} · {} · {}", p.name, p.sku, money(&p.price, &p.currency))}</option> })
-            .collect::<Vec<_>>()
+        all.into_iter().map(|(id, text)| view! { <option value=id>{text}</option> }).collect::<Vec<_>>()
     };
     // Remembers a product chosen on a line, so a new search does not take it off the line.
     let pick = move |id: &str| {
         let found = products.with(|p| p.ready().and_then(|p| p.items.iter().find(|x| x.id == id).cloned()));
         if let Some(found) = found {
             picked.update(|k| {
-                if !k.iter().any(|x| x.id == found.id) {
-                    k.push(found);
+                if !k.iter().any(|x| x.0 == found.id) {
+                    k.push((found.id.clone(), label(&found)));
                 }
             });
         }
@@ -322,9 +383,15 @@ pub(crate) fn NewOrder() -> impl IntoView {
             })
         })
     };
+    let (title, back) = match &editing2 {
+        Some((id, number)) => (tf("edit_order_n", &[number]), format!("/orders/{id}")),
+        None => (t("new_order").to_string(), "/orders".to_string()),
+    };
+    let is_new = editing2.is_none();
     view! {
-        <PageHead title=t("new_order")><A href="/orders" attr:class="btn ghost">{t("back")}</A></PageHead>
+        <PageHead title=title><A href=back attr:class="btn ghost">{t("back")}</A></PageHead>
         <form class="card form" on:submit=submit novalidate>
+            <Show when=move || is_new>
             <div class="grid two">
                 <label class="field"><span>{t("find_customer")}</span><input type="search" bind:value=customer_q/></label>
                 <label class="field"><span>{t("customer")}" *"</span>
@@ -334,13 +401,14 @@ pub(crate) fn NewOrder() -> impl IntoView {
                     <small class="field-error" role="alert">{move || err.with(|e| e.as_ref().and_then(|e| e.field("customer_id")))}</small>
                 </label>
             </div>
+            </Show>
             <label class="field"><span>{t("find_product")}</span><input type="search" bind:value=product_q/></label>
             {line_rows}
             <small class="field-error" role="alert">{line_error}</small>
             <button type="button" class="btn" on:click=move |_| lines.update(|l| l.push(Line { product_id: String::new(), quantity: "1".into() }))>{t("add_line")}</button>
             <label class="field"><span>{t("notes")}</span><textarea bind:value=notes></textarea></label>
             <FormError err=err fields=&["customer_id"]/>
-            <button class="btn primary" type="submit" disabled=move || busy.get()>{t("create_order")}</button>
+            <button class="btn primary" type="submit" disabled=move || busy.get()>{if is_new { t("create_order") } else { t("save") }}</button>
         </form>
     }
 }
