@@ -395,6 +395,30 @@ await step("a_product_is_archived_from_its_page", async () => {
   if (!after.body?.archived) throw new Error(`the product is not archived: ${JSON.stringify(after.body)}`);
 });
 
+await step("customers_come_from_a_spreadsheet", async () => {
+  await page.goto(base + "/customers");
+  const csv = "name,phone,email,tags,notes,wa_id\n" +
+    "Rosa Importada,+52 55 1111 2222,rosa@correo.mx,mayoreo,,\n" +
+    "Sin Teléfono,not-a-phone,,,,\n";
+  await page.locator("label.btn", { hasText: "Import CSV" }).locator("input[type=file]").setInputFiles({
+    name: "clientes.csv", mimeType: "text/csv", buffer: Buffer.from(csv),
+  });
+  // The report: two rows read, one created, the bad one named by its line.
+  const report = page.locator("[role=status]", { hasText: "2 rows" });
+  await report.waitFor();
+  await report.locator("li", { hasText: "3" }).first().waitFor();
+  await page.fill("input[type=search]", "Rosa");
+  await text("Rosa Importada").waitFor();
+  const [download] = await Promise.all([
+    page.waitForEvent("download"),
+    page.getByRole("button", { name: "Export CSV" }).click(),
+  ]);
+  const exported = readFileSync(await download.path(), "utf8");
+  if (!exported.includes("Rosa Importada") || download.suggestedFilename() !== "customers.csv") {
+    throw new Error(`the export: ${download.suggestedFilename()} ${exported.slice(0, 200)}`);
+  }
+});
+
 await step("head_office_on_the_relay", async () => {
   // Head office logs in on the relay (no edge node of its own) and sees the sale made above
   // in the shop's analytics once it has synced there.

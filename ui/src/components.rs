@@ -278,3 +278,107 @@ pub fn delete_confirmed(
         }
     });
 }
+
+/// CSV export and import of one collection (`products`, `customers`): the two buttons for the
+/// page's header and the import's report for under it. Shown only to roles that may import.
+#[derive(Clone, Copy)]
+pub struct CsvTools {
+    collection: &'static str,
+    report: RwSignal<Option<Result<dashoffice_domain::api::ImportReport, ApiError>>>,
+}
+
+impl CsvTools {
+    /// Tools for `/api/v1/{collection}/export` and `/import`.
+    pub fn new(collection: &'static str) -> Self {
+        Self { collection, report: RwSignal::new(None) }
+    }
+
+    /// Export and import buttons (nothing for roles without ImportExport).
+    pub fn buttons(self) -> impl IntoView {
+        let allowed = crate::state::app()
+            .user
+            .with_untracked(|u| u.as_ref().is_some_and(|u| u.role.can(dashoffice_domain::Permission::ImportExport)));
+        let export = move |_| {
+            spawn_local(async move {
+                match crate::api::text(&format!("/api/v1/{}/export", self.collection)).await {
+                    Ok(csv) => crate::api::download(&format!("{}.csv", self.collection), &csv, "text/csv"),
+                    Err(e) => crate::state::app().say(crate::i18n::error_text(&e)),
+                }
+            })
+        };
+        let import = move |ev: leptos::ev::Event| {
+            use wasm_bindgen::JsCast;
+            let Some(input) = ev.target().and_then(|t| t.dyn_into::<web_sys::HtmlInputElement>().ok()) else {
+                return;
+            };
+            let Some(file) = input.files().and_then(|f| f.get(0)) else { return };
+            input.set_value("");
+            spawn_local(async move {
+                let r = match crate::api::read_file(file).await {
+                    Ok(text) => {
+                        let path = format!("/api/v1/{}/import?mode=valid", self.collection);
+                        match crate::api::send("POST", &path, Some(text), "text/csv").await {
+                            Ok(r) => serde_json::from_str(&r.body).map_err(|e| ApiError {
+                                status: r.status,
+                                code: "decode".into(),
+                                message: e.to_string(),
+                                fields: Vec::new(),
+                                raw: String::new(),
+                            }),
+                            // Rows refused come back as a report too.
+                            Err(e) => serde_json::from_str(&e.raw).map_err(|_| e),
+                        }
+                    }
+                    Err(e) => Err(e),
+                };
+                if r.as_ref().is_ok_and(|r: &dashoffice_domain::api::ImportReport| r.committed) {
+                    crate::state::changed(&[self.collection]);
+                }
+                self.report.set(Some(r));
+            });
+        };
+        allowed.then(|| {
+            view! {
+                <button class="btn" on:click=export>{t("export_csv")}</button>
+                <label class="btn">{t("import_csv")}<input type="file" accept=".csv,text/csv" class="sr-only" on:change=import/></label>
+            }
+        })
+    }
+
+    /// The last import's report: rows read, created, updated, and the first rows refused.
+    pub fn report(self) -> impl IntoView {
+        move || {
+            self.report.get().map(|r| match r {
+                Ok(rep) => {
+                    let errors = rep
+                        .errors
+                        .iter()
+                        .take(20)
+                        .map(|e| {
+                            let line =
+                                crate::i18n::tf("import_row_error", &[&e.line.to_string(), &e.field, &e.message]);
+                            view! { <li>{line}</li> }
+                        })
+                        .collect_view();
+                    let summary = crate::i18n::tf(
+                        "import_summary",
+                        &[
+                            &rep.rows.to_string(),
+                            &rep.created.to_string(),
+                            &rep.updated.to_string(),
+                            &rep.errors.len().to_string(),
+                        ],
+                    );
+                    view! {
+                        <div class="card" role="status">
+                            <p>{summary}</p>
+                            <ul class="errors">{errors}</ul>
+                        </div>
+                    }
+                    .into_any()
+                }
+                Err(e) => view! { <ErrorBox err=e/> }.into_any(),
+            })
+        }
+    }
+}

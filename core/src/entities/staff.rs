@@ -116,7 +116,8 @@ pub fn update(ctx: &mut WriteCtx<'_>, caller: &Caller, id: &str, input: UpdateSt
         return Err(CoreError::Forbidden("only an owner may change an owner".into()));
     }
     let name = input.name.as_deref().map(|n| validate_name("name", n)).transpose()?;
-    let email = input.email.as_deref().map(|e| normalize_email("email", e)).transpose()?.filter(|e| *e != current.email);
+    let email =
+        input.email.as_deref().map(|e| normalize_email("email", e)).transpose()?.filter(|e| *e != current.email);
     if let Some(e) = &email
         && find_by_email(ctx.conn(), &caller.shop_id, e)?.is_some()
     {

@@ -32,10 +32,13 @@ pub(crate) fn Customers() -> impl IntoView {
         async move { pages::<CustomerView>(&path, n).await }
     });
     let adding = RwSignal::new(false);
+    let csv = crate::components::CsvTools::new("customers");
     view! {
         <PageHead title=t("nav_customers")>
+            {csv.buttons()}
             <button class="btn primary" on:click=move |_| adding.update(|a| *a = !*a) aria-expanded=move || adding.get().to_string()>{t("new_customer")}</button>
         </PageHead>
+        {csv.report()}
         {move || adding.get().then(|| view! { <NewCustomer done=adding/> })}
         <div class="filters"><input type="search" placeholder=t("search_customers") aria-label=t("search_customers") bind:value=q/></div>
         {show(data, |p: Page<CustomerView>| {

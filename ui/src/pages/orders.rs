@@ -284,8 +284,7 @@ fn OrderForm(existing: Option<OrderView>) -> impl IntoView {
                     api::patch::<_, OrderView>(&format!("/api/v1/orders/{}", enc(&id)), &body).await
                 }
                 None => {
-                    let body =
-                        CreateOrder { customer_id, branch_id: None, seller_id: None, lines: order_lines, notes };
+                    let body = CreateOrder { customer_id, branch_id: None, seller_id: None, lines: order_lines, notes };
                     api::post::<_, OrderView>("/api/v1/orders", &body).await
                 }
             };

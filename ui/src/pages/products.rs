@@ -1,20 +1,19 @@
 //! The catalog: search and filters, create and edit, stock per branch, CSV import and export.
 
 use dashoffice_domain::api::{
-    AdjustStock, BranchView, CreateProduct, DecimalText, ImportReport, Page, ProductView, StockView, UpdateProduct,
+    AdjustStock, BranchView, CreateProduct, DecimalText, Page, ProductView, StockView, UpdateProduct,
 };
 use leptos::{prelude::*, task::spawn_local};
 use leptos_router::{
     components::A,
     hooks::{use_navigate, use_query_map},
 };
-use wasm_bindgen::JsCast;
 
 use super::{PageHead, param_id, split_tags};
 use crate::{
     api::{self, ApiError, enc},
     components::{Badge, Empty, ErrorBox, Field, FormError, Load, MoreButton, loader, pages, show},
-    i18n::{money, number, t, tf},
+    i18n::{money, number, t},
     state::{app, watch},
 };
 
@@ -41,64 +40,13 @@ pub(crate) fn Products() -> impl IntoView {
         let n = shown.get();
         async move { pages::<ProductView>(&path, n).await }
     });
-    let report = RwSignal::new(None::<Result<ImportReport, ApiError>>);
-    let export = move |_| {
-        spawn_local(async move {
-            match api::text("/api/v1/products/export").await {
-                Ok(csv) => api::download("products.csv", &csv, "text/csv"),
-                Err(e) => app().say(crate::i18n::error_text(&e)),
-            }
-        })
-    };
-    let import = move |ev: leptos::ev::Event| {
-        let Some(input) = ev.target().and_then(|t| t.dyn_into::<web_sys::HtmlInputElement>().ok()) else { return };
-        let Some(file) = input.files().and_then(|f| f.get(0)) else { return };
-        input.set_value("");
-        spawn_local(async move {
-            let r = match api::read_file(file).await {
-                Ok(text) => match api::send("POST", "/api/v1/products/import?mode=valid", Some(text), "text/csv").await
-                {
-                    Ok(r) => serde_json::from_str::<ImportReport>(&r.body).map_err(|e| ApiError {
-                        status: r.status,
-                        code: "decode".into(),
-                        message: e.to_string(),
-                        fields: Vec::new(),
-                        raw: String::new(),
-                    }),
-                    Err(e) => serde_json::from_str::<ImportReport>(&e.raw).map_err(|_| e),
-                },
-                Err(e) => Err(e),
-            };
-            report.set(Some(r));
-        });
-    };
-    let report_view = move || {
-        report.get().map(|r| match r {
-            Ok(rep) => {
-                let errors = rep
-                    .errors
-                    .iter()
-                    .take(20)
-                    .map(|e| view! { <li>{tf("import_row_error", &[&e.line.to_string(), &e.field, &e.message])}</li> })
-                    .collect_view();
-                view! {
-                    <div class="card" role="status">
-                        <p>{tf("import_summary", &[&rep.rows.to_string(), &rep.created.to_string(), &rep.updated.to_string(), &rep.errors.len().to_string()])}</p>
-                        <ul class="errors">{errors}</ul>
-                    </div>
-                }
-                .into_any()
-            }
-            Err(e) => view! { <ErrorBox err=e/> }.into_any(),
-        })
-    };
+    let csv = crate::components::CsvTools::new("products");
     view! {
         <PageHead title=t("nav_products")>
-            <button class="btn" on:click=export>{t("export_csv")}</button>
-            <label class="btn">{t("import_csv")}<input type="file" accept=".csv,text/csv" class="sr-only" on:change=import/></label>
+            {csv.buttons()}
             <A href="/products/new" attr:class="btn primary">{t("new_product")}</A>
         </PageHead>
-        {report_view}
+        {csv.report()}
         <div class="filters">
             <input type="search" placeholder=t("search_products") aria-label=t("search_products") bind:value=q/>
             <select aria-label=t("filter_active") bind:value=active>

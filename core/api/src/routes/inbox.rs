@@ -14,8 +14,8 @@ use dashoffice_domain::{
     FieldError,
     api::Page,
     inbox::{
-        CannedResponse, ConversationParams, ConversationThread, ConversationView, MessageView, SendMessage,
-        ShiftView, TemplateView, UpdateConversation,
+        CannedResponse, ConversationParams, ConversationThread, ConversationView, MessageView, SendMessage, ShiftView,
+        TemplateView, UpdateConversation,
     },
 };
 use serde::{Deserialize, Serialize};
@@ -246,10 +246,7 @@ pub(crate) async fn put_shift(
 pub(crate) async fn list_shifts(State(s): State<AppState>, Auth(c): Auth) -> ApiResult<Json<Vec<ShiftView>>> {
     let items = s.read(move |conn| inbox::list_items(conn, &c.shop_id, "shift")).await?;
     Ok(Json(
-        items
-            .into_iter()
-            .map(|(staff_id, v)| ShiftView { staff_id, on: v["on"].as_bool().unwrap_or(false) })
-            .collect(),
+        items.into_iter().map(|(staff_id, v)| ShiftView { staff_id, on: v["on"].as_bool().unwrap_or(false) }).collect(),
     ))
 }
 
