@@ -582,6 +582,25 @@ await step("a_staff_member_changes_their_own_password", async () => {
   await ctx.close();
 });
 
+await step("the_24_hour_window_closes_while_the_conversation_is_open", async () => {
+  const ctx = await browser.newContext({ viewport: { width: 1280, height: 800 }, locale: "en-US" });
+  await ctx.clock.install();
+  const p = await ctx.newPage();
+  p.setDefaultTimeout(STEP_MS);
+  await p.goto(base + "/login");
+  await p.fill("#f-email", env("UI_EMAIL"));
+  await p.fill("#f-password", env("UI_PASSWORD"));
+  await p.click("button[type=submit]");
+  await p.getByRole("heading", { name: "Dashboard" }).waitFor();
+  await p.goto(conversationUrl);
+  await p.locator("#reply").waitFor();
+  if (await p.getByText("more than 24 hours old").count()) throw new Error("the window is closed already");
+  // A day later, without reloading: the composer offers templates only.
+  await p.clock.fastForward("24:01:00");
+  await p.getByText("more than 24 hours old").first().waitFor();
+  await ctx.close();
+});
+
 await browser.close();
 if (tokenUrls.length) problems.push(`a token in a request URL: ${tokenUrls.join(", ")}`);
 if (problems.length) {

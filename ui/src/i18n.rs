@@ -145,10 +145,31 @@ pub fn error_text(e: &crate::api::ApiError) -> String {
     if lang() == Lang::En {
         return e.message.clone();
     }
-    if let Some(f) = e.fields.first() {
-        return format!("{}: {}", f.field, field_message(&f.rule, &f.message));
+    if !e.fields.is_empty() {
+        return e
+            .fields
+            .iter()
+            .map(|f| format!("{}: {}", field_label(&f.field), field_message(&f.rule, &f.message)))
+            .collect::<Vec<_>>()
+            .join("; ");
     }
     lookup(&format!("code_{}", e.code)).map_or_else(|| e.message.clone(), str::to_string)
+}
+
+/// An API field's name as the forms label it ("lines[2].quantity" → "Line 3 · Quantity"); the
+/// API's name where the table has no label for it.
+fn field_label(field: &str) -> String {
+    if let Some((n, rest)) = field.strip_prefix("lines[").and_then(|r| r.split_once(']'))
+        && let Ok(n) = n.parse::<usize>()
+    {
+        let line = tf("line_n", &[&(n + 1).to_string()]);
+        let rest = rest.trim_start_matches('.');
+        return if rest.is_empty() { line } else { format!("{line} · {}", field_label(rest)) };
+    }
+    // `customer_id` reads as the form's "Customer".
+    lookup(field)
+        .or_else(|| field.strip_suffix("_id").and_then(lookup))
+        .map_or_else(|| field.to_string(), str::to_string)
 }
 
 /// The current language.

@@ -314,20 +314,30 @@ fn Thread(id: String) -> impl IntoView {
     // (a draft being typed keeps its text and its focus): only another conversation, or its
     // 24-hour window opening or closing, draws it again.
     let current = Memo::new(move |_| thread.with(|t| t.ready().map(|th| th.conversation.clone())));
+    // The window closes 24 hours after the customer last wrote, also while the page stays open:
+    // the clock is read again every 30 seconds.
+    let now = RwSignal::new(js_sys::Date::now() as i64);
+    if let Ok(tick) =
+        set_interval_with_handle(move || now.set(js_sys::Date::now() as i64), std::time::Duration::from_secs(30))
+    {
+        on_cleanup(move || tick.clear());
+    }
     let composer_key = Memo::new(move |_| {
+        let now = now.get();
         thread.with(|t| {
             t.ready().map(|th| {
                 let c = &th.conversation;
-                (c.id.clone(), !c.window_open || c.needs_template, c.needs_template, th.templates.clone())
+                let closed = !dashoffice_domain::inbox::window_open(c.last_inbound_at, now) || c.needs_template;
+                (c.id.clone(), closed, c.needs_template, th.templates.clone())
             })
         })
     });
     let last_contact =
         Signal::derive(move || current.with(|c| c.as_ref().map(|c| c.last_inbound_at.unwrap_or(c.created_at))));
     let composer = move || {
-        composer_key.get().and_then(|(_, _, _, templates)| {
+        composer_key.get().and_then(|(_, closed, _, templates)| {
             let conv = current.get_untracked()?;
-            Some(view! { <Composer conv=conv templates=templates canned=canned last_contact=last_contact/> })
+            Some(view! { <Composer conv=conv closed=closed templates=templates canned=canned last_contact=last_contact/> })
         })
     };
     // The newest message is at the bottom: show it (the list is drawn anew on every change).
@@ -412,6 +422,8 @@ thread_local! {
 #[component]
 fn Composer(
     conv: ConversationView,
+    /// Outside the 24-hour window (or WhatsApp asked for a template): templates only.
+    closed: bool,
     templates: Vec<TemplateView>,
     canned: RwSignal<Load<Vec<CannedResponse>>>,
     /// When the customer last wrote (the 24-hour window's start).
@@ -435,7 +447,6 @@ fn Composer(
     let busy = RwSignal::new(false);
     let template = RwSignal::new(templates.first().map(|t| t.name.clone()).unwrap_or_default());
     let params = RwSignal::new(String::new());
-    let closed = !conv.window_open || conv.needs_template;
     let path = format!("/api/v1/conversations/{}/messages", conv.id);
     let send = move |body: SendMessage| {
         err.set(None);
