@@ -16,7 +16,7 @@ use dashoffice_domain::{FieldError, api::SyncStatus};
 use dashoffice_sync::{ClientConfig, SyncHandle, tls::Trust};
 use serde::Serialize;
 
-use crate::{server::SyncInput, settings::Settings};
+use crate::{server::SyncInput, settings::Settings, texts::Lang};
 
 /// A notification the app showed (also listed at `GET /api/v1/desktop/notifications`).
 #[derive(Debug, Clone, Serialize)]
@@ -34,7 +34,9 @@ pub(crate) struct Shown {
 /// What the app shows to the operating system: the tray and notifications.
 pub(crate) trait Shell: Send + Sync {
     /// The tray's sync line and unread count changed.
-    fn tray(&self, sync: &str, unread: u64);
+    fn tray(&self, sync: &str, unread: u64, tooltip: &str);
+    /// The tray menu in this language.
+    fn menu(&self, lang: Lang);
     /// Shows a notification.
     fn notify(&self, title: &str, body: &str);
     /// Turns start-at-login on or off.
@@ -49,6 +51,7 @@ pub(crate) struct Backend {
     shell: Arc<dyn Shell>,
     shown: Mutex<VecDeque<Shown>>,
     rt: tokio::runtime::Handle,
+    lang: Mutex<Lang>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -63,7 +66,13 @@ impl Backend {
         shell: Arc<dyn Shell>,
         rt: tokio::runtime::Handle,
     ) -> Arc<Self> {
+        let lang = settings
+            .language
+            .as_deref()
+            .and_then(Lang::parse)
+            .unwrap_or_else(|| Lang::of_locale(|k| std::env::var(k).ok()));
         Arc::new(Self {
+            lang: Mutex::new(lang),
             replica,
             data_dir,
             settings: Mutex::new(settings),
@@ -163,6 +172,25 @@ impl Backend {
         Ok(())
     }
 
+    /// The language of the tray and notifications.
+    pub(crate) fn lang(&self) -> Lang {
+        *lock(&self.lang)
+    }
+
+    /// The UI's language, kept for the tray and notifications (and the next launch).
+    pub(crate) fn set_language(&self, code: &str) -> ApiResult<()> {
+        let lang =
+            Lang::parse(code).ok_or_else(|| ApiError::from(FieldError::new("language", "one_of", "one of es, en")))?;
+        if std::mem::replace(&mut *lock(&self.lang), lang) == lang {
+            return Ok(());
+        }
+        self.shell.menu(lang);
+        let mut s = lock(&self.settings);
+        s.language = Some(lang.code().to_string());
+        s.save(&self.data_dir)
+            .map_err(|e| ApiError::new(axum::http::StatusCode::INTERNAL_SERVER_ERROR, "storage", e.to_string()))
+    }
+
     pub(crate) fn set_start_at_login(&self, on: bool) -> ApiResult<()> {
         self.shell.autostart(on).map_err(|e| ApiError::from(FieldError::new("start_at_login", "os", e.to_string())))?;
         let mut s = lock(&self.settings);
@@ -195,6 +223,7 @@ impl Backend {
     }
 
     fn watch_loop(&self) {
+        self.shell.menu(self.lang());
         let mut rx = self.replica.subscribe();
         let mut since = self.replica.now_ms();
         let mut last_tray = String::new();
@@ -219,12 +248,8 @@ impl Backend {
     fn refresh(&self, since: &mut i64, last_tray: &mut String) {
         let Ok(Some(shop)) = self.replica.shop_id() else { return };
         let st = (self.sync_status_fn())();
-        let sync = match (st.enabled, st.connected, st.pending_changes) {
-            (false, ..) => "Solo en esta computadora / this computer only".to_string(),
-            (true, true, 0) => "Sincronizado / synced".to_string(),
-            (true, true, n) => format!("Sincronizando {n} cambios / syncing {n} changes"),
-            (true, false, n) => format!("Sin conexión, {n} cambios guardados / offline, {n} changes kept"),
-        };
+        let lang = self.lang();
+        let sync = lang.sync_line(st.enabled, st.connected, st.pending_changes);
         let read = self.replica.read(|c| {
             let unread = inbox::unread_conversations(c, &shop)?;
             let user = inbox::last_login(c)?;
@@ -234,16 +259,13 @@ impl Backend {
         let Ok((unread, notices)) = read else { return };
         let line = format!("{sync}|{unread}");
         if line != *last_tray {
-            self.shell.tray(&sync, unread);
+            self.shell.tray(&sync, unread, &lang.tooltip(&sync, unread));
             *last_tray = line;
         }
         for n in notices {
             *since = (*since).max(n.at);
             let (title, body) = match n.kind {
-                "assigned" => (
-                    format!("Conversación asignada: {}", n.customer_name),
-                    "Te asignaron esta conversación".to_string(),
-                ),
+                "assigned" => lang.assigned(&n.customer_name),
                 _ => (n.customer_name.clone(), n.text.chars().take(140).collect()),
             };
             self.shell.notify(&title, &body);

@@ -13,6 +13,7 @@
 mod backend;
 mod server;
 mod settings;
+mod texts;
 
 use std::{
     fs::File,
@@ -41,14 +42,21 @@ struct Launch {
 struct TauriShell {
     app: AppHandle,
     status: MenuItem<Wry>,
+    /// Open, sync now, quit.
+    items: [MenuItem<Wry>; 3],
     tray: TrayIcon<Wry>,
 }
 
 impl backend::Shell for TauriShell {
-    fn tray(&self, sync: &str, unread: u64) {
+    fn tray(&self, sync: &str, unread: u64, tooltip: &str) {
         let _ = self.status.set_text(sync);
         let _ = self.tray.set_title(if unread > 0 { Some(unread.to_string()) } else { None });
-        let _ = self.tray.set_tooltip(Some(format!("DashOffice — {sync} — {unread} sin leer / unread")));
+        let _ = self.tray.set_tooltip(Some(tooltip));
+    }
+    fn menu(&self, lang: texts::Lang) {
+        for (item, text) in self.items.iter().zip(lang.menu()) {
+            let _ = item.set_text(text);
+        }
     }
     fn notify(&self, title: &str, body: &str) {
         use tauri_plugin_notification::NotificationExt;
@@ -203,9 +211,11 @@ fn start(app: &mut tauri::App, rt: &tokio::runtime::Runtime, started: Instant) -
         }
     });
     let status = MenuItem::with_id(app, "status", "DashOffice", false, None::<&str>)?;
-    let open = MenuItem::with_id(app, "open", "Abrir DashOffice / Open", true, None::<&str>)?;
-    let sync_now = MenuItem::with_id(app, "sync-now", "Sincronizar ahora / Sync now", true, None::<&str>)?;
-    let quit = MenuItem::with_id(app, "quit", "Salir / Quit", true, None::<&str>)?;
+    // In the locale's language until the replica's settings (or the UI) say otherwise.
+    let [open_text, sync_text, quit_text] = texts::Lang::of_locale(|k| std::env::var(k).ok()).menu();
+    let open = MenuItem::with_id(app, "open", open_text, true, None::<&str>)?;
+    let sync_now = MenuItem::with_id(app, "sync-now", sync_text, true, None::<&str>)?;
+    let quit = MenuItem::with_id(app, "quit", quit_text, true, None::<&str>)?;
     let menu = Menu::with_items(app, &[&status, &open, &sync_now, &quit])?;
     let mut tray = TrayIconBuilder::with_id("main").menu(&menu).tooltip("DashOffice").on_menu_event(|app, ev| match ev
         .id
@@ -227,7 +237,7 @@ fn start(app: &mut tauri::App, rt: &tokio::runtime::Runtime, started: Instant) -
     // After the window: building the tray loads the indicator library (tens of ms), while
     // WebKit's processes start on the other core.
     let tray = tray.build(app)?;
-    let shell = Arc::new(TauriShell { app: handle.clone(), status, tray });
+    let shell = Arc::new(TauriShell { app: handle.clone(), status, items: [open, sync_now, quit], tray });
 
     // The data folder stays locked while the app runs.
     app.manage(std::sync::Mutex::new(Some(lock)));

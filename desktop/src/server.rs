@@ -140,6 +140,8 @@ struct Info {
     relay_fingerprint: Option<String>,
     /// Start at login.
     start_at_login: bool,
+    /// The language of the tray and notifications (`es`, `en`).
+    language: &'static str,
     /// App version.
     version: &'static str,
 }
@@ -163,6 +165,7 @@ async fn info(Extension(b): Extension<Arc<Backend>>) -> Json<Info> {
         relay: s.relay,
         relay_fingerprint: s.relay_fingerprint,
         start_at_login: s.start_at_login,
+        language: b.lang().code(),
         version: env!("CARGO_PKG_VERSION"),
     })
 }
@@ -244,7 +247,12 @@ async fn set_sync(
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct DesktopOptions {
-    start_at_login: bool,
+    /// Start the app when the user logs in to the computer.
+    #[serde(default)]
+    start_at_login: Option<bool>,
+    /// The UI's language (`es`, `en`), for the tray and notifications.
+    #[serde(default)]
+    language: Option<String>,
 }
 
 async fn set_settings(
@@ -252,7 +260,12 @@ async fn set_settings(
     Auth(_c): Auth,
     ApiJson(o): ApiJson<DesktopOptions>,
 ) -> ApiResult<StatusCode> {
-    b.set_start_at_login(o.start_at_login)?;
+    if let Some(code) = &o.language {
+        b.set_language(code)?;
+    }
+    if let Some(on) = o.start_at_login {
+        b.set_start_at_login(on)?;
+    }
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -18,6 +18,9 @@ pub(crate) struct Settings {
     /// Start the app when the user logs in to the computer.
     #[serde(default)]
     pub(crate) start_at_login: bool,
+    /// The language of the tray and notifications (`es`, `en`), the one the UI last used.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) language: Option<String>,
     /// A one-time enrolment code (environment only, for unattended set-up; never written).
     #[serde(default, skip_serializing)]
     pub(crate) enrolment_code: Option<String>,
@@ -36,6 +39,7 @@ impl std::fmt::Debug for Settings {
             .field("relay", &self.relay)
             .field("relay_fingerprint", &self.relay_fingerprint)
             .field("start_at_login", &self.start_at_login)
+            .field("language", &self.language)
             .field("enrolment_code", &hidden(&self.enrolment_code))
             .field("owner_email", &self.owner_email)
             .field("owner_password", &hidden(&self.owner_password))
@@ -61,6 +65,7 @@ impl Settings {
         s.relay = get("relay");
         s.relay_fingerprint = get("relay_fingerprint");
         s.start_at_login = c.get_bool("start_at_login").unwrap_or(false);
+        s.language = get("language");
         s.enrolment_code = get("enrolment_code");
         s.owner_email = get("owner_email");
         s.owner_password = get("owner_password");

@@ -278,6 +278,39 @@ fn the_desktop_app_works_offline_and_syncs_when_the_relay_returns() {
             list.iter().any(|n| n["title"] == "Ana Pérez" && n["body"].as_str().is_some_and(|b| b.contains("domingo"))),
             "no notification for the message: {shown}"
         );
+        // The tray and notifications follow the UI's language: switching it in the top bar
+        // switches the app's.
+        let app_lang = |c: Client| async move {
+            let v = c
+                .execute_async(
+                    "const done = arguments[arguments.length - 1]; \
+                     fetch('/api/v1/desktop').then(r => r.json()).then(j => done(j.language), e => done(String(e)));",
+                    vec![],
+                )
+                .await
+                .unwrap();
+            v.as_str().unwrap_or_default().to_string()
+        };
+        let ui_lang = c
+            .execute(
+                "return document.querySelector('header button[lang]').getAttribute('lang') === 'en' ? 'es' : 'en';",
+                vec![],
+            )
+            .await
+            .unwrap();
+        let ui_lang = ui_lang.as_str().unwrap_or_default().to_string();
+        let end = Instant::now() + LONG;
+        while app_lang(c.clone()).await != ui_lang && Instant::now() < end {
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+        assert_eq!(app_lang(c.clone()).await, ui_lang, "the app never took the UI's language");
+        c.find(Locator::Css("header button[lang]")).await.unwrap().click().await.unwrap();
+        let other = if ui_lang == "en" { "es" } else { "en" };
+        let end = Instant::now() + LONG;
+        while app_lang(c.clone()).await != other && Instant::now() < end {
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+        assert_eq!(app_lang(c.clone()).await, other, "switching the UI's language did not reach the app");
         c.close().await.unwrap();
     };
     rt.block_on(async {

@@ -212,6 +212,13 @@ pub(crate) fn preload_page(href: &str) {
 fn Shell() -> impl IntoView {
     let st = state::app();
     let logged_in = move || st.user.with(|u| u.is_some());
+    // The desktop app's tray and notifications speak the UI's language.
+    Effect::new(move |_| {
+        let lang = st.lang.get();
+        if logged_in() {
+            pages::desktop::tell_language(lang.code());
+        }
+    });
     let nav = [
         ("/", "nav_dashboard"),
         ("/conversations", "nav_conversations"),

@@ -30,6 +30,27 @@ struct Shown {
     at: i64,
 }
 
+thread_local! {
+    /// The API answered that this is no desktop app (an edge node, the relay).
+    static NOT_DESKTOP: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Tells the desktop app the UI's language, for its tray and notifications; where there is no
+/// desktop app (404) it is not asked again.
+pub(crate) fn tell_language(code: &'static str) {
+    if NOT_DESKTOP.get() {
+        return;
+    }
+    spawn_local(async move {
+        let body = serde_json::json!({ "language": code }).to_string();
+        if let Err(e) = api::send("PUT", "/api/v1/desktop/settings", Some(body), "application/json").await
+            && e.status == 404
+        {
+            NOT_DESKTOP.set(true);
+        }
+    });
+}
+
 /// The desktop facts, or `None` when this UI is not in the desktop app.
 pub(crate) fn desktop_info() -> RwSignal<Load<Option<DesktopInfo>>> {
     loader(|| async {
