@@ -153,6 +153,21 @@ fn offline_edits_on_three_nodes_converge_and_branch_b_never_holds_branch_a() {
         (o1.get(&format!("/api/v1/orders/{order}")).ok(200), o2.get(&format!("/api/v1/orders/{order}")).ok(200));
     assert_eq!(s1, s2);
     assert_eq!(s1["status"], "cancelled", "cancelled wins over confirmed: {s1}");
+    assert_eq!(s1["conflict"], true, "{s1}");
+
+    // The owner checks what happened (the customer did confirm) and settles it on one node; the
+    // other node follows, and the confirmed order holds its stock again.
+    let resolve = format!("/api/v1/orders/{order}/resolve");
+    let bad = o1.post(&resolve, &json!({ "status": "delivered" })).err(422, "validation");
+    assert_eq!(bad["fields"][0]["field"], "status", "{bad}");
+    assert!(bad.to_string().contains("one of confirmed, cancelled"), "{bad}");
+    let settled = o1.post(&resolve, &json!({ "status": "confirmed" })).ok(200);
+    assert_eq!((settled["status"].as_str(), settled["conflict"].as_bool()), (Some("confirmed"), Some(false)));
+    o1.post(&resolve, &json!({ "status": "cancelled" })).err(409, "conflict");
+    converge(&[&o1, &o2], "the settled order", |x, y| docs(x) == docs(y));
+    let s2 = o2.get(&format!("/api/v1/orders/{order}")).ok(200);
+    assert_eq!((s2["status"].as_str(), s2["conflict"].as_bool()), (Some("confirmed"), Some(false)), "{s2}");
+    assert_eq!(stock_of(&o2, &product, &branch_a)["on_hand"], 10, "{}", stock_of(&o2, &product, &branch_a));
 
     // Branch B's replica never stored anything of branch A's orders or stock, and A never got B's.
     assert_eq!(stored_docs_matching(&b1.data_dir(), &format!("/orders/{branch_a}/")), Vec::<String>::new());

@@ -63,9 +63,32 @@ fn staff_work_in_the_web_ui_in_a_real_browser() {
     })
     .unwrap_or_else(|| panic!("the conversation never reached the node; relay log:\n{}", relay.log()));
     // A second node of the same branch, where another person edits.
-    let a2 = Node::start_with(tempfile::tempdir().unwrap(), relay.edge_args(&relay.code(&shop, Some(&branch))));
+    let a2_args = relay.edge_args(&relay.code(&shop, Some(&branch)));
+    let mut a2 = Node::start_with(tempfile::tempdir().unwrap(), a2_args.clone());
     let owner2 = owner_when_synced(&a2);
     assert!(wait_for(LONG, || synced(&owner2).then_some(())).is_some(), "the second node never synced");
+
+    // An order the two nodes moved in different directions: the second takes payment while
+    // offline, the first cancels it. The browser settles the conflict.
+    let product = id(&owner.product("FORK-1", "40.00"));
+    let customer = id(&owner.customer("Cliente Bifurcado"));
+    let forked = id(&owner.order(&customer, &[(&product, 1)]));
+    owner.transition(&forked, "confirmed");
+    let order_path = format!("/api/v1/orders/{forked}");
+    let status_on = |api: &Api| api.get(&order_path).json();
+    wait_for(LONG, || (status_on(&owner2)["status"] == "confirmed").then_some(())).expect("the order on node 2");
+    let token2 = owner2.token().to_string();
+    a2.sigterm();
+    a2.set_extra(Vec::new());
+    a2.start_again();
+    a2.api(&token2).transition(&forked, "paid");
+    owner.transition(&forked, "cancelled");
+    a2.sigterm();
+    a2.set_extra(a2_args);
+    a2.start_again();
+    let owner2 = a2.api(&token2);
+    wait_for(LONG, || (status_on(&owner)["conflict"] == true && status_on(&owner2)["conflict"] == true).then_some(()))
+        .unwrap_or_else(|| panic!("no fork on both nodes: {} / {}", status_on(&owner), status_on(&owner2)));
 
     let shots = repo().join("target/ui-screenshots");
     let reply = "¡Hola Ana! Sí, tenemos tazas de 85.50";
@@ -81,6 +104,7 @@ fn staff_work_in_the_web_ui_in_a_real_browser() {
         .env("REPLY", reply)
         .env("SHOTS", &shots)
         .env("HEAD_URL", &relay.http)
+        .env("FORKED_ORDER", &forked)
         .output()
         .expect("running node (apt install nodejs)");
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -96,13 +120,14 @@ fn staff_work_in_the_web_ui_in_a_real_browser() {
     let sent = wait_for(LONG, || graph.sent().into_iter().find(|c| c.body["text"]["body"] == reply));
     assert!(sent.is_some(), "the reply never reached the Graph API: {:#?}", graph.sent());
     assert_eq!(sent.unwrap().body["to"], wa_id);
-    // The order made in the browser is paid, on both nodes.
+    // The order made in the browser is paid, and so is the forked one settled there, on both nodes.
     let paid = |api: &Api| api.get("/api/v1/orders?status=paid").ok(200)["items"].as_array().map_or(0, Vec::len);
-    assert_eq!(paid(&owner), 1);
+    assert_eq!(paid(&owner), 2);
     assert!(
-        wait_for(LONG, || (paid(&owner2) == 1).then_some(())).is_some(),
-        "the paid order never reached the second node"
+        wait_for(LONG, || (paid(&owner2) == 2).then_some(())).is_some(),
+        "the paid orders never reached the second node"
     );
+    assert_eq!(status_on(&owner2)["conflict"], false, "{}", status_on(&owner2));
     for page in ["dashboard", "orders", "conversation", "settings", "not-found", "login"] {
         for width in ["desktop", "phone"] {
             let f = shots.join(format!("{page}-{width}.png"));

@@ -471,6 +471,20 @@ const pages = [
   ["settings", "/settings"],
   ["not-found", "/no-such-page"],
 ];
+await step("a_forked_order_is_settled", async () => {
+  // Two nodes moved this order in different directions while one was offline (set up by ui.rs):
+  // cancelled on one, paid on the other. The owner checks and keeps "paid".
+  await page.goto(base + "/orders/" + env("FORKED_ORDER"));
+  const form = page.locator("#settle-order");
+  await form.waitFor();
+  await page.locator(".badge", { hasText: "Cancelled" }).first().waitFor();
+  await form.locator("select").selectOption("paid");
+  await form.getByRole("button", { name: "Keep this status" }).click();
+  await page.locator(".badge", { hasText: "Paid" }).first().waitFor();
+  await page.locator("#settle-order").waitFor({ state: "detached" });
+  await text("Settled on Paid").waitFor();
+});
+
 await step("screenshots", async () => {
   for (const [width, height, label] of [
     [1280, 800, "desktop"],

@@ -5,9 +5,9 @@ use dashoffice_domain::{
     api::{
         AdjustStock, BranchView, CreateBranch, CreateCustomer, CreateOrder, CreateProduct, CreateStaff, CustomerView,
         DecimalText, ErrorBody, ErrorDetail, Health, ImportReport, ImportRowError, LoginRequest, LoginResponse,
-        MergeCustomers, OrderLineInput, OrderLineView, OrderView, ProductView, ShopView, StaffView, StockView,
-        SyncDocument, SyncPeerStatus, SyncStatus, TransitionOrder, UpdateBranch, UpdateCustomer, UpdateOrder,
-        UpdateProduct, UpdateShop, UpdateStaff,
+        MergeCustomers, OrderLineInput, OrderLineView, OrderView, ProductView, ResolveOrder, ShopView, StaffView,
+        StockView, SyncDocument, SyncPeerStatus, SyncStatus, TransitionOrder, UpdateBranch, UpdateCustomer,
+        UpdateOrder, UpdateProduct, UpdateShop, UpdateStaff,
     },
 };
 use utoipa::{
@@ -84,6 +84,7 @@ impl Modify for BearerAuth {
         routes::sales::update_order,
         routes::sales::archive_order,
         routes::sales::transition_order,
+        routes::sales::resolve_order,
         routes::inbox::list_conversations,
         routes::inbox::get_conversation,
         routes::inbox::update_conversation,
@@ -106,7 +107,7 @@ impl Modify for BearerAuth {
     components(schemas(
         FieldError, OrderStatus, Role, Transition, AdjustStock, BranchView, CreateBranch, CreateCustomer, CreateOrder, CreateProduct,
         CreateStaff, CustomerView, DecimalText, ErrorBody, ErrorDetail, Health, ImportReport, ImportRowError, LoginRequest, LoginResponse,
-        MergeCustomers, OrderLineInput, OrderLineView, OrderView, ProductView, ShopView, StaffView, StockView, SyncStatus, SyncPeerStatus, SyncDocument, TransitionOrder, UpdateBranch,
+        MergeCustomers, ResolveOrder, OrderLineInput, OrderLineView, OrderView, ProductView, ShopView, StaffView, StockView, SyncStatus, SyncPeerStatus, SyncDocument, TransitionOrder, UpdateBranch,
         UpdateCustomer, UpdateOrder, UpdateProduct, UpdateShop, UpdateStaff,
         dashoffice_domain::inbox::ConversationView, dashoffice_domain::inbox::ConversationState,
         dashoffice_domain::inbox::MessageView, dashoffice_domain::inbox::MessageStatus,

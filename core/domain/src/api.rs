@@ -559,6 +559,15 @@ pub struct TransitionOrder {
     pub to: OrderStatus,
 }
 
+/// POST /api/v1/orders/{id}/resolve
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct ResolveOrder {
+    /// The status the order really has: one some replica moved it to.
+    pub status: OrderStatus,
+}
+
 /// An order line with its amounts.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(ToSchema))]

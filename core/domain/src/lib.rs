@@ -16,7 +16,7 @@ pub use error::{FieldError, FieldErrors};
 pub use money::{
     Currency, LineAmounts, Totals, add_money, compute_line, compute_totals, mul_money, parse_decimal, round_money,
 };
-pub use order::{OrderStatus, Transition, effective_status, legal_transition};
+pub use order::{OrderStatus, Transition, effective_status, legal_transition, resolution_choices};
 #[cfg(feature = "phone")]
 pub use phone::normalize_phone;
 pub use role::{Permission, Role};

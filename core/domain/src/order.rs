@@ -6,6 +6,12 @@
 //! furthest state of draft → confirmed → paid → fulfilled → delivered that any replica reached. Every
 //! result is a state some replica legally reached, so no replica ever shows an illegal state. Two
 //! transitions out of the same state (a fork) mark the order as conflicted so staff can look at it.
+//!
+//! Staff settle a conflict with a resolution: a recorded entry that names the status the order
+//! really has (one some replica reached) and every entry its writer had seen. The latest
+//! resolution (by time, then device) decides: the order has its status, moved on by the
+//! transitions it had not seen; the conflict is gone unless those fork again or another
+//! resolution was written without seeing it.
 
 use serde::{Deserialize, Serialize};
 
@@ -114,14 +120,57 @@ pub struct Transition {
     pub at: i64,
     /// Device code of the writing replica.
     pub device: String,
+    /// A resolution of a conflict: `to` is the status staff chose.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub resolution: bool,
+    /// For a resolution: the [`Transition::key`] of every entry its writer had seen.
+    #[serde(skip)]
+    pub covers: Vec<String>,
+}
+
+impl Transition {
+    /// What identifies an entry among the order's (a resolution lists the ones it settles).
+    pub fn key(&self) -> String {
+        format!("{}@{}:{}>{}", self.device, self.at, self.from, self.to)
+    }
+}
+
+/// The statuses a conflicted order may be settled on: every status some replica moved it to.
+pub fn resolution_choices(transitions: &[Transition]) -> Vec<OrderStatus> {
+    let mut out: Vec<OrderStatus> = transitions.iter().map(|t| t.to).collect();
+    out.sort_by_key(|s| s.rank());
+    out.dedup();
+    out
 }
 
 /// The effective status of an order and whether replicas forked its workflow.
 pub fn effective_status(transitions: &[Transition]) -> (OrderStatus, bool) {
-    let status = transitions.iter().map(|t| t.to).max_by_key(|s| s.rank()).unwrap_or(OrderStatus::Draft);
-    let mut froms: Vec<OrderStatus> = transitions.iter().map(|t| t.from).collect();
+    let latest = transitions
+        .iter()
+        .filter(|t| t.resolution)
+        .max_by(|a, b| (a.at, &a.device, a.to.rank()).cmp(&(b.at, &b.device, b.to.rank())));
+    let Some(r) = latest else { return merge(transitions.iter(), None) };
+    let rest = transitions.iter().filter(|t| !std::ptr::eq(*t, r) && !r.covers.contains(&t.key()));
+    // Another resolution that this one did not see: two people settled it differently.
+    let unseen_resolution = rest.clone().any(|t| t.resolution);
+    let (status, forked) = merge(rest.filter(|t| !t.resolution), Some(r.to));
+    (status, forked || unseen_resolution)
+}
+
+/// The merge rule over `transitions`, starting from `base` (a resolution's status) if any.
+fn merge<'a>(
+    transitions: impl Iterator<Item = &'a Transition> + Clone,
+    base: Option<OrderStatus>,
+) -> (OrderStatus, bool) {
+    let status = transitions.clone().map(|t| t.to).chain(base).max_by_key(|s| s.rank()).unwrap_or(OrderStatus::Draft);
+    let mut froms: Vec<OrderStatus> = transitions.clone().map(|t| t.from).collect();
     froms.sort_by_key(|s| s.rank());
-    let forked = froms.windows(2).any(|w| w[0] == w[1]);
+    let mut forked = froms.windows(2).any(|w| w[0] == w[1]);
+    if let Some(b) = base {
+        // After a resolution, a step from anywhere but where it left the order (or where later
+        // steps took it) is a new fork.
+        forked |= transitions.clone().any(|t| t.from != b && !transitions.clone().any(|u| u.to == t.from));
+    }
     (status, forked)
 }
 
@@ -132,7 +181,77 @@ mod tests {
     use super::*;
 
     fn t(from: OrderStatus, to: OrderStatus) -> Transition {
-        Transition { from, to, by: "u".into(), at: 0, device: "d".into() }
+        Transition { from, to, by: "u".into(), at: 0, device: "d".into(), resolution: false, covers: Vec::new() }
+    }
+
+    /// A resolution to `to` at `at`, having seen `seen`.
+    fn settle(seen: &[Transition], to: OrderStatus, at: i64, device: &str) -> Transition {
+        let (from, _) = effective_status(seen);
+        Transition {
+            from,
+            to,
+            by: "m".into(),
+            at,
+            device: device.into(),
+            resolution: true,
+            covers: seen.iter().map(Transition::key).collect(),
+        }
+    }
+
+    fn at(mut x: Transition, ms: i64, device: &str) -> Transition {
+        x.at = ms;
+        x.device = device.into();
+        x
+    }
+
+    #[test]
+    fn a_resolution_settles_a_fork_and_later_steps_move_on_from_it() {
+        // A cancels a confirmed order while B takes payment and fulfils it.
+        let forked = vec![
+            at(t(Draft, Confirmed), 1, "A"),
+            at(t(Confirmed, Cancelled), 2, "A"),
+            at(t(Confirmed, Paid), 3, "B"),
+            at(t(Paid, Fulfilled), 4, "B"),
+        ];
+        assert_eq!(effective_status(&forked), (Cancelled, true));
+        assert_eq!(resolution_choices(&forked), vec![Confirmed, Paid, Fulfilled, Cancelled]);
+        // The manager looks: the goods went out and were paid for.
+        let mut settled = forked.clone();
+        settled.push(settle(&forked, Fulfilled, 10, "M"));
+        assert_eq!(effective_status(&settled), (Fulfilled, false));
+        // Later the order is delivered, from the settled status.
+        settled.push(at(t(Fulfilled, Delivered), 11, "A"));
+        assert_eq!(effective_status(&settled), (Delivered, false));
+        // Order of arrival does not matter.
+        let mut rev = settled.clone();
+        rev.reverse();
+        assert_eq!(effective_status(&rev), (Delivered, false));
+    }
+
+    #[test]
+    fn what_a_resolution_did_not_see_can_conflict_again() {
+        let forked =
+            vec![at(t(Draft, Confirmed), 1, "A"), at(t(Confirmed, Cancelled), 2, "A"), at(t(Confirmed, Paid), 3, "B")];
+        let r = settle(&forked, Paid, 10, "M");
+        // B refunds, not having seen the resolution: a refund from paid still follows from it.
+        let mut seen = forked.clone();
+        seen.push(r.clone());
+        seen.push(at(t(Paid, Refunded), 9, "B"));
+        assert_eq!(effective_status(&seen), (Refunded, false));
+        // C, offline, cancels from confirmed (a step the resolution did not see, from elsewhere).
+        let mut again = forked.clone();
+        again.push(r.clone());
+        again.push(at(t(Confirmed, Cancelled), 8, "C"));
+        assert_eq!(effective_status(&again), (Cancelled, true), "a new fork shows again");
+        // Two managers settle it differently without seeing each other: flagged, the later wins.
+        let mut two = forked.clone();
+        two.push(r);
+        two.push(settle(&forked, Cancelled, 12, "N"));
+        assert_eq!(effective_status(&two), (Cancelled, true));
+        // A third resolution that saw both settles it.
+        let r3 = settle(&two, Paid, 20, "M");
+        two.push(r3);
+        assert_eq!(effective_status(&two), (Paid, false));
     }
 
     #[test]

@@ -10,8 +10,11 @@ use automerge::{
 };
 use dashoffice_domain::{
     Currency, FieldError, FieldErrors, OrderStatus, Permission, Transition,
-    api::{CreateOrder, ListParams, OrderLineInput, OrderLineView, OrderView, Page, TransitionOrder, UpdateOrder},
-    compute_line, compute_totals, effective_status, legal_transition, parse_decimal,
+    api::{
+        CreateOrder, ListParams, OrderLineInput, OrderLineView, OrderView, Page, ResolveOrder, TransitionOrder,
+        UpdateOrder,
+    },
+    compute_line, compute_totals, effective_status, legal_transition, parse_decimal, resolution_choices,
 };
 use rusqlite::{Connection, OptionalExtension, params, types::Value};
 use rust_decimal::{Decimal, prelude::ToPrimitive};
@@ -230,6 +233,8 @@ fn read_transitions<D: ReadDoc>(d: &D, o: &ObjId) -> Vec<Transition> {
                 by: doc::get_str(d, &m, "by"),
                 at: doc::get_i64(d, &m, "at"),
                 device: doc::get_str(d, &m, "device"),
+                resolution: doc::get_bool(d, &m, "resolution", false),
+                covers: doc::get_set(d, &m, "covers"),
             })
         })
         .collect();
@@ -295,19 +300,61 @@ pub fn transition(ctx: &mut WriteCtx<'_>, caller: &Caller, id: &str, input: Tran
                 ),
             ));
         }
-        let list = match doc::get_obj(tx, &o, "transitions") {
-            Some(l) => l,
-            None => tx.put_object(&o, "transitions", ObjType::List)?,
-        };
-        let n = tx.length(&list);
-        let m = tx.insert_object(&list, n, ObjType::Map)?;
-        put_str(tx, &m, "from", from.as_str())?;
-        put_str(tx, &m, "to", input.to.as_str())?;
-        put_str(tx, &m, "by", &user)?;
-        put_str(tx, &m, "device", &device)?;
-        tx.put(&m, "at", now)?;
-        tx.put(&o, "updated_at", now)?;
-        Ok(())
+        append_transition(
+            tx,
+            &o,
+            Transition { from, to: input.to, by: user, at: now, device, resolution: false, covers: Vec::new() },
+        )
+    })?;
+    get(ctx.conn(), caller, id)
+}
+
+/// Appends one entry to an order's transitions (a resolution with the keys it covers).
+fn append_transition(tx: &mut Transaction<'_>, o: &ObjId, t: Transition) -> Result<()> {
+    let list = match doc::get_obj(tx, o, "transitions") {
+        Some(l) => l,
+        None => tx.put_object(o, "transitions", ObjType::List)?,
+    };
+    let n = tx.length(&list);
+    let m = tx.insert_object(&list, n, ObjType::Map)?;
+    put_str(tx, &m, "from", t.from.as_str())?;
+    put_str(tx, &m, "to", t.to.as_str())?;
+    put_str(tx, &m, "by", &t.by)?;
+    put_str(tx, &m, "device", &t.device)?;
+    tx.put(&m, "at", t.at)?;
+    if t.resolution {
+        tx.put(&m, "resolution", true)?;
+        doc::set_set(tx, &m, "covers", &t.covers)?;
+    }
+    tx.put(o, "updated_at", t.at)?;
+    Ok(())
+}
+
+/// Settles an order whose workflow forked between replicas on `input.status`, one of the
+/// statuses some replica moved it to (owners and managers: it may undo a cancellation).
+pub fn resolve(ctx: &mut WriteCtx<'_>, caller: &Caller, id: &str, input: ResolveOrder) -> Result<OrderView> {
+    caller.require(Permission::SellOrders)?;
+    caller.require(Permission::Archive)?;
+    let (doc_id, _) = locate(ctx.conn(), caller, id)?;
+    let (now, device, user) = (ctx.now(), ctx.device().code.clone(), caller.user_id.clone());
+    ctx.change(&doc_id, &[id], |tx, _| {
+        let o = doc::record(tx, id)?.ok_or_else(|| CoreError::not_found("order", id))?;
+        let seen = read_transitions(tx, &o);
+        let (from, conflict) = effective_status(&seen);
+        if !conflict {
+            return Err(CoreError::conflict("status", "conflicted", "the order has no conflict to settle"));
+        }
+        let choices = resolution_choices(&seen);
+        if !choices.contains(&input.status) {
+            let names: Vec<&str> = choices.iter().map(|s| s.as_str()).collect();
+            return Err(FieldError::new("status", "one_of", format!("one of {}", names.join(", "))).into());
+        }
+        let covers = seen.iter().map(Transition::key).collect();
+        append_transition(
+            tx,
+            &o,
+            Transition { from, to: input.status, by: user, at: now, device, resolution: true, covers },
+        )
     })?;
     get(ctx.conn(), caller, id)
 }
@@ -420,10 +467,11 @@ pub(crate) fn project(conn: &Connection, doc_id: &DocId, d: &Automerge, id: &str
     }
     conn.prepare_cached("DELETE FROM order_transitions WHERE order_id = ?1")?.execute([id])?;
     let mut ins = conn.prepare_cached(
-        "INSERT INTO order_transitions(order_id, idx, from_status, to_status, by_user, at, device) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        "INSERT INTO order_transitions(order_id, idx, from_status, to_status, by_user, at, device, resolution)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
     )?;
     for (i, t) in transitions.iter().enumerate() {
-        ins.execute(params![id, i as i64, t.from.as_str(), t.to.as_str(), t.by, t.at, t.device])?;
+        ins.execute(params![id, i as i64, t.from.as_str(), t.to.as_str(), t.by, t.at, t.device, t.resolution])?;
     }
     affected.sort();
     affected.dedup();
@@ -481,7 +529,7 @@ fn fill(conn: &Connection, o: &mut OrderView) -> Result<()> {
         })?
         .collect::<rusqlite::Result<Vec<_>>>()?;
     let mut stmt = conn.prepare_cached(
-        "SELECT from_status, to_status, by_user, at, device FROM order_transitions WHERE order_id = ?1 ORDER BY idx",
+        "SELECT from_status, to_status, by_user, at, device, resolution FROM order_transitions WHERE order_id = ?1 ORDER BY idx",
     )?;
     o.transitions = stmt
         .query_map([&o.id], |r| {
@@ -492,6 +540,8 @@ fn fill(conn: &Connection, o: &mut OrderView) -> Result<()> {
                 by: r.get(2)?,
                 at: r.get(3)?,
                 device: r.get(4)?,
+                resolution: r.get(5)?,
+                covers: Vec::new(),
             })
         })?
         .collect::<rusqlite::Result<Vec<_>>>()?;

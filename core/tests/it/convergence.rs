@@ -25,6 +25,7 @@ enum Op {
     Rename { node: usize, customer: usize, name: u8 },
     NewOrder { node: usize, customer: usize, product: usize, qty: i64, branch: usize },
     Transition { node: usize, order: usize, to: usize },
+    Resolve { node: usize, order: usize, to: usize },
     Sync { from: usize, to: usize },
     Shuffled { from: usize, to: usize, seed: u64 },
 }
@@ -39,6 +40,7 @@ fn op(n: usize) -> impl Strategy<Value = Op> {
         (0..n, 0..2usize, 0..3usize, 1i64..5, 0..2usize)
             .prop_map(|(node, customer, product, qty, branch)| Op::NewOrder { node, customer, product, qty, branch }),
         (0..n, 0..4usize, 1..7usize).prop_map(|(node, order, to)| Op::Transition { node, order, to }),
+        (0..n, 0..4usize, 1..7usize).prop_map(|(node, order, to)| Op::Resolve { node, order, to }),
         (0..n, 0..n).prop_map(|(from, to)| Op::Sync { from, to }),
         (0..n, 0..n, any::<u64>()).prop_map(|(from, to, seed)| Op::Shuffled { from, to, seed }),
     ]
@@ -186,6 +188,16 @@ fn apply(w: &mut World, op: &Op) {
                 .replica
                 .write_blocking(move |ctx| orders::transition(ctx, &c, &id, TransitionOrder { to }));
         }
+        Op::Resolve { node, order, to } => {
+            let Some(id) = w.orders.get(order).cloned() else {
+                return;
+            };
+            let c = w.nodes[node].caller.clone();
+            let status = OrderStatus::ALL[to];
+            let _ = w.nodes[node].replica.write_blocking(move |ctx| {
+                orders::resolve(ctx, &c, &id, dashoffice_core::domain::api::ResolveOrder { status })
+            });
+        }
         Op::Sync { from, to } => {
             if from != to {
                 push_all(&w.nodes[from].replica, &w.nodes[to].replica);
@@ -266,9 +278,13 @@ fn concurrent_offline_sales_add_up_and_flag_oversold() {
     assert_eq!((s.adjusted, s.committed, s.on_hand, s.oversold), (7, 8, -1, true));
 }
 
-#[test]
-fn concurrent_cancel_and_payment_resolve_the_same_everywhere() {
+/// Two replicas, `stock` units of product 0, and order 0 confirmed on both, then cancelled on
+/// one while the other took payment and fulfilled it; converged.
+fn forked_order(stock: i64) -> World {
     let mut w = setup(2);
+    if stock != 0 {
+        apply(&mut w, &Op::Adjust { node: 0, product: 0, branch: 0, delta: stock });
+    }
     apply(&mut w, &Op::NewOrder { node: 0, customer: 0, product: 0, qty: 1, branch: 0 });
     apply(&mut w, &Op::Transition { node: 0, order: 0, to: 1 });
     apply(&mut w, &Op::Sync { from: 0, to: 1 });
@@ -276,10 +292,50 @@ fn concurrent_cancel_and_payment_resolve_the_same_everywhere() {
     apply(&mut w, &Op::Transition { node: 1, order: 0, to: 2 }); // paid
     apply(&mut w, &Op::Transition { node: 1, order: 0, to: 3 }); // fulfilled
     converge(&w.nodes);
+    w
+}
+
+#[test]
+fn concurrent_cancel_and_payment_resolve_the_same_everywhere() {
+    let w = forked_order(0);
     check_equal(&w.nodes);
     let id = w.orders[0].clone();
     let c = w.nodes[0].caller.clone();
     let o = w.nodes[0].replica.read(|conn| orders::get(conn, &c, &id)).unwrap();
     assert_eq!((o.status, o.conflict), (OrderStatus::Cancelled, true));
     assert_eq!(o.transitions.len(), 4);
+}
+
+/// A manager settles the fork on one replica: the goods went out and were paid for. Every replica
+/// then shows the order fulfilled, with its stock committed and no conflict.
+#[test]
+fn a_forked_order_is_settled_once_and_everywhere() {
+    use dashoffice_core::domain::api::ResolveOrder;
+    let mut w = forked_order(5);
+    let id = w.orders[0].clone();
+    let settle = |node: usize, status: OrderStatus| {
+        let (c, id) = (w.nodes[node].caller.clone(), id.clone());
+        w.nodes[node].replica.write_blocking(move |ctx| orders::resolve(ctx, &c, &id, ResolveOrder { status }))
+    };
+    let not_reached = settle(1, OrderStatus::Delivered);
+    assert!(not_reached.is_err_and(|e| e.to_string().contains("one of confirmed, paid, fulfilled, cancelled")));
+    let o = settle(1, OrderStatus::Fulfilled).unwrap();
+    assert_eq!((o.status, o.conflict), (OrderStatus::Fulfilled, false));
+    assert!(o.transitions.last().is_some_and(|t| t.resolution && t.to == OrderStatus::Fulfilled));
+    assert!(settle(1, OrderStatus::Cancelled).is_err_and(|e| e.to_string().contains("no conflict")));
+    converge(&w.nodes);
+    check_equal(&w.nodes);
+    let (prod, br) = (w.products[0].clone(), w.branches[0].clone());
+    for n in &w.nodes {
+        let c = n.caller.clone();
+        let o = n.replica.read(|conn| orders::get(conn, &c, &id)).unwrap();
+        assert_eq!((o.status, o.conflict), (OrderStatus::Fulfilled, false));
+        let s = n.replica.read(|conn| stock::get(conn, &prod, &br)).unwrap();
+        assert_eq!((s.adjusted, s.committed, s.on_hand), (5, 1, 4));
+    }
+    // It moves on from the settled status.
+    apply(&mut w, &Op::Transition { node: 0, order: 0, to: 4 }); // delivered
+    let c = w.nodes[0].caller.clone();
+    let o = w.nodes[0].replica.read(|conn| orders::get(conn, &c, &id)).unwrap();
+    assert_eq!((o.status, o.conflict), (OrderStatus::Delivered, false));
 }

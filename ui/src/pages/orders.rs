@@ -3,7 +3,10 @@
 
 use dashoffice_domain::{
     OrderStatus,
-    api::{CreateOrder, CustomerView, OrderLineInput, OrderView, Page, ProductView, TransitionOrder, UpdateOrder},
+    api::{
+        CreateOrder, CustomerView, OrderLineInput, OrderView, Page, ProductView, ResolveOrder, TransitionOrder,
+        UpdateOrder,
+    },
 };
 use leptos::{prelude::*, task::spawn_local};
 use leptos_router::{
@@ -123,6 +126,30 @@ pub(crate) fn OrderDetail() -> impl IntoView {
             }
         });
     };
+    // Settling a fork: the status staff checked is the right one.
+    let settle_on = RwSignal::new(String::new());
+    Effect::new(move |_| {
+        if let crate::components::Load::Ready(o) = data.get() {
+            settle_on.set(o.status.as_str().to_string());
+        }
+    });
+    let settle = move |ev: leptos::ev::SubmitEvent| {
+        ev.prevent_default();
+        err.set(None);
+        let Some(status) = OrderStatus::parse(&settle_on.get_untracked()) else { return };
+        let path = format!("/api/v1/orders/{}/resolve", id.get_untracked());
+        spawn_local(async move {
+            match api::post::<_, OrderView>(&path, &ResolveOrder { status }).await {
+                Ok(o) => {
+                    data.set(crate::components::Load::Ready(o));
+                    app().say(tf("order_resolved", &[status_text(status.as_str())]));
+                }
+                Err(e) => err.set(Some(e)),
+            }
+        });
+    };
+    let may_settle =
+        move || app().user.with(|u| u.as_ref().is_some_and(|u| u.role.can(dashoffice_domain::Permission::Archive)));
     view! {
         <PageHead title=t("order")><A href="/orders" attr:class="btn ghost">{t("back")}</A></PageHead>
         {move || err.get().map(|e| view! { <ErrorBox err=e/> })}
@@ -148,7 +175,14 @@ pub(crate) fn OrderDetail() -> impl IntoView {
             let history = o
                 .transitions
                 .iter()
-                .map(|tr| view! { <li>{status_text(tr.to.as_str())}" · "{datetime(tr.at)}</li> })
+                .map(|tr| {
+                    let what = if tr.resolution {
+                        tf("order_settled_on", &[status_text(tr.to.as_str())])
+                    } else {
+                        status_text(tr.to.as_str()).to_string()
+                    };
+                    view! { <li>{what}" · "{datetime(tr.at)}</li> }
+                })
                 .collect_view();
             let customer = format!("/customers/{}", o.customer_id);
             view! {
@@ -162,7 +196,28 @@ pub(crate) fn OrderDetail() -> impl IntoView {
                             {next}
                         </div>
                     </div>
-                    {o.conflict.then(|| view! { <p class="notice">{t("order_conflict_help")}</p> })}
+                    {o.conflict.then(|| {
+                        let choices = dashoffice_domain::resolution_choices(&o.transitions);
+                        let current = o.status.as_str().to_string();
+                        view! {
+                            <div class="notice">
+                                <p>{t("order_conflict_help")}</p>
+                                <Show when=may_settle>
+                                    <form class="inline-form" id="settle-order" on:submit=settle>
+                                        <label class="field"><span>{t("right_status")}</span>
+                                            <select bind:value=settle_on>
+                                                {choices.iter().map(|s| {
+                                                    let v = s.as_str();
+                                                    view! { <option value=v selected=v == current>{status_text(v)}</option> }
+                                                }).collect_view()}
+                                            </select>
+                                        </label>
+                                        <button class="btn primary" type="submit">{t("keep_this_status")}</button>
+                                    </form>
+                                </Show>
+                            </div>
+                        }
+                    })}
                     <p>{t("customer")}": "<A href=customer>{if o.customer_name.is_empty() { t("customer").to_string() } else { o.customer_name.clone() }}</A>" · "{datetime(o.created_at)}</p>
                     <div class="table-wrap"><table class="table">
                         <thead><tr><th>{t("product")}</th><th class="num">{t("quantity")}</th><th class="num">{t("unit_price")}</th><th class="num">{t("total")}</th></tr></thead>

@@ -6,7 +6,7 @@ use axum::{
     http::StatusCode,
 };
 use dashoffice_core::entities::orders;
-use dashoffice_domain::api::{CreateOrder, ListParams, OrderView, Page, TransitionOrder, UpdateOrder};
+use dashoffice_domain::api::{CreateOrder, ListParams, OrderView, Page, ResolveOrder, TransitionOrder, UpdateOrder};
 
 use super::Errors;
 use crate::{ApiJson, ApiQuery, AppState, Auth, error::ApiResult};
@@ -80,4 +80,18 @@ pub(crate) async fn transition_order(
     ApiJson(b): ApiJson<TransitionOrder>,
 ) -> ApiResult<Json<OrderView>> {
     Ok(Json(s.replica.write(move |ctx| orders::transition(ctx, &c, &id, b)).await?))
+}
+
+/// Settles an order whose workflow forked between replicas (two devices moved it in different
+/// directions while offline) on the status it really has, one some replica moved it to (owners
+/// and managers; 409 when there is no conflict).
+#[utoipa::path(post, path = "/api/v1/orders/{id}/resolve", tag = "orders", security(("bearer" = [])), params(("id" = String, Path)),
+    request_body = ResolveOrder, responses((status = 200, body = OrderView), Errors))]
+pub(crate) async fn resolve_order(
+    State(s): State<AppState>,
+    Auth(c): Auth,
+    Path(id): Path<String>,
+    ApiJson(b): ApiJson<ResolveOrder>,
+) -> ApiResult<Json<OrderView>> {
+    Ok(Json(s.replica.write(move |ctx| orders::resolve(ctx, &c, &id, b)).await?))
 }
