@@ -445,6 +445,8 @@ await step("head_office_on_the_relay", async () => {
   await head.locator("#devices .row-item").first().waitFor();
   await head.click("#devices button[type=submit]");
   await head.locator("#devices pre.code", { hasText: "--enrolment-code" }).waitFor();
+  // No branch chosen: the code is for a head-office device, and the message says so.
+  await head.locator("#devices [role=status]", { hasText: "head-office device" }).waitFor();
   await head.fill("#f-phone_number_id", "1098765");
   await head.fill("#f-access_token", "EAAG-ui-token-1");
   await head.click("#whatsapp-numbers button[type=submit]");

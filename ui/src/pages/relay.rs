@@ -39,6 +39,9 @@ struct Code {
     code: String,
     expires_at: i64,
     relay_fingerprint: String,
+    /// None: a head-office device (the whole shop).
+    #[serde(default)]
+    branch_id: Option<String>,
 }
 
 /// A connected WhatsApp number (GET /api/v1/whatsapp/numbers; the token never comes back).
@@ -199,7 +202,7 @@ pub(crate) fn DevicesPanel(shop: RwSignal<Load<ShopView>>, branches: RwSignal<Lo
                     <FormError err=err fields=&["note"]/>
                     {move || made.get().map(|c| view! {
                         <div class="state" role="status">
-                            <p>{tf("code_made", &[&c.code, &datetime(c.expires_at)])}</p>
+                            <p>{tf(if c.branch_id.is_some() { "code_made" } else { "code_made_head_office" }, &[&c.code, &datetime(c.expires_at)])}</p>
                             <pre class="code">{command(&c)}</pre>
                         </div>
                     })}
