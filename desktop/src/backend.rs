@@ -181,14 +181,19 @@ impl Backend {
     pub(crate) fn set_language(&self, code: &str) -> ApiResult<()> {
         let lang =
             Lang::parse(code).ok_or_else(|| ApiError::from(FieldError::new("language", "one_of", "one of es, en")))?;
-        if std::mem::replace(&mut *lock(&self.lang), lang) == lang {
+        if self.lang() == lang {
             return Ok(());
         }
+        {
+            // Kept first: a language that could not be saved is not taken either.
+            let mut s = lock(&self.settings);
+            s.language = Some(lang.code().to_string());
+            s.save(&self.data_dir)
+                .map_err(|e| ApiError::new(axum::http::StatusCode::INTERNAL_SERVER_ERROR, "storage", e.to_string()))?;
+        }
+        *lock(&self.lang) = lang;
         self.shell.menu(lang);
-        let mut s = lock(&self.settings);
-        s.language = Some(lang.code().to_string());
-        s.save(&self.data_dir)
-            .map_err(|e| ApiError::new(axum::http::StatusCode::INTERNAL_SERVER_ERROR, "storage", e.to_string()))
+        Ok(())
     }
 
     pub(crate) fn set_start_at_login(&self, on: bool) -> ApiResult<()> {

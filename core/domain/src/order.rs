@@ -145,10 +145,14 @@ pub fn resolution_choices(transitions: &[Transition]) -> Vec<OrderStatus> {
 
 /// The effective status of an order and whether replicas forked its workflow.
 pub fn effective_status(transitions: &[Transition]) -> (OrderStatus, bool) {
-    let latest = transitions
+    // The resolutions no other resolution saw (one that saw another supersedes it, whatever the
+    // devices' clocks say); among those, the latest by time, then device.
+    let resolutions: Vec<&Transition> = transitions.iter().filter(|t| t.resolution).collect();
+    let latest = resolutions
         .iter()
-        .filter(|t| t.resolution)
-        .max_by(|a, b| (a.at, &a.device, a.to.rank()).cmp(&(b.at, &b.device, b.to.rank())));
+        .filter(|r| !resolutions.iter().any(|o| o.covers.contains(&r.key())))
+        .max_by(|a, b| (a.at, &a.device, a.to.rank()).cmp(&(b.at, &b.device, b.to.rank())))
+        .copied();
     let Some(r) = latest else { return merge(transitions.iter(), None) };
     let rest = transitions.iter().filter(|t| !std::ptr::eq(*t, r) && !r.covers.contains(&t.key()));
     // Another resolution that this one did not see: two people settled it differently.
@@ -252,6 +256,20 @@ mod tests {
         let r3 = settle(&two, Paid, 20, "M");
         two.push(r3);
         assert_eq!(effective_status(&two), (Paid, false));
+    }
+
+    #[test]
+    fn a_resolution_that_saw_another_wins_whatever_the_clocks_say() {
+        let forked =
+            vec![at(t(Draft, Confirmed), 1, "A"), at(t(Confirmed, Cancelled), 2, "A"), at(t(Confirmed, Paid), 3, "B")];
+        // Written on a device whose clock runs an hour fast.
+        let mut all = forked.clone();
+        all.push(settle(&forked, Cancelled, 3_600_000, "FAST"));
+        assert_eq!(effective_status(&all), (Cancelled, false));
+        // A manager who saw it settles it again, at an earlier time by their correct clock.
+        let again = settle(&all, Paid, 10, "M");
+        all.push(again);
+        assert_eq!(effective_status(&all), (Paid, false));
     }
 
     #[test]

@@ -350,6 +350,8 @@ pub fn resolve(ctx: &mut WriteCtx<'_>, caller: &Caller, id: &str, input: Resolve
             return Err(FieldError::new("status", "one_of", format!("one of {}", names.join(", "))).into());
         }
         let covers = seen.iter().map(Transition::key).collect();
+        // Never before what it settles, even on a device whose clock is behind.
+        let now = seen.iter().map(|t| t.at + 1).fold(now, i64::max);
         append_transition(
             tx,
             &o,

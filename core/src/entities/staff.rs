@@ -123,7 +123,9 @@ pub fn update(ctx: &mut WriteCtx<'_>, caller: &Caller, id: &str, input: UpdateSt
     {
         return Err(CoreError::conflict("email", "unique", format!("'{e}' already has an account")));
     }
-    if own && input.password.is_some() {
+    // One's own password or login: the current password is asked for (a stolen session alone
+    // cannot take the account over).
+    if own && (input.password.is_some() || email.is_some()) {
         let Some(current) = input.current_password.as_deref().filter(|p| !p.is_empty()) else {
             return Err(FieldError::new("current_password", "required", "your current password, to change it").into());
         };

@@ -168,4 +168,18 @@ fn a_manager_changes_a_members_email_and_password() {
     assert!(!login(r, &shop_id, "marta.diaz@tienda.mx", "clave-marta-1"));
     // Its own address again is no conflict.
     update(UpdateStaff { email: Some("marta.diaz@tienda.mx".into()), ..Default::default() }).unwrap();
+    // One's own login changes only with one's current password.
+    let own = |u: UpdateStaff| {
+        let (c, id) = (caller.clone(), caller.user_id.clone());
+        r.write_blocking(move |ctx| staff::update(ctx, &c, &id, u))
+    };
+    let no_password = own(UpdateStaff { email: Some("duena@tienda.mx".into()), ..Default::default() });
+    assert!(no_password.is_err_and(|e| e.to_string().contains("current_password")));
+    own(UpdateStaff {
+        email: Some("duena@tienda.mx".into()),
+        current_password: Some("contraseña-segura".into()),
+        ..Default::default()
+    })
+    .unwrap();
+    assert!(login(r, &shop_id, "duena@tienda.mx", "contraseña-segura"));
 }

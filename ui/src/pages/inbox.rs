@@ -327,7 +327,10 @@ fn Thread(id: String) -> impl IntoView {
         thread.with(|t| {
             t.ready().map(|th| {
                 let c = &th.conversation;
-                let closed = !dashoffice_domain::inbox::window_open(c.last_inbound_at, now) || c.needs_template;
+                // The replica's answer, or this device's clock once the window has passed.
+                let closed = !c.window_open
+                    || !dashoffice_domain::inbox::window_open(c.last_inbound_at, now)
+                    || c.needs_template;
                 (c.id.clone(), closed, c.needs_template, th.templates.clone())
             })
         })

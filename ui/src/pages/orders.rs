@@ -148,6 +148,8 @@ pub(crate) fn OrderDetail() -> impl IntoView {
             }
         });
     };
+    let may_sell =
+        move || app().user.with(|u| u.as_ref().is_some_and(|u| u.role.can(dashoffice_domain::Permission::SellOrders)));
     let may_settle =
         move || app().user.with(|u| u.as_ref().is_some_and(|u| u.role.can(dashoffice_domain::Permission::Archive)));
     view! {
@@ -190,7 +192,7 @@ pub(crate) fn OrderDetail() -> impl IntoView {
                     <div class="page-head">
                         <h2>{o.number.clone()}" "<Badge kind=status_kind(o.status) text=status_text(o.status.as_str())/></h2>
                         <div class="actions">
-                            {(o.status == OrderStatus::Draft).then(|| view! {
+                            {(o.status == OrderStatus::Draft && may_sell()).then(|| view! {
                                 <A href=format!("/orders/{}/edit", o.id) attr:class="btn">{t("edit_order")}</A>
                             })}
                             {next}

@@ -69,7 +69,11 @@ pub(crate) fn Sellers() -> impl IntoView {
                     crate::state::changed(&["inbox"]);
                     app().say(t(if on { "now_on_shift" } else { "now_off_shift" }));
                 }
-                Err(e) => err.set(Some(e)),
+                Err(e) => {
+                    // The box goes back to what the replica holds.
+                    crate::state::changed(&["inbox"]);
+                    err.set(Some(e));
+                }
             }
         });
     };
@@ -123,7 +127,9 @@ pub(crate) fn Sellers() -> impl IntoView {
                     };
                     // Managers correct a member's name and e-mail and set a new password; each
                     // person edits their own name and e-mail here too (their password in Settings).
-                    let may_edit = !s.archived && (s.id == me || can_manage());
+                    // Only an owner changes an owner's account.
+                    let i_am_owner = app().user.with_untracked(|u| u.as_ref().is_some_and(|u| u.role == Role::Owner));
+                    let may_edit = !s.archived && (s.id == me || (can_manage() && (s.role != Role::Owner || i_am_owner)));
                     let role_cell = if editable {
                         let current = s.role.as_str();
                         view! {
@@ -266,6 +272,8 @@ fn EditStaff(staff: StaffView, done: RwSignal<Option<StaffView>>) -> impl IntoVi
     let name = RwSignal::new(staff.name.clone());
     let email = RwSignal::new(staff.email.clone());
     let password = RwSignal::new(String::new());
+    // One's own login changes only with one's current password.
+    let current_password = RwSignal::new(String::new());
     let err = RwSignal::new(None::<ApiError>);
     let id = staff.id.clone();
     let submit = move |ev: leptos::ev::SubmitEvent| {
@@ -276,6 +284,7 @@ fn EditStaff(staff: StaffView, done: RwSignal<Option<StaffView>>) -> impl IntoVi
             name: Some(name.get_untracked()),
             email: Some(email.get_untracked()),
             password: (!own && !pw.is_empty()).then_some(pw),
+            current_password: Some(current_password.get_untracked()).filter(|p| own && !p.is_empty()),
             ..Default::default()
         };
         let id = id.clone();
@@ -296,12 +305,15 @@ fn EditStaff(staff: StaffView, done: RwSignal<Option<StaffView>>) -> impl IntoVi
             <div class="grid two">
                 <Field label=t("name") name="name" value=name err=err required=true/>
                 <Field label=t("email") name="email" value=email err=err kind="email" required=true/>
+                {own.then(|| view! {
+                    <Field label=t("current_password_for_email") name="current_password" value=current_password err=err kind="password"/>
+                })}
                 {(!own).then(|| view! {
                     <Field label=t("new_password_optional") name="password" value=password err=err kind="password"/>
                 })}
             </div>
             {own.then(|| view! { <p class="muted">{t("own_password_in_settings")}</p> })}
-            <FormError err=err fields=&["name", "email", "password"]/>
+            <FormError err=err fields=&["name", "email", "password", "current_password"]/>
             <div class="row-item">
                 <button class="btn primary" type="submit">{t("save")}</button>
                 <button class="btn ghost" type="button" on:click=move |_| done.set(None)>{t("cancel")}</button>
