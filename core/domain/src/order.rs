@@ -8,10 +8,10 @@
 //! transitions out of the same state (a fork) mark the order as conflicted so staff can look at it.
 //!
 //! Staff settle a conflict with a resolution: a recorded entry that names the status the order
-//! really has (one some replica reached) and every entry its writer had seen. The latest
-//! resolution (by time, then device) decides: the order has its status, moved on by the
-//! transitions it had not seen; the conflict is gone unless those fork again or another
-//! resolution was written without seeing it.
+//! really has (one some replica reached) and every entry its writer had seen. Of the resolutions
+//! no other resolution saw, the latest (by time, then device) decides: the order has its status,
+//! moved on by the transitions it had not seen; the conflict is gone unless those fork again or
+//! another resolution was written without seeing it.
 
 use serde::{Deserialize, Serialize};
 
