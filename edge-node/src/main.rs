@@ -5,6 +5,7 @@ mod settings;
 
 /// Every allocation of the process, Rust's and the bundled SQLite's (jemalloc built unprefixed
 /// replaces malloc itself): glibc's malloc took a quarter of a sync writer's time.
+#[cfg(not(target_env = "msvc"))]
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
