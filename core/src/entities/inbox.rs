@@ -17,7 +17,7 @@ use dashoffice_domain::{
     api::Page,
     inbox::{
         CannedResponse, ConversationParams, ConversationState, ConversationThread, ConversationView, MessageStatus,
-        MessageView, SendMessage, TemplateView, UpdateConversation, validate_send, window_open,
+        MessageView, SendMessage, ShiftView, TemplateView, UpdateConversation, validate_send, window_open,
     },
     normalize_tags,
 };
@@ -623,11 +623,7 @@ pub fn assign_round_robin(ctx: &mut WriteCtx<'_>, shop: &str, id: &str) -> Resul
     if let Some(a) = conv.assignee_id {
         return Ok(Some(a));
     }
-    let on_shift: Vec<String> = list_items(ctx.conn(), shop, "shift")?
-        .into_iter()
-        .filter(|(_, v)| v["on"].as_bool().unwrap_or(false))
-        .map(|(k, _)| k)
-        .collect();
+    let on_shift: Vec<String> = shifts(ctx.conn(), shop)?.into_iter().filter(|s| s.on).map(|s| s.staff_id).collect();
     let all: Vec<String> = {
         let mut stmt = ctx.conn().prepare_cached(
         "SELECT s.id FROM staff s WHERE s.shop_id = ?1 AND s.archived = 0 AND s.role IN ('seller', 'support', 'manager')
@@ -713,6 +709,14 @@ pub fn list_items(conn: &Connection, shop: &str, kind: &str) -> Result<Vec<(Stri
         out.push((k, serde_json::from_str(&b).unwrap_or(serde_json::Value::Null)));
     }
     Ok(out)
+}
+
+/// Who was put on or off shift (staff never put either way are not listed: off).
+pub fn shifts(conn: &Connection, shop: &str) -> Result<Vec<ShiftView>> {
+    Ok(list_items(conn, shop, "shift")?
+        .into_iter()
+        .map(|(staff_id, v)| ShiftView { staff_id, on: v["on"].as_bool().unwrap_or(false) })
+        .collect())
 }
 
 /// Canned responses.

@@ -244,10 +244,7 @@ pub(crate) async fn put_shift(
 #[utoipa::path(get, path = "/api/v1/shifts", tag = "inbox", security(("bearer" = [])),
     responses((status = 200, body = Vec<ShiftView>), Errors))]
 pub(crate) async fn list_shifts(State(s): State<AppState>, Auth(c): Auth) -> ApiResult<Json<Vec<ShiftView>>> {
-    let items = s.read(move |conn| inbox::list_items(conn, &c.shop_id, "shift")).await?;
-    Ok(Json(
-        items.into_iter().map(|(staff_id, v)| ShiftView { staff_id, on: v["on"].as_bool().unwrap_or(false) }).collect(),
-    ))
+    Ok(Json(s.read(move |conn| inbox::shifts(conn, &c.shop_id)).await?))
 }
 
 /// Bots (the built-in default answers until the shop saves its own).
