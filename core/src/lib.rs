@@ -11,6 +11,7 @@ pub mod doc;
 pub mod entities;
 mod error;
 pub mod files;
+pub mod invoice;
 mod page;
 mod projection;
 mod replica;

@@ -721,3 +721,51 @@ fn the_live_stream_opens_with_a_cookie_instead_of_a_token_in_the_url() {
     assert!(cleared.starts_with("dashoffice_events=;") && cleared.contains("Max-Age=0"), "{cleared}");
     assert_eq!(events(&token).status(), 401);
 }
+
+#[test]
+fn an_order_prints_as_a_pdf_sales_document() {
+    let node = Node::start();
+    let api = node.owner();
+    let p = id(&api
+        .post(
+            "/api/v1/products",
+            &json!({ "sku": "CAM-1", "name": "Camisa de algodón", "price": "250", "tax_rate": "0.16" }),
+        )
+        .ok(201));
+    let c = id(&api.customer("José Núñez"));
+    let o = api.order(&c, &[(&p, 2)]);
+    let path = format!("/api/v1/orders/{}/invoice.pdf", id(&o));
+
+    let r = api.get(&path);
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.header("content-type"), Some("application/pdf"));
+    let number = o["number"].as_str().unwrap();
+    assert!(r.header("content-disposition").is_some_and(|d| d.contains(&format!("{number}.pdf"))));
+    let text = pdf_text(&r.bytes);
+    for expected in ["Cotización", number, "José Núñez", "Camisa de algodón", "580.00 MXN", "Página 1 de 1"] {
+        assert!(text.contains(expected), "{expected:?} missing from:\n{text}");
+    }
+    let en = pdf_text(&api.get(&format!("{path}?lang=en")).bytes);
+    assert!(en.contains("Quote") && en.contains("Unit price"), "{en}");
+
+    // Bad input and unknown orders are JSON errors naming what is wrong.
+    let e = api.get(&format!("{path}?lang=fr")).err(422, "validation");
+    assert_eq!((e["field"].as_str(), e["rule"].as_str()), (Some("lang"), Some("one_of")), "{e}");
+    api.get("/api/v1/orders/no-such-order/invoice.pdf").err(404, "not_found");
+    node.anon().get(&path).err(401, "unauthorized");
+}
+
+/// The text of a PDF as Poppler's pdftotext reads it (Debian's poppler-utils; `scripts/test`
+/// installs it).
+fn pdf_text(pdf: &[u8]) -> String {
+    assert!(pdf.starts_with(b"%PDF-"), "not a PDF: {:?}", String::from_utf8_lossy(&pdf[..pdf.len().min(60)]));
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("doc.pdf");
+    std::fs::write(&file, pdf).unwrap();
+    let out = std::process::Command::new("pdftotext")
+        .args(["-layout".as_ref(), file.as_os_str(), "-".as_ref()])
+        .output()
+        .expect("pdftotext is missing: install poppler-utils (scripts/test installs it)");
+    assert!(out.status.success(), "pdftotext: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap()
+}

@@ -193,6 +193,49 @@ fn a_price_question_gets_the_bots_answer_and_a_person_takes_over_on_request() {
     std::thread::sleep(Duration::from_secs(1));
     let bot_msgs = s.graph.sent().into_iter().filter(|c| c.body["to"] == customer).count();
     assert_eq!(bot_msgs, 3, "two bot answers and the person's reply; the bot must not answer an open conversation");
+
+    // The seller sells Ana a shirt from the edge node and sends her the order's PDF on WhatsApp:
+    // the relay renders it from its own replica, uploads it and sends it as a document.
+    let ana = thread(&seller, conv)["conversation"]["customer_id"].as_str().unwrap().to_string();
+    let order = seller
+        .post(
+            "/api/v1/orders",
+            &json!({ "customer_id": ana, "branch_id": s.branch, "lines": [{ "product_id": s.product, "quantity": 2 }] }),
+        )
+        .ok(201);
+    let number = order["number"].as_str().unwrap().to_string();
+    let queued = seller.post(&format!("/api/v1/orders/{}/whatsapp", id(&order)), &json!({})).ok(201);
+    assert_eq!((queued["kind"].as_str(), queued["status"].as_str()), (Some("document"), Some("queued")), "{queued}");
+    assert_eq!(queued["text"], format!("Pedido {number}"));
+    let doc = wait_for(LONG, || s.graph.sent().into_iter().find(|c| c.body["type"] == "document"))
+        .unwrap_or_else(|| panic!("the order's PDF never left; relay log:\n{}", s.relay.log()));
+    let uploads = s.graph.uploads();
+    assert_eq!(uploads.len(), 1, "one upload");
+    let up = &uploads[0];
+    assert_eq!(up.authorization, format!("Bearer {}", wa::ACCESS_TOKEN));
+    assert!(up.content_type.starts_with("multipart/form-data"), "{}", up.content_type);
+    let raw = String::from_utf8_lossy(&up.body);
+    for part in ["name=\"messaging_product\"", "application/pdf", &format!("filename=\"{number}.pdf\""), "%PDF-"] {
+        assert!(raw.contains(part), "the upload lacks {part:?}");
+    }
+    assert_eq!(doc.body["to"], customer);
+    assert_eq!(doc.body["document"]["id"], up.id.as_str());
+    assert_eq!(doc.body["document"]["filename"], format!("{number}.pdf"));
+    assert_eq!(doc.body["document"]["caption"], format!("Pedido {number}"));
+    // Someone who never wrote to the shop has no conversation to send it to.
+    let walk_in = id(&seller.customer("Cliente de mostrador"));
+    let o2 = seller
+        .post(
+            "/api/v1/orders",
+            &json!({ "customer_id": walk_in, "branch_id": s.branch, "lines": [{ "product_id": s.product, "quantity": 1 }] }),
+        )
+        .ok(201);
+    let e = seller.post(&format!("/api/v1/orders/{}/whatsapp", id(&o2)), &json!({})).err(409, "conflict");
+    assert_eq!(e["field"], "customer_id", "{e}");
+    let e = seller
+        .post(&format!("/api/v1/orders/{}/whatsapp", id(&order)), &json!({ "lang": "fr" }))
+        .err(422, "validation");
+    assert_eq!(e["field"], "lang", "{e}");
     // Reading clears the unread count.
     assert_eq!(seller.post(&format!("/api/v1/conversations/{conv}/read"), &json!({})).ok(200)["unread"], 0);
 

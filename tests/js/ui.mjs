@@ -11,6 +11,7 @@
 // SHOTS (screenshot folder), HEAD_URL (the relay, where head office logs in). Prints one JSON
 // line; exit 0 when everything held.
 
+import { execFileSync } from "node:child_process";
 import { mkdirSync, readFileSync, readdirSync, rmSync } from "node:fs";
 import { createRequire } from "node:module";
 import { launch } from "./browser.mjs";
@@ -485,6 +486,28 @@ await step("a_forked_order_is_settled", async () => {
   await page.locator(".badge", { hasText: "Paid" }).first().waitFor();
   await page.locator("#settle-order").waitFor({ state: "detached" });
   await text("Settled on Paid").waitFor();
+});
+
+await step("an_order_prints_as_a_pdf", async () => {
+  // The paid order of the step before: its sales document, in the UI's language (English here).
+  await page.goto(base + "/orders/" + env("FORKED_ORDER"));
+  const button = page.locator("#order-pdf");
+  await button.waitFor();
+  if ((await button.textContent()).trim() !== "Invoice (PDF)") throw new Error(`the button says ${await button.textContent()}`);
+  const [download] = await Promise.all([page.waitForEvent("download"), button.click()]);
+  const name = download.suggestedFilename();
+  if (!/^[A-Z0-9]+-[A-Z0-9]+-\d+\.pdf$/.test(name)) throw new Error(`the PDF is called ${name}`);
+  const saved = `${shots}/../order-from-ui.pdf`;
+  await download.saveAs(saved);
+  // Read back by Poppler's pdftotext (Debian's poppler-utils), a real PDF reader.
+  const pdf = execFileSync("pdftotext", ["-layout", saved, "-"], { encoding: "utf8" });
+  rmSync(saved, { force: true });
+  for (const expected of ["Invoice", name.replace(/\.pdf$/, ""), "Paid", "Total", "Page 1 of 1"]) {
+    if (!pdf.includes(expected)) throw new Error(`${expected} is missing from the PDF:\n${pdf}`);
+  }
+  // This customer never wrote on WhatsApp: sending it there is refused, and the page says why.
+  await page.locator("#order-whatsapp").click();
+  await text("has no WhatsApp conversation yet").waitFor();
 });
 
 await step("screenshots", async () => {

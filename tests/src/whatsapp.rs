@@ -2,7 +2,8 @@
 //! webhook fixtures shaped like the Cloud API's.
 //!
 //! The fake answers `POST /{version}/{phone-number-id}/messages` like the real one, records every
-//! call, can be switched to fail (503, or a given error code), and serves media downloads.
+//! call, can be switched to fail (503, or a given error code), serves media downloads and takes
+//! media uploads (`POST /{version}/{phone-number-id}/media`, multipart, recorded whole).
 
 use std::{
     net::SocketAddr,
@@ -45,9 +46,25 @@ pub struct Call {
     pub wamid: Option<String>,
 }
 
+/// One recorded media upload.
+#[derive(Debug, Clone)]
+pub struct Upload {
+    /// The phone number id in the path.
+    pub phone_number_id: String,
+    /// The Authorization header.
+    pub authorization: String,
+    /// The Content-Type header (multipart/form-data with its boundary).
+    pub content_type: String,
+    /// The raw multipart body.
+    pub body: Vec<u8>,
+    /// The media id answered.
+    pub id: String,
+}
+
 #[derive(Default)]
 struct Inner {
     calls: Mutex<Vec<Call>>,
+    uploads: Mutex<Vec<Upload>>,
     /// None: answer normally; Some((http status, error code)).
     fail: Mutex<Option<(u16, i64)>>,
     next: AtomicU64,
@@ -90,6 +107,32 @@ async fn send(
     resp
 }
 
+async fn upload(
+    State(s): State<Arc<Inner>>,
+    Path((_v, pnid)): Path<(String, String)>,
+    h: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    let header = |n: &str| h.get(n).and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
+    let content_type = header("content-type");
+    if !content_type.starts_with("multipart/form-data") {
+        return (
+            StatusCode::BAD_REQUEST,
+            Json(json!({ "error": { "message": "expected multipart/form-data", "code": 100 } })),
+        )
+            .into_response();
+    }
+    let id = format!("media.UP{:08}", s.next.fetch_add(1, Ordering::SeqCst));
+    s.uploads.lock().unwrap_or_else(|p| p.into_inner()).push(Upload {
+        phone_number_id: pnid,
+        authorization: header("authorization"),
+        content_type,
+        body: body.to_vec(),
+        id: id.clone(),
+    });
+    Json(json!({ "id": id })).into_response()
+}
+
 async fn media_meta(Path((_v, id)): Path<(String, String)>, h: HeaderMap) -> Response {
     if h.get("authorization").is_none() {
         return StatusCode::UNAUTHORIZED.into_response();
@@ -106,6 +149,7 @@ impl FakeGraph {
         let inner = Arc::new(Inner::default());
         let app = Router::new()
             .route("/{version}/{pnid}/messages", post(send))
+            .route("/{version}/{pnid}/media", post(upload))
             .route("/{version}/{media}", get(media_meta))
             .route(
                 "/media-bytes/{id}",
@@ -123,6 +167,11 @@ impl FakeGraph {
     /// Every call so far.
     pub fn calls(&self) -> Vec<Call> {
         self.inner.calls.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Every media upload so far.
+    pub fn uploads(&self) -> Vec<Upload> {
+        self.inner.uploads.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
     /// Successful sends so far.

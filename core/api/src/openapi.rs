@@ -85,6 +85,8 @@ impl Modify for BearerAuth {
         routes::sales::archive_order,
         routes::sales::transition_order,
         routes::sales::resolve_order,
+        routes::sales::order_invoice,
+        routes::inbox::send_order_document,
         routes::inbox::list_conversations,
         routes::inbox::get_conversation,
         routes::inbox::update_conversation,
@@ -111,7 +113,7 @@ impl Modify for BearerAuth {
         UpdateCustomer, UpdateOrder, UpdateProduct, UpdateShop, UpdateStaff,
         dashoffice_domain::inbox::ConversationView, dashoffice_domain::inbox::ConversationState,
         dashoffice_domain::inbox::MessageView, dashoffice_domain::inbox::MessageStatus,
-        dashoffice_domain::inbox::ConversationThread, dashoffice_domain::inbox::SendMessage,
+        dashoffice_domain::inbox::ConversationThread, dashoffice_domain::inbox::SendMessage, dashoffice_domain::inbox::SendOrderDocument,
         dashoffice_domain::inbox::ReplyButton, dashoffice_domain::inbox::ListRow,
         dashoffice_domain::inbox::UpdateConversation, dashoffice_domain::inbox::TemplateView, dashoffice_domain::inbox::ShiftView,
         dashoffice_domain::inbox::CannedResponse

@@ -85,6 +85,15 @@ pub struct Page<T> {
     pub next_cursor: Option<String>,
 }
 
+/// Query of `GET /api/v1/orders/{id}/invoice.pdf`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(IntoParams))]
+#[serde(deny_unknown_fields)]
+pub struct InvoiceParams {
+    /// Language of the document's labels: `es` (default) or `en`.
+    pub lang: Option<String>,
+}
+
 /// Common list parameters.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(IntoParams))]
@@ -456,7 +465,7 @@ pub struct CustomerView {
 }
 
 /// POST /api/v1/customers
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct CreateCustomer {

@@ -281,6 +281,19 @@ pub struct SendMessage {
     pub context_wamid: Option<String>,
 }
 
+/// POST /api/v1/orders/{id}/whatsapp: the order's sales document (PDF) to the customer.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct SendOrderDocument {
+    /// Language of the document: `es` (default) or `en`.
+    #[serde(default)]
+    pub lang: Option<String>,
+    /// The caption (default "Pedido <number>" or "Order <number>"; at most 1,024 characters).
+    #[serde(default)]
+    pub text: Option<String>,
+}
+
 /// PATCH /api/v1/conversations/{id}
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(ToSchema))]

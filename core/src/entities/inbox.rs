@@ -17,7 +17,8 @@ use dashoffice_domain::{
     api::Page,
     inbox::{
         CannedResponse, ConversationParams, ConversationState, ConversationThread, ConversationView, MessageStatus,
-        MessageView, SendMessage, ShiftView, TemplateView, UpdateConversation, validate_send, window_open,
+        MessageView, SendMessage, SendOrderDocument, ShiftView, TemplateView, UpdateConversation, validate_send,
+        window_open,
     },
     normalize_tags,
 };
@@ -435,8 +436,24 @@ fn reply_content(conn: &Connection, shop: &str, m: &SendMessage, kind: &str) -> 
 pub fn send(ctx: &mut WriteCtx<'_>, caller: &Caller, id: &str, m: SendMessage, sender: &str) -> Result<MessageView> {
     caller.require(Permission::Converse)?;
     validate_send(&m)?;
-    let (conv_doc, conv) = conversation_doc(ctx.conn(), caller, id)?;
     let kind = m.kind.clone().unwrap_or_else(|| "text".into());
+    let shop = caller.shop_id.clone();
+    let content = |conn: &Connection| reply_content(conn, &shop, &m, &kind);
+    queue_out(ctx, caller, id, &kind, content, m.context_wamid.as_deref(), sender)
+}
+
+/// Queues what staff send to a conversation (or writes an internal note): the window check, the
+/// message, and the conversation taken from the bot. `content` gives the text and payload.
+fn queue_out(
+    ctx: &mut WriteCtx<'_>,
+    caller: &Caller,
+    id: &str,
+    kind: &str,
+    content: impl FnOnce(&Connection) -> Result<(String, serde_json::Value)>,
+    context_wamid: Option<&str>,
+    sender: &str,
+) -> Result<MessageView> {
+    let (conv_doc, conv) = conversation_doc(ctx.conn(), caller, id)?;
     let now = ctx.now();
     if kind != "template" && kind != "note" && (!window_open(conv.last_inbound_at, now) || conv.needs_template) {
         let names: Vec<String> = templates(ctx.conn(), &caller.shop_id)?.into_iter().map(|t| t.name).collect();
@@ -449,7 +466,7 @@ pub fn send(ctx: &mut WriteCtx<'_>, caller: &Caller, id: &str, m: SendMessage, s
             ),
         ));
     }
-    let (text, payload) = reply_content(ctx.conn(), &caller.shop_id, &m, &kind)?;
+    let (text, payload) = content(ctx.conn())?;
     let (direction, status) =
         if kind == "note" { ("note", MessageStatus::Sent) } else { ("out", MessageStatus::Queued) };
     let mid = new_id();
@@ -457,13 +474,13 @@ pub fn send(ctx: &mut WriteCtx<'_>, caller: &Caller, id: &str, m: SendMessage, s
     let rec = MessageRecord {
         conversation_id: id,
         direction,
-        kind: &kind,
+        kind,
         text: &text,
         payload: &payload,
         wamid: None,
         status,
         sender,
-        context_wamid: m.context_wamid.as_deref(),
+        context_wamid,
         explain: None,
         at: now,
     };
@@ -485,6 +502,71 @@ pub fn send(ctx: &mut WriteCtx<'_>, caller: &Caller, id: &str, m: SendMessage, s
         })?;
     }
     get_message(ctx.conn(), &mid)
+}
+
+/// Queues an order's sales document (the PDF of [`crate::invoice`]) to the customer's latest
+/// WhatsApp conversation, with a caption (default "Pedido <number>" / "Order <number>"). The
+/// relay renders the PDF from its own replica when it sends the message, uploads it to the Graph
+/// API and sends it as a document named `<number>.pdf`. Free-form, so the 24-hour window must be
+/// open, as for any reply.
+pub fn send_order_document(
+    ctx: &mut WriteCtx<'_>,
+    caller: &Caller,
+    order_id: &str,
+    input: SendOrderDocument,
+    sender: &str,
+) -> Result<MessageView> {
+    caller.require(Permission::Converse)?;
+    let lang = input.lang.as_deref().unwrap_or("es");
+    crate::invoice::Lang::parse("lang", lang).map_err(|e| CoreError::Validation(e.into()))?;
+    let caption = input.text.as_deref().map(str::trim).unwrap_or_default();
+    if caption.chars().count() > 1024 {
+        return Err(FieldError::new("text", "max_length", "a caption has at most 1024 characters").into());
+    }
+    let order = super::orders::get(ctx.conn(), caller, order_id)?;
+    // The customer's conversations, under any record merged with theirs (up to the survivor).
+    let mut root = order.customer_id.clone();
+    for _ in 0..16 {
+        match customers::get(ctx.conn(), &caller.shop_id, &root).ok().and_then(|c| c.merged_into) {
+            Some(next) if next != root => root = next,
+            _ => break,
+        }
+    }
+    let people = customers::identity_ids(ctx.conn(), &root)?;
+    let mut conversation: Option<(i64, String)> = None;
+    for person in &people {
+        let found: Option<(i64, String)> = ctx
+            .conn()
+            .prepare_cached(
+                "SELECT updated_at, id FROM conversations WHERE shop_id = ?1 AND customer_id = ?2
+                   AND (?3 IS NULL OR branch_id = ?3)
+                 ORDER BY updated_at DESC LIMIT 1",
+            )?
+            .query_row(params![caller.shop_id, person, caller.branch_id], |r| Ok((r.get(0)?, r.get(1)?)))
+            .optional()?;
+        if found.as_ref().is_some_and(|f| conversation.as_ref().is_none_or(|c| f.0 > c.0)) {
+            conversation = found;
+        }
+    }
+    let Some((_, conversation)) = conversation else {
+        return Err(CoreError::conflict(
+            "customer_id",
+            "no_conversation",
+            "the customer has no WhatsApp conversation yet: WhatsApp lets the shop write first only with a template",
+        ));
+    };
+    let caption = if caption.is_empty() {
+        match lang {
+            "en" => format!("Order {}", order.number),
+            _ => format!("Pedido {}", order.number),
+        }
+    } else {
+        caption.to_string()
+    };
+    let filename = format!("{}.pdf", crate::invoice::file_stem(&order.number));
+    let payload = serde_json::json!({ "order_id": order.id, "lang": lang, "filename": filename });
+    let content = |_: &Connection| Ok((caption, payload));
+    queue_out(ctx, caller, &conversation, "document", content, None, sender)
 }
 
 /// Writes what a bot says (queued for sending) with the explanation of why.

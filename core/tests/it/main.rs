@@ -6,5 +6,6 @@
 mod convergence;
 mod credentials;
 mod fixtures;
+mod invoice;
 mod migration;
 mod sync_protocol;

@@ -40,6 +40,25 @@ pub fn backoff(attempts: i64) -> Duration {
 /// Throttling and transient error codes of the Cloud API.
 const RETRY_CODES: &[i64] = &[130429, 131056, 80007, 4, 131000, 1, 2, 131016];
 
+/// Sends a Graph API request: the JSON answer of a success; otherwise a retry (network errors,
+/// 5xx, 429, throttling codes) or a refusal, with the error's code and message.
+async fn answer(request: reqwest::RequestBuilder) -> Result<Value, SendError> {
+    let r = request.send().await.map_err(|e| SendError::Retry(format!("network: {}", e.without_url())))?;
+    let status = r.status();
+    let body: Value = r.json().await.unwrap_or(Value::Null);
+    if status.is_success() {
+        return Ok(body);
+    }
+    let code = body["error"]["code"].as_i64().unwrap_or(0);
+    let msg = body["error"]["message"].as_str().unwrap_or("").to_string();
+    let text = format!("{code} {msg} (HTTP {})", status.as_u16()).trim().to_string();
+    if status.is_server_error() || status.as_u16() == 429 || RETRY_CODES.contains(&code) {
+        Err(SendError::Retry(text))
+    } else {
+        Err(SendError::Refused(text))
+    }
+}
+
 impl Graph {
     /// A client for `cfg`'s base URL.
     pub fn new(cfg: &WaConfig) -> anyhow::Result<Self> {
@@ -90,7 +109,16 @@ impl Graph {
             }
             "image" | "document" => {
                 b["type"] = json!(m.kind);
-                let mut media = json!({ "link": p["link"] });
+                // Uploaded media (an order's PDF, see `upload`) go by id, with a file name.
+                let mut media = match p["media_id"].as_str() {
+                    Some(id) => json!({ "id": id }),
+                    None => json!({ "link": p["link"] }),
+                };
+                if m.kind == "document"
+                    && let Some(name) = p["filename"].as_str()
+                {
+                    media["filename"] = json!(name);
+                }
                 if !m.text.is_empty() {
                     media["caption"] = json!(m.text);
                 }
@@ -110,30 +138,36 @@ impl Graph {
     /// Sends one message from `number` to `to`; returns its wamid.
     pub async fn send(&self, number: &Number, to: &str, m: &MessageView) -> Result<String, SendError> {
         let url = format!("{}/{}/{}/messages", self.base, self.version, number.phone_number_id);
-        let r = self
-            .http
-            .post(&url)
-            .bearer_auth(&number.access_token)
-            .json(&Self::body(to, m))
-            .send()
-            .await
-            .map_err(|e| SendError::Retry(format!("network: {}", e.without_url())))?;
-        let status = r.status();
-        let body: Value = r.json().await.unwrap_or(Value::Null);
-        if status.is_success() {
-            return body["messages"][0]["id"]
-                .as_str()
-                .map(str::to_string)
-                .ok_or_else(|| SendError::Retry("the Graph API answered without a message id".into()));
-        }
-        let code = body["error"]["code"].as_i64().unwrap_or(0);
-        let msg = body["error"]["message"].as_str().unwrap_or("").to_string();
-        let text = format!("{code} {msg} (HTTP {})", status.as_u16()).trim().to_string();
-        if status.is_server_error() || status.as_u16() == 429 || RETRY_CODES.contains(&code) {
-            Err(SendError::Retry(text))
-        } else {
-            Err(SendError::Refused(text))
-        }
+        let body = answer(self.http.post(&url).bearer_auth(&number.access_token).json(&Self::body(to, m))).await?;
+        body["messages"][0]["id"]
+            .as_str()
+            .map(str::to_string)
+            .ok_or_else(|| SendError::Retry("the Graph API answered without a message id".into()))
+    }
+
+    /// Uploads a file for `number` (`POST /{phone-number-id}/media`, multipart); returns its
+    /// media id, which a message then names instead of a link.
+    pub async fn upload(
+        &self,
+        number: &Number,
+        bytes: Vec<u8>,
+        mime: &str,
+        filename: &str,
+    ) -> Result<String, SendError> {
+        let url = format!("{}/{}/{}/media", self.base, self.version, number.phone_number_id);
+        let part = reqwest::multipart::Part::bytes(bytes)
+            .file_name(filename.to_string())
+            .mime_str(mime)
+            .map_err(|e| SendError::Refused(format!("media type {mime}: {e}")))?;
+        let form = reqwest::multipart::Form::new()
+            .text("messaging_product", "whatsapp")
+            .text("type", mime.to_string())
+            .part("file", part);
+        let body = answer(self.http.post(&url).bearer_auth(&number.access_token).multipart(form)).await?;
+        body["id"]
+            .as_str()
+            .map(str::to_string)
+            .ok_or_else(|| SendError::Retry("the Graph API answered an upload without a media id".into()))
     }
 
     /// Downloads a media object: its metadata, then its bytes (both with the access token).

@@ -17,7 +17,7 @@ use dashoffice_core::{
     doc::DocId,
     entities::inbox::{self, Outgoing},
 };
-use dashoffice_domain::inbox::MessageStatus;
+use dashoffice_domain::inbox::{MessageStatus, MessageView};
 use dashoffice_sync::client::{self, ClientConfig, Enrolment, SyncHandle};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 
@@ -194,7 +194,10 @@ async fn send_one(wa: &Arc<WhatsApp>, svc: &Arc<ShopService>, o: Outgoing, attem
     svc.per_number.until_key_ready(&o.phone_number_id).await;
     svc.per_customer.until_key_ready(&o.to).await;
     let t = std::time::Instant::now();
-    let result = wa.graph.send(&number, &o.to, &o.message).await;
+    let result = match with_order_document(wa, svc, &number, &o.message).await {
+        Ok(message) => wa.graph.send(&number, &o.to, &message).await,
+        Err(e) => Err(e),
+    };
     metrics::histogram!("dashoffice_whatsapp_send_seconds").record(t.elapsed().as_secs_f64());
     match result {
         Ok(wamid) => {
@@ -221,6 +224,40 @@ async fn send_one(wa: &Arc<WhatsApp>, svc: &Arc<ShopService>, o: Outgoing, attem
             fail(wa, svc, &o, &e).await;
         }
     }
+}
+
+/// A document message that names an order (`POST /api/v1/orders/{id}/whatsapp`): its PDF is
+/// rendered here from this replica (the order as it is now), uploaded to the Graph API, and the
+/// message names the media id. Other messages pass unchanged. An order this replica does not hold
+/// yet (its document still syncing) is retried later, like a Graph API hiccup.
+async fn with_order_document(
+    wa: &Arc<WhatsApp>,
+    svc: &Arc<ShopService>,
+    number: &super::store::Number,
+    m: &MessageView,
+) -> Result<MessageView, SendError> {
+    let Some(order_id) = m.payload["order_id"].as_str().filter(|_| m.kind == "document") else {
+        return Ok(m.clone());
+    };
+    let lang = dashoffice_core::invoice::Lang::parse("lang", m.payload["lang"].as_str().unwrap_or("es"))
+        .unwrap_or(dashoffice_core::invoice::Lang::Es);
+    let (shop, id) = (svc.shop.clone(), order_id.to_string());
+    let now = crate::hub::now_ms();
+    let pdf = svc.replica.read(move |c| {
+        dashoffice_core::invoice::order_pdf(c, &dashoffice_core::entities::inbox::system_caller(&shop), &id, lang, now)
+    });
+    let pdf = match pdf {
+        Ok(p) => p,
+        Err(dashoffice_core::CoreError::NotFound { .. }) => {
+            return Err(SendError::Retry(format!("order {order_id} has not reached the relay yet")));
+        }
+        Err(e) => return Err(SendError::Retry(format!("rendering order {order_id}: {e}"))),
+    };
+    let filename = m.payload["filename"].as_str().unwrap_or("order.pdf").to_string();
+    let media_id = wa.graph.upload(number, pdf, "application/pdf", &filename).await?;
+    let mut message = m.clone();
+    message.payload["media_id"] = serde_json::json!(media_id);
+    Ok(message)
 }
 
 /// Marks replies sent in their documents, as many per write as have arrived (a busy number sends

@@ -222,6 +222,11 @@ fn message_view(m: MessageView) -> impl IntoView {
         ))
     });
     let media = att.map(|(sha, mime)| view! { <Media sha=sha mime=mime kind=m.kind.clone()/> });
+    // An order's PDF sent from its page: a link back to the order.
+    let order = m.payload.get("order_id").and_then(|o| o.as_str()).map(|o| {
+        let name = m.payload.get("filename").and_then(|f| f.as_str()).unwrap_or("PDF").to_string();
+        view! { <A href=format!("/orders/{o}") attr:class="msg-order">{format!("📄 {name}")}</A> }
+    });
     let who = match m.sender.as_str() {
         "customer" => None,
         "bot" => Some(t("bot").to_string()),
@@ -244,6 +249,7 @@ fn message_view(m: MessageView) -> impl IntoView {
         <div class=cls>
             {who.map(|w| view! { <small class="muted">{w}</small> })}
             {media}
+            {order}
             <div class="msg-text">{m.text.clone()}</div>
             {explain}
             <div class="msg-meta">

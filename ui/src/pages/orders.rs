@@ -148,6 +148,39 @@ pub(crate) fn OrderDetail() -> impl IntoView {
             }
         });
     };
+    // The sales document (a quote while a draft), in the UI's language.
+    let printing = RwSignal::new(false);
+    let print = move |number: String| {
+        err.set(None);
+        printing.set(true);
+        let lang = crate::i18n::lang().code();
+        let path = format!("/api/v1/orders/{}/invoice.pdf?lang={lang}", id.get_untracked());
+        spawn_local(async move {
+            match api::blob_url(&path).await {
+                Ok(url) => api::save_url(&url, &format!("{number}.pdf")),
+                Err(e) => err.set(Some(e)),
+            }
+            printing.set(false);
+        });
+    };
+    // The same document to the customer's WhatsApp (the relay renders and sends it).
+    let sending = RwSignal::new(false);
+    let send_whatsapp = move |_| {
+        err.set(None);
+        sending.set(true);
+        let lang = crate::i18n::lang().code();
+        let path = format!("/api/v1/orders/{}/whatsapp", id.get_untracked());
+        let body = dashoffice_domain::inbox::SendOrderDocument { lang: Some(lang.into()), text: None };
+        spawn_local(async move {
+            match api::post::<_, dashoffice_domain::inbox::MessageView>(&path, &body).await {
+                Ok(_) => app().say(t("order_pdf_queued").to_string()),
+                Err(e) => err.set(Some(e)),
+            }
+            sending.set(false);
+        });
+    };
+    let may_converse =
+        move || app().user.with(|u| u.as_ref().is_some_and(|u| u.role.can(dashoffice_domain::Permission::Converse)));
     let may_sell =
         move || app().user.with(|u| u.as_ref().is_some_and(|u| u.role.can(dashoffice_domain::Permission::SellOrders)));
     let may_settle =
@@ -187,11 +220,19 @@ pub(crate) fn OrderDetail() -> impl IntoView {
                 })
                 .collect_view();
             let customer = format!("/customers/{}", o.customer_id);
+            let number = o.number.clone();
+            let pdf_label = if o.status == OrderStatus::Draft { t("quote_pdf") } else { t("invoice_pdf") };
             view! {
                 <section class="card">
                     <div class="page-head">
                         <h2>{o.number.clone()}" "<Badge kind=status_kind(o.status) text=status_text(o.status.as_str())/></h2>
                         <div class="actions">
+                            <button type="button" class="btn" id="order-pdf" disabled=move || printing.get()
+                                on:click=move |_| print(number.clone())>{pdf_label}</button>
+                            <Show when=may_converse>
+                                <button type="button" class="btn" id="order-whatsapp" disabled=move || sending.get()
+                                    on:click=send_whatsapp>{t("send_on_whatsapp")}</button>
+                            </Show>
                             {(o.status == OrderStatus::Draft && may_sell()).then(|| view! {
                                 <A href=format!("/orders/{}/edit", o.id) attr:class="btn">{t("edit_order")}</A>
                             })}

@@ -14,8 +14,8 @@ use dashoffice_domain::{
     FieldError,
     api::Page,
     inbox::{
-        CannedResponse, ConversationParams, ConversationThread, ConversationView, MessageView, SendMessage, ShiftView,
-        TemplateView, UpdateConversation,
+        CannedResponse, ConversationParams, ConversationThread, ConversationView, MessageView, SendMessage,
+        SendOrderDocument, ShiftView, TemplateView, UpdateConversation,
     },
 };
 use serde::{Deserialize, Serialize};
@@ -64,6 +64,23 @@ pub(crate) async fn update_conversation(
     ApiJson(b): ApiJson<UpdateConversation>,
 ) -> ApiResult<Json<ConversationView>> {
     Ok(Json(s.replica.write(move |ctx| inbox::update(ctx, &c, &id, b)).await?))
+}
+
+/// Sends an order's sales document (PDF, in `lang`) to the customer's latest WhatsApp
+/// conversation, with a caption. The relay renders it from its own replica when it sends it,
+/// uploads it to the Graph API and sends it as `<number>.pdf`. 409 when the customer has no
+/// conversation (`customer_id`) or the 24-hour window is closed (`kind`).
+#[utoipa::path(post, path = "/api/v1/orders/{id}/whatsapp", tag = "inbox", security(("bearer" = [])),
+    params(("id" = String, Path)), request_body = SendOrderDocument, responses((status = 201, body = MessageView), Errors))]
+pub(crate) async fn send_order_document(
+    State(s): State<AppState>,
+    Auth(c): Auth,
+    Path(id): Path<String>,
+    ApiJson(b): ApiJson<SendOrderDocument>,
+) -> ApiResult<(StatusCode, Json<MessageView>)> {
+    let sender = c.user_id.clone();
+    let m = s.replica.write(move |ctx| inbox::send_order_document(ctx, &c, &id, b, &sender)).await?;
+    Ok((StatusCode::CREATED, Json(m)))
 }
 
 /// Queues a reply (text, buttons, list, template, image, document) or writes an internal note.

@@ -98,6 +98,8 @@ pub(crate) fn router() -> Router<AppState> {
         .route("/api/v1/orders/{id}", get(sales::get_order).patch(sales::update_order).delete(sales::archive_order))
         .route("/api/v1/orders/{id}/transitions", post(sales::transition_order))
         .route("/api/v1/orders/{id}/resolve", post(sales::resolve_order))
+        .route("/api/v1/orders/{id}/invoice.pdf", get(sales::order_invoice))
+        .route("/api/v1/orders/{id}/whatsapp", post(inbox::send_order_document))
         .route("/api/v1/conversations", get(inbox::list_conversations))
         .route("/api/v1/conversations/{id}", get(inbox::get_conversation).patch(inbox::update_conversation))
         .route("/api/v1/conversations/{id}/messages", post(inbox::send_message))

@@ -3,10 +3,17 @@
 use axum::{
     Json,
     extract::{Path, State},
-    http::StatusCode,
+    http::{StatusCode, header},
+    response::{IntoResponse, Response},
 };
-use dashoffice_core::entities::orders;
-use dashoffice_domain::api::{CreateOrder, ListParams, OrderView, Page, ResolveOrder, TransitionOrder, UpdateOrder};
+use dashoffice_core::{
+    CoreError,
+    entities::orders,
+    invoice::{self, Lang},
+};
+use dashoffice_domain::api::{
+    CreateOrder, InvoiceParams, ListParams, OrderView, Page, ResolveOrder, TransitionOrder, UpdateOrder,
+};
 
 use super::Errors;
 use crate::{ApiJson, ApiQuery, AppState, Auth, error::ApiResult};
@@ -44,6 +51,39 @@ pub(crate) async fn get_order(
     Path(id): Path<String>,
 ) -> ApiResult<Json<OrderView>> {
     Ok(Json(s.read(move |conn| orders::get(conn, &c, &id)).await?))
+}
+
+/// The order as a printable sales document (PDF, A4): a quote while it is a draft, then the
+/// shop's sales note, marked when cancelled or refunded. Labels in `lang` (`es` or `en`). Not an
+/// electronic invoice of a tax authority; the document says so.
+#[utoipa::path(get, path = "/api/v1/orders/{id}/invoice.pdf", tag = "orders", security(("bearer" = [])),
+    params(("id" = String, Path), InvoiceParams),
+    responses((status = 200, description = "The PDF", content_type = "application/pdf"), Errors))]
+pub(crate) async fn order_invoice(
+    State(s): State<AppState>,
+    Auth(c): Auth,
+    Path(id): Path<String>,
+    ApiQuery(q): ApiQuery<InvoiceParams>,
+) -> ApiResult<Response> {
+    let lang = Lang::parse("lang", q.lang.as_deref().unwrap_or("es")).map_err(|e| CoreError::Validation(e.into()))?;
+    let now = s.replica.now_ms();
+    let (number, pdf) = s
+        .read(move |conn| {
+            let number = orders::get(conn, &c, &id)?.number;
+            Ok((number, invoice::order_pdf(conn, &c, &id, lang, now)?))
+        })
+        .await?;
+    let name: String =
+        number.chars().map(|ch| if ch.is_ascii_alphanumeric() || ch == '-' { ch } else { '_' }).collect();
+    Ok((
+        [
+            (header::CONTENT_TYPE, "application/pdf".to_string()),
+            (header::CONTENT_DISPOSITION, format!("inline; filename=\"{name}.pdf\"")),
+            (header::CACHE_CONTROL, "no-store".to_string()),
+        ],
+        pdf,
+    )
+        .into_response())
 }
 
 /// Changes a draft's lines, or notes and seller.

@@ -1,0 +1,395 @@
+//! An order as a printable sales document (PDF, A4): shop and branch, number and date in the shop's
+//! time zone, customer, seller, lines, tax and totals, notes, page numbers. Drafts print as a
+//! quote; cancelled and refunded orders say so in the title. It is the shop's own document, not an
+//! electronic invoice of a tax authority (CFDI, DIAN, AFIP…), and says so at the foot of every page.
+//!
+//! Text uses the PDF's built-in Helvetica (no font file to ship), so it is encoded as
+//! Windows-1252: Spanish and Portuguese letters print; other scripts' characters are dropped by
+//! the encoder.
+
+use dashoffice_domain::{FieldError, OrderStatus, api::OrderView};
+use printpdf::{BuiltinFont, Color, IndirectFontRef, Line, Mm, PdfDocument, PdfLayerReference, Point, Rgb};
+use rusqlite::Connection;
+
+use crate::{
+    Caller,
+    entities::{customers, orders, org, staff},
+    error::{CoreError, Result},
+};
+
+/// The language of the document's labels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lang {
+    /// Spanish (the default).
+    Es,
+    /// English.
+    En,
+}
+
+impl Lang {
+    /// Parses `es` or `en` (query parameter `field`).
+    pub fn parse(field: &str, s: &str) -> std::result::Result<Self, FieldError> {
+        match s {
+            "es" => Ok(Self::Es),
+            "en" => Ok(Self::En),
+            _ => Err(FieldError::new(field, "one_of", "must be one of: es, en")),
+        }
+    }
+}
+
+/// The sales document of order `id` as PDF bytes, for a caller who may see the order; `now_ms`
+/// is the printing time shown at the foot.
+pub fn order_pdf(conn: &Connection, caller: &Caller, id: &str, lang: Lang, now_ms: i64) -> Result<Vec<u8>> {
+    let order = orders::get(conn, caller, id)?;
+    let shop = org::get_shop(conn, &caller.shop_id)?;
+    let branch = org::get_branch(conn, &caller.shop_id, &order.branch_id).ok();
+    let customer = customers::get(conn, &caller.shop_id, &order.customer_id).ok();
+    let seller = staff::get(conn, &caller.shop_id, &order.seller_id).ok().map(|s| s.name);
+    let tz = jiff::tz::TimeZone::get(&shop.timezone).unwrap_or(jiff::tz::TimeZone::UTC);
+    let date = |ms: i64, with_time: bool| {
+        let t = jiff::Timestamp::from_millisecond(ms).unwrap_or(jiff::Timestamp::UNIX_EPOCH).to_zoned(tz.clone());
+        let f = match (lang, with_time) {
+            (Lang::Es, false) => "%d/%m/%Y",
+            (Lang::Es, true) => "%d/%m/%Y %H:%M",
+            (Lang::En, false) => "%Y-%m-%d",
+            (Lang::En, true) => "%Y-%m-%d %H:%M",
+        };
+        t.strftime(f).to_string()
+    };
+    let input = Input {
+        shop: shop.name,
+        branch: branch.map(|b| format!("{} ({})", b.name, b.code)),
+        customer_name: customer.as_ref().map(|c| c.name.clone()).unwrap_or_else(|| order.customer_name.clone()),
+        customer_phone: customer.as_ref().and_then(|c| c.phone.clone()),
+        customer_email: customer.as_ref().and_then(|c| c.email.clone()),
+        seller,
+        date: date(order.created_at, false),
+        printed: date(now_ms, true),
+        order,
+    };
+    render(&input, lang)
+}
+
+/// An order number as a file name's stem: letters, digits and dashes (anything else becomes `_`).
+pub fn file_stem(number: &str) -> String {
+    number.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' { c } else { '_' }).collect()
+}
+
+struct Input {
+    shop: String,
+    branch: Option<String>,
+    customer_name: String,
+    customer_phone: Option<String>,
+    customer_email: Option<String>,
+    seller: Option<String>,
+    date: String,
+    printed: String,
+    order: OrderView,
+}
+
+fn label(lang: Lang, key: &str) -> &'static str {
+    let (es, en) = match key {
+        "quote" => ("Cotización", "Quote"),
+        "invoice" => ("Nota de venta", "Invoice"),
+        "number" => ("Número", "Number"),
+        "date" => ("Fecha", "Date"),
+        "status" => ("Estado", "Status"),
+        "seller" => ("Vendedor", "Seller"),
+        "customer" => ("Cliente", "Customer"),
+        "sku" => ("SKU", "SKU"),
+        "product" => ("Producto", "Product"),
+        "qty" => ("Cant.", "Qty"),
+        "unit_price" => ("Precio unit.", "Unit price"),
+        "tax" => ("Impuesto", "Tax"),
+        "amount" => ("Importe", "Amount"),
+        "subtotal" => ("Subtotal", "Subtotal"),
+        "total" => ("Total", "Total"),
+        "notes" => ("Notas", "Notes"),
+        "page" => ("Página", "Page"),
+        "of" => ("de", "of"),
+        "printed" => ("Impreso", "Printed"),
+        "not_fiscal" => (
+            "Documento interno de la tienda; no es un comprobante fiscal electrónico.",
+            "The shop's own document; not a tax authority's electronic invoice.",
+        ),
+        "cancelled" => ("ANULADA", "CANCELLED"),
+        "refunded" => ("REEMBOLSADA", "REFUNDED"),
+        "draft" => ("Borrador", "Draft"),
+        "confirmed" => ("Confirmado", "Confirmed"),
+        "paid" => ("Pagado", "Paid"),
+        "fulfilled" => ("Preparado", "Fulfilled"),
+        "delivered" => ("Entregado", "Delivered"),
+        _ => ("", ""),
+    };
+    match lang {
+        Lang::Es => es,
+        Lang::En => en,
+    }
+}
+
+/// Helvetica's advance widths (per 1,000 units of the font size) for ASCII 32–126, from its AFM.
+const HELVETICA: [u16; 95] = [
+    278, 278, 355, 556, 556, 889, 667, 191, 333, 333, 389, 584, 278, 333, 278, 278, 556, 556, 556, 556, 556, 556, 556,
+    556, 556, 556, 278, 278, 584, 584, 584, 556, 1015, 667, 667, 722, 722, 667, 611, 778, 722, 278, 500, 667, 556, 833,
+    722, 778, 667, 778, 722, 667, 611, 722, 667, 944, 667, 667, 611, 278, 278, 278, 469, 556, 333, 556, 556, 500, 556,
+    556, 278, 556, 556, 222, 222, 500, 222, 833, 556, 556, 556, 556, 333, 500, 278, 556, 500, 722, 500, 500, 500, 334,
+    260, 334, 584,
+];
+
+/// Width of `s` in millimetres at `size` points (accented letters measured as their base letter
+/// would be, roughly: 556).
+fn width_mm(s: &str, size: f32) -> f32 {
+    let units: u32 = s
+        .chars()
+        .map(|c| match c as u32 {
+            n @ 32..=126 => u32::from(HELVETICA[(n - 32) as usize]),
+            _ => 556,
+        })
+        .sum();
+    units as f32 / 1000.0 * size * 25.4 / 72.0
+}
+
+/// `s` cut (with an ellipsis) to fit `max` millimetres.
+fn fit(s: &str, size: f32, max: f32) -> String {
+    if width_mm(s, size) <= max {
+        return s.to_string();
+    }
+    let mut out = String::new();
+    for c in s.chars() {
+        out.push(c);
+        if width_mm(&out, size) + width_mm("...", size) > max {
+            out.pop();
+            break;
+        }
+    }
+    format!("{}...", out.trim_end())
+}
+
+/// Words of `s` in lines of at most `max` millimetres (a word longer than a line is cut).
+fn wrap(s: &str, size: f32, max: f32) -> Vec<String> {
+    let mut lines = Vec::new();
+    for para in s.lines() {
+        let mut line = String::new();
+        for word in para.split_whitespace() {
+            let candidate = if line.is_empty() { word.to_string() } else { format!("{line} {word}") };
+            if width_mm(&candidate, size) <= max {
+                line = candidate;
+            } else {
+                if !line.is_empty() {
+                    lines.push(std::mem::take(&mut line));
+                }
+                line = fit(word, size, max);
+            }
+        }
+        lines.push(line);
+    }
+    lines
+}
+
+/// A4 portrait, in millimetres.
+const PAGE_W: f32 = 210.0;
+const PAGE_H: f32 = 297.0;
+const MARGIN: f32 = 16.0;
+const RIGHT: f32 = PAGE_W - MARGIN;
+/// Lines stop here; the foot sits below.
+const BOTTOM: f32 = 30.0;
+const ROW: f32 = 6.0;
+
+/// Table columns: left edge of SKU and product; right edges of the numbers.
+const COL_SKU: f32 = MARGIN;
+const COL_NAME: f32 = MARGIN + 28.0;
+const COL_QTY: f32 = 122.0;
+const COL_PRICE: f32 = 146.0;
+const COL_TAX: f32 = 163.0;
+
+struct Pen {
+    layer: PdfLayerReference,
+    regular: IndirectFontRef,
+    bold: IndirectFontRef,
+    y: f32,
+}
+
+impl Pen {
+    fn text(&self, s: &str, size: f32, x: f32, y: f32, bold: bool) {
+        let font = if bold { &self.bold } else { &self.regular };
+        self.layer.use_text(s, size, Mm(x), Mm(y), font);
+    }
+    fn right(&self, s: &str, size: f32, right: f32, y: f32, bold: bool) {
+        self.text(s, size, right - width_mm(s, size), y, bold);
+    }
+    fn rule(&self, y: f32) {
+        self.layer.set_outline_thickness(0.5);
+        self.layer.add_line(Line {
+            points: vec![(Point::new(Mm(MARGIN), Mm(y)), false), (Point::new(Mm(RIGHT), Mm(y)), false)],
+            is_closed: false,
+        });
+    }
+}
+
+fn render(input: &Input, lang: Lang) -> Result<Vec<u8>> {
+    let o = &input.order;
+    let kind = if o.status == OrderStatus::Draft { label(lang, "quote") } else { label(lang, "invoice") };
+    let title = match o.status {
+        OrderStatus::Cancelled => format!("{kind} - {}", label(lang, "cancelled")),
+        OrderStatus::Refunded => format!("{kind} - {}", label(lang, "refunded")),
+        _ => kind.to_string(),
+    };
+    let pdf_err = |e: printpdf::Error| CoreError::Storage(format!("making the PDF: {e}"));
+    let (doc, page, layer) = PdfDocument::new(format!("{title} {}", o.number), Mm(PAGE_W), Mm(PAGE_H), "1");
+    let regular = doc.add_builtin_font(BuiltinFont::Helvetica).map_err(pdf_err)?;
+    let bold = doc.add_builtin_font(BuiltinFont::HelveticaBold).map_err(pdf_err)?;
+    let mut pen = Pen { layer: doc.get_page(page).get_layer(layer), regular, bold, y: PAGE_H - MARGIN - 4.0 };
+    let mut pages = vec![pen.layer.clone()];
+
+    // Head: the shop on the left, the document on the right.
+    pen.text(&fit(&input.shop, 16.0, 100.0), 16.0, MARGIN, pen.y, true);
+    let void = matches!(o.status, OrderStatus::Cancelled | OrderStatus::Refunded);
+    if void {
+        pen.layer.set_fill_color(Color::Rgb(Rgb::new(0.75, 0.1, 0.1, None)));
+    }
+    pen.right(&title, 14.0, RIGHT, pen.y, true);
+    if void {
+        pen.layer.set_fill_color(Color::Rgb(Rgb::new(0.0, 0.0, 0.0, None)));
+    }
+    pen.y -= 7.0;
+    if let Some(b) = &input.branch {
+        pen.text(&fit(b, 10.0, 100.0), 10.0, MARGIN, pen.y, false);
+    }
+    let facts = [
+        (label(lang, "number"), o.number.clone()),
+        (label(lang, "date"), input.date.clone()),
+        (label(lang, "status"), label(lang, o.status.as_str()).to_string()),
+        (label(lang, "seller"), input.seller.clone().unwrap_or_default()),
+    ];
+    let mut y = pen.y;
+    for (k, v) in facts.iter().filter(|(_, v)| !v.is_empty()) {
+        pen.right(&fit(v, 10.0, 50.0), 10.0, RIGHT, y, false);
+        pen.right(&format!("{k}:"), 10.0, RIGHT - 52.0, y, true);
+        y -= 5.0;
+    }
+
+    // The customer.
+    pen.y -= 9.0;
+    pen.text(label(lang, "customer"), 10.0, MARGIN, pen.y, true);
+    pen.y -= 5.0;
+    pen.text(&fit(&input.customer_name, 10.0, 100.0), 10.0, MARGIN, pen.y, false);
+    for extra in [&input.customer_phone, &input.customer_email].into_iter().flatten() {
+        pen.y -= 5.0;
+        pen.text(&fit(extra, 10.0, 100.0), 10.0, MARGIN, pen.y, false);
+    }
+    pen.y = pen.y.min(y) - 8.0;
+
+    // Lines.
+    let header = |pen: &mut Pen| {
+        pen.text(label(lang, "sku"), 9.0, COL_SKU, pen.y, true);
+        pen.text(label(lang, "product"), 9.0, COL_NAME, pen.y, true);
+        pen.right(label(lang, "qty"), 9.0, COL_QTY, pen.y, true);
+        pen.right(label(lang, "unit_price"), 9.0, COL_PRICE, pen.y, true);
+        pen.right(label(lang, "tax"), 9.0, COL_TAX, pen.y, true);
+        pen.right(label(lang, "amount"), 9.0, RIGHT, pen.y, true);
+        pen.rule(pen.y - 2.0);
+        pen.y -= ROW + 1.0;
+    };
+    header(&mut pen);
+    for line in &o.lines {
+        if pen.y < BOTTOM {
+            let (p, l) = doc.add_page(Mm(PAGE_W), Mm(PAGE_H), "1");
+            pen.layer = doc.get_page(p).get_layer(l);
+            pages.push(pen.layer.clone());
+            pen.y = PAGE_H - MARGIN - 4.0;
+            pen.text(&format!("{title} {}", o.number), 10.0, MARGIN, pen.y, true);
+            pen.y -= 10.0;
+            header(&mut pen);
+        }
+        pen.text(&fit(&line.sku, 9.0, COL_NAME - COL_SKU - 2.0), 9.0, COL_SKU, pen.y, false);
+        pen.text(&fit(&line.name, 9.0, COL_QTY - COL_NAME - 12.0), 9.0, COL_NAME, pen.y, false);
+        pen.right(&line.quantity.to_string(), 9.0, COL_QTY, pen.y, false);
+        pen.right(&line.unit_price, 9.0, COL_PRICE, pen.y, false);
+        pen.right(&percent(&line.tax_rate), 9.0, COL_TAX, pen.y, false);
+        pen.right(&line.subtotal, 9.0, RIGHT, pen.y, false);
+        pen.y -= ROW;
+    }
+
+    // Totals, kept together with the rule above them.
+    if pen.y < BOTTOM + 3.0 * ROW {
+        let (p, l) = doc.add_page(Mm(PAGE_W), Mm(PAGE_H), "1");
+        pen.layer = doc.get_page(p).get_layer(l);
+        pages.push(pen.layer.clone());
+        pen.y = PAGE_H - MARGIN - 4.0;
+    }
+    pen.rule(pen.y + ROW - 2.0);
+    let totals = [
+        (label(lang, "subtotal"), &o.subtotal, false),
+        (label(lang, "tax"), &o.tax_total, false),
+        (label(lang, "total"), &o.total, true),
+    ];
+    for (k, v, strong) in totals {
+        let size = if strong { 11.0 } else { 10.0 };
+        pen.right(&format!("{v} {}", o.currency), size, RIGHT, pen.y, strong);
+        pen.right(k, size, COL_TAX - 8.0, pen.y, true);
+        pen.y -= ROW;
+    }
+
+    // Notes.
+    if !o.notes.trim().is_empty() {
+        pen.y -= 4.0;
+        pen.text(label(lang, "notes"), 10.0, MARGIN, pen.y, true);
+        pen.y -= 5.0;
+        for l in wrap(o.notes.trim(), 9.0, RIGHT - MARGIN) {
+            if pen.y < BOTTOM {
+                let (p, lr) = doc.add_page(Mm(PAGE_W), Mm(PAGE_H), "1");
+                pen.layer = doc.get_page(p).get_layer(lr);
+                pages.push(pen.layer.clone());
+                pen.y = PAGE_H - MARGIN - 4.0;
+            }
+            pen.text(&l, 9.0, MARGIN, pen.y, false);
+            pen.y -= 4.5;
+        }
+    }
+
+    // The foot of every page.
+    let n = pages.len();
+    for (i, layer) in pages.into_iter().enumerate() {
+        pen.layer = layer;
+        pen.rule(22.0);
+        pen.text(label(lang, "not_fiscal"), 8.0, MARGIN, 17.0, false);
+        pen.text(&format!("{} {} - DashOffice", label(lang, "printed"), input.printed), 8.0, MARGIN, 13.0, false);
+        pen.right(&format!("{} {} {} {n}", label(lang, "page"), i + 1, label(lang, "of")), 8.0, RIGHT, 13.0, false);
+    }
+    doc.save_to_bytes().map_err(pdf_err)
+}
+
+/// "0.16" as "16 %" (as stored when not a number).
+fn percent(rate: &str) -> String {
+    match rate.parse::<rust_decimal::Decimal>() {
+        Ok(r) => format!("{} %", (r * rust_decimal::Decimal::ONE_HUNDRED).normalize()),
+        Err(_) => rate.to_string(),
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn widths_follow_helvetica_and_long_text_is_cut_to_fit() {
+        // Ten digits at 10 pt: 5,560 units = 55.6 pt = 19.6 mm.
+        assert!((width_mm("0123456789", 10.0) - 19.61).abs() < 0.05);
+        let cut = fit(&"Camisa de algodón ".repeat(10), 9.0, 60.0);
+        assert!(cut.ends_with("...") && width_mm(&cut, 9.0) <= 60.0, "{cut}");
+        assert_eq!(fit("Camisa", 9.0, 60.0), "Camisa");
+        let lines = wrap("uno dos tres cuatro cinco seis siete ocho nueve diez", 9.0, 30.0);
+        assert!(lines.len() > 1 && lines.iter().all(|l| width_mm(l, 9.0) <= 30.0), "{lines:?}");
+        assert_eq!(percent("0.16"), "16 %");
+        assert_eq!(percent("0"), "0 %");
+        assert_eq!(percent("0.105"), "10.5 %");
+    }
+
+    #[test]
+    fn the_language_is_es_or_en() {
+        assert_eq!(Lang::parse("lang", "es").unwrap(), Lang::Es);
+        let e = Lang::parse("lang", "fr").unwrap_err();
+        assert_eq!((e.field.as_str(), e.rule.as_str()), ("lang", "one_of"));
+    }
+}
