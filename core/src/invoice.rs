@@ -37,9 +37,18 @@ impl Lang {
     }
 }
 
-/// The sales document of order `id` as PDF bytes, for a caller who may see the order; `now_ms`
-/// is the printing time shown at the foot.
-pub fn order_pdf(conn: &Connection, caller: &Caller, id: &str, lang: Lang, now_ms: i64) -> Result<Vec<u8>> {
+/// An order's sales document.
+#[derive(Debug, Clone)]
+pub struct OrderPdf {
+    /// `<order number>.pdf`, safe as a file name.
+    pub file_name: String,
+    /// The PDF.
+    pub bytes: Vec<u8>,
+}
+
+/// The sales document of order `id`, for a caller who may see the order; `now_ms` is the
+/// printing time shown at the foot.
+pub fn order_pdf(conn: &Connection, caller: &Caller, id: &str, lang: Lang, now_ms: i64) -> Result<OrderPdf> {
     let order = orders::get(conn, caller, id)?;
     let shop = org::get_shop(conn, &caller.shop_id)?;
     let branch = org::get_branch(conn, &caller.shop_id, &order.branch_id).ok();
@@ -67,7 +76,8 @@ pub fn order_pdf(conn: &Connection, caller: &Caller, id: &str, lang: Lang, now_m
         printed: date(now_ms, true),
         order,
     };
-    render(&input, lang)
+    let file_name = format!("{}.pdf", file_stem(&input.order.number));
+    Ok(OrderPdf { file_name, bytes: render(&input, lang)? })
 }
 
 /// An order number as a file name's stem: letters, digits and dashes (anything else becomes `_`).
@@ -136,28 +146,72 @@ const HELVETICA: [u16; 95] = [
     260, 334, 584,
 ];
 
-/// Width of `s` in millimetres at `size` points (accented letters measured as their base letter
-/// would be, roughly: 556).
-fn width_mm(s: &str, size: f32) -> f32 {
+/// The same for Helvetica-Bold.
+const HELVETICA_BOLD: [u16; 95] = [
+    278, 333, 474, 556, 556, 889, 722, 238, 333, 333, 389, 584, 278, 333, 278, 278, 556, 556, 556, 556, 556, 556, 556,
+    556, 556, 556, 333, 333, 584, 584, 584, 611, 975, 722, 722, 722, 722, 667, 611, 778, 722, 278, 556, 722, 611, 833,
+    722, 778, 667, 778, 722, 667, 611, 722, 667, 944, 667, 667, 611, 333, 278, 333, 584, 556, 333, 556, 611, 556, 611,
+    556, 333, 611, 611, 278, 278, 556, 278, 889, 611, 611, 611, 611, 389, 556, 333, 611, 556, 778, 556, 556, 500, 389,
+    280, 389, 584,
+];
+
+/// The ASCII letter an accented Latin letter is drawn like (same advance width in Helvetica).
+fn base_letter(c: char) -> Option<char> {
+    Some(match c {
+        'á' | 'à' | 'â' | 'ä' | 'ã' | 'å' => 'a',
+        'é' | 'è' | 'ê' | 'ë' => 'e',
+        'í' | 'ì' | 'î' | 'ï' => 'i',
+        'ó' | 'ò' | 'ô' | 'ö' | 'õ' => 'o',
+        'ú' | 'ù' | 'û' | 'ü' => 'u',
+        'ñ' => 'n',
+        'ç' => 'c',
+        'ý' | 'ÿ' => 'y',
+        'Á' | 'À' | 'Â' | 'Ä' | 'Ã' | 'Å' => 'A',
+        'É' | 'È' | 'Ê' | 'Ë' => 'E',
+        'Í' | 'Ì' | 'Î' | 'Ï' => 'I',
+        'Ó' | 'Ò' | 'Ô' | 'Ö' | 'Õ' => 'O',
+        'Ú' | 'Ù' | 'Û' | 'Ü' => 'U',
+        'Ñ' => 'N',
+        'Ç' => 'C',
+        'Ý' => 'Y',
+        _ => return None,
+    })
+}
+
+/// Width of `s` in millimetres at `size` points, in Helvetica or Helvetica-Bold. Accented
+/// letters are as wide as their base letter; `¿` `¡` and the wide punctuation have their own
+/// widths; anything else counts as 556 (a digit).
+fn width_mm(s: &str, size: f32, bold: bool) -> f32 {
+    let table = if bold { &HELVETICA_BOLD } else { &HELVETICA };
     let units: u32 = s
         .chars()
-        .map(|c| match c as u32 {
-            n @ 32..=126 => u32::from(HELVETICA[(n - 32) as usize]),
-            _ => 556,
+        .map(|c| {
+            let c = base_letter(c).unwrap_or(c);
+            match c as u32 {
+                n @ 32..=126 => u32::from(table[(n - 32) as usize]),
+                _ => match c {
+                    '¡' => 333,
+                    '¿' => 611,
+                    '—' | '…' | '€' => 1000,
+                    '–' => 556,
+                    '°' => 400,
+                    _ => 556,
+                },
+            }
         })
         .sum();
     units as f32 / 1000.0 * size * 25.4 / 72.0
 }
 
 /// `s` cut (with an ellipsis) to fit `max` millimetres.
-fn fit(s: &str, size: f32, max: f32) -> String {
-    if width_mm(s, size) <= max {
+fn fit(s: &str, size: f32, max: f32, bold: bool) -> String {
+    if width_mm(s, size, bold) <= max {
         return s.to_string();
     }
     let mut out = String::new();
     for c in s.chars() {
         out.push(c);
-        if width_mm(&out, size) + width_mm("...", size) > max {
+        if width_mm(&out, size, bold) + width_mm("...", size, bold) > max {
             out.pop();
             break;
         }
@@ -172,13 +226,13 @@ fn wrap(s: &str, size: f32, max: f32) -> Vec<String> {
         let mut line = String::new();
         for word in para.split_whitespace() {
             let candidate = if line.is_empty() { word.to_string() } else { format!("{line} {word}") };
-            if width_mm(&candidate, size) <= max {
+            if width_mm(&candidate, size, false) <= max {
                 line = candidate;
             } else {
                 if !line.is_empty() {
                     lines.push(std::mem::take(&mut line));
                 }
-                line = fit(word, size, max);
+                line = fit(word, size, max, false);
             }
         }
         lines.push(line);
@@ -215,7 +269,7 @@ impl Pen {
         self.layer.use_text(s, size, Mm(x), Mm(y), font);
     }
     fn right(&self, s: &str, size: f32, right: f32, y: f32, bold: bool) {
-        self.text(s, size, right - width_mm(s, size), y, bold);
+        self.text(s, size, right - width_mm(s, size, bold), y, bold);
     }
     fn rule(&self, y: f32) {
         self.layer.set_outline_thickness(0.5);
@@ -242,7 +296,9 @@ fn render(input: &Input, lang: Lang) -> Result<Vec<u8>> {
     let mut pages = vec![pen.layer.clone()];
 
     // Head: the shop on the left, the document on the right.
-    pen.text(&fit(&input.shop, 16.0, 100.0), 16.0, MARGIN, pen.y, true);
+    // The shop's name takes what the title leaves of the line.
+    let room = RIGHT - MARGIN - width_mm(&title, 14.0, true) - 6.0;
+    pen.text(&fit(&input.shop, 16.0, room, true), 16.0, MARGIN, pen.y, true);
     let void = matches!(o.status, OrderStatus::Cancelled | OrderStatus::Refunded);
     if void {
         pen.layer.set_fill_color(Color::Rgb(Rgb::new(0.75, 0.1, 0.1, None)));
@@ -253,7 +309,7 @@ fn render(input: &Input, lang: Lang) -> Result<Vec<u8>> {
     }
     pen.y -= 7.0;
     if let Some(b) = &input.branch {
-        pen.text(&fit(b, 10.0, 100.0), 10.0, MARGIN, pen.y, false);
+        pen.text(&fit(b, 10.0, 100.0, false), 10.0, MARGIN, pen.y, false);
     }
     let facts = [
         (label(lang, "number"), o.number.clone()),
@@ -263,7 +319,7 @@ fn render(input: &Input, lang: Lang) -> Result<Vec<u8>> {
     ];
     let mut y = pen.y;
     for (k, v) in facts.iter().filter(|(_, v)| !v.is_empty()) {
-        pen.right(&fit(v, 10.0, 50.0), 10.0, RIGHT, y, false);
+        pen.right(&fit(v, 10.0, 50.0, false), 10.0, RIGHT, y, false);
         pen.right(&format!("{k}:"), 10.0, RIGHT - 52.0, y, true);
         y -= 5.0;
     }
@@ -272,10 +328,10 @@ fn render(input: &Input, lang: Lang) -> Result<Vec<u8>> {
     pen.y -= 9.0;
     pen.text(label(lang, "customer"), 10.0, MARGIN, pen.y, true);
     pen.y -= 5.0;
-    pen.text(&fit(&input.customer_name, 10.0, 100.0), 10.0, MARGIN, pen.y, false);
+    pen.text(&fit(&input.customer_name, 10.0, 100.0, false), 10.0, MARGIN, pen.y, false);
     for extra in [&input.customer_phone, &input.customer_email].into_iter().flatten() {
         pen.y -= 5.0;
-        pen.text(&fit(extra, 10.0, 100.0), 10.0, MARGIN, pen.y, false);
+        pen.text(&fit(extra, 10.0, 100.0, false), 10.0, MARGIN, pen.y, false);
     }
     pen.y = pen.y.min(y) - 8.0;
 
@@ -290,19 +346,23 @@ fn render(input: &Input, lang: Lang) -> Result<Vec<u8>> {
         pen.rule(pen.y - 2.0);
         pen.y -= ROW + 1.0;
     };
+    // A further page, headed by the document's title and number.
+    let new_page = |pen: &mut Pen, pages: &mut Vec<PdfLayerReference>| {
+        let (p, l) = doc.add_page(Mm(PAGE_W), Mm(PAGE_H), "1");
+        pen.layer = doc.get_page(p).get_layer(l);
+        pages.push(pen.layer.clone());
+        pen.y = PAGE_H - MARGIN - 4.0;
+        pen.text(&format!("{title} {}", o.number), 10.0, MARGIN, pen.y, true);
+        pen.y -= 10.0;
+    };
     header(&mut pen);
     for line in &o.lines {
         if pen.y < BOTTOM {
-            let (p, l) = doc.add_page(Mm(PAGE_W), Mm(PAGE_H), "1");
-            pen.layer = doc.get_page(p).get_layer(l);
-            pages.push(pen.layer.clone());
-            pen.y = PAGE_H - MARGIN - 4.0;
-            pen.text(&format!("{title} {}", o.number), 10.0, MARGIN, pen.y, true);
-            pen.y -= 10.0;
+            new_page(&mut pen, &mut pages);
             header(&mut pen);
         }
-        pen.text(&fit(&line.sku, 9.0, COL_NAME - COL_SKU - 2.0), 9.0, COL_SKU, pen.y, false);
-        pen.text(&fit(&line.name, 9.0, COL_QTY - COL_NAME - 12.0), 9.0, COL_NAME, pen.y, false);
+        pen.text(&fit(&line.sku, 9.0, COL_NAME - COL_SKU - 2.0, false), 9.0, COL_SKU, pen.y, false);
+        pen.text(&fit(&line.name, 9.0, COL_QTY - COL_NAME - 12.0, false), 9.0, COL_NAME, pen.y, false);
         pen.right(&line.quantity.to_string(), 9.0, COL_QTY, pen.y, false);
         pen.right(&line.unit_price, 9.0, COL_PRICE, pen.y, false);
         pen.right(&percent(&line.tax_rate), 9.0, COL_TAX, pen.y, false);
@@ -312,10 +372,7 @@ fn render(input: &Input, lang: Lang) -> Result<Vec<u8>> {
 
     // Totals, kept together with the rule above them.
     if pen.y < BOTTOM + 3.0 * ROW {
-        let (p, l) = doc.add_page(Mm(PAGE_W), Mm(PAGE_H), "1");
-        pen.layer = doc.get_page(p).get_layer(l);
-        pages.push(pen.layer.clone());
-        pen.y = PAGE_H - MARGIN - 4.0;
+        new_page(&mut pen, &mut pages);
     }
     pen.rule(pen.y + ROW - 2.0);
     let totals = [
@@ -332,15 +389,17 @@ fn render(input: &Input, lang: Lang) -> Result<Vec<u8>> {
 
     // Notes.
     if !o.notes.trim().is_empty() {
-        pen.y -= 4.0;
+        // The heading stays with the first line of the notes.
+        if pen.y - 9.0 < BOTTOM {
+            new_page(&mut pen, &mut pages);
+        } else {
+            pen.y -= 4.0;
+        }
         pen.text(label(lang, "notes"), 10.0, MARGIN, pen.y, true);
         pen.y -= 5.0;
         for l in wrap(o.notes.trim(), 9.0, RIGHT - MARGIN) {
             if pen.y < BOTTOM {
-                let (p, lr) = doc.add_page(Mm(PAGE_W), Mm(PAGE_H), "1");
-                pen.layer = doc.get_page(p).get_layer(lr);
-                pages.push(pen.layer.clone());
-                pen.y = PAGE_H - MARGIN - 4.0;
+                new_page(&mut pen, &mut pages);
             }
             pen.text(&l, 9.0, MARGIN, pen.y, false);
             pen.y -= 4.5;
@@ -362,7 +421,10 @@ fn render(input: &Input, lang: Lang) -> Result<Vec<u8>> {
 /// "0.16" as "16 %" (as stored when not a number).
 fn percent(rate: &str) -> String {
     match rate.parse::<rust_decimal::Decimal>() {
-        Ok(r) => format!("{} %", (r * rust_decimal::Decimal::ONE_HUNDRED).normalize()),
+        Ok(r) => match r.checked_mul(rust_decimal::Decimal::ONE_HUNDRED) {
+            Some(p) => format!("{} %", p.normalize()),
+            None => rate.to_string(),
+        },
         Err(_) => rate.to_string(),
     }
 }
@@ -375,12 +437,15 @@ mod tests {
     #[test]
     fn widths_follow_helvetica_and_long_text_is_cut_to_fit() {
         // Ten digits at 10 pt: 5,560 units = 55.6 pt = 19.6 mm.
-        assert!((width_mm("0123456789", 10.0) - 19.61).abs() < 0.05);
-        let cut = fit(&"Camisa de algodón ".repeat(10), 9.0, 60.0);
-        assert!(cut.ends_with("...") && width_mm(&cut, 9.0) <= 60.0, "{cut}");
-        assert_eq!(fit("Camisa", 9.0, 60.0), "Camisa");
+        assert!((width_mm("0123456789", 10.0, false) - 19.61).abs() < 0.05);
+        // Bold is wider; an accented letter is as wide as its base letter.
+        assert!(width_mm("Nota de venta", 14.0, true) > width_mm("Nota de venta", 14.0, false));
+        assert_eq!(width_mm("Núñez", 10.0, true), width_mm("Nunez", 10.0, true));
+        let cut = fit(&"Camisa de algodón ".repeat(10), 9.0, 60.0, false);
+        assert!(cut.ends_with("...") && width_mm(&cut, 9.0, false) <= 60.0, "{cut}");
+        assert_eq!(fit("Camisa", 9.0, 60.0, false), "Camisa");
         let lines = wrap("uno dos tres cuatro cinco seis siete ocho nueve diez", 9.0, 30.0);
-        assert!(lines.len() > 1 && lines.iter().all(|l| width_mm(l, 9.0) <= 30.0), "{lines:?}");
+        assert!(lines.len() > 1 && lines.iter().all(|l| width_mm(l, 9.0, false) <= 30.0), "{lines:?}");
         assert_eq!(percent("0.16"), "16 %");
         assert_eq!(percent("0"), "0 %");
         assert_eq!(percent("0.105"), "10.5 %");

@@ -524,31 +524,7 @@ pub fn send_order_document(
         return Err(FieldError::new("text", "max_length", "a caption has at most 1024 characters").into());
     }
     let order = super::orders::get(ctx.conn(), caller, order_id)?;
-    // The customer's conversations, under any record merged with theirs (up to the survivor).
-    let mut root = order.customer_id.clone();
-    for _ in 0..16 {
-        match customers::get(ctx.conn(), &caller.shop_id, &root).ok().and_then(|c| c.merged_into) {
-            Some(next) if next != root => root = next,
-            _ => break,
-        }
-    }
-    let people = customers::identity_ids(ctx.conn(), &root)?;
-    let mut conversation: Option<(i64, String)> = None;
-    for person in &people {
-        let found: Option<(i64, String)> = ctx
-            .conn()
-            .prepare_cached(
-                "SELECT updated_at, id FROM conversations WHERE shop_id = ?1 AND customer_id = ?2
-                   AND (?3 IS NULL OR branch_id = ?3)
-                 ORDER BY updated_at DESC LIMIT 1",
-            )?
-            .query_row(params![caller.shop_id, person, caller.branch_id], |r| Ok((r.get(0)?, r.get(1)?)))
-            .optional()?;
-        if found.as_ref().is_some_and(|f| conversation.as_ref().is_none_or(|c| f.0 > c.0)) {
-            conversation = found;
-        }
-    }
-    let Some((_, conversation)) = conversation else {
+    let Some(conversation) = order_conversation(ctx.conn(), caller, &order.customer_id)? else {
         return Err(CoreError::conflict(
             "customer_id",
             "no_conversation",
@@ -567,6 +543,65 @@ pub fn send_order_document(
     let payload = serde_json::json!({ "order_id": order.id, "lang": lang, "filename": filename });
     let content = |_: &Connection| Ok((caption, payload));
     queue_out(ctx, caller, &conversation, "document", content, None, sender)
+}
+
+/// A customer's record and every record merged with it: from the record that survived the
+/// merges (followed up `merged_into`) down through everything merged into it.
+fn customer_group(conn: &Connection, customer_id: &str) -> Result<Vec<String>> {
+    customers::identity_ids(conn, &survivor(conn, customer_id.to_string())?)
+}
+
+/// The conversation an order's document goes to: of the customer's (and merged records')
+/// conversations in branches the caller may see, the one the customer wrote in last (its 24-hour
+/// window is the one that may be open), then the latest updated.
+fn order_conversation(conn: &Connection, caller: &Caller, customer_id: &str) -> Result<Option<String>> {
+    let mut best: Option<((i64, i64), String)> = None;
+    for person in customer_group(conn, customer_id)? {
+        let found: Option<((i64, i64), String)> = conn
+            .prepare_cached(
+                "SELECT coalesce((SELECT max(m.at) FROM messages m WHERE m.conversation_id = t.id AND m.direction = 'in'), 0)
+                        AS last_in, t.updated_at, t.id
+                 FROM conversations t WHERE t.shop_id = ?1 AND t.customer_id = ?2 AND (?3 IS NULL OR t.branch_id = ?3)
+                 ORDER BY last_in DESC, t.updated_at DESC LIMIT 1",
+            )?
+            .query_row(params![caller.shop_id, person, caller.branch_limit()], |r| {
+                Ok(((r.get(0)?, r.get(1)?), r.get(2)?))
+            })
+            .optional()?;
+        if found.as_ref().is_some_and(|f| best.as_ref().is_none_or(|b| f.0 > b.0)) {
+            best = found;
+        }
+    }
+    Ok(best.map(|(_, id)| id))
+}
+
+/// The relay's side of [`send_order_document`]: the PDF an outbound message names, rendered now,
+/// once the order is known to belong to the conversation's customer (or a record merged with
+/// theirs) — the message may come from any replica, so its payload is not trusted for that.
+/// `NotFound` while the order or the conversation has not reached this replica.
+pub fn order_document_for(
+    conn: &Connection,
+    shop: &str,
+    conversation_id: &str,
+    order_id: &str,
+    lang: crate::invoice::Lang,
+    now: i64,
+) -> Result<crate::invoice::OrderPdf> {
+    let caller = system_caller(shop);
+    let customer: String = conn
+        .prepare_cached("SELECT customer_id FROM conversations WHERE id = ?1 AND shop_id = ?2")?
+        .query_row(params![conversation_id, shop], |r| r.get(0))
+        .optional()?
+        .ok_or_else(|| CoreError::not_found("conversation", conversation_id))?;
+    let order = super::orders::get(conn, &caller, order_id)?;
+    if !customer_group(conn, &order.customer_id)?.contains(&customer) {
+        return Err(CoreError::conflict(
+            "order_id",
+            "other_customer",
+            format!("order {} is not this conversation's customer's", order.number),
+        ));
+    }
+    crate::invoice::order_pdf(conn, &caller, order_id, lang, now)
 }
 
 /// Writes what a bot says (queued for sending) with the explanation of why.

@@ -227,9 +227,11 @@ async fn send_one(wa: &Arc<WhatsApp>, svc: &Arc<ShopService>, o: Outgoing, attem
 }
 
 /// A document message that names an order (`POST /api/v1/orders/{id}/whatsapp`): its PDF is
-/// rendered here from this replica (the order as it is now), uploaded to the Graph API, and the
-/// message names the media id. Other messages pass unchanged. An order this replica does not hold
-/// yet (its document still syncing) is retried later, like a Graph API hiccup.
+/// rendered here from this replica (the order as it is now, and only if it is the conversation's
+/// customer's: the message may come from any replica), uploaded to the Graph API, and the message
+/// names the media id. Other messages pass unchanged. An order or conversation this replica does
+/// not hold yet (still syncing) is retried like a Graph API hiccup, for a day at most — by then
+/// the 24-hour window the API checked has closed; anything else fails the message.
 async fn with_order_document(
     wa: &Arc<WhatsApp>,
     svc: &Arc<ShopService>,
@@ -241,22 +243,20 @@ async fn with_order_document(
     };
     let lang = dashoffice_core::invoice::Lang::parse("lang", m.payload["lang"].as_str().unwrap_or("es"))
         .unwrap_or(dashoffice_core::invoice::Lang::Es);
-    let (shop, id) = (svc.shop.clone(), order_id.to_string());
+    let (shop, conversation, id) = (svc.shop.clone(), m.conversation_id.clone(), order_id.to_string());
     let now = crate::hub::now_ms();
-    let pdf = svc.replica.read(move |c| {
-        dashoffice_core::invoice::order_pdf(c, &dashoffice_core::entities::inbox::system_caller(&shop), &id, lang, now)
-    });
+    let pdf = svc.replica.read(move |c| inbox::order_document_for(c, &shop, &conversation, &id, lang, now));
     let pdf = match pdf {
         Ok(p) => p,
-        Err(dashoffice_core::CoreError::NotFound { .. }) => {
-            return Err(SendError::Retry(format!("order {order_id} has not reached the relay yet")));
+        Err(e @ dashoffice_core::CoreError::NotFound { .. }) if now - m.at < 24 * 3600 * 1000 => {
+            return Err(SendError::Retry(format!("order {order_id}: {e} on the relay yet")));
         }
-        Err(e) => return Err(SendError::Retry(format!("rendering order {order_id}: {e}"))),
+        Err(e) => return Err(SendError::Refused(format!("order {order_id}: {e}"))),
     };
-    let filename = m.payload["filename"].as_str().unwrap_or("order.pdf").to_string();
-    let media_id = wa.graph.upload(number, pdf, "application/pdf", &filename).await?;
+    let media_id = wa.graph.upload(number, pdf.bytes, "application/pdf", &pdf.file_name).await?;
     let mut message = m.clone();
     message.payload["media_id"] = serde_json::json!(media_id);
+    message.payload["filename"] = serde_json::json!(pdf.file_name);
     Ok(message)
 }
 

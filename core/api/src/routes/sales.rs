@@ -67,21 +67,14 @@ pub(crate) async fn order_invoice(
 ) -> ApiResult<Response> {
     let lang = Lang::parse("lang", q.lang.as_deref().unwrap_or("es")).map_err(|e| CoreError::Validation(e.into()))?;
     let now = s.replica.now_ms();
-    let (number, pdf) = s
-        .read(move |conn| {
-            let number = orders::get(conn, &c, &id)?.number;
-            Ok((number, invoice::order_pdf(conn, &c, &id, lang, now)?))
-        })
-        .await?;
-    let name: String =
-        number.chars().map(|ch| if ch.is_ascii_alphanumeric() || ch == '-' { ch } else { '_' }).collect();
+    let pdf = s.read(move |conn| invoice::order_pdf(conn, &c, &id, lang, now)).await?;
     Ok((
         [
             (header::CONTENT_TYPE, "application/pdf".to_string()),
-            (header::CONTENT_DISPOSITION, format!("inline; filename=\"{name}.pdf\"")),
+            (header::CONTENT_DISPOSITION, format!("inline; filename=\"{}\"", pdf.file_name)),
             (header::CACHE_CONTROL, "no-store".to_string()),
         ],
-        pdf,
+        pdf.bytes,
     )
         .into_response())
 }
