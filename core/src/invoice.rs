@@ -364,9 +364,9 @@ fn render(input: &Input, lang: Lang) -> Result<Vec<u8>> {
         pen.text(&fit(&line.sku, 9.0, COL_NAME - COL_SKU - 2.0, false), 9.0, COL_SKU, pen.y, false);
         pen.text(&fit(&line.name, 9.0, COL_QTY - COL_NAME - 12.0, false), 9.0, COL_NAME, pen.y, false);
         pen.right(&line.quantity.to_string(), 9.0, COL_QTY, pen.y, false);
-        pen.right(&line.unit_price, 9.0, COL_PRICE, pen.y, false);
+        pen.right(&grouped(&line.unit_price), 9.0, COL_PRICE, pen.y, false);
         pen.right(&percent(&line.tax_rate), 9.0, COL_TAX, pen.y, false);
-        pen.right(&line.subtotal, 9.0, RIGHT, pen.y, false);
+        pen.right(&grouped(&line.subtotal), 9.0, RIGHT, pen.y, false);
         pen.y -= ROW;
     }
 
@@ -382,7 +382,7 @@ fn render(input: &Input, lang: Lang) -> Result<Vec<u8>> {
     ];
     for (k, v, strong) in totals {
         let size = if strong { 11.0 } else { 10.0 };
-        pen.right(&format!("{v} {}", o.currency), size, RIGHT, pen.y, strong);
+        pen.right(&format!("{} {}", grouped(v), o.currency), size, RIGHT, pen.y, strong);
         pen.right(k, size, COL_TAX - 8.0, pen.y, true);
         pen.y -= ROW;
     }
@@ -418,6 +418,27 @@ fn render(input: &Input, lang: Lang) -> Result<Vec<u8>> {
     doc.save_to_bytes().map_err(pdf_err)
 }
 
+/// An amount with its thousands grouped: "533304.00" as "533,304.00" (as given when not a plain
+/// decimal number).
+fn grouped(amount: &str) -> String {
+    let (sign, rest) = amount.strip_prefix('-').map_or(("", amount), |r| ("-", r));
+    let (int, frac) = rest.split_once('.').map_or((rest, None), |(i, f)| (i, Some(f)));
+    if int.is_empty() || !int.bytes().all(|b| b.is_ascii_digit()) {
+        return amount.to_string();
+    }
+    let mut out = String::new();
+    for (i, c) in int.chars().enumerate() {
+        if i > 0 && (int.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    match frac {
+        Some(f) => format!("{sign}{out}.{f}"),
+        None => format!("{sign}{out}"),
+    }
+}
+
 /// "0.16" as "16 %" (as stored when not a number).
 fn percent(rate: &str) -> String {
     match rate.parse::<rust_decimal::Decimal>() {
@@ -446,6 +467,10 @@ mod tests {
         assert_eq!(fit("Camisa", 9.0, 60.0, false), "Camisa");
         let lines = wrap("uno dos tres cuatro cinco seis siete ocho nueve diez", 9.0, 30.0);
         assert!(lines.len() > 1 && lines.iter().all(|l| width_mm(l, 9.0, false) <= 30.0), "{lines:?}");
+        assert_eq!(grouped("533304.00"), "533,304.00");
+        assert_eq!(grouped("1234567"), "1,234,567");
+        assert_eq!(grouped("-1000.5"), "-1,000.5");
+        assert_eq!((grouped("999.99"), grouped("0"), grouped("n/a")), ("999.99".into(), "0".into(), "n/a".into()));
         assert_eq!(percent("0.16"), "16 %");
         assert_eq!(percent("0"), "0 %");
         assert_eq!(percent("0.105"), "10.5 %");

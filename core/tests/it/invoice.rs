@@ -118,7 +118,7 @@ fn a_long_order_continues_on_more_pages() {
         .write_blocking(move |ctx| {
             let mut lines = Vec::new();
             for i in 0..95 {
-                let p = products::create(ctx, &c2, product_input(&format!("SKU-{i:03}"), "10.00"))?;
+                let p = products::create(ctx, &c2, product_input(&format!("SKU-{i:03}"), "12.00"))?;
                 lines.push(OrderLineInput { product_id: p.id, quantity: 1, unit_price: None });
             }
             let cu = customers::create(ctx, &c2, CreateCustomer { name: "Ana".into(), ..Default::default() })?;
@@ -139,7 +139,8 @@ fn a_long_order_continues_on_more_pages() {
     let pdf = r.read(|conn| invoice::order_pdf(conn, &c, &order.id, Lang::Es, 0)).unwrap().bytes;
     let (pages, text) = text_of(&pdf);
     assert!(pages >= 3, "95 lines on {pages} pages");
-    for expected in ["SKU-000", "SKU-094", "950.00 MXN", &format!("Página {pages} de {pages}")] {
+    // Thousands are grouped: 95 × 12.00.
+    for expected in ["SKU-000", "SKU-094", "1,140.00 MXN", &format!("Página {pages} de {pages}")] {
         assert!(text.contains(expected), "{expected:?} missing");
     }
 }
