@@ -245,7 +245,14 @@ async fn with_order_document(
         .unwrap_or(dashoffice_core::invoice::Lang::Es);
     let (shop, conversation, id) = (svc.shop.clone(), m.conversation_id.clone(), order_id.to_string());
     let now = crate::hub::now_ms();
-    let pdf = svc.replica.read(move |c| inbox::order_document_for(c, &shop, &conversation, &id, lang, now));
+    // Reading the order and laying out the PDF block: off the async workers, which carry the
+    // sync sessions.
+    let replica = svc.replica.clone();
+    let pdf = tokio::task::spawn_blocking(move || {
+        replica.read(|c| inbox::order_document_for(c, &shop, &conversation, &id, lang, now))
+    })
+    .await
+    .map_err(|e| SendError::Retry(format!("rendering order {order_id}: {e}")))?;
     let pdf = match pdf {
         Ok(p) => p,
         Err(e @ dashoffice_core::CoreError::NotFound { .. }) if now - m.at < 24 * 3600 * 1000 => {
