@@ -57,6 +57,18 @@ pub(crate) fn migrations() -> Migrations<'static> {
     Migrations::new(MIGRATIONS.iter().map(|(_, sql)| M::up(sql)).collect())
 }
 
+/// A read-only connection to the database at `path`.
+pub(crate) fn open_reader(path: &Path) -> Result<Connection> {
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX | OpenFlags::SQLITE_OPEN_URI,
+    )?;
+    conn.busy_timeout(Duration::from_secs(5))?;
+    conn.pragma_update(None, "cache_size", -16_000)?;
+    conn.set_prepared_statement_cache_capacity(64);
+    Ok(conn)
+}
+
 /// Read-only connections shared by request handlers; each is used by one thread at a time.
 pub(crate) struct ReadPool {
     conns: Vec<Mutex<Connection>>,
@@ -67,14 +79,7 @@ impl ReadPool {
     pub(crate) fn open(path: &Path, size: usize) -> Result<Self> {
         let mut conns = Vec::with_capacity(size);
         for _ in 0..size.max(1) {
-            let conn = Connection::open_with_flags(
-                path,
-                OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX | OpenFlags::SQLITE_OPEN_URI,
-            )?;
-            conn.busy_timeout(Duration::from_secs(5))?;
-            conn.pragma_update(None, "cache_size", -16_000)?;
-            conn.set_prepared_statement_cache_capacity(64);
-            conns.push(Mutex::new(conn));
+            conns.push(Mutex::new(open_reader(path)?));
         }
         Ok(Self { conns, next: AtomicUsize::new(0) })
     }

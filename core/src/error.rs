@@ -40,6 +40,9 @@ pub enum CoreError {
     /// The replica is shutting down.
     #[error("the replica is shutting down")]
     ShuttingDown,
+    /// A part of the replica that is not the store is not available (the search index).
+    #[error("unavailable: {0}")]
+    Unavailable(String),
 }
 
 impl CoreError {

@@ -16,6 +16,7 @@ mod page;
 mod projection;
 mod replica;
 pub mod repo_id;
+mod search;
 pub mod sync;
 mod writer;
 

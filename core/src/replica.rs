@@ -34,11 +34,13 @@ pub struct OpenOptions {
     pub readers: usize,
     /// The clock of every write.
     pub clock: Arc<dyn Clock>,
+    /// Keep a full-text search index (`search/` beside the database) for [`Replica::search`].
+    pub search: bool,
 }
 
 impl Default for OpenOptions {
     fn default() -> Self {
-        Self { durability: Durability::Full, readers: 4, clock: Arc::new(SystemClock) }
+        Self { durability: Durability::Full, readers: 4, clock: Arc::new(SystemClock), search: true }
     }
 }
 
@@ -108,6 +110,10 @@ struct Inner {
     thread: Mutex<Option<JoinHandle<()>>>,
     changed: tokio::sync::broadcast::Sender<Arc<[DocId]>>,
     heads: crate::writer::HeadsCache,
+    /// The search index, or why there is none.
+    search: std::result::Result<Arc<crate::search::Search>, String>,
+    /// Tells the search index to rebuild after [`Replica::reindex`]; dropped at shutdown.
+    search_feed: Mutex<Option<mpsc::Sender<crate::search::Feed>>>,
 }
 
 /// A replica of one shop's data. Cheap to clone.
@@ -143,6 +149,17 @@ impl Replica {
             }
         };
         let readers = ReadPool::open(&db_path, opts.readers)?;
+        let (search, feed) = if opts.search {
+            match crate::search::Search::start(dir, &db_path) {
+                Ok((s, feed)) => (Ok(s), Some(feed)),
+                Err(e) => {
+                    tracing::warn!(error = %e, "search is unavailable on this replica");
+                    (Err(format!("the search index could not be opened: {e}")), None)
+                }
+            }
+        } else {
+            (Err("search is switched off on this replica".to_string()), None)
+        };
         let (tx, rx) = mpsc::channel();
         let depth = Arc::new(AtomicUsize::new(0));
         let (changed, _) = tokio::sync::broadcast::channel(1024);
@@ -155,6 +172,7 @@ impl Replica {
             depth: depth.clone(),
             changed: changed.clone(),
             heads: heads.clone(),
+            search: feed.clone(),
         };
         let thread = std::thread::Builder::new()
             .name("dashoffice-writer".into())
@@ -170,6 +188,8 @@ impl Replica {
             thread: Mutex::new(Some(thread)),
             changed,
             heads,
+            search,
+            search_feed: Mutex::new(feed),
         })))
     }
 
@@ -277,9 +297,26 @@ impl Replica {
     /// Stops accepting writes, lets the writer finish what is queued, and waits for it.
     pub fn shutdown(&self) {
         self.0.tx.lock().unwrap_or_else(|p| p.into_inner()).take();
+        self.0.search_feed.lock().unwrap_or_else(|p| p.into_inner()).take();
         if let Some(t) = self.0.thread.lock().unwrap_or_else(|p| p.into_inner()).take() {
             let _ = t.join();
         }
+        // The writer's end of the feed is gone with it: the indexer finishes what it holds.
+        if let Ok(s) = &self.0.search {
+            s.join();
+        }
+    }
+
+    /// Full-text search over products, customers, orders and WhatsApp messages, as `caller`
+    /// may see them (blocking: call from a blocking thread). See [`crate::search`].
+    pub fn search(&self, caller: &Caller, p: &dashoffice_domain::api::SearchParams) -> Result<dashoffice_domain::api::SearchResults> {
+        let search = self.0.search.as_ref().map_err(|why| CoreError::Unavailable(why.clone()))?;
+        self.read(|conn| search.search(conn, caller, p))
+    }
+
+    /// Whether the search index is still catching up with recent changes.
+    pub fn search_indexing(&self) -> bool {
+        self.0.search.as_ref().map(|s| s.busy()).unwrap_or(false)
     }
 
     /// Writes a consistent copy of this replica's database to the new file `dest` (0600) while
@@ -356,6 +393,11 @@ impl Replica {
                 progress(i + 1, total);
             }
             Ok(records)
+        })
+        .inspect(|_| {
+            if let Some(feed) = self.0.search_feed.lock().unwrap_or_else(|p| p.into_inner()).as_ref() {
+                let _ = feed.send(crate::search::Feed::All);
+            }
         })
     }
 

@@ -63,6 +63,17 @@ pub struct WriteCtx<'a> {
     /// Remote changes already listed for the projection, with the heads they lead to: what
     /// `finish` stores, when the document is still at those heads.
     listed: HashMap<DocId, (Vec<ChangeHash>, Vec<automerge::Change>)>,
+    /// Searchable records projected in this batch, for the search index (None: no index).
+    searched: Option<&'a mut Vec<(crate::search::Kind, String)>>,
+}
+
+/// Notes a projected record for the search index, if it is of a searched kind.
+fn note_search(searched: &mut Option<&mut Vec<(crate::search::Kind, String)>>, id: &DocId, record: &str) {
+    if let Some(list) = searched.as_deref_mut()
+        && let Some(kind) = id.scope().ok().and_then(|s| crate::search::Kind::of(s.collection))
+    {
+        list.push((kind, record.to_string()));
+    }
 }
 
 impl<'a> WriteCtx<'a> {
@@ -126,6 +137,7 @@ impl<'a> WriteCtx<'a> {
                 let d = self.docs.get(id).ok_or_else(|| CoreError::Storage("document cache".into()))?;
                 for rec in records {
                     projection::project_record(self.conn, id, d, rec)?;
+                    note_search(&mut self.searched, id, rec);
                 }
                 Ok(r)
             }
@@ -151,6 +163,7 @@ impl<'a> WriteCtx<'a> {
             // New here: every record is new (stored as one snapshot by `finish`).
             for r in doc::record_ids(d)? {
                 projection::project_record(self.conn, id, d, &r)?;
+                note_search(&mut self.searched, id, &r);
             }
             return Ok(());
         }
@@ -164,6 +177,7 @@ impl<'a> WriteCtx<'a> {
         };
         for r in &records {
             projection::project_record(self.conn, id, d, r)?;
+            note_search(&mut self.searched, id, r);
         }
         let first = self.before.iter().find(|(doc, _)| doc == id).map(|(_, h)| h.as_slice());
         if first == Some(before) {
@@ -187,6 +201,7 @@ impl<'a> WriteCtx<'a> {
         self.remote.insert(id.clone());
         let d = self.docs.get(id).ok_or_else(|| CoreError::Storage("document cache".into()))?;
         projection::project_record(self.conn, id, d, record)?;
+        note_search(&mut self.searched, id, record);
         Ok(obj)
     }
 
@@ -442,6 +457,8 @@ pub(crate) struct WriterThread {
     /// Told the documents each committed batch changed (sync, live updates).
     pub(crate) changed: tokio::sync::broadcast::Sender<Arc<[DocId]>>,
     pub(crate) heads: HeadsCache,
+    /// The search index's feed: the searchable records each committed batch projected.
+    pub(crate) search: Option<mpsc::Sender<crate::search::Feed>>,
 }
 
 impl WriterThread {
@@ -513,6 +530,7 @@ impl WriterThread {
     fn run_batch(&self, docs: &mut HashMap<DocId, Automerge>, actor: &ActorId, batch: Vec<Job>) {
         let mut replies: Vec<(Reply, Option<CoreError>)> = Vec::with_capacity(batch.len());
         let mut batch_docs: HashSet<DocId> = HashSet::new();
+        let mut searched: Vec<(crate::search::Kind, String)> = Vec::new();
         if let Err(e) = self.conn.execute_batch("BEGIN IMMEDIATE") {
             // Nothing runs outside a transaction: every write of the batch is refused.
             let msg = e.to_string();
@@ -541,7 +559,8 @@ impl WriterThread {
                 replies.push((reply, Some(CoreError::from(e))));
                 continue;
             }
-            let mut ctx = self.ctx(docs, actor, &mut batch_docs);
+            let search = self.search.as_ref().map(|_| &mut searched);
+            let mut ctx = self.ctx(docs, actor, &mut batch_docs, search);
             let (ok, reply) = job(Some(&mut ctx));
             let outcome = if ok { ctx.finish().err() } else { None };
             let failed = !ok || outcome.is_some();
@@ -591,6 +610,12 @@ impl WriterThread {
                     // Nobody listening is fine.
                     let _ = self.changed.send(batch_docs.into_iter().collect());
                 }
+                if let Some(feed) = &self.search
+                    && !searched.is_empty()
+                {
+                    // An indexer that stopped is reconciled at the next start.
+                    let _ = feed.send(crate::search::Feed::Records(searched));
+                }
                 deliver(replies)
             }
             Err(e) => {
@@ -616,6 +641,7 @@ impl WriterThread {
         docs: &'a mut HashMap<DocId, Automerge>,
         actor: &ActorId,
         batch_docs: &'a mut HashSet<DocId>,
+        searched: Option<&'a mut Vec<(crate::search::Kind, String)>>,
     ) -> WriteCtx<'a> {
         WriteCtx {
             conn: &self.conn,
@@ -629,6 +655,7 @@ impl WriterThread {
             batch_docs,
             saved: HashMap::new(),
             listed: HashMap::new(),
+            searched,
         }
     }
 

@@ -755,6 +755,58 @@ fn an_order_prints_as_a_pdf_sales_document() {
     node.anon().get(&path).err(401, "unauthorized");
 }
 
+#[test]
+fn search_finds_records_by_their_words_and_catches_up_after_a_kill_9() {
+    let mut node = Node::start();
+    let api = node.owner();
+    let p = id(&api
+        .post("/api/v1/products", &json!({ "sku": "CAF-001", "name": "Café de Chiapas", "price": "180" }))
+        .ok(201));
+    let c = id(&api.customer("José Núñez"));
+    let o = api.order(&c, &[(&p, 2)]);
+    let hits = |api: &dashoffice_tests::Api, q: &str| -> Vec<(String, String)> {
+        let r = api.get(&format!("/api/v1/search?q={}", urlencode(q))).ok(200);
+        r["hits"].as_array().unwrap().iter().map(|h| (h["kind"].as_str().unwrap().to_string(), h["link"].as_str().unwrap().to_string())).collect()
+    };
+    let found = |api: &dashoffice_tests::Api, q: &str, want: (&str, String)| {
+        eventually(Duration::from_secs(20), || hits(api, q).contains(&(want.0.to_string(), want.1.clone())))
+    };
+    assert!(found(&api, "cafe chiapaz", ("product", format!("/products/{p}"))), "{:?}", hits(&api, "cafe chiapaz"));
+    assert!(found(&api, "JOSE nunez", ("customer", format!("/customers/{c}"))), "{:?}", hits(&api, "jose"));
+    let number = o["number"].as_str().unwrap();
+    assert!(found(&api, number, ("order", format!("/orders/{}", id(&o)))), "{:?}", hits(&api, number));
+    let only = api.get("/api/v1/search?q=cafe&kinds=customer,order").ok(200);
+    assert!(only["hits"].as_array().unwrap().iter().all(|h| h["kind"] != "product"), "{only}");
+
+    // Acknowledged, then the process is killed before the index could follow: the next start
+    // catches up from the database.
+    let papaya = id(&api
+        .post("/api/v1/products", &json!({ "sku": "PAP-001", "name": "Papaya maradol", "price": "28" }))
+        .ok(201));
+    node.kill9();
+    node.start_again();
+    let api = node.owner();
+    assert!(found(&api, "maradol", ("product", format!("/products/{papaya}"))), "{:?}", hits(&api, "maradol"));
+
+    // Bad input names the field and the rule; no session, no search.
+    for (query, field, rule) in [
+        ("", "q", "required"),
+        ("?q=%C2%BF%3F", "q", "words"),
+        ("?q=cafe&kinds=invoice", "kinds", "one_of"),
+        ("?q=cafe&limit=0", "limit", "range"),
+    ] {
+        let e = assert_field_error(api.get(&format!("/api/v1/search{query}")), 422, "validation", field);
+        assert_eq!(e["rule"], rule, "{query}: {e}");
+    }
+    node.anon().get("/api/v1/search?q=cafe").err(401, "unauthorized");
+}
+
+fn urlencode(s: &str) -> String {
+    s.bytes()
+        .map(|b| if b.is_ascii_alphanumeric() { (b as char).to_string() } else { format!("%{b:02X}") })
+        .collect()
+}
+
 /// The text of a PDF as Poppler's pdftotext reads it (Debian's poppler-utils; `scripts/test`
 /// installs it).
 fn pdf_text(pdf: &[u8]) -> String {

@@ -109,13 +109,13 @@ await step("create_product", async () => {
   await page.waitForURL(/\/products\/[0-9a-f-]{36}$/);
   productId = page.url().split("/").pop();
   await page.goto(base + "/products");
-  await page.fill("input[type=search]", "Taza");
+  await page.fill("main input[type=search]", "Taza");
   await text("Taza DashOffice").waitFor();
 });
 
 await step("create_order_and_pay", async () => {
   await page.goto(base + "/orders/new");
-  await page.fill("input[type=search]", env("CUSTOMER").split(" ")[0]);
+  await page.fill("main input[type=search]", env("CUSTOMER").split(" ")[0]);
   await page.waitForFunction(
     (c) => [...document.querySelectorAll("select[name=customer_id] option")].some((o) => o.textContent.includes(c)),
     env("CUSTOMER"),
@@ -408,7 +408,7 @@ await step("customers_come_from_a_spreadsheet", async () => {
   const report = page.locator("[role=status]", { hasText: "2 rows" });
   await report.waitFor();
   await report.locator("li", { hasText: "3" }).first().waitFor();
-  await page.fill("input[type=search]", "Rosa");
+  await page.fill("main input[type=search]", "Rosa");
   await text("Rosa Importada").waitFor();
   const [download] = await Promise.all([
     page.waitForEvent("download"),
@@ -508,6 +508,30 @@ await step("an_order_prints_as_a_pdf", async () => {
   // This customer never wrote on WhatsApp: sending it there is refused, and the page says why.
   await page.locator("#order-whatsapp").click();
   await text("has no WhatsApp conversation yet").waitFor();
+});
+
+await step("search_from_the_top_bar", async () => {
+  // Ctrl+K from any page; a typo and no accents still find the product and the customer.
+  await page.goto(base + "/orders");
+  await page.locator("main h1").first().waitFor();
+  await page.keyboard.press("Control+K");
+  await page.waitForFunction(() => document.activeElement?.id === "global-search");
+  await page.keyboard.type("taza dashofice");
+  const first = page.locator("#global-search-results li[role=option]").first();
+  await first.filter({ hasText: "Taza DashOffice" }).waitFor();
+  await page.keyboard.press("Enter");
+  await page.waitForURL(new RegExp(`/products/${productId}$`));
+  await page.fill("#global-search", "lucia gomez");
+  const customer = page.locator("#global-search-results a", { hasText: env("CUSTOMER") }).first();
+  await customer.waitFor();
+  if (!(await customer.textContent()).includes("Customer")) throw new Error(`not labelled a customer: ${await customer.textContent()}`);
+  await customer.click();
+  await page.waitForURL(/\/customers\/[0-9a-f-]{36}$/);
+  // Nothing found says so.
+  await page.fill("#global-search", "zzzqqq");
+  await page.locator("#global-search-results li", { hasText: "Nothing found" }).waitFor();
+  await page.keyboard.press("Escape");
+  await page.locator("#global-search-results").waitFor({ state: "detached" });
 });
 
 await step("screenshots", async () => {

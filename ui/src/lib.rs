@@ -9,6 +9,7 @@ pub mod api;
 pub mod components;
 pub mod i18n;
 mod pages;
+mod search;
 pub mod state;
 
 use leptos::prelude::*;
@@ -276,6 +277,7 @@ fn Shell() -> impl IntoView {
                 <header class="topbar">
                     <A href="/" attr:class="brand">"DashOffice"</A>
                     {sync_badge}
+                    <search::GlobalSearch/>
                     <span class="spacer"></span>
                     <span class="who">{who}</span>
                     <button class="btn ghost" on:click=switch_lang lang=move || if st.lang.get() == Lang::Es { "en" } else { "es" }>{other}</button>

@@ -101,6 +101,7 @@ impl From<CoreError> for ApiError {
             CoreError::ShuttingDown => {
                 Self::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "the node is shutting down; retry shortly")
             }
+            CoreError::Unavailable(m) => Self::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", m),
             CoreError::Storage(m) => {
                 tracing::error!(error = %m, "storage error");
                 Self::new(

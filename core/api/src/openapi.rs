@@ -35,6 +35,7 @@ impl Modify for BearerAuth {
     info(title = "DashOffice local API", description = "The JSON API of a DashOffice replica (edge node or desktop app)."),
     modifiers(&BearerAuth),
     paths(
+        routes::search::search,
         routes::system::healthz,
         routes::system::metrics,
         routes::system::openapi,
@@ -116,7 +117,8 @@ impl Modify for BearerAuth {
         dashoffice_domain::inbox::ConversationThread, dashoffice_domain::inbox::SendMessage, dashoffice_domain::inbox::SendOrderDocument,
         dashoffice_domain::inbox::ReplyButton, dashoffice_domain::inbox::ListRow,
         dashoffice_domain::inbox::UpdateConversation, dashoffice_domain::inbox::TemplateView, dashoffice_domain::inbox::ShiftView,
-        dashoffice_domain::inbox::CannedResponse
+        dashoffice_domain::inbox::CannedResponse,
+        dashoffice_domain::api::SearchHit, dashoffice_domain::api::SearchResults
     ))
 )]
 pub struct ApiDoc;

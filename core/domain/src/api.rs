@@ -94,6 +94,55 @@ pub struct InvoiceParams {
     pub lang: Option<String>,
 }
 
+/// Query of `GET /api/v1/search`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(IntoParams))]
+#[serde(deny_unknown_fields)]
+pub struct SearchParams {
+    /// What to look for: words of a product's name, SKU, description or tags; a customer's name,
+    /// phone, WhatsApp number, e-mail, tags or notes; an order's number or notes; a WhatsApp
+    /// message's text. Accents and case do not matter, the last word may be cut short and longer
+    /// words may have one typo. 1 to 200 characters.
+    pub q: Option<String>,
+    /// Only these kinds, comma-separated: `product`, `customer`, `order`, `message` (default all).
+    pub kinds: Option<String>,
+    /// Most hits to return, 1 to 50 (default 20).
+    pub limit: Option<u32>,
+}
+
+/// One record found by `GET /api/v1/search`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct SearchHit {
+    /// `product`, `customer`, `order` or `message`.
+    pub kind: String,
+    /// The record's id (for a message, the message's).
+    pub id: String,
+    /// What to show first: the product's or customer's name, the order's number, the
+    /// conversation's customer.
+    pub title: String,
+    /// A second line: SKU and price; phone and e-mail; customer, status and total; the message.
+    pub subtitle: String,
+    /// The web UI's page for it (`/products/{id}`, `/customers/{id}`, `/orders/{id}`,
+    /// `/conversations/{id}`).
+    pub link: String,
+    /// Relevance; higher first.
+    pub score: f32,
+}
+
+/// Answer of `GET /api/v1/search`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct SearchResults {
+    /// The query as understood: the words searched for, folded (no accents, lower case).
+    pub terms: Vec<String>,
+    /// The best hits the caller may see, most relevant first.
+    pub hits: Vec<SearchHit>,
+    /// The index is still catching up with recent changes (after a start, or a large sync):
+    /// records changed in the last seconds may be missing.
+    pub indexing: bool,
+}
+
 /// Common list parameters.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(IntoParams))]

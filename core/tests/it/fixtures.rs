@@ -9,7 +9,7 @@ use tempfile::TempDir;
 pub(crate) struct Node {
     pub(crate) replica: Replica,
     pub(crate) caller: Caller,
-    _dir: TempDir,
+    pub(crate) _dir: TempDir,
 }
 
 pub(crate) fn open_node() -> (Replica, TempDir) {

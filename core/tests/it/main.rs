@@ -8,4 +8,5 @@ mod credentials;
 mod fixtures;
 mod invoice;
 mod migration;
+mod search;
 mod sync_protocol;

@@ -9,6 +9,7 @@ pub(crate) mod inbox;
 pub(crate) mod live;
 pub(crate) mod org;
 pub(crate) mod sales;
+pub(crate) mod search;
 pub(crate) mod sync;
 pub(crate) mod system;
 
@@ -67,6 +68,7 @@ pub(crate) fn router() -> Router<AppState> {
         .route("/api/v1/events", get(live::events))
         .route("/api/v1/events/session", post(live::events_session))
         .route("/api/v1/analytics/summary", get(analytics::summary))
+        .route("/api/v1/search", get(search::search))
         .route("/api/openapi.json", get(system::openapi))
         .route("/api/v1/backup", get(system::backup))
         .route("/api/v1/auth/login", post(auth::login))

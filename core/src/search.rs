@@ -1,0 +1,679 @@
+//! Full-text search (tantivy) over the projection: products, customers, orders and WhatsApp
+//! messages, for the search box of every page.
+//!
+//! The index is derived data, like the SQL projection it is built from, and lives in the
+//! replica's folder (`search/`). The writer thread names the records each committed batch
+//! projected; a thread of its own (`dashoffice-search`) re-reads those rows from SQLite and
+//! updates the index once the writes pause (300 ms of quiet, at most 5 s late), so a sync or an
+//! import never waits for it. At every start it reconciles the index with SQLite (a digest of
+//! each record's indexed text), so a crash between the two commits, a deleted index or a new
+//! layout heals by itself. Text is split on anything but letters and digits, lower-cased and
+//! stripped of accents ("Café" is found by "cafe"); the words of a query must all match, each as
+//! a prefix, longer ones with one typo allowed. Every hit is read back from SQLite and checked
+//! against the caller's shop and branch before it is shown.
+
+use std::{
+    collections::{HashMap, HashSet},
+    path::{Path, PathBuf},
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicBool, Ordering},
+        mpsc,
+    },
+    thread::JoinHandle,
+    time::{Duration, Instant},
+};
+
+use dashoffice_domain::{
+    FieldError,
+    api::{SearchHit, SearchParams, SearchResults},
+};
+use rusqlite::{Connection, OptionalExtension, params};
+use sha2::{Digest, Sha256};
+use tantivy::{
+    Index, IndexReader, IndexWriter, ReloadPolicy, TantivyDocument, Term,
+    collector::TopDocs,
+    directory::MmapDirectory,
+    query::{BooleanQuery, BoostQuery, FuzzyTermQuery, Occur, Query, TermQuery},
+    schema::{Field, IndexRecordOption, STORED, STRING, Schema, TextFieldIndexing, TextOptions, Value},
+    tokenizer::{AsciiFoldingFilter, LowerCaser, RemoveLongFilter, SimpleTokenizer, TextAnalyzer},
+};
+
+use crate::{
+    caller::Caller,
+    doc::Collection,
+    error::{CoreError, Result},
+};
+
+/// The index's folder inside the replica's data folder.
+pub(crate) const DIR: &str = "search";
+/// Written beside the index; a different value (a new schema or new indexed fields) rebuilds it.
+const LAYOUT: &str = "1";
+const LAYOUT_FILE: &str = "dashoffice-layout";
+const TOKENIZER: &str = "folded";
+/// The index is updated once writes pause this long…
+const QUIET: Duration = Duration::from_millis(300);
+/// …or this long after the first change waiting, whichever comes first.
+const MAX_DELAY: Duration = Duration::from_secs(5);
+/// Longest query accepted, in characters, and most words in it.
+const MAX_QUERY: usize = 200;
+const MAX_TERMS: usize = 12;
+
+/// What can be searched.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) enum Kind {
+    Product,
+    Customer,
+    Order,
+    Message,
+}
+
+impl Kind {
+    const ALL: [Kind; 4] = [Kind::Product, Kind::Customer, Kind::Order, Kind::Message];
+
+    fn as_str(self) -> &'static str {
+        match self {
+            Kind::Product => "product",
+            Kind::Customer => "customer",
+            Kind::Order => "order",
+            Kind::Message => "message",
+        }
+    }
+
+    /// Records come before messages that merely mention the same words.
+    fn weight(self) -> f32 {
+        match self {
+            Kind::Message => 1.0,
+            _ => 1.5,
+        }
+    }
+
+    fn parse(s: &str) -> Option<Kind> {
+        Kind::ALL.into_iter().find(|k| k.as_str() == s)
+    }
+
+    /// The kind whose records a collection's documents hold, when it is searched.
+    pub(crate) fn of(c: Collection) -> Option<Kind> {
+        match c {
+            Collection::Products => Some(Kind::Product),
+            Collection::Customers => Some(Kind::Customer),
+            Collection::Orders => Some(Kind::Order),
+            Collection::Messages => Some(Kind::Message),
+            _ => None,
+        }
+    }
+}
+
+/// What the writer tells the indexer.
+pub(crate) enum Feed {
+    /// Records projected by a committed batch (possibly more than changed: a record that was
+    /// rolled back is simply read again).
+    Records(Vec<(Kind, String)>),
+    /// The whole projection was rebuilt.
+    All,
+}
+
+#[derive(Clone, Copy)]
+struct Fields {
+    key: Field,
+    kind: Field,
+    shop: Field,
+    branch: Field,
+    digest: Field,
+    text: Field,
+}
+
+fn schema() -> Schema {
+    let mut b = Schema::builder();
+    b.add_text_field("key", STRING | STORED);
+    b.add_text_field("kind", STRING);
+    b.add_text_field("shop", STRING);
+    b.add_text_field("branch", STRING);
+    b.add_u64_field("digest", STORED);
+    let text = TextOptions::default().set_indexing_options(
+        TextFieldIndexing::default().set_tokenizer(TOKENIZER).set_index_option(IndexRecordOption::WithFreqs),
+    );
+    b.add_text_field("text", text);
+    b.build()
+}
+
+fn fields(schema: &Schema) -> tantivy::Result<Fields> {
+    Ok(Fields {
+        key: schema.get_field("key")?,
+        kind: schema.get_field("kind")?,
+        shop: schema.get_field("shop")?,
+        branch: schema.get_field("branch")?,
+        digest: schema.get_field("digest")?,
+        text: schema.get_field("text")?,
+    })
+}
+
+fn analyzer() -> TextAnalyzer {
+    TextAnalyzer::builder(SimpleTokenizer::default())
+        .filter(RemoveLongFilter::limit(60))
+        .filter(LowerCaser)
+        .filter(AsciiFoldingFilter)
+        .build()
+}
+
+/// The words of `s` as the index holds them: split, lower-cased, without accents.
+pub(crate) fn terms(s: &str) -> Vec<String> {
+    let mut a = analyzer();
+    let mut stream = a.token_stream(s);
+    let mut out = Vec::new();
+    while stream.advance() {
+        out.push(stream.token().text.clone());
+    }
+    out
+}
+
+/// The search index of one replica; cheap to share.
+pub(crate) struct Search {
+    reader: IndexReader,
+    f: Fields,
+    /// Changes are waiting to be indexed (or the start's reconciliation runs).
+    busy: Arc<AtomicBool>,
+    thread: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl Search {
+    /// Opens (or creates, or rebuilds when unreadable or of another layout) the index in
+    /// `data_dir/search` and starts its thread, which reads the projection through `db`.
+    /// Returns the index and the feed the writer sends to.
+    pub(crate) fn start(data_dir: &Path, db: &Path) -> Result<(Arc<Search>, mpsc::Sender<Feed>)> {
+        let dir = data_dir.join(DIR);
+        let (index, writer) = match open(&dir) {
+            Ok(x) => x,
+            Err(e) => {
+                tracing::warn!(error = %e, dir = %dir.display(), "the search index is unreadable; rebuilding it");
+                let _ = std::fs::remove_dir_all(&dir);
+                open(&dir).map_err(|e| CoreError::Storage(format!("opening the search index: {e}")))?
+            }
+        };
+        let f = fields(&index.schema()).map_err(|e| CoreError::Storage(format!("search index schema: {e}")))?;
+        let reader: IndexReader = index
+            .reader_builder()
+            .reload_policy(ReloadPolicy::Manual)
+            .try_into()
+            .map_err(|e| CoreError::Storage(format!("opening the search index: {e}")))?;
+        let conn = crate::db::open_reader(db)?;
+        let busy = Arc::new(AtomicBool::new(true));
+        let search = Arc::new(Search { reader, f, busy, thread: Mutex::new(None) });
+        let (tx, rx) = mpsc::channel();
+        let worker = Indexer { search: search.clone(), writer, conn };
+        let thread = std::thread::Builder::new()
+            .name("dashoffice-search".into())
+            .spawn(move || worker.run(rx))
+            .map_err(|e| CoreError::Storage(format!("starting the search indexer: {e}")))?;
+        *search.thread.lock().unwrap_or_else(|p| p.into_inner()) = Some(thread);
+        Ok((search, tx))
+    }
+
+    /// Waits for the indexer to finish (after the writer, and with it the feed, stopped).
+    pub(crate) fn join(&self) {
+        if let Some(t) = self.thread.lock().unwrap_or_else(|p| p.into_inner()).take() {
+            let _ = t.join();
+        }
+    }
+
+    /// Whether changes are waiting to be indexed.
+    pub(crate) fn busy(&self) -> bool {
+        self.busy.load(Ordering::Acquire)
+    }
+
+    /// Searches for `caller`, reading each hit back through `conn`.
+    pub(crate) fn search(&self, conn: &Connection, caller: &Caller, p: &SearchParams) -> Result<SearchResults> {
+        let (words, kinds, limit) = check(p)?;
+        let f = self.f;
+        let mut must: Vec<(Occur, Box<dyn Query>)> = Vec::new();
+        for w in &words {
+            let t = Term::from_field_text(f.text, w);
+            let exact: Box<dyn Query> =
+                Box::new(BoostQuery::new(Box::new(TermQuery::new(t.clone(), IndexRecordOption::WithFreqs)), 2.0));
+            // One typo is allowed in words of five letters or more; every word may be cut short.
+            let distance = if w.chars().count() >= 5 { 1 } else { 0 };
+            let loose: Box<dyn Query> = Box::new(FuzzyTermQuery::new_prefix(t, distance, true));
+            must.push((Occur::Must, Box::new(BooleanQuery::new(vec![(Occur::Should, exact), (Occur::Should, loose)]))));
+        }
+        must.push((Occur::Must, term_query(f.shop, &caller.shop_id)));
+        if let Some(b) = caller.branch_limit() {
+            let either = vec![(Occur::Should, term_query(f.branch, b)), (Occur::Should, term_query(f.branch, SHOP_WIDE))];
+            must.push((Occur::Must, Box::new(BooleanQuery::new(either))));
+        }
+        if kinds.len() < Kind::ALL.len() {
+            let any = kinds.iter().map(|k| (Occur::Should, term_query(f.kind, k.as_str()))).collect();
+            must.push((Occur::Must, Box::new(BooleanQuery::new(any))));
+        }
+        let query = BooleanQuery::new(must);
+        let searcher = self.reader.searcher();
+        // Room for hits the projection no longer shows (archived since, another branch's).
+        let top = searcher
+            .search(&query, &TopDocs::with_limit(limit * 3 + 10).order_by_score())
+            .map_err(|e| CoreError::Storage(format!("searching: {e}")))?;
+        let mut hits = Vec::new();
+        for (score, address) in top {
+            let d: TantivyDocument =
+                searcher.doc(address).map_err(|e| CoreError::Storage(format!("reading a search hit: {e}")))?;
+            let Some(key) = d.get_first(f.key).and_then(|v| v.as_str()) else { continue };
+            let Some((kind, id)) = key.split_once(':').and_then(|(k, id)| Some((Kind::parse(k)?, id))) else { continue };
+            if let Some(mut hit) = show(conn, caller, kind, id)? {
+                hit.score = score * kind.weight();
+                hits.push(hit);
+            }
+        }
+        hits.sort_by(|a, b| b.score.total_cmp(&a.score));
+        hits.truncate(limit);
+        Ok(SearchResults { terms: words, hits, indexing: self.busy() })
+    }
+}
+
+/// The `branch` of records every branch sees.
+const SHOP_WIDE: &str = "*";
+
+fn term_query(field: Field, value: &str) -> Box<dyn Query> {
+    Box::new(TermQuery::new(Term::from_field_text(field, value), IndexRecordOption::Basic))
+}
+
+fn check(p: &SearchParams) -> Result<(Vec<String>, Vec<Kind>, usize)> {
+    let q = p.q.as_deref().map(str::trim).unwrap_or("");
+    if q.is_empty() {
+        return Err(FieldError::new("q", "required", "type what to look for").into());
+    }
+    if q.chars().count() > MAX_QUERY {
+        return Err(FieldError::new("q", "length", format!("at most {MAX_QUERY} characters")).into());
+    }
+    let mut seen = HashSet::new();
+    let mut words: Vec<String> = terms(q).into_iter().filter(|w| seen.insert(w.clone())).collect();
+    // Only digits, in groups ("55 1234 5678"): a phone number as people write it, one word.
+    if words.len() > 1 && words.iter().all(|w| w.bytes().all(|b| b.is_ascii_digit())) {
+        words = vec![words.concat()];
+    }
+    if words.is_empty() {
+        return Err(FieldError::new("q", "words", "must contain a letter or a digit").into());
+    }
+    if words.len() > MAX_TERMS {
+        return Err(FieldError::new("q", "words", format!("at most {MAX_TERMS} words")).into());
+    }
+    let kinds = match p.kinds.as_deref().map(str::trim).filter(|s| !s.is_empty()) {
+        None => Kind::ALL.to_vec(),
+        Some(s) => {
+            let mut out = Vec::new();
+            for part in s.split(',').map(str::trim) {
+                let k = Kind::parse(part).ok_or_else(|| {
+                    FieldError::new("kinds", "one_of", "comma-separated: product, customer, order, message")
+                })?;
+                if !out.contains(&k) {
+                    out.push(k);
+                }
+            }
+            out
+        }
+    };
+    let limit = p.limit.unwrap_or(20);
+    if !(1..=50).contains(&limit) {
+        return Err(FieldError::new("limit", "range", "between 1 and 50").into());
+    }
+    Ok((words, kinds, limit as usize))
+}
+
+/// A hit as the caller may see it now, or None (gone, archived, merged, another branch's).
+fn show(conn: &Connection, caller: &Caller, kind: Kind, id: &str) -> Result<Option<SearchHit>> {
+    let shop = caller.shop_id.as_str();
+    let visible = |branch: &str| caller.branch_limit().is_none_or(|b| b == branch);
+    let hit = |title: String, subtitle: String, link: String| SearchHit {
+        kind: kind.as_str().to_string(),
+        id: id.to_string(),
+        title,
+        subtitle,
+        link,
+        score: 0.0,
+    };
+    Ok(match kind {
+        Kind::Product => conn
+            .prepare_cached(
+                "SELECT name, sku, price, currency FROM products WHERE id = ?1 AND shop_id = ?2 AND archived = 0",
+            )?
+            .query_row(params![id, shop], |r| {
+                let (name, sku, price, cur): (String, String, String, String) =
+                    (r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?);
+                Ok(hit(name, format!("{sku} · {price} {cur}"), format!("/products/{id}")))
+            })
+            .optional()?,
+        Kind::Customer => conn
+            .prepare_cached(
+                "SELECT name, coalesce(phone, ''), coalesce(wa_id, ''), coalesce(email, '') FROM customers
+                 WHERE id = ?1 AND shop_id = ?2 AND archived = 0 AND merged_into IS NULL",
+            )?
+            .query_row(params![id, shop], |r| {
+                let (name, phone, wa, email): (String, String, String, String) =
+                    (r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?);
+                let phone = if phone.is_empty() && !wa.is_empty() { format!("+{wa}") } else { phone };
+                let sub = [phone, email].into_iter().filter(|s| !s.is_empty()).collect::<Vec<_>>().join(" · ");
+                Ok(hit(name, sub, format!("/customers/{id}")))
+            })
+            .optional()?,
+        Kind::Order => conn
+            .prepare_cached(
+                "SELECT o.number, o.branch_id, o.status, o.total, o.currency, coalesce(c.name, '')
+                 FROM orders o LEFT JOIN customers c ON c.id = o.customer_id
+                 WHERE o.id = ?1 AND o.shop_id = ?2 AND o.archived = 0",
+            )?
+            .query_row(params![id, shop], |r| {
+                let (number, branch, status, total, cur, customer): (String, String, String, String, String, String) =
+                    (r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?);
+                let sub = [customer, status, format!("{total} {cur}")]
+                    .into_iter()
+                    .filter(|s| !s.is_empty())
+                    .collect::<Vec<_>>()
+                    .join(" · ");
+                Ok((branch, hit(number, sub, format!("/orders/{id}"))))
+            })
+            .optional()?
+            .filter(|(branch, _)| visible(branch))
+            .map(|(_, h)| h),
+        Kind::Message => conn
+            .prepare_cached(
+                "SELECT m.conversation_id, m.branch_id, m.text, coalesce(v.customer_name, ''), coalesce(v.wa_id, '')
+                 FROM messages m LEFT JOIN conversations v ON v.id = m.conversation_id
+                 WHERE m.id = ?1 AND m.shop_id = ?2",
+            )?
+            .query_row(params![id, shop], |r| {
+                let (conv, branch, text, name, wa): (String, String, String, String, String) =
+                    (r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?);
+                let title = if name.is_empty() { format!("+{wa}") } else { name };
+                Ok((branch, hit(title, excerpt(&text, 140), format!("/conversations/{conv}"))))
+            })
+            .optional()?
+            .filter(|(branch, _)| visible(branch))
+            .map(|(_, h)| h),
+    })
+}
+
+/// `s` on one line, cut at `max` characters with an ellipsis.
+fn excerpt(s: &str, max: usize) -> String {
+    let one_line = s.split_whitespace().collect::<Vec<_>>().join(" ");
+    if one_line.chars().count() <= max {
+        one_line
+    } else {
+        let mut cut: String = one_line.chars().take(max.saturating_sub(1)).collect();
+        cut.push('…');
+        cut
+    }
+}
+
+fn open(dir: &PathBuf) -> tantivy::Result<(Index, IndexWriter)> {
+    std::fs::create_dir_all(dir)?;
+    let layout = dir.join(LAYOUT_FILE);
+    let fresh = match std::fs::read_to_string(&layout) {
+        Ok(v) if v.trim() == LAYOUT => false,
+        Ok(_) => {
+            // Another layout: start over (the start's reconciliation fills it).
+            std::fs::remove_dir_all(dir)?;
+            std::fs::create_dir_all(dir)?;
+            true
+        }
+        Err(_) => true,
+    };
+    let index = Index::open_or_create(MmapDirectory::open(dir)?, schema())?;
+    index.tokenizers().register(TOKENIZER, analyzer());
+    let writer = index.writer_with_num_threads(1, 20_000_000)?;
+    if fresh {
+        std::fs::write(&layout, LAYOUT)?;
+    }
+    Ok((index, writer))
+}
+
+/// One record as indexed.
+struct Entry {
+    key: String,
+    kind: Kind,
+    shop: String,
+    branch: String,
+    text: String,
+}
+
+impl Entry {
+    fn new(kind: Kind, id: &str, shop: String, branch: Option<String>, parts: &[&str]) -> Entry {
+        let text = parts.iter().filter(|p| !p.is_empty()).copied().collect::<Vec<_>>().join("\n");
+        Entry {
+            key: format!("{}:{id}", kind.as_str()),
+            kind,
+            shop,
+            branch: branch.unwrap_or_else(|| SHOP_WIDE.to_string()),
+            text,
+        }
+    }
+
+    fn digest(&self) -> u64 {
+        let mut h = Sha256::new();
+        for part in [self.kind.as_str(), &self.shop, &self.branch, &self.text] {
+            h.update(part.as_bytes());
+            h.update([0u8]);
+        }
+        let d = h.finalize();
+        let mut first = [0u8; 8];
+        first.copy_from_slice(&d[..8]);
+        u64::from_le_bytes(first)
+    }
+
+    fn document(&self, f: &Fields) -> TantivyDocument {
+        let mut d = TantivyDocument::default();
+        d.add_text(f.key, &self.key);
+        d.add_text(f.kind, self.kind.as_str());
+        d.add_text(f.shop, &self.shop);
+        d.add_text(f.branch, &self.branch);
+        d.add_u64(f.digest, self.digest());
+        d.add_text(f.text, &self.text);
+        d
+    }
+}
+
+/// Digits of a phone number, and its last ten (a national number without country code), so
+/// "55 1234 5678" and "5512345678" both find "+52 1 55 1234 5678".
+fn phone_words(s: &str) -> String {
+    let digits: String = s.chars().filter(char::is_ascii_digit).collect();
+    if digits.len() > 10 { format!("{digits} {}", &digits[digits.len() - 10..]) } else { digits }
+}
+
+/// The SQL of each kind: `id` first; only what is shown (not archived, not merged away).
+fn select(kind: Kind) -> &'static str {
+    match kind {
+        Kind::Product => {
+            "SELECT id, shop_id, NULL, sku, name, description, tags, '' FROM products WHERE archived = 0"
+        }
+        Kind::Customer => {
+            "SELECT id, shop_id, NULL, name, coalesce(phone, ''), coalesce(email, ''), coalesce(wa_id, ''),
+                    tags || ' ' || notes
+             FROM customers WHERE archived = 0 AND merged_into IS NULL"
+        }
+        Kind::Order => "SELECT id, shop_id, branch_id, number, notes, '', '', '' FROM orders WHERE archived = 0",
+        Kind::Message => "SELECT id, shop_id, branch_id, text, '', '', '', '' FROM messages WHERE text <> ''",
+    }
+}
+
+fn entry_of(kind: Kind, r: &rusqlite::Row<'_>) -> rusqlite::Result<Entry> {
+    let id: String = r.get(0)?;
+    let shop: String = r.get(1)?;
+    let branch: Option<String> = r.get(2)?;
+    let cols: [String; 5] = [r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?, r.get(7)?];
+    let entry = match kind {
+        Kind::Customer => {
+            let (phone, wa) = (phone_words(&cols[1]), phone_words(&cols[3]));
+            Entry::new(kind, &id, shop, branch, &[&cols[0], &cols[1], &phone, &cols[2], &wa, &cols[4]])
+        }
+        _ => Entry::new(kind, &id, shop, branch, &[&cols[0], &cols[1], &cols[2], &cols[3], &cols[4]]),
+    };
+    Ok(entry)
+}
+
+struct Indexer {
+    search: Arc<Search>,
+    writer: IndexWriter,
+    conn: Connection,
+}
+
+impl Indexer {
+    fn run(mut self, rx: mpsc::Receiver<Feed>) {
+        if let Err(e) = self.reconcile() {
+            tracing::warn!(error = %e, "reconciling the search index failed");
+        }
+        self.search.busy.store(false, Ordering::Release);
+        let mut open = true;
+        while open {
+            let Ok(first) = rx.recv() else { break };
+            self.search.busy.store(true, Ordering::Release);
+            let mut pending: HashSet<(Kind, String)> = HashSet::new();
+            let mut all = false;
+            let mut take = |feed: Feed, pending: &mut HashSet<(Kind, String)>| match feed {
+                Feed::Records(r) => pending.extend(r),
+                Feed::All => all = true,
+            };
+            take(first, &mut pending);
+            let since = Instant::now();
+            while since.elapsed() < MAX_DELAY {
+                match rx.recv_timeout(QUIET) {
+                    Ok(feed) => take(feed, &mut pending),
+                    Err(mpsc::RecvTimeoutError::Timeout) => break,
+                    Err(mpsc::RecvTimeoutError::Disconnected) => {
+                        open = false;
+                        break;
+                    }
+                }
+            }
+            let result = if all { self.reconcile() } else { self.update(pending) };
+            if let Err(e) = result {
+                tracing::warn!(error = %e, "updating the search index failed; it is reconciled at the next start");
+            }
+            self.search.busy.store(false, Ordering::Release);
+        }
+        if let Err(e) = self.writer.wait_merging_threads() {
+            tracing::debug!(error = %e, "search index merges");
+        }
+    }
+
+    fn put(&self, e: &Entry) -> Result<()> {
+        let f = &self.search.f;
+        self.writer.delete_term(Term::from_field_text(f.key, &e.key));
+        self.writer.add_document(e.document(f)).map_err(|e| CoreError::Storage(format!("indexing: {e}")))?;
+        Ok(())
+    }
+
+    fn commit(&mut self) -> Result<()> {
+        self.writer.commit().map_err(|e| CoreError::Storage(format!("committing the search index: {e}")))?;
+        self.search.reader.reload().map_err(|e| CoreError::Storage(format!("reloading the search index: {e}")))?;
+        Ok(())
+    }
+
+    /// Re-reads `records` from SQLite: indexed again if shown, removed if not.
+    fn update(&mut self, records: HashSet<(Kind, String)>) -> Result<()> {
+        if records.is_empty() {
+            return Ok(());
+        }
+        let started = Instant::now();
+        let n = records.len();
+        for (kind, id) in records {
+            let sql = format!("{} AND id = ?1", select(kind));
+            let entry = self.conn.prepare_cached(&sql)?.query_row([&id], |r| entry_of(kind, r)).optional()?;
+            match entry {
+                Some(e) => self.put(&e)?,
+                None => {
+                    let key = format!("{}:{id}", kind.as_str());
+                    self.writer.delete_term(Term::from_field_text(self.search.f.key, &key));
+                }
+            }
+        }
+        self.commit()?;
+        metrics::counter!("dashoffice_search_indexed_total").increment(n as u64);
+        tracing::debug!(records = n, seconds = started.elapsed().as_secs_f64(), "search index updated");
+        Ok(())
+    }
+
+    /// Makes the index hold exactly what SQLite shows, comparing each record's digest.
+    fn reconcile(&mut self) -> Result<()> {
+        let started = Instant::now();
+        let f = self.search.f;
+        let searcher = self.search.reader.searcher();
+        let mut held: HashMap<String, u64> = HashMap::new();
+        for segment in searcher.segment_readers() {
+            let store = segment.get_store_reader(4).map_err(|e| CoreError::Storage(format!("search index: {e}")))?;
+            for doc in segment.doc_ids_alive() {
+                let d: TantivyDocument =
+                    store.get(doc).map_err(|e| CoreError::Storage(format!("search index: {e}")))?;
+                if let (Some(k), Some(g)) =
+                    (d.get_first(f.key).and_then(|v| v.as_str()), d.get_first(f.digest).and_then(|v| v.as_u64()))
+                {
+                    held.insert(k.to_string(), g);
+                }
+            }
+        }
+        let mut changed = 0usize;
+        for kind in Kind::ALL {
+            let mut stmt = self.conn.prepare(select(kind))?;
+            let mut rows = stmt.query([])?;
+            while let Some(r) = rows.next()? {
+                let e = entry_of(kind, r)?;
+                if held.remove(&e.key) != Some(e.digest()) {
+                    self.put(&e)?;
+                    changed += 1;
+                }
+            }
+        }
+        for key in held.keys() {
+            self.writer.delete_term(Term::from_field_text(f.key, key));
+            changed += 1;
+        }
+        if changed > 0 {
+            self.commit()?;
+        }
+        tracing::info!(changed, seconds = started.elapsed().as_secs_f64(), "search index reconciled");
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn words_are_split_lower_cased_and_stripped_of_accents() {
+        assert_eq!(terms("Café de CHIAPAS, 500g"), ["cafe", "de", "chiapas", "500g"]);
+        assert_eq!(terms("José Núñez"), ["jose", "nunez"]);
+        assert_eq!(terms("CAF-001"), ["caf", "001"]);
+        assert!(terms("¿? — !").is_empty());
+    }
+
+    #[test]
+    fn phone_numbers_are_also_indexed_by_their_last_ten_digits() {
+        assert_eq!(phone_words("+52 1 55 1234 5678"), "5215512345678 5512345678");
+        assert_eq!(phone_words("5512345678"), "5512345678");
+        assert_eq!(phone_words(""), "");
+    }
+
+    #[test]
+    fn the_query_is_checked_field_by_field() {
+        let p = |q: &str, kinds: Option<&str>, limit: Option<u32>| SearchParams {
+            q: Some(q.to_string()),
+            kinds: kinds.map(str::to_string),
+            limit,
+        };
+        let rule = |r: Result<(Vec<String>, Vec<Kind>, usize)>| match r {
+            Err(CoreError::Validation(e)) => (e.0[0].field.clone(), e.0[0].rule.clone()),
+            other => panic!("expected a validation error, got {:?}", other.map(|x| x.0)),
+        };
+        assert_eq!(rule(check(&p("  ", None, None))), ("q".into(), "required".into()));
+        assert_eq!(rule(check(&p("¿?", None, None))), ("q".into(), "words".into()));
+        assert_eq!(rule(check(&p(&"a".repeat(201), None, None))), ("q".into(), "length".into()));
+        assert_eq!(rule(check(&p("café", Some("product,invoice"), None))), ("kinds".into(), "one_of".into()));
+        assert_eq!(rule(check(&p("café", None, Some(0)))), ("limit".into(), "range".into()));
+        assert_eq!(check(&p("55 1234-5678", None, None)).unwrap().0, ["5512345678"]);
+        let (words, kinds, limit) = check(&p("Café café", Some("order, product,order"), None)).unwrap();
+        assert_eq!((words, kinds, limit), (vec!["cafe".to_string()], vec![Kind::Order, Kind::Product], 20));
+    }
+
+    #[test]
+    fn an_excerpt_is_one_line_and_cut_with_an_ellipsis() {
+        assert_eq!(excerpt("hola\n  mundo", 140), "hola mundo");
+        assert_eq!(excerpt("abcdef", 4), "abc…");
+    }
+}

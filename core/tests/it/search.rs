@@ -1,0 +1,208 @@
+//! Search: the index follows local writes, synced changes and restarts, folds accents and case,
+//! forgives a typo, and shows only what the caller may see.
+
+use std::time::{Duration, Instant};
+
+use dashoffice_core::{
+    Caller, CoreError, OpenOptions, Replica,
+    domain::{
+        Role,
+        api::{CreateCustomer, CreateOrder, OrderLineInput, SearchParams, SearchResults, UpdateProduct},
+    },
+    entities::{customers, inbox, orders, products},
+};
+
+use crate::fixtures::{product_input, shop, sync_pair};
+
+fn params(q: &str) -> SearchParams {
+    SearchParams { q: Some(q.into()), ..Default::default() }
+}
+
+/// Searches until the index has caught up and `done` holds (the indexer runs once writes
+/// pause); the last answer either way, for the assertion to show.
+fn search_until(r: &Replica, c: &Caller, p: SearchParams, done: impl Fn(&SearchResults) -> bool) -> SearchResults {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let found = r.search(c, &p).unwrap();
+        if (!found.indexing && done(&found)) || Instant::now() > deadline {
+            return found;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn titles(found: &SearchResults) -> Vec<String> {
+    found.hits.iter().map(|h| format!("{}:{}", h.kind, h.title)).collect()
+}
+
+#[test]
+fn search_folds_accents_forgives_typos_follows_sync_and_respects_branches() {
+    let nodes = shop(2);
+    let (r, c) = (&nodes[0].replica, nodes[0].caller.clone());
+    let c2 = c.clone();
+    let branch: String = r.read(|c| Ok(c.query_row("SELECT id FROM branches", [], |r| r.get(0))?)).unwrap();
+    let b2 = branch.clone();
+    let (cafe, order, conversation) = r
+        .write_blocking(move |ctx| {
+            let mut p = product_input("CAF-001", "180.00");
+            p.name = "Café de Chiapas".into();
+            p.description = "Grano entero, tostado medio".into();
+            let cafe = products::create(ctx, &c2, p)?;
+            let mut old = product_input("CAF-000", "90.00");
+            old.name = "Café viejo".into();
+            let old = products::create(ctx, &c2, old)?;
+            products::archive(ctx, &c2, &old.id)?;
+            let jose = customers::create(
+                ctx,
+                &c2,
+                CreateCustomer {
+                    name: "José Núñez".into(),
+                    phone: Some("+52 55 1234 5678".into()),
+                    email: Some("jose@correo.mx".into()),
+                    ..Default::default()
+                },
+            )?;
+            let order = orders::create(
+                ctx,
+                &c2,
+                None,
+                CreateOrder {
+                    customer_id: jose.id,
+                    branch_id: Some(b2.clone()),
+                    seller_id: None,
+                    lines: vec![OrderLineInput { product_id: cafe.id.clone(), quantity: 2, unit_price: None }],
+                    notes: "Regalo: envolver con moño".into(),
+                },
+            )?;
+            let shop = c2.shop_id.clone();
+            let got = inbox::receive(
+                ctx,
+                &shop,
+                &b2,
+                &inbox::Inbound {
+                    wamid: "wamid.S1".into(),
+                    wa_id: "5215598765432".into(),
+                    profile_name: "Lucía".into(),
+                    phone_number_id: "100".into(),
+                    kind: "text".into(),
+                    text: "¿Tienen café molido para cafetera italiana?".into(),
+                    at: 1_764_600_000_000,
+                    ..Default::default()
+                },
+            )?;
+            Ok((cafe, order, got.conversation_id))
+        })
+        .unwrap();
+
+    // Accents and case do not matter; a word may be cut short; one typo in a long word.
+    for q in ["cafe chiapas", "CAFÉ", "chiap", "chiapaz", "CAF-001", "grano tostado"] {
+        let found = search_until(r, &c, params(q), |f| !f.hits.is_empty());
+        assert_eq!(found.hits.first().map(|h| h.id.as_str()), Some(cafe.id.as_str()), "{q}: {:?}", titles(&found));
+        assert_eq!(found.hits[0].link, format!("/products/{}", cafe.id));
+        assert!(found.hits[0].subtitle.contains("CAF-001"), "{:?}", found.hits[0]);
+    }
+    // An archived product is not found.
+    let found = search_until(r, &c, params("viejo"), |f| f.hits.is_empty());
+    assert!(found.hits.is_empty(), "{:?}", titles(&found));
+    // Customers by name, phone (as typed or its last ten digits) and e-mail.
+    for q in ["jose nunez", "5512345678", "55 1234 5678", "+52 55 12", "jose@correo.mx"] {
+        let found = search_until(r, &c, params(q), |f| f.hits.iter().any(|h| h.kind == "customer"));
+        assert!(titles(&found).contains(&"customer:José Núñez".to_string()), "{q}: {:?}", titles(&found));
+    }
+    // Orders by number and notes, shown with the customer's name.
+    for q in [order.number.as_str(), "envolver moño"] {
+        let found = search_until(r, &c, params(q), |f| f.hits.iter().any(|h| h.kind == "order"));
+        let hit = found.hits.iter().find(|h| h.kind == "order").unwrap_or_else(|| panic!("{q}: {:?}", titles(&found)));
+        assert_eq!((hit.title.as_str(), hit.link.clone()), (order.number.as_str(), format!("/orders/{}", order.id)));
+        assert!(hit.subtitle.contains("José Núñez"), "{hit:?}");
+    }
+    // A WhatsApp message, leading to its conversation.
+    let found = search_until(r, &c, params("cafetera italiana"), |f| !f.hits.is_empty());
+    assert_eq!(titles(&found), ["message:Lucía"]);
+    assert_eq!(found.hits[0].link, format!("/conversations/{conversation}"));
+    // Only the kinds asked for.
+    let only = SearchParams { kinds: Some("product".into()), ..params("cafe") };
+    let found = search_until(r, &c, only, |_| true);
+    assert!(found.hits.iter().all(|h| h.kind == "product") && !found.hits.is_empty(), "{:?}", titles(&found));
+
+    // A seller of another branch sees the shop's products and customers, not this branch's
+    // orders or conversations.
+    let other = Caller { role: Role::Seller, branch_id: Some("elsewhere".into()), ..c.clone() };
+    let found = search_until(r, &other, params("cafe"), |f| !f.hits.is_empty());
+    assert_eq!(titles(&found), ["product:Café de Chiapas"], "{:?}", titles(&found));
+    assert!(search_until(r, &other, params("envolver"), |_| true).hits.is_empty());
+    let seller_here = Caller { role: Role::Seller, branch_id: Some(branch.clone()), ..c.clone() };
+    assert_eq!(search_until(r, &seller_here, params("envolver"), |f| !f.hits.is_empty()).hits.len(), 1);
+
+    // The other replica indexes what sync brought.
+    let r2 = &nodes[1].replica;
+    sync_pair(r, r2);
+    let found = search_until(r2, &c, params("chiapas"), |f| !f.hits.is_empty());
+    assert_eq!(titles(&found), ["product:Café de Chiapas"]);
+
+    // A rename is followed: the old words no longer find it, the new ones do.
+    let (c3, id) = (c.clone(), cafe.id.clone());
+    r.write_blocking(move |ctx| {
+        products::update(ctx, &c3, &id, UpdateProduct { name: Some("Té verde".into()), ..Default::default() })
+    })
+    .unwrap();
+    let found = search_until(r, &c, params("verde"), |f| !f.hits.is_empty());
+    assert_eq!(titles(&found), ["product:Té verde"]);
+    assert!(search_until(r, &c, params("chiapas"), |f| f.hits.is_empty()).hits.is_empty());
+}
+
+#[test]
+fn bad_queries_are_refused_by_field_and_rule() {
+    let nodes = shop(1);
+    let (r, c) = (&nodes[0].replica, nodes[0].caller.clone());
+    let rule = |p: SearchParams| match r.search(&c, &p) {
+        Err(CoreError::Validation(e)) => (e.0[0].field.clone(), e.0[0].rule.clone()),
+        other => panic!("expected a validation error, got {other:?}"),
+    };
+    assert_eq!(rule(SearchParams::default()), ("q".into(), "required".into()));
+    assert_eq!(rule(params("¿?")), ("q".into(), "words".into()));
+    assert_eq!(rule(SearchParams { kinds: Some("invoice".into()), ..params("x") }), ("kinds".into(), "one_of".into()));
+    assert_eq!(rule(SearchParams { limit: Some(51), ..params("x") }), ("limit".into(), "range".into()));
+}
+
+#[test]
+fn the_index_catches_up_at_start_with_what_changed_while_it_was_off_or_broken() {
+    let nodes = shop(1);
+    let (r, c) = (&nodes[0].replica, nodes[0].caller.clone());
+    let dir = nodes[0]._dir.path().to_path_buf();
+    let c2 = c.clone();
+    let mango = r.write_blocking(move |ctx| {
+        let mut p = product_input("MAN-001", "35.00");
+        p.name = "Mango Ataúlfo".into();
+        products::create(ctx, &c2, p)
+    });
+    let mango = mango.unwrap();
+    assert_eq!(search_until(r, &c, params("ataulfo"), |f| !f.hits.is_empty()).hits.len(), 1);
+    r.shutdown();
+
+    // Written by a replica without the index (as if the process died before indexing it).
+    let off = Replica::open(&dir, OpenOptions { search: false, ..Default::default() }).unwrap();
+    assert!(matches!(off.search(&c, &params("mango")), Err(CoreError::Unavailable(_))));
+    let c3 = c.clone();
+    let id = mango.id.clone();
+    off.write_blocking(move |ctx| {
+        let mut p = product_input("PAP-001", "28.00");
+        p.name = "Papaya maradol".into();
+        products::create(ctx, &c3, p)?;
+        products::archive(ctx, &c3, &id)
+    })
+    .unwrap();
+    off.shutdown();
+    let again = Replica::open(&dir, OpenOptions::default()).unwrap();
+    assert_eq!(titles(&search_until(&again, &c, params("papaya"), |f| !f.hits.is_empty())), ["product:Papaya maradol"]);
+    assert!(search_until(&again, &c, params("mango"), |f| f.hits.is_empty()).hits.is_empty());
+    again.shutdown();
+
+    // A damaged index is rebuilt from the projection.
+    let meta = dir.join("search").join("meta.json");
+    assert!(meta.exists());
+    std::fs::write(&meta, b"{ not json").unwrap();
+    let rebuilt = Replica::open(&dir, OpenOptions::default()).unwrap();
+    assert_eq!(titles(&search_until(&rebuilt, &c, params("maradol"), |f| !f.hits.is_empty())), ["product:Papaya maradol"]);
+    rebuilt.shutdown();
+}

@@ -1,0 +1,150 @@
+//! The search box at the top of every page: products, customers, orders and WhatsApp messages
+//! by their words (`GET /api/v1/search`). Ctrl+K (⌘K) focuses it from anywhere; arrows move
+//! through the results, Enter opens one, Escape closes the list.
+
+use std::time::Duration;
+
+use dashoffice_domain::api::{SearchHit, SearchResults};
+use leptos::prelude::*;
+use leptos_router::hooks::use_navigate;
+
+use crate::{api, i18n::t};
+
+/// Results shown under the box.
+const SHOWN: u32 = 8;
+
+fn kind_label(kind: &str) -> &'static str {
+    match kind {
+        "product" => t("search_kind_product"),
+        "customer" => t("search_kind_customer"),
+        "order" => t("search_kind_order"),
+        _ => t("search_kind_message"),
+    }
+}
+
+#[component]
+pub(crate) fn GlobalSearch() -> impl IntoView {
+    let q = RwSignal::new(String::new());
+    let found: RwSignal<Option<Result<SearchResults, String>>> = RwSignal::new(None);
+    let open = RwSignal::new(false);
+    let active = RwSignal::new(0usize);
+    // Answers to earlier keystrokes are dropped.
+    let asked = StoredValue::new(0u64);
+    let run = move |text: String| {
+        asked.update_value(|n| *n += 1);
+        let mine = asked.get_value();
+        if text.trim().is_empty() {
+            found.set(None);
+            return;
+        }
+        set_timeout(
+            move || {
+                if asked.get_value() != mine {
+                    return;
+                }
+                leptos::task::spawn_local(async move {
+                    let path = format!("/api/v1/search?limit={SHOWN}&q={}", api::enc(&text));
+                    let r = api::get::<SearchResults>(&path).await;
+                    if asked.get_value() == mine {
+                        active.set(0);
+                        found.set(Some(r.map_err(|e| e.message)));
+                        open.set(true);
+                    }
+                });
+            },
+            Duration::from_millis(150),
+        );
+    };
+    let hits = move || found.with(|f| f.as_ref().and_then(|r| r.as_ref().ok()).map(|r| r.hits.clone()).unwrap_or_default());
+    let navigate = use_navigate();
+    let close = move || {
+        open.set(false);
+        q.set(String::new());
+        found.set(None);
+    };
+    let on_key = move |ev: leptos::ev::KeyboardEvent| {
+        let n = hits().len();
+        match ev.key().as_str() {
+            "ArrowDown" if n > 0 => {
+                ev.prevent_default();
+                open.set(true);
+                active.update(|a| *a = (*a + 1).min(n - 1));
+            }
+            "ArrowUp" if n > 0 => {
+                ev.prevent_default();
+                active.update(|a| *a = a.saturating_sub(1));
+            }
+            "Enter" => {
+                ev.prevent_default();
+                if let Some(hit) = hits().get(active.get_untracked()) {
+                    let link = hit.link.clone();
+                    close();
+                    navigate(&link, Default::default());
+                }
+            }
+            "Escape" => open.set(false),
+            _ => {}
+        }
+    };
+    // Ctrl+K / ⌘K from anywhere.
+    let keys = window_event_listener(leptos::ev::keydown, move |ev| {
+        if (ev.ctrl_key() || ev.meta_key()) && ev.key().eq_ignore_ascii_case("k") {
+            ev.prevent_default();
+            if let Some(el) = web_sys::window()
+                .and_then(|w| w.document())
+                .and_then(|d| d.get_element_by_id("global-search"))
+                .and_then(|el| wasm_bindgen::JsCast::dyn_into::<web_sys::HtmlElement>(el).ok())
+            {
+                let _ = el.focus();
+            }
+        }
+    });
+    on_cleanup(move || keys.remove());
+    let item = move |(i, hit): (usize, SearchHit)| {
+        let selected = move || active.get() == i;
+        view! {
+            <li role="option" id=format!("global-search-{i}") aria-selected=move || selected().to_string()
+                class=move || if selected() { "active" } else { "" }>
+                <a href=hit.link.clone() on:click=move |_| close()>
+                    <span class="badge badge-muted">{kind_label(&hit.kind)}</span>
+                    <strong>{hit.title.clone()}</strong>
+                    <small>{hit.subtitle.clone()}</small>
+                </a>
+            </li>
+        }
+    };
+    let list = move || match found.get() {
+        None => ().into_any(),
+        Some(Err(message)) => view! { <li class="muted" role="alert">{message}</li> }.into_any(),
+        Some(Ok(r)) => {
+            let indexing = r.indexing.then(|| view! { <li class="muted">{t("search_indexing")}</li> });
+            if r.hits.is_empty() {
+                view! { <li class="muted">{t("search_nothing")}</li> {indexing} }.into_any()
+            } else {
+                view! { {r.hits.into_iter().enumerate().map(item).collect_view()} {indexing} }.into_any()
+            }
+        }
+    };
+    view! {
+        <div class="gsearch" role="search">
+            <input id="global-search" type="search" autocomplete="off" role="combobox" aria-autocomplete="list"
+                aria-controls="global-search-results" aria-expanded=move || (open.get() && found.with(Option::is_some)).to_string()
+                aria-activedescendant=move || (open.get() && !hits().is_empty()).then(|| format!("global-search-{}", active.get()))
+                placeholder=t("search_everything") aria-label=t("search_everything") title=t("search_shortcut")
+                prop:value=q
+                on:input=move |ev| {
+                    let v = event_target_value(&ev);
+                    q.set(v.clone());
+                    run(v);
+                }
+                on:keydown=on_key
+                on:focus=move |_| open.set(true)
+                on:blur=move |_| set_timeout(move || open.set(false), Duration::from_millis(200))/>
+            <Show when=move || open.get() && found.with(Option::is_some)>
+                <ul id="global-search-results" class="gsearch-results" role="listbox" aria-label=t("search_everything")>
+                    {list}
+                </ul>
+            </Show>
+        </div>
+    }
+}
