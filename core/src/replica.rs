@@ -309,7 +309,11 @@ impl Replica {
 
     /// Full-text search over products, customers, orders and WhatsApp messages, as `caller`
     /// may see them (blocking: call from a blocking thread). See [`crate::search`].
-    pub fn search(&self, caller: &Caller, p: &dashoffice_domain::api::SearchParams) -> Result<dashoffice_domain::api::SearchResults> {
+    pub fn search(
+        &self,
+        caller: &Caller,
+        p: &dashoffice_domain::api::SearchParams,
+    ) -> Result<dashoffice_domain::api::SearchResults> {
         let search = self.0.search.as_ref().map_err(|why| CoreError::Unavailable(why.clone()))?;
         self.read(|conn| search.search(conn, caller, p))
     }

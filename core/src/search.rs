@@ -184,6 +184,10 @@ impl Search {
         let dir = data_dir.join(DIR);
         let (index, writer) = match open(&dir) {
             Ok(x) => x,
+            // Another process (a second node started on the same folder) indexes it: leave it be.
+            Err(e @ tantivy::TantivyError::LockFailure(..)) => {
+                return Err(CoreError::Storage(format!("the search index is in use by another process: {e}")));
+            }
             Err(e) => {
                 tracing::warn!(error = %e, dir = %dir.display(), "the search index is unreadable; rebuilding it");
                 let _ = std::fs::remove_dir_all(&dir);
@@ -237,7 +241,8 @@ impl Search {
         }
         must.push((Occur::Must, term_query(f.shop, &caller.shop_id)));
         if let Some(b) = caller.branch_limit() {
-            let either = vec![(Occur::Should, term_query(f.branch, b)), (Occur::Should, term_query(f.branch, SHOP_WIDE))];
+            let either =
+                vec![(Occur::Should, term_query(f.branch, b)), (Occur::Should, term_query(f.branch, SHOP_WIDE))];
             must.push((Occur::Must, Box::new(BooleanQuery::new(either))));
         }
         if kinds.len() < Kind::ALL.len() {
@@ -255,7 +260,9 @@ impl Search {
             let d: TantivyDocument =
                 searcher.doc(address).map_err(|e| CoreError::Storage(format!("reading a search hit: {e}")))?;
             let Some(key) = d.get_first(f.key).and_then(|v| v.as_str()) else { continue };
-            let Some((kind, id)) = key.split_once(':').and_then(|(k, id)| Some((Kind::parse(k)?, id))) else { continue };
+            let Some((kind, id)) = key.split_once(':').and_then(|(k, id)| Some((Kind::parse(k)?, id))) else {
+                continue;
+            };
             if let Some(mut hit) = show(conn, caller, kind, id)? {
                 hit.score = score * kind.weight();
                 hits.push(hit);
@@ -478,9 +485,7 @@ fn phone_words(s: &str) -> String {
 /// The SQL of each kind: `id` first; only what is shown (not archived, not merged away).
 fn select(kind: Kind) -> &'static str {
     match kind {
-        Kind::Product => {
-            "SELECT id, shop_id, NULL, sku, name, description, tags, '' FROM products WHERE archived = 0"
-        }
+        Kind::Product => "SELECT id, shop_id, NULL, sku, name, description, tags, '' FROM products WHERE archived = 0",
         Kind::Customer => {
             "SELECT id, shop_id, NULL, name, coalesce(phone, ''), coalesce(email, ''), coalesce(wa_id, ''),
                     tags || ' ' || notes

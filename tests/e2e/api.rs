@@ -766,7 +766,12 @@ fn search_finds_records_by_their_words_and_catches_up_after_a_kill_9() {
     let o = api.order(&c, &[(&p, 2)]);
     let hits = |api: &dashoffice_tests::Api, q: &str| -> Vec<(String, String)> {
         let r = api.get(&format!("/api/v1/search?q={}", urlencode(q))).ok(200);
-        r["hits"].as_array().unwrap().iter().map(|h| (h["kind"].as_str().unwrap().to_string(), h["link"].as_str().unwrap().to_string())).collect()
+        r["hits"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|h| (h["kind"].as_str().unwrap().to_string(), h["link"].as_str().unwrap().to_string()))
+            .collect()
     };
     let found = |api: &dashoffice_tests::Api, q: &str, want: (&str, String)| {
         eventually(Duration::from_secs(20), || hits(api, q).contains(&(want.0.to_string(), want.1.clone())))
@@ -802,9 +807,7 @@ fn search_finds_records_by_their_words_and_catches_up_after_a_kill_9() {
 }
 
 fn urlencode(s: &str) -> String {
-    s.bytes()
-        .map(|b| if b.is_ascii_alphanumeric() { (b as char).to_string() } else { format!("%{b:02X}") })
-        .collect()
+    s.bytes().map(|b| if b.is_ascii_alphanumeric() { (b as char).to_string() } else { format!("%{b:02X}") }).collect()
 }
 
 /// The text of a PDF as Poppler's pdftotext reads it (Debian's poppler-utils; `scripts/test`

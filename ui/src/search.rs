@@ -55,7 +55,8 @@ pub(crate) fn GlobalSearch() -> impl IntoView {
             Duration::from_millis(150),
         );
     };
-    let hits = move || found.with(|f| f.as_ref().and_then(|r| r.as_ref().ok()).map(|r| r.hits.clone()).unwrap_or_default());
+    let hits =
+        move || found.with(|f| f.as_ref().and_then(|r| r.as_ref().ok()).map(|r| r.hits.clone()).unwrap_or_default());
     let navigate = use_navigate();
     let close = move || {
         open.set(false);

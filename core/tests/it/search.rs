@@ -203,6 +203,28 @@ fn the_index_catches_up_at_start_with_what_changed_while_it_was_off_or_broken() 
     assert!(meta.exists());
     std::fs::write(&meta, b"{ not json").unwrap();
     let rebuilt = Replica::open(&dir, OpenOptions::default()).unwrap();
-    assert_eq!(titles(&search_until(&rebuilt, &c, params("maradol"), |f| !f.hits.is_empty())), ["product:Papaya maradol"]);
+    assert_eq!(
+        titles(&search_until(&rebuilt, &c, params("maradol"), |f| !f.hits.is_empty())),
+        ["product:Papaya maradol"]
+    );
     rebuilt.shutdown();
+}
+
+#[test]
+fn a_second_replica_on_the_same_folder_leaves_the_index_of_the_first_alone() {
+    let nodes = shop(1);
+    let (r, c) = (&nodes[0].replica, nodes[0].caller.clone());
+    let c2 = c.clone();
+    r.write_blocking(move |ctx| {
+        let mut p = product_input("GUA-001", "40.00");
+        p.name = "Guayaba rosa".into();
+        products::create(ctx, &c2, p)
+    })
+    .unwrap();
+    assert_eq!(search_until(r, &c, params("guayaba"), |f| !f.hits.is_empty()).hits.len(), 1);
+    // The index is locked by the first: the second has no search, and deletes nothing.
+    let second = Replica::open(nodes[0]._dir.path(), OpenOptions::default()).unwrap();
+    assert!(matches!(second.search(&c, &params("guayaba")), Err(CoreError::Unavailable(_))));
+    second.shutdown();
+    assert_eq!(search_until(r, &c, params("guayaba"), |f| !f.hits.is_empty()).hits.len(), 1);
 }

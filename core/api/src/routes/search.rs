@@ -1,10 +1,6 @@
 //! Search across the shop's records (the search box of every page).
 
-use axum::{
-    Json,
-    extract::State,
-    http::StatusCode,
-};
+use axum::{Json, extract::State, http::StatusCode};
 use dashoffice_domain::api::{SearchParams, SearchResults};
 
 use super::Errors;
