@@ -49,6 +49,7 @@ pub(crate) fn open_writer(path: &Path, durability: Durability) -> Result<Connect
     // from the OS over and over. Memory is only taken as pages are used.
     conn.pragma_update(None, "cache_size", -64_000)?;
     migrations().to_latest(&mut conn).map_err(|e| CoreError::Storage(format!("migrating {}: {e}", path.display())))?;
+    register_functions(&conn)?;
     Ok(conn)
 }
 
@@ -57,12 +58,31 @@ pub(crate) fn migrations() -> Migrations<'static> {
     Migrations::new(MIGRATIONS.iter().map(|(_, sql)| M::up(sql)).collect())
 }
 
+/// SQL functions every connection has: `fold(text)`, the text lower-cased without accents
+/// ([`crate::search::fold`]), so that list filters find "José" by "jose".
+pub(crate) fn register_functions(conn: &Connection) -> Result<()> {
+    use rusqlite::functions::FunctionFlags;
+    conn.create_scalar_function(
+        "fold",
+        1,
+        FunctionFlags::SQLITE_UTF8 | FunctionFlags::SQLITE_DETERMINISTIC | FunctionFlags::SQLITE_INNOCUOUS,
+        |ctx| {
+            Ok(match ctx.get_raw(0) {
+                rusqlite::types::ValueRef::Text(t) => Some(crate::search::fold(&String::from_utf8_lossy(t))),
+                _ => None,
+            })
+        },
+    )?;
+    Ok(())
+}
+
 /// A read-only connection to the database at `path`.
 pub(crate) fn open_reader(path: &Path) -> Result<Connection> {
     let conn = Connection::open_with_flags(
         path,
         OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX | OpenFlags::SQLITE_OPEN_URI,
     )?;
+    register_functions(&conn)?;
     conn.busy_timeout(Duration::from_secs(5))?;
     conn.pragma_update(None, "cache_size", -16_000)?;
     conn.set_prepared_statement_cache_capacity(64);

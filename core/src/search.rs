@@ -156,6 +156,27 @@ fn analyzer() -> TextAnalyzer {
         .build()
 }
 
+/// `s` lower-cased and without accents, whole ("José Núñez" → "jose nunez"): what the lists'
+/// text filters compare (SQL `fold(column) LIKE fold(pattern)`; see `db::register_functions`).
+pub(crate) fn fold(s: &str) -> String {
+    if s.is_ascii() {
+        return s.to_ascii_lowercase();
+    }
+    thread_local! {
+        static WHOLE: std::cell::RefCell<TextAnalyzer> = std::cell::RefCell::new(
+            TextAnalyzer::builder(tantivy::tokenizer::RawTokenizer::default())
+                .filter(LowerCaser)
+                .filter(AsciiFoldingFilter)
+                .build(),
+        );
+    }
+    WHOLE.with(|a| {
+        let mut a = a.borrow_mut();
+        let mut stream = a.token_stream(s);
+        if stream.advance() { stream.token().text.clone() } else { String::new() }
+    })
+}
+
 /// The words of `s` as the index holds them: split, lower-cased, without accents.
 pub(crate) fn terms(s: &str) -> Vec<String> {
     let mut a = analyzer();
@@ -646,6 +667,13 @@ mod tests {
         assert_eq!(terms("José Núñez"), ["jose", "nunez"]);
         assert_eq!(terms("CAF-001"), ["caf", "001"]);
         assert!(terms("¿? — !").is_empty());
+    }
+
+    #[test]
+    fn a_whole_text_folds_to_lower_case_ascii() {
+        assert_eq!(fold("José NÚÑEZ, Café"), "jose nunez, cafe");
+        assert_eq!(fold("CAF-001"), "caf-001");
+        assert_eq!(fold(""), "");
     }
 
     #[test]

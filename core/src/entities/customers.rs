@@ -316,8 +316,8 @@ pub fn list(conn: &Connection, caller: &Caller, p: &ListParams) -> Result<Page<C
         let digits: String = s.chars().filter(char::is_ascii_digit).collect();
         let phone_like = if digits.len() >= 4 { like(&digits, true, true) } else { Value::Text("\u{0}".into()) };
         q.filter(
-            "(t.name LIKE ? ESCAPE '\\' OR t.email LIKE ? ESCAPE '\\' OR t.phone LIKE ? ESCAPE '\\')",
-            [like(s, true, true), like(&s.to_lowercase(), true, true), phone_like],
+            "(fold(t.name) LIKE ? ESCAPE '\\' OR t.email LIKE ? ESCAPE '\\' OR t.phone LIKE ? ESCAPE '\\')",
+            [like(&crate::search::fold(s), true, true), like(&s.to_lowercase(), true, true), phone_like],
         );
     }
     let sort = p.sort.clone().unwrap_or_else(|| "name".into());

@@ -1037,8 +1037,8 @@ pub fn list(conn: &Connection, caller: &Caller, p: &ConversationParams) -> Resul
     }
     if let Some(s) = p.q.as_deref().filter(|s| !s.trim().is_empty()) {
         q.filter(
-            "(t.customer_name LIKE ? ESCAPE '\\' OR t.wa_id LIKE ? ESCAPE '\\')",
-            [like(s, true, true), like(s, true, true)],
+            "(fold(t.customer_name) LIKE ? ESCAPE '\\' OR t.wa_id LIKE ? ESCAPE '\\')",
+            [like(&crate::search::fold(s), true, true), like(s, true, true)],
         );
     }
     q.run(conn, conv_row(now_ms()), |c| (Value::Integer(c.updated_at), c.id.clone()))

@@ -294,8 +294,8 @@ pub fn list(conn: &Connection, caller: &Caller, p: &ListParams) -> Result<Page<P
     }
     if let Some(s) = p.q.as_deref().filter(|s| !s.is_empty()) {
         q.filter(
-            "(t.name LIKE ? ESCAPE '\\' OR t.sku LIKE ? ESCAPE '\\')",
-            [like(s, true, true), like(s, false, true)],
+            "(fold(t.name) LIKE ? ESCAPE '\\' OR t.sku LIKE ? ESCAPE '\\')",
+            [like(&crate::search::fold(s), true, true), like(s, false, true)],
         );
     }
     let sort = p.sort.clone().unwrap_or_else(|| "name".into());

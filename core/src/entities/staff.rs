@@ -309,7 +309,10 @@ pub fn list(conn: &Connection, caller: &Caller, p: &ListParams) -> Result<Page<S
     }
     if let Some(s) = p.q.as_deref().filter(|s| !s.is_empty()) {
         let pat = like(&s.to_lowercase(), true, true);
-        q.filter("(lower(t.name) LIKE ? ESCAPE '\\' OR t.email LIKE ? ESCAPE '\\')", [pat.clone(), pat]);
+        q.filter(
+            "(fold(t.name) LIKE ? ESCAPE '\\' OR t.email LIKE ? ESCAPE '\\')",
+            [like(&crate::search::fold(s), true, true), pat],
+        );
     }
     let sort = p.sort.clone().unwrap_or_else(|| "name".into());
     q.run(conn, row, |s| {

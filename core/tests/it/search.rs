@@ -228,3 +228,28 @@ fn a_second_replica_on_the_same_folder_leaves_the_index_of_the_first_alone() {
     second.shutdown();
     assert_eq!(search_until(r, &c, params("guayaba"), |f| !f.hits.is_empty()).hits.len(), 1);
 }
+
+#[test]
+fn the_lists_text_filters_ignore_accents_and_case() {
+    use dashoffice_core::domain::api::ListParams;
+    let nodes = shop(1);
+    let (r, c) = (&nodes[0].replica, nodes[0].caller.clone());
+    let c2 = c.clone();
+    r.write_blocking(move |ctx| {
+        let mut p = product_input("CAF-001", "180.00");
+        p.name = "Café de Chiapas".into();
+        products::create(ctx, &c2, p)?;
+        customers::create(ctx, &c2, CreateCustomer { name: "María José Núñez".into(), ..Default::default() })
+    })
+    .unwrap();
+    let q = |s: &str| ListParams { q: Some(s.into()), ..Default::default() };
+    for s in ["cafe", "CAFÉ DE", "Café", "caf-0"] {
+        let page = r.read(|conn| products::list(conn, &c, &q(s))).unwrap();
+        assert_eq!(page.items.iter().map(|p| p.name.as_str()).collect::<Vec<_>>(), ["Café de Chiapas"], "{s}");
+    }
+    for s in ["maria jose", "NUÑEZ", "núnez"] {
+        let page = r.read(|conn| customers::list(conn, &c, &q(s))).unwrap();
+        assert_eq!(page.items.len(), 1, "{s}");
+    }
+    assert!(r.read(|conn| products::list(conn, &c, &q("chiapaz"))).unwrap().items.is_empty());
+}
