@@ -48,7 +48,7 @@ use crate::{
 /// The index's folder inside the replica's data folder.
 pub(crate) const DIR: &str = "search";
 /// Written beside the index; a different value (a new schema or new indexed fields) rebuilds it.
-const LAYOUT: &str = "1";
+const LAYOUT: &str = "2";
 const LAYOUT_FILE: &str = "dashoffice-layout";
 const TOKENIZER: &str = "folded";
 /// The index is updated once writes pause this long…
@@ -503,17 +503,26 @@ fn phone_words(s: &str) -> String {
     if digits.len() > 10 { format!("{digits} {}", &digits[digits.len() - 10..]) } else { digits }
 }
 
-/// The SQL of each kind: `id` first; only what is shown (not archived, not merged away).
+/// The SQL of each kind (the record's table is `t`): `id` first; only what is shown (not
+/// archived, not merged away). An order carries its customer's name, so "Ana" finds her orders.
 fn select(kind: Kind) -> &'static str {
     match kind {
-        Kind::Product => "SELECT id, shop_id, NULL, sku, name, description, tags, '' FROM products WHERE archived = 0",
-        Kind::Customer => {
-            "SELECT id, shop_id, NULL, name, coalesce(phone, ''), coalesce(email, ''), coalesce(wa_id, ''),
-                    tags || ' ' || notes
-             FROM customers WHERE archived = 0 AND merged_into IS NULL"
+        Kind::Product => {
+            "SELECT t.id, t.shop_id, NULL, t.sku, t.name, t.description, t.tags, '' FROM products t
+             WHERE t.archived = 0"
         }
-        Kind::Order => "SELECT id, shop_id, branch_id, number, notes, '', '', '' FROM orders WHERE archived = 0",
-        Kind::Message => "SELECT id, shop_id, branch_id, text, '', '', '', '' FROM messages WHERE text <> ''",
+        Kind::Customer => {
+            "SELECT t.id, t.shop_id, NULL, t.name, coalesce(t.phone, ''), coalesce(t.email, ''),
+                    coalesce(t.wa_id, ''), t.tags || ' ' || t.notes
+             FROM customers t WHERE t.archived = 0 AND t.merged_into IS NULL"
+        }
+        Kind::Order => {
+            "SELECT t.id, t.shop_id, t.branch_id, t.number, t.notes, coalesce(c.name, ''), '', ''
+             FROM orders t LEFT JOIN customers c ON c.id = t.customer_id WHERE t.archived = 0"
+        }
+        Kind::Message => {
+            "SELECT t.id, t.shop_id, t.branch_id, t.text, '', '', '', '' FROM messages t WHERE t.text <> ''"
+        }
     }
 }
 
@@ -596,9 +605,19 @@ impl Indexer {
             return Ok(());
         }
         let started = Instant::now();
+        let mut records = records;
+        // A customer's name is in their orders' entries: a rename re-indexes them.
+        let customers: Vec<String> =
+            records.iter().filter(|(k, _)| *k == Kind::Customer).map(|(_, id)| id.clone()).collect();
+        for customer in customers {
+            let mut stmt = self.conn.prepare_cached("SELECT id FROM orders WHERE customer_id = ?1")?;
+            let orders =
+                stmt.query_map([&customer], |r| r.get::<_, String>(0))?.collect::<rusqlite::Result<Vec<_>>>()?;
+            records.extend(orders.into_iter().map(|o| (Kind::Order, o)));
+        }
         let n = records.len();
         for (kind, id) in records {
-            let sql = format!("{} AND id = ?1", select(kind));
+            let sql = format!("{} AND t.id = ?1", select(kind));
             let entry = self.conn.prepare_cached(&sql)?.query_row([&id], |r| entry_of(kind, r)).optional()?;
             match entry {
                 Some(e) => self.put(&e)?,

@@ -100,7 +100,7 @@ pub struct InvoiceParams {
 #[serde(deny_unknown_fields)]
 pub struct SearchParams {
     /// What to look for: words of a product's name, SKU, description or tags; a customer's name,
-    /// phone, WhatsApp number, e-mail, tags or notes; an order's number or notes; a WhatsApp
+    /// phone, WhatsApp number, e-mail, tags or notes; an order's number, notes or customer's name; a WhatsApp
     /// message's text. Accents and case do not matter, the last word may be cut short and longer
     /// words may have one typo. 1 to 200 characters.
     pub q: Option<String>,

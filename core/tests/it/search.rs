@@ -116,6 +116,21 @@ fn search_folds_accents_forgives_typos_follows_sync_and_respects_branches() {
         assert_eq!((hit.title.as_str(), hit.link.clone()), (order.number.as_str(), format!("/orders/{}", order.id)));
         assert!(hit.subtitle.contains("José Núñez"), "{hit:?}");
     }
+    // Orders by their customer's name too, and by the new name after a rename.
+    let found = search_until(r, &c, params("nunez"), |f| f.hits.iter().any(|h| h.kind == "order"));
+    assert!(titles(&found).contains(&format!("order:{}", order.number)), "{:?}", titles(&found));
+    let (c4, jose) = (c.clone(), order.customer_id.clone());
+    r.write_blocking(move |ctx| {
+        customers::update(
+            ctx,
+            &c4,
+            &jose,
+            dashoffice_core::domain::api::UpdateCustomer { name: Some("José Ibáñez".into()), ..Default::default() },
+        )
+    })
+    .unwrap();
+    let found = search_until(r, &c, params("ibanez"), |f| f.hits.iter().any(|h| h.kind == "order"));
+    assert!(titles(&found).contains(&format!("order:{}", order.number)), "{:?}", titles(&found));
     // A WhatsApp message, leading to its conversation.
     let found = search_until(r, &c, params("cafetera italiana"), |f| !f.hits.is_empty());
     assert_eq!(titles(&found), ["message:Lucía"]);
