@@ -113,7 +113,7 @@ struct Inner {
     /// The search index, or why there is none.
     search: std::result::Result<Arc<crate::search::Search>, String>,
     /// Tells the search index to rebuild after [`Replica::reindex`]; dropped at shutdown.
-    search_feed: Mutex<Option<mpsc::Sender<crate::search::Feed>>>,
+    search_feed: Mutex<Option<crate::search::Feeder>>,
 }
 
 /// A replica of one shop's data. Cheap to clone.
@@ -154,7 +154,7 @@ impl Replica {
                 Ok((s, feed)) => (Ok(s), Some(feed)),
                 Err(e) => {
                     tracing::warn!(error = %e, "search is unavailable on this replica");
-                    (Err(format!("the search index could not be opened: {e}")), None)
+                    (Err("the search index could not be opened (the replica's log says why)".to_string()), None)
                 }
             }
         } else {
@@ -298,6 +298,9 @@ impl Replica {
     pub fn shutdown(&self) {
         self.0.tx.lock().unwrap_or_else(|p| p.into_inner()).take();
         self.0.search_feed.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Ok(s) = &self.0.search {
+            s.stop();
+        }
         if let Some(t) = self.0.thread.lock().unwrap_or_else(|p| p.into_inner()).take() {
             let _ = t.join();
         }
@@ -400,7 +403,7 @@ impl Replica {
         })
         .inspect(|_| {
             if let Some(feed) = self.0.search_feed.lock().unwrap_or_else(|p| p.into_inner()).as_ref() {
-                let _ = feed.send(crate::search::Feed::All);
+                feed.send(crate::search::Feed::All);
             }
         })
     }

@@ -458,7 +458,7 @@ pub(crate) struct WriterThread {
     pub(crate) changed: tokio::sync::broadcast::Sender<Arc<[DocId]>>,
     pub(crate) heads: HeadsCache,
     /// The search index's feed: the searchable records each committed batch projected.
-    pub(crate) search: Option<mpsc::Sender<crate::search::Feed>>,
+    pub(crate) search: Option<crate::search::Feeder>,
 }
 
 impl WriterThread {
@@ -613,8 +613,7 @@ impl WriterThread {
                 if let Some(feed) = &self.search
                     && !searched.is_empty()
                 {
-                    // An indexer that stopped is reconciled at the next start.
-                    let _ = feed.send(crate::search::Feed::Records(searched));
+                    feed.send(crate::search::Feed::Records(searched));
                 }
                 deliver(replies)
             }

@@ -141,9 +141,11 @@ fn lock_data_dir(dir: &Path) -> anyhow::Result<File> {
     }
 }
 
-fn open(s: &Settings) -> anyhow::Result<(Replica, File)> {
+/// `search`: keep the search index (the server); one-shot commands leave it to the next start,
+/// which catches it up, so they never wait for it.
+fn open(s: &Settings, search: bool) -> anyhow::Result<(Replica, File)> {
     let lock = lock_data_dir(&s.data_dir)?;
-    let opts = OpenOptions { durability: s.durability(), readers: s.readers, ..Default::default() };
+    let opts = OpenOptions { durability: s.durability(), readers: s.readers, search, ..Default::default() };
     let replica =
         Replica::open(&s.data_dir, opts).with_context(|| format!("opening the replica in {}", s.data_dir.display()))?;
     Ok((replica, lock))
@@ -243,7 +245,7 @@ fn system_caller(replica: &Replica) -> anyhow::Result<Caller> {
 }
 
 fn run(s: Settings, command: Command) -> anyhow::Result<()> {
-    let (replica, _lock) = open(&s)?;
+    let (replica, _lock) = open(&s, matches!(command, Command::Serve))?;
     // A node given an enrolment code and no shop of its own joins the code's shop by sync.
     let joining = s.relay.is_some()
         && (s.enrolment_code.is_some() || dashoffice_sync::Enrolment::load(&s.data_dir).is_some())

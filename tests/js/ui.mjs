@@ -529,9 +529,9 @@ await step("search_from_the_top_bar", async () => {
   await page.waitForURL(/\/customers\/[0-9a-f-]{36}$/);
   // Nothing found says so.
   await page.fill("#global-search", "zzzqqq");
-  await page.locator("#global-search-results li", { hasText: "Nothing found" }).waitFor();
+  await page.locator(".gsearch-status", { hasText: "Nothing found" }).waitFor();
   await page.keyboard.press("Escape");
-  await page.locator("#global-search-results").waitFor({ state: "detached" });
+  await page.locator(".gsearch-results").waitFor({ state: "detached" });
 });
 
 await step("screenshots", async () => {

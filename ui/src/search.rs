@@ -30,25 +30,33 @@ pub(crate) fn GlobalSearch() -> impl IntoView {
     let active = RwSignal::new(0usize);
     // Answers to earlier keystrokes are dropped.
     let asked = StoredValue::new(0u64);
+    let focused = || {
+        web_sys::window()
+            .and_then(|w| w.document())
+            .and_then(|d| d.active_element())
+            .is_some_and(|el| el.id() == "global-search")
+    };
+    // `try_` throughout: the box is gone (logout, language switch) when a late answer arrives.
+    let forget = move || asked.try_update_value(|n| *n += 1);
     let run = move |text: String| {
-        asked.update_value(|n| *n += 1);
-        let mine = asked.get_value();
+        forget();
+        let Some(mine) = asked.try_get_value() else { return };
         if text.trim().is_empty() {
             found.set(None);
             return;
         }
         set_timeout(
             move || {
-                if asked.get_value() != mine {
+                if asked.try_get_value() != Some(mine) {
                     return;
                 }
                 leptos::task::spawn_local(async move {
                     let path = format!("/api/v1/search?limit={SHOWN}&q={}", api::enc(&text));
                     let r = api::get::<SearchResults>(&path).await;
-                    if asked.get_value() == mine {
-                        active.set(0);
-                        found.set(Some(r.map_err(|e| e.message)));
-                        open.set(true);
+                    if asked.try_get_value() == Some(mine) {
+                        active.try_set(0);
+                        found.try_set(Some(r.map_err(|e| e.message)));
+                        open.try_set(focused());
                     }
                 });
             },
@@ -59,32 +67,42 @@ pub(crate) fn GlobalSearch() -> impl IntoView {
         move || found.with(|f| f.as_ref().and_then(|r| r.as_ref().ok()).map(|r| r.hits.clone()).unwrap_or_default());
     let navigate = use_navigate();
     let close = move || {
+        forget();
         open.set(false);
         q.set(String::new());
         found.set(None);
     };
     let on_key = move |ev: leptos::ev::KeyboardEvent| {
         let n = hits().len();
-        match ev.key().as_str() {
+        let handled = match ev.key().as_str() {
             "ArrowDown" if n > 0 => {
-                ev.prevent_default();
                 open.set(true);
                 active.update(|a| *a = (*a + 1).min(n - 1));
+                true
             }
             "ArrowUp" if n > 0 => {
-                ev.prevent_default();
                 active.update(|a| *a = a.saturating_sub(1));
+                true
             }
-            "Enter" => {
-                ev.prevent_default();
+            "Enter" if !ev.is_composing() => {
                 if let Some(hit) = hits().get(active.get_untracked()) {
                     let link = hit.link.clone();
                     close();
                     navigate(&link, Default::default());
                 }
+                true
             }
-            "Escape" => open.set(false),
-            _ => {}
+            "Escape" => {
+                forget();
+                open.set(false);
+                true
+            }
+            _ => false,
+        };
+        if handled {
+            // Not also the page's own shortcuts (Esc leaves a conversation in the inbox).
+            ev.prevent_default();
+            ev.stop_propagation();
         }
     };
     // Ctrl+K / ⌘K from anywhere.
@@ -114,23 +132,27 @@ pub(crate) fn GlobalSearch() -> impl IntoView {
             </li>
         }
     };
-    let list = move || match found.get() {
-        None => ().into_any(),
-        Some(Err(message)) => view! { <li class="muted" role="alert">{message}</li> }.into_any(),
+    let options = move || hits().into_iter().enumerate().map(item).collect_view();
+    let status = move || match found.get() {
+        None => String::new(),
+        Some(Err(message)) => message,
         Some(Ok(r)) => {
-            let indexing = r.indexing.then(|| view! { <li class="muted">{t("search_indexing")}</li> });
+            let mut lines = Vec::new();
             if r.hits.is_empty() {
-                view! { <li class="muted">{t("search_nothing")}</li> {indexing} }.into_any()
-            } else {
-                view! { {r.hits.into_iter().enumerate().map(item).collect_view()} {indexing} }.into_any()
+                lines.push(t("search_nothing"));
             }
+            if r.indexing {
+                lines.push(t("search_indexing"));
+            }
+            lines.join(" · ")
         }
     };
+    let shown = move || open.get() && found.with(Option::is_some);
     view! {
         <div class="gsearch" role="search">
             <input id="global-search" type="search" autocomplete="off" role="combobox" aria-autocomplete="list"
-                aria-controls="global-search-results" aria-expanded=move || (open.get() && found.with(Option::is_some)).to_string()
-                aria-activedescendant=move || (open.get() && !hits().is_empty()).then(|| format!("global-search-{}", active.get()))
+                aria-controls=move || shown().then_some("global-search-results") aria-expanded=move || shown().to_string()
+                aria-activedescendant=move || (shown() && !hits().is_empty()).then(|| format!("global-search-{}", active.get()))
                 placeholder=t("search_everything") aria-label=t("search_everything") title=t("search_shortcut")
                 prop:value=q
                 on:input=move |ev| {
@@ -141,10 +163,12 @@ pub(crate) fn GlobalSearch() -> impl IntoView {
                 on:keydown=on_key
                 on:focus=move |_| open.set(true)
                 on:blur=move |_| set_timeout(move || open.set(false), Duration::from_millis(200))/>
-            <Show when=move || open.get() && found.with(Option::is_some)>
-                <ul id="global-search-results" class="gsearch-results" role="listbox" aria-label=t("search_everything")>
-                    {list}
-                </ul>
+            <Show when=shown>
+                // A press on a result must not blur the box first (the list would close under it).
+                <div class="gsearch-results" on:mousedown=|ev| ev.prevent_default()>
+                    <ul id="global-search-results" role="listbox" aria-label=t("search_everything")>{options}</ul>
+                    <p class="gsearch-status" aria-live="polite">{status}</p>
+                </div>
             </Show>
         </div>
     }

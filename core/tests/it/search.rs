@@ -268,3 +268,37 @@ fn the_lists_text_filters_ignore_accents_and_case() {
     }
     assert!(r.read(|conn| products::list(conn, &c, &q("chiapaz"))).unwrap().items.is_empty());
 }
+
+#[test]
+fn a_merged_customer_is_found_as_the_survivor_even_after_opposite_merges_on_two_replicas() {
+    use dashoffice_core::domain::api::MergeCustomers;
+    let nodes = shop(2);
+    let (r1, r2, c) = (&nodes[0].replica, &nodes[1].replica, nodes[0].caller.clone());
+    let c2 = c.clone();
+    let (a, b) = r1
+        .write_blocking(move |ctx| {
+            let a = customers::create(ctx, &c2, CreateCustomer { name: "Rocío Peña".into(), ..Default::default() })?;
+            let b = customers::create(ctx, &c2, CreateCustomer { name: "Rocio Pena".into(), ..Default::default() })?;
+            Ok((a.id, b.id))
+        })
+        .unwrap();
+    sync_pair(r1, r2);
+    let ids = |r: &Replica, n: usize| -> Vec<String> {
+        let mut found = search_until(r, &c, params("rocio pena"), |f| f.hits.len() == n).hits;
+        found.sort_by(|x, y| x.id.cmp(&y.id));
+        found.into_iter().map(|h| h.id).collect()
+    };
+    assert_eq!(ids(r1, 2).len(), 2);
+    // Merged on one replica: only the survivor is found.
+    let (c3, a1, b1) = (c.clone(), a.clone(), b.clone());
+    r1.write_blocking(move |ctx| customers::merge(ctx, &c3, &a1, MergeCustomers { from_id: b1 })).unwrap();
+    assert_eq!(ids(r1, 1), std::slice::from_ref(&a));
+    // …and the other way round on the other replica at the same time: after sync, both show the
+    // customer with the smaller id, as the customer list does.
+    let (c4, a2, b2) = (c.clone(), a.clone(), b.clone());
+    r2.write_blocking(move |ctx| customers::merge(ctx, &c4, &b2, MergeCustomers { from_id: a2 })).unwrap();
+    sync_pair(r1, r2);
+    let survivor = a.clone().min(b.clone());
+    assert_eq!(ids(r1, 1), std::slice::from_ref(&survivor));
+    assert_eq!(ids(r2, 1), [survivor]);
+}
