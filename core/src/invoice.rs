@@ -155,29 +155,6 @@ const HELVETICA_BOLD: [u16; 95] = [
     280, 389, 584,
 ];
 
-/// The ASCII letter an accented Latin letter is drawn like (same advance width in Helvetica).
-fn base_letter(c: char) -> Option<char> {
-    Some(match c {
-        'á' | 'à' | 'â' | 'ä' | 'ã' | 'å' => 'a',
-        'é' | 'è' | 'ê' | 'ë' => 'e',
-        'í' | 'ì' | 'î' | 'ï' => 'i',
-        'ó' | 'ò' | 'ô' | 'ö' | 'õ' => 'o',
-        'ú' | 'ù' | 'û' | 'ü' => 'u',
-        'ñ' => 'n',
-        'ç' => 'c',
-        'ý' | 'ÿ' => 'y',
-        'Á' | 'À' | 'Â' | 'Ä' | 'Ã' | 'Å' => 'A',
-        'É' | 'È' | 'Ê' | 'Ë' => 'E',
-        'Í' | 'Ì' | 'Î' | 'Ï' => 'I',
-        'Ó' | 'Ò' | 'Ô' | 'Ö' | 'Õ' => 'O',
-        'Ú' | 'Ù' | 'Û' | 'Ü' => 'U',
-        'Ñ' => 'N',
-        'Ç' => 'C',
-        'Ý' => 'Y',
-        _ => return None,
-    })
-}
-
 /// Width of `s` in millimetres at `size` points, in Helvetica or Helvetica-Bold. Accented
 /// letters are as wide as their base letter; `¿` `¡` and the wide punctuation have their own
 /// widths; anything else counts as 556 (a digit).
@@ -186,7 +163,8 @@ fn width_mm(s: &str, size: f32, bold: bool) -> f32 {
     let units: u32 = s
         .chars()
         .map(|c| {
-            let c = base_letter(c).unwrap_or(c);
+            // An accented letter is drawn as wide as its base letter.
+            let c = crate::search::base_letter(c).unwrap_or(c);
             match c as u32 {
                 n @ 32..=126 => u32::from(table[(n - 32) as usize]),
                 _ => match c {

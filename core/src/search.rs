@@ -200,6 +200,31 @@ pub(crate) fn fold(s: &str) -> String {
     })
 }
 
+/// The ASCII letter an accented letter folds to, case kept ('Ñ' → 'N'), by the same ASCII
+/// folding as the index; None for anything but a letter, or one that does not fold to a single
+/// character (punctuation such as '¿' or '—' keeps its own width in the PDF).
+pub(crate) fn base_letter(c: char) -> Option<char> {
+    if c.is_ascii() || !c.is_alphabetic() {
+        return None;
+    }
+    thread_local! {
+        static CASED: std::cell::RefCell<TextAnalyzer> = std::cell::RefCell::new(
+            TextAnalyzer::builder(tantivy::tokenizer::RawTokenizer::default()).filter(AsciiFoldingFilter).build(),
+        );
+    }
+    let mut buf = [0u8; 4];
+    let folded = CASED.with(|a| {
+        let mut a = a.borrow_mut();
+        let mut stream = a.token_stream(c.encode_utf8(&mut buf));
+        if stream.advance() { stream.token().text.clone() } else { String::new() }
+    });
+    let mut chars = folded.chars();
+    match (chars.next(), chars.next()) {
+        (Some(b), None) if b != c && b.is_ascii() => Some(b),
+        _ => None,
+    }
+}
+
 /// The words of `s` as the index holds them: split, lower-cased, without accents.
 pub(crate) fn terms(s: &str) -> Vec<String> {
     let mut a = analyzer();
@@ -817,6 +842,18 @@ mod tests {
         assert_eq!(terms("José Núñez"), ["jose", "nunez"]);
         assert_eq!(terms("CAF-001"), ["caf", "001"]);
         assert!(terms("¿? — !").is_empty());
+    }
+
+    #[test]
+    fn an_accented_letter_has_a_base_letter_of_the_same_case() {
+        assert_eq!(base_letter('ñ'), Some('n'));
+        assert_eq!(base_letter('Ñ'), Some('N'));
+        assert_eq!(base_letter('é'), Some('e'));
+        assert_eq!(base_letter('a'), None);
+        assert_eq!(base_letter('ß'), None);
+        assert_eq!(base_letter('€'), None);
+        assert_eq!(base_letter('¿'), None);
+        assert_eq!(base_letter('—'), None);
     }
 
     #[test]
