@@ -41,6 +41,8 @@ pub(crate) trait Shell: Send + Sync {
     fn notify(&self, title: &str, body: &str);
     /// Turns start-at-login on or off.
     fn autostart(&self, on: bool) -> anyhow::Result<()>;
+    /// Where the files the UI saves go (the user's Downloads folder).
+    fn downloads(&self) -> PathBuf;
 }
 
 pub(crate) struct Backend {
@@ -206,6 +208,25 @@ impl Backend {
 
     pub(crate) fn shown(&self) -> Vec<Shown> {
         lock(&self.shown).iter().cloned().collect()
+    }
+
+    /// WebKit finished (or failed) writing a file the UI saved: a notification says where.
+    pub(crate) fn saved(&self, path: Option<&Path>, ok: bool) {
+        let folder = path.and_then(Path::parent).map_or_else(|| self.shell.downloads(), Path::to_path_buf);
+        let name = path.and_then(Path::file_name).map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        if ok {
+            tracing::info!(file = %folder.join(&name).display(), "file saved");
+        } else {
+            tracing::warn!(file = %folder.join(&name).display(), "file not saved");
+        }
+        let (title, body) = self.lang().saved(&name, &folder.display().to_string(), ok);
+        self.shell.notify(&title, &body);
+        self.remember(Shown { title, body, path: String::new(), at: self.replica.now_ms() });
+    }
+
+    /// Where the files the UI saves go.
+    pub(crate) fn downloads(&self) -> PathBuf {
+        self.shell.downloads()
     }
 
     fn remember(&self, s: Shown) {

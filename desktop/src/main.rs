@@ -11,6 +11,7 @@
 #![allow(clippy::result_large_err)]
 
 mod backend;
+mod downloads;
 mod server;
 mod settings;
 mod texts;
@@ -29,6 +30,7 @@ use tauri::{
     AppHandle, Manager, WebviewUrl, WebviewWindowBuilder, Wry,
     menu::{Menu, MenuItem},
     tray::{TrayIcon, TrayIconBuilder},
+    webview::DownloadEvent,
 };
 
 use crate::{backend::Backend, settings::Settings};
@@ -68,6 +70,9 @@ impl backend::Shell for TauriShell {
         use tauri_plugin_autostart::ManagerExt;
         let m = self.app.autolaunch();
         if on { m.enable() } else { m.disable() }.map_err(|e| anyhow::anyhow!("{e}"))
+    }
+    fn downloads(&self) -> PathBuf {
+        downloads::folder(&self.app)
     }
 }
 
@@ -178,6 +183,7 @@ fn start(app: &mut tauri::App, rt: &tokio::runtime::Runtime, started: Instant) -
     let base = format!("http://{}", listener.local_addr()?);
     let first = deep_link(&std::env::args().collect::<Vec<_>>()).unwrap_or_else(|| "/".into());
     let url = format!("{base}/__launch?key={secret}&to={}", first.replace('/', "%2F"));
+    let own = base.clone();
     app.manage(Launch { base });
     let window = WebviewWindowBuilder::new(app, "main", WebviewUrl::External(url.parse()?))
         .title("DashOffice")
@@ -187,6 +193,31 @@ fn start(app: &mut tauri::App, rt: &tokio::runtime::Runtime, started: Instant) -
             if matches!(payload.event(), tauri::webview::PageLoadEvent::Finished) {
                 tracing::info!(ms = started.elapsed().as_millis() as u64, url = %payload.url().path(), "window loaded");
             }
+        })
+        // Invoice PDFs, exports, backups: into the Downloads folder, never over another file, and
+        // a notification says where (downloads.rs).
+        .on_download(move |webview, event| match event {
+            DownloadEvent::Requested { url, destination } => {
+                if !downloads::allowed(url.as_str(), &own) {
+                    tracing::warn!(url = %url, "download refused: not from the app's own pages");
+                    return false;
+                }
+                let folder = downloads::folder(webview.app_handle());
+                if let Err(e) = std::fs::create_dir_all(&folder) {
+                    tracing::warn!(folder = %folder.display(), "cannot create the downloads folder: {e}");
+                }
+                let name = destination.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+                *destination = downloads::unique(&folder, &name);
+                true
+            }
+            DownloadEvent::Finished { path, success, .. } => {
+                match webview.app_handle().try_state::<Arc<Backend>>() {
+                    Some(b) => b.saved(path.as_deref(), success),
+                    None => tracing::info!(file = ?path, success, "download finished"),
+                }
+                true
+            }
+            _ => true,
         })
         .build()?;
     // A back office has no 3D or heavy animation: WebKit's GPU compositing costs ~80 MB in its

@@ -134,6 +134,8 @@ struct Info {
     needs_setup: bool,
     /// Where the replica lives.
     data_dir: String,
+    /// Where saved files (invoice PDFs, exports, backups) go.
+    downloads_dir: String,
     /// The relay, if any.
     relay: Option<String>,
     /// Its pinned fingerprint.
@@ -162,6 +164,7 @@ async fn info(Extension(b): Extension<Arc<Backend>>) -> Json<Info> {
         desktop: true,
         needs_setup: b.needs_setup(),
         data_dir: b.data_dir().display().to_string(),
+        downloads_dir: b.downloads().display().to_string(),
         relay: s.relay,
         relay_fingerprint: s.relay_fingerprint,
         start_at_login: s.start_at_login,

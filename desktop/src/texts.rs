@@ -70,6 +70,20 @@ impl Lang {
             Self::En => (format!("Conversation assigned: {customer}"), "This conversation was assigned to you".into()),
         }
     }
+
+    /// A notification for a file the UI saved (an invoice, an export), or could not save.
+    pub(crate) fn saved(self, name: &str, folder: &str, ok: bool) -> (String, String) {
+        match (self, ok) {
+            (Self::Es, true) => (format!("Guardado: {name}"), format!("En {folder}")),
+            (Self::En, true) => (format!("Saved: {name}"), format!("In {folder}")),
+            (Self::Es, false) => {
+                (format!("No se pudo guardar {name}"), format!("Revisa el espacio libre y los permisos de {folder}"))
+            }
+            (Self::En, false) => {
+                (format!("Could not save {name}"), format!("Check the free space and permissions of {folder}"))
+            }
+        }
+    }
 }
 
 #[cfg(test)]
@@ -90,5 +104,9 @@ mod tests {
         assert_eq!(Lang::parse("fr"), None);
         assert_eq!(Lang::En.sync_line(true, false, 3), "Offline, 3 changes kept");
         assert_eq!(Lang::Es.tooltip("Sincronizado", 2), "DashOffice — Sincronizado — 2 sin leer");
+        assert_eq!(
+            Lang::Es.saved("P-000012.pdf", "/home/ana/Descargas", true),
+            ("Guardado: P-000012.pdf".into(), "En /home/ana/Descargas".into())
+        );
     }
 }

@@ -103,6 +103,39 @@ async fn find_text(c: &Client, css: &str, text: &str, within: Duration) -> bool 
     false
 }
 
+/// GET `path` from inside the page, with the UI's session.
+async fn fetch_json(c: &Client, path: &str) -> Value {
+    c.execute_async(
+        "const [path, done] = [arguments[0], arguments[arguments.length - 1]]; \
+         fetch(path, { headers: { authorization: 'Bearer ' + localStorage.getItem('dashoffice.token') } })\
+         .then(r => r.json()).then(done, e => done(String(e)));",
+        vec![json!(path)],
+    )
+    .await
+    .unwrap()
+}
+
+/// Runs a blocking wait (the harness's HTTP client, file polling) inside the async scenario.
+fn blocking_value<T>(f: impl FnOnce() -> T) -> T {
+    tokio::task::block_in_place(f)
+}
+
+/// Waits until an element `css` shows `text`, then clicks it.
+async fn click_text(c: &Client, css: &str, text: &str, within: Duration) -> bool {
+    let end = Instant::now() + within;
+    while Instant::now() < end {
+        if let Ok(els) = c.find_all(Locator::Css(css)).await {
+            for e in els {
+                if e.text().await.is_ok_and(|t| t.contains(text)) && e.click().await.is_ok() {
+                    return true;
+                }
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    false
+}
+
 async fn select_containing(c: &Client, css: &str, text: &str) {
     let script = "const [css, text] = arguments; const s = document.querySelector(css); if (!s) return false; \
         const o = [...s.options].find(o => o.textContent.includes(text)); if (!o) return false; \
@@ -147,6 +180,13 @@ fn the_desktop_app_works_offline_and_syncs_when_the_relay_returns() {
     std::fs::create_dir_all(&shots).unwrap();
     let data = tempfile::tempdir().unwrap();
     let (_x, display) = xvfb();
+    let config = data.path().join("config");
+    std::fs::create_dir_all(&config).unwrap();
+    std::fs::write(
+        config.join("user-dirs.dirs"),
+        format!("XDG_DOWNLOAD_DIR=\"{}\"\n", data.path().join("Descargas").display()),
+    )
+    .unwrap();
     let port = free_port();
     let native = free_port();
     let log = std::fs::File::create(data.path().join("driver.log")).unwrap();
@@ -158,6 +198,8 @@ fn the_desktop_app_works_offline_and_syncs_when_the_relay_returns() {
             .args(["--native-driver", "/usr/bin/WebKitWebDriver"])
             .env("DISPLAY", &display)
             .env("DASHOFFICE_DATA_DIR", data.path().join("app"))
+            // The user's Downloads folder, as the desktop's user-dirs.dirs names it.
+            .env("XDG_CONFIG_HOME", &config)
             .env("DASHOFFICE_RELAY", &relay.quic)
             .env("DASHOFFICE_RELAY_FINGERPRINT", relay.fingerprint())
             .env("DASHOFFICE_ENROLMENT_CODE", relay.code(&shop, Some(&branch)))
@@ -180,6 +222,7 @@ fn the_desktop_app_works_offline_and_syncs_when_the_relay_returns() {
         "tauri-driver or WebKitWebDriver never listened"
     );
     let app_log = || std::fs::read_to_string(data.path().join("driver.log")).unwrap_or_default();
+    let downloads = data.path().join("Descargas");
     // Multi-threaded, so the blocking HTTP client of the harness can run inside (block_in_place).
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     let blocking = |f: &mut dyn FnMut()| tokio::task::block_in_place(f);
@@ -236,6 +279,63 @@ fn the_desktop_app_works_offline_and_syncs_when_the_relay_returns() {
             )
         });
 
+        // Still offline: the invoice PDF is made on this computer and saved in the Downloads
+        // folder; a second copy never replaces the first; a notification says where.
+        let pdf = c.find(Locator::XPath("//button[contains(., 'Invoice (PDF)')]")).await.unwrap();
+        pdf.click().await.unwrap();
+        let first = downloads.join(format!("{number}.pdf"));
+        let saved = |p: PathBuf| {
+            wait_for(LONG, move || {
+                std::fs::read(&p).ok().filter(|b| b.starts_with(b"%PDF-") && b.trim_ascii_end().ends_with(b"%%EOF"))
+            })
+        };
+        assert!(
+            blocking_value(|| saved(first.clone())).is_some(),
+            "the invoice was not saved as {}: {:?}\n{}",
+            first.display(),
+            std::fs::read_dir(&downloads).map(|d| d.filter_map(Result::ok).map(|e| e.file_name()).collect::<Vec<_>>()),
+            app_log()
+        );
+        c.find(Locator::XPath("//button[contains(., 'Invoice (PDF)')]")).await.unwrap().click().await.unwrap();
+        let second = downloads.join(format!("{number} (1).pdf"));
+        assert!(
+            blocking_value(|| saved(second.clone())).is_some(),
+            "the second copy was not saved as {}",
+            second.display()
+        );
+        let desktop = fetch_json(&c, "/api/v1/desktop").await;
+        assert_eq!(desktop["downloads_dir"], json!(downloads.display().to_string()), "{desktop}");
+        let end = Instant::now() + LONG;
+        let told = loop {
+            let list = fetch_json(&c, "/api/v1/desktop/notifications").await;
+            let found = list.as_array().into_iter().flatten().any(|n| {
+                n["title"].as_str().is_some_and(|t| t.contains(&format!("{number} (1).pdf")))
+                    && n["body"].as_str().is_some_and(|b| b.contains(&downloads.display().to_string()))
+            });
+            if found || Instant::now() > end {
+                break found.then_some(()).ok_or(list);
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        };
+        assert!(told.is_ok(), "no notification saying where the invoice went: {told:?}");
+
+        // Search works offline too: the top bar finds the customer without her accents.
+        c.find(Locator::Css("#global-search")).await.unwrap().send_keys("lucia gomez").await.unwrap();
+        assert!(
+            click_text(&c, "#global-search-results a", "Lucía Gómez", LONG).await,
+            "the top bar's search did not find the customer:\n{}",
+            app_log()
+        );
+        let end = Instant::now() + LONG;
+        while !c.current_url().await.unwrap().path().starts_with("/customers/") && Instant::now() < end {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        assert!(
+            c.current_url().await.unwrap().path().starts_with("/customers/"),
+            "the search hit did not open the customer"
+        );
+        shot(&c, &shots, "search-offline").await;
+
         // The relay comes back: the order reaches the branch's edge node, confirmed.
         blocking(&mut || {
             relay.restart();
@@ -252,27 +352,13 @@ fn the_desktop_app_works_offline_and_syncs_when_the_relay_returns() {
         });
         c.goto(&format!("{base}/conversations")).await.unwrap();
         assert!(
-            find_text(&c, "a.conv", "Ana Pérez", LONG).await,
+            click_text(&c, "a.conv", "Ana Pérez", LONG).await,
             "the conversation never reached the app:\n{}",
             app_log()
         );
-        c.find(Locator::XPath("//a[contains(@class,'conv')][contains(., 'Ana Pérez')]"))
-            .await
-            .unwrap()
-            .click()
-            .await
-            .unwrap();
         assert!(find_text(&c, ".msg-in", "¿Abren el domingo?", LONG).await);
         shot(&c, &shots, "conversation").await;
-        let shown = c
-            .execute_async(
-                "const done = arguments[arguments.length - 1]; \
-                 fetch('/api/v1/desktop/notifications', { headers: { authorization: 'Bearer ' + localStorage.getItem('dashoffice.token') } })\
-                 .then(r => r.json()).then(done, e => done(String(e)));",
-                vec![],
-            )
-            .await
-            .unwrap();
+        let shown = fetch_json(&c, "/api/v1/desktop/notifications").await;
         let list = shown.as_array().cloned().unwrap_or_default();
         assert!(
             list.iter().any(|n| n["title"] == "Ana Pérez" && n["body"].as_str().is_some_and(|b| b.contains("domingo"))),
@@ -281,15 +367,7 @@ fn the_desktop_app_works_offline_and_syncs_when_the_relay_returns() {
         // The tray and notifications follow the UI's language: switching it in the top bar
         // switches the app's.
         let app_lang = |c: Client| async move {
-            let v = c
-                .execute_async(
-                    "const done = arguments[arguments.length - 1]; \
-                     fetch('/api/v1/desktop').then(r => r.json()).then(j => done(j.language), e => done(String(e)));",
-                    vec![],
-                )
-                .await
-                .unwrap();
-            v.as_str().unwrap_or_default().to_string()
+            fetch_json(&c, "/api/v1/desktop").await["language"].as_str().unwrap_or_default().to_string()
         };
         let ui_lang = c
             .execute(

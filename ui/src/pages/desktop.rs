@@ -17,6 +17,9 @@ use crate::{
 pub(crate) struct DesktopInfo {
     pub(crate) needs_setup: bool,
     pub(crate) data_dir: String,
+    /// Where saved files (invoice PDFs, exports, backups) go; older apps do not say.
+    #[serde(default)]
+    pub(crate) downloads_dir: String,
     pub(crate) relay: Option<String>,
     pub(crate) relay_fingerprint: Option<String>,
     pub(crate) start_at_login: bool,
@@ -160,6 +163,7 @@ pub(crate) fn DesktopPanel(info: DesktopInfo) -> impl IntoView {
             <h2>{t("this_computer")}</h2>
             <dl class="facts">
                 <dt>{t("data_folder")}</dt><dd><code>{info.data_dir.clone()}</code></dd>
+                <dt>{t("downloads_folder")}</dt><dd><code id="downloads-folder">{info.downloads_dir.clone()}</code></dd>
                 <dt>{t("version")}</dt><dd>{info.version.clone()}</dd>
             </dl>
             <label class="check"><input type="checkbox" prop:checked=move || autostart.get() on:change=toggle/>{t("start_at_login")}</label>
