@@ -45,7 +45,7 @@ pub type Progress = Arc<dyn Fn(u64, u64) + Send + Sync>;
 pub const PRODUCT_COLUMNS: [&str; 8] =
     ["sku", "name", "description", "price", "currency", "tax_rate", "active", "tags"];
 /// Customer CSV header.
-pub const CUSTOMER_COLUMNS: [&str; 6] = ["name", "phone", "email", "tags", "notes", "wa_id"];
+pub const CUSTOMER_COLUMNS: [&str; 8] = ["name", "phone", "email", "tags", "notes", "wa_id", "tax_id", "address"];
 
 const CHUNK: usize = 1000;
 
@@ -225,6 +225,11 @@ fn update_customer(ctx: &mut crate::WriteCtx<'_>, shop: &str, id: &str, f: &cust
         if !f.notes.is_empty() {
             tx.put(&o, "notes", f.notes.as_str())?;
         }
+        for (k, v) in [("tax_id", &f.tax_id), ("address", &f.address)] {
+            if !v.is_empty() {
+                tx.put(&o, k, v.as_str())?;
+            }
+        }
         crate::doc::set_set(tx, &o, "tags", &f.tags)?;
         tx.put(&o, "updated_at", now)?;
         Ok(())
@@ -292,6 +297,8 @@ pub fn import_customers(
             tags: split_tags(col(&rows, rec, "tags")),
             notes: col(&rows, rec, "notes").to_string(),
             wa_id: opt("wa_id"),
+            tax_id: opt("tax_id"),
+            address: opt("address"),
         };
         match customers::validate_create(&input, &shop.phone_region) {
             Ok(f) => {
@@ -357,9 +364,9 @@ pub fn export_products(replica: &Replica, caller: &Caller, out: impl std::io::Wr
 /// Writes every live customer as CSV.
 pub fn export_customers(replica: &Replica, caller: &Caller, out: impl std::io::Write) -> Result<u64> {
     caller.require(Permission::ImportExport)?;
-    let rows: Vec<[String; 6]> = replica.read(|c| {
+    let rows: Vec<[String; 8]> = replica.read(|c| {
         let mut stmt = c.prepare(
-            "SELECT name, COALESCE(phone, ''), COALESCE(email, ''), tags, notes, COALESCE(wa_id, '') FROM customers
+            "SELECT name, COALESCE(phone, ''), COALESCE(email, ''), tags, notes, COALESCE(wa_id, ''), tax_id, address FROM customers
              WHERE shop_id = ?1 AND archived = 0 AND merged_into IS NULL ORDER BY name, id",
         )?;
         let v = stmt
@@ -372,6 +379,8 @@ pub fn export_customers(replica: &Replica, caller: &Caller, out: impl std::io::W
                     crate::entities::tags_from_json(&tags).join("|"),
                     r.get(4)?,
                     r.get(5)?,
+                    r.get(6)?,
+                    r.get(7)?,
                 ])
             })?
             .collect::<rusqlite::Result<Vec<_>>>()?;

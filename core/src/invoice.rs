@@ -1,5 +1,7 @@
-//! An order as a printable sales document (PDF, A4): shop and branch, number and date in the shop's
-//! time zone, customer, seller, lines, tax and totals, notes, page numbers. Drafts print as a
+//! An order as a printable sales document (PDF, A4): the shop (legal name, tax id under its
+//! country's name for it — RFC, CUIT, NIT…, address, phone, e-mail) and branch (address, phone),
+//! number and date in the shop's time zone, customer (tax id, billing address, phone, e-mail),
+//! seller, lines, tax and totals, notes, page numbers. Drafts print as a
 //! quote; cancelled and refunded orders say so in the title. It is the shop's own document, not an
 //! electronic invoice of a tax authority (CFDI, DIAN, AFIP…), and says so at the foot of every page.
 //!
@@ -65,12 +67,41 @@ pub fn order_pdf(conn: &Connection, caller: &Caller, id: &str, lang: Lang, now_m
         };
         t.strftime(f).to_string()
     };
+    let tax_label = dashoffice_domain::tax_id_label(&shop.phone_region, label(lang, "tax_id"));
+    let tax_line = |id: &str| (!id.is_empty()).then(|| format!("{tax_label}: {id}"));
+    let shop_lines: Vec<String> = [
+        (!shop.legal_name.is_empty() && shop.legal_name != shop.name).then(|| shop.legal_name.clone()),
+        tax_line(&shop.tax_id),
+    ]
+    .into_iter()
+    .flatten()
+    .chain(shop.address.lines().map(str::to_string))
+    .chain(joined(&[&shop.phone, &shop.email]))
+    .collect();
+    let branch_lines: Vec<String> = branch
+        .iter()
+        .flat_map(|b| {
+            std::iter::once(format!("{} ({})", b.name, b.code))
+                .chain(b.address.lines().map(str::to_string))
+                .chain(joined(&[&b.phone]))
+        })
+        .collect();
+    let customer_lines: Vec<String> = customer
+        .iter()
+        .flat_map(|c| {
+            tax_line(&c.tax_id)
+                .into_iter()
+                .chain(c.address.lines().map(str::to_string))
+                .chain(c.phone.clone())
+                .chain(c.email.clone())
+        })
+        .collect();
     let input = Input {
         shop: shop.name,
-        branch: branch.map(|b| format!("{} ({})", b.name, b.code)),
+        shop_lines,
+        branch_lines,
         customer_name: customer.as_ref().map(|c| c.name.clone()).unwrap_or_else(|| order.customer_name.clone()),
-        customer_phone: customer.as_ref().and_then(|c| c.phone.clone()),
-        customer_email: customer.as_ref().and_then(|c| c.email.clone()),
+        customer_lines,
         seller,
         date: date(order.created_at, false),
         printed: date(now_ms, true),
@@ -80,6 +111,12 @@ pub fn order_pdf(conn: &Connection, caller: &Caller, id: &str, lang: Lang, now_m
     Ok(OrderPdf { file_name, bytes: render(&input, lang)? })
 }
 
+/// The non-empty ones of `parts` on one line, separated by a dot; no line when all are empty.
+fn joined(parts: &[&str]) -> Option<String> {
+    let v: Vec<&str> = parts.iter().copied().filter(|p| !p.is_empty()).collect();
+    (!v.is_empty()).then(|| v.join(" · "))
+}
+
 /// An order number as a file name's stem: letters, digits and dashes (anything else becomes `_`).
 pub fn file_stem(number: &str) -> String {
     number.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' { c } else { '_' }).collect()
@@ -87,10 +124,13 @@ pub fn file_stem(number: &str) -> String {
 
 struct Input {
     shop: String,
-    branch: Option<String>,
+    /// Under the shop's name: legal name, tax id, address, phone and e-mail.
+    shop_lines: Vec<String>,
+    /// The branch, its address and phone.
+    branch_lines: Vec<String>,
     customer_name: String,
-    customer_phone: Option<String>,
-    customer_email: Option<String>,
+    /// Under the customer's name: tax id, address, phone, e-mail.
+    customer_lines: Vec<String>,
     seller: Option<String>,
     date: String,
     printed: String,
@@ -118,6 +158,7 @@ fn label(lang: Lang, key: &str) -> &'static str {
         "page" => ("Página", "Page"),
         "of" => ("de", "of"),
         "printed" => ("Impreso", "Printed"),
+        "tax_id" => ("ID fiscal", "Tax ID"),
         "not_fiscal" => (
             "Documento interno de la tienda; no es un comprobante fiscal electrónico.",
             "The shop's own document; not a tax authority's electronic invoice.",
@@ -286,16 +327,27 @@ fn render(input: &Input, lang: Lang) -> Result<Vec<u8>> {
         pen.layer.set_fill_color(Color::Rgb(Rgb::new(0.0, 0.0, 0.0, None)));
     }
     pen.y -= 7.0;
-    if let Some(b) = &input.branch {
-        pen.text(&fit(b, 10.0, 100.0, false), 10.0, MARGIN, pen.y, false);
+    let top = pen.y;
+    for l in &input.shop_lines {
+        pen.text(&fit(l, 9.0, 100.0, false), 9.0, MARGIN, pen.y, false);
+        pen.y -= 4.5;
     }
+    if !input.shop_lines.is_empty() {
+        pen.y -= 1.5;
+    }
+    for (i, l) in input.branch_lines.iter().enumerate() {
+        let size = if i == 0 { 10.0 } else { 9.0 };
+        pen.text(&fit(l, size, 100.0, false), size, MARGIN, pen.y, false);
+        pen.y -= 4.5;
+    }
+    pen.y += 4.5;
     let facts = [
         (label(lang, "number"), o.number.clone()),
         (label(lang, "date"), input.date.clone()),
         (label(lang, "status"), label(lang, o.status.as_str()).to_string()),
         (label(lang, "seller"), input.seller.clone().unwrap_or_default()),
     ];
-    let mut y = pen.y;
+    let mut y = top;
     for (k, v) in facts.iter().filter(|(_, v)| !v.is_empty()) {
         pen.right(&fit(v, 10.0, 50.0, false), 10.0, RIGHT, y, false);
         pen.right(&format!("{k}:"), 10.0, RIGHT - 52.0, y, true);
@@ -307,9 +359,9 @@ fn render(input: &Input, lang: Lang) -> Result<Vec<u8>> {
     pen.text(label(lang, "customer"), 10.0, MARGIN, pen.y, true);
     pen.y -= 5.0;
     pen.text(&fit(&input.customer_name, 10.0, 100.0, false), 10.0, MARGIN, pen.y, false);
-    for extra in [&input.customer_phone, &input.customer_email].into_iter().flatten() {
-        pen.y -= 5.0;
-        pen.text(&fit(extra, 10.0, 100.0, false), 10.0, MARGIN, pen.y, false);
+    for extra in &input.customer_lines {
+        pen.y -= 4.5;
+        pen.text(&fit(extra, 9.0, 100.0, false), 9.0, MARGIN, pen.y, false);
     }
     pen.y = pen.y.min(y) - 8.0;
 

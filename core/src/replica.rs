@@ -367,7 +367,7 @@ impl Replica {
                 ctx,
                 None,
                 &shop,
-                CreateBranch { code: input.branch_code.clone(), name: input.branch_name.clone() },
+                CreateBranch { code: input.branch_code.clone(), name: input.branch_name.clone(), ..Default::default() },
             )?;
             let owner = staff::create(
                 ctx,

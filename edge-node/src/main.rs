@@ -38,7 +38,7 @@ enum Command {
         #[arg(long, default_value = "all")]
         mode: String,
     },
-    /// Import customers from a CSV file (name,phone,email,tags,notes,wa_id).
+    /// Import customers from a CSV file (name,phone,email,tags,notes,wa_id,tax_id,address).
     ImportCustomers {
         /// The CSV file.
         file: PathBuf,

@@ -153,6 +153,8 @@ fn rule_errors_on_every_entity_write_nothing() {
     assert_field_error(customer(json!({ "name": "A", "email": "ana@shop" })), 422, "validation", "email");
     assert_field_error(customer(json!({ "name": "" })), 422, "validation", "name");
     assert_field_error(customer(json!({ "name": "A", "wa_id": "abc" })), 422, "validation", "wa_id");
+    assert_field_error(customer(json!({ "name": "A", "tax_id": "Juan Pérez" })), 422, "validation", "tax_id");
+    assert_field_error(customer(json!({ "name": "A", "address": "1\n2\n3\n4" })), 422, "validation", "address");
     assert_field_error(
         api.patch(&format!("/api/v1/customers/{c}"), &json!({ "phone": "123", "name": "Nuevo" })),
         422,
@@ -200,6 +202,21 @@ fn rule_errors_on_every_entity_write_nothing() {
         "code",
     );
     assert_field_error(api.patch("/api/v1/shop", &json!({ "currency": "mxn" })), 422, "validation", "currency");
+    // A wrong fiscal detail beside a right one: nothing of the request is written.
+    assert_field_error(
+        api.patch("/api/v1/shop", &json!({ "legal_name": "Nueva S.A.", "tax_id": "RFC<script>1" })),
+        422,
+        "validation",
+        "tax_id",
+    );
+    assert_field_error(api.patch("/api/v1/shop", &json!({ "phone": "tel" })), 422, "validation", "phone");
+    assert_field_error(api.patch("/api/v1/shop", &json!({ "email": "ventas@" })), 422, "validation", "email");
+    assert_field_error(
+        api.post("/api/v1/branches", &json!({ "code": "NTE", "name": "Norte", "address": "x".repeat(101) })),
+        422,
+        "validation",
+        "address",
+    );
 
     assert_eq!(api.snapshot(), before, "a rejected write wrote something");
     assert_eq!(api.get(&format!("/api/v1/products/{p}/stock")).ok(200)[0]["adjusted"], 0);

@@ -361,13 +361,17 @@ await step("the_owner_renames_and_archives_a_branch_and_registers_a_template", a
   await branchForm.locator("#f-name").fill("Temporal");
   await branchForm.getByRole("button", { name: "Add branch" }).click();
   const item = page.locator(".row-item", { hasText: "TMP" });
-  await item.getByRole("button", { name: "Rename" }).click();
+  await item.getByRole("button", { name: "Edit" }).click();
   await item.locator("#f-branch_name").fill("");
+  await item.locator("#f-branch_phone").fill("12");
   await item.getByRole("button", { name: "Save" }).click();
   await page.locator("#f-branch_name-err:not(:empty)").waitFor();
+  await page.locator("#f-branch_phone-err:not(:empty)").waitFor();
   await item.locator("#f-branch_name").fill("Temporal Norte");
+  await item.locator("#f-branch_address").fill("Calle 5 de Mayo 10");
+  await item.locator("#f-branch_phone").fill("55 1234 0000");
   await item.getByRole("button", { name: "Save" }).click();
-  await page.locator(".row-item", { hasText: "Temporal Norte" }).waitFor();
+  await page.locator(".row-item", { hasText: "Temporal Norte" }).filter({ hasText: "Calle 5 de Mayo 10 · 55 1234 0000" }).waitFor();
   page.once("dialog", (d) => d.accept());
   await page.locator(".row-item", { hasText: "TMP" }).getByRole("button", { name: "Archive" }).click();
   // Archived branches leave the list (their orders and stock stay in the records).
@@ -495,6 +499,22 @@ await step("a_forked_order_is_settled", async () => {
   await text("Settled on Paid").waitFor();
 });
 
+await step("the_owner_fills_in_the_shops_fiscal_details", async () => {
+  // What every invoice prints at its head: a wrong tax ID is refused under its field.
+  await page.goto(base + "/settings");
+  const shopForm = page.locator("form", { has: page.locator("#f-currency") });
+  await shopForm.locator("#f-tax_id").fill("sin numero");
+  await shopForm.getByRole("button", { name: "Save" }).click();
+  await page.locator("#f-tax_id-err:not(:empty)").waitFor();
+  await shopForm.locator("#f-legal_name").fill("Comercializadora Demo S.A. de C.V.");
+  await shopForm.locator("#f-tax_id").fill("cde 010203 ab4");
+  await shopForm.locator("#f-address").fill("Av. Juárez 12, Centro\nCiudad de México");
+  await shopForm.getByRole("button", { name: "Save" }).click();
+  await until("the tax ID saved as the authority writes it", async () => (await page.inputValue("#f-tax_id")) === "CDE 010203 AB4");
+  const shop = (await ownerApi("GET", "/api/v1/shop")).body;
+  if (shop.tax_id !== "CDE 010203 AB4" || !shop.address.includes("Ciudad de México")) throw new Error(`the shop: ${JSON.stringify(shop)}`);
+});
+
 await step("an_order_prints_as_a_pdf", async () => {
   // The paid order of the step before: its sales document, in the UI's language (English here).
   await page.goto(base + "/orders/" + env("FORKED_ORDER"));
@@ -509,7 +529,8 @@ await step("an_order_prints_as_a_pdf", async () => {
   // Read back by Poppler's pdftotext (Debian's poppler-utils), a real PDF reader.
   const pdf = execFileSync("pdftotext", ["-layout", saved, "-"], { encoding: "utf8" });
   rmSync(saved, { force: true });
-  for (const expected of ["Invoice", name.replace(/\.pdf$/, ""), "Paid", "Total", "Page 1 of 1"]) {
+  const fiscal = ["Comercializadora Demo S.A. de C.V.", "CDE 010203 AB4", "Ciudad de México"];
+  for (const expected of ["Invoice", name.replace(/\.pdf$/, ""), "Paid", "Total", "Page 1 of 1", ...fiscal]) {
     if (!pdf.includes(expected)) throw new Error(`${expected} is missing from the PDF:\n${pdf}`);
   }
   // This customer never wrote on WhatsApp: sending it there is refused, and the page says why.

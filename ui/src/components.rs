@@ -143,7 +143,8 @@ pub fn FormError(
     }
 }
 
-/// A labelled input bound to `value`; shows the API's message for `name` under it.
+/// A labelled input bound to `value`; shows the API's message for `name` under it. With `rows`,
+/// a multi-line box of that many rows (an address).
 #[component]
 pub fn Field(
     #[prop(into)] label: String,
@@ -153,17 +154,31 @@ pub fn Field(
     #[prop(default = "text")] kind: &'static str,
     #[prop(optional)] placeholder: &'static str,
     #[prop(optional)] required: bool,
+    #[prop(optional)] rows: u32,
 ) -> impl IntoView {
     let id = format!("f-{name}");
     let msg = move || err.with(|e| e.as_ref().and_then(|e| e.field(name)));
     let err_id = format!("{id}-err");
     let for_id = id.clone();
     let described = err_id.clone();
+    let invalid = move || msg().is_some().to_string();
+    let input = if rows > 0 {
+        view! {
+            <textarea id=id name=name rows=rows placeholder=placeholder bind:value=value required=required
+                aria-invalid=invalid aria-describedby=described></textarea>
+        }
+        .into_any()
+    } else {
+        view! {
+            <input id=id name=name type=kind placeholder=placeholder bind:value=value required=required
+                aria-invalid=invalid aria-describedby=described/>
+        }
+        .into_any()
+    };
     view! {
         <label class="field" for=for_id>
             <span>{label}{required.then_some(" *")}</span>
-            <input id=id name=name type=kind placeholder=placeholder bind:value=value required=required
-                aria-invalid=move || msg().is_some().to_string() aria-describedby=described/>
+            {input}
             <small class="field-error" id=err_id role="alert">{msg}</small>
         </label>
     }

@@ -229,6 +229,25 @@ pub struct ShopView {
     pub phone_region: String,
     /// IANA time zone.
     pub timezone: String,
+    /// The legal name printed on sales documents (the name when empty).
+    #[serde(default)]
+    pub legal_name: String,
+    /// Tax id (RFC, CUIT, NIT…), upper-case; empty when none.
+    #[serde(default)]
+    pub tax_id: String,
+    /// What the tax id is called in the shop's country (`RFC` for MX, `CUIT` for AR…), from
+    /// `phone_region`; empty where unknown.
+    #[serde(default)]
+    pub tax_id_label: String,
+    /// Fiscal address, up to 3 lines.
+    #[serde(default)]
+    pub address: String,
+    /// Phone printed on sales documents.
+    #[serde(default)]
+    pub phone: String,
+    /// E-mail printed on sales documents.
+    #[serde(default)]
+    pub email: String,
 }
 
 /// PATCH /api/v1/shop
@@ -244,6 +263,16 @@ pub struct UpdateShop {
     pub phone_region: Option<String>,
     /// New time zone.
     pub timezone: Option<String>,
+    /// Legal name; an empty string clears it (as do the fields below).
+    pub legal_name: Option<String>,
+    /// Tax id: 3 to 32 letters, digits and `-` `.` `/` `&` ` ` with at least one digit.
+    pub tax_id: Option<String>,
+    /// Fiscal address: at most 3 lines of 100 characters.
+    pub address: Option<String>,
+    /// Phone: at most 40 characters, at least 6 digits.
+    pub phone: Option<String>,
+    /// E-mail.
+    pub email: Option<String>,
 }
 
 /// A branch office.
@@ -258,10 +287,16 @@ pub struct BranchView {
     pub name: String,
     /// Archived.
     pub archived: bool,
+    /// Address printed on the branch's sales documents.
+    #[serde(default)]
+    pub address: String,
+    /// Phone printed on the branch's sales documents.
+    #[serde(default)]
+    pub phone: String,
 }
 
 /// POST /api/v1/branches
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct CreateBranch {
@@ -269,6 +304,12 @@ pub struct CreateBranch {
     pub code: String,
     /// Name.
     pub name: String,
+    /// Address: at most 3 lines of 100 characters.
+    #[serde(default)]
+    pub address: Option<String>,
+    /// Phone: at most 40 characters, at least 6 digits.
+    #[serde(default)]
+    pub phone: Option<String>,
 }
 
 /// PATCH /api/v1/branches/{id}
@@ -278,6 +319,10 @@ pub struct CreateBranch {
 pub struct UpdateBranch {
     /// New name.
     pub name: Option<String>,
+    /// New address; an empty string clears it.
+    pub address: Option<String>,
+    /// New phone; an empty string clears it.
+    pub phone: Option<String>,
 }
 
 // ---------- staff ----------
@@ -505,6 +550,12 @@ pub struct CustomerView {
     pub merged_into: Option<String>,
     /// Ids of customers merged into this one.
     pub merged_from: Vec<String>,
+    /// Tax id (RFC, CUIT, NIT…) for their sales documents; empty when none.
+    #[serde(default)]
+    pub tax_id: String,
+    /// Billing address, up to 3 lines.
+    #[serde(default)]
+    pub address: String,
     /// Archived.
     pub archived: bool,
     /// Unix ms.
@@ -532,9 +583,15 @@ pub struct CreateCustomer {
     pub notes: String,
     /// WhatsApp id.
     pub wa_id: Option<String>,
+    /// Tax id: 3 to 32 letters, digits and `-` `.` `/` `&` ` ` with at least one digit.
+    #[serde(default)]
+    pub tax_id: Option<String>,
+    /// Billing address: at most 3 lines of 100 characters.
+    #[serde(default)]
+    pub address: Option<String>,
 }
 
-/// PATCH /api/v1/customers/{id}; an empty string clears phone, email or wa_id.
+/// PATCH /api/v1/customers/{id}; an empty string clears phone, email, wa_id, tax_id or address.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(ToSchema))]
 #[serde(deny_unknown_fields)]
@@ -551,6 +608,10 @@ pub struct UpdateCustomer {
     pub notes: Option<String>,
     /// New WhatsApp id.
     pub wa_id: Option<String>,
+    /// New tax id.
+    pub tax_id: Option<String>,
+    /// New billing address.
+    pub address: Option<String>,
 }
 
 /// POST /api/v1/customers/{id}/merge

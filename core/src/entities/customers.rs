@@ -6,7 +6,7 @@ use automerge::{Automerge, transaction::Transactable};
 use dashoffice_domain::{
     FieldError, FieldErrors, Permission,
     api::{CreateCustomer, CustomerView, ListParams, MergeCustomers, Page, UpdateCustomer},
-    normalize_email, normalize_phone, normalize_tags, validate_name,
+    normalize_email, normalize_phone, normalize_tags, normalize_tax_id, validate_address, validate_name,
 };
 use rusqlite::{Connection, OptionalExtension, params, types::Value};
 
@@ -28,6 +28,10 @@ pub(crate) struct CustomerFields {
     pub(crate) tags: Vec<String>,
     pub(crate) notes: String,
     pub(crate) wa_id: Option<String>,
+    /// Tax id, "" when none.
+    pub(crate) tax_id: String,
+    /// Billing address, "" when none.
+    pub(crate) address: String,
 }
 
 fn check_notes(n: &str) -> std::result::Result<String, FieldError> {
@@ -63,6 +67,8 @@ pub(crate) fn validate_create(
     let tags = e.check(normalize_tags("tags", &input.tags));
     let notes = e.check(check_notes(&input.notes));
     let wa_id = input.wa_id.as_deref().filter(|p| !p.trim().is_empty()).and_then(|w| e.check(check_wa_id(w)));
+    let tax_id = input.tax_id.as_deref().and_then(|t| e.check(normalize_tax_id("tax_id", t)));
+    let address = input.address.as_deref().and_then(|a| e.check(validate_address("address", a)));
     e.finish()?;
     Ok(CustomerFields {
         name: name.unwrap_or_default(),
@@ -71,6 +77,8 @@ pub(crate) fn validate_create(
         tags: tags.unwrap_or_default(),
         notes: notes.unwrap_or_default(),
         wa_id,
+        tax_id: tax_id.unwrap_or_default(),
+        address: address.unwrap_or_default(),
     })
 }
 
@@ -86,6 +94,12 @@ pub(crate) fn insert(ctx: &mut WriteCtx<'_>, shop: &str, f: &CustomerFields) -> 
         doc::set_set(tx, &o, "tags", &f.tags)?;
         put_str(tx, &o, "notes", &f.notes)?;
         put_str(tx, &o, "wa_id", f.wa_id.as_deref().unwrap_or(""))?;
+        // Written only when given: most customers have neither, and a document holds ~100.
+        for (k, v) in [("tax_id", &f.tax_id), ("address", &f.address)] {
+            if !v.is_empty() {
+                put_str(tx, &o, k, v)?;
+            }
+        }
         put_str(tx, &o, "merged_into", "")?;
         tx.put(&o, "archived", false)?;
         tx.put(&o, "created_at", now)?;
@@ -123,11 +137,21 @@ pub fn update(ctx: &mut WriteCtx<'_>, caller: &Caller, id: &str, input: UpdateCu
     let wa_id = clear_or(&input.wa_id, &check_wa_id, &mut e);
     let tags = input.tags.as_deref().and_then(|t| e.check(normalize_tags("tags", t)));
     let notes = input.notes.as_deref().and_then(|n| e.check(check_notes(n)));
+    let tax_id = input.tax_id.as_deref().and_then(|t| e.check(normalize_tax_id("tax_id", t)));
+    let address = input.address.as_deref().and_then(|a| e.check(validate_address("address", a)));
     e.finish()?;
     let now = ctx.now();
     ctx.change(&DocId::customers(&caller.shop_id, id), &[id], |tx, _| {
         let o = doc::record(tx, id)?.ok_or_else(|| CoreError::not_found("customer", id))?;
-        for (k, v) in [("name", &name), ("phone", &phone), ("email", &email), ("wa_id", &wa_id), ("notes", &notes)] {
+        for (k, v) in [
+            ("name", &name),
+            ("phone", &phone),
+            ("email", &email),
+            ("wa_id", &wa_id),
+            ("notes", &notes),
+            ("tax_id", &tax_id),
+            ("address", &address),
+        ] {
             if let Some(v) = v {
                 put_str(tx, &o, k, v)?;
             }
@@ -208,6 +232,12 @@ pub fn merge(ctx: &mut WriteCtx<'_>, caller: &Caller, id: &str, input: MergeCust
                 put_str(tx, &o, k, v)?;
             }
         }
+        for (k, mine, theirs) in [("tax_id", &target.tax_id, &from.tax_id), ("address", &target.address, &from.address)]
+        {
+            if mine.is_empty() && !theirs.is_empty() {
+                put_str(tx, &o, k, theirs)?;
+            }
+        }
         tx.put(&o, "updated_at", now)?;
         Ok(())
     })?;
@@ -228,8 +258,9 @@ pub(crate) fn project(conn: &Connection, doc_id: &DocId, d: &Automerge, id: &str
     let f = doc::fields(d, &o);
     let shop = doc_id.scope()?.shop_id;
     conn.prepare_cached(
-        "INSERT OR REPLACE INTO customers(id, shop_id, doc_id, name, phone, email, tags, notes, wa_id, merged_into, archived, created_at, updated_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+        "INSERT OR REPLACE INTO customers(id, shop_id, doc_id, name, phone, email, tags, notes, wa_id, merged_into, archived, created_at, updated_at,
+                                          tax_id, address)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
     )?
     .execute(params![
         id,
@@ -245,13 +276,15 @@ pub(crate) fn project(conn: &Connection, doc_id: &DocId, d: &Automerge, id: &str
         f.bool("archived", false),
         f.i64("created_at"),
         f.i64("updated_at"),
+        f.str("tax_id"),
+        f.str("address"),
     ])?;
     Ok(())
 }
 
 const COLS: &str =
     "t.id, t.name, t.phone, t.email, t.tags, t.notes, t.wa_id, t.merged_into, t.archived, t.created_at, t.updated_at,
-    (SELECT json_group_array(m.id) FROM customers m WHERE m.merged_into = t.id)";
+    (SELECT json_group_array(m.id) FROM customers m WHERE m.merged_into = t.id), t.tax_id, t.address";
 
 fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<CustomerView> {
     Ok(CustomerView {
@@ -267,6 +300,8 @@ fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<CustomerView> {
         created_at: r.get(9)?,
         updated_at: r.get(10)?,
         merged_from: tags_from_json(&r.get::<_, String>(11)?),
+        tax_id: r.get(12)?,
+        address: r.get(13)?,
     })
 }
 
@@ -286,7 +321,7 @@ pub(crate) fn find_by_phone(conn: &Connection, shop: &str, phone: &str) -> Resul
         .optional()?)
 }
 
-/// Lists customers: `q` matches name, phone, e-mail; merged duplicates are hidden unless archived=true.
+/// Lists customers: `q` matches name, phone, e-mail, tax id; merged duplicates are hidden unless archived=true.
 pub fn list(conn: &Connection, caller: &Caller, p: &ListParams) -> Result<Page<CustomerView>> {
     let mut q = ListQuery::new(
         &format!("SELECT {COLS} FROM customers t"),
@@ -316,8 +351,14 @@ pub fn list(conn: &Connection, caller: &Caller, p: &ListParams) -> Result<Page<C
         let digits: String = s.chars().filter(char::is_ascii_digit).collect();
         let phone_like = if digits.len() >= 4 { like(&digits, true, true) } else { Value::Text("\u{0}".into()) };
         q.filter(
-            "(fold(t.name) LIKE ? ESCAPE '\\' OR t.email LIKE ? ESCAPE '\\' OR t.phone LIKE ? ESCAPE '\\')",
-            [like(&crate::search::fold(s), true, true), like(&s.to_lowercase(), true, true), phone_like],
+            "(fold(t.name) LIKE ? ESCAPE '\\' OR t.email LIKE ? ESCAPE '\\' OR t.phone LIKE ? ESCAPE '\\'
+              OR (t.tax_id <> '' AND t.tax_id LIKE ? ESCAPE '\\'))",
+            [
+                like(&crate::search::fold(s), true, true),
+                like(&s.to_lowercase(), true, true),
+                phone_like,
+                like(&s.trim().to_uppercase(), true, true),
+            ],
         );
     }
     let sort = p.sort.clone().unwrap_or_else(|| "name".into());

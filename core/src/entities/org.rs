@@ -4,7 +4,8 @@ use automerge::{Automerge, transaction::Transactable};
 use dashoffice_domain::{
     Currency, FieldErrors, Permission,
     api::{BranchView, CreateBranch, ShopView, UpdateBranch, UpdateShop},
-    validate_branch_code, validate_name,
+    normalize_email, normalize_tax_id, tax_id_label, validate_address, validate_branch_code, validate_contact_phone,
+    validate_name,
 };
 use rusqlite::{Connection, OptionalExtension, params};
 
@@ -33,6 +34,32 @@ fn check_tz(t: &str) -> Result<String> {
     } else {
         Err(dashoffice_domain::FieldError::new("timezone", "iana", "an IANA time zone such as America/Mexico_City")
             .into())
+    }
+}
+
+/// A field that may be cleared: None leaves it, empty (or blank) clears it, anything else is checked.
+fn clear_or(
+    v: Option<&str>,
+    check: impl Fn(&str) -> std::result::Result<String, dashoffice_domain::FieldError>,
+    errs: &mut FieldErrors,
+) -> Option<String> {
+    match v {
+        None => None,
+        Some(s) if s.trim().is_empty() => Some(String::new()),
+        Some(s) => errs.check(check(s)),
+    }
+}
+
+/// The printed contact details of a shop or branch, checked.
+struct Contact {
+    address: Option<String>,
+    phone: Option<String>,
+}
+
+fn check_contact(address: Option<&str>, phone: Option<&str>, errs: &mut FieldErrors) -> Contact {
+    Contact {
+        address: clear_or(address, |s| validate_address("address", s), errs),
+        phone: clear_or(phone, |s| validate_contact_phone("phone", s), errs),
     }
 }
 
@@ -73,6 +100,10 @@ pub fn update_shop(ctx: &mut WriteCtx<'_>, caller: &Caller, input: UpdateShop) -
     let mut errs = FieldErrors::new();
     let name = input.name.as_deref().and_then(|n| errs.check(validate_name("name", n)));
     let currency = input.currency.as_deref().and_then(|c| errs.check(Currency::parse("currency", c)));
+    let legal_name = clear_or(input.legal_name.as_deref(), |s| validate_name("legal_name", s), &mut errs);
+    let tax_id = clear_or(input.tax_id.as_deref(), |s| normalize_tax_id("tax_id", s), &mut errs);
+    let email = clear_or(input.email.as_deref(), |s| normalize_email("email", s), &mut errs);
+    let contact = check_contact(input.address.as_deref(), input.phone.as_deref(), &mut errs);
     errs.finish()?;
     let region = input.phone_region.as_deref().map(check_region).transpose()?;
     let tz = input.timezone.as_deref().map(check_tz).transpose()?;
@@ -91,6 +122,17 @@ pub fn update_shop(ctx: &mut WriteCtx<'_>, caller: &Caller, input: UpdateShop) -
         }
         if let Some(t) = &tz {
             put_str(tx, &o, "timezone", t)?;
+        }
+        for (k, v) in [
+            ("legal_name", &legal_name),
+            ("tax_id", &tax_id),
+            ("email", &email),
+            ("address", &contact.address),
+            ("phone", &contact.phone),
+        ] {
+            if let Some(v) = v {
+                put_str(tx, &o, k, v)?;
+            }
         }
         tx.put(&o, "updated_at", now)?;
         Ok(())
@@ -111,6 +153,7 @@ pub fn create_branch(
     let mut errs = FieldErrors::new();
     let code = errs.check(validate_branch_code("code", &input.code));
     let name = errs.check(validate_name("name", &input.name));
+    let contact = check_contact(input.address.as_deref(), input.phone.as_deref(), &mut errs);
     errs.finish()?;
     let (code, name) = (code.unwrap_or_default(), name.unwrap_or_default());
     let taken: Option<String> = ctx
@@ -127,6 +170,11 @@ pub fn create_branch(
         put_str(tx, &o, "type", "branch")?;
         put_str(tx, &o, "code", &code)?;
         put_str(tx, &o, "name", &name)?;
+        for (k, v) in [("address", &contact.address), ("phone", &contact.phone)] {
+            if let Some(v) = v.as_deref().filter(|v| !v.is_empty()) {
+                put_str(tx, &o, k, v)?;
+            }
+        }
         tx.put(&o, "archived", false)?;
         tx.put(&o, "created_at", now)?;
         tx.put(&o, "updated_at", now)?;
@@ -138,13 +186,18 @@ pub fn create_branch(
 /// Renames a branch.
 pub fn update_branch(ctx: &mut WriteCtx<'_>, caller: &Caller, id: &str, input: UpdateBranch) -> Result<BranchView> {
     caller.require(Permission::ManageBranches)?;
-    let name = input.name.as_deref().map(|n| validate_name("name", n)).transpose()?;
+    let mut errs = FieldErrors::new();
+    let name = input.name.as_deref().and_then(|n| errs.check(validate_name("name", n)));
+    let contact = check_contact(input.address.as_deref(), input.phone.as_deref(), &mut errs);
+    errs.finish()?;
     get_branch(ctx.conn(), &caller.shop_id, id)?;
     let now = ctx.now();
     ctx.change(&DocId::org(&caller.shop_id), &[id], |tx, _| {
         let o = doc::record(tx, id)?.ok_or_else(|| CoreError::not_found("branch", id))?;
-        if let Some(n) = &name {
-            put_str(tx, &o, "name", n)?;
+        for (k, v) in [("name", &name), ("address", &contact.address), ("phone", &contact.phone)] {
+            if let Some(v) = v {
+                put_str(tx, &o, k, v)?;
+            }
         }
         tx.put(&o, "updated_at", now)?;
         Ok(())
@@ -171,8 +224,9 @@ pub(crate) fn project(conn: &Connection, doc_id: &DocId, d: &Automerge, id: &str
     match f.str("type").as_str() {
         "shop" => {
             conn.prepare_cached(
-                "INSERT OR REPLACE INTO shops(id, doc_id, name, currency, phone_region, timezone, created_at, updated_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                "INSERT OR REPLACE INTO shops(id, doc_id, name, currency, phone_region, timezone, created_at, updated_at,
+                                              legal_name, tax_id, address, phone, email)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
             )?
             .execute(params![
                 id,
@@ -183,12 +237,17 @@ pub(crate) fn project(conn: &Connection, doc_id: &DocId, d: &Automerge, id: &str
                 f.str("timezone"),
                 f.i64("created_at"),
                 f.i64("updated_at"),
+                f.str("legal_name"),
+                f.str("tax_id"),
+                f.str("address"),
+                f.str("phone"),
+                f.str("email"),
             ])?;
         }
         "branch" => {
             conn.prepare_cached(
-                "INSERT OR REPLACE INTO branches(id, shop_id, doc_id, code, name, archived, created_at, updated_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                "INSERT OR REPLACE INTO branches(id, shop_id, doc_id, code, name, archived, created_at, updated_at, address, phone)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
             )?
             .execute(params![
                 id,
@@ -199,6 +258,8 @@ pub(crate) fn project(conn: &Connection, doc_id: &DocId, d: &Automerge, id: &str
                 f.bool("archived", false),
                 f.i64("created_at"),
                 f.i64("updated_at"),
+                f.str("address"),
+                f.str("phone"),
             ])?;
         }
         _ => {}
@@ -208,27 +269,43 @@ pub(crate) fn project(conn: &Connection, doc_id: &DocId, d: &Automerge, id: &str
 
 /// The shop.
 pub fn get_shop(conn: &Connection, shop: &str) -> Result<ShopView> {
-    conn.prepare_cached("SELECT id, name, currency, phone_region, timezone FROM shops WHERE id = ?1")?
-        .query_row([shop], |r| {
-            Ok(ShopView {
-                id: r.get(0)?,
-                name: r.get(1)?,
-                currency: r.get(2)?,
-                phone_region: r.get(3)?,
-                timezone: r.get(4)?,
-            })
+    conn.prepare_cached(
+        "SELECT id, name, currency, phone_region, timezone, legal_name, tax_id, address, phone, email FROM shops WHERE id = ?1",
+    )?
+    .query_row([shop], |r| {
+        let phone_region: String = r.get(3)?;
+        Ok(ShopView {
+            id: r.get(0)?,
+            name: r.get(1)?,
+            currency: r.get(2)?,
+            tax_id_label: tax_id_label(&phone_region, "").to_string(),
+            phone_region,
+            timezone: r.get(4)?,
+            legal_name: r.get(5)?,
+            tax_id: r.get(6)?,
+            address: r.get(7)?,
+            phone: r.get(8)?,
+            email: r.get(9)?,
         })
+    })
         .optional()?
         .ok_or_else(|| CoreError::not_found("shop", shop))
 }
 
 fn branch_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<BranchView> {
-    Ok(BranchView { id: r.get(0)?, code: r.get(1)?, name: r.get(2)?, archived: r.get(3)? })
+    Ok(BranchView {
+        id: r.get(0)?,
+        code: r.get(1)?,
+        name: r.get(2)?,
+        archived: r.get(3)?,
+        address: r.get(4)?,
+        phone: r.get(5)?,
+    })
 }
 
 /// One branch.
 pub fn get_branch(conn: &Connection, shop: &str, id: &str) -> Result<BranchView> {
-    conn.prepare_cached("SELECT id, code, name, archived FROM branches WHERE shop_id = ?1 AND id = ?2")?
+    conn.prepare_cached("SELECT id, code, name, archived, address, phone FROM branches WHERE shop_id = ?1 AND id = ?2")?
         .query_row([shop, id], branch_row)
         .optional()?
         .ok_or_else(|| CoreError::not_found("branch", id))
@@ -237,7 +314,7 @@ pub fn get_branch(conn: &Connection, shop: &str, id: &str) -> Result<BranchView>
 /// Every branch of the shop.
 pub fn list_branches(conn: &Connection, shop: &str, archived: bool) -> Result<Vec<BranchView>> {
     let mut stmt = conn.prepare_cached(
-        "SELECT id, code, name, archived FROM branches WHERE shop_id = ?1 AND (?2 OR archived = 0) ORDER BY code",
+        "SELECT id, code, name, archived, address, phone FROM branches WHERE shop_id = ?1 AND (?2 OR archived = 0) ORDER BY code",
     )?;
     Ok(stmt.query_map(params![shop, archived], branch_row)?.collect::<rusqlite::Result<Vec<_>>>()?)
 }

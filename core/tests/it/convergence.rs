@@ -96,6 +96,7 @@ fn setup(n: usize) -> World {
                         tags: vec![],
                         notes: String::new(),
                         wa_id: None,
+                        ..Default::default()
                     },
                 )
             })
@@ -115,7 +116,7 @@ fn setup(n: usize) -> World {
 }
 
 fn dashoffice_domain_branch() -> dashoffice_core::domain::api::CreateBranch {
-    dashoffice_core::domain::api::CreateBranch { code: "NOR".into(), name: "Norte".into() }
+    dashoffice_core::domain::api::CreateBranch { code: "NOR".into(), name: "Norte".into(), ..Default::default() }
 }
 
 fn apply(w: &mut World, op: &Op) {

@@ -96,15 +96,18 @@ pub(crate) fn sync_pair(a: &Replica, b: &Replica) {
 /// Every projection row, as sorted text, for comparing replicas.
 pub(crate) fn projection_dump(r: &Replica) -> Vec<String> {
     let tables = [
-        ("shops", "id, name, currency, phone_region, timezone, created_at, updated_at"),
-        ("branches", "id, shop_id, code, name, archived, created_at, updated_at"),
+        (
+            "shops",
+            "id, name, currency, phone_region, timezone, created_at, updated_at, legal_name, tax_id, address, phone, email",
+        ),
+        ("branches", "id, shop_id, code, name, archived, created_at, updated_at, address, phone"),
         ("staff", "id, name, email, role, branch_id, password_hash, archived"),
         ("staff_credentials", "staff_id, shop_id, doc_id, password_hash, updated_at"),
         (
             "products",
             "id, sku, name, description, price, currency, tax_rate, active, tags, archived, created_at, updated_at",
         ),
-        ("customers", "id, name, phone, email, tags, notes, wa_id, merged_into, archived"),
+        ("customers", "id, name, phone, email, tags, notes, wa_id, merged_into, archived, tax_id, address"),
         (
             "stock",
             "product_id, branch_id, adjusted, committed FROM stock WHERE NOT (adjusted = 0 AND committed = 0) --",

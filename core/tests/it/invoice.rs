@@ -31,6 +31,21 @@ fn text_of(pdf: &[u8]) -> (usize, String) {
     (text.matches('\u{c}').count(), text)
 }
 
+/// An order of `lines` for `customer` in `branch`, without notes.
+fn order_input(customer: &str, branch: &str, lines: Vec<OrderLineInput>) -> CreateOrder {
+    CreateOrder {
+        customer_id: customer.into(),
+        branch_id: Some(branch.into()),
+        seller_id: None,
+        lines,
+        notes: String::new(),
+    }
+}
+
+fn line(product: &str, quantity: i64) -> OrderLineInput {
+    OrderLineInput { product_id: product.into(), quantity, unit_price: None }
+}
+
 #[test]
 fn an_order_prints_as_a_pdf_with_its_lines_and_totals_in_the_callers_language() {
     let nodes = shop(1);
@@ -50,18 +65,9 @@ fn an_order_prints_as_a_pdf_with_its_lines_and_totals_in_the_callers_language() 
                     name: "José Núñez".into(), phone: Some("+525512345678".into()), ..Default::default()
                 },
             )?;
-            let o = orders::create(
-                ctx,
-                &c2,
-                None,
-                CreateOrder {
-                    customer_id: cu.id.clone(),
-                    branch_id: Some(branch),
-                    seller_id: None,
-                    lines: vec![OrderLineInput { product_id: p.id, quantity: 3, unit_price: None }],
-                    notes: "Entregar después de las 17:00, tocar el timbre dos veces.".into(),
-                },
-            )?;
+            let mut input = order_input(&cu.id, &branch, vec![line(&p.id, 3)]);
+            input.notes = "Entregar después de las 17:00, tocar el timbre dos veces.".into();
+            let o = orders::create(ctx, &c2, None, input)?;
             Ok((o, cu))
         })
         .unwrap();
@@ -108,6 +114,101 @@ fn an_order_prints_as_a_pdf_with_its_lines_and_totals_in_the_callers_language() 
     assert!(matches!(e, CoreError::NotFound { .. }), "{e:?}");
 }
 
+/// The shop's legal name, tax id (under Mexico's name for it), address, phone and e-mail head the
+/// document, then the branch's address; the customer's tax id and billing address follow her name.
+/// Wrong details are refused naming the field, and nothing of the request is written.
+#[test]
+fn fiscal_details_print_on_the_sales_document() {
+    use dashoffice_core::{
+        domain::api::{UpdateBranch, UpdateShop},
+        entities::org,
+    };
+    let nodes = shop(1);
+    let (r, c) = (&nodes[0].replica, nodes[0].caller.clone());
+    let c2 = c.clone();
+    let branch: String = r.read(|c| Ok(c.query_row("SELECT id FROM branches", [], |r| r.get(0))?)).unwrap();
+    let (c3, b3) = (c.clone(), branch.clone());
+    let bad = r
+        .write_blocking(move |ctx| {
+            org::update_shop(
+                ctx,
+                &c3,
+                UpdateShop {
+                    tax_id: Some("Tienda Sin Numero".into()),
+                    legal_name: Some("Nueva".into()),
+                    ..Default::default()
+                },
+            )
+        })
+        .unwrap_err();
+    assert!(matches!(&bad, CoreError::Validation(errs) if errs.0[0].field == "tax_id"), "{bad:?}");
+    let c4 = c.clone();
+    let bad = r
+        .write_blocking(move |ctx| {
+            org::update_branch(ctx, &c4, &b3, UpdateBranch { phone: Some("123".into()), ..Default::default() })
+        })
+        .unwrap_err();
+    assert!(matches!(&bad, CoreError::Validation(errs) if errs.0[0].field == "phone"), "{bad:?}");
+    let (shop_view, order) = r
+        .write_blocking(move |ctx| {
+            let s = org::update_shop(
+                ctx,
+                &c2,
+                UpdateShop {
+                    legal_name: Some("Comercializadora del Centro S.A. de C.V.".into()),
+                    tax_id: Some(" ccm 010203 ab4 ".into()),
+                    address: Some("Av. Juárez 12, Col. Centro\nCiudad de México, CP 06000".into()),
+                    phone: Some("+52 55 1234 5678".into()),
+                    email: Some("ventas@tienda.mx".into()),
+                    ..Default::default()
+                },
+            )?;
+            org::update_branch(
+                ctx,
+                &c2,
+                &branch,
+                UpdateBranch {
+                    address: Some("Madero 4, local 2".into()),
+                    phone: Some("55 8765 4321".into()),
+                    ..Default::default()
+                },
+            )?;
+            let p = products::create(ctx, &c2, product_input("CAM-001", "250.00"))?;
+            let cu = customers::create(
+                ctx,
+                &c2,
+                CreateCustomer {
+                    name: "Lucía Gómez".into(),
+                    tax_id: Some("goml800101xy9".into()),
+                    address: Some("Calle Roble 8\nPuebla, Pue.".into()),
+                    ..Default::default()
+                },
+            )?;
+            let o = orders::create(ctx, &c2, None, order_input(&cu.id, &branch, vec![line(&p.id, 1)]))?;
+            Ok((s, o))
+        })
+        .unwrap();
+    assert_eq!((shop_view.tax_id.as_str(), shop_view.tax_id_label.as_str()), ("CCM 010203 AB4", "RFC"));
+    let pdf = r.read(|conn| invoice::order_pdf(conn, &c, &order.id, Lang::Es, 0)).unwrap().bytes;
+    let (_, text) = text_of(&pdf);
+    for expected in [
+        "Comercializadora del Centro S.A. de C.V.",
+        "RFC: CCM 010203 AB4",
+        "Av. Juárez 12, Col. Centro",
+        "Ciudad de México, CP 06000",
+        "+52 55 1234 5678",
+        "ventas@tienda.mx",
+        "Madero 4, local 2",
+        "55 8765 4321",
+        "Lucía Gómez",
+        "RFC: GOML800101XY9",
+        "Calle Roble 8",
+        "Puebla, Pue.",
+    ] {
+        assert!(text.contains(expected), "{expected:?} missing from:\n{text}");
+    }
+}
+
 #[test]
 fn a_long_order_continues_on_more_pages() {
     let nodes = shop(1);
@@ -119,21 +220,10 @@ fn a_long_order_continues_on_more_pages() {
             let mut lines = Vec::new();
             for i in 0..95 {
                 let p = products::create(ctx, &c2, product_input(&format!("SKU-{i:03}"), "12.00"))?;
-                lines.push(OrderLineInput { product_id: p.id, quantity: 1, unit_price: None });
+                lines.push(line(&p.id, 1));
             }
             let cu = customers::create(ctx, &c2, CreateCustomer { name: "Ana".into(), ..Default::default() })?;
-            orders::create(
-                ctx,
-                &c2,
-                None,
-                CreateOrder {
-                    customer_id: cu.id,
-                    branch_id: Some(branch),
-                    seller_id: None,
-                    lines,
-                    notes: String::new(),
-                },
-            )
+            orders::create(ctx, &c2, None, order_input(&cu.id, &branch, lines))
         })
         .unwrap();
     let pdf = r.read(|conn| invoice::order_pdf(conn, &c, &order.id, Lang::Es, 0)).unwrap().bytes;
@@ -174,14 +264,7 @@ fn an_orders_pdf_goes_to_the_customers_conversation_and_only_for_their_own_order
                 },
             )?;
             let p = products::create(ctx, &c2, product_input("TAZA", "85.50"))?;
-            let line = || vec![OrderLineInput { product_id: p.id.clone(), quantity: 1, unit_price: None }];
-            let order = |customer: String| CreateOrder {
-                customer_id: customer,
-                branch_id: Some(b2.clone()),
-                seller_id: None,
-                lines: line(),
-                notes: String::new(),
-            };
+            let order = |customer: String| order_input(&customer, &b2, vec![line(&p.id, 1)]);
             let ana = orders::create(ctx, &c2, None, order(got.customer_id.clone()))?;
             let someone = customers::create(ctx, &c2, CreateCustomer { name: "Luis".into(), ..Default::default() })?;
             let other = orders::create(ctx, &c2, None, order(someone.id))?;

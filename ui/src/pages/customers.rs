@@ -91,6 +91,7 @@ fn NewCustomer(done: RwSignal<bool>) -> impl IntoView {
             tags: Vec::new(),
             notes: String::new(),
             wa_id: None,
+            ..Default::default()
         };
         let navigate = navigate.clone();
         spawn_local(async move {
@@ -129,18 +130,29 @@ pub(crate) fn CustomerDetail() -> impl IntoView {
     let email = RwSignal::new(String::new());
     let tags = RwSignal::new(String::new());
     let notes = RwSignal::new(String::new());
+    let tax_id = RwSignal::new(String::new());
+    let address = RwSignal::new(String::new());
+    let fields = [name, phone, email, tags, notes, tax_id, address];
     let err = RwSignal::new(None::<ApiError>);
     // The form follows the record as it changes elsewhere, but never throws away what is being
     // typed: it is refilled only when it still shows what was last filled in (or another customer
     // was opened).
-    let filled = StoredValue::new(None::<(String, [String; 5])>);
+    let filled = StoredValue::new(None::<(String, [String; 7])>);
     Effect::new(move |_| {
         if let Load::Ready(c) = data.get() {
-            let fresh = [c.name, c.phone.unwrap_or_default(), c.email.unwrap_or_default(), c.tags.join(", "), c.notes];
-            let typed = [name, phone, email, tags, notes].map(|s| s.get_untracked());
+            let fresh = [
+                c.name,
+                c.phone.unwrap_or_default(),
+                c.email.unwrap_or_default(),
+                c.tags.join(", "),
+                c.notes,
+                c.tax_id,
+                c.address,
+            ];
+            let typed = fields.map(|s| s.get_untracked());
             let untouched = filled.get_value().is_none_or(|(id, f)| id != c.id || f == typed);
             if untouched {
-                for (s, v) in [name, phone, email, tags, notes].into_iter().zip(fresh.clone()) {
+                for (s, v) in fields.into_iter().zip(fresh.clone()) {
                     s.set(v);
                 }
             }
@@ -157,6 +169,8 @@ pub(crate) fn CustomerDetail() -> impl IntoView {
             tags: Some(split_tags(&tags.get_untracked())),
             notes: Some(notes.get_untracked()),
             wa_id: None,
+            tax_id: Some(tax_id.get_untracked()),
+            address: Some(address.get_untracked()),
         };
         let path = format!("/api/v1/customers/{}", id.get_untracked());
         spawn_local(async move {
@@ -231,9 +245,13 @@ pub(crate) fn CustomerDetail() -> impl IntoView {
                 <Field label=t("phone") name="phone" value=phone err=err kind="tel"/>
                 <Field label=t("email") name="email" value=email err=err kind="email"/>
             </div>
+            <div class="grid two">
+                <Field label=t("tax_id") name="tax_id" value=tax_id err=err placeholder="XAXX010101000"/>
+                <Field label=t("billing_address") name="address" value=address err=err rows=2/>
+            </div>
             <Field label=t("tags_hint") name="tags" value=tags err=err/>
             <label class="field"><span>{t("notes")}</span><textarea name="notes" bind:value=notes></textarea></label>
-            <FormError err=err fields=&["name", "phone", "email", "tags"]/>
+            <FormError err=err fields=&["name", "phone", "email", "tags", "tax_id", "address"]/>
             <button class="btn primary" type="submit">{t("save")}</button>
         </form>
         <div class="grid two">

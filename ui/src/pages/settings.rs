@@ -231,15 +231,22 @@ fn ShopPanel(shop: RwSignal<Load<ShopView>>) -> impl IntoView {
     let currency = RwSignal::new(String::new());
     let timezone = RwSignal::new(String::new());
     let region = RwSignal::new(String::new());
+    let legal_name = RwSignal::new(String::new());
+    let tax_id = RwSignal::new(String::new());
+    let address = RwSignal::new(String::new());
+    let phone = RwSignal::new(String::new());
+    let email = RwSignal::new(String::new());
+    let fields = [name, currency, timezone, region, legal_name, tax_id, address, phone, email];
     let err = RwSignal::new(None::<ApiError>);
     // Refilled when the shop changes elsewhere, unless it is being edited here.
-    let filled = StoredValue::new(None::<[String; 4]>);
+    let filled = StoredValue::new(None::<[String; 9]>);
     Effect::new(move |_| {
         if let Load::Ready(s) = shop.get() {
-            let fresh = [s.name, s.currency, s.timezone, s.phone_region];
-            let typed = [name, currency, timezone, region].map(|x| x.get_untracked());
+            let fresh =
+                [s.name, s.currency, s.timezone, s.phone_region, s.legal_name, s.tax_id, s.address, s.phone, s.email];
+            let typed = fields.map(|x| x.get_untracked());
             if filled.get_value().is_none_or(|f| f == typed) {
-                for (x, v) in [name, currency, timezone, region].into_iter().zip(fresh.clone()) {
+                for (x, v) in fields.into_iter().zip(fresh.clone()) {
                     x.set(v);
                 }
             }
@@ -254,6 +261,11 @@ fn ShopPanel(shop: RwSignal<Load<ShopView>>) -> impl IntoView {
             currency: Some(currency.get_untracked()),
             phone_region: Some(region.get_untracked()),
             timezone: Some(timezone.get_untracked()),
+            legal_name: Some(legal_name.get_untracked()),
+            tax_id: Some(tax_id.get_untracked()),
+            address: Some(address.get_untracked()),
+            phone: Some(phone.get_untracked()),
+            email: Some(email.get_untracked()),
         };
         spawn_local(async move {
             match api::patch::<_, ShopView>("/api/v1/shop", &body).await {
@@ -276,7 +288,18 @@ fn ShopPanel(shop: RwSignal<Load<ShopView>>) -> impl IntoView {
                 <Field label=t("timezone") name="timezone" value=timezone err=err placeholder="America/Mexico_City"/>
                 <Field label=t("phone_region") name="phone_region" value=region err=err placeholder="MX"/>
             </div>
-            <FormError err=err fields=&["name", "currency", "timezone", "phone_region"]/>
+            <h3>{t("fiscal_details")}</h3>
+            <p class="muted">{t("fiscal_details_help")}</p>
+            <div class="grid two">
+                <Field label=t("legal_name") name="legal_name" value=legal_name err=err/>
+                <Field label=t("tax_id") name="tax_id" value=tax_id err=err placeholder="XAXX010101000"/>
+                <Field label=t("address") name="address" value=address err=err rows=3/>
+                <div>
+                    <Field label=t("phone") name="phone" value=phone err=err kind="tel"/>
+                    <Field label=t("email") name="email" value=email err=err kind="email"/>
+                </div>
+            </div>
+            <FormError err=err fields=&["name", "currency", "timezone", "phone_region", "legal_name", "tax_id", "address", "phone", "email"]/>
             <button class="btn primary" type="submit">{t("save")}</button>
         </form>
     }
@@ -287,15 +310,22 @@ fn BranchesPanel(branches: RwSignal<Load<Vec<BranchView>>>) -> impl IntoView {
     let code = RwSignal::new(String::new());
     let name = RwSignal::new(String::new());
     let err = RwSignal::new(None::<ApiError>);
-    // Renaming one branch in place: its id and name before; errors of a row's action.
+    // Editing one branch in place (name, address, phone): its id and name before; errors of a
+    // row's action.
     let renaming = RwSignal::new(None::<(String, String)>);
     let new_name = RwSignal::new(String::new());
+    let new_address = RwSignal::new(String::new());
+    let new_phone = RwSignal::new(String::new());
     let row_err = RwSignal::new(None::<ApiError>);
     let rename = move |ev: leptos::ev::SubmitEvent| {
         ev.prevent_default();
         row_err.set(None);
         let Some((id, _)) = renaming.get_untracked() else { return };
-        let body = UpdateBranch { name: Some(new_name.get_untracked()) };
+        let body = UpdateBranch {
+            name: Some(new_name.get_untracked()),
+            address: Some(new_address.get_untracked()),
+            phone: Some(new_phone.get_untracked()),
+        };
         spawn_local(async move {
             match api::patch::<_, BranchView>(&format!("/api/v1/branches/{}", enc(&id)), &body).await {
                 Ok(_) => {
@@ -303,8 +333,13 @@ fn BranchesPanel(branches: RwSignal<Load<Vec<BranchView>>>) -> impl IntoView {
                     crate::state::changed(&["org"]);
                     app().say(t("saved"));
                 }
-                // The API names the field `name`; the row's input is `branch_name`.
-                Err(e) => row_err.set(Some(e.on_field("name", "branch_name"))),
+                // The API names the fields `name`, `address`, `phone`; the row's inputs are
+                // `branch_…`.
+                Err(e) => row_err.set(Some(
+                    e.on_field("name", "branch_name")
+                        .on_field("address", "branch_address")
+                        .on_field("phone", "branch_phone"),
+                )),
             }
         });
     };
@@ -316,7 +351,7 @@ fn BranchesPanel(branches: RwSignal<Load<Vec<BranchView>>>) -> impl IntoView {
     let add = move |ev: leptos::ev::SubmitEvent| {
         ev.prevent_default();
         err.set(None);
-        let body = CreateBranch { code: code.get_untracked(), name: name.get_untracked() };
+        let body = CreateBranch { code: code.get_untracked(), name: name.get_untracked(), ..Default::default() };
         spawn_local(async move {
             match api::post::<_, BranchView>("/api/v1/branches", &body).await {
                 Ok(_) => {
@@ -340,15 +375,23 @@ fn BranchesPanel(branches: RwSignal<Load<Vec<BranchView>>>) -> impl IntoView {
                         move || renaming.with(|r| r.as_ref().is_some_and(|(r, _)| *r == id))
                     };
                     let current = b.name.clone();
+                    let (cur_address, cur_phone) = (b.address.clone(), b.phone.clone());
                     view! {
                         <div class="row-item">
                             <strong>{b.code.clone()}</strong>
                             <Show when=is_renaming.clone() fallback={
                                 let name = b.name.clone();
-                                move || view! { <span>{name.clone()}</span> }
+                                let contact = [b.address.replace('\n', ", "), b.phone.clone()]
+                                    .into_iter().filter(|s| !s.is_empty()).collect::<Vec<_>>().join(" · ");
+                                move || view! {
+                                    <span>{name.clone()}</span>
+                                    {(!contact.is_empty()).then(|| view! { <span class="muted">{contact.clone()}</span> })}
+                                }
                             }>
                                 <form class="inline-form" on:submit=rename novalidate>
                                     <Field label=t("new_name") name="branch_name" value=new_name err=row_err/>
+                                    <Field label=t("address") name="branch_address" value=new_address err=row_err/>
+                                    <Field label=t("phone") name="branch_phone" value=new_phone err=row_err kind="tel"/>
                                     <button class="btn" type="submit">{t("save")}</button>
                                     <button class="btn ghost" type="button" on:click=move |_| renaming.set(None)>{t("cancel")}</button>
                                 </form>
@@ -360,8 +403,10 @@ fn BranchesPanel(branches: RwSignal<Load<Vec<BranchView>>>) -> impl IntoView {
                                     <button class="btn ghost" on:click=move |_| {
                                         row_err.set(None);
                                         new_name.set(current.clone());
+                                        new_address.set(cur_address.clone());
+                                        new_phone.set(cur_phone.clone());
                                         renaming.set(Some((rid.clone(), current.clone())));
-                                    }>{t("rename")}</button>
+                                    }>{t("edit")}</button>
                                     <button class="btn ghost" on:click=move |_| archive(aid.clone(), aname.clone())>{t("archive")}</button>
                                 }
                             })}
@@ -369,7 +414,7 @@ fn BranchesPanel(branches: RwSignal<Load<Vec<BranchView>>>) -> impl IntoView {
                     }
                 }).collect_view()
             })}
-            <FormError err=row_err fields=&["branch_name"]/>
+            <FormError err=row_err fields=&["branch_name", "branch_address", "branch_phone"]/>
             <Show when=|| can(dashoffice_domain::Permission::ManageBranches)>
                 <form class="inline-form" on:submit=add novalidate>
                     <Field label=t("branch_code") name="code" value=code err=err placeholder="CEN"/>

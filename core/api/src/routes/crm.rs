@@ -86,7 +86,7 @@ pub(crate) async fn merge_customers(
     Ok(Json(s.replica.write(move |ctx| customers::merge(ctx, &c, &id, b)).await?))
 }
 
-/// Imports customers from CSV (columns name,phone,email,tags,notes,wa_id); a known phone updates.
+/// Imports customers from CSV (columns name,phone,email,tags,notes,wa_id,tax_id,address); a known phone updates.
 #[utoipa::path(post, path = "/api/v1/customers/import", tag = "customers", security(("bearer" = [])), params(ImportParams),
     request_body(content = String, content_type = "text/csv"),
     responses((status = 200, body = ImportReport), (status = 422, body = ImportReport, description = "Bad rows; nothing imported (mode=all)"), Errors))]
