@@ -592,7 +592,7 @@ fn select(kind: Kind) -> &'static str {
         }
         Kind::Customer => {
             "SELECT t.id, t.shop_id, NULL, t.name, coalesce(t.phone, ''), coalesce(t.email, ''),
-                    coalesce(t.wa_id, ''), t.tags || ' ' || t.notes
+                    coalesce(t.wa_id, ''), t.tags || ' ' || t.notes || ' ' || t.tax_id
              FROM customers t WHERE t.archived = 0 AND (t.merged_into IS NULL OR (t.id < t.merged_into
                  AND EXISTS (SELECT 1 FROM customers m WHERE m.id = t.merged_into AND m.merged_into = t.id)))"
         }

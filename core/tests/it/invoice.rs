@@ -189,6 +189,10 @@ fn fiscal_details_print_on_the_sales_document() {
         })
         .unwrap();
     assert_eq!((shop_view.tax_id.as_str(), shop_view.tax_id_label.as_str()), ("CCM 010203 AB4", "RFC"));
+    // The customer list finds her by part of her tax id, typed in small letters.
+    let params = dashoffice_core::domain::api::ListParams { q: Some("goml8001".into()), ..Default::default() };
+    let found = r.read(|conn| customers::list(conn, &c, &params)).unwrap();
+    assert_eq!(found.items.iter().map(|c| c.name.as_str()).collect::<Vec<_>>(), ["Lucía Gómez"]);
     let pdf = r.read(|conn| invoice::order_pdf(conn, &c, &order.id, Lang::Es, 0)).unwrap().bytes;
     let (_, text) = text_of(&pdf);
     for expected in [

@@ -59,6 +59,7 @@ fn search_folds_accents_forgives_typos_follows_sync_and_respects_branches() {
                     name: "José Núñez".into(),
                     phone: Some("+52 55 1234 5678".into()),
                     email: Some("jose@correo.mx".into()),
+                    tax_id: Some("nuij800101ab3".into()),
                     ..Default::default()
                 },
             )?;
@@ -104,8 +105,8 @@ fn search_folds_accents_forgives_typos_follows_sync_and_respects_branches() {
     // An archived product is not found.
     let found = search_until(r, &c, params("viejo"), |f| f.hits.is_empty());
     assert!(found.hits.is_empty(), "{:?}", titles(&found));
-    // Customers by name, phone (as typed or its last ten digits) and e-mail.
-    for q in ["jose nunez", "5512345678", "55 1234 5678", "+52 55 12", "jose@correo.mx"] {
+    // Customers by name, phone (as typed or its last ten digits), e-mail and tax id.
+    for q in ["jose nunez", "5512345678", "55 1234 5678", "+52 55 12", "jose@correo.mx", "NUIJ800101AB3"] {
         let found = search_until(r, &c, params(q), |f| f.hits.iter().any(|h| h.kind == "customer"));
         assert!(titles(&found).contains(&"customer:José Núñez".to_string()), "{q}: {:?}", titles(&found));
     }
