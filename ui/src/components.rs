@@ -30,10 +30,12 @@ impl<T> Load<T> {
 }
 
 /// Runs `f` now and again whenever a signal it reads (before its first await) changes; keeps
-/// showing the previous answer while a newer one loads, and ignores answers that arrive late.
+/// showing the previous answer while a newer one loads, and ignores answers that arrive late. An
+/// answer equal to the one shown changes nothing: a live update elsewhere (another record, another
+/// branch) does not redraw the list under the person's pointer, so no click or tick is lost.
 pub fn loader<T, Fut>(f: impl Fn() -> Fut + 'static) -> RwSignal<Load<T>>
 where
-    T: Send + Sync + 'static,
+    T: PartialEq + Send + Sync + 'static,
     Fut: Future<Output = Result<T, ApiError>> + 'static,
 {
     let out = RwSignal::new(Load::Loading);
@@ -46,10 +48,14 @@ where
         spawn_local(async move {
             let r = fut.await;
             if generation.get() == g {
-                out.set(match r {
+                let next = match r {
                     Ok(v) => Load::Ready(v),
                     Err(e) => Load::Failed(e),
-                });
+                };
+                // The page may be gone by now (its signal disposed): then nothing is shown.
+                if out.try_with_untracked(|shown| *shown != next) == Some(true) {
+                    out.set(next);
+                }
             }
         });
     });

@@ -47,7 +47,7 @@ impl From<&str> for DecimalText {
 }
 
 /// The error body of every 4xx/5xx answer.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(ToSchema))]
 pub struct ErrorBody {
     /// The error.
@@ -55,7 +55,7 @@ pub struct ErrorBody {
 }
 
 /// What went wrong.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(ToSchema))]
 pub struct ErrorDetail {
     /// Machine-readable kind: `validation`, `not_found`, `conflict`, `unauthorized`, `forbidden`,
@@ -75,7 +75,7 @@ pub struct ErrorDetail {
 }
 
 /// One page of a list and the cursor of the next.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(ToSchema))]
 pub struct Page<T> {
     /// The records of this page.
@@ -86,7 +86,7 @@ pub struct Page<T> {
 }
 
 /// Query of `GET /api/v1/orders/{id}/invoice.pdf`.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(IntoParams))]
 #[serde(deny_unknown_fields)]
 pub struct InvoiceParams {
@@ -95,7 +95,7 @@ pub struct InvoiceParams {
 }
 
 /// Query of `GET /api/v1/search`.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(IntoParams))]
 #[serde(deny_unknown_fields)]
 pub struct SearchParams {
@@ -144,7 +144,7 @@ pub struct SearchResults {
 }
 
 /// Common list parameters.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(IntoParams))]
 pub struct ListParams {
     /// Page size, 1 to 500 (default 50).
@@ -172,7 +172,7 @@ pub struct ListParams {
 // ---------- auth ----------
 
 /// POST /api/v1/auth/login
-#[derive(Clone, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(ToSchema))]
 pub struct LoginRequest {
     /// The staff member's e-mail.
@@ -192,7 +192,7 @@ impl std::fmt::Debug for LoginRequest {
 }
 
 /// A session token and who it belongs to.
-#[derive(Clone, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(ToSchema))]
 pub struct LoginResponse {
     /// Send as `Authorization: Bearer <token>`.
@@ -216,7 +216,7 @@ impl std::fmt::Debug for LoginResponse {
 // ---------- shop & branches ----------
 
 /// The shop.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(ToSchema))]
 pub struct ShopView {
     /// Id.
@@ -251,7 +251,7 @@ pub struct ShopView {
 }
 
 /// PATCH /api/v1/shop
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct UpdateShop {
@@ -276,7 +276,7 @@ pub struct UpdateShop {
 }
 
 /// A branch office.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(ToSchema))]
 pub struct BranchView {
     /// Id.
@@ -296,7 +296,7 @@ pub struct BranchView {
 }
 
 /// POST /api/v1/branches
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct CreateBranch {
@@ -313,7 +313,7 @@ pub struct CreateBranch {
 }
 
 /// PATCH /api/v1/branches/{id}
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct UpdateBranch {
@@ -328,7 +328,7 @@ pub struct UpdateBranch {
 // ---------- staff ----------
 
 /// A staff member (never the password hash).
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(ToSchema))]
 pub struct StaffView {
     /// Id.
@@ -350,7 +350,7 @@ pub struct StaffView {
 }
 
 /// POST /api/v1/staff
-#[derive(Clone, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct CreateStaff {
@@ -379,7 +379,7 @@ impl std::fmt::Debug for CreateStaff {
 }
 
 /// PATCH /api/v1/staff/{id}
-#[derive(Clone, Default, Serialize, Deserialize)]
+#[derive(Clone, Default, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct UpdateStaff {
@@ -416,7 +416,7 @@ impl std::fmt::Debug for UpdateStaff {
 // ---------- products & stock ----------
 
 /// A product of the catalog.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(ToSchema))]
 pub struct ProductView {
     /// Id.
@@ -448,7 +448,7 @@ pub struct ProductView {
 }
 
 /// POST /api/v1/products
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct CreateProduct {
@@ -473,7 +473,7 @@ pub struct CreateProduct {
 }
 
 /// PATCH /api/v1/products/{id}
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct UpdateProduct {
@@ -496,7 +496,7 @@ pub struct UpdateProduct {
 }
 
 /// Stock of one product in one branch.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(ToSchema))]
 pub struct StockView {
     /// Product id.
@@ -514,7 +514,7 @@ pub struct StockView {
 }
 
 /// POST /api/v1/products/{id}/stock
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct AdjustStock {
@@ -529,7 +529,7 @@ pub struct AdjustStock {
 // ---------- customers ----------
 
 /// A customer.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(ToSchema))]
 pub struct CustomerView {
     /// Id.
@@ -565,7 +565,7 @@ pub struct CustomerView {
 }
 
 /// POST /api/v1/customers
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct CreateCustomer {
@@ -592,7 +592,7 @@ pub struct CreateCustomer {
 }
 
 /// PATCH /api/v1/customers/{id}; an empty string clears phone, email, wa_id, tax_id or address.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct UpdateCustomer {
@@ -615,7 +615,7 @@ pub struct UpdateCustomer {
 }
 
 /// POST /api/v1/customers/{id}/merge
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct MergeCustomers {
@@ -626,7 +626,7 @@ pub struct MergeCustomers {
 // ---------- orders ----------
 
 /// An order line as sent by the client.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct OrderLineInput {
@@ -639,7 +639,7 @@ pub struct OrderLineInput {
 }
 
 /// POST /api/v1/orders
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct CreateOrder {
@@ -657,7 +657,7 @@ pub struct CreateOrder {
 }
 
 /// PATCH /api/v1/orders/{id} (draft orders only for lines).
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct UpdateOrder {
@@ -670,7 +670,7 @@ pub struct UpdateOrder {
 }
 
 /// POST /api/v1/orders/{id}/transitions
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct TransitionOrder {
@@ -679,7 +679,7 @@ pub struct TransitionOrder {
 }
 
 /// POST /api/v1/orders/{id}/resolve
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct ResolveOrder {
@@ -688,7 +688,7 @@ pub struct ResolveOrder {
 }
 
 /// An order line with its amounts.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(ToSchema))]
 pub struct OrderLineView {
     /// Product id.
@@ -712,7 +712,7 @@ pub struct OrderLineView {
 }
 
 /// An order.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(ToSchema))]
 pub struct OrderView {
     /// Id.
@@ -757,7 +757,7 @@ pub struct OrderView {
 // ---------- import ----------
 
 /// One rejected CSV row.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(ToSchema))]
 pub struct ImportRowError {
     /// 1-based line number in the file (the header is line 1).
@@ -769,7 +769,7 @@ pub struct ImportRowError {
 }
 
 /// Result of a CSV import.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(ToSchema))]
 pub struct ImportReport {
     /// Data rows read.
@@ -785,7 +785,7 @@ pub struct ImportReport {
 }
 
 /// Liveness and basic facts.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(ToSchema))]
 pub struct Health {
     /// "ok".

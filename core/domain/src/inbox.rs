@@ -186,7 +186,7 @@ pub struct MessageView {
 }
 
 /// A conversation with its messages, oldest first.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(ToSchema))]
 pub struct ConversationThread {
     /// The conversation.
@@ -198,7 +198,7 @@ pub struct ConversationThread {
 }
 
 /// GET /api/v1/conversations
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(IntoParams))]
 pub struct ConversationParams {
     /// Page size, 1 to 500 (default 50).
@@ -295,7 +295,7 @@ pub struct SendOrderDocument {
 }
 
 /// PATCH /api/v1/conversations/{id}
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct UpdateConversation {

@@ -14,7 +14,7 @@ use crate::{
 };
 
 /// A device enrolled with the relay (GET /api/v1/devices).
-#[derive(Clone, Deserialize)]
+#[derive(Clone, PartialEq, Deserialize)]
 struct Device {
     id: String,
     branch_id: Option<String>,
@@ -45,7 +45,7 @@ struct Code {
 }
 
 /// A connected WhatsApp number (GET /api/v1/whatsapp/numbers; the token never comes back).
-#[derive(Clone, Deserialize)]
+#[derive(Clone, PartialEq, Deserialize)]
 struct Number {
     phone_number_id: String,
     branch_id: Option<String>,
