@@ -202,6 +202,7 @@ fn rule_errors_on_every_entity_write_nothing() {
         "code",
     );
     assert_field_error(api.patch("/api/v1/shop", &json!({ "currency": "mxn" })), 422, "validation", "currency");
+    assert_field_error(api.get("/api/v1/staff?role=admin"), 422, "validation", "role");
     // A wrong fiscal detail beside a right one: nothing of the request is written.
     assert_field_error(
         api.patch("/api/v1/shop", &json!({ "legal_name": "Nueva S.A.", "tax_id": "RFC<script>1" })),

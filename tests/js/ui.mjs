@@ -281,6 +281,16 @@ await step("a_manager_changes_a_role_and_archives_staff", async () => {
   await page.waitForFunction(() =>
     [...document.querySelectorAll("tr")].some((r) => r.textContent.includes("lucia@tienda.mx") && r.querySelector("select")?.value === "manager"),
   );
+  // The list filters by role, and finds part of a name without its accent.
+  await page.getByLabel("Filter by role").selectOption("manager");
+  await page.locator("tr", { hasText: env("UI_EMAIL") }).waitFor({ state: "detached" });
+  await row.waitFor();
+  await page.getByLabel("Filter by role").selectOption("");
+  await page.getByPlaceholder("Search by name or e-mail").fill("lucia caj");
+  await page.locator("tr", { hasText: env("UI_EMAIL") }).waitFor({ state: "detached" });
+  await row.waitFor();
+  await page.getByPlaceholder("Search by name or e-mail").fill("");
+  await page.locator("tr", { hasText: env("UI_EMAIL") }).waitFor();
   page.once("dialog", (d) => d.accept());
   await row.getByRole("button", { name: "Archive" }).click();
   // Archived staff leave the list (they can no longer log in).

@@ -167,6 +167,8 @@ pub struct ListParams {
     pub customer_id: Option<String>,
     /// Only active (true) or inactive (false) products.
     pub active: Option<bool>,
+    /// Only staff of this role: owner, manager, seller or support.
+    pub role: Option<String>,
 }
 
 // ---------- auth ----------

@@ -307,6 +307,11 @@ pub fn list(conn: &Connection, caller: &Caller, p: &ListParams) -> Result<Page<S
     if let Some(b) = caller.branch_limit() {
         q.filter("(t.branch_id = ? OR t.branch_id IS NULL)", [Value::Text(b.to_string())]);
     }
+    if let Some(r) = p.role.as_deref().filter(|r| !r.is_empty()) {
+        let role = Role::parse(r)
+            .ok_or_else(|| FieldError::new("role", "one_of", "must be one of: owner, manager, seller, support"))?;
+        q.filter("t.role = ?", [Value::Text(role.as_str().to_string())]);
+    }
     if let Some(s) = p.q.as_deref().filter(|s| !s.is_empty()) {
         let pat = like(&s.to_lowercase(), true, true);
         q.filter(

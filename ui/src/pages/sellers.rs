@@ -27,9 +27,13 @@ pub(crate) fn role_text(r: Role) -> &'static str {
 
 #[component]
 pub(crate) fn Sellers() -> impl IntoView {
-    let staff = loader(|| {
+    // Any part of a name or e-mail, and a role (all by default: the page lists all staff).
+    let q = RwSignal::new(String::new());
+    let role = RwSignal::new(String::new());
+    let staff = loader(move || {
         watch(&["staff"]);
-        api::get::<Page<StaffView>>("/api/v1/staff?limit=500")
+        let path = format!("/api/v1/staff?limit=500&q={}&role={}", enc(&q.get()), enc(&role.get()));
+        async move { api::get::<Page<StaffView>>(&path).await }
     });
     let perf = loader(|| {
         watch(&["orders"]);
@@ -91,6 +95,15 @@ pub(crate) fn Sellers() -> impl IntoView {
         {move || adding.get().then(|| view! { <NewStaff done=adding branches=branches/> })}
         {move || editing.get().map(|s| view! { <EditStaff staff=s done=editing/> })}
         {move || err.get().map(|e| view! { <ErrorBox err=e/> })}
+        <div class="filters">
+            <input type="search" placeholder=t("search_staff") aria-label=t("search_staff") bind:value=q/>
+            <select aria-label=t("filter_role") bind:value=role>
+                <option value="">{t("all_roles")}</option>
+                {[Role::Seller, Role::Support, Role::Manager, Role::Owner].into_iter().map(|r| view! {
+                    <option value=r.as_str()>{role_text(r)}</option>
+                }).collect_view()}
+            </select>
+        </div>
         {show(staff, move |p: Page<StaffView>| {
             let me = me.clone();
             if p.items.is_empty() {
