@@ -568,6 +568,9 @@ await step("search_from_the_top_bar", async () => {
   // Nothing found says so.
   await page.fill("#global-search", "zzzqqq");
   await page.locator(".gsearch-status", { hasText: "Nothing found" }).waitFor();
+  // The open list follows the records: a product made meanwhile shows up without typing again.
+  await ownerApi("POST", "/api/v1/products", { sku: "UI-ZZQ-1", name: "Zzzqqq Nuevo", price: "10" });
+  await page.locator("#global-search-results li[role=option]", { hasText: "Zzzqqq Nuevo" }).waitFor();
   await page.keyboard.press("Escape");
   await page.locator(".gsearch-results").waitFor({ state: "detached" });
 });

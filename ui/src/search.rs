@@ -38,7 +38,11 @@ pub(crate) fn GlobalSearch() -> impl IntoView {
     };
     // `try_` throughout: the box is gone (logout, language switch) when a late answer arrives.
     let forget = move || asked.try_update_value(|n| *n += 1);
-    let run = move |text: String| {
+    // Bumped to ask again while the index still catches up with a recent change.
+    let again = RwSignal::new(0u64);
+    // `live`: a re-read for a change elsewhere, not a keystroke: it leaves the list open or closed
+    // as it is (a click on a result is under way when the box has lost its focus).
+    let run = move |text: String, live: bool| {
         forget();
         let Some(mine) = asked.try_get_value() else { return };
         if text.trim().is_empty() {
@@ -54,15 +58,42 @@ pub(crate) fn GlobalSearch() -> impl IntoView {
                     let path = format!("/api/v1/search?limit={SHOWN}&q={}", api::enc(&text));
                     let r = api::get::<SearchResults>(&path).await;
                     if asked.try_get_value() == Some(mine) {
-                        active.try_set(0);
-                        found.try_set(Some(r.map_err(|e| e.message)));
-                        open.try_set(focused());
+                        let next = Some(r.map_err(|e| e.message));
+                        let indexing = matches!(&next, Some(Ok(r)) if r.indexing);
+                        // The same answer changes nothing: the highlighted result stays.
+                        if found.try_with_untracked(|f| *f != next) == Some(true) {
+                            active.try_set(0);
+                            found.try_set(next);
+                        }
+                        if !live {
+                            open.try_set(focused());
+                        }
+                        if indexing {
+                            set_timeout(
+                                move || {
+                                    let _ = again.try_update(|n| *n += 1);
+                                },
+                                Duration::from_millis(700),
+                            );
+                        }
                     }
                 });
             },
             Duration::from_millis(150),
         );
     };
+    // While the list is open it follows the records: a change to what it searches (here or synced
+    // from another branch), or the index catching up, asks again.
+    Effect::new(move |first: Option<()>| {
+        again.track();
+        crate::state::watch(&["products", "customers", "orders", "messages", "conversations"]);
+        if first.is_some() && open.get_untracked() {
+            let text = q.get_untracked();
+            if !text.trim().is_empty() {
+                run(text, true);
+            }
+        }
+    });
     let hits =
         move || found.with(|f| f.as_ref().and_then(|r| r.as_ref().ok()).map(|r| r.hits.clone()).unwrap_or_default());
     let navigate = use_navigate();
@@ -158,7 +189,7 @@ pub(crate) fn GlobalSearch() -> impl IntoView {
                 on:input=move |ev| {
                     let v = event_target_value(&ev);
                     q.set(v.clone());
-                    run(v);
+                    run(v, false);
                 }
                 on:keydown=on_key
                 on:focus=move |_| open.set(true)
