@@ -17,6 +17,8 @@ pub(crate) struct ListQuery {
     limit: u32,
     cursor: Option<(Value, String)>,
     id_col: &'static str,
+    /// `(table AS t, index)`: the page's ids are found in the index alone (see [`Self::covered_by`]).
+    covered: Option<(&'static str, &'static str)>,
 }
 
 #[derive(Clone, Copy)]
@@ -64,7 +66,18 @@ impl ListQuery {
             limit,
             cursor,
             id_col: "t.id",
+            covered: None,
         })
+    }
+
+    /// Finds the page's ids by walking `index` of `table` (given as `products t`) alone, then
+    /// reads only those rows. For filters that no index can seek (a `LIKE '%…%'`): walking a
+    /// covering index in sort order stops at the page's end, and never visits the rows that do
+    /// not match; otherwise every row of the shop is read to test it (100,000 random reads for a
+    /// search that matches a few products). The caller promises that every filter and the sort
+    /// use only the index's columns.
+    pub(crate) fn covered_by(&mut self, table: &'static str, index: &'static str) {
+        self.covered = Some((table, index));
     }
 
     /// Uses another column than `t.id` as the unique tie-breaker.
@@ -115,17 +128,19 @@ impl ListQuery {
             self.filter(&format!("({c} {op} ? OR ({c} = ? AND {idc} {op} ?))"), [v.clone(), v, Value::Text(id)]);
         }
         let dir = if self.desc { "DESC" } else { "ASC" };
+        let order =
+            format!(" ORDER BY {c} {dir}, {i} {dir} LIMIT {}", self.limit + 1, c = self.sort_col, i = self.id_col);
+        let wheres =
+            (!self.wheres.is_empty()).then(|| format!(" WHERE {}", self.wheres.join(" AND "))).unwrap_or_default();
         let mut sql = self.select.clone();
-        if !self.wheres.is_empty() {
-            sql.push_str(" WHERE ");
-            sql.push_str(&self.wheres.join(" AND "));
+        match self.covered {
+            // The subquery's `t` is the index walk; the outer `t` reads the rows it found.
+            Some((table, index)) => sql.push_str(&format!(
+                " WHERE {i} IN (SELECT {i} FROM {table} INDEXED BY {index}{wheres}{order}){order}",
+                i = self.id_col
+            )),
+            None => sql.push_str(&format!("{wheres}{order}")),
         }
-        sql.push_str(&format!(
-            " ORDER BY {c} {dir}, {i} {dir} LIMIT {}",
-            self.limit + 1,
-            c = self.sort_col,
-            i = self.id_col
-        ));
         let mut stmt = conn.prepare_cached(&sql)?;
         let mut items = stmt
             .query_map(rusqlite::params_from_iter(self.params.iter()), |r| map(r))?

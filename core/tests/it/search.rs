@@ -268,6 +268,46 @@ fn the_lists_text_filters_ignore_accents_and_case() {
         assert_eq!(page.items.len(), 1, "{s}");
     }
     assert!(r.read(|conn| products::list(conn, &c, &q("chiapaz"))).unwrap().items.is_empty());
+
+    // A search pages by name both ways, and leaves out archived products unless asked.
+    let c2 = c.clone();
+    r.write_blocking(move |ctx| {
+        for i in 1..=7 {
+            let mut p = product_input(&format!("TZ-{i}"), "50.00");
+            p.name = format!("Taza {i}");
+            let made = products::create(ctx, &c2, p)?;
+            if i == 4 {
+                products::archive(ctx, &c2, &made.id)?;
+            }
+        }
+        Ok(())
+    })
+    .unwrap();
+    for (sort, expected) in [
+        ("name", ["Taza 1", "Taza 2", "Taza 3", "Taza 5", "Taza 6", "Taza 7"]),
+        ("-name", ["Taza 7", "Taza 6", "Taza 5", "Taza 3", "Taza 2", "Taza 1"]),
+    ] {
+        let mut names = Vec::new();
+        let mut cursor = None;
+        loop {
+            let p = ListParams {
+                q: Some("taza".into()),
+                limit: Some(4),
+                sort: Some(sort.into()),
+                cursor,
+                ..Default::default()
+            };
+            let page = r.read(|conn| products::list(conn, &c, &p)).unwrap();
+            names.extend(page.items.iter().map(|p| p.name.clone()));
+            match page.next_cursor {
+                Some(next) => cursor = Some(next),
+                None => break,
+            }
+        }
+        assert_eq!(names, expected, "{sort}");
+    }
+    let all = ListParams { q: Some("TZ-".into()), archived: Some(true), ..Default::default() };
+    assert_eq!(r.read(|conn| products::list(conn, &c, &all)).unwrap().items.len(), 7);
 }
 
 #[test]
