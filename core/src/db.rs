@@ -129,4 +129,28 @@ mod tests {
         let n: i64 = conn.query_row("SELECT count(*) FROM sqlite_master WHERE type='table'", [], |r| r.get(0)).unwrap();
         assert!(n >= 10);
     }
+
+    /// SQLite picks indexes without statistics here, so a new index can silently turn a seek
+    /// into a walk of a whole shop (migration 0006 once made every SKU lookup of an import walk
+    /// the name index). The product queries that run per row or per keystroke keep their plans.
+    #[test]
+    fn product_lookups_seek_and_the_list_search_walks_only_an_index() {
+        let mut conn = rusqlite::Connection::open_in_memory().unwrap();
+        super::migrations().to_latest(&mut conn).unwrap();
+        super::register_functions(&conn).unwrap();
+        let plan = |sql: &str| -> String {
+            let mut stmt = conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).unwrap();
+            let rows = stmt.query_map([], |r| r.get::<_, String>(3)).unwrap();
+            rows.map(Result::unwrap).collect::<Vec<_>>().join(" | ")
+        };
+        let sku = plan("SELECT id FROM products WHERE shop_id = 's' AND sku = 'x' AND archived = 0 LIMIT 1");
+        assert!(sku.contains("products_sku (shop_id=? AND sku=?)"), "{sku}");
+        let one = plan("SELECT id FROM products t WHERE t.id = 'x' AND t.shop_id = 's'");
+        assert!(one.contains("PRIMARY KEY (id=?)") || one.contains("sqlite_autoindex_products_1 (id=?)"), "{one}");
+        let search = plan(
+            "SELECT t.id FROM products t INDEXED BY products_name WHERE t.shop_id = 's' AND t.archived = 0
+               AND (fold(t.name) LIKE '%a%' OR t.sku LIKE '%a%') ORDER BY t.name, t.id LIMIT 51",
+        );
+        assert!(search.contains("COVERING INDEX products_name"), "{search}");
+    }
 }
