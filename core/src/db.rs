@@ -148,9 +148,12 @@ mod tests {
         let one = plan("SELECT id FROM products t WHERE t.id = 'x' AND t.shop_id = 's'");
         assert!(one.contains("PRIMARY KEY (id=?)") || one.contains("sqlite_autoindex_products_1 (id=?)"), "{one}");
         let search = plan(
-            "SELECT t.id FROM products t INDEXED BY products_name WHERE t.shop_id = 's' AND t.archived = 0
-               AND (fold(t.name) LIKE '%a%' OR t.sku LIKE '%a%') ORDER BY t.name, t.id LIMIT 51",
+            "SELECT t.id FROM products t INDEXED BY products_name WHERE t.shop_id = 's' AND t.archived = 0 AND t.active = 1
+               AND (fold(t.name) LIKE '%a%'
+                    OR t.id IN (SELECT id FROM products INDEXED BY products_sku WHERE shop_id = 's' AND sku LIKE '%a%'))
+             ORDER BY t.name, t.id LIMIT 51",
         );
         assert!(search.contains("COVERING INDEX products_name"), "{search}");
+        assert!(search.contains("COVERING INDEX products_sku"), "{search}");
     }
 }

@@ -293,12 +293,14 @@ pub fn list(conn: &Connection, caller: &Caller, p: &ListParams) -> Result<Page<P
         q.filter("EXISTS (SELECT 1 FROM json_each(t.tags) WHERE value = ?)", [Value::Text(tag.to_lowercase())]);
     }
     if let Some(s) = p.q.as_deref().filter(|s| !s.is_empty()) {
+        // The SKUs that match come from a walk of products_sku alone (it holds the id), run once.
         q.filter(
-            "(fold(t.name) LIKE ? ESCAPE '\\' OR t.sku LIKE ? ESCAPE '\\')",
-            [like(&crate::search::fold(s), true, true), like(s, false, true)],
+            "(fold(t.name) LIKE ? ESCAPE '\\'
+              OR t.id IN (SELECT id FROM products INDEXED BY products_sku WHERE shop_id = ? AND sku LIKE ? ESCAPE '\\'))",
+            [like(&crate::search::fold(s), true, true), Value::Text(caller.shop_id.clone()), like(s, false, true)],
         );
-        // products_name holds every column these filters and the name order read (migration
-        // 0006); a tag lives in the row.
+        // products_name holds every other column these filters and the name order read
+        // (migration 0006); a tag lives in the row.
         if p.sort.as_deref().unwrap_or("name").trim_start_matches('-') == "name"
             && p.tag.as_deref().unwrap_or("").is_empty()
         {
