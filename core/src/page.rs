@@ -131,7 +131,7 @@ impl ListQuery {
         let order =
             format!(" ORDER BY {c} {dir}, {i} {dir} LIMIT {}", self.limit + 1, c = self.sort_col, i = self.id_col);
         let wheres =
-            (!self.wheres.is_empty()).then(|| format!(" WHERE {}", self.wheres.join(" AND "))).unwrap_or_default();
+            if self.wheres.is_empty() { String::new() } else { format!(" WHERE {}", self.wheres.join(" AND ")) };
         let mut sql = self.select.clone();
         match self.covered {
             // The subquery's `t` is the index walk; the outer `t` reads the rows it found.
