@@ -10,7 +10,7 @@ use dashoffice_domain::{
 };
 use rusqlite::{Connection, OptionalExtension, params, types::Value};
 
-use super::{new_id, org, put_str, tags_from_json, tags_json};
+use super::{clear_or, new_id, org, put_str, tags_from_json, tags_json};
 use crate::{
     Caller,
     doc::{self, DocId},
@@ -125,16 +125,9 @@ pub fn update(ctx: &mut WriteCtx<'_>, caller: &Caller, id: &str, input: UpdateCu
     let region = org::get_shop(ctx.conn(), &caller.shop_id)?.phone_region;
     let mut e = FieldErrors::new();
     let name = input.name.as_deref().and_then(|s| e.check(validate_name("name", s)));
-    let clear_or = |v: &Option<String>,
-                    f: &dyn Fn(&str) -> std::result::Result<String, FieldError>,
-                    e: &mut FieldErrors| match v.as_deref() {
-        None => None,
-        Some(s) if s.trim().is_empty() => Some(String::new()),
-        Some(s) => e.check(f(s)),
-    };
-    let phone = clear_or(&input.phone, &|s| normalize_phone("phone", s, &region), &mut e);
-    let email = clear_or(&input.email, &|s| normalize_email("email", s), &mut e);
-    let wa_id = clear_or(&input.wa_id, &check_wa_id, &mut e);
+    let phone = clear_or(input.phone.as_deref(), |s| normalize_phone("phone", s, &region), &mut e);
+    let email = clear_or(input.email.as_deref(), |s| normalize_email("email", s), &mut e);
+    let wa_id = clear_or(input.wa_id.as_deref(), check_wa_id, &mut e);
     let tags = input.tags.as_deref().and_then(|t| e.check(normalize_tags("tags", t)));
     let notes = input.notes.as_deref().and_then(|n| e.check(check_notes(n)));
     let tax_id = input.tax_id.as_deref().and_then(|t| e.check(normalize_tax_id("tax_id", t)));

@@ -18,6 +18,20 @@ use rusqlite::Connection;
 
 use crate::error::Result;
 
+/// A field of a change request that may be cleared: None leaves it, empty (or blank) clears it,
+/// anything else is checked, its error kept in `errs`.
+pub(crate) fn clear_or(
+    v: Option<&str>,
+    check: impl Fn(&str) -> std::result::Result<String, dashoffice_domain::FieldError>,
+    errs: &mut dashoffice_domain::FieldErrors,
+) -> Option<String> {
+    match v {
+        None => None,
+        Some(s) if s.trim().is_empty() => Some(String::new()),
+        Some(s) => errs.check(check(s)),
+    }
+}
+
 pub(crate) fn new_id() -> String {
     uuid::Uuid::now_v7().to_string()
 }

@@ -9,7 +9,7 @@ use dashoffice_domain::{
 };
 use rusqlite::{Connection, OptionalExtension, params};
 
-use super::{new_id, put_str};
+use super::{clear_or, new_id, put_str};
 use crate::{
     Caller,
     doc::{self, DocId},
@@ -34,19 +34,6 @@ fn check_tz(t: &str) -> Result<String> {
     } else {
         Err(dashoffice_domain::FieldError::new("timezone", "iana", "an IANA time zone such as America/Mexico_City")
             .into())
-    }
-}
-
-/// A field that may be cleared: None leaves it, empty (or blank) clears it, anything else is checked.
-fn clear_or(
-    v: Option<&str>,
-    check: impl Fn(&str) -> std::result::Result<String, dashoffice_domain::FieldError>,
-    errs: &mut FieldErrors,
-) -> Option<String> {
-    match v {
-        None => None,
-        Some(s) if s.trim().is_empty() => Some(String::new()),
-        Some(s) => errs.check(check(s)),
     }
 }
 
