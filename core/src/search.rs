@@ -3,9 +3,9 @@
 //!
 //! The index is derived data, like the SQL projection it is built from, and lives in the
 //! replica's folder (`search/`). The writer thread names the records each committed batch
-//! projected; a thread of its own (`dashoffice-search`) re-reads those rows from SQLite and
-//! updates the index once the writes pause (300 ms of quiet, at most 5 s late), so a sync or an
-//! import never waits for it. At every start it reconciles the index with SQLite (a digest of
+//! projected; a thread of its own (`dashoffice-search`, at a background priority) re-reads those
+//! rows from SQLite and updates the index once the writes pause (300 ms of quiet, at most 5 s
+//! late), so a sync or an import never waits for it. At every start it reconciles the index with SQLite (a digest of
 //! each record's indexed text), so a crash between the two commits, a deleted index or a new
 //! layout heals by itself. Text is split on anything but letters and digits, lower-cased and
 //! stripped of accents ("Café" is found by "cafe"); the words of a query must all match, each as
@@ -255,25 +255,41 @@ impl Search {
     /// Returns the index and the feed the writer sends to.
     pub(crate) fn start(data_dir: &Path, db: &Path) -> Result<(Arc<Search>, Feeder)> {
         let dir = data_dir.join(DIR);
-        let (index, writer) = match open(&dir) {
-            Ok(x) => x,
-            // Another process (a second node started on the same folder) indexes it: leave it be.
-            Err(e @ tantivy::TantivyError::LockFailure(..)) => {
-                return Err(CoreError::Storage(format!("the search index is in use by another process: {e}")));
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, dir = %dir.display(), "the search index is unreadable; rebuilding it");
-                let _ = std::fs::remove_dir_all(&dir);
-                open(&dir).map_err(|e| CoreError::Storage(format!("opening the search index: {e}")))?
-            }
-        };
+        let conn = crate::db::open_reader(db)?;
+        // The index and its writer are made on the indexer's own thread, once it runs at a
+        // background priority: tantivy's indexing and merge threads, started with the writer,
+        // inherit it. A sync or a burst of writes then gets the cores first, and the index
+        // catches up when they are free (it is derived data, and says when it is behind).
+        let (opened_tx, opened_rx) = mpsc::sync_channel::<Result<Index>>(1);
+        let (search_tx, search_rx) = mpsc::sync_channel::<(Arc<Search>, mpsc::Receiver<Feed>)>(1);
+        let thread = std::thread::Builder::new()
+            .name("dashoffice-search".into())
+            .spawn(move || {
+                background_priority();
+                let writer = match open_or_rebuild(&dir) {
+                    Ok((index, writer)) => {
+                        let _ = opened_tx.send(Ok(index));
+                        writer
+                    }
+                    Err(e) => {
+                        let _ = opened_tx.send(Err(e));
+                        return;
+                    }
+                };
+                // The caller gave up (its half of the set-up failed): the writer's lock is released.
+                let Ok((search, rx)) = search_rx.recv() else { return };
+                Indexer { search, writer, conn }.run(rx)
+            })
+            .map_err(|e| CoreError::Storage(format!("starting the search indexer: {e}")))?;
+        let index = opened_rx
+            .recv()
+            .map_err(|_| CoreError::Storage("the search indexer stopped while opening the index".into()))??;
         let f = fields(&index.schema()).map_err(|e| CoreError::Storage(format!("search index schema: {e}")))?;
         let reader: IndexReader = index
             .reader_builder()
             .reload_policy(ReloadPolicy::Manual)
             .try_into()
             .map_err(|e| CoreError::Storage(format!("opening the search index: {e}")))?;
-        let conn = crate::db::open_reader(db)?;
         let pending = Arc::new(AtomicUsize::new(0));
         let search = Arc::new(Search {
             reader,
@@ -281,16 +297,13 @@ impl Search {
             pending: pending.clone(),
             reconciling: AtomicBool::new(true),
             stop: AtomicBool::new(false),
-            thread: Mutex::new(None),
+            thread: Mutex::new(Some(thread)),
         });
         let (tx, rx) = mpsc::channel();
         let feeder = Feeder { tx, pending, warned: Arc::new(AtomicBool::new(false)) };
-        let worker = Indexer { search: search.clone(), writer, conn };
-        let thread = std::thread::Builder::new()
-            .name("dashoffice-search".into())
-            .spawn(move || worker.run(rx))
-            .map_err(|e| CoreError::Storage(format!("starting the search indexer: {e}")))?;
-        *search.thread.lock().unwrap_or_else(|p| p.into_inner()) = Some(thread);
+        search_tx
+            .send((search.clone(), rx))
+            .map_err(|_| CoreError::Storage("the search indexer stopped while opening the index".into()))?;
         Ok((search, feeder))
     }
 
@@ -499,6 +512,41 @@ fn excerpt(s: &str, max: usize) -> String {
         let mut cut: String = one_line.chars().take(max.saturating_sub(1)).collect();
         cut.push('…');
         cut
+    }
+}
+
+/// Opens the index in `dir`, or rebuilds it when it is unreadable or of another layout.
+fn open_or_rebuild(dir: &PathBuf) -> Result<(Index, IndexWriter)> {
+    match open(dir) {
+        Ok(x) => Ok(x),
+        // Another process (a second node started on the same folder) indexes it: leave it be.
+        Err(e @ tantivy::TantivyError::LockFailure(..)) => {
+            Err(CoreError::Storage(format!("the search index is in use by another process: {e}")))
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, dir = %dir.display(), "the search index is unreadable; rebuilding it");
+            let _ = std::fs::remove_dir_all(dir);
+            open(dir).map_err(|e| CoreError::Storage(format!("opening the search index: {e}")))
+        }
+    }
+}
+
+/// Lowers the calling thread to a background priority (nice 10 on Linux, below normal on
+/// Windows); threads it starts inherit it. It still gets any core nobody else wants, and about a
+/// tenth of a busy one (nice 19 measured no faster sync and would starve it more). Elsewhere
+/// (macOS: the call would lower the whole process) and on failure it stays as it was, which is
+/// only slower under load.
+fn background_priority() {
+    #[cfg(any(target_os = "linux", windows))]
+    {
+        use thread_priority::{ThreadPriority, ThreadPriorityValue};
+        // 22 of 0–99 maps to nice 10 on Linux.
+        let set = ThreadPriorityValue::try_from(22u8).map_err(|e| e.to_string()).and_then(|v| {
+            thread_priority::set_current_thread_priority(ThreadPriority::Crossplatform(v)).map_err(|e| format!("{e:?}"))
+        });
+        if let Err(e) = set {
+            tracing::debug!(error = %e, "the search indexer keeps the normal priority");
+        }
     }
 }
 

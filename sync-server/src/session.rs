@@ -18,10 +18,12 @@ use crate::{
     store::Device,
 };
 
-/// Documents the relay starts talking about at once per session.
-const WINDOW: usize = 256;
-/// Received frames stepped together at most.
-const FRAME_BATCH: usize = 128;
+/// Documents the relay starts talking about at once per session (a shop of 100,000 products has
+/// about a thousand: all of them, so that a reconnect's answers go out together).
+const WINDOW: usize = 1024;
+/// Received frames stepped together at most (in one durable write); the frames waiting are
+/// bounded by the connection's channel (256), so this takes all of them.
+const FRAME_BATCH: usize = 512;
 const IN_FLIGHT_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// How documents are named on this transport.

@@ -22,10 +22,19 @@ use crate::{
     tls::{self, Identity, Trust},
 };
 
-/// Documents a replica starts talking about at once (the rest wait their turn).
+/// Documents a replica starts talking about at once (the rest wait their turn). While they wait,
+/// more local changes to them gather into one message: a replica that writes all the time (the
+/// relay's WhatsApp replica) sends fewer, larger messages.
 const WINDOW: usize = 64;
-/// Incoming messages applied per durable write.
-const BATCH: usize = 128;
+/// The same while it catches up on the documents that changed while it was away (a reconnect
+/// after a day offline touches about a thousand): all of them at once, so that the relay's
+/// answers arrive together and are stored in a few large writes (docs/PERFORMANCE.md, session 19).
+const CATCH_UP_WINDOW: usize = 1024;
+/// Incoming messages applied per durable write, at most…
+const BATCH: usize = 1024;
+/// …and at most this many bytes of them (an initial sync's messages carry whole documents): a
+/// write of the replica's own waits behind at most one such batch.
+const BATCH_BYTES: usize = 8 * 1024 * 1024;
 /// A document whose answer has not come in this long is no longer counted in flight (and is
 /// asked about again). Shorter than the QUIC idle timeout, so a lost answer costs seconds, not
 /// a reconnect.
@@ -377,6 +386,8 @@ async fn session(
             queue.push_back(id);
         }
     }
+    // The documents that changed while away, started with the larger window.
+    let mut catching_up = queue.len();
     // Connected (and counted as such) only once the documents to talk about are known.
     let now = replica.now_ms();
     {
@@ -402,10 +413,12 @@ async fn session(
     loop {
         lock(ctx.shared).status.queued_documents = (queue.len() + in_flight.len()) as u64;
         // Start more documents while the window has room.
-        if in_flight.len() < WINDOW && !queue.is_empty() {
+        let window = if catching_up > 0 { CATCH_UP_WINDOW } else { WINDOW };
+        if in_flight.len() < window && !queue.is_empty() {
             let mut batch = Vec::new();
-            while in_flight.len() + batch.len() < WINDOW {
+            while in_flight.len() + batch.len() < window {
                 let Some(id) = queue.pop_front() else { break };
+                catching_up = catching_up.saturating_sub(1);
                 queued.remove(&id);
                 // Documents in flight too: a local write since then goes out now, not after the
                 // answer (Automerge sends new changes without waiting for it).
@@ -420,10 +433,14 @@ async fn session(
             frame = incoming.recv() => {
                 let Some(frame) = frame else { return Ok(()) };
                 let mut batch: Vec<Item> = Vec::new();
+                let mut bytes = frame_len(&frame);
                 ctx.take(frame, &mut batch)?;
-                while batch.len() < BATCH {
+                while batch.len() < BATCH && bytes < BATCH_BYTES {
                     match incoming.try_recv() {
-                        Ok(f) => ctx.take(f, &mut batch)?,
+                        Ok(f) => {
+                            bytes += frame_len(&f);
+                            ctx.take(f, &mut batch)?
+                        }
                         Err(_) => break,
                     }
                 }
@@ -656,6 +673,11 @@ impl Ctx<'_> {
         }
         Ok(())
     }
+}
+
+/// The size of a received frame (0 for a broken one).
+fn frame_len((frame, _): &Incoming) -> usize {
+    frame.as_ref().map(Vec::len).unwrap_or(0)
 }
 
 fn frame_error(e: FrameError) -> SyncError {

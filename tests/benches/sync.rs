@@ -198,14 +198,26 @@ fn reconnect(n: usize) {
     write_on_both(&o1, &o2, n, "writes with the relay down");
     relay.restart();
     let before = (cpu_seconds(a1.pid()), cpu_seconds(a2.pid()), cpu_seconds(relay.pid()));
+    let io_before = [written_bytes(a1.pid()), written_bytes(a2.pid()), written_bytes(relay.pid())];
+    let tx_before =
+        [metric(&o1, "dashoffice_write_batch_seconds_count"), metric(&o2, "dashoffice_write_batch_seconds_count")];
     let t0 = Instant::now();
     for api in [&o1, &o2] {
         api.post("/api/v1/sync/reconnect", &json!({})).ok(202);
     }
     let (total, connected) = converged(&o1, &o2, t0);
     let cpu = (cpu_seconds(a1.pid()) - before.0, cpu_seconds(a2.pid()) - before.1, cpu_seconds(relay.pid()) - before.2);
+    let io = [a1.pid(), a2.pid(), relay.pid()].map(written_bytes);
     let count = (products_in(&a1.data_dir()), products_in(&a2.data_dir()));
     print_sync_counts(&o1, &o2);
+    println!(
+        "during the sync: write transactions node 1 {}, node 2 {}; written to disk node 1 {:.0} MB, node 2 {:.0} MB, relay {:.0} MB",
+        metric(&o1, "dashoffice_write_batch_seconds_count") - tx_before[0],
+        metric(&o2, "dashoffice_write_batch_seconds_count") - tx_before[1],
+        (io[0] - io_before[0]) as f64 / 1e6,
+        (io[1] - io_before[1]) as f64 / 1e6,
+        (io[2] - io_before[2]) as f64 / 1e6,
+    );
     println!("both connected {:.2} s after the reconnect request", connected.as_secs_f64());
     println!(
         "RESULT reconnect n={n}: converged {:.2} s after the reconnect request; products {:?}",
@@ -269,6 +281,22 @@ fn initial(n: usize) {
         db / 1_000_000
     );
     println!("RESULT initial n={n}: {:.2} s to every product, {:.2} s to idle", all.as_secs_f64(), quiet.as_secs_f64());
+}
+
+/// Bytes a process has caused to be written to storage (`write_bytes` of `/proc/<pid>/io`).
+fn written_bytes(pid: u32) -> u64 {
+    let io = std::fs::read_to_string(format!("/proc/{pid}/io")).unwrap_or_default();
+    io.lines().find_map(|l| l.strip_prefix("write_bytes:")).and_then(|v| v.trim().parse().ok()).unwrap_or(0)
+}
+
+/// One counter of a node's /metrics (0 when absent).
+fn metric(api: &Api, name: &str) -> u64 {
+    let text = api.get("/metrics").text;
+    text.lines()
+        .find(|l| l.starts_with(name) && l[name.len()..].starts_with(' '))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse::<f64>().ok())
+        .unwrap_or(0.0) as u64
 }
 
 /// utime + stime of a process, in seconds.
