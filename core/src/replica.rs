@@ -321,6 +321,12 @@ impl Replica {
         self.read(|conn| search.search(conn, caller, p))
     }
 
+    /// Ids of the shop's products the search index names for the bot's `tokens` (see
+    /// [`crate::bot::decide_with`]); None when there is no index or it may miss a product change.
+    pub fn catalog_candidates(&self, shop: &str, tokens: &[String]) -> Option<Vec<String>> {
+        self.0.search.as_ref().ok()?.product_ids(shop, tokens)
+    }
+
     /// Whether the search index is still catching up with recent changes.
     pub fn search_indexing(&self) -> bool {
         self.0.search.as_ref().map(|s| s.busy()).unwrap_or(false)

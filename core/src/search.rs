@@ -121,14 +121,32 @@ pub(crate) enum Feed {
 pub(crate) struct Feeder {
     tx: mpsc::Sender<Feed>,
     pending: Arc<AtomicUsize>,
+    /// Of those, the ones that name a product (or everything).
+    products_pending: Arc<AtomicUsize>,
     warned: Arc<AtomicBool>,
+}
+
+impl Feed {
+    fn names_products(&self) -> bool {
+        match self {
+            Feed::Records(r) => r.iter().any(|(k, _)| *k == Kind::Product),
+            Feed::All => true,
+        }
+    }
 }
 
 impl Feeder {
     pub(crate) fn send(&self, feed: Feed) {
+        let products = feed.names_products();
         self.pending.fetch_add(1, Ordering::AcqRel);
+        if products {
+            self.products_pending.fetch_add(1, Ordering::AcqRel);
+        }
         if self.tx.send(feed).is_err() {
             self.pending.fetch_sub(1, Ordering::AcqRel);
+            if products {
+                self.products_pending.fetch_sub(1, Ordering::AcqRel);
+            }
             if !self.warned.swap(true, Ordering::AcqRel) {
                 tracing::error!("the search indexer has stopped: search falls behind until the next start");
             }
@@ -242,7 +260,10 @@ pub(crate) struct Search {
     f: Fields,
     /// Feed messages sent and not yet indexed.
     pending: Arc<AtomicUsize>,
-    /// A full reconciliation runs (at start, after `reindex`, after a failure).
+    /// Of those, the ones that name a product: while there are none, the index holds the
+    /// catalog as SQLite does (the bot's product lookup relies on it).
+    products_pending: Arc<AtomicUsize>,
+    /// A full reconciliation runs or is due (at start, after `reindex`, after a failure).
     reconciling: AtomicBool,
     /// The replica shuts down: a long pass stops (the next start finishes it).
     stop: AtomicBool,
@@ -291,16 +312,18 @@ impl Search {
             .try_into()
             .map_err(|e| CoreError::Storage(format!("opening the search index: {e}")))?;
         let pending = Arc::new(AtomicUsize::new(0));
+        let products_pending = Arc::new(AtomicUsize::new(0));
         let search = Arc::new(Search {
             reader,
             f,
             pending: pending.clone(),
+            products_pending: products_pending.clone(),
             reconciling: AtomicBool::new(true),
             stop: AtomicBool::new(false),
             thread: Mutex::new(Some(thread)),
         });
         let (tx, rx) = mpsc::channel();
-        let feeder = Feeder { tx, pending, warned: Arc::new(AtomicBool::new(false)) };
+        let feeder = Feeder { tx, pending, products_pending, warned: Arc::new(AtomicBool::new(false)) };
         search_tx
             .send((search.clone(), rx))
             .map_err(|_| CoreError::Storage("the search indexer stopped while opening the index".into()))?;
@@ -322,6 +345,53 @@ impl Search {
     /// Whether changes are waiting to be indexed.
     pub(crate) fn busy(&self) -> bool {
         self.reconciling.load(Ordering::Acquire) || self.pending.load(Ordering::Acquire) > 0
+    }
+
+    /// Ids of the shop's products that have a word starting with one of the tokens' first four
+    /// letters (or, for tokens of five letters or more, the token with one typo): the bot's
+    /// candidates, found without reading the catalog. One query for all the tokens, so the
+    /// products that match more of them (and rarer ones) come first; at most 300. None while the
+    /// index may miss a product change (one not indexed yet, a reconciliation due): the caller
+    /// reads SQLite then.
+    pub(crate) fn product_ids(&self, shop: &str, tokens: &[String]) -> Option<Vec<String>> {
+        if self.reconciling.load(Ordering::Acquire) || self.products_pending.load(Ordering::Acquire) > 0 {
+            return None;
+        }
+        let f = self.f;
+        let mut any: Vec<(Occur, Box<dyn Query>)> = Vec::new();
+        for t in tokens.iter().take(8) {
+            let stem: String = t.chars().take(4).collect();
+            any.push((
+                Occur::Should,
+                Box::new(FuzzyTermQuery::new_prefix(Term::from_field_text(f.text, &stem), 0, true)),
+            ));
+            if t.chars().count() >= 5 {
+                any.push((
+                    Occur::Should,
+                    Box::new(FuzzyTermQuery::new_prefix(Term::from_field_text(f.text, t), 1, true)),
+                ));
+            }
+        }
+        if any.is_empty() {
+            return Some(Vec::new());
+        }
+        let filter =
+            |q: Box<dyn Query>| -> (Occur, Box<dyn Query>) { (Occur::Must, Box::new(ConstScoreQuery::new(q, 0.0))) };
+        let query = BooleanQuery::new(vec![
+            (Occur::Must, Box::new(BooleanQuery::new(any))),
+            filter(term_query(f.shop, shop)),
+            filter(term_query(f.kind, Kind::Product.as_str())),
+        ]);
+        let searcher = self.reader.searcher();
+        let top = searcher.search(&query, &TopDocs::with_limit(300).order_by_score()).ok()?;
+        let mut ids = Vec::with_capacity(top.len());
+        for (_, address) in top {
+            let d: TantivyDocument = searcher.doc(address).ok()?;
+            if let Some(id) = d.get_first(f.key).and_then(|v| v.as_str()).and_then(|k| k.strip_prefix("product:")) {
+                ids.push(id.to_string());
+            }
+        }
+        Some(ids)
     }
 
     /// Searches for `caller`, reading each hit back through `conn`.
@@ -684,7 +754,8 @@ impl Indexer {
             if dirty {
                 search.reconciling.store(true, Ordering::Release);
                 dirty = self.attempt(|me| me.reconcile());
-                search.reconciling.store(false, Ordering::Release);
+                // Still dirty: the index stays "behind" until a pass succeeds.
+                search.reconciling.store(dirty, Ordering::Release);
             }
             if search.stop.load(Ordering::Acquire) {
                 break;
@@ -703,9 +774,10 @@ impl Indexer {
             };
             let mut records: HashSet<(Kind, String)> = HashSet::new();
             let mut all = dirty;
-            let mut taken = 0usize;
+            let (mut taken, mut products) = (0usize, 0usize);
             let mut take = |feed: Feed, records: &mut HashSet<(Kind, String)>| {
                 taken += 1;
+                products += usize::from(feed.names_products());
                 match feed {
                     Feed::Records(r) => records.extend(r),
                     Feed::All => all = true,
@@ -727,11 +799,12 @@ impl Indexer {
             if all {
                 search.reconciling.store(true, Ordering::Release);
                 dirty = self.attempt(|me| me.reconcile());
-                search.reconciling.store(false, Ordering::Release);
             } else {
                 dirty = self.attempt(|me| me.update(records));
             }
+            search.reconciling.store(dirty, Ordering::Release);
             search.pending.fetch_sub(taken, Ordering::AcqRel);
+            search.products_pending.fetch_sub(products, Ordering::AcqRel);
             if !open {
                 break;
             }

@@ -343,3 +343,105 @@ fn a_merged_customer_is_found_as_the_survivor_even_after_opposite_merges_on_two_
     assert_eq!(ids(r1, 1), std::slice::from_ref(&survivor));
     assert_eq!(ids(r2, 1), [survivor]);
 }
+
+/// The bot's product lookup through the index finds what its scan of the catalog finds (and
+/// accented names the scan misses), never an archived or inactive product, and the index is not
+/// used while a product change waits to be indexed.
+#[test]
+fn the_bots_product_lookup_through_the_index_agrees_with_the_catalog_and_never_runs_behind_it() {
+    use dashoffice_core::bot::{catalog_lookup, catalog_lookup_with};
+    let nodes = shop(1);
+    let (r, c) = (&nodes[0].replica, nodes[0].caller.clone());
+    let shop_id = c.shop_id.clone();
+    let c2 = c.clone();
+    r.write_blocking(move |ctx| {
+        for (sku, name, active) in [
+            ("P-1", "Camisa azul", true),
+            ("P-2", "Pantalón negro", true),
+            ("CAF-001", "Café de Chiapas", true),
+            ("P-3", "Gorra verde", false),
+            ("P-4", "Vestido rojo", true),
+        ] {
+            let mut p = product_input(sku, "99.90");
+            p.name = name.into();
+            p.active = Some(active);
+            let p = products::create(ctx, &c2, p)?;
+            if sku == "P-4" {
+                products::archive(ctx, &c2, &p.id)?;
+            }
+        }
+        Ok(())
+    })
+    .unwrap();
+    let words = |s: &str| s.split(' ').map(str::to_string).collect::<Vec<_>>();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while r.catalog_candidates(&shop_id, &words("camisa")).is_none() {
+        assert!(Instant::now() < deadline, "the index never caught up");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let names = |found: Vec<dashoffice_core::bot::ProductMatch>| found.into_iter().map(|m| m.name).collect::<Vec<_>>();
+    for text in ["cuanto cuesta la camisa azul", "pantalon", "p-2", "tienen pantalones negros", "gorra", "vestido"] {
+        let t = words(text);
+        let (by_index, by_scan) = r
+            .read(|conn| {
+                let ids = r.catalog_candidates(&shop_id, &t);
+                assert!(ids.is_some(), "the index is caught up");
+                Ok((names(catalog_lookup_with(conn, &shop_id, &t, ids)), names(catalog_lookup(conn, &shop_id, &t))))
+            })
+            .unwrap();
+        assert_eq!(by_index, by_scan, "{text}");
+    }
+    let camsa = r
+        .read(|conn| {
+            Ok(names(catalog_lookup_with(
+                conn,
+                &shop_id,
+                &words("camsa"),
+                r.catalog_candidates(&shop_id, &words("camsa")),
+            )))
+        })
+        .unwrap();
+    assert_eq!(camsa, ["Camisa azul"], "a typo inside the first four letters is forgiven too");
+    let cafe = r
+        .read(|conn| {
+            Ok(names(catalog_lookup_with(
+                conn,
+                &shop_id,
+                &words("cafe"),
+                r.catalog_candidates(&shop_id, &words("cafe")),
+            )))
+        })
+        .unwrap();
+    assert_eq!(cafe, ["Café de Chiapas"], "the index folds accents");
+    assert!(
+        r.read(|conn| Ok(names(catalog_lookup_with(
+            conn,
+            &shop_id,
+            &words("gorra vestido"),
+            r.catalog_candidates(&shop_id, &words("gorra vestido"))
+        ))))
+        .unwrap()
+        .is_empty()
+    );
+
+    // A new product: until it is indexed the index is not used, so the bot never misses it.
+    let c3 = c.clone();
+    let sombrero = r
+        .write_blocking(move |ctx| {
+            let mut p = product_input("S-1", "250.00");
+            p.name = "Sombrero vaquero".into();
+            products::create(ctx, &c3, p)
+        })
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        match r.catalog_candidates(&shop_id, &words("sombrero")) {
+            Some(ids) => {
+                assert!(ids.contains(&sombrero.id), "the index answered without the new product");
+                break;
+            }
+            None => assert!(Instant::now() < deadline, "the index never caught up"),
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}

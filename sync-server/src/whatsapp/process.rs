@@ -162,7 +162,8 @@ async fn message(wa: &Arc<WhatsApp>, mut m: inbox::Inbound) -> Outcome {
     let media_id = m.payload.get("media_id").and_then(|v| v.as_str()).filter(|s| !s.is_empty()).map(str::to_string);
     let message_id = inbox::inbound_message_id(&m.wamid);
     let llm = wa.llm.as_ref().is_some_and(|l| l.available());
-    let r = svc.replica.write(move |ctx| receive_and_answer(ctx, &shop, &branch, &m, llm)).await;
+    let replica = svc.replica.clone();
+    let r = svc.replica.write(move |ctx| receive_and_answer(ctx, &replica, &shop, &branch, &m, llm)).await;
     if r.is_ok()
         && let Some(media) = media_id
     {
@@ -207,6 +208,7 @@ pub(crate) struct Ask {
 
 fn receive_and_answer(
     ctx: &mut dashoffice_core::WriteCtx<'_>,
+    replica: &dashoffice_core::Replica,
     shop: &str,
     branch: &str,
     m: &inbox::Inbound,
@@ -242,7 +244,8 @@ fn receive_and_answer(
         node,
         misunderstood,
     };
-    let mut d = bot::decide(ctx.conn(), shop, &bot, &input)?;
+    // The products a message names come from the search index when it holds the catalog.
+    let mut d = bot::decide_with(ctx.conn(), shop, &bot, &input, &|t| replica.catalog_candidates(shop, t))?;
     let mut explain = d.explain.clone();
     if !d.draft_order.is_empty() {
         let caller = dashoffice_core::Caller { branch_id: Some(branch.to_string()), ..inbox::system_caller(shop) };
@@ -668,6 +671,7 @@ async fn apply_batch(wa: &Arc<WhatsApp>, ready: &[Ready]) -> bool {
         let n = work.len();
         let t = std::time::Instant::now();
         let shop2 = shop.clone();
+        let replica = svc.replica.clone();
         let r = svc
             .replica
             .write(move |ctx| {
@@ -682,7 +686,7 @@ async fn apply_batch(wa: &Arc<WhatsApp>, ready: &[Ready]) -> bool {
                             {
                                 media.push((pnid.clone(), inbox::inbound_message_id(&m.wamid), id.to_string()));
                             }
-                            if let Some(a) = receive_and_answer(ctx, &shop2, branch, m, llm)? {
+                            if let Some(a) = receive_and_answer(ctx, &replica, &shop2, branch, m, llm)? {
                                 asks.push(a);
                             }
                         }

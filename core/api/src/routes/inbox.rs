@@ -328,6 +328,7 @@ pub(crate) async fn try_bot(
         return Err(FieldError::new("text", "max_length", "at most 4096 characters").into());
     }
     let branch = s.home_branch().unwrap_or_default();
+    let replica = s.replica.clone();
     let d = s
         .read(move |conn| {
             let bot = inbox::list_items(conn, &c.shop_id, "bot")?
@@ -348,7 +349,7 @@ pub(crate) async fn try_bot(
                 branch_id: c.branch_id.clone().unwrap_or(branch),
                 ..Default::default()
             };
-            bot::decide(conn, &c.shop_id, &bot, &input)
+            bot::decide_with(conn, &c.shop_id, &bot, &input, &|t| replica.catalog_candidates(&c.shop_id, t))
         })
         .await?;
     Ok(Json(TryResult { replies: d.replies, handoff: d.handoff, end: d.end, node: d.node, explain: d.explain }))
