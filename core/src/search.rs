@@ -5,9 +5,9 @@
 //! replica's folder (`search/`). The writer thread names the records each committed batch
 //! projected; a thread of its own (`dashoffice-search`, at a background priority) re-reads those
 //! rows from SQLite and updates the index once the writes pause (300 ms of quiet, at most 5 s
-//! late), so a sync or an import never waits for it. At every start it reconciles the index with SQLite (a digest of
-//! each record's indexed text), so a crash between the two commits, a deleted index or a new
-//! layout heals by itself. Text is split on anything but letters and digits, lower-cased and
+//! late), so a sync or an import never waits for it. At every start it reconciles the index with
+//! SQLite (a digest of each record's indexed text), so a crash between the two commits, a deleted
+//! index or a new layout heals by itself. Text is split on anything but letters and digits, lower-cased and
 //! stripped of accents ("Café" is found by "cafe"); the words of a query must all match, each as
 //! a prefix, longer ones with one typo allowed. Every hit is read back from SQLite and checked
 //! against the caller's shop and branch before it is shown.
