@@ -34,33 +34,39 @@ pub(crate) fn project_record(conn: &Connection, id: &DocId, d: &Automerge, recor
 /// whose path up to the records map gives the record. None when an object cannot be placed (the
 /// caller then diffs heads). Far cheaper than a diff, which rebuilds every changed value and path.
 pub(crate) fn records_in_changes(d: &Automerge, changes: &[automerge::Change]) -> Option<Vec<String>> {
+    use automerge::legacy::{ObjectId, OpId};
     use std::collections::HashMap;
     let records = doc::records_obj(d).ok()?;
-    let records_str = records.to_string();
+    // Compared as (counter, actor): formatting every operation's object as text cost more than
+    // the rest of this function (a sync brings thousands of operations).
+    let records_op = match &records {
+        automerge::ObjId::Id(counter, actor, _) => OpId(*counter, actor.clone()),
+        automerge::ObjId::Root => return None,
+    };
     let mut out = BTreeSet::new();
-    // Object (as "counter@actor") → the record it belongs to (None: outside the records map).
-    let mut placed: HashMap<String, Option<String>> = HashMap::new();
+    // Object → the record it belongs to (None: outside the records map).
+    let mut placed: HashMap<OpId, Option<String>> = HashMap::new();
     for change in changes {
         for op in change.decode().operations {
-            let obj = op.obj.to_string();
-            if obj == records_str {
+            let ObjectId::Id(obj) = op.obj else { continue };
+            if obj == records_op {
                 if let automerge::legacy::Key::Map(key) = &op.key {
                     out.insert(key.to_string());
                 }
                 continue;
             }
-            if obj == "_root" {
-                continue;
-            }
-            if !placed.contains_key(&obj) {
-                let id = d.import_obj(&obj).ok()?;
-                let record = match d.parents(&id).ok()?.find(|p| p.obj == records) {
-                    Some(automerge::Parent { prop: Prop::Map(key), .. }) => Some(key),
-                    _ => None,
-                };
-                placed.insert(obj.clone(), record);
-            }
-            if let Some(Some(record)) = placed.get(&obj) {
+            let record = match placed.get(&obj) {
+                Some(record) => record,
+                None => {
+                    let id = d.import_obj(&ObjectId::Id(obj.clone()).to_string()).ok()?;
+                    let record = match d.parents(&id).ok()?.find(|p| p.obj == records) {
+                        Some(automerge::Parent { prop: Prop::Map(key), .. }) => Some(key),
+                        _ => None,
+                    };
+                    placed.entry(obj).or_insert(record)
+                }
+            };
+            if let Some(record) = record {
                 out.insert(record.clone());
             }
         }

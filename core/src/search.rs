@@ -17,7 +17,7 @@ use std::{
     path::{Path, PathBuf},
     sync::{
         Arc, Mutex,
-        atomic::{AtomicBool, AtomicUsize, Ordering},
+        atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering},
         mpsc,
     },
     thread::JoinHandle,
@@ -51,7 +51,7 @@ pub(crate) const DIR: &str = "search";
 const LAYOUT: &str = "2";
 const LAYOUT_FILE: &str = "dashoffice-layout";
 const TOKENIZER: &str = "folded";
-/// The index is updated once writes pause this long…
+/// The index is updated once writes pause this long (no new records, no batch of the writer)…
 const QUIET: Duration = Duration::from_millis(300);
 /// …or this long after the first change waiting, whichever comes first.
 const MAX_DELAY: Duration = Duration::from_secs(5);
@@ -124,6 +124,8 @@ pub(crate) struct Feeder {
     /// Of those, the ones that name a product (or everything).
     products_pending: Arc<AtomicUsize>,
     warned: Arc<AtomicBool>,
+    /// Batches the replica's writer started and finished (odd: one is running).
+    writes: Arc<AtomicU64>,
 }
 
 impl Feed {
@@ -136,6 +138,11 @@ impl Feed {
 }
 
 impl Feeder {
+    /// The writer starts or ends a batch (the indexer waits for the writes to pause).
+    pub(crate) fn batch_edge(&self) {
+        self.writes.fetch_add(1, Ordering::Release);
+    }
+
     pub(crate) fn send(&self, feed: Feed) {
         let products = feed.names_products();
         self.pending.fetch_add(1, Ordering::AcqRel);
@@ -263,6 +270,9 @@ pub(crate) struct Search {
     /// Of those, the ones that name a product: while there are none, the index holds the
     /// catalog as SQLite does (the bot's product lookup relies on it).
     products_pending: Arc<AtomicUsize>,
+    /// Batches the replica's writer started and finished (odd: one is running; see
+    /// [`Feeder::batch_edge`]).
+    writes: Arc<AtomicU64>,
     /// A full reconciliation runs or is due (at start, after `reindex`, after a failure).
     reconciling: AtomicBool,
     /// The replica shuts down: a long pass stops (the next start finishes it).
@@ -313,17 +323,19 @@ impl Search {
             .map_err(|e| CoreError::Storage(format!("opening the search index: {e}")))?;
         let pending = Arc::new(AtomicUsize::new(0));
         let products_pending = Arc::new(AtomicUsize::new(0));
+        let writes = Arc::new(AtomicU64::new(0));
         let search = Arc::new(Search {
             reader,
             f,
             pending: pending.clone(),
             products_pending: products_pending.clone(),
+            writes: writes.clone(),
             reconciling: AtomicBool::new(true),
             stop: AtomicBool::new(false),
             thread: Mutex::new(Some(thread)),
         });
         let (tx, rx) = mpsc::channel();
-        let feeder = Feeder { tx, pending, products_pending, warned: Arc::new(AtomicBool::new(false)) };
+        let feeder = Feeder { tx, pending, products_pending, warned: Arc::new(AtomicBool::new(false)), writes };
         search_tx
             .send((search.clone(), rx))
             .map_err(|_| CoreError::Storage("the search indexer stopped while opening the index".into()))?;
@@ -786,10 +798,21 @@ impl Indexer {
             take(first, &mut records);
             let since = Instant::now();
             let mut open = true;
+            let mut writes = search.writes.load(Ordering::Acquire);
             while since.elapsed() < MAX_DELAY {
                 match rx.recv_timeout(QUIET) {
                     Ok(feed) => take(feed, &mut records),
-                    Err(mpsc::RecvTimeoutError::Timeout) => break,
+                    Err(mpsc::RecvTimeoutError::Timeout) => {
+                        // No new records for a while, but the writer may still be busy: a sync
+                        // catching up projects in bursts between writes of its own. Indexing
+                        // waits for the writes to pause (at most MAX_DELAY): the cores go to the
+                        // sync first, and one larger index commit costs less than many small ones.
+                        let now = search.writes.load(Ordering::Acquire);
+                        if now == writes && now.is_multiple_of(2) {
+                            break;
+                        }
+                        writes = now;
+                    }
                     Err(mpsc::RecvTimeoutError::Disconnected) => {
                         open = false;
                         break;

@@ -501,7 +501,13 @@ impl WriterThread {
             self.depth.fetch_sub(batch.len(), Ordering::Relaxed);
             let started = std::time::Instant::now();
             let n = batch.len();
+            if let Some(feed) = &self.search {
+                feed.batch_edge();
+            }
             self.run_batch(&mut docs, &actor, batch);
+            if let Some(feed) = &self.search {
+                feed.batch_edge();
+            }
             metrics::histogram!("dashoffice_write_batch_seconds").record(started.elapsed().as_secs_f64());
             metrics::counter!("dashoffice_writes_total").increment(n as u64);
         }

@@ -421,3 +421,47 @@ fn the_bots_product_lookup_through_the_index_agrees_with_the_catalog_and_never_r
         std::thread::sleep(Duration::from_millis(20));
     }
 }
+
+#[test]
+fn the_index_waits_for_a_pause_in_the_writes_but_not_for_ever() {
+    let nodes = shop(1);
+    let (r, c) = (&nodes[0].replica, nodes[0].caller.clone());
+    let c2 = c.clone();
+    r.write_blocking(move |ctx| {
+        let mut p = product_input("MAT-001", "45.00");
+        p.name = "Mate de calabaza".into();
+        products::create(ctx, &c2, p)?;
+        Ok(())
+    })
+    .unwrap();
+    // A writer that never pauses for long (a sync catching up, a stream of messages): the index
+    // holds back while it is busy, and still catches up within its longest delay (5 s).
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let busy = {
+        let (r, c, stop) = (r.clone(), c.clone(), stop.clone());
+        std::thread::spawn(move || {
+            let mut i = 0;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) && i < 600 {
+                let c = c.clone();
+                r.write_blocking(move |ctx| {
+                    products::create(ctx, &c, product_input(&format!("BUSY-{i}"), "1.00"))?;
+                    Ok(())
+                })
+                .unwrap();
+                i += 1;
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            i
+        })
+    };
+    let started = Instant::now();
+    let mut found = false;
+    while !found && started.elapsed() < Duration::from_secs(25) {
+        found = !r.search(&c, &params("calabaza")).unwrap().hits.is_empty();
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let writes = busy.join().unwrap();
+    assert!(found, "the index never caught up while the writes went on");
+    assert!(writes < 600, "the writes paused before the index caught up ({writes} writes)");
+}
