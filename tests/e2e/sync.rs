@@ -525,12 +525,13 @@ fn a_javascript_automerge_repo_client_reads_and_edits_over_websocket() {
         relay.admin().post("/api/v1/enrolment-codes", &json!({ "shop_id": shop, "branch_id": branch_a })).ok(201);
     let enrolled =
         Api::for_base(&relay.http).post("/api/v1/enrol", &json!({ "code": code["code"], "name": "js" })).ok(201);
-    let token = enrolled["token"].as_str().unwrap().to_string();
+    // As `--token=…`: a token may start with '-' (base64url), which node's parseArgs would
+    // otherwise take for an option.
+    let token = format!("--token={}", enrolled["token"].as_str().unwrap());
     let ws = format!("{}/sync", relay.http.replace("http://", "ws://"));
     let v = interop(&[
         "--url",
         &ws,
-        "--token",
         &token,
         "--doc",
         &doc,
@@ -553,16 +554,16 @@ fn a_javascript_automerge_repo_client_reads_and_edits_over_websocket() {
     ob.post(&format!("/api/v1/products/{product}/stock"), &json!({ "delta": 4, "reason": "receipt" })).ok(200);
     assert!(wait_for(CONVERGE, || idle(&ob).then_some(())).is_some(), "{:#}", status(&ob));
     let stock_b = url_of(&ob, &format!("/stock/{branch_b}/"));
-    interop(&["--url", &ws, "--token", &token, "--doc", &stock_b, "--expect-unavailable"]);
+    interop(&["--url", &ws, &token, "--doc", &stock_b, "--expect-unavailable"]);
 
     // Staff accounts are readable, their password hashes are not: the staff document never held
     // one, and the shop's credentials document (which replicas need to log staff in) is refused.
-    let staff = interop(&["--url", &ws, "--token", &token, "--doc", &url_of(&o1, "/staff/"), "--dump"]);
+    let staff = interop(&["--url", &ws, &token, "--doc", &url_of(&o1, "/staff/"), "--dump"]);
     assert!(staff["doc"].to_string().contains(dashoffice_tests::OWNER_EMAIL), "{staff}");
     assert!(staff["history"].as_array().is_some_and(|h| h.len() >= 2), "the staff document's history: {staff}");
     assert!(!staff.to_string().contains("argon2"), "a password hash reached a /sync client: {staff}");
     let credentials = url_of(&o1, "/credentials/");
-    interop(&["--url", &ws, "--token", &token, "--doc", &credentials, "--expect-unavailable"]);
+    interop(&["--url", &ws, &token, "--doc", &credentials, "--expect-unavailable"]);
     // The branch B replica got it, as it must to log its staff in.
     assert_eq!(url_of(&ob, "/credentials/"), credentials);
 }

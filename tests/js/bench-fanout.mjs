@@ -7,7 +7,8 @@
 //   Node server (the first client creates the documents):
 //     node bench-fanout.mjs --url ws://127.0.0.1:PORT [--doc-count 5]
 //   Relay (documents an edge node pushed; the token of an enrolled WebSocket device):
-//     node bench-fanout.mjs --url ws://127.0.0.1:PORT/sync --token T --docs automerge:A,automerge:B
+//     node bench-fanout.mjs --url ws://127.0.0.1:PORT/sync --token=T --docs automerge:A,automerge:B
+//     (--token=T as one argument: a token may start with '-')
 //
 // Other flags: --clients 50 --editors 5 --rate 20 (changes/s, all editors together)
 // --duration 20 (s) --drain 10 (s to wait for the last changes) --label NAME.

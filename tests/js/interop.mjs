@@ -2,13 +2,16 @@
 // Interoperability check: automerge-repo's JavaScript client edits a product document through the
 // relay's `/sync` endpoint, and a second, fresh connection confirms the relay stored the edit.
 //
-//   node interop.mjs --url ws://HOST/sync --token T --doc automerge:ID --record PRODUCT \
+//   node interop.mjs --url ws://HOST/sync --token=T --doc automerge:ID --record PRODUCT \
 //       --set-name NEW [--expect-name OLD] [--timeout-ms 15000] [--trace]
-//   node interop.mjs --url ws://HOST/sync --token T --doc automerge:ID --expect-unavailable
-//   node interop.mjs --url ws://HOST/sync --token T --doc automerge:ID --dump
+//   node interop.mjs --url ws://HOST/sync --token=T --doc automerge:ID --expect-unavailable
+//   node interop.mjs --url ws://HOST/sync --token=T --doc automerge:ID --dump
 //
 // --dump prints the document as it is now and as it was after each change in its history
 // ({"ok":true,"doc":…,"history":[…]}), to check what a client can read.
+//
+// The token goes as one argument, --token=T: a device token may start with '-' (base64url), which
+// parseArgs would otherwise refuse as an option.
 //
 // Prints one JSON line on standard output: {"ok":true,...} and exit 0, or {"ok":false,"error":...}
 // and exit 1. The record's current name and, with --trace, every protocol message go to
