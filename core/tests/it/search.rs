@@ -441,7 +441,7 @@ fn the_index_waits_for_a_pause_in_the_writes_but_not_for_ever() {
         let (r, c, stop) = (r.clone(), c.clone(), stop.clone());
         std::thread::spawn(move || {
             let mut i = 0;
-            while !stop.load(std::sync::atomic::Ordering::Relaxed) && i < 600 {
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
                 let c = c.clone();
                 r.write_blocking(move |ctx| {
                     products::create(ctx, &c, product_input(&format!("BUSY-{i}"), "1.00"))?;
@@ -463,5 +463,6 @@ fn the_index_waits_for_a_pause_in_the_writes_but_not_for_ever() {
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     let writes = busy.join().unwrap();
     assert!(found, "the index never caught up while the writes went on");
-    assert!(writes < 600, "the writes paused before the index caught up ({writes} writes)");
+    // The writes went on while the index held back (about 5 s of them, one every ~50 ms).
+    assert!(writes >= 10, "the writer was not kept busy ({writes} writes)");
 }
