@@ -365,26 +365,36 @@ fn scalar<D: ReadDoc + ?Sized>(doc: &D, obj: &ObjId, key: &str) -> Option<Scalar
     }
 }
 
-/// Every scalar field of a map, read in one pass (projections read whole records).
-pub struct Fields(std::collections::HashMap<String, ScalarValue>);
+/// Every scalar field of a map, read in one pass (projections read whole records), and the ids
+/// of the maps it holds (sets such as tags), so that reading one needs no second lookup.
+pub struct Fields {
+    scalars: std::collections::BTreeMap<String, ScalarValue>,
+    maps: Vec<(String, ObjId)>,
+}
 
 /// Reads the scalar fields of `obj`.
 /// A text object (what JavaScript clients write for a string) reads as its string, so records
 /// edited through automerge-repo read the same as ours.
 pub fn fields<D: ReadDoc + ?Sized>(doc: &D, obj: &ObjId) -> Fields {
-    Fields(
-        doc.map_range(obj, ..)
-            .filter_map(|item| match item.value {
-                automerge::ValueRef::Scalar(v) => Some((item.key.into_owned(), ScalarValue::from(v))),
-                automerge::ValueRef::Object(ObjType::Text) => {
-                    let key = item.key.into_owned();
-                    let text = text_field(doc, obj, &key)?;
-                    Some((key, ScalarValue::Str(text.into())))
+    let mut f = Fields { scalars: std::collections::BTreeMap::new(), maps: Vec::new() };
+    for item in doc.map_range(obj, ..) {
+        match item.value {
+            automerge::ValueRef::Scalar(v) => {
+                f.scalars.insert(item.key.into_owned(), ScalarValue::from(v));
+            }
+            automerge::ValueRef::Object(ObjType::Text) => {
+                if let Ok(text) = doc.text(item.id()) {
+                    f.scalars.insert(item.key.into_owned(), ScalarValue::Str(text.into()));
                 }
-                automerge::ValueRef::Object(_) => None,
-            })
-            .collect(),
-    )
+            }
+            automerge::ValueRef::Object(ObjType::Map) => {
+                let id = item.id();
+                f.maps.push((item.key.into_owned(), id));
+            }
+            automerge::ValueRef::Object(_) => {}
+        }
+    }
+    f
 }
 
 fn text_field<D: ReadDoc + ?Sized>(doc: &D, obj: &ObjId, key: &str) -> Option<String> {
@@ -418,7 +428,7 @@ impl Fields {
     /// own. Strings, integers and booleans read as themselves; objects and arrays as their JSON
     /// text. A record written field by field (before sealing) reads the same.
     pub fn unseal(mut self) -> Self {
-        let Some(sealed) = self.0.remove(SEALED) else { return self };
+        let Some(sealed) = self.scalars.remove(SEALED) else { return self };
         let Some(text) = sealed.as_str() else { return self };
         let Ok(serde_json::Value::Object(map)) = serde_json::from_str::<serde_json::Value>(text) else { return self };
         for (k, v) in map {
@@ -432,14 +442,14 @@ impl Fields {
                 serde_json::Value::Null => continue,
                 other => ScalarValue::Str(other.to_string().into()),
             };
-            self.0.entry(k).or_insert(v);
+            self.scalars.entry(k).or_insert(v);
         }
         self
     }
 
     /// A string field ("" when absent).
     pub fn str(&self, key: &str) -> String {
-        self.0.get(key).and_then(|s| s.as_str()).map(str::to_string).unwrap_or_default()
+        self.scalars.get(key).and_then(|s| s.as_str()).map(str::to_string).unwrap_or_default()
     }
     /// An optional string field (absent or "" give None).
     pub fn opt_str(&self, key: &str) -> Option<String> {
@@ -447,11 +457,18 @@ impl Fields {
     }
     /// An integer or counter field (0 when absent).
     pub fn i64(&self, key: &str) -> i64 {
-        self.0.get(key).and_then(|s| s.as_i64()).unwrap_or(0)
+        self.scalars.get(key).and_then(|s| s.as_i64()).unwrap_or(0)
     }
     /// A boolean field.
     pub fn bool(&self, key: &str, default: bool) -> bool {
-        self.0.get(key).and_then(|s| s.as_bool()).unwrap_or(default)
+        self.scalars.get(key).and_then(|s| s.as_bool()).unwrap_or(default)
+    }
+    /// The keys of a map used as a set (tags), sorted, as [`get_set`] reads them.
+    pub fn set<D: ReadDoc + ?Sized>(&self, doc: &D, key: &str) -> Vec<String> {
+        let mut v: Vec<String> =
+            self.maps.iter().find(|(k, _)| k == key).map(|(_, o)| doc.keys(o).collect()).unwrap_or_default();
+        v.sort();
+        v
     }
 }
 

@@ -47,10 +47,17 @@ pub(crate) fn records_in_changes(d: &Automerge, changes: &[automerge::Change]) -
     // Object → the record it belongs to (None: outside the records map).
     let mut placed: HashMap<OpId, Option<String>> = HashMap::new();
     for change in changes {
-        for op in change.decode().operations {
+        let change = change.decode();
+        let start = change.start_op.get();
+        for (i, op) in change.operations.into_iter().enumerate() {
             let ObjectId::Id(obj) = op.obj else { continue };
             if obj == records_op {
                 if let automerge::legacy::Key::Map(key) = &op.key {
+                    // A record made here: its object is this operation, so the operations
+                    // that fill it in need no lookup of where they belong.
+                    if matches!(op.action, automerge::legacy::OpType::Make(_)) {
+                        placed.insert(OpId(start + i as u64, change.actor_id.clone()), Some(key.to_string()));
+                    }
                     out.insert(key.to_string());
                 }
                 continue;

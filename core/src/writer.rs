@@ -150,13 +150,13 @@ impl<'a> WriteCtx<'a> {
 
     /// Re-projects what changed in `id` since `before` (remote changes). The changes listed for
     /// it are kept for [`Self::finish`] when they are all this write brought to the document.
-    /// `received`: the change chunks of the sync message that brought the changes, if one did,
-    /// and the hashes of the changes new since `before`.
+    /// `received`: the changes new since `before`, as the sync message that brought them carried
+    /// them (None: Automerge is asked for them).
     fn project_since(
         &mut self,
         id: &DocId,
         before: &[ChangeHash],
-        received: Option<(&[Vec<u8>], &[ChangeHash])>,
+        received: Option<Vec<automerge::Change>>,
     ) -> Result<()> {
         let d = self.docs.get(id).ok_or_else(|| CoreError::Storage("document cache".into()))?;
         if doc::at_genesis(id.scope()?.collection, before) {
@@ -167,7 +167,7 @@ impl<'a> WriteCtx<'a> {
             }
             return Ok(());
         }
-        let changes = match received.and_then(|(chunks, new)| crate::sync::received_of(new, chunks)) {
+        let changes = match received {
             Some(c) => c,
             None => d.get_changes(before),
         };
@@ -310,12 +310,14 @@ impl<'a> WriteCtx<'a> {
             }
             return Ok(n);
         }
-        let chunks: Vec<Vec<u8>> = message.changes.iter().map(<[u8]>::to_vec).collect();
-        self.load(id)?.receive_sync_message(state, message)?;
-        let new = crate::sync::new_changes(self.load(id)?, &before);
-        let n = new.len();
+        // The new changes, each parsed once (see `sync::receive_listing_new`).
+        let received = crate::sync::receive_listing_new(self.load(id)?, state, message)?.filter(|r| !r.is_empty());
+        let n = match &received {
+            Some(r) => r.len(),
+            None => crate::sync::new_changes(self.load(id)?, &before).len(),
+        };
         if n > 0 {
-            self.project_since(id, &before, Some((&chunks, &new)))?;
+            self.project_since(id, &before, received)?;
         }
         Ok(n)
     }

@@ -8,10 +8,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use automerge::{
-    Automerge,
-    sync::{self, SyncDoc},
-};
+use automerge::{Automerge, sync};
 use dashoffice_core::doc::DocId;
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 
@@ -203,19 +200,21 @@ impl Hub {
         if msg.is_none() && dashoffice_core::sync::nothing_to_tell(state, &before) {
             return Ok(Step { reply: None, in_sync: true, awaits_answer: false });
         }
-        // The message's own change chunks: what is new of them is stored as received.
-        let mut chunks: Vec<Vec<u8>> = Vec::new();
+        // What is new of the message's own changes is stored as received.
+        let mut received = None;
         if let Some(m) = msg {
-            chunks = m.changes.iter().map(<[u8]>::to_vec).collect();
-            if let Err(e) = doc.receive_sync_message(state, m) {
-                // Drop whatever half-applied state Automerge kept; reload from the store next time.
-                g.doc = None;
-                return Err(HubError::Bad(e.to_string()));
+            match dashoffice_core::sync::receive_listing_new(doc, state, m) {
+                Ok(r) => received = r,
+                Err(e) => {
+                    // Drop whatever half-applied state Automerge kept; reload from the store next time.
+                    g.doc = None;
+                    return Err(HubError::Bad(e.to_string()));
+                }
             }
         }
         let after = doc.get_heads();
         if after != before {
-            let changes: Vec<Vec<u8>> = match dashoffice_core::sync::received_changes(doc, &before, &chunks) {
+            let changes: Vec<Vec<u8>> = match received.filter(|r| !r.is_empty()) {
                 Some(received) => received.iter().map(|c| c.raw_bytes().to_vec()).collect(),
                 None => doc.get_changes(&before).iter().map(|c| c.raw_bytes().to_vec()).collect(),
             };
@@ -437,7 +436,7 @@ fn flush(
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
-    use automerge::{ReadDoc, transaction::Transactable};
+    use automerge::{ReadDoc, sync::SyncDoc, transaction::Transactable};
 
     use super::*;
     use crate::store::SqliteStore;

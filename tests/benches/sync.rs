@@ -218,7 +218,10 @@ fn reconnect(n: usize) {
     for api in [&o1, &o2] {
         api.post("/api/v1/sync/reconnect", &json!({})).ok(202);
     }
+    let requested = unix_now();
     let (total, connected) = converged(&o1, &o2, t0);
+    // Wall-clock times, to line up with a profile taken with `perf record -k CLOCK_REALTIME`.
+    println!("reconnect requested at {requested:.3}, convergence seen at {:.3} (Unix time)", unix_now());
     let cpu = (cpu_seconds(a1.pid()) - before.0, cpu_seconds(a2.pid()) - before.1, cpu_seconds(relay.pid()) - before.2);
     let io = [a1.pid(), a2.pid(), relay.pid()].map(written_bytes);
     let count = (products_in(&a1.data_dir()), products_in(&a2.data_dir()));
@@ -476,6 +479,10 @@ fn converged(o1: &Api, o2: &Api, t0: Instant) -> (Duration, Duration) {
     }
     let total = t0.elapsed();
     (total, connected.unwrap_or(total))
+}
+
+fn unix_now() -> f64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0)
 }
 
 /// The CPU each process spent until convergence, as a RESULT line.

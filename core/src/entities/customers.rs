@@ -262,7 +262,7 @@ pub(crate) fn project(conn: &Connection, doc_id: &DocId, d: &Automerge, id: &str
         f.str("name"),
         f.opt_str("phone"),
         f.opt_str("email"),
-        tags_json(&doc::get_set(d, &o, "tags")),
+        tags_json(&f.set(d, "tags")),
         f.str("notes"),
         f.opt_str("wa_id"),
         f.opt_str("merged_into"),

@@ -857,7 +857,7 @@ pub(crate) fn project_conversation(
     let Some(o) = doc::record(d, id)? else { return Ok(()) };
     let f = doc::fields(d, &o);
     let scope = doc_id.scope()?;
-    let labels: Vec<String> = doc::get_set(d, &o, "labels");
+    let labels: Vec<String> = f.set(d, "labels");
     let customer = f.str("customer_id");
     let name: Option<String> = f.opt_str("customer_name").or_else(|| {
         conn.prepare_cached("SELECT name FROM customers WHERE id = ?1")

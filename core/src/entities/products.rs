@@ -228,7 +228,7 @@ pub(crate) fn project(conn: &Connection, doc_id: &DocId, d: &Automerge, id: &str
         f.str("currency"),
         f.str("tax_rate"),
         f.bool("active", true),
-        tags_json(&doc::get_set(d, &o, "tags")),
+        tags_json(&f.set(d, "tags")),
         f.bool("archived", false),
         f.i64("created_at"),
         f.i64("updated_at"),

@@ -10,8 +10,11 @@ use dashoffice_core::{
 
 use crate::fixtures::{heads_dump, product_input, projection_dump, shop};
 
-async fn sync_until_quiet(a: &Replica, pa: &mut SyncPeer, b: &Replica, pb: &mut SyncPeer) -> usize {
-    let mut bytes = 0;
+/// Syncs until neither side has anything to say; returns the bytes and the changes the messages
+/// carried.
+async fn sync_until_quiet(a: &Replica, pa: &mut SyncPeer, b: &Replica, pb: &mut SyncPeer) -> (usize, usize) {
+    let (mut bytes, mut changes) = (0, 0);
+    let count = |m: &[u8]| automerge::sync::Message::decode(m).map(|m| m.changes.len()).unwrap_or(0);
     for _round in 0..50 {
         let mut quiet = true;
         let mut ids = a.doc_ids().unwrap();
@@ -20,18 +23,18 @@ async fn sync_until_quiet(a: &Replica, pa: &mut SyncPeer, b: &Replica, pb: &mut 
         ids.dedup();
         for id in &ids {
             if let Some(m) = a.sync_generate(pb, id).await.unwrap() {
-                bytes += m.len();
+                (bytes, changes) = (bytes + m.len(), changes + count(&m));
                 b.sync_receive(pa, id, m).await.unwrap();
                 quiet = false;
             }
             if let Some(m) = b.sync_generate(pa, id).await.unwrap() {
-                bytes += m.len();
+                (bytes, changes) = (bytes + m.len(), changes + count(&m));
                 a.sync_receive(pb, id, m).await.unwrap();
                 quiet = false;
             }
         }
         if quiet {
-            return bytes;
+            return (bytes, changes);
         }
     }
     panic!("sync did not settle");
@@ -47,14 +50,16 @@ async fn sync_protocol_converges_and_resumes_after_restart() {
     }
     // `pa` is A as seen by B (B's state about A), `pb` is B as seen by A.
     let (mut pa, mut pb) = (SyncPeer::new("A"), SyncPeer::new("B"));
-    let first = sync_until_quiet(&a.replica, &mut pa, &b.replica, &mut pb).await;
+    let (first, first_changes) = sync_until_quiet(&a.replica, &mut pa, &b.replica, &mut pb).await;
+    assert!(first_changes > 0);
     assert_eq!(heads_dump(&a.replica), heads_dump(&b.replica));
     assert_eq!(projection_dump(&a.replica), projection_dump(&b.replica));
 
     // Fresh in-memory peers (a reconnect): the persisted shared heads make it cheap.
     let (mut pa2, mut pb2) = (SyncPeer::new("A"), SyncPeer::new("B"));
-    let again = sync_until_quiet(&a.replica, &mut pa2, &b.replica, &mut pb2).await;
-    assert!(again * 4 < first, "a resumed sync must not resend everything: {again} vs {first} bytes");
+    let (again, again_changes) = sync_until_quiet(&a.replica, &mut pa2, &b.replica, &mut pb2).await;
+    assert_eq!(again_changes, 0, "a resumed sync must not resend changes ({again} bytes; {first} the first time)");
+    assert!(again * 2 < first, "a resumed sync sends heads only: {again} vs {first} bytes");
 
     // One more edit travels.
     let c = b.caller.clone();
@@ -236,9 +241,10 @@ async fn documents_prepared_beside_the_writer_sync_like_any_other() {
 
     // A reconnect (fresh in-memory peers) resumes from the persisted states: little to say.
     let (mut pa2, mut pb2) = (SyncPeer::new("A"), SyncPeer::new("B"));
-    let again = sync_until_quiet(&a.replica, &mut pa2, &b.replica, &mut pb2).await;
+    let (again, again_changes) = sync_until_quiet(&a.replica, &mut pa2, &b.replica, &mut pb2).await;
+    assert_eq!(again_changes, 0, "resuming after prepared documents resent changes");
     let (mut pa3, mut pc3) = (SyncPeer::new("A"), SyncPeer::new("C"));
-    let again_plain = sync_until_quiet(&a.replica, &mut pa3, &c.replica, &mut pc3).await;
+    let (again_plain, _) = sync_until_quiet(&a.replica, &mut pa3, &c.replica, &mut pc3).await;
     assert!(again <= again_plain * 2 + 64, "resuming after prepared documents sent {again} bytes, plain {again_plain}");
 
     // B's documents are edited like any other and its edits travel back.
