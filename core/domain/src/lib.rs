@@ -21,8 +21,8 @@ pub use order::{OrderStatus, Transition, effective_status, legal_transition, res
 pub use phone::normalize_phone;
 pub use role::{Permission, Role};
 pub use validate::{
-    normalize_email, normalize_tags, normalize_tax_id, tax_id_label, validate_address, validate_branch_code,
-    validate_contact_phone, validate_name, validate_sku, validate_tax_rate,
+    normalize_email, normalize_tags, normalize_tax_id, normalize_tax_id_in, tax_id_label, validate_address,
+    validate_branch_code, validate_contact_phone, validate_name, validate_sku, validate_tax_rate,
 };
 
 /// Version of the document schema this build writes. Stored in every document's root.

@@ -40,6 +40,151 @@ pub fn normalize_tax_id(field: &str, s: &str) -> Result<String, FieldError> {
     Ok(t)
 }
 
+/// [`normalize_tax_id`], then the check digit of the country's tax id when the value has its
+/// shape (`region`: the shop's country, ISO 3166 alpha-2): RUT in Chile, CUIT/CUIL in Argentina,
+/// NIT written with its check digit in Colombia, RUC in Peru, CPF and CNPJ in Brazil; in Mexico
+/// the RFC's layout and date. A value of another shape (a foreign customer's id) is kept as it
+/// is: only an id that looks like the country's own is held to its rule, so a typo in one is
+/// caught before it reaches an invoice.
+pub fn normalize_tax_id_in(field: &str, s: &str, region: &str) -> Result<String, FieldError> {
+    let t = normalize_tax_id(field, s)?;
+    if !t.is_empty() {
+        check_tax_id(field, &t, region)?;
+    }
+    Ok(t)
+}
+
+fn check_tax_id(field: &str, t: &str, region: &str) -> Result<(), FieldError> {
+    let only = |extra: &[char]| t.chars().all(|c| c.is_ascii_digit() || extra.contains(&c));
+    let compact: String = t.chars().filter(|c| !matches!(c, '.' | '-' | '/' | ' ')).collect();
+    let digits: Vec<u32> = compact.chars().filter_map(|c| c.to_digit(10)).collect();
+    let all_digits = digits.len() == compact.chars().count();
+    let wrong = |name: &str, example: &str| {
+        FieldError::new(
+            field,
+            "check_digit",
+            format!("this {name}'s check digit does not match its number (such as {example}); check it"),
+        )
+    };
+    match region {
+        "CL" if only(&['.', '-', 'K'])
+            && (8..=9).contains(&compact.len())
+            && !compact[..compact.len() - 1].contains('K') =>
+        {
+            let (body, dv) = compact.split_at(compact.len() - 1);
+            let sum: u32 = body
+                .chars()
+                .rev()
+                .filter_map(|c| c.to_digit(10))
+                .zip([2, 3, 4, 5, 6, 7].iter().cycle())
+                .map(|(d, w)| d * w)
+                .sum();
+            let expected = match 11 - sum % 11 {
+                11 => '0',
+                10 => 'K',
+                n => char::from_digit(n, 10).unwrap_or('0'),
+            };
+            if !dv.starts_with(expected) {
+                return Err(wrong("RUT", "12.345.678-5"));
+            }
+        }
+        "AR" if only(&['-', '.', ' ']) && all_digits && digits.len() == 11 => {
+            let sum: u32 = digits.iter().zip([5, 4, 3, 2, 7, 6, 5, 4, 3, 2]).map(|(d, w)| d * w).sum();
+            let expected = match 11 - sum % 11 {
+                11 => Some(0),
+                10 => None,
+                n => Some(n),
+            };
+            if expected != Some(digits[10]) {
+                return Err(wrong("CUIT", "20-12345678-6"));
+            }
+        }
+        // A NIT is often written without its check digit; it is checked when written after a dash.
+        "CO" if only(&['.', '-'])
+            && t.matches('-').count() == 1
+            && t.len() >= 3
+            && t.as_bytes()[t.len() - 2] == b'-' =>
+        {
+            let (body, dv) = digits.split_at(digits.len() - 1);
+            if !(6..=15).contains(&body.len()) {
+                return Ok(());
+            }
+            const W: [u32; 15] = [3, 7, 13, 17, 19, 23, 29, 37, 41, 43, 47, 53, 59, 67, 71];
+            let r = body.iter().rev().zip(W).map(|(d, w)| d * w).sum::<u32>() % 11;
+            let expected = if r < 2 { r } else { 11 - r };
+            if dv[0] != expected {
+                return Err(wrong("NIT", "800.197.268-4"));
+            }
+        }
+        "PE" if only(&['-', ' ']) && all_digits && digits.len() == 11 => {
+            let sum: u32 = digits.iter().zip([5, 4, 3, 2, 7, 6, 5, 4, 3, 2]).map(|(d, w)| d * w).sum();
+            let expected = match 11 - sum % 11 {
+                10 => 0,
+                11 => 1,
+                n => n,
+            };
+            if digits[10] != expected {
+                return Err(wrong("RUC", "20131312955"));
+            }
+        }
+        "BR" if only(&['.', '-', '/']) && all_digits && (digits.len() == 11 || digits.len() == 14) => {
+            let cpf = digits.len() == 11;
+            let ok = if cpf { cpf_ok(&digits) } else { cnpj_ok(&digits) };
+            if !ok {
+                return Err(if cpf { wrong("CPF", "529.982.247-25") } else { wrong("CNPJ", "11.222.333/0001-81") });
+            }
+        }
+        "MX" => {
+            let c: Vec<char> = compact.chars().filter(|c| *c != '-').collect();
+            let letters = c.iter().take_while(|c| c.is_alphabetic() || **c == '&').count();
+            // Shaped like an RFC: three or four letters first, and about its length.
+            if (3..=4).contains(&letters) && (10..=14).contains(&c.len()) && !rfc_ok(&c, letters) {
+                return Err(FieldError::new(
+                    field,
+                    "format",
+                    "an RFC is 3 letters (companies) or 4 (people), the date as YYMMDD, then 3 letters or digits, such as XAXX010101000",
+                ));
+            }
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+fn cpf_ok(d: &[u32]) -> bool {
+    if d.iter().all(|x| *x == d[0]) {
+        return false;
+    }
+    let digit =
+        |n: usize| (d[..n].iter().enumerate().map(|(i, x)| x * (n as u32 + 1 - i as u32)).sum::<u32>() * 10 % 11) % 10;
+    digit(9) == d[9] && digit(10) == d[10]
+}
+
+fn cnpj_ok(d: &[u32]) -> bool {
+    if d.iter().all(|x| *x == d[0]) {
+        return false;
+    }
+    let digit = |n: usize| {
+        let w = [6, 5, 4, 3, 2, 9, 8, 7, 6, 5, 4, 3, 2];
+        let r = d[..n].iter().zip(&w[13 - n..]).map(|(x, w)| x * w).sum::<u32>() % 11;
+        if r < 2 { 0 } else { 11 - r }
+    };
+    digit(12) == d[12] && digit(13) == d[13]
+}
+
+/// An RFC's layout: `letters` letters, a valid YYMMDD date, three letters or digits.
+fn rfc_ok(c: &[char], letters: usize) -> bool {
+    if c.len() != letters + 9 {
+        return false;
+    }
+    let date: String = c[letters..letters + 6].iter().collect();
+    if !date.chars().all(|x| x.is_ascii_digit()) {
+        return false;
+    }
+    let (month, day) = (date[2..4].parse::<u32>().unwrap_or(0), date[4..6].parse::<u32>().unwrap_or(0));
+    (1..=12).contains(&month) && (1..=31).contains(&day) && c[letters + 6..].iter().all(|x| x.is_ascii_alphanumeric())
+}
+
 /// What the tax id is called in the country `region` (ISO 3166 alpha-2) on printed documents:
 /// RFC in Mexico, CUIT in Argentina, NIT in Colombia…; `fallback` elsewhere.
 pub fn tax_id_label<'a>(region: &str, fallback: &'a str) -> &'a str {
@@ -158,6 +303,45 @@ pub fn normalize_tags(field: &str, tags: &[String]) -> Result<Vec<String>, Field
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
+
+    #[test]
+    fn a_tax_id_shaped_like_the_countrys_own_must_have_its_check_digit() {
+        let ok = |v: &str, r: &str| normalize_tax_id_in("tax_id", v, r).map_err(|e| e.rule.clone());
+        // Published examples, each with its check digit, and the same with the digit changed.
+        for (region, good, bad) in [
+            ("CL", "12.345.678-5", "12.345.678-4"),
+            ("CL", "11111111-1", "11111111-K"),
+            ("AR", "33-69345023-9", "33-69345023-8"),
+            ("AR", "20-12345678-6", "20-12345678-5"),
+            ("CO", "800.197.268-4", "800.197.268-5"),
+            ("PE", "20131312955", "20131312954"),
+            ("BR", "529.982.247-25", "529.982.247-24"),
+            ("BR", "11.222.333/0001-81", "11.222.333/0001-80"),
+            ("MX", "GODE561231GR8", "GODE561331GR8"),
+        ] {
+            assert!(ok(good, region).is_ok(), "{good} in {region}");
+            let rule = ok(bad, region).unwrap_err();
+            assert!(rule == "check_digit" || rule == "format", "{bad} in {region}: {rule}");
+        }
+        // Lower case and spaces are normalised before the check.
+        assert_eq!(
+            normalize_tax_id_in("tax_id", " 12.345.678-k ", "CL").map_err(|e| e.rule),
+            Err("check_digit".into())
+        );
+        assert_eq!(normalize_tax_id_in("tax_id", "7.654.321-6", "CL").as_deref(), Ok("7.654.321-6"));
+        // The generic RFCs of the SAT, a company's RFC, and a NIT without its digit pass.
+        for v in ["XAXX010101000", "XEXX010101000", "ABC680524P76"] {
+            assert!(ok(v, "MX").is_ok(), "{v}");
+        }
+        assert!(ok("800.197.268", "CO").is_ok());
+        // A foreign customer's id of another shape is kept; so is any id where no rule is known.
+        assert!(ok("B-12345678", "CL").is_ok());
+        assert!(ok("12345678", "PE").is_ok());
+        assert!(ok("12.345.678-4", "UY").is_ok());
+        assert!(ok("DE123456789", "MX").is_ok());
+        // A CPF of one repeated digit passes the arithmetic and is still invalid.
+        assert!(ok("111.111.111-11", "BR").is_err());
+    }
     use super::*;
 
     #[test]

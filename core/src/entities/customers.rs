@@ -6,7 +6,7 @@ use automerge::{Automerge, transaction::Transactable};
 use dashoffice_domain::{
     FieldError, FieldErrors, Permission,
     api::{CreateCustomer, CustomerView, ListParams, MergeCustomers, Page, UpdateCustomer},
-    normalize_email, normalize_phone, normalize_tags, normalize_tax_id, validate_address, validate_name,
+    normalize_email, normalize_phone, normalize_tags, normalize_tax_id_in, validate_address, validate_name,
 };
 use rusqlite::{Connection, OptionalExtension, params, types::Value};
 
@@ -67,7 +67,7 @@ pub(crate) fn validate_create(
     let tags = e.check(normalize_tags("tags", &input.tags));
     let notes = e.check(check_notes(&input.notes));
     let wa_id = input.wa_id.as_deref().filter(|p| !p.trim().is_empty()).and_then(|w| e.check(check_wa_id(w)));
-    let tax_id = input.tax_id.as_deref().and_then(|t| e.check(normalize_tax_id("tax_id", t)));
+    let tax_id = input.tax_id.as_deref().and_then(|t| e.check(normalize_tax_id_in("tax_id", t, region)));
     let address = input.address.as_deref().and_then(|a| e.check(validate_address("address", a)));
     e.finish()?;
     Ok(CustomerFields {
@@ -130,7 +130,7 @@ pub fn update(ctx: &mut WriteCtx<'_>, caller: &Caller, id: &str, input: UpdateCu
     let wa_id = clear_or(input.wa_id.as_deref(), check_wa_id, &mut e);
     let tags = input.tags.as_deref().and_then(|t| e.check(normalize_tags("tags", t)));
     let notes = input.notes.as_deref().and_then(|n| e.check(check_notes(n)));
-    let tax_id = input.tax_id.as_deref().and_then(|t| e.check(normalize_tax_id("tax_id", t)));
+    let tax_id = input.tax_id.as_deref().and_then(|t| e.check(normalize_tax_id_in("tax_id", t, &region)));
     let address = input.address.as_deref().and_then(|a| e.check(validate_address("address", a)));
     e.finish()?;
     let now = ctx.now();

@@ -4,7 +4,7 @@ use automerge::{Automerge, transaction::Transactable};
 use dashoffice_domain::{
     Currency, FieldErrors, Permission,
     api::{BranchView, CreateBranch, ShopView, UpdateBranch, UpdateShop},
-    normalize_email, normalize_tax_id, tax_id_label, validate_address, validate_branch_code, validate_contact_phone,
+    normalize_email, normalize_tax_id_in, tax_id_label, validate_address, validate_branch_code, validate_contact_phone,
     validate_name,
 };
 use rusqlite::{Connection, OptionalExtension, params};
@@ -88,11 +88,16 @@ pub fn update_shop(ctx: &mut WriteCtx<'_>, caller: &Caller, input: UpdateShop) -
     let name = input.name.as_deref().and_then(|n| errs.check(validate_name("name", n)));
     let currency = input.currency.as_deref().and_then(|c| errs.check(Currency::parse("currency", c)));
     let legal_name = clear_or(input.legal_name.as_deref(), |s| validate_name("legal_name", s), &mut errs);
-    let tax_id = clear_or(input.tax_id.as_deref(), |s| normalize_tax_id("tax_id", s), &mut errs);
+    // The shop's tax id follows the rule of its country: the one this request sets, or its own.
+    let region = input.phone_region.as_deref().map(check_region).transpose()?;
+    let country = match &region {
+        Some(r) => r.clone(),
+        None => get_shop(ctx.conn(), &caller.shop_id)?.phone_region,
+    };
+    let tax_id = clear_or(input.tax_id.as_deref(), |s| normalize_tax_id_in("tax_id", s, &country), &mut errs);
     let email = clear_or(input.email.as_deref(), |s| normalize_email("email", s), &mut errs);
     let contact = check_contact(input.address.as_deref(), input.phone.as_deref(), &mut errs);
     errs.finish()?;
-    let region = input.phone_region.as_deref().map(check_region).transpose()?;
     let tz = input.timezone.as_deref().map(check_tz).transpose()?;
     let shop = caller.shop_id.clone();
     let now = ctx.now();

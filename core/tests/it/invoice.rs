@@ -316,3 +316,55 @@ fn an_orders_pdf_goes_to_the_customers_conversation_and_only_for_their_own_order
         .unwrap_err();
     assert!(matches!(e, CoreError::NotFound { .. }), "{e:?}");
 }
+
+#[test]
+fn a_tax_id_in_the_shops_country_is_checked_by_its_rule() {
+    use dashoffice_core::{domain::api::UpdateShop, entities::org};
+    let nodes = shop(1);
+    let (r, c) = (&nodes[0].replica, nodes[0].caller.clone());
+    let rule_of = |e: CoreError| match e {
+        CoreError::Validation(errs) => (errs.0[0].field.clone(), errs.0[0].rule.clone()),
+        other => panic!("{other:?}"),
+    };
+    // The shop moves to Chile in the same request that sets its RUT: the new country's rule applies.
+    let set_rut = |tax: &str| {
+        let (c, tax) = (c.clone(), tax.to_string());
+        r.write_blocking(move |ctx| {
+            let shop = UpdateShop { phone_region: Some("CL".into()), tax_id: Some(tax), ..Default::default() };
+            org::update_shop(ctx, &c, shop)
+        })
+    };
+    assert_eq!(rule_of(set_rut("76.086.428-4").unwrap_err()), ("tax_id".into(), "check_digit".into()));
+    let shop = set_rut("76.086.428-5").unwrap();
+    assert_eq!((shop.tax_id.as_str(), shop.tax_id_label.as_str()), ("76.086.428-5", "RUT"));
+    // A customer's RUT with a typo is refused, nothing is written; a foreign id of another shape is kept.
+    let c3 = c.clone();
+    let bad = r
+        .write_blocking(move |ctx| {
+            customers::create(
+                ctx,
+                &c3,
+                CreateCustomer { name: "Pía Soto".into(), tax_id: Some("12.345.678-9".into()), ..Default::default() },
+            )
+        })
+        .unwrap_err();
+    assert_eq!(rule_of(bad), ("tax_id".into(), "check_digit".into()));
+    let count: i64 = r.read(|c| Ok(c.query_row("SELECT count(*) FROM customers", [], |r| r.get(0))?)).unwrap();
+    let c4 = c.clone();
+    let (good, foreign) = r
+        .write_blocking(move |ctx| {
+            let mk = |name: &str, tax: &str| CreateCustomer {
+                name: name.into(),
+                tax_id: Some(tax.into()),
+                ..Default::default()
+            };
+            Ok((
+                customers::create(ctx, &c4, mk("Pía Soto", "12.345.678-5"))?,
+                customers::create(ctx, &c4, mk("Hans Weber", "DE 123456789"))?,
+            ))
+        })
+        .unwrap();
+    assert_eq!((good.tax_id.as_str(), foreign.tax_id.as_str()), ("12.345.678-5", "DE 123456789"));
+    let after: i64 = r.read(|c| Ok(c.query_row("SELECT count(*) FROM customers", [], |r| r.get(0))?)).unwrap();
+    assert_eq!(after, count + 2);
+}
