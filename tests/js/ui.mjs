@@ -191,6 +191,52 @@ await step("answer_the_whatsapp_conversation", async () => {
     return sel && sel.selectedOptions.length && sel.selectedOptions[0].value !== "";
   });
   customerUrl = await page.locator(".thread-head h2 a").getAttribute("href");
+
+  // A message arriving live draws only itself: labels being typed keep their text and focus, and a
+  // reader who scrolled up to older messages stays there; one at the bottom sees the new message.
+  const note = async (text) => {
+    const status = await page.evaluate(async ([id, text]) => {
+      const r = await fetch(`/api/v1/conversations/${id}/messages`, {
+        method: "POST",
+        headers: { "content-type": "application/json", authorization: `Bearer ${localStorage.getItem("dashoffice.token")}` },
+        body: JSON.stringify({ kind: "note", text }),
+      });
+      return r.status;
+    }, [convId, text]);
+    if (status >= 300) throw new Error(`the note answered ${status}`);
+    await page.locator(".messages .msg", { hasText: text }).first().waitFor({ timeout: LIVE_MS });
+  };
+  const labels = page.locator(".thread-tools input");
+  const before = await labels.inputValue();
+  await labels.click();
+  await labels.fill(before + ", mayorista");
+  await page.evaluate(() => {
+    const m = document.querySelector(".messages");
+    m.style.maxHeight = "60px";
+    m.style.overflowY = "auto";
+    m.scrollTop = 0;
+    m.dispatchEvent(new Event("scroll"));
+  });
+  await note("nota interna uno");
+  const [typed, focused, top] = await page.evaluate(() => {
+    const i = document.querySelector(".thread-tools input");
+    return [i.value, document.activeElement === i, document.querySelector(".messages").scrollTop];
+  });
+  if (typed !== before + ", mayorista" || !focused) {
+    throw new Error(`the labels being typed became "${typed}" (focused: ${focused}) when a message arrived`);
+  }
+  if (top !== 0) throw new Error(`the thread scrolled to ${top} while the reader was reading older messages`);
+  await labels.fill(before);
+  await page.evaluate(() => {
+    const m = document.querySelector(".messages");
+    m.scrollTop = m.scrollHeight;
+    m.dispatchEvent(new Event("scroll"));
+  });
+  await note("nota interna dos");
+  await page.waitForFunction(() => {
+    const m = document.querySelector(".messages");
+    return m.scrollHeight - m.scrollTop - m.clientHeight < 5;
+  });
 });
 
 await step("an_edit_on_the_second_node_arrives_live", async () => {

@@ -15,7 +15,7 @@ use leptos_router::{components::A, hooks::use_navigate};
 use super::{PageHead, param_id, split_tags};
 use crate::{
     api::{self, ApiError, enc},
-    components::{Badge, Empty, ErrorBox, FormError, Load, MoreButton, loader, pages, show, status_text},
+    components::{Badge, Empty, ErrorBox, FormError, Load, MoreButton, Spinner, loader, pages, show, status_text},
     i18n::{datetime, t, tf, when},
     state::{app, watch},
 };
@@ -212,6 +212,30 @@ pub(crate) fn explain_value(v: Option<&serde_json::Value>) -> String {
     }
 }
 
+/// What a thread's head and tools show: they are drawn again only when it changes.
+#[derive(Clone, PartialEq)]
+struct HeadKey {
+    customer_id: String,
+    customer_name: String,
+    wa_id: String,
+    state: ConversationState,
+    assignee_id: Option<String>,
+    labels: Vec<String>,
+}
+
+impl HeadKey {
+    fn of(c: &ConversationView) -> Self {
+        Self {
+            customer_id: c.customer_id.clone(),
+            customer_name: c.customer_name.clone(),
+            wa_id: c.wa_id.clone(),
+            state: c.state,
+            assignee_id: c.assignee_id.clone(),
+            labels: c.labels.clone(),
+        }
+    }
+}
+
 fn message_view(m: MessageView) -> impl IntoView {
     let (tick, label) = ticks(m.status);
     let cls = format!("msg msg-{} status-{:?}", m.direction, m.status).to_lowercase();
@@ -349,76 +373,112 @@ fn Thread(id: String) -> impl IntoView {
             Some(view! { <Composer conv=conv closed=closed templates=templates canned=canned last_contact=last_contact/> })
         })
     };
-    // The newest message is at the bottom: show it (the list is drawn anew on every change).
+    // The head and its tools are drawn again only when what they show changes (not for a new
+    // message or a delivery tick), so the labels being typed keep their text and focus; the
+    // messages are keyed, so only a new or changed message is drawn and the list keeps its scroll.
+    let head = Memo::new(move |_| thread.with(|t| t.ready().map(|th| HeadKey::of(&th.conversation))));
+    let messages = Memo::new(move |_| thread.with(|t| t.ready().map(|th| th.messages.clone()).unwrap_or_default()));
+    // Scrolled to the newest message at first and whenever a message arrives while the reader is
+    // at the bottom; one who scrolled up to read older ones stays where they are.
+    let at_bottom = StoredValue::new(true);
+    let list = NodeRef::<leptos::html::Div>::new();
     Effect::new(move |_| {
-        if thread.with(|t| t.ready().is_some()) {
-            request_animation_frame(|| {
-                if let Some(el) = web_sys::window()
-                    .and_then(|w| w.document())
-                    .and_then(|d| d.query_selector(".messages").ok().flatten())
-                {
+        let n = messages.with(Vec::len);
+        if n > 0 && at_bottom.get_value() {
+            request_animation_frame(move || {
+                if let Some(el) = list.get_untracked() {
                     el.set_scroll_top(el.scroll_height());
                 }
             });
         }
     });
+    let on_scroll = move |_| {
+        if let Some(el) = list.get_untracked() {
+            at_bottom.set_value(el.scroll_height() - el.scroll_top() - el.client_height() < 40);
+        }
+    };
+    let head_view = move || {
+        let c = head.get()?;
+        let patch_state = patch.clone();
+        let patch_assign = patch.clone();
+        let patch_labels = patch.clone();
+        let labels = RwSignal::new(c.labels.join(", "));
+        let assignee = c.assignee_id.clone().unwrap_or_default();
+        // Each option knows whether it is the assignee: the staff list often arrives after
+        // the select was drawn, when setting the select's value alone would find no option.
+        let current = assignee.clone();
+        let staff_opts = move || {
+            staff.with(|s| {
+                s.ready().map(|s| {
+                    s.items
+                        .iter()
+                        .filter(|x| !x.archived)
+                        .map(|x| {
+                            view! { <option value=x.id.clone() selected=x.id == current>{x.name.clone()}</option> }
+                        })
+                        .collect_view()
+                })
+            })
+        };
+        let customer_href = format!("/customers/{}", c.customer_id);
+        let navigate = navigate.clone();
+        let round_robin = round_robin.clone();
+        Some(view! {
+            <header class="thread-head">
+                <button class="btn ghost back" on:click=move |_| navigate("/conversations", Default::default())>{t("back")}</button>
+                <div>
+                    <h2><A href=customer_href>{c.customer_name.clone()}</A></h2>
+                    <span class="muted">"+"{c.wa_id.clone()}</span>
+                </div>
+                <Badge kind=state_kind(c.state) text=status_text(state_key(c.state))/>
+            </header>
+            <div class="thread-tools">
+                <div class="seg" role="group" aria-label=t("who_answers")>
+                    {[(ConversationState::Pending, "hand_to_bot"), (ConversationState::Open, "take_over"), (ConversationState::Resolved, "resolve")]
+                        .into_iter()
+                        .map(|(s, k)| {
+                            let patch = patch_state.clone();
+                            let on = c.state == s;
+                            view! { <button class=if on { "btn selected" } else { "btn" } aria-pressed=on.to_string() on:click=move |_| patch(UpdateConversation { state: Some(state_key(s).to_string()), ..Default::default() })>{t(k)}</button> }
+                        })
+                        .collect_view()}
+                </div>
+                <label class="field inline"><span>{t("assignee")}</span>
+                    <select prop:value=assignee on:change=move |ev| {
+                        let v = event_target_value(&ev);
+                        patch_assign(UpdateConversation { assignee_id: Some(v), ..Default::default() });
+                    }>
+                        <option value="">{t("unassigned")}</option>{staff_opts}
+                    </select>
+                </label>
+                <button class="btn" on:click=round_robin>{t("round_robin")}</button>
+                <label class="field inline"><span>{t("labels")}</span>
+                    <input bind:value=labels on:change=move |_| patch_labels(UpdateConversation { labels: Some(split_tags(&labels.get_untracked())), ..Default::default() })/>
+                </label>
+            </div>
+        })
+    };
     view! {
         {move || err.get().map(|e| view! { <ErrorBox err=e/> })}
-        {show(thread, move |th: ConversationThread| {
-            let c = th.conversation.clone();
-            let patch_state = patch.clone();
-            let patch_assign = patch.clone();
-            let patch_labels = patch.clone();
-            let labels = RwSignal::new(c.labels.join(", "));
-            let assignee = c.assignee_id.clone().unwrap_or_default();
-            // Each option knows whether it is the assignee: the staff list often arrives after
-            // the select was drawn, when setting the select's value alone would find no option.
-            let current = assignee.clone();
-            let staff_opts = move || {
-                staff.with(|s| s.ready().map(|s| s.items.iter().filter(|x| !x.archived).map(|x| {
-                    view! { <option value=x.id.clone() selected=x.id == current>{x.name.clone()}</option> }
-                }).collect_view()))
-            };
-            let messages = th.messages.into_iter().map(message_view).collect_view();
-            let customer_href = format!("/customers/{}", c.customer_id);
-            let customer_name = c.customer_name.clone();
-            let navigate = navigate.clone();
-            view! {
-                <header class="thread-head">
-                    <button class="btn ghost back" on:click=move |_| navigate("/conversations", Default::default())>{t("back")}</button>
-                    <div>
-                        <h2><A href=customer_href>{customer_name}</A></h2>
-                        <span class="muted">"+"{c.wa_id.clone()}</span>
-                    </div>
-                    <Badge kind=state_kind(c.state) text=status_text(state_key(c.state))/>
-                </header>
-                <div class="thread-tools">
-                    <div class="seg" role="group" aria-label=t("who_answers")>
-                        {[(ConversationState::Pending, "hand_to_bot"), (ConversationState::Open, "take_over"), (ConversationState::Resolved, "resolve")]
-                            .into_iter()
-                            .map(|(s, k)| {
-                                let patch = patch_state.clone();
-                                let on = c.state == s;
-                                view! { <button class=if on { "btn selected" } else { "btn" } aria-pressed=on.to_string() on:click=move |_| patch(UpdateConversation { state: Some(state_key(s).to_string()), ..Default::default() })>{t(k)}</button> }
-                            })
-                            .collect_view()}
-                    </div>
-                    <label class="field inline"><span>{t("assignee")}</span>
-                        <select prop:value=assignee on:change=move |ev| {
-                            let v = event_target_value(&ev);
-                            patch_assign(UpdateConversation { assignee_id: Some(v), ..Default::default() });
-                        }>
-                            <option value="">{t("unassigned")}</option>{staff_opts}
-                        </select>
-                    </label>
-                    <button class="btn" on:click=round_robin.clone()>{t("round_robin")}</button>
-                    <label class="field inline"><span>{t("labels")}</span>
-                        <input bind:value=labels on:change=move |_| patch_labels(UpdateConversation { labels: Some(split_tags(&labels.get_untracked())), ..Default::default() })/>
-                    </label>
-                </div>
-                <div class="messages" aria-live="polite">{messages}</div>
-            }
-        })}
+        {move || match thread.with(|t| match t {
+            Load::Loading => Some(None),
+            Load::Failed(e) => Some(Some(e.clone())),
+            Load::Ready(_) => None,
+        }) {
+            Some(None) => Some(view! { <Spinner/> }.into_any()),
+            Some(Some(e)) => Some(view! { <ErrorBox err=e/> }.into_any()),
+            None => None,
+        }}
+        {head_view}
+        // Focusable, so that the keyboard can scroll it too.
+        <div class="messages" role="log" aria-live="polite" tabindex="0" aria-label=t("thread_messages") node_ref=list on:scroll=on_scroll>
+            <For
+                each=move || messages.get()
+                // A message is drawn again when anything of it changes (its ticks, its media).
+                key=|m: &MessageView| serde_json::to_string(m).unwrap_or_else(|_| m.id.clone())
+                children=message_view
+            />
+        </div>
         {composer}
     }
 }
