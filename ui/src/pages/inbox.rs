@@ -15,7 +15,7 @@ use leptos_router::{components::A, hooks::use_navigate};
 use super::{PageHead, param_id, split_tags};
 use crate::{
     api::{self, ApiError, enc},
-    components::{Badge, Empty, ErrorBox, FormError, Load, MoreButton, Spinner, loader, pages, show, status_text},
+    components::{Badge, Empty, ErrorBox, FormError, Load, MoreButton, Spinner, loader, pages, status_text},
     i18n::{datetime, t, tf, when},
     state::{app, watch},
 };
@@ -126,33 +126,36 @@ pub(crate) fn Inbox() -> impl IntoView {
                         {filters.into_iter().map(|(v, k)| view! { <option value=v>{t(k)}</option> }).collect_view()}
                     </select>
                 </div>
-                {show(list, move |p: Page<ConversationView>| {
-                    if p.items.is_empty() {
-                        return view! { <Empty text=t("no_conversations")/> }.into_any();
-                    }
-                    p.items
-                        .into_iter()
-                        .map(|c| {
-                            let href = format!("/conversations/{}", c.id);
-                            let cid = c.id.clone();
-                            let current = move || id.get() == cid;
-                            view! {
-                                <A href=href attr:class=move || if current() { "conv current" } else { "conv" }>
-                                    <div class="conv-top">
-                                        <strong>{c.customer_name.clone()}</strong>
-                                        <span class="muted">{when(c.last_message_at)}</span>
-                                    </div>
-                                    <div class="conv-bottom">
-                                        <span class="preview">{c.last_message.clone()}</span>
-                                        <Badge kind=state_kind(c.state) text=status_text(state_key(c.state))/>
-                                        {(c.unread > 0).then(|| view! { <span class="unread" aria-label=tf("unread_n", &[&c.unread.to_string()])>{c.unread}</span> })}
-                                    </div>
-                                </A>
-                            }
-                        })
-                        .collect_view()
-                        .into_any()
+                // Keyed rows: a message arriving draws only its conversation's row (and moves it);
+                // the others, and a row that has the keyboard focus, stay as they are.
+                {move || list.with(|l| match l {
+                    Load::Loading => Some(view! { <Spinner/> }.into_any()),
+                    Load::Failed(e) => Some(view! { <ErrorBox err=e.clone()/> }.into_any()),
+                    Load::Ready(p) if p.items.is_empty() => Some(view! { <Empty text=t("no_conversations")/> }.into_any()),
+                    Load::Ready(_) => None,
                 })}
+                <For
+                    each=move || list.with(|l| l.ready().map(|p| p.items.clone()).unwrap_or_default())
+                    key=|c: &ConversationView| serde_json::to_string(c).unwrap_or_else(|_| c.id.clone())
+                    children=move |c: ConversationView| {
+                        let href = format!("/conversations/{}", c.id);
+                        let cid = c.id.clone();
+                        let current = move || id.get() == cid;
+                        view! {
+                            <A href=href attr:class=move || if current() { "conv current" } else { "conv" }>
+                                <div class="conv-top">
+                                    <strong>{c.customer_name.clone()}</strong>
+                                    <span class="muted">{when(c.last_message_at)}</span>
+                                </div>
+                                <div class="conv-bottom">
+                                    <span class="preview">{c.last_message.clone()}</span>
+                                    <Badge kind=state_kind(c.state) text=status_text(state_key(c.state))/>
+                                    {(c.unread > 0).then(|| view! { <span class="unread" aria-label=tf("unread_n", &[&c.unread.to_string()])>{c.unread}</span> })}
+                                </div>
+                            </A>
+                        }
+                    }
+                />
                 <MoreButton data=list pages=shown/>
             </aside>
             <section class="thread-pane">
@@ -386,7 +389,8 @@ fn Thread(id: String) -> impl IntoView {
         let n = messages.with(Vec::len);
         if n > 0 && at_bottom.get_value() {
             request_animation_frame(move || {
-                if let Some(el) = list.get_untracked() {
+                // Still at the bottom: the reader may have scrolled up since.
+                if let Some(el) = list.get_untracked().filter(|_| at_bottom.get_value()) {
                     el.set_scroll_top(el.scroll_height());
                 }
             });
