@@ -156,4 +156,20 @@ mod tests {
         assert!(search.contains("COVERING INDEX products_name"), "{search}");
         assert!(search.contains("COVERING INDEX products_sku"), "{search}");
     }
+
+    #[test]
+    fn a_conversations_unread_count_and_last_inbound_message_are_read_from_an_index_alone() {
+        let mut conn = rusqlite::Connection::open_in_memory().unwrap();
+        super::migrations().to_latest(&mut conn).unwrap();
+        let plan = |sql: &str| -> String {
+            let mut stmt = conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).unwrap();
+            let rows = stmt.query_map([], |r| r.get::<_, String>(3)).unwrap();
+            rows.map(Result::unwrap).collect::<Vec<_>>().join(" | ")
+        };
+        let unread =
+            plan("SELECT count(*) FROM messages m WHERE m.conversation_id = 'c' AND m.direction = 'in' AND m.at > 5");
+        assert!(unread.contains("COVERING INDEX messages_by_direction"), "{unread}");
+        let last = plan("SELECT max(m.at) FROM messages m WHERE m.conversation_id = 'c' AND m.direction = 'in'");
+        assert!(last.contains("COVERING INDEX messages_by_direction"), "{last}");
+    }
 }
