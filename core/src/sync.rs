@@ -77,7 +77,7 @@ pub fn nothing_to_tell(state: &sync::State, heads: &[ChangeHash]) -> bool {
 }
 
 /// Documents with fewer changes than this go to a fresh peer change by change (see [`generate`]).
-/// A catalog shard of a shop with 100,000 products, built by an import, has about a hundred.
+/// A catalog shard of a shop with 100,000 products imported in chunks of 1,000 has about sixty.
 pub const WHOLE_DOCUMENT_FROM: usize = 32;
 
 /// The next sync message for a peer about document `id`, encoded (Automerge's
