@@ -111,9 +111,20 @@ where
     V: IntoView + 'static,
 {
     move || match data.get() {
-        Load::Loading => view! { <Spinner/> }.into_any(),
-        Load::Failed(e) => view! { <ErrorBox err=e/> }.into_any(),
         Load::Ready(v) => f(v).into_any(),
+        _ => pending(data).into_any(),
+    }
+}
+
+/// The loading indicator or the error while `data` is not ready, nothing once it is: for views
+/// that draw the ready value themselves, keyed (`<For>`), instead of through [`show`].
+pub fn pending<T: Send + Sync + 'static>(data: RwSignal<Load<T>>) -> impl IntoView {
+    move || {
+        data.with(|d| match d {
+            Load::Loading => Some(view! { <Spinner/> }.into_any()),
+            Load::Failed(e) => Some(view! { <ErrorBox err=e.clone()/> }.into_any()),
+            Load::Ready(_) => None,
+        })
     }
 }
 

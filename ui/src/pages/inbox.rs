@@ -15,7 +15,7 @@ use leptos_router::{components::A, hooks::use_navigate};
 use super::{PageHead, param_id, split_tags};
 use crate::{
     api::{self, ApiError, enc},
-    components::{Badge, Empty, ErrorBox, FormError, Load, MoreButton, Spinner, loader, pages, status_text},
+    components::{Badge, Empty, ErrorBox, FormError, Load, MoreButton, loader, pages, pending, status_text},
     i18n::{datetime, t, tf, when},
     state::{app, watch},
 };
@@ -128,12 +128,11 @@ pub(crate) fn Inbox() -> impl IntoView {
                 </div>
                 // Keyed rows: a message arriving draws only its conversation's row (and moves it);
                 // the others, and a row that has the keyboard focus, stay as they are.
-                {move || list.with(|l| match l {
-                    Load::Loading => Some(view! { <Spinner/> }.into_any()),
-                    Load::Failed(e) => Some(view! { <ErrorBox err=e.clone()/> }.into_any()),
-                    Load::Ready(p) if p.items.is_empty() => Some(view! { <Empty text=t("no_conversations")/> }.into_any()),
-                    Load::Ready(_) => None,
-                })}
+                {pending(list)}
+                {move || {
+                    list.with(|l| l.ready().is_some_and(|p| p.items.is_empty()))
+                        .then(|| view! { <Empty text=t("no_conversations")/> })
+                }}
                 <For
                     each=move || list.with(|l| l.ready().map(|p| p.items.clone()).unwrap_or_default())
                     key=|c: &ConversationView| serde_json::to_string(c).unwrap_or_else(|_| c.id.clone())
@@ -464,15 +463,7 @@ fn Thread(id: String) -> impl IntoView {
     };
     view! {
         {move || err.get().map(|e| view! { <ErrorBox err=e/> })}
-        {move || match thread.with(|t| match t {
-            Load::Loading => Some(None),
-            Load::Failed(e) => Some(Some(e.clone())),
-            Load::Ready(_) => None,
-        }) {
-            Some(None) => Some(view! { <Spinner/> }.into_any()),
-            Some(Some(e)) => Some(view! { <ErrorBox err=e/> }.into_any()),
-            None => None,
-        }}
+        {pending(thread)}
         {head_view}
         // Focusable, so that the keyboard can scroll it too.
         <div class="messages" role="log" aria-live="polite" tabindex="0" aria-label=t("thread_messages") node_ref=list on:scroll=on_scroll>
