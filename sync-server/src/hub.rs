@@ -1,6 +1,7 @@
-//! The relay's heart: documents in memory (loaded on demand, dropped when idle), one Automerge
-//! sync step at a time per document, new changes stored durably (group commit) before any
-//! answer goes out, and every change announced to the sessions that may see it.
+//! The relay's heart: documents in memory as their change logs (loaded on demand, dropped when
+//! idle, see [`crate::log`]), one Automerge sync step at a time per document, new changes stored
+//! durably (group commit) before any answer goes out, and every change announced to the sessions
+//! that may see it.
 
 use std::{
     collections::HashMap,
@@ -8,14 +9,14 @@ use std::{
     time::{Duration, Instant},
 };
 
-use automerge::{Automerge, sync};
+use automerge::sync;
 use dashoffice_core::doc::DocId;
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 
-use crate::store::{Append, Device, RelayStore, StoreError};
-
-/// Changes in a document's log before the relay folds them into a snapshot.
-const COMPACT_AFTER: u64 = 512;
+use crate::{
+    log::Log,
+    store::{Append, Device, RelayStore, StoreError},
+};
 /// Why a session was closed by [`Hub::replace_older`].
 pub const REPLACED: &str = "replaced by a newer connection of this device";
 /// Appends and state writes per transaction at most.
@@ -46,14 +47,13 @@ pub struct Step {
 }
 
 struct Slot {
-    doc: Option<Automerge>,
+    doc: Option<Log>,
     used: Instant,
 }
 
 enum WriteOp {
     Append(Append, oneshot::Sender<Result<u64, StoreError>>),
     States(Vec<(String, String, Vec<u8>)>),
-    Compact(String, Vec<u8>),
 }
 
 /// A connected session, as the status page shows it.
@@ -190,66 +190,53 @@ impl Hub {
             let key = id.as_str().to_string();
             let chunks = self.blocking(move |s| s.load_doc(&key)).await?;
             g.doc = match chunks {
-                Some(chunks) => Some(load(&chunks).map_err(|e| HubError::Store(StoreError::Db(e)))?),
-                None if create && msg.is_some() => Some(Automerge::new()),
+                Some(chunks) => Some(Log::load(&chunks).map_err(|e| HubError::Store(StoreError::Db(e.to_string())))?),
+                None if create && msg.is_some() => Some(Log::new()),
                 None => return Err(HubError::NotFound),
             };
         }
         let Some(doc) = g.doc.as_mut() else { return Err(HubError::NotFound) };
-        let before = doc.get_heads();
-        if msg.is_none() && dashoffice_core::sync::nothing_to_tell(state, &before) {
+        if msg.is_none() && dashoffice_core::sync::nothing_to_tell(state, &doc.heads()) {
             return Ok(Step { reply: None, in_sync: true, awaits_answer: false });
         }
-        // What is new of the message's own changes is stored as received.
-        let mut received = None;
+        let scope = id.scope().map_err(|e| HubError::Bad(e.to_string()))?;
+        let mut added = Vec::new();
         if let Some(m) = msg {
-            match dashoffice_core::sync::receive_listing_new(doc, state, m) {
-                Ok(r) => received = r,
+            match doc.receive(state, m) {
+                Ok(a) => added = a,
                 Err(e) => {
-                    // Drop whatever half-applied state Automerge kept; reload from the store next time.
+                    // Drop whatever the log took in; reload from the store next time.
                     g.doc = None;
                     return Err(HubError::Bad(e.to_string()));
                 }
             }
         }
-        let after = doc.get_heads();
-        if after != before {
-            let changes: Vec<Vec<u8>> = match received.filter(|r| !r.is_empty()) {
-                Some(received) => received.iter().map(|c| c.raw_bytes().to_vec()).collect(),
-                None => doc.get_changes(&before).iter().map(|c| c.raw_bytes().to_vec()).collect(),
-            };
-            let scope = id.scope().map_err(|e| HubError::Bad(e.to_string()))?;
-            let n = changes.len();
+        if !added.is_empty() {
+            let n = added.len();
             let append = Append {
                 doc_id: id.as_str().to_string(),
                 repo_id: dashoffice_core::repo_id::repo_id(id.as_str()),
-                shop_id: scope.shop_id,
-                branch_id: scope.branch_id,
-                changes,
-                heads: dashoffice_core::sync::heads_to_bytes(&after),
+                shop_id: scope.shop_id.clone(),
+                branch_id: scope.branch_id.clone(),
+                changes: added.iter().map(|c| c.to_vec()).collect(),
+                heads: dashoffice_core::sync::heads_to_bytes(&doc.heads()),
                 now: now_ms(),
             };
             let (tx, rx) = oneshot::channel();
             let _ = self.writer.send(WriteOp::Append(append, tx));
             let stored = rx.await.unwrap_or_else(|_| Err(StoreError::Db("the writer stopped".into())));
-            match stored {
-                Ok(count) => {
-                    metrics::counter!("dashoffice_relay_changes_stored_total").increment(n as u64);
-                    if count > COMPACT_AFTER {
-                        let _ = self.writer.send(WriteOp::Compact(id.as_str().to_string(), doc.save()));
-                    }
-                }
-                Err(e) => {
-                    // Not durable: forget it in memory too, so nobody is told we have it.
-                    g.doc = None;
-                    return Err(HubError::Store(e));
-                }
+            if let Err(e) = stored {
+                // Not durable: forget it in memory too, so nobody is told we have it.
+                g.doc = None;
+                return Err(HubError::Store(e));
             }
+            metrics::counter!("dashoffice_relay_changes_stored_total").increment(n as u64);
             let _ = self.changed.send((session, id.clone()));
         }
         let Some(doc) = g.doc.as_mut() else { return Err(HubError::NotFound) };
-        let reply = dashoffice_core::sync::generate(doc, id, state);
-        let heads = doc.get_heads();
+        let collection = scope.collection;
+        let reply = doc.generate(state, |h| dashoffice_core::doc::at_genesis(collection, h));
+        let heads = doc.heads();
         let they_have_ours = state.their_heads.as_deref() == Some(heads.as_slice());
         Ok(Step {
             in_sync: reply.is_none() && they_have_ours,
@@ -360,15 +347,6 @@ impl Hub {
     }
 }
 
-/// Loads stored chunks (snapshot, then changes) into a document.
-pub fn load(chunks: &[Vec<u8>]) -> Result<Automerge, String> {
-    let mut doc = Automerge::new();
-    for c in chunks {
-        doc.load_incremental(c).map_err(|e| format!("stored document is unreadable: {e}"))?;
-    }
-    Ok(doc)
-}
-
 /// The writer thread: group-commits appends (and sync states) so many documents' changes share
 /// one fsync; each append is answered only after its transaction committed.
 fn writer(store: Arc<dyn RelayStore>, mut rx: mpsc::UnboundedReceiver<WriteOp>) {
@@ -380,8 +358,7 @@ fn writer(store: Arc<dyn RelayStore>, mut rx: mpsc::UnboundedReceiver<WriteOp>) 
                 Err(_) => break,
             }
         }
-        // Consecutive appends share a transaction; a compaction waits for the appends queued
-        // before it (its snapshot includes them, and those queued after it come after it).
+        // Consecutive appends share a transaction.
         let mut appends = Vec::new();
         let mut replies = Vec::new();
         let mut states = Vec::new();
@@ -392,12 +369,6 @@ fn writer(store: Arc<dyn RelayStore>, mut rx: mpsc::UnboundedReceiver<WriteOp>) 
                     replies.push(tx);
                 }
                 WriteOp::States(s) => states.extend(s),
-                WriteOp::Compact(id, snap) => {
-                    flush(store.as_ref(), &mut appends, &mut replies);
-                    if let Err(e) = store.compact(&id, &snap) {
-                        tracing::warn!(doc = %id, error = %e, "compaction failed");
-                    }
-                }
             }
         }
         flush(store.as_ref(), &mut appends, &mut replies);
@@ -436,7 +407,7 @@ fn flush(
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
-    use automerge::{ReadDoc, sync::SyncDoc, transaction::Transactable};
+    use automerge::{Automerge, ReadDoc, sync::SyncDoc, transaction::Transactable};
 
     use super::*;
     use crate::store::SqliteStore;

@@ -8,6 +8,7 @@ pub mod console;
 pub mod enrol;
 pub mod http;
 pub mod hub;
+pub mod log;
 pub mod quic;
 pub mod session;
 pub mod store;

@@ -1,6 +1,7 @@
-//! The relay's storage, behind a narrow trait: documents as a snapshot plus a change log, the
-//! sync state of each device per document, devices and enrolment codes. SQLite is the embedded
-//! default; a PostgreSQL backend implements the same trait without touching the sync logic.
+//! The relay's storage, behind a narrow trait: documents as their change logs (after a snapshot
+//! for documents that earlier relays folded into one), the sync state of each device per
+//! document, devices and enrolment codes. SQLite is the embedded default; a PostgreSQL backend
+//! implements the same trait without touching the sync logic.
 //!
 //! Every method is a short blocking call; the hub calls them from blocking threads and batches
 //! appends (group commit), so one `append` call is one durable transaction.
@@ -110,8 +111,6 @@ pub trait RelayStore: Send + Sync + 'static {
     /// Stores new changes of several documents in one durable transaction; returns each
     /// document's change count since its last snapshot.
     fn append(&self, batch: &[Append]) -> StoreResult<Vec<u64>>;
-    /// Replaces a document's change log by a snapshot of the whole document.
-    fn compact(&self, doc_id: &str, snapshot: &[u8]) -> StoreResult<()>;
     /// Documents of a shop a device may see, with their heads: shop-wide ones and, when
     /// `branch` is given, that branch's only (`None`: every branch).
     fn scope_docs(&self, shop: &str, branch: Option<&str>) -> StoreResult<Vec<(String, Vec<u8>)>>;
@@ -241,18 +240,6 @@ impl RelayStore for SqliteStore {
         }
         tx.commit()?;
         Ok(counts)
-    }
-
-    fn compact(&self, doc_id: &str, snapshot: &[u8]) -> StoreResult<()> {
-        let mut c = lock(&self.write);
-        let tx = c.transaction()?;
-        tx.execute(
-            "UPDATE documents SET snapshot = ?2, change_count = 0 WHERE doc_id = ?1",
-            params![doc_id, snapshot],
-        )?;
-        tx.execute("DELETE FROM doc_changes WHERE doc_id = ?1", [doc_id])?;
-        tx.commit()?;
-        Ok(())
     }
 
     fn scope_docs(&self, shop: &str, branch: Option<&str>) -> StoreResult<Vec<(String, Vec<u8>)>> {
