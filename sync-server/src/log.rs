@@ -61,6 +61,15 @@ fn chunks(bytes: &[u8]) -> Result<Vec<(&[u8], bool)>, LogError> {
 struct Entry {
     deps: Vec<ChangeHash>,
     bytes: Arc<[u8]>,
+    /// Index of the change's actor in `Log::actors`, and its sequence number.
+    actor: usize,
+    seq: u64,
+    /// Position in `Log::order`.
+    pos: usize,
+    /// The highest sequence number of each actor among the change and its ancestors (Automerge's
+    /// vector clock; actors added later are 0): a change is an ancestor of a set of heads when its
+    /// sequence number is within their merged clock.
+    clock: Box<[u64]>,
 }
 
 /// A compressed document holding every change that is an ancestor of `heads`.
@@ -75,7 +84,9 @@ pub struct Log {
     entries: HashMap<ChangeHash, Entry>,
     order: Vec<ChangeHash>,
     heads: BTreeSet<ChangeHash>,
-    seqs: HashMap<(ActorId, u64), ChangeHash>,
+    actors: HashMap<ActorId, usize>,
+    /// Each actor's changes by sequence number (`[seq - 1]`).
+    by_actor: Vec<Vec<ChangeHash>>,
     /// Changes whose dependencies have not arrived yet (Automerge's queue).
     queue: Vec<Change>,
     snapshot: Option<Snapshot>,
@@ -144,21 +155,48 @@ impl Log {
                     waiting.push(c);
                     continue;
                 }
-                let key = (c.actor_id().clone(), c.seq());
-                if self.seqs.get(&key).is_some_and(|h| *h != hash) {
+                let actor = match self.actors.get(c.actor_id()) {
+                    Some(a) => *a,
+                    None => {
+                        self.actors.insert(c.actor_id().clone(), self.by_actor.len());
+                        self.by_actor.push(Vec::new());
+                        self.by_actor.len() - 1
+                    }
+                };
+                let mut clock = self.clock_at(c.deps());
+                // An actor's changes form a chain: each follows the one before it, as every
+                // Automerge change does (its dependencies are the heads it was made on).
+                if clock[actor] + 1 != c.seq() {
+                    self.queue = waiting;
+                    return Err(LogError(format!(
+                        "change {} of an actor does not follow its change {}",
+                        c.seq(),
+                        clock[actor]
+                    )));
+                }
+                if self.by_actor[actor].len() as u64 >= c.seq() {
                     self.queue = waiting;
                     return Err(LogError(format!(
                         "two different changes claim sequence number {} of one actor",
                         c.seq()
                     )));
                 }
-                self.seqs.insert(key, hash);
+                clock[actor] = c.seq();
+                self.by_actor[actor].push(hash);
                 for d in c.deps() {
                     self.heads.remove(d);
                 }
                 self.heads.insert(hash);
                 let bytes: Arc<[u8]> = Arc::from(c.raw_bytes());
-                self.entries.insert(hash, Entry { deps: c.deps().to_vec(), bytes: bytes.clone() });
+                let entry = Entry {
+                    deps: c.deps().to_vec(),
+                    bytes: bytes.clone(),
+                    actor,
+                    seq: c.seq(),
+                    pos: self.order.len(),
+                    clock: clock.into_boxed_slice(),
+                };
+                self.entries.insert(hash, entry);
                 self.order.push(hash);
                 added.push(bytes);
                 progressed = true;
@@ -178,22 +216,30 @@ impl Log {
         if heads.iter().eq(self.heads.iter()) {
             return Vec::new();
         }
-        let known = self.ancestors(heads);
-        self.order.iter().filter(|h| !known.contains(*h)).copied().collect()
+        let clock = self.clock_at(heads);
+        let mut since: Vec<(usize, ChangeHash)> = Vec::new();
+        for (a, chain) in self.by_actor.iter().enumerate() {
+            let from = usize::try_from(clock[a]).unwrap_or(usize::MAX).min(chain.len());
+            since.extend(chain[from..].iter().map(|h| (self.entries[h].pos, *h)));
+        }
+        since.sort_unstable_by_key(|(pos, _)| *pos);
+        since.into_iter().map(|(_, h)| h).collect()
     }
 
-    /// `heads` and everything they depend on, among the changes held here.
-    fn ancestors(&self, heads: &[ChangeHash]) -> HashSet<ChangeHash> {
-        let mut seen = HashSet::new();
-        let mut stack: Vec<ChangeHash> = heads.iter().filter(|h| self.has(h)).copied().collect();
-        while let Some(h) = stack.pop() {
-            if seen.insert(h)
-                && let Some(e) = self.entries.get(&h)
-            {
-                stack.extend(e.deps.iter().filter(|d| !seen.contains(*d)).copied());
+    /// The merged clock of `heads` (those held here), one entry per actor.
+    fn clock_at(&self, heads: &[ChangeHash]) -> Vec<u64> {
+        let mut clock = vec![0; self.by_actor.len()];
+        for e in heads.iter().filter_map(|h| self.entries.get(h)) {
+            for (c, v) in clock.iter_mut().zip(e.clock.iter()) {
+                *c = (*c).max(*v);
             }
         }
-        seen
+        clock
+    }
+
+    /// Whether `h` is one of the changes a clock covers.
+    fn covered(&self, h: &ChangeHash, clock: &[u64]) -> bool {
+        self.entries.get(h).is_some_and(|e| e.seq <= clock[e.actor])
     }
 
     /// Automerge's `missing_deps_from`: what we lack to reach `start`, looking through held changes.
@@ -302,8 +348,8 @@ impl Log {
         // The changes sent that the peer's heads show it has need not be remembered.
         let known: Vec<ChangeHash> = heads.iter().filter(|h| self.has(h)).copied().collect();
         if !state.sent_hashes.is_empty() {
-            let theirs = self.ancestors(&known);
-            state.sent_hashes.retain(|h| !theirs.contains(h));
+            let theirs = self.clock_at(&known);
+            state.sent_hashes.retain(|h| !self.covered(h, &theirs));
         }
         if !carried && heads == before {
             state.last_sent_heads.clone_from(&heads);
