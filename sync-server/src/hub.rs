@@ -466,4 +466,45 @@ mod tests {
             Some("\"12.50\"")
         );
     }
+
+    /// A document an earlier relay folded into a snapshot (and then logged more changes after)
+    /// loads after an upgrade: a peer with part of it gets the rest, and a fresh peer all of it.
+    #[tokio::test]
+    async fn a_document_compacted_by_an_earlier_relay_still_syncs() {
+        let dir = tempfile::tempdir().unwrap();
+        let id = DocId::products("shop-1", "p-1");
+        let mut peer = Automerge::new();
+        for i in 0..40 {
+            let mut tx = peer.transaction();
+            tx.put(automerge::ROOT, format!("k{i}"), i as i64).unwrap();
+            tx.commit();
+        }
+        let half = peer.get_heads();
+        {
+            let hub = Hub::new(Arc::new(SqliteStore::open(dir.path()).unwrap()), "relay".into());
+            sync_until_quiet(&hub, &id, &mut peer, sync::State::new()).await;
+        }
+        // What an earlier relay's compaction left: the whole document as the snapshot, no log.
+        let db = rusqlite::Connection::open(dir.path().join("relay.db")).unwrap();
+        db.execute("UPDATE documents SET snapshot = ?1, change_count = 0", [peer.save()]).unwrap();
+        db.execute("DELETE FROM doc_changes", []).unwrap();
+        drop(db);
+        let mut behind = peer.fork_at(&half).unwrap();
+        let mut later = peer.fork();
+        let mut tx = later.transaction();
+        tx.put(automerge::ROOT, "after", "the upgrade").unwrap();
+        tx.commit();
+
+        let hub = Hub::new(Arc::new(SqliteStore::open(dir.path()).unwrap()), "relay".into());
+        sync_until_quiet(&hub, &id, &mut later, sync::State::new()).await;
+        sync_until_quiet(&hub, &id, &mut behind, sync::State::new()).await;
+        assert_eq!(behind.get_heads(), later.get_heads());
+        let mut fresh = Automerge::new();
+        sync_until_quiet(&hub, &id, &mut fresh, sync::State::new()).await;
+        assert_eq!(fresh.get_heads(), later.get_heads());
+        assert_eq!(
+            fresh.get(automerge::ROOT, "after").unwrap().map(|(v, _)| v.to_string()).as_deref(),
+            Some("\"the upgrade\"")
+        );
+    }
 }
