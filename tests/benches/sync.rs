@@ -247,7 +247,7 @@ fn initial(n: usize) {
     println!("== initial: a new node joins a shop with {n} products ==");
     // Node-to-node sync only: the relay's own head-office replica of the shop would catch up at
     // the same time on the same 2 cores.
-    let relay = Relay::start_env(vec![("DASHOFFICE_HEAD_OFFICE".into(), "false".into())]);
+    let mut relay = Relay::start_env(vec![("DASHOFFICE_HEAD_OFFICE".into(), "false".into())]);
     let mut a1 = Node::start();
     let (shop, branch) = shop_and_branch(&a1.owner());
     a1.sigterm();
@@ -270,6 +270,14 @@ fn initial(n: usize) {
 
     let code = relay.code(&shop, Some(&branch));
     let args = relay.edge_args(&code);
+    // BENCH_RESTART_RELAY=1: the relay restarts between the upload and the new node, so it serves
+    // the shop from its store (it builds each large document's snapshot again) instead of from
+    // what it kept in memory.
+    if std::env::var_os("BENCH_RESTART_RELAY").is_some() {
+        a1.sigterm();
+        relay.restart();
+        println!("relay restarted after the upload");
+    }
     let t0 = Instant::now();
     let b = Node::start_with(tempfile::tempdir().unwrap(), args);
     let started = t0.elapsed();
