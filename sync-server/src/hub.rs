@@ -200,6 +200,7 @@ impl Hub {
             return Ok(Step { reply: None, in_sync: true, awaits_answer: false });
         }
         let scope = id.scope().map_err(|e| HubError::Bad(e.to_string()))?;
+        let collection = scope.collection;
         let mut added = Vec::new();
         if let Some(m) = msg {
             match doc.receive(state, m) {
@@ -216,8 +217,8 @@ impl Hub {
             let append = Append {
                 doc_id: id.as_str().to_string(),
                 repo_id: dashoffice_core::repo_id::repo_id(id.as_str()),
-                shop_id: scope.shop_id.clone(),
-                branch_id: scope.branch_id.clone(),
+                shop_id: scope.shop_id,
+                branch_id: scope.branch_id,
                 changes: added.iter().map(|c| c.to_vec()).collect(),
                 heads: dashoffice_core::sync::heads_to_bytes(&doc.heads()),
                 now: now_ms(),
@@ -234,7 +235,6 @@ impl Hub {
             let _ = self.changed.send((session, id.clone()));
         }
         let Some(doc) = g.doc.as_mut() else { return Err(HubError::NotFound) };
-        let collection = scope.collection;
         let reply = doc.generate(state, |h| dashoffice_core::doc::at_genesis(collection, h));
         let heads = doc.heads();
         let they_have_ours = state.their_heads.as_deref() == Some(heads.as_slice());

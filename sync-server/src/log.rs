@@ -113,13 +113,8 @@ impl Log {
     }
 
     /// How many changes the document holds.
-    pub fn len(&self) -> usize {
+    fn len(&self) -> usize {
         self.order.len()
-    }
-
-    /// Whether the document holds no change.
-    pub fn is_empty(&self) -> bool {
-        self.order.is_empty()
     }
 
     fn has(&self, h: &ChangeHash) -> bool {
@@ -404,9 +399,9 @@ impl Log {
             return Some(reset.encode());
         }
         let v2 = state.their_capabilities.as_ref().is_some_and(|c| c.contains(&Capability::MessageV2));
-        let mut chunks: Vec<Vec<u8>> = Vec::new();
+        // What to send is decided first; its bytes are gathered only if the message goes out.
         let mut sent: Vec<ChangeHash> = Vec::new();
-        let mut version = MessageVersion::V1;
+        let mut whole = false;
         if !state.peer_read_only
             && let (Some(their_have), Some(their_need)) = (state.their_have.as_ref(), state.their_need.as_ref())
         {
@@ -415,22 +410,11 @@ impl Log {
                 .into_iter()
                 .filter(|h| !state.sent_hashes.contains(h))
                 .collect();
-            let whole = v2
+            whole = v2
                 && !hashes.is_empty()
                 && state.their_heads.as_deref().is_some_and(&at_genesis)
                 && self.len() >= dashoffice_core::sync::WHOLE_DOCUMENT_FROM;
-            let doc = if whole { self.whole().ok() } else { None };
-            match doc {
-                Some(doc) => {
-                    chunks.push(doc);
-                    sent = self.order.clone();
-                    version = MessageVersion::V2;
-                }
-                None => {
-                    chunks = hashes.iter().map(|h| self.entries[h].bytes.to_vec()).collect();
-                    sent = hashes;
-                }
-            }
+            sent = hashes;
         }
         if state.last_sent_heads == ours && state.have_responded {
             let equal = state.their_heads.as_ref() == Some(&ours);
@@ -441,6 +425,13 @@ impl Log {
                 return None;
             }
         }
+        let (chunks, version) = match whole.then(|| self.whole().ok()).flatten() {
+            Some(doc) => {
+                sent.clone_from(&self.order);
+                (vec![doc], MessageVersion::V2)
+            }
+            None => (sent.iter().map(|h| self.entries[h].bytes.to_vec()).collect(), MessageVersion::V1),
+        };
         state.have_responded = true;
         state.last_sent_heads.clone_from(&ours);
         state.sent_hashes.extend(sent);
