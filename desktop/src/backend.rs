@@ -136,6 +136,7 @@ impl Backend {
             enrolment_code: code,
             device_name: format!("desktop {}", self.replica.device().code),
             idle_timeout: Duration::from_secs(30),
+            local: None,
         };
         let _guard = self.rt.enter();
         let handle = dashoffice_sync::client::start(self.replica.clone(), cfg)

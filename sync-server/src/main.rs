@@ -431,11 +431,6 @@ fn serve(s: Settings, store: Arc<dyn RelayStore>) -> anyhow::Result<()> {
         let http_addr = listener.local_addr()?;
         let peer_id = format!("relay-{}", &identity.fingerprint()[..16]);
         let hub = hub::Hub::new(store, peer_id);
-        let self_quic = if quic_addr.ip().is_unspecified() {
-            SocketAddr::new(std::net::Ipv4Addr::LOCALHOST.into(), quic_addr.port())
-        } else {
-            quic_addr
-        };
         let whatsapp = wa::WhatsApp::start(
             wa::WaConfig {
                 app_secret: s.whatsapp_app_secret.clone(),
@@ -449,8 +444,8 @@ fn serve(s: Settings, store: Arc<dyn RelayStore>) -> anyhow::Result<()> {
             wa::store::WaStore::open(&s.data_dir)?,
             hub.clone(),
             wa::SelfLink {
-                quic: self_quic.to_string(),
-                trust: tls::Trust::Pinned(identity.fingerprint()),
+                fingerprint: identity.fingerprint(),
+                local: quic::local_link(hub.clone()),
                 dir: s.data_dir.join("shops"),
             },
             llm_config(&s),

@@ -4,7 +4,8 @@
 use std::{sync::Arc, time::Duration};
 
 use dashoffice_sync::{
-    framing::frame_quic,
+    LocalLink,
+    framing::{self, Frames, frame_quic},
     proto::{Message, PROTOCOL_VERSION, PeerMetadata},
     tls,
 };
@@ -50,22 +51,41 @@ fn handshake_failed(remote: std::net::SocketAddr, e: &quinn::ConnectionError) {
     tracing::info!(%remote, error = %e, "QUIC handshake failed");
 }
 
-fn refuse(
-    conn: &quinn::Connection,
-    tx: &tokio::sync::mpsc::UnboundedSender<Vec<u8>>,
-    reason: &str,
-    kind: &'static str,
-) {
+/// The other end of a session: a QUIC connection, or the relay's own replica in this process
+/// (whose session ends when its frames are dropped).
+enum Conn {
+    Quic(quinn::Connection),
+    Local,
+}
+
+impl Conn {
+    fn close(&self, code: u32, reason: &[u8]) {
+        if let Conn::Quic(c) = self {
+            c.close(code.into(), reason);
+        }
+    }
+
+    fn remote(&self) -> String {
+        match self {
+            Conn::Quic(c) => c.remote_address().to_string(),
+            Conn::Local => "in-process".into(),
+        }
+    }
+}
+
+fn refuse(conn: &Conn, tx: &tokio::sync::mpsc::UnboundedSender<Vec<u8>>, reason: &str, kind: &'static str) {
     metrics::counter!("dashoffice_relay_refused_connections_total", "reason" => kind).increment(1);
-    tracing::info!(remote = %conn.remote_address(), reason, "refused a replica");
+    tracing::info!(remote = %conn.remote(), reason, "refused a replica");
     let _ = tx.send(Message::Error { message: reason.to_string() }.encode());
-    let conn = conn.clone();
-    let reason = reason.to_string();
-    tokio::spawn(async move {
-        // Give the error frame a moment to leave, then close.
-        tokio::time::sleep(Duration::from_millis(200)).await;
-        conn.close(CLOSE_REFUSED.into(), reason.as_bytes());
-    });
+    if let Conn::Quic(conn) = conn {
+        let conn = conn.clone();
+        let reason = reason.to_string();
+        tokio::spawn(async move {
+            // Give the error frame a moment to leave, then close.
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            conn.close(CLOSE_REFUSED.into(), reason.as_bytes());
+        });
+    }
 }
 
 async fn handle(conn: quinn::Connection, hub: Arc<Hub>) {
@@ -80,7 +100,24 @@ async fn handle(conn: quinn::Connection, hub: Arc<Hub>) {
             return;
         }
     };
-    let mut frames = frame_quic(send, recv);
+    serve(Conn::Quic(conn), fingerprint, frame_quic(send, recv), hub).await;
+}
+
+/// The link from the relay's own service replicas (`crate::whatsapp::service`) to its hub: the
+/// same handshake, enrolment, credential check and session as over QUIC, without the network and
+/// its encryption between two parts of one process. The fingerprint is that of the replica's
+/// device certificate, read from its own files.
+pub fn local_link(hub: Arc<Hub>) -> LocalLink {
+    LocalLink(Arc::new(move |fingerprint: String| {
+        let (client, relay) = framing::pair();
+        tokio::spawn(serve(Conn::Local, fingerprint, relay, hub.clone()));
+        client
+    }))
+}
+
+/// Serves a device with this certificate fingerprint on a stream: join, identification (or
+/// enrolment), then its session.
+async fn serve(conn: Conn, fingerprint: String, mut frames: Frames, hub: Arc<Hub>) {
     let first = match tokio::time::timeout(Duration::from_secs(10), frames.rx.recv()).await {
         Ok(Some(Ok(b))) => b,
         _ => {
@@ -134,23 +171,24 @@ async fn handle(conn: quinn::Connection, hub: Arc<Hub>) {
         target_id: sender.clone(),
     };
     let _ = frames.tx.send(peer.encode());
-    let (session_id, kick) = hub.register(&device, "quic");
-    hub.replace_older(&device.id, session_id, "quic");
-    tracing::info!(device = %device.id, name = %device.name, remote = %conn.remote_address(), documents = doc_count, "replica connected");
+    let transport = if matches!(conn, Conn::Local) { "local" } else { "quic" };
+    let (session_id, kick) = hub.register(&device, transport);
+    hub.replace_older(&device.id, session_id, transport);
+    tracing::info!(device = %device.id, name = %device.name, remote = %conn.remote(), documents = doc_count, "replica connected");
     let io = Io { rx: frames.rx, tx: frames.tx };
     let end = session::serve(hub.clone(), device.clone(), io, Naming::Replica, sender, session_id, kick).await;
     hub.unregister(&device.id, session_id);
     match end {
-        session::End::Closed => conn.close(CLOSE_DONE.into(), b"bye"),
-        session::End::Replaced => conn.close(CLOSE_DONE.into(), crate::hub::REPLACED.as_bytes()),
+        session::End::Closed => conn.close(CLOSE_DONE, b"bye"),
+        session::End::Replaced => conn.close(CLOSE_DONE, crate::hub::REPLACED.as_bytes()),
         session::End::Revoked(r) => {
             tokio::time::sleep(Duration::from_millis(100)).await;
-            conn.close(CLOSE_REFUSED.into(), r.as_bytes())
+            conn.close(CLOSE_REFUSED, r.as_bytes())
         }
         session::End::Protocol(r) => {
             tracing::info!(device = %device.id, reason = %r, "closed a session that broke the protocol");
             tokio::time::sleep(Duration::from_millis(100)).await;
-            conn.close(CLOSE_PROTOCOL.into(), b"protocol error")
+            conn.close(CLOSE_PROTOCOL, b"protocol error")
         }
     }
     tracing::info!(device = %device.id, "replica disconnected");

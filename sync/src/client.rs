@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::{broadcast, watch};
 
 use crate::{
-    framing::{FrameError, frame_quic},
+    framing::{FrameError, Frames, frame_quic},
     proto::{Message, PROTOCOL_VERSION, PeerMetadata},
     tls::{self, Identity, Trust},
 };
@@ -55,6 +55,21 @@ pub struct ClientConfig {
     pub device_name: String,
     /// A silent connection is considered lost after this long.
     pub idle_timeout: Duration,
+    /// A relay in this same process, reached without the network (the relay's own service
+    /// replicas); `relay` and `trust` then only name it.
+    pub local: Option<LocalLink>,
+}
+
+/// Opens a session with a relay running in the same process: given the device's certificate
+/// fingerprint (its credential, as the TLS handshake would have proven it), the frames of a new
+/// session. Only code in that process can make one.
+#[derive(Clone)]
+pub struct LocalLink(pub Arc<dyn Fn(String) -> Frames + Send + Sync>);
+
+impl std::fmt::Debug for LocalLink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("LocalLink")
+    }
 }
 
 /// What the relay told this device when it enrolled.
@@ -210,7 +225,8 @@ pub fn start(replica: Replica, cfg: ClientConfig) -> Result<SyncHandle, SyncErro
     let handle = SyncHandle { shared: shared.clone(), replica: replica.clone(), stop, kick: kick.clone() };
     let peer_id = format!("relay:{}", &identity.fingerprint()[..16]);
     let me = format!("device-{}", &identity.fingerprint()[..16]);
-    tokio::spawn(run(replica, cfg, client_cfg, shared, stop_rx, kick, (peer_id, me)));
+    let names = Names { peer_id, me, fingerprint: identity.fingerprint() };
+    tokio::spawn(run(replica, cfg, client_cfg, shared, stop_rx, kick, names));
     Ok(handle)
 }
 
@@ -222,6 +238,14 @@ async fn resolve(addr: &str) -> Result<SocketAddr, SyncError> {
         .ok_or_else(|| SyncError::Network(format!("{addr} has no address")))
 }
 
+/// This device's name for the relay's peer and its own (in the join handshake), and its
+/// certificate's fingerprint.
+struct Names {
+    peer_id: String,
+    me: String,
+    fingerprint: String,
+}
+
 async fn run(
     replica: Replica,
     cfg: ClientConfig,
@@ -229,8 +253,7 @@ async fn run(
     shared: Arc<Mutex<Shared>>,
     mut stop: watch::Receiver<bool>,
     kick: Arc<tokio::sync::Notify>,
-    // This device's name for the relay's peer and its own, in the join handshake.
-    (peer_id, me): (String, String),
+    names: Names,
 ) {
     let backoff = || {
         backon::ExponentialBuilder::default()
@@ -241,21 +264,24 @@ async fn run(
             .build()
     };
     let mut delays = backoff();
-    let endpoint = match quinn::Endpoint::client(SocketAddr::from(([0, 0, 0, 0], 0))) {
-        Ok(mut e) => {
-            e.set_default_client_config(client_cfg);
-            e
-        }
-        Err(e) => {
-            tracing::error!(error = %e, "sync: cannot open a UDP socket; sync is off");
-            return;
-        }
+    let endpoint = match &cfg.local {
+        Some(_) => None,
+        None => match quinn::Endpoint::client(SocketAddr::from(([0, 0, 0, 0], 0))) {
+            Ok(mut e) => {
+                e.set_default_client_config(client_cfg);
+                Some(e)
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "sync: cannot open a UDP socket; sync is off");
+                return;
+            }
+        },
     };
     loop {
         let started = Instant::now();
         let mut kicked = false;
         let outcome = tokio::select! {
-            r = session(&replica, &cfg, &endpoint, &shared, &peer_id, &me) => r,
+            r = session(&replica, &cfg, endpoint.as_ref(), &shared, &names) => r,
             _ = kick.notified() => {
                 kicked = true;
                 Err(SyncError::Network("reconnecting on request".into()))
@@ -305,14 +331,18 @@ fn lock(shared: &Mutex<Shared>) -> std::sync::MutexGuard<'_, Shared> {
     shared.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-async fn session(
-    replica: &Replica,
+/// Opens a session's stream: over QUIC, or through the in-process link. The connection comes
+/// along (dropping it closes it).
+async fn open(
     cfg: &ClientConfig,
-    endpoint: &quinn::Endpoint,
-    shared: &Arc<Mutex<Shared>>,
-    peer_id: &str,
-    me: &str,
-) -> Result<(), SyncError> {
+    endpoint: Option<&quinn::Endpoint>,
+    fingerprint: &str,
+) -> Result<(Frames, Option<quinn::Connection>), SyncError> {
+    let endpoint = match (endpoint, &cfg.local) {
+        (_, Some(local)) => return Ok(((local.0)(fingerprint.to_string()), None)),
+        (Some(e), None) => e,
+        (None, None) => return Err(SyncError::Network("no QUIC endpoint".into())),
+    };
     let addr = resolve(&cfg.relay).await?;
     let conn = endpoint
         .connect(addr, tls::RELAY_NAME)
@@ -320,7 +350,18 @@ async fn session(
         .await
         .map_err(|e| SyncError::Network(format!("connecting to {}: {e}", cfg.relay)))?;
     let (send, recv) = conn.open_bi().await.map_err(|e| SyncError::Network(e.to_string()))?;
-    let mut frames = frame_quic(send, recv);
+    Ok((frame_quic(send, recv), Some(conn)))
+}
+
+async fn session(
+    replica: &Replica,
+    cfg: &ClientConfig,
+    endpoint: Option<&quinn::Endpoint>,
+    shared: &Arc<Mutex<Shared>>,
+    names: &Names,
+) -> Result<(), SyncError> {
+    let (peer_id, me) = (names.peer_id.as_str(), names.me.as_str());
+    let (mut frames, conn) = open(cfg, endpoint, &names.fingerprint).await?;
     let enrolled = Enrolment::load(&cfg.data_dir);
     let join = Message::Join {
         sender_id: me.to_string(),
@@ -340,7 +381,8 @@ async fn session(
         Some(Ok(b)) => Message::decode(&b).map_err(|e| SyncError::Protocol(e.to_string()))?,
         Some(Err(e)) => return Err(frame_error(e)),
         None => {
-            let reason = conn.close_reason().map(|r| r.to_string()).unwrap_or_else(|| "closed".into());
+            let reason =
+                conn.as_ref().and_then(|c| c.close_reason()).map(|r| r.to_string()).unwrap_or_else(|| "closed".into());
             return Err(SyncError::Refused(reason));
         }
     };

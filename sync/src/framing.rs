@@ -63,3 +63,25 @@ pub fn frame_quic(send: quinn::SendStream, recv: quinn::RecvStream) -> Frames {
     });
     Frames { rx: in_rx, tx: out_tx }
 }
+
+/// The two ends of an in-process stream (a relay's link to its own replicas): what one end sends,
+/// the other receives, in order; dropping an end's sender ends the other's receiver, as finishing
+/// a QUIC stream does.
+pub fn pair() -> (Frames, Frames) {
+    type Received = mpsc::Receiver<Result<Vec<u8>, FrameError>>;
+    fn pipe() -> (mpsc::UnboundedSender<Vec<u8>>, Received) {
+        let (out_tx, mut out_rx) = mpsc::unbounded_channel::<Vec<u8>>();
+        let (in_tx, in_rx) = mpsc::channel(256);
+        tokio::spawn(async move {
+            while let Some(frame) = out_rx.recv().await {
+                if in_tx.send(Ok(frame)).await.is_err() {
+                    break;
+                }
+            }
+        });
+        (out_tx, in_rx)
+    }
+    let (a_tx, b_rx) = pipe();
+    let (b_tx, a_rx) = pipe();
+    (Frames { rx: a_rx, tx: a_tx }, Frames { rx: b_rx, tx: b_tx })
+}

@@ -8,4 +8,4 @@ pub mod proto;
 pub use dashoffice_core::repo_id;
 pub mod tls;
 
-pub use client::{ClientConfig, Enrolment, SyncError, SyncHandle, set_aside_identity};
+pub use client::{ClientConfig, Enrolment, LocalLink, SyncError, SyncHandle, set_aside_identity};

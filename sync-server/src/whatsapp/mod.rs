@@ -19,7 +19,7 @@ use std::{
     time::Duration,
 };
 
-use dashoffice_sync::tls::Trust;
+use dashoffice_sync::LocalLink;
 use tokio::sync::Notify;
 
 use crate::hub::Hub;
@@ -57,10 +57,10 @@ impl std::fmt::Debug for WaConfig {
 /// How the relay reaches itself for the shops' service replicas.
 #[derive(Clone)]
 pub struct SelfLink {
-    /// The relay's QUIC address.
-    pub quic: String,
-    /// Trust in its own certificate.
-    pub trust: Trust,
+    /// The relay's certificate fingerprint (names it in the replicas' sync status).
+    pub fingerprint: String,
+    /// The in-process link to the hub (`crate::quic::local_link`).
+    pub local: LocalLink,
     /// Where service replicas keep their data (`<data_dir>/shops`).
     pub dir: PathBuf,
 }

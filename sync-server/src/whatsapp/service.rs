@@ -1,6 +1,6 @@
 //! A shop's service replica on the relay: a full replica of the shop (its own SQLite folder under
-//! `<data_dir>/shops/<shop>`), enrolled with this relay as a head-office device and synced over
-//! QUIC like any edge node. Webhook processing and bots write through it; the outbox reads the
+//! `<data_dir>/shops/<shop>`), enrolled with this relay as a head-office device and synced like
+//! any edge node, through an in-process link instead of QUIC (`crate::quic::local_link`). Webhook processing and bots write through it; the outbox reads the
 //! replies queued on any replica from it; head office's API on the relay serves it
 //! (`crate::console`).
 
@@ -62,12 +62,13 @@ impl ShopService {
         let sync = client::start(
             replica.clone(),
             ClientConfig {
-                relay: wa.link.quic.clone(),
-                trust: wa.link.trust.clone(),
+                relay: "this relay (in-process)".into(),
+                trust: dashoffice_sync::tls::Trust::Pinned(wa.link.fingerprint.clone()),
                 data_dir: dir,
                 enrolment_code: code,
                 device_name: "relay service (WhatsApp and head office)".into(),
                 idle_timeout: Duration::from_secs(30),
+                local: Some(wa.link.local.clone()),
             },
         )?;
         let n = std::num::NonZeroU32::new(wa.cfg.rate_per_number.max(1)).unwrap_or(std::num::NonZeroU32::MIN);
