@@ -4,7 +4,7 @@
 use std::{
     path::{Path, PathBuf},
     sync::{
-        Arc, Mutex,
+        Arc, Mutex, OnceLock,
         atomic::{AtomicUsize, Ordering},
         mpsc,
     },
@@ -22,7 +22,7 @@ use crate::{
     entities::{self, org, staff},
     error::{CoreError, Result},
     projection,
-    writer::{Device, Job, WriteCtx, WriterThread, all_doc_ids},
+    writer::{Device, FeedSlot, Job, WriteCtx, WriterThread, all_doc_ids},
 };
 
 /// How to open a replica.
@@ -36,11 +36,21 @@ pub struct OpenOptions {
     pub clock: Arc<dyn Clock>,
     /// Keep a full-text search index (`search/` beside the database) for [`Replica::search`].
     pub search: bool,
+    /// With `search`: open the index at the first search or catalog lookup instead of at open.
+    /// Until then no index writer, indexing threads or index files take memory. For the
+    /// relay's service replicas, one per shop, which head office may never search.
+    pub search_on_demand: bool,
 }
 
 impl Default for OpenOptions {
     fn default() -> Self {
-        Self { durability: Durability::Full, readers: 4, clock: Arc::new(SystemClock), search: true }
+        Self {
+            durability: Durability::Full,
+            readers: 4,
+            clock: Arc::new(SystemClock),
+            search: true,
+            search_on_demand: false,
+        }
     }
 }
 
@@ -110,15 +120,27 @@ struct Inner {
     thread: Mutex<Option<JoinHandle<()>>>,
     changed: tokio::sync::broadcast::Sender<Arc<[DocId]>>,
     heads: crate::writer::HeadsCache,
-    /// The search index, or why there is none.
-    search: std::result::Result<Arc<crate::search::Search>, String>,
-    /// Tells the search index to rebuild after [`Replica::reindex`]; dropped at shutdown.
-    search_feed: Mutex<Option<crate::search::Feeder>>,
+    /// The search index, or why there is none; unset while an index opened on demand is not.
+    search: OnceLock<std::result::Result<Arc<crate::search::Search>, String>>,
+    /// The folder of a search index opened on demand (None: opened at start, or off).
+    search_on_demand: Option<PathBuf>,
+    /// The index's feed, shared with the writer: it sends each batch's records, and
+    /// [`Replica::reindex`] a rebuild; emptied at shutdown.
+    search_feed: FeedSlot,
 }
 
 /// A replica of one shop's data. Cheap to clone.
 #[derive(Clone)]
 pub struct Replica(Arc<Inner>);
+
+/// Opens the search index in `dir` and hands its feed to the writer (through `slot`).
+fn open_search(dir: &Path, db_path: &Path, slot: &FeedSlot) -> std::result::Result<Arc<crate::search::Search>, String> {
+    crate::search::Search::start(dir, db_path, |feed| *slot.lock().unwrap_or_else(|p| p.into_inner()) = Some(feed))
+        .map_err(|e| {
+            tracing::warn!(error = %e, "search is unavailable on this replica");
+            "the search index could not be opened (the replica's log says why)".to_string()
+        })
+}
 
 fn random_code() -> String {
     const ALPHABET: &[u8] = b"0123456789ABCDEFGHJKMNPQRSTVWXYZ";
@@ -149,17 +171,13 @@ impl Replica {
             }
         };
         let readers = ReadPool::open(&db_path, opts.readers)?;
-        let (search, feed) = if opts.search {
-            match crate::search::Search::start(dir, &db_path) {
-                Ok((s, feed)) => (Ok(s), Some(feed)),
-                Err(e) => {
-                    tracing::warn!(error = %e, "search is unavailable on this replica");
-                    (Err("the search index could not be opened (the replica's log says why)".to_string()), None)
-                }
-            }
-        } else {
-            (Err("search is switched off on this replica".to_string()), None)
-        };
+        let search_feed: FeedSlot = Arc::default();
+        let search = OnceLock::new();
+        if !opts.search {
+            let _ = search.set(Err("search is switched off on this replica".to_string()));
+        } else if !opts.search_on_demand {
+            let _ = search.set(open_search(dir, &db_path, &search_feed));
+        }
         let (tx, rx) = mpsc::channel();
         let depth = Arc::new(AtomicUsize::new(0));
         let (changed, _) = tokio::sync::broadcast::channel(1024);
@@ -172,7 +190,8 @@ impl Replica {
             depth: depth.clone(),
             changed: changed.clone(),
             heads: heads.clone(),
-            search: feed.clone(),
+            search: search_feed.clone(),
+            searched: opts.search,
         };
         let thread = std::thread::Builder::new()
             .name("dashoffice-writer".into())
@@ -189,7 +208,8 @@ impl Replica {
             changed,
             heads,
             search,
-            search_feed: Mutex::new(feed),
+            search_on_demand: (opts.search && opts.search_on_demand).then(|| dir.to_path_buf()),
+            search_feed,
         })))
     }
 
@@ -297,17 +317,33 @@ impl Replica {
     /// Stops accepting writes, lets the writer finish what is queued, and waits for it.
     pub fn shutdown(&self) {
         self.0.tx.lock().unwrap_or_else(|p| p.into_inner()).take();
-        self.0.search_feed.lock().unwrap_or_else(|p| p.into_inner()).take();
-        if let Ok(s) = &self.0.search {
+        // No index opens from now on.
+        let search = self.0.search.get_or_init(|| Err("the replica is shutting down".to_string()));
+        if let Ok(s) = search {
             s.stop();
         }
         if let Some(t) = self.0.thread.lock().unwrap_or_else(|p| p.into_inner()).take() {
             let _ = t.join();
         }
-        // The writer's end of the feed is gone with it: the indexer finishes what it holds.
-        if let Ok(s) = &self.0.search {
+        // The feed ends with the writer: the indexer finishes what it holds.
+        self.0.search_feed.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Ok(s) = search {
             s.join();
         }
+    }
+
+    /// The search index, opened now if it opens on demand (blocking: opening reads its files).
+    fn search_index(&self) -> std::result::Result<&Arc<crate::search::Search>, &String> {
+        self.0
+            .search
+            .get_or_init(|| match &self.0.search_on_demand {
+                Some(dir) => {
+                    tracing::info!("opening the search index on first use");
+                    open_search(dir, &self.0.db_path, &self.0.search_feed)
+                }
+                None => Err("search is switched off on this replica".to_string()),
+            })
+            .as_ref()
     }
 
     /// Full-text search over products, customers, orders and WhatsApp messages, as `caller`
@@ -317,19 +353,20 @@ impl Replica {
         caller: &Caller,
         p: &dashoffice_domain::api::SearchParams,
     ) -> Result<dashoffice_domain::api::SearchResults> {
-        let search = self.0.search.as_ref().map_err(|why| CoreError::Unavailable(why.clone()))?;
+        let search = self.search_index().map_err(|why| CoreError::Unavailable(why.clone()))?;
         self.read(|conn| search.search(conn, caller, p))
     }
 
     /// Ids of the shop's products the search index names for the bot's `tokens` (see
     /// [`crate::bot::decide_with`]); None when there is no index or it may miss a product change.
     pub fn catalog_candidates(&self, shop: &str, tokens: &[String]) -> Option<Vec<String>> {
-        self.0.search.as_ref().ok()?.product_ids(shop, tokens)
+        self.search_index().ok()?.product_ids(shop, tokens)
     }
 
     /// Whether the search index is still catching up with recent changes.
     pub fn search_indexing(&self) -> bool {
-        self.0.search.as_ref().map(|s| s.busy()).unwrap_or(false)
+        // An index not opened yet is not behind: it catches up when it opens.
+        matches!(self.0.search.get(), Some(Ok(s)) if s.busy())
     }
 
     /// Writes a consistent copy of this replica's database to the new file `dest` (0600) while

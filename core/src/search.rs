@@ -283,8 +283,9 @@ pub(crate) struct Search {
 impl Search {
     /// Opens (or creates, or rebuilds when unreadable or of another layout) the index in
     /// `data_dir/search` and starts its thread, which reads the projection through `db`.
-    /// Returns the index and the feed the writer sends to.
-    pub(crate) fn start(data_dir: &Path, db: &Path) -> Result<(Arc<Search>, Feeder)> {
+    /// Hands the feed the writer sends to to `install` before the indexer reads anything: its
+    /// first pass then sees every write that was not fed to it.
+    pub(crate) fn start(data_dir: &Path, db: &Path, install: impl FnOnce(Feeder)) -> Result<Arc<Search>> {
         let dir = data_dir.join(DIR);
         let conn = crate::db::open_reader(db)?;
         // The index and its writer are made on the indexer's own thread, once it runs at a
@@ -335,11 +336,11 @@ impl Search {
             thread: Mutex::new(Some(thread)),
         });
         let (tx, rx) = mpsc::channel();
-        let feeder = Feeder { tx, pending, products_pending, warned: Arc::new(AtomicBool::new(false)), writes };
+        install(Feeder { tx, pending, products_pending, warned: Arc::new(AtomicBool::new(false)), writes });
         search_tx
             .send((search.clone(), rx))
             .map_err(|_| CoreError::Storage("the search indexer stopped while opening the index".into()))?;
-        Ok((search, feeder))
+        Ok(search)
     }
 
     /// Asks a long pass of the indexer to stop (the replica shuts down).

@@ -459,8 +459,21 @@ pub(crate) struct WriterThread {
     /// Told the documents each committed batch changed (sync, live updates).
     pub(crate) changed: tokio::sync::broadcast::Sender<Arc<[DocId]>>,
     pub(crate) heads: HeadsCache,
-    /// The search index's feed: the searchable records each committed batch projected.
-    pub(crate) search: Option<crate::search::Feeder>,
+    /// The search index's feed, once there is an index: the searchable records each committed
+    /// batch projected.
+    pub(crate) search: FeedSlot,
+    /// Whether this replica has (or may open) a search index: batches note their searchable
+    /// records.
+    pub(crate) searched: bool,
+}
+
+/// Where the writer finds the search index's feed. Empty until an index opened on demand
+/// ([`crate::OpenOptions::search_on_demand`]) is there, and again once the replica shuts down (so
+/// the indexer sees its feed end).
+pub(crate) type FeedSlot = Arc<std::sync::Mutex<Option<crate::search::Feeder>>>;
+
+fn feeder(slot: &FeedSlot) -> Option<crate::search::Feeder> {
+    slot.lock().unwrap_or_else(|p| p.into_inner()).clone()
 }
 
 impl WriterThread {
@@ -503,13 +516,16 @@ impl WriterThread {
             self.depth.fetch_sub(batch.len(), Ordering::Relaxed);
             let started = std::time::Instant::now();
             let n = batch.len();
-            if let Some(feed) = &self.search {
+            // The same feed marks both edges of a batch, even if an index opens meanwhile.
+            let feed = feeder(&self.search);
+            if let Some(feed) = &feed {
                 feed.batch_edge();
             }
             self.run_batch(&mut docs, &actor, batch);
-            if let Some(feed) = &self.search {
+            if let Some(feed) = &feed {
                 feed.batch_edge();
             }
+            drop(feed);
             metrics::histogram!("dashoffice_write_batch_seconds").record(started.elapsed().as_secs_f64());
             metrics::counter!("dashoffice_writes_total").increment(n as u64);
         }
@@ -567,7 +583,7 @@ impl WriterThread {
                 replies.push((reply, Some(CoreError::from(e))));
                 continue;
             }
-            let search = self.search.as_ref().map(|_| &mut searched);
+            let search = self.searched.then_some(&mut searched);
             let mut ctx = self.ctx(docs, actor, &mut batch_docs, search);
             let (ok, reply) = job(Some(&mut ctx));
             let outcome = if ok { ctx.finish().err() } else { None };
@@ -618,8 +634,9 @@ impl WriterThread {
                     // Nobody listening is fine.
                     let _ = self.changed.send(batch_docs.into_iter().collect());
                 }
-                if let Some(feed) = &self.search
-                    && !searched.is_empty()
+                // Looked up after the commit: an index that opens after this point reads it.
+                if !searched.is_empty()
+                    && let Some(feed) = feeder(&self.search)
                 {
                     feed.send(crate::search::Feed::Records(searched));
                 }

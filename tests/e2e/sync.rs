@@ -721,6 +721,15 @@ fn head_office_logs_in_on_the_relay_and_sees_every_branch() {
     assert_eq!(head.get(&format!("/api/v1/orders/{order_a}")).ok(200)["status"], "paid");
     assert_eq!(head.get(&format!("/api/v1/orders/{order_b}")).ok(200)["status"], "paid");
     assert_eq!(head.get("/api/v1/auth/me").ok(200)["role"], "owner");
+    // Head office searches every branch (the relay opens the shop's search index on this first
+    // search, and answers "indexing" until it has caught up).
+    let found = wait_for(CONVERGE, || {
+        let r = head.get("/api/v1/search?q=ana%20perez").ok(200);
+        (r["indexing"] == false && !r["hits"].as_array()?.is_empty()).then_some(r)
+    })
+    .unwrap_or_else(|| panic!("head office's search never found the customer; log:\n{}", relay.log()));
+    assert_eq!(found["hits"][0]["kind"], "customer", "{found}");
+    assert_eq!(found["hits"][0]["title"], "Ana Pérez", "{found}");
     // Head office downloads a backup of the shop's replica on the relay.
     let backup = head.get("/api/v1/backup");
     assert!(backup.status == 200 && backup.bytes.starts_with(b"SQLite format 3\0"), "{}", backup.status);

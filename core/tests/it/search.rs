@@ -227,6 +227,64 @@ fn the_index_catches_up_at_start_with_what_changed_while_it_was_off_or_broken() 
 }
 
 #[test]
+fn an_index_opened_on_demand_holds_what_came_before_and_follows_what_comes_during_and_after() {
+    let nodes = shop(1);
+    let (r, c) = (&nodes[0].replica, nodes[0].caller.clone());
+    let dir = nodes[0]._dir.path().to_path_buf();
+    r.shutdown();
+    std::fs::remove_dir_all(dir.join("search")).unwrap();
+    let opts = OpenOptions { search_on_demand: true, ..Default::default() };
+    let lazy = Replica::open(&dir, opts.clone()).unwrap();
+    let c2 = c.clone();
+    lazy.write_blocking(move |ctx| {
+        let mut p = product_input("PIT-001", "60.00");
+        p.name = "Pitahaya roja".into();
+        products::create(ctx, &c2, p)
+    })
+    .unwrap();
+    assert!(!dir.join("search").exists(), "no index before the first search");
+    assert!(!lazy.search_indexing());
+
+    // Writes keep coming while the index opens: each is either read by its first pass or fed.
+    let writer = lazy.clone();
+    let c3 = c.clone();
+    let burst = std::thread::spawn(move || {
+        for i in 0..40 {
+            let c = c3.clone();
+            writer
+                .write_blocking(move |ctx| {
+                    let mut p = product_input(&format!("TUN-{i:03}"), "12.00");
+                    p.name = format!("Tuna cardona {i}");
+                    products::create(ctx, &c, p)
+                })
+                .unwrap();
+        }
+    });
+    let first = lazy.search(&c, &params("pitahaya")).unwrap();
+    burst.join().unwrap();
+    assert!(dir.join("search").exists(), "the first search opens the index");
+    assert!(first.indexing || first.hits.len() == 1, "{first:?}");
+    assert_eq!(titles(&search_until(&lazy, &c, params("pitahaya"), |f| !f.hits.is_empty())), ["product:Pitahaya roja"]);
+    let tunas = SearchParams { limit: Some(50), ..params("cardona") };
+    assert_eq!(search_until(&lazy, &c, tunas.clone(), |f| f.hits.len() == 40).hits.len(), 40);
+
+    let c4 = c.clone();
+    lazy.write_blocking(move |ctx| {
+        let mut p = product_input("XOC-001", "22.00");
+        p.name = "Xoconostle".into();
+        products::create(ctx, &c4, p)
+    })
+    .unwrap();
+    assert_eq!(titles(&search_until(&lazy, &c, params("xoconostle"), |f| !f.hits.is_empty())), ["product:Xoconostle"]);
+    lazy.shutdown();
+
+    // The next start does not open it until asked, and then it still holds everything.
+    let again = Replica::open(&dir, opts).unwrap();
+    assert_eq!(search_until(&again, &c, tunas, |f| f.hits.len() == 40).hits.len(), 40);
+    again.shutdown();
+}
+
+#[test]
 fn a_second_replica_on_the_same_folder_leaves_the_index_of_the_first_alone() {
     let nodes = shop(1);
     let (r, c) = (&nodes[0].replica, nodes[0].caller.clone());

@@ -46,7 +46,10 @@ impl ShopService {
     /// Opens the replica, enrols it on first start, starts its sync and its outbox.
     pub fn start(wa: &Arc<WhatsApp>, shop: &str) -> anyhow::Result<Arc<Self>> {
         let dir = wa.link.dir.join(shop);
-        let replica = Replica::open(&dir, OpenOptions::default())?;
+        // The search index opens when head office first searches or a bot first looks up the
+        // catalog: a relay may serve many shops, and keeps no index writer for a shop nobody
+        // searches.
+        let replica = Replica::open(&dir, OpenOptions { search_on_demand: true, ..Default::default() })?;
         let code = if Enrolment::load(&dir).is_none() {
             let (code, _) = enrol::create_code(
                 wa.hub.store.as_ref(),
