@@ -137,6 +137,7 @@ impl Backend {
             device_name: format!("desktop {}", self.replica.device().code),
             idle_timeout: Duration::from_secs(30),
             local: None,
+            gather: Duration::ZERO,
         };
         let _guard = self.rt.enter();
         let handle = dashoffice_sync::client::start(self.replica.clone(), cfg)

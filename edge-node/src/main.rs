@@ -364,6 +364,7 @@ fn serve(replica: Replica, s: &Settings) -> anyhow::Result<()> {
                     device_name: s.device_name.clone().unwrap_or_else(|| format!("edge node {}", s.listen)),
                     idle_timeout: std::time::Duration::from_millis(s.sync_idle_timeout_ms),
                     local: None,
+                    gather: std::time::Duration::ZERO,
                 };
                 let handle = dashoffice_sync::client::start(replica.clone(), cfg).context("starting sync")?;
                 (state.sync_status, state.sync_reconnect) = handle.api_hooks();

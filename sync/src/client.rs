@@ -58,6 +58,10 @@ pub struct ClientConfig {
     /// A relay in this same process, reached without the network (the relay's own service
     /// replicas); `relay` and `trust` then only name it.
     pub local: Option<LocalLink>,
+    /// A received message waits this long for more before they are stored together, in one
+    /// durable write (zero: at once). For a replica that follows changes made elsewhere and
+    /// need not show each one the moment it arrives (the relay's service replicas).
+    pub gather: Duration,
 }
 
 /// Opens a session with a relay running in the same process: given the device's certificate
@@ -477,14 +481,21 @@ async fn session(
                 let mut batch: Vec<Item> = Vec::new();
                 let mut bytes = frame_len(&frame);
                 ctx.take(frame, &mut batch)?;
+                let gather_until = (!cfg.gather.is_zero()).then(|| tokio::time::Instant::now() + cfg.gather);
                 while batch.len() < BATCH && bytes < BATCH_BYTES {
-                    match incoming.try_recv() {
-                        Ok(f) => {
-                            bytes += frame_len(&f);
-                            ctx.take(f, &mut batch)?
-                        }
-                        Err(_) => break,
-                    }
+                    let f = match incoming.try_recv() {
+                        Ok(f) => f,
+                        Err(_) => match gather_until {
+                            // An end of the stream shows at the next receive.
+                            Some(until) => match tokio::time::timeout_at(until, incoming.recv()).await {
+                                Ok(Some(f)) => f,
+                                _ => break,
+                            },
+                            None => break,
+                        },
+                    };
+                    bytes += frame_len(&f);
+                    ctx.take(f, &mut batch)?
                 }
                 {
                     let mut sh = lock(ctx.shared);

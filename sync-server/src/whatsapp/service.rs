@@ -72,6 +72,9 @@ impl ShopService {
                 device_name: "relay service (WhatsApp and head office)".into(),
                 idle_timeout: Duration::from_secs(30),
                 local: Some(wa.link.local.clone()),
+                // A change from a branch reaches head office and the outbox at most this much
+                // later; a steady trickle of them is stored in fewer, larger commits.
+                gather: Duration::from_millis(200),
             },
         )?;
         let n = std::num::NonZeroU32::new(wa.cfg.rate_per_number.max(1)).unwrap_or(std::num::NonZeroU32::MIN);
