@@ -65,7 +65,7 @@ pub struct SessionInfo {
     pub device_id: String,
     /// Its name.
     pub name: String,
-    /// "quic" or "websocket".
+    /// "quic", "websocket", or "local" (the relay's own service replicas, `crate::quic::local_link`).
     pub transport: &'static str,
     /// Since when (Unix ms).
     pub connected_at: i64,
