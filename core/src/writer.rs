@@ -525,7 +525,6 @@ impl WriterThread {
             if let Some(feed) = &feed {
                 feed.batch_edge();
             }
-            drop(feed);
             metrics::histogram!("dashoffice_write_batch_seconds").record(started.elapsed().as_secs_f64());
             metrics::counter!("dashoffice_writes_total").increment(n as u64);
         }

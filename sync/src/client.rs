@@ -1,6 +1,7 @@
 //! A replica's side of sync (edge node, desktop app): one QUIC session with the relay at a time,
 //! reconnecting with exponential backoff and jitter; Automerge's sync protocol per document,
-//! with sync states persisted by the replica so a reconnect only talks about what changed.
+//! with sync states persisted by the replica so a reconnect only talks about what changed. The
+//! relay's own service replicas run the same client over an in-process link ([`LocalLink`]).
 
 use std::{
     collections::{HashMap, HashSet, VecDeque},

@@ -1,8 +1,8 @@
 //! A shop's service replica on the relay: a full replica of the shop (its own SQLite folder under
 //! `<data_dir>/shops/<shop>`), enrolled with this relay as a head-office device and synced like
-//! any edge node, through an in-process link instead of QUIC (`crate::quic::local_link`). Webhook processing and bots write through it; the outbox reads the
-//! replies queued on any replica from it; head office's API on the relay serves it
-//! (`crate::console`).
+//! any edge node, through an in-process link instead of QUIC (`crate::quic::local_link`).
+//! Webhook processing and bots write through it; the outbox reads the replies queued on any
+//! replica from it; head office's API on the relay serves it (`crate::console`).
 
 use std::{
     sync::{
