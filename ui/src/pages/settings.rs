@@ -238,15 +238,17 @@ fn ShopPanel(shop: RwSignal<Load<ShopView>>) -> impl IntoView {
     let email = RwSignal::new(String::new());
     let fields = [name, currency, timezone, region, legal_name, tax_id, address, phone, email];
     let err = RwSignal::new(None::<ApiError>);
-    // Refilled when the shop changes elsewhere, unless it is being edited here.
-    let filled = StoredValue::new(None::<[String; 9]>);
+    // What each field was last filled with. When the shop loads or changes elsewhere, a field
+    // is refilled unless it was typed in here since (what is typed before the first load stays
+    // too); None after a save: every field shows the shop as stored.
+    let filled = StoredValue::new(Some(<[String; 9]>::default()));
     Effect::new(move |_| {
         if let Load::Ready(s) = shop.get() {
             let fresh =
                 [s.name, s.currency, s.timezone, s.phone_region, s.legal_name, s.tax_id, s.address, s.phone, s.email];
-            let typed = fields.map(|x| x.get_untracked());
-            if filled.get_value().is_none_or(|f| f == typed) {
-                for (x, v) in fields.into_iter().zip(fresh.clone()) {
+            let before = filled.get_value();
+            for (i, (x, v)) in fields.into_iter().zip(fresh.clone()).enumerate() {
+                if before.as_ref().is_none_or(|b| b[i] == x.get_untracked()) {
                     x.set(v);
                 }
             }
