@@ -35,7 +35,10 @@ pub struct ShopService {
     per_number: DefaultKeyedRateLimiter<String>,
     per_customer: DefaultKeyedRateLimiter<String>,
     sending: Arc<tokio::sync::Semaphore>,
-    /// Replies the Graph API accepted, to be marked sent in their documents (see [`record_sent`]).
+    /// Replies the Graph API accepted, to be recorded in the outbox (see [`record_accepted`]).
+    accepted: tokio::sync::mpsc::UnboundedSender<Sent>,
+    /// Replies recorded as sent in the outbox, to be marked sent in their documents (see
+    /// [`record_sent`]).
     sent: tokio::sync::mpsc::UnboundedSender<Sent>,
 }
 
@@ -80,6 +83,7 @@ impl ShopService {
         let n = std::num::NonZeroU32::new(wa.cfg.rate_per_number.max(1)).unwrap_or(std::num::NonZeroU32::MIN);
         let c = std::num::NonZeroU32::new(wa.cfg.rate_per_customer.max(1)).unwrap_or(std::num::NonZeroU32::MIN);
         let (sent_tx, sent_rx) = tokio::sync::mpsc::unbounded_channel();
+        let (accepted_tx, accepted_rx) = tokio::sync::mpsc::unbounded_channel();
         let svc = Arc::new(Self {
             shop: shop.to_string(),
             replica,
@@ -88,8 +92,10 @@ impl ShopService {
             per_number: RateLimiter::keyed(Quota::per_second(n)),
             per_customer: RateLimiter::keyed(Quota::per_minute(c).allow_burst(c)),
             sending: Arc::new(tokio::sync::Semaphore::new(32)),
-            sent: sent_tx,
+            accepted: accepted_tx,
+            sent: sent_tx.clone(),
         });
+        tokio::spawn(record_accepted(wa.clone(), accepted_rx, sent_tx));
         tokio::spawn(record_sent(svc.replica.clone(), sent_rx));
         tokio::spawn(outbox(wa.clone(), svc.clone()));
         tracing::info!(shop = %shop, "WhatsApp service replica started");
@@ -161,32 +167,52 @@ async fn outbox(wa: Arc<WhatsApp>, svc: Arc<ShopService>) {
                 continue;
             }
         };
-        for o in queued {
-            let claim = match wa.store.claim(&o.message.id, &svc.shop) {
-                Ok(c) => c,
-                Err(e) => {
-                    tracing::error!(error = %e, "claiming a reply");
+        let mut queued = queued.into_iter().peekable();
+        while queued.peek().is_some() {
+            // As many replies as can be sent now are claimed together (one commit); a claimed
+            // reply is one being sent (a crash then fails it rather than send it twice), so
+            // none is claimed before a sending slot is free for it.
+            let Ok(first) = svc.sending.clone().acquire_owned().await else { return };
+            let mut permits = vec![first];
+            while permits.len() < CLAIM_BATCH && permits.len() < queued.len() {
+                match svc.sending.clone().try_acquire_owned() {
+                    Ok(p) => permits.push(p),
+                    Err(_) => break,
+                }
+            }
+            let chunk: Vec<Outgoing> = queued.by_ref().take(permits.len()).collect();
+            let ids: Vec<String> = chunk.iter().map(|o| o.message.id.clone()).collect();
+            let (store, shop) = (wa.store.clone(), svc.shop.clone());
+            let claims = match tokio::task::spawn_blocking(move || store.claim_many(&shop, &ids)).await {
+                Ok(Ok(c)) => c,
+                Ok(Err(e)) => {
+                    tracing::error!(error = %e, "claiming replies");
                     continue;
                 }
+                Err(_) => return,
             };
-            let attempts = match claim {
-                Claim::Busy => continue,
-                Claim::Sent(wamid) => {
-                    let _ = svc.sent.send((o.doc_id.clone(), o.message.id.clone(), wamid));
-                    continue;
-                }
-                Claim::New => 0,
-                Claim::Retry(n) => n,
-            };
-            let Ok(permit) = svc.sending.clone().acquire_owned().await else { return };
-            let (wa, svc) = (wa.clone(), svc.clone());
-            tokio::spawn(async move {
-                send_one(&wa, &svc, o, attempts).await;
-                drop(permit);
-            });
+            for ((o, claim), permit) in chunk.into_iter().zip(claims).zip(permits) {
+                let attempts = match claim {
+                    Claim::Busy => continue,
+                    Claim::Sent(wamid) => {
+                        let _ = svc.sent.send((o.doc_id.clone(), o.message.id.clone(), wamid));
+                        continue;
+                    }
+                    Claim::New => 0,
+                    Claim::Retry(n) => n,
+                };
+                let (wa, svc) = (wa.clone(), svc.clone());
+                tokio::spawn(async move {
+                    send_one(&wa, &svc, o, attempts).await;
+                    drop(permit);
+                });
+            }
         }
     }
 }
+
+/// Replies claimed in one commit at most (the sending slots bound it too).
+const CLAIM_BATCH: usize = 32;
 
 async fn send_one(wa: &Arc<WhatsApp>, svc: &Arc<ShopService>, o: Outgoing, attempts: i64) {
     let id = o.message.id.clone();
@@ -209,12 +235,8 @@ async fn send_one(wa: &Arc<WhatsApp>, svc: &Arc<ShopService>, o: Outgoing, attem
     match result {
         Ok(wamid) => {
             metrics::counter!("dashoffice_whatsapp_sent_total").increment(1);
-            if let Err(e) = wa.store.sent(&id, &wamid) {
-                tracing::error!(error = %e, message = %id, "recording a sent reply");
-            }
-            // The outbox's own record above is what keeps it from sending twice; the document
-            // follows in the next batch of sent replies.
-            let _ = svc.sent.send((o.doc_id.clone(), id, wamid));
+            // Recorded in the outbox (what keeps it from being sent twice), then in its document.
+            let _ = svc.accepted.send((o.doc_id.clone(), id, wamid));
         }
         Err(SendError::Retry(e)) => {
             metrics::counter!("dashoffice_whatsapp_send_retries_total").increment(1);
@@ -272,6 +294,31 @@ async fn with_order_document(
     message.payload["media_id"] = serde_json::json!(media_id);
     message.payload["filename"] = serde_json::json!(pdf.file_name);
     Ok(message)
+}
+
+/// Records the replies WhatsApp accepted in the outbox, as many per commit as have arrived (one
+/// commit per reply was two per send with the claim, on the threads that carry the sync
+/// sessions), then hands them on to be marked sent in their documents.
+async fn record_accepted(
+    wa: Arc<WhatsApp>,
+    mut rx: tokio::sync::mpsc::UnboundedReceiver<Sent>,
+    sent: tokio::sync::mpsc::UnboundedSender<Sent>,
+) {
+    const BATCH: usize = 256;
+    let mut batch: Vec<Sent> = Vec::with_capacity(BATCH);
+    while rx.recv_many(&mut batch, BATCH).await > 0 {
+        let items = std::mem::take(&mut batch);
+        let pairs: Vec<(String, String)> = items.iter().map(|(_, id, wamid)| (id.clone(), wamid.clone())).collect();
+        let store = wa.store.clone();
+        match tokio::task::spawn_blocking(move || store.sent_many(&pairs)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::error!(error = %e, replies = items.len(), "recording sent replies in the outbox"),
+            Err(_) => return,
+        }
+        for item in items {
+            let _ = sent.send(item);
+        }
+    }
 }
 
 /// Marks replies sent in their documents, as many per write as have arrived (a busy number sends

@@ -249,37 +249,43 @@ impl WaStore {
 
     /// Claims an outbound message for one sending attempt (durably, before any network call).
     pub fn claim(&self, message_id: &str, shop: &str) -> R<Claim> {
-        let c = self.lock();
+        let mut claims = self.claim_many(shop, &[message_id.to_string()])?;
+        claims.pop().ok_or_else(|| WaStoreError("claiming a reply returned nothing".into()))
+    }
+
+    /// Claims outbound messages of `shop` for one sending attempt each, in one transaction
+    /// (durably, before any network call): one commit for as many replies as can be sent now.
+    pub fn claim_many(&self, shop: &str, message_ids: &[String]) -> R<Vec<Claim>> {
+        let mut c = self.lock();
+        let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         let now = now_ms();
-        let row: Option<(String, i64, i64, i64, Option<String>)> = c
-            .prepare_cached("SELECT state, attempts, next_at, updated_at, wamid FROM outbox WHERE message_id = ?1")?
-            .query_row([message_id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)))
-            .optional()?;
-        match row {
-            None => {
-                c.prepare_cached(
-                    "INSERT INTO outbox(message_id, shop_id, state, attempts, next_at, updated_at) VALUES (?1, ?2, 'sending', 0, 0, ?3)",
-                )?
-                .execute(params![message_id, shop, now])?;
-                Ok(Claim::New)
-            }
-            Some((s, _, _, updated_at, Some(wamid))) if s == "sent" && updated_at < now - SENT_UNRECORDED_MS => {
-                Ok(Claim::Sent(wamid))
-            }
-            Some((s, attempts, next_at, _, _)) if s == "retry" && next_at <= now => {
-                c.prepare_cached("UPDATE outbox SET state = 'sending', updated_at = ?2 WHERE message_id = ?1")?
-                    .execute(params![message_id, now])?;
-                Ok(Claim::Retry(attempts))
-            }
-            Some(_) => Ok(Claim::Busy),
+        let mut claims = Vec::with_capacity(message_ids.len());
+        for message_id in message_ids {
+            claims.push(claim_in(&tx, message_id, shop, now)?);
         }
+        tx.commit()?;
+        Ok(claims)
     }
 
     /// The message was accepted by WhatsApp.
     pub fn sent(&self, message_id: &str, wamid: &str) -> R<()> {
-        self.lock()
-            .prepare_cached("UPDATE outbox SET state = 'sent', wamid = ?2, attempts = attempts + 1, updated_at = ?3 WHERE message_id = ?1")?
-            .execute(params![message_id, wamid, now_ms()])?;
+        self.sent_many(&[(message_id.to_string(), wamid.to_string())])
+    }
+
+    /// These messages (id, wamid) were accepted by WhatsApp: recorded in one transaction.
+    pub fn sent_many(&self, accepted: &[(String, String)]) -> R<()> {
+        let mut c = self.lock();
+        let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let now = now_ms();
+        {
+            let mut st = tx.prepare_cached(
+                "UPDATE outbox SET state = 'sent', wamid = ?2, attempts = attempts + 1, updated_at = ?3 WHERE message_id = ?1",
+            )?;
+            for (message_id, wamid) in accepted {
+                st.execute(params![message_id, wamid, now])?;
+            }
+        }
+        tx.commit()?;
         Ok(())
     }
 
@@ -323,6 +329,32 @@ impl WaStore {
             "SELECT message_id FROM outbox WHERE shop_id = ?1 AND state = 'retry' AND next_at <= ?2 ORDER BY next_at LIMIT 500",
         )?;
         Ok(st.query_map(params![shop, now_ms()], |r| r.get(0))?.collect::<rusqlite::Result<_>>()?)
+    }
+}
+
+/// One claim (see [`Store::claim_many`]), inside the caller's transaction.
+fn claim_in(c: &Connection, message_id: &str, shop: &str, now: i64) -> R<Claim> {
+    let row: Option<(String, i64, i64, i64, Option<String>)> = c
+        .prepare_cached("SELECT state, attempts, next_at, updated_at, wamid FROM outbox WHERE message_id = ?1")?
+        .query_row([message_id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)))
+        .optional()?;
+    match row {
+        None => {
+            c.prepare_cached(
+                "INSERT INTO outbox(message_id, shop_id, state, attempts, next_at, updated_at) VALUES (?1, ?2, 'sending', 0, 0, ?3)",
+            )?
+            .execute(params![message_id, shop, now])?;
+            Ok(Claim::New)
+        }
+        Some((s, _, _, updated_at, Some(wamid))) if s == "sent" && updated_at < now - SENT_UNRECORDED_MS => {
+            Ok(Claim::Sent(wamid))
+        }
+        Some((s, attempts, next_at, _, _)) if s == "retry" && next_at <= now => {
+            c.prepare_cached("UPDATE outbox SET state = 'sending', updated_at = ?2 WHERE message_id = ?1")?
+                .execute(params![message_id, now])?;
+            Ok(Claim::Retry(attempts))
+        }
+        Some(_) => Ok(Claim::Busy),
     }
 }
 
@@ -399,5 +431,35 @@ mod tests {
             .execute("UPDATE outbox SET updated_at = updated_at - ?1 WHERE message_id = 'm1'", [SENT_UNRECORDED_MS + 1])
             .unwrap();
         assert_eq!(st.claim("m1", "s1").unwrap(), Claim::Sent("wamid.1".into()));
+    }
+
+    #[test]
+    fn replies_claimed_together_each_get_their_own_answer_and_survive_a_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let st = WaStore::open(dir.path()).unwrap();
+        assert_eq!(st.claim("m2", "s1").unwrap(), Claim::New);
+        let ids: Vec<String> = ["m1", "m2", "m4"].iter().map(|s| s.to_string()).collect();
+        assert_eq!(st.claim_many("s1", &ids).unwrap(), vec![Claim::New, Claim::Busy, Claim::New]);
+        st.sent_many(&[("m1".into(), "wamid.1".into()), ("m4".into(), "wamid.4".into())]).unwrap();
+        drop(st);
+        // Committed: a relay restarted after this fails none of them as interrupted but m2.
+        let st = WaStore::open(dir.path()).unwrap();
+        let states: Vec<(String, String, Option<String>)> = st
+            .lock()
+            .prepare("SELECT message_id, state, wamid FROM outbox ORDER BY message_id")
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .unwrap()
+            .collect::<rusqlite::Result<_>>()
+            .unwrap();
+        assert_eq!(
+            states,
+            vec![
+                ("m1".into(), "sent".into(), Some("wamid.1".into())),
+                ("m2".into(), "sending".into(), None),
+                ("m4".into(), "sent".into(), Some("wamid.4".into())),
+            ]
+        );
+        assert_eq!(st.interrupted().unwrap(), vec![("m2".to_string(), "s1".to_string())]);
     }
 }
