@@ -189,7 +189,11 @@ async fn outbox(wa: Arc<WhatsApp>, svc: Arc<ShopService>) {
                     tracing::error!(error = %e, "claiming replies");
                     continue;
                 }
-                Err(_) => return,
+                // Unclaimed, they stay queued for the next pass.
+                Err(e) => {
+                    tracing::error!(error = %e, "claiming replies");
+                    continue;
+                }
             };
             for ((o, claim), permit) in chunk.into_iter().zip(claims).zip(permits) {
                 let attempts = match claim {
@@ -313,7 +317,7 @@ async fn record_accepted(
         match tokio::task::spawn_blocking(move || store.sent_many(&pairs)).await {
             Ok(Ok(())) => {}
             Ok(Err(e)) => tracing::error!(error = %e, replies = items.len(), "recording sent replies in the outbox"),
-            Err(_) => return,
+            Err(e) => tracing::error!(error = %e, replies = items.len(), "recording sent replies in the outbox"),
         }
         for item in items {
             let _ = sent.send(item);

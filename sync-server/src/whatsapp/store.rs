@@ -248,6 +248,7 @@ impl WaStore {
     }
 
     /// Claims an outbound message for one sending attempt (durably, before any network call).
+    #[cfg(test)]
     pub fn claim(&self, message_id: &str, shop: &str) -> R<Claim> {
         let mut claims = self.claim_many(shop, &[message_id.to_string()])?;
         claims.pop().ok_or_else(|| WaStoreError("claiming a reply returned nothing".into()))
@@ -268,6 +269,7 @@ impl WaStore {
     }
 
     /// The message was accepted by WhatsApp.
+    #[cfg(test)]
     pub fn sent(&self, message_id: &str, wamid: &str) -> R<()> {
         self.sent_many(&[(message_id.to_string(), wamid.to_string())])
     }
