@@ -183,12 +183,9 @@ async fn outbox(wa: Arc<WhatsApp>, svc: Arc<ShopService>) {
             let chunk: Vec<Outgoing> = queued.by_ref().take(permits.len()).collect();
             let ids: Vec<String> = chunk.iter().map(|o| o.message.id.clone()).collect();
             let (store, shop) = (wa.store.clone(), svc.shop.clone());
-            let claims = match tokio::task::spawn_blocking(move || store.claim_many(&shop, &ids)).await {
-                Ok(Ok(c)) => c,
-                Ok(Err(e)) => {
-                    tracing::error!(error = %e, "claiming replies");
-                    continue;
-                }
+            let claimed = tokio::task::spawn_blocking(move || store.claim_many(&shop, &ids)).await;
+            let claims = match claimed.map_err(|e| e.to_string()).and_then(|r| r.map_err(|e| e.to_string())) {
+                Ok(c) => c,
                 // Unclaimed, they stay queued for the next pass.
                 Err(e) => {
                     tracing::error!(error = %e, "claiming replies");
@@ -314,10 +311,9 @@ async fn record_accepted(
         let items = std::mem::take(&mut batch);
         let pairs: Vec<(String, String)> = items.iter().map(|(_, id, wamid)| (id.clone(), wamid.clone())).collect();
         let store = wa.store.clone();
-        match tokio::task::spawn_blocking(move || store.sent_many(&pairs)).await {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => tracing::error!(error = %e, replies = items.len(), "recording sent replies in the outbox"),
-            Err(e) => tracing::error!(error = %e, replies = items.len(), "recording sent replies in the outbox"),
+        let recorded = tokio::task::spawn_blocking(move || store.sent_many(&pairs)).await;
+        if let Err(e) = recorded.map_err(|e| e.to_string()).and_then(|r| r.map_err(|e| e.to_string())) {
+            tracing::error!(error = %e, replies = items.len(), "recording sent replies in the outbox");
         }
         for item in items {
             let _ = sent.send(item);

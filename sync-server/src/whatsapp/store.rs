@@ -334,7 +334,7 @@ impl WaStore {
     }
 }
 
-/// One claim (see [`Store::claim_many`]), inside the caller's transaction.
+/// One claim (see [`WaStore::claim_many`]), inside the caller's transaction.
 fn claim_in(c: &Connection, message_id: &str, shop: &str, now: i64) -> R<Claim> {
     let row: Option<(String, i64, i64, i64, Option<String>)> = c
         .prepare_cached("SELECT state, attempts, next_at, updated_at, wamid FROM outbox WHERE message_id = ?1")?
