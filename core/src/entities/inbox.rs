@@ -171,6 +171,50 @@ fn ensure_conversation(
 /// Stores an inbound WhatsApp message: finds or creates the customer by WhatsApp id, finds or
 /// creates their conversation in `branch`, and appends the message. Idempotent by wamid.
 pub fn receive(ctx: &mut WriteCtx<'_>, shop: &str, branch: &str, m: &Inbound) -> Result<Received> {
+    let a = arrive(ctx, shop, branch, m)?;
+    if !a.received.duplicate {
+        record_arrival(ctx, shop, branch, &a, m, None)?;
+    }
+    Ok(a.received)
+}
+
+/// An inbound message placed in its conversation, before the message itself is written (see
+/// [`arrive`] and [`record_arrival`]).
+#[derive(Debug, Clone)]
+pub struct Arrival {
+    /// Conversation, message, customer; whether it is a redelivery or the first message; the
+    /// conversation's state once the message is in (a resolved conversation reopens to the bot).
+    pub received: Received,
+    /// Where the bot stands in the conversation once the message is in (reset when it reopens).
+    pub bot_node: String,
+    /// The bot's misunderstandings in a row, likewise.
+    pub misunderstood: i64,
+    /// The customer's name as the conversation will show it.
+    pub customer_name: String,
+    conv_doc: DocId,
+    reopens: bool,
+}
+
+/// The bot's answer to an inbound message, written together with it by [`record_arrival`]: its
+/// replies (queued for the relay to send), why it answered so, and where it now stands.
+#[derive(Debug, Clone, Copy)]
+pub struct BotAnswer<'a> {
+    /// The replies, in order.
+    pub replies: &'a [SendMessage],
+    /// Why the bot replied as it did (trigger, intent, confidence, node), kept on each reply.
+    pub explain: &'a serde_json::Value,
+    /// The bot's node after the answer.
+    pub node: &'a str,
+    /// Misunderstandings in a row after the answer.
+    pub misunderstood: i64,
+    /// A person takes the conversation over (state open).
+    pub handoff: bool,
+}
+
+/// Finds or creates the customer of an inbound message (by WhatsApp id) and their conversation
+/// in `branch`, and tells whether the message is a redelivery; writes nothing of the message.
+/// [`record_arrival`] then writes it, with the bot's answer when there is one.
+pub fn arrive(ctx: &mut WriteCtx<'_>, shop: &str, branch: &str, m: &Inbound) -> Result<Arrival> {
     let message_id = inbound_message_id(&m.wamid);
     let customer_id = match find_customer_by_wa(ctx.conn(), shop, &m.wa_id)? {
         Some(c) => survivor(ctx.conn(), c)?,
@@ -194,37 +238,100 @@ pub fn receive(ctx: &mut WriteCtx<'_>, shop: &str, branch: &str, m: &Inbound) ->
     };
     let (conversation_id, conv_doc, first) =
         ensure_conversation(ctx, shop, branch, &customer_id, &m.wa_id, &m.phone_number_id)?;
-    if message_exists(ctx.conn(), &message_id)? {
-        let state = get_conversation(ctx.conn(), shop, &conversation_id)?.state;
-        return Ok(Received { conversation_id, message_id, customer_id, duplicate: true, first: false, state });
+    let duplicate = message_exists(ctx.conn(), &message_id)?;
+    let d = ctx.doc(&conv_doc)?;
+    let o = doc::record(d, &conversation_id)?.ok_or_else(|| CoreError::not_found("conversation", &conversation_id))?;
+    let mut state = ConversationState::parse(&doc::get_str(d, &o, "state")).unwrap_or(ConversationState::Pending);
+    let (mut bot_node, mut misunderstood) = (doc::get_str(d, &o, "bot_node"), doc::get_i64(d, &o, "misunderstood"));
+    let mut customer_name = doc::get_str(d, &o, "customer_name");
+    // A customer writing again reopens a resolved conversation (to the bot first).
+    let reopens = !duplicate && state == ConversationState::Resolved;
+    if reopens {
+        state = ConversationState::Pending;
+        bot_node.clear();
+        misunderstood = 0;
+    }
+    if !duplicate && !m.profile_name.trim().is_empty() {
+        customer_name = m.profile_name.clone();
+    }
+    if customer_name.is_empty() {
+        customer_name = ctx
+            .conn()
+            .prepare_cached("SELECT name FROM customers WHERE id = ?1")?
+            .query_row([&customer_id], |r| r.get(0))
+            .optional()?
+            .unwrap_or_default();
+    }
+    let received = Received { conversation_id, message_id, customer_id, duplicate, first: first && !duplicate, state };
+    Ok(Arrival { received, bot_node, misunderstood, customer_name, conv_doc, reopens })
+}
+
+/// Writes an inbound message placed by [`arrive`] and, when given, the bot's answer to it: one
+/// change to the conversation (reopened, the customer's name, the service window, the bot's
+/// place, a handoff) and one to the month's messages (the message and the replies), rather
+/// than one per step; every operation counts on a busy number. Returns the replies' ids.
+pub fn record_arrival(
+    ctx: &mut WriteCtx<'_>,
+    shop: &str,
+    branch: &str,
+    a: &Arrival,
+    m: &Inbound,
+    answer: Option<BotAnswer<'_>>,
+) -> Result<Vec<String>> {
+    let r = &a.received;
+    if r.duplicate {
+        return Err(CoreError::conflict("wamid", "unique", format!("message {} is already stored", m.wamid)));
     }
     let now = ctx.now();
-    // A customer writing again reopens a resolved conversation (to the bot first).
-    let conv = conversation_id.clone();
-    let name = m.profile_name.clone();
-    let state = ctx.change(&conv_doc, &[&conv], |tx, _| {
+    // The replies are checked (a template against the approved ones) before anything is written.
+    let mut replies = Vec::new();
+    if let Some(ans) = &answer {
+        for reply in ans.replies {
+            validate_send(reply)?;
+            let kind = reply.kind.clone().unwrap_or_else(|| "text".into());
+            let (text, payload) = reply_content(ctx.conn(), shop, reply, &kind)?;
+            replies.push((
+                new_id(),
+                kind,
+                text,
+                payload,
+                reply.context_wamid.clone().unwrap_or_else(|| m.wamid.clone()),
+            ));
+        }
+    }
+    let (conv, name) = (r.conversation_id.clone(), m.profile_name.clone());
+    let (node, misunderstood) = match &answer {
+        Some(ans) => (ans.node.to_string(), ans.misunderstood),
+        None => (a.bot_node.clone(), a.misunderstood),
+    };
+    let handoff = answer.is_some_and(|ans| ans.handoff);
+    let reopens = a.reopens;
+    ctx.change(&a.conv_doc, &[&conv], |tx, _| {
         let o = doc::record(tx, &conv)?.ok_or_else(|| CoreError::not_found("conversation", &conv))?;
-        let mut state = ConversationState::parse(&doc::get_str(tx, &o, "state")).unwrap_or(ConversationState::Pending);
-        if state == ConversationState::Resolved {
-            state = ConversationState::Pending;
-            put_str(tx, &o, "state", state.as_str())?;
-            put_str(tx, &o, "bot_node", "")?;
-            tx.put(&o, "misunderstood", 0i64)?;
+        if handoff {
+            put_str(tx, &o, "state", ConversationState::Open.as_str())?;
+        } else if reopens {
+            put_str(tx, &o, "state", ConversationState::Pending.as_str())?;
+        }
+        // Only what moved is written (most answers leave the bot where it was).
+        if doc::get_str(tx, &o, "bot_node") != node {
+            put_str(tx, &o, "bot_node", &node)?;
+        }
+        if doc::get_i64(tx, &o, "misunderstood") != misunderstood {
+            tx.put(&o, "misunderstood", misunderstood)?;
         }
         if !name.trim().is_empty() && doc::get_str(tx, &o, "customer_name") != name {
             put_str(tx, &o, "customer_name", &name)?;
         }
-        // A customer message re-opens the service window (written only when it was closed: every
-        // operation counts on a busy number).
+        // A customer message re-opens the service window (written only when it was closed).
         if doc::get_bool(tx, &o, "needs_template", false) {
             tx.put(&o, "needs_template", false)?;
         }
         tx.put(&o, "updated_at", now)?;
-        Ok(state)
+        Ok(())
     })?;
-    let mdoc = DocId::messages(shop, branch, &super::orders::yyyymm(m.at), &conversation_id);
-    let rec = MessageRecord {
-        conversation_id: &conversation_id,
+    let inbound = MessageRecord {
+        conversation_id: &r.conversation_id,
         direction: "in",
         kind: &m.kind,
         text: &m.text,
@@ -236,8 +343,38 @@ pub fn receive(ctx: &mut WriteCtx<'_>, shop: &str, branch: &str, m: &Inbound) ->
         explain: None,
         at: m.at,
     };
-    write_message(ctx, &mdoc, &message_id, &rec)?;
-    Ok(Received { conversation_id, message_id, customer_id, duplicate: false, first, state })
+    let explain = answer.map(|a| a.explain);
+    let outbound: Vec<MessageRecord<'_>> = replies
+        .iter()
+        .map(|(_, kind, text, payload, context)| MessageRecord {
+            conversation_id: &r.conversation_id,
+            direction: "out",
+            kind,
+            text,
+            payload,
+            wamid: None,
+            status: MessageStatus::Queued,
+            sender: BOT_SENDER,
+            context_wamid: Some(context),
+            explain,
+            at: now,
+        })
+        .collect();
+    let in_doc = DocId::messages(shop, branch, &super::orders::yyyymm(m.at), &r.conversation_id);
+    let out_doc = DocId::messages(shop, branch, &super::orders::yyyymm(now), &r.conversation_id);
+    let mut records = vec![(r.message_id.as_str(), &inbound)];
+    let out_records: Vec<(&str, &MessageRecord<'_>)> =
+        replies.iter().zip(&outbound).map(|((id, ..), rec)| (id.as_str(), rec)).collect();
+    if in_doc == out_doc {
+        records.extend(out_records);
+        write_messages(ctx, &in_doc, &records)?;
+    } else {
+        write_messages(ctx, &in_doc, &records)?;
+        if !out_records.is_empty() {
+            write_messages(ctx, &out_doc, &out_records)?;
+        }
+    }
+    Ok(replies.into_iter().map(|(id, ..)| id).collect())
 }
 
 struct MessageRecord<'a> {
@@ -260,8 +397,32 @@ struct MessageRecord<'a> {
 /// note never move: their status and WhatsApp id are sealed with the rest (two operations fewer
 /// per inbound message).
 fn write_message(ctx: &mut WriteCtx<'_>, doc_id: &DocId, id: &str, m: &MessageRecord<'_>) -> Result<()> {
+    write_messages(ctx, doc_id, &[(id, m)])
+}
+
+/// Writes message records of one document in one change.
+fn write_messages(ctx: &mut WriteCtx<'_>, doc_id: &DocId, list: &[(&str, &MessageRecord<'_>)]) -> Result<()> {
     let now = ctx.now();
-    let fixed = m.direction != "out";
+    let sealed: Vec<serde_json::Map<String, serde_json::Value>> =
+        list.iter().map(|(_, m)| sealed_fields(m, now)).collect();
+    let ids: Vec<&str> = list.iter().map(|(id, _)| *id).collect();
+    ctx.change(doc_id, &ids, |tx, recs| {
+        for ((id, m), sealed) in list.iter().zip(&sealed) {
+            let o = tx.put_object(recs, *id, ObjType::Map)?;
+            doc::put_sealed(tx, &o, sealed)?;
+            if m.direction == "out" {
+                put_str(tx, &o, "status", m.status.as_str())?;
+                if let Some(w) = m.wamid {
+                    put_str(tx, &o, "wamid", w)?;
+                }
+            }
+        }
+        Ok(())
+    })
+}
+
+/// The fields of a message record that never change, as [`doc::put_sealed`] stores them.
+fn sealed_fields(m: &MessageRecord<'_>, now: i64) -> serde_json::Map<String, serde_json::Value> {
     let mut sealed = serde_json::Map::new();
     sealed.insert("conversation_id".into(), m.conversation_id.into());
     sealed.insert("direction".into(), m.direction.into());
@@ -278,23 +439,13 @@ fn write_message(ctx: &mut WriteCtx<'_>, doc_id: &DocId, id: &str, m: &MessageRe
     }
     sealed.insert("at".into(), m.at.into());
     sealed.insert("created_at".into(), now.into());
-    if fixed {
+    if m.direction != "out" {
         sealed.insert("status".into(), m.status.as_str().into());
         if let Some(w) = m.wamid {
             sealed.insert("wamid".into(), w.into());
         }
     }
-    ctx.change(doc_id, &[id], |tx, recs| {
-        let o = tx.put_object(recs, id, ObjType::Map)?;
-        doc::put_sealed(tx, &o, &sealed)?;
-        if !fixed {
-            put_str(tx, &o, "status", m.status.as_str())?;
-            if let Some(w) = m.wamid {
-                put_str(tx, &o, "wamid", w)?;
-            }
-        }
-        Ok(())
-    })
+    sealed
 }
 
 /// Applies a delivery report to the outbound message with WhatsApp id `wamid`: only forward
@@ -360,19 +511,42 @@ pub fn set_delivery(
 ) -> Result<bool> {
     ctx.change(doc_id, &[id], |tx, _| {
         let o = doc::record(tx, id)?.ok_or_else(|| CoreError::not_found("message", id))?;
-        let current = MessageStatus::parse(&doc::get_str(tx, &o, "status")).unwrap_or(MessageStatus::Queued);
-        if let Some(w) = wamid.filter(|w| doc::get_str(tx, &o, "wamid") != *w) {
-            put_str(tx, &o, "wamid", w)?;
-        }
-        if status.rank() <= current.rank() {
-            return Ok(false);
-        }
-        put_str(tx, &o, "status", status.as_str())?;
-        if let Some(e) = error {
-            put_str(tx, &o, "error", e)?;
-        }
-        Ok(true)
+        advance_delivery(tx, &o, status, wamid, error)
     })
+}
+
+/// Marks outbound messages of one document sent, with the WhatsApp id each was given, in one
+/// change (`sent`: message id, wamid). Fails, writing nothing, if one of them is not there.
+pub fn mark_sent(ctx: &mut WriteCtx<'_>, doc_id: &DocId, sent: &[(String, String)]) -> Result<()> {
+    let ids: Vec<&str> = sent.iter().map(|(id, _)| id.as_str()).collect();
+    ctx.change(doc_id, &ids, |tx, _| {
+        for (id, wamid) in sent {
+            let o = doc::record(tx, id)?.ok_or_else(|| CoreError::not_found("message", id))?;
+            advance_delivery(tx, &o, MessageStatus::Sent, Some(wamid), None)?;
+        }
+        Ok(())
+    })
+}
+
+fn advance_delivery(
+    tx: &mut automerge::transaction::Transaction<'_>,
+    o: &automerge::ObjId,
+    status: MessageStatus,
+    wamid: Option<&str>,
+    error: Option<&str>,
+) -> Result<bool> {
+    let current = MessageStatus::parse(&doc::get_str(tx, o, "status")).unwrap_or(MessageStatus::Queued);
+    if let Some(w) = wamid.filter(|w| doc::get_str(tx, o, "wamid") != *w) {
+        put_str(tx, o, "wamid", w)?;
+    }
+    if status.rank() <= current.rank() {
+        return Ok(false);
+    }
+    put_str(tx, o, "status", status.as_str())?;
+    if let Some(e) = error {
+        put_str(tx, o, "error", e)?;
+    }
+    Ok(true)
 }
 
 /// The conversation's document id, checking the caller may see its branch.

@@ -6,6 +6,7 @@
 mod convergence;
 mod credentials;
 mod fixtures;
+mod inbox;
 mod invoice;
 mod migration;
 mod search;

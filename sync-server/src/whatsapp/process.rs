@@ -163,7 +163,7 @@ async fn message(wa: &Arc<WhatsApp>, mut m: inbox::Inbound) -> Outcome {
     let message_id = inbox::inbound_message_id(&m.wamid);
     let llm = wa.llm.as_ref().is_some_and(|l| l.available());
     let replica = svc.replica.clone();
-    let r = svc.replica.write(move |ctx| receive_and_answer(ctx, &replica, &shop, &branch, &m, llm)).await;
+    let r = svc.replica.write(move |ctx| receive_and_answer(ctx, &replica, &shop, &branch, &m, llm, &mut None)).await;
     if r.is_ok()
         && let Some(media) = media_id
     {
@@ -193,7 +193,8 @@ async fn message(wa: &Arc<WhatsApp>, mut m: inbox::Inbound) -> Outcome {
     }
 }
 
-/// Stores the message and, while a bot has the conversation, runs the bot, all in one write.
+/// Stores the message and, while a bot has the conversation, runs the bot, all in one write; the
+/// usual answer (no order, no LLM) is written with the message, one change per document.
 /// A question the offline bot did not understand, to ask the LLM provider before answering.
 pub(crate) struct Ask {
     conversation: String,
@@ -213,40 +214,59 @@ fn receive_and_answer(
     branch: &str,
     m: &inbox::Inbound,
     llm: bool,
+    bot: &mut Option<BotDef>,
 ) -> dashoffice_core::Result<Option<Ask>> {
-    let r = inbox::receive(ctx, shop, branch, m)?;
+    let a = inbox::arrive(ctx, shop, branch, m)?;
+    let r = a.received.clone();
     // A catalog order always becomes a draft order; the bot only speaks while it has the
     // conversation.
     let bot_has_it = r.state == ConversationState::Pending;
-    if r.duplicate || !(bot_has_it || m.kind == "order") {
+    if r.duplicate {
         return Ok(None);
     }
-    let bot = inbox::list_items(ctx.conn(), shop, "bot")?
-        .into_iter()
-        .filter_map(|(_, v)| serde_json::from_value::<BotDef>(v).ok())
-        .find(|b| b.active)
-        .unwrap_or_else(BotDef::default_bot);
-    let (node, misunderstood, name): (String, i64, String) = ctx
-        .conn()
-        .prepare_cached("SELECT bot_node, misunderstood, customer_name FROM conversations WHERE id = ?1")?
-        .query_row([&r.conversation_id], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))
-        .optional()?
-        .unwrap_or_default();
+    if !(bot_has_it || m.kind == "order") {
+        inbox::record_arrival(ctx, shop, branch, &a, m, None)?;
+        return Ok(None);
+    }
+    if bot.is_none() {
+        *bot = Some(active_bot(ctx.conn(), shop)?);
+    }
+    let bot = bot.as_ref().ok_or_else(|| dashoffice_core::CoreError::Storage("bot definition".into()))?;
     let input = BotInput {
         kind: m.kind.clone(),
         text: m.text.clone(),
         payload: m.payload.clone(),
         first: r.first,
         at: m.at,
-        customer_name: name,
+        customer_name: a.customer_name.clone(),
         customer_id: r.customer_id.clone(),
         branch_id: branch.to_string(),
-        node,
-        misunderstood,
+        node: a.bot_node.clone(),
+        misunderstood: a.misunderstood,
     };
     // The products a message names come from the search index when it holds the catalog.
-    let mut d = bot::decide_with(ctx.conn(), shop, &bot, &input, &|t| replica.catalog_candidates(shop, t))?;
+    let mut d = bot::decide_with(ctx.conn(), shop, bot, &input, &|t| replica.catalog_candidates(shop, t))?;
     let mut explain = d.explain.clone();
+    let fallback = explain["trigger"]["kind"] == "fallback" && !d.handoff;
+    let to_llm = bot_has_it && llm && fallback && m.kind == "text";
+    if d.draft_order.is_empty() && bot_has_it && !to_llm {
+        // The common case: the message and the bot's answer in one change per document.
+        let mut replies = d.replies.clone();
+        for reply in &mut replies {
+            reply.context_wamid = Some(m.wamid.clone());
+        }
+        let answer = inbox::BotAnswer {
+            replies: &replies,
+            explain: &explain,
+            node: &d.node,
+            misunderstood: d.misunderstood,
+            handoff: d.handoff,
+        };
+        inbox::record_arrival(ctx, shop, branch, &a, m, Some(answer))?;
+        after_answer(ctx, shop, &r.conversation_id, &d)?;
+        return Ok(None);
+    }
+    inbox::record_arrival(ctx, shop, branch, &a, m, None)?;
     if !d.draft_order.is_empty() {
         let caller = dashoffice_core::Caller { branch_id: Some(branch.to_string()), ..inbox::system_caller(shop) };
         // The order's seller: whoever has the conversation, else the shop's first owner.
@@ -315,8 +335,7 @@ fn receive_and_answer(
     if !bot_has_it {
         return Ok(None);
     }
-    let fallback = explain["trigger"]["kind"] == "fallback" && !d.handoff;
-    if llm && fallback && m.kind == "text" {
+    if to_llm {
         let shop_name = dashoffice_core::entities::org::get_shop(ctx.conn(), shop).map(|s| s.name).unwrap_or_default();
         let context = catalog_facts(ctx.conn(), branch, &explain)?;
         let mut decision = d;
@@ -335,6 +354,15 @@ fn receive_and_answer(
     Ok(None)
 }
 
+/// The shop's active bot, or the built-in one.
+fn active_bot(conn: &rusqlite::Connection, shop: &str) -> dashoffice_core::Result<BotDef> {
+    Ok(inbox::list_items(conn, shop, "bot")?
+        .into_iter()
+        .filter_map(|(_, v)| serde_json::from_value::<BotDef>(v).ok())
+        .find(|b| b.active)
+        .unwrap_or_else(BotDef::default_bot))
+}
+
 /// Writes a bot decision: its replies, its place in the conversation, a handoff or the end.
 fn apply(
     ctx: &mut dashoffice_core::WriteCtx<'_>,
@@ -350,6 +378,16 @@ fn apply(
         inbox::bot_reply(ctx, shop, conversation, &reply, explain)?;
     }
     inbox::set_bot_state(ctx, shop, conversation, &d.node, d.misunderstood, d.handoff)?;
+    after_answer(ctx, shop, conversation, d)
+}
+
+/// What follows a bot's answer: a handoff assigns a seller, the end resolves the conversation.
+fn after_answer(
+    ctx: &mut dashoffice_core::WriteCtx<'_>,
+    shop: &str,
+    conversation: &str,
+    d: &bot::Decision,
+) -> dashoffice_core::Result<()> {
     if d.handoff {
         inbox::assign_round_robin(ctx, shop, conversation)?;
     } else if d.end {
@@ -678,6 +716,8 @@ async fn apply_batch(wa: &Arc<WhatsApp>, ready: &[Ready]) -> bool {
                 let mut asks = Vec::new();
                 let mut orphans = Vec::new();
                 let mut media = Vec::new();
+                // Read once per batch: the bot's definition does not change within a write.
+                let mut bot = None;
                 for (pnid, k) in &work {
                     match k {
                         ItemKind::Message { branch, m } => {
@@ -686,7 +726,7 @@ async fn apply_batch(wa: &Arc<WhatsApp>, ready: &[Ready]) -> bool {
                             {
                                 media.push((pnid.clone(), inbox::inbound_message_id(&m.wamid), id.to_string()));
                             }
-                            if let Some(a) = receive_and_answer(ctx, &replica, &shop2, branch, m, llm)? {
+                            if let Some(a) = receive_and_answer(ctx, &replica, &shop2, branch, m, llm, &mut bot)? {
                                 asks.push(a);
                             }
                         }

@@ -17,7 +17,7 @@ use dashoffice_core::{
     doc::DocId,
     entities::inbox::{self, Outgoing},
 };
-use dashoffice_domain::inbox::{MessageStatus, MessageView};
+use dashoffice_domain::inbox::MessageView;
 use dashoffice_sync::client::{self, ClientConfig, Enrolment, SyncHandle};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 
@@ -341,12 +341,16 @@ async fn record_sent(replica: Replica, mut rx: tokio::sync::mpsc::UnboundedRecei
     }
 }
 
-/// Marks `items` sent in their documents in one write (all or none).
+/// Marks `items` sent in their documents in one write (all or none), one change per document.
 async fn mark_sent(replica: &Replica, items: Vec<Sent>) -> dashoffice_core::Result<()> {
+    let mut by_doc: std::collections::BTreeMap<DocId, Vec<(String, String)>> = std::collections::BTreeMap::new();
+    for (doc, mid, wamid) in items {
+        by_doc.entry(doc).or_default().push((mid, wamid));
+    }
     replica
         .write(move |ctx| {
-            for (doc, mid, wamid) in &items {
-                inbox::set_delivery(ctx, doc, mid, MessageStatus::Sent, Some(wamid), None)?;
+            for (doc, sent) in &by_doc {
+                inbox::mark_sent(ctx, doc, sent)?;
             }
             Ok(())
         })

@@ -1,0 +1,182 @@
+//! The inbox's intake: an inbound WhatsApp message and the bot's answer to it.
+
+use dashoffice_core::{
+    Replica,
+    doc::DocId,
+    domain::inbox::{ConversationState, MessageStatus, SendMessage, UpdateConversation},
+    entities::inbox::{self, BotAnswer, Inbound},
+};
+use serde_json::json;
+
+use super::fixtures::{push_all, shop};
+
+fn inbound(wamid: &str, text: &str, at: i64) -> Inbound {
+    Inbound {
+        wamid: wamid.into(),
+        wa_id: "5215511112222".into(),
+        profile_name: "Ana".into(),
+        phone_number_id: "1065".into(),
+        kind: "text".into(),
+        text: text.into(),
+        at,
+        ..Default::default()
+    }
+}
+
+fn text(t: &str) -> SendMessage {
+    SendMessage { kind: Some("text".into()), text: t.into(), ..Default::default() }
+}
+
+/// Writes `m` with the bot's answer (`replies`, its node, misunderstandings and handoff); returns
+/// what arriving found and the replies' ids.
+fn answer(
+    r: &Replica,
+    shop: &str,
+    branch: &str,
+    m: Inbound,
+    replies: Vec<SendMessage>,
+    node: &str,
+    misunderstood: i64,
+    handoff: bool,
+) -> (inbox::Arrival, Vec<String>) {
+    let (shop, branch, node) = (shop.to_string(), branch.to_string(), node.to_string());
+    r.write_blocking(move |ctx| {
+        let a = inbox::arrive(ctx, &shop, &branch, &m)?;
+        let explain = json!({ "trigger": { "kind": "keyword" }, "node": node });
+        let ans = BotAnswer { replies: &replies, explain: &explain, node: &node, misunderstood, handoff };
+        let ids = inbox::record_arrival(ctx, &shop, &branch, &a, &m, Some(ans))?;
+        Ok((a, ids))
+    })
+    .unwrap()
+}
+
+fn changes(r: &Replica, doc: &str) -> usize {
+    r.load_doc(&DocId::parse(doc).unwrap()).unwrap().map_or(0, |d| d.get_changes(&[]).len())
+}
+
+/// (state, bot_node, misunderstood, customer_name) as the projection holds them.
+fn bot_row(r: &Replica, conversation: &str) -> (String, String, i64, String) {
+    let id = conversation.to_string();
+    r.read(move |c| {
+        Ok(c.query_row(
+            "SELECT state, bot_node, misunderstood, customer_name FROM conversations WHERE id = ?1",
+            [&id],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+        )?)
+    })
+    .unwrap()
+}
+
+#[test]
+fn a_message_and_the_bots_answer_are_one_change_per_document_and_project_as_a_sync_would() {
+    let nodes = shop(2);
+    let (r, caller) = (&nodes[0].replica, nodes[0].caller.clone());
+    let shop_id = caller.shop_id.clone();
+    let branch: String = r.read(|c| Ok(c.query_row("SELECT id FROM branches", [], |r| r.get(0))?)).unwrap();
+    let t = r.now_ms();
+
+    // The first message of a customer: a new customer and conversation, the bot greets.
+    let (a, ids) =
+        answer(r, &shop_id, &branch, inbound("wamid.1", "hola", t), vec![text("¡Hola Ana!")], "menu", 0, false);
+    assert!(a.received.first && !a.received.duplicate);
+    assert_eq!(
+        (a.received.state, a.bot_node.as_str(), a.customer_name.as_str()),
+        (ConversationState::Pending, "", "Ana")
+    );
+    assert_eq!(ids.len(), 1);
+    let conversation = a.received.conversation_id.clone();
+    let id = conversation.clone();
+    let (conv_doc, msg_doc): (String, String) = r
+        .read(move |c| {
+            Ok((
+                c.query_row("SELECT doc_id FROM conversations WHERE id = ?1", [&id], |r| r.get(0))?,
+                c.query_row("SELECT doc_id FROM messages WHERE conversation_id = ?1 LIMIT 1", [&id], |r| r.get(0))?,
+            ))
+        })
+        .unwrap();
+
+    // The next message and a two-part answer: one change to the conversation, one to the month's
+    // messages.
+    let before = (changes(r, &conv_doc), changes(r, &msg_doc));
+    let (a, ids) = answer(
+        r,
+        &shop_id,
+        &branch,
+        inbound("wamid.2", "¿precio?", t + 1),
+        vec![text("¿De qué producto?"), text("Escribe su nombre")],
+        "precio",
+        1,
+        false,
+    );
+    assert!(!a.received.first);
+    assert_eq!(a.bot_node, "menu", "the bot's place before this answer");
+    assert_eq!((changes(r, &conv_doc), changes(r, &msg_doc)), (before.0 + 1, before.1 + 1));
+    assert_eq!(bot_row(r, &conversation), ("pending".into(), "precio".into(), 1, "Ana".into()));
+    let c2 = conversation.clone();
+    let thread = r.read(move |c| inbox::messages_of(c, &c2)).unwrap();
+    let seen: Vec<(&str, &str, MessageStatus, Option<&str>)> =
+        thread.iter().map(|m| (m.direction.as_str(), m.text.as_str(), m.status, m.context_wamid.as_deref())).collect();
+    assert_eq!(
+        seen,
+        [
+            ("in", "hola", MessageStatus::Received, None),
+            ("out", "¡Hola Ana!", MessageStatus::Queued, Some("wamid.1")),
+            ("in", "¿precio?", MessageStatus::Received, None),
+            ("out", "¿De qué producto?", MessageStatus::Queued, Some("wamid.2")),
+            ("out", "Escribe su nombre", MessageStatus::Queued, Some("wamid.2")),
+        ]
+    );
+    assert_eq!(thread[3].id, ids[0]);
+    assert_eq!(
+        (thread[3].sender.as_str(), thread[3].explain.as_ref().unwrap()["node"].as_str()),
+        ("bot", Some("precio"))
+    );
+
+    // A redelivery: arriving says so, and recording it is refused without writing anything.
+    let (s, b) = (shop_id.clone(), branch.clone());
+    let refused = r
+        .write_blocking(move |ctx| {
+            let m = inbound("wamid.2", "¿precio?", t + 1);
+            let a = inbox::arrive(ctx, &s, &b, &m)?;
+            assert!(a.received.duplicate);
+            inbox::record_arrival(ctx, &s, &b, &a, &m, None)
+        })
+        .unwrap_err();
+    assert!(refused.is_rule(), "{refused}");
+    assert_eq!((changes(r, &conv_doc), changes(r, &msg_doc)), (before.0 + 1, before.1 + 1));
+
+    // A handoff opens the conversation to people in the same change.
+    answer(r, &shop_id, &branch, inbound("wamid.3", "humano", t + 2), vec![text("Te comunico")], "", 0, true);
+    assert_eq!(bot_row(r, &conversation).0, "open");
+
+    // Resolved, then the customer writes again: back to the bot, from its start.
+    let (c3, id) = (caller.clone(), conversation.clone());
+    r.write_blocking(move |ctx| {
+        inbox::update(ctx, &c3, &id, UpdateConversation { state: Some("resolved".into()), ..Default::default() })
+    })
+    .unwrap();
+    let (s, b) = (shop_id.clone(), branch.clone());
+    let a = r
+        .write_blocking(move |ctx| {
+            let m = Inbound { profile_name: "Ana María".into(), ..inbound("wamid.4", "hola otra vez", t + 3) };
+            let a = inbox::arrive(ctx, &s, &b, &m)?;
+            inbox::record_arrival(ctx, &s, &b, &a, &m, None)?;
+            Ok(a)
+        })
+        .unwrap();
+    assert_eq!(
+        (a.received.state, a.bot_node.as_str(), a.customer_name.as_str()),
+        (ConversationState::Pending, "", "Ana María")
+    );
+    assert_eq!(bot_row(r, &conversation), ("pending".into(), "".into(), 0, "Ana María".into()));
+
+    // Another replica that receives the changes projects the same rows.
+    let other = &nodes[1].replica;
+    push_all(r, other);
+    assert_eq!(bot_row(other, &conversation), bot_row(r, &conversation));
+    let (c4, c5) = (conversation.clone(), conversation.clone());
+    assert_eq!(
+        other.read(move |c| inbox::messages_of(c, &c4)).unwrap(),
+        r.read(move |c| inbox::messages_of(c, &c5)).unwrap()
+    );
+}
