@@ -8,8 +8,9 @@
 //! delivered twice, or processed on two replicas, makes one record.
 //!
 //! What is derived, not stored: the last message, the customer's last message (the 24-hour
-//! window) and the unread count come from the messages table, so concurrent writers never
-//! disagree about them.
+//! window), the unread count and the conversation's last activity (`updated_at`: the later of its
+//! record's last change and its last message) come from the messages table, so concurrent
+//! writers never disagree about them, and a message does not rewrite its conversation.
 
 use automerge::{ObjType, transaction::Transactable};
 use dashoffice_domain::{
@@ -306,30 +307,40 @@ pub fn record_arrival(
     };
     let handoff = answer.is_some_and(|ans| ans.handoff);
     let reopens = a.reopens;
-    ctx.change(&a.conv_doc, &[&conv], |tx, _| {
-        let o = doc::record(tx, &conv)?.ok_or_else(|| CoreError::not_found("conversation", &conv))?;
-        if handoff {
-            put_str(tx, &o, "state", ConversationState::Open.as_str())?;
-        } else if reopens {
-            put_str(tx, &o, "state", ConversationState::Pending.as_str())?;
-        }
-        // Only what moved is written (most answers leave the bot where it was).
-        if doc::get_str(tx, &o, "bot_node") != node {
-            put_str(tx, &o, "bot_node", &node)?;
-        }
-        if doc::get_i64(tx, &o, "misunderstood") != misunderstood {
-            tx.put(&o, "misunderstood", misunderstood)?;
-        }
-        if !name.trim().is_empty() && doc::get_str(tx, &o, "customer_name") != name {
-            put_str(tx, &o, "customer_name", &name)?;
-        }
-        // A customer message re-opens the service window (written only when it was closed).
-        if doc::get_bool(tx, &o, "needs_template", false) {
-            tx.put(&o, "needs_template", false)?;
-        }
-        tx.put(&o, "updated_at", now)?;
-        Ok(())
-    })?;
+    // The conversation's record changes only when something of it moves: most messages leave
+    // the bot where it was, and the conversation's last activity is its last message (see
+    // `project_conversation`), so a busy conversation is not rewritten at every message.
+    let d = ctx.doc(&a.conv_doc)?;
+    let o = doc::record(d, &conv)?.ok_or_else(|| CoreError::not_found("conversation", &conv))?;
+    let node_moves = doc::get_str(d, &o, "bot_node") != node;
+    let misunderstood_moves = doc::get_i64(d, &o, "misunderstood") != misunderstood;
+    let name_moves = !name.trim().is_empty() && doc::get_str(d, &o, "customer_name") != name;
+    // A customer message re-opens the service window.
+    let window_reopens = doc::get_bool(d, &o, "needs_template", false);
+    if handoff || reopens || node_moves || misunderstood_moves || name_moves || window_reopens {
+        ctx.change(&a.conv_doc, &[&conv], |tx, _| {
+            let o = doc::record(tx, &conv)?.ok_or_else(|| CoreError::not_found("conversation", &conv))?;
+            if handoff {
+                put_str(tx, &o, "state", ConversationState::Open.as_str())?;
+            } else if reopens {
+                put_str(tx, &o, "state", ConversationState::Pending.as_str())?;
+            }
+            if node_moves {
+                put_str(tx, &o, "bot_node", &node)?;
+            }
+            if misunderstood_moves {
+                tx.put(&o, "misunderstood", misunderstood)?;
+            }
+            if name_moves {
+                put_str(tx, &o, "customer_name", &name)?;
+            }
+            if window_reopens {
+                tx.put(&o, "needs_template", false)?;
+            }
+            tx.put(&o, "updated_at", now)?;
+            Ok(())
+        })?;
+    }
     let inbound = MessageRecord {
         conversation_id: &r.conversation_id,
         direction: "in",
@@ -1041,6 +1052,13 @@ pub(crate) fn project_conversation(
             .ok()
             .flatten()
     });
+    // The last activity: the record's own last change or the conversation's last message,
+    // whichever is later (a message does not rewrite its conversation; `project_message` moves
+    // this forward as messages come, in whatever order records are projected).
+    let last_message: Option<i64> = conn
+        .prepare_cached("SELECT max(at) FROM messages WHERE conversation_id = ?1")?
+        .query_row([id], |r| r.get(0))?;
+    let updated_at = f.i64("updated_at").max(last_message.unwrap_or(0));
     conn.prepare_cached(
         "INSERT OR REPLACE INTO conversations(id, shop_id, branch_id, doc_id, customer_id, customer_name, wa_id,
             phone_number_id, state, assignee_id, assigned_at, labels, read_at, needs_template, bot_node, misunderstood,
@@ -1065,7 +1083,7 @@ pub(crate) fn project_conversation(
         f.str("bot_node"),
         f.i64("misunderstood"),
         f.i64("created_at"),
-        f.i64("updated_at"),
+        updated_at,
     ])?;
     Ok(())
 }
@@ -1098,6 +1116,9 @@ pub(crate) fn project_message(conn: &Connection, doc_id: &DocId, d: &automerge::
         f.i64("at"),
         f.i64("created_at"),
     ])?;
+    // The conversation's last activity follows its messages (see `project_conversation`).
+    conn.prepare_cached("UPDATE conversations SET updated_at = ?2 WHERE id = ?1 AND updated_at < ?2")?
+        .execute(params![f.str("conversation_id"), f.i64("at")])?;
     Ok(())
 }
 

@@ -23,11 +23,18 @@ fn inbound(wamid: &str, text: &str, at: i64) -> Inbound {
     }
 }
 
+/// A time for the next inbound message: after everything written so far and before the answer to
+/// it (the replica's clock stamps the replies), as the relay stamps messages it receives.
+fn next_at(r: &Replica) -> i64 {
+    std::thread::sleep(std::time::Duration::from_millis(5));
+    r.now_ms() - 1
+}
+
 fn text(t: &str) -> SendMessage {
     SendMessage { kind: Some("text".into()), text: t.into(), ..Default::default() }
 }
 
-/// Writes `m` with the bot's answer (`replies`, its node, misunderstandings and handoff); returns
+/// Writes `m` with the bot's answer (`replies`; its node, misunderstandings and handoff); returns
 /// what arriving found and the replies' ids.
 fn answer(
     r: &Replica,
@@ -35,9 +42,7 @@ fn answer(
     branch: &str,
     m: Inbound,
     replies: Vec<SendMessage>,
-    node: &str,
-    misunderstood: i64,
-    handoff: bool,
+    (node, misunderstood, handoff): (&str, i64, bool),
 ) -> (inbox::Arrival, Vec<String>) {
     let (shop, branch, node) = (shop.to_string(), branch.to_string(), node.to_string());
     r.write_blocking(move |ctx| {
@@ -68,16 +73,21 @@ fn bot_row(r: &Replica, conversation: &str) -> (String, String, i64, String) {
 }
 
 #[test]
-fn a_message_and_the_bots_answer_are_one_change_per_document_and_project_as_a_sync_would() {
+fn a_message_and_the_bots_answer_are_at_most_one_change_per_document_and_project_as_a_sync_would() {
     let nodes = shop(2);
     let (r, caller) = (&nodes[0].replica, nodes[0].caller.clone());
     let shop_id = caller.shop_id.clone();
     let branch: String = r.read(|c| Ok(c.query_row("SELECT id FROM branches", [], |r| r.get(0))?)).unwrap();
-    let t = r.now_ms();
 
     // The first message of a customer: a new customer and conversation, the bot greets.
-    let (a, ids) =
-        answer(r, &shop_id, &branch, inbound("wamid.1", "hola", t), vec![text("¡Hola Ana!")], "menu", 0, false);
+    let (a, ids) = answer(
+        r,
+        &shop_id,
+        &branch,
+        inbound("wamid.1", "hola", next_at(r)),
+        vec![text("¡Hola Ana!")],
+        ("menu", 0, false),
+    );
     assert!(a.received.first && !a.received.duplicate);
     assert_eq!(
         (a.received.state, a.bot_node.as_str(), a.customer_name.as_str()),
@@ -102,11 +112,9 @@ fn a_message_and_the_bots_answer_are_one_change_per_document_and_project_as_a_sy
         r,
         &shop_id,
         &branch,
-        inbound("wamid.2", "¿precio?", t + 1),
+        inbound("wamid.2", "¿precio?", next_at(r)),
         vec![text("¿De qué producto?"), text("Escribe su nombre")],
-        "precio",
-        1,
-        false,
+        ("precio", 1, false),
     );
     assert!(!a.received.first);
     assert_eq!(a.bot_node, "menu", "the bot's place before this answer");
@@ -132,21 +140,43 @@ fn a_message_and_the_bots_answer_are_one_change_per_document_and_project_as_a_sy
         ("bot", Some("precio"))
     );
 
+    // A message that leaves the bot where it was does not rewrite the conversation; its last
+    // activity still follows (from its messages).
+    let (a, _) = answer(
+        r,
+        &shop_id,
+        &branch,
+        inbound("wamid.2b", "¿y en rojo?", next_at(r)),
+        vec![text("Sí, hay")],
+        ("precio", 1, false),
+    );
+    assert_eq!(a.bot_node, "precio");
+    assert_eq!((changes(r, &conv_doc), changes(r, &msg_doc)), (before.0 + 1, before.1 + 2));
+    let (s, c2) = (shop_id.clone(), conversation.clone());
+    let (view, last) = r
+        .read(move |c| {
+            let last = inbox::messages_of(c, &c2)?.iter().map(|m| m.at).max().unwrap();
+            Ok((inbox::get_conversation(c, &s, &c2)?, last))
+        })
+        .unwrap();
+    assert_eq!((view.updated_at, view.last_message.as_str()), (last, "Sí, hay"));
+    let before = (changes(r, &conv_doc), changes(r, &msg_doc));
+
     // A redelivery: arriving says so, and recording it is refused without writing anything.
-    let (s, b) = (shop_id.clone(), branch.clone());
+    let (s, b, at) = (shop_id.clone(), branch.clone(), next_at(r));
     let refused = r
         .write_blocking(move |ctx| {
-            let m = inbound("wamid.2", "¿precio?", t + 1);
+            let m = inbound("wamid.2", "¿precio?", at);
             let a = inbox::arrive(ctx, &s, &b, &m)?;
             assert!(a.received.duplicate);
             inbox::record_arrival(ctx, &s, &b, &a, &m, None)
         })
         .unwrap_err();
     assert!(refused.is_rule(), "{refused}");
-    assert_eq!((changes(r, &conv_doc), changes(r, &msg_doc)), (before.0 + 1, before.1 + 1));
+    assert_eq!((changes(r, &conv_doc), changes(r, &msg_doc)), before);
 
     // A handoff opens the conversation to people in the same change.
-    answer(r, &shop_id, &branch, inbound("wamid.3", "humano", t + 2), vec![text("Te comunico")], "", 0, true);
+    answer(r, &shop_id, &branch, inbound("wamid.3", "humano", next_at(r)), vec![text("Te comunico")], ("", 0, true));
     assert_eq!(bot_row(r, &conversation).0, "open");
 
     // Resolved, then the customer writes again: back to the bot, from its start.
@@ -155,10 +185,10 @@ fn a_message_and_the_bots_answer_are_one_change_per_document_and_project_as_a_sy
         inbox::update(ctx, &c3, &id, UpdateConversation { state: Some("resolved".into()), ..Default::default() })
     })
     .unwrap();
-    let (s, b) = (shop_id.clone(), branch.clone());
+    let (s, b, at) = (shop_id.clone(), branch.clone(), next_at(r));
     let a = r
         .write_blocking(move |ctx| {
-            let m = Inbound { profile_name: "Ana María".into(), ..inbound("wamid.4", "hola otra vez", t + 3) };
+            let m = Inbound { profile_name: "Ana María".into(), ..inbound("wamid.4", "hola otra vez", at) };
             let a = inbox::arrive(ctx, &s, &b, &m)?;
             inbox::record_arrival(ctx, &s, &b, &a, &m, None)?;
             Ok(a)
@@ -174,6 +204,11 @@ fn a_message_and_the_bots_answer_are_one_change_per_document_and_project_as_a_sy
     let other = &nodes[1].replica;
     push_all(r, other);
     assert_eq!(bot_row(other, &conversation), bot_row(r, &conversation));
+    let updated = |n: &Replica| {
+        let (s, c) = (shop_id.clone(), conversation.clone());
+        n.read(move |conn| inbox::get_conversation(conn, &s, &c)).unwrap().updated_at
+    };
+    assert_eq!(updated(other), updated(r));
     let (c4, c5) = (conversation.clone(), conversation.clone());
     assert_eq!(
         other.read(move |c| inbox::messages_of(c, &c4)).unwrap(),

@@ -191,7 +191,8 @@ pub(crate) fn CustomerDetail() -> impl IntoView {
         async move { api::get::<Page<OrderView>>(&path).await }
     });
     let convs = loader(move || {
-        watch(&["conversations"]);
+        // A conversation's last message and activity come from its messages.
+        watch(&["conversations", "messages"]);
         let path = format!("/api/v1/conversations?limit=20&customer_id={}", enc(&id.get()));
         async move { api::get::<Page<ConversationView>>(&path).await }
     });
