@@ -174,7 +174,7 @@ fn ensure_conversation(
 pub fn receive(ctx: &mut WriteCtx<'_>, shop: &str, branch: &str, m: &Inbound) -> Result<Received> {
     let a = arrive(ctx, shop, branch, m)?;
     if !a.received.duplicate {
-        record_arrival(ctx, shop, branch, &a, m, None)?;
+        record_arrival(ctx, shop, &a, m, None)?;
     }
     Ok(a.received)
 }
@@ -184,7 +184,8 @@ pub fn receive(ctx: &mut WriteCtx<'_>, shop: &str, branch: &str, m: &Inbound) ->
 #[derive(Debug, Clone)]
 pub struct Arrival {
     /// Conversation, message, customer; whether it is a redelivery or the first message; the
-    /// conversation's state once the message is in (a resolved conversation reopens to the bot).
+    /// conversation's state once the message is in and before any answer to it (a resolved
+    /// conversation reopens to the bot).
     pub received: Received,
     /// Where the bot stands in the conversation once the message is in (reset when it reopens).
     pub bot_node: String,
@@ -192,6 +193,7 @@ pub struct Arrival {
     pub misunderstood: i64,
     /// The customer's name as the conversation will show it.
     pub customer_name: String,
+    branch: String,
     conv_doc: DocId,
     reopens: bool,
 }
@@ -264,22 +266,23 @@ pub fn arrive(ctx: &mut WriteCtx<'_>, shop: &str, branch: &str, m: &Inbound) -> 
             .unwrap_or_default();
     }
     let received = Received { conversation_id, message_id, customer_id, duplicate, first: first && !duplicate, state };
-    Ok(Arrival { received, bot_node, misunderstood, customer_name, conv_doc, reopens })
+    Ok(Arrival { received, bot_node, misunderstood, customer_name, branch: branch.to_string(), conv_doc, reopens })
 }
 
-/// Writes an inbound message placed by [`arrive`] and, when given, the bot's answer to it: one
-/// change to the conversation (reopened, the customer's name, the service window, the bot's
-/// place, a handoff) and one to the month's messages (the message and the replies), rather
-/// than one per step; every operation counts on a busy number. Returns the replies' ids.
+/// Writes an inbound message placed by [`arrive`] (in the same write) and, when given, the bot's
+/// answer to it, rather than a change per step (every operation counts on a busy number): at
+/// most one change to the conversation's record, when something of it moves (a reopening, the
+/// customer's name, the service window, the bot's place, a handoff), and one per messages
+/// document (the message and the replies; two when a month ends between them). Returns the
+/// replies' ids.
 pub fn record_arrival(
     ctx: &mut WriteCtx<'_>,
     shop: &str,
-    branch: &str,
     a: &Arrival,
     m: &Inbound,
     answer: Option<BotAnswer<'_>>,
 ) -> Result<Vec<String>> {
-    let r = &a.received;
+    let (r, branch) = (&a.received, a.branch.as_str());
     if r.duplicate {
         return Err(CoreError::conflict("wamid", "unique", format!("message {} is already stored", m.wamid)));
     }
@@ -1052,13 +1055,18 @@ pub(crate) fn project_conversation(
             .ok()
             .flatten()
     });
-    // The last activity: the record's own last change or the conversation's last message,
-    // whichever is later (a message does not rewrite its conversation; `project_message` moves
-    // this forward as messages come, in whatever order records are projected).
-    let last_message: Option<i64> = conn
-        .prepare_cached("SELECT max(at) FROM messages WHERE conversation_id = ?1")?
+    // The last activity: the record's own last change or the conversation's last message to or
+    // from the customer (internal notes left aside, as in the last message shown), whichever is
+    // later. A message does not rewrite its conversation; `project_message` moves this forward as
+    // messages come, so the result does not depend on the order records are projected in. Two
+    // lookups of `messages_by_direction`, each the last entry of its range.
+    let last_message: i64 = conn
+        .prepare_cached(
+            "SELECT max(coalesce((SELECT max(at) FROM messages WHERE conversation_id = ?1 AND direction = 'in'), 0),
+                        coalesce((SELECT max(at) FROM messages WHERE conversation_id = ?1 AND direction = 'out'), 0))",
+        )?
         .query_row([id], |r| r.get(0))?;
-    let updated_at = f.i64("updated_at").max(last_message.unwrap_or(0));
+    let updated_at = f.i64("updated_at").max(last_message);
     conn.prepare_cached(
         "INSERT OR REPLACE INTO conversations(id, shop_id, branch_id, doc_id, customer_id, customer_name, wa_id,
             phone_number_id, state, assignee_id, assigned_at, labels, read_at, needs_template, bot_node, misunderstood,
@@ -1117,8 +1125,10 @@ pub(crate) fn project_message(conn: &Connection, doc_id: &DocId, d: &automerge::
         f.i64("created_at"),
     ])?;
     // The conversation's last activity follows its messages (see `project_conversation`).
-    conn.prepare_cached("UPDATE conversations SET updated_at = ?2 WHERE id = ?1 AND updated_at < ?2")?
-        .execute(params![f.str("conversation_id"), f.i64("at")])?;
+    if f.str("direction") != "note" {
+        conn.prepare_cached("UPDATE conversations SET updated_at = ?2 WHERE id = ?1 AND updated_at < ?2")?
+            .execute(params![f.str("conversation_id"), f.i64("at")])?;
+    }
     Ok(())
 }
 

@@ -13,15 +13,23 @@ pub(crate) struct Node {
 }
 
 pub(crate) fn open_node() -> (Replica, TempDir) {
+    open_node_with(OpenOptions::default())
+}
+
+fn open_node_with(opts: OpenOptions) -> (Replica, TempDir) {
     let dir = tempfile::tempdir().unwrap();
-    let r = Replica::open(dir.path(), OpenOptions { durability: Durability::Normal, readers: 2, ..Default::default() })
-        .unwrap();
+    let r = Replica::open(dir.path(), OpenOptions { durability: Durability::Normal, readers: 2, ..opts }).unwrap();
     (r, dir)
 }
 
 /// `n` replicas of one freshly bootstrapped shop, all synced.
 pub(crate) fn shop(n: usize) -> Vec<Node> {
-    let (first, dir) = open_node();
+    shop_with(n, OpenOptions::default)
+}
+
+/// [`shop`], each replica opened with `opts()` (a clock of its own, say).
+pub(crate) fn shop_with(n: usize, opts: impl Fn() -> OpenOptions) -> Vec<Node> {
+    let (first, dir) = open_node_with(opts());
     let boot = first
         .bootstrap(BootstrapInput {
             shop_name: "Tienda".into(),
@@ -40,7 +48,7 @@ pub(crate) fn shop(n: usize) -> Vec<Node> {
     let caller = Caller { user_id: owner, shop_id: boot.shop_id.clone(), role: Role::Owner, branch_id: None };
     let mut nodes = vec![Node { replica: first, caller: caller.clone(), _dir: dir }];
     for _ in 1..n {
-        let (r, dir) = open_node();
+        let (r, dir) = open_node_with(opts());
         r.join(&boot.shop_id, &boot.branch_id).unwrap();
         nodes.push(Node { replica: r, caller: caller.clone(), _dir: dir });
     }

@@ -1,14 +1,16 @@
 //! The inbox's intake: an inbound WhatsApp message and the bot's answer to it.
 
+use std::sync::Arc;
+
 use dashoffice_core::{
-    Replica,
+    Clock, FakeClock, OpenOptions, Replica,
     doc::DocId,
     domain::inbox::{ConversationState, MessageStatus, SendMessage, UpdateConversation},
     entities::inbox::{self, BotAnswer, Inbound},
 };
 use serde_json::json;
 
-use super::fixtures::{push_all, shop};
+use super::fixtures::{push_all, shop_with};
 
 fn inbound(wamid: &str, text: &str, at: i64) -> Inbound {
     Inbound {
@@ -25,9 +27,9 @@ fn inbound(wamid: &str, text: &str, at: i64) -> Inbound {
 
 /// A time for the next inbound message: after everything written so far and before the answer to
 /// it (the replica's clock stamps the replies), as the relay stamps messages it receives.
-fn next_at(r: &Replica) -> i64 {
-    std::thread::sleep(std::time::Duration::from_millis(5));
-    r.now_ms() - 1
+fn next_at(clock: &FakeClock) -> i64 {
+    clock.advance(10);
+    clock.now_ms() - 1
 }
 
 fn text(t: &str) -> SendMessage {
@@ -49,7 +51,7 @@ fn answer(
         let a = inbox::arrive(ctx, &shop, &branch, &m)?;
         let explain = json!({ "trigger": { "kind": "keyword" }, "node": node });
         let ans = BotAnswer { replies: &replies, explain: &explain, node: &node, misunderstood, handoff };
-        let ids = inbox::record_arrival(ctx, &shop, &branch, &a, &m, Some(ans))?;
+        let ids = inbox::record_arrival(ctx, &shop, &a, &m, Some(ans))?;
         Ok((a, ids))
     })
     .unwrap()
@@ -74,7 +76,10 @@ fn bot_row(r: &Replica, conversation: &str) -> (String, String, i64, String) {
 
 #[test]
 fn a_message_and_the_bots_answer_are_at_most_one_change_per_document_and_project_as_a_sync_would() {
-    let nodes = shop(2);
+    // The replicas' clock stops mid-month (every message falls in one month's documents) and
+    // moves only between messages.
+    let clock = Arc::new(FakeClock::at(1_781_524_800_000)); // 2026-06-15 12:00 UTC
+    let nodes = shop_with(2, || OpenOptions { clock: clock.clone() as Arc<dyn Clock>, ..Default::default() });
     let (r, caller) = (&nodes[0].replica, nodes[0].caller.clone());
     let shop_id = caller.shop_id.clone();
     let branch: String = r.read(|c| Ok(c.query_row("SELECT id FROM branches", [], |r| r.get(0))?)).unwrap();
@@ -84,7 +89,7 @@ fn a_message_and_the_bots_answer_are_at_most_one_change_per_document_and_project
         r,
         &shop_id,
         &branch,
-        inbound("wamid.1", "hola", next_at(r)),
+        inbound("wamid.1", "hola", next_at(&clock)),
         vec![text("¡Hola Ana!")],
         ("menu", 0, false),
     );
@@ -112,7 +117,7 @@ fn a_message_and_the_bots_answer_are_at_most_one_change_per_document_and_project
         r,
         &shop_id,
         &branch,
-        inbound("wamid.2", "¿precio?", next_at(r)),
+        inbound("wamid.2", "¿precio?", next_at(&clock)),
         vec![text("¿De qué producto?"), text("Escribe su nombre")],
         ("precio", 1, false),
     );
@@ -146,7 +151,7 @@ fn a_message_and_the_bots_answer_are_at_most_one_change_per_document_and_project
         r,
         &shop_id,
         &branch,
-        inbound("wamid.2b", "¿y en rojo?", next_at(r)),
+        inbound("wamid.2b", "¿y en rojo?", next_at(&clock)),
         vec![text("Sí, hay")],
         ("precio", 1, false),
     );
@@ -160,23 +165,40 @@ fn a_message_and_the_bots_answer_are_at_most_one_change_per_document_and_project
         })
         .unwrap();
     assert_eq!((view.updated_at, view.last_message.as_str()), (last, "Sí, hay"));
+    // An internal note is no activity with the customer: the conversation keeps its place.
+    clock.advance(10);
+    let (c6, id) = (caller.clone(), conversation.clone());
+    r.write_blocking(move |ctx| {
+        let note = SendMessage { kind: Some("note".into()), text: "Llamar mañana".into(), ..Default::default() };
+        inbox::send(ctx, &c6, &id, note, &c6.user_id.clone())
+    })
+    .unwrap();
+    let (s, c2) = (shop_id.clone(), conversation.clone());
+    assert_eq!(r.read(move |c| inbox::get_conversation(c, &s, &c2)).unwrap().updated_at, view.updated_at);
     let before = (changes(r, &conv_doc), changes(r, &msg_doc));
 
     // A redelivery: arriving says so, and recording it is refused without writing anything.
-    let (s, b, at) = (shop_id.clone(), branch.clone(), next_at(r));
+    let (s, b, at) = (shop_id.clone(), branch.clone(), next_at(&clock));
     let refused = r
         .write_blocking(move |ctx| {
             let m = inbound("wamid.2", "¿precio?", at);
             let a = inbox::arrive(ctx, &s, &b, &m)?;
             assert!(a.received.duplicate);
-            inbox::record_arrival(ctx, &s, &b, &a, &m, None)
+            inbox::record_arrival(ctx, &s, &a, &m, None)
         })
         .unwrap_err();
     assert!(refused.is_rule(), "{refused}");
     assert_eq!((changes(r, &conv_doc), changes(r, &msg_doc)), before);
 
     // A handoff opens the conversation to people in the same change.
-    answer(r, &shop_id, &branch, inbound("wamid.3", "humano", next_at(r)), vec![text("Te comunico")], ("", 0, true));
+    answer(
+        r,
+        &shop_id,
+        &branch,
+        inbound("wamid.3", "humano", next_at(&clock)),
+        vec![text("Te comunico")],
+        ("", 0, true),
+    );
     assert_eq!(bot_row(r, &conversation).0, "open");
 
     // Resolved, then the customer writes again: back to the bot, from its start.
@@ -185,12 +207,12 @@ fn a_message_and_the_bots_answer_are_at_most_one_change_per_document_and_project
         inbox::update(ctx, &c3, &id, UpdateConversation { state: Some("resolved".into()), ..Default::default() })
     })
     .unwrap();
-    let (s, b, at) = (shop_id.clone(), branch.clone(), next_at(r));
+    let (s, b, at) = (shop_id.clone(), branch.clone(), next_at(&clock));
     let a = r
         .write_blocking(move |ctx| {
             let m = Inbound { profile_name: "Ana María".into(), ..inbound("wamid.4", "hola otra vez", at) };
             let a = inbox::arrive(ctx, &s, &b, &m)?;
-            inbox::record_arrival(ctx, &s, &b, &a, &m, None)?;
+            inbox::record_arrival(ctx, &s, &a, &m, None)?;
             Ok(a)
         })
         .unwrap();

@@ -193,8 +193,6 @@ async fn message(wa: &Arc<WhatsApp>, mut m: inbox::Inbound) -> Outcome {
     }
 }
 
-/// Stores the message and, while a bot has the conversation, runs the bot, all in one write; the
-/// usual answer (no order, no LLM) is written with the message, one change per document.
 /// A question the offline bot did not understand, to ask the LLM provider before answering.
 pub(crate) struct Ask {
     conversation: String,
@@ -207,6 +205,8 @@ pub(crate) struct Ask {
     decision: bot::Decision,
 }
 
+/// Stores the message and, while a bot has the conversation, runs the bot, all in one write; the
+/// usual answer (no order, no LLM) is written with the message (see [`inbox::record_arrival`]).
 fn receive_and_answer(
     ctx: &mut dashoffice_core::WriteCtx<'_>,
     replica: &dashoffice_core::Replica,
@@ -225,7 +225,7 @@ fn receive_and_answer(
         return Ok(None);
     }
     if !(bot_has_it || m.kind == "order") {
-        inbox::record_arrival(ctx, shop, branch, &a, m, None)?;
+        inbox::record_arrival(ctx, shop, &a, m, None)?;
         return Ok(None);
     }
     if bot.is_none() {
@@ -262,11 +262,11 @@ fn receive_and_answer(
             misunderstood: d.misunderstood,
             handoff: d.handoff,
         };
-        inbox::record_arrival(ctx, shop, branch, &a, m, Some(answer))?;
+        inbox::record_arrival(ctx, shop, &a, m, Some(answer))?;
         after_answer(ctx, shop, &r.conversation_id, &d)?;
         return Ok(None);
     }
-    inbox::record_arrival(ctx, shop, branch, &a, m, None)?;
+    inbox::record_arrival(ctx, shop, &a, m, None)?;
     if !d.draft_order.is_empty() {
         let caller = dashoffice_core::Caller { branch_id: Some(branch.to_string()), ..inbox::system_caller(shop) };
         // The order's seller: whoever has the conversation, else the shop's first owner.
