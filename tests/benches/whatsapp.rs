@@ -26,7 +26,11 @@ fn main() {
     println!("== bot replies: {n} messages from {customers} customers ==");
     let graph = FakeGraph::start();
     let mut env = wa::relay_env(&graph);
-    env.push(("DASHOFFICE_WHATSAPP_RATE_PER_NUMBER".into(), "1000".into()));
+    // Replies leave at up to 1,000/s per number (Meta's highest tier) unless told otherwise
+    // (its default tier is 80/s: BENCH_RATE_PER_NUMBER=80).
+    let rate = std::env::var("BENCH_RATE_PER_NUMBER").unwrap_or_else(|_| "1000".into());
+    println!("replies leave at up to {rate}/s per number");
+    env.push(("DASHOFFICE_WHATSAPP_RATE_PER_NUMBER".into(), rate));
     env.push(("DASHOFFICE_WHATSAPP_RATE_PER_CUSTOMER".into(), "600".into()));
     env.push(("RUST_LOG".into(), "warn".into()));
     let relay = Relay::start_env(env);

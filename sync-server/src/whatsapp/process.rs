@@ -34,58 +34,24 @@ enum Outcome {
 /// ones behind it).
 const MAX_ATTEMPTS: i64 = 5;
 
-/// Runs until the relay stops.
+/// Runs until the relay stops. Batches are applied one after the other, in the order the events
+/// came; while the shop's writer applies one, the next is read and planned and the one before is
+/// recorded as done, so the writer does not wait for either.
 pub async fn run(wa: Arc<WhatsApp>) {
     loop {
         tokio::select! {
             _ = wa.wake.notified() => {}
             _ = tokio::time::sleep(Duration::from_secs(1)) => {}
         }
-        loop {
-            let st = wa.store.clone();
-            let batch = match tokio::task::spawn_blocking(move || st.pending(256)).await {
-                Ok(Ok(b)) => b,
-                Ok(Err(e)) => {
-                    tracing::error!(error = %e, "reading pending webhook events");
-                    break;
-                }
-                Err(_) => break,
-            };
-            if batch.is_empty() {
-                break;
-            }
-            // Parsing and planning run on the blocking pool: a batch of a few hundred events must
-            // not hold up a runtime thread that is answering webhooks meanwhile.
-            let w = wa.clone();
-            let Ok(Planned { ready, mut done, mut stuck }) =
-                tokio::task::spawn_blocking(move || plan_batch(&w, batch)).await
-            else {
-                break;
-            };
+        let mut next = next_batch(wa.clone(), 0).await;
+        let mut recording: Option<tokio::task::JoinHandle<()>> = None;
+        while let Some((Planned { ready, mut done, mut stuck }, last)) = next.take() {
+            // Read ahead only past a batch that runs to its end: after an event that must wait,
+            // nothing behind it may be applied.
+            let ahead = (!stuck).then(|| tokio::spawn(next_batch(wa.clone(), last)));
             if !apply_batch(&wa, &ready).await {
                 // Something in the batch failed: one event at a time, to set the bad one aside.
-                for (id, attempts, body, _, _) in &ready {
-                    let (id, attempts) = (*id, *attempts);
-                    match handle(&wa, body).await {
-                        Outcome::Done => done.push((id, 1, None)),
-                        Outcome::Ignored(why) => done.push((id, 2, Some(why))),
-                        Outcome::Later(_) => {
-                            stuck = true;
-                            break;
-                        }
-                        Outcome::Error(why) if attempts + 1 >= MAX_ATTEMPTS => {
-                            tracing::error!(event = id, reason = %why, attempts = attempts + 1, "webhook event failed; set aside");
-                            metrics::counter!("dashoffice_whatsapp_events_failed_total").increment(1);
-                            done.push((id, 3, Some(why)));
-                        }
-                        Outcome::Error(why) => {
-                            tracing::warn!(event = id, reason = %why, "webhook event failed; will retry");
-                            stuck = true;
-                            done.push((id, 0, Some(why)));
-                            break;
-                        }
-                    }
-                }
+                stuck |= one_by_one(&wa, &ready, &mut done).await;
             } else {
                 for (id, _, _, _, ignored) in &ready {
                     if ignored.is_empty() {
@@ -96,18 +62,73 @@ pub async fn run(wa: Arc<WhatsApp>) {
                 }
                 metrics::counter!("dashoffice_whatsapp_events_processed_total").increment(ready.len() as u64);
             }
+            // One batch's outcome is recorded at a time, in order.
+            if let Some(r) = recording.take() {
+                let _ = r.await;
+            }
             let st = wa.store.clone();
-            match tokio::task::spawn_blocking(move || st.finish_many(&done)).await {
-                Ok(Ok(())) => {}
-                Ok(Err(e)) => tracing::error!(error = %e, "recording processed webhook events"),
-                Err(_) => break,
+            recording = Some(tokio::task::spawn_blocking(move || {
+                if let Err(e) = st.finish_many(&done) {
+                    tracing::error!(error = %e, "recording processed webhook events");
+                }
+            }));
+            match ahead {
+                // The batch read ahead is applied only when this one went through whole; else its
+                // events stay pending and are read again.
+                Some(a) if !stuck => next = a.await.ok().flatten(),
+                Some(a) => a.abort(),
+                None => {}
             }
-            if stuck {
-                break;
-            }
+        }
+        if let Some(r) = recording.take() {
+            let _ = r.await;
         }
         orphans(&wa).await;
     }
+}
+
+/// The pending events after event `after`, read and planned on the blocking pool (a batch of a
+/// few hundred events must not hold up a runtime thread that is answering webhooks meanwhile),
+/// with the id of the last one. None when there are none (or they cannot be read).
+async fn next_batch(wa: Arc<WhatsApp>, after: i64) -> Option<(Planned, i64)> {
+    tokio::task::spawn_blocking(move || {
+        let batch = match wa.store.pending_after(after, 256) {
+            Ok(b) => b,
+            Err(e) => {
+                tracing::error!(error = %e, "reading pending webhook events");
+                return None;
+            }
+        };
+        let last = batch.last()?.0;
+        Some((plan_batch(&wa, batch), last))
+    })
+    .await
+    .ok()
+    .flatten()
+}
+
+/// Applies the events of a batch that failed as a whole one at a time, so the bad one is set
+/// aside (after [`MAX_ATTEMPTS`]) or retried later. True when the batch must stop there.
+async fn one_by_one(wa: &Arc<WhatsApp>, ready: &[Ready], done: &mut Vec<(i64, i64, Option<String>)>) -> bool {
+    for (id, attempts, body, _, _) in ready {
+        let (id, attempts) = (*id, *attempts);
+        match handle(wa, body).await {
+            Outcome::Done => done.push((id, 1, None)),
+            Outcome::Ignored(why) => done.push((id, 2, Some(why))),
+            Outcome::Later(_) => return true,
+            Outcome::Error(why) if attempts + 1 >= MAX_ATTEMPTS => {
+                tracing::error!(event = id, reason = %why, attempts = attempts + 1, "webhook event failed; set aside");
+                metrics::counter!("dashoffice_whatsapp_events_failed_total").increment(1);
+                done.push((id, 3, Some(why)));
+            }
+            Outcome::Error(why) => {
+                tracing::warn!(event = id, reason = %why, "webhook event failed; will retry");
+                done.push((id, 0, Some(why)));
+                return true;
+            }
+        }
+    }
+    false
 }
 
 async fn handle(wa: &Arc<WhatsApp>, body: &[u8]) -> Outcome {

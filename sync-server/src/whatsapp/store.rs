@@ -140,9 +140,16 @@ impl WaStore {
 
     /// Pending events, oldest first.
     pub fn pending(&self, limit: usize) -> R<Vec<(i64, Vec<u8>, i64)>> {
+        self.pending_after(0, limit)
+    }
+
+    /// Pending events with an id above `after`, oldest first (the events after a batch still
+    /// being applied).
+    pub fn pending_after(&self, after: i64, limit: usize) -> R<Vec<(i64, Vec<u8>, i64)>> {
         let c = self.read();
-        let mut st = c.prepare_cached("SELECT id, body, attempts FROM events WHERE state = 0 ORDER BY id LIMIT ?1")?;
-        let rows = st.query_map([limit as i64], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+        let mut st =
+            c.prepare_cached("SELECT id, body, attempts FROM events WHERE state = 0 AND id > ?1 ORDER BY id LIMIT ?2")?;
+        let rows = st.query_map(params![after, limit as i64], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
