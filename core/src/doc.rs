@@ -405,22 +405,24 @@ fn text_field<D: ReadDoc + ?Sized>(doc: &D, obj: &ObjId, key: &str) -> Option<St
 }
 
 /// The key under which a record keeps the fields that never change after it is written, as one
-/// JSON object (see [`put_sealed`]).
+/// JSON object (see [`sealed_map`]).
 pub const SEALED: &str = "sealed";
 
-/// Writes `fields` (a JSON object of the record's fields that never change once written) as one
-/// value under [`SEALED`]: one Automerge operation instead of one per field. Writing a message
-/// field by field cost about four times as much (`cargo bench -p dashoffice-tests --bench
-/// automerge_floor -- messages`), and nothing is lost in a merge: no one ever changes these fields,
-/// so there is never a concurrent edit to resolve per field. Fields that do change (a message's
-/// delivery status) stay keys of their own.
-pub fn put_sealed(
-    tx: &mut Transaction<'_>,
-    obj: &ObjId,
+/// The keys of a new record holding `fields` (a JSON object of the record's fields that never
+/// change once written) as one value under [`SEALED`]: one Automerge operation instead of one per
+/// field. Writing a message field by field cost about four times as much (`cargo bench -p
+/// dashoffice-tests --bench automerge_floor -- messages`), and nothing is lost in a merge: no one
+/// ever changes these fields, so there is never a concurrent edit to resolve per field. Fields
+/// that do change (a message's delivery status) stay keys of their own: add them, then create the
+/// record with Automerge's `batch_create_object` (the same operations as a map made and filled
+/// key by key, inserted in one go).
+pub fn sealed_map(
     fields: &serde_json::Map<String, serde_json::Value>,
-) -> Result<()> {
-    tx.put(obj, SEALED, serde_json::Value::Object(fields.clone()).to_string())?;
-    Ok(())
+) -> std::collections::HashMap<String, automerge::hydrate::Value> {
+    let mut m = std::collections::HashMap::new();
+    let text = serde_json::Value::Object(fields.clone()).to_string();
+    m.insert(SEALED.to_string(), automerge::hydrate::Value::Scalar(automerge::ScalarValue::Str(text.into())));
+    m
 }
 
 impl Fields {
@@ -611,9 +613,9 @@ mod tests {
         tx.put(&old, "at", 42_i64).unwrap();
         tx.put(&old, "status", "read").unwrap();
         // Sealed: the same fields as one value; a key of its own (written later) wins.
-        let new = tx.put_object(&recs, "m-new", ObjType::Map).unwrap();
         let sealed = serde_json::json!({ "text": "¿Cuánto cuesta?", "payload": "{}", "at": 42, "status": "sent" });
-        put_sealed(&mut tx, &new, sealed.as_object().unwrap()).unwrap();
+        let map = automerge::hydrate::Value::Map(sealed_map(sealed.as_object().unwrap()).into());
+        let new = tx.batch_create_object(&recs, "m-new", &map, false).unwrap();
         tx.put(&new, "status", "read").unwrap();
         tx.put(&new, "payload", r#"{"a":1}"#).unwrap();
         tx.commit();

@@ -405,7 +405,7 @@ struct MessageRecord<'a> {
     at: i64,
 }
 
-/// Writes a message record: the fields set once (see [`doc::put_sealed`]) as one value, and the
+/// Writes a message record: the fields set once (see [`doc::sealed_map`]) as one value, and the
 /// ones that move on their own keys (an outbound message's `status`, and its `wamid` once sent;
 /// `error` and an attachment's `payload` are added later). A customer's message and an internal
 /// note never move: their status and WhatsApp id are sealed with the rest (two operations fewer
@@ -422,20 +422,21 @@ fn write_messages(ctx: &mut WriteCtx<'_>, doc_id: &DocId, list: &[(&str, &Messag
     let ids: Vec<&str> = list.iter().map(|(id, _)| *id).collect();
     ctx.change(doc_id, &ids, |tx, recs| {
         for ((id, m), sealed) in list.iter().zip(&sealed) {
-            let o = tx.put_object(recs, *id, ObjType::Map)?;
-            doc::put_sealed(tx, &o, sealed)?;
+            // Automerge splices its columns twice for the record instead of once per key.
+            let mut rec = doc::sealed_map(sealed);
             if m.direction == "out" {
-                put_str(tx, &o, "status", m.status.as_str())?;
+                rec.insert("status".into(), m.status.as_str().into());
                 if let Some(w) = m.wamid {
-                    put_str(tx, &o, "wamid", w)?;
+                    rec.insert("wamid".into(), w.into());
                 }
             }
+            tx.batch_create_object(recs, *id, &automerge::hydrate::Value::Map(rec.into()), false)?;
         }
         Ok(())
     })
 }
 
-/// The fields of a message record that never change, as [`doc::put_sealed`] stores them.
+/// The fields of a message record that never change, as [`doc::sealed_map`] stores them.
 fn sealed_fields(m: &MessageRecord<'_>, now: i64) -> serde_json::Map<String, serde_json::Value> {
     let mut sealed = serde_json::Map::new();
     sealed.insert("conversation_id".into(), m.conversation_id.into());
