@@ -14,8 +14,8 @@
 //!
 //! `messages N C` measures the WhatsApp side the same way: N answered messages from C customers
 //! written by the relay (field by field as before session 10; with a message's fixed fields
-//! sealed as one value, as now; and sealed with one change per document per batch of 256), then
-//! applied by a second replica.
+//! sealed as one value; sealed with one change per document per batch of 256; and sealed with
+//! each record made in one go, as now), then applied by a second replica.
 //!
 //! `cargo bench -p dashoffice-tests --bench automerge_floor -- 10000`,
 //! `cargo bench -p dashoffice-tests --bench automerge_floor -- messages 5000 500`
@@ -144,8 +144,16 @@ fn through_relay(g: &Automerge, left: &[Automerge], right: &[Automerge]) -> (Dur
 /// An answered WhatsApp message as the relay writes it: the conversation's update, the customer's
 /// message, the bot's reply and the bot's state, each its own change. The messages are 14-field
 /// records written field by field (before session 10), or with `one_value` their fixed fields as
-/// one value beside the status (as now).
-fn answered_per_field(convs: &mut [Automerge], msgs: &mut [Automerge], i: usize, customers: usize, one_value: bool) {
+/// one value beside the status (sessions 10–25), and with `in_one_go` too each record made with
+/// its keys in one call (`batch_create_object`, session 26).
+fn answered_per_field(
+    convs: &mut [Automerge],
+    msgs: &mut [Automerge],
+    i: usize,
+    customers: usize,
+    one_value: bool,
+    in_one_go: bool,
+) {
     let c = i % customers;
     let conv = &mut convs[c % convs.len()];
     let crec = conv.get(ROOT, "records").unwrap().unwrap().1;
@@ -170,11 +178,20 @@ fn answered_per_field(convs: &mut [Automerge], msgs: &mut [Automerge], i: usize,
     let mrec = m.get(ROOT, "records").unwrap().unwrap().1;
     for dir in ["in", "out"] {
         let mut tx = m.transaction();
-        let r = tx.put_object(&mrec, format!("msg-{i:08}-{dir}").as_str(), ObjType::Map).unwrap();
+        let id = format!("msg-{i:08}-{dir}");
+        let v = format!(
+            r#"{{"conversation_id":"{key}","direction":"{dir}","kind":"text","text":"¿Cuánto cuesta el vestido rojo?","payload":{{}},"sender":"customer","at":{i}}}"#
+        );
+        if in_one_go {
+            let mut keys = std::collections::HashMap::new();
+            keys.insert("v".to_string(), automerge::hydrate::Value::Scalar(automerge::ScalarValue::Str(v.into())));
+            keys.insert("status".to_string(), "received".into());
+            tx.batch_create_object(&mrec, id.as_str(), &automerge::hydrate::Value::Map(keys.into()), false).unwrap();
+            tx.commit();
+            continue;
+        }
+        let r = tx.put_object(&mrec, id.as_str(), ObjType::Map).unwrap();
         if one_value {
-            let v = format!(
-                r#"{{"conversation_id":"{key}","direction":"{dir}","kind":"text","text":"¿Cuánto cuesta el vestido rojo?","payload":{{}},"sender":"customer","at":{i}}}"#
-            );
             tx.put(&r, "v", v).unwrap();
             tx.put(&r, "status", "received").unwrap();
             tx.commit();
@@ -272,7 +289,7 @@ fn docs(n: usize, collection: &str) -> Vec<Automerge> {
 /// Writes `n` answered messages both ways, then has a second replica apply them: µs per message.
 fn messages(n: usize, customers: usize) {
     println!("== Automerge floor: {n} answered WhatsApp messages from {customers} customers ==");
-    for mode in 0..3 {
+    for mode in 0..4 {
         let compact = mode == 2;
         let (mut convs, mut msgs) = (docs(1024, "conversations"), docs(64, "messages"));
         let heads: Vec<Vec<automerge::ChangeHash>> = convs.iter().chain(&msgs).map(|d| d.get_heads()).collect();
@@ -283,7 +300,7 @@ fn messages(n: usize, customers: usize) {
             }
         } else {
             for i in 0..n {
-                answered_per_field(&mut convs, &mut msgs, i, customers, mode == 1);
+                answered_per_field(&mut convs, &mut msgs, i, customers, mode != 0, mode == 3);
             }
         }
         let write = t.elapsed();
@@ -300,8 +317,9 @@ fn messages(n: usize, customers: usize) {
             "{}: written in {:.2} s ({:.0} µs per message), applied by a second replica in {:.2} s ({:.0} µs per message)",
             [
                 "field by field, four changes per message (before)",
-                "fixed fields sealed as one value, four changes per message (now)",
-                "sealed, one change per document per batch of 256"
+                "fixed fields sealed as one value, four changes per message (sessions 10–25)",
+                "sealed, one change per document per batch of 256",
+                "sealed, each record made in one go (batch_create_object), four changes per message"
             ][mode],
             write.as_secs_f64(),
             us(write),
