@@ -398,3 +398,40 @@ async fn fail(wa: &Arc<WhatsApp>, svc: &Arc<ShopService>, o: &Outgoing, error: &
         tracing::error!(error = %e, "recording a failed reply in its document");
     }
 }
+
+#[cfg(test)]
+mod tests {
+    // A test states what it needs; a failed unwrap is the failure, reported with its line.
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    #[tokio::test]
+    async fn gather_takes_what_has_come_waits_briefly_for_more_and_stops_when_closed() {
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<u32>();
+        for i in 0..10 {
+            tx.send(i).unwrap();
+        }
+        let mut batch = Vec::new();
+        assert_eq!(gather(&mut rx, &mut batch, 4).await, 4, "a full batch goes at once");
+        assert_eq!(batch, [0, 1, 2, 3]);
+        let mut batch = Vec::new();
+        assert_eq!(gather(&mut rx, &mut batch, 256).await, 6, "all that has come");
+        // One more, long after the window: not waited for.
+        tx.send(10).unwrap();
+        let late = tx.clone();
+        let sender = tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            late.send(11).unwrap();
+        });
+        let t = std::time::Instant::now();
+        let mut batch = Vec::new();
+        assert_eq!(gather(&mut rx, &mut batch, 256).await, 1);
+        assert!(t.elapsed() < Duration::from_secs(1), "{:?}", t.elapsed());
+        sender.await.unwrap();
+        drop(tx);
+        let mut rest = Vec::new();
+        while gather(&mut rx, &mut rest, 256).await > 0 {}
+        assert_eq!(rest, [11], "what is left, then 0 once the channel is closed");
+    }
+}
