@@ -45,7 +45,9 @@ pub async fn run(wa: Arc<WhatsApp>) {
         }
         let mut next = next_batch(wa.clone(), 0).await;
         let mut recording: Option<tokio::task::JoinHandle<()>> = None;
-        while let Some((Planned { ready, mut done, mut stuck }, last)) = next.take() {
+        while let Some((planned, last)) = next.take() {
+            planned.report();
+            let Planned { ready, mut done, mut stuck, .. } = planned;
             // Read ahead only past a batch that runs to its end: after an event that must wait,
             // nothing behind it may be applied.
             let ahead = (!stuck).then(|| tokio::spawn(next_batch(wa.clone(), last)));
@@ -603,19 +605,49 @@ enum ItemKind {
 }
 
 /// A batch of stored events, planned: what to apply, what ended already, and whether an event
-/// must wait (the batch stops there).
+/// must wait (the batch stops there). What it ignored is counted and logged by [`Self::report`]
+/// when the batch is applied (a batch read ahead may be dropped and read again).
 struct Planned {
     ready: Vec<Ready>,
     done: Vec<(i64, i64, Option<String>)>,
     stuck: bool,
+    /// Events ignored whole, and the first of them with its reason.
+    ignored: u64,
+    first_ignored: Option<(i64, String)>,
+    /// Messages and statuses for a phone number id no shop has.
+    unknown_numbers: u64,
+}
+
+impl Planned {
+    fn report(&self) {
+        // One line per event would flood the log when Meta sends a number nobody connected; the
+        // reason of each is kept with the event in whatsapp.db.
+        if let Some((id, why)) = &self.first_ignored {
+            tracing::warn!(event = id, reason = %why, "webhook event ignored");
+        }
+        if self.ignored > 1 {
+            tracing::warn!(
+                count = self.ignored,
+                "webhook events ignored in this batch (reasons in whatsapp.db, table events)"
+            );
+        }
+        metrics::counter!("dashoffice_whatsapp_events_ignored_total").increment(self.ignored);
+        metrics::counter!("dashoffice_whatsapp_unknown_number_total").increment(self.unknown_numbers);
+    }
 }
 
 fn plan_batch(wa: &Arc<WhatsApp>, batch: Vec<(i64, Vec<u8>, i64)>) -> Planned {
-    let mut out = Planned { ready: Vec::new(), done: Vec::new(), stuck: false };
+    let mut out = Planned {
+        ready: Vec::new(),
+        done: Vec::new(),
+        stuck: false,
+        ignored: 0,
+        first_ignored: None,
+        unknown_numbers: 0,
+    };
     let numbers = numbers_by_id(wa);
-    let mut ignored = 0u64;
     for (id, body, attempts) in batch {
-        match plan(wa, &numbers, &body) {
+        match plan(wa, &numbers, &body, &mut out.unknown_numbers) {
             Plan::Items(items, why) => out.ready.push((id, attempts, body, items, why)),
             Plan::Outcome(Outcome::Later(why)) => {
                 tracing::debug!(event = id, reason = %why, "webhook event waits");
@@ -623,21 +655,15 @@ fn plan_batch(wa: &Arc<WhatsApp>, batch: Vec<(i64, Vec<u8>, i64)>) -> Planned {
                 break;
             }
             Plan::Outcome(Outcome::Ignored(why)) => {
-                // One line per event would flood the log when Meta sends a number nobody
-                // connected; the reason of each is kept with the event in whatsapp.db.
-                if ignored == 0 {
-                    tracing::warn!(event = id, reason = %why, "webhook event ignored");
+                if out.first_ignored.is_none() {
+                    out.first_ignored = Some((id, why.clone()));
                 }
-                ignored += 1;
+                out.ignored += 1;
                 out.done.push((id, 2, Some(why)));
             }
             Plan::Outcome(_) => out.done.push((id, 1, None)),
         }
     }
-    if ignored > 1 {
-        tracing::warn!(count = ignored, "webhook events ignored in this batch (reasons in whatsapp.db, table events)");
-    }
-    metrics::counter!("dashoffice_whatsapp_events_ignored_total").increment(ignored);
     out
 }
 
@@ -645,7 +671,13 @@ fn numbers_by_id(wa: &Arc<WhatsApp>) -> std::collections::HashMap<String, super:
     wa.store.numbers().unwrap_or_default().into_iter().map(|n| (n.phone_number_id.clone(), n)).collect()
 }
 
-fn plan(wa: &Arc<WhatsApp>, numbers: &std::collections::HashMap<String, super::store::Number>, body: &[u8]) -> Plan {
+/// Plans one stored event; `unknown_numbers` counts its parts for a number no shop has.
+fn plan(
+    wa: &Arc<WhatsApp>,
+    numbers: &std::collections::HashMap<String, super::store::Number>,
+    body: &[u8],
+    unknown_numbers: &mut u64,
+) -> Plan {
     let events = match parse(body) {
         Ok(e) => e,
         Err(e) => return Plan::Outcome(Outcome::Ignored(e.to_string())),
@@ -674,7 +706,7 @@ fn plan(wa: &Arc<WhatsApp>, numbers: &std::collections::HashMap<String, super::s
             }
         };
         let Some(number) = numbers.get(&pnid).cloned() else {
-            metrics::counter!("dashoffice_whatsapp_unknown_number_total").increment(1);
+            *unknown_numbers += 1;
             ignored.push(format!("unknown phone_number_id {pnid:?}"));
             continue;
         };

@@ -35,6 +35,9 @@ pub struct ShopService {
     per_number: DefaultKeyedRateLimiter<String>,
     per_customer: DefaultKeyedRateLimiter<String>,
     sending: Arc<tokio::sync::Semaphore>,
+    /// Replies being sent now: left out of the outbox's passes (their documents still say
+    /// queued) until their sending ends.
+    in_flight: Arc<std::sync::Mutex<std::collections::HashSet<String>>>,
     /// Replies the Graph API accepted, to be recorded in the outbox (see [`record_accepted`]).
     accepted: tokio::sync::mpsc::UnboundedSender<Sent>,
     /// Replies recorded as sent in the outbox, to be marked sent in their documents (see
@@ -92,6 +95,7 @@ impl ShopService {
             per_number: RateLimiter::keyed(Quota::per_second(n)),
             per_customer: RateLimiter::keyed(Quota::per_minute(c).allow_burst(c)),
             sending: Arc::new(tokio::sync::Semaphore::new(32)),
+            in_flight: Arc::default(),
             accepted: accepted_tx,
             sent: sent_tx.clone(),
         });
@@ -167,7 +171,10 @@ async fn outbox(wa: Arc<WhatsApp>, svc: Arc<ShopService>) {
                 continue;
             }
         };
-        let mut queued = queued.into_iter().peekable();
+        let mut queued = {
+            let sending = svc.in_flight.lock().unwrap_or_else(|p| p.into_inner());
+            queued.into_iter().filter(|o| !sending.contains(&o.message.id)).collect::<Vec<_>>().into_iter().peekable()
+        };
         while queued.peek().is_some() {
             // As many replies as can be sent now are claimed together (one commit); a claimed
             // reply is one being sent (a crash then fails it rather than send it twice), so
@@ -213,10 +220,12 @@ async fn outbox(wa: Arc<WhatsApp>, svc: Arc<ShopService>) {
                     Claim::New => 0,
                     Claim::Retry(n) => n,
                 };
+                let guard = InFlight::new(&svc.in_flight, &o.message.id);
                 let (wa, svc) = (wa.clone(), svc.clone());
                 tokio::spawn(async move {
                     send_one(&wa, &svc, o, attempts).await;
                     drop(permit);
+                    drop(guard);
                 });
             }
         }
@@ -231,13 +240,43 @@ const CLAIM_BATCH: usize = 32;
 /// outbox's cost; a reply waits this much at most, and only while others keep the outbox busy.
 const GATHER: Duration = Duration::from_millis(10);
 
-/// Receives what has arrived on `rx` into `batch` (up to `max`), waiting [`GATHER`] at most for
-/// more once something came; 0 when the channel is closed.
-async fn gather<T>(rx: &mut tokio::sync::mpsc::UnboundedReceiver<T>, batch: &mut Vec<T>, max: usize) -> usize {
+/// A reply in [`ShopService::in_flight`] while this lives.
+struct InFlight {
+    set: Arc<std::sync::Mutex<std::collections::HashSet<String>>>,
+    id: String,
+}
+
+impl InFlight {
+    fn new(set: &Arc<std::sync::Mutex<std::collections::HashSet<String>>>, id: &str) -> Self {
+        set.lock().unwrap_or_else(|p| p.into_inner()).insert(id.to_string());
+        Self { set: set.clone(), id: id.to_string() }
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.set.lock().unwrap_or_else(|p| p.into_inner()).remove(&self.id);
+    }
+}
+
+/// Receives what has arrived on `rx` into `batch` (up to `max`); 0 when the channel is closed.
+/// When the batch before ended less than `window` ago (`previous`: when it ended), replies come
+/// in a stream, and it waits up to `window` for more to join; a reply after a quiet spell goes
+/// at once. (`window` is [`GATHER`]; tests stretch it.)
+async fn gather<T>(
+    rx: &mut tokio::sync::mpsc::UnboundedReceiver<T>,
+    batch: &mut Vec<T>,
+    max: usize,
+    previous: Option<tokio::time::Instant>,
+    window: Duration,
+) -> usize {
     if rx.recv_many(batch, max).await == 0 {
         return 0;
     }
-    let deadline = tokio::time::Instant::now() + GATHER;
+    if previous.is_none_or(|t| t.elapsed() >= window) {
+        return batch.len();
+    }
+    let deadline = tokio::time::Instant::now() + window;
     while batch.len() < max {
         match tokio::time::timeout_at(deadline, rx.recv_many(batch, max - batch.len())).await {
             Ok(n) if n > 0 => {}
@@ -339,7 +378,8 @@ async fn record_accepted(
 ) {
     const BATCH: usize = 256;
     let mut batch: Vec<Sent> = Vec::with_capacity(BATCH);
-    while gather(&mut rx, &mut batch, BATCH).await > 0 {
+    let mut previous = None;
+    while gather(&mut rx, &mut batch, BATCH, previous, GATHER).await > 0 {
         let items = std::mem::take(&mut batch);
         let pairs: Vec<(String, String)> = items.iter().map(|(_, id, wamid)| (id.clone(), wamid.clone())).collect();
         let store = wa.store.clone();
@@ -350,6 +390,7 @@ async fn record_accepted(
         for item in items {
             let _ = sent.send(item);
         }
+        previous = Some(tokio::time::Instant::now());
     }
 }
 
@@ -359,17 +400,18 @@ async fn record_accepted(
 async fn record_sent(replica: Replica, mut rx: tokio::sync::mpsc::UnboundedReceiver<Sent>) {
     const BATCH: usize = 256;
     let mut batch: Vec<Sent> = Vec::with_capacity(BATCH);
-    while gather(&mut rx, &mut batch, BATCH).await > 0 {
+    let mut previous = None;
+    while gather(&mut rx, &mut batch, BATCH, previous, GATHER).await > 0 {
         let items = std::mem::take(&mut batch);
-        if items.len() > 1 && mark_sent(&replica, items.clone()).await.is_ok() {
-            continue;
-        }
-        for item in items {
-            let id = item.1.clone();
-            if let Err(e) = mark_sent(&replica, vec![item]).await {
-                tracing::error!(error = %e, message = %id, "recording a sent reply in its document");
+        if items.len() == 1 || mark_sent(&replica, items.clone()).await.is_err() {
+            for item in items {
+                let id = item.1.clone();
+                if let Err(e) = mark_sent(&replica, vec![item]).await {
+                    tracing::error!(error = %e, message = %id, "recording a sent reply in its document");
+                }
             }
         }
+        previous = Some(tokio::time::Instant::now());
     }
 }
 
@@ -407,31 +449,44 @@ mod tests {
     use super::*;
 
     #[tokio::test]
-    async fn gather_takes_what_has_come_waits_briefly_for_more_and_stops_when_closed() {
+    async fn gather_waits_for_more_only_in_a_stream_and_stops_when_closed() {
+        // A window far longer than any scheduling hiccup, so the test does not depend on timing.
+        let window = Duration::from_millis(800);
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<u32>();
-        for i in 0..10 {
+        let later = |n: u32, after_ms: u64| {
+            let tx = tx.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(Duration::from_millis(after_ms)).await;
+                tx.send(n).unwrap();
+            })
+        };
+        for i in 0..6 {
             tx.send(i).unwrap();
         }
         let mut batch = Vec::new();
-        assert_eq!(gather(&mut rx, &mut batch, 4).await, 4, "a full batch goes at once");
+        let just_now = Some(tokio::time::Instant::now());
+        assert_eq!(gather(&mut rx, &mut batch, 4, just_now, window).await, 4, "a full batch goes at once");
         assert_eq!(batch, [0, 1, 2, 3]);
+        // After a quiet spell (no batch before, or one long ago), what has come goes at once.
+        let joins = later(10, 200);
         let mut batch = Vec::new();
-        assert_eq!(gather(&mut rx, &mut batch, 256).await, 6, "all that has come");
-        // One more, long after the window: not waited for.
-        tx.send(10).unwrap();
-        let late = tx.clone();
-        let sender = tokio::spawn(async move {
-            tokio::time::sleep(Duration::from_secs(1)).await;
-            late.send(11).unwrap();
-        });
-        let t = std::time::Instant::now();
+        let t = tokio::time::Instant::now();
+        assert_eq!(gather(&mut rx, &mut batch, 256, None, window).await, 2);
+        assert_eq!(batch, [4, 5]);
+        assert!(t.elapsed() < Duration::from_millis(200), "{:?}", t.elapsed());
+        joins.await.unwrap();
         let mut batch = Vec::new();
-        assert_eq!(gather(&mut rx, &mut batch, 256).await, 1);
-        assert!(t.elapsed() < Duration::from_secs(1), "{:?}", t.elapsed());
-        sender.await.unwrap();
+        let long_ago = tokio::time::Instant::now().checked_sub(window * 2);
+        assert_eq!(gather(&mut rx, &mut batch, 256, long_ago, window).await, 1);
+        // In a stream (the batch before just ended), what comes within the window joins.
+        tx.send(20).unwrap();
+        let joins = later(21, 200);
+        let mut batch = Vec::new();
+        assert_eq!(gather(&mut rx, &mut batch, 256, Some(tokio::time::Instant::now()), window).await, 2);
+        assert_eq!(batch, [20, 21]);
+        joins.await.unwrap();
         drop(tx);
-        let mut rest = Vec::new();
-        while gather(&mut rx, &mut rest, 256).await > 0 {}
-        assert_eq!(rest, [11], "what is left, then 0 once the channel is closed");
+        let mut batch = Vec::new();
+        assert_eq!(gather(&mut rx, &mut batch, 256, None, window).await, 0, "closed");
     }
 }
