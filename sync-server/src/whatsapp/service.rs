@@ -37,7 +37,7 @@ pub struct ShopService {
     sending: Arc<tokio::sync::Semaphore>,
     /// Replies being sent now: left out of the outbox's passes (their documents still say
     /// queued) until their sending ends.
-    in_flight: Arc<std::sync::Mutex<std::collections::HashSet<String>>>,
+    in_flight: InFlightSet,
     /// Replies the Graph API accepted, to be recorded in the outbox (see [`record_accepted`]).
     accepted: tokio::sync::mpsc::UnboundedSender<Sent>,
     /// Replies recorded as sent in the outbox, to be marked sent in their documents (see
@@ -240,14 +240,17 @@ const CLAIM_BATCH: usize = 32;
 /// outbox's cost; a reply waits this much at most, and only while others keep the outbox busy.
 const GATHER: Duration = Duration::from_millis(10);
 
+/// The ids of the replies being sent (see [`ShopService::in_flight`]).
+type InFlightSet = Arc<std::sync::Mutex<std::collections::HashSet<String>>>;
+
 /// A reply in [`ShopService::in_flight`] while this lives.
 struct InFlight {
-    set: Arc<std::sync::Mutex<std::collections::HashSet<String>>>,
+    set: InFlightSet,
     id: String,
 }
 
 impl InFlight {
-    fn new(set: &Arc<std::sync::Mutex<std::collections::HashSet<String>>>, id: &str) -> Self {
+    fn new(set: &InFlightSet, id: &str) -> Self {
         set.lock().unwrap_or_else(|p| p.into_inner()).insert(id.to_string());
         Self { set: set.clone(), id: id.to_string() }
     }

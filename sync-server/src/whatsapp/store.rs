@@ -138,11 +138,6 @@ impl WaStore {
         rx.await.map_err(|_| WaStoreError("the ingest thread stopped".into()))?
     }
 
-    /// Pending events, oldest first.
-    pub fn pending(&self, limit: usize) -> R<Vec<(i64, Vec<u8>, i64)>> {
-        self.pending_after(0, limit)
-    }
-
     /// Pending events with an id above `after`, oldest first (the events after a batch still
     /// being applied).
     pub fn pending_after(&self, after: i64, limit: usize) -> R<Vec<(i64, Vec<u8>, i64)>> {
