@@ -196,6 +196,18 @@ pub struct Arrival {
     branch: String,
     conv_doc: DocId,
     reopens: bool,
+    /// The conversation's record as it was before this message.
+    stored: Stored,
+}
+
+/// The fields of a conversation's record that receiving a message reads (and may move).
+#[derive(Debug, Clone)]
+struct Stored {
+    state: String,
+    bot_node: String,
+    misunderstood: i64,
+    customer_name: String,
+    needs_template: bool,
 }
 
 /// The bot's answer to an inbound message, written together with it by [`record_arrival`]: its
@@ -239,14 +251,46 @@ pub fn arrive(ctx: &mut WriteCtx<'_>, shop: &str, branch: &str, m: &Inbound) -> 
             customers::insert(ctx, shop, &fields)?
         }
     };
-    let (conversation_id, conv_doc, first) =
-        ensure_conversation(ctx, shop, branch, &customer_id, &m.wa_id, &m.phone_number_id)?;
+    // A known conversation is read from its projection (one row; the writer keeps it in step
+    // with the document in the same transaction), a new one from the record just made.
+    let conversation_id = conversation_id(branch, &customer_id);
+    let known: Option<Stored> = ctx
+        .conn()
+        .prepare_cached(
+            "SELECT state, bot_node, misunderstood, customer_name, needs_template FROM conversations WHERE id = ?1",
+        )?
+        .query_row([&conversation_id], |r| {
+            Ok(Stored {
+                state: r.get(0)?,
+                bot_node: r.get(1)?,
+                misunderstood: r.get(2)?,
+                customer_name: r.get(3)?,
+                needs_template: r.get(4)?,
+            })
+        })
+        .optional()?;
+    let (conv_doc, first, stored) = match known {
+        Some(stored) => (DocId::conversations(shop, branch, &conversation_id), false, stored),
+        None => {
+            let (_, conv_doc, first) =
+                ensure_conversation(ctx, shop, branch, &customer_id, &m.wa_id, &m.phone_number_id)?;
+            let d = ctx.doc(&conv_doc)?;
+            let o = doc::record(d, &conversation_id)?
+                .ok_or_else(|| CoreError::not_found("conversation", &conversation_id))?;
+            let stored = Stored {
+                state: doc::get_str(d, &o, "state"),
+                bot_node: doc::get_str(d, &o, "bot_node"),
+                misunderstood: doc::get_i64(d, &o, "misunderstood"),
+                customer_name: doc::get_str(d, &o, "customer_name"),
+                needs_template: doc::get_bool(d, &o, "needs_template", false),
+            };
+            (conv_doc, first, stored)
+        }
+    };
     let duplicate = message_exists(ctx.conn(), &message_id)?;
-    let d = ctx.doc(&conv_doc)?;
-    let o = doc::record(d, &conversation_id)?.ok_or_else(|| CoreError::not_found("conversation", &conversation_id))?;
-    let mut state = ConversationState::parse(&doc::get_str(d, &o, "state")).unwrap_or(ConversationState::Pending);
-    let (mut bot_node, mut misunderstood) = (doc::get_str(d, &o, "bot_node"), doc::get_i64(d, &o, "misunderstood"));
-    let mut customer_name = doc::get_str(d, &o, "customer_name");
+    let mut state = ConversationState::parse(&stored.state).unwrap_or(ConversationState::Pending);
+    let (mut bot_node, mut misunderstood) = (stored.bot_node.clone(), stored.misunderstood);
+    let mut customer_name = stored.customer_name.clone();
     // A customer writing again reopens a resolved conversation (to the bot first).
     let reopens = !duplicate && state == ConversationState::Resolved;
     if reopens {
@@ -266,7 +310,16 @@ pub fn arrive(ctx: &mut WriteCtx<'_>, shop: &str, branch: &str, m: &Inbound) -> 
             .unwrap_or_default();
     }
     let received = Received { conversation_id, message_id, customer_id, duplicate, first: first && !duplicate, state };
-    Ok(Arrival { received, bot_node, misunderstood, customer_name, branch: branch.to_string(), conv_doc, reopens })
+    Ok(Arrival {
+        received,
+        bot_node,
+        misunderstood,
+        customer_name,
+        branch: branch.to_string(),
+        conv_doc,
+        reopens,
+        stored,
+    })
 }
 
 /// Writes an inbound message placed by [`arrive`] (in the same write) and, when given, the bot's
@@ -313,13 +366,12 @@ pub fn record_arrival(
     // The conversation's record changes only when something of it moves: most messages leave
     // the bot where it was, and the conversation's last activity is its last message (see
     // `project_conversation`), so a busy conversation is not rewritten at every message.
-    let d = ctx.doc(&a.conv_doc)?;
-    let o = doc::record(d, &conv)?.ok_or_else(|| CoreError::not_found("conversation", &conv))?;
-    let node_moves = doc::get_str(d, &o, "bot_node") != node;
-    let misunderstood_moves = doc::get_i64(d, &o, "misunderstood") != misunderstood;
-    let name_moves = !name.trim().is_empty() && doc::get_str(d, &o, "customer_name") != name;
+    let was = &a.stored;
+    let node_moves = was.bot_node != node;
+    let misunderstood_moves = was.misunderstood != misunderstood;
+    let name_moves = !name.trim().is_empty() && was.customer_name != name;
     // A customer message re-opens the service window.
-    let window_reopens = doc::get_bool(d, &o, "needs_template", false);
+    let window_reopens = was.needs_template;
     if handoff || reopens || node_moves || misunderstood_moves || name_moves || window_reopens {
         ctx.change(&a.conv_doc, &[&conv], |tx, _| {
             let o = doc::record(tx, &conv)?.ok_or_else(|| CoreError::not_found("conversation", &conv))?;
@@ -1101,10 +1153,17 @@ pub(crate) fn project_message(conn: &Connection, doc_id: &DocId, d: &automerge::
     let Some(o) = doc::record(d, id)? else { return Ok(()) };
     let f = doc::fields(d, &o).unseal();
     let scope = doc_id.scope()?;
+    // A message's other fields never change once written (see `write_messages`): a message
+    // projected again (sent, delivered, an attachment) rewrites only what moves, and only when it
+    // moved, so the indexes on its conversation and time are left alone.
     conn.prepare_cached(
-        "INSERT OR REPLACE INTO messages(id, shop_id, branch_id, doc_id, conversation_id, direction, kind, text, payload,
+        "INSERT INTO messages(id, shop_id, branch_id, doc_id, conversation_id, direction, kind, text, payload,
             wamid, status, error, sender, context_wamid, explain, at, created_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)",
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)
+         ON CONFLICT(id) DO UPDATE SET payload = excluded.payload, wamid = excluded.wamid,
+            status = excluded.status, error = excluded.error
+         WHERE messages.payload IS NOT excluded.payload OR messages.wamid IS NOT excluded.wamid
+            OR messages.status IS NOT excluded.status OR messages.error IS NOT excluded.error",
     )?
     .execute(params![
         id,
