@@ -433,6 +433,21 @@ impl Fields {
         let Some(sealed) = self.scalars.remove(SEALED) else { return self };
         let Some(text) = sealed.as_str() else { return self };
         let Ok(serde_json::Value::Object(map)) = serde_json::from_str::<serde_json::Value>(text) else { return self };
+        self.absorb(map);
+        self
+    }
+
+    /// The fields of a record as a write has just made it: its own keys (`own`) and the fields
+    /// it sealed (see [`sealed_map`]), read as [`Self::unseal`] reads them back from a document.
+    pub fn written(own: &[(&str, ScalarValue)], sealed: &serde_json::Map<String, serde_json::Value>) -> Self {
+        let mut f =
+            Fields { scalars: own.iter().map(|(k, v)| ((*k).to_string(), v.clone())).collect(), maps: Vec::new() };
+        f.absorb(sealed.clone());
+        f
+    }
+
+    /// Adds sealed fields the record does not hold as keys of its own.
+    fn absorb(&mut self, map: serde_json::Map<String, serde_json::Value>) {
         for (k, v) in map {
             let v = match v {
                 serde_json::Value::String(s) => ScalarValue::Str(s.into()),
@@ -446,7 +461,6 @@ impl Fields {
             };
             self.scalars.entry(k).or_insert(v);
         }
-        self
     }
 
     /// A string field ("" when absent).

@@ -123,6 +123,24 @@ impl<'a> WriteCtx<'a> {
         records: &[&str],
         f: impl FnOnce(&mut Transaction<'_>, &ObjId) -> Result<R>,
     ) -> Result<R> {
+        self.change_projected(id, records, f, |conn, d, _| {
+            for rec in records {
+                projection::project_record(conn, id, d, rec)?;
+            }
+            Ok(())
+        })
+    }
+
+    /// [`Self::change`] for a write that projects its records itself (`project`, called after the
+    /// commit with the document and what `f` returned), from the values it has just written
+    /// rather than by reading them back. `records` still lists them, for the search index.
+    pub fn change_projected<R>(
+        &mut self,
+        id: &DocId,
+        records: &[&str],
+        f: impl FnOnce(&mut Transaction<'_>, &ObjId) -> Result<R>,
+        project: impl FnOnce(&Connection, &Automerge, &R) -> Result<()>,
+    ) -> Result<R> {
         self.touch(id)?;
         let now = self.now();
         let d = self.load(id)?;
@@ -135,8 +153,8 @@ impl<'a> WriteCtx<'a> {
                     self.local.push((id.clone(), h));
                 }
                 let d = self.docs.get(id).ok_or_else(|| CoreError::Storage("document cache".into()))?;
+                project(self.conn, d, &r)?;
                 for rec in records {
-                    projection::project_record(self.conn, id, d, rec)?;
                     note_search(&mut self.searched, id, rec);
                 }
                 Ok(r)

@@ -466,26 +466,49 @@ fn write_message(ctx: &mut WriteCtx<'_>, doc_id: &DocId, id: &str, m: &MessageRe
     write_messages(ctx, doc_id, &[(id, m)])
 }
 
-/// Writes message records of one document in one change.
+/// Writes message records of one document in one change, and projects them from the values
+/// written (the same fields [`project_message`] reads back from the document).
 fn write_messages(ctx: &mut WriteCtx<'_>, doc_id: &DocId, list: &[(&str, &MessageRecord<'_>)]) -> Result<()> {
     let now = ctx.now();
     let sealed: Vec<serde_json::Map<String, serde_json::Value>> =
         list.iter().map(|(_, m)| sealed_fields(m, now)).collect();
-    let ids: Vec<&str> = list.iter().map(|(id, _)| *id).collect();
-    ctx.change(doc_id, &ids, |tx, recs| {
-        for ((id, m), sealed) in list.iter().zip(&sealed) {
-            // Automerge splices its columns twice for the record instead of once per key.
-            let mut rec = doc::sealed_map(sealed);
+    // The keys a record holds apart from its sealed fields: an outbound message's status, and
+    // its WhatsApp id once it has one.
+    let own: Vec<Vec<(&str, automerge::ScalarValue)>> = list
+        .iter()
+        .map(|(_, m)| {
+            let mut own = Vec::new();
             if m.direction == "out" {
-                rec.insert("status".into(), m.status.as_str().into());
+                own.push(("status", automerge::ScalarValue::Str(m.status.as_str().into())));
                 if let Some(w) = m.wamid {
-                    rec.insert("wamid".into(), w.into());
+                    own.push(("wamid", automerge::ScalarValue::Str(w.into())));
                 }
             }
-            tx.batch_create_object(recs, *id, &automerge::hydrate::Value::Map(rec.into()), false)?;
-        }
-        Ok(())
-    })
+            own
+        })
+        .collect();
+    let ids: Vec<&str> = list.iter().map(|(id, _)| *id).collect();
+    ctx.change_projected(
+        doc_id,
+        &ids,
+        |tx, recs| {
+            for ((id, _), (sealed, own)) in list.iter().zip(sealed.iter().zip(&own)) {
+                // Automerge splices its columns twice for the record instead of once per key.
+                let mut rec = doc::sealed_map(sealed);
+                for (k, v) in own {
+                    rec.insert((*k).to_string(), automerge::hydrate::Value::Scalar(v.clone()));
+                }
+                tx.batch_create_object(recs, *id, &automerge::hydrate::Value::Map(rec.into()), false)?;
+            }
+            Ok(())
+        },
+        |conn, _, _| {
+            for ((id, _), (sealed, own)) in list.iter().zip(sealed.iter().zip(&own)) {
+                project_message_fields(conn, doc_id, id, &doc::Fields::written(own, sealed))?;
+            }
+            Ok(())
+        },
+    )
 }
 
 /// The fields of a message record that never change, as [`doc::sealed_map`] stores them.
@@ -578,42 +601,62 @@ pub fn set_delivery(
 ) -> Result<bool> {
     ctx.change(doc_id, &[id], |tx, _| {
         let o = doc::record(tx, id)?.ok_or_else(|| CoreError::not_found("message", id))?;
-        advance_delivery(tx, &o, status, wamid, error)
+        Ok(advance_delivery(tx, &o, status, wamid, error)?.0)
     })
 }
 
 /// Marks outbound messages of one document sent, with the WhatsApp id each was given, in one
 /// change (`sent`: message id, wamid). Fails, writing nothing, if one of them is not there.
+/// Their projected rows get the two fields that moved (a row that is missing is projected whole).
 pub fn mark_sent(ctx: &mut WriteCtx<'_>, doc_id: &DocId, sent: &[(String, String)]) -> Result<()> {
     let ids: Vec<&str> = sent.iter().map(|(id, _)| id.as_str()).collect();
-    ctx.change(doc_id, &ids, |tx, _| {
-        for (id, wamid) in sent {
-            let o = doc::record(tx, id)?.ok_or_else(|| CoreError::not_found("message", id))?;
-            advance_delivery(tx, &o, MessageStatus::Sent, Some(wamid), None)?;
-        }
-        Ok(())
-    })
+    ctx.change_projected(
+        doc_id,
+        &ids,
+        |tx, _| {
+            let mut statuses = Vec::with_capacity(sent.len());
+            for (id, wamid) in sent {
+                let o = doc::record(tx, id)?.ok_or_else(|| CoreError::not_found("message", id))?;
+                let (_, status) = advance_delivery(tx, &o, MessageStatus::Sent, Some(wamid), None)?;
+                statuses.push(status);
+            }
+            Ok(statuses)
+        },
+        |conn, d, statuses| {
+            let mut update = conn.prepare_cached("UPDATE messages SET wamid = ?2, status = ?3 WHERE id = ?1")?;
+            for ((id, wamid), status) in sent.iter().zip(statuses) {
+                let wamid = Some(wamid.as_str()).filter(|w| !w.is_empty());
+                if update.execute(params![id, wamid, status.as_str()])? == 0 {
+                    project_message(conn, doc_id, d, id)?;
+                }
+            }
+            Ok(())
+        },
+    )?;
+    Ok(())
 }
 
+/// Moves an outbound message's delivery forward (never back), recording its wamid and error.
+/// Returns whether the status moved, and the status it now has.
 fn advance_delivery(
     tx: &mut automerge::transaction::Transaction<'_>,
     o: &automerge::ObjId,
     status: MessageStatus,
     wamid: Option<&str>,
     error: Option<&str>,
-) -> Result<bool> {
+) -> Result<(bool, MessageStatus)> {
     let current = MessageStatus::parse(&doc::get_str(tx, o, "status")).unwrap_or(MessageStatus::Queued);
     if let Some(w) = wamid.filter(|w| doc::get_str(tx, o, "wamid") != *w) {
         put_str(tx, o, "wamid", w)?;
     }
     if status.rank() <= current.rank() {
-        return Ok(false);
+        return Ok((false, current));
     }
     put_str(tx, o, "status", status.as_str())?;
     if let Some(e) = error {
         put_str(tx, o, "error", e)?;
     }
-    Ok(true)
+    Ok((true, status))
 }
 
 /// The conversation's document id, checking the caller may see its branch.
@@ -1151,7 +1194,11 @@ pub(crate) fn project_conversation(
 
 pub(crate) fn project_message(conn: &Connection, doc_id: &DocId, d: &automerge::Automerge, id: &str) -> Result<()> {
     let Some(o) = doc::record(d, id)? else { return Ok(()) };
-    let f = doc::fields(d, &o).unseal();
+    project_message_fields(conn, doc_id, id, &doc::fields(d, &o).unseal())
+}
+
+/// Projects a message record from its fields (read from its document, or as just written).
+fn project_message_fields(conn: &Connection, doc_id: &DocId, id: &str, f: &doc::Fields) -> Result<()> {
     let scope = doc_id.scope()?;
     // A message's other fields never change once written (see `write_messages`): a message
     // projected again (sent, delivered, an attachment) rewrites only what moves, and only when it

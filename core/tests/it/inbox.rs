@@ -236,4 +236,26 @@ fn a_message_and_the_bots_answer_are_at_most_one_change_per_document_and_project
         other.read(move |c| inbox::messages_of(c, &c4)).unwrap(),
         r.read(move |c| inbox::messages_of(c, &c5)).unwrap()
     );
+    // The writer projects the messages it writes, and those it marks sent, from the values in
+    // hand; a replica reads them from the documents. Every column agrees.
+    let sent = vec![(ids[0].clone(), "wamid.OUT.1".to_string())];
+    let doc = DocId::parse(&msg_doc).unwrap();
+    r.write_blocking(move |ctx| inbox::mark_sent(ctx, &doc, &sent)).unwrap();
+    push_all(r, other);
+    assert_eq!(message_rows(other), message_rows(r));
+    let rows = message_rows(r);
+    assert!(rows.iter().any(|row| row.contains(&rusqlite::types::Value::Text("wamid.OUT.1".into()))));
+}
+
+/// Every column of every projected message, by id.
+fn message_rows(r: &Replica) -> Vec<Vec<rusqlite::types::Value>> {
+    r.read(|c| {
+        let mut st = c.prepare("SELECT * FROM messages ORDER BY id")?;
+        let n = st.column_count();
+        let rows = st
+            .query_map([], |row| (0..n).map(|i| row.get::<_, rusqlite::types::Value>(i)).collect())?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        Ok(rows)
+    })
+    .unwrap()
 }
