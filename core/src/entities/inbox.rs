@@ -136,22 +136,21 @@ fn message_exists(conn: &Connection, id: &str) -> Result<bool> {
     Ok(conn.prepare_cached("SELECT 1 FROM messages WHERE id = ?1")?.query_row([id], |_| Ok(())).optional()?.is_some())
 }
 
-/// Ensures the conversation record exists (deterministically, so two replicas creating it offline
-/// make one), returning whether it was new.
+/// Ensures the record of conversation `id` (see [`conversation_id`]) exists (deterministically, so
+/// two replicas creating it offline make one), returning its document and whether it was new.
 fn ensure_conversation(
     ctx: &mut WriteCtx<'_>,
     shop: &str,
     branch: &str,
-    customer: &str,
+    (id, customer): (&str, &str),
     wa_id: &str,
     phone_number_id: &str,
-) -> Result<(String, DocId, bool)> {
-    let id = conversation_id(branch, customer);
-    let doc_id = DocId::conversations(shop, branch, &id);
-    let existed = doc::record(ctx.doc(&doc_id)?, &id)?.is_some();
+) -> Result<(DocId, bool)> {
+    let doc_id = DocId::conversations(shop, branch, id);
+    let existed = doc::record(ctx.doc(&doc_id)?, id)?.is_some();
     if !existed {
         let (c, w, p) = (customer.to_string(), wa_id.to_string(), phone_number_id.to_string());
-        ctx.ensure_record(&doc_id, &id, move |tx, o| {
+        ctx.ensure_record(&doc_id, id, move |tx, o| {
             put_str(tx, o, "customer_id", &c)?;
             put_str(tx, o, "wa_id", &w)?;
             put_str(tx, o, "phone_number_id", &p)?;
@@ -166,7 +165,7 @@ fn ensure_conversation(
             Ok(())
         })?;
     }
-    Ok((id, doc_id, !existed))
+    Ok((doc_id, !existed))
 }
 
 /// Stores an inbound WhatsApp message: finds or creates the customer by WhatsApp id, finds or
@@ -272,8 +271,8 @@ pub fn arrive(ctx: &mut WriteCtx<'_>, shop: &str, branch: &str, m: &Inbound) -> 
     let (conv_doc, first, stored) = match known {
         Some(stored) => (DocId::conversations(shop, branch, &conversation_id), false, stored),
         None => {
-            let (_, conv_doc, first) =
-                ensure_conversation(ctx, shop, branch, &customer_id, &m.wa_id, &m.phone_number_id)?;
+            let (conv_doc, first) =
+                ensure_conversation(ctx, shop, branch, (&conversation_id, &customer_id), &m.wa_id, &m.phone_number_id)?;
             let d = ctx.doc(&conv_doc)?;
             let o = doc::record(d, &conversation_id)?
                 .ok_or_else(|| CoreError::not_found("conversation", &conversation_id))?;
