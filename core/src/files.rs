@@ -31,6 +31,18 @@ pub fn create_private_dir(dir: &Path) -> std::io::Result<()> {
     b.create(dir)
 }
 
+/// Opens (creating it) the lock file `path` and holds its exclusive lock while the returned file
+/// stays open; `None` when another process (or another open of it) holds it. The lock goes with
+/// the process, so one that was killed leaves nothing to clean up.
+pub fn lock(path: &Path) -> std::io::Result<Option<std::fs::File>> {
+    let f = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(path)?;
+    match f.try_lock() {
+        Ok(()) => Ok(Some(f)),
+        Err(std::fs::TryLockError::WouldBlock) => Ok(None),
+        Err(std::fs::TryLockError::Error(e)) => Err(e),
+    }
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
@@ -54,5 +66,15 @@ mod tests {
             assert_eq!(mode(&dir), 0o700);
             assert_eq!(mode(&tmp.path().join("a")), 0o700);
         }
+    }
+
+    #[test]
+    fn a_lock_is_held_once_until_dropped() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("x.lock");
+        let held = lock(&path).unwrap().expect("free");
+        assert!(lock(&path).unwrap().is_none(), "held already");
+        drop(held);
+        assert!(lock(&path).unwrap().is_some(), "free again");
     }
 }

@@ -100,9 +100,8 @@ fn show_main(app: &AppHandle, path: Option<String>) {
 
 fn lock_data_dir(dir: &Path) -> anyhow::Result<File> {
     dashoffice_core::files::create_private_dir(dir).with_context(|| format!("creating {}", dir.display()))?;
-    let f = File::options().create(true).truncate(false).write(true).open(dir.join("dashoffice.lock"))?;
-    f.try_lock().map_err(|_| anyhow::anyhow!("another DashOffice is using {}", dir.display()))?;
-    Ok(f)
+    dashoffice_core::files::lock(&dir.join("dashoffice.lock"))?
+        .with_context(|| format!("another DashOffice is using {}", dir.display()))
 }
 
 fn data_dir(app: &AppHandle) -> anyhow::Result<PathBuf> {

@@ -16,7 +16,7 @@ use std::{
     sync::Arc,
 };
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use clap::{Parser, Subcommand};
 use dashoffice_api::{AppState, metrics_handle};
 use dashoffice_core::{BootstrapInput, Caller, OpenOptions, Replica, csv_io};
@@ -129,16 +129,9 @@ fn lock_data_dir(dir: &Path) -> anyhow::Result<File> {
     dashoffice_core::files::create_private_dir(dir)
         .with_context(|| format!("creating the data folder {}", dir.display()))?;
     let path = dir.join("dashoffice.lock");
-    let f = File::options()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&path)
-        .with_context(|| format!("opening {}", path.display()))?;
-    match f.try_lock() {
-        Ok(()) => Ok(f),
-        Err(_) => bail!("another dashoffice-edge is using {} (stop it, or use its API)", dir.display()),
-    }
+    dashoffice_core::files::lock(&path)
+        .with_context(|| format!("opening {}", path.display()))?
+        .with_context(|| format!("another dashoffice-edge is using {} (stop it, or use its API)", dir.display()))
 }
 
 /// `search`: keep the search index (the server); one-shot commands leave it to the next start,

@@ -42,7 +42,11 @@ pub fn frame_quic(send: quinn::SendStream, recv: quinn::RecvStream) -> Frames {
                 std::io::ErrorKind::InvalidData | std::io::ErrorKind::UnexpectedEof => {
                     FrameError::Broken(e.to_string())
                 }
-                _ => FrameError::Lost(e.to_string()),
+                // Why the connection went ("timed out", "reset by peer" when the relay restarted).
+                _ => FrameError::Lost(match e.get_ref().and_then(|r| r.downcast_ref::<quinn::ReadError>()) {
+                    Some(quinn::ReadError::ConnectionLost(why)) => format!("connection lost: {why}"),
+                    _ => e.to_string(),
+                }),
             });
             let stop = item.is_err();
             if in_tx.send(item).await.is_err() || stop {

@@ -811,7 +811,7 @@ fn head_office_logs_in_on_the_relay_and_sees_every_branch() {
 }
 
 /// Logs in as the owner on an API host (the relay) once it has the shop.
-fn owner_when_synced_at(base: &str) -> Api {
+pub(crate) fn owner_when_synced_at(base: &str) -> Api {
     let anon = Api::for_base(base);
     let token = wait_for(CONVERGE, || {
         let r = anon.try_post(

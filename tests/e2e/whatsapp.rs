@@ -554,6 +554,9 @@ fn an_acknowledged_webhook_survives_kill_9_of_the_relay() {
         (inbound == 20).then_some(t)
     })
     .unwrap_or_else(|| panic!("acknowledged messages were lost; relay log:\n{}", s.relay.log()));
+    // The relay's QUIC keys outlived it: the node's next packet on its old connection was answered
+    // with a stateless reset, not left to time out.
+    assert!(s.node.log().contains("connection lost: reset by peer"), "node log:\n{}", s.node.log());
     let texts: std::collections::BTreeSet<&str> = t["messages"]
         .as_array()
         .unwrap()
@@ -562,4 +565,50 @@ fn an_acknowledged_webhook_survives_kill_9_of_the_relay() {
         .filter_map(|m| m["text"].as_str())
         .collect();
     assert_eq!(texts.len(), 20, "every message once");
+
+    // The service replica's SQL tables, rebuilt from its documents: never beside a running relay.
+    let head = crate::sync::owner_when_synced_at(&s.relay.http);
+    // Settled: the bot's replies sent, nothing moving for half a second.
+    let seen = || {
+        let c = conversation_of(&head, customer)?;
+        let t = thread(&head, c["id"].as_str()?);
+        let m = t["messages"].as_array()?;
+        let settled = m.iter().filter(|m| m["direction"] == "in").count() == 20
+            && m.iter().all(|m| m["direction"] == "in" || m["status"] != "queued");
+        settled.then_some((c, t))
+    };
+    let before = wait_for(LONG, || {
+        let a = seen()?;
+        std::thread::sleep(Duration::from_millis(500));
+        (seen()? == a).then_some(a)
+    })
+    .unwrap_or_else(|| panic!("head office never saw the conversation settle; relay log:\n{}", s.relay.log()));
+    let busy = s.relay.cli(&["reindex"]);
+    let err = String::from_utf8_lossy(&busy.stderr);
+    assert!(!busy.status.success() && err.contains("a dashoffice-relay is serving"), "{err}");
+    s.relay.kill9();
+    let bad = s.relay.cli(&["reindex", "--shop", "no-such-shop"]);
+    let err = String::from_utf8_lossy(&bad.stderr);
+    assert!(!bad.status.success() && err.contains("--shop: this relay has no replica of shop no-such-shop"), "{err}");
+    let out = s.relay.cli(&["reindex"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "reindex failed: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.starts_with("reindexed ") && stdout.contains(" records of shop "), "{stdout}");
+    s.relay.restart();
+    // Head office sees the same conversation, and the bot, which reads the conversation from
+    // those tables, files the next message in it.
+    let head = crate::sync::owner_when_synced_at(&s.relay.http);
+    let c = conversation_of(&head, customer).expect("head office sees the conversation after the reindex");
+    assert_eq!(c, before.0, "the conversation as head office saw it before the reindex");
+    assert_eq!(thread(&head, c["id"].as_str().unwrap()), before.1, "its messages as before the reindex");
+    wa::deliver(&s.relay.http, &wa::text(customer, "Dora", "wamid.K20", "mensaje 20"));
+    wait_for(LONG, || {
+        let c2 = conversation_of(&head, customer)?;
+        let t = thread(&head, c2["id"].as_str()?);
+        let inbound = t["messages"].as_array()?.iter().filter(|m| m["direction"] == "in").count();
+        (inbound == 21 && c2["id"] == c["id"]).then_some(())
+    })
+    .unwrap_or_else(|| {
+        panic!("the message after the reindex never reached the conversation; relay log:\n{}", s.relay.log())
+    });
 }
