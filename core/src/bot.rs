@@ -771,6 +771,14 @@ pub fn decide_with(
     input: &BotInput,
     candidates: Candidates<'_>,
 ) -> Result<Decision> {
+    let a = analyse_in(conn, shop, &input.text, candidates);
+    decide_analysed(conn, shop, bot, input, a)
+}
+
+/// [`analyse`] against shop `shop`'s catalog, the products a message names found through
+/// `candidates` (see [`decide_with`]). It only reads, so it may run on a read connection beside
+/// the writer, its result handed to [`decide_analysed`].
+pub fn analyse_in(conn: &Connection, shop: &str, text: &str, candidates: Candidates<'_>) -> Analysis {
     // A small catalog is read faster than the index is asked (measured: the index cost a
     // 5-product shop's bot 10 % of its throughput).
     // The limit is part of the statement's text: with a bound LIMIT, SQLite prepared the
@@ -779,7 +787,11 @@ pub fn decide_with(
         .prepare_cached(&format!("SELECT count(*) FROM (SELECT 1 FROM products WHERE shop_id = ?1 LIMIT {INDEX_FROM})"))
         .and_then(|mut st| st.query_row([shop], |r| r.get::<_, i64>(0)))
         .is_ok_and(|n| n >= INDEX_FROM);
-    let a = analyse(&input.text, &|t| catalog_lookup_with(conn, shop, t, if large { candidates(t) } else { None }));
+    analyse(text, &|t| catalog_lookup_with(conn, shop, t, if large { candidates(t) } else { None }))
+}
+
+/// [`decide_with`] for a message already analysed (`a`: [`analyse_in`] of `input.text`).
+pub fn decide_analysed(conn: &Connection, shop: &str, bot: &BotDef, input: &BotInput, a: Analysis) -> Result<Decision> {
     let lang = a.language.clone();
     let folded = fold(&input.text);
     let reply_id = input.payload.get("id").and_then(Value::as_str).unwrap_or("").to_string();

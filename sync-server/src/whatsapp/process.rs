@@ -185,8 +185,11 @@ async fn message(wa: &Arc<WhatsApp>, mut m: inbox::Inbound) -> Outcome {
     let media_id = m.payload.get("media_id").and_then(|v| v.as_str()).filter(|s| !s.is_empty()).map(str::to_string);
     let message_id = inbox::inbound_message_id(&m.wamid);
     let llm = wa.llm.as_ref().is_some_and(|l| l.available());
-    let replica = svc.replica.clone();
-    let r = svc.replica.write(move |ctx| receive_and_answer(ctx, &replica, &shop, &branch, &m, llm, &mut None)).await;
+    let analysis = analysed(&svc, &shop, &m);
+    let r = svc
+        .replica
+        .write(move |ctx| receive_and_answer(ctx, &shop, &branch, &m, analysis.as_deref(), llm, &mut None))
+        .await;
     if r.is_ok()
         && let Some(media) = media_id
     {
@@ -232,10 +235,10 @@ pub(crate) struct Ask {
 /// usual answer (no order, no LLM) is written with the message (see [`inbox::record_arrival`]).
 fn receive_and_answer(
     ctx: &mut dashoffice_core::WriteCtx<'_>,
-    replica: &dashoffice_core::Replica,
     shop: &str,
     branch: &str,
     m: &inbox::Inbound,
+    analysis: Option<&bot::Analysis>,
     llm: bool,
     bot: &mut Option<BotDef>,
 ) -> dashoffice_core::Result<Option<Ask>> {
@@ -268,7 +271,10 @@ fn receive_and_answer(
         misunderstood: a.misunderstood,
     };
     // The products a message names come from the search index when it holds the catalog.
-    let mut d = bot::decide_with(ctx.conn(), shop, bot, &input, &|t| replica.catalog_candidates(shop, t))?;
+    // Without an analysis (no text, or it could not be read) products are looked up without the
+    // search index.
+    let said = analysis.cloned().unwrap_or_else(|| bot::analyse_in(ctx.conn(), shop, &m.text, &|_| None));
+    let mut d = bot::decide_analysed(ctx.conn(), shop, bot, &input, said)?;
     let mut explain = d.explain.clone();
     let fallback = explain["trigger"]["kind"] == "fallback" && !d.handoff;
     let to_llm = bot_has_it && llm && fallback && m.kind == "text";
@@ -600,8 +606,17 @@ struct Item {
 }
 
 enum ItemKind {
-    Message { branch: String, m: inbox::Inbound },
-    Status { wamid: String, status: dashoffice_domain::inbox::MessageStatus, error: Option<String> },
+    /// `analysis`: what the text says, worked out while planning (see [`analysed`]).
+    Message {
+        branch: String,
+        m: inbox::Inbound,
+        analysis: Option<Box<bot::Analysis>>,
+    },
+    Status {
+        wamid: String,
+        status: dashoffice_domain::inbox::MessageStatus,
+        error: Option<String>,
+    },
 }
 
 /// A batch of stored events, planned: what to apply, what ended already, and whether an event
@@ -695,7 +710,7 @@ fn plan(
                 if m.at <= now && now < m.at + 1000 {
                     m.at = now;
                 }
-                (m.phone_number_id.clone(), ItemKind::Message { branch: String::new(), m })
+                (m.phone_number_id.clone(), ItemKind::Message { branch: String::new(), m, analysis: None })
             }
             Event::Status { phone_number_id, wamid, status, error } => {
                 (phone_number_id, ItemKind::Status { wamid, status, error })
@@ -722,7 +737,7 @@ fn plan(
         }
         let kind = match kind {
             ItemKind::Message { m, .. } => match number.branch_id.clone().or_else(|| svc.default_branch()) {
-                Some(branch) => ItemKind::Message { branch, m },
+                Some(branch) => ItemKind::Message { branch, analysis: analysed(&svc, &number.shop_id, &m), m },
                 None => return Plan::Outcome(Outcome::Later("the shop has no branch yet".into())),
             },
             k => k,
@@ -733,6 +748,19 @@ fn plan(
         return Plan::Outcome(Outcome::Ignored(ignored.join("; ")));
     }
     Plan::Items(items, ignored)
+}
+
+/// What a message's text says (intent, products named, quantities), worked out on a read
+/// connection while the batch is planned, beside the writer, which is the one thread every
+/// message waits for. The products are found in the catalog as it was a moment before the write
+/// (a product added in between is named in the next message); prices and stock in the answer are
+/// read by the writer. None without text, or when it cannot be read (the writer analyses then).
+fn analysed(svc: &super::service::ShopService, shop: &str, m: &inbox::Inbound) -> Option<Box<bot::Analysis>> {
+    if m.text.trim().is_empty() {
+        return None;
+    }
+    let a = svc.replica.read(|c| Ok(bot::analyse_in(c, shop, &m.text, &|t| svc.replica.catalog_candidates(shop, t))));
+    a.ok().map(Box::new)
 }
 
 /// Applies the items of many events, one write (one commit) per shop. False if a write failed
@@ -751,7 +779,9 @@ async fn apply_batch(wa: &Arc<WhatsApp>, ready: &[Ready]) -> bool {
             .iter()
             .map(|it| {
                 let k = match &it.kind {
-                    ItemKind::Message { branch, m } => ItemKind::Message { branch: branch.clone(), m: m.clone() },
+                    ItemKind::Message { branch, m, analysis } => {
+                        ItemKind::Message { branch: branch.clone(), m: m.clone(), analysis: analysis.clone() }
+                    }
                     ItemKind::Status { wamid, status, error } => {
                         ItemKind::Status { wamid: wamid.clone(), status: *status, error: error.clone() }
                     }
@@ -762,7 +792,6 @@ async fn apply_batch(wa: &Arc<WhatsApp>, ready: &[Ready]) -> bool {
         let n = work.len();
         let t = std::time::Instant::now();
         let shop2 = shop.clone();
-        let replica = svc.replica.clone();
         let r = svc
             .replica
             .write(move |ctx| {
@@ -773,13 +802,15 @@ async fn apply_batch(wa: &Arc<WhatsApp>, ready: &[Ready]) -> bool {
                 let mut bot = None;
                 for (pnid, k) in &work {
                     match k {
-                        ItemKind::Message { branch, m } => {
+                        ItemKind::Message { branch, m, analysis } => {
                             if let Some(id) =
                                 m.payload.get("media_id").and_then(|v| v.as_str()).filter(|s| !s.is_empty())
                             {
                                 media.push((pnid.clone(), inbox::inbound_message_id(&m.wamid), id.to_string()));
                             }
-                            if let Some(a) = receive_and_answer(ctx, &replica, &shop2, branch, m, llm, &mut bot)? {
+                            if let Some(a) =
+                                receive_and_answer(ctx, &shop2, branch, m, analysis.as_deref(), llm, &mut bot)?
+                            {
                                 asks.push(a);
                             }
                         }
