@@ -454,6 +454,8 @@ async fn session(
     tracing::info!(relay = %cfg.relay, documents = meta.doc_count.unwrap_or(0), "sync: connected");
 
     let mut in_flight: HashMap<DocId, Instant> = HashMap::new();
+    // Documents with changes the relay lacks and nothing on the way about them: since when.
+    let mut stalled: HashMap<DocId, Instant> = HashMap::new();
     let mut ticker = tokio::time::interval(Duration::from_secs(1));
     let mut incoming = prepare_incoming(frames.rx, replica.clone(), shop.clone());
     let mut ctx = Ctx { replica, shared, me, relay_peer: &relay_peer, shop: &shop, tx: &frames.tx };
@@ -539,6 +541,36 @@ async fn session(
                         queue.push_back(d);
                     }
                     metrics::counter!("dashoffice_sync_in_flight_timeouts_total").increment(1);
+                }
+                // A document the relay still lacks changes of, with no message on the way and none
+                // queued, is not left like that: Automerge's sync state believes it sent them (the
+                // relay may have lost them, say by restarting while this replica was pushing),
+                // so after a while the state is dropped and the document stepped afresh from the
+                // persisted shared heads, as for a lost answer.
+                let lacking: HashSet<DocId> = lock(ctx.shared)
+                    .pending
+                    .iter()
+                    .filter(|(d, n)| **n > 0 && !in_flight.contains_key(*d) && !queued.contains(*d))
+                    .map(|(d, _)| d.clone())
+                    .collect();
+                stalled.retain(|d, _| lacking.contains(d));
+                let mut again = Vec::new();
+                for d in lacking {
+                    if stalled.entry(d.clone()).or_insert_with(Instant::now).elapsed() >= IN_FLIGHT_TIMEOUT {
+                        stalled.remove(&d);
+                        again.push(d);
+                    }
+                }
+                if !again.is_empty() {
+                    tracing::warn!(documents = again.len(), first = %again[0],
+                        "sync: the relay still lacks changes and nothing is on the way; stepping the documents again");
+                    metrics::counter!("dashoffice_sync_stalled_documents_total").increment(again.len() as u64);
+                }
+                for d in again {
+                    peer.evict(&d);
+                    if queued.insert(d.clone()) {
+                        queue.push_back(d);
+                    }
                 }
                 let mut sh = lock(ctx.shared);
                 let Shared { pending, dirty_since, .. } = &mut *sh;
