@@ -318,33 +318,6 @@ fn admin_hash(s: &Settings) -> anyhow::Result<Vec<u8>> {
     Ok(Sha256::digest(t.trim().as_bytes()).to_vec())
 }
 
-/// The relay's QUIC endpoint settings with the keys of its connection ids and stateless resets
-/// (RFC 9000, 10.3) kept in `<data_dir>/quic-reset-key`, so they outlive the process: after a
-/// restart, a replica still talking to the relay that was is told at once that its connection is
-/// gone (instead of finding out at its idle timeout, half a minute later) and reconnects.
-fn endpoint_config(dir: &Path) -> anyhow::Result<quinn::EndpointConfig> {
-    // 64 bytes of HMAC key for the reset tokens, then 8 for the connection ids' key.
-    const LEN: usize = 72;
-    let path = dir.join("quic-reset-key");
-    if !path.exists() {
-        let mut key = [0u8; LEN];
-        rand::fill(&mut key[..]);
-        dashoffice_core::files::write_private(&path, &key).with_context(|| format!("creating {}", path.display()))?;
-    }
-    let key = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
-    let Some((reset, cid)) = key.split_first_chunk::<64>().filter(|(_, rest)| rest.len() == LEN - 64) else {
-        bail!(
-            "{} must hold {LEN} bytes (it has {}): delete it and the relay makes a new one",
-            path.display(),
-            key.len()
-        );
-    };
-    let cid = u64::from_le_bytes(cid.try_into()?);
-    let mut cfg = quinn::EndpointConfig::new(Arc::new(ring::hmac::Key::new(ring::hmac::HMAC_SHA256, reset)));
-    cfg.cid_generator(move || Box::new(quinn_proto::HashedConnectionIdGenerator::from_key(cid)));
-    Ok(cfg)
-}
-
 fn write_secret(path: &Path, text: &str) -> anyhow::Result<()> {
     dashoffice_core::files::write_private(path, text.as_bytes()).with_context(|| format!("creating {}", path.display()))
 }
@@ -357,11 +330,11 @@ fn run(s: Settings, command: Command) -> anyhow::Result<()> {
     );
     match command {
         Command::Serve => {
-            let _lock = lock_data_dir(&s.data_dir, "another dashoffice-relay is serving")?;
+            let _lock = dashoffice_relay::lock_data_dir(&s.data_dir, "another dashoffice-relay is serving")?;
             serve(s, store)
         }
         Command::Reindex { shop } => {
-            let _lock = lock_data_dir(&s.data_dir, "a dashoffice-relay is serving")?;
+            let _lock = dashoffice_relay::lock_data_dir(&s.data_dir, "a dashoffice-relay is serving")?;
             reindex(&s.data_dir.join("shops"), shop.as_deref())
         }
         Command::EnrolCode { shop, branch, note, ttl_hours } => {
@@ -428,15 +401,6 @@ fn run(s: Settings, command: Command) -> anyhow::Result<()> {
             Ok(())
         }
     }
-}
-
-/// Held while the relay serves, and by the commands that must not run beside it. The lock goes
-/// with the process, so a relay that was killed leaves nothing to clean up.
-fn lock_data_dir(dir: &Path, held: &str) -> anyhow::Result<std::fs::File> {
-    let path = dir.join("relay.lock");
-    dashoffice_core::files::lock(&path)
-        .with_context(|| format!("opening {}", path.display()))?
-        .with_context(|| format!("{held} {} (stop it first)", dir.display()))
 }
 
 /// Rebuilds the projection of each shop's service replica under `shops` (or only `only`'s).
@@ -517,7 +481,7 @@ fn serve(s: Settings, store: Arc<dyn RelayStore>) -> anyhow::Result<()> {
             let _quic = quic.enter();
             let socket = std::net::UdpSocket::bind(s.quic_listen)
                 .with_context(|| format!("listening for QUIC on {}", s.quic_listen))?;
-            quinn::Endpoint::new(endpoint_config(&s.data_dir)?, Some(server_cfg), socket, Arc::new(quinn::TokioRuntime))
+            quinn::Endpoint::new(quic::endpoint_config(&s.data_dir)?, Some(server_cfg), socket, Arc::new(quinn::TokioRuntime))
                 .with_context(|| format!("listening for QUIC on {}", s.quic_listen))?
         };
         let quic_addr = endpoint.local_addr()?;
@@ -607,42 +571,5 @@ async fn housekeeping(hub: Arc<hub::Hub>) {
         if n.is_multiple_of(15) {
             hub.evict_idle(Duration::from_secs(120));
         }
-    }
-}
-
-#[cfg(test)]
-#[allow(clippy::unwrap_used, clippy::expect_used)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_quic_keys_outlive_a_restart_and_a_damaged_key_file_is_named() {
-        let dir = tempfile::tempdir().expect("a temporary folder");
-        let path = dir.path().join("quic-reset-key");
-        endpoint_config(dir.path()).expect("first start makes the keys");
-        let first = std::fs::read(&path).expect("the key file");
-        assert_eq!(first.len(), 72);
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::PermissionsExt;
-            let mode = std::fs::metadata(&path).expect("metadata").permissions().mode();
-            assert_eq!(mode & 0o077, 0, "only the relay's user reads its keys");
-        }
-        endpoint_config(dir.path()).expect("a restart reads them");
-        assert_eq!(std::fs::read(&path).expect("the key file"), first, "a restart keeps the same keys");
-
-        std::fs::write(&path, b"short").expect("damaging the file");
-        let e = endpoint_config(dir.path()).expect_err("a damaged key file").to_string();
-        assert!(e.contains("quic-reset-key must hold 72 bytes (it has 5)"), "{e}");
-    }
-
-    #[test]
-    fn a_second_relay_on_a_folder_in_use_is_refused() {
-        let dir = tempfile::tempdir().expect("a temporary folder");
-        let held = lock_data_dir(dir.path(), "another dashoffice-relay is serving").expect("the first lock");
-        let e = lock_data_dir(dir.path(), "another dashoffice-relay is serving").expect_err("a second one").to_string();
-        assert!(e.starts_with("another dashoffice-relay is serving") && e.ends_with("(stop it first)"), "{e}");
-        drop(held);
-        lock_data_dir(dir.path(), "another dashoffice-relay is serving").expect("free again once the first ends");
     }
 }

@@ -220,3 +220,59 @@ async fn identify(hub: &Arc<Hub>, fingerprint: &str, meta: &PeerMetadata) -> Res
         }
     })
 }
+
+/// The relay's QUIC endpoint settings with the keys of its connection ids and stateless resets
+/// (RFC 9000, 10.3) kept in `<data_dir>/quic-reset-key`, so they outlive the process: after a
+/// restart, a replica still talking to the relay that was is told with its next packet that its
+/// connection is gone (instead of finding out at its idle timeout, half a minute later) and
+/// reconnects.
+pub fn endpoint_config(dir: &std::path::Path) -> anyhow::Result<quinn::EndpointConfig> {
+    // 64 bytes of HMAC key for the reset tokens, then 8 for the connection ids' key.
+    use anyhow::{Context, bail};
+    const LEN: usize = 72;
+    let path = dir.join("quic-reset-key");
+    if !path.exists() {
+        let mut key = [0u8; LEN];
+        rand::fill(&mut key[..]);
+        dashoffice_core::files::write_private(&path, &key).with_context(|| format!("creating {}", path.display()))?;
+    }
+    let key = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
+    let Some((reset, cid)) = key.split_first_chunk::<64>().filter(|(_, rest)| rest.len() == LEN - 64) else {
+        bail!(
+            "{} must hold {LEN} bytes (it has {}): delete it and the relay makes a new one",
+            path.display(),
+            key.len()
+        );
+    };
+    let cid = u64::from_le_bytes(cid.try_into()?);
+    let mut cfg = quinn::EndpointConfig::new(Arc::new(ring::hmac::Key::new(ring::hmac::HMAC_SHA256, reset)));
+    cfg.cid_generator(move || Box::new(quinn_proto::HashedConnectionIdGenerator::from_key(cid)));
+    Ok(cfg)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_quic_keys_outlive_a_restart_and_a_damaged_key_file_is_named() {
+        let dir = tempfile::tempdir().expect("a temporary folder");
+        let path = dir.path().join("quic-reset-key");
+        endpoint_config(dir.path()).expect("first start makes the keys");
+        let first = std::fs::read(&path).expect("the key file");
+        assert_eq!(first.len(), 72);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&path).expect("metadata").permissions().mode();
+            assert_eq!(mode & 0o077, 0, "only the relay's user reads its keys");
+        }
+        endpoint_config(dir.path()).expect("a restart reads them");
+        assert_eq!(std::fs::read(&path).expect("the key file"), first, "a restart keeps the same keys");
+
+        std::fs::write(&path, b"short").expect("damaging the file");
+        let e = endpoint_config(dir.path()).expect_err("a damaged key file").to_string();
+        assert!(e.contains("quic-reset-key must hold 72 bytes (it has 5)"), "{e}");
+    }
+}
