@@ -185,7 +185,11 @@ async fn message(wa: &Arc<WhatsApp>, mut m: inbox::Inbound) -> Outcome {
     let media_id = m.payload.get("media_id").and_then(|v| v.as_str()).filter(|s| !s.is_empty()).map(str::to_string);
     let message_id = inbox::inbound_message_id(&m.wamid);
     let llm = wa.llm.as_ref().is_some_and(|l| l.available());
-    let analysis = analysed(&svc, &shop, &m);
+    // A read (and maybe the search index): on the blocking pool, not on a runtime thread.
+    let analysis = {
+        let (svc, shop, m) = (svc.clone(), shop.clone(), m.clone());
+        tokio::task::spawn_blocking(move || analysed(&svc, &shop, &m)).await.ok().flatten()
+    };
     let r = svc
         .replica
         .write(move |ctx| receive_and_answer(ctx, &shop, &branch, &m, analysis.as_deref(), llm, &mut None))
