@@ -79,6 +79,10 @@ pub struct WhatsApp {
     pub services: Mutex<HashMap<String, Arc<service::ShopService>>>,
     /// Wakes the processor when events arrive.
     pub wake: Notify,
+    /// True while the processor works through stored events: bookkeeping that can wait (replies
+    /// marked sent in their documents) waits for it, a bounded while, so a burst of customers'
+    /// messages gets the shop's writer first.
+    pub busy: tokio::sync::watch::Sender<bool>,
     /// The Graph API client.
     pub graph: graph::Graph,
     /// The optional LLM provider.
@@ -103,6 +107,7 @@ impl WhatsApp {
             link,
             services: Mutex::new(HashMap::new()),
             wake: Notify::new(),
+            busy: tokio::sync::watch::Sender::new(false),
             graph,
             llm,
         });

@@ -44,6 +44,9 @@ pub async fn run(wa: Arc<WhatsApp>) {
             _ = tokio::time::sleep(Duration::from_secs(1)) => {}
         }
         let mut next = next_batch(wa.clone(), 0).await;
+        if next.is_some() {
+            wa.busy.send_replace(true);
+        }
         let mut recording: Option<tokio::task::JoinHandle<()>> = None;
         while let Some((planned, last)) = next.take() {
             planned.report();
@@ -85,6 +88,7 @@ pub async fn run(wa: Arc<WhatsApp>) {
         if let Some(r) = recording.take() {
             let _ = r.await;
         }
+        wa.busy.send_replace(false);
         orphans(&wa).await;
     }
 }

@@ -45,8 +45,15 @@ pub struct ShopService {
     sent: tokio::sync::mpsc::UnboundedSender<Sent>,
 }
 
-/// A reply the Graph API accepted: its document, its id and the wamid WhatsApp gave it.
-type Sent = (DocId, String, String);
+/// A reply the Graph API accepted: its document, its id and the wamid WhatsApp gave it. It stays
+/// in [`ShopService::in_flight`] (`_sending`) until its document says sent, so the outbox,
+/// which reads the documents, does not claim it again meanwhile.
+struct Sent {
+    doc: DocId,
+    id: String,
+    wamid: String,
+    _sending: InFlight,
+}
 
 impl ShopService {
     /// Opens the replica, enrols it on first start, starts its sync and its outbox.
@@ -100,7 +107,7 @@ impl ShopService {
             sent: sent_tx.clone(),
         });
         tokio::spawn(record_accepted(wa.clone(), accepted_rx, sent_tx));
-        tokio::spawn(record_sent(svc.replica.clone(), sent_rx));
+        tokio::spawn(record_sent(svc.replica.clone(), wa.busy.subscribe(), sent_rx));
         tokio::spawn(outbox(wa.clone(), svc.clone()));
         tracing::info!(shop = %shop, "WhatsApp service replica started");
         Ok(svc)
@@ -164,7 +171,11 @@ async fn outbox(wa: Arc<WhatsApp>, svc: Arc<ShopService>) {
             continue;
         }
         let shop = svc.shop.clone();
-        let queued = match svc.replica.read(move |c| inbox::queued(c, &shop, 500)) {
+        // Replies being sent, or sent and not yet marked so in their documents, still read as
+        // queued: read past them.
+        let sending = svc.in_flight.lock().unwrap_or_else(|p| p.into_inner()).len();
+        let limit = 500 + u32::try_from(sending.min(MAX_MARKS)).unwrap_or(0);
+        let queued = match svc.replica.read(move |c| inbox::queued(c, &shop, limit)) {
             Ok(q) => q,
             Err(e) => {
                 tracing::error!(error = %e, "reading the outbox");
@@ -214,7 +225,9 @@ async fn outbox(wa: Arc<WhatsApp>, svc: Arc<ShopService>) {
                 let attempts = match claim {
                     Claim::Busy => continue,
                     Claim::Sent(wamid) => {
-                        let _ = svc.sent.send((o.doc_id.clone(), o.message.id.clone(), wamid));
+                        let _sending = InFlight::new(&svc.in_flight, &o.message.id);
+                        let _ =
+                            svc.sent.send(Sent { doc: o.doc_id.clone(), id: o.message.id.clone(), wamid, _sending });
                         continue;
                     }
                     Claim::New => 0,
@@ -223,9 +236,8 @@ async fn outbox(wa: Arc<WhatsApp>, svc: Arc<ShopService>) {
                 let guard = InFlight::new(&svc.in_flight, &o.message.id);
                 let (wa, svc) = (wa.clone(), svc.clone());
                 tokio::spawn(async move {
-                    send_one(&wa, &svc, o, attempts).await;
+                    send_one(&wa, &svc, o, attempts, guard).await;
                     drop(permit);
-                    drop(guard);
                 });
             }
         }
@@ -289,7 +301,9 @@ async fn gather<T>(
     batch.len()
 }
 
-async fn send_one(wa: &Arc<WhatsApp>, svc: &Arc<ShopService>, o: Outgoing, attempts: i64) {
+/// Sends one reply; `sending` keeps it in [`ShopService::in_flight`] until it is marked sent (or
+/// until this returns, when it was not sent).
+async fn send_one(wa: &Arc<WhatsApp>, svc: &Arc<ShopService>, o: Outgoing, attempts: i64, sending: InFlight) {
     let id = o.message.id.clone();
     let number = match wa.store.number(&o.phone_number_id) {
         Ok(Some(n)) if n.shop_id == svc.shop => n,
@@ -311,7 +325,7 @@ async fn send_one(wa: &Arc<WhatsApp>, svc: &Arc<ShopService>, o: Outgoing, attem
         Ok(wamid) => {
             metrics::counter!("dashoffice_whatsapp_sent_total").increment(1);
             // Recorded in the outbox (what keeps it from being sent twice), then in its document.
-            let _ = svc.accepted.send((o.doc_id.clone(), id, wamid));
+            let _ = svc.accepted.send(Sent { doc: o.doc_id.clone(), id, wamid, _sending: sending });
         }
         Err(SendError::Retry(e)) => {
             metrics::counter!("dashoffice_whatsapp_send_retries_total").increment(1);
@@ -384,7 +398,7 @@ async fn record_accepted(
     let mut previous = None;
     while gather(&mut rx, &mut batch, BATCH, previous, GATHER).await > 0 {
         let items = std::mem::take(&mut batch);
-        let pairs: Vec<(String, String)> = items.iter().map(|(_, id, wamid)| (id.clone(), wamid.clone())).collect();
+        let pairs: Vec<(String, String)> = items.iter().map(|s| (s.id.clone(), s.wamid.clone())).collect();
         let store = wa.store.clone();
         let recorded = tokio::task::spawn_blocking(move || store.sent_many(&pairs)).await;
         if let Err(e) = recorded.map_err(|e| e.to_string()).and_then(|r| r.map_err(|e| e.to_string())) {
@@ -397,15 +411,37 @@ async fn record_accepted(
     }
 }
 
+/// How long replies marked sent wait for the processing of customers' messages to pause (see
+/// [`WhatsApp::busy`]): their documents say "sent" at most this much late.
+const MARK_DEFER: Duration = Duration::from_secs(2);
+
+/// Replies marked sent in one write at most.
+const MAX_MARKS: usize = 4096;
+
 /// Marks replies sent in their documents, as many per write as have arrived (a busy number sends
 /// dozens per second; one write each kept the replica's writer busy with its own bookkeeping).
+/// While customers' messages are being processed, the marks wait for a pause, for
+/// [`MARK_DEFER`] at most: a burst of questions is answered first, and the marks that gathered
+/// meanwhile go in one write, several per document change. (Nothing is sent twice meanwhile: the
+/// outbox's record says sent, and the replies stay out of the outbox's passes until marked.)
 /// When a write of several fails, each is tried on its own so one bad record holds up no other.
-async fn record_sent(replica: Replica, mut rx: tokio::sync::mpsc::UnboundedReceiver<Sent>) {
+async fn record_sent(
+    replica: Replica,
+    mut busy: tokio::sync::watch::Receiver<bool>,
+    mut rx: tokio::sync::mpsc::UnboundedReceiver<Sent>,
+) {
     const BATCH: usize = 256;
     let mut batch: Vec<Sent> = Vec::with_capacity(BATCH);
     let mut previous = None;
     while gather(&mut rx, &mut batch, BATCH, previous, GATHER).await > 0 {
-        let items = std::mem::take(&mut batch);
+        if until_idle(&mut busy, tokio::time::Instant::now() + MARK_DEFER).await {
+            while batch.len() < MAX_MARKS {
+                let Ok(s) = rx.try_recv() else { break };
+                batch.push(s);
+            }
+        }
+        let items: Vec<(DocId, String, String)> =
+            batch.iter().map(|s| (s.doc.clone(), s.id.clone(), s.wamid.clone())).collect();
         if items.len() == 1 || mark_sent(&replica, items.clone()).await.is_err() {
             for item in items {
                 let id = item.1.clone();
@@ -414,12 +450,23 @@ async fn record_sent(replica: Replica, mut rx: tokio::sync::mpsc::UnboundedRecei
                 }
             }
         }
+        // Marked (or not, and then the outbox finds them queued again and marks them anew).
+        batch.clear();
         previous = Some(tokio::time::Instant::now());
     }
 }
 
+/// Waits while `busy` says so, until `deadline` at most. True when it waited.
+async fn until_idle(busy: &mut tokio::sync::watch::Receiver<bool>, deadline: tokio::time::Instant) -> bool {
+    if !*busy.borrow_and_update() {
+        return false;
+    }
+    let _ = tokio::time::timeout_at(deadline, busy.wait_for(|b| !*b)).await;
+    true
+}
+
 /// Marks `items` sent in their documents in one write (all or none), one change per document.
-async fn mark_sent(replica: &Replica, items: Vec<Sent>) -> dashoffice_core::Result<()> {
+async fn mark_sent(replica: &Replica, items: Vec<(DocId, String, String)>) -> dashoffice_core::Result<()> {
     let mut by_doc: std::collections::BTreeMap<DocId, Vec<(String, String)>> = std::collections::BTreeMap::new();
     for (doc, mid, wamid) in items {
         by_doc.entry(doc).or_default().push((mid, wamid));
@@ -450,6 +497,34 @@ mod tests {
     #![allow(clippy::unwrap_used)]
 
     use super::*;
+
+    #[tokio::test]
+    async fn marks_wait_for_a_pause_in_processing_for_a_bounded_while() {
+        let (tx, mut busy) = tokio::sync::watch::channel(false);
+        let far = tokio::time::Instant::now() + Duration::from_secs(60);
+        assert!(!until_idle(&mut busy, far).await, "nothing to wait for when idle");
+        // Busy, then a pause: it returns at the pause, long before the deadline.
+        tx.send_replace(true);
+        let t = tokio::time::Instant::now();
+        let pause = tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            tx.send_replace(false);
+            tx
+        });
+        assert!(until_idle(&mut busy, far).await);
+        assert!(
+            t.elapsed() >= Duration::from_millis(100) && t.elapsed() < Duration::from_secs(30),
+            "{:?}",
+            t.elapsed()
+        );
+        // Busy with no pause: it gives up at the deadline.
+        let tx = pause.await.unwrap();
+        tx.send_replace(true);
+        let t = tokio::time::Instant::now();
+        assert!(until_idle(&mut busy, t + Duration::from_millis(300)).await);
+        assert!(t.elapsed() >= Duration::from_millis(300), "{:?}", t.elapsed());
+        assert!(*busy.borrow(), "still busy: the deadline ended the wait");
+    }
 
     #[tokio::test]
     async fn gather_waits_for_more_only_in_a_stream_and_stops_when_closed() {
