@@ -130,6 +130,37 @@ mod tests {
         assert!(n >= 10);
     }
 
+    /// Migration 0008 turns the change log into a rowid table: what was in it stays, in order,
+    /// loading a document still reads its changes through an index, and a change stored twice
+    /// is still refused.
+    #[test]
+    fn the_change_log_keeps_its_changes_and_its_key_when_it_gets_rowids() {
+        let mut conn = rusqlite::Connection::open_in_memory().unwrap();
+        let before = super::MIGRATIONS.iter().position(|(name, _)| name.starts_with("0008")).unwrap();
+        super::migrations().to_version(&mut conn, before).unwrap();
+        for (doc, seq, bytes) in [("d2", 1, vec![7u8; 1500]), ("d1", 2, vec![2]), ("d1", 1, vec![1])] {
+            conn.execute(
+                "INSERT INTO doc_changes(doc_id, seq, hash, bytes) VALUES (?1, ?2, x'00', ?3)",
+                rusqlite::params![doc, seq, bytes],
+            )
+            .unwrap();
+        }
+        super::migrations().to_latest(&mut conn).unwrap();
+        let read = |doc: &str| -> Vec<Vec<u8>> {
+            let mut st = conn.prepare("SELECT bytes FROM doc_changes WHERE doc_id = ?1 ORDER BY seq").unwrap();
+            st.query_map([doc], |r| r.get(0)).unwrap().map(Result::unwrap).collect()
+        };
+        assert_eq!(read("d1"), vec![vec![1u8], vec![2]]);
+        assert_eq!(read("d2"), vec![vec![7u8; 1500]]);
+        let again =
+            conn.execute("INSERT INTO doc_changes(doc_id, seq, hash, bytes) VALUES ('d1', 2, x'00', x'00')", []);
+        assert!(again.is_err(), "(doc_id, seq) is still a key");
+        let mut st =
+            conn.prepare("EXPLAIN QUERY PLAN SELECT bytes FROM doc_changes WHERE doc_id = 'd1' ORDER BY seq").unwrap();
+        let plan: Vec<String> = st.query_map([], |r| r.get(3)).unwrap().map(Result::unwrap).collect();
+        assert!(plan.join(" ").contains("doc_changes_key (doc_id=?)"), "{plan:?}");
+    }
+
     /// SQLite picks indexes without statistics here, so a new index can silently turn a seek
     /// into a walk of a whole shop (migration 0006 once made every SKU lookup of an import walk
     /// the name index). The product queries that run per row or per keystroke keep their plans.

@@ -147,7 +147,10 @@ pub trait RelayStore: Send + Sync + 'static {
     fn doc_count(&self) -> StoreResult<u64>;
 }
 
-const MIGRATIONS: &[&str] = &[include_str!("../../migrations/relay/0001_relay.sql")];
+const MIGRATIONS: &[&str] = &[
+    include_str!("../../migrations/relay/0001_relay.sql"),
+    include_str!("../../migrations/relay/0002_doc_changes_rowid.sql"),
+];
 
 /// The embedded SQLite store (WAL, `synchronous=FULL`: an acknowledged change survives power loss).
 pub struct SqliteStore {
