@@ -140,12 +140,22 @@ impl WaStore {
 
     /// Pending events with an id above `after`, oldest first (the events after a batch still
     /// being applied).
-    pub fn pending_after(&self, after: i64, limit: usize) -> R<Vec<(i64, Vec<u8>, i64)>> {
+    /// At most `limit` events, and no more once their bodies reach `max_bytes` (the first is
+    /// always read, whatever its size).
+    pub fn pending_after(&self, after: i64, limit: usize, max_bytes: usize) -> R<Vec<(i64, Vec<u8>, i64)>> {
         let c = self.read();
         let mut st =
             c.prepare_cached("SELECT id, body, attempts FROM events WHERE state = 0 AND id > ?1 ORDER BY id LIMIT ?2")?;
-        let rows = st.query_map(params![after, limit as i64], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
-        Ok(rows.collect::<rusqlite::Result<_>>()?)
+        let mut rows = st.query(params![after, limit as i64])?;
+        let (mut out, mut bytes) = (Vec::new(), 0);
+        while bytes < max_bytes
+            && let Some(r) = rows.next()?
+        {
+            let body: Vec<u8> = r.get(1)?;
+            bytes += body.len();
+            out.push((r.get(0)?, body, r.get(2)?));
+        }
+        Ok(out)
     }
 
     /// Records how an event ended (1 done, 2 ignored, 3 failed) or, with state 0, that it will be
@@ -421,6 +431,22 @@ fn ingest_loop(conn: &Mutex<Connection>, rx: mpsc::Receiver<Ingest>) {
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_batch_of_pending_events_stops_at_its_count_or_its_bytes() {
+        let dir = tempfile::tempdir().unwrap();
+        let st = WaStore::open(dir.path()).unwrap();
+        for size in [10, 10, 3000, 10, 10] {
+            st.lock().execute("INSERT INTO events(received_at, body) VALUES (0, zeroblob(?1))", [size]).unwrap();
+        }
+        st.lock().execute("UPDATE events SET state = 1 WHERE id = 1", []).unwrap();
+        let ids = |v: Vec<(i64, Vec<u8>, i64)>| v.into_iter().map(|(id, ..)| id).collect::<Vec<_>>();
+        assert_eq!(ids(st.pending_after(0, 10, 1 << 20).unwrap()), [2, 3, 4, 5], "pending ones only");
+        assert_eq!(ids(st.pending_after(0, 2, 1 << 20).unwrap()), [2, 3]);
+        assert_eq!(ids(st.pending_after(0, 10, 100).unwrap()), [2, 3], "the one that reaches the bytes is the last");
+        assert_eq!(ids(st.pending_after(2, 10, 1).unwrap()), [3], "the first is read whatever its size");
+        assert_eq!(ids(st.pending_after(3, 10, 1 << 20).unwrap()), [4, 5]);
+    }
 
     #[test]
     fn a_reply_is_claimed_once_and_a_sent_one_left_unrecorded_is_handed_back_never_resent() {
