@@ -161,6 +161,35 @@ mod tests {
         assert!(plan.join(" ").contains("doc_changes_key (doc_id=?)"), "{plan:?}");
     }
 
+    /// Migration 0009 gives messages rowids: they stay, their id is still unique (the projection's
+    /// upsert relies on it), and a conversation's messages are still read through its index.
+    #[test]
+    fn messages_keep_their_rows_and_their_unique_id_when_they_get_rowids() {
+        let mut conn = rusqlite::Connection::open_in_memory().unwrap();
+        let before = super::MIGRATIONS.iter().position(|(name, _)| name.starts_with("0009")).unwrap();
+        super::migrations().to_version(&mut conn, before).unwrap();
+        let insert = "INSERT INTO messages(id, shop_id, branch_id, doc_id, conversation_id, direction, kind, text,
+                payload, wamid, status, sender, at, created_at)
+             VALUES (?1, 's', 'b', 'd', 'c', 'in', 'text', ?2, '{}', ?1, 'received', 'customer', ?3, 0)
+             ON CONFLICT(id) DO UPDATE SET text = excluded.text";
+        for (id, text, at) in [("m2", "segundo", 2), ("m1", "primero", 1)] {
+            conn.execute(insert, rusqlite::params![id, text, at]).unwrap();
+        }
+        super::migrations().to_latest(&mut conn).unwrap();
+        conn.execute(insert, rusqlite::params!["m3", "tercero", 3]).unwrap();
+        conn.execute(insert, rusqlite::params!["m1", "primero, otra vez", 1]).unwrap();
+        let mut st = conn.prepare("SELECT id, text FROM messages WHERE conversation_id = 'c' ORDER BY at, id").unwrap();
+        let rows: Vec<(String, String)> =
+            st.query_map([], |r| Ok((r.get(0)?, r.get(1)?))).unwrap().map(Result::unwrap).collect();
+        let want = [("m1", "primero, otra vez"), ("m2", "segundo"), ("m3", "tercero")];
+        assert_eq!(rows, want.map(|(a, b)| (a.to_string(), b.to_string())));
+        let mut st = conn
+            .prepare("EXPLAIN QUERY PLAN SELECT id FROM messages WHERE conversation_id = 'c' ORDER BY at, id")
+            .unwrap();
+        let plan: Vec<String> = st.query_map([], |r| r.get(3)).unwrap().map(Result::unwrap).collect();
+        assert!(plan.join(" ").contains("messages_conversation (conversation_id=?)"), "{plan:?}");
+    }
+
     /// SQLite picks indexes without statistics here, so a new index can silently turn a seek
     /// into a walk of a whole shop (migration 0006 once made every SKU lookup of an import walk
     /// the name index). The product queries that run per row or per keystroke keep their plans.
