@@ -32,5 +32,7 @@ DROP TABLE messages;
 ALTER TABLE messages_rowid RENAME TO messages;
 CREATE INDEX messages_conversation ON messages (conversation_id, at, id);
 CREATE INDEX messages_wamid ON messages (wamid);
-CREATE INDEX messages_queued ON messages (shop_id, at) WHERE direction = 'out' AND status = 'queued';
+-- The outbox reads queued replies in (at, id) order: the id is now in the index (before, the
+-- table's key was).
+CREATE INDEX messages_queued ON messages (shop_id, at, id) WHERE direction = 'out' AND status = 'queued';
 CREATE INDEX messages_by_direction ON messages (conversation_id, direction, at);

@@ -188,6 +188,16 @@ mod tests {
             .unwrap();
         let plan: Vec<String> = st.query_map([], |r| r.get(3)).unwrap().map(Result::unwrap).collect();
         assert!(plan.join(" ").contains("messages_conversation (conversation_id=?)"), "{plan:?}");
+        // The outbox's read: queued replies in order, from the partial index, with no sort.
+        let mut st = conn
+            .prepare(
+                "EXPLAIN QUERY PLAN SELECT id FROM messages m WHERE m.shop_id = 's' AND m.direction = 'out'
+                   AND m.status = 'queued' ORDER BY m.at, m.id LIMIT 10",
+            )
+            .unwrap();
+        let plan: Vec<String> = st.query_map([], |r| r.get(3)).unwrap().map(Result::unwrap).collect();
+        let plan = plan.join(" | ");
+        assert!(plan.contains("messages_queued") && !plan.contains("TEMP B-TREE"), "{plan}");
     }
 
     /// SQLite picks indexes without statistics here, so a new index can silently turn a seek

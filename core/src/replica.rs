@@ -88,6 +88,23 @@ pub struct BootstrapInput {
     pub owner_password: String,
 }
 
+impl BootstrapInput {
+    /// A sample shop in Mexico City with one branch and its owner, for tests and examples.
+    pub fn example() -> Self {
+        Self {
+            shop_name: "Tienda".into(),
+            currency: "MXN".into(),
+            phone_region: "MX".into(),
+            timezone: "America/Mexico_City".into(),
+            branch_code: "CEN".into(),
+            branch_name: "Centro".into(),
+            owner_name: "Ana".into(),
+            owner_email: "ana@tienda.mx".into(),
+            owner_password: "contraseña-segura".into(),
+        }
+    }
+}
+
 impl std::fmt::Debug for BootstrapInput {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("BootstrapInput")

@@ -612,3 +612,77 @@ fn an_acknowledged_webhook_survives_kill_9_of_the_relay() {
         panic!("the message after the reindex never reached the conversation; relay log:\n{}", s.relay.log())
     });
 }
+
+/// Questions from four clients, with WhatsApp's delivery reports coming back while more
+/// questions arrive: every reply ends delivered on the branch's node, and none is sent twice.
+/// (Under a real burst the replies' "sent" marks wait for a pause, and a report that comes first
+/// marks its reply itself; the unit test `a_report_for_a_reply_whose_mark_waits_marks_it_and_applies`
+/// covers that path, which a debug build here does not reliably reach. The counters printed say
+/// which path this run took.)
+#[test]
+fn delivery_reports_during_a_burst_find_their_replies() {
+    let s = shop();
+    let (n, customers) = (400, 20);
+    let customer = |i: usize| format!("52155{:08}", 40_000 + i % customers);
+    // WhatsApp reports each reply delivered as soon as it has it, while questions keep coming.
+    let mut reported = std::collections::HashSet::new();
+    let report = |reported: &mut std::collections::HashSet<String>| {
+        for call in s.graph.sent() {
+            let wamid = call.wamid.clone().unwrap_or_default();
+            if reported.insert(wamid.clone()) {
+                let to = call.body["to"].as_str().unwrap_or_default().to_string();
+                wa::deliver(&s.relay.http, &wa::status(&wamid, "delivered", &to));
+            }
+        }
+    };
+    // Four clients post the questions (a backlog builds up, so the relay stays busy).
+    std::thread::scope(|scope| {
+        for k in 0..4 {
+            let (http, customer) = (&s.relay.http, &customer);
+            scope.spawn(move || {
+                for i in (k..n).step_by(4) {
+                    let q = wa::text(
+                        &customer(i),
+                        "Cliente",
+                        &format!("wamid.BURST{i:04}"),
+                        "¿Cuánto cuesta la camisa azul?",
+                    );
+                    wa::deliver(http, &q);
+                }
+            });
+        }
+        while reported.len() < n && s.graph.sent().len() < n {
+            report(&mut reported);
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    });
+    wait_for(LONG, || {
+        report(&mut reported);
+        (reported.len() >= n).then_some(())
+    })
+    .unwrap_or_else(|| panic!("{} of {n} replies sent; relay log:\n{}", reported.len(), s.relay.log()));
+    // Each reply shows delivered on the branch's node.
+    wait_for(LONG, || {
+        let delivered: usize = (0..customers)
+            .map(|i| {
+                let Some(c) = conversation_of(&s.owner, &customer(i)) else { return 0 };
+                let t = thread(&s.owner, c["id"].as_str().unwrap_or_default());
+                let m = t["messages"].as_array().cloned().unwrap_or_default();
+                m.iter().filter(|m| m["direction"] == "out" && m["status"] == "delivered").count()
+            })
+            .sum();
+        (delivered == n).then_some(())
+    })
+    .unwrap_or_else(|| panic!("not every reply shows delivered; relay log:\n{}", s.relay.log()));
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(s.graph.sent().len(), n, "one send per reply, none twice");
+    let metrics = reqwest::blocking::get(format!("{}/metrics", s.relay.http)).unwrap().text().unwrap();
+    let counter = |name: &str| {
+        metrics.lines().find(|l| l.starts_with(name)).and_then(|l| l.split_whitespace().last()?.parse::<f64>().ok())
+    };
+    println!(
+        "reports that marked their reply: {:?}; reports kept for later: {:?}",
+        counter("dashoffice_whatsapp_marked_by_report_total"),
+        counter("dashoffice_whatsapp_reports_kept_total")
+    );
+}

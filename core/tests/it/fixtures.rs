@@ -30,20 +30,7 @@ pub(crate) fn shop(n: usize) -> Vec<Node> {
 /// [`shop`], each replica opened with `opts()` (a clock of its own, say).
 pub(crate) fn shop_with(n: usize, opts: impl Fn() -> OpenOptions) -> Vec<Node> {
     let (first, dir) = open_node_with(opts());
-    let boot = first
-        .bootstrap(BootstrapInput {
-            shop_name: "Tienda".into(),
-            currency: "MXN".into(),
-            phone_region: "MX".into(),
-            timezone: "America/Mexico_City".into(),
-            branch_code: "CEN".into(),
-            branch_name: "Centro".into(),
-            owner_name: "Ana".into(),
-            owner_email: "ana@tienda.mx".into(),
-            owner_password: "contraseña-segura".into(),
-        })
-        .unwrap()
-        .unwrap();
+    let boot = first.bootstrap(BootstrapInput::example()).unwrap().unwrap();
     let owner: String = first.read(|c| Ok(c.query_row("SELECT id FROM staff", [], |r| r.get(0))?)).unwrap();
     let caller = Caller { user_id: owner, shop_id: boot.shop_id.clone(), role: Role::Owner, branch_id: None };
     let mut nodes = vec![Node { replica: first, caller: caller.clone(), _dir: dir }];

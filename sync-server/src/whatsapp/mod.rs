@@ -81,7 +81,8 @@ pub struct WhatsApp {
     pub wake: Notify,
     /// True while the processor works through stored events: bookkeeping that can wait (replies
     /// marked sent in their documents) waits for it, a bounded while, so a burst of customers'
-    /// messages gets the shop's writer first.
+    /// messages gets the writers first. One flag for the relay: a burst for one shop holds the
+    /// marks of all, as it holds the cores they share.
     pub busy: tokio::sync::watch::Sender<bool>,
     /// The Graph API client.
     pub graph: graph::Graph,

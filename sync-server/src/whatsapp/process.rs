@@ -102,8 +102,8 @@ const BATCH: usize = 1024;
 /// And no more events than this many bytes of webhook bodies (a body may be up to 3 MB).
 const BATCH_BYTES: usize = 16 << 20;
 
-/// The pending events after event `after`, read and planned on the blocking pool (a batch of a
-/// few hundred events must not hold up a runtime thread that is answering webhooks meanwhile),
+/// The pending events after event `after`, read and planned on the blocking pool (a batch of up
+/// to [`BATCH`] events must not hold up a runtime thread that is answering webhooks meanwhile),
 /// with the id of the last one. None when there are none (or they cannot be read).
 async fn next_batch(wa: Arc<WhatsApp>, after: i64) -> Option<(Planned, i64)> {
     tokio::task::spawn_blocking(move || {
@@ -511,6 +511,47 @@ async fn ask_llm(
         .await
 }
 
+/// Applies one delivery report (with its reply's waiting mark, if any); false when no message
+/// has that wamid yet.
+async fn report(
+    svc: &super::service::ShopService,
+    wamid: &str,
+    status: dashoffice_domain::inbox::MessageStatus,
+    error: Option<String>,
+) -> dashoffice_core::Result<bool> {
+    let marks = svc.waiting_marks([wamid]);
+    let w = wamid.to_string();
+    svc.replica
+        .write(move |ctx| {
+            mark_waiting(ctx, &marks)?;
+            inbox::apply_status(ctx, &w, status, error.as_deref())
+        })
+        .await
+}
+
+/// Marks sent, in the write of the delivery reports that name them, the replies whose marks are
+/// still waiting (see `ShopService::waiting_marks`), so the reports find them. Marking one again
+/// later changes nothing.
+fn mark_waiting(
+    ctx: &mut dashoffice_core::WriteCtx<'_>,
+    marks: &[(dashoffice_core::doc::DocId, String, String)],
+) -> dashoffice_core::Result<()> {
+    let mut by_doc: std::collections::BTreeMap<&dashoffice_core::doc::DocId, Vec<(String, String)>> =
+        std::collections::BTreeMap::new();
+    for (doc, id, wamid) in marks {
+        by_doc.entry(doc).or_default().push((id.clone(), wamid.clone()));
+    }
+    for (doc, sent) in by_doc {
+        metrics::counter!("dashoffice_whatsapp_marked_by_report_total").increment(sent.len() as u64);
+        match inbox::mark_sent(ctx, doc, &sent) {
+            // A reply no longer in its document: its report waits, as for an unknown message.
+            Ok(()) | Err(dashoffice_core::CoreError::NotFound { .. }) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
 async fn status_event(
     wa: &Arc<WhatsApp>,
     pnid: &str,
@@ -528,14 +569,14 @@ async fn status_event(
     if !svc.ready() {
         return Outcome::Later("the service replica is still syncing".into());
     }
-    let (w, e) = (wamid.to_string(), error.clone());
-    match svc.replica.write(move |ctx| inbox::apply_status(ctx, &w, status, e.as_deref())).await {
+    match report(&svc, wamid, status, error.clone()).await {
         Ok(true) => {
             metrics::counter!("dashoffice_whatsapp_statuses_total", "status" => status.as_str()).increment(1);
             Outcome::Done
         }
         Ok(false) => {
             // The send's own record may not be written yet: keep the report and try again.
+            metrics::counter!("dashoffice_whatsapp_reports_kept_total").increment(1);
             let _ = wa.store.add_orphan(wamid, status.as_str(), error.as_deref(), &number.shop_id);
             Outcome::Done
         }
@@ -553,8 +594,7 @@ async fn orphans(wa: &Arc<WhatsApp>) {
             continue;
         };
         let Ok(svc) = wa.service(&shop) else { continue };
-        let (w, e) = (wamid.clone(), error.clone());
-        match svc.replica.write(move |ctx| inbox::apply_status(ctx, &w, st, e.as_deref())).await {
+        match report(&svc, &wamid, st, error.clone()).await {
             Ok(true) => {
                 let _ = wa.store.drop_orphan(&wamid, &status);
             }
@@ -807,11 +847,16 @@ async fn apply_batch(wa: &Arc<WhatsApp>, ready: &[Ready]) -> bool {
             })
             .collect();
         let n = work.len();
+        let marks = svc.waiting_marks(work.iter().filter_map(|(_, k)| match k {
+            ItemKind::Status { wamid, .. } => Some(wamid.as_str()),
+            ItemKind::Message { .. } => None,
+        }));
         let t = std::time::Instant::now();
         let shop2 = shop.clone();
         let r = svc
             .replica
             .write(move |ctx| {
+                mark_waiting(ctx, &marks)?;
                 let mut asks = Vec::new();
                 let mut orphans = Vec::new();
                 let mut media = Vec::new();
@@ -846,6 +891,7 @@ async fn apply_batch(wa: &Arc<WhatsApp>, ready: &[Ready]) -> bool {
             Ok((asks, orphans, media)) => {
                 metrics::counter!("dashoffice_whatsapp_items_applied_total").increment(n as u64);
                 for (wamid, status, error) in orphans {
+                    metrics::counter!("dashoffice_whatsapp_reports_kept_total").increment(1);
                     let _ = wa.store.add_orphan(&wamid, status.as_str(), error.as_deref(), &shop);
                 }
                 for (pnid, message_id, media_id) in media {
@@ -871,4 +917,84 @@ async fn apply_batch(wa: &Arc<WhatsApp>, ready: &[Ready]) -> bool {
         }
     }
     true
+}
+
+#[cfg(test)]
+mod tests {
+    // A test states what it needs; a failed unwrap is the failure, reported with its line.
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use dashoffice_core::{BootstrapInput, OpenOptions, Replica, doc::DocId};
+    use dashoffice_domain::inbox::{MessageStatus, SendMessage};
+
+    use super::*;
+
+    /// A shop with one conversation holding one reply still queued: the replica, the reply's
+    /// document and id.
+    async fn a_queued_reply(dir: &std::path::Path) -> (Replica, DocId, String) {
+        let r = Replica::open(dir, OpenOptions::default()).unwrap();
+        let boot = r.bootstrap(BootstrapInput::example()).unwrap().unwrap();
+        let (shop, branch) = (boot.shop_id.clone(), boot.branch_id.clone());
+        let m = inbox::Inbound {
+            wamid: "wamid.IN".into(),
+            wa_id: "5215512345678".into(),
+            profile_name: "Luis".into(),
+            phone_number_id: "123".into(),
+            kind: "text".into(),
+            text: "hola".into(),
+            payload: serde_json::json!({}),
+            context_wamid: None,
+            at: crate::hub::now_ms(),
+        };
+        let reply = r
+            .write(move |ctx| {
+                let a = inbox::arrive(ctx, &shop, &branch, &m)?;
+                inbox::record_arrival(ctx, &shop, &a, &m, None)?;
+                let text = SendMessage { text: "¡Hola!".into(), ..Default::default() };
+                inbox::send(ctx, &inbox::system_caller(&shop), &a.received.conversation_id, text, inbox::BOT_SENDER)
+            })
+            .await
+            .unwrap();
+        let id = reply.id.clone();
+        let doc: String = r
+            .read(move |c| Ok(c.query_row("SELECT doc_id FROM messages WHERE id = ?1", [&id], |row| row.get(0))?))
+            .unwrap();
+        (r, DocId::parse(&doc).unwrap(), reply.id)
+    }
+
+    #[tokio::test]
+    async fn a_report_for_a_reply_whose_mark_waits_marks_it_and_applies() {
+        let dir = tempfile::tempdir().unwrap();
+        let (r, doc, id) = a_queued_reply(dir.path()).await;
+        let status = |r: &Replica, id: &str| -> (String, Option<String>) {
+            let id = id.to_string();
+            r.read(move |c| {
+                Ok(c.query_row("SELECT status, wamid FROM messages WHERE id = ?1", [&id], |row| {
+                    Ok((row.get(0)?, row.get(1)?))
+                })?)
+            })
+            .unwrap()
+        };
+        // Without the waiting mark, the report names a message the shop does not know yet.
+        let unknown = r.write(|ctx| inbox::apply_status(ctx, "wamid.OUT", MessageStatus::Delivered, None)).await;
+        assert!(!unknown.unwrap());
+        // With it, the reply is marked sent and the report applies, in one write.
+        let marks = vec![(doc.clone(), id.clone(), "wamid.OUT".to_string())];
+        let m = marks.clone();
+        let applied = r
+            .write(move |ctx| {
+                mark_waiting(ctx, &m)?;
+                inbox::apply_status(ctx, "wamid.OUT", MessageStatus::Delivered, None)
+            })
+            .await
+            .unwrap();
+        assert!(applied);
+        assert_eq!(status(&r, &id), ("delivered".into(), Some("wamid.OUT".into())));
+        // The mark's own write, later, changes nothing; a mark for a reply not in its document
+        // does not fail the reports' write.
+        let mut later = marks.clone();
+        later.push((doc, "no-such-message".into(), "wamid.GONE".into()));
+        r.write(move |ctx| mark_waiting(ctx, &later)).await.unwrap();
+        assert_eq!(status(&r, &id), ("delivered".into(), Some("wamid.OUT".into())));
+    }
 }

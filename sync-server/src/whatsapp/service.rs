@@ -35,15 +35,22 @@ pub struct ShopService {
     per_number: DefaultKeyedRateLimiter<String>,
     per_customer: DefaultKeyedRateLimiter<String>,
     sending: Arc<tokio::sync::Semaphore>,
-    /// Replies being sent now: left out of the outbox's passes (their documents still say
-    /// queued) until their sending ends.
+    /// Replies being sent now, or sent and not yet marked so in their documents: left out of the
+    /// outbox's passes (their documents still say queued) until their sending ends unsent or
+    /// their mark is written.
     in_flight: InFlightSet,
+    /// Replies recorded as sent in the outbox and waiting to be marked sent in their documents
+    /// (see [`record_sent`]), by wamid: a delivery report for one of them marks it first.
+    waiting: Waiting,
     /// Replies the Graph API accepted, to be recorded in the outbox (see [`record_accepted`]).
     accepted: tokio::sync::mpsc::UnboundedSender<Sent>,
     /// Replies recorded as sent in the outbox, to be marked sent in their documents (see
     /// [`record_sent`]).
     sent: tokio::sync::mpsc::UnboundedSender<Sent>,
 }
+
+/// Replies waiting for their mark, by wamid: their document and id.
+type Waiting = Arc<std::sync::Mutex<std::collections::HashMap<String, (DocId, String)>>>;
 
 /// A reply the Graph API accepted: its document, its id and the wamid WhatsApp gave it. It stays
 /// in [`ShopService::in_flight`] (`_sending`) until its document says sent, so the outbox,
@@ -103,11 +110,12 @@ impl ShopService {
             per_customer: RateLimiter::keyed(Quota::per_minute(c).allow_burst(c)),
             sending: Arc::new(tokio::sync::Semaphore::new(32)),
             in_flight: Arc::default(),
+            waiting: Arc::default(),
             accepted: accepted_tx,
             sent: sent_tx.clone(),
         });
         tokio::spawn(record_accepted(wa.clone(), accepted_rx, sent_tx));
-        tokio::spawn(record_sent(svc.replica.clone(), wa.busy.subscribe(), sent_rx));
+        tokio::spawn(record_sent(svc.replica.clone(), svc.waiting.clone(), wa.busy.subscribe(), sent_rx));
         tokio::spawn(outbox(wa.clone(), svc.clone()));
         tracing::info!(shop = %shop, "WhatsApp service replica started");
         Ok(svc)
@@ -140,6 +148,23 @@ impl ShopService {
             })
             .ok()
             .flatten()
+    }
+
+    /// The replies among `wamids` that WhatsApp accepted and whose documents do not say so yet
+    /// (their marks wait for a pause in processing): document, message id, wamid. A delivery
+    /// report for one of them marks it sent in the same write, so it is not set aside as a
+    /// report for an unknown message.
+    pub fn waiting_marks<'a>(&self, wamids: impl IntoIterator<Item = &'a str>) -> Vec<(DocId, String, String)> {
+        let waiting = self.waiting.lock().unwrap_or_else(|p| p.into_inner());
+        if waiting.is_empty() {
+            return Vec::new();
+        }
+        let mut seen = std::collections::HashSet::new();
+        wamids
+            .into_iter()
+            .filter(|w| seen.insert(*w))
+            .filter_map(|w| waiting.get(w).map(|(doc, id)| (doc.clone(), id.clone(), w.to_string())))
+            .collect()
     }
 
     /// Its sync with the relay (status for the head-office API).
@@ -325,6 +350,8 @@ async fn send_one(wa: &Arc<WhatsApp>, svc: &Arc<ShopService>, o: Outgoing, attem
         Ok(wamid) => {
             metrics::counter!("dashoffice_whatsapp_sent_total").increment(1);
             // Recorded in the outbox (what keeps it from being sent twice), then in its document.
+            // A delivery report may come before the mark: it finds the reply here.
+            svc.waiting.lock().unwrap_or_else(|p| p.into_inner()).insert(wamid.clone(), (o.doc_id.clone(), id.clone()));
             let _ = svc.accepted.send(Sent { doc: o.doc_id.clone(), id, wamid, _sending: sending });
         }
         Err(SendError::Retry(e)) => {
@@ -412,7 +439,7 @@ async fn record_accepted(
 }
 
 /// How long replies marked sent wait for the processing of customers' messages to pause (see
-/// [`WhatsApp::busy`]): their documents say "sent" at most this much late.
+/// [`WhatsApp::busy`]), after the few milliseconds that gather them; then their write follows.
 const MARK_DEFER: Duration = Duration::from_secs(2);
 
 /// Replies marked sent in one write at most.
@@ -423,34 +450,62 @@ const MAX_MARKS: usize = 4096;
 /// While customers' messages are being processed, the marks wait for a pause, for
 /// [`MARK_DEFER`] at most: a burst of questions is answered first, and the marks that gathered
 /// meanwhile go in one write, several per document change. (Nothing is sent twice meanwhile: the
-/// outbox's record says sent, and the replies stay out of the outbox's passes until marked.)
-/// When a write of several fails, each is tried on its own so one bad record holds up no other.
+/// outbox's record says sent, and the replies stay out of the outbox's passes until marked.) The
+/// flag is the whole relay's: one shop's burst holds every shop's marks, as it holds the cores.
+/// When a write of several fails, each document is tried on its own, then each reply of a
+/// document that still fails, so one bad record holds up no other.
 async fn record_sent(
     replica: Replica,
+    waiting: Waiting,
     mut busy: tokio::sync::watch::Receiver<bool>,
     mut rx: tokio::sync::mpsc::UnboundedReceiver<Sent>,
 ) {
     const BATCH: usize = 256;
     let mut batch: Vec<Sent> = Vec::with_capacity(BATCH);
     let mut previous = None;
+    let note = |waiting: &Waiting, batch: &[Sent]| {
+        let mut w = waiting.lock().unwrap_or_else(|p| p.into_inner());
+        for s in batch {
+            w.insert(s.wamid.clone(), (s.doc.clone(), s.id.clone()));
+        }
+    };
     while gather(&mut rx, &mut batch, BATCH, previous, GATHER).await > 0 {
+        note(&waiting, &batch);
         if until_idle(&mut busy, tokio::time::Instant::now() + MARK_DEFER).await {
+            let before = batch.len();
             while batch.len() < MAX_MARKS {
                 let Ok(s) = rx.try_recv() else { break };
                 batch.push(s);
             }
+            note(&waiting, &batch[before..]);
         }
         let items: Vec<(DocId, String, String)> =
             batch.iter().map(|s| (s.doc.clone(), s.id.clone(), s.wamid.clone())).collect();
-        if items.len() == 1 || mark_sent(&replica, items.clone()).await.is_err() {
+        if mark_sent(&replica, items.clone()).await.is_err() {
+            let mut by_doc: std::collections::BTreeMap<DocId, Vec<(DocId, String, String)>> =
+                std::collections::BTreeMap::new();
             for item in items {
-                let id = item.1.clone();
-                if let Err(e) = mark_sent(&replica, vec![item]).await {
-                    tracing::error!(error = %e, message = %id, "recording a sent reply in its document");
+                by_doc.entry(item.0.clone()).or_default().push(item);
+            }
+            for (_, items) in by_doc {
+                if items.len() > 1 && mark_sent(&replica, items.clone()).await.is_ok() {
+                    continue;
+                }
+                for item in items {
+                    let id = item.1.clone();
+                    if let Err(e) = mark_sent(&replica, vec![item]).await {
+                        tracing::error!(error = %e, message = %id, "recording a sent reply in its document");
+                    }
                 }
             }
         }
         // Marked (or not, and then the outbox finds them queued again and marks them anew).
+        {
+            let mut w = waiting.lock().unwrap_or_else(|p| p.into_inner());
+            for s in &batch {
+                w.remove(&s.wamid);
+            }
+        }
         batch.clear();
         previous = Some(tokio::time::Instant::now());
     }

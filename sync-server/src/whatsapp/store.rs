@@ -74,7 +74,8 @@ pub enum Claim {
     /// Sending, failed, a retry not yet due, or sent moments ago: leave it.
     Busy,
     /// WhatsApp accepted it a while ago (this wamid) but its document still says queued: the
-    /// relay stopped before recording it there. Record it; never send it again.
+    /// relay stopped before recording it there, or that write failed. Record it; never send it
+    /// again.
     Sent(String),
 }
 
@@ -148,7 +149,7 @@ impl WaStore {
             c.prepare_cached("SELECT id, body, attempts FROM events WHERE state = 0 AND id > ?1 ORDER BY id LIMIT ?2")?;
         let mut rows = st.query(params![after, limit as i64])?;
         let (mut out, mut bytes) = (Vec::new(), 0);
-        while bytes < max_bytes
+        while (out.is_empty() || bytes < max_bytes)
             && let Some(r) = rows.next()?
         {
             let body: Vec<u8> = r.get(1)?;
@@ -445,6 +446,7 @@ mod tests {
         assert_eq!(ids(st.pending_after(0, 2, 1 << 20).unwrap()), [2, 3]);
         assert_eq!(ids(st.pending_after(0, 10, 100).unwrap()), [2, 3], "the one that reaches the bytes is the last");
         assert_eq!(ids(st.pending_after(2, 10, 1).unwrap()), [3], "the first is read whatever its size");
+        assert_eq!(ids(st.pending_after(2, 10, 0).unwrap()), [3], "even with no bytes to spare");
         assert_eq!(ids(st.pending_after(3, 10, 1 << 20).unwrap()), [4, 5]);
     }
 
