@@ -167,6 +167,12 @@ impl ShopService {
             .collect()
     }
 
+    /// Notes a reply WhatsApp accepted as waiting for its mark (see [`record_sent`]), so a
+    /// delivery report that comes first finds it (see [`Self::waiting_marks`]).
+    fn awaits_mark(&self, doc: &DocId, id: &str, wamid: &str) {
+        self.waiting.lock().unwrap_or_else(|p| p.into_inner()).insert(wamid.to_string(), (doc.clone(), id.to_string()));
+    }
+
     /// Its sync with the relay (status for the head-office API).
     pub fn sync_handle(&self) -> SyncHandle {
         self.sync.clone()
@@ -250,6 +256,7 @@ async fn outbox(wa: Arc<WhatsApp>, svc: Arc<ShopService>) {
                 let attempts = match claim {
                     Claim::Busy => continue,
                     Claim::Sent(wamid) => {
+                        svc.awaits_mark(&o.doc_id, &o.message.id, &wamid);
                         let _sending = InFlight::new(&svc.in_flight, &o.message.id);
                         let _ =
                             svc.sent.send(Sent { doc: o.doc_id.clone(), id: o.message.id.clone(), wamid, _sending });
@@ -350,8 +357,7 @@ async fn send_one(wa: &Arc<WhatsApp>, svc: &Arc<ShopService>, o: Outgoing, attem
         Ok(wamid) => {
             metrics::counter!("dashoffice_whatsapp_sent_total").increment(1);
             // Recorded in the outbox (what keeps it from being sent twice), then in its document.
-            // A delivery report may come before the mark: it finds the reply here.
-            svc.waiting.lock().unwrap_or_else(|p| p.into_inner()).insert(wamid.clone(), (o.doc_id.clone(), id.clone()));
+            svc.awaits_mark(&o.doc_id, &id, &wamid);
             let _ = svc.accepted.send(Sent { doc: o.doc_id.clone(), id, wamid, _sending: sending });
         }
         Err(SendError::Retry(e)) => {
@@ -463,21 +469,12 @@ async fn record_sent(
     const BATCH: usize = 256;
     let mut batch: Vec<Sent> = Vec::with_capacity(BATCH);
     let mut previous = None;
-    let note = |waiting: &Waiting, batch: &[Sent]| {
-        let mut w = waiting.lock().unwrap_or_else(|p| p.into_inner());
-        for s in batch {
-            w.insert(s.wamid.clone(), (s.doc.clone(), s.id.clone()));
-        }
-    };
     while gather(&mut rx, &mut batch, BATCH, previous, GATHER).await > 0 {
-        note(&waiting, &batch);
         if until_idle(&mut busy, tokio::time::Instant::now() + MARK_DEFER).await {
-            let before = batch.len();
             while batch.len() < MAX_MARKS {
                 let Ok(s) = rx.try_recv() else { break };
                 batch.push(s);
             }
-            note(&waiting, &batch[before..]);
         }
         let items: Vec<(DocId, String, String)> =
             batch.iter().map(|s| (s.doc.clone(), s.id.clone(), s.wamid.clone())).collect();
