@@ -134,9 +134,10 @@ pub async fn delete(wa: Arc<WhatsApp>, scope: &Scope, Path(id): Path<String>) ->
 /// Webhook events by state, and the outbox.
 pub async fn backlog(wa: Arc<WhatsApp>) -> ApiResult<Response> {
     let counts = wa.store.event_counts().map_err(storage)?;
-    let get = |s: i64| counts.iter().find(|(k, _)| *k == s).map(|(_, n)| *n).unwrap_or(0);
+    let get = |s: i64| counts.by_state.iter().find(|(k, _)| *k == s).map(|(_, n)| *n).unwrap_or(0);
     Ok(Json(serde_json::json!({
         "events": { "pending": get(0), "done": get(1), "ignored": get(2), "failed": get(3) },
+        "last_processed_at": counts.last_processed_at,
         "shops": wa.services.lock().unwrap_or_else(|p| p.into_inner()).keys().cloned().collect::<Vec<_>>(),
     }))
     .into_response())

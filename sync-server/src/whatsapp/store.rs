@@ -64,6 +64,14 @@ impl std::fmt::Debug for Number {
 /// A delivery report waiting for its message: wamid, status, error, shop, received at.
 pub type Orphan = (String, String, Option<String>, String, i64);
 
+/// Webhook events by state (0 pending, 1 done, 2 ignored, 3 failed), and when the last one was
+/// processed (ms since the epoch).
+#[derive(Debug, Clone, Default)]
+pub struct EventCounts {
+    pub by_state: Vec<(i64, i64)>,
+    pub last_processed_at: Option<i64>,
+}
+
 /// What claiming an outbound message for sending found.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Claim {
@@ -191,10 +199,16 @@ impl WaStore {
     }
 
     /// Counts of events by state (for /healthz and metrics).
-    pub fn event_counts(&self) -> R<Vec<(i64, i64)>> {
+    pub fn event_counts(&self) -> R<EventCounts> {
         let c = self.lock();
-        let mut st = c.prepare_cached("SELECT state, count(*) FROM events GROUP BY state")?;
-        Ok(st.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?.collect::<rusqlite::Result<_>>()?)
+        let mut st = c.prepare_cached("SELECT state, count(*), max(processed_at) FROM events GROUP BY state")?;
+        let rows = st
+            .query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?, r.get::<_, Option<i64>>(2)?)))?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        Ok(EventCounts {
+            last_processed_at: rows.iter().filter_map(|r| r.2).max(),
+            by_state: rows.into_iter().map(|(s, n, _)| (s, n)).collect(),
+        })
     }
 
     /// Keeps a delivery report for a message not known yet.
@@ -448,6 +462,25 @@ mod tests {
         assert_eq!(ids(st.pending_after(2, 10, 1).unwrap()), [3], "the first is read whatever its size");
         assert_eq!(ids(st.pending_after(2, 10, 0).unwrap()), [3], "even with no bytes to spare");
         assert_eq!(ids(st.pending_after(3, 10, 1 << 20).unwrap()), [4, 5]);
+    }
+
+    #[test]
+    fn event_counts_are_by_state_with_the_last_processing_time() {
+        let dir = tempfile::tempdir().unwrap();
+        let st = WaStore::open(dir.path()).unwrap();
+        let none = st.event_counts().unwrap();
+        assert!(none.by_state.is_empty() && none.last_processed_at.is_none(), "{none:?}");
+        for _ in 0..4 {
+            st.lock().execute("INSERT INTO events(received_at, body) VALUES (0, x'00')", []).unwrap();
+        }
+        st.finish_many(&[(1, 1, None), (2, 2, Some("unknown field".into()))]).unwrap();
+        let counts = st.event_counts().unwrap();
+        let mut by_state = counts.by_state.clone();
+        by_state.sort();
+        assert_eq!(by_state, [(0, 2), (1, 1), (2, 1)]);
+        let at: i64 = st.lock().query_row("SELECT max(processed_at) FROM events", [], |r| r.get(0)).unwrap();
+        assert_eq!(counts.last_processed_at, Some(at));
+        assert!(at > 0);
     }
 
     #[test]
