@@ -77,6 +77,7 @@ fn main() {
             (body, sig)
         })
         .collect();
+    println!("burst: posting {n} webhooks");
     let t0 = Instant::now();
     let t0_ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64;
     std::thread::scope(|s| {
