@@ -562,23 +562,24 @@ mod tests {
 
     #[tokio::test]
     async fn a_reply_waits_for_its_turn_under_the_rate_limit_and_no_longer() {
+        // Two a second: the third waits ~500 ms, a margin no busy test machine blurs.
         let limiter: DefaultKeyedRateLimiter<String> =
-            RateLimiter::keyed(Quota::per_second(std::num::NonZeroU32::new(10).unwrap()));
+            RateLimiter::keyed(Quota::per_second(std::num::NonZeroU32::new(2).unwrap()));
         let (number, other) = ("15550001".to_string(), "15550002".to_string());
         let t = std::time::Instant::now();
         // The burst goes at once.
-        for _ in 0..10 {
+        for _ in 0..2 {
             until_allowed(&limiter, &number).await;
         }
-        assert!(t.elapsed() < Duration::from_millis(80), "{:?}", t.elapsed());
-        // The eleventh waits for the next slot, about 100 ms on.
+        assert!(t.elapsed() < Duration::from_millis(300), "{:?}", t.elapsed());
+        // The third waits for the next slot, about 500 ms on.
         until_allowed(&limiter, &number).await;
         let waited = t.elapsed();
-        assert!(waited >= Duration::from_millis(80) && waited < Duration::from_secs(5), "{waited:?}");
+        assert!(waited >= Duration::from_millis(400) && waited < Duration::from_secs(10), "{waited:?}");
         // Another number has its own budget.
         let t = std::time::Instant::now();
         until_allowed(&limiter, &other).await;
-        assert!(t.elapsed() < Duration::from_millis(80), "{:?}", t.elapsed());
+        assert!(t.elapsed() < Duration::from_millis(300), "{:?}", t.elapsed());
     }
 
     #[tokio::test]

@@ -198,7 +198,8 @@ impl WaStore {
         Ok(())
     }
 
-    /// Counts of events by state (for /healthz and metrics).
+    /// Counts of events by state and the time of the last one processed (for /healthz, metrics
+    /// and the status API).
     pub fn event_counts(&self) -> R<EventCounts> {
         let c = self.lock();
         let mut st = c.prepare_cached("SELECT state, count(*), max(processed_at) FROM events GROUP BY state")?;
