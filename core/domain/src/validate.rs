@@ -42,8 +42,9 @@ pub fn normalize_tax_id(field: &str, s: &str) -> Result<String, FieldError> {
 
 /// [`normalize_tax_id`], then the check digit of the country's tax id when the value has its
 /// shape (`region`: the shop's country, ISO 3166 alpha-2): RUT in Chile, CUIT/CUIL in Argentina,
-/// NIT written with its check digit in Colombia, RUC in Peru, CPF and CNPJ in Brazil; in Mexico
-/// the RFC's layout and date. A value of another shape (a foreign customer's id) is kept as it
+/// NIT written with its check digit in Colombia and Guatemala, RUC in Peru, RUC written with its
+/// check digit in Paraguay, a person's cédula or RUC in Ecuador, RUT in Uruguay, RIF in Venezuela,
+/// CPF and CNPJ in Brazil; in Mexico the RFC's layout and date. A value of another shape (a foreign customer's id) is kept as it
 /// is: only an id that looks like the country's own is held to its rule, so a typo in one is
 /// caught before it reaches an invoice.
 pub fn normalize_tax_id_in(field: &str, s: &str, region: &str) -> Result<String, FieldError> {
@@ -101,8 +102,7 @@ fn check_tax_id(field: &str, t: &str, region: &str) -> Result<(), FieldError> {
         // A NIT is often written without its check digit; it is checked when written after a dash.
         "CO" if only(&['.', '-'])
             && t.matches('-').count() == 1
-            && t.len() >= 3
-            && t.as_bytes()[t.len() - 2] == b'-'
+            && dash_before_last(t)
             && t.ends_with(|c: char| c.is_ascii_digit()) =>
         {
             let (body, dv) = digits.split_at(digits.len() - 1);
@@ -133,6 +133,87 @@ fn check_tax_id(field: &str, t: &str, region: &str) -> Result<(), FieldError> {
                 return Err(if cpf { wrong("CPF", "529.982.247-25") } else { wrong("CNPJ", "11.222.333/0001-81") });
             }
         }
+        // Ecuador: a cédula (10 digits) or a person's RUC (the cédula and a 3-digit
+        // establishment), by the third digit 0–5. The RUCs of companies (third digit 9) and public
+        // bodies (6) are not held to their modulo-11 rule: numbers issued that fail it are in use.
+        "EC" if only(&['-', ' ']) && all_digits && (digits.len() == 10 || digits.len() == 13) && digits[2] <= 5 => {
+            let province = digits[0] * 10 + digits[1];
+            let luhn = digits[..10]
+                .iter()
+                .enumerate()
+                .map(|(i, d)| if i % 2 == 0 { (d * 2) - if d * 2 > 9 { 9 } else { 0 } } else { *d })
+                .sum::<u32>();
+            let establishment_ok = digits.len() == 10 || digits[10..] != [0, 0, 0];
+            if !((1..=24).contains(&province) || province == 30 || province == 50) || !establishment_ok {
+                return Err(FieldError::new(
+                    field,
+                    "format",
+                    "an Ecuadorian cédula starts with its province (01 to 24, 30 or 50) and a RUC ends in its establishment (001 or later), such as 1714307103001",
+                ));
+            }
+            if luhn % 10 != 0 {
+                return Err(if digits.len() == 10 {
+                    wrong("cédula", "171430710-3")
+                } else {
+                    wrong("RUC", "1714307103001")
+                });
+            }
+        }
+        "UY" if only(&['-', '.', ' ']) && all_digits && digits.len() == 12 => {
+            let sum: u32 = digits[..11].iter().zip([4, 3, 2, 9, 8, 7, 6, 5, 4, 3, 2]).map(|(d, w)| d * w).sum();
+            if (11 - sum % 11) % 11 != digits[11] {
+                return Err(wrong("RUT", "21-100342-001-7"));
+            }
+        }
+        // Venezuela: a RIF is its kind (V, E, J, P, G), eight digits and the check digit.
+        "VE" if compact.len() == 10
+            && compact[1..].bytes().all(|b| b.is_ascii_digit())
+            && matches!(compact.as_bytes()[0], b'V' | b'E' | b'J' | b'P' | b'G') =>
+        {
+            let kind = match compact.as_bytes()[0] {
+                b'V' => 4,
+                b'E' => 8,
+                b'J' => 12,
+                b'P' => 16,
+                _ => 20,
+            };
+            let sum = kind + digits[..8].iter().zip([3, 2, 7, 6, 5, 4, 3, 2]).map(|(d, w)| d * w).sum::<u32>();
+            let expected = match 11 - sum % 11 {
+                10 | 11 => 0,
+                n => n,
+            };
+            if digits[8] != expected {
+                return Err(wrong("RIF", "V-11470283-4"));
+            }
+        }
+        // Guatemala: a NIT written with its check digit (a digit or K) after a dash; a CUI used as
+        // NIT has no dash and is not checked.
+        "GT" if only(&['-', 'K']) && t.matches('-').count() == 1 && dash_before_last(t) => {
+            let (body, dv) = compact.split_at(compact.len() - 1);
+            let body: Vec<u32> = body.chars().filter_map(|c| c.to_digit(10)).collect();
+            if (1..=11).contains(&body.len()) && body.len() == compact.len() - 1 {
+                let sum: u32 = body.iter().rev().zip(2..).map(|(d, w)| d * w).sum();
+                let expected = match (11 - sum % 11) % 11 {
+                    10 => 'K',
+                    n => char::from_digit(n, 10).unwrap_or('0'),
+                };
+                if !dv.starts_with(expected) {
+                    return Err(wrong("NIT", "576937-K"));
+                }
+            }
+        }
+        // Paraguay: a RUC written with its check digit after a dash (a cédula alone has none).
+        "PY" if only(&['-'])
+            && t.matches('-').count() == 1
+            && dash_before_last(t)
+            && (2..=9).contains(&digits.len()) =>
+        {
+            let (body, dv) = digits.split_at(digits.len() - 1);
+            let sum: u32 = body.iter().rev().zip(2..).map(|(d, w)| d * w).sum();
+            if (11 - sum % 11) % 11 % 10 != dv[0] {
+                return Err(wrong("RUC", "80028061-0"));
+            }
+        }
         "MX" => {
             let c: Vec<char> = compact.chars().filter(|c| *c != '-').collect();
             let letters = c.iter().take_while(|c| c.is_alphabetic() || **c == '&').count();
@@ -148,6 +229,11 @@ fn check_tax_id(field: &str, t: &str, region: &str) -> Result<(), FieldError> {
         _ => {}
     }
     Ok(())
+}
+
+/// Whether `t` ends in a dash and one character (a check digit written apart).
+fn dash_before_last(t: &str) -> bool {
+    t.len() >= 3 && t.as_bytes()[t.len() - 2] == b'-'
 }
 
 /// The weighted sum of the first ten digits that an Argentine CUIT's and a Peruvian RUC's check
@@ -323,6 +409,14 @@ mod tests {
             ("BR", "529.982.247-25", "529.982.247-24"),
             ("BR", "11.222.333/0001-81", "11.222.333/0001-80"),
             ("MX", "GODE561231GR8", "GODE561331GR8"),
+            ("EC", "171430710-3", "1714307104"),
+            ("EC", "1714307103001", "1714307104001"),
+            ("UY", "21-100342-001-7", "210303670014"),
+            ("VE", "V-11470283-4", "V-11470283-3"),
+            ("VE", "J-31264530-0", "J-31264530-1"),
+            ("GT", "576937-K", "576937-9"),
+            ("GT", "7108-0", "8977112-0"),
+            ("PY", "80028061-0", "80028061-1"),
         ] {
             assert!(ok(good, region).is_ok(), "{good} in {region}");
             let rule = ok(bad, region).unwrap_err();
@@ -345,6 +439,15 @@ mod tests {
         assert!(ok("12345678", "PE").is_ok());
         assert!(ok("12.345.678-4", "UY").is_ok());
         assert!(ok("DE123456789", "MX").is_ok());
+        // Ecuador: a RUC with no establishment, or a cédula of no province, is not one.
+        assert_eq!(ok("1714307103000", "EC"), Err("format".into()));
+        assert_eq!(ok("9914307103", "EC"), Err("format".into()));
+        // Ecuador's companies' and public bodies' RUCs (third digit 9 or 6) are kept as typed; so are
+        // a Guatemalan CUI and a Paraguayan cédula, written without a check digit.
+        assert!(ok("1792060346-001", "EC").is_ok());
+        assert!(ok("1790000000001", "EC").is_ok());
+        assert!(ok("2345678900101", "GT").is_ok());
+        assert!(ok("4567890", "PY").is_ok());
         // A CPF of one repeated digit passes the arithmetic and is still invalid.
         assert!(ok("111.111.111-11", "BR").is_err());
     }
