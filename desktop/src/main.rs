@@ -35,9 +35,32 @@ use tauri::{
 
 use crate::{backend::Backend, settings::Settings};
 
-/// Where the app's loopback server listens (for deep links and the tray's "open").
+/// Where the app's loopback server listens and its per-launch secret: what the tray's "open" and
+/// deep links need to show the window again, or to make it anew after it was let go.
 struct Launch {
     base: String,
+    secret: Arc<String>,
+    started: Instant,
+    /// Counts the window's hidings and showings: a release planned at one hiding is void once
+    /// the window has been shown (or hidden again) since.
+    shown: Arc<std::sync::atomic::AtomicU64>,
+}
+
+/// How long the window stays hidden in the tray before it is let go: WebKit's web process (about
+/// 120 MB) ends with it, and the window is made anew (about half a second) when it is opened
+/// again. `DASHOFFICE_TRAY_RELEASE_SECS` (0: at once; `never`: keep it).
+fn tray_release_after() -> Option<std::time::Duration> {
+    match std::env::var("DASHOFFICE_TRAY_RELEASE_SECS") {
+        Ok(v) if v.trim() == "never" => None,
+        Ok(v) => match v.trim().parse::<u64>() {
+            Ok(s) => Some(std::time::Duration::from_secs(s)),
+            Err(_) => {
+                tracing::warn!(value = %v, "DASHOFFICE_TRAY_RELEASE_SECS: seconds or never; using 600");
+                Some(std::time::Duration::from_secs(600))
+            }
+        },
+        Err(_) => Some(std::time::Duration::from_secs(600)),
+    }
 }
 
 /// The tray, notifications and start-at-login, through Tauri.
@@ -86,16 +109,103 @@ fn deep_link(args: &[String]) -> Option<String> {
 }
 
 fn show_main(app: &AppHandle, path: Option<String>) {
+    let Some(l) = app.try_state::<Launch>() else { return };
+    l.shown.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
     if let Some(w) = app.get_webview_window("main") {
         let _ = w.show();
         let _ = w.unminimize();
         let _ = w.set_focus();
-        if let (Some(p), Some(l)) = (path, app.try_state::<Launch>())
+        if let Some(p) = path
             && let Ok(url) = format!("{}{p}", l.base).parse()
         {
             let _ = w.navigate(url);
         }
+        return;
     }
+    // Let go while it sat in the tray: made anew, on the page asked for (or the start page).
+    match main_window(app, &l, path.as_deref().unwrap_or("/")) {
+        Ok(w) => {
+            let _ = w.set_focus();
+            tracing::info!("window made again");
+        }
+        Err(e) => tracing::error!("cannot make the window again: {e}"),
+    }
+}
+
+/// Makes the main window on `path` of the loopback server. Closing it keeps the app in the tray
+/// (notifications go on; Quit is in the tray's menu); after [`tray_release_after`] hidden, the
+/// window is let go to free WebKit's memory.
+fn main_window(app: &AppHandle, l: &Launch, path: &str) -> anyhow::Result<tauri::WebviewWindow> {
+    let (started, own) = (l.started, l.base.clone());
+    let url = format!("{}/__launch?key={}&to={}", l.base, l.secret, path.replace('/', "%2F"));
+    let window = WebviewWindowBuilder::new(app, "main", WebviewUrl::External(url.parse()?))
+        .title("DashOffice")
+        .inner_size(1280.0, 820.0)
+        .min_inner_size(360.0, 560.0)
+        .on_page_load(move |_, payload| {
+            if matches!(payload.event(), tauri::webview::PageLoadEvent::Finished) {
+                tracing::info!(ms = started.elapsed().as_millis() as u64, url = %payload.url().path(), "window loaded");
+            }
+        })
+        // Invoice PDFs, exports, backups: into the Downloads folder, never over another file, and
+        // a notification says where (downloads.rs).
+        .on_download(move |webview, event| match event {
+            DownloadEvent::Requested { url, destination } => {
+                if !downloads::allowed(url.as_str(), &own) {
+                    tracing::warn!(url = %url, "download refused: not from the app's own pages");
+                    return false;
+                }
+                let folder = downloads::folder(webview.app_handle());
+                if let Err(e) = std::fs::create_dir_all(&folder) {
+                    tracing::warn!(folder = %folder.display(), "cannot create the downloads folder: {e}");
+                }
+                let name = destination.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+                *destination = downloads::unique(&folder, &name);
+                true
+            }
+            DownloadEvent::Finished { path, success, .. } => {
+                match webview.app_handle().try_state::<Arc<Backend>>() {
+                    Some(b) => b.saved(path.as_deref(), success),
+                    None => tracing::info!(file = ?path, success, "download finished"),
+                }
+                true
+            }
+            _ => true,
+        })
+        .build()?;
+    // A back office has no 3D or heavy animation: WebKit's GPU compositing costs ~80 MB in its
+    // web process (measured, docs/PERFORMANCE.md) and buys nothing here.
+    #[cfg(target_os = "linux")]
+    if std::env::var_os("DASHOFFICE_GPU_COMPOSITING").is_none() {
+        window.with_webview(|wv| {
+            use webkit2gtk::{HardwareAccelerationPolicy, SettingsExt, WebViewExt};
+            if let Some(s) = wv.inner().settings() {
+                s.set_hardware_acceleration_policy(HardwareAccelerationPolicy::Never);
+            }
+        })?;
+    }
+    let (w, shown) = (window.clone(), l.shown.clone());
+    window.on_window_event(move |ev| {
+        if let tauri::WindowEvent::CloseRequested { api, .. } = ev
+            && std::env::var_os("DASHOFFICE_EXIT_ON_CLOSE").is_none()
+        {
+            api.prevent_close();
+            let _ = w.hide();
+            let hidden = shown.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
+            if let Some(after) = tray_release_after() {
+                let (w, shown) = (w.clone(), shown.clone());
+                std::thread::spawn(move || {
+                    std::thread::sleep(after);
+                    // Still hidden since this closing: let it go.
+                    if shown.load(std::sync::atomic::Ordering::SeqCst) == hidden && !w.is_visible().unwrap_or(true) {
+                        tracing::info!(after_s = after.as_secs(), "window let go while in the tray");
+                        let _ = w.destroy();
+                    }
+                });
+            }
+        }
+    });
+    Ok(window)
 }
 
 fn lock_data_dir(dir: &Path) -> anyhow::Result<File> {
@@ -181,65 +291,9 @@ fn start(app: &mut tauri::App, rt: &tokio::runtime::Runtime, started: Instant) -
     listener.set_nonblocking(true)?;
     let base = format!("http://{}", listener.local_addr()?);
     let first = deep_link(&std::env::args().collect::<Vec<_>>()).unwrap_or_else(|| "/".into());
-    let url = format!("{base}/__launch?key={secret}&to={}", first.replace('/', "%2F"));
-    let own = base.clone();
-    app.manage(Launch { base });
-    let window = WebviewWindowBuilder::new(app, "main", WebviewUrl::External(url.parse()?))
-        .title("DashOffice")
-        .inner_size(1280.0, 820.0)
-        .min_inner_size(360.0, 560.0)
-        .on_page_load(move |_, payload| {
-            if matches!(payload.event(), tauri::webview::PageLoadEvent::Finished) {
-                tracing::info!(ms = started.elapsed().as_millis() as u64, url = %payload.url().path(), "window loaded");
-            }
-        })
-        // Invoice PDFs, exports, backups: into the Downloads folder, never over another file, and
-        // a notification says where (downloads.rs).
-        .on_download(move |webview, event| match event {
-            DownloadEvent::Requested { url, destination } => {
-                if !downloads::allowed(url.as_str(), &own) {
-                    tracing::warn!(url = %url, "download refused: not from the app's own pages");
-                    return false;
-                }
-                let folder = downloads::folder(webview.app_handle());
-                if let Err(e) = std::fs::create_dir_all(&folder) {
-                    tracing::warn!(folder = %folder.display(), "cannot create the downloads folder: {e}");
-                }
-                let name = destination.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-                *destination = downloads::unique(&folder, &name);
-                true
-            }
-            DownloadEvent::Finished { path, success, .. } => {
-                match webview.app_handle().try_state::<Arc<Backend>>() {
-                    Some(b) => b.saved(path.as_deref(), success),
-                    None => tracing::info!(file = ?path, success, "download finished"),
-                }
-                true
-            }
-            _ => true,
-        })
-        .build()?;
-    // A back office has no 3D or heavy animation: WebKit's GPU compositing costs ~80 MB in its
-    // web process (measured, docs/PERFORMANCE.md) and buys nothing here.
-    #[cfg(target_os = "linux")]
-    if std::env::var_os("DASHOFFICE_GPU_COMPOSITING").is_none() {
-        window.with_webview(|wv| {
-            use webkit2gtk::{HardwareAccelerationPolicy, SettingsExt, WebViewExt};
-            if let Some(s) = wv.inner().settings() {
-                s.set_hardware_acceleration_policy(HardwareAccelerationPolicy::Never);
-            }
-        })?;
-    }
-    // Closing the window keeps the app in the tray (notifications go on); Quit is in the tray.
-    let w = window.clone();
-    window.on_window_event(move |ev| {
-        if let tauri::WindowEvent::CloseRequested { api, .. } = ev
-            && std::env::var_os("DASHOFFICE_EXIT_ON_CLOSE").is_none()
-        {
-            api.prevent_close();
-            let _ = w.hide();
-        }
-    });
+    let launch = Launch { base: base.clone(), secret: secret.clone(), started, shown: Arc::default() };
+    main_window(&handle, &launch, &first)?;
+    app.manage(launch);
     let status = MenuItem::with_id(app, "status", "DashOffice", false, None::<&str>)?;
     // In the locale's language until the replica's settings (or the UI) say otherwise.
     let [open_text, sync_text, quit_text] = texts::Lang::of_locale(|k| std::env::var(k).ok()).menu();
@@ -332,11 +386,23 @@ fn main() {
             app.manage(rt);
             Ok(())
         })
-        .run(tauri::generate_context!());
-    if let Err(e) = result {
-        eprintln!("dashoffice-desktop: {e}");
-        std::process::exit(1);
-    }
+        .build(tauri::generate_context!());
+    let app = match result {
+        Ok(app) => app,
+        Err(e) => {
+            eprintln!("dashoffice-desktop: {e}");
+            std::process::exit(1);
+        }
+    };
+    app.run(|_, event| {
+        // The window let go while in the tray was the last one: the app stays, in the tray, until
+        // Quit (which asks to exit with a code).
+        if let tauri::RunEvent::ExitRequested { code: None, api, .. } = event
+            && std::env::var_os("DASHOFFICE_EXIT_ON_CLOSE").is_none()
+        {
+            api.prevent_exit();
+        }
+    });
 }
 
 #[cfg(test)]

@@ -59,19 +59,10 @@ fn free_port() -> u16 {
 /// Xvfb on a display nobody uses: Xvfb picks it (`-displayfd`) and tells it on its stdout, so
 /// lock files left by killed test runs (Xvfb removes those of dead servers) never exhaust a range.
 fn xvfb() -> (Proc, String) {
-    use std::io::BufRead;
-    let mut child = Command::new("Xvfb")
-        .args(["-displayfd", "1", "-screen", "0", "1280x900x24", "-nolisten", "tcp"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("Xvfb (apt install xvfb)");
-    let mut line = String::new();
-    if let Some(out) = child.stdout.as_mut() {
-        let _ = std::io::BufReader::new(out).read_line(&mut line);
-    }
-    let n = line.trim().to_string();
-    let p = Proc(child, false);
+    let (p, n) = announcing(
+        Command::new("Xvfb").args(["-displayfd", "1", "-screen", "0", "1280x900x24", "-nolisten", "tcp"]),
+        "Xvfb (apt install xvfb)",
+    );
     assert!(!n.is_empty() && n.chars().all(|c| c.is_ascii_digit()), "Xvfb did not start (no display number)");
     assert!(
         wait_for(Duration::from_secs(10), || Path::new(&format!("/tmp/.X11-unix/X{n}")).exists().then_some(()))
@@ -79,6 +70,18 @@ fn xvfb() -> (Proc, String) {
         "Xvfb's display :{n} never appeared"
     );
     (p, format!(":{n}"))
+}
+
+/// Starts a server that prints where it listens as its first line (its stderr dropped), and reads
+/// that line.
+fn announcing(cmd: &mut Command, what: &str) -> (Proc, String) {
+    use std::io::BufRead;
+    let mut child = cmd.stdout(Stdio::piped()).stderr(Stdio::null()).spawn().expect(what);
+    let mut line = String::new();
+    if let Some(out) = child.stdout.as_mut() {
+        let _ = std::io::BufReader::new(out).read_line(&mut line);
+    }
+    (Proc(child, false), line.trim().to_string())
 }
 
 fn tauri_driver() -> PathBuf {
@@ -420,28 +423,33 @@ fn starts_and_shows_its_ui(exe: &Path, extra_env: &[(&str, &str)]) {
     shows_its_ui_with(exe, extra_env, &[]);
 }
 
+/// The app's arguments and environment for a test: a fresh data folder `app/` in `dir` (the shop
+/// made unattended), the X display, output into `log`.
+fn app_env<'a>(cmd: &'a mut Command, args: &[&str], dir: &Path, display: &str, log: &Path) -> &'a mut Command {
+    let log = std::fs::File::create(log).unwrap();
+    cmd.args(args)
+        .current_dir(dir)
+        .env("DISPLAY", display)
+        .env("DASHOFFICE_DATA_DIR", dir.join("app"))
+        .env("DASHOFFICE_OWNER_EMAIL", OWNER_EMAIL)
+        .env("DASHOFFICE_OWNER_PASSWORD", OWNER_PASSWORD)
+        .env("RUST_LOG", "info")
+        .env("NO_AT_BRIDGE", "1")
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+}
+
 /// [`starts_and_shows_its_ui`] with command-line arguments; the data folder (`app/` inside it,
 /// the log in `app.log`) is kept for the caller, the app is stopped.
 fn shows_its_ui_with(exe: &Path, extra_env: &[(&str, &str)], args: &[&str]) -> tempfile::TempDir {
     let (_x, display) = xvfb();
     let data = tempfile::tempdir().unwrap();
     let log_path = data.path().join("app.log");
-    let log = std::fs::File::create(&log_path).unwrap();
     let mut cmd = dbus_session();
-    cmd.arg("--")
-        .arg(exe)
-        .args(args)
-        .current_dir(data.path())
-        .env("DISPLAY", &display)
-        .env("DASHOFFICE_DATA_DIR", data.path().join("app"))
-        .env("DASHOFFICE_OWNER_EMAIL", OWNER_EMAIL)
-        .env("DASHOFFICE_OWNER_PASSWORD", OWNER_PASSWORD)
-        .env("RUST_LOG", "info")
-        .env("NO_AT_BRIDGE", "1")
+    cmd.arg("--").arg(exe);
+    app_env(&mut cmd, args, data.path(), &display, &log_path)
         // An AppImage unpacks itself under TMPDIR: into the folder removed after the test.
-        .env("TMPDIR", data.path())
-        .stdout(log.try_clone().unwrap())
-        .stderr(log);
+        .env("TMPDIR", data.path());
     for (k, v) in extra_env {
         cmd.env(k, v);
     }
@@ -457,6 +465,106 @@ fn shows_its_ui_with(exe: &Path, extra_env: &[(&str, &str)], args: &[&str]) -> t
         std::fs::read_to_string(&log_path).unwrap_or_default()
     );
     data
+}
+
+/// Closing the window keeps the app in the tray; once it has stayed hidden for
+/// `DASHOFFICE_TRAY_RELEASE_SECS`, the window is let go and WebKit's web process ends with it (the
+/// memory of a whole web page, while staff are not looking); a `dashoffice://` link (as the tray's
+/// Open) makes it anew, on the linked page.
+#[test]
+fn a_window_closed_to_the_tray_is_let_go_and_made_anew_by_a_link() {
+    let (_x, display) = xvfb();
+    let data = tempfile::tempdir().unwrap();
+    // One session bus for both launches: the second finds the first on it (single-instance).
+    let conf = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("dbus-session.conf");
+    // (It says it cannot raise its file limit, not root's to raise here: harmless, dropped.)
+    let (_bus, address) = announcing(
+        Command::new("dbus-daemon")
+            .arg(format!("--config-file={}", conf.display()))
+            .args(["--nofork", "--print-address=1"]),
+        "dbus-daemon (apt install dbus)",
+    );
+    assert!(!address.is_empty(), "dbus-daemon printed no address");
+    let exe = bin("dashoffice-desktop");
+    let log_path = data.path().join("app.log");
+    let launch = |args: &[&str], log: &Path| {
+        let mut cmd = Command::new(&exe);
+        app_env(&mut cmd, args, data.path(), &display, log)
+            .env("DBUS_SESSION_BUS_ADDRESS", &address)
+            .env("DASHOFFICE_TRAY_RELEASE_SECS", "1")
+            .env_remove("DASHOFFICE_EXIT_ON_CLOSE");
+        cmd
+    };
+    let log = || std::fs::read_to_string(&log_path).unwrap_or_default();
+    let mut app = spawn_group(&mut launch(&[], &log_path)).unwrap();
+    assert!(wait_for(LONG, || log().contains("window interactive").then_some(())).is_some(), "no UI:\n{}", log());
+    // WebKit's web processes are the app's children.
+    let pid = app.0.id().to_string();
+    let web_processes = || {
+        let out = Command::new("pgrep").args(["-P", &pid]).output().unwrap();
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter(|c| {
+                std::fs::read_to_string(format!("/proc/{c}/comm")).is_ok_and(|n| n.starts_with("WebKitWebProces"))
+            })
+            .count()
+    };
+    assert!(web_processes() >= 1, "no WebKit web process under the app");
+
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("wm-close.py");
+    let closed = Command::new("/usr/bin/python3")
+        .arg(&script)
+        .arg("DashOffice")
+        .env("DISPLAY", &display)
+        .output()
+        .expect("python3 (apt install python3-xlib; scripts/test does)");
+    assert_eq!(
+        String::from_utf8_lossy(&closed.stdout).trim(),
+        "1",
+        "closing the window: {}",
+        String::from_utf8_lossy(&closed.stderr)
+    );
+    assert!(
+        wait_for(Duration::from_secs(60), || (log().contains("window let go while in the tray")
+            && web_processes() == 0)
+            .then_some(()))
+        .is_some(),
+        "the window was not let go, or its web process stayed:\n{}",
+        log()
+    );
+    assert!(app.0.try_wait().unwrap().is_none(), "the app must stay in the tray:\n{}", log());
+
+    // A link to a page, from a second launch: the running app makes its window again, there.
+    let mut second = launch(&["dashoffice://orders"], &data.path().join("second.log")).spawn().unwrap();
+    let handed = wait_for(LONG, || second.try_wait().unwrap());
+    assert!(handed.is_some_and(|s| s.success()), "the second launch did not hand over its link: {handed:?}");
+    let plain = |l: String| {
+        // Without the log's colour codes.
+        let mut out = String::new();
+        let mut esc = false;
+        for c in l.chars() {
+            match (esc, c) {
+                (false, '\u{1b}') => esc = true,
+                (true, 'm') => esc = false,
+                (true, _) => {}
+                (false, c) => out.push(c),
+            }
+        }
+        out
+    };
+    assert!(
+        wait_for(LONG, || {
+            let l = plain(log());
+            (l.contains("window made again")
+                && l.lines().any(|x| x.contains("window loaded") && x.contains("url=/orders"))
+                && web_processes() >= 1)
+                .then_some(())
+        })
+        .is_some(),
+        "the window was not made again on /orders:\n{}",
+        log()
+    );
+    assert!(app.0.try_wait().unwrap().is_none(), "{}", log());
 }
 
 /// A backup (here an edge node's, the same format as Settings → Backup) restored with

@@ -182,9 +182,21 @@ await step("answer_the_whatsapp_conversation", async () => {
   await page.waitForFunction(() => [...document.querySelectorAll(".thread-tools input")].some((i) => i.value.includes("vip")));
   const draft = await page.inputValue("#reply");
   if (draft !== "borrador a medias") throw new Error(`the draft became "${draft}" when the thread was drawn again`);
+  // It outlives a reload too (and the desktop window let go while in the tray).
+  await page.reload();
+  await page.locator(".msg-in").first().waitFor();
+  await page.waitForFunction(() => document.querySelector("#reply")?.value === "borrador a medias");
   await page.fill("#reply", env("REPLY"));
   await page.getByRole("button", { name: "Send", exact: true }).click();
   await page.locator(".msg-out", { hasText: env("REPLY") }).first().waitFor();
+  // Sent, it is no draft any more.
+  await page.waitForFunction(
+    (id) =>
+      !Object.keys(localStorage)
+        .filter((k) => k.startsWith("dashoffice.drafts."))
+        .some((k) => id in JSON.parse(localStorage.getItem(k))),
+    convId,
+  );
   // Whoever answers an unassigned conversation gets it, and the select shows them.
   await page.waitForFunction(() => {
     const sel = document.querySelector(".thread-tools select");

@@ -478,9 +478,33 @@ fn Thread(id: String) -> impl IntoView {
     }
 }
 
-thread_local! {
-    /// Unsent replies by conversation, kept while the app runs.
-    static DRAFTS: std::cell::RefCell<std::collections::HashMap<String, String>> = Default::default();
+/// Where the signed-in person's unsent replies are kept, by conversation: in the browser's (or
+/// the desktop app's) local storage, so they outlive a reload, the desktop window let go while in
+/// the tray, and a restart; each person has their own.
+fn drafts_key() -> Option<String> {
+    app().user.with_untracked(|u| u.as_ref().map(|u| format!("dashoffice.drafts.{}", u.id)))
+}
+
+fn drafts() -> std::collections::HashMap<String, String> {
+    drafts_key()
+        .and_then(|k| crate::state::load_pref(&k))
+        .and_then(|j| serde_json::from_str(&j).ok())
+        .unwrap_or_default()
+}
+
+/// Keeps `typed` as the draft of `conversation` (an empty one is forgotten).
+fn keep_draft(conversation: &str, typed: &str) {
+    let Some(key) = drafts_key() else { return };
+    let mut all = drafts();
+    if typed.is_empty() {
+        if all.remove(conversation).is_none() {
+            return;
+        }
+    } else {
+        all.insert(conversation.to_string(), typed.to_string());
+    }
+    let json = (!all.is_empty()).then(|| serde_json::to_string(&all).ok()).flatten();
+    crate::state::save_pref(&key, json.as_deref());
 }
 
 #[component]
@@ -494,18 +518,8 @@ fn Composer(
     last_contact: Signal<Option<i64>>,
 ) -> impl IntoView {
     let draft_of = conv.id.clone();
-    let text = RwSignal::new(DRAFTS.with(|d| d.borrow().get(&draft_of).cloned().unwrap_or_default()));
-    Effect::new(move |_| {
-        let typed = text.get();
-        DRAFTS.with(|d| {
-            let mut d = d.borrow_mut();
-            if typed.is_empty() {
-                d.remove(&draft_of);
-            } else {
-                d.insert(draft_of.clone(), typed);
-            }
-        });
-    });
+    let text = RwSignal::new(drafts().remove(&draft_of).unwrap_or_default());
+    Effect::new(move |_| text.with(|typed| keep_draft(&draft_of, typed)));
     let note = RwSignal::new(false);
     let err = RwSignal::new(None::<ApiError>);
     let busy = RwSignal::new(false);
