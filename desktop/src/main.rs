@@ -208,6 +208,27 @@ fn main_window(app: &AppHandle, l: &Launch, path: &str) -> anyhow::Result<tauri:
     Ok(window)
 }
 
+/// Removes the web storage of earlier launches from WebKit's folder `dir`. Each launch serves the
+/// UI on a new loopback port, a new origin for WebKit, whose local storage (a session token,
+/// preferences, unsent replies) nothing reads again. A file changed within the last hour is left:
+/// it may belong to a run still going (on another data folder).
+fn forget_earlier_web_storage(dir: &Path, port: u16) -> usize {
+    let Ok(entries) = std::fs::read_dir(dir) else { return 0 };
+    let ours = format!("http_127.0.0.1_{port}.localstorage");
+    let mut removed = 0;
+    for e in entries.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        if !name.starts_with("http_127.0.0.1_") || !name.contains(".localstorage") || name.starts_with(&ours) {
+            continue;
+        }
+        let age = e.metadata().and_then(|m| m.modified()).ok().and_then(|t| t.elapsed().ok());
+        if age.is_some_and(|a| a > std::time::Duration::from_secs(3600)) && std::fs::remove_file(e.path()).is_ok() {
+            removed += 1;
+        }
+    }
+    removed
+}
+
 fn lock_data_dir(dir: &Path) -> anyhow::Result<File> {
     dashoffice_core::files::create_private_dir(dir).with_context(|| format!("creating {}", dir.display()))?;
     dashoffice_core::files::lock(&dir.join("dashoffice.lock"))?
@@ -290,6 +311,17 @@ fn start(app: &mut tauri::App, rt: &tokio::runtime::Runtime, started: Instant) -
     let listener = std::net::TcpListener::bind("127.0.0.1:0").context("opening the loopback port")?;
     listener.set_nonblocking(true)?;
     let base = format!("http://{}", listener.local_addr()?);
+    // Off the start's path: the earlier launches' web storage goes (WebKit keeps it in the app's
+    // local data folder).
+    if let Ok(web) = handle.path().app_local_data_dir() {
+        let port = listener.local_addr()?.port();
+        std::thread::spawn(move || {
+            let n = forget_earlier_web_storage(&web.join("localstorage"), port);
+            if n > 0 {
+                tracing::info!(files = n, "removed the web storage of earlier launches");
+            }
+        });
+    }
     let first = deep_link(&std::env::args().collect::<Vec<_>>()).unwrap_or_else(|| "/".into());
     let launch = Launch { base: base.clone(), secret: secret.clone(), started, shown: Arc::default() };
     main_window(&handle, &launch, &first)?;
@@ -406,6 +438,8 @@ fn main() {
 }
 
 #[cfg(test)]
+// A test states what it needs; a failed unwrap is the failure, reported with its line.
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::deep_link;
 
@@ -419,6 +453,30 @@ mod tests {
         assert_eq!(super::restore_arg(&a(&["dashoffice-desktop", "--restore"])), None);
         assert_eq!(super::restore_arg(&a(&["dashoffice-desktop", "--restore", "--x"])), None);
         assert_eq!(super::restore_arg(&a(&["dashoffice-desktop", "dashoffice://orders/1"])), None);
+    }
+
+    #[test]
+    fn only_earlier_launches_web_storage_an_hour_old_goes() {
+        let dir = tempfile::tempdir().unwrap();
+        let old = std::time::SystemTime::now() - std::time::Duration::from_secs(7200);
+        let make = |name: &str, aged: bool| {
+            let f = std::fs::File::create(dir.path().join(name)).unwrap();
+            if aged {
+                f.set_modified(old).unwrap();
+            }
+        };
+        make("http_127.0.0.1_41000.localstorage", true);
+        make("http_127.0.0.1_41000.localstorage-wal", true);
+        make("http_127.0.0.1_4100.localstorage", true);
+        make("http_127.0.0.1_41001.localstorage", false);
+        make("http_127.0.0.1_5000.localstorage", true);
+        make("other-file", true);
+        assert_eq!(super::forget_earlier_web_storage(dir.path(), 5000), 3);
+        let mut left: Vec<String> =
+            std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+        left.sort();
+        assert_eq!(left, ["http_127.0.0.1_41001.localstorage", "http_127.0.0.1_5000.localstorage", "other-file"]);
+        assert_eq!(super::forget_earlier_web_storage(&dir.path().join("none"), 5000), 0);
     }
 
     #[test]

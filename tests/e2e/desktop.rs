@@ -491,11 +491,21 @@ fn a_window_closed_to_the_tray_is_let_go_and_made_anew_by_a_link() {
         let mut cmd = Command::new(&exe);
         app_env(&mut cmd, args, data.path(), &display, log)
             .env("DBUS_SESSION_BUS_ADDRESS", &address)
+            .env("XDG_DATA_HOME", data.path().join("xdg"))
             .env("DASHOFFICE_TRAY_RELEASE_SECS", "1")
             .env_remove("DASHOFFICE_EXIT_ON_CLOSE");
         cmd
     };
     let log = || std::fs::read_to_string(&log_path).unwrap_or_default();
+    // The web storage an earlier launch left in WebKit's folder (a session token, unsent replies):
+    // nothing reads it again, and the start removes it.
+    let web = data.path().join("xdg/mx.dashoffice.desktop/localstorage");
+    std::fs::create_dir_all(&web).unwrap();
+    let earlier = web.join("http_127.0.0.1_1.localstorage");
+    std::fs::File::create(&earlier)
+        .unwrap()
+        .set_modified(std::time::SystemTime::now() - Duration::from_secs(7200))
+        .unwrap();
     let mut app = spawn_group(&mut launch(&[], &log_path)).unwrap();
     assert!(wait_for(LONG, || log().contains("window interactive").then_some(())).is_some(), "no UI:\n{}", log());
     // WebKit's web processes are the app's children.
@@ -510,6 +520,11 @@ fn a_window_closed_to_the_tray_is_let_go_and_made_anew_by_a_link() {
             .count()
     };
     assert!(web_processes() >= 1, "no WebKit web process under the app");
+    assert!(
+        wait_for(Duration::from_secs(30), || (!earlier.exists()).then_some(())).is_some(),
+        "an earlier launch's web storage was left:\n{}",
+        log()
+    );
 
     let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("wm-close.py");
     let closed = Command::new("/usr/bin/python3")
