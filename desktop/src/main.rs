@@ -196,11 +196,17 @@ fn main_window(app: &AppHandle, l: &Launch, path: &str) -> anyhow::Result<tauri:
                 let (w, shown) = (w.clone(), shown.clone());
                 std::thread::spawn(move || {
                     std::thread::sleep(after);
-                    // Still hidden since this closing: let it go.
-                    if shown.load(std::sync::atomic::Ordering::SeqCst) == hidden && !w.is_visible().unwrap_or(true) {
-                        tracing::info!(after_s = after.as_secs(), "window let go while in the tray");
-                        let _ = w.destroy();
-                    }
+                    // Checked and done on the main thread, where the tray's Open and links show it:
+                    // never let go between a showing and its check.
+                    let main = w.clone();
+                    let _ = main.run_on_main_thread(move || {
+                        // Still hidden since this closing: let it go.
+                        if shown.load(std::sync::atomic::Ordering::SeqCst) == hidden && !w.is_visible().unwrap_or(true)
+                        {
+                            tracing::info!(after_s = after.as_secs(), "window let go while in the tray");
+                            let _ = w.destroy();
+                        }
+                    });
                 });
             }
         }
