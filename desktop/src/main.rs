@@ -44,6 +44,9 @@ struct Launch {
     /// Counts the window's hidings and showings: a release planned at one hiding is void once
     /// the window has been shown (or hidden again) since.
     shown: Arc<std::sync::atomic::AtomicU64>,
+    /// The page the window was on when it was let go: where it opens again (unless a link names
+    /// another).
+    last_page: Arc<std::sync::Mutex<Option<String>>>,
 }
 
 /// How long the window stays hidden in the tray before it is let go: WebKit's web process (about
@@ -102,10 +105,16 @@ impl backend::Shell for TauriShell {
 /// `dashoffice://orders/ID` → `/orders/ID` (letters, digits, `-`, `_`, `/` only).
 fn deep_link(args: &[String]) -> Option<String> {
     let link = args.iter().find_map(|a| a.strip_prefix("dashoffice://"))?;
-    let path = link.trim_end_matches('/');
-    path.bytes()
-        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'/')
-        .then(|| format!("/{}", path.trim_start_matches('/')))
+    let path = format!("/{}", link.trim_end_matches('/').trim_start_matches('/'));
+    page_path(&path).then_some(path)
+}
+
+/// A page of the UI the window may open on: `/` and letters, digits, `-`, `_`, `/` only (what
+/// `/__launch?to=` carries), never the launch itself.
+fn page_path(p: &str) -> bool {
+    p.starts_with('/')
+        && !p.starts_with("/__")
+        && p.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'/')
 }
 
 fn show_main(app: &AppHandle, path: Option<String>) {
@@ -122,8 +131,9 @@ fn show_main(app: &AppHandle, path: Option<String>) {
         }
         return;
     }
-    // Let go while it sat in the tray: made anew, on the page asked for (or the start page).
-    match main_window(app, &l, path.as_deref().unwrap_or("/")) {
+    // Let go while it sat in the tray: made anew, on the page asked for, else the one it was on.
+    let last = l.last_page.lock().unwrap_or_else(|p| p.into_inner()).take();
+    match main_window(app, &l, path.or(last).as_deref().unwrap_or("/")) {
         Ok(w) => {
             let _ = w.set_focus();
             tracing::info!("window made again");
@@ -184,7 +194,7 @@ fn main_window(app: &AppHandle, l: &Launch, path: &str) -> anyhow::Result<tauri:
             }
         })?;
     }
-    let (w, shown) = (window.clone(), l.shown.clone());
+    let (w, shown, last_page) = (window.clone(), l.shown.clone(), l.last_page.clone());
     window.on_window_event(move |ev| {
         if let tauri::WindowEvent::CloseRequested { api, .. } = ev
             && std::env::var_os("DASHOFFICE_EXIT_ON_CLOSE").is_none()
@@ -193,7 +203,7 @@ fn main_window(app: &AppHandle, l: &Launch, path: &str) -> anyhow::Result<tauri:
             let _ = w.hide();
             let hidden = shown.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
             if let Some(after) = tray_release_after() {
-                let (w, shown) = (w.clone(), shown.clone());
+                let (w, shown, last_page) = (w.clone(), shown.clone(), last_page.clone());
                 std::thread::spawn(move || {
                     std::thread::sleep(after);
                     // Checked and done on the main thread, where the tray's Open and links show it:
@@ -203,6 +213,9 @@ fn main_window(app: &AppHandle, l: &Launch, path: &str) -> anyhow::Result<tauri:
                         // Still hidden since this closing: let it go.
                         if shown.load(std::sync::atomic::Ordering::SeqCst) == hidden && !w.is_visible().unwrap_or(true)
                         {
+                            // Its page opens again.
+                            let page = w.url().ok().map(|u| u.path().to_string());
+                            *last_page.lock().unwrap_or_else(|p| p.into_inner()) = page.filter(|p| page_path(p));
                             tracing::info!(after_s = after.as_secs(), "window let go while in the tray");
                             let _ = w.destroy();
                         }
@@ -329,7 +342,13 @@ fn start(app: &mut tauri::App, rt: &tokio::runtime::Runtime, started: Instant) -
         });
     }
     let first = deep_link(&std::env::args().collect::<Vec<_>>()).unwrap_or_else(|| "/".into());
-    let launch = Launch { base: base.clone(), secret: secret.clone(), started, shown: Arc::default() };
+    let launch = Launch {
+        base: base.clone(),
+        secret: secret.clone(),
+        started,
+        shown: Arc::default(),
+        last_page: Arc::default(),
+    };
     main_window(&handle, &launch, &first)?;
     app.manage(launch);
     let status = MenuItem::with_id(app, "status", "DashOffice", false, None::<&str>)?;
@@ -483,6 +502,15 @@ mod tests {
         left.sort();
         assert_eq!(left, ["http_127.0.0.1_41001.localstorage", "http_127.0.0.1_5000.localstorage", "other-file"]);
         assert_eq!(super::forget_earlier_web_storage(&dir.path().join("none"), 5000), 0);
+    }
+
+    #[test]
+    fn the_window_opens_again_on_the_apps_own_pages_only() {
+        assert!(super::page_path("/conversations/0193-ab"));
+        assert!(super::page_path("/"));
+        assert!(!super::page_path("/__launch"));
+        assert!(!super::page_path("orders"));
+        assert!(!super::page_path("/orders?x=<script>"));
     }
 
     #[test]

@@ -469,8 +469,9 @@ fn shows_its_ui_with(exe: &Path, extra_env: &[(&str, &str)], args: &[&str]) -> t
 
 /// Closing the window keeps the app in the tray; once it has stayed hidden for
 /// `DASHOFFICE_TRAY_RELEASE_SECS`, the window is let go and WebKit's web process ends with it (the
-/// memory of a whole web page, while staff are not looking); a `dashoffice://` link (as the tray's
-/// Open) makes it anew, on the linked page.
+/// memory of a whole web page, while staff are not looking); a `dashoffice://` link makes it anew
+/// on the linked page, and the tray's Open (here a second launch without a link) on the page it
+/// was on.
 #[test]
 fn a_window_closed_to_the_tray_is_let_go_and_made_anew_by_a_link() {
     let (_x, display) = xvfb();
@@ -580,6 +581,34 @@ fn a_window_closed_to_the_tray_is_let_go_and_made_anew_by_a_link() {
         log()
     );
     assert!(app.0.try_wait().unwrap().is_none(), "{}", log());
+
+    // Closed and let go again, then opened with no link (as the tray's Open): on the page it was
+    // on, not the start page. Nobody signed in here, so the UI had taken the window from /orders
+    // to its login page: /login is that page.
+    let closed =
+        Command::new("/usr/bin/python3").arg(&script).arg("DashOffice").env("DISPLAY", &display).output().unwrap();
+    assert_eq!(String::from_utf8_lossy(&closed.stdout).trim(), "1");
+    assert!(
+        wait_for(Duration::from_secs(60), || (plain(log()).matches("window let go").count() == 2
+            && web_processes() == 0)
+            .then_some(()))
+        .is_some(),
+        "not let go a second time:\n{}",
+        log()
+    );
+    let mut third = launch(&[], &data.path().join("third.log")).spawn().unwrap();
+    assert!(wait_for(LONG, || third.try_wait().unwrap()).is_some_and(|s| s.success()));
+    assert!(
+        wait_for(LONG, || {
+            let l = plain(log());
+            (l.matches("window made again").count() == 2
+                && l.lines().any(|x| x.contains("window loaded") && x.contains("url=/login")))
+            .then_some(())
+        })
+        .is_some(),
+        "the window did not open again on the page it was on:\n{}",
+        log()
+    );
 }
 
 /// A backup (here an edge node's, the same format as Settings → Backup) restored with
