@@ -227,10 +227,36 @@ fn main_window(app: &AppHandle, l: &Launch, path: &str) -> anyhow::Result<tauri:
     Ok(window)
 }
 
-/// Removes the web storage of earlier launches from WebKit's folder `dir`. Each launch serves the
-/// UI on a new loopback port, a new origin for WebKit, whose local storage (a session token,
-/// preferences, unsent replies) nothing reads again. A file changed within the last hour is left:
-/// it may belong to a run still going (on another data folder).
+/// The data folder's file naming the loopback port its UI was last served on.
+const PORT_FILE: &str = "loopback-port";
+
+/// Opens the loopback port: the one this data folder used last time if it is free, so WebKit
+/// sees the same origin at each launch and keeps that origin's local storage (the session, for
+/// its 7 days; theme, language, unsent replies) — staff stay signed in across restarts. If
+/// another program holds it, a new random port (remembered for next time): the window never goes
+/// to a port this launch did not open, and staff sign in once more.
+fn bind_loopback(dir: &Path) -> anyhow::Result<std::net::TcpListener> {
+    let file = dir.join(PORT_FILE);
+    let kept = std::fs::read_to_string(&file).ok().and_then(|s| s.trim().parse::<u16>().ok()).filter(|p| *p != 0);
+    if let Some(port) = kept {
+        match std::net::TcpListener::bind(("127.0.0.1", port)) {
+            Ok(l) => return Ok(l),
+            Err(e) => tracing::warn!(port, "the loopback port of earlier launches is taken ({e}); a new one"),
+        }
+    }
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").context("opening the loopback port")?;
+    let port = listener.local_addr()?.port();
+    let tmp = dir.join(format!("{PORT_FILE}.tmp"));
+    if let Err(e) = std::fs::write(&tmp, format!("{port}\n")).and_then(|()| std::fs::rename(&tmp, &file)) {
+        tracing::warn!("cannot remember the loopback port in {}: {e}", file.display());
+    }
+    Ok(listener)
+}
+
+/// Removes the web storage of other loopback ports from WebKit's folder `dir`: a port this data
+/// folder no longer uses (it was taken at a launch) is an origin nothing reads again, whose local
+/// storage (a session token, preferences, unsent replies) would only stay on disk. A file changed
+/// within the last hour is left: it may belong to a run still going (on another data folder).
 fn forget_earlier_web_storage(dir: &Path, port: u16) -> usize {
     let Ok(entries) = std::fs::read_dir(dir) else { return 0 };
     let ours = format!("http_127.0.0.1_{port}.localstorage");
@@ -327,17 +353,17 @@ fn start(app: &mut tauri::App, rt: &tokio::runtime::Runtime, started: Instant) -
     // The port is open (the kernel queues the window's first requests) before the replica is:
     // WebKit starts its processes while the replica loads on another thread.
     let secret = Arc::new(server::new_secret());
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").context("opening the loopback port")?;
+    let listener = bind_loopback(&dir)?;
     listener.set_nonblocking(true)?;
     let base = format!("http://{}", listener.local_addr()?);
-    // Off the start's path: the earlier launches' web storage goes (WebKit keeps it in the app's
-    // local data folder).
+    // Off the start's path: the web storage of ports no longer used goes (WebKit keeps it in the
+    // app's local data folder).
     if let Ok(web) = handle.path().app_local_data_dir() {
         let port = listener.local_addr()?.port();
         std::thread::spawn(move || {
             let n = forget_earlier_web_storage(&web.join("localstorage"), port);
             if n > 0 {
-                tracing::info!(files = n, "removed the web storage of earlier launches");
+                tracing::info!(files = n, "removed the web storage of ports no longer used");
             }
         });
     }
@@ -502,6 +528,26 @@ mod tests {
         left.sort();
         assert_eq!(left, ["http_127.0.0.1_41001.localstorage", "http_127.0.0.1_5000.localstorage", "other-file"]);
         assert_eq!(super::forget_earlier_web_storage(&dir.path().join("none"), 5000), 0);
+    }
+
+    #[test]
+    fn the_loopback_port_is_kept_between_launches_unless_taken() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = super::bind_loopback(dir.path()).unwrap();
+        let port = first.local_addr().unwrap().port();
+        assert_eq!(std::fs::read_to_string(dir.path().join(super::PORT_FILE)).unwrap().trim(), port.to_string());
+        // Taken (here by the first launch, still listening): another port, remembered instead.
+        let second = super::bind_loopback(dir.path()).unwrap();
+        let other = second.local_addr().unwrap().port();
+        assert_ne!(other, port);
+        assert_eq!(std::fs::read_to_string(dir.path().join(super::PORT_FILE)).unwrap().trim(), other.to_string());
+        drop(second);
+        let third = super::bind_loopback(dir.path()).unwrap();
+        assert_eq!(third.local_addr().unwrap().port(), other, "the free, remembered port is used again");
+        // A damaged file: a new port.
+        drop(third);
+        std::fs::write(dir.path().join(super::PORT_FILE), "x").unwrap();
+        assert!(super::bind_loopback(dir.path()).unwrap().local_addr().unwrap().port() > 0);
     }
 
     #[test]

@@ -203,6 +203,8 @@ fn the_desktop_app_works_offline_and_syncs_when_the_relay_returns() {
             .env("DASHOFFICE_DATA_DIR", data.path().join("app"))
             // The user's Downloads folder, as the desktop's user-dirs.dirs names it.
             .env("XDG_CONFIG_HOME", &config)
+            // WebKit's storage (the UI's session, kept across the app's restarts) of this test.
+            .env("XDG_DATA_HOME", data.path().join("xdg"))
             .env("DASHOFFICE_RELAY", &relay.quic)
             .env("DASHOFFICE_RELAY_FINGERPRINT", relay.fingerprint())
             .env("DASHOFFICE_ENROLMENT_CODE", relay.code(&shop, Some(&branch)))
@@ -236,11 +238,15 @@ fn the_desktop_app_works_offline_and_syncs_when_the_relay_returns() {
         let mut builder = ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new());
         builder.capabilities(caps);
         let url = format!("http://127.0.0.1:{port}");
-        let c = match tokio::time::timeout(Duration::from_secs(90), builder.connect(&url)).await {
-            Ok(Ok(c)) => c,
-            Ok(Err(e)) => panic!("no WebDriver session with the app: {e}\n{}", app_log()),
-            Err(_) => panic!("the WebDriver session did not start within 90 s:\n{}", app_log()),
+        // One WebDriver session is one launch of the app.
+        let launch = || async {
+            match tokio::time::timeout(Duration::from_secs(90), builder.connect(&url)).await {
+                Ok(Ok(c)) => c,
+                Ok(Err(e)) => panic!("no WebDriver session with the app: {e}\n{}", app_log()),
+                Err(_) => panic!("the WebDriver session did not start within 90 s:\n{}", app_log()),
+            }
         };
+        let c = launch().await;
 
         // The app joined the shop through the relay: log in as soon as the owner has arrived.
         let t0 = Instant::now();
@@ -392,6 +398,35 @@ fn the_desktop_app_works_offline_and_syncs_when_the_relay_returns() {
             tokio::time::sleep(Duration::from_millis(250)).await;
         }
         assert_eq!(app_lang(c.clone()).await, other, "switching the UI's language did not reach the app");
+        let lang_button = || async {
+            c.find(Locator::Css("header button[lang]")).await.unwrap().attr("lang").await.unwrap().unwrap_or_default()
+        };
+        let switch_to = lang_button().await;
+        c.goto(&format!("{base}/")).await.unwrap();
+        assert!(c.wait().at_most(LONG).for_element(Locator::Css(".stat-label")).await.is_ok());
+        c.close().await.unwrap();
+
+        // Quit and started again: the same loopback port, so the same origin for WebKit, whose
+        // storage keeps the session and the language: no sign-in.
+        let lock = data.path().join("app/dashoffice.lock");
+        let quit = blocking_value(|| {
+            wait_for(LONG, || {
+                let f = std::fs::OpenOptions::new().write(true).open(&lock).ok()?;
+                f.try_lock().ok()
+            })
+        });
+        assert!(quit.is_some(), "the app did not quit:\n{}", app_log());
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let c = launch().await;
+        let signed_in = c.wait().at_most(LONG).for_element(Locator::Css(".stat-label")).await.is_ok();
+        let again = c.current_url().await.unwrap();
+        assert!(signed_in, "not signed in after a restart (at {again}):\n{}", app_log());
+        assert_eq!(format!("{}://{}:{}", again.scheme(), again.host_str().unwrap(), again.port().unwrap()), base);
+        let lang_button = || async {
+            c.find(Locator::Css("header button[lang]")).await.unwrap().attr("lang").await.unwrap().unwrap_or_default()
+        };
+        assert_eq!(lang_button().await, switch_to, "the UI's language was not kept");
+        shot(&c, &shots, "restarted").await;
         c.close().await.unwrap();
     };
     rt.block_on(async {
