@@ -124,11 +124,27 @@ await step("create_order_and_pay", async () => {
   await page.waitForFunction(() =>
     [...document.querySelectorAll(".line-row select option")].some((o) => o.textContent.includes("Taza DashOffice")),
   );
-  await page.selectOption(".line-row select", await optionValue(".line-row select", "Taza DashOffice"));
+  const product = await optionValue(".line-row select", "Taza DashOffice");
+  await page.selectOption(".line-row select", product);
   await page.fill(".line-row input[type=number]", "1");
+  await page.fill("form.form textarea", "entregar el sábado");
+  // An order half written outlives a reload (a tablet's browser dropping the tab, the desktop
+  // window let go in the tray): customer, line and notes come back, said so.
+  const customer = await page.inputValue("select[name=customer_id]");
+  await page.reload();
+  await page.locator(".draft-restored").waitFor();
+  await page.waitForFunction(
+    ([c, p]) =>
+      document.querySelector("select[name=customer_id]")?.value === c &&
+      document.querySelector(".line-row select")?.value === p &&
+      document.querySelector("form.form textarea")?.value === "entregar el sábado",
+    [customer, product],
+  );
   await page.click("button[type=submit]");
   await page.waitForURL(/\/orders\/[0-9a-f-]{36}$/);
   orderId = page.url().split("/").pop();
+  // Created, it is no draft any more: a new order starts empty.
+  await page.waitForFunction(() => !Object.keys(localStorage).some((k) => k.startsWith("dashoffice.form.new-order.")));
   await text("Draft").waitFor();
   await text("MX$99.18").waitFor(); // 1 × 85.50 + 16 % tax
   // A draft's lines change before it moves on.

@@ -46,6 +46,25 @@ pub fn save_pref(key: &str, v: Option<&str>) {
     }
 }
 
+/// Where the signed-in person's unfinished form `form` is kept: in the browser's (or the desktop
+/// app's) local storage, so it outlives a reload, a tablet's browser dropping the tab, the desktop
+/// window let go while in the tray, and a restart; each person has their own.
+fn form_key(form: &str) -> Option<String> {
+    app().user.with_untracked(|u| u.as_ref().map(|u| format!("dashoffice.form.{form}.{}", u.id)))
+}
+
+/// The signed-in person's unfinished form `form`, if one was kept.
+pub fn load_form<T: serde::de::DeserializeOwned>(form: &str) -> Option<T> {
+    serde_json::from_str(&load_pref(&form_key(form)?)?).ok()
+}
+
+/// Keeps what was typed into form `form` (`None`: forgets it, as once it is saved).
+pub fn keep_form<T: serde::Serialize>(form: &str, typed: Option<&T>) {
+    if let Some(key) = form_key(form) {
+        save_pref(&key, typed.and_then(|t| serde_json::to_string(t).ok()).as_deref());
+    }
+}
+
 impl AppState {
     /// State from what the browser remembers (session, language, theme).
     pub fn restore() -> Self {

@@ -285,6 +285,20 @@ struct Line {
     quantity: String,
 }
 
+/// A new order being written, kept until it is created (or discarded) so that a reload, a tablet
+/// dropping the tab or the desktop window let go in the tray does not lose it.
+#[derive(Default, serde::Serialize, serde::Deserialize)]
+struct OrderDraft {
+    customer: String,
+    /// Product id and quantity, per line.
+    lines: Vec<(String, String)>,
+    notes: String,
+    /// The products on its lines and their labels, offered whatever the search shows.
+    picked: Vec<(String, String)>,
+}
+
+const ORDER_DRAFT: &str = "new-order";
+
 #[component]
 pub(crate) fn NewOrder() -> impl IntoView {
     view! { <OrderForm existing=None/> }
@@ -317,7 +331,18 @@ pub(crate) fn EditOrder() -> impl IntoView {
 #[component]
 fn OrderForm(existing: Option<OrderView>) -> impl IntoView {
     let query = use_query_map();
-    let customer = RwSignal::new(query.with_untracked(|q| q.get("customer").unwrap_or_default()));
+    let is_new = existing.is_none();
+    let for_customer = query.with_untracked(|q| q.get("customer").unwrap_or_default());
+    // A new order started earlier and not created comes back, unless this page was opened for
+    // another customer.
+    let restored = is_new
+        .then(|| crate::state::load_form::<OrderDraft>(ORDER_DRAFT))
+        .flatten()
+        .filter(|d| for_customer.is_empty() || d.customer.is_empty() || d.customer == for_customer);
+    let was_restored = RwSignal::new(restored.is_some());
+    let restored = restored.unwrap_or_default();
+    let customer =
+        RwSignal::new(if for_customer.is_empty() { restored.customer.clone() } else { for_customer.clone() });
     let customer_q = RwSignal::new(String::new());
     let customers = loader(move || {
         let path = format!("/api/v1/customers?limit=50&sort=name&q={}", enc(&customer_q.get()));
@@ -337,21 +362,48 @@ fn OrderForm(existing: Option<OrderView>) -> impl IntoView {
         async move { api::get::<Page<ProductView>>(&path).await }
     });
     // Products on a line: id and label, kept in the choices whatever the search shows.
-    let picked = RwSignal::new(
-        existing
-            .iter()
-            .flat_map(|o| o.lines.iter().map(|l| (l.product_id.clone(), format!("{} · {}", l.name, l.sku))))
-            .collect::<Vec<_>>(),
-    );
+    let picked = RwSignal::new(match &existing {
+        Some(o) => o.lines.iter().map(|l| (l.product_id.clone(), format!("{} · {}", l.name, l.sku))).collect(),
+        None => restored.picked,
+    });
+    let blank = || vec![Line { product_id: String::new(), quantity: "1".into() }];
     let lines = RwSignal::new(match &existing {
         Some(o) if !o.lines.is_empty() => o
             .lines
             .iter()
             .map(|l| Line { product_id: l.product_id.clone(), quantity: l.quantity.to_string() })
             .collect(),
-        _ => vec![Line { product_id: String::new(), quantity: "1".into() }],
+        None if !restored.lines.is_empty() => {
+            restored.lines.into_iter().map(|(product_id, quantity)| Line { product_id, quantity }).collect()
+        }
+        _ => blank(),
     });
-    let notes = RwSignal::new(existing.as_ref().map(|o| o.notes.clone()).unwrap_or_default());
+    let notes = RwSignal::new(existing.as_ref().map_or(restored.notes, |o| o.notes.clone()));
+    if is_new {
+        // Kept at every change; opening the form alone writes nothing.
+        Effect::new(move |opened: Option<()>| {
+            let draft = OrderDraft {
+                customer: customer.get(),
+                lines: lines.with(|l| l.iter().map(|l| (l.product_id.clone(), l.quantity.clone())).collect()),
+                notes: notes.get(),
+                picked: picked.get(),
+            };
+            if opened.is_some() {
+                let empty = draft.customer.is_empty()
+                    && draft.notes.trim().is_empty()
+                    && draft.lines.iter().all(|(p, _)| p.is_empty());
+                crate::state::keep_form(ORDER_DRAFT, (!empty).then_some(&draft));
+            }
+        });
+    }
+    let discard = move |_| {
+        crate::state::keep_form::<OrderDraft>(ORDER_DRAFT, None);
+        customer.set(String::new());
+        lines.set(blank());
+        notes.set(String::new());
+        picked.set(Vec::new());
+        was_restored.set(false);
+    };
     let editing = existing.as_ref().map(|o| (o.id.clone(), o.number.clone()));
     let editing2 = editing.clone();
     let err = RwSignal::new(None::<ApiError>);
@@ -388,13 +440,21 @@ fn OrderForm(existing: Option<OrderView>) -> impl IntoView {
             };
             busy.set(false);
             match r {
-                Ok(o) => navigate(&format!("/orders/{}", o.id), Default::default()),
+                Ok(o) => {
+                    if is_new {
+                        crate::state::keep_form::<OrderDraft>(ORDER_DRAFT, None);
+                    }
+                    navigate(&format!("/orders/{}", o.id), Default::default())
+                }
                 Err(e) => err.set(Some(e)),
             }
         });
     };
     let customer_options = move || {
         let preset = preset_customer.with(|p| p.ready().cloned().flatten());
+        // Options arrive after the value is set (a preset or restored customer): the chosen one
+        // is marked, or the select would show none.
+        let current = customer.get_untracked();
         customers.with(|c| {
             c.ready().map(|p| {
                 let listed = preset.as_ref().is_some_and(|x| p.items.iter().any(|c| c.id == x.id));
@@ -407,7 +467,7 @@ fn OrderForm(existing: Option<OrderView>) -> impl IntoView {
                             Some(ph) => format!("{} · {ph}", c.name),
                             None => c.name.clone(),
                         };
-                        view! { <option value=c.id.clone()>{label}</option> }
+                        view! { <option value=c.id.clone() selected=c.id == current>{label}</option> }
                     })
                     .collect_view()
             })
@@ -484,10 +544,14 @@ fn OrderForm(existing: Option<OrderView>) -> impl IntoView {
         Some((id, number)) => (tf("edit_order_n", &[number]), format!("/orders/{id}")),
         None => (t("new_order").to_string(), "/orders".to_string()),
     };
-    let is_new = editing2.is_none();
     view! {
         <PageHead title=title><A href=back attr:class="btn ghost">{t("back")}</A></PageHead>
         <form class="card form" on:submit=submit novalidate>
+            <Show when=move || was_restored.get()>
+                <p class="notice draft-restored">{t("order_draft_restored")}" "
+                    <button type="button" class="btn ghost" on:click=discard>{t("discard_draft")}</button>
+                </p>
+            </Show>
             <Show when=move || is_new>
             <div class="grid two">
                 <label class="field"><span>{t("find_customer")}</span><input type="search" bind:value=customer_q/></label>
