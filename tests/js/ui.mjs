@@ -105,8 +105,17 @@ await step("create_product", async () => {
   await page.fill("#f-name", "Taza DashOffice");
   await page.fill("#f-price", "85.50");
   await page.fill("#f-tax_rate", "0.16");
+  // What was typed outlives a reload, said so.
+  await page.reload();
+  await page.locator(".draft-restored").waitFor();
+  for (const [f, v] of [["#f-sku", "UI-001"], ["#f-name", "Taza DashOffice"], ["#f-price", "85.50"], ["#f-tax_rate", "0.16"]]) {
+    const got = await page.inputValue(f);
+    if (got !== v) throw new Error(`${f} came back as "${got}", not "${v}"`);
+  }
   await page.click("button[type=submit]");
   await page.waitForURL(/\/products\/[0-9a-f-]{36}$/);
+  if (await page.evaluate(() => Object.keys(localStorage).some((k) => k.startsWith("dashoffice.form.new-product."))))
+    throw new Error("the product's draft stayed after it was created");
   productId = page.url().split("/").pop();
   await page.goto(base + "/products");
   await page.fill("main input[type=search]", "Taza");

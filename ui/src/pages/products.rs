@@ -86,18 +86,73 @@ pub(crate) fn Products() -> impl IntoView {
     }
 }
 
+/// A new product being written, kept until it is created (or discarded), as the new order is.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct ProductDraft {
+    sku: String,
+    name: String,
+    description: String,
+    price: String,
+    tax_rate: String,
+    tags: String,
+    active: bool,
+}
+
+const PRODUCT_DRAFT: &str = "new-product";
+
 #[component]
 pub(crate) fn ProductEdit() -> impl IntoView {
     let id = param_id();
-    let sku = RwSignal::new(String::new());
-    let name = RwSignal::new(String::new());
-    let description = RwSignal::new(String::new());
-    let price = RwSignal::new(String::new());
-    let tax_rate = RwSignal::new("0".to_string());
-    let tags = RwSignal::new(String::new());
-    let active = RwSignal::new(true);
+    let is_new = id.get_untracked().is_empty();
+    let restored = is_new.then(|| crate::state::load_form::<ProductDraft>(PRODUCT_DRAFT)).flatten();
+    let was_restored = RwSignal::new(restored.is_some());
+    let d = restored.unwrap_or(ProductDraft {
+        sku: String::new(),
+        name: String::new(),
+        description: String::new(),
+        price: String::new(),
+        tax_rate: "0".into(),
+        tags: String::new(),
+        active: true,
+    });
+    let sku = RwSignal::new(d.sku);
+    let name = RwSignal::new(d.name);
+    let description = RwSignal::new(d.description);
+    let price = RwSignal::new(d.price);
+    let tax_rate = RwSignal::new(d.tax_rate);
+    let tags = RwSignal::new(d.tags);
+    let active = RwSignal::new(d.active);
     let err = RwSignal::new(None::<ApiError>);
     let busy = RwSignal::new(false);
+    if is_new {
+        // Kept at every change; opening the form alone writes nothing.
+        Effect::new(move |opened: Option<()>| {
+            let draft = ProductDraft {
+                sku: sku.get(),
+                name: name.get(),
+                description: description.get(),
+                price: price.get(),
+                tax_rate: tax_rate.get(),
+                tags: tags.get(),
+                active: active.get(),
+            };
+            if opened.is_some() {
+                let empty = [&draft.sku, &draft.name, &draft.description, &draft.price, &draft.tags]
+                    .iter()
+                    .all(|v| v.trim().is_empty());
+                crate::state::keep_form(PRODUCT_DRAFT, (!empty).then_some(&draft));
+            }
+        });
+    }
+    let discard = move |_| {
+        crate::state::keep_form::<ProductDraft>(PRODUCT_DRAFT, None);
+        for f in [sku, name, description, price, tags] {
+            f.set(String::new());
+        }
+        tax_rate.set("0".into());
+        active.set(true);
+        was_restored.set(false);
+    };
     let loaded = loader(move || {
         let id = id.get();
         async move {
@@ -154,6 +209,9 @@ pub(crate) fn ProductEdit() -> impl IntoView {
             busy.set(false);
             match r {
                 Ok(p) => {
+                    if id.is_empty() {
+                        crate::state::keep_form::<ProductDraft>(PRODUCT_DRAFT, None);
+                    }
                     app().say(t("saved"));
                     navigate(&format!("/products/{}", p.id), Default::default());
                 }
@@ -187,6 +245,11 @@ pub(crate) fn ProductEdit() -> impl IntoView {
             _ => None,
         }}
         <form class="card form" on:submit=save novalidate>
+            <Show when=move || was_restored.get()>
+                <p class="notice draft-restored">{t("product_draft_restored")}" "
+                    <button type="button" class="btn ghost" on:click=discard>{t("discard_draft")}</button>
+                </p>
+            </Show>
             <div class="grid two">
                 <Field label=t("sku") name="sku" value=sku err=err required=true/>
                 <Field label=t("name") name="name" value=name err=err required=true/>
