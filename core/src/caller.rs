@@ -60,5 +60,6 @@ fn describe(p: Permission) -> &'static str {
         Permission::ImportExport => "import or export data",
         Permission::Converse => "answer conversations",
         Permission::ManageBots => "edit bots, canned responses or templates",
+        Permission::HandleTickets => "handle support tickets",
     }
 }

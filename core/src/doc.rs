@@ -44,11 +44,13 @@ pub enum Collection {
     /// Staff password hashes (one document per shop), apart from the accounts so that the relay
     /// can keep them from clients that never log anyone in (browsers and scripts over `/sync`).
     Credentials,
+    /// Support tickets and their comments (1,024 shards).
+    Tickets,
 }
 
 impl Collection {
     /// Every collection.
-    pub const ALL: [Collection; 11] = [
+    pub const ALL: [Collection; 12] = [
         Self::Org,
         Self::Staff,
         Self::Products,
@@ -60,6 +62,7 @@ impl Collection {
         Self::Inbox,
         Self::Attachments,
         Self::Credentials,
+        Self::Tickets,
     ];
 
     /// The name used in document ids.
@@ -76,6 +79,7 @@ impl Collection {
             Self::Inbox => "inbox",
             Self::Attachments => "attachments",
             Self::Credentials => "credentials",
+            Self::Tickets => "tickets",
         }
     }
 
@@ -161,6 +165,10 @@ impl DocId {
     /// The shop's staff password hashes.
     pub fn credentials(shop: &str) -> Self {
         Self(format!("{shop}/credentials/0"))
+    }
+    /// The ticket shard holding `ticket_id`.
+    pub fn tickets(shop: &str, ticket_id: &str) -> Self {
+        Self(format!("{shop}/tickets/{}", shard_of(ticket_id)))
     }
     /// The shop's inbox settings document.
     pub fn inbox(shop: &str) -> Self {

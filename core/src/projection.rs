@@ -8,7 +8,7 @@ use rusqlite::Connection;
 
 use crate::{
     doc::{self, Collection, DocId},
-    entities::{customers, inbox, orders, org, products, staff, stock},
+    entities::{customers, inbox, orders, org, products, staff, stock, tickets},
     error::Result,
 };
 
@@ -26,6 +26,7 @@ pub(crate) fn project_record(conn: &Connection, id: &DocId, d: &Automerge, recor
         Collection::Inbox => inbox::project_item(conn, id, d, record),
         Collection::Attachments => inbox::project_attachment(conn, id, d, record),
         Collection::Credentials => staff::project_credential(conn, id, d, record),
+        Collection::Tickets => tickets::project(conn, id, d, record),
     }
 }
 
@@ -127,7 +128,8 @@ pub(crate) fn clear(conn: &Connection) -> Result<()> {
     conn.execute_batch(
         "DELETE FROM shops; DELETE FROM branches; DELETE FROM staff; DELETE FROM staff_credentials; DELETE FROM products; DELETE FROM stock;
          DELETE FROM customers; DELETE FROM orders; DELETE FROM order_lines; DELETE FROM order_transitions;
-         DELETE FROM conversations; DELETE FROM messages; DELETE FROM inbox_items; DELETE FROM attachments;",
+         DELETE FROM conversations; DELETE FROM messages; DELETE FROM inbox_items; DELETE FROM attachments;
+         DELETE FROM tickets; DELETE FROM ticket_comments;",
     )?;
     Ok(())
 }

@@ -824,3 +824,106 @@ fn pdf_text(pdf: &[u8]) -> String {
     assert!(out.status.success(), "pdftotext: {}", String::from_utf8_lossy(&out.stderr));
     String::from_utf8(out.stdout).unwrap()
 }
+
+#[test]
+fn support_tickets_are_opened_worked_on_and_closed_with_their_history() {
+    let node = Node::start();
+    let api = node.owner();
+    let customer = id(&api.customer("Lucía Gómez"));
+    let product = id(&api.product("TAZA-1", "85.50"));
+    let order = api.order(&customer, &[(&product, 1)]);
+
+    // Bad input names the field and the rule; nothing is written.
+    let e = api.post("/api/v1/tickets", &json!({ "subject": "x" })).err(422, "validation");
+    assert_eq!((e["field"].as_str(), e["rule"].as_str()), (Some("subject"), Some("length")), "{e}");
+    let e = api.post("/api/v1/tickets", &json!({ "subject": "Taza rota", "priority": "asap" })).err(422, "validation");
+    assert_eq!(e["field"], "priority", "{e}");
+    let e = api.post("/api/v1/tickets", &json!({ "subject": "Taza rota", "order_id": "nope" })).err(422, "not_found");
+    assert_eq!(e["field"], "order_id", "{e}");
+    let e =
+        api.post("/api/v1/tickets", &json!({ "subject": "Taza rota", "assignee_id": "nope" })).err(422, "not_found");
+    assert_eq!(e["field"], "assignee_id", "{e}");
+    let e = api.post("/api/v1/tickets", &json!({ "subject": "Taza rota", "urgency": 1 })).err(400, "malformed_json");
+    assert_eq!((e["field"].as_str(), e["rule"].as_str()), (Some("urgency"), Some("unknown_field")), "{e}");
+    assert_eq!(api.list_all("/api/v1/tickets").len(), 0);
+
+    // Opened about an order: its customer is taken; a high priority is due within a day.
+    let t = api
+        .post(
+            "/api/v1/tickets",
+            &json!({ "subject": " La taza   llegó rota ", "description": "Manda foto por WhatsApp", "order_id": id(&order), "priority": "high" }),
+        )
+        .ok(201);
+    let tid = id(&t);
+    assert_eq!(t["subject"], "La taza llegó rota");
+    assert!(t["number"].as_str().unwrap().starts_with("T-"), "{t}");
+    assert_eq!((t["status"].as_str(), t["priority"].as_str()), (Some("open"), Some("high")));
+    assert_eq!(
+        (t["customer_id"].as_str(), t["customer_name"].as_str()),
+        (Some(customer.as_str()), Some("Lucía Gómez"))
+    );
+    assert_eq!(t["order_number"], order["number"]);
+    assert_eq!(t["due_at"].as_i64().unwrap() - t["created_at"].as_i64().unwrap(), 86_400_000);
+    assert_eq!(t["overdue"], false);
+    assert_eq!(t["assignee_id"], Value::Null);
+    assert_eq!(api.get(&format!("/api/v1/tickets/{tid}")).ok(200), t);
+
+    // Given to a seller, who works on it and comments.
+    let branch = id(&api.get("/api/v1/branches").ok(200)[0]);
+    let seller = api.staff("vende@tienda.mx", "seller", Some(&branch));
+    let t = api
+        .patch(&format!("/api/v1/tickets/{tid}"), &json!({ "assignee_id": id(&seller), "status": "in_progress" }))
+        .ok(200);
+    assert_eq!(t["assignee_name"], seller["name"]);
+    assert_eq!(t["comments"].as_array().unwrap().len(), 1, "the status change is in the history: {t}");
+    assert_eq!(t["comments"][0]["status"], "in_progress");
+    let s = node.api(&node.login("vende@tienda.mx", "password-seller"));
+    let e = s.post(&format!("/api/v1/tickets/{tid}/comments"), &json!({ "body": "  " })).err(422, "validation");
+    assert_eq!(e["field"], "body", "{e}");
+    let t = s.post(&format!("/api/v1/tickets/{tid}/comments"), &json!({ "body": "Enviamos otra taza hoy" })).ok(201);
+    assert_eq!(t["comment_count"], 1);
+    let last = &t["comments"][1];
+    assert_eq!(
+        (last["body"].as_str(), last["author_id"].as_str()),
+        (Some("Enviamos otra taza hoy"), seller["id"].as_str())
+    );
+    api.post(
+        "/api/v1/tickets",
+        &json!({ "subject": "Pregunta por factura", "customer_id": customer, "priority": "low" }),
+    )
+    .ok(201);
+
+    // Lists and filters.
+    let numbers = |api: &dashoffice_tests::Api, q: &str| -> Vec<String> {
+        api.list_all(&format!("/api/v1/tickets{q}"))
+            .iter()
+            .map(|t| t["subject"].as_str().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(numbers(&api, ""), ["Pregunta por factura", "La taza llegó rota"], "newest first");
+    assert_eq!(numbers(&s, "?assignee_id=me"), ["La taza llegó rota"]);
+    assert_eq!(numbers(&api, "?assignee_id=none"), ["Pregunta por factura"]);
+    assert_eq!(numbers(&api, "?status=in_progress"), ["La taza llegó rota"]);
+    assert_eq!(numbers(&api, "?priority=low"), ["Pregunta por factura"]);
+    assert_eq!(numbers(&api, &format!("?order_id={}", id(&order))), ["La taza llegó rota"]);
+    assert_eq!(numbers(&api, &format!("?customer_id={customer}")).len(), 2);
+    assert_eq!(numbers(&api, "?q=rota"), ["La taza llegó rota"]);
+    assert_eq!(numbers(&api, "?q=lucia"), numbers(&api, ""), "the customer's name, without accents");
+    assert_eq!(numbers(&api, "?sort=due_at"), ["La taza llegó rota", "Pregunta por factura"]);
+    let e = api.get("/api/v1/tickets?status=pending").err(422, "validation");
+    assert_eq!(e["field"], "status", "{e}");
+
+    // Resolved, closed; a closed ticket only opens again.
+    let t = api.patch(&format!("/api/v1/tickets/{tid}"), &json!({ "status": "resolved" })).ok(200);
+    assert!(t["resolved_at"].as_i64().is_some(), "{t}");
+    assert_eq!(numbers(&api, "?status=active"), ["Pregunta por factura"]);
+    let t = api.patch(&format!("/api/v1/tickets/{tid}"), &json!({ "status": "closed" })).ok(200);
+    assert_eq!(t["next"], json!(["open"]));
+    let e = api.patch(&format!("/api/v1/tickets/{tid}"), &json!({ "status": "in_progress" })).err(422, "validation");
+    assert_eq!((e["field"].as_str(), e["rule"].as_str()), (Some("status"), Some("transition")), "{e}");
+    let t = api.patch(&format!("/api/v1/tickets/{tid}"), &json!({ "status": "open", "assignee_id": "" })).ok(200);
+    assert_eq!((t["resolved_at"].clone(), t["assignee_id"].clone()), (Value::Null, Value::Null));
+    let history: Vec<&str> = t["comments"].as_array().unwrap().iter().filter_map(|c| c["status"].as_str()).collect();
+    assert_eq!(history, ["in_progress", "resolved", "closed", "open"]);
+    api.get("/api/v1/tickets/no-such-ticket").err(404, "not_found");
+}

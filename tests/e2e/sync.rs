@@ -120,6 +120,11 @@ fn offline_edits_on_three_nodes_converge_and_branch_b_never_holds_branch_a() {
     let order_b = id(&ob.order(&customer, &[(&product, 1)]));
     o2.customer("Cliente offline A2");
     ob.customer("Cliente offline B1");
+    // Support tickets are shop-wide: opened in both branches while offline, they reach every node.
+    let ticket = o1
+        .post("/api/v1/tickets", &json!({ "subject": "Camisa con mancha", "order_id": order, "priority": "high" }))
+        .ok(201);
+    ob.post("/api/v1/tickets", &json!({ "subject": "Cliente pide factura", "customer_id": customer })).ok(201);
 
     relay.restart();
     converge(&[&o1, &o2], "branch A", |x, y| docs(x) == docs(y));
@@ -136,6 +141,8 @@ fn offline_edits_on_three_nodes_converge_and_branch_b_never_holds_branch_a() {
             "staff": api.list_all("/api/v1/staff?archived=true"),
             "branches": api.get("/api/v1/branches?archived=true").ok(200),
             "shop": api.get("/api/v1/shop").ok(200),
+            // Without the order's number: branch B does not hold branch A's orders.
+            "tickets": api.list_all("/api/v1/tickets").into_iter().map(|mut t| { t["order_number"] = Value::Null; t }).collect::<Vec<_>>(),
         })
     };
     assert_eq!(shared(&o1), shared(&o2));
@@ -145,6 +152,18 @@ fn offline_edits_on_three_nodes_converge_and_branch_b_never_holds_branch_a() {
     assert!(["110.00", "120.00", "130.00"].contains(&p["price"].as_str().unwrap()), "{p}");
     assert_eq!(p["name"], "Camisa azul");
     assert_eq!(o1.list_all("/api/v1/customers?archived=true").len(), 3);
+    assert_eq!(o1.list_all("/api/v1/tickets").len(), 2);
+    // Worked on from two nodes at once: branch B comments while A2 takes it in hand; both stay.
+    let t_path = format!("/api/v1/tickets/{}", id(&ticket));
+    ob.post(&format!("{t_path}/comments"), &json!({ "body": "El cliente mandó foto" })).ok(201);
+    o2.patch(&t_path, &json!({ "status": "in_progress" })).ok(200);
+    converge(&[&o1, &o2, &ob], "the ticket worked on from two nodes", |x, y| {
+        let (tx, ty) = (x.get(&t_path).ok(200), y.get(&t_path).ok(200));
+        tx["comments"].as_array().map(Vec::len) == Some(2) && tx["comments"] == ty["comments"]
+    });
+    let t = o1.get(&t_path).ok(200);
+    assert_eq!((t["status"].as_str(), t["comment_count"].as_i64()), (Some("in_progress"), Some(1)), "{t}");
+    assert_eq!(t["order_number"], o1.get(&format!("/api/v1/orders/{order}")).ok(200)["number"]);
     // Concurrent stock movements add up; the order's forked workflow resolves the same way everywhere.
     assert_eq!(stock_of(&o1, &product, &branch_a), stock_of(&o2, &product, &branch_a));
     assert_eq!(stock_of(&o1, &product, &branch_a)["on_hand"], 12, "{}", stock_of(&o1, &product, &branch_a));

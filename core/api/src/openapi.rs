@@ -87,6 +87,11 @@ impl Modify for BearerAuth {
         routes::sales::transition_order,
         routes::sales::resolve_order,
         routes::sales::order_invoice,
+        routes::support::list_tickets,
+        routes::support::create_ticket,
+        routes::support::get_ticket,
+        routes::support::update_ticket,
+        routes::support::comment_ticket,
         routes::inbox::send_order_document,
         routes::inbox::list_conversations,
         routes::inbox::get_conversation,
@@ -118,7 +123,10 @@ impl Modify for BearerAuth {
         dashoffice_domain::inbox::ReplyButton, dashoffice_domain::inbox::ListRow,
         dashoffice_domain::inbox::UpdateConversation, dashoffice_domain::inbox::TemplateView, dashoffice_domain::inbox::ShiftView,
         dashoffice_domain::inbox::CannedResponse,
-        dashoffice_domain::api::SearchHit, dashoffice_domain::api::SearchResults
+        dashoffice_domain::api::SearchHit, dashoffice_domain::api::SearchResults,
+        dashoffice_domain::TicketStatus, dashoffice_domain::TicketPriority, dashoffice_domain::api::TicketView,
+        dashoffice_domain::api::TicketComment, dashoffice_domain::api::CreateTicket, dashoffice_domain::api::UpdateTicket,
+        dashoffice_domain::api::AddTicketComment
     ))
 )]
 pub struct ApiDoc;

@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Deserializer, Serialize};
 
-use crate::{OrderStatus, Role, Transition};
+use crate::{OrderStatus, Role, TicketPriority, TicketStatus, Transition};
 
 #[cfg(feature = "openapi")]
 use utoipa::{IntoParams, ToSchema};
@@ -754,6 +754,162 @@ pub struct OrderView {
     pub created_at: i64,
     /// Unix ms.
     pub updated_at: i64,
+}
+
+// ---------- support tickets ----------
+
+/// GET /api/v1/tickets
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(IntoParams))]
+pub struct TicketListParams {
+    /// Page size, 1 to 500 (default 50).
+    pub limit: Option<u32>,
+    /// Cursor from the previous page.
+    pub cursor: Option<String>,
+    /// Sort key: `created_at` (default, newest first with `-`), `updated_at`, `due_at`, `number`.
+    pub sort: Option<String>,
+    /// Free text: number, subject, description or customer name.
+    pub q: Option<String>,
+    /// Only tickets in this status (open, in_progress, waiting, resolved, closed), or `active`
+    /// for open, in progress and waiting together.
+    pub status: Option<String>,
+    /// Only tickets of this priority (low, normal, high, urgent).
+    pub priority: Option<String>,
+    /// Only tickets handled by this staff member; `me` for the caller, `none` for unassigned.
+    pub assignee_id: Option<String>,
+    /// Only tickets of this customer.
+    pub customer_id: Option<String>,
+    /// Only tickets about this order.
+    pub order_id: Option<String>,
+}
+
+/// POST /api/v1/tickets
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct CreateTicket {
+    /// What it is about, in a line: 3 to 200 characters.
+    pub subject: String,
+    /// The whole story (at most 10,000 characters).
+    #[serde(default)]
+    pub description: String,
+    /// low, normal (default), high or urgent.
+    #[serde(default)]
+    pub priority: Option<String>,
+    /// The customer who reported it.
+    #[serde(default)]
+    pub customer_id: Option<String>,
+    /// The order it is about.
+    #[serde(default)]
+    pub order_id: Option<String>,
+    /// The WhatsApp conversation it came from.
+    #[serde(default)]
+    pub conversation_id: Option<String>,
+    /// Who handles it (a staff id); nobody if absent.
+    #[serde(default)]
+    pub assignee_id: Option<String>,
+}
+
+/// PATCH /api/v1/tickets/{id}; an empty `assignee_id` leaves the ticket unassigned.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct UpdateTicket {
+    /// New subject.
+    pub subject: Option<String>,
+    /// New description.
+    pub description: Option<String>,
+    /// New status: open, in_progress, waiting, resolved or closed (a closed ticket only opens again).
+    pub status: Option<String>,
+    /// New priority.
+    pub priority: Option<String>,
+    /// Who handles it now ("" for nobody).
+    pub assignee_id: Option<String>,
+}
+
+/// POST /api/v1/tickets/{id}/comments
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct AddTicketComment {
+    /// The comment: 1 to 5,000 characters.
+    pub body: String,
+}
+
+/// A comment on a ticket (what was done, what the customer said), or a status change.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct TicketComment {
+    /// Id.
+    pub id: String,
+    /// Who wrote it.
+    pub author_id: String,
+    /// Their name (empty if unknown on this replica).
+    #[serde(default)]
+    pub author_name: String,
+    /// The text (empty for a status change without a note).
+    pub body: String,
+    /// For a status change: the status the ticket moved to.
+    #[serde(default)]
+    pub status: Option<TicketStatus>,
+    /// Unix ms.
+    pub created_at: i64,
+}
+
+/// A support ticket.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct TicketView {
+    /// Id.
+    pub id: String,
+    /// Human-readable number: `T-`, the device code and a sequence.
+    pub number: String,
+    /// Subject.
+    pub subject: String,
+    /// Description.
+    pub description: String,
+    /// Status.
+    pub status: TicketStatus,
+    /// Priority.
+    pub priority: TicketPriority,
+    /// The customer, if any.
+    pub customer_id: Option<String>,
+    /// The customer's name (empty when none or not held here).
+    #[serde(default)]
+    pub customer_name: String,
+    /// The order it is about, if any.
+    pub order_id: Option<String>,
+    /// That order's number.
+    #[serde(default)]
+    pub order_number: Option<String>,
+    /// The conversation it came from, if any.
+    pub conversation_id: Option<String>,
+    /// Who handles it, if anyone.
+    pub assignee_id: Option<String>,
+    /// Their name.
+    #[serde(default)]
+    pub assignee_name: Option<String>,
+    /// The branch it was opened in.
+    pub branch_id: Option<String>,
+    /// Who opened it.
+    pub created_by: String,
+    /// Unix ms.
+    pub created_at: i64,
+    /// Unix ms.
+    pub updated_at: i64,
+    /// When it should be solved by (from its priority), unix ms.
+    pub due_at: i64,
+    /// Still active after `due_at`.
+    pub overdue: bool,
+    /// When it was last resolved or closed, unix ms.
+    pub resolved_at: Option<i64>,
+    /// The statuses it may move to.
+    pub next: Vec<TicketStatus>,
+    /// Comments, oldest first (in lists: empty).
+    #[serde(default)]
+    pub comments: Vec<TicketComment>,
+    /// Number of comments.
+    pub comment_count: u32,
 }
 
 // ---------- import ----------

@@ -7,6 +7,7 @@ mod order;
 #[cfg(feature = "phone")]
 mod phone;
 mod role;
+mod ticket;
 mod validate;
 
 pub mod api;
@@ -20,6 +21,7 @@ pub use order::{OrderStatus, Transition, effective_status, legal_transition, res
 #[cfg(feature = "phone")]
 pub use phone::normalize_phone;
 pub use role::{Permission, Role};
+pub use ticket::{TicketPriority, TicketStatus};
 pub use validate::{
     normalize_email, normalize_tags, normalize_tax_id, normalize_tax_id_in, tax_id_label, validate_address,
     validate_branch_code, validate_contact_phone, validate_name, validate_sku, validate_tax_rate,

@@ -45,6 +45,8 @@ pub enum Permission {
     Converse,
     /// Edit bots, canned responses and message templates.
     ManageBots,
+    /// Open support tickets, work on them and comment.
+    HandleTickets,
 }
 
 impl Role {
@@ -69,8 +71,8 @@ impl Role {
         match self {
             Self::Owner => true,
             Self::Manager => !matches!(p, ManageShop),
-            Self::Seller => matches!(p, EditCustomers | SellOrders | Converse),
-            Self::Support => matches!(p, EditCustomers | ViewAllBranches | Converse),
+            Self::Seller => matches!(p, EditCustomers | SellOrders | Converse | HandleTickets),
+            Self::Support => matches!(p, EditCustomers | ViewAllBranches | Converse | HandleTickets),
         }
     }
 }

@@ -9,6 +9,7 @@ pub mod org;
 pub mod products;
 pub mod staff;
 pub mod stock;
+pub mod tickets;
 
 use automerge::{
     ObjId,

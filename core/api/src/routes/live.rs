@@ -95,6 +95,7 @@ fn collection_name(c: Collection) -> &'static str {
         Collection::Attachments => "attachments",
         // A password change shows nowhere but in the account's own list entry.
         Collection::Credentials => "staff",
+        Collection::Tickets => "tickets",
     }
 }
 

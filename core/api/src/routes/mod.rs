@@ -10,6 +10,7 @@ pub(crate) mod live;
 pub(crate) mod org;
 pub(crate) mod sales;
 pub(crate) mod search;
+pub(crate) mod support;
 pub(crate) mod sync;
 pub(crate) mod system;
 
@@ -102,6 +103,9 @@ pub(crate) fn router() -> Router<AppState> {
         .route("/api/v1/orders/{id}/resolve", post(sales::resolve_order))
         .route("/api/v1/orders/{id}/invoice.pdf", get(sales::order_invoice))
         .route("/api/v1/orders/{id}/whatsapp", post(inbox::send_order_document))
+        .route("/api/v1/tickets", get(support::list_tickets).post(support::create_ticket))
+        .route("/api/v1/tickets/{id}", get(support::get_ticket).patch(support::update_ticket))
+        .route("/api/v1/tickets/{id}/comments", post(support::comment_ticket))
         .route("/api/v1/conversations", get(inbox::list_conversations))
         .route("/api/v1/conversations/{id}", get(inbox::get_conversation).patch(inbox::update_conversation))
         .route("/api/v1/conversations/{id}/messages", post(inbox::send_message))

@@ -1,0 +1,437 @@
+//! Support tickets in 1,024 shard documents per shop (`doc::SHARDS`), shop-wide like customers:
+//! any replica may open, work on and comment on any ticket, also offline. A ticket may name the
+//! customer who reported it, the order it is about and the WhatsApp conversation it came from.
+//! Comments (and status changes, kept as comments naming the new status) sit in a map inside the
+//! ticket's record, so comments written on several replicas at once are all kept.
+
+use automerge::{Automerge, ObjType, ReadDoc, transaction::Transactable};
+use dashoffice_domain::{
+    FieldError, FieldErrors, Permission, TicketPriority, TicketStatus,
+    api::{AddTicketComment, CreateTicket, Page, TicketComment, TicketListParams, TicketView, UpdateTicket},
+};
+use rusqlite::{Connection, OptionalExtension, params, types::Value};
+
+use super::{customers, inbox, new_id, orders, put_str, staff};
+use crate::{
+    Caller,
+    doc::{self, DocId},
+    error::{CoreError, Result},
+    page::{ListQuery, SortKind, like},
+    writer::WriteCtx,
+};
+
+fn check_subject(s: &str) -> std::result::Result<String, FieldError> {
+    let s = s.split_whitespace().collect::<Vec<_>>().join(" ");
+    if !(3..=200).contains(&s.chars().count()) {
+        return Err(FieldError::new("subject", "length", "3 to 200 characters, such as \"Taza llegó rota\""));
+    }
+    Ok(s)
+}
+
+fn check_description(s: &str) -> std::result::Result<String, FieldError> {
+    if s.chars().count() > 10_000 {
+        return Err(FieldError::new("description", "max_length", "at most 10000 characters"));
+    }
+    Ok(s.trim().to_string())
+}
+
+fn check_priority(s: &str) -> std::result::Result<TicketPriority, FieldError> {
+    TicketPriority::parse(s.trim()).ok_or_else(|| FieldError::new("priority", "one_of", "low, normal, high or urgent"))
+}
+
+fn check_status(s: &str) -> std::result::Result<TicketStatus, FieldError> {
+    TicketStatus::parse(s.trim())
+        .ok_or_else(|| FieldError::new("status", "one_of", "open, in_progress, waiting, resolved or closed"))
+}
+
+fn check_body(s: &str) -> std::result::Result<String, FieldError> {
+    let s = s.trim();
+    if s.is_empty() || s.chars().count() > 5_000 {
+        return Err(FieldError::new("body", "length", "1 to 5000 characters"));
+    }
+    Ok(s.to_string())
+}
+
+/// A live staff account of the shop (who may be given a ticket).
+fn check_assignee(conn: &Connection, shop: &str, id: &str) -> Result<String> {
+    let s = staff::get(conn, shop, id).map_err(|_| CoreError::not_found_field("staff", id, "assignee_id"))?;
+    if s.archived {
+        return Err(FieldError::new("assignee_id", "active", "that staff account is archived").into());
+    }
+    Ok(s.id)
+}
+
+fn given(v: &Option<String>) -> Option<&str> {
+    v.as_deref().map(str::trim).filter(|s| !s.is_empty())
+}
+
+/// Opens a ticket. Without a customer, the order's or the conversation's customer is taken.
+pub fn create(
+    ctx: &mut WriteCtx<'_>,
+    caller: &Caller,
+    home_branch: Option<&str>,
+    input: CreateTicket,
+) -> Result<TicketView> {
+    caller.require(Permission::HandleTickets)?;
+    let shop = caller.shop_id.clone();
+    let mut e = FieldErrors::new();
+    let subject = e.check(check_subject(&input.subject));
+    let description = e.check(check_description(&input.description));
+    let priority = match given(&input.priority) {
+        Some(p) => e.check(check_priority(p)),
+        None => Some(TicketPriority::Normal),
+    };
+    e.finish()?;
+    let conn = ctx.conn();
+    let order = match given(&input.order_id) {
+        Some(o) => Some(orders::get(conn, caller, o).map_err(|_| CoreError::not_found_field("order", o, "order_id"))?),
+        None => None,
+    };
+    let conversation = match given(&input.conversation_id) {
+        Some(c) => Some(
+            inbox::get_conversation(conn, &shop, c)
+                .map_err(|_| CoreError::not_found_field("conversation", c, "conversation_id"))?,
+        ),
+        None => None,
+    };
+    let customer = match given(&input.customer_id) {
+        Some(c) => Some(
+            customers::get(conn, &shop, c).map_err(|_| CoreError::not_found_field("customer", c, "customer_id"))?.id,
+        ),
+        None => order
+            .as_ref()
+            .map(|o| o.customer_id.clone())
+            .or_else(|| conversation.as_ref().map(|c| c.customer_id.clone())),
+    };
+    let assignee = match given(&input.assignee_id) {
+        Some(a) => Some(check_assignee(conn, &shop, a)?),
+        None => None,
+    };
+    let branch = order
+        .as_ref()
+        .map(|o| o.branch_id.clone())
+        .or_else(|| caller.branch_id.clone())
+        .or_else(|| home_branch.map(str::to_string))
+        .unwrap_or_default();
+    let seq = ctx.next_seq("ticket")?;
+    let number = format!("T-{}-{seq:05}", ctx.device().code);
+    let id = new_id();
+    let now = ctx.now();
+    let (subject, description, priority) =
+        (subject.unwrap_or_default(), description.unwrap_or_default(), priority.unwrap_or(TicketPriority::Normal));
+    ctx.change(&DocId::tickets(&shop, &id), &[&id], |tx, recs| {
+        let o = tx.put_object(recs, id.as_str(), ObjType::Map)?;
+        put_str(tx, &o, "number", &number)?;
+        put_str(tx, &o, "subject", &subject)?;
+        put_str(tx, &o, "description", &description)?;
+        put_str(tx, &o, "status", TicketStatus::Open.as_str())?;
+        put_str(tx, &o, "priority", priority.as_str())?;
+        put_str(tx, &o, "customer_id", customer.as_deref().unwrap_or(""))?;
+        put_str(tx, &o, "order_id", order.as_ref().map_or("", |o| o.id.as_str()))?;
+        put_str(tx, &o, "conversation_id", conversation.as_ref().map_or("", |c| c.id.as_str()))?;
+        put_str(tx, &o, "assignee_id", assignee.as_deref().unwrap_or(""))?;
+        put_str(tx, &o, "branch_id", &branch)?;
+        put_str(tx, &o, "created_by", &caller.user_id)?;
+        tx.put_object(&o, "comments", ObjType::Map)?;
+        tx.put(&o, "created_at", now)?;
+        tx.put(&o, "updated_at", now)?;
+        tx.put(&o, "resolved_at", 0i64)?;
+        Ok(())
+    })?;
+    get(ctx.conn(), &shop, &id)
+}
+
+/// Changes a ticket's subject, description, status, priority or who handles it. A status change
+/// is kept in the ticket's history (as a comment naming the new status).
+pub fn update(ctx: &mut WriteCtx<'_>, caller: &Caller, id: &str, input: UpdateTicket) -> Result<TicketView> {
+    caller.require(Permission::HandleTickets)?;
+    let shop = caller.shop_id.clone();
+    let current = get(ctx.conn(), &shop, id)?;
+    let mut e = FieldErrors::new();
+    let subject = input.subject.as_deref().and_then(|s| e.check(check_subject(s)));
+    let description = input.description.as_deref().and_then(|s| e.check(check_description(s)));
+    let priority = input.priority.as_deref().and_then(|s| e.check(check_priority(s)));
+    let status = input.status.as_deref().and_then(|s| e.check(check_status(s)));
+    e.finish()?;
+    let status = status.filter(|s| *s != current.status);
+    if let Some(to) = status
+        && !current.status.next().contains(&to)
+    {
+        return Err(FieldError::new("status", "transition", "a closed ticket only opens again (status open)").into());
+    }
+    let assignee = match input.assignee_id.as_deref().map(str::trim) {
+        None => None,
+        Some("") => Some(String::new()),
+        Some(a) => Some(check_assignee(ctx.conn(), &shop, a)?),
+    };
+    let now = ctx.now();
+    let note_id = new_id();
+    let by = caller.user_id.clone();
+    ctx.change(&DocId::tickets(&shop, id), &[id], |tx, _| {
+        let o = doc::record(tx, id)?.ok_or_else(|| CoreError::not_found("ticket", id))?;
+        for (k, v) in [("subject", &subject), ("description", &description), ("assignee_id", &assignee)] {
+            if let Some(v) = v {
+                put_str(tx, &o, k, v)?;
+            }
+        }
+        if let Some(p) = priority {
+            put_str(tx, &o, "priority", p.as_str())?;
+        }
+        if let Some(to) = status {
+            put_str(tx, &o, "status", to.as_str())?;
+            tx.put(&o, "resolved_at", if to.is_active() { 0 } else { now })?;
+            let comments = match doc::get_obj(tx, &o, "comments") {
+                Some(c) => c,
+                None => tx.put_object(&o, "comments", ObjType::Map)?,
+            };
+            let c = tx.put_object(&comments, note_id.as_str(), ObjType::Map)?;
+            put_str(tx, &c, "author_id", &by)?;
+            put_str(tx, &c, "body", "")?;
+            put_str(tx, &c, "status", to.as_str())?;
+            tx.put(&c, "created_at", now)?;
+        }
+        tx.put(&o, "updated_at", now)?;
+        Ok(())
+    })?;
+    get(ctx.conn(), &shop, id)
+}
+
+/// Adds a comment to a ticket.
+pub fn comment(ctx: &mut WriteCtx<'_>, caller: &Caller, id: &str, input: AddTicketComment) -> Result<TicketView> {
+    caller.require(Permission::HandleTickets)?;
+    let shop = caller.shop_id.clone();
+    get(ctx.conn(), &shop, id)?;
+    let body = check_body(&input.body)?;
+    let now = ctx.now();
+    let comment_id = new_id();
+    let by = caller.user_id.clone();
+    ctx.change(&DocId::tickets(&shop, id), &[id], |tx, _| {
+        let o = doc::record(tx, id)?.ok_or_else(|| CoreError::not_found("ticket", id))?;
+        let comments = match doc::get_obj(tx, &o, "comments") {
+            Some(c) => c,
+            None => tx.put_object(&o, "comments", ObjType::Map)?,
+        };
+        let c = tx.put_object(&comments, comment_id.as_str(), ObjType::Map)?;
+        put_str(tx, &c, "author_id", &by)?;
+        put_str(tx, &c, "body", &body)?;
+        tx.put(&c, "created_at", now)?;
+        tx.put(&o, "updated_at", now)?;
+        Ok(())
+    })?;
+    get(ctx.conn(), &shop, id)
+}
+
+/// The comments of a ticket record, oldest first.
+fn read_comments<D: ReadDoc>(d: &D, o: &automerge::ObjId) -> Vec<(String, String, String, String, i64)> {
+    let Some(map) = doc::get_obj(d, o, "comments") else {
+        return Vec::new();
+    };
+    let mut out: Vec<_> = d
+        .keys(&map)
+        .filter_map(|k| {
+            let c = doc::get_obj(d, &map, &k)?;
+            Some((
+                k,
+                doc::get_str(d, &c, "author_id"),
+                doc::get_str(d, &c, "body"),
+                doc::get_str(d, &c, "status"),
+                doc::get_i64(d, &c, "created_at"),
+            ))
+        })
+        .collect();
+    out.sort_by(|a, b| (a.4, &a.0).cmp(&(b.4, &b.0)));
+    out
+}
+
+pub(crate) fn project(conn: &Connection, doc_id: &DocId, d: &Automerge, id: &str) -> Result<()> {
+    conn.prepare_cached("DELETE FROM ticket_comments WHERE ticket_id = ?1")?.execute([id])?;
+    let Some(o) = doc::record(d, id)? else {
+        conn.prepare_cached("DELETE FROM tickets WHERE id = ?1")?.execute([id])?;
+        return Ok(());
+    };
+    let f = doc::fields(d, &o);
+    let shop = doc_id.scope()?.shop_id;
+    let priority = TicketPriority::parse(&f.str("priority")).unwrap_or(TicketPriority::Normal);
+    let status = TicketStatus::parse(&f.str("status")).unwrap_or(TicketStatus::Open);
+    let comments = read_comments(d, &o);
+    let created_at = f.i64("created_at");
+    let resolved_at = Some(f.i64("resolved_at")).filter(|t| *t > 0);
+    conn.prepare_cached(
+        "INSERT OR REPLACE INTO tickets(id, shop_id, doc_id, number, subject, description, status, priority, customer_id,
+             order_id, conversation_id, assignee_id, branch_id, created_by, created_at, updated_at, due_at, resolved_at, comment_count)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19)",
+    )?
+    .execute(params![
+        id,
+        shop,
+        doc_id.as_str(),
+        f.str("number"),
+        f.str("subject"),
+        f.str("description"),
+        status.as_str(),
+        priority.as_str(),
+        f.opt_str("customer_id"),
+        f.opt_str("order_id"),
+        f.opt_str("conversation_id"),
+        f.opt_str("assignee_id"),
+        f.opt_str("branch_id"),
+        f.str("created_by"),
+        created_at,
+        f.i64("updated_at"),
+        created_at + priority.due_after_ms(),
+        resolved_at,
+        comments.iter().filter(|c| c.3.is_empty()).count() as i64,
+    ])?;
+    let mut insert = conn.prepare_cached(
+        "INSERT OR REPLACE INTO ticket_comments(id, ticket_id, author_id, body, status, created_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    )?;
+    for (cid, author, body, status, at) in comments {
+        insert.execute(params![cid, id, author, body, Some(status).filter(|s| !s.is_empty()), at])?;
+    }
+    Ok(())
+}
+
+const COLS: &str = "t.id, t.number, t.subject, t.description, t.status, t.priority, t.customer_id,
+    (SELECT c.name FROM customers c WHERE c.id = t.customer_id), t.order_id,
+    (SELECT o.number FROM orders o WHERE o.id = t.order_id), t.conversation_id, t.assignee_id,
+    (SELECT s.name FROM staff s WHERE s.id = t.assignee_id), t.branch_id, t.created_by, t.created_at, t.updated_at,
+    t.due_at, t.resolved_at, t.comment_count";
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<TicketView> {
+    let status = TicketStatus::parse(&r.get::<_, String>(4)?).unwrap_or(TicketStatus::Open);
+    let due_at: i64 = r.get(17)?;
+    Ok(TicketView {
+        id: r.get(0)?,
+        number: r.get(1)?,
+        subject: r.get(2)?,
+        description: r.get(3)?,
+        status,
+        priority: TicketPriority::parse(&r.get::<_, String>(5)?).unwrap_or(TicketPriority::Normal),
+        customer_id: r.get(6)?,
+        customer_name: r.get::<_, Option<String>>(7)?.unwrap_or_default(),
+        order_id: r.get(8)?,
+        order_number: r.get(9)?,
+        conversation_id: r.get(10)?,
+        assignee_id: r.get(11)?,
+        assignee_name: r.get(12)?,
+        branch_id: r.get(13)?,
+        created_by: r.get(14)?,
+        created_at: r.get(15)?,
+        updated_at: r.get(16)?,
+        due_at,
+        overdue: status.is_active() && due_at < now_ms(),
+        resolved_at: r.get(18)?,
+        next: status.next(),
+        comments: Vec::new(),
+        comment_count: r.get(19)?,
+    })
+}
+
+/// One ticket with its comments and status changes.
+pub fn get(conn: &Connection, shop: &str, id: &str) -> Result<TicketView> {
+    let mut t = conn
+        .prepare_cached(&format!("SELECT {COLS} FROM tickets t WHERE t.id = ?1 AND t.shop_id = ?2"))?
+        .query_row([id, shop], row)
+        .optional()?
+        .ok_or_else(|| CoreError::not_found("ticket", id))?;
+    let mut stmt = conn.prepare_cached(
+        "SELECT c.id, c.author_id, (SELECT s.name FROM staff s WHERE s.id = c.author_id), c.body, c.status, c.created_at
+         FROM ticket_comments c WHERE c.ticket_id = ?1 ORDER BY c.created_at, c.id",
+    )?;
+    t.comments = stmt
+        .query_map([id], |r| {
+            Ok(TicketComment {
+                id: r.get(0)?,
+                author_id: r.get(1)?,
+                author_name: r.get::<_, Option<String>>(2)?.unwrap_or_default(),
+                body: r.get(3)?,
+                status: r.get::<_, Option<String>>(4)?.as_deref().and_then(TicketStatus::parse),
+                created_at: r.get(5)?,
+            })
+        })?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    Ok(t)
+}
+
+/// Lists tickets: filters `status` (or `active`), `priority`, `assignee_id` (`me`, `none`),
+/// `customer_id` (with customers merged into it), `order_id`; `q` matches number, subject,
+/// description and the customer's name.
+pub fn list(conn: &Connection, caller: &Caller, p: &TicketListParams) -> Result<Page<TicketView>> {
+    let mut q = ListQuery::new(
+        &format!("SELECT {COLS} FROM tickets t"),
+        p.sort.as_deref(),
+        &[
+            ("created_at", "t.created_at", SortKind::Int),
+            ("updated_at", "t.updated_at", SortKind::Int),
+            ("due_at", "t.due_at", SortKind::Int),
+            ("number", "t.number", SortKind::Text),
+        ],
+        "-created_at",
+        p.limit,
+        p.cursor.as_deref(),
+    )?;
+    q.filter("t.shop_id = ?", [Value::Text(caller.shop_id.clone())]);
+    match p.status.as_deref().map(str::trim).filter(|s| !s.is_empty()) {
+        None => {}
+        Some("active") => q.filter("t.status IN ('open', 'in_progress', 'waiting')", []),
+        Some(s) => {
+            let st = TicketStatus::parse(s).ok_or_else(|| {
+                FieldError::new("status", "one_of", "open, in_progress, waiting, resolved, closed or active")
+            })?;
+            q.filter("t.status = ?", [Value::Text(st.as_str().to_string())]);
+        }
+    }
+    if let Some(s) = p.priority.as_deref().map(str::trim).filter(|s| !s.is_empty()) {
+        q.filter("t.priority = ?", [Value::Text(check_priority(s)?.as_str().to_string())]);
+    }
+    match p.assignee_id.as_deref().map(str::trim).filter(|s| !s.is_empty()) {
+        None => {}
+        Some("none") => q.filter("t.assignee_id IS NULL", []),
+        Some("me") => q.filter("t.assignee_id = ?", [Value::Text(caller.user_id.clone())]),
+        Some(a) => q.filter("t.assignee_id = ?", [Value::Text(a.to_string())]),
+    }
+    if let Some(c) = p.customer_id.as_deref().filter(|s| !s.is_empty()) {
+        let ids = customers::identity_ids(conn, c)?;
+        let marks = vec!["?"; ids.len()].join(", ");
+        q.filter(&format!("t.customer_id IN ({marks})"), ids.into_iter().map(Value::Text));
+    }
+    if let Some(o) = p.order_id.as_deref().filter(|s| !s.is_empty()) {
+        q.filter("t.order_id = ?", [Value::Text(o.to_string())]);
+    }
+    if let Some(s) = p.q.as_deref().map(str::trim).filter(|s| !s.is_empty()) {
+        let folded = like(&crate::search::fold(s), true, true);
+        q.filter(
+            "(t.number LIKE ? ESCAPE '\\' OR fold(t.subject) LIKE ? ESCAPE '\\' OR fold(t.description) LIKE ? ESCAPE '\\'
+              OR EXISTS (SELECT 1 FROM customers c WHERE c.id = t.customer_id AND fold(c.name) LIKE ? ESCAPE '\\'))",
+            [like(&s.to_uppercase(), true, true), folded.clone(), folded.clone(), folded],
+        );
+    }
+    let sort = p.sort.clone().unwrap_or_else(|| "-created_at".into());
+    q.run(conn, row, |t| {
+        let v = match sort.trim_start_matches('-') {
+            "updated_at" => Value::Integer(t.updated_at),
+            "due_at" => Value::Integer(t.due_at),
+            "number" => Value::Text(t.number.clone()),
+            _ => Value::Integer(t.created_at),
+        };
+        (v, t.id.clone())
+    })
+}
+
+/// Active tickets of the shop, and how many of them are overdue (the dashboard).
+pub fn active_counts(conn: &Connection, shop: &str) -> Result<(u64, u64)> {
+    Ok(conn
+        .prepare_cached(
+            "SELECT COUNT(*), COALESCE(SUM(due_at < ?2), 0) FROM tickets
+             WHERE shop_id = ?1 AND status IN ('open', 'in_progress', 'waiting')",
+        )?
+        .query_row(params![shop, now_ms()], |r| Ok((r.get::<_, i64>(0)? as u64, r.get::<_, i64>(1)? as u64)))?)
+}
