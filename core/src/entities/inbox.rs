@@ -1295,7 +1295,8 @@ fn conv_row(now: i64) -> impl Fn(&rusqlite::Row<'_>) -> rusqlite::Result<Convers
     }
 }
 
-fn now_ms() -> i64 {
+/// Unix milliseconds now (reads that show whether a time has passed).
+pub(crate) fn now_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))

@@ -11,7 +11,7 @@ use dashoffice_domain::{
 };
 use rusqlite::{Connection, OptionalExtension, params, types::Value};
 
-use super::{customers, inbox, new_id, orders, put_str, staff};
+use super::{customers, inbox, inbox::now_ms, new_id, orders, put_str, staff};
 use crate::{
     Caller,
     doc::{self, DocId},
@@ -180,15 +180,7 @@ pub fn update(ctx: &mut WriteCtx<'_>, caller: &Caller, id: &str, input: UpdateTi
         if let Some(to) = status {
             put_str(tx, &o, "status", to.as_str())?;
             tx.put(&o, "resolved_at", if to.is_active() { 0 } else { now })?;
-            let comments = match doc::get_obj(tx, &o, "comments") {
-                Some(c) => c,
-                None => tx.put_object(&o, "comments", ObjType::Map)?,
-            };
-            let c = tx.put_object(&comments, note_id.as_str(), ObjType::Map)?;
-            put_str(tx, &c, "author_id", &by)?;
-            put_str(tx, &c, "body", "")?;
-            put_str(tx, &c, "status", to.as_str())?;
-            tx.put(&c, "created_at", now)?;
+            add_comment(tx, &o, &note_id, &by, "", Some(to), now)?;
         }
         tx.put(&o, "updated_at", now)?;
         Ok(())
@@ -207,18 +199,35 @@ pub fn comment(ctx: &mut WriteCtx<'_>, caller: &Caller, id: &str, input: AddTick
     let by = caller.user_id.clone();
     ctx.change(&DocId::tickets(&shop, id), &[id], |tx, _| {
         let o = doc::record(tx, id)?.ok_or_else(|| CoreError::not_found("ticket", id))?;
-        let comments = match doc::get_obj(tx, &o, "comments") {
-            Some(c) => c,
-            None => tx.put_object(&o, "comments", ObjType::Map)?,
-        };
-        let c = tx.put_object(&comments, comment_id.as_str(), ObjType::Map)?;
-        put_str(tx, &c, "author_id", &by)?;
-        put_str(tx, &c, "body", &body)?;
-        tx.put(&c, "created_at", now)?;
+        add_comment(tx, &o, &comment_id, &by, &body, None, now)?;
         tx.put(&o, "updated_at", now)?;
         Ok(())
     })?;
     get(ctx.conn(), &shop, id)
+}
+
+/// Writes a comment (or, with `status`, a status change) into ticket record `o`.
+fn add_comment(
+    tx: &mut automerge::transaction::Transaction<'_>,
+    o: &automerge::ObjId,
+    id: &str,
+    by: &str,
+    body: &str,
+    status: Option<TicketStatus>,
+    now: i64,
+) -> Result<()> {
+    let comments = match doc::get_obj(tx, o, "comments") {
+        Some(c) => c,
+        None => tx.put_object(o, "comments", ObjType::Map)?,
+    };
+    let c = tx.put_object(&comments, id, ObjType::Map)?;
+    put_str(tx, &c, "author_id", by)?;
+    put_str(tx, &c, "body", body)?;
+    if let Some(s) = status {
+        put_str(tx, &c, "status", s.as_str())?;
+    }
+    tx.put(&c, "created_at", now)?;
+    Ok(())
 }
 
 /// The comments of a ticket record, oldest first.
@@ -297,13 +306,6 @@ const COLS: &str = "t.id, t.number, t.subject, t.description, t.status, t.priori
     (SELECT o.number FROM orders o WHERE o.id = t.order_id), t.conversation_id, t.assignee_id,
     (SELECT s.name FROM staff s WHERE s.id = t.assignee_id), t.branch_id, t.created_by, t.created_at, t.updated_at,
     t.due_at, t.resolved_at, t.comment_count";
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-        .unwrap_or(0)
-}
 
 fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<TicketView> {
     let status = TicketStatus::parse(&r.get::<_, String>(4)?).unwrap_or(TicketStatus::Open);
