@@ -910,6 +910,12 @@ fn support_tickets_are_opened_worked_on_and_closed_with_their_history() {
     assert_eq!(numbers(&api, "?q=rota"), ["La taza llegó rota"]);
     assert_eq!(numbers(&api, "?q=lucia"), numbers(&api, ""), "the customer's name, without accents");
     assert_eq!(numbers(&api, "?sort=due_at"), ["La taza llegó rota", "Pregunta por factura"]);
+    let summary = api.get("/api/v1/analytics/summary").ok(200);
+    assert_eq!(
+        (summary["tickets_active"].as_u64(), summary["tickets_overdue"].as_u64()),
+        (Some(2), Some(0)),
+        "{summary}"
+    );
     let e = api.get("/api/v1/tickets?status=pending").err(422, "validation");
     assert_eq!(e["field"], "status", "{e}");
 
@@ -917,6 +923,7 @@ fn support_tickets_are_opened_worked_on_and_closed_with_their_history() {
     let t = api.patch(&format!("/api/v1/tickets/{tid}"), &json!({ "status": "resolved" })).ok(200);
     assert!(t["resolved_at"].as_i64().is_some(), "{t}");
     assert_eq!(numbers(&api, "?status=active"), ["Pregunta por factura"]);
+    assert_eq!(api.get("/api/v1/analytics/summary").ok(200)["tickets_active"], 1);
     let t = api.patch(&format!("/api/v1/tickets/{tid}"), &json!({ "status": "closed" })).ok(200);
     assert_eq!(t["next"], json!(["open"]));
     let e = api.patch(&format!("/api/v1/tickets/{tid}"), &json!({ "status": "in_progress" })).err(422, "validation");

@@ -186,6 +186,40 @@ await step("create_order_and_pay", async () => {
   await page.locator(".badge", { hasText: "Paid" }).first().waitFor();
 });
 
+let ticketUrl;
+await step("a_support_ticket_from_an_order", async () => {
+  // The customer says the cup arrived broken: a ticket from the order, worked on and resolved.
+  await page.goto(base + "/orders/" + orderId);
+  await page.getByRole("link", { name: "Open a ticket" }).click();
+  await page.waitForURL(/\/tickets\/new\?order=/);
+  await text("About order").waitFor();
+  await page.fill("#f-subject", "La taza llegó rota");
+  await page.selectOption("select[name=priority]", "high");
+  await page.fill("#f-description", "El cliente manda foto por WhatsApp");
+  await page.getByRole("button", { name: "Open ticket" }).click();
+  await page.waitForURL(/\/tickets\/[0-9a-f-]{36}$/);
+  ticketUrl = new URL(page.url()).pathname;
+  await page.locator("h1.ticket-subject", { hasText: "La taza llegó rota" }).waitFor();
+  await page.locator(".badge", { hasText: "High" }).first().waitFor();
+  await page.locator("main a", { hasText: env("CUSTOMER") }).first().waitFor(); // the order's customer
+  await page.getByRole("button", { name: "Mark In progress" }).click();
+  await page.locator(".badge", { hasText: "In progress" }).first().waitFor();
+  await page.locator(".ticket-event", { hasText: "marked it In progress" }).waitFor();
+  await page.fill("#f-body", "Enviamos otra taza");
+  await page.getByRole("button", { name: "Comment", exact: true }).click();
+  await page.locator(".ticket-comment", { hasText: "Enviamos otra taza" }).waitFor();
+  // Active in the list; resolved, it leaves the active tab for its own.
+  await page.goto(base + "/tickets");
+  await page.locator("tr", { hasText: "La taza llegó rota" }).waitFor();
+  await page.goto(base + ticketUrl);
+  await page.getByRole("button", { name: "Mark Resolved" }).click();
+  await page.locator(".badge", { hasText: "Resolved" }).first().waitFor();
+  await page.goto(base + "/tickets");
+  await text("No tickets here.").waitFor();
+  await page.getByRole("link", { name: "Resolved", exact: true }).click();
+  await page.locator("tr", { hasText: "La taza llegó rota" }).waitFor();
+});
+
 await step("answer_the_whatsapp_conversation", async () => {
   await page.goto(base + "/conversations");
   await page.locator("a.conv", { hasText: env("WA_CUSTOMER") }).first().click();
@@ -568,6 +602,9 @@ const pages = [
   ["orders", "/orders"],
   ["order", `/orders/${orderId}`],
   ["order-new", "/orders/new"],
+  ["tickets", "/tickets?status=all"],
+  ["ticket", ticketUrl ?? "/tickets"],
+  ["ticket-new", "/tickets/new"],
   ["customers", "/customers"],
   ["customer", customerUrl ?? "/customers"],
   ["sellers", "/sellers"],

@@ -72,6 +72,9 @@ pub fn App() -> impl IntoView {
                         <Route path=path!("customers") view={Lazy::<CustomersPage>::new()}/>
                         <Route path=path!("customers/:id") view={Lazy::<CustomerDetailPage>::new()}/>
                         <Route path=path!("sellers") view={Lazy::<SellersPage>::new()}/>
+                        <Route path=path!("tickets") view={Lazy::<TicketsPage>::new()}/>
+                        <Route path=path!("tickets/new") view={Lazy::<NewTicketPage>::new()}/>
+                        <Route path=path!("tickets/:id") view={Lazy::<TicketDetailPage>::new()}/>
                         <Route path=path!("conversations") view={Lazy::<InboxPage>::new()}/>
                         <Route path=path!("conversations/:id") view={Lazy::<InboxPage>::new()}/>
                         <Route path=path!("bots") view={Lazy::<BotsPage>::new()}/>
@@ -118,6 +121,15 @@ fn people_module(page: u32) -> AnyView {
         0 => pages::customers::Customers().into_any(),
         1 => pages::customers::CustomerDetail().into_any(),
         _ => pages::sellers::Sellers().into_any(),
+    }
+}
+
+#[lazy]
+fn support_module(page: u32) -> AnyView {
+    match page {
+        0 => pages::tickets::Tickets().into_any(),
+        1 => pages::tickets::NewTicket().into_any(),
+        _ => pages::tickets::TicketDetail().into_any(),
     }
 }
 
@@ -182,6 +194,9 @@ lazy_routes! {
     CustomersPage => people_module(0), __preload_people_module;
     CustomerDetailPage => people_module(1), __preload_people_module;
     SellersPage => people_module(2), __preload_people_module;
+    TicketsPage => support_module(0), __preload_support_module;
+    NewTicketPage => support_module(1), __preload_support_module;
+    TicketDetailPage => support_module(2), __preload_support_module;
     InboxPage => inbox_module(0), __preload_inbox_module;
     BotsPage => bots_module(0), __preload_bots_module;
     AnalyticsPage => analytics_module(0), __preload_analytics_module;
@@ -201,6 +216,7 @@ pub(crate) fn preload_page(href: &str) {
         "/products" => go(<ProductsPage as LazyRoute>::preload()),
         "/customers" => go(<CustomersPage as LazyRoute>::preload()),
         "/sellers" => go(<SellersPage as LazyRoute>::preload()),
+        "/tickets" => go(<TicketsPage as LazyRoute>::preload()),
         "/bots" => go(<BotsPage as LazyRoute>::preload()),
         "/analytics" => go(<AnalyticsPage as LazyRoute>::preload()),
         "/settings" => go(<SettingsPage as LazyRoute>::preload()),
@@ -224,6 +240,7 @@ fn Shell() -> impl IntoView {
         ("/", "nav_dashboard"),
         ("/conversations", "nav_conversations"),
         ("/orders", "nav_orders"),
+        ("/tickets", "nav_tickets"),
         ("/products", "nav_products"),
         ("/customers", "nav_customers"),
         ("/sellers", "nav_sellers"),

@@ -1111,6 +1111,12 @@ pub struct AnalyticsSummary {
     pub conversations_by_day: Vec<CountBy>,
     /// Products at or below the low-stock threshold (at most 20, lowest first).
     pub low_stock: Vec<LowStock>,
+    /// Support tickets somebody still has to act on (open, in progress, waiting), shop-wide.
+    #[serde(default)]
+    pub tickets_active: u64,
+    /// Of those, the ones past their due time.
+    #[serde(default)]
+    pub tickets_overdue: u64,
 }
 
 #[cfg(test)]

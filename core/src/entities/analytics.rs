@@ -198,6 +198,7 @@ pub fn summary(conn: &Connection, caller: &Caller, q: &SummaryQuery) -> Result<A
         }
     }
     let average = if count == 0 { Decimal::ZERO } else { total / Decimal::from(count) };
+    let (tickets_active, tickets_overdue) = super::tickets::active_counts(conn, &caller.shop_id, q.now_ms)?;
     Ok(AnalyticsSummary {
         currency,
         timezone: tz_name,
@@ -221,5 +222,7 @@ pub fn summary(conn: &Connection, caller: &Caller, q: &SummaryQuery) -> Result<A
         conversations_by_seller: conv_by_seller,
         conversations_by_day: conv_by_day,
         low_stock: low,
+        tickets_active,
+        tickets_overdue,
     })
 }

@@ -428,12 +428,12 @@ pub fn list(conn: &Connection, caller: &Caller, p: &TicketListParams) -> Result<
     })
 }
 
-/// Active tickets of the shop, and how many of them are overdue (the dashboard).
-pub fn active_counts(conn: &Connection, shop: &str) -> Result<(u64, u64)> {
+/// Active tickets of the shop, and how many of them are overdue at `now` (the dashboard).
+pub fn active_counts(conn: &Connection, shop: &str, now: i64) -> Result<(u64, u64)> {
     Ok(conn
         .prepare_cached(
             "SELECT COUNT(*), COALESCE(SUM(due_at < ?2), 0) FROM tickets
              WHERE shop_id = ?1 AND status IN ('open', 'in_progress', 'waiting')",
         )?
-        .query_row(params![shop, now_ms()], |r| Ok((r.get::<_, i64>(0)? as u64, r.get::<_, i64>(1)? as u64)))?)
+        .query_row(params![shop, now], |r| Ok((r.get::<_, i64>(0)? as u64, r.get::<_, i64>(1)? as u64)))?)
 }

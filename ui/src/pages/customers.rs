@@ -1,7 +1,7 @@
 //! Customers: search, create, profile with orders and conversations, tags, notes, merge.
 
 use dashoffice_domain::{
-    api::{CreateCustomer, CustomerView, MergeCustomers, OrderView, Page, UpdateCustomer},
+    api::{CreateCustomer, CustomerView, MergeCustomers, OrderView, Page, TicketView, UpdateCustomer},
     inbox::ConversationView,
 };
 use leptos::{prelude::*, task::spawn_local};
@@ -196,6 +196,11 @@ pub(crate) fn CustomerDetail() -> impl IntoView {
         let path = format!("/api/v1/conversations?limit=20&customer_id={}", enc(&id.get()));
         async move { api::get::<Page<ConversationView>>(&path).await }
     });
+    let tickets = loader(move || {
+        watch(&["tickets"]);
+        let path = format!("/api/v1/tickets?limit=20&customer_id={}", enc(&id.get()));
+        async move { api::get::<Page<TicketView>>(&path).await }
+    });
     let merge_q = RwSignal::new(String::new());
     let merge_from = RwSignal::new(String::new());
     let merge_err = RwSignal::new(None::<ApiError>);
@@ -230,6 +235,7 @@ pub(crate) fn CustomerDetail() -> impl IntoView {
     view! {
         <PageHead title=t("customer")>
             <A href=move || format!("/orders/new?customer={}", id.get()) attr:class="btn primary">{t("new_order")}</A>
+            <A href=move || format!("/tickets/new?customer={}", id.get()) attr:class="btn">{t("new_ticket")}</A>
             <A href="/customers" attr:class="btn ghost">{t("back")}</A>
         </PageHead>
         {move || match data.get() {
@@ -269,6 +275,15 @@ pub(crate) fn CustomerDetail() -> impl IntoView {
                 }))}
             </section>
         </div>
+        <section class="card"><h2>{t("nav_tickets")}</h2>
+            {show(tickets, |p: Page<TicketView>| rows_or_empty(p.items, "no_tickets", |x| {
+                let href = format!("/tickets/{}", x.id);
+                view! {
+                    <div class="row-item"><A href=href>{x.number.clone()}</A><span>{x.subject.clone()}</span>
+                        <span>{super::tickets::ticket_status_text(x.status)}</span><span>{when(x.created_at)}</span></div>
+                }
+            }))}
+        </section>
         <form class="card form" on:submit=merge novalidate>
             <h2>{t("merge_duplicate")}</h2>
             <p class="muted">{t("merge_help")}</p>

@@ -8,7 +8,7 @@ use super::PageHead;
 use crate::{
     api,
     components::{BarChart, Empty, Stat, loader, show, status_text},
-    i18n::{day, money, number, t},
+    i18n::{day, money, number, t, tf},
     state::watch,
 };
 
@@ -54,12 +54,18 @@ pub(crate) fn Dashboard() -> impl IntoView {
                 }
                 .into_any()
             };
+            let tickets_label = if s.tickets_overdue > 0 {
+                tf("active_tickets_overdue", &[&number(s.tickets_overdue as f64)])
+            } else {
+                t("active_tickets").to_string()
+            };
             view! {
                 <div class="grid stats">
                     <Stat label=t("sales_today") value=money(&s.sales_today, &s.currency)/>
                     <Stat label=t("orders_today") value=number(s.orders_today as f64)/>
                     <Stat label=t("open_conversations") value=number(s.conversations_open as f64)/>
                     <Stat label=t("bot_conversations") value=number(s.conversations_pending as f64)/>
+                    <Stat label=tickets_label value=number(s.tickets_active as f64)/>
                 </div>
                 <div class="grid two">
                     <section class="card"><BarChart title=t("sales_14_days") bars=bars/></section>

@@ -318,6 +318,7 @@ fn Thread(id: String) -> impl IntoView {
     });
     let err = RwSignal::new(None::<ApiError>);
     let pid = id.clone();
+    let ticket_for = id.clone();
     let patch = move |body: UpdateConversation| {
         err.set(None);
         let path = format!("/api/v1/conversations/{pid}");
@@ -434,6 +435,7 @@ fn Thread(id: String) -> impl IntoView {
                     <span class="muted">"+"{c.wa_id.clone()}</span>
                 </div>
                 <Badge kind=state_kind(c.state) text=status_text(state_key(c.state))/>
+                <A href=format!("/tickets/new?conversation={}&customer={}", ticket_for, c.customer_id) attr:class="btn ghost">{t("open_a_ticket")}</A>
             </header>
             <div class="thread-tools">
                 <div class="seg" role="group" aria-label=t("who_answers")>

@@ -12,6 +12,7 @@ pub(crate) mod products;
 pub(crate) mod relay;
 pub(crate) mod sellers;
 pub(crate) mod settings;
+pub(crate) mod tickets;
 
 use leptos::prelude::*;
 use leptos_router::{components::A, hooks::use_params_map};

@@ -3,10 +3,7 @@
 
 use dashoffice_domain::{
     OrderStatus,
-    api::{
-        CreateOrder, CustomerView, OrderLineInput, OrderView, Page, ProductView, ResolveOrder, TransitionOrder,
-        UpdateOrder,
-    },
+    api::{CreateOrder, OrderLineInput, OrderView, Page, ProductView, ResolveOrder, TransitionOrder, UpdateOrder},
 };
 use leptos::{prelude::*, task::spawn_local};
 use leptos_router::{
@@ -233,6 +230,7 @@ pub(crate) fn OrderDetail() -> impl IntoView {
                                 <button type="button" class="btn" id="order-whatsapp" disabled=move || sending.get()
                                     on:click=send_whatsapp>{t("send_on_whatsapp")}</button>
                             </Show>
+                            <A href=format!("/tickets/new?order={}", o.id) attr:class="btn">{t("open_a_ticket")}</A>
                             {(o.status == OrderStatus::Draft && may_sell()).then(|| view! {
                                 <A href=format!("/orders/{}/edit", o.id) attr:class="btn">{t("edit_order")}</A>
                             })}
@@ -344,17 +342,7 @@ fn OrderForm(existing: Option<OrderView>) -> impl IntoView {
     let customer =
         RwSignal::new(if for_customer.is_empty() { restored.customer.clone() } else { for_customer.clone() });
     let customer_q = RwSignal::new(String::new());
-    let customers = loader(move || {
-        let path = format!("/api/v1/customers?limit=50&sort=name&q={}", enc(&customer_q.get()));
-        async move { api::get::<Page<CustomerView>>(&path).await }
-    });
-    // The customer the page was opened for, even if not among the names listed.
-    let preset = customer.get_untracked();
-    let preset_customer = loader(move || {
-        let path = format!("/api/v1/customers/{}", enc(&preset));
-        let none = preset.is_empty();
-        async move { if none { Ok(None) } else { api::get::<CustomerView>(&path).await.map(Some) } }
-    });
+    let customer_options = crate::components::customer_options(customer, customer_q);
     // Products are searched (a catalog can be large); the ones already on a line stay offered.
     let product_q = RwSignal::new(String::new());
     let products = loader(move || {
@@ -449,29 +437,6 @@ fn OrderForm(existing: Option<OrderView>) -> impl IntoView {
                 Err(e) => err.set(Some(e)),
             }
         });
-    };
-    let customer_options = move || {
-        let preset = preset_customer.with(|p| p.ready().cloned().flatten());
-        // Options arrive after the value is set (a preset or restored customer): the chosen one
-        // is marked, or the select would show none.
-        let current = customer.get_untracked();
-        customers.with(|c| {
-            c.ready().map(|p| {
-                let listed = preset.as_ref().is_some_and(|x| p.items.iter().any(|c| c.id == x.id));
-                preset
-                    .iter()
-                    .filter(|_| !listed)
-                    .chain(p.items.iter())
-                    .map(|c| {
-                        let label = match &c.phone {
-                            Some(ph) => format!("{} · {ph}", c.name),
-                            None => c.name.clone(),
-                        };
-                        view! { <option value=c.id.clone() selected=c.id == current>{label}</option> }
-                    })
-                    .collect_view()
-            })
-        })
     };
     let label = |p: &ProductView| format!("{} · {} · {}", p.name, p.sku, money(&p.price, &p.currency));
     let product_options = move || {
