@@ -1,5 +1,5 @@
-//! Full-text search (tantivy) over the projection: products, customers, orders and WhatsApp
-//! messages, for the search box of every page.
+//! Full-text search (tantivy) over the projection: products, customers, orders, support tickets
+//! and WhatsApp messages, for the search box of every page.
 //!
 //! The index is derived data, like the SQL projection it is built from, and lives in the
 //! replica's folder (`search/`). The writer thread names the records each committed batch
@@ -68,10 +68,11 @@ pub(crate) enum Kind {
     Customer,
     Order,
     Message,
+    Ticket,
 }
 
 impl Kind {
-    const ALL: [Kind; 4] = [Kind::Product, Kind::Customer, Kind::Order, Kind::Message];
+    const ALL: [Kind; 5] = [Kind::Product, Kind::Customer, Kind::Order, Kind::Message, Kind::Ticket];
 
     fn as_str(self) -> &'static str {
         match self {
@@ -79,6 +80,7 @@ impl Kind {
             Kind::Customer => "customer",
             Kind::Order => "order",
             Kind::Message => "message",
+            Kind::Ticket => "ticket",
         }
     }
 
@@ -100,6 +102,7 @@ impl Kind {
             Collection::Products => Some(Kind::Product),
             Collection::Customers => Some(Kind::Customer),
             Collection::Orders => Some(Kind::Order),
+            Collection::Tickets => Some(Kind::Ticket),
             Collection::Messages => Some(Kind::Message),
             _ => None,
         }
@@ -496,7 +499,7 @@ fn check(p: &SearchParams) -> Result<(Vec<String>, Vec<Kind>, usize)> {
             let mut out = Vec::new();
             for part in s.split(',').map(str::trim) {
                 let k = Kind::parse(part).ok_or_else(|| {
-                    FieldError::new("kinds", "one_of", "comma-separated: product, customer, order, message")
+                    FieldError::new("kinds", "one_of", "comma-separated: product, customer, order, message, ticket")
                 })?;
                 if !out.contains(&k) {
                     out.push(k);
@@ -568,6 +571,18 @@ fn show(conn: &Connection, caller: &Caller, kind: Kind, id: &str) -> Result<Opti
             .optional()?
             .filter(|(branch, _)| visible(branch))
             .map(|(_, h)| h),
+        Kind::Ticket => conn
+            .prepare_cached(
+                "SELECT t.number, t.subject, t.status, coalesce(c.name, '')
+                 FROM tickets t LEFT JOIN customers c ON c.id = t.customer_id WHERE t.id = ?1 AND t.shop_id = ?2",
+            )?
+            .query_row(params![id, shop], |r| {
+                let (number, subject, status, customer): (String, String, String, String) =
+                    (r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?);
+                let sub = [number, customer, status].into_iter().filter(|s| !s.is_empty()).collect::<Vec<_>>().join(" · ");
+                Ok(hit(subject, sub, format!("/tickets/{id}")))
+            })
+            .optional()?,
         Kind::Message => conn
             .prepare_cached(
                 "SELECT m.conversation_id, m.branch_id, m.text, coalesce(v.customer_name, ''), coalesce(v.wa_id, '')
@@ -734,6 +749,11 @@ fn select(kind: Kind) -> &'static str {
         Kind::Message => {
             "SELECT t.id, t.shop_id, t.branch_id, t.text, '', '', '', '' FROM messages t WHERE t.text <> ''"
         }
+        // Shop-wide (no branch): any replica's staff follow any ticket.
+        Kind::Ticket => {
+            "SELECT t.id, t.shop_id, NULL, t.number, t.subject, t.description, coalesce(c.name, ''), ''
+             FROM tickets t LEFT JOIN customers c ON c.id = t.customer_id WHERE t.shop_id <> ''"
+        }
     }
 }
 
@@ -888,11 +908,16 @@ impl Indexer {
         let noted: Vec<String> =
             records.iter().filter(|(k, _)| *k == Kind::Customer).map(|(_, id)| id.clone()).collect();
         for customer in noted {
-            // A customer's name is in their orders' entries: a rename re-indexes them.
-            let mut stmt = self.conn.prepare_cached("SELECT id FROM orders WHERE customer_id = ?1")?;
-            let orders =
-                stmt.query_map([&customer], |r| r.get::<_, String>(0))?.collect::<rusqlite::Result<Vec<_>>>()?;
-            records.extend(orders.into_iter().map(|o| (Kind::Order, o)));
+            // A customer's name is in their orders' and tickets' entries: a rename re-indexes them.
+            for (kind, sql) in [
+                (Kind::Order, "SELECT id FROM orders WHERE customer_id = ?1"),
+                (Kind::Ticket, "SELECT id FROM tickets WHERE customer_id = ?1"),
+            ] {
+                let mut stmt = self.conn.prepare_cached(sql)?;
+                let ids =
+                    stmt.query_map([&customer], |r| r.get::<_, String>(0))?.collect::<rusqlite::Result<Vec<_>>>()?;
+                records.extend(ids.into_iter().map(|id| (kind, id)));
+            }
             // Whether a customer of a merge cycle is shown depends on the other one.
             let other: Option<Option<String>> = self
                 .conn

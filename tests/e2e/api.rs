@@ -916,6 +916,15 @@ fn support_tickets_are_opened_worked_on_and_closed_with_their_history() {
         (Some(2), Some(0)),
         "{summary}"
     );
+    // The top bar's search finds a ticket by its words and its customer's name.
+    let link = format!("/tickets/{tid}");
+    let ticket_hit = |q: &str| {
+        api.get(&format!("/api/v1/search?q={q}&kinds=ticket")).ok(200)["hits"]
+            .as_array()
+            .is_some_and(|h| h.iter().any(|h| h["kind"] == "ticket" && h["link"] == link.as_str()))
+    };
+    assert!(eventually(Duration::from_secs(20), || ticket_hit("taza%20rota")), "search never found the ticket");
+    assert!(ticket_hit("lucia"), "the customer's name finds her tickets");
     let e = api.get("/api/v1/tickets?status=pending").err(422, "validation");
     assert_eq!(e["field"], "status", "{e}");
 

@@ -18,6 +18,7 @@ fn kind_label(kind: &str) -> &'static str {
         "product" => t("search_kind_product"),
         "customer" => t("search_kind_customer"),
         "order" => t("search_kind_order"),
+        "ticket" => t("search_kind_ticket"),
         _ => t("search_kind_message"),
     }
 }

@@ -104,7 +104,8 @@ pub struct SearchParams {
     /// message's text. Accents and case do not matter, the last word may be cut short and longer
     /// words may have one typo. 1 to 200 characters.
     pub q: Option<String>,
-    /// Only these kinds, comma-separated: `product`, `customer`, `order`, `message` (default all).
+    /// Only these kinds, comma-separated: `product`, `customer`, `order`, `message`, `ticket`
+    /// (default all).
     pub kinds: Option<String>,
     /// Most hits to return, 1 to 50 (default 20).
     pub limit: Option<u32>,
