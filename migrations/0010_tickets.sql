@@ -13,6 +13,8 @@ CREATE TABLE tickets (
     order_id        TEXT,
     conversation_id TEXT,
     assignee_id     TEXT,
+    assigned_at     INTEGER NOT NULL,
+    assigned_by     TEXT,
     branch_id       TEXT,
     created_by      TEXT NOT NULL,
     created_at      INTEGER NOT NULL,

@@ -11,7 +11,10 @@ use std::{
 };
 
 use dashoffice_api::{ApiError, ApiResult};
-use dashoffice_core::{BootstrapInput, Replica, entities::inbox};
+use dashoffice_core::{
+    BootstrapInput, Replica,
+    entities::{inbox, tickets},
+};
 use dashoffice_domain::{FieldError, api::SyncStatus};
 use dashoffice_sync::{ClientConfig, SyncHandle, tls::Trust};
 use serde::Serialize;
@@ -282,9 +285,13 @@ impl Backend {
             let unread = inbox::unread_conversations(c, &shop)?;
             let user = inbox::last_login(c)?;
             let notices = inbox::notices_since(c, &shop, user.as_deref(), *since)?;
-            Ok((unread, notices))
+            let tickets = match &user {
+                Some(u) => tickets::assigned_since(c, &shop, u, *since)?,
+                None => Vec::new(),
+            };
+            Ok((unread, notices, tickets))
         });
-        let Ok((unread, notices)) = read else { return };
+        let Ok((unread, notices, tickets)) = read else { return };
         let line = format!("{sync}|{unread}");
         if line != *last_tray {
             self.shell.tray(&sync, unread, &lang.tooltip(&sync, unread));
@@ -298,6 +305,12 @@ impl Backend {
             };
             self.shell.notify(&title, &body);
             self.remember(Shown { title, body, path: format!("/conversations/{}", n.conversation_id), at: n.at });
+        }
+        for x in tickets {
+            *since = (*since).max(x.at);
+            let (title, body) = lang.ticket_assigned(&x.number, &x.subject);
+            self.shell.notify(&title, &body);
+            self.remember(Shown { title, body, path: format!("/tickets/{}", x.id), at: x.at });
         }
     }
 }

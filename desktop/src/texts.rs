@@ -71,6 +71,14 @@ impl Lang {
         }
     }
 
+    /// A notification for a support ticket given to the person using this computer.
+    pub(crate) fn ticket_assigned(self, number: &str, subject: &str) -> (String, String) {
+        match self {
+            Self::Es => (format!("Ticket asignado: {number}"), format!("Te asignaron «{subject}»")),
+            Self::En => (format!("Ticket assigned: {number}"), format!("“{subject}” was assigned to you")),
+        }
+    }
+
     /// A notification for a file the UI saved (an invoice, an export), or could not save.
     pub(crate) fn saved(self, name: &str, folder: &str, ok: bool) -> (String, String) {
         match (self, ok) {

@@ -373,6 +373,36 @@ fn the_desktop_app_works_offline_and_syncs_when_the_relay_returns() {
             list.iter().any(|n| n["title"] == "Ana Pérez" && n["body"].as_str().is_some_and(|b| b.contains("domingo"))),
             "no notification for the message: {shown}"
         );
+        // A manager at the branch gives the owner (signed in here) a support ticket: it reaches
+        // the app with a notification.
+        let subject = "Revisar cobro doble";
+        blocking(&mut || {
+            owner.staff("gerente@tienda.mx", "manager", Some(&branch));
+            let manager = edge.api(&edge.login("gerente@tienda.mx", "password-manager"));
+            let me = owner.get("/api/v1/auth/me").ok(200);
+            manager.post("/api/v1/tickets", &json!({ "subject": subject, "assignee_id": me["id"] })).ok(201);
+        });
+        let end = Instant::now() + LONG;
+        let ticket_told = loop {
+            let list = fetch_json(&c, "/api/v1/desktop/notifications").await;
+            let found = list.as_array().into_iter().flatten().any(|n| {
+                n["title"].as_str().is_some_and(|t| t.starts_with("Ticket"))
+                    && n["body"].as_str().is_some_and(|b| b.contains(subject))
+                    && n["path"].as_str().is_some_and(|p| p.starts_with("/tickets/"))
+            });
+            if found || Instant::now() > end {
+                break found.then_some(()).ok_or(list);
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        };
+        if ticket_told.is_err() {
+            let held = fetch_json(&c, "/api/v1/tickets?status=all").await;
+            let me = fetch_json(&c, "/api/v1/auth/me").await;
+            panic!(
+                "no notification for the ticket assigned: {ticket_told:?}\ntickets here: {held}\nme: {me}\n{}",
+                app_log()
+            );
+        }
         // The tray and notifications follow the UI's language: switching it in the top bar
         // switches the app's.
         let app_lang = |c: Client| async move {

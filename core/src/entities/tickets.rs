@@ -130,6 +130,10 @@ pub fn create(
         put_str(tx, &o, "order_id", order.as_ref().map_or("", |o| o.id.as_str()))?;
         put_str(tx, &o, "conversation_id", conversation.as_ref().map_or("", |c| c.id.as_str()))?;
         put_str(tx, &o, "assignee_id", assignee.as_deref().unwrap_or(""))?;
+        if assignee.is_some() {
+            tx.put(&o, "assigned_at", now)?;
+            put_str(tx, &o, "assigned_by", &caller.user_id)?;
+        }
         put_str(tx, &o, "branch_id", &branch)?;
         put_str(tx, &o, "created_by", &caller.user_id)?;
         tx.put_object(&o, "comments", ObjType::Map)?;
@@ -164,6 +168,9 @@ pub fn update(ctx: &mut WriteCtx<'_>, caller: &Caller, id: &str, input: UpdateTi
         Some("") => Some(String::new()),
         Some(a) => Some(check_assignee(ctx.conn(), &shop, a)?),
     };
+    // Given to someone new: when, and by whom (their notification says so).
+    let newly_assigned =
+        assignee.as_deref().is_some_and(|a| !a.is_empty() && current.assignee_id.as_deref() != Some(a));
     let now = ctx.now();
     let note_id = new_id();
     let by = caller.user_id.clone();
@@ -176,6 +183,10 @@ pub fn update(ctx: &mut WriteCtx<'_>, caller: &Caller, id: &str, input: UpdateTi
         }
         if let Some(p) = priority {
             put_str(tx, &o, "priority", p.as_str())?;
+        }
+        if newly_assigned {
+            tx.put(&o, "assigned_at", now)?;
+            put_str(tx, &o, "assigned_by", &by)?;
         }
         if let Some(to) = status {
             put_str(tx, &o, "status", to.as_str())?;
@@ -267,8 +278,9 @@ pub(crate) fn project(conn: &Connection, doc_id: &DocId, d: &Automerge, id: &str
     let resolved_at = Some(f.i64("resolved_at")).filter(|t| *t > 0);
     conn.prepare_cached(
         "INSERT OR REPLACE INTO tickets(id, shop_id, doc_id, number, subject, description, status, priority, customer_id,
-             order_id, conversation_id, assignee_id, branch_id, created_by, created_at, updated_at, due_at, resolved_at, comment_count)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19)",
+             order_id, conversation_id, assignee_id, branch_id, created_by, created_at, updated_at, due_at, resolved_at, comment_count,
+             assigned_at, assigned_by)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21)",
     )?
     .execute(params![
         id,
@@ -290,6 +302,8 @@ pub(crate) fn project(conn: &Connection, doc_id: &DocId, d: &Automerge, id: &str
         created_at + priority.due_after_ms(),
         resolved_at,
         comments.iter().filter(|c| c.3.is_empty()).count() as i64,
+        f.i64("assigned_at"),
+        f.opt_str("assigned_by"),
     ])?;
     let mut insert = conn.prepare_cached(
         "INSERT OR REPLACE INTO ticket_comments(id, ticket_id, author_id, body, status, created_at)
@@ -426,6 +440,33 @@ pub fn list(conn: &Connection, caller: &Caller, p: &TicketListParams) -> Result<
         };
         (v, t.id.clone())
     })
+}
+
+/// A ticket given to someone (the desktop app's notification).
+#[derive(Debug, Clone, PartialEq)]
+pub struct AssignedTicket {
+    /// Id.
+    pub id: String,
+    /// Number.
+    pub number: String,
+    /// Subject.
+    pub subject: String,
+    /// When it was given (Unix ms).
+    pub at: i64,
+}
+
+/// Active tickets given to `user` by someone else after `since_ms`, oldest first (at most 50).
+pub fn assigned_since(conn: &Connection, shop: &str, user: &str, since_ms: i64) -> Result<Vec<AssignedTicket>> {
+    let mut st = conn.prepare_cached(
+        "SELECT id, number, subject, assigned_at FROM tickets
+         WHERE shop_id = ?1 AND assignee_id = ?2 AND assigned_at > ?3 AND coalesce(assigned_by, '') <> ?2
+           AND status IN ('open', 'in_progress', 'waiting')
+         ORDER BY assigned_at LIMIT 50",
+    )?;
+    let rows = st.query_map(params![shop, user, since_ms], |r| {
+        Ok(AssignedTicket { id: r.get(0)?, number: r.get(1)?, subject: r.get(2)?, at: r.get(3)? })
+    })?;
+    Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
 }
 
 /// Active tickets of the shop, and how many of them are overdue at `now` (the dashboard).
