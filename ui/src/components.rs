@@ -63,20 +63,19 @@ where
 }
 
 /// The options of a customer select bound to `chosen`: the first 50 customers by name matching
-/// `search`, and the customer chosen when the page opened (a preset or a restored draft) even if
-/// not among them. The chosen one is marked: the options arrive after the value is set, and the
-/// select would otherwise show none.
+/// `search`, and the chosen customer (a preset, a restored draft, or one picked before the search
+/// changed) even if not among them. The chosen one is marked: the options arrive after the value
+/// is set, and the select would otherwise show none.
 pub fn customer_options(chosen: RwSignal<String>, search: RwSignal<String>) -> impl Fn() -> Option<AnyView> + Copy {
     use dashoffice_domain::api::{CustomerView, Page};
     let customers = loader(move || {
         let path = format!("/api/v1/customers?limit=50&sort=name&q={}", crate::api::enc(&search.get()));
         async move { crate::api::get::<Page<CustomerView>>(&path).await }
     });
-    let preset = chosen.get_untracked();
     let preset_customer = loader(move || {
-        let path = format!("/api/v1/customers/{}", crate::api::enc(&preset));
-        let none = preset.is_empty();
-        async move { if none { Ok(None) } else { crate::api::get::<CustomerView>(&path).await.map(Some) } }
+        let id = chosen.get();
+        let path = format!("/api/v1/customers/{}", crate::api::enc(&id));
+        async move { if id.is_empty() { Ok(None) } else { crate::api::get::<CustomerView>(&path).await.map(Some) } }
     });
     move || {
         let preset = preset_customer.with(|p| p.ready().cloned().flatten());

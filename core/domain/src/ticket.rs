@@ -1,8 +1,8 @@
 //! Support tickets: a customer's problem (a faulty product, a late delivery, a wrong charge)
 //! followed from report to solution, with its status, priority, who handles it and comments.
 //!
-//! Status is last-writer-wins between replicas (two devices changing it offline: the later change
-//! stays); comments from every replica are all kept.
+//! Between replicas, the later status change (by the time it was made) decides the status; comments
+//! from every replica are all kept.
 
 use serde::{Deserialize, Serialize};
 

@@ -198,7 +198,8 @@ pub fn summary(conn: &Connection, caller: &Caller, q: &SummaryQuery) -> Result<A
         }
     }
     let average = if count == 0 { Decimal::ZERO } else { total / Decimal::from(count) };
-    let (tickets_active, tickets_overdue) = super::tickets::active_counts(conn, &caller.shop_id, q.now_ms)?;
+    let (tickets_active, tickets_overdue) =
+        super::tickets::active_counts(conn, &caller.shop_id, branch.as_deref(), q.now_ms)?;
     Ok(AnalyticsSummary {
         currency,
         timezone: tz_name,

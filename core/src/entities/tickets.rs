@@ -2,7 +2,11 @@
 //! any replica may open, work on and comment on any ticket, also offline. A ticket may name the
 //! customer who reported it, the order it is about and the WhatsApp conversation it came from.
 //! Comments (and status changes, kept as comments naming the new status) sit in a map inside the
-//! ticket's record, so comments written on several replicas at once are all kept.
+//! ticket's record, so comments written on several replicas at once are all kept. The ticket's
+//! status is the one of its latest status change (by the time it was made, then its id), so two
+//! devices that changed it offline agree on the later one, and the history never contradicts
+//! it. Who handles a ticket is one small map (`assignment`: staff id, when, by whom), replaced as
+//! a whole, so the three never come from different devices.
 
 use automerge::{Automerge, ObjType, ReadDoc, transaction::Transactable};
 use dashoffice_domain::{
@@ -88,10 +92,14 @@ pub fn create(
         None => None,
     };
     let conversation = match given(&input.conversation_id) {
-        Some(c) => Some(
-            inbox::get_conversation(conn, &shop, c)
-                .map_err(|_| CoreError::not_found_field("conversation", c, "conversation_id"))?,
-        ),
+        Some(c) => {
+            let conv = inbox::get_conversation(conn, &shop, c)
+                .map_err(|_| CoreError::not_found_field("conversation", c, "conversation_id"))?;
+            caller
+                .check_branch(&conv.branch_id)
+                .map_err(|_| CoreError::not_found_field("conversation", c, "conversation_id"))?;
+            Some(conv)
+        }
         None => None,
     };
     let customer = match given(&input.customer_id) {
@@ -129,20 +137,15 @@ pub fn create(
         put_str(tx, &o, "customer_id", customer.as_deref().unwrap_or(""))?;
         put_str(tx, &o, "order_id", order.as_ref().map_or("", |o| o.id.as_str()))?;
         put_str(tx, &o, "conversation_id", conversation.as_ref().map_or("", |c| c.id.as_str()))?;
-        put_str(tx, &o, "assignee_id", assignee.as_deref().unwrap_or(""))?;
-        if assignee.is_some() {
-            tx.put(&o, "assigned_at", now)?;
-            put_str(tx, &o, "assigned_by", &caller.user_id)?;
-        }
+        put_assignment(tx, &o, assignee.as_deref().unwrap_or(""), now, &caller.user_id)?;
         put_str(tx, &o, "branch_id", &branch)?;
         put_str(tx, &o, "created_by", &caller.user_id)?;
         tx.put_object(&o, "comments", ObjType::Map)?;
         tx.put(&o, "created_at", now)?;
         tx.put(&o, "updated_at", now)?;
-        tx.put(&o, "resolved_at", 0i64)?;
         Ok(())
     })?;
-    get(ctx.conn(), &shop, &id)
+    get(ctx.conn(), caller, &id)
 }
 
 /// Changes a ticket's subject, description, status, priority or who handles it. A status change
@@ -150,7 +153,7 @@ pub fn create(
 pub fn update(ctx: &mut WriteCtx<'_>, caller: &Caller, id: &str, input: UpdateTicket) -> Result<TicketView> {
     caller.require(Permission::HandleTickets)?;
     let shop = caller.shop_id.clone();
-    let current = get(ctx.conn(), &shop, id)?;
+    let current = get(ctx.conn(), caller, id)?;
     let mut e = FieldErrors::new();
     let subject = input.subject.as_deref().and_then(|s| e.check(check_subject(s)));
     let description = input.description.as_deref().and_then(|s| e.check(check_description(s)));
@@ -168,15 +171,14 @@ pub fn update(ctx: &mut WriteCtx<'_>, caller: &Caller, id: &str, input: UpdateTi
         Some("") => Some(String::new()),
         Some(a) => Some(check_assignee(ctx.conn(), &shop, a)?),
     };
-    // Given to someone new: when, and by whom (their notification says so).
-    let newly_assigned =
-        assignee.as_deref().is_some_and(|a| !a.is_empty() && current.assignee_id.as_deref() != Some(a));
+    // Only a change of hands is written (and then when, and by whom: their notification says so).
+    let assignee = assignee.filter(|a| current.assignee_id.as_deref().unwrap_or("") != a);
     let now = ctx.now();
     let note_id = new_id();
     let by = caller.user_id.clone();
     ctx.change(&DocId::tickets(&shop, id), &[id], |tx, _| {
         let o = doc::record(tx, id)?.ok_or_else(|| CoreError::not_found("ticket", id))?;
-        for (k, v) in [("subject", &subject), ("description", &description), ("assignee_id", &assignee)] {
+        for (k, v) in [("subject", &subject), ("description", &description)] {
             if let Some(v) = v {
                 put_str(tx, &o, k, v)?;
             }
@@ -184,26 +186,26 @@ pub fn update(ctx: &mut WriteCtx<'_>, caller: &Caller, id: &str, input: UpdateTi
         if let Some(p) = priority {
             put_str(tx, &o, "priority", p.as_str())?;
         }
-        if newly_assigned {
-            tx.put(&o, "assigned_at", now)?;
-            put_str(tx, &o, "assigned_by", &by)?;
+        if let Some(a) = &assignee {
+            put_assignment(tx, &o, a, now, &by)?;
         }
         if let Some(to) = status {
+            // The status change in the history is what counts; the field is for readers of the
+            // document that do not look at the history.
             put_str(tx, &o, "status", to.as_str())?;
-            tx.put(&o, "resolved_at", if to.is_active() { 0 } else { now })?;
             add_comment(tx, &o, &note_id, &by, "", Some(to), now)?;
         }
         tx.put(&o, "updated_at", now)?;
         Ok(())
     })?;
-    get(ctx.conn(), &shop, id)
+    get(ctx.conn(), caller, id)
 }
 
 /// Adds a comment to a ticket.
 pub fn comment(ctx: &mut WriteCtx<'_>, caller: &Caller, id: &str, input: AddTicketComment) -> Result<TicketView> {
     caller.require(Permission::HandleTickets)?;
     let shop = caller.shop_id.clone();
-    get(ctx.conn(), &shop, id)?;
+    get(ctx.conn(), caller, id)?;
     let body = check_body(&input.body)?;
     let now = ctx.now();
     let comment_id = new_id();
@@ -214,7 +216,22 @@ pub fn comment(ctx: &mut WriteCtx<'_>, caller: &Caller, id: &str, input: AddTick
         tx.put(&o, "updated_at", now)?;
         Ok(())
     })?;
-    get(ctx.conn(), &shop, id)
+    get(ctx.conn(), caller, id)
+}
+
+/// Gives ticket record `o` to staff member `to` ("" for nobody), as one map replaced whole.
+fn put_assignment(
+    tx: &mut automerge::transaction::Transaction<'_>,
+    o: &automerge::ObjId,
+    to: &str,
+    now: i64,
+    by: &str,
+) -> Result<()> {
+    let a = tx.put_object(o, "assignment", ObjType::Map)?;
+    put_str(tx, &a, "id", to)?;
+    tx.put(&a, "at", now)?;
+    put_str(tx, &a, "by", by)?;
+    Ok(())
 }
 
 /// Writes a comment (or, with `status`, a status change) into ticket record `o`.
@@ -272,10 +289,16 @@ pub(crate) fn project(conn: &Connection, doc_id: &DocId, d: &Automerge, id: &str
     let f = doc::fields(d, &o);
     let shop = doc_id.scope()?.shop_id;
     let priority = TicketPriority::parse(&f.str("priority")).unwrap_or(TicketPriority::Normal);
-    let status = TicketStatus::parse(&f.str("status")).unwrap_or(TicketStatus::Open);
     let comments = read_comments(d, &o);
+    // The latest status change decides (comments are sorted by time, then id).
+    let latest = comments.iter().rev().find_map(|c| TicketStatus::parse(&c.3).map(|s| (s, c.4)));
+    let status = latest.map_or_else(|| TicketStatus::parse(&f.str("status")).unwrap_or(TicketStatus::Open), |l| l.0);
+    let resolved_at = latest.filter(|(s, _)| !s.is_active()).map(|(_, at)| at);
     let created_at = f.i64("created_at");
-    let resolved_at = Some(f.i64("resolved_at")).filter(|t| *t > 0);
+    let (assignee, assigned_at, assigned_by) = match doc::get_obj(d, &o, "assignment") {
+        Some(a) => (doc::get_opt_str(d, &a, "id"), doc::get_i64(d, &a, "at"), doc::get_opt_str(d, &a, "by")),
+        None => (None, 0, None),
+    };
     conn.prepare_cached(
         "INSERT OR REPLACE INTO tickets(id, shop_id, doc_id, number, subject, description, status, priority, customer_id,
              order_id, conversation_id, assignee_id, branch_id, created_by, created_at, updated_at, due_at, resolved_at, comment_count,
@@ -294,16 +317,16 @@ pub(crate) fn project(conn: &Connection, doc_id: &DocId, d: &Automerge, id: &str
         f.opt_str("customer_id"),
         f.opt_str("order_id"),
         f.opt_str("conversation_id"),
-        f.opt_str("assignee_id"),
+        assignee,
         f.opt_str("branch_id"),
         f.str("created_by"),
         created_at,
         f.i64("updated_at"),
-        created_at + priority.due_after_ms(),
+        created_at.saturating_add(priority.due_after_ms()),
         resolved_at,
         comments.iter().filter(|c| c.3.is_empty()).count() as i64,
-        f.i64("assigned_at"),
-        f.opt_str("assigned_by"),
+        assigned_at,
+        assigned_by,
     ])?;
     let mut insert = conn.prepare_cached(
         "INSERT OR REPLACE INTO ticket_comments(id, ticket_id, author_id, body, status, created_at)
@@ -351,11 +374,26 @@ fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<TicketView> {
     })
 }
 
+/// Tickets are shop-wide, orders belong to a branch: a caller limited to another branch does
+/// not see the order's number (the order itself is not theirs to open).
+fn hide_other_branches(conn: &Connection, caller: &Caller, t: &mut TicketView) -> Result<()> {
+    if let (Some(_), Some(order)) = (&caller.branch_id, &t.order_id) {
+        let branch: Option<String> = conn
+            .prepare_cached("SELECT branch_id FROM orders WHERE id = ?1")?
+            .query_row([order], |r| r.get(0))
+            .optional()?;
+        if branch.is_none_or(|b| caller.check_branch(&b).is_err()) {
+            t.order_number = None;
+        }
+    }
+    Ok(())
+}
+
 /// One ticket with its comments and status changes.
-pub fn get(conn: &Connection, shop: &str, id: &str) -> Result<TicketView> {
+pub fn get(conn: &Connection, caller: &Caller, id: &str) -> Result<TicketView> {
     let mut t = conn
         .prepare_cached(&format!("SELECT {COLS} FROM tickets t WHERE t.id = ?1 AND t.shop_id = ?2"))?
-        .query_row([id, shop], row)
+        .query_row([id, caller.shop_id.as_str()], row)
         .optional()?
         .ok_or_else(|| CoreError::not_found("ticket", id))?;
     let mut stmt = conn.prepare_cached(
@@ -374,6 +412,7 @@ pub fn get(conn: &Connection, shop: &str, id: &str) -> Result<TicketView> {
             })
         })?
         .collect::<rusqlite::Result<Vec<_>>>()?;
+    hide_other_branches(conn, caller, &mut t)?;
     Ok(t)
 }
 
@@ -431,7 +470,7 @@ pub fn list(conn: &Connection, caller: &Caller, p: &TicketListParams) -> Result<
         );
     }
     let sort = p.sort.clone().unwrap_or_else(|| "-created_at".into());
-    q.run(conn, row, |t| {
+    let mut page = q.run(conn, row, |t| {
         let v = match sort.trim_start_matches('-') {
             "updated_at" => Value::Integer(t.updated_at),
             "due_at" => Value::Integer(t.due_at),
@@ -439,7 +478,11 @@ pub fn list(conn: &Connection, caller: &Caller, p: &TicketListParams) -> Result<
             _ => Value::Integer(t.created_at),
         };
         (v, t.id.clone())
-    })
+    })?;
+    for t in &mut page.items {
+        hide_other_branches(conn, caller, t)?;
+    }
+    Ok(page)
 }
 
 /// A ticket given to someone (the desktop app's notification).
@@ -469,12 +512,13 @@ pub fn assigned_since(conn: &Connection, shop: &str, user: &str, since_ms: i64) 
     Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
 }
 
-/// Active tickets of the shop, and how many of them are overdue at `now` (the dashboard).
-pub fn active_counts(conn: &Connection, shop: &str, now: i64) -> Result<(u64, u64)> {
+/// Active tickets of the shop (opened in `branch`, if given), and how many of them are overdue at
+/// `now` (the dashboard).
+pub fn active_counts(conn: &Connection, shop: &str, branch: Option<&str>, now: i64) -> Result<(u64, u64)> {
     Ok(conn
         .prepare_cached(
             "SELECT COUNT(*), COALESCE(SUM(due_at < ?2), 0) FROM tickets
-             WHERE shop_id = ?1 AND status IN ('open', 'in_progress', 'waiting')",
+             WHERE shop_id = ?1 AND status IN ('open', 'in_progress', 'waiting') AND (?3 IS NULL OR branch_id = ?3)",
         )?
-        .query_row(params![shop, now], |r| Ok((r.get::<_, i64>(0)? as u64, r.get::<_, i64>(1)? as u64)))?)
+        .query_row(params![shop, now, branch], |r| Ok((r.get::<_, i64>(0)? as u64, r.get::<_, i64>(1)? as u64)))?)
 }

@@ -7,11 +7,11 @@ use dashoffice_core::{
     domain::{
         OrderStatus,
         api::{
-            AdjustStock, CreateCustomer, CreateOrder, CreateProduct, OrderLineInput, TransitionOrder, UpdateCustomer,
-            UpdateProduct,
+            AddTicketComment, AdjustStock, CreateCustomer, CreateOrder, CreateProduct, CreateTicket, OrderLineInput,
+            TransitionOrder, UpdateCustomer, UpdateProduct, UpdateTicket,
         },
     },
-    entities::{branches_for_tests, customers, orders, products, stock},
+    entities::{branches_for_tests, customers, orders, products, stock, tickets},
 };
 use proptest::prelude::*;
 
@@ -19,15 +19,71 @@ use crate::fixtures::{Node, heads_dump, projection_dump, push_all, push_shuffled
 
 #[derive(Debug, Clone)]
 enum Op {
-    Adjust { node: usize, product: usize, branch: usize, delta: i64 },
-    Price { node: usize, product: usize, cents: i64 },
-    Archive { node: usize, product: usize },
-    Rename { node: usize, customer: usize, name: u8 },
-    NewOrder { node: usize, customer: usize, product: usize, qty: i64, branch: usize },
-    Transition { node: usize, order: usize, to: usize },
-    Resolve { node: usize, order: usize, to: usize },
-    Sync { from: usize, to: usize },
-    Shuffled { from: usize, to: usize, seed: u64 },
+    Adjust {
+        node: usize,
+        product: usize,
+        branch: usize,
+        delta: i64,
+    },
+    Price {
+        node: usize,
+        product: usize,
+        cents: i64,
+    },
+    Archive {
+        node: usize,
+        product: usize,
+    },
+    Rename {
+        node: usize,
+        customer: usize,
+        name: u8,
+    },
+    NewOrder {
+        node: usize,
+        customer: usize,
+        product: usize,
+        qty: i64,
+        branch: usize,
+    },
+    Transition {
+        node: usize,
+        order: usize,
+        to: usize,
+    },
+    Resolve {
+        node: usize,
+        order: usize,
+        to: usize,
+    },
+    NewTicket {
+        node: usize,
+        customer: usize,
+    },
+    TicketStatus {
+        node: usize,
+        ticket: usize,
+        to: usize,
+    },
+    TicketComment {
+        node: usize,
+        ticket: usize,
+    },
+    /// To the node's own staff member, or (`mine` false) to nobody.
+    TicketAssign {
+        node: usize,
+        ticket: usize,
+        mine: bool,
+    },
+    Sync {
+        from: usize,
+        to: usize,
+    },
+    Shuffled {
+        from: usize,
+        to: usize,
+        seed: u64,
+    },
 }
 
 fn op(n: usize) -> impl Strategy<Value = Op> {
@@ -41,6 +97,10 @@ fn op(n: usize) -> impl Strategy<Value = Op> {
             .prop_map(|(node, customer, product, qty, branch)| Op::NewOrder { node, customer, product, qty, branch }),
         (0..n, 0..4usize, 1..7usize).prop_map(|(node, order, to)| Op::Transition { node, order, to }),
         (0..n, 0..4usize, 1..7usize).prop_map(|(node, order, to)| Op::Resolve { node, order, to }),
+        (0..n, 0..2usize).prop_map(|(node, customer)| Op::NewTicket { node, customer }),
+        (0..n, 0..3usize, 0..5usize).prop_map(|(node, ticket, to)| Op::TicketStatus { node, ticket, to }),
+        (0..n, 0..3usize).prop_map(|(node, ticket)| Op::TicketComment { node, ticket }),
+        (0..n, 0..3usize, any::<bool>()).prop_map(|(node, ticket, mine)| Op::TicketAssign { node, ticket, mine }),
         (0..n, 0..n).prop_map(|(from, to)| Op::Sync { from, to }),
         (0..n, 0..n, any::<u64>()).prop_map(|(from, to, seed)| Op::Shuffled { from, to, seed }),
     ]
@@ -52,6 +112,7 @@ struct World {
     customers: Vec<String>,
     branches: Vec<String>,
     orders: Vec<String>,
+    tickets: Vec<String>,
 }
 
 fn setup(n: usize) -> World {
@@ -112,7 +173,7 @@ fn setup(n: usize) -> World {
     for i in 1..nodes.len() {
         push_all(&nodes[0].replica, &nodes[i].replica);
     }
-    World { nodes, products: products_, customers: customers_, branches, orders: Vec::new() }
+    World { nodes, products: products_, customers: customers_, branches, orders: Vec::new(), tickets: Vec::new() }
 }
 
 fn dashoffice_domain_branch() -> dashoffice_core::domain::api::CreateBranch {
@@ -197,6 +258,49 @@ fn apply(w: &mut World, op: &Op) {
             let status = OrderStatus::ALL[to];
             let _ = w.nodes[node].replica.write_blocking(move |ctx| {
                 orders::resolve(ctx, &c, &id, dashoffice_core::domain::api::ResolveOrder { status })
+            });
+        }
+        Op::NewTicket { node, customer } => {
+            let (c, cu) = (w.nodes[node].caller.clone(), w.customers[customer].clone());
+            let r = w.nodes[node].replica.write_blocking(move |ctx| {
+                tickets::create(
+                    ctx,
+                    &c,
+                    None,
+                    CreateTicket { subject: "Taza rota".into(), customer_id: Some(cu), ..Default::default() },
+                )
+            });
+            if let Ok(t) = r {
+                w.tickets.push(t.id);
+            }
+        }
+        Op::TicketStatus { node, ticket, to } => {
+            let Some(id) = w.tickets.get(ticket).cloned() else {
+                return;
+            };
+            let c = w.nodes[node].caller.clone();
+            let to = dashoffice_core::domain::TicketStatus::ALL[to].as_str().to_string();
+            let _ = w.nodes[node].replica.write_blocking(move |ctx| {
+                tickets::update(ctx, &c, &id, UpdateTicket { status: Some(to), ..Default::default() })
+            });
+        }
+        Op::TicketComment { node, ticket } => {
+            let Some(id) = w.tickets.get(ticket).cloned() else {
+                return;
+            };
+            let c = w.nodes[node].caller.clone();
+            let _ = w.nodes[node].replica.write_blocking(move |ctx| {
+                tickets::comment(ctx, &c, &id, AddTicketComment { body: format!("nota de {node}") })
+            });
+        }
+        Op::TicketAssign { node, ticket, mine } => {
+            let Some(id) = w.tickets.get(ticket).cloned() else {
+                return;
+            };
+            let c = w.nodes[node].caller.clone();
+            let to = if mine { c.user_id.clone() } else { String::new() };
+            let _ = w.nodes[node].replica.write_blocking(move |ctx| {
+                tickets::update(ctx, &c, &id, UpdateTicket { assignee_id: Some(to), ..Default::default() })
             });
         }
         Op::Sync { from, to } => {
@@ -339,4 +443,33 @@ fn a_forked_order_is_settled_once_and_everywhere() {
     let c = w.nodes[0].caller.clone();
     let o = w.nodes[0].replica.read(|conn| orders::get(conn, &c, &id)).unwrap();
     assert_eq!((o.status, o.conflict), (OrderStatus::Delivered, false));
+}
+
+/// Two replicas change a ticket's status while apart; the one that made many changes first (and
+/// so wins Automerge's own tie-break on the field) changed it earlier. Every replica shows the
+/// later change, and the history agrees with it; both comments stay.
+#[test]
+fn a_ticket_changed_on_two_replicas_keeps_the_later_status_and_every_comment() {
+    let mut w = setup(2);
+    apply(&mut w, &Op::NewTicket { node: 0, customer: 0 });
+    apply(&mut w, &Op::Sync { from: 0, to: 1 });
+    for _ in 0..3 {
+        apply(&mut w, &Op::TicketComment { node: 0, ticket: 0 });
+    }
+    apply(&mut w, &Op::TicketStatus { node: 0, ticket: 0, to: 2 }); // waiting
+    std::thread::sleep(std::time::Duration::from_millis(5));
+    apply(&mut w, &Op::TicketComment { node: 1, ticket: 0 });
+    apply(&mut w, &Op::TicketStatus { node: 1, ticket: 0, to: 3 }); // resolved, later
+    converge(&w.nodes);
+    check_equal(&w.nodes);
+    let id = w.tickets[0].clone();
+    for n in &w.nodes {
+        let c = n.caller.clone();
+        let t = n.replica.read(|conn| tickets::get(conn, &c, &id)).unwrap();
+        assert_eq!(t.status, dashoffice_core::domain::TicketStatus::Resolved, "{t:?}");
+        assert!(t.resolved_at.is_some());
+        assert_eq!(t.comment_count, 4);
+        let last = t.comments.iter().rev().find_map(|c| c.status);
+        assert_eq!(last, Some(dashoffice_core::domain::TicketStatus::Resolved));
+    }
 }

@@ -113,6 +113,12 @@ pub(crate) fn projection_dump(r: &Replica) -> Vec<String> {
         ),
         ("order_lines", "order_id, idx, product_id, sku, name, quantity, unit_price, tax_rate, subtotal, tax, total"),
         ("order_transitions", "order_id, idx, from_status, to_status, by_user, at, device"),
+        (
+            "tickets",
+            "id, doc_id, number, subject, description, status, priority, customer_id, order_id, assignee_id, assigned_at,
+             assigned_by, branch_id, created_by, created_at, updated_at, due_at, resolved_at, comment_count",
+        ),
+        ("ticket_comments", "id, ticket_id, author_id, body, status, created_at"),
     ];
     r.read(|c| {
         let mut out = Vec::new();

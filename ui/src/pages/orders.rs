@@ -230,7 +230,7 @@ pub(crate) fn OrderDetail() -> impl IntoView {
                                 <button type="button" class="btn" id="order-whatsapp" disabled=move || sending.get()
                                     on:click=send_whatsapp>{t("send_on_whatsapp")}</button>
                             </Show>
-                            <A href=format!("/tickets/new?order={}", o.id) attr:class="btn">{t("open_a_ticket")}</A>
+                            <A href=format!("/tickets/new?order={}&customer={}", o.id, o.customer_id) attr:class="btn">{t("open_a_ticket")}</A>
                             {(o.status == OrderStatus::Draft && may_sell()).then(|| view! {
                                 <A href=format!("/orders/{}/edit", o.id) attr:class="btn">{t("edit_order")}</A>
                             })}

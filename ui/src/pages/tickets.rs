@@ -232,14 +232,25 @@ pub(crate) fn TicketDetail() -> impl IntoView {
     let err = RwSignal::new(None::<ApiError>);
     let comment = RwSignal::new(String::new());
     let busy = RwSignal::new(false);
+    let changing = RwSignal::new(false);
     let change = move |body: UpdateTicket| {
         err.set(None);
+        changing.set(true);
         let path = format!("/api/v1/tickets/{}", enc(&id.get_untracked()));
         spawn_local(async move {
-            match api::patch::<_, TicketView>(&path, &body).await {
-                Ok(x) => data.set(crate::components::Load::Ready(x)),
-                Err(e) => err.set(Some(e)),
+            let r = api::patch::<_, TicketView>(&path, &body).await;
+            // Refused: the ticket as it is, so a select does not keep showing the rejected choice.
+            let shown = match r {
+                Ok(x) => Ok(x),
+                Err(e) => {
+                    err.set(Some(e));
+                    api::get::<TicketView>(&path).await
+                }
+            };
+            if let Ok(x) = shown {
+                data.set(crate::components::Load::Ready(x));
             }
+            changing.set(false);
         });
     };
     let send_comment = move |ev: leptos::ev::SubmitEvent| {
@@ -274,7 +285,7 @@ pub(crate) fn TicketDetail() -> impl IntoView {
                     };
                     let kind = if matches!(s, TicketStatus::Resolved | TicketStatus::Closed) { "btn primary" } else { "btn" };
                     view! {
-                        <button type="button" class=kind
+                        <button type="button" class=kind disabled=move || changing.get()
                             on:click=move |_| change(UpdateTicket { status: Some(s.as_str().into()), ..Default::default() })>
                             {label}
                         </button>
@@ -282,15 +293,22 @@ pub(crate) fn TicketDetail() -> impl IntoView {
                 })
                 .collect_view();
             let assignee = x.assignee_id.clone().unwrap_or_default();
+            let assignee_name = x.assignee_name.clone().unwrap_or_default();
             let staff_options = move || {
                 let assignee = assignee.clone();
                 staff.with(|s| {
                     s.ready().map(|p| {
-                        p.items
+                        // Someone the list leaves out (archived, or of another branch) still shows
+                        // as the one handling it.
+                        let missing = (!assignee.is_empty() && !p.items.iter().any(|s| s.id == assignee))
+                            .then(|| view! { <option value=assignee.clone() selected=true>{assignee_name.clone()}</option> });
+                        let listed = p
+                            .items
                             .iter()
-                            .filter(|s| !s.archived || s.id == assignee)
+                            .filter(|s| !s.archived)
                             .map(|s| view! { <option value=s.id.clone() selected=s.id == assignee>{s.name.clone()}</option> })
-                            .collect_view()
+                            .collect_view();
+                        view! { {missing}{listed} }
                     })
                 })
             };

@@ -44,7 +44,7 @@ pub(crate) async fn get_ticket(
     Auth(c): Auth,
     Path(id): Path<String>,
 ) -> ApiResult<Json<TicketView>> {
-    Ok(Json(s.read(move |conn| tickets::get(conn, &c.shop_id, &id)).await?))
+    Ok(Json(s.read(move |conn| tickets::get(conn, &c, &id)).await?))
 }
 
 /// Changes a ticket: subject, description, status (a closed ticket only opens again), priority,
