@@ -942,4 +942,15 @@ fn support_tickets_are_opened_worked_on_and_closed_with_their_history() {
     let history: Vec<&str> = t["comments"].as_array().unwrap().iter().filter_map(|c| c["status"].as_str()).collect();
     assert_eq!(history, ["in_progress", "resolved", "closed", "open"]);
     api.get("/api/v1/tickets/no-such-ticket").err(404, "not_found");
+
+    // A seller of another branch follows the ticket too (tickets are shop-wide), without the
+    // number of an order that is not their branch's.
+    let north = id(&api.branch("NOR", "Norte"));
+    api.staff("norte@tienda.mx", "seller", Some(&north));
+    let n = node.api(&node.login("norte@tienda.mx", "password-seller"));
+    let seen = n.get(&format!("/api/v1/tickets/{tid}")).ok(200);
+    assert_eq!((seen["subject"].as_str(), seen["order_number"].clone()), (Some("La taza llegó rota"), Value::Null));
+    assert_eq!(api.get(&format!("/api/v1/tickets/{tid}")).ok(200)["order_number"], order["number"]);
+    let t = n.post(&format!("/api/v1/tickets/{tid}/comments"), &json!({ "body": "Lo vemos en Norte" })).ok(201);
+    assert_eq!(t["order_number"], Value::Null);
 }
