@@ -202,6 +202,14 @@ await step("a_support_ticket_from_an_order", async () => {
   await page.locator("h1.ticket-subject", { hasText: "La taza llegó rota" }).waitFor();
   await page.locator(".badge", { hasText: "High" }).first().waitFor();
   await page.locator("main a", { hasText: env("CUSTOMER") }).first().waitFor(); // the order's customer
+  // A subject corrected afterwards; a bad one is refused under its field.
+  await page.getByRole("button", { name: "Edit", exact: true }).click();
+  await page.fill("#f-subject", "x");
+  await page.getByRole("button", { name: "Save", exact: true }).click();
+  await page.locator("#f-subject-err:not(:empty)").waitFor();
+  await page.fill("#f-subject", "La taza llegó rota, sin asa");
+  await page.getByRole("button", { name: "Save", exact: true }).click();
+  await page.locator("h1.ticket-subject", { hasText: "sin asa" }).waitFor();
   await page.getByRole("button", { name: "Mark In progress" }).click();
   await page.locator(".badge", { hasText: "In progress" }).first().waitFor();
   await page.locator(".ticket-event", { hasText: "marked it In progress" }).waitFor();
@@ -218,6 +226,9 @@ await step("a_support_ticket_from_an_order", async () => {
   await text("No tickets here.").waitFor();
   await page.getByRole("link", { name: "Resolved", exact: true }).click();
   await page.locator("tr", { hasText: "La taza llegó rota" }).waitFor();
+  // The order lists the tickets about it.
+  await page.goto(base + "/orders/" + orderId);
+  await page.locator(".order-tickets", { hasText: "sin asa" }).waitFor();
 });
 
 await step("answer_the_whatsapp_conversation", async () => {

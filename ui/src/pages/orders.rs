@@ -104,6 +104,12 @@ pub(crate) fn OrderDetail() -> impl IntoView {
         let path = format!("/api/v1/orders/{}", id.get());
         async move { api::get::<OrderView>(&path).await }
     });
+    // Support tickets about this order (shown when there are any).
+    let tickets = loader(move || {
+        watch(&["tickets"]);
+        let path = format!("/api/v1/tickets?limit=20&order_id={}", enc(&id.get()));
+        async move { api::get::<Page<dashoffice_domain::api::TicketView>>(&path).await }
+    });
     let err = RwSignal::new(None::<ApiError>);
     let move_to = move |to: OrderStatus| {
         err.set(None);
@@ -272,6 +278,13 @@ pub(crate) fn OrderDetail() -> impl IntoView {
                     {(!o.notes.is_empty()).then(|| view! { <p class="notes">{o.notes.clone()}</p> })}
                 </section>
                 <section class="card"><h2>{t("history")}</h2><ol class="list">{history}</ol></section>
+                {move || tickets.with(|l| l.ready().filter(|p| !p.items.is_empty()).map(|p| {
+                    let rows = p.items.clone().into_iter().map(|x| view! {
+                        <div class="row-item"><A href=format!("/tickets/{}", x.id)>{x.number.clone()}</A><span>{x.subject.clone()}</span>
+                            <span>{super::tickets::ticket_status_text(x.status)}</span></div>
+                    }).collect_view();
+                    view! { <section class="card order-tickets"><h2>{t("nav_tickets")}</h2>{rows}</section> }
+                }))}
             }
         })}
     }

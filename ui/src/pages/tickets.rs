@@ -233,6 +233,10 @@ pub(crate) fn TicketDetail() -> impl IntoView {
     let comment = RwSignal::new(String::new());
     let busy = RwSignal::new(false);
     let changing = RwSignal::new(false);
+    // The subject and description being corrected (shown instead of them while `editing`).
+    let editing = RwSignal::new(false);
+    let new_subject = RwSignal::new(String::new());
+    let new_description = RwSignal::new(String::new());
     let change = move |body: UpdateTicket| {
         err.set(None);
         changing.set(true);
@@ -241,7 +245,10 @@ pub(crate) fn TicketDetail() -> impl IntoView {
             let r = api::patch::<_, TicketView>(&path, &body).await;
             // Refused: the ticket as it is, so a select does not keep showing the rejected choice.
             let shown = match r {
-                Ok(x) => Ok(x),
+                Ok(x) => {
+                    editing.set(false);
+                    Ok(x)
+                }
                 Err(e) => {
                     err.set(Some(e));
                     api::get::<TicketView>(&path).await
@@ -353,10 +360,50 @@ pub(crate) fn TicketDetail() -> impl IntoView {
                             {x.overdue.then(|| view! { " "<Badge kind="danger" text=t("overdue")/> })}</h2>
                         <div class="actions">{may_handle().then_some(next)}</div>
                     </div>
-                    <h1 class="ticket-subject">{x.subject.clone()}</h1>
+                    {
+                        let (subject, description) = (x.subject.clone(), x.description.clone());
+                        move || if editing.get() {
+                            let save = move |ev: leptos::ev::SubmitEvent| {
+                                ev.prevent_default();
+                                change(UpdateTicket {
+                                    subject: Some(new_subject.get_untracked()),
+                                    description: Some(new_description.get_untracked()),
+                                    ..Default::default()
+                                });
+                            };
+                            view! {
+                                <form class="form ticket-edit" on:submit=save novalidate>
+                                    <Field label=t("subject") name="subject" value=new_subject err=err required=true/>
+                                    <Field label=t("description") name="description" value=new_description err=err rows=4/>
+                                    <div class="row-item">
+                                        <button class="btn primary" type="submit" disabled=move || changing.get()>{t("save")}</button>
+                                        <button class="btn ghost" type="button" on:click=move |_| editing.set(false)>{t("cancel")}</button>
+                                    </div>
+                                </form>
+                            }
+                            .into_any()
+                        } else {
+                            let (s2, d2) = (subject.clone(), description.clone());
+                            let edit = move |_| {
+                                new_subject.set(s2.clone());
+                                new_description.set(d2.clone());
+                                err.set(None);
+                                editing.set(true);
+                            };
+                            view! {
+                                <div class="ticket-text">
+                                    <div class="ticket-title">
+                                        <h1 class="ticket-subject">{subject.clone()}</h1>
+                                        {may_handle().then(|| view! { <button type="button" class="btn ghost" on:click=edit>{t("edit")}</button> })}
+                                    </div>
+                                    {(!description.is_empty()).then(|| view! { <p class="notes">{description.clone()}</p> })}
+                                </div>
+                            }
+                            .into_any()
+                        }
+                    }
                     {customer}{order}{conversation}
                     <p>{tf("ticket_opened_due", &[&datetime(x.created_at), &datetime(x.due_at)])}</p>
-                    {(!x.description.is_empty()).then(|| view! { <p class="notes">{x.description.clone()}</p> })}
                     {may_handle().then(|| view! {
                         <div class="grid two">
                             <label class="field"><span>{t("ticket_assignee")}</span>
@@ -371,7 +418,7 @@ pub(crate) fn TicketDetail() -> impl IntoView {
                             </label>
                         </div>
                     })}
-                    <FormError err=err fields=&["body"]/>
+                    <FormError err=err fields=&["body", "subject", "description"]/>
                 </section>
                 <section class="card">
                     <h2>{t("history")}</h2>
