@@ -321,6 +321,21 @@ await step("answer_the_whatsapp_conversation", async () => {
   });
 });
 
+await step("a_ticket_from_a_conversation_shows_in_its_thread", async () => {
+  // Whoever answers the customer on WhatsApp sees their open tickets above the thread.
+  await page.goto(conversationUrl);
+  await page.locator(".msg-in").first().waitFor();
+  await page.getByRole("link", { name: "Open a ticket" }).click();
+  await page.waitForURL(/\/tickets\/new\?conversation=/);
+  await page.fill("#f-subject", "Pregunta por la garantía");
+  await page.getByRole("button", { name: "Open ticket" }).click();
+  await page.waitForURL(/\/tickets\/[0-9a-f-]{36}$/);
+  await page.locator("main a", { hasText: env("WA_CUSTOMER") }).first().waitFor(); // the conversation's customer
+  await page.getByRole("link", { name: "See the WhatsApp conversation" }).click();
+  await page.waitForURL(/\/conversations\/.+/);
+  await page.locator(".thread-tickets", { hasText: "Pregunta por la garantía" }).waitFor();
+});
+
 await step("an_edit_on_the_second_node_arrives_live", async () => {
   await page.goto(base + "/products");
   await text("Taza DashOffice").waitFor();
@@ -691,7 +706,8 @@ await step("search_from_the_top_bar", async () => {
   await page.keyboard.press("Enter");
   await page.waitForURL(new RegExp(`/products/${productId}$`));
   await page.fill("#global-search", "lucia gomez");
-  const customer = page.locator("#global-search-results a", { hasText: env("CUSTOMER") }).first();
+  // (Her support tickets carry her name too: the customer's own hit is the one labelled so.)
+  const customer = page.locator("#global-search-results a", { hasText: env("CUSTOMER") }).filter({ hasText: "Customer" }).first();
   await customer.waitFor();
   if (!(await customer.textContent()).includes("Customer")) throw new Error(`not labelled a customer: ${await customer.textContent()}`);
   await customer.click();

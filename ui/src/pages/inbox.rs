@@ -3,7 +3,7 @@
 //! bot or human, labels.
 
 use dashoffice_domain::{
-    api::{Page, StaffView},
+    api::{Page, StaffView, TicketView},
     inbox::{
         CannedResponse, ConversationState, ConversationThread, ConversationView, MessageStatus, MessageView,
         SendMessage, TemplateView, UpdateConversation,
@@ -380,6 +380,16 @@ fn Thread(id: String) -> impl IntoView {
     // message or a delivery tick), so the labels being typed keep their text and focus; the
     // messages are keyed, so only a new or changed message is drawn and the list keeps its scroll.
     let head = Memo::new(move |_| thread.with(|t| t.ready().map(|th| HeadKey::of(&th.conversation))));
+    // The customer's support tickets still open: whoever answers sees them at once.
+    let customer_of = Memo::new(move |_| head.with(|h| h.as_ref().map(|h| h.customer_id.clone()).unwrap_or_default()));
+    let open_tickets = loader(move || {
+        watch(&["tickets"]);
+        let cid = customer_of.get();
+        let path = format!("/api/v1/tickets?status=active&limit=5&customer_id={}", enc(&cid));
+        async move {
+            if cid.is_empty() { Ok(Vec::new()) } else { api::get::<Page<TicketView>>(&path).await.map(|p| p.items) }
+        }
+    });
     let messages = Memo::new(move |_| thread.with(|t| t.ready().map(|th| th.messages.clone()).unwrap_or_default()));
     // Scrolled to the newest message at first and whenever a message arrives while the reader is
     // at the bottom; one who scrolled up to read older ones stays where they are.
@@ -437,6 +447,14 @@ fn Thread(id: String) -> impl IntoView {
                 <Badge kind=state_kind(c.state) text=status_text(state_key(c.state))/>
                 <A href=format!("/tickets/new?conversation={}&customer={}", ticket_for, c.customer_id) attr:class="btn ghost">{t("open_a_ticket")}</A>
             </header>
+            {move || open_tickets.with(|l| l.ready().filter(|v| !v.is_empty()).map(|v| {
+                let links = v.iter().map(|x| (x.id.clone(), format!("{} · {}", x.number, x.subject))).collect::<Vec<_>>();
+                view! {
+                    <p class="notice thread-tickets">{t("customer_open_tickets")}" "
+                        {links.into_iter().map(|(id, label)| view! { <A href=format!("/tickets/{id}")>{label}</A>" " }).collect_view()}
+                    </p>
+                }
+            }))}
             <div class="thread-tools">
                 <div class="seg" role="group" aria-label=t("who_answers")>
                     {[(ConversationState::Pending, "hand_to_bot"), (ConversationState::Open, "take_over"), (ConversationState::Resolved, "resolve")]
