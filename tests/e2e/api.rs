@@ -932,7 +932,13 @@ fn support_tickets_are_opened_worked_on_and_closed_with_their_history() {
     let t = api.patch(&format!("/api/v1/tickets/{tid}"), &json!({ "status": "resolved" })).ok(200);
     assert!(t["resolved_at"].as_i64().is_some(), "{t}");
     assert_eq!(numbers(&api, "?status=active"), ["Pregunta por factura"]);
-    assert_eq!(api.get("/api/v1/analytics/summary").ok(200)["tickets_active"], 1);
+    let summary = api.get("/api/v1/analytics/summary").ok(200);
+    assert_eq!(
+        (&summary["tickets_active"], &summary["tickets_opened"], &summary["tickets_resolved"]),
+        (&json!(1), &json!(2), &json!(1)),
+        "{summary}"
+    );
+    assert_eq!(summary["ticket_resolution_hours"], json!(0.0), "resolved within the second: {summary}");
     let t = api.patch(&format!("/api/v1/tickets/{tid}"), &json!({ "status": "closed" })).ok(200);
     assert_eq!(t["next"], json!(["open"]));
     let e = api.patch(&format!("/api/v1/tickets/{tid}"), &json!({ "status": "in_progress" })).err(422, "validation");

@@ -1118,6 +1118,16 @@ pub struct AnalyticsSummary {
     /// Of those, the ones past their due time.
     #[serde(default)]
     pub tickets_overdue: u64,
+    /// Support tickets opened in the period.
+    #[serde(default)]
+    pub tickets_opened: u64,
+    /// Support tickets resolved or closed in the period (and not opened again).
+    #[serde(default)]
+    pub tickets_resolved: u64,
+    /// Median hours from opening to resolution of the tickets resolved in the period (none
+    /// resolved: absent).
+    #[serde(default)]
+    pub ticket_resolution_hours: Option<f64>,
 }
 
 #[cfg(test)]

@@ -200,6 +200,8 @@ pub fn summary(conn: &Connection, caller: &Caller, q: &SummaryQuery) -> Result<A
     let average = if count == 0 { Decimal::ZERO } else { total / Decimal::from(count) };
     let (tickets_active, tickets_overdue) =
         super::tickets::active_counts(conn, &caller.shop_id, branch.as_deref(), q.now_ms)?;
+    let (tickets_opened, tickets_resolved, ticket_resolution_hours) =
+        super::tickets::period_stats(conn, &caller.shop_id, branch.as_deref(), start_ms)?;
     Ok(AnalyticsSummary {
         currency,
         timezone: tz_name,
@@ -225,5 +227,8 @@ pub fn summary(conn: &Connection, caller: &Caller, q: &SummaryQuery) -> Result<A
         low_stock: low,
         tickets_active,
         tickets_overdue,
+        tickets_opened,
+        tickets_resolved,
+        ticket_resolution_hours,
     })
 }

@@ -512,6 +512,34 @@ pub fn assigned_since(conn: &Connection, shop: &str, user: &str, since_ms: i64) 
     Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
 }
 
+/// Support in a period from `start_ms` (tickets opened in `branch`, if given): tickets opened,
+/// tickets resolved (or closed), and the median hours from opening to resolution of those.
+pub fn period_stats(
+    conn: &Connection,
+    shop: &str,
+    branch: Option<&str>,
+    start_ms: i64,
+) -> Result<(u64, u64, Option<f64>)> {
+    let opened: i64 = conn
+        .prepare_cached(
+            "SELECT COUNT(*) FROM tickets WHERE shop_id = ?1 AND created_at >= ?2 AND (?3 IS NULL OR branch_id = ?3)",
+        )?
+        .query_row(params![shop, start_ms, branch], |r| r.get(0))?;
+    let mut st = conn.prepare_cached(
+        "SELECT resolved_at - created_at FROM tickets
+         WHERE shop_id = ?1 AND resolved_at >= ?2 AND status IN ('resolved', 'closed') AND (?3 IS NULL OR branch_id = ?3)
+         ORDER BY 1",
+    )?;
+    let took =
+        st.query_map(params![shop, start_ms, branch], |r| r.get::<_, i64>(0))?.collect::<rusqlite::Result<Vec<_>>>()?;
+    let median = match took.len() {
+        0 => None,
+        n if n % 2 == 1 => Some(took[n / 2] as f64),
+        n => Some((took[n / 2 - 1] as f64 + took[n / 2] as f64) / 2.0),
+    };
+    Ok((opened as u64, took.len() as u64, median.map(|ms| (ms.max(0.0) / 360_000.0).round() / 10.0)))
+}
+
 /// Active tickets of the shop (opened in `branch`, if given), and how many of them are overdue at
 /// `now` (the dashboard).
 pub fn active_counts(conn: &Connection, shop: &str, branch: Option<&str>, now: i64) -> Result<(u64, u64)> {

@@ -7,7 +7,7 @@ use super::PageHead;
 use crate::{
     api::{self, enc},
     components::{BarChart, Empty, Stat, loader, show},
-    i18n::{day, money, number, t},
+    i18n::{day, money, number, t, tf},
     state::watch,
 };
 
@@ -67,6 +67,11 @@ pub(crate) fn Analytics() -> impl IntoView {
             let conv = counts(&s.conversations_by_branch, false);
             let conv_seller = counts(&s.conversations_by_seller, false);
             let conv_day = counts(&s.conversations_by_day, true);
+            let active_label = if s.tickets_overdue > 0 {
+                tf("active_tickets_overdue", &[&number(s.tickets_overdue as f64)])
+            } else {
+                t("active_tickets").to_string()
+            };
             view! {
                 <div class="grid stats">
                     <Stat label=t("sales") value=money(&s.sales_total, &cur)/>
@@ -79,6 +84,14 @@ pub(crate) fn Analytics() -> impl IntoView {
                     <section class="card">{if s.sales_by_branch.is_empty() { view! { <h2>{t("sales_by_branch")}</h2><Empty text=t("no_sales")/> }.into_any() } else { view! { <BarChart title=t("sales_by_branch") bars=bars(&s.sales_by_branch, &cur, false)/> }.into_any() }}</section>
                     <section class="card">{if s.sales_by_seller.is_empty() { view! { <h2>{t("sales_by_seller")}</h2><Empty text=t("no_sales")/> }.into_any() } else { view! { <BarChart title=t("sales_by_seller") bars=bars(&s.sales_by_seller, &cur, false)/> }.into_any() }}</section>
                 </div>
+                <section class="card support-stats"><h2>{t("nav_tickets")}</h2>
+                    <div class="grid stats">
+                        <Stat label=t("tickets_opened") value=number(s.tickets_opened as f64)/>
+                        <Stat label=t("tickets_resolved") value=number(s.tickets_resolved as f64)/>
+                        <Stat label=t("ticket_resolution_hours") value=s.ticket_resolution_hours.map(number).unwrap_or_else(|| "—".into())/>
+                        <Stat label=active_label value=number(s.tickets_active as f64)/>
+                    </div>
+                </section>
                 <section class="card"><BarChart title=t("conversations_by_day") bars=conv_day/></section>
                 <div class="grid two">
                     <section class="card">{if conv.is_empty() { view! { <h2>{t("conversations_by_branch")}</h2><Empty text=t("no_conversations")/> }.into_any() } else { view! { <BarChart title=t("conversations_by_branch") bars=conv/> }.into_any() }}</section>
