@@ -47,6 +47,22 @@ pub const PRODUCT_COLUMNS: [&str; 8] =
 /// Customer CSV header.
 pub const CUSTOMER_COLUMNS: [&str; 8] = ["name", "phone", "email", "tags", "notes", "wa_id", "tax_id", "address"];
 
+/// Columns of the support tickets export (times in UTC, RFC 3339).
+pub const TICKET_COLUMNS: [&str; 12] = [
+    "number",
+    "subject",
+    "status",
+    "priority",
+    "customer",
+    "order",
+    "handled_by",
+    "opened_at",
+    "due_at",
+    "resolved_at",
+    "comments",
+    "description",
+];
+
 const CHUNK: usize = 1000;
 
 fn split_tags(s: &str) -> Vec<String> {
@@ -387,6 +403,43 @@ pub fn export_customers(replica: &Replica, caller: &Caller, out: impl std::io::W
         Ok(v)
     })?;
     write_csv(out, CUSTOMER_COLUMNS, &rows)
+}
+
+/// Exports every support ticket, newest first.
+pub fn export_tickets(replica: &Replica, caller: &Caller, out: impl std::io::Write) -> Result<u64> {
+    caller.require(Permission::ImportExport)?;
+    let time = |ms: Option<i64>| {
+        ms.and_then(|ms| jiff::Timestamp::from_millisecond(ms).ok()).map(|t| t.to_string()).unwrap_or_default()
+    };
+    let rows: Vec<[String; 12]> = replica.read(|c| {
+        let mut stmt = c.prepare(
+            "SELECT t.number, t.subject, t.status, t.priority, COALESCE(cu.name, ''), COALESCE(o.number, ''),
+                    COALESCE(s.name, ''), t.created_at, t.due_at, t.resolved_at, t.comment_count, t.description
+             FROM tickets t LEFT JOIN customers cu ON cu.id = t.customer_id LEFT JOIN orders o ON o.id = t.order_id
+                  LEFT JOIN staff s ON s.id = t.assignee_id
+             WHERE t.shop_id = ?1 ORDER BY t.created_at DESC, t.id",
+        )?;
+        let v = stmt
+            .query_map([&caller.shop_id], |r| {
+                Ok([
+                    r.get(0)?,
+                    r.get(1)?,
+                    r.get(2)?,
+                    r.get(3)?,
+                    r.get(4)?,
+                    r.get(5)?,
+                    r.get(6)?,
+                    time(r.get(7)?),
+                    time(r.get(8)?),
+                    time(r.get(9)?),
+                    r.get::<_, i64>(10)?.to_string(),
+                    r.get(11)?,
+                ])
+            })?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        Ok(v)
+    })?;
+    write_csv(out, TICKET_COLUMNS, &rows)
 }
 
 /// Writes a header and rows as CSV; returns the number of rows.

@@ -949,6 +949,25 @@ fn support_tickets_are_opened_worked_on_and_closed_with_their_history() {
     assert_eq!(history, ["in_progress", "resolved", "closed", "open"]);
     api.get("/api/v1/tickets/no-such-ticket").err(404, "not_found");
 
+    // Owners and managers export every ticket as CSV; a seller may not.
+    let csv = api.get("/api/v1/tickets/export");
+    assert_eq!(csv.status, 200, "{}", csv.text);
+    assert!(csv.header("content-type").is_some_and(|c| c.starts_with("text/csv")));
+    let lines: Vec<&str> = csv.text.lines().collect();
+    assert_eq!(
+        lines[0],
+        "number,subject,status,priority,customer,order,handled_by,opened_at,due_at,resolved_at,comments,description"
+    );
+    assert_eq!(lines.len(), 3, "{}", csv.text);
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("La taza llegó rota") && l.contains("Lucía Gómez") && l.contains(",open,high,")),
+        "{}",
+        csv.text
+    );
+    s.get("/api/v1/tickets/export").err(403, "forbidden");
+
     // A seller of another branch follows the ticket too (tickets are shop-wide), without the
     // number of an order that is not their branch's.
     let north = id(&api.branch("NOR", "Norte"));

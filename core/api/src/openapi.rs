@@ -88,6 +88,7 @@ impl Modify for BearerAuth {
         routes::sales::resolve_order,
         routes::sales::order_invoice,
         routes::support::list_tickets,
+        routes::support::export_tickets,
         routes::support::create_ticket,
         routes::support::get_ticket,
         routes::support::update_ticket,

@@ -100,8 +100,20 @@ pub(crate) fn Tickets() -> impl IntoView {
             })
             .collect_view()
     };
+    let may_export = || app().user.with(|u| u.as_ref().is_some_and(|u| u.role.can(Permission::ImportExport)));
+    let export = move |_| {
+        spawn_local(async move {
+            match api::text("/api/v1/tickets/export").await {
+                Ok(csv) => api::download("tickets.csv", &csv, "text/csv"),
+                Err(e) => app().say(crate::i18n::error_text(&e)),
+            }
+        })
+    };
     view! {
         <PageHead title=t("nav_tickets")>
+            <Show when=may_export>
+                <button class="btn" on:click=export>{t("export_csv")}</button>
+            </Show>
             <Show when=may_handle><A href="/tickets/new" attr:class="btn primary">{t("new_ticket")}</A></Show>
         </PageHead>
         <nav class="tabs" aria-label=t("filter_status")>{tabs}</nav>

@@ -104,6 +104,7 @@ pub(crate) fn router() -> Router<AppState> {
         .route("/api/v1/orders/{id}/invoice.pdf", get(sales::order_invoice))
         .route("/api/v1/orders/{id}/whatsapp", post(inbox::send_order_document))
         .route("/api/v1/tickets", get(support::list_tickets).post(support::create_ticket))
+        .route("/api/v1/tickets/export", get(support::export_tickets))
         .route("/api/v1/tickets/{id}", get(support::get_ticket).patch(support::update_ticket))
         .route("/api/v1/tickets/{id}/comments", post(support::comment_ticket))
         .route("/api/v1/conversations", get(inbox::list_conversations))

@@ -4,11 +4,12 @@ use axum::{
     Json,
     extract::{Path, State},
     http::StatusCode,
+    response::Response,
 };
-use dashoffice_core::entities::tickets;
+use dashoffice_core::{csv_io, entities::tickets};
 use dashoffice_domain::api::{AddTicketComment, CreateTicket, Page, TicketListParams, TicketView, UpdateTicket};
 
-use super::Errors;
+use super::{Errors, catalog::export};
 use crate::{ApiJson, ApiQuery, AppState, Auth, error::ApiResult};
 
 /// Tickets, newest first (`status`: a status or `active`; `priority`; `assignee_id`: an id, `me`
@@ -22,6 +23,13 @@ pub(crate) async fn list_tickets(
     ApiQuery(p): ApiQuery<TicketListParams>,
 ) -> ApiResult<Json<Page<TicketView>>> {
     Ok(Json(s.read(move |conn| tickets::list(conn, &c, &p)).await?))
+}
+
+/// Exports every support ticket as CSV, newest first (owners and managers).
+#[utoipa::path(get, path = "/api/v1/tickets/export", tag = "tickets", security(("bearer" = [])),
+    responses((status = 200, content_type = "text/csv", body = String), Errors))]
+pub(crate) async fn export_tickets(State(s): State<AppState>, Auth(c): Auth) -> ApiResult<Response> {
+    export(s, "tickets", move |r, out| csv_io::export_tickets(r, &c, out)).await
 }
 
 /// Opens a ticket; without `customer_id`, the order's or the conversation's customer is taken.
