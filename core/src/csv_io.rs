@@ -353,55 +353,49 @@ pub fn import_customers(
 /// Writes every live product as CSV.
 pub fn export_products(replica: &Replica, caller: &Caller, out: impl std::io::Write) -> Result<u64> {
     caller.require(Permission::ImportExport)?;
-    let rows: Vec<[String; 8]> = replica.read(|c| {
-        let mut stmt = c.prepare(
-            "SELECT sku, name, description, price, currency, tax_rate, active, tags FROM products WHERE shop_id = ?1 AND archived = 0 ORDER BY sku",
-        )?;
-        let v = stmt
-            .query_map([&caller.shop_id], |r| {
-                let tags: String = r.get(7)?;
-                Ok([
-                    r.get(0)?,
-                    r.get(1)?,
-                    r.get(2)?,
-                    r.get(3)?,
-                    r.get(4)?,
-                    r.get(5)?,
-                    if r.get::<_, bool>(6)? { "true".into() } else { "false".into() },
-                    crate::entities::tags_from_json(&tags).join("|"),
-                ])
-            })?
-            .collect::<rusqlite::Result<Vec<_>>>()?;
-        Ok(v)
-    })?;
+    let rows: Vec<[String; 8]> = shop_rows(
+        replica,
+        caller,
+        "SELECT sku, name, description, price, currency, tax_rate, active, tags FROM products WHERE shop_id = ?1 AND archived = 0 ORDER BY sku",
+        |r| {
+            let tags: String = r.get(7)?;
+            Ok([
+                r.get(0)?,
+                r.get(1)?,
+                r.get(2)?,
+                r.get(3)?,
+                r.get(4)?,
+                r.get(5)?,
+                if r.get::<_, bool>(6)? { "true".into() } else { "false".into() },
+                crate::entities::tags_from_json(&tags).join("|"),
+            ])
+        },
+    )?;
     write_csv(out, PRODUCT_COLUMNS, &rows)
 }
 
 /// Writes every live customer as CSV.
 pub fn export_customers(replica: &Replica, caller: &Caller, out: impl std::io::Write) -> Result<u64> {
     caller.require(Permission::ImportExport)?;
-    let rows: Vec<[String; 8]> = replica.read(|c| {
-        let mut stmt = c.prepare(
-            "SELECT name, COALESCE(phone, ''), COALESCE(email, ''), tags, notes, COALESCE(wa_id, ''), tax_id, address FROM customers
-             WHERE shop_id = ?1 AND archived = 0 AND merged_into IS NULL ORDER BY name, id",
-        )?;
-        let v = stmt
-            .query_map([&caller.shop_id], |r| {
-                let tags: String = r.get(3)?;
-                Ok([
-                    r.get(0)?,
-                    r.get(1)?,
-                    r.get(2)?,
-                    crate::entities::tags_from_json(&tags).join("|"),
-                    r.get(4)?,
-                    r.get(5)?,
-                    r.get(6)?,
-                    r.get(7)?,
-                ])
-            })?
-            .collect::<rusqlite::Result<Vec<_>>>()?;
-        Ok(v)
-    })?;
+    let rows: Vec<[String; 8]> = shop_rows(
+        replica,
+        caller,
+        "SELECT name, COALESCE(phone, ''), COALESCE(email, ''), tags, notes, COALESCE(wa_id, ''), tax_id, address FROM customers
+         WHERE shop_id = ?1 AND archived = 0 AND merged_into IS NULL ORDER BY name, id",
+        |r| {
+            let tags: String = r.get(3)?;
+            Ok([
+                r.get(0)?,
+                r.get(1)?,
+                r.get(2)?,
+                crate::entities::tags_from_json(&tags).join("|"),
+                r.get(4)?,
+                r.get(5)?,
+                r.get(6)?,
+                r.get(7)?,
+            ])
+        },
+    )?;
     write_csv(out, CUSTOMER_COLUMNS, &rows)
 }
 
@@ -411,35 +405,46 @@ pub fn export_tickets(replica: &Replica, caller: &Caller, out: impl std::io::Wri
     let time = |ms: Option<i64>| {
         ms.and_then(|ms| jiff::Timestamp::from_millisecond(ms).ok()).map(|t| t.to_string()).unwrap_or_default()
     };
-    let rows: Vec<[String; 12]> = replica.read(|c| {
-        let mut stmt = c.prepare(
-            "SELECT t.number, t.subject, t.status, t.priority, COALESCE(cu.name, ''), COALESCE(o.number, ''),
-                    COALESCE(s.name, ''), t.created_at, t.due_at, t.resolved_at, t.comment_count, t.description
-             FROM tickets t LEFT JOIN customers cu ON cu.id = t.customer_id LEFT JOIN orders o ON o.id = t.order_id
-                  LEFT JOIN staff s ON s.id = t.assignee_id
-             WHERE t.shop_id = ?1 ORDER BY t.created_at DESC, t.id",
-        )?;
-        let v = stmt
-            .query_map([&caller.shop_id], |r| {
-                Ok([
-                    r.get(0)?,
-                    r.get(1)?,
-                    r.get(2)?,
-                    r.get(3)?,
-                    r.get(4)?,
-                    r.get(5)?,
-                    r.get(6)?,
-                    time(r.get(7)?),
-                    time(r.get(8)?),
-                    time(r.get(9)?),
-                    r.get::<_, i64>(10)?.to_string(),
-                    r.get(11)?,
-                ])
-            })?
-            .collect::<rusqlite::Result<Vec<_>>>()?;
-        Ok(v)
-    })?;
+    let rows: Vec<[String; 12]> = shop_rows(
+        replica,
+        caller,
+        "SELECT t.number, t.subject, t.status, t.priority, COALESCE(cu.name, ''), COALESCE(o.number, ''),
+                COALESCE(s.name, ''), t.created_at, t.due_at, t.resolved_at, t.comment_count, t.description
+         FROM tickets t LEFT JOIN customers cu ON cu.id = t.customer_id LEFT JOIN orders o ON o.id = t.order_id
+              LEFT JOIN staff s ON s.id = t.assignee_id
+         WHERE t.shop_id = ?1 ORDER BY t.created_at DESC, t.id",
+        |r| {
+            Ok([
+                r.get(0)?,
+                r.get(1)?,
+                r.get(2)?,
+                r.get(3)?,
+                r.get(4)?,
+                r.get(5)?,
+                r.get(6)?,
+                time(r.get(7)?),
+                time(r.get(8)?),
+                time(r.get(9)?),
+                r.get::<_, i64>(10)?.to_string(),
+                r.get(11)?,
+            ])
+        },
+    )?;
     write_csv(out, TICKET_COLUMNS, &rows)
+}
+
+/// The rows `sql` (with the shop as `?1`) reads for the caller's shop, each made by `row`.
+fn shop_rows<const N: usize>(
+    replica: &Replica,
+    caller: &Caller,
+    sql: &str,
+    row: impl Fn(&rusqlite::Row<'_>) -> rusqlite::Result<[String; N]>,
+) -> Result<Vec<[String; N]>> {
+    replica.read(|c| {
+        let mut stmt = c.prepare(sql)?;
+        let v = stmt.query_map([&caller.shop_id], |r| row(r))?.collect::<rusqlite::Result<Vec<_>>>()?;
+        Ok(v)
+    })
 }
 
 /// Writes a header and rows as CSV; returns the number of rows.
