@@ -328,12 +328,20 @@ await step("a_ticket_from_a_conversation_shows_in_its_thread", async () => {
   await page.getByRole("link", { name: "Open a ticket" }).click();
   await page.waitForURL(/\/tickets\/new\?conversation=/);
   await page.fill("#f-subject", "Pregunta por la garantía");
+  await page.selectOption("select[name=priority]", "low");
+  // Half written, it outlives a reload.
+  await page.reload();
+  await page.locator(".draft-restored").waitFor();
+  if ((await page.inputValue("#f-subject")) !== "Pregunta por la garantía") throw new Error("the ticket's subject was lost");
+  if ((await page.inputValue("select[name=priority]")) !== "low") throw new Error("the ticket's priority was lost");
   await page.getByRole("button", { name: "Open ticket" }).click();
   await page.waitForURL(/\/tickets\/[0-9a-f-]{36}$/);
   await page.locator("main a", { hasText: env("WA_CUSTOMER") }).first().waitFor(); // the conversation's customer
   await page.getByRole("link", { name: "See the WhatsApp conversation" }).click();
   await page.waitForURL(/\/conversations\/.+/);
   await page.locator(".thread-tickets", { hasText: "Pregunta por la garantía" }).waitFor();
+  if (await page.evaluate(() => Object.keys(localStorage).some((k) => k.startsWith("dashoffice.form.new-ticket."))))
+    throw new Error("the ticket's draft stayed after it was opened");
 });
 
 await step("an_edit_on_the_second_node_arrives_live", async () => {

@@ -156,6 +156,19 @@ pub(crate) fn Tickets() -> impl IntoView {
     }
 }
 
+/// A new ticket being written, kept until it is opened (or discarded), as a new order is.
+#[derive(Default, serde::Serialize, serde::Deserialize)]
+struct TicketDraft {
+    order: String,
+    conversation: String,
+    customer: String,
+    subject: String,
+    description: String,
+    priority: String,
+}
+
+const TICKET_DRAFT: &str = "new-ticket";
+
 /// A new ticket; `?order=`, `?customer=` and `?conversation=` say what it is about.
 #[component]
 pub(crate) fn NewTicket() -> impl IntoView {
@@ -163,10 +176,42 @@ pub(crate) fn NewTicket() -> impl IntoView {
     let param = move |k: &str| query.with_untracked(|q| q.get(k).unwrap_or_default());
     let order_id = param("order");
     let conversation_id = param("conversation");
-    let customer = RwSignal::new(param("customer"));
-    let subject = RwSignal::new(String::new());
-    let description = RwSignal::new(String::new());
-    let priority = RwSignal::new("normal".to_string());
+    let for_customer = param("customer");
+    // One started about the same order or conversation (and customer) comes back.
+    let restored = crate::state::load_form::<TicketDraft>(TICKET_DRAFT).filter(|d| {
+        d.order == order_id
+            && d.conversation == conversation_id
+            && (for_customer.is_empty() || d.customer.is_empty() || d.customer == for_customer)
+    });
+    let was_restored = RwSignal::new(restored.is_some());
+    let d = restored.unwrap_or_default();
+    let customer = RwSignal::new(if for_customer.is_empty() { d.customer } else { for_customer });
+    let subject = RwSignal::new(d.subject);
+    let description = RwSignal::new(d.description);
+    let priority = RwSignal::new(Some(d.priority).filter(|p| !p.is_empty()).unwrap_or_else(|| "normal".into()));
+    let (draft_order, draft_conversation) = (order_id.clone(), conversation_id.clone());
+    // Kept at every change; opening the form alone writes nothing.
+    Effect::new(move |opened: Option<()>| {
+        let draft = TicketDraft {
+            order: draft_order.clone(),
+            conversation: draft_conversation.clone(),
+            customer: customer.get(),
+            subject: subject.get(),
+            description: description.get(),
+            priority: priority.get(),
+        };
+        if opened.is_some() {
+            let empty = draft.subject.trim().is_empty() && draft.description.trim().is_empty();
+            crate::state::keep_form(TICKET_DRAFT, (!empty).then_some(&draft));
+        }
+    });
+    let discard = move |_| {
+        crate::state::keep_form::<TicketDraft>(TICKET_DRAFT, None);
+        subject.set(String::new());
+        description.set(String::new());
+        priority.set("normal".into());
+        was_restored.set(false);
+    };
     let customer_q = RwSignal::new(String::new());
     let err = RwSignal::new(None::<ApiError>);
     let busy = RwSignal::new(false);
@@ -197,18 +242,26 @@ pub(crate) fn NewTicket() -> impl IntoView {
             let r = api::post::<_, TicketView>("/api/v1/tickets", &body).await;
             busy.set(false);
             match r {
-                Ok(x) => navigate(&format!("/tickets/{}", x.id), Default::default()),
+                Ok(x) => {
+                    crate::state::keep_form::<TicketDraft>(TICKET_DRAFT, None);
+                    navigate(&format!("/tickets/{}", x.id), Default::default())
+                }
                 Err(e) => err.set(Some(e)),
             }
         });
     };
     let priorities = TicketPriority::ALL
         .iter()
-        .map(|p| view! { <option value=p.as_str() selected=*p == TicketPriority::Normal>{priority_text(*p)}</option> })
+        .map(|p| view! { <option value=p.as_str() selected=p.as_str() == priority.get_untracked()>{priority_text(*p)}</option> })
         .collect_view();
     view! {
         <PageHead title=t("new_ticket")><A href="/tickets" attr:class="btn ghost">{t("back")}</A></PageHead>
         <form class="card form" on:submit=submit novalidate>
+            <Show when=move || was_restored.get()>
+                <p class="notice draft-restored">{t("ticket_draft_restored")}" "
+                    <button type="button" class="btn ghost" on:click=discard>{t("discard_draft")}</button>
+                </p>
+            </Show>
             {move || order.with(|o| o.ready().cloned().flatten()).map(|o| view! {
                 <p>{t("about_order")}": "<A href=format!("/orders/{}", o.id)>{o.number.clone()}</A>" · "{o.customer_name.clone()}</p>
             })}
