@@ -66,6 +66,56 @@ const INTENTS: &[(&str, &[&str])] = &[
         ],
     ),
     (
+        "complaint",
+        &[
+            "reclamo",
+            "reclamos",
+            "reclamar",
+            "reclamacion",
+            "queja",
+            "quejas",
+            "quejarme",
+            "problema",
+            "problemas",
+            "roto",
+            "rota",
+            "rotos",
+            "rotas",
+            "danado",
+            "danada",
+            "defectuoso",
+            "defectuosa",
+            "defecto",
+            "no funciona",
+            "no sirve",
+            "no me llego",
+            "nunca llego",
+            "incompleto",
+            "incompleta",
+            "equivocado",
+            "equivocada",
+            "devolucion",
+            "devolver",
+            "reembolso",
+            "garantia",
+            "cobraron de mas",
+            "complaint",
+            "complain",
+            "problem",
+            "issue",
+            "broken",
+            "damaged",
+            "defective",
+            "not working",
+            "doesn't work",
+            "does not work",
+            "wrong item",
+            "never arrived",
+            "refund",
+            "warranty",
+        ],
+    ),
+    (
         "price",
         &[
             "cuanto cuesta",
@@ -129,6 +179,21 @@ const INTENTS: &[(&str, &[&str])] = &[
     ),
     ("thanks", &["gracias", "muchas gracias", "thanks", "thank you", "thx"]),
     ("goodbye", &["adios", "chao", "hasta luego", "nos vemos", "bye", "goodbye", "see you"]),
+];
+
+/// Phrases that name a problem only to say there is none: taken out before the intents are
+/// looked for ("no hay problema, gracias" is thanks, not a complaint).
+const NO_PROBLEM: &[&str] = &[
+    "no hay problema",
+    "ningun problema",
+    "sin problema",
+    "sin problemas",
+    "se resolvio el problema",
+    "problema resuelto",
+    "no problem",
+    "no issue",
+    "no issues",
+    "problem solved",
 ];
 
 const SPANISH: &[&str] = &[
@@ -295,12 +360,18 @@ fn phrase_hits(folded: &str, ws: &[String], cue: &str) -> bool {
 pub fn analyse(text: &str, catalog: &dyn Fn(&[String]) -> Vec<ProductMatch>) -> Analysis {
     let folded = fold(text);
     let ws = words(&folded);
+    // Most messages name no problem at all: then the text is matched as it is.
+    let stripped = (folded.contains("problem") || folded.contains("issue"))
+        .then(|| NO_PROBLEM.iter().fold(folded.clone(), |t, p| t.replace(p, " ")));
+    let stripped_ws = stripped.as_deref().map(words);
+    let (cued, cue_ws) = (stripped.as_deref().unwrap_or(&folded), stripped_ws.as_deref().unwrap_or(&ws));
     let mut best = ("none", 0usize, 0usize);
+    let mut complaint = (0usize, 0usize);
     for (intent, cues) in INTENTS {
         let mut hits = 0;
         let mut longest = 0;
         for cue in *cues {
-            if phrase_hits(&folded, &ws, cue) {
+            if phrase_hits(cued, cue_ws, cue) {
                 hits += 1;
                 longest = longest.max(cue.len());
             }
@@ -309,6 +380,14 @@ pub fn analyse(text: &str, catalog: &dyn Fn(&[String]) -> Vec<ProductMatch>) -> 
         if hits > 0 && (hits, longest) > (best.1, best.2) {
             best = (intent, hits, longest);
         }
+        if *intent == "complaint" {
+            complaint = (hits, longest);
+        }
+    }
+    // Something gone wrong outweighs what it is about ("mi pedido llegó roto" is no status
+    // question); only asking for a person comes first.
+    if complaint.0 > 0 && best.0 != "handoff" {
+        best = ("complaint", complaint.0, complaint.1);
     }
     let es = ws.iter().filter(|w| SPANISH.contains(&w.as_str())).count();
     let en = ws.iter().filter(|w| ENGLISH.contains(&w.as_str())).count();
@@ -499,9 +578,9 @@ pub struct Trigger {
 #[serde(deny_unknown_fields)]
 pub struct Node {
     /// send_text, send_buttons, send_list, send_template, product_price, order_status,
-    /// create_draft_order, handoff, end.
+    /// create_draft_order, open_ticket, handoff, end.
     pub action: String,
-    /// The text (with {name} for the customer's name).
+    /// The text (with {name} for the customer's name; for open_ticket, {ticket} for its number).
     #[serde(default)]
     pub text: String,
     /// Buttons of send_buttons.
@@ -583,6 +662,7 @@ impl BotDef {
             "product_price",
             "order_status",
             "create_draft_order",
+            "open_ticket",
             "handoff",
             "end",
         ];
@@ -657,6 +737,7 @@ impl BotDef {
         nodes.insert("price".into(), node("product_price", ""));
         nodes.insert("status".into(), node("order_status", ""));
         nodes.insert("draft".into(), node("create_draft_order", ""));
+        nodes.insert("ticket".into(), node("open_ticket", ""));
         nodes.insert("human".into(), node("handoff", ""));
         nodes.insert("bye".into(), node("end", ""));
         nodes.insert("hello".into(), node("send_text", ""));
@@ -666,6 +747,7 @@ impl BotDef {
             triggers: vec![
                 trig("order", "", "draft"),
                 trig("intent", "handoff", "human"),
+                trig("intent", "complaint", "ticket"),
                 trig("intent", "order_status", "status"),
                 trig("intent", "price", "price"),
                 trig("intent", "stock", "price"),
@@ -742,9 +824,28 @@ pub struct Decision {
     pub misunderstood: i64,
     /// Create a draft order with these (product id, quantity).
     pub draft_order: Vec<(String, i64)>,
+    /// Open a support ticket (or add to the conversation's open one) and put its number where the
+    /// replies say `{ticket}`.
+    pub ticket: Option<TicketRequest>,
     /// Why: trigger, intent, confidence, node, entities.
     pub explain: Value,
 }
+
+/// A support ticket the bot asks for (see [`Decision::ticket`]).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct TicketRequest {
+    /// The ticket's subject: the start of the customer's message.
+    pub subject: String,
+    /// The customer's whole message.
+    pub description: String,
+    /// `high` for an angry customer, else `normal`.
+    pub priority: String,
+    /// The customer's order the message names, if any.
+    pub order_id: Option<String>,
+}
+
+/// The placeholder of a ticket's number in the bot's replies.
+pub const TICKET_PLACEHOLDER: &str = "{ticket}";
 
 fn text_msg(t: String) -> SendMessage {
     SendMessage { kind: Some("text".into()), text: t, ..Default::default() }
@@ -807,7 +908,14 @@ pub fn decide_analysed(conn: &Connection, shop: &str, bot: &BotDef, input: &BotI
         explain["trigger"] = json!({ "kind": "handoff_keyword", "value": k });
         return handoff(conn, bot, d, explain, &lang, "human");
     }
-    if a.sentiment <= -0.6 && a.intent != "none" && input.text.len() > 12 {
+    // A complaint the bot turns into a ticket hands off too, with the ticket.
+    let ticketed = a.intent == "complaint"
+        && bot.triggers.iter().any(|t| {
+            t.kind == "intent"
+                && t.value == "complaint"
+                && bot.nodes.get(&t.node).is_some_and(|n| n.action == "open_ticket")
+        });
+    if a.sentiment <= -0.6 && a.intent != "none" && input.text.len() > 12 && !ticketed {
         explain["trigger"] = json!({ "kind": "sentiment", "value": a.sentiment });
         return handoff(conn, bot, d, explain, &lang, "human");
     }
@@ -878,25 +986,15 @@ pub fn decide_analysed(conn: &Connection, shop: &str, bot: &BotDef, input: &BotI
     d.misunderstood = 0;
     let name = input.customer_name.split_whitespace().next().unwrap_or("").to_string();
     let fill = |t: &str| t.replace("{name}", &name);
+    // The customer's name after `sep`, when known.
+    let called = |sep: &str| if name.is_empty() { String::new() } else { format!("{sep}{name}") };
+    // The node's own text, else the built-in one in the customer's language.
+    let text_or = |es: String, en: String| if node.text.is_empty() { say(&lang, &es, &en) } else { fill(&node.text) };
     match node.action.as_str() {
-        "send_text" => {
-            let t = if node.text.is_empty() {
-                say(
-                    &lang,
-                    &format!(
-                        "¡Hola{}! ¿En qué te puedo ayudar? Pregúntame por precios, existencias o tu pedido.",
-                        if name.is_empty() { String::new() } else { format!(" {name}") }
-                    ),
-                    &format!(
-                        "Hello{}! How can I help? Ask me about prices, stock or your order.",
-                        if name.is_empty() { String::new() } else { format!(" {name}") }
-                    ),
-                )
-            } else {
-                fill(&node.text)
-            };
-            d.replies.push(text_msg(t));
-        }
+        "send_text" => d.replies.push(text_msg(text_or(
+            format!("¡Hola{}! ¿En qué te puedo ayudar? Pregúntame por precios, existencias o tu pedido.", called(" ")),
+            format!("Hello{}! How can I help? Ask me about prices, stock or your order.", called(" ")),
+        ))),
         "send_buttons" => d.replies.push(SendMessage {
             kind: Some("buttons".into()),
             text: fill(&node.text),
@@ -962,6 +1060,22 @@ pub fn decide_analysed(conn: &Connection, shop: &str, bot: &BotDef, input: &BotI
                 d.handoff = true;
             }
         }
+        "open_ticket" => {
+            let t = ticket_request(conn, shop, input, &a)?;
+            explain["open_ticket"] = json!({ "subject": t.subject, "priority": t.priority, "order_id": t.order_id });
+            d.ticket = Some(t);
+            d.replies.push(text_msg(text_or(
+                format!(
+                    "Lamento lo ocurrido{}. Registré tu caso con el número {TICKET_PLACEHOLDER}; una persona de nuestro equipo lo revisará y te escribirá por aquí.",
+                    called(", ")
+                ),
+                format!(
+                    "I am sorry about that{}. I registered your case as {TICKET_PLACEHOLDER}; a person on our team will look into it and write to you here.",
+                    called(", ")
+                ),
+            )));
+            d.handoff = true;
+        }
         "handoff" => {
             let mut r = handoff(conn, bot, d, explain, &lang, &node_id)?;
             if !node.text.is_empty() {
@@ -986,6 +1100,42 @@ pub fn decide_analysed(conn: &Connection, shop: &str, bot: &BotDef, input: &BotI
     }
     d.explain = explain;
     Ok(d)
+}
+
+/// The ticket for a complaint: the message's start as subject, the whole message as description,
+/// high priority when the customer is angry, and the order it names if it is theirs.
+fn ticket_request(conn: &Connection, shop: &str, input: &BotInput, a: &Analysis) -> Result<TicketRequest> {
+    let said = input.text.split_whitespace().collect::<Vec<_>>().join(" ");
+    let subject = if said.chars().count() < 3 {
+        say(&a.language, "Reclamo por WhatsApp", "WhatsApp complaint")
+    } else if said.chars().count() > 80 {
+        format!("{}…", said.chars().take(79).collect::<String>().trim_end())
+    } else {
+        said
+    };
+    let mut order_id = None;
+    for number in &a.order_numbers {
+        order_id = conn
+            .prepare_cached("SELECT id FROM orders WHERE shop_id = ?1 AND upper(number) = ?2 AND customer_id = ?3")?
+            .query_row([shop, number.as_str(), input.customer_id.as_str()], |r| r.get(0))
+            .optional()?;
+        if order_id.is_some() {
+            break;
+        }
+    }
+    Ok(TicketRequest {
+        subject,
+        description: input.text.trim().chars().take(10_000).collect(),
+        priority: if a.sentiment <= -0.6 && angry(&input.text) { "high" } else { "normal" }.into(),
+        order_id,
+    })
+}
+
+/// Whether a message says more than that something broke: words of anger ("pésimo", "estafa"),
+/// not the complaint's own ("roto", "reclamo"), which every complaint has.
+fn angry(text: &str) -> bool {
+    let complaint = INTENTS.iter().find(|(i, _)| *i == "complaint").map_or(&[][..], |(_, c)| *c);
+    words(&fold(text)).iter().any(|w| NEGATIVE.contains(&w.as_str()) && !complaint.contains(&w.as_str()))
 }
 
 fn handoff(
@@ -1080,7 +1230,7 @@ fn order_answer(conn: &Connection, shop: &str, customer: &str, a: &Analysis, lan
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
 
@@ -1101,6 +1251,70 @@ mod tests {
         assert_eq!(analyse("quiero 3 camisas", &none).quantities, vec![3]);
         assert!(analyse("el servicio es pésimo, estoy muy molesto", &none).sentiment < 0.0);
         assert_eq!(analyse("asdf qwer", &none).intent, "none");
+    }
+
+    #[test]
+    fn complaints_are_told_from_questions_and_from_no_problem() {
+        for text in [
+            "La camisa que compré llegó rota, quiero hacer un reclamo",
+            "mi pedido llegó incompleto, quiero una devolución",
+            "el producto está defectuoso y no funciona",
+            "I want a refund, the mug arrived broken",
+            "the blender does not work, I have a complaint",
+        ] {
+            assert_eq!(analyse(text, &none).intent, "complaint", "{text}");
+        }
+        assert_eq!(analyse("no hay problema, muchas gracias", &none).intent, "thanks");
+        assert_eq!(analyse("no problem, thanks!", &none).intent, "thanks");
+        assert_eq!(analyse("gracias, ya se resolvió el problema", &none).intent, "thanks");
+        assert_eq!(analyse("hola, mi pedido A1-00042 llegó roto", &none).intent, "complaint");
+        assert_eq!(analyse("quiero hablar con una persona, tengo un problema", &none).intent, "handoff");
+        assert_eq!(analyse("¿dónde está mi pedido?", &none).intent, "order_status");
+        assert_eq!(analyse("¿cuánto cuesta la camisa azul?", &none).intent, "price");
+    }
+
+    fn input(text: &str) -> BotInput {
+        BotInput {
+            kind: "text".into(),
+            text: text.into(),
+            customer_name: "Ana Pérez".into(),
+            customer_id: "c1".into(),
+            branch_id: "b1".into(),
+            at: 1_796_050_800_000,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn the_default_bot_makes_a_complaint_a_ticket_and_hands_it_to_a_person() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        crate::db::migrations().to_latest(&mut conn).unwrap();
+        let bot = BotDef::default_bot();
+        let d =
+            decide(&conn, "s1", &bot, &input("Hola, la taza que compré llegó rota. Quiero hacer un reclamo")).unwrap();
+        let t = d.ticket.clone().expect("a ticket");
+        assert_eq!(t.subject, "Hola, la taza que compré llegó rota. Quiero hacer un reclamo");
+        assert_eq!((t.priority.as_str(), t.order_id), ("normal", None));
+        assert!(d.handoff, "{d:?}");
+        assert_eq!(d.node, "ticket");
+        assert!(d.replies[0].text.contains(TICKET_PLACEHOLDER) && d.replies[0].text.contains("Ana"), "{d:?}");
+        assert_eq!(d.explain["intent"], "complaint");
+
+        // An angry complaint gets its ticket too, at high priority, rather than a bare handoff. (The
+        // first had only the complaint's own words: normal.)
+        let angry = "Pésimo servicio, terrible: el pedido llegó roto y nadie responde los mensajes, es una estafa";
+        let d = decide(&conn, "s1", &bot, &input(angry)).unwrap();
+        let t = d.ticket.expect("a ticket");
+        assert_eq!(t.priority, "high");
+        assert!(t.subject.ends_with('…') && t.subject.chars().count() <= 80, "{}", t.subject);
+        assert_eq!(t.description, angry);
+
+        // A bot without a ticket node hands an angry customer to a person, as before.
+        let mut plain = BotDef::default_bot();
+        plain.triggers.retain(|t| t.value != "complaint");
+        let d = decide(&conn, "s1", &plain, &input(angry)).unwrap();
+        assert!(d.ticket.is_none() && d.handoff, "{d:?}");
+        assert_eq!(d.explain["trigger"]["kind"], "sentiment");
     }
 
     #[test]

@@ -880,6 +880,11 @@ fn support_tickets_are_opened_worked_on_and_closed_with_their_history() {
     let s = node.api(&node.login("vende@tienda.mx", "password-seller"));
     let e = s.post(&format!("/api/v1/tickets/{tid}/comments"), &json!({ "body": "  " })).err(422, "validation");
     assert_eq!(e["field"], "body", "{e}");
+    // Lucía never wrote on WhatsApp: a comment cannot go to her there, and nothing is written.
+    let e = s
+        .post(&format!("/api/v1/tickets/{tid}/comments"), &json!({ "body": "Hola Lucía", "notify_customer": true }))
+        .err(409, "conflict");
+    assert_eq!((e["field"].as_str(), e["rule"].as_str()), (Some("notify_customer"), Some("no_conversation")), "{e}");
     let t = s.post(&format!("/api/v1/tickets/{tid}/comments"), &json!({ "body": "Enviamos otra taza hoy" })).ok(201);
     assert_eq!(t["comment_count"], 1);
     let last = &t["comments"][1];

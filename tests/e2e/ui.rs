@@ -92,6 +92,7 @@ fn staff_work_in_the_web_ui_in_a_real_browser() {
 
     let shots = repo().join("target/ui-screenshots");
     let reply = "¡Hola Ana! Sí, tenemos tazas de 85.50";
+    let ticket_reply = "Ana, la garantía cubre un año desde la compra";
     let out = Command::new("node")
         .arg(repo().join("tests/js/ui.mjs"))
         .env("UI_URL", a1.base())
@@ -102,6 +103,7 @@ fn staff_work_in_the_web_ui_in_a_real_browser() {
         .env("CUSTOMER", "Lucía Gómez")
         .env("WA_CUSTOMER", "Ana Pérez")
         .env("REPLY", reply)
+        .env("TICKET_REPLY", ticket_reply)
         .env("SHOTS", &shots)
         .env("HEAD_URL", &relay.http)
         .env("FORKED_ORDER", &forked)
@@ -120,6 +122,9 @@ fn staff_work_in_the_web_ui_in_a_real_browser() {
     let sent = wait_for(LONG, || graph.sent().into_iter().find(|c| c.body["text"]["body"] == reply));
     assert!(sent.is_some(), "the reply never reached the Graph API: {:#?}", graph.sent());
     assert_eq!(sent.unwrap().body["to"], wa_id);
+    // So did the ticket comment sent to the customer from the ticket's page.
+    let sent = wait_for(LONG, || graph.sent().into_iter().find(|c| c.body["text"]["body"] == ticket_reply));
+    assert!(sent.is_some(), "the ticket's reply never reached the Graph API: {:#?}", graph.sent());
     // The order made in the browser is paid, and so is the forked one settled there, on both nodes.
     let paid = |api: &Api| api.get("/api/v1/orders?status=paid").ok(200)["items"].as_array().map_or(0, Vec::len);
     assert_eq!(paid(&owner), 2);

@@ -253,6 +253,76 @@ fn a_price_question_gets_the_bots_answer_and_a_person_takes_over_on_request() {
 }
 
 #[test]
+fn a_complaint_opens_a_ticket_and_the_ticket_answers_the_customer_on_whatsapp() {
+    let s = shop();
+    let customer = "5215598765432";
+    let complaint = "Hola, la camisa azul que compré llegó rota. Quiero hacer un reclamo";
+    wa::deliver(&s.relay.http, &wa::text(customer, "Rosa Díaz", "wamid.C1", complaint));
+
+    // The bot answers with the number of the ticket it opened, and hands Rosa to the seller on shift.
+    let sent = wait_for(LONG, || s.graph.sent().into_iter().find(|c| c.body["to"] == customer))
+        .unwrap_or_else(|| panic!("the bot never answered; relay log:\n{}", s.relay.log()));
+    let said = sent.body["text"]["body"].as_str().unwrap().to_string();
+    assert!(said.contains("Rosa") && said.contains("T-") && !said.contains("{ticket}"), "{said}");
+
+    // The ticket reaches the branch's edge node: Rosa, her message, the conversation, and the
+    // seller who has the conversation handles it.
+    let ticket = wait_for(LONG, || {
+        s.owner.list_all("/api/v1/tickets").into_iter().find(|t| t["assignee_id"] == s.seller.as_str())
+    })
+    .unwrap_or_else(|| panic!("no ticket for the seller on the edge node; relay log:\n{}", s.relay.log()));
+    let number = ticket["number"].as_str().unwrap();
+    assert!(said.contains(number), "{said} names {number}");
+    assert_eq!(ticket["customer_name"], "Rosa Díaz", "{ticket}");
+    assert_eq!(ticket["subject"], complaint);
+    assert_eq!((ticket["status"].as_str(), ticket["priority"].as_str()), (Some("open"), Some("normal")));
+    let tid = id(&ticket);
+    let t = s.owner.get(&format!("/api/v1/tickets/{tid}")).ok(200);
+    assert_eq!(t["description"], complaint);
+    assert_eq!(t["created_by"], "whatsapp");
+    let th = wait_thread(&s.owner, customer, 2, "after the complaint");
+    assert_eq!(t["conversation_id"], th["conversation"]["id"]);
+    assert_eq!(th["conversation"]["state"], "open");
+    assert_eq!(th["conversation"]["assignee_id"], s.seller.as_str());
+    let answer = &th["messages"][1];
+    assert_eq!(
+        (answer["explain"]["intent"].as_str(), answer["explain"]["ticket"].as_str()),
+        (Some("complaint"), Some(number))
+    );
+
+    // The seller answers Rosa from the ticket: the comment goes out on WhatsApp and the ticket's
+    // history says so; then the ticket is resolved.
+    let seller = s.node.api(&s.node.login("vendedora@tienda.mx", "password-seller"));
+    let reply = "Rosa, hoy mismo te enviamos otra camisa y recogemos la rota.";
+    let t = seller
+        .post(&format!("/api/v1/tickets/{tid}/comments"), &json!({ "body": reply, "notify_customer": true }))
+        .ok(201);
+    let last = t["comments"].as_array().unwrap().last().unwrap().clone();
+    assert_eq!(last["body"], reply);
+    let message = last["message_id"].as_str().expect("the comment names the message it went as").to_string();
+    wait_for(LONG, || s.graph.sent().into_iter().find(|c| c.body["text"]["body"] == reply))
+        .unwrap_or_else(|| panic!("the ticket's reply never left; relay log:\n{}", s.relay.log()));
+    let conv = th["conversation"]["id"].as_str().unwrap();
+    wait_for(LONG, || {
+        let t = thread(&seller, conv);
+        t["messages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|m| m["id"] == message.as_str() && m["status"] == "sent")
+            .then_some(())
+    })
+    .expect("the conversation shows the ticket's reply as sent");
+    let t = seller.patch(&format!("/api/v1/tickets/{tid}"), &json!({ "status": "resolved" })).ok(200);
+    assert_eq!(t["status"], "resolved");
+    assert_eq!(
+        s.graph.sent().into_iter().filter(|c| c.body["to"] == customer).count(),
+        2,
+        "the bot's answer and the reply"
+    );
+}
+
+#[test]
 fn replies_queue_while_the_graph_api_is_down_and_each_goes_out_once() {
     let s = shop();
     let customer = "5215598765432";

@@ -8,6 +8,7 @@
 //
 // Environment: UI_URL, UI_EMAIL, UI_PASSWORD, SECOND_URL, SECOND_TOKEN, CUSTOMER (a customer
 // that exists), WA_CUSTOMER (the WhatsApp customer's name), REPLY (the text to answer with),
+// TICKET_REPLY (a ticket comment sent to that customer too),
 // SHOTS (screenshot folder), HEAD_URL (the relay, where head office logs in). Prints one JSON
 // line; exit 0 when everything held.
 
@@ -337,9 +338,17 @@ await step("a_ticket_from_a_conversation_shows_in_its_thread", async () => {
   await page.getByRole("button", { name: "Open ticket" }).click();
   await page.waitForURL(/\/tickets\/[0-9a-f-]{36}$/);
   await page.locator("main a", { hasText: env("WA_CUSTOMER") }).first().waitFor(); // the conversation's customer
+  // A comment that also goes to the customer on WhatsApp (the Rust side sees it reach the Graph API).
+  await page.fill("#f-body", env("TICKET_REPLY"));
+  await page.getByLabel("Also send it to the customer on WhatsApp").check();
+  await page.getByRole("button", { name: "Comment", exact: true }).click();
+  await page.locator(".ticket-comment", { hasText: env("TICKET_REPLY") }).locator(".sent-to-customer").waitFor();
+  if (await page.getByLabel("Also send it to the customer on WhatsApp").isChecked())
+    throw new Error("the WhatsApp box stayed ticked after the comment went");
   await page.getByRole("link", { name: "See the WhatsApp conversation" }).click();
   await page.waitForURL(/\/conversations\/.+/);
   await page.locator(".thread-tickets", { hasText: "Pregunta por la garantía" }).waitFor();
+  await page.locator(".msg-out", { hasText: env("TICKET_REPLY") }).first().waitFor();
   if (await page.evaluate(() => Object.keys(localStorage).some((k) => k.startsWith("dashoffice.form.new-ticket."))))
     throw new Error("the ticket's draft stayed after it was opened");
 });

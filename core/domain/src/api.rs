@@ -835,6 +835,10 @@ pub struct UpdateTicket {
 pub struct AddTicketComment {
     /// The comment: 1 to 5,000 characters.
     pub body: String,
+    /// Also send it to the customer on WhatsApp, in the ticket's conversation (else the customer's
+    /// latest one): a free-form message, so the 24-hour window must be open.
+    #[serde(default)]
+    pub notify_customer: bool,
 }
 
 /// A comment on a ticket (what was done, what the customer said), or a status change.
@@ -853,6 +857,9 @@ pub struct TicketComment {
     /// For a status change: the status the ticket moved to.
     #[serde(default)]
     pub status: Option<TicketStatus>,
+    /// The WhatsApp message it was sent to the customer as, if it was.
+    #[serde(default)]
+    pub message_id: Option<String>,
     /// Unix ms.
     pub created_at: i64,
 }

@@ -837,7 +837,7 @@ fn customer_group(conn: &Connection, customer_id: &str) -> Result<Vec<String>> {
 /// The conversation an order's document goes to: of the customer's (and merged records')
 /// conversations in branches the caller may see, the one the customer wrote in last (its 24-hour
 /// window is the one that may be open), then the latest updated.
-fn order_conversation(conn: &Connection, caller: &Caller, customer_id: &str) -> Result<Option<String>> {
+pub(crate) fn order_conversation(conn: &Connection, caller: &Caller, customer_id: &str) -> Result<Option<String>> {
     let mut best: Option<((i64, i64), String)> = None;
     for person in customer_group(conn, customer_id)? {
         let found: Option<((i64, i64), String)> = conn

@@ -12,6 +12,7 @@ use automerge::{Automerge, ObjType, ReadDoc, transaction::Transactable};
 use dashoffice_domain::{
     FieldError, FieldErrors, Permission, TicketPriority, TicketStatus,
     api::{AddTicketComment, CreateTicket, Page, TicketComment, TicketListParams, TicketView, UpdateTicket},
+    inbox::SendMessage,
 };
 use rusqlite::{Connection, OptionalExtension, params, types::Value};
 
@@ -201,22 +202,73 @@ pub fn update(ctx: &mut WriteCtx<'_>, caller: &Caller, id: &str, input: UpdateTi
     get(ctx.conn(), caller, id)
 }
 
-/// Adds a comment to a ticket.
+/// Adds a comment to a ticket. With `notify_customer` the comment also goes to the customer on
+/// WhatsApp, as a reply in the ticket's conversation (else the customer's latest one), and the
+/// comment keeps the message it went as. That reply is checked first (a conversation to send it
+/// to, the 24-hour window): if WhatsApp cannot take it, nothing is written.
 pub fn comment(ctx: &mut WriteCtx<'_>, caller: &Caller, id: &str, input: AddTicketComment) -> Result<TicketView> {
     caller.require(Permission::HandleTickets)?;
     let shop = caller.shop_id.clone();
-    get(ctx.conn(), caller, id)?;
+    let ticket = get(ctx.conn(), caller, id)?;
     let body = check_body(&input.body)?;
+    let message = if input.notify_customer {
+        let conversation = customer_conversation(ctx.conn(), caller, &ticket)?;
+        let reply = SendMessage { kind: Some("text".into()), text: body.clone(), ..Default::default() };
+        Some(inbox::send(ctx, caller, &conversation, reply, &caller.user_id)?.id)
+    } else {
+        None
+    };
     let now = ctx.now();
     let comment_id = new_id();
     let by = caller.user_id.clone();
     ctx.change(&DocId::tickets(&shop, id), &[id], |tx, _| {
         let o = doc::record(tx, id)?.ok_or_else(|| CoreError::not_found("ticket", id))?;
         add_comment(tx, &o, &comment_id, &by, &body, None, now)?;
+        if let Some(m) = &message
+            && let Some(c) = doc::get_obj(tx, &o, "comments").and_then(|cs| doc::get_obj(tx, &cs, &comment_id))
+        {
+            put_str(tx, &c, "message_id", m)?;
+        }
         tx.put(&o, "updated_at", now)?;
         Ok(())
     })?;
     get(ctx.conn(), caller, id)
+}
+
+/// Where a reply to ticket `t`'s customer goes: the conversation the ticket came from, when the
+/// caller may see it, else the customer's latest WhatsApp conversation.
+fn customer_conversation(conn: &Connection, caller: &Caller, t: &TicketView) -> Result<String> {
+    if let Some(c) = &t.conversation_id
+        && let Ok(conv) = inbox::get_conversation(conn, &caller.shop_id, c)
+        && caller.check_branch(&conv.branch_id).is_ok()
+    {
+        return Ok(conv.id);
+    }
+    let Some(customer) = &t.customer_id else {
+        return Err(CoreError::conflict(
+            "notify_customer",
+            "no_customer",
+            "the ticket names no customer to write to: give it the customer first",
+        ));
+    };
+    inbox::order_conversation(conn, caller, customer)?.ok_or_else(|| {
+        CoreError::conflict(
+            "notify_customer",
+            "no_conversation",
+            "the customer has no WhatsApp conversation yet: WhatsApp lets the shop write first only with a template",
+        )
+    })
+}
+
+/// The newest active ticket opened from conversation `conversation`, if any: (id, number).
+pub fn active_for_conversation(conn: &Connection, conversation: &str) -> Result<Option<(String, String)>> {
+    Ok(conn
+        .prepare_cached(
+            "SELECT id, number FROM tickets WHERE conversation_id = ?1 AND status IN ('open', 'in_progress', 'waiting')
+             ORDER BY created_at DESC, id DESC LIMIT 1",
+        )?
+        .query_row([conversation], |r| Ok((r.get(0)?, r.get(1)?)))
+        .optional()?)
 }
 
 /// Gives ticket record `o` to staff member `to` ("" for nobody), as one map replaced whole.
@@ -259,7 +311,7 @@ fn add_comment(
 }
 
 /// The comments of a ticket record, oldest first.
-fn read_comments<D: ReadDoc>(d: &D, o: &automerge::ObjId) -> Vec<(String, String, String, String, i64)> {
+fn read_comments<D: ReadDoc>(d: &D, o: &automerge::ObjId) -> Vec<(String, String, String, String, i64, String)> {
     let Some(map) = doc::get_obj(d, o, "comments") else {
         return Vec::new();
     };
@@ -273,6 +325,7 @@ fn read_comments<D: ReadDoc>(d: &D, o: &automerge::ObjId) -> Vec<(String, String
                 doc::get_str(d, &c, "body"),
                 doc::get_str(d, &c, "status"),
                 doc::get_i64(d, &c, "created_at"),
+                doc::get_str(d, &c, "message_id"),
             ))
         })
         .collect();
@@ -329,11 +382,12 @@ pub(crate) fn project(conn: &Connection, doc_id: &DocId, d: &Automerge, id: &str
         assigned_by,
     ])?;
     let mut insert = conn.prepare_cached(
-        "INSERT OR REPLACE INTO ticket_comments(id, ticket_id, author_id, body, status, created_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        "INSERT OR REPLACE INTO ticket_comments(id, ticket_id, author_id, body, status, created_at, message_id)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
     )?;
-    for (cid, author, body, status, at) in comments {
-        insert.execute(params![cid, id, author, body, Some(status).filter(|s| !s.is_empty()), at])?;
+    for (cid, author, body, status, at, message) in comments {
+        let (status, message) = (Some(status).filter(|s| !s.is_empty()), Some(message).filter(|m| !m.is_empty()));
+        insert.execute(params![cid, id, author, body, status, at, message])?;
     }
     Ok(())
 }
@@ -397,7 +451,8 @@ pub fn get(conn: &Connection, caller: &Caller, id: &str) -> Result<TicketView> {
         .optional()?
         .ok_or_else(|| CoreError::not_found("ticket", id))?;
     let mut stmt = conn.prepare_cached(
-        "SELECT c.id, c.author_id, (SELECT s.name FROM staff s WHERE s.id = c.author_id), c.body, c.status, c.created_at
+        "SELECT c.id, c.author_id, (SELECT s.name FROM staff s WHERE s.id = c.author_id), c.body, c.status, c.created_at,
+             c.message_id
          FROM ticket_comments c WHERE c.ticket_id = ?1 ORDER BY c.created_at, c.id",
     )?;
     t.comments = stmt
@@ -409,6 +464,7 @@ pub fn get(conn: &Connection, caller: &Caller, id: &str) -> Result<TicketView> {
                 body: r.get(3)?,
                 status: r.get::<_, Option<String>>(4)?.as_deref().and_then(TicketStatus::parse),
                 created_at: r.get(5)?,
+                message_id: r.get(6)?,
             })
         })?
         .collect::<rusqlite::Result<Vec<_>>>()?;

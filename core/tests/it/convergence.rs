@@ -290,7 +290,12 @@ fn apply(w: &mut World, op: &Op) {
             };
             let c = w.nodes[node].caller.clone();
             let _ = w.nodes[node].replica.write_blocking(move |ctx| {
-                tickets::comment(ctx, &c, &id, AddTicketComment { body: format!("nota de {node}") })
+                tickets::comment(
+                    ctx,
+                    &c,
+                    &id,
+                    AddTicketComment { body: format!("nota de {node}"), notify_customer: false },
+                )
             });
         }
         Op::TicketAssign { node, ticket, mine } => {

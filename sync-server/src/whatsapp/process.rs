@@ -7,10 +7,10 @@ use std::{sync::Arc, time::Duration};
 
 use dashoffice_core::{
     bot::{self, BotDef, BotInput},
-    entities::{inbox, orders},
+    entities::{inbox, orders, tickets},
 };
 use dashoffice_domain::{
-    api::{CreateOrder, OrderLineInput},
+    api::{AddTicketComment, CreateOrder, CreateTicket, OrderLineInput, UpdateTicket},
     inbox::{ConversationState, UpdateConversation},
 };
 use rusqlite::OptionalExtension;
@@ -295,7 +295,7 @@ fn receive_and_answer(
     let mut explain = d.explain.clone();
     let fallback = explain["trigger"]["kind"] == "fallback" && !d.handoff;
     let to_llm = bot_has_it && llm && fallback && m.kind == "text";
-    if d.draft_order.is_empty() && bot_has_it && !to_llm {
+    if d.draft_order.is_empty() && d.ticket.is_none() && bot_has_it && !to_llm {
         // The common case: the message and the bot's answer in one change per document.
         let mut replies = d.replies.clone();
         for reply in &mut replies {
@@ -354,17 +354,11 @@ fn receive_and_answer(
                 tracing::warn!(shop, conversation = %r.conversation_id, error = %e, "a WhatsApp order could not be saved as a draft");
                 explain["draft_order_error"] = serde_json::json!(e.to_string());
                 if bot_has_it {
-                    let lang = explain["language"].as_str().unwrap_or("es");
-                    let text = if lang == "en" {
-                        "I could not register your order; a person will help you shortly."
-                    } else {
-                        "No pude registrar tu pedido; un asesor te ayudará en breve."
-                    };
-                    d.replies = vec![dashoffice_domain::inbox::SendMessage {
-                        kind: Some("text".into()),
-                        text: text.into(),
-                        ..Default::default()
-                    }];
+                    d.replies = vec![in_language(
+                        &explain,
+                        "No pude registrar tu pedido; un asesor te ayudará en breve.",
+                        "I could not register your order; a person will help you shortly.",
+                    )];
                     d.handoff = true;
                 }
                 Some(format!(
@@ -381,6 +375,10 @@ fn receive_and_answer(
     if !bot_has_it {
         return Ok(None);
     }
+    let opened = match d.ticket.take() {
+        Some(t) => open_ticket(ctx, shop, branch, &r.conversation_id, &r.customer_id, t, &mut d, &mut explain)?,
+        None => None,
+    };
     if to_llm {
         let shop_name = dashoffice_core::entities::org::get_shop(ctx.conn(), shop).map(|s| s.name).unwrap_or_default();
         let context = catalog_facts(ctx.conn(), branch, &explain)?;
@@ -397,7 +395,90 @@ fn receive_and_answer(
         }));
     }
     apply(ctx, shop, &r.conversation_id, &d, &explain, &m.wamid)?;
+    if let Some(ticket) = opened {
+        // Whoever the conversation went to handles the ticket too.
+        let assignee: Option<String> = ctx
+            .conn()
+            .prepare_cached("SELECT assignee_id FROM conversations WHERE id = ?1")?
+            .query_row([&r.conversation_id], |row| row.get(0))
+            .optional()?
+            .flatten()
+            .filter(|a: &String| !a.is_empty());
+        if let Some(a) = assignee {
+            let change = UpdateTicket { assignee_id: Some(a), ..Default::default() };
+            tickets::update(ctx, &inbox::system_caller(shop), &ticket, change)?;
+        }
+    }
     Ok(None)
+}
+
+/// Opens the support ticket a complaint asked for (or, when the conversation already has an
+/// active one, adds the message to it) and puts its number into the bot's replies. Returns the id
+/// of a ticket it opened. When the ticket's rules say no, the customer is told a person will help
+/// and the conversation is handed off all the same.
+#[allow(clippy::too_many_arguments)]
+fn open_ticket(
+    ctx: &mut dashoffice_core::WriteCtx<'_>,
+    shop: &str,
+    branch: &str,
+    conversation: &str,
+    customer: &str,
+    t: bot::TicketRequest,
+    d: &mut bot::Decision,
+    explain: &mut serde_json::Value,
+) -> dashoffice_core::Result<Option<String>> {
+    // Shop-wide, as tickets are: the order named may be of another branch.
+    let caller = inbox::system_caller(shop);
+    let (number, opened) = match tickets::active_for_conversation(ctx.conn(), conversation)? {
+        Some((id, number)) => {
+            let more = AddTicketComment { body: t.description.clone(), notify_customer: false };
+            match tickets::comment(ctx, &caller, &id, more) {
+                Ok(_) => (Ok(number), None),
+                Err(e) if e.is_rule() => (Err(e), None),
+                Err(e) => return Err(e),
+            }
+        }
+        None => {
+            let input = CreateTicket {
+                subject: t.subject,
+                description: t.description,
+                priority: Some(t.priority),
+                customer_id: Some(customer.to_string()),
+                order_id: t.order_id,
+                conversation_id: Some(conversation.to_string()),
+                assignee_id: None,
+            };
+            match tickets::create(ctx, &caller, Some(branch), input) {
+                Ok(v) => (Ok(v.number), Some(v.id)),
+                Err(e) if e.is_rule() => (Err(e), None),
+                Err(e) => return Err(e),
+            }
+        }
+    };
+    match number {
+        Ok(number) => {
+            for reply in &mut d.replies {
+                reply.text = reply.text.replace(bot::TICKET_PLACEHOLDER, &number);
+            }
+            explain["ticket"] = serde_json::json!(number);
+        }
+        Err(e) => {
+            tracing::warn!(shop, conversation, error = %e, "a WhatsApp complaint could not be made a ticket");
+            explain["ticket_error"] = serde_json::json!(e.to_string());
+            d.replies = vec![in_language(
+                explain,
+                "Lamento lo ocurrido; una persona de nuestro equipo te ayudará en breve.",
+                "I am sorry about that; a person on our team will help you shortly.",
+            )];
+        }
+    }
+    Ok(opened)
+}
+
+/// A text reply in the language the bot found in the customer's message (`explain`).
+fn in_language(explain: &serde_json::Value, es: &str, en: &str) -> dashoffice_domain::inbox::SendMessage {
+    let text = if explain["language"] == "en" { en } else { es };
+    dashoffice_domain::inbox::SendMessage { kind: Some("text".into()), text: text.into(), ..Default::default() }
 }
 
 /// The shop's active bot, or the built-in one.

@@ -285,6 +285,9 @@ pub(crate) fn NewTicket() -> impl IntoView {
     }
 }
 
+/// Who the relay's WhatsApp service writes as (the bot opens tickets from complaints).
+const WHATSAPP_BOT: &str = "whatsapp";
+
 #[component]
 pub(crate) fn TicketDetail() -> impl IntoView {
     let id = param_id();
@@ -296,6 +299,10 @@ pub(crate) fn TicketDetail() -> impl IntoView {
     let staff = loader(|| api::get::<Page<StaffView>>("/api/v1/staff?limit=500"));
     let err = RwSignal::new(None::<ApiError>);
     let comment = RwSignal::new(String::new());
+    // The comment goes to the customer on WhatsApp as well.
+    let to_customer = RwSignal::new(false);
+    // The comment's own error, shown by its form (a closed WhatsApp window, no conversation).
+    let comment_err = RwSignal::new(None::<ApiError>);
     let busy = RwSignal::new(false);
     let changing = RwSignal::new(false);
     // The subject and description being corrected (shown instead of them while `editing`).
@@ -327,19 +334,20 @@ pub(crate) fn TicketDetail() -> impl IntoView {
     };
     let send_comment = move |ev: leptos::ev::SubmitEvent| {
         ev.prevent_default();
-        err.set(None);
+        comment_err.set(None);
         busy.set(true);
         let path = format!("/api/v1/tickets/{}/comments", enc(&id.get_untracked()));
-        let body = AddTicketComment { body: comment.get_untracked() };
+        let body = AddTicketComment { body: comment.get_untracked(), notify_customer: to_customer.get_untracked() };
         spawn_local(async move {
             let r = api::post::<_, TicketView>(&path, &body).await;
             busy.set(false);
             match r {
                 Ok(x) => {
                     comment.set(String::new());
+                    to_customer.set(false);
                     data.set(crate::components::Load::Ready(x));
                 }
-                Err(e) => err.set(Some(e)),
+                Err(e) => comment_err.set(Some(e)),
             }
         });
     };
@@ -393,14 +401,21 @@ pub(crate) fn TicketDetail() -> impl IntoView {
                 .comments
                 .iter()
                 .map(|c| {
-                    let who = if c.author_name.is_empty() { t("someone").to_string() } else { c.author_name.clone() };
+                    let who = if !c.author_name.is_empty() {
+                        c.author_name.clone()
+                    } else if c.author_id == WHATSAPP_BOT {
+                        t("whatsapp_bot").to_string()
+                    } else {
+                        t("someone").to_string()
+                    };
+                    let sent = c.message_id.is_some().then(|| view! { " · "<span class="sent-to-customer">{t("sent_to_customer")}</span> });
                     match c.status {
                         Some(s) => view! {
                             <li class="ticket-event">{tf("ticket_moved_by", &[&who, ticket_status_text(s)])}" · "{datetime(c.created_at)}</li>
                         }
                         .into_any(),
                         None => view! {
-                            <li class="ticket-comment"><strong>{who}</strong>" · "{datetime(c.created_at)}<p>{c.body.clone()}</p></li>
+                            <li class="ticket-comment"><strong>{who}</strong>" · "{datetime(c.created_at)}{sent}<p>{c.body.clone()}</p></li>
                         }
                         .into_any(),
                     }
@@ -414,6 +429,8 @@ pub(crate) fn TicketDetail() -> impl IntoView {
                 let number = x.order_number.clone().unwrap_or_else(|| t("order").to_string());
                 view! { <p>{t("order")}": "<A href=format!("/orders/{o}")>{number}</A></p> }
             });
+            // A customer to write to on WhatsApp (the server says so if they have no conversation).
+            let reachable = x.conversation_id.is_some() || x.customer_id.is_some();
             let conversation = x.conversation_id.clone().map(|c| {
                 view! { <p><A href=format!("/conversations/{c}")>{t("see_conversation")}</A></p> }
             });
@@ -483,14 +500,18 @@ pub(crate) fn TicketDetail() -> impl IntoView {
                             </label>
                         </div>
                     })}
-                    <FormError err=err fields=&["body", "subject", "description"]/>
+                    <FormError err=err fields=&["subject", "description"]/>
                 </section>
                 <section class="card">
                     <h2>{t("history")}</h2>
                     <ol class="list ticket-history">{history}</ol>
                     <Show when=may_handle>
                         <form class="form" on:submit=send_comment novalidate>
-                            <Field label=t("add_comment") name="body" value=comment err=err rows=3/>
+                            <Field label=t("add_comment") name="body" value=comment err=comment_err rows=3/>
+                            {reachable.then(|| view! {
+                                <label class="check"><input type="checkbox" name="notify_customer" bind:checked=to_customer/>{t("send_to_customer")}</label>
+                            })}
+                            <FormError err=comment_err fields=&["body"]/>
                             <button class="btn primary" type="submit" disabled=move || busy.get()>{t("comment")}</button>
                         </form>
                     </Show>
