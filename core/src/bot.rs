@@ -1113,14 +1113,22 @@ fn ticket_request(conn: &Connection, shop: &str, input: &BotInput, a: &Analysis)
     } else {
         said
     };
+    // Written whole or by its end ("000042"), and the customer's (or a record merged with theirs).
+    let mine = crate::entities::customers::identity_ids(conn, &input.customer_id)?;
     let mut order_id = None;
-    for number in &a.order_numbers {
-        order_id = conn
-            .prepare_cached("SELECT id FROM orders WHERE shop_id = ?1 AND upper(number) = ?2 AND customer_id = ?3")?
-            .query_row([shop, number.as_str(), input.customer_id.as_str()], |r| r.get(0))
-            .optional()?;
-        if order_id.is_some() {
-            break;
+    'numbers: for number in &a.order_numbers {
+        let mut stmt = conn.prepare_cached(
+            "SELECT id, customer_id FROM orders WHERE shop_id = ?1 AND upper(number) LIKE ?2 ORDER BY created_at DESC",
+        )?;
+        let found = stmt.query_map(params![shop, format!("%{}", number.to_uppercase())], |r| {
+            Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
+        })?;
+        for row in found {
+            let (id, customer) = row?;
+            if mine.contains(&customer) {
+                order_id = Some(id);
+                break 'numbers;
+            }
         }
     }
     Ok(TicketRequest {

@@ -256,12 +256,24 @@ fn a_price_question_gets_the_bots_answer_and_a_person_takes_over_on_request() {
 fn a_complaint_opens_a_ticket_and_the_ticket_answers_the_customer_on_whatsapp() {
     let s = shop();
     let customer = "5215598765432";
-    let complaint = "Hola, la camisa azul que compré llegó rota. Quiero hacer un reclamo";
-    wa::deliver(&s.relay.http, &wa::text(customer, "Rosa Díaz", "wamid.C1", complaint));
+    // Rosa wrote before; the shop sold her a shirt since.
+    wa::deliver(&s.relay.http, &wa::text(customer, "Rosa Díaz", "wamid.C0", "Hola"));
+    let rosa = wait_for(LONG, || conversation_of(&s.owner, customer)?["customer_id"].as_str().map(str::to_string))
+        .unwrap_or_else(|| panic!("Rosa never reached the edge node; relay log:\n{}", s.relay.log()));
+    let order = s.owner.order(&rosa, &[(&s.product, 1)]);
+    let order_number = order["number"].as_str().unwrap();
+    let head = crate::sync::owner_when_synced_at(&s.relay.http);
+    let order_path = format!("/api/v1/orders/{}", id(&order));
+    wait_for(LONG, || (head.get(&order_path).status == 200).then_some(()))
+        .expect("the order reached the relay's replica");
+    let complaint = format!("Hola, mi pedido {order_number} llegó roto. Quiero un reembolso");
+    wa::deliver(&s.relay.http, &wa::text(customer, "Rosa Díaz", "wamid.C1", &complaint));
 
     // The bot answers with the number of the ticket it opened, and hands Rosa to the seller on shift.
-    let sent = wait_for(LONG, || s.graph.sent().into_iter().find(|c| c.body["to"] == customer))
-        .unwrap_or_else(|| panic!("the bot never answered; relay log:\n{}", s.relay.log()));
+    let sent = wait_for(LONG, || {
+        s.graph.sent().into_iter().find(|c| c.body["text"]["body"].as_str().is_some_and(|b| b.contains("T-")))
+    })
+    .unwrap_or_else(|| panic!("the bot never answered the complaint; relay log:\n{}", s.relay.log()));
     let said = sent.body["text"]["body"].as_str().unwrap().to_string();
     assert!(said.contains("Rosa") && said.contains("T-") && !said.contains("{ticket}"), "{said}");
 
@@ -275,16 +287,19 @@ fn a_complaint_opens_a_ticket_and_the_ticket_answers_the_customer_on_whatsapp() 
     assert!(said.contains(number), "{said} names {number}");
     assert_eq!(ticket["customer_name"], "Rosa Díaz", "{ticket}");
     assert_eq!(ticket["subject"], complaint);
+    // The order she named is hers: the ticket is about it.
+    let about = (ticket["order_id"].as_str(), ticket["order_number"].as_str());
+    assert_eq!(about, (Some(id(&order).as_str()), Some(order_number)), "{ticket}");
     assert_eq!((ticket["status"].as_str(), ticket["priority"].as_str()), (Some("open"), Some("normal")));
     let tid = id(&ticket);
     let t = s.owner.get(&format!("/api/v1/tickets/{tid}")).ok(200);
     assert_eq!(t["description"], complaint);
     assert_eq!(t["created_by"], "whatsapp");
-    let th = wait_thread(&s.owner, customer, 2, "after the complaint");
+    let th = wait_thread(&s.owner, customer, 4, "after the complaint");
     assert_eq!(t["conversation_id"], th["conversation"]["id"]);
     assert_eq!(th["conversation"]["state"], "open");
     assert_eq!(th["conversation"]["assignee_id"], s.seller.as_str());
-    let answer = &th["messages"][1];
+    let answer = &th["messages"][3];
     assert_eq!(
         (answer["explain"]["intent"].as_str(), answer["explain"]["ticket"].as_str()),
         (Some("complaint"), Some(number))
@@ -317,8 +332,8 @@ fn a_complaint_opens_a_ticket_and_the_ticket_answers_the_customer_on_whatsapp() 
     assert_eq!(t["status"], "resolved");
     assert_eq!(
         s.graph.sent().into_iter().filter(|c| c.body["to"] == customer).count(),
-        2,
-        "the bot's answer and the reply"
+        3,
+        "the bot's greeting and answer, and the reply"
     );
 }
 
