@@ -97,7 +97,9 @@ const INTENTS: &[(&str, &[&str])] = &[
             "devolucion",
             "devolver",
             "reembolso",
-            "garantia",
+            "hacer valida la garantia",
+            "usar la garantia",
+            "reclamar la garantia",
             "cobraron de mas",
             "complaint",
             "complain",
@@ -112,7 +114,7 @@ const INTENTS: &[(&str, &[&str])] = &[
             "wrong item",
             "never arrived",
             "refund",
-            "warranty",
+            "warranty claim",
         ],
     ),
     (
@@ -1113,22 +1115,12 @@ fn ticket_request(conn: &Connection, shop: &str, input: &BotInput, a: &Analysis)
     } else {
         said
     };
-    // Written whole or by its end ("000042"), and the customer's (or a record merged with theirs).
     let mine = crate::entities::customers::identity_ids(conn, &input.customer_id)?;
     let mut order_id = None;
-    'numbers: for number in &a.order_numbers {
-        let mut stmt = conn.prepare_cached(
-            "SELECT id, customer_id FROM orders WHERE shop_id = ?1 AND upper(number) LIKE ?2 ORDER BY created_at DESC",
-        )?;
-        let found = stmt.query_map(params![shop, format!("%{}", number.to_uppercase())], |r| {
-            Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
-        })?;
-        for row in found {
-            let (id, customer) = row?;
-            if mine.contains(&customer) {
-                order_id = Some(id);
-                break 'numbers;
-            }
+    for number in &a.order_numbers {
+        if let Some((id, _, _)) = customers_order(conn, shop, &mine, number)? {
+            order_id = Some(id);
+            break;
         }
     }
     Ok(TicketRequest {
@@ -1137,6 +1129,30 @@ fn ticket_request(conn: &Connection, shop: &str, input: &BotInput, a: &Analysis)
         priority: if a.sentiment <= -0.6 && angry(&input.text) { "high" } else { "normal" }.into(),
         order_id,
     })
+}
+
+/// The newest order numbered `number` (whole, or its end: "000042") of the customer records
+/// `mine` (a customer and those merged into them): (id, number, status).
+fn customers_order(
+    conn: &Connection,
+    shop: &str,
+    mine: &[String],
+    number: &str,
+) -> Result<Option<(String, String, String)>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT id, number, status, customer_id FROM orders WHERE shop_id = ?1 AND upper(number) LIKE ?2
+         ORDER BY created_at DESC",
+    )?;
+    let rows = stmt.query_map(params![shop, format!("%{}", number.to_uppercase())], |r| {
+        Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?, r.get::<_, String>(3)?))
+    })?;
+    for row in rows {
+        let (id, number, status, customer) = row?;
+        if mine.contains(&customer) {
+            return Ok(Some((id, number, status)));
+        }
+    }
+    Ok(None)
 }
 
 /// Whether a message says more than that something broke: words of anger ("pésimo", "estafa"),
@@ -1191,14 +1207,12 @@ fn product_answer(conn: &Connection, branch: &str, a: &Analysis, lang: &str) -> 
 
 fn order_answer(conn: &Connection, shop: &str, customer: &str, a: &Analysis, lang: &str) -> Result<String> {
     let ids = crate::entities::customers::identity_ids(conn, customer)?;
+    // A number named is looked for among this customer's orders only: an order's status is
+    // nobody else's business.
     let mut found: Option<(String, String)> = None;
     for n in &a.order_numbers {
-        let r: Option<(String, String)> = conn
-            .prepare_cached("SELECT number, status FROM orders WHERE shop_id = ?1 AND upper(number) LIKE ?2 ORDER BY created_at DESC LIMIT 1")?
-            .query_row(params![shop, format!("%{}", n.to_uppercase())], |r| Ok((r.get(0)?, r.get(1)?)))
-            .optional()?;
-        if r.is_some() {
-            found = r;
+        if let Some((_, number, status)) = customers_order(conn, shop, &ids, n)? {
+            found = Some((number, status));
             break;
         }
     }
@@ -1279,6 +1293,9 @@ mod tests {
         assert_eq!(analyse("quiero hablar con una persona, tengo un problema", &none).intent, "handoff");
         assert_eq!(analyse("¿dónde está mi pedido?", &none).intent, "order_status");
         assert_eq!(analyse("¿cuánto cuesta la camisa azul?", &none).intent, "price");
+        // Asking about the warranty is no complaint; claiming it is.
+        assert_ne!(analyse("¿la licuadora tiene garantía?", &none).intent, "complaint");
+        assert_eq!(analyse("quiero hacer válida la garantía de la licuadora", &none).intent, "complaint");
     }
 
     fn input(text: &str) -> BotInput {
@@ -1323,6 +1340,38 @@ mod tests {
         let d = decide(&conn, "s1", &plain, &input(angry)).unwrap();
         assert!(d.ticket.is_none() && d.handoff, "{d:?}");
         assert_eq!(d.explain["trigger"]["kind"], "sentiment");
+    }
+
+    #[test]
+    fn an_order_named_is_looked_for_among_the_customers_own_orders_only() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        crate::db::migrations().to_latest(&mut conn).unwrap();
+        for (id, number, customer, status, at) in
+            [("o1", "CEN-AAA-000042", "c1", "paid", 1), ("o2", "NOR-BBB-000042", "c2", "draft", 2)]
+        {
+            conn.execute(
+                "INSERT INTO orders(id, shop_id, branch_id, doc_id, number, customer_id, seller_id, status, conflict,
+                     currency, subtotal, tax_total, total, total_num, notes, archived, created_at, updated_at)
+                 VALUES (?1, 's1', 'b1', 'd', ?2, ?3, 'x', ?4, 0, 'MXN', '1', '0', '1', 1.0, '', 0, ?5, ?5)",
+                params![id, number, customer, status, at],
+            )
+            .unwrap();
+        }
+        let bot = BotDef::default_bot();
+        let asks = |customer: &str, text: &str| {
+            decide(&conn, "s1", &bot, &BotInput { customer_id: customer.into(), ..input(text) }).unwrap()
+        };
+        // By its end: c1's order, not the newer one of c2 that ends the same way.
+        let d = asks("c1", "¿Dónde está mi pedido 000042?");
+        assert_eq!(d.replies[0].text, "Tu pedido CEN-AAA-000042 está pagado.");
+        // Someone else's order, named whole, is not told about.
+        let d = asks("c3", "¿Dónde está mi pedido NOR-BBB-000042?");
+        assert!(d.replies[0].text.starts_with("No encuentro pedidos a tu nombre"), "{d:?}");
+        // A complaint's ticket is about the order only when it is the customer's.
+        let d = asks("c1", "Mi pedido CEN-AAA-000042 llegó roto");
+        assert_eq!(d.ticket.unwrap().order_id.as_deref(), Some("o1"));
+        let d = asks("c2", "Mi pedido CEN-AAA-000042 llegó roto");
+        assert_eq!(d.ticket.unwrap().order_id, None);
     }
 
     #[test]
