@@ -223,10 +223,8 @@ pub fn comment(ctx: &mut WriteCtx<'_>, caller: &Caller, id: &str, input: AddTick
     let by = caller.user_id.clone();
     ctx.change(&DocId::tickets(&shop, id), &[id], |tx, _| {
         let o = doc::record(tx, id)?.ok_or_else(|| CoreError::not_found("ticket", id))?;
-        add_comment(tx, &o, &comment_id, &by, &body, None, now)?;
-        if let Some(m) = &message
-            && let Some(c) = doc::get_obj(tx, &o, "comments").and_then(|cs| doc::get_obj(tx, &cs, &comment_id))
-        {
+        let c = add_comment(tx, &o, &comment_id, &by, &body, None, now)?;
+        if let Some(m) = &message {
             put_str(tx, &c, "message_id", m)?;
         }
         tx.put(&o, "updated_at", now)?;
@@ -286,7 +284,7 @@ fn put_assignment(
     Ok(())
 }
 
-/// Writes a comment (or, with `status`, a status change) into ticket record `o`.
+/// Writes a comment (or, with `status`, a status change) into ticket record `o`; returns it.
 fn add_comment(
     tx: &mut automerge::transaction::Transaction<'_>,
     o: &automerge::ObjId,
@@ -295,7 +293,7 @@ fn add_comment(
     body: &str,
     status: Option<TicketStatus>,
     now: i64,
-) -> Result<()> {
+) -> Result<automerge::ObjId> {
     let comments = match doc::get_obj(tx, o, "comments") {
         Some(c) => c,
         None => tx.put_object(o, "comments", ObjType::Map)?,
@@ -307,7 +305,7 @@ fn add_comment(
         put_str(tx, &c, "status", s.as_str())?;
     }
     tx.put(&c, "created_at", now)?;
-    Ok(())
+    Ok(c)
 }
 
 /// The comments of a ticket record, oldest first.
