@@ -337,6 +337,114 @@ fn a_complaint_opens_a_ticket_and_the_ticket_answers_the_customer_on_whatsapp() 
     );
 }
 
+/// A customer's tap on one of the survey's buttons.
+fn rating(wa_id: &str, wamid: &str, id: &str, title: &str) -> Value {
+    wa::inbound(
+        wa_id,
+        "Rosa Díaz",
+        wamid,
+        json!({ "type": "interactive", "interactive": { "type": "button_reply", "button_reply": { "id": id, "title": title } } }),
+    )
+}
+
+#[test]
+fn a_resolved_conversation_asks_the_customer_for_a_rating_and_the_analytics_count_it() {
+    let s = shop();
+    let customer = "5215511112222";
+    let surveys = |g: &FakeGraph| -> Vec<Value> {
+        g.sent()
+            .into_iter()
+            .filter(|c| c.body["type"] == "interactive" && c.body["interactive"]["type"] == "button")
+            .map(|c| c.body)
+            .collect()
+    };
+    // Without the shop asking for it, resolving sends nothing.
+    wa::deliver(&s.relay.http, &wa::text(customer, "Rosa Díaz", "wamid.S0", "Quiero hablar con una persona"));
+    let th = wait_thread(&s.owner, customer, 2, "the handoff");
+    let conv = th["conversation"]["id"].as_str().unwrap().to_string();
+    let path = format!("/api/v1/conversations/{conv}");
+    assert_eq!(th["conversation"]["assignee_id"], s.seller.as_str());
+    let seller = s.node.api(&s.node.login("vendedora@tienda.mx", "password-seller"));
+    seller.patch(&path, &json!({ "state": "resolved" })).ok(200);
+    let shop = s.owner.patch("/api/v1/shop", &json!({ "satisfaction_survey": true })).ok(200);
+    assert_eq!(shop["satisfaction_survey"], true);
+    let bad = s.owner.patch("/api/v1/shop", &json!({ "satisfaction_survey": "yes" }));
+    assert_eq!(bad.status, 400, "{}", bad.text);
+
+    // Rosa writes again; the seller answers and resolves: she is asked to rate it, in Spanish.
+    wa::deliver(&s.relay.http, &wa::text(customer, "Rosa Díaz", "wamid.S1", "Hola otra vez, ¿me ayudas con mi talla?"));
+    wait_thread(&s.owner, customer, 3, "her second message");
+    seller.patch(&path, &json!({ "state": "open" })).ok(200);
+    seller.post(&format!("{path}/messages"), &json!({ "text": "Claro, te recomiendo la talla M." })).ok(201);
+    let c = seller.patch(&path, &json!({ "state": "resolved" })).ok(200);
+    assert_eq!(c["state"], "resolved");
+    let survey = wait_for(LONG, || surveys(&s.graph).into_iter().next())
+        .unwrap_or_else(|| panic!("no survey reached the Graph API; relay log:\n{}", s.relay.log()));
+    assert_eq!(survey["to"], customer);
+    assert!(survey["interactive"]["body"]["text"].as_str().unwrap().contains("¿Cómo te atendimos?"), "{survey}");
+    let ids: Vec<&str> = survey["interactive"]["action"]["buttons"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["reply"]["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, ["csat:good", "csat:ok", "csat:bad"]);
+
+    // A bad rating: thanked for, and the conversation goes back to the seller, rated.
+    wa::deliver(&s.relay.http, &rating(customer, "wamid.S2", "csat:bad", "😞 Mal"));
+    wait_for(LONG, || {
+        s.graph.sent().into_iter().find(|c| c.body["text"]["body"].as_str().is_some_and(|b| b.contains("lamentamos")))
+    })
+    .unwrap_or_else(|| panic!("the bad rating was never answered; relay log:\n{}", s.relay.log()));
+    let rated = wait_for(LONG, || {
+        let c = thread(&seller, &conv)["conversation"].clone();
+        (c["rating"] == "bad").then_some(c)
+    })
+    .expect("the edge node shows the rating");
+    assert_eq!((rated["state"].as_str(), rated["assignee_id"].as_str()), (Some("open"), Some(s.seller.as_str())));
+    assert!(rated["rated_at"].as_i64().is_some());
+    // Resolved again without a word from Rosa: no second survey.
+    seller.patch(&path, &json!({ "state": "resolved" })).ok(200);
+    let head = crate::sync::owner_when_synced_at(&s.relay.http);
+    wait_for(LONG, || (head.get(&path).ok(200)["conversation"]["state"] == "resolved").then_some(()))
+        .expect("the relay knows the conversation is resolved");
+
+    // She thanks the shop: the bot says goodbye and resolves the conversation, and the relay
+    // asks her again; she is happy now, and it stays resolved.
+    wa::deliver(&s.relay.http, &wa::text(customer, "Rosa Díaz", "wamid.S3", "Perfecto, muchas gracias"));
+    wait_for(LONG, || (surveys(&s.graph).len() == 2).then_some(()))
+        .unwrap_or_else(|| panic!("no second survey; thread {:#}", thread(&seller, &conv)));
+    wa::deliver(&s.relay.http, &rating(customer, "wamid.S4", "csat:good", "😀 Muy bien"));
+    let rated = wait_for(LONG, || {
+        let c = thread(&seller, &conv)["conversation"].clone();
+        (c["rating"] == "good").then_some(c)
+    })
+    .expect("the edge node shows the good rating");
+    assert_eq!(rated["state"], "resolved");
+    assert_eq!(surveys(&s.graph).len(), 2, "one survey per resolution the customer wrote before");
+
+    // The branch and head office see the ratings, per seller.
+    let check = |summary: &Value| {
+        let sat = &summary["satisfaction"];
+        assert_eq!(
+            (sat["surveys"].as_u64(), sat["good"].as_u64(), sat["bad"].as_u64()),
+            (Some(2), Some(1), Some(1)),
+            "{sat}"
+        );
+        assert_eq!(sat["score"], 50.0);
+        let mine = sat["by_seller"].as_array().unwrap().iter().find(|r| r["key"] == s.seller.as_str()).cloned();
+        let mine = mine.unwrap_or_else(|| panic!("no ratings for the seller: {sat}"));
+        assert_eq!((mine["good"].as_u64(), mine["bad"].as_u64()), (Some(1), Some(1)));
+    };
+    check(&s.owner.get("/api/v1/analytics/summary?days=1").ok(200));
+    let summary = wait_for(LONG, || {
+        let sum = head.get("/api/v1/analytics/summary?days=1").ok(200);
+        (sum["satisfaction"]["surveys"] == 2 && sum["satisfaction"]["good"] == 1).then_some(sum)
+    })
+    .expect("head office sees the ratings");
+    check(&summary);
+}
+
 #[test]
 fn replies_queue_while_the_graph_api_is_down_and_each_goes_out_once() {
     let s = shop();

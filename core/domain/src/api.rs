@@ -251,6 +251,10 @@ pub struct ShopView {
     /// E-mail printed on sales documents.
     #[serde(default)]
     pub email: String,
+    /// Whether a customer whose WhatsApp conversation is resolved is asked to rate it (three
+    /// reply buttons; see `ConversationView::rating`).
+    #[serde(default)]
+    pub satisfaction_survey: bool,
 }
 
 /// PATCH /api/v1/shop
@@ -276,6 +280,9 @@ pub struct UpdateShop {
     pub phone: Option<String>,
     /// E-mail.
     pub email: Option<String>,
+    /// Ask customers to rate a WhatsApp conversation when it is resolved.
+    #[serde(default)]
+    pub satisfaction_survey: Option<bool>,
 }
 
 /// A branch office.
@@ -1135,6 +1142,43 @@ pub struct AnalyticsSummary {
     /// resolved: absent).
     #[serde(default)]
     pub ticket_resolution_hours: Option<f64>,
+    /// Customers' ratings of resolved WhatsApp conversations given in the period.
+    #[serde(default)]
+    pub satisfaction: Satisfaction,
+}
+
+/// Customers' answers to the satisfaction survey (see `ShopView::satisfaction_survey`).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct Satisfaction {
+    /// Surveys sent in the period.
+    pub surveys: u64,
+    /// Ratings "good".
+    pub good: u64,
+    /// Ratings "ok".
+    pub ok: u64,
+    /// Ratings "bad".
+    pub bad: u64,
+    /// Percentage of ratings that are "good" (CSAT), one decimal; absent without ratings.
+    pub score: Option<f64>,
+    /// Ratings per seller the conversation is assigned to (key "" for unassigned), most first.
+    pub by_seller: Vec<RatingsBy>,
+}
+
+/// Ratings of one seller's (or branch's) conversations.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct RatingsBy {
+    /// The key.
+    pub key: String,
+    /// What people call it.
+    pub label: String,
+    /// Ratings "good".
+    pub good: u64,
+    /// Ratings "ok".
+    pub ok: u64,
+    /// Ratings "bad".
+    pub bad: u64,
 }
 
 #[cfg(test)]

@@ -148,6 +148,12 @@ pub struct ConversationView {
     pub created_at: i64,
     /// Unix ms.
     pub updated_at: i64,
+    /// The customer's latest answer to the satisfaction survey: `good`, `ok` or `bad`.
+    #[serde(default)]
+    pub rating: Option<String>,
+    /// When they gave it (Unix ms).
+    #[serde(default)]
+    pub rated_at: Option<i64>,
 }
 
 /// One message of a conversation.

@@ -202,6 +202,7 @@ pub fn summary(conn: &Connection, caller: &Caller, q: &SummaryQuery) -> Result<A
         super::tickets::active_counts(conn, &caller.shop_id, branch.as_deref(), q.now_ms)?;
     let (tickets_opened, tickets_resolved, ticket_resolution_hours) =
         super::tickets::period_stats(conn, &caller.shop_id, branch.as_deref(), start_ms)?;
+    let satisfaction = super::satisfaction::period(conn, &caller.shop_id, branch.as_deref(), start_ms, &staff)?;
     Ok(AnalyticsSummary {
         currency,
         timezone: tz_name,
@@ -230,5 +231,6 @@ pub fn summary(conn: &Connection, caller: &Caller, q: &SummaryQuery) -> Result<A
         tickets_opened,
         tickets_resolved,
         ticket_resolution_hours,
+        satisfaction,
     })
 }

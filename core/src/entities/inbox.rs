@@ -195,6 +195,10 @@ pub struct Arrival {
     branch: String,
     conv_doc: DocId,
     reopens: bool,
+    /// The message answers the satisfaction survey.
+    pub rating: Option<super::satisfaction::Rating>,
+    /// A bad rating hands a resolved conversation back to a person (state open).
+    to_person: bool,
     /// The conversation's record as it was before this message.
     stored: Stored,
 }
@@ -290,8 +294,14 @@ pub fn arrive(ctx: &mut WriteCtx<'_>, shop: &str, branch: &str, m: &Inbound) -> 
     let mut state = ConversationState::parse(&stored.state).unwrap_or(ConversationState::Pending);
     let (mut bot_node, mut misunderstood) = (stored.bot_node.clone(), stored.misunderstood);
     let mut customer_name = stored.customer_name.clone();
-    // A customer writing again reopens a resolved conversation (to the bot first).
-    let reopens = !duplicate && state == ConversationState::Resolved;
+    // A customer writing again reopens a resolved conversation (to the bot first); a rating does
+    // not, but a bad one hands it back to a person.
+    let rating = if duplicate { None } else { super::satisfaction::rating_of(m) };
+    let reopens = !duplicate && state == ConversationState::Resolved && rating.is_none();
+    let to_person = rating == Some(super::satisfaction::Rating::Bad) && state == ConversationState::Resolved;
+    if to_person {
+        state = ConversationState::Open;
+    }
     if reopens {
         state = ConversationState::Pending;
         bot_node.clear();
@@ -317,6 +327,8 @@ pub fn arrive(ctx: &mut WriteCtx<'_>, shop: &str, branch: &str, m: &Inbound) -> 
         branch: branch.to_string(),
         conv_doc,
         reopens,
+        rating,
+        to_person,
         stored,
     })
 }
@@ -371,13 +383,18 @@ pub fn record_arrival(
     let name_moves = !name.trim().is_empty() && was.customer_name != name;
     // A customer message re-opens the service window.
     let window_reopens = was.needs_template;
-    if handoff || reopens || node_moves || misunderstood_moves || name_moves || window_reopens {
+    let rating = a.rating;
+    if handoff || reopens || node_moves || misunderstood_moves || name_moves || window_reopens || rating.is_some() {
         ctx.change(&a.conv_doc, &[&conv], |tx, _| {
             let o = doc::record(tx, &conv)?.ok_or_else(|| CoreError::not_found("conversation", &conv))?;
-            if handoff {
+            if handoff || a.to_person {
                 put_str(tx, &o, "state", ConversationState::Open.as_str())?;
             } else if reopens {
                 put_str(tx, &o, "state", ConversationState::Pending.as_str())?;
+            }
+            if let Some(r) = rating {
+                put_str(tx, &o, "rating", r.as_str())?;
+                tx.put(&o, "rated_at", m.at)?;
             }
             if node_moves {
                 put_str(tx, &o, "bot_node", &node)?;
@@ -665,6 +682,15 @@ fn conversation_doc(conn: &Connection, caller: &Caller, id: &str) -> Result<(Doc
     let d: String =
         conn.prepare_cached("SELECT doc_id FROM conversations WHERE id = ?1")?.query_row([id], |r| r.get(0))?;
     Ok((DocId::parse(&d)?, c))
+}
+
+/// The document that holds conversation `id`.
+pub(crate) fn conversation_doc_id(conn: &Connection, id: &str) -> Result<DocId> {
+    let d: Option<String> = conn
+        .prepare_cached("SELECT doc_id FROM conversations WHERE id = ?1")?
+        .query_row([id], |r| r.get(0))
+        .optional()?;
+    DocId::parse(&d.ok_or_else(|| CoreError::not_found("conversation", id))?)
 }
 
 fn templates(conn: &Connection, shop: &str) -> Result<Vec<TemplateView>> {
@@ -1011,6 +1037,9 @@ pub fn update(ctx: &mut WriteCtx<'_>, caller: &Caller, id: &str, u: UpdateConver
         tx.put(&o, "updated_at", now)?;
         Ok(())
     })?;
+    if state == Some(ConversationState::Resolved) && conv.state != ConversationState::Resolved {
+        super::satisfaction::after_resolved(ctx, &caller.shop_id, id)?;
+    }
     get_conversation(ctx.conn(), &caller.shop_id, id)
 }
 
@@ -1165,8 +1194,8 @@ pub(crate) fn project_conversation(
     conn.prepare_cached(
         "INSERT OR REPLACE INTO conversations(id, shop_id, branch_id, doc_id, customer_id, customer_name, wa_id,
             phone_number_id, state, assignee_id, assigned_at, labels, read_at, needs_template, bot_node, misunderstood,
-            created_at, updated_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)",
+            created_at, updated_at, rating, rated_at, survey_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21)",
     )?
     .execute(params![
         id,
@@ -1187,6 +1216,9 @@ pub(crate) fn project_conversation(
         f.i64("misunderstood"),
         f.i64("created_at"),
         updated_at,
+        f.opt_str("rating"),
+        f.i64("rated_at"),
+        f.i64("survey_at"),
     ])?;
     Ok(())
 }
@@ -1268,7 +1300,8 @@ const CONV_COLS: &str = "t.id, t.branch_id, t.customer_id, t.customer_name, t.wa
     (SELECT max(m.at) FROM messages m WHERE m.conversation_id = t.id AND m.direction = 'in'),
     coalesce((SELECT max(m.at) FROM messages m WHERE m.conversation_id = t.id AND m.direction <> 'note'), t.created_at),
     coalesce((SELECT m.text FROM messages m WHERE m.conversation_id = t.id AND m.direction <> 'note'
-              ORDER BY m.at DESC, m.id DESC LIMIT 1), '')";
+              ORDER BY m.at DESC, m.id DESC LIMIT 1), ''),
+    t.rating, t.rated_at";
 
 fn conv_row(now: i64) -> impl Fn(&rusqlite::Row<'_>) -> rusqlite::Result<ConversationView> {
     move |r| {
@@ -1291,6 +1324,8 @@ fn conv_row(now: i64) -> impl Fn(&rusqlite::Row<'_>) -> rusqlite::Result<Convers
             window_open: window_open(last_inbound_at, now),
             last_message_at: r.get(14)?,
             last_message: r.get::<_, String>(15)?.chars().take(120).collect(),
+            rating: r.get(16)?,
+            rated_at: Some(r.get::<_, i64>(17)?).filter(|t| *t > 0),
         })
     }
 }

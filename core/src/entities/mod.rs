@@ -7,6 +7,7 @@ pub mod inbox;
 pub mod orders;
 pub mod org;
 pub mod products;
+pub mod satisfaction;
 pub mod staff;
 pub mod stock;
 pub mod tickets;

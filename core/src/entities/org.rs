@@ -115,6 +115,9 @@ pub fn update_shop(ctx: &mut WriteCtx<'_>, caller: &Caller, input: UpdateShop) -
         if let Some(t) = &tz {
             put_str(tx, &o, "timezone", t)?;
         }
+        if let Some(on) = input.satisfaction_survey {
+            tx.put(&o, "satisfaction_survey", on)?;
+        }
         for (k, v) in [
             ("legal_name", &legal_name),
             ("tax_id", &tax_id),
@@ -217,8 +220,8 @@ pub(crate) fn project(conn: &Connection, doc_id: &DocId, d: &Automerge, id: &str
         "shop" => {
             conn.prepare_cached(
                 "INSERT OR REPLACE INTO shops(id, doc_id, name, currency, phone_region, timezone, created_at, updated_at,
-                                              legal_name, tax_id, address, phone, email)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+                                              legal_name, tax_id, address, phone, email, satisfaction_survey)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
             )?
             .execute(params![
                 id,
@@ -234,6 +237,7 @@ pub(crate) fn project(conn: &Connection, doc_id: &DocId, d: &Automerge, id: &str
                 f.str("address"),
                 f.str("phone"),
                 f.str("email"),
+                f.bool("satisfaction_survey", false),
             ])?;
         }
         "branch" => {
@@ -262,7 +266,8 @@ pub(crate) fn project(conn: &Connection, doc_id: &DocId, d: &Automerge, id: &str
 /// The shop.
 pub fn get_shop(conn: &Connection, shop: &str) -> Result<ShopView> {
     conn.prepare_cached(
-        "SELECT id, name, currency, phone_region, timezone, legal_name, tax_id, address, phone, email FROM shops WHERE id = ?1",
+        "SELECT id, name, currency, phone_region, timezone, legal_name, tax_id, address, phone, email, satisfaction_survey
+         FROM shops WHERE id = ?1",
     )?
     .query_row([shop], |r| {
         let phone_region: String = r.get(3)?;
@@ -278,6 +283,7 @@ pub fn get_shop(conn: &Connection, shop: &str) -> Result<ShopView> {
             address: r.get(7)?,
             phone: r.get(8)?,
             email: r.get(9)?,
+            satisfaction_survey: r.get(10)?,
         })
     })
         .optional()?

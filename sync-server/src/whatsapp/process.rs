@@ -7,7 +7,7 @@ use std::{sync::Arc, time::Duration};
 
 use dashoffice_core::{
     bot::{self, BotDef, BotInput},
-    entities::{inbox, orders, tickets},
+    entities::{inbox, orders, satisfaction, tickets},
 };
 use dashoffice_domain::{
     api::{AddTicketComment, CreateOrder, CreateTicket, OrderLineInput, UpdateTicket},
@@ -265,6 +265,27 @@ fn receive_and_answer(
     // conversation.
     let bot_has_it = r.state == ConversationState::Pending;
     if r.duplicate {
+        return Ok(None);
+    }
+    if let Some(rating) = a.rating {
+        // A tap on the satisfaction survey: kept on the conversation and thanked for, whoever has
+        // the conversation; the bot's place in it does not move.
+        let lang = satisfaction::language_of(m);
+        let mut thanks = satisfaction::thanks(rating, lang);
+        thanks.context_wamid = Some(m.wamid.clone());
+        let explain = serde_json::json!({ "survey": "rating", "rating": rating.as_str(), "language": lang });
+        let answer = inbox::BotAnswer {
+            replies: std::slice::from_ref(&thanks),
+            explain: &explain,
+            node: &a.bot_node,
+            misunderstood: a.misunderstood,
+            handoff: false,
+        };
+        inbox::record_arrival(ctx, shop, &a, m, Some(answer))?;
+        if r.state == ConversationState::Open {
+            // A bad rating went back to a person: whoever had it, else the next seller.
+            inbox::assign_round_robin(ctx, shop, &r.conversation_id)?;
+        }
         return Ok(None);
     }
     if !(bot_has_it || m.kind == "order") {
