@@ -102,6 +102,9 @@ fn staff_work_in_the_web_ui_in_a_real_browser() {
         .env("SECOND_TOKEN", owner2.token())
         .env("CUSTOMER", "Lucía Gómez")
         .env("WA_CUSTOMER", "Ana Pérez")
+        .env("WA_ID", wa_id)
+        .env("WA_APP_SECRET", wa::APP_SECRET)
+        .env("WA_PHONE_NUMBER_ID", wa::PHONE_NUMBER_ID)
         .env("REPLY", reply)
         .env("TICKET_REPLY", ticket_reply)
         .env("SHOTS", &shots)
@@ -125,6 +128,11 @@ fn staff_work_in_the_web_ui_in_a_real_browser() {
     // So did the ticket comment sent to the customer from the ticket's page.
     let sent = wait_for(LONG, || graph.sent().into_iter().find(|c| c.body["text"]["body"] == ticket_reply));
     assert!(sent.is_some(), "the ticket's reply never reached the Graph API: {:#?}", graph.sent());
+    // The survey sent when the browser resolved the conversation went out as reply buttons.
+    let survey = wait_for(LONG, || {
+        graph.sent().into_iter().find(|c| c.body["interactive"]["action"]["buttons"][0]["reply"]["id"] == "csat:good")
+    });
+    assert!(survey.is_some(), "the satisfaction survey never reached the Graph API: {:#?}", graph.sent());
     // The order made in the browser is paid, and so is the forked one settled there, on both nodes.
     let paid = |api: &Api| api.get("/api/v1/orders?status=paid").ok(200)["items"].as_array().map_or(0, Vec::len);
     assert_eq!(paid(&owner), 2);

@@ -13,6 +13,7 @@
 // line; exit 0 when everything held.
 
 import { execFileSync } from "node:child_process";
+import { createHmac } from "node:crypto";
 import { mkdirSync, readFileSync, readdirSync, rmSync } from "node:fs";
 import { createRequire } from "node:module";
 import { launch } from "./browser.mjs";
@@ -847,6 +848,59 @@ await step("a_staff_member_changes_their_own_password", async () => {
   await form.getByRole("button", { name: "Change password" }).click();
   await p.waitForURL(/\/login$/);
   await logIn("clave-cajera-2");
+  await ctx.close();
+});
+
+await step("a_resolved_conversation_asks_for_a_rating", async () => {
+  // The owner turns the survey on; resolving the conversation sends it, and it shows in the thread.
+  const ctx = await browser.newContext({ viewport: { width: 1280, height: 800 }, locale: "en-US" });
+  const page = await ctx.newPage();
+  page.setDefaultTimeout(STEP_MS);
+  const text = (s) => page.getByText(s, { exact: false }).first();
+  await page.goto(base + "/login");
+  await page.fill("#f-email", env("UI_EMAIL"));
+  await page.fill("#f-password", env("UI_PASSWORD"));
+  await page.click("button[type=submit]");
+  await page.getByRole("heading", { name: "Dashboard" }).waitFor();
+  await page.goto(base + "/settings");
+  const box = page.locator("#satisfaction-survey");
+  await box.waitFor();
+  if (await box.isChecked()) throw new Error("the satisfaction survey was on before anyone turned it on");
+  await box.check();
+  await text("Saved").waitFor();
+  await page.reload();
+  await page.locator("#satisfaction-survey:checked").waitFor();
+  await page.goto(conversationUrl);
+  await page.locator(".msg-in").first().waitFor();
+  await page.getByRole("button", { name: "Resolve", exact: true }).click();
+  await page.locator(".msg-out", { hasText: /Cómo te atendimos|How did we do/ }).first().waitFor();
+  // Ana taps "😀 Muy bien" on WhatsApp: Meta's signed webhook reaches the relay, the rating
+  // comes back to this node by sync and shows at the top of the thread, live.
+  const body = JSON.stringify({
+    object: "whatsapp_business_account",
+    entry: [{ id: "102290129340398", changes: [{ field: "messages", value: {
+      messaging_product: "whatsapp",
+      metadata: { display_phone_number: "15550783881", phone_number_id: env("WA_PHONE_NUMBER_ID") },
+      contacts: [{ profile: { name: env("WA_CUSTOMER") }, wa_id: env("WA_ID") }],
+      messages: [{ from: env("WA_ID"), id: "wamid.UI-RATING", timestamp: String(Math.floor(Date.now() / 1000)), type: "interactive",
+        interactive: { type: "button_reply", button_reply: { id: "csat:good", title: "😀 Muy bien" } } }],
+    } }] }],
+  });
+  const signature = "sha256=" + createHmac("sha256", env("WA_APP_SECRET")).update(body).digest("hex");
+  const r = await fetch(env("HEAD_URL") + "/webhooks/whatsapp", {
+    method: "POST",
+    headers: { "content-type": "application/json", "x-hub-signature-256": signature },
+    body,
+  });
+  if (r.status !== 200) throw new Error(`the relay answered the rating's webhook with ${r.status}`);
+  await page.locator(".thread-head .rating", { hasText: "Rated 😀 Good" }).waitFor({ timeout: LIVE_MS });
+  await page.locator(".msg-out", { hasText: "Gracias por calificarnos" }).first().waitFor();
+  // The analytics count it.
+  await page.goto(base + "/analytics");
+  const sat = page.locator(".satisfaction-stats");
+  await sat.waitFor();
+  await sat.locator(".stat", { hasText: "Rated good" }).locator(".stat-value", { hasText: "100" }).waitFor();
+  await sat.locator("td", { hasText: "1" }).first().waitFor();
   await ctx.close();
 });
 

@@ -127,10 +127,8 @@ pub fn after_resolved(ctx: &mut WriteCtx<'_>, shop: &str, conversation: &str) ->
         .prepare_cached("SELECT survey_at, rated_at FROM conversations WHERE id = ?1")?
         .query_row([conversation], |r| Ok((r.get(0)?, r.get(1)?)))?;
     let Some(last_in) = c.last_inbound_at else { return Ok(None) };
-    if c.state != ConversationState::Resolved
-        || !c.window_open
-        || c.needs_template
-        || last_in <= survey_at.max(rated_at)
+    let window_open = dashoffice_domain::inbox::window_open(Some(last_in), ctx.now());
+    if c.state != ConversationState::Resolved || !window_open || c.needs_template || last_in <= survey_at.max(rated_at)
     {
         return Ok(None);
     }

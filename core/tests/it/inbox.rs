@@ -259,3 +259,120 @@ fn message_rows(r: &Replica) -> Vec<Vec<rusqlite::types::Value>> {
     })
     .unwrap()
 }
+
+/// The satisfaction survey's messages in a conversation (direction, kind, text), oldest first.
+fn survey_rows(r: &Replica, conversation: &str) -> Vec<(String, String, String)> {
+    let id = conversation.to_string();
+    r.read(move |c| {
+        let mut st = c.prepare(
+            "SELECT direction, kind, text FROM messages WHERE conversation_id = ?1 AND payload LIKE '%\"csat:%' ORDER BY at, id",
+        )?;
+        let rows = st.query_map([&id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?.collect::<rusqlite::Result<_>>()?;
+        Ok(rows)
+    })
+    .unwrap()
+}
+
+#[test]
+fn a_resolved_conversation_is_surveyed_once_and_a_rating_keeps_it_resolved_or_hands_a_bad_one_back() {
+    use dashoffice_core::domain::api::UpdateShop;
+    use dashoffice_core::entities::{org, satisfaction};
+    let clock = Arc::new(FakeClock::at(1_781_524_800_000)); // 2026-06-15 12:00 UTC
+    let nodes = shop_with(2, || OpenOptions { clock: clock.clone() as Arc<dyn Clock>, ..Default::default() });
+    let (r, caller) = (&nodes[0].replica, nodes[0].caller.clone());
+    let shop_id = caller.shop_id.clone();
+    let branch: String = r.read(|c| Ok(c.query_row("SELECT id FROM branches", [], |r| r.get(0))?)).unwrap();
+    let resolve = |state: &str| {
+        let (c, id, s) = (caller.clone(), String::new(), state.to_string());
+        (c, id, s)
+    };
+    let _ = resolve;
+    let set_state = |conversation: &str, state: &str| {
+        let (c, id, s) = (caller.clone(), conversation.to_string(), state.to_string());
+        r.write_blocking(move |ctx| {
+            inbox::update(ctx, &c, &id, UpdateConversation { state: Some(s), ..Default::default() })
+        })
+        .unwrap()
+    };
+    let receive = |m: Inbound| {
+        let (s, b) = (shop_id.clone(), branch.clone());
+        r.write_blocking(move |ctx| {
+            let a = inbox::arrive(ctx, &s, &b, &m)?;
+            inbox::record_arrival(ctx, &s, &a, &m, None)?;
+            Ok(a)
+        })
+        .unwrap()
+    };
+    let tap = |wamid: &str, id: &str, title: &str| Inbound {
+        kind: "interactive".into(),
+        text: title.into(),
+        payload: json!({ "type": "button_reply", "id": id, "title": title, "description": "" }),
+        ..inbound(wamid, "", next_at(&clock))
+    };
+
+    // The shop has not asked for it: resolving sends nothing.
+    let a = receive(inbound("wamid.1", "How much is the blue shirt?", next_at(&clock)));
+    let conversation = a.received.conversation_id.clone();
+    set_state(&conversation, "resolved");
+    assert!(survey_rows(r, &conversation).is_empty());
+
+    let c = caller.clone();
+    let shop = r
+        .write_blocking(move |ctx| {
+            org::update_shop(ctx, &c, UpdateShop { satisfaction_survey: Some(true), ..Default::default() })
+        })
+        .unwrap();
+    assert!(shop.satisfaction_survey);
+    // Reopened and resolved again without a word from the customer since: still nothing (the
+    // rule is the same as after a survey).
+    receive(inbound("wamid.2", "Thanks, and do you have it in M?", next_at(&clock)));
+    set_state(&conversation, "resolved");
+    let rows = survey_rows(r, &conversation);
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!(rows[0].0, "out");
+    assert!(rows[0].2.starts_with("How did we do?"), "in the customer's language: {rows:?}");
+    set_state(&conversation, "open");
+    set_state(&conversation, "resolved");
+    assert_eq!(survey_rows(r, &conversation).len(), 1, "no word from the customer since the survey");
+
+    // A good rating: kept, and the conversation stays resolved (no bot, no reopening).
+    let a = receive(tap("wamid.3", "csat:good", "😀 Great"));
+    assert_eq!(a.rating, Some(satisfaction::Rating::Good));
+    assert_eq!(satisfaction::language_of(&tap("wamid.x", "csat:good", "😀 Great")), "en");
+    let (s, id) = (shop_id.clone(), conversation.clone());
+    let view = r.read(move |c| inbox::get_conversation(c, &s, &id)).unwrap();
+    assert_eq!((view.state, view.rating.as_deref()), (ConversationState::Resolved, Some("good")));
+    assert!(view.rated_at.is_some());
+    // Resolved again after only the rating: no second survey.
+    set_state(&conversation, "open");
+    set_state(&conversation, "resolved");
+    assert_eq!(survey_rows(r, &conversation).len(), 2, "the survey and the rating, nothing more");
+
+    // A bad rating hands a resolved conversation back to a person.
+    let a = receive(tap("wamid.4", "csat:bad", "😞 Mal"));
+    assert_eq!((a.rating, a.received.state), (Some(satisfaction::Rating::Bad), ConversationState::Open));
+    assert_eq!(bot_row(r, &conversation).0, "open");
+    // Any other button is no rating.
+    assert_eq!(satisfaction::rating_of(&tap("wamid.5", "csat:great", "x")), None);
+    assert_eq!(satisfaction::rating_of(&tap("wamid.6", "ver_precios", "Ver precios")), None);
+
+    // The customer writes and a day passes: the window is closed, so no survey on resolving.
+    receive(inbound("wamid.7", "hola", next_at(&clock)));
+    clock.advance(25 * 3_600_000);
+    set_state(&conversation, "resolved");
+    assert_eq!(survey_rows(r, &conversation).len(), 3);
+
+    // Another replica projects the same rating and the analytics count it there.
+    let other = &nodes[1].replica;
+    push_all(r, other);
+    let seen = |n: &Replica| {
+        let (s, id) = (shop_id.clone(), conversation.clone());
+        let v = n.read(move |c| inbox::get_conversation(c, &s, &id)).unwrap();
+        (v.rating, v.rated_at, v.state)
+    };
+    assert_eq!(seen(other), seen(r));
+    assert_eq!(seen(other).0.as_deref(), Some("bad"));
+    let s = shop_id.clone();
+    let sat = other.read(move |c| satisfaction::period(c, &s, None, 0, &Default::default())).unwrap();
+    assert_eq!((sat.surveys, sat.good, sat.ok, sat.bad, sat.score), (1, 1, 0, 1, Some(50.0)));
+}

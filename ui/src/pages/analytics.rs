@@ -92,6 +92,7 @@ pub(crate) fn Analytics() -> impl IntoView {
                         <Stat label=active_label value=number(s.tickets_active as f64)/>
                     </div>
                 </section>
+                <Satisfied s=s.satisfaction.clone()/>
                 <section class="card"><BarChart title=t("conversations_by_day") bars=conv_day/></section>
                 <div class="grid two">
                     <section class="card">{if conv.is_empty() { view! { <h2>{t("conversations_by_branch")}</h2><Empty text=t("no_conversations")/> }.into_any() } else { view! { <BarChart title=t("conversations_by_branch") bars=conv/> }.into_any() }}</section>
@@ -99,5 +100,45 @@ pub(crate) fn Analytics() -> impl IntoView {
                 </div>
             }
         })}
+    }
+}
+
+/// The customers' ratings of the period: the share of good ones, how many were asked and
+/// answered, and each seller's.
+#[component]
+fn Satisfied(s: dashoffice_domain::api::Satisfaction) -> impl IntoView {
+    let rated = s.good + s.ok + s.bad;
+    let score = s.score.map(|x| format!("{} %", number(x))).unwrap_or_else(|| "—".into());
+    let rows = s
+        .by_seller
+        .iter()
+        .map(|r| {
+            let n = r.good + r.ok + r.bad;
+            let share = (r.good * 1000).checked_div(n).map(|x| format!("{} %", number(x as f64 / 10.0))).unwrap_or_else(|| "—".into());
+            let who = if r.key.is_empty() { t("unassigned").to_string() } else { r.label.clone() };
+            view! {
+                <tr><td>{who}</td><td class="num">{r.good}</td><td class="num">{r.ok}</td><td class="num">{r.bad}</td><td class="num">{share}</td></tr>
+            }
+        })
+        .collect_view();
+    view! {
+        <section class="card satisfaction-stats"><h2>{t("satisfaction")}</h2>
+            <div class="grid stats">
+                <Stat label=t("satisfaction_score") value=score/>
+                <Stat label=t("surveys_sent") value=number(s.surveys as f64)/>
+                <Stat label=t("ratings") value=number(rated as f64)/>
+                <Stat label=t("ratings_bad") value=number(s.bad as f64)/>
+            </div>
+            {if rated == 0 {
+                view! { <p class="muted">{t("no_ratings")}</p> }.into_any()
+            } else {
+                view! {
+                    <div class="table-wrap"><table class="table">
+                        <thead><tr><th>{t("role_seller")}</th><th class="num">{t("rating_good")}</th><th class="num">{t("rating_ok")}</th><th class="num">{t("rating_bad")}</th><th class="num">{t("satisfaction_score")}</th></tr></thead>
+                        <tbody>{rows}</tbody>
+                    </table></div>
+                }.into_any()
+            }}
+        </section>
     }
 }

@@ -223,6 +223,8 @@ struct HeadKey {
     state: ConversationState,
     assignee_id: Option<String>,
     labels: Vec<String>,
+    rating: Option<String>,
+    rated_at: Option<i64>,
 }
 
 impl HeadKey {
@@ -234,6 +236,8 @@ impl HeadKey {
             state: c.state,
             assignee_id: c.assignee_id.clone(),
             labels: c.labels.clone(),
+            rating: c.rating.clone(),
+            rated_at: c.rated_at,
         }
     }
 }
@@ -445,6 +449,15 @@ fn Thread(id: String) -> impl IntoView {
                     <span class="muted">"+"{c.wa_id.clone()}</span>
                 </div>
                 <Badge kind=state_kind(c.state) text=status_text(state_key(c.state))/>
+                {c.rating.clone().map(|r| {
+                    let (kind, key) = match r.as_str() {
+                        "good" => ("ok", "rating_good"),
+                        "bad" => ("danger", "rating_bad"),
+                        _ => ("warn", "rating_ok"),
+                    };
+                    let when = c.rated_at.map(datetime).unwrap_or_default();
+                    view! { <span class="rating" title=when><Badge kind=kind text=tf("rated", &[t(key)])/></span> }
+                })}
                 <A href=format!("/tickets/new?conversation={}&customer={}", ticket_for, c.customer_id) attr:class="btn ghost">{t("open_a_ticket")}</A>
             </header>
             {move || open_tickets.with(|l| l.ready().filter(|v| !v.is_empty()).map(|v| {

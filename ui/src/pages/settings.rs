@@ -40,6 +40,7 @@ pub(crate) fn Settings() -> impl IntoView {
         <section class="card"><h2>{t("staff")}</h2><p>{t("staff_settings_help")}" "<A href="/sellers">{t("nav_sellers")}</A></p></section>
         <super::relay::DevicesPanel shop=shop branches=branches/>
         <WhatsAppPanel/>
+        <Show when=|| can(dashoffice_domain::Permission::ManageShop)><SurveyPanel shop=shop/></Show>
         <super::relay::NumbersPanel shop=shop branches=branches/>
         <BackupPanel/>
     }
@@ -268,6 +269,7 @@ fn ShopPanel(shop: RwSignal<Load<ShopView>>) -> impl IntoView {
             address: Some(address.get_untracked()),
             phone: Some(phone.get_untracked()),
             email: Some(email.get_untracked()),
+            satisfaction_survey: None,
         };
         spawn_local(async move {
             match api::patch::<_, ShopView>("/api/v1/shop", &body).await {
@@ -425,6 +427,38 @@ fn BranchesPanel(branches: RwSignal<Load<Vec<BranchView>>>) -> impl IntoView {
                 </form>
             </Show>
             <FormError err=err fields=&["code", "name"]/>
+        </section>
+    }
+}
+
+/// Whether customers are asked to rate a WhatsApp conversation once it is resolved: saved as soon
+/// as it is ticked.
+#[component]
+fn SurveyPanel(shop: RwSignal<Load<ShopView>>) -> impl IntoView {
+    let err = RwSignal::new(None::<ApiError>);
+    let on = move || shop.with(|s| s.ready().is_some_and(|s| s.satisfaction_survey));
+    let toggle = move |ev: leptos::ev::Event| {
+        let body = UpdateShop { satisfaction_survey: Some(event_target_checked(&ev)), ..Default::default() };
+        err.set(None);
+        spawn_local(async move {
+            match api::patch::<_, ShopView>("/api/v1/shop", &body).await {
+                Ok(s) => {
+                    shop.set(Load::Ready(s));
+                    app().say(t("saved"));
+                }
+                Err(e) => err.set(Some(e)),
+            }
+        });
+    };
+    view! {
+        <section class="card" id="satisfaction">
+            <h2>{t("satisfaction_survey")}</h2>
+            <p class="muted">{t("satisfaction_survey_help")}</p>
+            <label class="check">
+                <input type="checkbox" id="satisfaction-survey" name="satisfaction_survey" prop:checked=on on:change=toggle/>
+                " "{t("satisfaction_survey_on")}
+            </label>
+            <FormError err=err fields=&["satisfaction_survey"]/>
         </section>
     }
 }
