@@ -198,6 +198,42 @@ const NO_PROBLEM: &[&str] = &[
     "problem solved",
 ];
 
+/// Complaint cues that a mere question about the shop's returns also uses ("¿puedo devolver…?").
+const RETURN_WORDS: &[&str] = &["devolucion", "devolver", "reembolso", "refund"];
+
+/// How a question about the returns or refund policy is put. Without complaint cues beyond
+/// [`RETURN_WORDS`], such a message asks about the policy (intent `returns`) rather than
+/// complains: the default bot hands it to a person without opening a ticket.
+const RETURNS_QUESTION: &[&str] = &[
+    "puedo devolver",
+    "se puede devolver",
+    "puedo hacer una devolucion",
+    "puedo pedir un reembolso",
+    "como devuelvo",
+    "como puedo devolver",
+    "como hago una devolucion",
+    "como hago la devolucion",
+    "como se hace una devolucion",
+    "aceptan devoluciones",
+    "hacen devoluciones",
+    "tienen devoluciones",
+    "politica de devolucion",
+    "politica de devoluciones",
+    "politica de reembolso",
+    "politicas de devolucion",
+    "plazo para devolver",
+    "dias para devolver",
+    "can i return",
+    "can i get a refund",
+    "how do i return",
+    "how can i return",
+    "do you accept returns",
+    "do you take returns",
+    "return policy",
+    "returns policy",
+    "refund policy",
+];
+
 const SPANISH: &[&str] = &[
     "el", "la", "los", "las", "de", "que", "y", "en", "un", "una", "por", "para", "con", "cuanto", "cuesta", "hola",
     "quiero", "tienen", "hay", "mi", "es", "esta", "gracias", "precio", "pedido", "persona", "hablar",
@@ -390,6 +426,14 @@ pub fn analyse(text: &str, catalog: &dyn Fn(&[String]) -> Vec<ProductMatch>) -> 
     // question); only asking for a person comes first.
     if complaint.0 > 0 && best.0 != "handoff" {
         best = ("complaint", complaint.0, complaint.1);
+    }
+    // How returns work is a question for a person, unless something went wrong too.
+    let about_returns = ["devol", "reembols", "refund", "return"].iter().any(|w| cued.contains(w));
+    if about_returns && best.0 != "handoff" && RETURNS_QUESTION.iter().any(|q| cued.contains(q)) {
+        let cues = INTENTS.iter().find(|(i, _)| *i == "complaint").map_or(&[][..], |(_, c)| *c);
+        if !cues.iter().any(|c| !RETURN_WORDS.contains(c) && phrase_hits(cued, cue_ws, c)) {
+            best = ("returns", 1, 0);
+        }
     }
     let es = ws.iter().filter(|w| SPANISH.contains(&w.as_str())).count();
     let en = ws.iter().filter(|w| ENGLISH.contains(&w.as_str())).count();
@@ -750,6 +794,7 @@ impl BotDef {
                 trig("order", "", "draft"),
                 trig("intent", "handoff", "human"),
                 trig("intent", "complaint", "ticket"),
+                trig("intent", "returns", "human"),
                 trig("intent", "order_status", "status"),
                 trig("intent", "price", "price"),
                 trig("intent", "stock", "price"),
@@ -1293,6 +1338,19 @@ mod tests {
         assert_eq!(analyse("quiero hablar con una persona, tengo un problema", &none).intent, "handoff");
         assert_eq!(analyse("¿dónde está mi pedido?", &none).intent, "order_status");
         assert_eq!(analyse("¿cuánto cuesta la camisa azul?", &none).intent, "price");
+        // Asking how returns work is no complaint (a person answers it); something gone wrong is.
+        for text in [
+            "¿Puedo devolver una camisa si no me queda?",
+            "¿cuál es su política de devoluciones?",
+            "hola, ¿cómo hago una devolución?",
+            "Can I return it if it does not fit?",
+            "what is your refund policy?",
+        ] {
+            assert_eq!(analyse(text, &none).intent, "returns", "{text}");
+        }
+        assert_eq!(analyse("¿puedo devolver la camisa? llegó rota", &none).intent, "complaint");
+        assert_eq!(analyse("quiero devolver la camisa, no funciona el cierre", &none).intent, "complaint");
+        assert_eq!(analyse("quiero un reembolso", &none).intent, "complaint");
         // Asking about the warranty is no complaint; claiming it is.
         assert_ne!(analyse("¿la licuadora tiene garantía?", &none).intent, "complaint");
         assert_eq!(analyse("quiero hacer válida la garantía de la licuadora", &none).intent, "complaint");
@@ -1324,6 +1382,10 @@ mod tests {
         assert_eq!(d.node, "ticket");
         assert!(d.replies[0].text.contains(TICKET_PLACEHOLDER) && d.replies[0].text.contains("Ana"), "{d:?}");
         assert_eq!(d.explain["intent"], "complaint");
+        // A question about returns goes to a person, with no ticket.
+        let d = decide(&conn, "s1", &bot, &input("¿Puedo devolver una taza si no me gusta?")).unwrap();
+        assert!(d.ticket.is_none() && d.handoff, "{d:?}");
+        assert_eq!((d.explain["intent"].as_str(), d.node.as_str()), (Some("returns"), "human"));
 
         // An angry complaint gets its ticket too, at high priority, rather than a bare handoff. (The
         // first had only the complaint's own words: normal.)
