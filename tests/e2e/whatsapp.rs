@@ -403,6 +403,13 @@ fn a_resolved_conversation_asks_the_customer_for_a_rating_and_the_analytics_coun
     .expect("the edge node shows the rating");
     assert_eq!((rated["state"].as_str(), rated["assignee_id"].as_str()), (Some("open"), Some(s.seller.as_str())));
     assert!(rated["rated_at"].as_i64().is_some());
+    // Managers find the conversations rated bad.
+    let bad_ones = s.owner.get("/api/v1/conversations?rating=bad").ok(200);
+    assert_eq!(bad_ones["items"].as_array().unwrap().len(), 1, "{bad_ones}");
+    assert_eq!(bad_ones["items"][0]["id"], conv.as_str());
+    let wrong = s.owner.get("/api/v1/conversations?rating=great");
+    assert_eq!(wrong.status, 422, "{}", wrong.text);
+    assert!(wrong.text.contains("rating") && wrong.text.contains("one of good, ok, bad"), "{}", wrong.text);
     // Resolved again without a word from Rosa: no second survey.
     seller.patch(&path, &json!({ "state": "resolved" })).ok(200);
     let head = crate::sync::owner_when_synced_at(&s.relay.http);
@@ -421,6 +428,7 @@ fn a_resolved_conversation_asks_the_customer_for_a_rating_and_the_analytics_coun
     })
     .expect("the edge node shows the good rating");
     assert_eq!(rated["state"], "resolved");
+    assert!(s.owner.get("/api/v1/conversations?rating=bad").ok(200)["items"].as_array().unwrap().is_empty());
     assert_eq!(surveys(&s.graph).len(), 2, "one survey per resolution the customer wrote before");
 
     // The branch and head office see the ratings, per seller.

@@ -223,6 +223,8 @@ pub struct ConversationParams {
     pub unread: Option<bool>,
     /// Only this customer's conversations.
     pub customer_id: Option<String>,
+    /// Only conversations whose latest satisfaction rating is this: `good`, `ok` or `bad`.
+    pub rating: Option<String>,
 }
 
 /// A reply button.

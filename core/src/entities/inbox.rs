@@ -1376,6 +1376,12 @@ pub fn list(conn: &Connection, caller: &Caller, p: &ConversationParams) -> Resul
         let marks = vec!["?"; ids.len()].join(", ");
         q.filter(&format!("t.customer_id IN ({marks})"), ids.into_iter().map(Value::Text));
     }
+    if let Some(r) = p.rating.as_deref().filter(|r| !r.is_empty()) {
+        if !super::satisfaction::Rating::ALL.iter().any(|x| x.as_str() == r) {
+            return Err(FieldError::new("rating", "one_of", "one of good, ok, bad").into());
+        }
+        q.filter("t.rating = ?", [Value::Text(r.to_string())]);
+    }
     if p.unread == Some(true) {
         q.filter(
             "EXISTS (SELECT 1 FROM messages m WHERE m.conversation_id = t.id AND m.direction = 'in' AND m.at > t.read_at)",

@@ -54,6 +54,7 @@ pub(crate) fn Inbox() -> impl IntoView {
         match f.as_str() {
             "unread" => path.push_str("&unread=true"),
             "mine" => path.push_str("&assignee=me"),
+            "rated_bad" => path.push_str("&rating=bad"),
             "" => {}
             s => path.push_str(&format!("&state={s}")),
         }
@@ -115,6 +116,7 @@ pub(crate) fn Inbox() -> impl IntoView {
         ("pending", "conv_pending"),
         ("open", "conv_open"),
         ("resolved", "conv_resolved"),
+        ("rated_bad", "ratings_bad"),
     ];
     view! {
         <PageHead title=t("nav_conversations")><span class="muted small">{t("inbox_shortcuts")}</span></PageHead>
