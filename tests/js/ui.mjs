@@ -901,6 +901,9 @@ await step("a_resolved_conversation_asks_for_a_rating", async () => {
   await sat.waitFor();
   await sat.locator(".stat", { hasText: "Rated good" }).locator(".stat-value", { hasText: "100" }).waitFor();
   await sat.locator("td", { hasText: "1" }).first().waitFor();
+  // So does the dashboard, once there are ratings.
+  await page.goto(base + "/");
+  await page.locator(".stat", { hasText: "Rated good (14 days)" }).locator(".stat-value", { hasText: "100" }).waitFor();
   await ctx.close();
 });
 

@@ -66,6 +66,7 @@ pub(crate) fn Dashboard() -> impl IntoView {
                     <Stat label=t("open_conversations") value=number(s.conversations_open as f64)/>
                     <Stat label=t("bot_conversations") value=number(s.conversations_pending as f64)/>
                     <Stat label=tickets_label value=number(s.tickets_active as f64)/>
+                    {s.satisfaction.score.map(|x| view! { <Stat label=t("satisfaction_14_days") value=format!("{} %", number(x))/> })}
                 </div>
                 <div class="grid two">
                     <section class="card"><BarChart title=t("sales_14_days") bars=bars/></section>
