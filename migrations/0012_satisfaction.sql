@@ -4,6 +4,7 @@
 -- `csat:bad`), as every survey does (reply buttons with those ids), which the analytics count.
 
 ALTER TABLE shops ADD COLUMN satisfaction_survey INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE shops ADD COLUMN satisfaction_question TEXT NOT NULL DEFAULT '';
 ALTER TABLE conversations ADD COLUMN rating TEXT;
 ALTER TABLE conversations ADD COLUMN rated_at INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE conversations ADD COLUMN survey_at INTEGER NOT NULL DEFAULT 0;

@@ -868,12 +868,18 @@ await step("a_resolved_conversation_asks_for_a_rating", async () => {
   if (await box.isChecked()) throw new Error("the satisfaction survey was on before anyone turned it on");
   await box.check();
   await text("Saved").waitFor();
+  // …in the shop's own words.
+  await page.fill("#f-satisfaction_question", "¿Cómo te atendimos hoy en la tienda?");
+  const saved = page.waitForResponse((r) => r.url().endsWith("/api/v1/shop") && r.request().method() === "PATCH");
+  await page.locator("#satisfaction").getByRole("button", { name: "Save" }).click();
+  if ((await saved).status() !== 200) throw new Error(`saving the survey's question answered ${(await saved).status()}`);
   await page.reload();
   await page.locator("#satisfaction-survey:checked").waitFor();
+  await page.waitForFunction(() => document.querySelector("#f-satisfaction_question")?.value === "¿Cómo te atendimos hoy en la tienda?");
   await page.goto(conversationUrl);
   await page.locator(".msg-in").first().waitFor();
   await page.getByRole("button", { name: "Resolve", exact: true }).click();
-  await page.locator(".msg-out", { hasText: /Cómo te atendimos|How did we do/ }).first().waitFor();
+  await page.locator(".msg-out", { hasText: "¿Cómo te atendimos hoy en la tienda?" }).first().waitFor();
   // Ana taps "😀 Muy bien" on WhatsApp: Meta's signed webhook reaches the relay, the rating
   // comes back to this node by sync and shows at the top of the thread, live.
   const body = JSON.stringify({

@@ -255,6 +255,10 @@ pub struct ShopView {
     /// reply buttons; see `ConversationView::rating`).
     #[serde(default)]
     pub satisfaction_survey: bool,
+    /// The survey's question in the shop's own words (empty: the built-in one, in the customer's
+    /// language).
+    #[serde(default)]
+    pub satisfaction_question: String,
 }
 
 /// PATCH /api/v1/shop
@@ -283,6 +287,9 @@ pub struct UpdateShop {
     /// Ask customers to rate a WhatsApp conversation when it is resolved.
     #[serde(default)]
     pub satisfaction_survey: Option<bool>,
+    /// The survey's question, at most 1,024 characters; an empty string goes back to the built-in one.
+    #[serde(default)]
+    pub satisfaction_question: Option<String>,
 }
 
 /// A branch office.

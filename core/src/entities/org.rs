@@ -2,7 +2,7 @@
 
 use automerge::{Automerge, transaction::Transactable};
 use dashoffice_domain::{
-    Currency, FieldErrors, Permission,
+    Currency, FieldError, FieldErrors, Permission,
     api::{BranchView, CreateBranch, ShopView, UpdateBranch, UpdateShop},
     normalize_email, normalize_tax_id_in, tax_id_label, validate_address, validate_branch_code, validate_contact_phone,
     validate_name,
@@ -97,6 +97,11 @@ pub fn update_shop(ctx: &mut WriteCtx<'_>, caller: &Caller, input: UpdateShop) -
     let tax_id = clear_or(input.tax_id.as_deref(), |s| normalize_tax_id_in("tax_id", s, &country), &mut errs);
     let email = clear_or(input.email.as_deref(), |s| normalize_email("email", s), &mut errs);
     let contact = check_contact(input.address.as_deref(), input.phone.as_deref(), &mut errs);
+    // WhatsApp takes at most 1,024 characters in an interactive message's body.
+    let question = input.satisfaction_question.as_deref().map(str::trim).map(str::to_string);
+    if question.as_ref().is_some_and(|q| q.chars().count() > 1024) {
+        errs.push(FieldError::new("satisfaction_question", "max_length", "at most 1024 characters"));
+    }
     errs.finish()?;
     let tz = input.timezone.as_deref().map(check_tz).transpose()?;
     let shop = caller.shop_id.clone();
@@ -117,6 +122,9 @@ pub fn update_shop(ctx: &mut WriteCtx<'_>, caller: &Caller, input: UpdateShop) -
         }
         if let Some(on) = input.satisfaction_survey {
             tx.put(&o, "satisfaction_survey", on)?;
+        }
+        if let Some(q) = &question {
+            put_str(tx, &o, "satisfaction_question", q)?;
         }
         for (k, v) in [
             ("legal_name", &legal_name),
@@ -220,8 +228,9 @@ pub(crate) fn project(conn: &Connection, doc_id: &DocId, d: &Automerge, id: &str
         "shop" => {
             conn.prepare_cached(
                 "INSERT OR REPLACE INTO shops(id, doc_id, name, currency, phone_region, timezone, created_at, updated_at,
-                                              legal_name, tax_id, address, phone, email, satisfaction_survey)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
+                                              legal_name, tax_id, address, phone, email, satisfaction_survey,
+                                              satisfaction_question)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
             )?
             .execute(params![
                 id,
@@ -238,6 +247,7 @@ pub(crate) fn project(conn: &Connection, doc_id: &DocId, d: &Automerge, id: &str
                 f.str("phone"),
                 f.str("email"),
                 f.bool("satisfaction_survey", false),
+                f.str("satisfaction_question"),
             ])?;
         }
         "branch" => {
@@ -266,7 +276,8 @@ pub(crate) fn project(conn: &Connection, doc_id: &DocId, d: &Automerge, id: &str
 /// The shop.
 pub fn get_shop(conn: &Connection, shop: &str) -> Result<ShopView> {
     conn.prepare_cached(
-        "SELECT id, name, currency, phone_region, timezone, legal_name, tax_id, address, phone, email, satisfaction_survey
+        "SELECT id, name, currency, phone_region, timezone, legal_name, tax_id, address, phone, email, satisfaction_survey,
+                satisfaction_question
          FROM shops WHERE id = ?1",
     )?
     .query_row([shop], |r| {
@@ -284,6 +295,7 @@ pub fn get_shop(conn: &Connection, shop: &str) -> Result<ShopView> {
             phone: r.get(8)?,
             email: r.get(9)?,
             satisfaction_survey: r.get(10)?,
+            satisfaction_question: r.get(11)?,
         })
     })
         .optional()?

@@ -75,9 +75,11 @@ pub fn language_of(m: &Inbound) -> &'static str {
     if Rating::ALL.iter().any(|r| r.title("en") == title) { "en" } else { "es" }
 }
 
-/// The survey, in `lang` (`es` or `en`).
-pub fn survey_message(lang: &str) -> SendMessage {
-    let text = if lang == "en" {
+/// The survey, in `lang` (`es` or `en`): the shop's own `question` when it has one.
+pub fn survey_message(lang: &str, question: &str) -> SendMessage {
+    let text = if !question.trim().is_empty() {
+        question.trim()
+    } else if lang == "en" {
         "How did we do? Tap one to rate this conversation."
     } else {
         "¿Cómo te atendimos? Toca una opción para calificar esta conversación."
@@ -112,12 +114,12 @@ pub fn thanks(rating: Rating, lang: &str) -> SendMessage {
 /// written since the last survey and since their last rating (a conversation resolved again
 /// without a word from them is not asked twice). Returns the survey's message id when one went.
 pub fn after_resolved(ctx: &mut WriteCtx<'_>, shop: &str, conversation: &str) -> Result<Option<String>> {
-    let on: bool = ctx
+    let (on, question): (bool, String) = ctx
         .conn()
-        .prepare_cached("SELECT satisfaction_survey FROM shops WHERE id = ?1")?
-        .query_row([shop], |r| r.get(0))
+        .prepare_cached("SELECT satisfaction_survey, satisfaction_question FROM shops WHERE id = ?1")?
+        .query_row([shop], |r| Ok((r.get(0)?, r.get(1)?)))
         .optional()?
-        .unwrap_or(false);
+        .unwrap_or_default();
     if !on {
         return Ok(None);
     }
@@ -134,7 +136,7 @@ pub fn after_resolved(ctx: &mut WriteCtx<'_>, shop: &str, conversation: &str) ->
     }
     let lang = language_of_conversation(ctx.conn(), conversation)?;
     let explain = serde_json::json!({ "survey": "satisfaction", "language": lang });
-    let id = inbox::bot_reply(ctx, shop, conversation, &survey_message(lang), &explain)?;
+    let id = inbox::bot_reply(ctx, shop, conversation, &survey_message(lang, &question), &explain)?;
     let doc_id = inbox::conversation_doc_id(ctx.conn(), conversation)?;
     let now = ctx.now();
     ctx.change(&doc_id, &[conversation], |tx, _| {

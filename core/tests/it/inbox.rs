@@ -362,6 +362,25 @@ fn a_resolved_conversation_is_surveyed_once_and_a_rating_keeps_it_resolved_or_ha
     set_state(&conversation, "resolved");
     assert_eq!(survey_rows(r, &conversation).len(), 3);
 
+    // The shop's own question (too long is refused, naming the field).
+    let (c, long) = (caller.clone(), "¿".repeat(1025));
+    let err = r
+        .write_blocking(move |ctx| {
+            org::update_shop(ctx, &c, UpdateShop { satisfaction_question: Some(long), ..Default::default() })
+        })
+        .unwrap_err();
+    assert!(err.to_string().contains("satisfaction_question"), "{err}");
+    let c = caller.clone();
+    r.write_blocking(move |ctx| {
+        let q = Some(" ¿Qué tal le atendimos en Tienda Luna? ".to_string());
+        org::update_shop(ctx, &c, UpdateShop { satisfaction_question: q, ..Default::default() })
+    })
+    .unwrap();
+    receive(inbound("wamid.8", "hola de nuevo", next_at(&clock)));
+    set_state(&conversation, "resolved");
+    let rows = survey_rows(r, &conversation);
+    assert_eq!(rows.last().map(|r| r.2.as_str()), Some("¿Qué tal le atendimos en Tienda Luna?"), "{rows:?}");
+
     // Another replica projects the same rating and the analytics count it there.
     let other = &nodes[1].replica;
     push_all(r, other);
@@ -374,5 +393,5 @@ fn a_resolved_conversation_is_surveyed_once_and_a_rating_keeps_it_resolved_or_ha
     assert_eq!(seen(other).0.as_deref(), Some("bad"));
     let s = shop_id.clone();
     let sat = other.read(move |c| satisfaction::period(c, &s, None, 0, &Default::default())).unwrap();
-    assert_eq!((sat.surveys, sat.good, sat.ok, sat.bad, sat.score), (1, 1, 0, 1, Some(50.0)));
+    assert_eq!((sat.surveys, sat.good, sat.ok, sat.bad, sat.score), (2, 1, 0, 1, Some(50.0)));
 }

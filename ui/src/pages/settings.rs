@@ -270,6 +270,7 @@ fn ShopPanel(shop: RwSignal<Load<ShopView>>) -> impl IntoView {
             phone: Some(phone.get_untracked()),
             email: Some(email.get_untracked()),
             satisfaction_survey: None,
+            satisfaction_question: None,
         };
         spawn_local(async move {
             match api::patch::<_, ShopView>("/api/v1/shop", &body).await {
@@ -431,18 +432,29 @@ fn BranchesPanel(branches: RwSignal<Load<Vec<BranchView>>>) -> impl IntoView {
     }
 }
 
-/// Whether customers are asked to rate a WhatsApp conversation once it is resolved: saved as soon
-/// as it is ticked.
+/// Whether customers are asked to rate a WhatsApp conversation once it is resolved (saved as soon
+/// as it is ticked), and the question in the shop's own words.
 #[component]
 fn SurveyPanel(shop: RwSignal<Load<ShopView>>) -> impl IntoView {
     let err = RwSignal::new(None::<ApiError>);
+    let question = RwSignal::new(String::new());
+    // The stored question fills the field when the shop loads or changes, unless typed in since.
+    let filled = StoredValue::new(String::new());
+    Effect::new(move |_| {
+        if let Load::Ready(s) = shop.get()
+            && question.get_untracked() == filled.get_value()
+        {
+            question.set(s.satisfaction_question.clone());
+            filled.set_value(s.satisfaction_question);
+        }
+    });
     let on = move || shop.with(|s| s.ready().is_some_and(|s| s.satisfaction_survey));
-    let toggle = move |ev: leptos::ev::Event| {
-        let body = UpdateShop { satisfaction_survey: Some(event_target_checked(&ev)), ..Default::default() };
+    let save = move |body: UpdateShop| {
         err.set(None);
         spawn_local(async move {
             match api::patch::<_, ShopView>("/api/v1/shop", &body).await {
                 Ok(s) => {
+                    filled.set_value(question.get_untracked());
                     shop.set(Load::Ready(s));
                     app().say(t("saved"));
                 }
@@ -450,16 +462,26 @@ fn SurveyPanel(shop: RwSignal<Load<ShopView>>) -> impl IntoView {
             }
         });
     };
+    let toggle = move |ev: leptos::ev::Event| {
+        save(UpdateShop { satisfaction_survey: Some(event_target_checked(&ev)), ..Default::default() });
+    };
+    let submit = move |ev: leptos::ev::SubmitEvent| {
+        ev.prevent_default();
+        save(UpdateShop { satisfaction_question: Some(question.get_untracked()), ..Default::default() });
+    };
     view! {
-        <section class="card" id="satisfaction">
+        <form class="card form" id="satisfaction" on:submit=submit novalidate>
             <h2>{t("satisfaction_survey")}</h2>
             <p class="muted">{t("satisfaction_survey_help")}</p>
             <label class="check">
                 <input type="checkbox" id="satisfaction-survey" name="satisfaction_survey" prop:checked=on on:change=toggle/>
                 " "{t("satisfaction_survey_on")}
             </label>
-            <FormError err=err fields=&["satisfaction_survey"]/>
-        </section>
+            <Field label=t("satisfaction_question") name="satisfaction_question" value=question err=err rows=2
+                placeholder="¿Cómo te atendimos? Toca una opción para calificar esta conversación."/>
+            <FormError err=err fields=&["satisfaction_survey", "satisfaction_question"]/>
+            <button class="btn" type="submit">{t("save")}</button>
+        </form>
     }
 }
 
