@@ -403,6 +403,12 @@ fn a_resolved_conversation_asks_the_customer_for_a_rating_and_the_analytics_coun
     .expect("the edge node shows the rating");
     assert_eq!((rated["state"].as_str(), rated["assignee_id"].as_str()), (Some("open"), Some(s.seller.as_str())));
     assert!(rated["rated_at"].as_i64().is_some());
+    // The thread says why the bot wrote both: the resolution, then the rating.
+    let msgs = thread(&seller, &conv)["messages"].as_array().unwrap().clone();
+    let why = |kind: &str| msgs.iter().find(|m| m["explain"]["trigger"]["kind"] == kind).map(|m| m["explain"].clone());
+    let asked = why("resolved").expect("the survey explains itself");
+    assert_eq!(asked["node"], "satisfaction_survey");
+    assert_eq!(why("rating").expect("the thanks explain themselves")["trigger"]["value"], "bad");
     // Managers find the conversations rated bad.
     let bad_ones = s.owner.get("/api/v1/conversations?rating=bad").ok(200);
     assert_eq!(bad_ones["items"].as_array().unwrap().len(), 1, "{bad_ones}");

@@ -135,7 +135,10 @@ pub fn after_resolved(ctx: &mut WriteCtx<'_>, shop: &str, conversation: &str) ->
         return Ok(None);
     }
     let lang = language_of_conversation(ctx.conn(), conversation)?;
-    let explain = serde_json::json!({ "survey": "satisfaction", "language": lang });
+    // Read in the thread as "trigger resolved · node satisfaction_survey".
+    let explain = serde_json::json!({
+        "trigger": { "kind": "resolved" }, "node": "satisfaction_survey", "survey": "satisfaction", "language": lang,
+    });
     let id = inbox::bot_reply(ctx, shop, conversation, &survey_message(lang, &question), &explain)?;
     let doc_id = inbox::conversation_doc_id(ctx.conn(), conversation)?;
     let now = ctx.now();

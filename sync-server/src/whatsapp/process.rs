@@ -273,7 +273,10 @@ fn receive_and_answer(
         let lang = satisfaction::language_of(m);
         let mut thanks = satisfaction::thanks(rating, lang);
         thanks.context_wamid = Some(m.wamid.clone());
-        let explain = serde_json::json!({ "survey": "rating", "rating": rating.as_str(), "language": lang });
+        let explain = serde_json::json!({
+            "trigger": { "kind": "rating", "value": rating.as_str() }, "node": "satisfaction_survey",
+            "survey": "rating", "rating": rating.as_str(), "language": lang,
+        });
         let answer = inbox::BotAnswer {
             replies: std::slice::from_ref(&thanks),
             explain: &explain,
