@@ -1377,7 +1377,7 @@ pub fn list(conn: &Connection, caller: &Caller, p: &ConversationParams) -> Resul
         q.filter(&format!("t.customer_id IN ({marks})"), ids.into_iter().map(Value::Text));
     }
     if let Some(r) = p.rating.as_deref().filter(|r| !r.is_empty()) {
-        if !super::satisfaction::Rating::ALL.iter().any(|x| x.as_str() == r) {
+        if super::satisfaction::Rating::parse(r).is_none() {
             return Err(FieldError::new("rating", "one_of", "one of good, ok, bad").into());
         }
         q.filter("t.rating = ?", [Value::Text(r.to_string())]);

@@ -43,9 +43,19 @@ impl Rating {
         }
     }
 
+    /// From `good`, `ok` or `bad`.
+    pub fn parse(s: &str) -> Option<Rating> {
+        Rating::ALL.into_iter().find(|r| r.as_str() == s)
+    }
+
     /// The reply button's id.
     pub fn button_id(self) -> String {
         format!("{PREFIX}{}", self.as_str())
+    }
+
+    /// From a reply button's id (`csat:good`…).
+    fn from_button_id(id: &str) -> Option<Rating> {
+        id.strip_prefix(PREFIX).and_then(Rating::parse)
     }
 
     fn title(self, lang: &str) -> &'static str {
@@ -65,8 +75,7 @@ pub fn rating_of(m: &Inbound) -> Option<Rating> {
     if m.kind != "interactive" {
         return None;
     }
-    let id = m.payload.get("id").and_then(|v| v.as_str())?;
-    Rating::ALL.into_iter().find(|r| id.strip_prefix(PREFIX) == Some(r.as_str()))
+    Rating::from_button_id(m.payload.get("id").and_then(|v| v.as_str())?)
 }
 
 /// The language the customer answered the survey in (its buttons' titles differ).
@@ -190,9 +199,7 @@ pub fn period(
             s.surveys += 1;
             continue;
         }
-        let Some(rating) =
-            Rating::ALL.into_iter().find(|x| id.as_deref().and_then(|i| i.strip_prefix(PREFIX)) == Some(x.as_str()))
-        else {
+        let Some(rating) = id.as_deref().and_then(Rating::from_button_id) else {
             continue;
         };
         let e = by.entry(seller.clone()).or_insert_with(|| RatingsBy {
