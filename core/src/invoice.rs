@@ -140,7 +140,10 @@ struct Input {
 fn label(lang: Lang, key: &str) -> &'static str {
     let (es, en) = match key {
         "quote" => ("Cotización", "Quote"),
-        "invoice" => ("Nota de venta", "Invoice"),
+        "invoice" => ("Nota de venta", "Sales note"),
+        "fiscal_invoice" => ("Factura", "Invoice"),
+        "provisional_invoice" => ("Factura provisional", "Provisional invoice"),
+        "order" => ("Pedido", "Order"),
         "number" => ("Número", "Number"),
         "date" => ("Fecha", "Date"),
         "status" => ("Estado", "Status"),
@@ -301,7 +304,11 @@ impl Pen {
 
 fn render(input: &Input, lang: Lang) -> Result<Vec<u8>> {
     let o = &input.order;
-    let kind = if o.status == OrderStatus::Draft { label(lang, "quote") } else { label(lang, "invoice") };
+    let kind = match &o.invoice {
+        _ if o.status == OrderStatus::Draft => label(lang, "quote"),
+        Some(_) => label(lang, "fiscal_invoice"),
+        None => label(lang, "invoice"),
+    };
     let title = match o.status {
         OrderStatus::Cancelled => format!("{kind} - {}", label(lang, "cancelled")),
         OrderStatus::Refunded => format!("{kind} - {}", label(lang, "refunded")),
@@ -341,8 +348,14 @@ fn render(input: &Input, lang: Lang) -> Result<Vec<u8>> {
         pen.y -= 4.5;
     }
     pen.y += 4.5;
+    let invoice = match &o.invoice {
+        Some(i) if !i.number.is_empty() => (label(lang, "fiscal_invoice"), i.number.clone()),
+        Some(i) => (label(lang, "provisional_invoice"), i.provisional_number.clone()),
+        None => ("", String::new()),
+    };
     let facts = [
-        (label(lang, "number"), o.number.clone()),
+        invoice,
+        (label(lang, if o.invoice.is_some() { "order" } else { "number" }), o.number.clone()),
         (label(lang, "date"), input.date.clone()),
         (label(lang, "status"), label(lang, o.status.as_str()).to_string()),
         (label(lang, "seller"), input.seller.clone().unwrap_or_default()),

@@ -214,7 +214,7 @@ impl Replica {
             .name("dashoffice-writer".into())
             .spawn(move || w.run())
             .map_err(|e| CoreError::Storage(format!("starting the writer: {e}")))?;
-        Ok(Self(Arc::new(Inner {
+        let replica = Self(Arc::new(Inner {
             tx: Mutex::new(Some(tx)),
             depth,
             readers,
@@ -227,7 +227,61 @@ impl Replica {
             search,
             search_on_demand: (opts.search && opts.search_on_demand).then(|| dir.to_path_buf()),
             search_feed,
-        })))
+        }));
+        replica.start_invoicing();
+        Ok(replica)
+    }
+
+    /// Watches the changes for invoices this replica numbers (it is their branch's `invoicer`)
+    /// and gives them their legal numbers: at start (issued before a restart, or received while
+    /// it was down) and after every write or sync that touches orders or branches. The thread
+    /// ends with the replica.
+    fn start_invoicing(&self) {
+        use tokio::sync::broadcast::error::RecvError;
+        let mut rx = self.subscribe();
+        let weak = Arc::downgrade(&self.0);
+        let spawned = std::thread::Builder::new().name("dashoffice-invoicing".into()).spawn(move || {
+            let mut due = true;
+            loop {
+                if due {
+                    let Some(inner) = weak.upgrade() else { return };
+                    Replica(inner).post_pending_invoices();
+                }
+                due = match rx.blocking_recv() {
+                    Ok(ids) => ids.iter().any(|id| {
+                        matches!(id.scope().map(|s| s.collection), Ok(doc::Collection::Orders | doc::Collection::Org))
+                    }),
+                    Err(RecvError::Lagged(_)) => true,
+                    Err(RecvError::Closed) => return,
+                };
+            }
+        });
+        if let Err(e) = spawned {
+            tracing::warn!(error = %e, "invoices issued here will not get their legal numbers: no thread for it");
+        }
+    }
+
+    /// Numbers the invoices waiting for this replica, in batches.
+    fn post_pending_invoices(&self) {
+        const BATCH: usize = 256;
+        loop {
+            match self.read(entities::orders::invoices_to_post) {
+                Ok(true) => {}
+                Ok(false) => return,
+                Err(e) => {
+                    tracing::warn!(error = %e, "reading the invoices to number");
+                    return;
+                }
+            }
+            match self.write_blocking(|ctx| entities::orders::post_invoices(ctx, BATCH)) {
+                Ok(n) if n == BATCH => {}
+                Ok(_) | Err(CoreError::ShuttingDown) => return,
+                Err(e) => {
+                    tracing::warn!(error = %e, "giving invoices their legal numbers (tried again at the next change)");
+                    return;
+                }
+            }
+        }
     }
 
     fn submit<R: Send + 'static>(

@@ -704,7 +704,7 @@ await step("an_order_prints_as_a_pdf", async () => {
   const pdf = execFileSync("pdftotext", ["-layout", saved, "-"], { encoding: "utf8" });
   rmSync(saved, { force: true });
   const fiscal = ["Comercializadora Demo S.A. de C.V.", "CDE 010203 AB4", "Ciudad de México"];
-  for (const expected of ["Invoice", name.replace(/\.pdf$/, ""), "Paid", "Total", "Page 1 of 1", ...fiscal]) {
+  for (const expected of ["Sales note", name.replace(/\.pdf$/, ""), "Paid", "Total", "Page 1 of 1", ...fiscal]) {
     if (!pdf.includes(expected)) throw new Error(`${expected} is missing from the PDF:\n${pdf}`);
   }
   // This customer never wrote on WhatsApp: sending it there is refused, and the page says why.

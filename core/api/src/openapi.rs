@@ -4,9 +4,9 @@ use dashoffice_domain::{
     FieldError, OrderStatus, Role, Transition,
     api::{
         AdjustStock, BranchView, CreateBranch, CreateCustomer, CreateOrder, CreateProduct, CreateStaff, CustomerView,
-        DecimalText, ErrorBody, ErrorDetail, Health, ImportReport, ImportRowError, LoginRequest, LoginResponse,
-        MergeCustomers, OrderLineInput, OrderLineView, OrderView, ProductView, ResolveOrder, ShopView, StaffView,
-        StockView, SyncDocument, SyncPeerStatus, SyncStatus, TransitionOrder, UpdateBranch, UpdateCustomer,
+        DecimalText, ErrorBody, ErrorDetail, Health, ImportReport, ImportRowError, InvoiceView, LoginRequest,
+        LoginResponse, MergeCustomers, OrderLineInput, OrderLineView, OrderView, ProductView, ResolveOrder, ShopView,
+        StaffView, StockView, SyncDocument, SyncPeerStatus, SyncStatus, TransitionOrder, UpdateBranch, UpdateCustomer,
         UpdateOrder, UpdateProduct, UpdateShop, UpdateStaff,
     },
 };
@@ -55,6 +55,7 @@ impl Modify for BearerAuth {
         routes::org::create_branch,
         routes::org::get_branch,
         routes::org::update_branch,
+        routes::org::set_invoicer,
         routes::org::archive_branch,
         routes::org::list_staff,
         routes::org::create_staff,
@@ -86,6 +87,7 @@ impl Modify for BearerAuth {
         routes::sales::archive_order,
         routes::sales::transition_order,
         routes::sales::resolve_order,
+        routes::sales::issue_invoice,
         routes::sales::order_invoice,
         routes::support::list_tickets,
         routes::support::export_tickets,
@@ -116,7 +118,7 @@ impl Modify for BearerAuth {
     components(schemas(
         FieldError, OrderStatus, Role, Transition, AdjustStock, BranchView, CreateBranch, CreateCustomer, CreateOrder, CreateProduct,
         CreateStaff, CustomerView, DecimalText, ErrorBody, ErrorDetail, Health, ImportReport, ImportRowError, LoginRequest, LoginResponse,
-        MergeCustomers, ResolveOrder, OrderLineInput, OrderLineView, OrderView, ProductView, ShopView, StaffView, StockView, SyncStatus, SyncPeerStatus, SyncDocument, TransitionOrder, UpdateBranch,
+        MergeCustomers, ResolveOrder, OrderLineInput, OrderLineView, OrderView, InvoiceView, ProductView, ShopView, StaffView, StockView, SyncStatus, SyncPeerStatus, SyncDocument, TransitionOrder, UpdateBranch,
         UpdateCustomer, UpdateOrder, UpdateProduct, UpdateShop, UpdateStaff,
         dashoffice_domain::inbox::ConversationView, dashoffice_domain::inbox::ConversationState,
         dashoffice_domain::inbox::MessageView, dashoffice_domain::inbox::MessageStatus,

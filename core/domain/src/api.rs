@@ -170,6 +170,9 @@ pub struct ListParams {
     pub active: Option<bool>,
     /// Only staff of this role: owner, manager, seller or support.
     pub role: Option<String>,
+    /// Only orders whose invoice is: `none` (not issued), `issued` (any), `pending` (waiting for
+    /// its legal number) or `posted` (with its legal number).
+    pub invoice: Option<String>,
 }
 
 // ---------- auth ----------
@@ -310,6 +313,17 @@ pub struct BranchView {
     /// Phone printed on the branch's sales documents.
     #[serde(default)]
     pub phone: String,
+    /// The series of the branch's legal invoice numbers (`{series}-{8 digits}`); the branch code
+    /// unless set.
+    #[serde(default)]
+    pub invoice_series: String,
+    /// The code of the device that gives the branch's invoices their legal numbers (the code in
+    /// its order numbers); empty when none does: invoices then stay provisional.
+    #[serde(default)]
+    pub invoicer_code: String,
+    /// Whether the replica answering is that device.
+    #[serde(default)]
+    pub invoicing_here: bool,
 }
 
 /// POST /api/v1/branches
@@ -340,6 +354,10 @@ pub struct UpdateBranch {
     pub address: Option<String>,
     /// New phone; an empty string clears it.
     pub phone: Option<String>,
+    /// The series of the branch's legal invoice numbers: 1 to 10 upper-case letters or digits
+    /// (e.g. `A`, `F001`, `0003`); an empty string goes back to the branch code. Numbers start
+    /// again at 1 in a series not used before.
+    pub invoice_series: Option<String>,
 }
 
 // ---------- staff ----------
@@ -763,12 +781,39 @@ pub struct OrderView {
     pub notes: String,
     /// Every transition, in time order.
     pub transitions: Vec<Transition>,
+    /// The order's invoice, once issued.
+    #[serde(default)]
+    pub invoice: Option<InvoiceView>,
     /// Archived.
     pub archived: bool,
     /// Unix ms.
     pub created_at: i64,
     /// Unix ms.
     pub updated_at: i64,
+}
+
+/// An order's invoice: issued on any replica with a provisional number, then given its legal
+/// number by the branch's numbering device (see docs/ARCHITECTURE.md, *Invoice numbers*).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct InvoiceView {
+    /// The legal number, `{series}-{8 digits}`, gap-free per series; empty until posted.
+    pub number: String,
+    /// The number it got when issued, unique per device: `{branch}-{device}-F{sequence}`.
+    pub provisional_number: String,
+    /// Who issued it (staff id).
+    pub issued_by: String,
+    /// When it was issued (Unix ms, the issuing device's clock).
+    pub issued_at: i64,
+    /// When it got its legal number (Unix ms, the numbering device's clock).
+    pub posted_at: Option<i64>,
+    /// The code of the device that gave the legal number.
+    #[serde(default)]
+    pub posted_by: String,
+    /// Another order carries the same legal number (two devices numbered the branch at once,
+    /// e.g. after the numbering device was changed while the old one was offline): review it.
+    #[serde(default)]
+    pub duplicate: bool,
 }
 
 // ---------- support tickets ----------

@@ -11,8 +11,8 @@ use automerge::{
 use dashoffice_domain::{
     Currency, FieldError, FieldErrors, OrderStatus, Permission, Transition,
     api::{
-        CreateOrder, ListParams, OrderLineInput, OrderLineView, OrderView, Page, ResolveOrder, TransitionOrder,
-        UpdateOrder,
+        CreateOrder, InvoiceView, ListParams, OrderLineInput, OrderLineView, OrderView, Page, ResolveOrder,
+        TransitionOrder, UpdateOrder,
     },
     compute_line, compute_totals, effective_status, legal_transition, parse_decimal, resolution_choices,
 };
@@ -383,6 +383,162 @@ pub fn archive(ctx: &mut WriteCtx<'_>, caller: &Caller, id: &str) -> Result<Orde
     get(ctx.conn(), caller, id)
 }
 
+/// An issued invoice as its issuing device wrote it (the order's `invoice`, one value).
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+struct Issued {
+    provisional: String,
+    issued_at: i64,
+    issued_by: String,
+    device: String,
+}
+
+/// A legal number as the branch's numbering device wrote it (the order's `invoice_number`).
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+struct Posted {
+    number: String,
+    series: String,
+    seq: i64,
+    posted_at: i64,
+    device: String,
+}
+
+/// A legal invoice number: the series and 8 digits.
+fn legal_number(series: &str, seq: i64) -> String {
+    format!("{series}-{seq:08}")
+}
+
+/// Issues the order's invoice (sellers and up): it gets a provisional number at once, on any
+/// replica, offline too; the branch's numbering device gives it the legal number (see
+/// [`post_invoices`]). Once the order is confirmed and until it is cancelled or refunded, and
+/// once the shop's tax id is set. Issuing again returns the invoice already issued.
+pub fn issue_invoice(ctx: &mut WriteCtx<'_>, caller: &Caller, id: &str) -> Result<OrderView> {
+    caller.require(Permission::SellOrders)?;
+    let current = get(ctx.conn(), caller, id)?;
+    if current.invoice.is_some() {
+        return Ok(current);
+    }
+    match current.status {
+        OrderStatus::Draft => {
+            return Err(CoreError::conflict(
+                "status",
+                "invoiceable",
+                "a draft is not invoiced: confirm the order first",
+            ));
+        }
+        OrderStatus::Cancelled | OrderStatus::Refunded => {
+            return Err(CoreError::conflict(
+                "status",
+                "invoiceable",
+                format!("a {} order is not invoiced", current.status),
+            ));
+        }
+        _ => {}
+    }
+    let shop = org::get_shop(ctx.conn(), &caller.shop_id)?;
+    if shop.tax_id.trim().is_empty() {
+        return Err(CoreError::conflict(
+            "tax_id",
+            "required",
+            format!("an invoice carries the shop's {}: set it first (Settings, Shop)", shop.tax_id_label),
+        ));
+    }
+    let (doc_id, branch) = locate(ctx.conn(), caller, id)?;
+    let code = org::branch_code(ctx.conn(), &caller.shop_id, &branch)?;
+    let seq = ctx.next_seq(&format!("invoice:{branch}"))?;
+    let issued = Issued {
+        provisional: format!("{code}-{}-F{seq:06}", ctx.device().code),
+        issued_at: ctx.now(),
+        issued_by: caller.user_id.clone(),
+        device: ctx.device().code.clone(),
+    };
+    let value = serde_json::to_string(&issued).map_err(|e| CoreError::Storage(e.to_string()))?;
+    let now = issued.issued_at;
+    ctx.change(&doc_id, &[id], |tx, _| {
+        let o = doc::record(tx, id)?.ok_or_else(|| CoreError::not_found("order", id))?;
+        // Issued meanwhile by a change this replica received: that one stands.
+        if doc::get_opt_str(tx, &o, "invoice").is_some_and(|v| !v.is_empty()) {
+            return Ok(());
+        }
+        put_str(tx, &o, "invoice", &value)?;
+        tx.put(&o, "updated_at", now)?;
+        Ok(())
+    })?;
+    get(ctx.conn(), caller, id)
+}
+
+/// SQL: invoices of branches this replica numbers that wait for their legal number.
+const PENDING_HERE: &str = "FROM orders o JOIN branches b ON b.id = o.branch_id
+    WHERE o.invoice_issued_at IS NOT NULL AND o.invoice_number = ''
+      AND b.invoicer != '' AND b.invoicer = (SELECT hex(actor) FROM device WHERE id = 1)";
+
+/// Whether this replica has invoices to number (a cheap read before [`post_invoices`]).
+pub fn invoices_to_post(conn: &Connection) -> Result<bool> {
+    Ok(conn.prepare_cached(&format!("SELECT EXISTS (SELECT 1 {PENDING_HERE})"))?.query_row([], |r| r.get(0))?)
+}
+
+/// Gives up to `limit` issued invoices of the branches this replica numbers their legal numbers,
+/// in the order they were issued: the next number of the branch's series after the highest this
+/// replica knows (its ledger, and the numbers other devices gave that reached it), taken in the
+/// same transaction as the change that writes it, under the ledger's uniqueness constraint.
+/// Returns how many it numbered.
+pub fn post_invoices(ctx: &mut WriteCtx<'_>, limit: usize) -> Result<usize> {
+    let pending: Vec<(String, String, String, String)> = ctx
+        .conn()
+        .prepare_cached(&format!(
+            "SELECT o.id, o.doc_id, o.shop_id, CASE WHEN b.invoice_series = '' THEN b.code ELSE b.invoice_series END
+             {PENDING_HERE} ORDER BY o.invoice_issued_at, o.id LIMIT ?1"
+        ))?
+        .query_map([limit as i64], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?
+        .collect::<rusqlite::Result<_>>()?;
+    let now = ctx.now();
+    let device = ctx.device().code.clone();
+    let mut by_doc: std::collections::BTreeMap<String, Vec<(String, String)>> = Default::default();
+    for (id, doc_id, shop, series) in &pending {
+        let known: Option<(String, i64)> = ctx
+            .conn()
+            .prepare_cached("SELECT series, seq FROM invoice_ledger WHERE order_id = ?1")?
+            .query_row([id], |r| Ok((r.get(0)?, r.get(1)?)))
+            .optional()?;
+        let (series, seq) = match known {
+            // Numbered here before (its number will be written again).
+            Some(k) => k,
+            None => {
+                let seq: i64 = ctx
+                    .conn()
+                    .prepare_cached(
+                        "SELECT MAX(COALESCE((SELECT MAX(seq) FROM invoice_ledger WHERE shop_id = ?1 AND series = ?2), 0),
+                                    COALESCE((SELECT MAX(invoice_seq) FROM orders WHERE shop_id = ?1 AND invoice_series = ?2), 0)) + 1",
+                    )?
+                    .query_row([shop, series], |r| r.get(0))?;
+                ctx.conn()
+                    .prepare_cached(
+                        "INSERT INTO invoice_ledger(shop_id, series, seq, order_id, posted_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+                    )?
+                    .execute(params![shop, series, seq, id, now])?;
+                (series.clone(), seq)
+            }
+        };
+        let posted = Posted { number: legal_number(&series, seq), series, seq, posted_at: now, device: device.clone() };
+        let value = serde_json::to_string(&posted).map_err(|e| CoreError::Storage(e.to_string()))?;
+        by_doc.entry(doc_id.clone()).or_default().push((id.clone(), value));
+    }
+    for (doc_id, items) in by_doc {
+        let doc_id = DocId::parse(&doc_id)?;
+        let ids: Vec<&str> = items.iter().map(|(id, _)| id.as_str()).collect();
+        ctx.change(&doc_id, &ids, |tx, _| {
+            for (id, value) in &items {
+                let Some(o) = doc::record(tx, id)? else { continue };
+                put_str(tx, &o, "invoice_number", value)?;
+            }
+            Ok(())
+        })?;
+    }
+    if !pending.is_empty() {
+        tracing::info!(invoices = pending.len(), "gave invoices their legal numbers");
+    }
+    Ok(pending.len())
+}
+
 pub(crate) fn project(conn: &Connection, doc_id: &DocId, d: &Automerge, id: &str) -> Result<()> {
     let Some(o) = doc::record(d, id)? else {
         return Ok(());
@@ -421,10 +577,16 @@ pub(crate) fn project(conn: &Connection, doc_id: &DocId, d: &Automerge, id: &str
         .prepare_cached("SELECT product_id FROM order_lines WHERE order_id = ?1")?
         .query_map([id], |r| r.get(0))?
         .collect::<rusqlite::Result<Vec<String>>>()?;
+    let issued: Option<Issued> = f.opt_str("invoice").and_then(|v| serde_json::from_str(&v).ok());
+    let posted: Option<Posted> =
+        f.opt_str("invoice_number").and_then(|v| serde_json::from_str(&v).ok()).filter(|_| issued.is_some());
     conn.prepare_cached(
         "INSERT OR REPLACE INTO orders(id, shop_id, branch_id, doc_id, number, customer_id, seller_id, status, conflict, currency,
-                                       subtotal, tax_total, total, total_num, notes, archived, created_at, updated_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)",
+                                       subtotal, tax_total, total, total_num, notes, archived, created_at, updated_at,
+                                       invoice_provisional, invoice_issued_at, invoice_issued_by, invoice_number,
+                                       invoice_series, invoice_seq, invoice_posted_at, invoice_posted_by)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18,
+                 ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26)",
     )?
     .execute(params![
         id,
@@ -445,6 +607,14 @@ pub(crate) fn project(conn: &Connection, doc_id: &DocId, d: &Automerge, id: &str
         f.bool("archived", false),
         f.i64("created_at"),
         f.i64("updated_at"),
+        issued.as_ref().map(|i| i.provisional.as_str()).unwrap_or_default(),
+        issued.as_ref().map(|i| i.issued_at),
+        issued.as_ref().map(|i| i.issued_by.as_str()).unwrap_or_default(),
+        posted.as_ref().map(|p| p.number.as_str()).unwrap_or_default(),
+        posted.as_ref().map(|p| p.series.as_str()).unwrap_or_default(),
+        posted.as_ref().map(|p| p.seq),
+        posted.as_ref().map(|p| p.posted_at),
+        posted.as_ref().map(|p| p.device.as_str()).unwrap_or_default(),
     ])?;
     conn.prepare_cached("DELETE FROM order_lines WHERE order_id = ?1")?.execute([id])?;
     let mut ins = conn.prepare_cached(
@@ -485,7 +655,11 @@ pub(crate) fn project(conn: &Connection, doc_id: &DocId, d: &Automerge, id: &str
 
 const COLS: &str = "t.id, t.number, t.branch_id, t.customer_id, t.seller_id, t.status, t.conflict, t.currency,
     t.subtotal, t.tax_total, t.total, t.notes, t.archived, t.created_at, t.updated_at,
-    (SELECT c.name FROM customers c WHERE c.id = t.customer_id)";
+    (SELECT c.name FROM customers c WHERE c.id = t.customer_id),
+    t.invoice_provisional, t.invoice_issued_at, t.invoice_issued_by, t.invoice_number, t.invoice_posted_at,
+    t.invoice_posted_by,
+    (t.invoice_number != '' AND EXISTS (SELECT 1 FROM orders d WHERE d.shop_id = t.shop_id
+        AND d.invoice_number = t.invoice_number AND d.id != t.id))";
 
 fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<OrderView> {
     let status: String = r.get(5)?;
@@ -508,6 +682,18 @@ fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<OrderView> {
         customer_name: r.get::<_, Option<String>>(15)?.unwrap_or_default(),
         lines: Vec::new(),
         transitions: Vec::new(),
+        invoice: match r.get::<_, Option<i64>>(17)? {
+            Some(issued_at) => Some(InvoiceView {
+                provisional_number: r.get(16)?,
+                issued_at,
+                issued_by: r.get(18)?,
+                number: r.get(19)?,
+                posted_at: r.get(20)?,
+                posted_by: r.get(21)?,
+                duplicate: r.get(22)?,
+            }),
+            None => None,
+        },
     })
 }
 
@@ -594,7 +780,18 @@ pub fn list(conn: &Connection, caller: &Caller, p: &ListParams) -> Result<Page<O
         q.filter(&format!("t.customer_id IN ({marks})"), ids.into_iter().map(Value::Text));
     }
     if let Some(s) = p.q.as_deref().filter(|s| !s.is_empty()) {
-        q.filter("t.number LIKE ? ESCAPE '\\'", [like(s, true, true)]);
+        q.filter(
+            "(t.number LIKE ? ESCAPE '\\' OR t.invoice_number LIKE ? ESCAPE '\\' OR t.invoice_provisional LIKE ? ESCAPE '\\')",
+            [like(s, true, true), like(s, true, true), like(s, true, true)],
+        );
+    }
+    match p.invoice.as_deref() {
+        None => {}
+        Some("none") => q.filter("t.invoice_issued_at IS NULL", []),
+        Some("issued") => q.filter("t.invoice_issued_at IS NOT NULL", []),
+        Some("pending") => q.filter("t.invoice_issued_at IS NOT NULL AND t.invoice_number = ''", []),
+        Some("posted") => q.filter("t.invoice_number != ''", []),
+        Some(_) => return Err(FieldError::new("invoice", "one_of", "none, issued, pending or posted").into()),
     }
     let sort = p.sort.clone().unwrap_or_else(|| "-created_at".into());
     let mut page = q.run(conn, row, |o| {

@@ -168,6 +168,7 @@ pub fn create_branch(
     }
     let id = new_id();
     let now = ctx.now();
+    let invoicer = device_invoicer(ctx);
     ctx.change(&DocId::org(shop), &[&id], |tx, recs| {
         let o = tx.put_object(recs, id.as_str(), automerge::ObjType::Map)?;
         put_str(tx, &o, "type", "branch")?;
@@ -178,6 +179,9 @@ pub fn create_branch(
                 put_str(tx, &o, k, v)?;
             }
         }
+        // The device that makes the branch numbers its invoices until an owner names another.
+        put_str(tx, &o, "invoicer", &invoicer.0)?;
+        put_str(tx, &o, "invoicer_code", &invoicer.1)?;
         tx.put(&o, "archived", false)?;
         tx.put(&o, "created_at", now)?;
         tx.put(&o, "updated_at", now)?;
@@ -186,18 +190,50 @@ pub fn create_branch(
     get_branch(ctx.conn(), shop, &id)
 }
 
+/// This replica's identity as a branch's invoicer: its actor (hex, upper case, as SQLite's
+/// `hex()` writes it) and its code.
+pub(crate) fn device_invoicer(ctx: &WriteCtx<'_>) -> (String, String) {
+    let d = ctx.device();
+    (d.actor.iter().map(|b| format!("{b:02X}")).collect(), d.code.clone())
+}
+
+/// Makes this replica the device that gives `id`'s invoices their legal numbers (owners and
+/// managers). It continues the branch's series after the highest number it knows: the device
+/// it replaces should have synced its last numbers first (a number given twice meanwhile is
+/// flagged `duplicate` on both orders).
+pub fn set_invoicer(ctx: &mut WriteCtx<'_>, caller: &Caller, id: &str) -> Result<BranchView> {
+    caller.require(Permission::ManageBranches)?;
+    let branch = get_branch(ctx.conn(), &caller.shop_id, id)?;
+    if branch.archived {
+        return Err(CoreError::conflict("id", "active", "the branch is archived"));
+    }
+    let invoicer = device_invoicer(ctx);
+    let now = ctx.now();
+    ctx.change(&DocId::org(&caller.shop_id), &[id], |tx, _| {
+        let o = doc::record(tx, id)?.ok_or_else(|| CoreError::not_found("branch", id))?;
+        put_str(tx, &o, "invoicer", &invoicer.0)?;
+        put_str(tx, &o, "invoicer_code", &invoicer.1)?;
+        tx.put(&o, "updated_at", now)?;
+        Ok(())
+    })?;
+    get_branch(ctx.conn(), &caller.shop_id, id)
+}
+
 /// Renames a branch.
 pub fn update_branch(ctx: &mut WriteCtx<'_>, caller: &Caller, id: &str, input: UpdateBranch) -> Result<BranchView> {
     caller.require(Permission::ManageBranches)?;
     let mut errs = FieldErrors::new();
     let name = input.name.as_deref().and_then(|n| errs.check(validate_name("name", n)));
     let contact = check_contact(input.address.as_deref(), input.phone.as_deref(), &mut errs);
+    let series = input.invoice_series.as_deref().and_then(|s| errs.check(validate_invoice_series(s)));
     errs.finish()?;
     get_branch(ctx.conn(), &caller.shop_id, id)?;
     let now = ctx.now();
     ctx.change(&DocId::org(&caller.shop_id), &[id], |tx, _| {
         let o = doc::record(tx, id)?.ok_or_else(|| CoreError::not_found("branch", id))?;
-        for (k, v) in [("name", &name), ("address", &contact.address), ("phone", &contact.phone)] {
+        for (k, v) in
+            [("name", &name), ("address", &contact.address), ("phone", &contact.phone), ("invoice_series", &series)]
+        {
             if let Some(v) = v {
                 put_str(tx, &o, k, v)?;
             }
@@ -206,6 +242,19 @@ pub fn update_branch(ctx: &mut WriteCtx<'_>, caller: &Caller, id: &str, input: U
         Ok(())
     })?;
     get_branch(ctx.conn(), &caller.shop_id, id)
+}
+
+/// An invoice series: 1 to 10 upper-case letters or digits; empty means the branch code.
+fn validate_invoice_series(s: &str) -> std::result::Result<String, FieldError> {
+    let t = s.trim();
+    if t.len() > 10 || !t.bytes().all(|b| b.is_ascii_uppercase() || b.is_ascii_digit()) {
+        return Err(FieldError::new(
+            "invoice_series",
+            "format",
+            "1 to 10 upper-case letters or digits (empty: the branch code)",
+        ));
+    }
+    Ok(t.to_string())
 }
 
 /// Archives a branch.
@@ -252,8 +301,9 @@ pub(crate) fn project(conn: &Connection, doc_id: &DocId, d: &Automerge, id: &str
         }
         "branch" => {
             conn.prepare_cached(
-                "INSERT OR REPLACE INTO branches(id, shop_id, doc_id, code, name, archived, created_at, updated_at, address, phone)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+                "INSERT OR REPLACE INTO branches(id, shop_id, doc_id, code, name, archived, created_at, updated_at, address, phone,
+                                                 invoice_series, invoicer, invoicer_code)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
             )?
             .execute(params![
                 id,
@@ -266,6 +316,9 @@ pub(crate) fn project(conn: &Connection, doc_id: &DocId, d: &Automerge, id: &str
                 f.i64("updated_at"),
                 f.str("address"),
                 f.str("phone"),
+                f.str("invoice_series"),
+                f.str("invoicer"),
+                f.str("invoicer_code"),
             ])?;
         }
         _ => {}
@@ -303,19 +356,28 @@ pub fn get_shop(conn: &Connection, shop: &str) -> Result<ShopView> {
 }
 
 fn branch_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<BranchView> {
+    let code: String = r.get(1)?;
+    let series: String = r.get(6)?;
     Ok(BranchView {
         id: r.get(0)?,
-        code: r.get(1)?,
+        invoice_series: if series.is_empty() { code.clone() } else { series },
+        code,
         name: r.get(2)?,
         archived: r.get(3)?,
         address: r.get(4)?,
         phone: r.get(5)?,
+        invoicer_code: r.get(7)?,
+        invoicing_here: r.get(8)?,
     })
 }
 
+/// The columns [`branch_row`] reads, of `branches b`.
+const BRANCH_COLS: &str = "b.id, b.code, b.name, b.archived, b.address, b.phone, b.invoice_series, b.invoicer_code,
+    (b.invoicer != '' AND b.invoicer = (SELECT hex(actor) FROM device WHERE id = 1))";
+
 /// One branch.
 pub fn get_branch(conn: &Connection, shop: &str, id: &str) -> Result<BranchView> {
-    conn.prepare_cached("SELECT id, code, name, archived, address, phone FROM branches WHERE shop_id = ?1 AND id = ?2")?
+    conn.prepare_cached(&format!("SELECT {BRANCH_COLS} FROM branches b WHERE b.shop_id = ?1 AND b.id = ?2"))?
         .query_row([shop, id], branch_row)
         .optional()?
         .ok_or_else(|| CoreError::not_found("branch", id))
@@ -323,9 +385,9 @@ pub fn get_branch(conn: &Connection, shop: &str, id: &str) -> Result<BranchView>
 
 /// Every branch of the shop.
 pub fn list_branches(conn: &Connection, shop: &str, archived: bool) -> Result<Vec<BranchView>> {
-    let mut stmt = conn.prepare_cached(
-        "SELECT id, code, name, archived, address, phone FROM branches WHERE shop_id = ?1 AND (?2 OR archived = 0) ORDER BY code",
-    )?;
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT {BRANCH_COLS} FROM branches b WHERE b.shop_id = ?1 AND (?2 OR b.archived = 0) ORDER BY b.code"
+    ))?;
     Ok(stmt.query_map(params![shop, archived], branch_row)?.collect::<rusqlite::Result<Vec<_>>>()?)
 }
 

@@ -103,7 +103,7 @@ fn an_order_prints_as_a_pdf_with_its_lines_and_totals_in_the_callers_language() 
         .unwrap();
     let pdf = r.read(|conn| invoice::order_pdf(conn, &c, &order.id, Lang::En, now)).unwrap().bytes;
     let (_, text) = text_of(&pdf);
-    for expected in ["Invoice", "Confirmed", "Customer", "Unit price", "Page 1 of 1"] {
+    for expected in ["Sales note", "Confirmed", "Customer", "Unit price", "Page 1 of 1"] {
         assert!(text.contains(expected), "{expected:?} missing from:\n{text}");
     }
     assert!(!text.contains("Quote"));
@@ -367,4 +367,200 @@ fn a_tax_id_in_the_shops_country_is_checked_by_its_rule() {
     assert_eq!((good.tax_id.as_str(), foreign.tax_id.as_str()), ("12.345.678-5", "DE 123456789"));
     let after: i64 = r.read(|c| Ok(c.query_row("SELECT count(*) FROM customers", [], |r| r.get(0))?)).unwrap();
     assert_eq!(after, count + 2);
+}
+
+/// Waits (up to 10 s) until `done` holds: the numbering device works in a thread of its own.
+fn until(what: &str, done: impl Fn() -> bool) {
+    let start = std::time::Instant::now();
+    while !done() {
+        assert!(start.elapsed() < std::time::Duration::from_secs(10), "waited 10 s for {what}");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+/// Invoices issued on any replica, offline too, get a provisional number at once and their
+/// legal number from the branch's numbering device: gap-free in the order they reach it, one
+/// number per order even when two replicas issued it, continued by a device that takes over,
+/// restarted by a new series, and flagged when two devices numbered at once.
+#[test]
+fn invoices_get_gap_free_legal_numbers_from_the_branchs_numbering_device() {
+    use dashoffice_core::{
+        domain::api::{ListParams, UpdateBranch, UpdateShop},
+        entities::org,
+    };
+    use std::collections::BTreeSet;
+
+    use crate::fixtures::sync_pair;
+
+    let nodes = shop(3);
+    let c = nodes[0].caller.clone();
+    let (head, a, b) = (&nodes[0].replica, &nodes[1].replica, &nodes[2].replica);
+    let branch: String = head.read(|c| Ok(c.query_row("SELECT id FROM branches", [], |r| r.get(0))?)).unwrap();
+    let code_of = |r: &dashoffice_core::Replica| r.device().code.clone();
+    // The device that made the branch numbers its invoices; the others know it.
+    let seen = a.read(|conn| org::get_branch(conn, &c.shop_id, &branch)).unwrap();
+    assert_eq!(
+        (seen.invoicer_code.clone(), seen.invoicing_here, seen.invoice_series.as_str()),
+        (code_of(head), false, "CEN")
+    );
+    assert!(head.read(|conn| org::get_branch(conn, &c.shop_id, &branch)).unwrap().invoicing_here);
+
+    // Five confirmed orders and a draft, known everywhere.
+    let (c2, b2) = (c.clone(), branch.clone());
+    let (ids, draft) = head
+        .write_blocking(move |ctx| {
+            let p = products::create(ctx, &c2, product_input("CAM-001", "250.00"))?;
+            let cu = customers::create(ctx, &c2, CreateCustomer { name: "Lucía Gómez".into(), ..Default::default() })?;
+            let mut ids = Vec::new();
+            for _ in 0..5 {
+                let o = orders::create(ctx, &c2, None, order_input(&cu.id, &b2, vec![line(&p.id, 1)]))?;
+                orders::transition(ctx, &c2, &o.id, TransitionOrder { to: OrderStatus::Confirmed })?;
+                ids.push(o.id);
+            }
+            let d = orders::create(ctx, &c2, None, order_input(&cu.id, &b2, vec![line(&p.id, 1)]))?;
+            Ok((ids, d.id))
+        })
+        .unwrap();
+    let issue = |r: &dashoffice_core::Replica, id: &str| {
+        let (c, id) = (c.clone(), id.to_string());
+        r.write_blocking(move |ctx| orders::issue_invoice(ctx, &c, &id))
+    };
+    let rule = |e: CoreError| match e {
+        CoreError::Conflict { field, rule, .. } => (field, rule),
+        other => panic!("{other:?}"),
+    };
+    // No invoice before the shop's tax id is set, and none for a draft.
+    assert_eq!(rule(issue(head, &ids[0]).unwrap_err()), ("tax_id".into(), "required".into()));
+    let c3 = c.clone();
+    head.write_blocking(move |ctx| {
+        org::update_shop(ctx, &c3, UpdateShop { tax_id: Some("CCM010203AB4".into()), ..Default::default() })
+    })
+    .unwrap();
+    assert_eq!(rule(issue(head, &draft).unwrap_err()), ("status".into(), "invoiceable".into()));
+    sync_pair(head, a);
+    sync_pair(head, b);
+
+    // Offline, A issues orders 0 and 1, B issues 1 (again) and 2: provisional numbers at once.
+    let a0 = issue(a, &ids[0]).unwrap().invoice.unwrap();
+    assert_eq!(a0.provisional_number, format!("CEN-{}-F000001", code_of(a)));
+    assert!(a0.number.is_empty() && a0.posted_at.is_none());
+    issue(a, &ids[1]).unwrap();
+    issue(b, &ids[1]).unwrap();
+    let b2 = issue(b, &ids[2]).unwrap().invoice.unwrap();
+    assert_eq!(b2.provisional_number, format!("CEN-{}-F000002", code_of(b)));
+    // Issuing again changes nothing.
+    assert_eq!(issue(b, &ids[2]).unwrap().invoice.unwrap(), b2);
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    let pending = ListParams { invoice: Some("pending".into()), ..Default::default() };
+    assert_eq!(a.read(|conn| orders::list(conn, &c, &pending)).unwrap().items.len(), 2, "A numbers nothing");
+
+    // They reach the numbering device, which numbers them 1 to 3, one number per order.
+    sync_pair(a, head);
+    sync_pair(b, head);
+    let posted = ListParams { invoice: Some("posted".into()), limit: Some(500), ..Default::default() };
+    let numbers = |r: &dashoffice_core::Replica| -> BTreeSet<String> {
+        r.read(|conn| orders::list(conn, &c, &posted))
+            .unwrap()
+            .items
+            .into_iter()
+            .map(|o| o.invoice.unwrap().number)
+            .collect()
+    };
+    until("the first three legal numbers", || numbers(head).len() == 3);
+    let want: BTreeSet<String> = (1..=3).map(|n| format!("CEN-{n:08}")).collect();
+    assert_eq!(numbers(head), want);
+    // Issued on the numbering device itself: numbered at once, next in line.
+    issue(head, &ids[3]).unwrap();
+    until("the fourth number", || numbers(head).len() == 4);
+    let o3 = head.read(|conn| orders::get(conn, &c, &ids[3])).unwrap().invoice.unwrap();
+    assert_eq!((o3.number.as_str(), o3.posted_by.clone(), o3.duplicate), ("CEN-00000004", code_of(head), false));
+
+    // The numbers come back to A, and its PDF prints the invoice's legal number.
+    sync_pair(head, a);
+    sync_pair(head, b);
+    assert_eq!(numbers(a), numbers(head));
+    let a1 = a.read(|conn| orders::get(conn, &c, &ids[1])).unwrap();
+    let inv = a1.invoice.clone().unwrap();
+    assert!(inv.posted_at.is_some() && inv.number.starts_with("CEN-0000000"));
+    let pdf = a.read(|conn| invoice::order_pdf(conn, &c, &ids[1], Lang::Es, 0)).unwrap().bytes;
+    let (_, text) = text_of(&pdf);
+    for expected in ["Factura", inv.number.as_str(), "Pedido", a1.number.as_str()] {
+        assert!(text.contains(expected), "{expected:?} missing from:\n{text}");
+    }
+    assert!(!text.contains("Nota de venta"), "{text}");
+    // A search by the legal number finds the order.
+    let by_number = ListParams { q: Some(inv.number.clone()), ..Default::default() };
+    assert_eq!(a.read(|conn| orders::list(conn, &c, &by_number)).unwrap().items[0].id, ids[1]);
+    let bad = ListParams { invoice: Some("paid".into()), ..Default::default() };
+    let e = a.read(|conn| orders::list(conn, &c, &bad)).unwrap_err();
+    assert!(matches!(&e, CoreError::Validation(errs) if errs.0[0].field == "invoice"), "{e:?}");
+
+    // A takes over numbering (synced first): it continues the series.
+    let (c4, b4) = (c.clone(), branch.clone());
+    let now_a = a.write_blocking(move |ctx| org::set_invoicer(ctx, &c4, &b4)).unwrap();
+    assert_eq!((now_a.invoicer_code, now_a.invoicing_here), (code_of(a), true));
+    sync_pair(a, head);
+    assert!(!head.read(|conn| org::get_branch(conn, &c.shop_id, &branch)).unwrap().invoicing_here);
+    issue(head, &ids[4]).unwrap();
+    sync_pair(head, a);
+    until("A numbers the fifth", || numbers(a).len() == 5);
+    assert_eq!(a.read(|conn| orders::get(conn, &c, &ids[4])).unwrap().invoice.unwrap().number, "CEN-00000005");
+
+    // A new series starts again at 1.
+    let (c5, b5) = (c.clone(), branch.clone());
+    a.write_blocking(move |ctx| {
+        org::update_branch(ctx, &c5, &b5, UpdateBranch { invoice_series: Some("F001".into()), ..Default::default() })
+    })
+    .unwrap();
+    let (c6, b6) = (c.clone(), branch.clone());
+    let bad = a
+        .write_blocking(move |ctx| {
+            org::update_branch(ctx, &c6, &b6, UpdateBranch { invoice_series: Some("f-1".into()), ..Default::default() })
+        })
+        .unwrap_err();
+    assert!(matches!(&bad, CoreError::Validation(errs) if errs.0[0].field == "invoice_series"), "{bad:?}");
+    let (c7, b7, id7) = (c.clone(), branch.clone(), draft.clone());
+    a.write_blocking(move |ctx| {
+        orders::transition(ctx, &c7, &id7, TransitionOrder { to: OrderStatus::Confirmed })?;
+        let _ = &b7;
+        orders::issue_invoice(ctx, &c7, &id7)
+    })
+    .unwrap();
+    until("the new series", || numbers(a).contains("F001-00000001"));
+
+    // Two devices numbering at once (B made itself the numbering device while apart from A):
+    // the same number twice, flagged on both orders once they meet.
+    let (c9, b9) = (c.clone(), branch.clone());
+    let (x, y) = a
+        .write_blocking(move |ctx| {
+            let p = products::create(ctx, &c9, product_input("CAM-002", "10.00"))?;
+            let cu = customers::list(ctx.conn(), &c9, &ListParams::default())?.items[0].id.clone();
+            let mut out = Vec::new();
+            for _ in 0..2 {
+                let o = orders::create(ctx, &c9, None, order_input(&cu, &b9, vec![line(&p.id, 1)]))?;
+                orders::transition(ctx, &c9, &o.id, TransitionOrder { to: OrderStatus::Confirmed })?;
+                out.push(o.id);
+            }
+            Ok((out[0].clone(), out[1].clone()))
+        })
+        .unwrap();
+    sync_pair(a, b);
+    // B's choice has not reached A: A still numbers, and so does B.
+    let (c10, b10) = (c.clone(), branch.clone());
+    b.write_blocking(move |ctx| org::set_invoicer(ctx, &c10, &b10)).unwrap();
+    issue(a, &x).unwrap();
+    issue(b, &y).unwrap();
+    let number_of = |r: &dashoffice_core::Replica, id: &str| {
+        r.read(|conn| orders::get(conn, &c, id)).unwrap().invoice.map(|i| i.number).unwrap_or_default()
+    };
+    until("both numbered apart", || !number_of(a, &x).is_empty() && !number_of(b, &y).is_empty());
+    assert_eq!(number_of(a, &x), "F001-00000002");
+    assert_eq!(number_of(b, &y), "F001-00000002");
+    sync_pair(a, b);
+    for id in [&x, &y] {
+        let inv = b.read(|conn| orders::get(conn, &c, id)).unwrap().invoice.unwrap();
+        assert!(inv.duplicate, "{inv:?}");
+    }
+    // The set_invoicer B wrote last wins everywhere now: A numbers no more.
+    assert!(!a.read(|conn| org::get_branch(conn, &c.shop_id, &branch)).unwrap().invoicing_here);
 }

@@ -68,6 +68,19 @@ pub(crate) async fn get_branch(
     Ok(Json(s.read(move |conn| org::get_branch(conn, &c.shop_id, &id)).await?))
 }
 
+/// Makes the replica that answers (this edge node, desktop app or the relay) the device that
+/// gives the branch's invoices their legal numbers (owners and managers). It continues the
+/// series after the highest number it knows: let the device it replaces sync first.
+#[utoipa::path(post, path = "/api/v1/branches/{id}/invoicer", tag = "shop", security(("bearer" = [])), params(("id" = String, Path)),
+    responses((status = 200, body = BranchView), Errors))]
+pub(crate) async fn set_invoicer(
+    State(s): State<AppState>,
+    Auth(c): Auth,
+    Path(id): Path<String>,
+) -> ApiResult<Json<BranchView>> {
+    Ok(Json(s.replica.write(move |ctx| org::set_invoicer(ctx, &c, &id)).await?))
+}
+
 /// Renames a branch.
 #[utoipa::path(patch, path = "/api/v1/branches/{id}", tag = "shop", security(("bearer" = [])), params(("id" = String, Path)),
     request_body = UpdateBranch, responses((status = 200, body = BranchView), Errors))]

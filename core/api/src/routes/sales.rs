@@ -128,3 +128,18 @@ pub(crate) async fn resolve_order(
 ) -> ApiResult<Json<OrderView>> {
     Ok(Json(s.replica.write(move |ctx| orders::resolve(ctx, &c, &id, b)).await?))
 }
+
+/// Issues the order's invoice: a provisional number at once (on any replica, offline too), then
+/// the legal number of the branch's series from the branch's numbering device (see
+/// `invoicer_code` on the branch). Once confirmed and until cancelled or refunded (409 naming
+/// `status`), with the shop's tax id set (409 naming `tax_id`). Issuing again returns the same
+/// invoice.
+#[utoipa::path(post, path = "/api/v1/orders/{id}/invoice", tag = "orders", security(("bearer" = [])), params(("id" = String, Path)),
+    responses((status = 200, body = OrderView), Errors))]
+pub(crate) async fn issue_invoice(
+    State(s): State<AppState>,
+    Auth(c): Auth,
+    Path(id): Path<String>,
+) -> ApiResult<Json<OrderView>> {
+    Ok(Json(s.replica.write(move |ctx| orders::issue_invoice(ctx, &c, &id)).await?))
+}
