@@ -290,7 +290,7 @@ fn the_desktop_app_works_offline_and_syncs_when_the_relay_returns() {
 
         // Still offline: the invoice PDF is made on this computer and saved in the Downloads
         // folder; a second copy never replaces the first; a notification says where.
-        let pdf = c.find(Locator::XPath("//button[contains(., 'Invoice (PDF)')]")).await.unwrap();
+        let pdf = c.find(Locator::XPath("//button[contains(., 'Sales note (PDF)')]")).await.unwrap();
         pdf.click().await.unwrap();
         let first = downloads.join(format!("{number}.pdf"));
         let saved = |p: PathBuf| {
@@ -305,7 +305,7 @@ fn the_desktop_app_works_offline_and_syncs_when_the_relay_returns() {
             std::fs::read_dir(&downloads).map(|d| d.filter_map(Result::ok).map(|e| e.file_name()).collect::<Vec<_>>()),
             app_log()
         );
-        c.find(Locator::XPath("//button[contains(., 'Invoice (PDF)')]")).await.unwrap().click().await.unwrap();
+        c.find(Locator::XPath("//button[contains(., 'Sales note (PDF)')]")).await.unwrap().click().await.unwrap();
         let second = downloads.join(format!("{number} (1).pdf"));
         assert!(
             blocking_value(|| saved(second.clone())).is_some(),

@@ -845,3 +845,116 @@ pub(crate) fn owner_when_synced_at(base: &str) -> Api {
     .unwrap_or_else(|| panic!("could not log in at {base}"));
     Api::for_base(base).with_token(&token)
 }
+
+/// Invoices across replicas: a second node of the branch issues two while the relay is down and
+/// gets provisional numbers at once; once it reconnects, the node that made the branch (which
+/// numbers its invoices) gives them their legal numbers, gap-free after the one it gave itself,
+/// and every node and head office see them; the PDF is the invoice; bad requests name their
+/// field; the owner moves the numbering to head office's replica on the relay, which continues
+/// the series.
+#[test]
+fn an_invoice_issued_offline_gets_its_legal_number_from_the_branchs_numbering_node() {
+    let mut relay = Relay::start();
+    let (a1, shop, branch) = enrolled_node(&relay);
+    let o1 = a1.owner();
+    let product = id(&o1.product("FAC-1", "100.00"));
+    let customer = id(&o1.customer("Lucía Gómez"));
+    let orders: Vec<String> = (0..4)
+        .map(|_| {
+            let o = id(&o1.order(&customer, &[(&product, 1)]));
+            o1.transition(&o, "confirmed");
+            o
+        })
+        .collect();
+    let draft = id(&o1.order(&customer, &[(&product, 1)]));
+    let invoice = |api: &Api, order: &str| api.post(&format!("/api/v1/orders/{order}/invoice"), &json!({}));
+    // No invoice without the shop's tax id, none for a draft or an unknown order.
+    let e = assert_field_error(invoice(&o1, &orders[0]), 409, "conflict", "tax_id");
+    assert!(e["message"].as_str().unwrap().contains("RFC"), "{e}");
+    o1.patch("/api/v1/shop", &json!({ "tax_id": "CCM010203AB4", "legal_name": "Comercializadora del Centro" })).ok(200);
+    assert_field_error(invoice(&o1, &draft), 409, "conflict", "status");
+    invoice(&o1, "no-such-order").err(404, "not_found");
+    assert_field_error(o1.get("/api/v1/orders?invoice=paid"), 422, "validation", "invoice");
+    let bad_series = o1.patch(&format!("/api/v1/branches/{branch}"), &json!({ "invoice_series": "a-1" }));
+    assert_field_error(bad_series, 422, "validation", "invoice_series");
+    let seller = o1.staff("vendedor@tienda.mx", "seller", Some(&branch));
+    let seller = a1.api(&a1.login(seller["email"].as_str().unwrap(), "password-seller"));
+    seller.post(&format!("/api/v1/branches/{branch}/invoicer"), &json!({})).err(403, "forbidden");
+
+    // The numbering node issues one: numbered at once.
+    let b = o1.get(&format!("/api/v1/branches/{branch}")).ok(200);
+    assert_eq!((b["invoicing_here"].clone(), b["invoice_series"].clone()), (json!(true), json!("CEN")), "{b}");
+    let code1 = b["invoicer_code"].as_str().unwrap().to_string();
+    assert!(!invoice(&seller, &orders[0]).ok(200)["invoice"].is_null());
+    let number_on = |api: &Api, order: &str| -> String {
+        api.get(&format!("/api/v1/orders/{order}")).ok(200)["invoice"]["number"].as_str().unwrap_or("").to_string()
+    };
+    let first = wait_for(CONVERGE, || Some(number_on(&o1, &orders[0])).filter(|n| !n.is_empty()));
+    assert_eq!(first.as_deref(), Some("CEN-00000001"), "{}", tail(&a1.log()));
+
+    // A second node of the branch, offline (the relay down), issues two.
+    let mut a2 = Node::start_with(tmp(), relay.edge_args(&relay.code(&shop, Some(&branch))));
+    let o2 = owner_when_synced(&a2);
+    converge(&[&o1, &o2], "the orders", |a, b| number_on(a, &orders[0]) == number_on(b, &orders[0]));
+    assert_eq!(o2.get(&format!("/api/v1/branches/{branch}")).ok(200)["invoicing_here"], false);
+    relay.kill9();
+    for o in &orders[1..3] {
+        let inv = invoice(&o2, o).ok(200)["invoice"].clone();
+        assert!(inv["provisional_number"].as_str().unwrap().starts_with("CEN-"), "{inv}");
+        assert_eq!(inv["number"], "", "{inv}");
+        assert_eq!(inv["posted_at"], Value::Null, "{inv}");
+    }
+    // Issuing again answers the same invoice.
+    let again = invoice(&o2, &orders[1]).ok(200)["invoice"].clone();
+    assert_eq!(again["provisional_number"].as_str().unwrap().rsplit('-').next(), Some("F000001"), "{again}");
+    let pending = o2.get("/api/v1/orders?invoice=pending").ok(200);
+    assert_eq!(pending["items"].as_array().unwrap().len(), 2, "{pending}");
+    // The PDF says provisional meanwhile.
+    let pdf = o2.get(&format!("/api/v1/orders/{}/invoice.pdf?lang=es", orders[1]));
+    assert_eq!(pdf.status, 200);
+
+    // The relay is back: the numbering node numbers them, and the numbers come back.
+    relay.restart();
+    for api in [&o1, &o2] {
+        api.post("/api/v1/sync/reconnect", &json!({})).ok(202);
+    }
+    let both = wait_for(CONVERGE, || {
+        let n: Vec<String> = orders[1..3].iter().map(|o| number_on(&o2, o)).collect();
+        n.iter().all(|x| !x.is_empty()).then_some(n)
+    })
+    .unwrap_or_else(|| panic!("no legal numbers on the second node:\n{}\n{}", tail(&a1.log()), tail(&a2.log())));
+    let mut sorted = both.clone();
+    sorted.sort();
+    assert_eq!(sorted, ["CEN-00000002", "CEN-00000003"]);
+    let inv = o2.get(&format!("/api/v1/orders/{}", orders[1])).ok(200)["invoice"].clone();
+    assert_eq!((inv["posted_by"].as_str(), inv["duplicate"].as_bool()), (Some(code1.as_str()), Some(false)), "{inv}");
+    let found = o2.get(&format!("/api/v1/orders?q={}", both[0])).ok(200);
+    assert_eq!(found["items"][0]["id"], json!(orders[1]), "{found}");
+    assert_eq!(o2.get("/api/v1/orders?invoice=posted").ok(200)["items"].as_array().unwrap().len(), 3);
+
+    // Head office on the relay sees them, takes over the numbering, and continues the series.
+    let head = wait_for(CONVERGE, || {
+        let r = Api::for_base(&relay.http).post(
+            "/api/v1/auth/login",
+            &json!({ "email": dashoffice_tests::OWNER_EMAIL, "password": dashoffice_tests::OWNER_PASSWORD }),
+        );
+        (r.status == 200).then(|| Api::for_base(&relay.http).with_token(r.json()["token"].as_str().unwrap()))
+    })
+    .expect("head office login on the relay");
+    wait_for(CONVERGE, || (number_on(&head, &orders[2]) == both[1]).then_some(())).expect("the numbers at head office");
+    let moved = head.post(&format!("/api/v1/branches/{branch}/invoicer"), &json!({})).ok(200);
+    assert_eq!(moved["invoicing_here"], true, "{moved}");
+    assert_ne!(moved["invoicer_code"], json!(code1), "{moved}");
+    wait_for(CONVERGE, || {
+        (o1.get(&format!("/api/v1/branches/{branch}")).ok(200)["invoicing_here"] == false).then_some(())
+    })
+    .expect("the first node hears it no longer numbers");
+    invoice(&o1, &orders[3]).ok(200);
+    let fourth = wait_for(CONVERGE, || Some(number_on(&o1, &orders[3])).filter(|n| !n.is_empty()));
+    assert_eq!(fourth.as_deref(), Some("CEN-00000004"), "{}", tail(&relay.log()));
+    assert_eq!(
+        o1.get(&format!("/api/v1/orders/{}", orders[3])).ok(200)["invoice"]["posted_by"],
+        moved["invoicer_code"]
+    );
+    a2.sigterm();
+}

@@ -694,7 +694,7 @@ await step("an_order_prints_as_a_pdf", async () => {
   await page.goto(base + "/orders/" + env("FORKED_ORDER"));
   const button = page.locator("#order-pdf");
   await button.waitFor();
-  if ((await button.textContent()).trim() !== "Invoice (PDF)") throw new Error(`the button says ${await button.textContent()}`);
+  if ((await button.textContent()).trim() !== "Sales note (PDF)") throw new Error(`the button says ${await button.textContent()}`);
   const [download] = await Promise.all([page.waitForEvent("download"), button.click()]);
   const name = download.suggestedFilename();
   if (!/^[A-Z0-9]+-[A-Z0-9]+-\d+\.pdf$/.test(name)) throw new Error(`the PDF is called ${name}`);
@@ -710,6 +710,44 @@ await step("an_order_prints_as_a_pdf", async () => {
   // This customer never wrote on WhatsApp: sending it there is refused, and the page says why.
   await page.locator("#order-whatsapp").click();
   await text("has no WhatsApp conversation yet").waitFor();
+});
+
+await step("an_order_is_invoiced_with_a_legal_number", async () => {
+  // This node made the branch, so it numbers the branch's invoices; Settings says so.
+  await page.goto(base + "/settings");
+  await page.locator(".invoicing", { hasText: "numbered on this device" }).first().waitFor();
+  // The paid order of the steps before: issue its invoice; its legal number arrives live.
+  await page.goto(base + "/orders/" + env("FORKED_ORDER"));
+  await page.locator("#order-invoice").click();
+  const line = page.locator("#order-invoice-number");
+  await until("the legal invoice number on the page", async () => /^Invoice [A-Z0-9]+-\d{8}/.test(((await line.textContent().catch(() => "")) || "").trim()));
+  const number = (await line.textContent()).trim().match(/^Invoice ([A-Z0-9]+-\d{8})/)[1];
+  if ((await page.locator("#order-invoice").count()) !== 0) throw new Error("the order can still be invoiced");
+  // The list finds it by its invoice number and under "Invoiced".
+  const posted = (await ownerApi("GET", "/api/v1/orders?invoice=posted")).body.items.map((o) => o.id);
+  if (!posted.includes(env("FORKED_ORDER"))) throw new Error(`not listed as invoiced: ${posted}`);
+  await page.goto(base + "/orders");
+  await page.selectOption("#invoice-filter", "posted");
+  await page.locator(".invoice-no", { hasText: number }).waitFor();
+  // The PDF is now the invoice, with its number.
+  await page.goto(base + "/orders/" + env("FORKED_ORDER"));
+  const button = page.locator("#order-pdf");
+  await button.filter({ hasText: "Invoice (PDF)" }).waitFor();
+  const [download] = await Promise.all([page.waitForEvent("download"), button.click()]);
+  const saved = `${shots}/../invoice-from-ui.pdf`;
+  await download.saveAs(saved);
+  const pdf = execFileSync("pdftotext", ["-layout", saved, "-"], { encoding: "utf8" });
+  rmSync(saved, { force: true });
+  for (const expected of ["Invoice", number, "Order"]) {
+    if (!pdf.includes(expected)) throw new Error(`${expected} is missing from the invoice PDF:\n${pdf}`);
+  }
+  // The number reaches the branch's other node by sync.
+  await until("the invoice number on the second node", async () => {
+    const r = await fetch(env("SECOND_URL") + "/api/v1/orders/" + env("FORKED_ORDER"), {
+      headers: { authorization: `Bearer ${env("SECOND_TOKEN")}` },
+    });
+    return r.status === 200 && (await r.json()).invoice?.number === number;
+  });
 });
 
 await step("search_from_the_top_bar", async () => {

@@ -39,12 +39,21 @@ pub(crate) fn Orders() -> impl IntoView {
         status.track();
         shown.set(1);
     });
+    let invoice = RwSignal::new(String::new());
+    Effect::new(move |_| {
+        invoice.track();
+        shown.set(1);
+    });
     let data = loader(move || {
         watch(&["orders"]);
         let mut path = format!("/api/v1/orders?sort=-created_at&q={}", enc(&q.get()));
         let s = status.get();
         if !s.is_empty() {
             path.push_str(&format!("&status={}", enc(&s)));
+        }
+        let i = invoice.get();
+        if !i.is_empty() {
+            path.push_str(&format!("&invoice={}", enc(&i)));
         }
         let n = shown.get();
         async move { pages::<OrderView>(&path, n).await }
@@ -63,7 +72,15 @@ pub(crate) fn Orders() -> impl IntoView {
     view! {
         <PageHead title=t("nav_orders")><A href="/orders/new" attr:class="btn primary">{t("new_order")}</A></PageHead>
         <nav class="tabs" aria-label=t("filter_status")>{tabs}</nav>
-        <div class="filters"><input type="search" placeholder=t("search_orders") aria-label=t("search_orders") bind:value=q/></div>
+        <div class="filters">
+            <input type="search" placeholder=t("search_orders") aria-label=t("search_orders") bind:value=q/>
+            <select id="invoice-filter" aria-label=t("invoice") bind:value=invoice>
+                <option value="">{t("invoice_any")}</option>
+                <option value="none">{t("invoice_none")}</option>
+                <option value="pending">{t("invoice_pending")}</option>
+                <option value="posted">{t("invoice_posted")}</option>
+            </select>
+        </div>
         {show(data, |p: Page<OrderView>| {
             if p.items.is_empty() {
                 return view! { <Empty text=t("no_orders")/> }.into_any();
@@ -75,7 +92,15 @@ pub(crate) fn Orders() -> impl IntoView {
                     let href = format!("/orders/{}", o.id);
                     view! {
                         <tr>
-                            <td><A href=href>{o.number.clone()}</A>{o.conflict.then(|| view! { <Badge kind="warn" text=t("conflict")/> })}</td>
+                            <td><A href=href>{o.number.clone()}</A>{o.conflict.then(|| view! { <Badge kind="warn" text=t("conflict")/> })}
+                                {o.invoice.as_ref().map(|i| {
+                                    let (text, title) = if i.number.is_empty() {
+                                        (i.provisional_number.clone(), t("invoice_waiting"))
+                                    } else {
+                                        (i.number.clone(), t("invoice"))
+                                    };
+                                    view! { <div class="muted invoice-no" title=title>{text}</div> }
+                                })}</td>
                             <td>{o.customer_name.clone()}</td>
                             <td><Badge kind=status_kind(o.status) text=status_text(o.status.as_str())/></td>
                             <td class="num">{money(&o.total, &o.currency)}</td>
@@ -166,6 +191,24 @@ pub(crate) fn OrderDetail() -> impl IntoView {
             printing.set(false);
         });
     };
+    // The order's invoice: a provisional number here at once, the legal one from the branch's
+    // numbering device (live, when it arrives).
+    let issuing = RwSignal::new(false);
+    let issue_invoice = move |_| {
+        err.set(None);
+        issuing.set(true);
+        let path = format!("/api/v1/orders/{}/invoice", id.get_untracked());
+        spawn_local(async move {
+            match api::post::<_, OrderView>(&path, &()).await {
+                Ok(o) => {
+                    data.set(crate::components::Load::Ready(o));
+                    app().say(t("invoice_issued").to_string());
+                }
+                Err(e) => err.set(Some(e)),
+            }
+            issuing.set(false);
+        });
+    };
     // The same document to the customer's WhatsApp (the relay renders and sends it).
     let sending = RwSignal::new(false);
     let send_whatsapp = move |_| {
@@ -224,7 +267,33 @@ pub(crate) fn OrderDetail() -> impl IntoView {
                 .collect_view();
             let customer = format!("/customers/{}", o.customer_id);
             let number = o.number.clone();
-            let pdf_label = if o.status == OrderStatus::Draft { t("quote_pdf") } else { t("invoice_pdf") };
+            let pdf_label = match &o.invoice {
+                _ if o.status == OrderStatus::Draft => t("quote_pdf"),
+                Some(_) => t("fiscal_invoice_pdf"),
+                None => t("invoice_pdf"),
+            };
+            let invoiceable = o.invoice.is_none()
+                && matches!(o.status, OrderStatus::Confirmed | OrderStatus::Paid | OrderStatus::Fulfilled | OrderStatus::Delivered);
+            let invoice_line = o.invoice.clone().map(|i| {
+                if i.number.is_empty() {
+                    view! {
+                        <p class="invoice-line pending" id="order-invoice-number">
+                            {tf("invoice_provisional", &[&i.provisional_number])}
+                            <span class="muted">" · "{t("invoice_waiting")}</span>
+                        </p>
+                    }
+                    .into_any()
+                } else {
+                    view! {
+                        <p class="invoice-line" id="order-invoice-number">
+                            {tf("invoice_numbered", &[&i.number])}
+                            <span class="muted">" · "{i.posted_at.map(datetime).unwrap_or_default()}" · "{tf("invoice_was", &[&i.provisional_number])}</span>
+                            {i.duplicate.then(|| view! { <Badge kind="warn" text=t("invoice_duplicate")/> })}
+                        </p>
+                    }
+                    .into_any()
+                }
+            });
             view! {
                 <section class="card">
                     <div class="page-head">
@@ -232,6 +301,10 @@ pub(crate) fn OrderDetail() -> impl IntoView {
                         <div class="actions">
                             <button type="button" class="btn" id="order-pdf" disabled=move || printing.get()
                                 on:click=move |_| print(number.clone())>{pdf_label}</button>
+                            {(invoiceable && may_sell()).then(|| view! {
+                                <button type="button" class="btn primary" id="order-invoice" disabled=move || issuing.get()
+                                    on:click=issue_invoice>{t("issue_invoice")}</button>
+                            })}
                             <Show when=may_converse>
                                 <button type="button" class="btn" id="order-whatsapp" disabled=move || sending.get()
                                     on:click=send_whatsapp>{t("send_on_whatsapp")}</button>
@@ -265,6 +338,8 @@ pub(crate) fn OrderDetail() -> impl IntoView {
                             </div>
                         }
                     })}
+                    {invoice_line}
+                    {o.invoice.as_ref().is_some_and(|i| i.duplicate).then(|| view! { <p class="notice">{t("invoice_duplicate_help")}</p> })}
                     <p>{t("customer")}": "<A href=customer>{if o.customer_name.is_empty() { t("customer").to_string() } else { o.customer_name.clone() }}</A>" · "{datetime(o.created_at)}</p>
                     <div class="table-wrap"><table class="table">
                         <thead><tr><th>{t("product")}</th><th class="num">{t("quantity")}</th><th class="num">{t("unit_price")}</th><th class="num">{t("total")}</th></tr></thead>

@@ -321,7 +321,24 @@ fn BranchesPanel(branches: RwSignal<Load<Vec<BranchView>>>) -> impl IntoView {
     let new_name = RwSignal::new(String::new());
     let new_address = RwSignal::new(String::new());
     let new_phone = RwSignal::new(String::new());
+    let new_series = RwSignal::new(String::new());
     let row_err = RwSignal::new(None::<ApiError>);
+    // This device numbers the branch's invoices from now on.
+    let number_here = move |id: String, code: String| {
+        row_err.set(None);
+        if !crate::components::confirm(&crate::i18n::tf("invoicer_confirm", &[&code])) {
+            return;
+        }
+        spawn_local(async move {
+            match api::post::<_, BranchView>(&format!("/api/v1/branches/{}/invoicer", enc(&id)), &()).await {
+                Ok(_) => {
+                    crate::state::changed(&["org"]);
+                    app().say(t("saved"));
+                }
+                Err(e) => row_err.set(Some(e)),
+            }
+        });
+    };
     let rename = move |ev: leptos::ev::SubmitEvent| {
         ev.prevent_default();
         row_err.set(None);
@@ -330,6 +347,7 @@ fn BranchesPanel(branches: RwSignal<Load<Vec<BranchView>>>) -> impl IntoView {
             name: Some(new_name.get_untracked()),
             address: Some(new_address.get_untracked()),
             phone: Some(new_phone.get_untracked()),
+            invoice_series: Some(new_series.get_untracked()),
         };
         spawn_local(async move {
             match api::patch::<_, BranchView>(&format!("/api/v1/branches/{}", enc(&id)), &body).await {
@@ -343,7 +361,8 @@ fn BranchesPanel(branches: RwSignal<Load<Vec<BranchView>>>) -> impl IntoView {
                 Err(e) => row_err.set(Some(
                     e.on_field("name", "branch_name")
                         .on_field("address", "branch_address")
-                        .on_field("phone", "branch_phone"),
+                        .on_field("phone", "branch_phone")
+                        .on_field("invoice_series", "branch_invoice_series"),
                 )),
             }
         });
@@ -381,6 +400,17 @@ fn BranchesPanel(branches: RwSignal<Load<Vec<BranchView>>>) -> impl IntoView {
                     };
                     let current = b.name.clone();
                     let (cur_address, cur_phone) = (b.address.clone(), b.phone.clone());
+                    // The series as set (empty: the branch code), for the edit form.
+                    let cur_series = if b.invoice_series == b.code { String::new() } else { b.invoice_series.clone() };
+                    let invoicing = if b.invoicing_here {
+                        crate::i18n::tf("invoices_numbered_here", &[&b.invoice_series])
+                    } else if b.invoicer_code.is_empty() {
+                        crate::i18n::tf("invoices_numbered_nowhere", &[&b.invoice_series])
+                    } else {
+                        crate::i18n::tf("invoices_numbered_by", &[&b.invoice_series, &b.invoicer_code])
+                    };
+                    let (hid, hcode) = (b.id.clone(), b.code.clone());
+                    let may_number_here = !b.invoicing_here && !b.archived;
                     view! {
                         <div class="row-item">
                             <strong>{b.code.clone()}</strong>
@@ -397,10 +427,12 @@ fn BranchesPanel(branches: RwSignal<Load<Vec<BranchView>>>) -> impl IntoView {
                                     <Field label=t("new_name") name="branch_name" value=new_name err=row_err/>
                                     <Field label=t("address") name="branch_address" value=new_address err=row_err/>
                                     <Field label=t("phone") name="branch_phone" value=new_phone err=row_err kind="tel"/>
+                                    <Field label=t("invoice_series") name="branch_invoice_series" value=new_series err=row_err placeholder="A"/>
                                     <button class="btn" type="submit">{t("save")}</button>
                                     <button class="btn ghost" type="button" on:click=move |_| renaming.set(None)>{t("cancel")}</button>
                                 </form>
                             </Show>
+                            <span class="muted invoicing">{invoicing}</span>
                             {b.archived.then(|| view! { <Badge kind="muted" text=t("archived")/> })}
                             {(manage && !b.archived).then(|| {
                                 let (rid, current) = (rid.clone(), current.clone());
@@ -410,8 +442,12 @@ fn BranchesPanel(branches: RwSignal<Load<Vec<BranchView>>>) -> impl IntoView {
                                         new_name.set(current.clone());
                                         new_address.set(cur_address.clone());
                                         new_phone.set(cur_phone.clone());
+                                        new_series.set(cur_series.clone());
                                         renaming.set(Some((rid.clone(), current.clone())));
                                     }>{t("edit")}</button>
+                                    {may_number_here.then(|| view! {
+                                        <button class="btn ghost invoicer-here" on:click=move |_| number_here(hid.clone(), hcode.clone())>{t("number_invoices_here")}</button>
+                                    })}
                                     <button class="btn ghost" on:click=move |_| archive(aid.clone(), aname.clone())>{t("archive")}</button>
                                 }
                             })}
@@ -419,7 +455,7 @@ fn BranchesPanel(branches: RwSignal<Load<Vec<BranchView>>>) -> impl IntoView {
                     }
                 }).collect_view()
             })}
-            <FormError err=row_err fields=&["branch_name", "branch_address", "branch_phone"]/>
+            <FormError err=row_err fields=&["branch_name", "branch_address", "branch_phone", "branch_invoice_series"]/>
             <Show when=|| can(dashoffice_domain::Permission::ManageBranches)>
                 <form class="inline-form" on:submit=add novalidate>
                     <Field label=t("branch_code") name="code" value=code err=err placeholder="CEN"/>
