@@ -63,6 +63,27 @@ pub const TICKET_COLUMNS: [&str; 12] = [
     "description",
 ];
 
+/// Columns of the invoice register (times in the shop's time zone, RFC 3339 with the offset).
+pub const INVOICE_COLUMNS: [&str; 17] = [
+    "number",
+    "series",
+    "sequence",
+    "posted_at",
+    "provisional_number",
+    "issued_at",
+    "order",
+    "branch",
+    "customer",
+    "customer_tax_id",
+    "currency",
+    "subtotal",
+    "tax",
+    "total",
+    "order_status",
+    "state",
+    "duplicate",
+];
+
 const CHUNK: usize = 1000;
 
 fn split_tags(s: &str) -> Vec<String> {
@@ -431,6 +452,87 @@ pub fn export_tickets(replica: &Replica, caller: &Caller, out: impl std::io::Wri
         },
     )?;
     write_csv(out, TICKET_COLUMNS, &rows)
+}
+
+/// The start of `month` (`YYYY-MM`) and of the month after, in Unix ms, in time zone `tz`.
+fn month_bounds(month: &str, tz: &jiff::tz::TimeZone) -> Result<(i64, i64)> {
+    let bad = || FieldError::new("month", "format", "a month as YYYY-MM, e.g. 2026-12");
+    let (y, m) = month.split_once('-').ok_or_else(bad)?;
+    if y.len() != 4 || m.len() != 2 {
+        return Err(bad().into());
+    }
+    let (y, m): (i16, i8) = (y.parse().map_err(|_| bad())?, m.parse().map_err(|_| bad())?);
+    let start = jiff::civil::Date::new(y, m, 1).map_err(|_| bad())?;
+    let end = start.checked_add(jiff::Span::new().months(1)).map_err(|_| bad())?;
+    let ms = |d: jiff::civil::Date| -> Result<i64> {
+        Ok(d.to_zoned(tz.clone()).map_err(|_| bad())?.timestamp().as_millisecond())
+    };
+    Ok((ms(start)?, ms(end)?))
+}
+
+/// Writes the invoice register an accountant asks for: every issued invoice of the branches the
+/// caller sees — those with their legal number in series and number order, then those still
+/// waiting for one (`state` posted or pending) — optionally of one `month` (`YYYY-MM`, by the day
+/// the legal number was given, or issued while pending, in the shop's time zone).
+pub fn export_invoices(
+    replica: &Replica,
+    caller: &Caller,
+    month: Option<&str>,
+    out: impl std::io::Write,
+) -> Result<u64> {
+    caller.require(Permission::ImportExport)?;
+    let shop = replica.read(|c| org::get_shop(c, &caller.shop_id))?;
+    let tz = jiff::tz::TimeZone::get(&shop.timezone).unwrap_or(jiff::tz::TimeZone::UTC);
+    let (from, to) = match month.map(str::trim).filter(|m| !m.is_empty()) {
+        Some(m) => month_bounds(m, &tz)?,
+        None => (i64::MIN, i64::MAX),
+    };
+    let time = |ms: Option<i64>| {
+        ms.and_then(|ms| jiff::Timestamp::from_millisecond(ms).ok())
+            .map(|t| t.to_zoned(tz.clone()).strftime("%Y-%m-%dT%H:%M:%S%:z").to_string())
+            .unwrap_or_default()
+    };
+    let branch = caller.branch_limit().map(str::to_string);
+    let rows: Vec<[String; 17]> = replica.read(|c| {
+        let mut stmt = c.prepare(
+            "SELECT o.invoice_number, o.invoice_series, o.invoice_seq, o.invoice_posted_at, o.invoice_provisional,
+                    o.invoice_issued_at, o.number, COALESCE(b.code, ''), COALESCE(cu.name, ''), COALESCE(cu.tax_id, ''),
+                    o.currency, o.subtotal, o.tax_total, o.total, o.status,
+                    (o.invoice_number != '' AND EXISTS (SELECT 1 FROM orders d WHERE d.shop_id = o.shop_id
+                        AND d.invoice_number = o.invoice_number AND d.id != o.id))
+             FROM orders o LEFT JOIN branches b ON b.id = o.branch_id LEFT JOIN customers cu ON cu.id = o.customer_id
+             WHERE o.shop_id = ?1 AND o.invoice_issued_at IS NOT NULL AND (?2 IS NULL OR o.branch_id = ?2)
+               AND COALESCE(o.invoice_posted_at, o.invoice_issued_at) >= ?3
+               AND COALESCE(o.invoice_posted_at, o.invoice_issued_at) < ?4
+             ORDER BY o.invoice_number = '', o.invoice_series, o.invoice_seq, o.invoice_issued_at, o.id",
+        )?;
+        let v = stmt
+            .query_map(rusqlite::params![caller.shop_id, branch, from, to], |r| {
+                let number: String = r.get(0)?;
+                Ok([
+                    number.clone(),
+                    r.get(1)?,
+                    r.get::<_, Option<i64>>(2)?.map(|n| n.to_string()).unwrap_or_default(),
+                    time(r.get(3)?),
+                    r.get(4)?,
+                    time(r.get(5)?),
+                    r.get(6)?,
+                    r.get(7)?,
+                    r.get(8)?,
+                    r.get(9)?,
+                    r.get(10)?,
+                    r.get(11)?,
+                    r.get(12)?,
+                    r.get(13)?,
+                    r.get(14)?,
+                    if number.is_empty() { "pending".into() } else { "posted".into() },
+                    if r.get::<_, bool>(15)? { "true".into() } else { "false".into() },
+                ])
+            })?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        Ok(v)
+    })?;
+    write_csv(out, INVOICE_COLUMNS, &rows)
 }
 
 /// The rows `sql` (with the shop as `?1`) reads for the caller's shop, each made by `row`.

@@ -139,7 +139,12 @@ fn offline_edits_on_three_nodes_converge_and_branch_b_never_holds_branch_a() {
             "products": api.list_all("/api/v1/products?archived=true"),
             "customers": api.list_all("/api/v1/customers?archived=true"),
             "staff": api.list_all("/api/v1/staff?archived=true"),
-            "branches": api.get("/api/v1/branches?archived=true").ok(200),
+            // Without whether the answering replica numbers the branch's invoices (its own fact).
+            "branches": api.get("/api/v1/branches?archived=true").ok(200).as_array().unwrap().iter().map(|b| {
+                let mut b = b.clone();
+                b["invoicing_here"] = Value::Null;
+                b
+            }).collect::<Vec<_>>(),
             "shop": api.get("/api/v1/shop").ok(200),
             // Without the order's number: branch B does not hold branch A's orders.
             "tickets": api.list_all("/api/v1/tickets").into_iter().map(|mut t| { t["order_number"] = Value::Null; t }).collect::<Vec<_>>(),
@@ -931,6 +936,15 @@ fn an_invoice_issued_offline_gets_its_legal_number_from_the_branchs_numbering_no
     let found = o2.get(&format!("/api/v1/orders?q={}", both[0])).ok(200);
     assert_eq!(found["items"][0]["id"], json!(orders[1]), "{found}");
     assert_eq!(o2.get("/api/v1/orders?invoice=posted").ok(200)["items"].as_array().unwrap().len(), 3);
+    // The invoice register, for the accountant.
+    let csv = o2.get("/api/v1/invoices/export");
+    assert_eq!(csv.status, 200, "{}", csv.text);
+    assert!(csv.header("content-type").unwrap_or_default().starts_with("text/csv"));
+    let lines: Vec<&str> = csv.text.lines().collect();
+    assert!(lines[0].starts_with("number,series,sequence,posted_at,provisional_number"), "{}", csv.text);
+    assert!(lines[1].starts_with("CEN-00000001,CEN,1,") && lines[3].starts_with("CEN-00000003,CEN,3,"), "{}", csv.text);
+    assert_field_error(o2.get("/api/v1/invoices/export?month=2026-1"), 422, "validation", "month");
+    seller.get("/api/v1/invoices/export").err(403, "forbidden");
 
     // Head office on the relay sees them, takes over the numbering, and continues the series.
     let head = wait_for(CONVERGE, || {

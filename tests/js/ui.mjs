@@ -729,6 +729,15 @@ await step("an_order_is_invoiced_with_a_legal_number", async () => {
   await page.goto(base + "/orders");
   await page.selectOption("#invoice-filter", "posted");
   await page.locator(".invoice-no", { hasText: number }).waitFor();
+  // The invoice register for the accountant: this month by default; emptied, every invoice.
+  await page.fill("#invoices-month", "");
+  const [register] = await Promise.all([page.waitForEvent("download"), page.locator("#invoices-export").click()]);
+  if (register.suggestedFilename() !== "invoices.csv") throw new Error(`the register is called ${register.suggestedFilename()}`);
+  const registerFile = `${shots}/../invoices-from-ui.csv`;
+  await register.saveAs(registerFile);
+  const csv = readFileSync(registerFile, "utf8");
+  rmSync(registerFile, { force: true });
+  if (!csv.startsWith("number,series,sequence,posted_at") || !csv.includes(`\n${number},`)) throw new Error(`the register:\n${csv}`);
   // The PDF is now the invoice, with its number.
   await page.goto(base + "/orders/" + env("FORKED_ORDER"));
   const button = page.locator("#order-pdf");

@@ -88,6 +88,7 @@ impl Modify for BearerAuth {
         routes::sales::transition_order,
         routes::sales::resolve_order,
         routes::sales::issue_invoice,
+        routes::sales::export_invoices,
         routes::sales::order_invoice,
         routes::support::list_tickets,
         routes::support::export_tickets,

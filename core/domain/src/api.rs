@@ -94,6 +94,15 @@ pub struct InvoiceParams {
     pub lang: Option<String>,
 }
 
+/// Query of `GET /api/v1/invoices/export`.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(IntoParams))]
+#[serde(deny_unknown_fields)]
+pub struct InvoiceExportParams {
+    /// Only this month (`YYYY-MM`, in the shop's time zone); every invoice when absent.
+    pub month: Option<String>,
+}
+
 /// Query of `GET /api/v1/search`.
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(IntoParams))]

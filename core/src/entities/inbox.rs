@@ -814,9 +814,10 @@ fn queue_out(
 }
 
 /// Queues an order's sales document (the PDF of [`crate::invoice`]) to the customer's latest
-/// WhatsApp conversation, with a caption (default "Pedido <number>" / "Order <number>"). The
-/// relay renders the PDF from its own replica when it sends the message, uploads it to the Graph
-/// API and sends it as a document named `<number>.pdf`. Free-form, so the 24-hour window must be
+/// WhatsApp conversation, with a caption (default "Pedido <number>" / "Order <number>", or
+/// "Factura <legal number> (pedido <number>)" once invoiced). The relay renders the PDF from its
+/// own replica when it sends the message, uploads it to the Graph API and sends it as a document
+/// named `<number>.pdf` (`<legal number>.pdf` once invoiced). Free-form, so the 24-hour window must be
 /// open, as for any reply.
 pub fn send_order_document(
     ctx: &mut WriteCtx<'_>,
@@ -840,15 +841,19 @@ pub fn send_order_document(
             "the customer has no WhatsApp conversation yet: WhatsApp lets the shop write first only with a template",
         ));
     };
-    let caption = if caption.is_empty() {
-        match lang {
-            "en" => format!("Order {}", order.number),
-            _ => format!("Pedido {}", order.number),
-        }
-    } else {
+    // An invoice with its legal number goes by that number; otherwise by the order's.
+    let legal = order.invoice.as_ref().map(|i| i.number.clone()).filter(|n| !n.is_empty());
+    let caption = if !caption.is_empty() {
         caption.to_string()
+    } else {
+        match (lang, &legal) {
+            ("en", Some(n)) => format!("Invoice {n} (order {})", order.number),
+            (_, Some(n)) => format!("Factura {n} (pedido {})", order.number),
+            ("en", None) => format!("Order {}", order.number),
+            (_, None) => format!("Pedido {}", order.number),
+        }
     };
-    let filename = format!("{}.pdf", crate::invoice::file_stem(&order.number));
+    let filename = format!("{}.pdf", crate::invoice::file_stem(legal.as_deref().unwrap_or(&order.number)));
     let payload = serde_json::json!({ "order_id": order.id, "lang": lang, "filename": filename });
     let content = |_: &Connection| Ok((caption, payload));
     queue_out(ctx, caller, &conversation, "document", content, None, sender)

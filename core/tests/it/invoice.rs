@@ -563,4 +563,35 @@ fn invoices_get_gap_free_legal_numbers_from_the_branchs_numbering_device() {
     }
     // The set_invoicer B wrote last wins everywhere now: A numbers no more.
     assert!(!a.read(|conn| org::get_branch(conn, &c.shop_id, &branch)).unwrap().invoicing_here);
+
+    // The invoice register: legal numbers by series and number, the twice-given one flagged.
+    let register = |month: Option<&str>| {
+        let mut out = Vec::new();
+        dashoffice_core::csv_io::export_invoices(a, &c, month, &mut out).map(|_| String::from_utf8(out).unwrap())
+    };
+    let text = register(None).unwrap();
+    let rows: Vec<Vec<&str>> = text.lines().map(|l| l.split(',').collect()).collect();
+    assert_eq!(rows[0][..4], ["number", "series", "sequence", "posted_at"]);
+    let numbers: Vec<&str> = rows[1..].iter().map(|r| r[0]).collect();
+    assert_eq!(
+        numbers,
+        [
+            "CEN-00000001",
+            "CEN-00000002",
+            "CEN-00000003",
+            "CEN-00000004",
+            "CEN-00000005",
+            "F001-00000001",
+            "F001-00000002",
+            "F001-00000002"
+        ]
+    );
+    assert!(rows[1][3].ends_with("-06:00"), "posted_at in the shop's time zone: {:?}", rows[1]);
+    assert_eq!((rows[1][15], rows[1][16]), ("posted", "false"));
+    assert_eq!((rows[8][15], rows[8][16]), ("posted", "true"));
+    assert_eq!(register(Some("2001-01")).unwrap().lines().count(), 1, "only the header for a month without invoices");
+    for bad in ["2026-13", "2026-1", "diciembre"] {
+        let e = register(Some(bad)).unwrap_err();
+        assert!(matches!(&e, CoreError::Validation(errs) if errs.0[0].field == "month"), "{bad}: {e:?}");
+    }
 }

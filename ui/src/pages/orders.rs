@@ -69,12 +69,40 @@ pub(crate) fn Orders() -> impl IntoView {
             })
             .collect_view()
     };
+    // The invoice register of a month (owners and managers), for the accountant.
+    let may_export =
+        || app().user.with(|u| u.as_ref().is_some_and(|u| u.role.can(dashoffice_domain::Permission::ImportExport)));
+    let month = RwSignal::new({
+        let now = js_sys::Date::new_0();
+        format!("{:04}-{:02}", now.get_full_year(), now.get_month() + 1)
+    });
+    let export_invoices = move |_| {
+        // No month chosen: every invoice.
+        let m = month.get_untracked();
+        let (path, file) = if m.is_empty() {
+            ("/api/v1/invoices/export".to_string(), "invoices.csv".to_string())
+        } else {
+            (format!("/api/v1/invoices/export?month={}", enc(&m)), format!("invoices-{m}.csv"))
+        };
+        spawn_local(async move {
+            match api::text(&path).await {
+                Ok(csv) => api::download(&file, &csv, "text/csv"),
+                Err(e) => app().say(crate::i18n::error_text(&e)),
+            }
+        })
+    };
     view! {
-        <PageHead title=t("nav_orders")><A href="/orders/new" attr:class="btn primary">{t("new_order")}</A></PageHead>
+        <PageHead title=t("nav_orders")>
+            <Show when=may_export>
+                <input type="month" id="invoices-month" class="month" aria-label=t("invoice_register_month") bind:value=month/>
+                <button class="btn" id="invoices-export" on:click=export_invoices>{t("invoice_register")}</button>
+            </Show>
+            <A href="/orders/new" attr:class="btn primary">{t("new_order")}</A>
+        </PageHead>
         <nav class="tabs" aria-label=t("filter_status")>{tabs}</nav>
         <div class="filters">
             <input type="search" placeholder=t("search_orders") aria-label=t("search_orders") bind:value=q/>
-            <select id="invoice-filter" aria-label=t("invoice") bind:value=invoice>
+            <select id="invoice-filter" class="compact" aria-label=t("invoice") bind:value=invoice>
                 <option value="">{t("invoice_any")}</option>
                 <option value="none">{t("invoice_none")}</option>
                 <option value="pending">{t("invoice_pending")}</option>
@@ -138,10 +166,22 @@ pub(crate) fn OrderDetail() -> impl IntoView {
     let err = RwSignal::new(None::<ApiError>);
     let move_to = move |to: OrderStatus| {
         err.set(None);
-        if matches!(to, OrderStatus::Cancelled | OrderStatus::Refunded)
-            && !crate::components::confirm(&tf("confirm_move", &[status_text(to.as_str())]))
-        {
-            return;
+        if matches!(to, OrderStatus::Cancelled | OrderStatus::Refunded) {
+            // An invoiced order keeps its invoice: say so before.
+            let invoice = data.with_untracked(|d| match d {
+                crate::components::Load::Ready(o) => o
+                    .invoice
+                    .as_ref()
+                    .map(|i| if i.number.is_empty() { i.provisional_number.clone() } else { i.number.clone() }),
+                _ => None,
+            });
+            let question = match invoice {
+                Some(n) => tf("confirm_move_invoiced", &[status_text(to.as_str()), &n]),
+                None => tf("confirm_move", &[status_text(to.as_str())]),
+            };
+            if !crate::components::confirm(&question) {
+                return;
+            }
         }
         let path = format!("/api/v1/orders/{}/transitions", id.get_untracked());
         spawn_local(async move {
@@ -266,7 +306,8 @@ pub(crate) fn OrderDetail() -> impl IntoView {
                 })
                 .collect_view();
             let customer = format!("/customers/{}", o.customer_id);
-            let number = o.number.clone();
+            // The saved file is named after the legal invoice number once there is one.
+            let number = o.invoice.as_ref().map(|i| i.number.clone()).filter(|n| !n.is_empty()).unwrap_or_else(|| o.number.clone());
             let pdf_label = match &o.invoice {
                 _ if o.status == OrderStatus::Draft => t("quote_pdf"),
                 Some(_) => t("fiscal_invoice_pdf"),

@@ -154,6 +154,15 @@ pub(crate) async fn export(
     name: &'static str,
     f: impl FnOnce(&dashoffice_core::Replica, &mut Vec<u8>) -> dashoffice_core::Result<u64> + Send + 'static,
 ) -> ApiResult<Response> {
+    export_named(s, name.to_string(), f).await
+}
+
+/// [`export`] under a file name made at run time (letters, digits, `-` and `_` only).
+pub(crate) async fn export_named(
+    s: AppState,
+    name: String,
+    f: impl FnOnce(&dashoffice_core::Replica, &mut Vec<u8>) -> dashoffice_core::Result<u64> + Send + 'static,
+) -> ApiResult<Response> {
     let replica = s.replica.clone();
     let bytes = tokio::task::spawn_blocking(move || {
         let mut out = Vec::new();

@@ -12,7 +12,8 @@ use dashoffice_core::{
     invoice::{self, Lang},
 };
 use dashoffice_domain::api::{
-    CreateOrder, InvoiceParams, ListParams, OrderView, Page, ResolveOrder, TransitionOrder, UpdateOrder,
+    CreateOrder, InvoiceExportParams, InvoiceParams, ListParams, OrderView, Page, ResolveOrder, TransitionOrder,
+    UpdateOrder,
 };
 
 use super::Errors;
@@ -142,4 +143,26 @@ pub(crate) async fn issue_invoice(
     Path(id): Path<String>,
 ) -> ApiResult<Json<OrderView>> {
     Ok(Json(s.replica.write(move |ctx| orders::issue_invoice(ctx, &c, &id)).await?))
+}
+
+/// The invoice register as CSV (owners and managers): every issued invoice of the branches the
+/// caller sees, legal numbers in order, then those waiting for one; `month=YYYY-MM` for one month
+/// in the shop's time zone (422 naming `month` otherwise).
+#[utoipa::path(get, path = "/api/v1/invoices/export", tag = "orders", security(("bearer" = [])), params(InvoiceExportParams),
+    responses((status = 200, content_type = "text/csv", body = String), Errors))]
+pub(crate) async fn export_invoices(
+    State(s): State<AppState>,
+    Auth(c): Auth,
+    ApiQuery(q): ApiQuery<InvoiceExportParams>,
+) -> ApiResult<Response> {
+    // A well-formed month names the file (anything else is refused by the export).
+    let month = q.month.map(|m| m.trim().to_string()).filter(|m| !m.is_empty());
+    let file = match &month {
+        Some(m) if m.len() == 7 && m.bytes().all(|b| b.is_ascii_digit() || b == b'-') => format!("invoices-{m}"),
+        _ => "invoices".to_string(),
+    };
+    super::catalog::export_named(s, file, move |r, out| {
+        dashoffice_core::csv_io::export_invoices(r, &c, month.as_deref(), out)
+    })
+    .await
 }
