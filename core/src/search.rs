@@ -554,14 +554,15 @@ fn show(conn: &Connection, caller: &Caller, kind: Kind, id: &str) -> Result<Opti
             .optional()?,
         Kind::Order => conn
             .prepare_cached(
-                "SELECT o.number, o.branch_id, o.status, o.total, o.currency, coalesce(c.name, '')
+                "SELECT o.number, o.branch_id, o.status, o.total, o.currency, coalesce(c.name, ''), o.invoice_number
                  FROM orders o LEFT JOIN customers c ON c.id = o.customer_id
                  WHERE o.id = ?1 AND o.shop_id = ?2 AND o.archived = 0",
             )?
             .query_row(params![id, shop], |r| {
                 let (number, branch, status, total, cur, customer): (String, String, String, String, String, String) =
                     (r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?);
-                let sub = [customer, status, format!("{total} {cur}")]
+                let invoice: String = r.get(6)?;
+                let sub = [invoice, customer, status, format!("{total} {cur}")]
                     .into_iter()
                     .filter(|s| !s.is_empty())
                     .collect::<Vec<_>>()
@@ -743,7 +744,8 @@ fn select(kind: Kind) -> &'static str {
                  AND EXISTS (SELECT 1 FROM customers m WHERE m.id = t.merged_into AND m.merged_into = t.id)))"
         }
         Kind::Order => {
-            "SELECT t.id, t.shop_id, t.branch_id, t.number, t.notes, coalesce(c.name, ''), '', ''
+            "SELECT t.id, t.shop_id, t.branch_id, t.number, t.notes, coalesce(c.name, ''),
+                    t.invoice_number || ' ' || t.invoice_provisional, ''
              FROM orders t LEFT JOIN customers c ON c.id = t.customer_id WHERE t.archived = 0"
         }
         Kind::Message => {

@@ -488,9 +488,17 @@ fn invoices_get_gap_free_legal_numbers_from_the_branchs_numbering_device() {
         assert!(text.contains(expected), "{expected:?} missing from:\n{text}");
     }
     assert!(!text.contains("Nota de venta"), "{text}");
-    // A search by the legal number finds the order.
+    // A search by the legal number finds the order: the list's and the search box's.
     let by_number = ListParams { q: Some(inv.number.clone()), ..Default::default() };
     assert_eq!(a.read(|conn| orders::list(conn, &c, &by_number)).unwrap().items[0].id, ids[1]);
+    let everywhere = dashoffice_core::domain::api::SearchParams { q: Some(inv.number.clone()), ..Default::default() };
+    until("the search box finds the invoice number", || {
+        a.search(&c, &everywhere)
+            .unwrap()
+            .hits
+            .first()
+            .is_some_and(|h| h.id == ids[1] && h.subtitle.starts_with(&inv.number))
+    });
     let bad = ListParams { invoice: Some("paid".into()), ..Default::default() };
     let e = a.read(|conn| orders::list(conn, &c, &bad)).unwrap_err();
     assert!(matches!(&e, CoreError::Validation(errs) if errs.0[0].field == "invoice"), "{e:?}");
