@@ -17,21 +17,38 @@ ALTER TABLE orders ADD COLUMN invoice_seq         INTEGER;
 ALTER TABLE orders ADD COLUMN invoice_posted_at   INTEGER;
 ALTER TABLE orders ADD COLUMN invoice_posted_by   TEXT NOT NULL DEFAULT '';
 
+-- A credit note undoes the invoice of an order cancelled or refunded afterwards: issued the
+-- same way, numbered by the same device in the series `NC-{invoice series}`.
+ALTER TABLE orders ADD COLUMN credit_provisional TEXT NOT NULL DEFAULT '';
+ALTER TABLE orders ADD COLUMN credit_issued_at   INTEGER;
+ALTER TABLE orders ADD COLUMN credit_issued_by   TEXT NOT NULL DEFAULT '';
+ALTER TABLE orders ADD COLUMN credit_reason      TEXT NOT NULL DEFAULT '';
+ALTER TABLE orders ADD COLUMN credit_number      TEXT NOT NULL DEFAULT '';
+ALTER TABLE orders ADD COLUMN credit_series      TEXT NOT NULL DEFAULT '';
+ALTER TABLE orders ADD COLUMN credit_seq         INTEGER;
+ALTER TABLE orders ADD COLUMN credit_posted_at   INTEGER;
+ALTER TABLE orders ADD COLUMN credit_posted_by   TEXT NOT NULL DEFAULT '';
+
 -- Invoices waiting for their legal number, in the order they were issued.
 CREATE INDEX orders_invoice_pending ON orders (branch_id, invoice_issued_at)
     WHERE invoice_issued_at IS NOT NULL AND invoice_number = '';
+CREATE INDEX orders_credit_pending ON orders (branch_id, credit_issued_at)
+    WHERE credit_issued_at IS NOT NULL AND credit_number = '';
 -- Legal numbers: the filter and the check that no number was given twice.
 CREATE INDEX orders_invoice_number ON orders (shop_id, invoice_number) WHERE invoice_number != '';
+CREATE INDEX orders_credit_number ON orders (shop_id, credit_number) WHERE credit_number != '';
 
 -- The numbering device's own ledger (not a projection: a reindex keeps it): every legal number
--- it gave, unique per series and per order. A number is taken in the same transaction as the
--- change that writes it into the order, so a failed write gives it back and no number is
--- skipped or given twice.
+-- it gave, unique per series, and one per order and kind (`invoice` or `credit_note`). A number
+-- is taken in the same transaction as the change that writes it into the order, so a failed
+-- write gives it back and no number is skipped or given twice.
 CREATE TABLE invoice_ledger (
     shop_id   TEXT    NOT NULL,
     series    TEXT    NOT NULL,
     seq       INTEGER NOT NULL,
-    order_id  TEXT    NOT NULL UNIQUE,
+    order_id  TEXT    NOT NULL,
+    kind      TEXT    NOT NULL,
     posted_at INTEGER NOT NULL,
-    PRIMARY KEY (shop_id, series, seq)
+    PRIMARY KEY (shop_id, series, seq),
+    UNIQUE (order_id, kind)
 ) WITHOUT ROWID;

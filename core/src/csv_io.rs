@@ -63,8 +63,9 @@ pub const TICKET_COLUMNS: [&str; 12] = [
     "description",
 ];
 
-/// Columns of the invoice register (times in the shop's time zone, RFC 3339 with the offset).
-pub const INVOICE_COLUMNS: [&str; 17] = [
+/// Columns of the invoice register (times in the shop's time zone, RFC 3339 with the offset):
+/// invoices, then credit notes (`kind`; their amounts negative, `invoice` the one they undo).
+pub const INVOICE_COLUMNS: [&str; 19] = [
     "number",
     "series",
     "sequence",
@@ -82,6 +83,8 @@ pub const INVOICE_COLUMNS: [&str; 17] = [
     "order_status",
     "state",
     "duplicate",
+    "kind",
+    "invoice",
 ];
 
 const CHUNK: usize = 1000;
@@ -472,8 +475,9 @@ fn month_bounds(month: &str, tz: &jiff::tz::TimeZone) -> Result<(i64, i64)> {
 
 /// Writes the invoice register an accountant asks for: every issued invoice of the branches the
 /// caller sees — those with their legal number in series and number order, then those still
-/// waiting for one (`state` posted or pending) — optionally of one `month` (`YYYY-MM`, by the day
-/// the legal number was given, or issued while pending, in the shop's time zone).
+/// waiting for one (`state` posted or pending) — then the credit notes the same way, optionally
+/// of one `month` (`YYYY-MM`, by the day the legal number was given, or issued while pending, in
+/// the shop's time zone).
 pub fn export_invoices(
     replica: &Replica,
     caller: &Caller,
@@ -493,45 +497,66 @@ pub fn export_invoices(
             .unwrap_or_default()
     };
     let branch = caller.branch_limit().map(str::to_string);
-    let rows: Vec<[String; 17]> = replica.read(|c| {
-        let mut stmt = c.prepare(
-            "SELECT o.invoice_number, o.invoice_series, o.invoice_seq, o.invoice_posted_at, o.invoice_provisional,
-                    o.invoice_issued_at, o.number, COALESCE(b.code, ''), COALESCE(cu.name, ''), COALESCE(cu.tax_id, ''),
+    // Invoices, then credit notes (their amounts negative): the same columns from other fields.
+    let query = |p: &str| {
+        format!(
+            "SELECT o.{p}_number, o.{p}_series, o.{p}_seq, o.{p}_posted_at, o.{p}_provisional,
+                    o.{p}_issued_at, o.number, COALESCE(b.code, ''), COALESCE(cu.name, ''), COALESCE(cu.tax_id, ''),
                     o.currency, o.subtotal, o.tax_total, o.total, o.status,
-                    (o.invoice_number != '' AND EXISTS (SELECT 1 FROM orders d WHERE d.shop_id = o.shop_id
-                        AND d.invoice_number = o.invoice_number AND d.id != o.id))
+                    (o.{p}_number != '' AND EXISTS (SELECT 1 FROM orders d WHERE d.shop_id = o.shop_id
+                        AND d.{p}_number = o.{p}_number AND d.id != o.id)),
+                    o.invoice_number
              FROM orders o LEFT JOIN branches b ON b.id = o.branch_id LEFT JOIN customers cu ON cu.id = o.customer_id
-             WHERE o.shop_id = ?1 AND o.invoice_issued_at IS NOT NULL AND (?2 IS NULL OR o.branch_id = ?2)
-               AND COALESCE(o.invoice_posted_at, o.invoice_issued_at) >= ?3
-               AND COALESCE(o.invoice_posted_at, o.invoice_issued_at) < ?4
-             ORDER BY o.invoice_number = '', o.invoice_series, o.invoice_seq, o.invoice_issued_at, o.id",
-        )?;
-        let v = stmt
-            .query_map(rusqlite::params![caller.shop_id, branch, from, to], |r| {
-                let number: String = r.get(0)?;
-                Ok([
-                    number.clone(),
-                    r.get(1)?,
-                    r.get::<_, Option<i64>>(2)?.map(|n| n.to_string()).unwrap_or_default(),
-                    time(r.get(3)?),
-                    r.get(4)?,
-                    time(r.get(5)?),
-                    r.get(6)?,
-                    r.get(7)?,
-                    r.get(8)?,
-                    r.get(9)?,
-                    r.get(10)?,
-                    r.get(11)?,
-                    r.get(12)?,
-                    r.get(13)?,
-                    r.get(14)?,
-                    if number.is_empty() { "pending".into() } else { "posted".into() },
-                    if r.get::<_, bool>(15)? { "true".into() } else { "false".into() },
-                ])
-            })?
-            .collect::<rusqlite::Result<Vec<_>>>()?;
-        Ok(v)
-    })?;
+             WHERE o.shop_id = ?1 AND o.{p}_issued_at IS NOT NULL AND (?2 IS NULL OR o.branch_id = ?2)
+               AND COALESCE(o.{p}_posted_at, o.{p}_issued_at) >= ?3
+               AND COALESCE(o.{p}_posted_at, o.{p}_issued_at) < ?4
+             ORDER BY o.{p}_number = '', o.{p}_series, o.{p}_seq, o.{p}_issued_at, o.id"
+        )
+    };
+    let negative = |amount: String| match amount.strip_prefix('-') {
+        Some(positive) => positive.to_string(),
+        None if amount.trim_start_matches(['0', '.']).is_empty() => amount,
+        None => format!("-{amount}"),
+    };
+    let mut rows: Vec<[String; 19]> = Vec::new();
+    for (prefix, kind) in [("invoice", "invoice"), ("credit", "credit_note")] {
+        let credit = kind == "credit_note";
+        let more = replica.read(|c| {
+            let mut stmt = c.prepare(&query(prefix))?;
+            let v = stmt
+                .query_map(rusqlite::params![caller.shop_id, branch, from, to], |r| {
+                    let number: String = r.get(0)?;
+                    let amount = |i: usize| -> rusqlite::Result<String> {
+                        let a: String = r.get(i)?;
+                        Ok(if credit { negative(a) } else { a })
+                    };
+                    Ok([
+                        number.clone(),
+                        r.get(1)?,
+                        r.get::<_, Option<i64>>(2)?.map(|n| n.to_string()).unwrap_or_default(),
+                        time(r.get(3)?),
+                        r.get(4)?,
+                        time(r.get(5)?),
+                        r.get(6)?,
+                        r.get(7)?,
+                        r.get(8)?,
+                        r.get(9)?,
+                        r.get(10)?,
+                        amount(11)?,
+                        amount(12)?,
+                        amount(13)?,
+                        r.get(14)?,
+                        if number.is_empty() { "pending".into() } else { "posted".into() },
+                        if r.get::<_, bool>(15)? { "true".into() } else { "false".into() },
+                        kind.into(),
+                        if credit { r.get(16)? } else { String::new() },
+                    ])
+                })?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            Ok(v)
+        })?;
+        rows.extend(more);
+    }
     write_csv(out, INVOICE_COLUMNS, &rows)
 }
 

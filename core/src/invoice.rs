@@ -143,6 +143,9 @@ fn label(lang: Lang, key: &str) -> &'static str {
         "invoice" => ("Nota de venta", "Sales note"),
         "fiscal_invoice" => ("Factura", "Invoice"),
         "provisional_invoice" => ("Factura provisional", "Provisional invoice"),
+        "credit_note" => ("Nota de crédito", "Credit note"),
+        "provisional_credit_note" => ("Nota de crédito provisional", "Provisional credit note"),
+        "reason" => ("Motivo", "Reason"),
         "order" => ("Pedido", "Order"),
         "number" => ("Número", "Number"),
         "date" => ("Fecha", "Date"),
@@ -304,12 +307,15 @@ impl Pen {
 
 fn render(input: &Input, lang: Lang) -> Result<Vec<u8>> {
     let o = &input.order;
-    let kind = match &o.invoice {
+    // Once a credit note undoes the invoice, the document is the credit note.
+    let kind = match (&o.invoice, &o.credit_note) {
         _ if o.status == OrderStatus::Draft => label(lang, "quote"),
-        Some(_) => label(lang, "fiscal_invoice"),
-        None => label(lang, "invoice"),
+        (_, Some(_)) => label(lang, "credit_note"),
+        (Some(_), None) => label(lang, "fiscal_invoice"),
+        (None, None) => label(lang, "invoice"),
     };
     let title = match o.status {
+        _ if o.credit_note.is_some() => kind.to_string(),
         OrderStatus::Cancelled => format!("{kind} - {}", label(lang, "cancelled")),
         OrderStatus::Refunded => format!("{kind} - {}", label(lang, "refunded")),
         _ => kind.to_string(),
@@ -325,7 +331,7 @@ fn render(input: &Input, lang: Lang) -> Result<Vec<u8>> {
     // The shop's name takes what the title leaves of the line.
     let room = RIGHT - MARGIN - width_mm(&title, 14.0, true) - 6.0;
     pen.text(&fit(&input.shop, 16.0, room, true), 16.0, MARGIN, pen.y, true);
-    let void = matches!(o.status, OrderStatus::Cancelled | OrderStatus::Refunded);
+    let void = o.credit_note.is_none() && matches!(o.status, OrderStatus::Cancelled | OrderStatus::Refunded);
     if void {
         pen.layer.set_fill_color(Color::Rgb(Rgb::new(0.75, 0.1, 0.1, None)));
     }
@@ -353,12 +359,19 @@ fn render(input: &Input, lang: Lang) -> Result<Vec<u8>> {
         Some(i) => (label(lang, "provisional_invoice"), i.provisional_number.clone()),
         None => ("", String::new()),
     };
+    let (credit, reason) = match &o.credit_note {
+        Some(c) if !c.number.is_empty() => ((label(lang, "credit_note"), c.number.clone()), c.reason.clone()),
+        Some(c) => ((label(lang, "provisional_credit_note"), c.provisional_number.clone()), c.reason.clone()),
+        None => (("", String::new()), String::new()),
+    };
     let facts = [
+        credit,
         invoice,
         (label(lang, if o.invoice.is_some() { "order" } else { "number" }), o.number.clone()),
         (label(lang, "date"), input.date.clone()),
         (label(lang, "status"), label(lang, o.status.as_str()).to_string()),
         (label(lang, "seller"), input.seller.clone().unwrap_or_default()),
+        (label(lang, "reason"), reason),
     ];
     let mut y = top;
     for (k, v) in facts.iter().filter(|(_, v)| !v.is_empty()) {

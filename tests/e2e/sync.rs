@@ -970,5 +970,30 @@ fn an_invoice_issued_offline_gets_its_legal_number_from_the_branchs_numbering_no
         o1.get(&format!("/api/v1/orders/{}", orders[3])).ok(200)["invoice"]["posted_by"],
         moved["invoicer_code"]
     );
+
+    // The fourth order is cancelled after all: a credit note undoes its invoice, numbered by
+    // head office in its own series.
+    let credit = |api: &Api, order: &str| {
+        api.post(&format!("/api/v1/orders/{order}/credit-note"), &json!({ "reason": "Cancelado por el cliente" }))
+    };
+    assert_field_error(credit(&o1, &orders[3]), 409, "conflict", "status");
+    assert_field_error(credit(&o1, &draft), 409, "conflict", "invoice");
+    let long = o1.post(&format!("/api/v1/orders/{}/credit-note", orders[3]), &json!({ "reason": "x".repeat(501) }));
+    assert_field_error(long, 422, "validation", "reason");
+    o1.transition(&orders[3], "cancelled");
+    let cn = credit(&o1, &orders[3]).ok(200)["credit_note"].clone();
+    assert_eq!(cn["reason"], "Cancelado por el cliente", "{cn}");
+    let credited = wait_for(CONVERGE, || {
+        let n = o1.get(&format!("/api/v1/orders/{}", orders[3])).ok(200)["credit_note"]["number"].clone();
+        n.as_str().filter(|n| !n.is_empty()).map(str::to_string)
+    });
+    assert_eq!(credited.as_deref(), Some("NC-CEN-00000001"), "{}", tail(&relay.log()));
+    let csv = o1.get("/api/v1/invoices/export");
+    assert_eq!(csv.status, 200, "{}", csv.text);
+    let csv = csv.text;
+    assert!(
+        csv.lines().any(|l| l.starts_with("NC-CEN-00000001,NC-CEN,1,") && l.ends_with(",credit_note,CEN-00000004")),
+        "{csv}"
+    );
     a2.sigterm();
 }

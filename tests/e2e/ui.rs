@@ -133,12 +133,20 @@ fn staff_work_in_the_web_ui_in_a_real_browser() {
         graph.sent().into_iter().find(|c| c.body["interactive"]["action"]["buttons"][0]["reply"]["id"] == "csat:good")
     });
     assert!(survey.is_some(), "the satisfaction survey never reached the Graph API: {:#?}", graph.sent());
-    // The order made in the browser is paid, and so is the forked one settled there, on both nodes.
-    let paid = |api: &Api| api.get("/api/v1/orders?status=paid").ok(200)["items"].as_array().map_or(0, Vec::len);
-    assert_eq!(paid(&owner), 2);
+    // The order made in the browser is paid; the forked one, settled there as paid, was then
+    // invoiced, refunded and credited: on both nodes.
+    let count = |api: &Api, status: &str| {
+        api.get(&format!("/api/v1/orders?status={status}")).ok(200)["items"].as_array().map_or(0, Vec::len)
+    };
+    assert_eq!((count(&owner, "paid"), count(&owner, "refunded")), (1, 1));
+    let credited = |api: &Api| status_on(api)["credit_note"]["number"].as_str().is_some_and(|n| n.starts_with("NC-"));
     assert!(
-        wait_for(LONG, || (paid(&owner2) == 2).then_some(())).is_some(),
-        "the paid orders never reached the second node"
+        wait_for(LONG, || {
+            (count(&owner2, "paid") == 1 && count(&owner2, "refunded") == 1 && credited(&owner2)).then_some(())
+        })
+        .is_some(),
+        "the orders never reached the second node as they are: {}",
+        status_on(&owner2)
     );
     assert_eq!(status_on(&owner2)["conflict"], false, "{}", status_on(&owner2));
     for page in ["dashboard", "orders", "conversation", "settings", "not-found", "login"] {

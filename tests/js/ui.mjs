@@ -645,6 +645,7 @@ const pages = [
   ["product-new", "/products/new"],
   ["orders", "/orders"],
   ["order", `/orders/${orderId}`],
+  ["order-credited", `/orders/${env("FORKED_ORDER")}`],
   ["order-new", "/orders/new"],
   ["tickets", "/tickets?status=all"],
   ["ticket", ticketUrl ?? "/tickets"],
@@ -757,6 +758,27 @@ await step("an_order_is_invoiced_with_a_legal_number", async () => {
     });
     return r.status === 200 && (await r.json()).invoice?.number === number;
   });
+});
+
+await step("a_refunded_invoice_is_undone_by_a_credit_note", async () => {
+  // The invoiced order of the step before is refunded: the question says its invoice stays.
+  await page.goto(base + "/orders/" + env("FORKED_ORDER"));
+  let asked = "";
+  page.once("dialog", (d) => {
+    asked = d.message();
+    d.accept();
+  });
+  await page.getByRole("button", { name: "Mark Refunded" }).click();
+  await page.locator(".badge", { hasText: "Refunded" }).first().waitFor();
+  if (!asked.includes("credit note")) throw new Error(`refunding an invoiced order did not mention the credit note: "${asked}"`);
+  // The credit note, with its reason; its legal number arrives live.
+  await page.fill("#f-credit_reason", "Devolución de la taza");
+  await page.locator("#order-credit-note").click();
+  const line = page.locator("#order-credit-note-number");
+  await until("the credit note's legal number on the page", async () => /^Credit note NC-[A-Z0-9]+-\d{8}/.test(((await line.textContent().catch(() => "")) || "").trim()));
+  await text("Reason: Devolución de la taza").waitFor();
+  if ((await page.locator("#order-credit-note").count()) !== 0) throw new Error("a second credit note is offered");
+  await page.locator("#order-pdf", { hasText: "Credit note (PDF)" }).waitFor();
 });
 
 await step("search_from_the_top_bar", async () => {

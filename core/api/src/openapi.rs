@@ -3,11 +3,11 @@
 use dashoffice_domain::{
     FieldError, OrderStatus, Role, Transition,
     api::{
-        AdjustStock, BranchView, CreateBranch, CreateCustomer, CreateOrder, CreateProduct, CreateStaff, CustomerView,
-        DecimalText, ErrorBody, ErrorDetail, Health, ImportReport, ImportRowError, InvoiceView, LoginRequest,
-        LoginResponse, MergeCustomers, OrderLineInput, OrderLineView, OrderView, ProductView, ResolveOrder, ShopView,
-        StaffView, StockView, SyncDocument, SyncPeerStatus, SyncStatus, TransitionOrder, UpdateBranch, UpdateCustomer,
-        UpdateOrder, UpdateProduct, UpdateShop, UpdateStaff,
+        AdjustStock, BranchView, CreateBranch, CreateCustomer, CreateOrder, CreateProduct, CreateStaff, CreditNoteView,
+        CustomerView, DecimalText, ErrorBody, ErrorDetail, Health, ImportReport, ImportRowError, InvoiceView,
+        IssueCreditNote, LoginRequest, LoginResponse, MergeCustomers, OrderLineInput, OrderLineView, OrderView,
+        ProductView, ResolveOrder, ShopView, StaffView, StockView, SyncDocument, SyncPeerStatus, SyncStatus,
+        TransitionOrder, UpdateBranch, UpdateCustomer, UpdateOrder, UpdateProduct, UpdateShop, UpdateStaff,
     },
 };
 use utoipa::{
@@ -88,6 +88,7 @@ impl Modify for BearerAuth {
         routes::sales::transition_order,
         routes::sales::resolve_order,
         routes::sales::issue_invoice,
+        routes::sales::issue_credit_note,
         routes::sales::export_invoices,
         routes::sales::order_invoice,
         routes::support::list_tickets,
@@ -119,7 +120,7 @@ impl Modify for BearerAuth {
     components(schemas(
         FieldError, OrderStatus, Role, Transition, AdjustStock, BranchView, CreateBranch, CreateCustomer, CreateOrder, CreateProduct,
         CreateStaff, CustomerView, DecimalText, ErrorBody, ErrorDetail, Health, ImportReport, ImportRowError, LoginRequest, LoginResponse,
-        MergeCustomers, ResolveOrder, OrderLineInput, OrderLineView, OrderView, InvoiceView, ProductView, ShopView, StaffView, StockView, SyncStatus, SyncPeerStatus, SyncDocument, TransitionOrder, UpdateBranch,
+        MergeCustomers, ResolveOrder, OrderLineInput, OrderLineView, OrderView, InvoiceView, CreditNoteView, IssueCreditNote, ProductView, ShopView, StaffView, StockView, SyncStatus, SyncPeerStatus, SyncDocument, TransitionOrder, UpdateBranch,
         UpdateCustomer, UpdateOrder, UpdateProduct, UpdateShop, UpdateStaff,
         dashoffice_domain::inbox::ConversationView, dashoffice_domain::inbox::ConversationState,
         dashoffice_domain::inbox::MessageView, dashoffice_domain::inbox::MessageStatus,

@@ -793,12 +793,47 @@ pub struct OrderView {
     /// The order's invoice, once issued.
     #[serde(default)]
     pub invoice: Option<InvoiceView>,
+    /// The credit note that undoes the invoice (a cancelled or refunded order), once issued.
+    #[serde(default)]
+    pub credit_note: Option<CreditNoteView>,
     /// Archived.
     pub archived: bool,
     /// Unix ms.
     pub created_at: i64,
     /// Unix ms.
     pub updated_at: i64,
+}
+
+/// POST /api/v1/orders/{id}/credit-note
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct IssueCreditNote {
+    /// Why the invoice is undone (at most 500 characters), printed on the credit note.
+    #[serde(default)]
+    pub reason: Option<String>,
+}
+
+/// The credit note that undoes an order's invoice: issued like an invoice, numbered by the same
+/// device in the series `NC-{invoice series}`, once the invoice has its own number.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct CreditNoteView {
+    /// The legal number, `NC-{series}-{8 digits}`; empty until posted.
+    pub number: String,
+    /// The number it got when issued, unique per device: `{branch}-{device}-C{sequence}`.
+    pub provisional_number: String,
+    /// Why the invoice is undone.
+    pub reason: String,
+    /// Who issued it (staff id).
+    pub issued_by: String,
+    /// When it was issued (Unix ms).
+    pub issued_at: i64,
+    /// When it got its legal number (Unix ms).
+    pub posted_at: Option<i64>,
+    /// The code of the device that gave the legal number.
+    #[serde(default)]
+    pub posted_by: String,
 }
 
 /// An order's invoice: issued on any replica with a provisional number, then given its legal

@@ -841,19 +841,24 @@ pub fn send_order_document(
             "the customer has no WhatsApp conversation yet: WhatsApp lets the shop write first only with a template",
         ));
     };
-    // An invoice with its legal number goes by that number; otherwise by the order's.
+    // A credit note or an invoice with its legal number goes by that number; otherwise by the
+    // order's.
     let legal = order.invoice.as_ref().map(|i| i.number.clone()).filter(|n| !n.is_empty());
+    let credit = order.credit_note.as_ref().map(|c| c.number.clone()).filter(|n| !n.is_empty());
     let caption = if !caption.is_empty() {
         caption.to_string()
     } else {
-        match (lang, &legal) {
-            ("en", Some(n)) => format!("Invoice {n} (order {})", order.number),
-            (_, Some(n)) => format!("Factura {n} (pedido {})", order.number),
-            ("en", None) => format!("Order {}", order.number),
-            (_, None) => format!("Pedido {}", order.number),
+        match (lang, &credit, &legal) {
+            ("en", Some(c), Some(n)) => format!("Credit note {c} (invoice {n})"),
+            (_, Some(c), Some(n)) => format!("Nota de crédito {c} (factura {n})"),
+            ("en", _, Some(n)) => format!("Invoice {n} (order {})", order.number),
+            (_, _, Some(n)) => format!("Factura {n} (pedido {})", order.number),
+            ("en", _, None) => format!("Order {}", order.number),
+            (_, _, None) => format!("Pedido {}", order.number),
         }
     };
-    let filename = format!("{}.pdf", crate::invoice::file_stem(legal.as_deref().unwrap_or(&order.number)));
+    let stem = credit.as_deref().or(legal.as_deref()).unwrap_or(&order.number);
+    let filename = format!("{}.pdf", crate::invoice::file_stem(stem));
     let payload = serde_json::json!({ "order_id": order.id, "lang": lang, "filename": filename });
     let content = |_: &Connection| Ok((caption, payload));
     queue_out(ctx, caller, &conversation, "document", content, None, sender)

@@ -11,8 +11,8 @@ use automerge::{
 use dashoffice_domain::{
     Currency, FieldError, FieldErrors, OrderStatus, Permission, Transition,
     api::{
-        CreateOrder, InvoiceView, ListParams, OrderLineInput, OrderLineView, OrderView, Page, ResolveOrder,
-        TransitionOrder, UpdateOrder,
+        CreateOrder, CreditNoteView, InvoiceView, IssueCreditNote, ListParams, OrderLineInput, OrderLineView,
+        OrderView, Page, ResolveOrder, TransitionOrder, UpdateOrder,
     },
     compute_line, compute_totals, effective_status, legal_transition, parse_decimal, resolution_choices,
 };
@@ -390,6 +390,9 @@ struct Issued {
     issued_at: i64,
     issued_by: String,
     device: String,
+    /// Why (credit notes).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    reason: String,
 }
 
 /// A legal number as the branch's numbering device wrote it (the order's `invoice_number`).
@@ -442,28 +445,75 @@ pub fn issue_invoice(ctx: &mut WriteCtx<'_>, caller: &Caller, id: &str) -> Resul
             format!("an invoice carries the shop's {}: set it first (Settings, Shop)", shop.tax_id_label),
         ));
     }
+    issue(ctx, caller, id, "invoice", 'F', String::new())
+}
+
+/// Issues the order's `key` (`invoice` or `credit_note`) with a provisional number
+/// `{branch}-{device}-{letter}{sequence}` unless a change this replica received meanwhile issued
+/// it already (that one stands); the order as it is then.
+fn issue(
+    ctx: &mut WriteCtx<'_>,
+    caller: &Caller,
+    id: &str,
+    key: &str,
+    letter: char,
+    reason: String,
+) -> Result<OrderView> {
     let (doc_id, branch) = locate(ctx.conn(), caller, id)?;
     let code = org::branch_code(ctx.conn(), &caller.shop_id, &branch)?;
-    let seq = ctx.next_seq(&format!("invoice:{branch}"))?;
+    let seq = ctx.next_seq(&format!("{key}:{branch}"))?;
     let issued = Issued {
-        provisional: format!("{code}-{}-F{seq:06}", ctx.device().code),
+        provisional: format!("{code}-{}-{letter}{seq:06}", ctx.device().code),
         issued_at: ctx.now(),
         issued_by: caller.user_id.clone(),
         device: ctx.device().code.clone(),
+        reason,
     };
     let value = serde_json::to_string(&issued).map_err(|e| CoreError::Storage(e.to_string()))?;
     let now = issued.issued_at;
     ctx.change(&doc_id, &[id], |tx, _| {
         let o = doc::record(tx, id)?.ok_or_else(|| CoreError::not_found("order", id))?;
-        // Issued meanwhile by a change this replica received: that one stands.
-        if doc::get_opt_str(tx, &o, "invoice").is_some_and(|v| !v.is_empty()) {
+        if doc::get_opt_str(tx, &o, key).is_some_and(|v| !v.is_empty()) {
             return Ok(());
         }
-        put_str(tx, &o, "invoice", &value)?;
+        put_str(tx, &o, key, &value)?;
         tx.put(&o, "updated_at", now)?;
         Ok(())
     })?;
     get(ctx.conn(), caller, id)
+}
+
+/// Issues the credit note that undoes the invoice of an order cancelled or refunded after it was
+/// invoiced (sellers and up), with an optional `reason` (≤ 500 characters): a provisional number
+/// at once, on any replica; the numbering device of the branch gives it the next number of the
+/// series `NC-{the invoice's series}` once the invoice has its own. Issuing again returns the
+/// credit note already issued.
+pub fn issue_credit_note(
+    ctx: &mut WriteCtx<'_>,
+    caller: &Caller,
+    id: &str,
+    input: IssueCreditNote,
+) -> Result<OrderView> {
+    caller.require(Permission::SellOrders)?;
+    let reason = input.reason.as_deref().map(str::trim).unwrap_or_default().to_string();
+    if reason.chars().count() > 500 {
+        return Err(FieldError::new("reason", "max_length", "at most 500 characters").into());
+    }
+    let current = get(ctx.conn(), caller, id)?;
+    if current.credit_note.is_some() {
+        return Ok(current);
+    }
+    if current.invoice.is_none() {
+        return Err(CoreError::conflict("invoice", "required", "the order has no invoice to undo"));
+    }
+    if !matches!(current.status, OrderStatus::Cancelled | OrderStatus::Refunded) {
+        return Err(CoreError::conflict(
+            "status",
+            "creditable",
+            format!("a credit note undoes the invoice of a cancelled or refunded order (it is {})", current.status),
+        ));
+    }
+    issue(ctx, caller, id, "credit_note", 'C', reason)
 }
 
 /// SQL: invoices of branches this replica numbers that wait for their legal number.
@@ -471,23 +521,76 @@ const PENDING_HERE: &str = "FROM orders o JOIN branches b ON b.id = o.branch_id
     WHERE o.invoice_issued_at IS NOT NULL AND o.invoice_number = ''
       AND b.invoicer != '' AND b.invoicer = (SELECT hex(actor) FROM device WHERE id = 1)";
 
-/// Whether this replica has invoices to number (a cheap read before [`post_invoices`]).
+/// SQL: credit notes of branches this replica numbers whose invoice has its number and which
+/// wait for theirs.
+const CREDIT_PENDING_HERE: &str = "FROM orders o JOIN branches b ON b.id = o.branch_id
+    WHERE o.credit_issued_at IS NOT NULL AND o.credit_number = '' AND o.invoice_number != ''
+      AND b.invoicer != '' AND b.invoicer = (SELECT hex(actor) FROM device WHERE id = 1)";
+
+/// Whether this replica has invoices or credit notes to number (a cheap read before
+/// [`post_invoices`]).
 pub fn invoices_to_post(conn: &Connection) -> Result<bool> {
-    Ok(conn.prepare_cached(&format!("SELECT EXISTS (SELECT 1 {PENDING_HERE})"))?.query_row([], |r| r.get(0))?)
+    Ok(conn
+        .prepare_cached(&format!("SELECT EXISTS (SELECT 1 {PENDING_HERE}) OR EXISTS (SELECT 1 {CREDIT_PENDING_HERE})"))?
+        .query_row([], |r| r.get(0))?)
+}
+
+/// What [`post_invoices`] numbers: the ledger's kind, the order's key for the number, the SQL of
+/// what waits and the series it takes, and the projection's columns of the series and sequence.
+struct Kind {
+    name: &'static str,
+    key: &'static str,
+    pending: String,
+    series_col: &'static str,
+    seq_col: &'static str,
 }
 
 /// Gives up to `limit` issued invoices of the branches this replica numbers their legal numbers,
-/// in the order they were issued: the next number of the branch's series after the highest this
-/// replica knows (its ledger, and the numbers other devices gave that reached it), taken in the
-/// same transaction as the change that writes it, under the ledger's uniqueness constraint.
-/// Returns how many it numbered.
+/// in the order they were issued, then the credit notes whose invoice has its number: the next
+/// number of the series after the highest this replica knows (its ledger, and the numbers other
+/// devices gave that reached it), taken in the same transaction as the change that writes it,
+/// under the ledger's uniqueness constraints. Returns how many it numbered.
 pub fn post_invoices(ctx: &mut WriteCtx<'_>, limit: usize) -> Result<usize> {
+    let kinds = [
+        Kind {
+            name: "invoice",
+            key: "invoice_number",
+            pending: format!(
+                "SELECT o.id, o.doc_id, o.shop_id, CASE WHEN b.invoice_series = '' THEN b.code ELSE b.invoice_series END
+                 {PENDING_HERE} ORDER BY o.invoice_issued_at, o.id LIMIT ?1"
+            ),
+            series_col: "invoice_series",
+            seq_col: "invoice_seq",
+        },
+        // After the invoices: one numbered just now lets its credit note follow in this write.
+        Kind {
+            name: "credit_note",
+            key: "credit_note_number",
+            pending: format!(
+                "SELECT o.id, o.doc_id, o.shop_id, 'NC-' || o.invoice_series
+                 {CREDIT_PENDING_HERE} ORDER BY o.credit_issued_at, o.id LIMIT ?1"
+            ),
+            series_col: "credit_series",
+            seq_col: "credit_seq",
+        },
+    ];
+    let mut total = 0;
+    for kind in &kinds {
+        total += post_kind(ctx, kind, limit.saturating_sub(total))?;
+    }
+    if total > 0 {
+        tracing::info!(numbered = total, "gave invoices and credit notes their legal numbers");
+    }
+    Ok(total)
+}
+
+fn post_kind(ctx: &mut WriteCtx<'_>, kind: &Kind, limit: usize) -> Result<usize> {
+    if limit == 0 {
+        return Ok(0);
+    }
     let pending: Vec<(String, String, String, String)> = ctx
         .conn()
-        .prepare_cached(&format!(
-            "SELECT o.id, o.doc_id, o.shop_id, CASE WHEN b.invoice_series = '' THEN b.code ELSE b.invoice_series END
-             {PENDING_HERE} ORDER BY o.invoice_issued_at, o.id LIMIT ?1"
-        ))?
+        .prepare_cached(&kind.pending)?
         .query_map([limit as i64], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?
         .collect::<rusqlite::Result<_>>()?;
     let now = ctx.now();
@@ -496,8 +599,8 @@ pub fn post_invoices(ctx: &mut WriteCtx<'_>, limit: usize) -> Result<usize> {
     for (id, doc_id, shop, series) in &pending {
         let known: Option<(String, i64)> = ctx
             .conn()
-            .prepare_cached("SELECT series, seq FROM invoice_ledger WHERE order_id = ?1")?
-            .query_row([id], |r| Ok((r.get(0)?, r.get(1)?)))
+            .prepare_cached("SELECT series, seq FROM invoice_ledger WHERE order_id = ?1 AND kind = ?2")?
+            .query_row([id.as_str(), kind.name], |r| Ok((r.get(0)?, r.get(1)?)))
             .optional()?;
         let (series, seq) = match known {
             // Numbered here before (its number will be written again).
@@ -505,16 +608,19 @@ pub fn post_invoices(ctx: &mut WriteCtx<'_>, limit: usize) -> Result<usize> {
             None => {
                 let seq: i64 = ctx
                     .conn()
-                    .prepare_cached(
+                    .prepare_cached(&format!(
                         "SELECT MAX(COALESCE((SELECT MAX(seq) FROM invoice_ledger WHERE shop_id = ?1 AND series = ?2), 0),
-                                    COALESCE((SELECT MAX(invoice_seq) FROM orders WHERE shop_id = ?1 AND invoice_series = ?2), 0)) + 1",
-                    )?
+                                    COALESCE((SELECT MAX({seq}) FROM orders WHERE shop_id = ?1 AND {series} = ?2), 0)) + 1",
+                        seq = kind.seq_col,
+                        series = kind.series_col,
+                    ))?
                     .query_row([shop, series], |r| r.get(0))?;
                 ctx.conn()
                     .prepare_cached(
-                        "INSERT INTO invoice_ledger(shop_id, series, seq, order_id, posted_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+                        "INSERT INTO invoice_ledger(shop_id, series, seq, order_id, kind, posted_at)
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
                     )?
-                    .execute(params![shop, series, seq, id, now])?;
+                    .execute(params![shop, series, seq, id, kind.name, now])?;
                 (series.clone(), seq)
             }
         };
@@ -528,13 +634,10 @@ pub fn post_invoices(ctx: &mut WriteCtx<'_>, limit: usize) -> Result<usize> {
         ctx.change(&doc_id, &ids, |tx, _| {
             for (id, value) in &items {
                 let Some(o) = doc::record(tx, id)? else { continue };
-                put_str(tx, &o, "invoice_number", value)?;
+                put_str(tx, &o, kind.key, value)?;
             }
             Ok(())
         })?;
-    }
-    if !pending.is_empty() {
-        tracing::info!(invoices = pending.len(), "gave invoices their legal numbers");
     }
     Ok(pending.len())
 }
@@ -580,13 +683,18 @@ pub(crate) fn project(conn: &Connection, doc_id: &DocId, d: &Automerge, id: &str
     let issued: Option<Issued> = f.opt_str("invoice").and_then(|v| serde_json::from_str(&v).ok());
     let posted: Option<Posted> =
         f.opt_str("invoice_number").and_then(|v| serde_json::from_str(&v).ok()).filter(|_| issued.is_some());
+    let credit: Option<Issued> = f.opt_str("credit_note").and_then(|v| serde_json::from_str(&v).ok());
+    let credited: Option<Posted> =
+        f.opt_str("credit_note_number").and_then(|v| serde_json::from_str(&v).ok()).filter(|_| credit.is_some());
     conn.prepare_cached(
         "INSERT OR REPLACE INTO orders(id, shop_id, branch_id, doc_id, number, customer_id, seller_id, status, conflict, currency,
                                        subtotal, tax_total, total, total_num, notes, archived, created_at, updated_at,
                                        invoice_provisional, invoice_issued_at, invoice_issued_by, invoice_number,
-                                       invoice_series, invoice_seq, invoice_posted_at, invoice_posted_by)
+                                       invoice_series, invoice_seq, invoice_posted_at, invoice_posted_by,
+                                       credit_provisional, credit_issued_at, credit_issued_by, credit_reason, credit_number,
+                                       credit_series, credit_seq, credit_posted_at, credit_posted_by)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18,
-                 ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26)",
+                 ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28, ?29, ?30, ?31, ?32, ?33, ?34, ?35)",
     )?
     .execute(params![
         id,
@@ -615,6 +723,15 @@ pub(crate) fn project(conn: &Connection, doc_id: &DocId, d: &Automerge, id: &str
         posted.as_ref().map(|p| p.seq),
         posted.as_ref().map(|p| p.posted_at),
         posted.as_ref().map(|p| p.device.as_str()).unwrap_or_default(),
+        credit.as_ref().map(|i| i.provisional.as_str()).unwrap_or_default(),
+        credit.as_ref().map(|i| i.issued_at),
+        credit.as_ref().map(|i| i.issued_by.as_str()).unwrap_or_default(),
+        credit.as_ref().map(|i| i.reason.as_str()).unwrap_or_default(),
+        credited.as_ref().map(|p| p.number.as_str()).unwrap_or_default(),
+        credited.as_ref().map(|p| p.series.as_str()).unwrap_or_default(),
+        credited.as_ref().map(|p| p.seq),
+        credited.as_ref().map(|p| p.posted_at),
+        credited.as_ref().map(|p| p.device.as_str()).unwrap_or_default(),
     ])?;
     conn.prepare_cached("DELETE FROM order_lines WHERE order_id = ?1")?.execute([id])?;
     let mut ins = conn.prepare_cached(
@@ -659,7 +776,9 @@ const COLS: &str = "t.id, t.number, t.branch_id, t.customer_id, t.seller_id, t.s
     t.invoice_provisional, t.invoice_issued_at, t.invoice_issued_by, t.invoice_number, t.invoice_posted_at,
     t.invoice_posted_by,
     (t.invoice_number != '' AND EXISTS (SELECT 1 FROM orders d WHERE d.shop_id = t.shop_id
-        AND d.invoice_number = t.invoice_number AND d.id != t.id))";
+        AND d.invoice_number = t.invoice_number AND d.id != t.id)),
+    t.credit_provisional, t.credit_issued_at, t.credit_issued_by, t.credit_reason, t.credit_number, t.credit_posted_at,
+    t.credit_posted_by";
 
 fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<OrderView> {
     let status: String = r.get(5)?;
@@ -691,6 +810,18 @@ fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<OrderView> {
                 posted_at: r.get(20)?,
                 posted_by: r.get(21)?,
                 duplicate: r.get(22)?,
+            }),
+            None => None,
+        },
+        credit_note: match r.get::<_, Option<i64>>(24)? {
+            Some(issued_at) => Some(CreditNoteView {
+                provisional_number: r.get(23)?,
+                issued_at,
+                issued_by: r.get(25)?,
+                reason: r.get(26)?,
+                number: r.get(27)?,
+                posted_at: r.get(28)?,
+                posted_by: r.get(29)?,
             }),
             None => None,
         },
@@ -781,8 +912,9 @@ pub fn list(conn: &Connection, caller: &Caller, p: &ListParams) -> Result<Page<O
     }
     if let Some(s) = p.q.as_deref().filter(|s| !s.is_empty()) {
         q.filter(
-            "(t.number LIKE ? ESCAPE '\\' OR t.invoice_number LIKE ? ESCAPE '\\' OR t.invoice_provisional LIKE ? ESCAPE '\\')",
-            [like(s, true, true), like(s, true, true), like(s, true, true)],
+            "(t.number LIKE ? ESCAPE '\\' OR t.invoice_number LIKE ? ESCAPE '\\' OR t.invoice_provisional LIKE ? ESCAPE '\\'
+              OR t.credit_number LIKE ? ESCAPE '\\')",
+            [like(s, true, true), like(s, true, true), like(s, true, true), like(s, true, true)],
         );
     }
     match p.invoice.as_deref() {

@@ -603,3 +603,111 @@ fn invoices_get_gap_free_legal_numbers_from_the_branchs_numbering_device() {
         assert!(matches!(&e, CoreError::Validation(errs) if errs.0[0].field == "month"), "{bad}: {e:?}");
     }
 }
+
+/// A credit note undoes the invoice of an order cancelled after it was invoiced: issued on any
+/// replica (offline too) with a provisional number, numbered by the branch's numbering device in
+/// the series `NC-{invoice series}` once the invoice has its own number (in the same pass when
+/// both arrive together), printed as the document, and listed in the register with negative
+/// amounts.
+#[test]
+fn a_credit_note_undoes_an_invoice_with_a_number_of_its_own_series() {
+    use dashoffice_core::domain::api::{IssueCreditNote, UpdateShop};
+    use dashoffice_core::entities::org;
+
+    use crate::fixtures::sync_pair;
+
+    let nodes = shop(2);
+    let c = nodes[0].caller.clone();
+    let (head, a) = (&nodes[0].replica, &nodes[1].replica);
+    let branch: String = head.read(|c| Ok(c.query_row("SELECT id FROM branches", [], |r| r.get(0))?)).unwrap();
+    let (c2, b2) = (c.clone(), branch.clone());
+    let ids = head
+        .write_blocking(move |ctx| {
+            org::update_shop(ctx, &c2, UpdateShop { tax_id: Some("CCM010203AB4".into()), ..Default::default() })?;
+            let p = products::create(ctx, &c2, product_input("CAM-001", "250.00"))?;
+            let cu = customers::create(ctx, &c2, CreateCustomer { name: "Lucía Gómez".into(), ..Default::default() })?;
+            let mut ids = Vec::new();
+            for _ in 0..3 {
+                let o = orders::create(ctx, &c2, None, order_input(&cu.id, &b2, vec![line(&p.id, 1)]))?;
+                orders::transition(ctx, &c2, &o.id, TransitionOrder { to: OrderStatus::Confirmed })?;
+                ids.push(o.id);
+            }
+            Ok(ids)
+        })
+        .unwrap();
+    let credit = |r: &dashoffice_core::Replica, id: &str, reason: Option<&str>| {
+        let (c, id, reason) = (c.clone(), id.to_string(), reason.map(str::to_string));
+        r.write_blocking(move |ctx| orders::issue_credit_note(ctx, &c, &id, IssueCreditNote { reason }))
+    };
+    let rule = |e: CoreError| match e {
+        CoreError::Conflict { field, rule, .. } => (field, rule),
+        CoreError::Validation(errs) => (errs.0[0].field.clone(), errs.0[0].rule.clone()),
+        other => panic!("{other:?}"),
+    };
+    let cancel = |r: &dashoffice_core::Replica, id: &str| {
+        let (c, id) = (c.clone(), id.to_string());
+        r.write_blocking(move |ctx| orders::transition(ctx, &c, &id, TransitionOrder { to: OrderStatus::Cancelled }))
+            .unwrap();
+    };
+    // Nothing to undo without an invoice; an invoiced order still confirmed keeps its invoice.
+    assert_eq!(rule(credit(head, &ids[0], None).unwrap_err()), ("invoice".into(), "required".into()));
+    let (c3, id3) = (c.clone(), ids[0].clone());
+    head.write_blocking(move |ctx| orders::issue_invoice(ctx, &c3, &id3)).unwrap();
+    assert_eq!(rule(credit(head, &ids[0], None).unwrap_err()), ("status".into(), "creditable".into()));
+    assert_eq!(
+        rule(credit(head, &ids[0], Some(&"x".repeat(501))).unwrap_err()),
+        ("reason".into(), "max_length".into())
+    );
+    until("the invoice's number", || {
+        head.read(|conn| orders::get(conn, &c, &ids[0])).unwrap().invoice.is_some_and(|i| !i.number.is_empty())
+    });
+    sync_pair(head, a);
+
+    // On the other replica, offline: cancelled, then the credit note, provisional at once.
+    cancel(a, &ids[0]);
+    let cn = credit(a, &ids[0], Some("El cliente devolvió la camisa")).unwrap().credit_note.unwrap();
+    assert_eq!(cn.provisional_number, format!("CEN-{}-C000001", a.device().code));
+    assert_eq!((cn.number.as_str(), cn.reason.as_str()), ("", "El cliente devolvió la camisa"));
+    // Issuing again changes nothing.
+    assert_eq!(credit(a, &ids[0], None).unwrap().credit_note.unwrap(), cn);
+    // Invoiced, cancelled and credited offline all at once: both numbers come in the same pass.
+    let (c4, id4) = (c.clone(), ids[1].clone());
+    a.write_blocking(move |ctx| orders::issue_invoice(ctx, &c4, &id4)).unwrap();
+    cancel(a, &ids[1]);
+    credit(a, &ids[1], None).unwrap();
+
+    sync_pair(a, head);
+    let numbers = |id: &str| {
+        let o = head.read(|conn| orders::get(conn, &c, id)).unwrap();
+        (o.invoice.map(|i| i.number).unwrap_or_default(), o.credit_note.map(|n| n.number).unwrap_or_default())
+    };
+    until("the credit notes' numbers", || !numbers(&ids[0]).1.is_empty() && !numbers(&ids[1]).1.is_empty());
+    assert_eq!(numbers(&ids[0]), ("CEN-00000001".to_string(), "NC-CEN-00000001".to_string()));
+    assert_eq!(numbers(&ids[1]), ("CEN-00000002".to_string(), "NC-CEN-00000002".to_string()));
+
+    // Back on the replica that issued them: the PDF is the credit note.
+    sync_pair(head, a);
+    let pdf = a.read(|conn| invoice::order_pdf(conn, &c, &ids[0], Lang::Es, 0)).unwrap().bytes;
+    let (_, text) = text_of(&pdf);
+    for expected in ["Nota de crédito", "NC-CEN-00000001", "CEN-00000001", "El cliente devolvió la camisa"] {
+        assert!(text.contains(expected), "{expected:?} missing from:\n{text}");
+    }
+    assert!(!text.contains("crédito - ANULADA"), "the credit note's title is not struck out: {text}");
+
+    // The register lists the invoices, then the credit notes with negative amounts.
+    let mut out = Vec::new();
+    dashoffice_core::csv_io::export_invoices(a, &c, None, &mut out).unwrap();
+    let text = String::from_utf8(out).unwrap();
+    let rows: Vec<Vec<&str>> = text.lines().map(|l| l.split(',').collect()).collect();
+    assert_eq!(rows[0][17..], ["kind", "invoice"]);
+    let summary: Vec<(&str, &str, &str, &str)> = rows[1..].iter().map(|r| (r[0], r[13], r[17], r[18])).collect();
+    assert_eq!(
+        summary,
+        [
+            ("CEN-00000001", "250.00", "invoice", ""),
+            ("CEN-00000002", "250.00", "invoice", ""),
+            ("NC-CEN-00000001", "-250.00", "credit_note", "CEN-00000001"),
+            ("NC-CEN-00000002", "-250.00", "credit_note", "CEN-00000002"),
+        ]
+    );
+}

@@ -249,6 +249,25 @@ pub(crate) fn OrderDetail() -> impl IntoView {
             issuing.set(false);
         });
     };
+    // The credit note that undoes the invoice of a cancelled or refunded order, with its reason.
+    let credit_reason = RwSignal::new(String::new());
+    let issue_credit = move |ev: leptos::ev::SubmitEvent| {
+        ev.prevent_default();
+        err.set(None);
+        issuing.set(true);
+        let path = format!("/api/v1/orders/{}/credit-note", id.get_untracked());
+        let body = dashoffice_domain::api::IssueCreditNote { reason: Some(credit_reason.get_untracked()) };
+        spawn_local(async move {
+            match api::post::<_, OrderView>(&path, &body).await {
+                Ok(o) => {
+                    data.set(crate::components::Load::Ready(o));
+                    app().say(t("credit_note_issued").to_string());
+                }
+                Err(e) => err.set(Some(e)),
+            }
+            issuing.set(false);
+        });
+    };
     // The same document to the customer's WhatsApp (the relay renders and sends it).
     let sending = RwSignal::new(false);
     let send_whatsapp = move |_| {
@@ -306,13 +325,38 @@ pub(crate) fn OrderDetail() -> impl IntoView {
                 })
                 .collect_view();
             let customer = format!("/customers/{}", o.customer_id);
-            // The saved file is named after the legal invoice number once there is one.
-            let number = o.invoice.as_ref().map(|i| i.number.clone()).filter(|n| !n.is_empty()).unwrap_or_else(|| o.number.clone());
-            let pdf_label = match &o.invoice {
+            // The saved file is named after the legal number of the credit note or the invoice
+            // once there is one.
+            let number = o
+                .credit_note
+                .as_ref()
+                .map(|c| c.number.clone())
+                .filter(|n| !n.is_empty())
+                .or_else(|| o.invoice.as_ref().map(|i| i.number.clone()).filter(|n| !n.is_empty()))
+                .unwrap_or_else(|| o.number.clone());
+            let pdf_label = match (&o.invoice, &o.credit_note) {
                 _ if o.status == OrderStatus::Draft => t("quote_pdf"),
-                Some(_) => t("fiscal_invoice_pdf"),
-                None => t("invoice_pdf"),
+                (_, Some(_)) => t("credit_note_pdf"),
+                (Some(_), None) => t("fiscal_invoice_pdf"),
+                (None, None) => t("invoice_pdf"),
             };
+            let creditable = o.invoice.is_some()
+                && o.credit_note.is_none()
+                && matches!(o.status, OrderStatus::Cancelled | OrderStatus::Refunded);
+            let credit_line = o.credit_note.clone().map(|c| {
+                let (text, muted) = if c.number.is_empty() {
+                    (tf("credit_note_provisional", &[&c.provisional_number]), t("invoice_waiting").to_string())
+                } else {
+                    (
+                        tf("credit_note_numbered", &[&c.number]),
+                        format!("{} · {}", c.posted_at.map(datetime).unwrap_or_default(), tf("invoice_was", &[&c.provisional_number])),
+                    )
+                };
+                view! {
+                    <p class="invoice-line credit" id="order-credit-note-number">{text}<span class="muted">" · "{muted}</span></p>
+                    {(!c.reason.is_empty()).then(|| view! { <p class="muted">{tf("credit_note_reason", &[&c.reason])}</p> })}
+                }
+            });
             let invoiceable = o.invoice.is_none()
                 && matches!(o.status, OrderStatus::Confirmed | OrderStatus::Paid | OrderStatus::Fulfilled | OrderStatus::Delivered);
             let invoice_line = o.invoice.clone().map(|i| {
@@ -380,6 +424,18 @@ pub(crate) fn OrderDetail() -> impl IntoView {
                         }
                     })}
                     {invoice_line}
+                    {credit_line}
+                    {(creditable && may_sell()).then(|| view! {
+                        <div class="notice">
+                            <p>{t("credit_note_help")}</p>
+                            <form class="inline-form" id="credit-note-form" on:submit=issue_credit>
+                                <label class="field"><span>{t("credit_note_reason_label")}</span>
+                                    <input id="f-credit_reason" maxlength="500" bind:value=credit_reason/>
+                                </label>
+                                <button class="btn primary" type="submit" id="order-credit-note" disabled=move || issuing.get()>{t("issue_credit_note")}</button>
+                            </form>
+                        </div>
+                    })}
                     {o.invoice.as_ref().is_some_and(|i| i.duplicate).then(|| view! { <p class="notice">{t("invoice_duplicate_help")}</p> })}
                     <p>{t("customer")}": "<A href=customer>{if o.customer_name.is_empty() { t("customer").to_string() } else { o.customer_name.clone() }}</A>" · "{datetime(o.created_at)}</p>
                     <div class="table-wrap"><table class="table">

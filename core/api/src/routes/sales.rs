@@ -12,8 +12,8 @@ use dashoffice_core::{
     invoice::{self, Lang},
 };
 use dashoffice_domain::api::{
-    CreateOrder, InvoiceExportParams, InvoiceParams, ListParams, OrderView, Page, ResolveOrder, TransitionOrder,
-    UpdateOrder,
+    CreateOrder, InvoiceExportParams, InvoiceParams, IssueCreditNote, ListParams, OrderView, Page, ResolveOrder,
+    TransitionOrder, UpdateOrder,
 };
 
 use super::Errors;
@@ -165,4 +165,20 @@ pub(crate) async fn export_invoices(
         dashoffice_core::csv_io::export_invoices(r, &c, month.as_deref(), out)
     })
     .await
+}
+
+/// Issues the credit note that undoes the invoice of an order cancelled or refunded after it was
+/// invoiced (`reason` optional, ≤ 500 characters): a provisional number at once, then the next
+/// number of the series `NC-{invoice series}` from the branch's numbering device, once the
+/// invoice has its own. 409 naming `invoice` (none to undo) or `status` (not cancelled or
+/// refunded). Issuing again returns the same credit note.
+#[utoipa::path(post, path = "/api/v1/orders/{id}/credit-note", tag = "orders", security(("bearer" = [])), params(("id" = String, Path)),
+    request_body = IssueCreditNote, responses((status = 200, body = OrderView), Errors))]
+pub(crate) async fn issue_credit_note(
+    State(s): State<AppState>,
+    Auth(c): Auth,
+    Path(id): Path<String>,
+    ApiJson(b): ApiJson<IssueCreditNote>,
+) -> ApiResult<Json<OrderView>> {
+    Ok(Json(s.replica.write(move |ctx| orders::issue_credit_note(ctx, &c, &id, b)).await?))
 }
