@@ -55,8 +55,9 @@ pub(crate) async fn get_order(
 }
 
 /// The order as a printable sales document (PDF, A4): a quote while it is a draft, then the
-/// shop's sales note, marked when cancelled or refunded. Labels in `lang` (`es` or `en`). Not an
-/// electronic invoice of a tax authority; the document says so.
+/// shop's sales note, marked when cancelled or refunded; once invoiced, the invoice with its
+/// legal (or provisional) number; once a credit note undoes it, the credit note. Labels in
+/// `lang` (`es` or `en`). Not an electronic invoice of a tax authority; the document says so.
 #[utoipa::path(get, path = "/api/v1/orders/{id}/invoice.pdf", tag = "orders", security(("bearer" = [])),
     params(("id" = String, Path), InvoiceParams),
     responses((status = 200, description = "The PDF", content_type = "application/pdf"), Errors))]
