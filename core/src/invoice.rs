@@ -49,9 +49,39 @@ pub struct OrderPdf {
 }
 
 /// The sales document of order `id`, for a caller who may see the order; `now_ms` is the
-/// printing time shown at the foot.
+/// printing time shown at the foot. Once a credit note undoes the invoice, that is the credit
+/// note (see [`order_pdf_of`] for the invoice itself).
 pub fn order_pdf(conn: &Connection, caller: &Caller, id: &str, lang: Lang, now_ms: i64) -> Result<OrderPdf> {
-    let order = orders::get(conn, caller, id)?;
+    order_pdf_of(conn, caller, id, lang, now_ms, None)
+}
+
+/// [`order_pdf`], or one of the order's fiscal documents by name: `invoice` (its invoice, even
+/// after a credit note) or `credit_note`; 409 naming `document` when the order has none such.
+pub fn order_pdf_of(
+    conn: &Connection,
+    caller: &Caller,
+    id: &str,
+    lang: Lang,
+    now_ms: i64,
+    document: Option<&str>,
+) -> Result<OrderPdf> {
+    let mut order = orders::get(conn, caller, id)?;
+    let missing = |what: &str| CoreError::conflict("document", "exists", format!("the order has no {what}"));
+    match document {
+        None => {}
+        Some("invoice") if order.invoice.is_some() => order.credit_note = None,
+        Some("invoice") => return Err(missing("invoice")),
+        Some("credit_note") if order.credit_note.is_some() => {}
+        Some("credit_note") => return Err(missing("credit note")),
+        Some(_) => {
+            return Err(dashoffice_domain::FieldError::new(
+                "document",
+                "one_of",
+                "invoice or credit_note (or none: the current one)",
+            )
+            .into());
+        }
+    }
     let shop = org::get_shop(conn, &caller.shop_id)?;
     let branch = org::get_branch(conn, &caller.shop_id, &order.branch_id).ok();
     let customer = customers::get(conn, &caller.shop_id, &order.customer_id).ok();
@@ -107,7 +137,14 @@ pub fn order_pdf(conn: &Connection, caller: &Caller, id: &str, lang: Lang, now_m
         printed: date(now_ms, true),
         order,
     };
-    let file_name = format!("{}.pdf", file_stem(&input.order.number));
+    // Named after the legal number of the document once it has one.
+    let o = &input.order;
+    let legal = match (&o.credit_note, &o.invoice) {
+        (Some(c), _) if !c.number.is_empty() => Some(c.number.as_str()),
+        (None, Some(i)) if !i.number.is_empty() => Some(i.number.as_str()),
+        _ => None,
+    };
+    let file_name = format!("{}.pdf", file_stem(legal.unwrap_or(&o.number)));
     Ok(OrderPdf { file_name, bytes: render(&input, lang)? })
 }
 

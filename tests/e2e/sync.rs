@@ -988,6 +988,20 @@ fn an_invoice_issued_offline_gets_its_legal_number_from_the_branchs_numbering_no
         n.as_str().filter(|n| !n.is_empty()).map(str::to_string)
     });
     assert_eq!(credited.as_deref(), Some("NC-CEN-00000001"), "{}", tail(&relay.log()));
+    // Its PDF is the credit note, named after it; the invoice it undid is still there by name.
+    let pdf = o1.get(&format!("/api/v1/orders/{}/invoice.pdf?lang=es", orders[3]));
+    assert_eq!(pdf.status, 200);
+    assert!(pdf.header("content-disposition").unwrap_or_default().contains("NC-CEN-00000001.pdf"));
+    let pdf = o1.get(&format!("/api/v1/orders/{}/invoice.pdf?document=invoice", orders[3]));
+    assert!(pdf.header("content-disposition").unwrap_or_default().contains("CEN-00000004.pdf"));
+    let bad = o1.get(&format!("/api/v1/orders/{}/invoice.pdf?document=nota", orders[3]));
+    assert_field_error(bad, 422, "validation", "document");
+    assert_field_error(
+        o1.get(&format!("/api/v1/orders/{draft}/invoice.pdf?document=invoice")),
+        409,
+        "conflict",
+        "document",
+    );
     let csv = o1.get("/api/v1/invoices/export");
     assert_eq!(csv.status, 200, "{}", csv.text);
     let csv = csv.text;

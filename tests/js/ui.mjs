@@ -779,6 +779,13 @@ await step("a_refunded_invoice_is_undone_by_a_credit_note", async () => {
   await text("Reason: Devolución de la taza").waitFor();
   if ((await page.locator("#order-credit-note").count()) !== 0) throw new Error("a second credit note is offered");
   await page.locator("#order-pdf", { hasText: "Credit note (PDF)" }).waitFor();
+  // The invoice it undid can still be printed.
+  const [invoicePdf] = await Promise.all([page.waitForEvent("download"), page.locator("#order-invoice-pdf").click()]);
+  const invoiceFile = `${shots}/../credited-invoice.pdf`;
+  await invoicePdf.saveAs(invoiceFile);
+  const invoiceText = execFileSync("pdftotext", ["-layout", invoiceFile, "-"], { encoding: "utf8" });
+  rmSync(invoiceFile, { force: true });
+  if (!invoiceText.includes("Invoice") || invoiceText.includes("Credit note")) throw new Error(`not the invoice:\n${invoiceText}`);
 });
 
 await step("search_from_the_top_bar", async () => {

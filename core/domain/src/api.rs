@@ -92,6 +92,9 @@ pub struct Page<T> {
 pub struct InvoiceParams {
     /// Language of the document's labels: `es` (default) or `en`.
     pub lang: Option<String>,
+    /// `invoice` for the order's invoice even after a credit note undid it, `credit_note` for
+    /// the credit note; absent: the order's current document.
+    pub document: Option<String>,
 }
 
 /// Query of `GET /api/v1/invoices/export`.

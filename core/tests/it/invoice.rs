@@ -693,6 +693,15 @@ fn a_credit_note_undoes_an_invoice_with_a_number_of_its_own_series() {
         assert!(text.contains(expected), "{expected:?} missing from:\n{text}");
     }
     assert!(!text.contains("crédito - ANULADA"), "the credit note's title is not struck out: {text}");
+    // The invoice it undid can still be printed, by name; a document the order lacks is refused.
+    let again = a.read(|conn| invoice::order_pdf_of(conn, &c, &ids[0], Lang::Es, 0, Some("invoice"))).unwrap();
+    assert_eq!(again.file_name, "CEN-00000001.pdf");
+    let (_, text) = text_of(&again.bytes);
+    assert!(text.contains("Factura") && !text.contains("Nota de crédito"), "{text}");
+    let e = a.read(|conn| invoice::order_pdf_of(conn, &c, &ids[2], Lang::Es, 0, Some("credit_note"))).unwrap_err();
+    assert_eq!(rule(e), ("document".into(), "exists".into()));
+    let e = a.read(|conn| invoice::order_pdf_of(conn, &c, &ids[0], Lang::Es, 0, Some("nota"))).unwrap_err();
+    assert_eq!(rule(e), ("document".into(), "one_of".into()));
 
     // The register lists the invoices, then the credit notes with negative amounts.
     let mut out = Vec::new();

@@ -218,11 +218,14 @@ pub(crate) fn OrderDetail() -> impl IntoView {
     };
     // The sales document (a quote while a draft), in the UI's language.
     let printing = RwSignal::new(false);
-    let print = move |number: String| {
+    let print = move |number: String, document: Option<&'static str>| {
         err.set(None);
         printing.set(true);
         let lang = crate::i18n::lang().code();
-        let path = format!("/api/v1/orders/{}/invoice.pdf?lang={lang}", id.get_untracked());
+        let mut path = format!("/api/v1/orders/{}/invoice.pdf?lang={lang}", id.get_untracked());
+        if let Some(d) = document {
+            path.push_str(&format!("&document={d}"));
+        }
         spawn_local(async move {
             match api::blob_url(&path).await {
                 Ok(url) => api::save_url(&url, &format!("{number}.pdf")),
@@ -340,6 +343,9 @@ pub(crate) fn OrderDetail() -> impl IntoView {
                 (Some(_), None) => t("fiscal_invoice_pdf"),
                 (None, None) => t("invoice_pdf"),
             };
+            let invoice_pdf = o.credit_note.as_ref().and(o.invoice.as_ref()).map(|i| {
+                if i.number.is_empty() { o.number.clone() } else { i.number.clone() }
+            });
             let creditable = o.invoice.is_some()
                 && o.credit_note.is_none()
                 && matches!(o.status, OrderStatus::Cancelled | OrderStatus::Refunded);
@@ -385,7 +391,12 @@ pub(crate) fn OrderDetail() -> impl IntoView {
                         <h2>{o.number.clone()}" "<Badge kind=status_kind(o.status) text=status_text(o.status.as_str())/></h2>
                         <div class="actions">
                             <button type="button" class="btn" id="order-pdf" disabled=move || printing.get()
-                                on:click=move |_| print(number.clone())>{pdf_label}</button>
+                                on:click=move |_| print(number.clone(), None)>{pdf_label}</button>
+                            // Once a credit note undid it, the invoice itself can still be printed.
+                            {invoice_pdf.map(|name| view! {
+                                <button type="button" class="btn" id="order-invoice-pdf" disabled=move || printing.get()
+                                    on:click=move |_| print(name.clone(), Some("invoice"))>{t("fiscal_invoice_pdf")}</button>
+                            })}
                             {(invoiceable && may_sell()).then(|| view! {
                                 <button type="button" class="btn primary" id="order-invoice" disabled=move || issuing.get()
                                     on:click=issue_invoice>{t("issue_invoice")}</button>

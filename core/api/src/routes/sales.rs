@@ -56,8 +56,8 @@ pub(crate) async fn get_order(
 
 /// The order as a printable sales document (PDF, A4): a quote while it is a draft, then the
 /// shop's sales note, marked when cancelled or refunded; once invoiced, the invoice with its
-/// legal (or provisional) number; once a credit note undoes it, the credit note. Labels in
-/// `lang` (`es` or `en`). Not an electronic invoice of a tax authority; the document says so.
+/// legal (or provisional) number; once a credit note undoes it, the credit note
+/// (`document=invoice` still gives the invoice). Labels in `lang` (`es` or `en`). Not an electronic invoice of a tax authority; the document says so.
 #[utoipa::path(get, path = "/api/v1/orders/{id}/invoice.pdf", tag = "orders", security(("bearer" = [])),
     params(("id" = String, Path), InvoiceParams),
     responses((status = 200, description = "The PDF", content_type = "application/pdf"), Errors))]
@@ -69,7 +69,7 @@ pub(crate) async fn order_invoice(
 ) -> ApiResult<Response> {
     let lang = Lang::parse("lang", q.lang.as_deref().unwrap_or("es")).map_err(|e| CoreError::Validation(e.into()))?;
     let now = s.replica.now_ms();
-    let pdf = s.read(move |conn| invoice::order_pdf(conn, &c, &id, lang, now)).await?;
+    let pdf = s.read(move |conn| invoice::order_pdf_of(conn, &c, &id, lang, now, q.document.as_deref())).await?;
     Ok((
         [
             (header::CONTENT_TYPE, "application/pdf".to_string()),
