@@ -34,9 +34,12 @@ CREATE INDEX orders_invoice_pending ON orders (branch_id, invoice_issued_at)
     WHERE invoice_issued_at IS NOT NULL AND invoice_number = '';
 CREATE INDEX orders_credit_pending ON orders (branch_id, credit_issued_at)
     WHERE credit_issued_at IS NOT NULL AND credit_number = '';
--- Legal numbers: the filter and the check that no number was given twice.
+-- Legal numbers: the check that no number was given twice, and the highest number of a series
+-- (queries name `… != ''` so that these partial indexes apply).
 CREATE INDEX orders_invoice_number ON orders (shop_id, invoice_number) WHERE invoice_number != '';
 CREATE INDEX orders_credit_number ON orders (shop_id, credit_number) WHERE credit_number != '';
+CREATE INDEX orders_invoice_seq ON orders (shop_id, invoice_series, invoice_seq) WHERE invoice_number != '';
+CREATE INDEX orders_credit_seq ON orders (shop_id, credit_series, credit_seq) WHERE credit_number != '';
 
 -- The numbering device's own ledger (not a projection: a reindex keeps it): every legal number
 -- it gave, unique per series, and one per order and kind (`invoice` or `credit_note`). A number

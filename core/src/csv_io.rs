@@ -504,7 +504,7 @@ pub fn export_invoices(
                     o.{p}_issued_at, o.number, COALESCE(b.code, ''), COALESCE(cu.name, ''), COALESCE(cu.tax_id, ''),
                     o.currency, o.subtotal, o.tax_total, o.total, o.status,
                     (o.{p}_number != '' AND EXISTS (SELECT 1 FROM orders d WHERE d.shop_id = o.shop_id
-                        AND d.{p}_number = o.{p}_number AND d.id != o.id)),
+                        AND d.{p}_number != '' AND d.{p}_number = o.{p}_number AND d.id != o.id)),
                     o.invoice_number
              FROM orders o LEFT JOIN branches b ON b.id = o.branch_id LEFT JOIN customers cu ON cu.id = o.customer_id
              WHERE o.shop_id = ?1 AND o.{p}_issued_at IS NOT NULL AND (?2 IS NULL OR o.branch_id = ?2)

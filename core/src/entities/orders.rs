@@ -543,6 +543,7 @@ struct Kind {
     pending: String,
     series_col: &'static str,
     seq_col: &'static str,
+    number_col: &'static str,
 }
 
 /// Gives up to `limit` issued invoices of the branches this replica numbers their legal numbers,
@@ -561,6 +562,7 @@ pub fn post_invoices(ctx: &mut WriteCtx<'_>, limit: usize) -> Result<usize> {
             ),
             series_col: "invoice_series",
             seq_col: "invoice_seq",
+            number_col: "invoice_number",
         },
         // After the invoices: one numbered just now lets its credit note follow in this write.
         Kind {
@@ -572,6 +574,7 @@ pub fn post_invoices(ctx: &mut WriteCtx<'_>, limit: usize) -> Result<usize> {
             ),
             series_col: "credit_series",
             seq_col: "credit_seq",
+            number_col: "credit_number",
         },
     ];
     let mut total = 0;
@@ -610,9 +613,11 @@ fn post_kind(ctx: &mut WriteCtx<'_>, kind: &Kind, limit: usize) -> Result<usize>
                     .conn()
                     .prepare_cached(&format!(
                         "SELECT MAX(COALESCE((SELECT MAX(seq) FROM invoice_ledger WHERE shop_id = ?1 AND series = ?2), 0),
-                                    COALESCE((SELECT MAX({seq}) FROM orders WHERE shop_id = ?1 AND {series} = ?2), 0)) + 1",
+                                    COALESCE((SELECT MAX({seq}) FROM orders WHERE shop_id = ?1 AND {series} = ?2
+                                                  AND {number} != ''), 0)) + 1",
                         seq = kind.seq_col,
                         series = kind.series_col,
+                        number = kind.number_col,
                     ))?
                     .query_row([shop, series], |r| r.get(0))?;
                 ctx.conn()
@@ -776,7 +781,7 @@ const COLS: &str = "t.id, t.number, t.branch_id, t.customer_id, t.seller_id, t.s
     t.invoice_provisional, t.invoice_issued_at, t.invoice_issued_by, t.invoice_number, t.invoice_posted_at,
     t.invoice_posted_by,
     (t.invoice_number != '' AND EXISTS (SELECT 1 FROM orders d WHERE d.shop_id = t.shop_id
-        AND d.invoice_number = t.invoice_number AND d.id != t.id)),
+        AND d.invoice_number != '' AND d.invoice_number = t.invoice_number AND d.id != t.id)),
     t.credit_provisional, t.credit_issued_at, t.credit_issued_by, t.credit_reason, t.credit_number, t.credit_posted_at,
     t.credit_posted_by";
 
