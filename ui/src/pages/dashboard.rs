@@ -18,8 +18,33 @@ pub(crate) fn Dashboard() -> impl IntoView {
         watch(&["orders", "conversations", "stock", "products"]);
         api::get::<AnalyticsSummary>("/api/v1/analytics/summary?days=14")
     });
+    // Invoices still waiting for their legal number: the branch's numbering device has not got
+    // them yet (off, or not syncing). Said when there are any.
+    let pending = loader(|| {
+        watch(&["orders", "org"]);
+        api::get::<dashoffice_domain::api::Page<dashoffice_domain::api::OrderView>>(
+            "/api/v1/orders?invoice=pending&limit=100&sort=created_at",
+        )
+    });
+    let waiting = move || {
+        pending.with(|l| {
+            l.ready().filter(|p| !p.items.is_empty()).map(|p| {
+                let n = p.items.len();
+                let count = if p.next_cursor.is_some() { format!("{}+", number(n as f64)) } else { number(n as f64) };
+                let oldest =
+                    p.items.iter().filter_map(|o| o.invoice.as_ref().map(|i| i.issued_at)).min().unwrap_or_default();
+                view! {
+                    <section class="notice invoices-waiting" id="invoices-waiting">
+                        <p>{tf("invoices_waiting_notice", &[&count, &crate::i18n::when(oldest)])}" "
+                            <A href="/orders?invoice=pending">{t("show_them")}</A></p>
+                    </section>
+                }
+            })
+        })
+    };
     view! {
         <PageHead title=t("nav_dashboard")/>
+        {waiting}
         {show(data, |s: AnalyticsSummary| {
             let cur = s.currency.clone();
             let bars = s

@@ -39,7 +39,8 @@ pub(crate) fn Orders() -> impl IntoView {
         status.track();
         shown.set(1);
     });
-    let invoice = RwSignal::new(String::new());
+    // `?invoice=pending` (the dashboard's link) opens the list filtered.
+    let invoice = RwSignal::new(query.with_untracked(|q| q.get("invoice").unwrap_or_default()));
     Effect::new(move |_| {
         invoice.track();
         shown.set(1);
