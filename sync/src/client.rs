@@ -321,7 +321,10 @@ async fn run(
         let delay = delays.next().unwrap_or(Duration::from_secs(20));
         tokio::select! {
             _ = tokio::time::sleep(delay) => {}
-            _ = kick.notified() => delays = backoff(),
+            _ = kick.notified() => {
+                tracing::info!("sync: reconnecting on request");
+                delays = backoff();
+            }
             _ = stop.changed() => return,
         }
     }
