@@ -483,6 +483,10 @@ impl Fields {
     pub fn i64(&self, key: &str) -> i64 {
         self.scalars.get(key).and_then(|s| s.as_i64()).unwrap_or(0)
     }
+    /// An optional integer field (None when absent).
+    pub fn opt_i64(&self, key: &str) -> Option<i64> {
+        self.scalars.get(key).and_then(|s| s.as_i64())
+    }
     /// A boolean field.
     pub fn bool(&self, key: &str, default: bool) -> bool {
         self.scalars.get(key).and_then(|s| s.as_bool()).unwrap_or(default)

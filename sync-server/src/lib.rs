@@ -9,6 +9,7 @@ pub mod enrol;
 pub mod http;
 pub mod hub;
 pub mod log;
+pub mod mail;
 pub mod quic;
 pub mod session;
 pub mod store;

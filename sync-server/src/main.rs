@@ -18,6 +18,7 @@ use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
 use dashoffice_relay::{
+    mail,
     console, enrol, http, hub, quic,
     store::{RelayStore, SqliteStore},
     whatsapp as wa,
@@ -65,6 +66,15 @@ llm_provider = "none"
 # llm_base = "https://api.openai.com/v1"      # or "https://api.anthropic.com"
 # llm_model = "gpt-4o-mini"
 llm_timeout_ms = 8000
+
+# E-mail (order documents staff e-mail to customers): an SMTP server, e.g.
+# "smtp://mail.example.com:587?tls=required" (STARTTLS), "smtps://mail.example.com" (TLS) or
+# "smtp://127.0.0.1:25" (plain, a local relay); with "user:password@" before the host when it
+# wants a login. Set it with DASHOFFICE_SMTP_URL (it may hold a password); none: e-mails wait.
+# smtp_url = "smtps://user:password@mail.example.com"
+# The sender's address (DASHOFFICE_SMTP_FROM); the shop's name is shown as the sender.
+# smtp_from = "ventas@example.com"
+smtp_timeout_ms = 30000
 "#;
 
 #[derive(Subcommand, Debug, Clone)]
@@ -179,6 +189,11 @@ struct Settings {
     llm_api_key: Option<String>,
     llm_timeout_ms: u64,
     head_office: bool,
+    #[serde(default)]
+    smtp_url: Option<String>,
+    #[serde(default)]
+    smtp_from: Option<String>,
+    smtp_timeout_ms: u64,
 }
 
 impl std::fmt::Debug for Settings {
@@ -194,6 +209,8 @@ impl std::fmt::Debug for Settings {
             .field("llm_provider", &self.llm_provider)
             .field("head_office", &self.head_office)
             .field("llm_api_key", &self.llm_api_key.as_ref().map(|_| "***"))
+            .field("smtp_url", &self.smtp_url.as_ref().map(|_| "***"))
+            .field("smtp_from", &self.smtp_from)
             .finish_non_exhaustive()
     }
 }
@@ -217,7 +234,7 @@ fn load_settings(a: &Args) -> anyhow::Result<Settings> {
             b = b.set_override(k, v)?;
         }
     }
-    let s: Settings =
+    let mut s: Settings =
         b.build().context("reading the configuration")?.try_deserialize().context("invalid configuration")?;
     if !matches!(s.log_format.as_str(), "text" | "json") {
         bail!("log_format must be \"text\" or \"json\", not {:?}", s.log_format);
@@ -251,6 +268,15 @@ fn load_settings(a: &Args) -> anyhow::Result<Settings> {
     }
     if !(100..=120_000).contains(&s.llm_timeout_ms) {
         bail!("llm_timeout_ms must be between 100 and 120000");
+    }
+    if s.smtp_url.as_deref().is_some_and(|u| u.trim().is_empty()) {
+        s.smtp_url = None;
+    }
+    if s.smtp_url.is_some() && s.smtp_from.as_deref().is_none_or(|f| f.trim().is_empty()) {
+        bail!("smtp_url needs smtp_from (DASHOFFICE_SMTP_FROM): the address e-mails are sent from");
+    }
+    if !(1000..=600_000).contains(&s.smtp_timeout_ms) {
+        bail!("smtp_timeout_ms must be between 1000 and 600000");
     }
     Ok(s)
 }
@@ -490,6 +516,21 @@ fn serve(s: Settings, store: Arc<dyn RelayStore>) -> anyhow::Result<()> {
         let http_addr = listener.local_addr()?;
         let peer_id = format!("relay-{}", &identity.fingerprint()[..16]);
         let hub = hub::Hub::new(store, peer_id);
+        let mail = match &s.smtp_url {
+            Some(url) => Some(
+                mail::Mailer::new(&mail::MailConfig {
+                    url: url.clone(),
+                    from: s.smtp_from.clone().unwrap_or_default(),
+                    timeout: Duration::from_millis(s.smtp_timeout_ms),
+                })
+                .context("the e-mail settings")?,
+            ),
+            None => {
+                tracing::info!("no SMTP server configured (DASHOFFICE_SMTP_URL): e-mails of order documents wait until one is");
+                None
+            }
+        };
+        let sends_mail = mail.is_some();
         let whatsapp = wa::WhatsApp::start(
             wa::WaConfig {
                 app_secret: s.whatsapp_app_secret.clone(),
@@ -508,15 +549,16 @@ fn serve(s: Settings, store: Arc<dyn RelayStore>) -> anyhow::Result<()> {
                 dir: s.data_dir.join("shops"),
             },
             llm_config(&s),
+            mail,
         )?;
         if s.whatsapp_app_secret.is_none() {
             tracing::warn!("no WhatsApp app secret configured: POST /webhooks/whatsapp answers 503 (set DASHOFFICE_WHATSAPP_APP_SECRET)");
         }
-        let console = s.head_office.then(|| {
-            let c = console::Console::new(whatsapp.clone());
-            tokio::spawn(c.clone().keep_shops_served(hub.clone()));
-            c
-        });
+        // Head office and e-mail both need every shop's service replica running.
+        if s.head_office || sends_mail {
+            tokio::spawn(console::Console::new(whatsapp.clone()).keep_shops_served(hub.clone()));
+        }
+        let console = s.head_office.then(|| console::Console::new(whatsapp.clone()));
         let state = http::RelayState {
             hub: hub.clone(),
             admin_hash: Arc::new(admin_hash),

@@ -3,7 +3,7 @@
 use dashoffice_domain::{
     FieldError, OrderStatus, Role, Transition,
     api::{
-        AdjustStock, BranchView, CreateBranch, CreateCustomer, CreateOrder, CreateProduct, CreateStaff, CreditNoteView,
+        AdjustStock, BranchView, CreateBranch, CreateCustomer, CreateOrder, CreateProduct, CreateStaff, CreditNoteView, EmailOrderDocument, OrderEmailView,
         CustomerView, DecimalText, ErrorBody, ErrorDetail, Health, ImportReport, ImportRowError, InvoiceView,
         IssueCreditNote, LoginRequest, LoginResponse, MergeCustomers, OrderLineInput, OrderLineView, OrderView,
         ProductView, ResolveOrder, ShopView, StaffView, StockView, SyncDocument, SyncPeerStatus, SyncStatus,
@@ -89,6 +89,7 @@ impl Modify for BearerAuth {
         routes::sales::resolve_order,
         routes::sales::issue_invoice,
         routes::sales::issue_credit_note,
+        routes::sales::email_document,
         routes::sales::export_invoices,
         routes::sales::order_invoice,
         routes::support::list_tickets,
@@ -120,7 +121,7 @@ impl Modify for BearerAuth {
     components(schemas(
         FieldError, OrderStatus, Role, Transition, AdjustStock, BranchView, CreateBranch, CreateCustomer, CreateOrder, CreateProduct,
         CreateStaff, CustomerView, DecimalText, ErrorBody, ErrorDetail, Health, ImportReport, ImportRowError, LoginRequest, LoginResponse,
-        MergeCustomers, ResolveOrder, OrderLineInput, OrderLineView, OrderView, InvoiceView, CreditNoteView, IssueCreditNote, ProductView, ShopView, StaffView, StockView, SyncStatus, SyncPeerStatus, SyncDocument, TransitionOrder, UpdateBranch,
+        MergeCustomers, ResolveOrder, OrderLineInput, OrderLineView, OrderView, InvoiceView, CreditNoteView, IssueCreditNote, EmailOrderDocument, OrderEmailView, ProductView, ShopView, StaffView, StockView, SyncStatus, SyncPeerStatus, SyncDocument, TransitionOrder, UpdateBranch,
         UpdateCustomer, UpdateOrder, UpdateProduct, UpdateShop, UpdateStaff,
         dashoffice_domain::inbox::ConversationView, dashoffice_domain::inbox::ConversationState,
         dashoffice_domain::inbox::MessageView, dashoffice_domain::inbox::MessageStatus,

@@ -799,6 +799,9 @@ pub struct OrderView {
     /// The credit note that undoes the invoice (a cancelled or refunded order), once issued.
     #[serde(default)]
     pub credit_note: Option<CreditNoteView>,
+    /// The e-mails that sent (or will send) the order's document to someone, oldest first.
+    #[serde(default)]
+    pub emails: Vec<OrderEmailView>,
     /// Archived.
     pub archived: bool,
     /// Unix ms.
@@ -815,6 +818,57 @@ pub struct IssueCreditNote {
     /// Why the invoice is undone (at most 500 characters), printed on the credit note.
     #[serde(default)]
     pub reason: Option<String>,
+}
+
+/// POST /api/v1/orders/{id}/email: e-mails the order's document (as a PDF attachment). Written on
+/// any replica, offline too; the relay sends it once it has the request (and, for an invoice or a
+/// credit note, its legal number).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct EmailOrderDocument {
+    /// The address; default: the customer's e-mail.
+    #[serde(default)]
+    pub to: Option<String>,
+    /// `sales_note`, `invoice` or `credit_note`; default: the credit note if there is one, else
+    /// the invoice if issued, else the sales note.
+    #[serde(default)]
+    pub document: Option<String>,
+    /// Language of the PDF and the e-mail: `es` (default) or `en`.
+    #[serde(default)]
+    pub lang: Option<String>,
+    /// A few words of the sender's above the standard text (at most 2,000 characters).
+    #[serde(default)]
+    pub message: Option<String>,
+}
+
+/// An e-mail of an order's document and how its sending went.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct OrderEmailView {
+    /// Id.
+    pub id: String,
+    /// The recipient.
+    pub to: String,
+    /// `sales_note`, `invoice` or `credit_note`.
+    pub document: String,
+    /// `es` or `en`.
+    pub lang: String,
+    /// The sender's words, if any.
+    #[serde(default)]
+    pub message: String,
+    /// When it was asked for (Unix ms).
+    pub requested_at: i64,
+    /// Who asked (staff id).
+    pub requested_by: String,
+    /// `queued` (waiting for the relay, or for the document's legal number), `sent` or `failed`.
+    pub status: String,
+    /// When the mail server accepted it (Unix ms).
+    #[serde(default)]
+    pub sent_at: Option<i64>,
+    /// Why it failed.
+    #[serde(default)]
+    pub error: Option<String>,
 }
 
 /// The credit note that undoes an order's invoice: issued like an invoice, numbered by the same

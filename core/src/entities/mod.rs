@@ -3,6 +3,7 @@
 
 pub mod analytics;
 pub mod customers;
+pub mod emails;
 pub mod inbox;
 pub mod orders;
 pub mod org;

@@ -767,6 +767,7 @@ pub(crate) fn project(conn: &Connection, doc_id: &DocId, d: &Automerge, id: &str
     for (i, t) in transitions.iter().enumerate() {
         ins.execute(params![id, i as i64, t.from.as_str(), t.to.as_str(), t.by, t.at, t.device, t.resolution])?;
     }
+    super::emails::project(conn, doc_id, d, &o, id, &scope.shop_id)?;
     affected.sort();
     affected.dedup();
     for p in affected {
@@ -830,6 +831,7 @@ fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<OrderView> {
             }),
             None => None,
         },
+        emails: Vec::new(),
     })
 }
 
@@ -869,6 +871,7 @@ fn fill(conn: &Connection, o: &mut OrderView) -> Result<()> {
             })
         })?
         .collect::<rusqlite::Result<Vec<_>>>()?;
+    o.emails = super::emails::of_order(conn, &o.id)?;
     Ok(())
 }
 

@@ -720,3 +720,151 @@ fn a_credit_note_undoes_an_invoice_with_a_number_of_its_own_series() {
         ]
     );
 }
+
+/// An order's document by e-mail: asked for on any replica, offline too (requests made on two
+/// replicas at once are both kept), checked field by field; ready for the relay's mail outbox
+/// once its document is final (an invoice waits for its legal number), composed in the
+/// customer's language with the PDF, and its outcome written back for every replica to see.
+#[test]
+fn an_order_is_emailed_from_any_replica_once_its_document_is_final() {
+    use dashoffice_core::{
+        domain::api::{EmailOrderDocument, UpdateShop},
+        entities::{
+            emails::{self, Outcome},
+            org,
+        },
+    };
+
+    use crate::fixtures::sync_pair;
+
+    let nodes = shop(2);
+    let c = nodes[0].caller.clone();
+    let (head, a) = (&nodes[0].replica, &nodes[1].replica);
+    let branch: String = head.read(|c| Ok(c.query_row("SELECT id FROM branches", [], |r| r.get(0))?)).unwrap();
+    let (c2, b2) = (c.clone(), branch.clone());
+    let (order, draft, no_mail) = head
+        .write_blocking(move |ctx| {
+            org::update_shop(
+                ctx,
+                &c2,
+                UpdateShop {
+                    tax_id: Some("CCM010203AB4".into()),
+                    email: Some("ventas@tienda.mx".into()),
+                    ..Default::default()
+                },
+            )?;
+            let p = products::create(ctx, &c2, product_input("CAM-001", "250.00"))?;
+            let cu = customers::create(
+                ctx,
+                &c2,
+                CreateCustomer {
+                    name: "Lucía Gómez".into(),
+                    email: Some("Lucia@Example.com".into()),
+                    ..Default::default()
+                },
+            )?;
+            let o = orders::create(ctx, &c2, None, order_input(&cu.id, &b2, vec![line(&p.id, 2)]))?;
+            orders::transition(ctx, &c2, &o.id, TransitionOrder { to: OrderStatus::Confirmed })?;
+            let d = orders::create(ctx, &c2, None, order_input(&cu.id, &b2, vec![line(&p.id, 1)]))?;
+            let other = customers::create(ctx, &c2, CreateCustomer { name: "Sin Correo".into(), ..Default::default() })?;
+            let n = orders::create(ctx, &c2, None, order_input(&other.id, &b2, vec![line(&p.id, 1)]))?;
+            orders::transition(ctx, &c2, &n.id, TransitionOrder { to: OrderStatus::Confirmed })?;
+            Ok((o.id, d.id, n.id))
+        })
+        .unwrap();
+    sync_pair(head, a);
+    let email = |r: &dashoffice_core::Replica, id: &str, input: EmailOrderDocument| {
+        let (c, id) = (c.clone(), id.to_string());
+        r.write_blocking(move |ctx| emails::request(ctx, &c, &id, input))
+    };
+    let to = |s: &str| EmailOrderDocument { to: Some(s.into()), ..Default::default() };
+    let rule = |e: CoreError| match e {
+        CoreError::Conflict { field, rule, .. } => (field, rule),
+        CoreError::Validation(errs) => (errs.0[0].field.clone(), errs.0[0].rule.clone()),
+        other => panic!("{other:?}"),
+    };
+    // Bad input, named.
+    assert_eq!(rule(email(a, &order, to("no-es-correo")).unwrap_err()), ("to".into(), "email".into()));
+    assert_eq!(rule(email(a, &order, to("a@b.mx, c@d.mx")).unwrap_err()), ("to".into(), "email".into()));
+    let doc = |d: &str| EmailOrderDocument { document: Some(d.into()), ..Default::default() };
+    assert_eq!(rule(email(a, &order, doc("factura")).unwrap_err()), ("document".into(), "one_of".into()));
+    assert_eq!(rule(email(a, &order, doc("invoice")).unwrap_err()), ("document".into(), "exists".into()));
+    let lang = EmailOrderDocument { lang: Some("fr".into()), ..Default::default() };
+    assert_eq!(rule(email(a, &order, lang).unwrap_err()), ("lang".into(), "one_of".into()));
+    assert_eq!(rule(email(a, &no_mail, Default::default()).unwrap_err()), ("to".into(), "required".into()));
+    assert_eq!(rule(email(a, &draft, Default::default()).unwrap_err()), ("status".into(), "sendable".into()));
+    let nothing = a.read(|conn| orders::get(conn, &c, &order)).unwrap();
+    assert!(nothing.emails.is_empty(), "a refused request leaves nothing: {:?}", nothing.emails);
+
+    // Offline: A sends the sales note to the customer, invoices, and sends the invoice to the
+    // accountant; the head office device sends the sales note again meanwhile.
+    let first = email(a, &order, Default::default()).unwrap().emails;
+    assert_eq!(first.len(), 1);
+    assert_eq!(
+        (first[0].to.as_str(), first[0].document.as_str(), first[0].status.as_str(), first[0].lang.as_str()),
+        ("lucia@example.com", "sales_note", "queued", "es")
+    );
+    let (c3, o3) = (c.clone(), order.clone());
+    a.write_blocking(move |ctx| orders::issue_invoice(ctx, &c3, &o3)).unwrap();
+    let mut accountant = to("Contabilidad@Example.com");
+    accountant.message = Some("Para su contabilidad.".into());
+    let inv = email(a, &order, accountant).unwrap().emails;
+    assert_eq!((inv[1].to.as_str(), inv[1].document.as_str()), ("contabilidad@example.com", "invoice"));
+    assert_eq!(rule(email(a, &order, doc("sales_note")).unwrap_err()), ("document".into(), "invoiced".into()));
+    email(head, &order, Default::default()).unwrap();
+    let shop_id = c.shop_id.clone();
+    let queued = |r: &dashoffice_core::Replica| {
+        let s = shop_id.clone();
+        r.read(move |conn| emails::queued(conn, &s, 50)).unwrap().into_iter().map(|q| q.id).collect::<Vec<_>>()
+    };
+    // The invoice has no legal number on A: both e-mails wait (the sales note goes as the
+    // invoice now).
+    assert!(queued(a).is_empty());
+    sync_pair(a, head);
+    until("the invoice's legal number", || {
+        head.read(|conn| orders::get(conn, &c, &order)).unwrap().invoice.is_some_and(|i| !i.number.is_empty())
+    });
+    sync_pair(head, a);
+    let both = |r: &dashoffice_core::Replica| r.read(|conn| orders::get(conn, &c, &order)).unwrap().emails;
+    assert_eq!(both(a), both(head), "the same e-mails on both replicas");
+    assert_eq!(both(a).len(), 3, "requests made on two replicas at once are all kept");
+    assert_eq!(queued(head).len(), 3, "every document is final now");
+
+    // What goes out: the invoice e-mail, in Spanish, with its legal number and the PDF.
+    let inv_id = inv[1].id.clone();
+    let s = c.shop_id.clone();
+    let m = head.read(move |conn| emails::compose(conn, &s, &inv_id, 0)).unwrap();
+    assert_eq!(m.to, "contabilidad@example.com");
+    assert_eq!(m.subject, "Factura CEN-00000001 — Tienda");
+    assert_eq!(m.reply_to.as_deref(), Some("ventas@tienda.mx"));
+    assert!(m.body.starts_with("Para su contabilidad.\n\nHola, Lucía Gómez:"), "{}", m.body);
+    assert!(m.body.contains("la factura CEN-00000001"), "{}", m.body);
+    assert_eq!(m.pdf.file_name, "CEN-00000001.pdf");
+    let (_, text) = text_of(&m.pdf.bytes);
+    assert!(text.contains("Factura") && text.contains("CEN-00000001"), "{text}");
+
+    // The relay records how each went; every replica sees it.
+    let all = both(head);
+    let doc_id: String = head
+        .read(|conn| Ok(conn.query_row("SELECT doc_id FROM orders WHERE id = ?1", [&order], |r| r.get(0))?))
+        .unwrap();
+    let doc_id = dashoffice_core::doc::DocId::parse(&doc_id).unwrap();
+    let outcomes = [
+        (all[0].id.clone(), Outcome::Sent { at: 1_000, message_id: "<x@tienda.mx>".into() }),
+        (all[1].id.clone(), Outcome::Failed { at: 2_000, error: "550 mailbox unavailable".into() }),
+    ];
+    let (d2, o2) = (doc_id.clone(), order.clone());
+    head.write_blocking(move |ctx| {
+        for (id, outcome) in &outcomes {
+            emails::mark(ctx, &d2, &o2, id, outcome)?;
+        }
+        Ok(())
+    })
+    .unwrap();
+    sync_pair(head, a);
+    let seen = both(a);
+    assert_eq!((seen[0].status.as_str(), seen[0].sent_at), ("sent", Some(1_000)));
+    assert_eq!((seen[1].status.as_str(), seen[1].error.as_deref()), ("failed", Some("550 mailbox unavailable")));
+    assert_eq!(seen[2].status, "queued");
+    assert_eq!(queued(a), vec![seen[2].id.clone()]);
+}

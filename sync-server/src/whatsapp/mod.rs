@@ -88,6 +88,9 @@ pub struct WhatsApp {
     pub graph: graph::Graph,
     /// The optional LLM provider.
     pub llm: Option<llm::Llm>,
+    /// The SMTP client, when the relay sends e-mail (`crate::mail`; each shop's service replica
+    /// runs its mail outbox).
+    pub mail: Option<Arc<crate::mail::Mailer>>,
 }
 
 impl WhatsApp {
@@ -98,6 +101,7 @@ impl WhatsApp {
         hub: Arc<Hub>,
         link: SelfLink,
         llm: Option<llm::LlmConfig>,
+        mail: Option<crate::mail::Mailer>,
     ) -> anyhow::Result<Arc<Self>> {
         let graph = graph::Graph::new(&cfg)?;
         let llm = llm.map(llm::Llm::new).transpose()?;
@@ -111,6 +115,7 @@ impl WhatsApp {
             busy: tokio::sync::watch::Sender::new(false),
             graph,
             llm,
+            mail: mail.map(Arc::new),
         });
         for (message, shop) in wa.store.interrupted()? {
             tracing::warn!(message = %message, shop = %shop, "a reply was interrupted while sending; marked failed, not resent");

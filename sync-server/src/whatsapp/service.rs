@@ -117,6 +117,9 @@ impl ShopService {
         tokio::spawn(record_accepted(wa.clone(), accepted_rx, sent_tx));
         tokio::spawn(record_sent(svc.replica.clone(), svc.waiting.clone(), wa.busy.subscribe(), sent_rx));
         tokio::spawn(outbox(wa.clone(), svc.clone()));
+        if let Some(mailer) = &wa.mail {
+            tokio::spawn(crate::mail::outbox(wa.clone(), svc.clone(), mailer.clone()));
+        }
         tracing::info!(shop = %shop, "WhatsApp service replica started");
         Ok(svc)
     }

@@ -1,6 +1,7 @@
 //! `whatsapp.db`: raw webhook events (written by a group-commit thread, so an acknowledged webhook
 //! is on disk and many requests share one fsync), delivery reports waiting for their message, the
-//! shops' numbers and the outbox. Redeliveries need no table of their own: a message's record id
+//! shops' numbers and the outbox (WhatsApp replies and e-mails, each by its own unique id: see
+//! `crate::mail`). Redeliveries need no table of their own: a message's record id
 //! derives from its wamid, and statuses only move forward.
 
 use std::{
@@ -350,6 +351,15 @@ impl WaStore {
         )?
         .execute([])?;
         Ok(ids)
+    }
+
+    /// What the outbox holds of one message (or e-mail): its state and its error, if any.
+    pub fn state_of(&self, message_id: &str) -> R<Option<(String, Option<String>)>> {
+        Ok(self
+            .read()
+            .prepare_cached("SELECT state, error FROM outbox WHERE message_id = ?1")?
+            .query_row([message_id], |r| Ok((r.get(0)?, r.get(1)?)))
+            .optional()?)
     }
 
     /// Retries due now (message ids).

@@ -288,6 +288,36 @@ pub(crate) fn OrderDetail() -> impl IntoView {
             sending.set(false);
         });
     };
+    // The order's document by e-mail: written here at once (offline too), sent by the relay.
+    let emailing = RwSignal::new(false);
+    let email_open = RwSignal::new(false);
+    let email_to = RwSignal::new(String::new());
+    let email_message = RwSignal::new(String::new());
+    let send_email = move |ev: leptos::ev::SubmitEvent| {
+        ev.prevent_default();
+        err.set(None);
+        emailing.set(true);
+        let path = format!("/api/v1/orders/{}/email", id.get_untracked());
+        let opt = |s: String| Some(s.trim().to_string()).filter(|s| !s.is_empty());
+        let body = dashoffice_domain::api::EmailOrderDocument {
+            to: opt(email_to.get_untracked()),
+            document: None,
+            lang: Some(crate::i18n::lang().code().into()),
+            message: opt(email_message.get_untracked()),
+        };
+        spawn_local(async move {
+            match api::post::<_, OrderView>(&path, &body).await {
+                Ok(o) => {
+                    data.set(crate::components::Load::Ready(o));
+                    email_open.set(false);
+                    email_message.set(String::new());
+                    app().say(t("email_queued").to_string());
+                }
+                Err(e) => err.set(Some(e)),
+            }
+            emailing.set(false);
+        });
+    };
     let may_converse =
         move || app().user.with(|u| u.as_ref().is_some_and(|u| u.role.can(dashoffice_domain::Permission::Converse)));
     let may_sell =
@@ -386,6 +416,42 @@ pub(crate) fn OrderDetail() -> impl IntoView {
                     .into_any()
                 }
             });
+            let emailable = o.status != OrderStatus::Draft;
+            let emails = (!o.emails.is_empty()).then(|| {
+                let rows = o
+                    .emails
+                    .iter()
+                    .map(|m| {
+                        let doc = match m.document.as_str() {
+                            "invoice" => t("doc_invoice"),
+                            "credit_note" => t("doc_credit_note"),
+                            _ => t("doc_sales_note"),
+                        };
+                        // What the relay waits for (a sales note goes as the invoice once there
+                        // is one).
+                        let invoice_done = o.invoice.as_ref().is_none_or(|i| !i.number.is_empty());
+                        let credit_done = o.credit_note.as_ref().is_none_or(|c| !c.number.is_empty());
+                        let numbered = match m.document.as_str() {
+                            "invoice" => invoice_done,
+                            "credit_note" => credit_done,
+                            _ => invoice_done && credit_done,
+                        };
+                        let (kind, status) = match m.status.as_str() {
+                            "sent" => ("ok", tf("email_status_sent", &[&m.sent_at.map(datetime).unwrap_or_default()])),
+                            "failed" => ("danger", tf("email_status_failed", &[m.error.as_deref().unwrap_or_default()])),
+                            _ if !numbered => ("warn", t("email_status_number").to_string()),
+                            _ => ("warn", t("email_status_queued").to_string()),
+                        };
+                        view! {
+                            <div class="row-item email-row" data-status=m.status.clone()>
+                                <span>{m.to.clone()}</span><span>{doc}</span><span class="muted">{datetime(m.requested_at)}</span>
+                                <Badge kind=kind text=status/>
+                            </div>
+                        }
+                    })
+                    .collect_view();
+                view! { <section class="card" id="order-emails"><h2>{t("emails_title")}</h2>{rows}</section> }
+            });
             view! {
                 <section class="card">
                     <div class="page-head">
@@ -401,6 +467,10 @@ pub(crate) fn OrderDetail() -> impl IntoView {
                             {(invoiceable && may_sell()).then(|| view! {
                                 <button type="button" class="btn primary" id="order-invoice" disabled=move || issuing.get()
                                     on:click=issue_invoice>{t("issue_invoice")}</button>
+                            })}
+                            {(emailable && may_sell()).then(|| view! {
+                                <button type="button" class="btn" id="order-email"
+                                    on:click=move |_| email_open.update(|v| *v = !*v)>{t("send_by_email")}</button>
                             })}
                             <Show when=may_converse>
                                 <button type="button" class="btn" id="order-whatsapp" disabled=move || sending.get()
@@ -435,6 +505,17 @@ pub(crate) fn OrderDetail() -> impl IntoView {
                             </div>
                         }
                     })}
+                    <Show when=move || email_open.get()>
+                        <form class="inline-form notice" id="email-form" on:submit=send_email>
+                            <label class="field"><span>{t("email_to")}</span>
+                                <input id="f-email_to" type="email" maxlength="254" placeholder=t("email_to_placeholder") bind:value=email_to/>
+                            </label>
+                            <label class="field"><span>{t("email_message")}</span>
+                                <input id="f-email_message" maxlength="2000" bind:value=email_message/>
+                            </label>
+                            <button class="btn primary" type="submit" id="order-email-send" disabled=move || emailing.get()>{t("email_send")}</button>
+                        </form>
+                    </Show>
                     {invoice_line}
                     {credit_line}
                     {(creditable && may_sell()).then(|| view! {
@@ -461,6 +542,7 @@ pub(crate) fn OrderDetail() -> impl IntoView {
                     </table></div>
                     {(!o.notes.is_empty()).then(|| view! { <p class="notes">{o.notes.clone()}</p> })}
                 </section>
+                {emails}
                 <section class="card"><h2>{t("history")}</h2><ol class="list">{history}</ol></section>
                 {move || tickets.with(|l| l.ready().filter(|p| !p.items.is_empty()).map(|p| {
                     let rows = p.items.clone().into_iter().map(|x| view! {

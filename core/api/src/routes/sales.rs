@@ -12,7 +12,7 @@ use dashoffice_core::{
     invoice::{self, Lang},
 };
 use dashoffice_domain::api::{
-    CreateOrder, InvoiceExportParams, InvoiceParams, IssueCreditNote, ListParams, OrderView, Page, ResolveOrder,
+    CreateOrder, EmailOrderDocument, InvoiceExportParams, InvoiceParams, IssueCreditNote, ListParams, OrderView, Page, ResolveOrder,
     TransitionOrder, UpdateOrder,
 };
 
@@ -182,4 +182,23 @@ pub(crate) async fn issue_credit_note(
     ApiJson(b): ApiJson<IssueCreditNote>,
 ) -> ApiResult<Json<OrderView>> {
     Ok(Json(s.replica.write(move |ctx| orders::issue_credit_note(ctx, &c, &id, b)).await?))
+}
+
+/// E-mails the order's document as a PDF: the credit note if there is one, else the invoice, else
+/// the sales note (or `document`), to `to` or the customer's e-mail address. Written at once on any
+/// replica, offline too (202: queued); the relay sends it — an invoice or a credit note once it
+/// has its legal number — and the order's `emails` say when the mail server took it or why it
+/// failed. 422 naming `to`, `document`, `lang` or `message`; 409 naming `to` (the customer has
+/// no address; or 20 e-mails already), `document` (the order has no such document) or `status`
+/// (a draft).
+#[utoipa::path(post, path = "/api/v1/orders/{id}/email", tag = "orders", security(("bearer" = [])), params(("id" = String, Path)),
+    request_body = EmailOrderDocument, responses((status = 202, body = OrderView), Errors))]
+pub(crate) async fn email_document(
+    State(s): State<AppState>,
+    Auth(c): Auth,
+    Path(id): Path<String>,
+    ApiJson(b): ApiJson<EmailOrderDocument>,
+) -> ApiResult<(StatusCode, Json<OrderView>)> {
+    let o = s.replica.write(move |ctx| dashoffice_core::entities::emails::request(ctx, &c, &id, b)).await?;
+    Ok((StatusCode::ACCEPTED, Json(o)))
 }

@@ -1,0 +1,216 @@
+//! E-mail from the relay (lettre over SMTP): the order documents staff ask to e-mail on any replica
+//! (`dashoffice_core::entities::emails`) go out from here, through each shop's service replica,
+//! which receives the requests like any replica. Each e-mail is claimed in the outbox of
+//! `whatsapp.db` (by its own id) durably before the SMTP call: a relay killed mid-send marks it
+//! failed rather than send it twice, as it does WhatsApp replies. Transient failures (the server
+//! down, 4xx answers, timeouts) are retried with backoff for two days; a permanent refusal (5xx)
+//! fails the e-mail with the server's answer, which the order shows.
+
+use std::{sync::Arc, time::Duration};
+
+use dashoffice_core::{
+    CoreError,
+    entities::emails::{self, Outcome, QueuedEmail},
+};
+use lettre::{
+    AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor,
+    message::{Attachment, Mailbox, MultiPart, SinglePart, header::ContentType},
+};
+
+use crate::whatsapp::{WhatsApp, service::ShopService, store::Claim};
+
+/// The relay's mail settings (`smtp_url`, `smtp_from`, `smtp_timeout_ms`).
+#[derive(Clone)]
+pub struct MailConfig {
+    /// `smtp://host:port` (plain, or `?tls=required` for STARTTLS) or `smtps://host:port`, with
+    /// `user:password@` when the server wants a login. A secret: never logged.
+    pub url: String,
+    /// The sender's address (the shop's name is its display name; the shop's e-mail, Reply-To).
+    pub from: String,
+    /// Timeout of one SMTP conversation.
+    pub timeout: Duration,
+}
+
+impl std::fmt::Debug for MailConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MailConfig").field("url", &"***").field("from", &self.from).finish_non_exhaustive()
+    }
+}
+
+/// The SMTP client.
+pub struct Mailer {
+    transport: AsyncSmtpTransport<Tokio1Executor>,
+    from: lettre::Address,
+}
+
+impl Mailer {
+    /// Checks the settings (a clear error naming the setting) and builds the client; it connects
+    /// when the first e-mail goes.
+    pub fn new(cfg: &MailConfig) -> anyhow::Result<Self> {
+        let transport = AsyncSmtpTransport::<Tokio1Executor>::from_url(&cfg.url)
+            .map_err(|e| anyhow::anyhow!("smtp_url is not an smtp:// or smtps:// URL lettre accepts: {e}"))?
+            .timeout(Some(cfg.timeout))
+            .build();
+        let from = cfg
+            .from
+            .trim()
+            .parse::<lettre::Address>()
+            .map_err(|e| anyhow::anyhow!("smtp_from {:?} is not an e-mail address: {e}", cfg.from))?;
+        Ok(Self { transport, from })
+    }
+}
+
+/// E-mails to send read in one pass at most.
+const PASS: u32 = 50;
+
+/// How long a transiently failing e-mail is retried.
+const GIVE_UP_MS: i64 = 2 * 24 * 3600 * 1000;
+
+/// Sends the e-mails of `svc`'s shop: woken by every batch its replica receives, and every few
+/// seconds for retries that come due.
+pub async fn outbox(wa: Arc<WhatsApp>, svc: Arc<ShopService>, mailer: Arc<Mailer>) {
+    let mut changes = svc.replica.subscribe();
+    loop {
+        tokio::select! {
+            r = changes.recv() => {
+                if matches!(r, Err(tokio::sync::broadcast::error::RecvError::Closed)) {
+                    return;
+                }
+            }
+            _ = tokio::time::sleep(Duration::from_secs(2)) => {}
+        }
+        if !svc.ready() {
+            continue;
+        }
+        let (replica, shop) = (svc.replica.clone(), svc.shop.clone());
+        let queued = tokio::task::spawn_blocking(move || replica.read(|c| emails::queued(c, &shop, PASS))).await;
+        let queued = match queued {
+            Ok(Ok(q)) => q,
+            Ok(Err(e)) => {
+                tracing::error!(error = %e, "reading the e-mails to send");
+                continue;
+            }
+            Err(_) => continue,
+        };
+        for q in queued {
+            let (store, shop, id) = (wa.store.clone(), svc.shop.clone(), q.id.clone());
+            let claim = tokio::task::spawn_blocking(move || store.claim_many(&shop, &[id])).await;
+            let claim = match claim.map_err(|e| e.to_string()).and_then(|r| r.map_err(|e| e.to_string())) {
+                Ok(mut c) => c.pop(),
+                Err(e) => {
+                    tracing::error!(error = %e, "claiming an e-mail");
+                    continue;
+                }
+            };
+            match claim {
+                Some(Claim::New) => send(&wa, &svc, &mailer, &q, 0).await,
+                Some(Claim::Retry(n)) => send(&wa, &svc, &mailer, &q, n).await,
+                // Sent, but the relay stopped before its document said so.
+                Some(Claim::Sent(message_id)) => {
+                    mark(&svc, &q, Outcome::Sent { at: crate::hub::now_ms(), message_id }).await;
+                }
+                // Failed in the outbox (a relay killed mid-send), its document not told yet.
+                Some(Claim::Busy) => {
+                    if let Ok(Some((state, error))) = wa.store.state_of(&q.id)
+                        && state == "failed"
+                    {
+                        let error = error.unwrap_or_else(|| "not sent".into());
+                        mark(&svc, &q, Outcome::Failed { at: crate::hub::now_ms(), error }).await;
+                    }
+                }
+                None => {}
+            }
+        }
+    }
+}
+
+/// Sends one claimed e-mail and records how it went (outbox first, then its document).
+async fn send(wa: &Arc<WhatsApp>, svc: &Arc<ShopService>, mailer: &Mailer, q: &QueuedEmail, attempts: i64) {
+    let (replica, shop, id) = (svc.replica.clone(), svc.shop.clone(), q.id.clone());
+    let now = crate::hub::now_ms();
+    // Reading the order and laying out the PDF block: off the async workers.
+    let composed = tokio::task::spawn_blocking(move || replica.read(|c| emails::compose(c, &shop, &id, now))).await;
+    let composed = match composed {
+        Ok(Ok(c)) => c,
+        Ok(Err(e @ CoreError::NotFound { .. })) => return retry(wa, svc, q, attempts, &e.to_string()).await,
+        Ok(Err(e)) => return fail(wa, svc, q, &e.to_string()).await,
+        Err(e) => return retry(wa, svc, q, attempts, &e.to_string()).await,
+    };
+    let domain = mailer.from.domain().to_string();
+    let message_id = format!("<{}@{domain}>", q.id);
+    let message = build(mailer, composed, &message_id);
+    let message = match message {
+        Ok(m) => m,
+        Err(e) => return fail(wa, svc, q, &e).await,
+    };
+    let t = std::time::Instant::now();
+    let result = mailer.transport.send(message).await;
+    metrics::histogram!("dashoffice_email_send_seconds").record(t.elapsed().as_secs_f64());
+    match result {
+        Ok(_) => {
+            metrics::counter!("dashoffice_email_sent_total").increment(1);
+            if let Err(e) = wa.store.sent_many(&[(q.id.clone(), message_id.clone())]) {
+                tracing::error!(error = %e, email = %q.id, "recording a sent e-mail in the outbox");
+            }
+            tracing::info!(email = %q.id, order = %q.order_id, "e-mail sent");
+            mark(svc, q, Outcome::Sent { at: crate::hub::now_ms(), message_id }).await;
+        }
+        Err(e) if e.is_permanent() => {
+            tracing::warn!(email = %q.id, error = %e, "the mail server refused an e-mail");
+            fail(wa, svc, q, &format!("the mail server refused it: {e}")).await;
+        }
+        Err(e) => retry(wa, svc, q, attempts, &e.to_string()).await,
+    }
+}
+
+/// The message: the shop's name as the sender's name, its e-mail as Reply-To, the text and the
+/// PDF.
+fn build(mailer: &Mailer, c: emails::ComposedEmail, message_id: &str) -> Result<Message, String> {
+    let to: Mailbox = c.to.parse().map_err(|e| format!("'{}' is not an address the mail server takes: {e}", c.to))?;
+    let mut b = Message::builder()
+        .from(Mailbox::new(Some(c.from_name), mailer.from.clone()))
+        .to(to)
+        .subject(c.subject)
+        .message_id(Some(message_id.to_string()));
+    if let Some(r) = c.reply_to.and_then(|r| r.parse::<Mailbox>().ok()) {
+        b = b.reply_to(r);
+    }
+    let pdf = ContentType::parse("application/pdf").map_err(|e| e.to_string())?;
+    b.multipart(
+        MultiPart::mixed()
+            .singlepart(SinglePart::plain(c.body))
+            .singlepart(Attachment::new(c.pdf.file_name).body(c.pdf.bytes, pdf)),
+    )
+    .map_err(|e| e.to_string())
+}
+
+/// A transient failure: tried again later, for two days after the request at most.
+async fn retry(wa: &Arc<WhatsApp>, svc: &Arc<ShopService>, q: &QueuedEmail, attempts: i64, error: &str) {
+    let now = crate::hub::now_ms();
+    if now - q.requested_at > GIVE_UP_MS {
+        return fail(wa, svc, q, &format!("not sent in two days; last error: {error}")).await;
+    }
+    metrics::counter!("dashoffice_email_retries_total").increment(1);
+    let delay = crate::whatsapp::graph::backoff(attempts);
+    tracing::warn!(email = %q.id, attempts = attempts + 1, retry_in_ms = delay.as_millis() as u64, error = %error, "sending an e-mail failed; will retry");
+    let next = now + i64::try_from(delay.as_millis()).unwrap_or(60_000);
+    if let Err(e) = wa.store.retry(&q.id, next, error) {
+        tracing::error!(error = %e, "recording an e-mail's retry");
+    }
+}
+
+async fn fail(wa: &Arc<WhatsApp>, svc: &Arc<ShopService>, q: &QueuedEmail, error: &str) {
+    metrics::counter!("dashoffice_email_failures_total").increment(1);
+    if let Err(e) = wa.store.failed(&q.id, error) {
+        tracing::error!(error = %e, "recording a failed e-mail");
+    }
+    mark(svc, q, Outcome::Failed { at: crate::hub::now_ms(), error: error.to_string() }).await;
+}
+
+/// Writes the outcome into the e-mail's request in the order (synced to every replica).
+async fn mark(svc: &Arc<ShopService>, q: &QueuedEmail, outcome: Outcome) {
+    let (doc, order, id) = (q.doc_id.clone(), q.order_id.clone(), q.id.clone());
+    if let Err(e) = svc.replica.write(move |ctx| emails::mark(ctx, &doc, &order, &id, &outcome)).await {
+        tracing::error!(error = %e, email = %q.id, "recording an e-mail's outcome in its order");
+    }
+}
