@@ -18,8 +18,7 @@ use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
 use dashoffice_relay::{
-    mail,
-    console, enrol, http, hub, quic,
+    console, enrol, http, hub, mail, quic,
     store::{RelayStore, SqliteStore},
     whatsapp as wa,
 };

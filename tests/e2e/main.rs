@@ -10,6 +10,7 @@ mod desktop;
 mod durability;
 mod errors;
 mod i18n;
+mod mail;
 mod roles;
 mod sync;
 mod ui;

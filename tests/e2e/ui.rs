@@ -5,7 +5,7 @@
 use std::{path::PathBuf, process::Command, time::Duration};
 
 use dashoffice_tests::{
-    Api, Node, OWNER_EMAIL, OWNER_PASSWORD, id,
+    Api, Node, OWNER_EMAIL, OWNER_PASSWORD, id, mail,
     relay::Relay,
     synced, wait_for,
     whatsapp::{self as wa, FakeGraph},
@@ -34,7 +34,13 @@ fn owner_when_synced(node: &Node) -> Api {
 #[test]
 fn staff_work_in_the_web_ui_in_a_real_browser() {
     let graph = FakeGraph::start();
-    let relay = Relay::start_env(wa::relay_env(&graph));
+    // The relay's mail server: the browser e-mails a credit note.
+    let (smtp_port, mail_root) = (mail::free_port(), tempfile::tempdir().unwrap());
+    let maildir = mail_root.path().join("mail");
+    let _smtp = mail::Smtp::start(smtp_port, &maildir);
+    let mut env = wa::relay_env(&graph);
+    env.extend(mail::relay_env(smtp_port));
+    let relay = Relay::start_env(env);
     let mut a1 = Node::start();
     let owner = a1.owner();
     let index = owner.get("/");
@@ -149,6 +155,16 @@ fn staff_work_in_the_web_ui_in_a_real_browser() {
         status_on(&owner2)
     );
     assert_eq!(status_on(&owner2)["conflict"], false, "{}", status_on(&owner2));
+    // The credit note e-mailed from the order's page reached the mail server, in English (the
+    // browser's language), with its PDF.
+    let mails = mail::delivered(&maildir);
+    assert_eq!(mails.len(), 1, "{mails:#?}");
+    let m = &mails[0];
+    assert_eq!(m["to"], "contabilidad@example.com", "{m:#}");
+    assert!(m["subject"].as_str().unwrap().starts_with("Credit note NC-"), "{m:#}");
+    assert!(m["text"].as_str().unwrap().starts_with("Devolución registrada."), "{m:#}");
+    let file = m["attachments"][0]["filename"].as_str().unwrap();
+    assert!(file.starts_with("NC-") && file.ends_with(".pdf"), "{m:#}");
     for page in ["dashboard", "orders", "conversation", "settings", "not-found", "login"] {
         for width in ["desktop", "phone"] {
             let f = shots.join(format!("{page}-{width}.png"));

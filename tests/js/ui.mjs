@@ -788,6 +788,22 @@ await step("a_refunded_invoice_is_undone_by_a_credit_note", async () => {
   if (!invoiceText.includes("Invoice") || invoiceText.includes("Credit note")) throw new Error(`not the invoice:\n${invoiceText}`);
 });
 
+await step("the_credit_note_is_emailed_and_the_page_shows_it_went", async () => {
+  // The customer of the forked order has no e-mail address: the form says so and takes one.
+  await page.goto(base + "/orders/" + env("FORKED_ORDER"));
+  await page.locator("#order-email").click();
+  await page.locator("#order-email-send").click();
+  await text("has no e-mail address").waitFor();
+  await page.fill("#f-email_to", "contabilidad@example.com");
+  await page.fill("#f-email_message", "Devolución registrada.");
+  await page.locator("#order-email-send").click();
+  const row = page.locator("#order-emails .email-row");
+  await row.filter({ hasText: "contabilidad@example.com" }).filter({ hasText: "Credit note" }).waitFor();
+  // The relay sends it through its mail server; the page learns it went, live.
+  await until("the e-mail marked sent", async () => (await page.locator('#order-emails .email-row[data-status="sent"]').count()) === 1);
+  await row.filter({ hasText: "Sent" }).waitFor();
+});
+
 await step("search_from_the_top_bar", async () => {
   // Ctrl+K from any page; a typo and no accents still find the product and the customer.
   await page.goto(base + "/orders");

@@ -34,6 +34,7 @@ pub fn bin(name: &str) -> PathBuf {
     bin
 }
 
+pub mod mail;
 pub mod quic;
 pub mod relay;
 pub mod whatsapp;

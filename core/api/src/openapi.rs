@@ -3,11 +3,12 @@
 use dashoffice_domain::{
     FieldError, OrderStatus, Role, Transition,
     api::{
-        AdjustStock, BranchView, CreateBranch, CreateCustomer, CreateOrder, CreateProduct, CreateStaff, CreditNoteView, EmailOrderDocument, OrderEmailView,
-        CustomerView, DecimalText, ErrorBody, ErrorDetail, Health, ImportReport, ImportRowError, InvoiceView,
-        IssueCreditNote, LoginRequest, LoginResponse, MergeCustomers, OrderLineInput, OrderLineView, OrderView,
-        ProductView, ResolveOrder, ShopView, StaffView, StockView, SyncDocument, SyncPeerStatus, SyncStatus,
-        TransitionOrder, UpdateBranch, UpdateCustomer, UpdateOrder, UpdateProduct, UpdateShop, UpdateStaff,
+        AdjustStock, BranchView, CreateBranch, CreateCustomer, CreateOrder, CreateProduct, CreateStaff, CreditNoteView,
+        CustomerView, DecimalText, EmailOrderDocument, ErrorBody, ErrorDetail, Health, ImportReport, ImportRowError,
+        InvoiceView, IssueCreditNote, LoginRequest, LoginResponse, MergeCustomers, OrderEmailView, OrderLineInput,
+        OrderLineView, OrderView, ProductView, ResolveOrder, ShopView, StaffView, StockView, SyncDocument,
+        SyncPeerStatus, SyncStatus, TransitionOrder, UpdateBranch, UpdateCustomer, UpdateOrder, UpdateProduct,
+        UpdateShop, UpdateStaff,
     },
 };
 use utoipa::{

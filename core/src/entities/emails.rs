@@ -33,7 +33,12 @@ pub const MAX_PER_ORDER: usize = 20;
 /// on any replica; sent by the relay. `to` defaults to the customer's e-mail (409 naming `to` when
 /// the customer has none); `document` to the order's current one (see [`EmailOrderDocument`]).
 /// Returns the order with the new e-mail queued.
-pub fn request(ctx: &mut WriteCtx<'_>, caller: &Caller, order_id: &str, input: EmailOrderDocument) -> Result<OrderView> {
+pub fn request(
+    ctx: &mut WriteCtx<'_>,
+    caller: &Caller,
+    order_id: &str,
+    input: EmailOrderDocument,
+) -> Result<OrderView> {
     caller.require(Permission::SellOrders)?;
     let mut e = FieldErrors::new();
     let to = input.to.as_deref().map(str::trim).filter(|t| !t.is_empty()).and_then(|t| e.check(address("to", t)));
@@ -254,7 +259,9 @@ pub struct ComposedEmail {
 /// its document as the order is now (`now`: the PDF's printing time).
 pub fn compose(conn: &Connection, shop: &str, email_id: &str, now: i64) -> Result<ComposedEmail> {
     let row: Option<(String, String, String, String, String)> = conn
-        .prepare_cached("SELECT order_id, to_addr, document, lang, message FROM order_emails WHERE id = ?1 AND shop_id = ?2")?
+        .prepare_cached(
+            "SELECT order_id, to_addr, document, lang, message FROM order_emails WHERE id = ?1 AND shop_id = ?2",
+        )?
         .query_row([email_id, shop], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)))
         .optional()?;
     let (order_id, to, document, lang, message) = row.ok_or_else(|| CoreError::not_found("email", email_id))?;
@@ -273,7 +280,8 @@ pub fn compose(conn: &Connection, shop: &str, email_id: &str, now: i64) -> Resul
     let pdf = crate::invoice::order_pdf_of(conn, &caller, &order_id, lang, now, which)?;
     let customer = customers::get(conn, shop, &order.customer_id).map(|c| c.name).unwrap_or_default();
     let invoice = order.invoice.as_ref().map(|i| if i.number.is_empty() { &i.provisional_number } else { &i.number });
-    let credit = order.credit_note.as_ref().map(|c| if c.number.is_empty() { &c.provisional_number } else { &c.number });
+    let credit =
+        order.credit_note.as_ref().map(|c| if c.number.is_empty() { &c.provisional_number } else { &c.number });
     let total = format!("{} {}", order.total, order.currency);
     let name = if shop_view.legal_name.is_empty() { &shop_view.name } else { &shop_view.legal_name };
     let es = lang == Lang::Es;
@@ -290,7 +298,9 @@ pub fn compose(conn: &Connection, shop: &str, email_id: &str, now: i64) -> Resul
         (Some("invoice"), Some(n), _) => {
             (format!("Invoice {n} — {name}"), format!("invoice {n} for your order {}", order.number))
         }
-        _ if es => (format!("Pedido {} — {name}", order.number), format!("la nota de venta de su pedido {}", order.number)),
+        _ if es => {
+            (format!("Pedido {} — {name}", order.number), format!("la nota de venta de su pedido {}", order.number))
+        }
         _ => (format!("Order {} — {name}", order.number), format!("the sales note of your order {}", order.number)),
     };
     let mut body = String::new();

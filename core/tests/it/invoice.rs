@@ -766,7 +766,8 @@ fn an_order_is_emailed_from_any_replica_once_its_document_is_final() {
             let o = orders::create(ctx, &c2, None, order_input(&cu.id, &b2, vec![line(&p.id, 2)]))?;
             orders::transition(ctx, &c2, &o.id, TransitionOrder { to: OrderStatus::Confirmed })?;
             let d = orders::create(ctx, &c2, None, order_input(&cu.id, &b2, vec![line(&p.id, 1)]))?;
-            let other = customers::create(ctx, &c2, CreateCustomer { name: "Sin Correo".into(), ..Default::default() })?;
+            let other =
+                customers::create(ctx, &c2, CreateCustomer { name: "Sin Correo".into(), ..Default::default() })?;
             let n = orders::create(ctx, &c2, None, order_input(&other.id, &b2, vec![line(&p.id, 1)]))?;
             orders::transition(ctx, &c2, &n.id, TransitionOrder { to: OrderStatus::Confirmed })?;
             Ok((o.id, d.id, n.id))

@@ -12,8 +12,8 @@ use dashoffice_core::{
     invoice::{self, Lang},
 };
 use dashoffice_domain::api::{
-    CreateOrder, EmailOrderDocument, InvoiceExportParams, InvoiceParams, IssueCreditNote, ListParams, OrderView, Page, ResolveOrder,
-    TransitionOrder, UpdateOrder,
+    CreateOrder, EmailOrderDocument, InvoiceExportParams, InvoiceParams, IssueCreditNote, ListParams, OrderView, Page,
+    ResolveOrder, TransitionOrder, UpdateOrder,
 };
 
 use super::Errors;
