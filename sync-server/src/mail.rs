@@ -37,10 +37,14 @@ impl std::fmt::Debug for MailConfig {
     }
 }
 
+/// E-mails being sent at once (each on its own pooled SMTP connection), for all shops.
+const SLOTS: usize = 8;
+
 /// The SMTP client.
 pub struct Mailer {
     transport: AsyncSmtpTransport<Tokio1Executor>,
     from: lettre::Address,
+    slots: Arc<tokio::sync::Semaphore>,
 }
 
 impl Mailer {
@@ -56,7 +60,7 @@ impl Mailer {
             .trim()
             .parse::<lettre::Address>()
             .map_err(|e| anyhow::anyhow!("smtp_from {:?} is not an e-mail address: {e}", cfg.from))?;
-        Ok(Self { transport, from })
+        Ok(Self { transport, from, slots: Arc::new(tokio::sync::Semaphore::new(SLOTS)) })
     }
 }
 
@@ -92,33 +96,53 @@ pub async fn outbox(wa: Arc<WhatsApp>, svc: Arc<ShopService>, mailer: Arc<Mailer
             }
             Err(_) => continue,
         };
-        for q in queued {
-            let (store, shop, id) = (wa.store.clone(), svc.shop.clone(), q.id.clone());
-            let claim = tokio::task::spawn_blocking(move || store.claim_many(&shop, &[id])).await;
-            let claim = match claim.map_err(|e| e.to_string()).and_then(|r| r.map_err(|e| e.to_string())) {
-                Ok(mut c) => c.pop(),
+        // Claimed only once a sending slot is free for each (a claimed e-mail is one being
+        // sent: a crash then fails it rather than send it twice), as many at once as slots.
+        let mut queued = queued.into_iter().peekable();
+        while queued.peek().is_some() {
+            let Ok(first) = mailer.slots.clone().acquire_owned().await else { return };
+            let mut permits = vec![first];
+            while permits.len() < SLOTS {
+                let Ok(p) = mailer.slots.clone().try_acquire_owned() else { break };
+                permits.push(p);
+            }
+            let chunk: Vec<QueuedEmail> = queued.by_ref().take(permits.len()).collect();
+            let ids: Vec<String> = chunk.iter().map(|q| q.id.clone()).collect();
+            let (store, shop) = (wa.store.clone(), svc.shop.clone());
+            let claimed = tokio::task::spawn_blocking(move || store.claim_many(&shop, &ids)).await;
+            let claims = match claimed.map_err(|e| e.to_string()).and_then(|r| r.map_err(|e| e.to_string())) {
+                Ok(c) => c,
                 Err(e) => {
-                    tracing::error!(error = %e, "claiming an e-mail");
+                    tracing::error!(error = %e, "claiming e-mails");
                     continue;
                 }
             };
-            match claim {
-                Some(Claim::New) => send(&wa, &svc, &mailer, &q, 0).await,
-                Some(Claim::Retry(n)) => send(&wa, &svc, &mailer, &q, n).await,
-                // Sent, but the relay stopped before its document said so.
-                Some(Claim::Sent(message_id)) => {
-                    mark(&svc, &q, Outcome::Sent { at: crate::hub::now_ms(), message_id }).await;
-                }
-                // Failed in the outbox (a relay killed mid-send), its document not told yet.
-                Some(Claim::Busy) => {
-                    if let Ok(Some((state, error))) = wa.store.state_of(&q.id)
-                        && state == "failed"
-                    {
-                        let error = error.unwrap_or_else(|| "not sent".into());
-                        mark(&svc, &q, Outcome::Failed { at: crate::hub::now_ms(), error }).await;
+            for ((q, claim), permit) in chunk.into_iter().zip(claims).zip(permits) {
+                let attempts = match claim {
+                    Claim::New => 0,
+                    Claim::Retry(n) => n,
+                    // Sent, but the relay stopped before its document said so.
+                    Claim::Sent(message_id) => {
+                        mark(&svc, &q, Outcome::Sent { at: crate::hub::now_ms(), message_id }).await;
+                        continue;
                     }
-                }
-                None => {}
+                    // Being sent, a retry not due yet, or failed in the outbox (a relay killed
+                    // mid-send) with its document not told yet.
+                    Claim::Busy => {
+                        if let Ok(Some((state, error))) = wa.store.state_of(&q.id)
+                            && state == "failed"
+                        {
+                            let error = error.unwrap_or_else(|| "not sent".into());
+                            mark(&svc, &q, Outcome::Failed { at: crate::hub::now_ms(), error }).await;
+                        }
+                        continue;
+                    }
+                };
+                let (wa, svc, mailer) = (wa.clone(), svc.clone(), mailer.clone());
+                tokio::spawn(async move {
+                    send(&wa, &svc, &mailer, &q, attempts).await;
+                    drop(permit);
+                });
             }
         }
     }
