@@ -12,7 +12,7 @@
 
 use std::time::{Duration, Instant};
 
-use dashoffice_tests::{Node, id, mail, relay::Relay, wait_for};
+use dashoffice_tests::{id, mail, relay::Relay, wait_for};
 use serde_json::json;
 
 fn main() {
@@ -24,13 +24,7 @@ fn main() {
     let mut env = mail::relay_env(port);
     env.push(("RUST_LOG".into(), std::env::var("BENCH_RELAY_LOG").unwrap_or_else(|_| "warn".into())));
     let relay = Relay::start_env(env);
-    let mut node = Node::start();
-    let o = node.owner();
-    let shop = o.get("/api/v1/shop").ok(200)["id"].as_str().unwrap().to_string();
-    let branch = id(&o.get("/api/v1/branches").ok(200)[0]);
-    node.sigterm();
-    node.set_extra(relay.edge_args(&relay.code(&shop, Some(&branch))));
-    node.start_again();
+    let (node, _, _) = relay.enrolled_node();
     let o = node.owner();
     let product = id(&o.product("MAIL-1", "120.00"));
     let customer =

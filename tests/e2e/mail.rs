@@ -5,7 +5,7 @@
 use std::{path::PathBuf, time::Duration};
 
 use dashoffice_tests::{
-    Api, Node, assert_field_error, id,
+    Api, assert_field_error, id,
     mail::{self, Smtp, delivered, free_port},
     relay::Relay,
     wait_for,
@@ -27,13 +27,7 @@ fn an_order_emailed_from_a_node_goes_out_through_the_relays_mail_server_once() {
     let root = tempfile::tempdir().unwrap();
     let maildir: PathBuf = root.path().join("mail");
     let mut relay = Relay::start_env(mail::relay_env(port));
-    let mut node = Node::start();
-    let o = node.owner();
-    let shop = o.get("/api/v1/shop").ok(200)["id"].as_str().unwrap().to_string();
-    let branch = id(&o.get("/api/v1/branches").ok(200)[0]);
-    node.sigterm();
-    node.set_extra(relay.edge_args(&relay.code(&shop, Some(&branch))));
-    node.start_again();
+    let (node, _, _) = relay.enrolled_node();
     let o = node.owner();
     o.patch("/api/v1/shop", &json!({ "tax_id": "CCM010203AB4", "email": "hola@tienda.mx" })).ok(200);
     let product = id(&o.product("MAIL-1", "120.00"));

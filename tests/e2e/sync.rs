@@ -260,7 +260,7 @@ fn sync_now_reconnects_at_once_after_an_outage() {
     assert_eq!(r.json()["error"]["code"], "sync_off", "{}", r.text);
 
     let mut relay = Relay::start_env(vec![("DASHOFFICE_HEAD_OFFICE".into(), "false".into())]);
-    let (node, _, _) = enrolled_node(&relay);
+    let (node, _, _) = relay.enrolled_node();
     let o = node.owner();
     assert!(wait_for(CONVERGE, || idle(&o).then_some(())).is_some(), "{:#}", status(&o));
     relay.kill9();
@@ -276,24 +276,13 @@ fn sync_now_reconnects_at_once_after_an_outage() {
     assert_eq!(status(&o)["last_error"], Value::Null, "{:#}", status(&o));
 }
 
-/// A node with a shop of its own, then enrolled on `relay` for its first branch; with the shop
-/// and branch ids.
-fn enrolled_node(relay: &Relay) -> (Node, String, String) {
-    let mut node = Node::start();
-    let (shop, branch) = shop_and_branch(&node.owner());
-    node.sigterm();
-    node.set_extra(relay.edge_args(&relay.code(&shop, Some(&branch))));
-    node.start_again();
-    (node, shop, branch)
-}
-
 /// A node restored from a backup is a new device: it enrols again with a new code and receives
 /// from the relay what was written after the backup (its own writes included), which it would
 /// never hear of if it kept the old device's identity and sync states.
 #[test]
 fn a_restored_node_enrols_again_and_receives_what_its_backup_missed() {
     let relay = Relay::start();
-    let (mut a1, shop, branch) = enrolled_node(&relay);
+    let (mut a1, shop, branch) = relay.enrolled_node();
     let o1 = a1.owner();
     o1.product("BEFORE-1", "1.00");
     assert!(wait_for(CONVERGE, || idle(&o1).then_some(())).is_some(), "{:#}", status(&o1));
@@ -322,7 +311,7 @@ fn a_restored_node_enrols_again_and_receives_what_its_backup_missed() {
 #[test]
 fn a_replica_that_comes_back_replaces_its_dead_session() {
     let relay = Relay::start_env(vec![("DASHOFFICE_HEAD_OFFICE".into(), "false".into())]);
-    let (mut a1, _, _) = enrolled_node(&relay);
+    let (mut a1, _, _) = relay.enrolled_node();
     let o1 = a1.owner();
     assert!(wait_for(CONVERGE, || idle(&o1).then_some(())).is_some(), "{:#}", status(&o1));
     let quic = || relay.status()["sessions"].as_array().unwrap().iter().filter(|s| s["transport"] == "quic").count();
@@ -420,7 +409,7 @@ fn a_partition_in_an_initial_sync_resumes_where_it_stopped() {
 #[test]
 fn revoked_forged_and_wrong_certificate_replicas_get_nothing() {
     let relay = Relay::start();
-    let (a1, shop, branch) = enrolled_node(&relay);
+    let (a1, shop, branch) = relay.enrolled_node();
     let o1 = a1.owner();
     o1.product("P-1", "5.00");
     assert!(wait_for(CONVERGE, || idle(&o1).then_some(())).is_some());
@@ -860,7 +849,7 @@ pub(crate) fn owner_when_synced_at(base: &str) -> Api {
 #[test]
 fn an_invoice_issued_offline_gets_its_legal_number_from_the_branchs_numbering_node() {
     let mut relay = Relay::start();
-    let (a1, shop, branch) = enrolled_node(&relay);
+    let (a1, shop, branch) = relay.enrolled_node();
     let o1 = a1.owner();
     let product = id(&o1.product("FAC-1", "100.00"));
     let customer = id(&o1.customer("Lucía Gómez"));

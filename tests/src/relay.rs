@@ -189,6 +189,19 @@ impl Relay {
         ]
     }
 
+    /// A node with a shop of its own (first run), then enrolled on this relay for its first
+    /// branch; with the shop and branch ids.
+    pub fn enrolled_node(&self) -> (crate::Node, String, String) {
+        let mut node = crate::Node::start();
+        let owner = node.owner();
+        let shop = owner.get("/api/v1/shop").ok(200)["id"].as_str().expect("the shop's id").to_string();
+        let branch = crate::id(&owner.get("/api/v1/branches").ok(200)[0]);
+        node.sigterm();
+        node.set_extra(self.edge_args(&self.code(&shop, Some(&branch))));
+        node.start_again();
+        (node, shop, branch)
+    }
+
     /// The relay's session list (`GET /api/v1/sync/status`).
     pub fn status(&self) -> Value {
         self.admin().get("/api/v1/sync/status").ok(200)
