@@ -3,8 +3,9 @@
 //! which receives the requests like any replica. Each e-mail is claimed in the outbox of
 //! `whatsapp.db` (by its own id) durably before the SMTP call: a relay killed mid-send marks it
 //! failed rather than send it twice, as it does WhatsApp replies. Transient failures (the server
-//! down, 4xx answers, timeouts) are retried with backoff for two days; a permanent refusal (5xx)
-//! fails the e-mail with the server's answer, which the order shows.
+//! down, 4xx answers, timeouts) and refusals of the relay's own settings (its login) are retried
+//! with backoff for about two days; a permanent refusal of the message (5xx) fails the e-mail
+//! with the server's answer, which the order shows.
 
 use std::{sync::Arc, time::Duration};
 
@@ -27,7 +28,7 @@ pub struct MailConfig {
     pub url: String,
     /// The sender's address (the shop's name is its display name; the shop's e-mail, Reply-To).
     pub from: String,
-    /// Timeout of one SMTP conversation.
+    /// Timeout of connecting and of each read and write of an SMTP conversation.
     pub timeout: Duration,
 }
 
@@ -67,8 +68,9 @@ impl Mailer {
 /// E-mails to send read in one pass at most.
 const PASS: u32 = 50;
 
-/// How long a transiently failing e-mail is retried.
-const GIVE_UP_MS: i64 = 2 * 24 * 3600 * 1000;
+/// Attempts of a transiently failing e-mail before it fails: with the backoff's one minute at most
+/// between attempts, about two days.
+const MAX_ATTEMPTS: i64 = 2880;
 
 /// Sends the e-mails of `svc`'s shop: woken by every batch its replica receives, and every few
 /// seconds for retries that come due.
@@ -86,8 +88,11 @@ pub async fn outbox(wa: Arc<WhatsApp>, svc: Arc<ShopService>, mailer: Arc<Mailer
         if !svc.ready() {
             continue;
         }
+        // E-mails being sent or waiting for a retry still read as queued: read past them, so
+        // a pile of retries never holds up a new e-mail.
+        let busy = wa.store.busy(&svc.shop).unwrap_or(0).min(5000);
         let (replica, shop) = (svc.replica.clone(), svc.shop.clone());
-        let queued = tokio::task::spawn_blocking(move || replica.read(|c| emails::queued(c, &shop, PASS))).await;
+        let queued = tokio::task::spawn_blocking(move || replica.read(|c| emails::queued(c, &shop, PASS + busy))).await;
         let queued = match queued {
             Ok(Ok(q)) => q,
             Ok(Err(e)) => {
@@ -156,7 +161,11 @@ async fn send(wa: &Arc<WhatsApp>, svc: &Arc<ShopService>, mailer: &Mailer, q: &Q
     let composed = tokio::task::spawn_blocking(move || replica.read(|c| emails::compose(c, &shop, &id, now))).await;
     let composed = match composed {
         Ok(Ok(c)) => c,
-        Ok(Err(e @ CoreError::NotFound { .. })) => return retry(wa, svc, q, attempts, &e.to_string()).await,
+        // Not on this replica yet, invoiced since and waiting for its number, or the store
+        // failing: later. Any other broken rule (a duplicate automatic e-mail): never.
+        Ok(Err(e)) if !e.is_rule() || matches!(e, CoreError::NotFound { .. }) || not_final(&e) => {
+            return retry(wa, svc, q, attempts, &e.to_string()).await;
+        }
         Ok(Err(e)) => return fail(wa, svc, q, &e.to_string()).await,
         Err(e) => return retry(wa, svc, q, attempts, &e.to_string()).await,
     };
@@ -179,12 +188,26 @@ async fn send(wa: &Arc<WhatsApp>, svc: &Arc<ShopService>, mailer: &Mailer, q: &Q
             tracing::info!(email = %q.id, order = %q.order_id, "e-mail sent");
             mark(svc, q, Outcome::Sent { at: crate::hub::now_ms(), message_id }).await;
         }
+        // The relay's own settings refused (its login, or TLS the server requires): every
+        // e-mail would fail alike; they wait for the settings to be mended.
+        Err(e) if e.status().is_some_and(|c| SETTINGS_CODES.contains(&u16::from(c))) => {
+            tracing::error!(error = %e, "the mail server refused the relay's login or connection: check smtp_url");
+            retry(wa, svc, q, attempts, &format!("the mail server refused the relay's settings: {e}")).await;
+        }
         Err(e) if e.is_permanent() => {
             tracing::warn!(email = %q.id, error = %e, "the mail server refused an e-mail");
             fail(wa, svc, q, &format!("the mail server refused it: {e}")).await;
         }
         Err(e) => retry(wa, svc, q, attempts, &e.to_string()).await,
     }
+}
+
+/// SMTP answers about the sender's own connection, not the message: 530 (authentication or TLS
+/// required), 534 (mechanism too weak), 535 (bad credentials), 538 (encryption required).
+const SETTINGS_CODES: &[u16] = &[530, 534, 535, 538];
+
+fn not_final(e: &CoreError) -> bool {
+    matches!(e, CoreError::Conflict { field, rule, .. } if (field.as_str(), rule.as_str()) == emails::NOT_FINAL)
 }
 
 /// The message: the shop's name as the sender's name, its e-mail as Reply-To, the text and the
@@ -208,11 +231,11 @@ fn build(mailer: &Mailer, c: emails::ComposedEmail, message_id: &str) -> Result<
     .map_err(|e| e.to_string())
 }
 
-/// A transient failure: tried again later, for two days after the request at most.
+/// A transient failure: tried again later, [`MAX_ATTEMPTS`] times at most.
 async fn retry(wa: &Arc<WhatsApp>, svc: &Arc<ShopService>, q: &QueuedEmail, attempts: i64, error: &str) {
     let now = crate::hub::now_ms();
-    if now - q.requested_at > GIVE_UP_MS {
-        return fail(wa, svc, q, &format!("not sent in two days; last error: {error}")).await;
+    if attempts + 1 >= MAX_ATTEMPTS {
+        return fail(wa, svc, q, &format!("not sent after {MAX_ATTEMPTS} attempts; last error: {error}")).await;
     }
     metrics::counter!("dashoffice_email_retries_total").increment(1);
     let delay = crate::whatsapp::graph::backoff(attempts);

@@ -73,6 +73,7 @@ llm_timeout_ms = 8000
 # smtp_url = "smtps://user:password@mail.example.com"
 # The sender's address (DASHOFFICE_SMTP_FROM); the shop's name is shown as the sender.
 # smtp_from = "ventas@example.com"
+# Timeout of connecting, and of each read and write of an SMTP conversation.
 smtp_timeout_ms = 30000
 "#;
 

@@ -102,5 +102,24 @@ fn an_order_emailed_from_a_node_goes_out_through_the_relays_mail_server_once() {
     let mails = delivered(&maildir);
     let to: Vec<&str> = mails.iter().map(|m| m["to"].as_str().unwrap()).collect();
     assert_eq!(to, ["contabilidad@example.com", "lucia@example.com", "otra@example.com"]);
+
+    // The shop has invoices e-mailed as they are issued: the next invoice goes by itself.
+    let shop = o.patch("/api/v1/shop", &json!({ "email_invoices": true })).ok(200);
+    assert_eq!(shop["email_invoices"], true, "{shop}");
+    assert_field_error(
+        o.patch("/api/v1/shop", &json!({ "email_invoices": "sí" })),
+        400,
+        "malformed_json",
+        "email_invoices",
+    );
+    let next = id(&o.order(&lucia, &[(&product, 1)]));
+    o.transition(&next, "confirmed");
+    let issued = o.post(&format!("/api/v1/orders/{next}/invoice"), &json!({})).ok(200);
+    assert_eq!(issued["emails"][0]["automatic"], true, "{issued}");
+    let went = wait_for(WAIT, || (emails(&o, &next).first()?["status"] == "sent").then_some(()));
+    assert!(went.is_some(), "the automatic e-mail never went: {:#?}", emails(&o, &next));
+    let mails = delivered(&maildir);
+    assert_eq!(mails.len(), 4, "{mails:#?}");
+    assert!(mails.iter().any(|m| m["subject"] == "Factura CEN-00000002 — Mi Tienda"), "{mails:#?}");
     drop(smtp);
 }

@@ -274,6 +274,10 @@ pub struct ShopView {
     /// language).
     #[serde(default)]
     pub satisfaction_question: String,
+    /// Whether invoices and credit notes are e-mailed to the customer (if they have an address)
+    /// as they are issued.
+    #[serde(default)]
+    pub email_invoices: bool,
 }
 
 /// PATCH /api/v1/shop
@@ -305,6 +309,9 @@ pub struct UpdateShop {
     /// The survey's question, at most 1,024 characters; an empty string goes back to the built-in one.
     #[serde(default)]
     pub satisfaction_question: Option<String>,
+    /// E-mail invoices and credit notes to the customer as they are issued.
+    #[serde(default)]
+    pub email_invoices: Option<bool>,
 }
 
 /// A branch office.
@@ -869,6 +876,10 @@ pub struct OrderEmailView {
     /// Why it failed.
     #[serde(default)]
     pub error: Option<String>,
+    /// Asked for by the issuing of the invoice or credit note (the shop's `email_invoices`), not
+    /// by a person.
+    #[serde(default)]
+    pub automatic: bool,
 }
 
 /// The credit note that undoes an order's invoice: issued like an invoice, numbered by the same

@@ -79,42 +79,84 @@ pub fn request(
     }
     let to = match to {
         Some(t) => t,
-        None => {
-            let c = customers::get(ctx.conn(), &caller.shop_id, &order.customer_id)?;
-            match c.email.filter(|m| !m.is_empty()) {
-                Some(m) => m,
-                None => {
-                    return Err(CoreError::conflict(
-                        "to",
-                        "required",
-                        format!("{} has no e-mail address: type one", c.name),
-                    ));
-                }
+        None => match customer_email(ctx.conn(), &caller.shop_id, &order.customer_id)? {
+            (_, Some(m)) => m,
+            (name, None) => {
+                return Err(CoreError::conflict("to", "required", format!("{name} has no e-mail address: type one")));
             }
-        }
+        },
     };
     if order.emails.len() >= MAX_PER_ORDER {
         return Err(CoreError::conflict(
-            "to",
+            "emails",
             "max_items",
             format!("an order is e-mailed {MAX_PER_ORDER} times at most"),
         ));
     }
-    let doc_id = DocId::parse(&order_doc(ctx.conn(), &order.id)?)?;
+    write(ctx, caller, &order.id, &to, &document, &lang, &message, false)?;
+    orders::get(ctx.conn(), caller, order_id)
+}
+
+/// After an invoice or a credit note (`document`) was issued on order `order_id`: asks for its
+/// e-mail to the customer when the shop has `email_invoices` on and the customer an address
+/// (in Spanish, marked automatic). Part of the issuing write.
+pub(crate) fn request_automatic(ctx: &mut WriteCtx<'_>, caller: &Caller, order_id: &str, document: &str) -> Result<()> {
+    if !org::get_shop(ctx.conn(), &caller.shop_id)?.email_invoices {
+        return Ok(());
+    }
+    let order = orders::get(ctx.conn(), caller, order_id)?;
+    let (_, Some(to)) = customer_email(ctx.conn(), &caller.shop_id, &order.customer_id)? else {
+        return Ok(());
+    };
+    if order.emails.len() >= MAX_PER_ORDER {
+        return Ok(());
+    }
+    write(ctx, caller, order_id, &to, document, "es", "", true)
+}
+
+/// Writes one e-mail request into the order's record.
+#[allow(clippy::too_many_arguments)]
+fn write(
+    ctx: &mut WriteCtx<'_>,
+    caller: &Caller,
+    order_id: &str,
+    to: &str,
+    document: &str,
+    lang: &str,
+    message: &str,
+    automatic: bool,
+) -> Result<()> {
+    let doc_id = DocId::parse(&order_doc(ctx.conn(), order_id)?)?;
     let id = new_id();
     let (now, user, device) = (ctx.now(), caller.user_id.clone(), ctx.device().code.clone());
     ctx.change(&doc_id, &[order_id], |tx, _| {
         let o = doc::record(tx, order_id)?.ok_or_else(|| CoreError::not_found("order", order_id))?;
         let m = tx.put_object(&o, format!("{KEY}{id}"), ObjType::Map)?;
-        for (k, v) in [("to", &to), ("document", &document), ("lang", &lang), ("message", &message)] {
-            tx.put(&m, k, v.as_str())?;
+        for (k, v) in [("to", to), ("document", document), ("lang", lang), ("message", message)] {
+            tx.put(&m, k, v)?;
         }
         tx.put(&m, "requested_at", now)?;
         tx.put(&m, "requested_by", user.as_str())?;
         tx.put(&m, "device", device.as_str())?;
+        if automatic {
+            tx.put(&m, "automatic", true)?;
+        }
         Ok(())
-    })?;
-    orders::get(ctx.conn(), caller, order_id)
+    })
+}
+
+/// The name and e-mail address of an order's customer: of the record it was merged into, if any
+/// (the address staff keep up to date), else its own.
+fn customer_email(conn: &Connection, shop: &str, customer_id: &str) -> Result<(String, Option<String>)> {
+    let own = customers::get(conn, shop, customer_id)?;
+    let survivor = super::inbox::survivor(conn, customer_id.to_string())?;
+    let merged = if survivor == customer_id { None } else { customers::get(conn, shop, &survivor).ok() };
+    let email = merged
+        .as_ref()
+        .and_then(|c| c.email.clone())
+        .filter(|m| !m.is_empty())
+        .or_else(|| own.email.clone().filter(|m| !m.is_empty()));
+    Ok((merged.map(|c| c.name).unwrap_or(own.name), email))
 }
 
 /// An e-mail address as typed: [`normalize_email`], and nothing a mail header would read as
@@ -139,8 +181,8 @@ pub(crate) fn project(conn: &Connection, doc_id: &DocId, d: &Automerge, o: &ObjI
     conn.prepare_cached("DELETE FROM order_emails WHERE order_id = ?1")?.execute([id])?;
     let mut ins = conn.prepare_cached(
         "INSERT OR REPLACE INTO order_emails(id, order_id, shop_id, doc_id, to_addr, document, lang, message,
-                                             requested_at, requested_by, sent_at, failed_at, error)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+                                             requested_at, requested_by, sent_at, failed_at, error, automatic)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
     )?;
     for item in d.map_range(o, KEY.to_string()..) {
         let Some(email_id) = item.key.strip_prefix(KEY) else { break };
@@ -165,6 +207,7 @@ pub(crate) fn project(conn: &Connection, doc_id: &DocId, d: &Automerge, o: &ObjI
             sent,
             failed,
             failed.and(f.opt_str("error")),
+            f.bool("automatic", false),
         ])?;
     }
     Ok(())
@@ -174,7 +217,7 @@ pub(crate) fn project(conn: &Connection, doc_id: &DocId, d: &Automerge, o: &ObjI
 pub(crate) fn of_order(conn: &Connection, order_id: &str) -> Result<Vec<OrderEmailView>> {
     Ok(conn
         .prepare_cached(
-            "SELECT id, to_addr, document, lang, message, requested_at, requested_by, sent_at, failed_at, error
+            "SELECT id, to_addr, document, lang, message, requested_at, requested_by, sent_at, failed_at, error, automatic
              FROM order_emails WHERE order_id = ?1 ORDER BY requested_at, id",
         )?
         .query_map([order_id], |r| {
@@ -195,6 +238,7 @@ pub(crate) fn of_order(conn: &Connection, order_id: &str) -> Result<Vec<OrderEma
                 .into(),
                 sent_at,
                 error: r.get(9)?,
+                automatic: r.get(10)?,
             })
         })?
         .collect::<rusqlite::Result<Vec<_>>>()?)
@@ -238,6 +282,10 @@ pub fn queued(conn: &Connection, shop: &str, limit: u32) -> Result<Vec<QueuedEma
         .collect()
 }
 
+/// The field and rule of [`compose`]'s error for a document that is not final yet (invoiced or
+/// credited after the e-mail was found ready): try again later.
+pub const NOT_FINAL: (&str, &str) = ("document", "not_final");
+
 /// An e-mail ready for the mail server.
 #[derive(Debug, Clone)]
 pub struct ComposedEmail {
@@ -265,6 +313,23 @@ pub fn compose(conn: &Connection, shop: &str, email_id: &str, now: i64) -> Resul
         .query_row([email_id, shop], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)))
         .optional()?;
     let (order_id, to, document, lang, message) = row.ok_or_else(|| CoreError::not_found("email", email_id))?;
+    // The same invoice (or credit note) issued on two replicas while apart asked for its
+    // automatic e-mail twice: the first one goes.
+    let earlier: Option<String> = conn
+        .prepare_cached(
+            "SELECT d.id FROM order_emails e JOIN order_emails d ON d.order_id = e.order_id AND d.document = e.document
+               AND d.automatic AND (d.requested_at, d.id) < (e.requested_at, e.id)
+             WHERE e.id = ?1 AND e.automatic LIMIT 1",
+        )?
+        .query_row([email_id], |r| r.get(0))
+        .optional()?;
+    if let Some(first) = earlier {
+        return Err(CoreError::conflict(
+            "email",
+            "duplicate",
+            format!("already e-mailed automatically as {first} (issued on two devices at once)"),
+        ));
+    }
     let caller = system_caller(shop);
     let order = orders::get(conn, &caller, &order_id)?;
     let shop_view = org::get_shop(conn, shop)?;
@@ -277,8 +342,17 @@ pub fn compose(conn: &Connection, shop: &str, email_id: &str, now: i64) -> Resul
         _ if order.invoice.is_some() => Some("invoice"),
         _ => None,
     };
+    // Invoiced (or credited) since the outbox found it ready: it waits for the legal number.
+    let numbered = match which {
+        Some("invoice") => order.invoice.as_ref().is_some_and(|i| !i.number.is_empty()),
+        Some("credit_note") => order.credit_note.as_ref().is_some_and(|c| !c.number.is_empty()),
+        _ => true,
+    };
+    if !numbered {
+        return Err(CoreError::conflict(NOT_FINAL.0, NOT_FINAL.1, "the document waits for its legal number"));
+    }
     let pdf = crate::invoice::order_pdf_of(conn, &caller, &order_id, lang, now, which)?;
-    let customer = customers::get(conn, shop, &order.customer_id).map(|c| c.name).unwrap_or_default();
+    let customer = customer_email(conn, shop, &order.customer_id).map(|(name, _)| name).unwrap_or_default();
     let invoice = order.invoice.as_ref().map(|i| if i.number.is_empty() { &i.provisional_number } else { &i.number });
     let credit =
         order.credit_note.as_ref().map(|c| if c.number.is_empty() { &c.provisional_number } else { &c.number });

@@ -116,7 +116,7 @@ fn find_customer_by_wa(conn: &Connection, shop: &str, wa_id: &str) -> Result<Opt
 }
 
 /// The customer a merged duplicate now belongs to.
-fn survivor(conn: &Connection, id: String) -> Result<String> {
+pub(crate) fn survivor(conn: &Connection, id: String) -> Result<String> {
     let mut cur = id;
     for _ in 0..8 {
         let next: Option<String> = conn

@@ -445,7 +445,9 @@ pub fn issue_invoice(ctx: &mut WriteCtx<'_>, caller: &Caller, id: &str) -> Resul
             format!("an invoice carries the shop's {}: set it first (Settings, Shop)", shop.tax_id_label),
         ));
     }
-    issue(ctx, caller, id, "invoice", 'F', String::new())
+    issue(ctx, caller, id, "invoice", 'F', String::new())?;
+    super::emails::request_automatic(ctx, caller, id, "invoice")?;
+    get(ctx.conn(), caller, id)
 }
 
 /// Issues the order's `key` (`invoice` or `credit_note`) with a provisional number
@@ -513,7 +515,9 @@ pub fn issue_credit_note(
             format!("a credit note undoes the invoice of a cancelled or refunded order (it is {})", current.status),
         ));
     }
-    issue(ctx, caller, id, "credit_note", 'C', reason)
+    issue(ctx, caller, id, "credit_note", 'C', reason)?;
+    super::emails::request_automatic(ctx, caller, id, "credit_note")?;
+    get(ctx.conn(), caller, id)
 }
 
 /// SQL: invoices of branches this replica numbers that wait for their legal number.

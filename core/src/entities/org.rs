@@ -123,6 +123,9 @@ pub fn update_shop(ctx: &mut WriteCtx<'_>, caller: &Caller, input: UpdateShop) -
         if let Some(on) = input.satisfaction_survey {
             tx.put(&o, "satisfaction_survey", on)?;
         }
+        if let Some(on) = input.email_invoices {
+            tx.put(&o, "email_invoices", on)?;
+        }
         if let Some(q) = &question {
             put_str(tx, &o, "satisfaction_question", q)?;
         }
@@ -278,8 +281,8 @@ pub(crate) fn project(conn: &Connection, doc_id: &DocId, d: &Automerge, id: &str
             conn.prepare_cached(
                 "INSERT OR REPLACE INTO shops(id, doc_id, name, currency, phone_region, timezone, created_at, updated_at,
                                               legal_name, tax_id, address, phone, email, satisfaction_survey,
-                                              satisfaction_question)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
+                                              satisfaction_question, email_invoices)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
             )?
             .execute(params![
                 id,
@@ -297,6 +300,7 @@ pub(crate) fn project(conn: &Connection, doc_id: &DocId, d: &Automerge, id: &str
                 f.str("email"),
                 f.bool("satisfaction_survey", false),
                 f.str("satisfaction_question"),
+                f.bool("email_invoices", false),
             ])?;
         }
         "branch" => {
@@ -330,7 +334,7 @@ pub(crate) fn project(conn: &Connection, doc_id: &DocId, d: &Automerge, id: &str
 pub fn get_shop(conn: &Connection, shop: &str) -> Result<ShopView> {
     conn.prepare_cached(
         "SELECT id, name, currency, phone_region, timezone, legal_name, tax_id, address, phone, email, satisfaction_survey,
-                satisfaction_question
+                satisfaction_question, email_invoices
          FROM shops WHERE id = ?1",
     )?
     .query_row([shop], |r| {
@@ -349,6 +353,7 @@ pub fn get_shop(conn: &Connection, shop: &str) -> Result<ShopView> {
             email: r.get(9)?,
             satisfaction_survey: r.get(10)?,
             satisfaction_question: r.get(11)?,
+            email_invoices: r.get(12)?,
         })
     })
         .optional()?

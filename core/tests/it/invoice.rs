@@ -869,3 +869,106 @@ fn an_order_is_emailed_from_any_replica_once_its_document_is_final() {
     assert_eq!(seen[2].status, "queued");
     assert_eq!(queued(a), vec![seen[2].id.clone()]);
 }
+
+/// With the shop's `email_invoices` on, issuing an invoice or a credit note asks for its e-mail to
+/// the customer in the same write, on any replica; the same invoice issued on two replicas while
+/// apart is e-mailed once.
+#[test]
+fn invoices_and_credit_notes_are_emailed_as_issued_when_the_shop_says_so() {
+    use dashoffice_core::{
+        domain::api::{IssueCreditNote, UpdateShop},
+        entities::{emails, org},
+    };
+
+    use crate::fixtures::sync_pair;
+
+    let nodes = shop(2);
+    let c = nodes[0].caller.clone();
+    let (head, a) = (&nodes[0].replica, &nodes[1].replica);
+    let branch: String = head.read(|c| Ok(c.query_row("SELECT id FROM branches", [], |r| r.get(0))?)).unwrap();
+    let (c2, b2) = (c.clone(), branch.clone());
+    let (order, silent) = head
+        .write_blocking(move |ctx| {
+            let on =
+                UpdateShop { tax_id: Some("CCM010203AB4".into()), email_invoices: Some(true), ..Default::default() };
+            assert!(org::update_shop(ctx, &c2, on)?.email_invoices);
+            let p = products::create(ctx, &c2, product_input("CAM-001", "250.00"))?;
+            let with =
+                CreateCustomer { name: "Lucía".into(), email: Some("lucia@example.com".into()), ..Default::default() };
+            let cu = customers::create(ctx, &c2, with)?;
+            let without = customers::create(ctx, &c2, CreateCustomer { name: "Sin".into(), ..Default::default() })?;
+            let mut ids = Vec::new();
+            for who in [&cu.id, &without.id] {
+                let o = orders::create(ctx, &c2, None, order_input(who, &b2, vec![line(&p.id, 1)]))?;
+                orders::transition(ctx, &c2, &o.id, TransitionOrder { to: OrderStatus::Confirmed })?;
+                ids.push(o.id);
+            }
+            Ok((ids[0].clone(), ids[1].clone()))
+        })
+        .unwrap();
+    sync_pair(head, a);
+    let issue = |r: &dashoffice_core::Replica, id: &str| {
+        let (c, id) = (c.clone(), id.to_string());
+        r.write_blocking(move |ctx| orders::issue_invoice(ctx, &c, &id)).unwrap()
+    };
+    // Both replicas issue the invoice while apart: each asks for its e-mail at once.
+    let on_a = issue(a, &order).emails;
+    assert_eq!(on_a.len(), 1);
+    assert_eq!(
+        (on_a[0].to.as_str(), on_a[0].document.as_str(), on_a[0].automatic, on_a[0].lang.as_str()),
+        ("lucia@example.com", "invoice", true, "es")
+    );
+    assert_eq!(issue(head, &order).emails.len(), 1);
+    assert!(issue(a, &silent).emails.is_empty(), "a customer without an address gets none");
+    sync_pair(a, head);
+    until("the legal number", || {
+        head.read(|conn| orders::get(conn, &c, &order)).unwrap().invoice.is_some_and(|i| !i.number.is_empty())
+    });
+    let twice = head.read(|conn| orders::get(conn, &c, &order)).unwrap().emails;
+    assert_eq!(twice.len(), 2, "both requests are kept");
+    // The first goes; the second is refused as a copy of it.
+    let s = c.shop_id.clone();
+    let compose = |id: &str| {
+        let (s, id) = (s.clone(), id.to_string());
+        head.read(move |conn| emails::compose(conn, &s, &id, 0))
+    };
+    assert_eq!(compose(&twice[0].id).unwrap().subject, "Factura CEN-00000001 — Tienda");
+    match compose(&twice[1].id).unwrap_err() {
+        CoreError::Conflict { field, rule, message } => {
+            assert_eq!((field.as_str(), rule.as_str()), ("email", "duplicate"));
+            assert!(message.contains(&twice[0].id), "{message}");
+        }
+        other => panic!("{other:?}"),
+    }
+    // The order is cancelled and its invoice undone: the credit note is e-mailed too.
+    let (c3, o3) = (c.clone(), order.clone());
+    let credited = head
+        .write_blocking(move |ctx| {
+            orders::transition(ctx, &c3, &o3, TransitionOrder { to: OrderStatus::Cancelled })?;
+            orders::issue_credit_note(ctx, &c3, &o3, IssueCreditNote { reason: None })
+        })
+        .unwrap();
+    let last = credited.emails.last().unwrap();
+    assert_eq!((credited.emails.len(), last.document.as_str(), last.automatic), (3, "credit_note", true));
+    // Off again: an invoice issued now is not e-mailed.
+    let c4 = c.clone();
+    head.write_blocking(move |ctx| {
+        org::update_shop(ctx, &c4, UpdateShop { email_invoices: Some(false), ..Default::default() })
+    })
+    .unwrap();
+    let (c5, p5) = (c.clone(), branch.clone());
+    let fresh = head
+        .write_blocking(move |ctx| {
+            let o = orders::get(ctx.conn(), &c5, &order)?;
+            let again = orders::create(
+                ctx,
+                &c5,
+                None,
+                order_input(&o.customer_id, &p5, vec![line(&o.lines[0].product_id, 1)]),
+            )?;
+            orders::transition(ctx, &c5, &again.id, TransitionOrder { to: OrderStatus::Confirmed })?;
+            orders::issue_invoice(ctx, &c5, &again.id)
+        })
+        .unwrap();
+    assert!(fresh.emails.is_empty(), "{:?}", fresh.emails);
+}

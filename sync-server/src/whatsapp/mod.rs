@@ -118,7 +118,7 @@ impl WhatsApp {
             mail: mail.map(Arc::new),
         });
         for (message, shop) in wa.store.interrupted()? {
-            tracing::warn!(message = %message, shop = %shop, "a reply was interrupted while sending; marked failed, not resent");
+            tracing::warn!(message = %message, shop = %shop, "a reply or an e-mail was interrupted while sending; marked failed, not resent");
         }
         let shops: Vec<String> = wa.store.numbers()?.into_iter().map(|n| n.shop_id).collect();
         for shop in shops {

@@ -362,6 +362,14 @@ impl WaStore {
             .optional()?)
     }
 
+    /// Messages and e-mails of `shop` being sent or waiting for a retry.
+    pub fn busy(&self, shop: &str) -> R<u32> {
+        Ok(self
+            .read()
+            .prepare_cached("SELECT count(*) FROM outbox WHERE shop_id = ?1 AND state IN ('sending', 'retry')")?
+            .query_row([shop], |r| r.get(0))?)
+    }
+
     /// Retries due now (message ids).
     pub fn due_retries(&self, shop: &str) -> R<Vec<String>> {
         let c = self.lock();

@@ -422,9 +422,13 @@ pub(crate) fn OrderDetail() -> impl IntoView {
                     .emails
                     .iter()
                     .map(|m| {
+                        // What goes (or went): a sales note asked for before the order was
+                        // invoiced or credited goes as that document.
                         let doc = match m.document.as_str() {
                             "invoice" => t("doc_invoice"),
                             "credit_note" => t("doc_credit_note"),
+                            _ if o.credit_note.is_some() => t("doc_credit_note"),
+                            _ if o.invoice.is_some() => t("doc_invoice"),
                             _ => t("doc_sales_note"),
                         };
                         // What the relay waits for (a sales note goes as the invoice once there
@@ -444,7 +448,8 @@ pub(crate) fn OrderDetail() -> impl IntoView {
                         };
                         view! {
                             <div class="row-item email-row" data-status=m.status.clone()>
-                                <span>{m.to.clone()}</span><span>{doc}</span><span class="muted">{datetime(m.requested_at)}</span>
+                                <span>{m.to.clone()}</span><span>{doc}</span>
+                                <span class="muted">{datetime(m.requested_at)}{m.automatic.then(|| format!(" · {}", t("email_automatic")))}</span>
                                 <Badge kind=kind text=status/>
                             </div>
                         }

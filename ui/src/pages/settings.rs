@@ -271,12 +271,28 @@ fn ShopPanel(shop: RwSignal<Load<ShopView>>) -> impl IntoView {
             email: Some(email.get_untracked()),
             satisfaction_survey: None,
             satisfaction_question: None,
+            email_invoices: None,
         };
         spawn_local(async move {
             match api::patch::<_, ShopView>("/api/v1/shop", &body).await {
                 Ok(s) => {
                     // Saved: show the shop as stored.
                     filled.set_value(None);
+                    shop.set(Load::Ready(s));
+                    app().say(t("saved"));
+                }
+                Err(e) => err.set(Some(e)),
+            }
+        });
+    };
+    // Invoices and credit notes e-mailed to the customer as they are issued: saved at once.
+    let auto_on = move || shop.with(|s| s.ready().is_some_and(|s| s.email_invoices));
+    let toggle_auto = move |ev: leptos::ev::Event| {
+        err.set(None);
+        let body = UpdateShop { email_invoices: Some(event_target_checked(&ev)), ..Default::default() };
+        spawn_local(async move {
+            match api::patch::<_, ShopView>("/api/v1/shop", &body).await {
+                Ok(s) => {
                     shop.set(Load::Ready(s));
                     app().say(t("saved"));
                 }
@@ -304,7 +320,11 @@ fn ShopPanel(shop: RwSignal<Load<ShopView>>) -> impl IntoView {
                     <Field label=t("email") name="email" value=email err=err kind="email"/>
                 </div>
             </div>
-            <FormError err=err fields=&["name", "currency", "timezone", "phone_region", "legal_name", "tax_id", "address", "phone", "email"]/>
+            <label class="check">
+                <input type="checkbox" id="email-invoices" name="email_invoices" prop:checked=auto_on on:change=toggle_auto/>
+                " "{t("email_invoices_on")}
+            </label>
+            <FormError err=err fields=&["name", "currency", "timezone", "phone_region", "legal_name", "tax_id", "address", "phone", "email", "email_invoices"]/>
             <button class="btn primary" type="submit">{t("save")}</button>
         </form>
     }

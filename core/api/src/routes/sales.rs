@@ -189,8 +189,8 @@ pub(crate) async fn issue_credit_note(
 /// replica, offline too (202: queued); the relay sends it — an invoice or a credit note once it
 /// has its legal number — and the order's `emails` say when the mail server took it or why it
 /// failed. 422 naming `to`, `document`, `lang` or `message`; 409 naming `to` (the customer has
-/// no address; or 20 e-mails already), `document` (the order has no such document) or `status`
-/// (a draft).
+/// no address), `emails` (20 e-mails already), `document` (the order has no such document) or
+/// `status` (a draft).
 #[utoipa::path(post, path = "/api/v1/orders/{id}/email", tag = "orders", security(("bearer" = [])), params(("id" = String, Path)),
     request_body = EmailOrderDocument, responses((status = 202, body = OrderView), Errors))]
 pub(crate) async fn email_document(
