@@ -11,7 +11,10 @@ use std::{sync::Arc, time::Duration};
 
 use dashoffice_core::{
     CoreError,
-    entities::emails::{self, Outcome, QueuedEmail},
+    entities::{
+        emails::{self, Outcome, QueuedEmail},
+        reports,
+    },
 };
 use lettre::{
     AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor,
@@ -260,4 +263,105 @@ async fn mark(svc: &Arc<ShopService>, q: &QueuedEmail, outcome: Outcome) {
     if let Err(e) = svc.replica.write(move |ctx| emails::mark(ctx, &doc, &order, &id, &outcome)).await {
         tracing::error!(error = %e, email = %q.id, "recording an e-mail's outcome in its order");
     }
+}
+
+/// How often each shop's daily summary is checked for being due.
+const REPORT_CHECK: Duration = Duration::from_secs(5);
+
+/// Sends each day's summary of `svc`'s shop to its owners and managers once its hour has come
+/// (`dashoffice_core::entities::reports`): claimed in the outbox by shop and day, so it goes once
+/// a day at most, whatever restarts; retried like an e-mail while the server is down.
+pub async fn daily_reports(wa: Arc<WhatsApp>, svc: Arc<ShopService>, mailer: Arc<Mailer>) {
+    loop {
+        tokio::time::sleep(REPORT_CHECK).await;
+        if !svc.ready() {
+            continue;
+        }
+        let (replica, shop) = (svc.replica.clone(), svc.shop.clone());
+        let now = crate::hub::now_ms();
+        let due = tokio::task::spawn_blocking(move || replica.read(|c| reports::due(c, &shop, now))).await;
+        let Ok(Ok(Some(today))) = due else { continue };
+        let id = format!("report:{}:{today}", svc.shop);
+        // Sent, failed or being sent today already: nothing to do until tomorrow.
+        if let Ok(Some((state, _))) = wa.store.state_of(&id)
+            && state != "retry"
+        {
+            continue;
+        }
+        let attempts = match wa.store.claim_many(&svc.shop, std::slice::from_ref(&id)).map(|mut c| c.pop()) {
+            Ok(Some(Claim::New)) => 0,
+            Ok(Some(Claim::Retry(n))) => n,
+            Ok(_) => continue,
+            Err(e) => {
+                tracing::error!(error = %e, "claiming the daily summary");
+                continue;
+            }
+        };
+        let (replica, shop, day) = (svc.replica.clone(), svc.shop.clone(), today.clone());
+        let report = tokio::task::spawn_blocking(move || replica.read(|c| reports::daily(c, &shop, &day))).await;
+        let report = match report {
+            Ok(Ok(r)) if r.to.is_empty() => {
+                let _ = wa.store.failed(&id, "no owner or manager has an e-mail address");
+                tracing::warn!(shop = %svc.shop, "daily summary not sent: no owner or manager has an e-mail address");
+                continue;
+            }
+            Ok(Ok(r)) => r,
+            Ok(Err(e)) => {
+                report_retry(&wa, &id, attempts, &e.to_string());
+                continue;
+            }
+            Err(e) => {
+                report_retry(&wa, &id, attempts, &e.to_string());
+                continue;
+            }
+        };
+        let message_id = format!("<{}@{}>", id.replace(':', "."), mailer.from.domain());
+        let message = report_message(&mailer, &report, &message_id);
+        let message = match message {
+            Ok(m) => m,
+            Err(e) => {
+                let _ = wa.store.failed(&id, &e);
+                tracing::warn!(shop = %svc.shop, error = %e, "daily summary not sent");
+                continue;
+            }
+        };
+        let Ok(_slot) = mailer.slots.clone().acquire_owned().await else { return };
+        match mailer.transport.send(message).await {
+            Ok(_) => {
+                metrics::counter!("dashoffice_email_sent_total").increment(1);
+                if let Err(e) = wa.store.sent_many(&[(id.clone(), message_id)]) {
+                    tracing::error!(error = %e, "recording the daily summary sent");
+                }
+                tracing::info!(shop = %svc.shop, day = %report.day, recipients = report.to.len(), "daily summary sent");
+            }
+            Err(e) if e.is_permanent() && !e.status().is_some_and(|c| SETTINGS_CODES.contains(&u16::from(c))) => {
+                metrics::counter!("dashoffice_email_failures_total").increment(1);
+                let _ = wa.store.failed(&id, &e.to_string());
+                tracing::warn!(shop = %svc.shop, error = %e, "the mail server refused the daily summary");
+            }
+            Err(e) => report_retry(&wa, &id, attempts, &e.to_string()),
+        }
+    }
+}
+
+fn report_retry(wa: &WhatsApp, id: &str, attempts: i64, error: &str) {
+    metrics::counter!("dashoffice_email_retries_total").increment(1);
+    let delay = crate::whatsapp::graph::backoff(attempts);
+    tracing::warn!(report = %id, retry_in_ms = delay.as_millis() as u64, error = %error, "sending the daily summary failed; will retry");
+    let next = crate::hub::now_ms() + i64::try_from(delay.as_millis()).unwrap_or(60_000);
+    if let Err(e) = wa.store.retry(id, next, error) {
+        tracing::error!(error = %e, "recording the daily summary's retry");
+    }
+}
+
+/// The summary as a message to every owner and manager.
+fn report_message(mailer: &Mailer, r: &reports::DailyReport, message_id: &str) -> Result<Message, String> {
+    let mut b = Message::builder()
+        .from(Mailbox::new(Some(r.from_name.clone()), mailer.from.clone()))
+        .subject(r.subject.clone())
+        .message_id(Some(message_id.to_string()));
+    for to in &r.to {
+        b = b.to(to.parse::<Mailbox>().map_err(|e| format!("'{to}' is not an address the mail server takes: {e}"))?);
+    }
+    b.singlepart(SinglePart::plain(r.body.clone())).map_err(|e| e.to_string())
 }

@@ -121,5 +121,32 @@ fn an_order_emailed_from_a_node_goes_out_through_the_relays_mail_server_once() {
     let mails = delivered(&maildir);
     assert_eq!(mails.len(), 4, "{mails:#?}");
     assert!(mails.iter().any(|m| m["subject"] == "Factura CEN-00000002 — Mi Tienda"), "{mails:#?}");
+
+    // The daily summary to the owner: its hour (00:00, so at once) has come today.
+    assert_field_error(
+        o.patch("/api/v1/shop", &json!({ "daily_report_hour": 24 })),
+        422,
+        "validation",
+        "daily_report_hour",
+    );
+    let shop = o.patch("/api/v1/shop", &json!({ "daily_report_hour": 0 })).ok(200);
+    assert_eq!(shop["daily_report_hour"], 0, "{shop}");
+    let report = wait_for(WAIT, || {
+        delivered(&maildir).into_iter().find(|m| m["subject"].as_str().is_some_and(|s| s.starts_with("Resumen del ")))
+    });
+    let report = report.unwrap_or_else(|| panic!("no daily summary: {}", relay.log()));
+    assert_eq!(report["to"], dashoffice_tests::OWNER_EMAIL, "{report:#}");
+    assert!(report["text"].as_str().unwrap().contains("Ventas: "), "{report:#}");
+    // Once a day: a relay restart sends it no second time.
+    relay.kill9();
+    relay.restart();
+    // Once an e-mail asked for after the restart went, the relay's replica of the shop is up and
+    // its summary check (every 5 s) has had its chance.
+    email(&next, json!({ "to": "tras-reinicio@example.com" })).ok(202);
+    let after = wait_for(WAIT, || emails(&o, &next).iter().all(|m| m["status"] == "sent").then_some(()));
+    assert!(after.is_some(), "{:#?}", emails(&o, &next));
+    std::thread::sleep(Duration::from_secs(6));
+    let reports = delivered(&maildir).iter().filter(|m| m["subject"].as_str().unwrap().starts_with("Resumen")).count();
+    assert_eq!(reports, 1);
     drop(smtp);
 }

@@ -801,13 +801,19 @@ await step("the_credit_note_is_emailed_and_the_page_shows_it_went", async () => 
   await row.filter({ hasText: "contabilidad@example.com" }).filter({ hasText: "Credit note" }).waitFor();
   // The relay sends it through its mail server; the page learns it went, live.
   await until("the e-mail marked sent", async () => (await page.locator('#order-emails .email-row[data-status="sent"]').count()) === 1);
-  await row.filter({ hasText: "Sent" }).waitFor();
+  // With the time the mail server took it.
+  await row.filter({ hasText: /Sent [A-Z][a-z]{2} \d/ }).waitFor();
   // The owner has invoices e-mailed as they are issued (Settings, Shop): saved as it is ticked.
   await page.goto(base + "/settings");
   await page.locator("#email-invoices").check();
   await until("the shop e-mails invoices", async () => (await ownerApi("GET", "/api/v1/shop")).body.email_invoices === true);
   await page.locator("#email-invoices").uncheck();
   await until("the shop no longer e-mails invoices", async () => (await ownerApi("GET", "/api/v1/shop")).body.email_invoices === false);
+  // The daily summary at 08:00, then off again.
+  await page.selectOption("#f-daily_report_hour", "8");
+  await until("the summary at 8", async () => (await ownerApi("GET", "/api/v1/shop")).body.daily_report_hour === 8);
+  await page.selectOption("#f-daily_report_hour", "");
+  await until("no summary", async () => (await ownerApi("GET", "/api/v1/shop")).body.daily_report_hour == null);
 });
 
 await step("search_from_the_top_bar", async () => {

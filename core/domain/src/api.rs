@@ -278,6 +278,10 @@ pub struct ShopView {
     /// as they are issued.
     #[serde(default)]
     pub email_invoices: bool,
+    /// The hour (0–23, shop time) the day before's summary is e-mailed to the owners and
+    /// managers; absent: off.
+    #[serde(default)]
+    pub daily_report_hour: Option<u8>,
 }
 
 /// PATCH /api/v1/shop
@@ -312,6 +316,10 @@ pub struct UpdateShop {
     /// E-mail invoices and credit notes to the customer as they are issued.
     #[serde(default)]
     pub email_invoices: Option<bool>,
+    /// E-mail the day before's summary to the owners and managers at this hour (0–23, shop
+    /// time); -1 turns it off.
+    #[serde(default)]
+    pub daily_report_hour: Option<i64>,
 }
 
 /// A branch office.

@@ -8,6 +8,7 @@ pub mod inbox;
 pub mod orders;
 pub mod org;
 pub mod products;
+pub mod reports;
 pub mod satisfaction;
 pub mod staff;
 pub mod stock;

@@ -99,6 +99,9 @@ pub fn update_shop(ctx: &mut WriteCtx<'_>, caller: &Caller, input: UpdateShop) -
     let contact = check_contact(input.address.as_deref(), input.phone.as_deref(), &mut errs);
     // WhatsApp takes at most 1,024 characters in an interactive message's body.
     let question = input.satisfaction_question.as_deref().map(str::trim).map(str::to_string);
+    if input.daily_report_hour.is_some_and(|h| !(-1..=23).contains(&h)) {
+        errs.push(FieldError::new("daily_report_hour", "range", "an hour from 0 to 23, or -1 for off"));
+    }
     if question.as_ref().is_some_and(|q| q.chars().count() > 1024) {
         errs.push(FieldError::new("satisfaction_question", "max_length", "at most 1024 characters"));
     }
@@ -125,6 +128,9 @@ pub fn update_shop(ctx: &mut WriteCtx<'_>, caller: &Caller, input: UpdateShop) -
         }
         if let Some(on) = input.email_invoices {
             tx.put(&o, "email_invoices", on)?;
+        }
+        if let Some(h) = input.daily_report_hour {
+            tx.put(&o, "daily_report_hour", h)?;
         }
         if let Some(q) = &question {
             put_str(tx, &o, "satisfaction_question", q)?;
@@ -281,8 +287,8 @@ pub(crate) fn project(conn: &Connection, doc_id: &DocId, d: &Automerge, id: &str
             conn.prepare_cached(
                 "INSERT OR REPLACE INTO shops(id, doc_id, name, currency, phone_region, timezone, created_at, updated_at,
                                               legal_name, tax_id, address, phone, email, satisfaction_survey,
-                                              satisfaction_question, email_invoices)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
+                                              satisfaction_question, email_invoices, daily_report_hour)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)",
             )?
             .execute(params![
                 id,
@@ -301,6 +307,7 @@ pub(crate) fn project(conn: &Connection, doc_id: &DocId, d: &Automerge, id: &str
                 f.bool("satisfaction_survey", false),
                 f.str("satisfaction_question"),
                 f.bool("email_invoices", false),
+                f.opt_i64("daily_report_hour").filter(|h| (0..=23).contains(h)),
             ])?;
         }
         "branch" => {
@@ -334,7 +341,7 @@ pub(crate) fn project(conn: &Connection, doc_id: &DocId, d: &Automerge, id: &str
 pub fn get_shop(conn: &Connection, shop: &str) -> Result<ShopView> {
     conn.prepare_cached(
         "SELECT id, name, currency, phone_region, timezone, legal_name, tax_id, address, phone, email, satisfaction_survey,
-                satisfaction_question, email_invoices
+                satisfaction_question, email_invoices, daily_report_hour
          FROM shops WHERE id = ?1",
     )?
     .query_row([shop], |r| {
@@ -354,6 +361,7 @@ pub fn get_shop(conn: &Connection, shop: &str) -> Result<ShopView> {
             satisfaction_survey: r.get(10)?,
             satisfaction_question: r.get(11)?,
             email_invoices: r.get(12)?,
+            daily_report_hour: r.get(13)?,
         })
     })
         .optional()?

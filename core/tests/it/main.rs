@@ -9,5 +9,6 @@ mod fixtures;
 mod inbox;
 mod invoice;
 mod migration;
+mod report;
 mod search;
 mod sync_protocol;

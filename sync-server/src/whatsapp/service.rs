@@ -119,6 +119,7 @@ impl ShopService {
         tokio::spawn(outbox(wa.clone(), svc.clone()));
         if let Some(mailer) = &wa.mail {
             tokio::spawn(crate::mail::outbox(wa.clone(), svc.clone(), mailer.clone()));
+            tokio::spawn(crate::mail::daily_reports(wa.clone(), svc.clone(), mailer.clone()));
         }
         tracing::info!(shop = %shop, "WhatsApp service replica started");
         Ok(svc)

@@ -272,6 +272,7 @@ fn ShopPanel(shop: RwSignal<Load<ShopView>>) -> impl IntoView {
             satisfaction_survey: None,
             satisfaction_question: None,
             email_invoices: None,
+            daily_report_hour: None,
         };
         spawn_local(async move {
             match api::patch::<_, ShopView>("/api/v1/shop", &body).await {
@@ -285,11 +286,10 @@ fn ShopPanel(shop: RwSignal<Load<ShopView>>) -> impl IntoView {
             }
         });
     };
-    // Invoices and credit notes e-mailed to the customer as they are issued: saved at once.
-    let auto_on = move || shop.with(|s| s.ready().is_some_and(|s| s.email_invoices));
-    let toggle_auto = move |ev: leptos::ev::Event| {
+    // What is e-mailed by itself — invoices and credit notes to the customer as they are issued,
+    // the daily summary to the owners and managers: saved as it is chosen.
+    let save_now = move |body: UpdateShop| {
         err.set(None);
-        let body = UpdateShop { email_invoices: Some(event_target_checked(&ev)), ..Default::default() };
         spawn_local(async move {
             match api::patch::<_, ShopView>("/api/v1/shop", &body).await {
                 Ok(s) => {
@@ -299,6 +299,16 @@ fn ShopPanel(shop: RwSignal<Load<ShopView>>) -> impl IntoView {
                 Err(e) => err.set(Some(e)),
             }
         });
+    };
+    let auto_on = move || shop.with(|s| s.ready().is_some_and(|s| s.email_invoices));
+    let toggle_auto = move |ev: leptos::ev::Event| {
+        save_now(UpdateShop { email_invoices: Some(event_target_checked(&ev)), ..Default::default() });
+    };
+    let report_hour =
+        move || shop.with(|s| s.ready().and_then(|s| s.daily_report_hour).map(|h| h.to_string()).unwrap_or_default());
+    let change_report = move |ev: leptos::ev::Event| {
+        let hour = event_target_value(&ev).parse::<i64>().unwrap_or(-1);
+        save_now(UpdateShop { daily_report_hour: Some(hour), ..Default::default() });
     };
     view! {
         <form class="card form" on:submit=save novalidate>
@@ -324,7 +334,15 @@ fn ShopPanel(shop: RwSignal<Load<ShopView>>) -> impl IntoView {
                 <input type="checkbox" id="email-invoices" name="email_invoices" prop:checked=auto_on on:change=toggle_auto/>
                 " "{t("email_invoices_on")}
             </label>
-            <FormError err=err fields=&["name", "currency", "timezone", "phone_region", "legal_name", "tax_id", "address", "phone", "email", "email_invoices"]/>
+            <label class="field inline" for="f-daily_report_hour"><span>{t("daily_report")}</span>
+                <select id="f-daily_report_hour" on:change=change_report>
+                    <option value="" selected=move || report_hour().is_empty()>{t("daily_report_off")}</option>
+                    {(0..24u8).map(|h| view! {
+                        <option value=h.to_string() selected=move || report_hour() == h.to_string()>{format!("{h:02}:00")}</option>
+                    }).collect_view()}
+                </select>
+            </label>
+            <FormError err=err fields=&["name", "currency", "timezone", "phone_region", "legal_name", "tax_id", "address", "phone", "email", "email_invoices", "daily_report_hour"]/>
             <button class="btn primary" type="submit">{t("save")}</button>
         </form>
     }
