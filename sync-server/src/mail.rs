@@ -71,9 +71,9 @@ impl Mailer {
 /// E-mails to send read in one pass at most.
 const PASS: u32 = 50;
 
-/// Attempts of a transiently failing e-mail before it fails: with the backoff's one minute at most
-/// between attempts, about two days.
-const MAX_ATTEMPTS: i64 = 2880;
+/// Attempts of a transiently failing e-mail before it fails: the backoff waits up to a minute,
+/// plus up to as much again of jitter (90 s on average), so about two days.
+const MAX_ATTEMPTS: i64 = 1920;
 
 /// Sends the e-mails of `svc`'s shop: woken by every batch its replica receives, and every few
 /// seconds for retries that come due.
@@ -91,13 +91,19 @@ pub async fn outbox(wa: Arc<WhatsApp>, svc: Arc<ShopService>, mailer: Arc<Mailer
         if !svc.ready() {
             continue;
         }
-        // E-mails being sent or waiting for a retry still read as queued: read past them, so
-        // a pile of retries never holds up a new e-mail.
-        let busy = wa.store.busy(&svc.shop).unwrap_or(0).min(5000);
+        // E-mails being sent or waiting for a retry still read as queued: read past them (and
+        // leave them), so a pile of retries never holds up a new e-mail.
+        let (store, shop) = (wa.store.clone(), svc.shop.clone());
+        let busy = tokio::task::spawn_blocking(move || store.busy_ids(&shop)).await;
+        let busy = match busy {
+            Ok(Ok(b)) => b,
+            _ => Default::default(),
+        };
         let (replica, shop) = (svc.replica.clone(), svc.shop.clone());
-        let queued = tokio::task::spawn_blocking(move || replica.read(|c| emails::queued(c, &shop, PASS + busy))).await;
+        let limit = PASS + u32::try_from(busy.len()).unwrap_or(u32::MAX).min(50_000);
+        let queued = tokio::task::spawn_blocking(move || replica.read(|c| emails::queued(c, &shop, limit))).await;
         let queued = match queued {
-            Ok(Ok(q)) => q,
+            Ok(Ok(q)) => q.into_iter().filter(|q| !busy.contains(&q.id)).collect::<Vec<_>>(),
             Ok(Err(e)) => {
                 tracing::error!(error = %e, "reading the e-mails to send");
                 continue;
@@ -269,8 +275,9 @@ async fn mark(svc: &Arc<ShopService>, q: &QueuedEmail, outcome: Outcome) {
 const REPORT_CHECK: Duration = Duration::from_secs(5);
 
 /// Sends each day's summary of `svc`'s shop to its owners and managers once its hour has come
-/// (`dashoffice_core::entities::reports`): claimed in the outbox by shop and day, so it goes once
-/// a day at most, whatever restarts; retried like an e-mail while the server is down.
+/// (`dashoffice_core::entities::reports`): claimed in the outbox by shop and day — only once it is
+/// written and a sending slot is free, so a restart meanwhile loses nothing — it goes once a day
+/// at most; retried like an e-mail while the server is down, until the shop's day ends.
 pub async fn daily_reports(wa: Arc<WhatsApp>, svc: Arc<ShopService>, mailer: Arc<Mailer>) {
     loop {
         tokio::time::sleep(REPORT_CHECK).await;
@@ -282,75 +289,96 @@ pub async fn daily_reports(wa: Arc<WhatsApp>, svc: Arc<ShopService>, mailer: Arc
         let due = tokio::task::spawn_blocking(move || replica.read(|c| reports::due(c, &shop, now))).await;
         let Ok(Ok(Some(today))) = due else { continue };
         let id = format!("report:{}:{today}", svc.shop);
-        // Sent, failed or being sent today already: nothing to do until tomorrow.
-        if let Ok(Some((state, _))) = wa.store.state_of(&id)
-            && state != "retry"
-        {
+        // Sent, failed, being sent or waiting for its retry: nothing to do now.
+        let (store, rid, shop) = (wa.store.clone(), id.clone(), svc.shop.clone());
+        let wanted = tokio::task::spawn_blocking(move || match store.state_of(&rid) {
+            Ok(None) => true,
+            Ok(Some((state, _))) if state == "retry" => !store.busy_ids(&shop).is_ok_and(|b| b.contains(&rid)),
+            _ => false,
+        })
+        .await;
+        if !wanted.unwrap_or(false) {
             continue;
         }
-        let attempts = match wa.store.claim_many(&svc.shop, std::slice::from_ref(&id)).map(|mut c| c.pop()) {
-            Ok(Some(Claim::New)) => 0,
-            Ok(Some(Claim::Retry(n))) => n,
-            Ok(_) => continue,
-            Err(e) => {
-                tracing::error!(error = %e, "claiming the daily summary");
-                continue;
-            }
-        };
         let (replica, shop, day) = (svc.replica.clone(), svc.shop.clone(), today.clone());
         let report = tokio::task::spawn_blocking(move || replica.read(|c| reports::daily(c, &shop, &day))).await;
         let report = match report {
-            Ok(Ok(r)) if r.to.is_empty() => {
-                let _ = wa.store.failed(&id, "no owner or manager has an e-mail address");
-                tracing::warn!(shop = %svc.shop, "daily summary not sent: no owner or manager has an e-mail address");
-                continue;
-            }
             Ok(Ok(r)) => r,
             Ok(Err(e)) => {
-                report_retry(&wa, &id, attempts, &e.to_string());
+                tracing::error!(shop = %svc.shop, error = %e, "writing the daily summary");
                 continue;
             }
-            Err(e) => {
-                report_retry(&wa, &id, attempts, &e.to_string());
-                continue;
-            }
+            Err(_) => continue,
         };
         let message_id = format!("<{}@{}>", id.replace(':', "."), mailer.from.domain());
-        let message = report_message(&mailer, &report, &message_id);
+        let message = if report.to.is_empty() {
+            Err("no owner or manager has an e-mail address".to_string())
+        } else {
+            report_message(&mailer, &report, &message_id)
+        };
+        let Ok(_slot) = mailer.slots.clone().acquire_owned().await else { return };
+        let (store, shop, cid) = (wa.store.clone(), svc.shop.clone(), id.clone());
+        let claimed = tokio::task::spawn_blocking(move || store.claim_many(&shop, &[cid])).await;
+        let attempts = match claimed {
+            Ok(Ok(mut c)) => match c.pop() {
+                Some(Claim::New) => 0,
+                Some(Claim::Retry(n)) => n,
+                _ => continue,
+            },
+            Ok(Err(e)) => {
+                tracing::error!(error = %e, "claiming the daily summary");
+                continue;
+            }
+            Err(_) => continue,
+        };
         let message = match message {
             Ok(m) => m,
             Err(e) => {
-                let _ = wa.store.failed(&id, &e);
                 tracing::warn!(shop = %svc.shop, error = %e, "daily summary not sent");
+                record(&wa, &id, Recorded::Failed(e)).await;
                 continue;
             }
         };
-        let Ok(_slot) = mailer.slots.clone().acquire_owned().await else { return };
         match mailer.transport.send(message).await {
             Ok(_) => {
                 metrics::counter!("dashoffice_email_sent_total").increment(1);
-                if let Err(e) = wa.store.sent_many(&[(id.clone(), message_id)]) {
-                    tracing::error!(error = %e, "recording the daily summary sent");
-                }
                 tracing::info!(shop = %svc.shop, day = %report.day, recipients = report.to.len(), "daily summary sent");
+                record(&wa, &id, Recorded::Sent(message_id)).await;
             }
             Err(e) if e.is_permanent() && !e.status().is_some_and(|c| SETTINGS_CODES.contains(&u16::from(c))) => {
                 metrics::counter!("dashoffice_email_failures_total").increment(1);
-                let _ = wa.store.failed(&id, &e.to_string());
                 tracing::warn!(shop = %svc.shop, error = %e, "the mail server refused the daily summary");
+                record(&wa, &id, Recorded::Failed(e.to_string())).await;
             }
-            Err(e) => report_retry(&wa, &id, attempts, &e.to_string()),
+            Err(e) => {
+                metrics::counter!("dashoffice_email_retries_total").increment(1);
+                let delay = crate::whatsapp::graph::backoff(attempts);
+                tracing::warn!(report = %id, retry_in_ms = delay.as_millis() as u64, error = %e, "sending the daily summary failed; will retry");
+                let next = crate::hub::now_ms() + i64::try_from(delay.as_millis()).unwrap_or(60_000);
+                record(&wa, &id, Recorded::Retry(next, e.to_string())).await;
+            }
         }
     }
 }
 
-fn report_retry(wa: &WhatsApp, id: &str, attempts: i64, error: &str) {
-    metrics::counter!("dashoffice_email_retries_total").increment(1);
-    let delay = crate::whatsapp::graph::backoff(attempts);
-    tracing::warn!(report = %id, retry_in_ms = delay.as_millis() as u64, error = %error, "sending the daily summary failed; will retry");
-    let next = crate::hub::now_ms() + i64::try_from(delay.as_millis()).unwrap_or(60_000);
-    if let Err(e) = wa.store.retry(id, next, error) {
-        tracing::error!(error = %e, "recording the daily summary's retry");
+/// How a daily summary's sending ended, for the outbox.
+enum Recorded {
+    Sent(String),
+    Failed(String),
+    Retry(i64, String),
+}
+
+/// Records it in the outbox, off the async workers (a commit, with its fsync).
+async fn record(wa: &WhatsApp, id: &str, r: Recorded) {
+    let (store, id) = (wa.store.clone(), id.to_string());
+    let done = tokio::task::spawn_blocking(move || match r {
+        Recorded::Sent(mid) => store.sent_many(&[(id, mid)]),
+        Recorded::Failed(e) => store.failed(&id, &e),
+        Recorded::Retry(next, e) => store.retry(&id, next, &e),
+    })
+    .await;
+    if let Ok(Err(e)) = done {
+        tracing::error!(error = %e, "recording the daily summary in the outbox");
     }
 }
 

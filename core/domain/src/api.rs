@@ -317,7 +317,7 @@ pub struct UpdateShop {
     #[serde(default)]
     pub email_invoices: Option<bool>,
     /// E-mail the day before's summary to the owners and managers at this hour (0–23, shop
-    /// time); -1 turns it off.
+    /// time); -1 turns it off (absent or null: unchanged).
     #[serde(default)]
     pub daily_report_hour: Option<i64>,
 }

@@ -51,6 +51,13 @@ pub fn summary(conn: &Connection, caller: &Caller, q: &SummaryQuery) -> Result<A
     let days = q.days.clamp(1, 366);
     let first = today.checked_sub(jiff::Span::new().days(i64::from(days) - 1)).unwrap_or(today);
     let start_ms = first.to_zoned(tz.clone()).map(|z| z.timestamp().as_millisecond()).unwrap_or(0);
+    // The period ends with "today" (exclusive bound: the start of the day after). For the
+    // dashboard that is the future; a report about a past day leaves out what came after it.
+    let end_ms = today
+        .tomorrow()
+        .ok()
+        .and_then(|d| d.to_zoned(tz.clone()).ok())
+        .map_or(i64::MAX, |z| z.timestamp().as_millisecond());
     let branch = caller.branch_id.clone().or_else(|| q.branch_id.clone().filter(|b| !b.is_empty()));
     let day_of = |ms: i64| -> String {
         jiff::Timestamp::from_millisecond(ms).map(|t| t.to_zoned(tz.clone()).date().to_string()).unwrap_or_default()
@@ -72,9 +79,9 @@ pub fn summary(conn: &Connection, caller: &Caller, q: &SummaryQuery) -> Result<A
     {
         let mut st = conn.prepare(
             "SELECT branch_id, seller_id, status, currency, total, created_at FROM orders
-             WHERE shop_id = ?1 AND archived = 0 AND created_at >= ?2 AND (?3 IS NULL OR branch_id = ?3)",
+             WHERE shop_id = ?1 AND archived = 0 AND created_at >= ?2 AND created_at < ?4 AND (?3 IS NULL OR branch_id = ?3)",
         )?;
-        let mut rows = st.query(params![caller.shop_id, start_ms, branch])?;
+        let mut rows = st.query(params![caller.shop_id, start_ms, branch, end_ms])?;
         while let Some(r) = rows.next()? {
             let (b, s, status, cur, t, at): (String, String, String, String, String, i64) =
                 (r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?);
@@ -145,9 +152,9 @@ pub fn summary(conn: &Connection, caller: &Caller, q: &SummaryQuery) -> Result<A
                 SELECT c.branch_id, coalesce(c.assignee_id, '') AS assignee,
                     coalesce((SELECT min(m.at) FROM messages m WHERE m.conversation_id = c.id), c.created_at) AS started
                 FROM conversations c WHERE c.shop_id = ?1 AND (?3 IS NULL OR c.branch_id = ?3))
-             WHERE started >= ?2",
+             WHERE started >= ?2 AND started < ?4",
         )?;
-        let mut rows = st.query(params![caller.shop_id, start_ms, branch])?;
+        let mut rows = st.query(params![caller.shop_id, start_ms, branch, end_ms])?;
         while let Some(r) = rows.next()? {
             let (b, s, at): (String, String, i64) = (r.get(0)?, r.get(1)?, r.get(2)?);
             *c_branch.entry(b).or_default() += 1;
@@ -201,8 +208,9 @@ pub fn summary(conn: &Connection, caller: &Caller, q: &SummaryQuery) -> Result<A
     let (tickets_active, tickets_overdue) =
         super::tickets::active_counts(conn, &caller.shop_id, branch.as_deref(), q.now_ms)?;
     let (tickets_opened, tickets_resolved, ticket_resolution_hours) =
-        super::tickets::period_stats(conn, &caller.shop_id, branch.as_deref(), start_ms)?;
-    let satisfaction = super::satisfaction::period(conn, &caller.shop_id, branch.as_deref(), start_ms, &staff)?;
+        super::tickets::period_stats(conn, &caller.shop_id, branch.as_deref(), start_ms, end_ms)?;
+    let satisfaction =
+        super::satisfaction::period(conn, &caller.shop_id, branch.as_deref(), (start_ms, end_ms), &staff)?;
     Ok(AnalyticsSummary {
         currency,
         timezone: tz_name,

@@ -105,7 +105,9 @@ pub(crate) fn request_automatic(ctx: &mut WriteCtx<'_>, caller: &Caller, order_i
         return Ok(());
     }
     let order = orders::get(ctx.conn(), caller, order_id)?;
-    let (_, Some(to)) = customer_email(ctx.conn(), &caller.shop_id, &order.customer_id)? else {
+    // A customer this replica does not hold (yet) has no address here: the invoice is issued
+    // all the same.
+    let Ok((_, Some(to))) = customer_email(ctx.conn(), &caller.shop_id, &order.customer_id) else {
         return Ok(());
     };
     if order.emails.len() >= MAX_PER_ORDER {
@@ -314,11 +316,12 @@ pub fn compose(conn: &Connection, shop: &str, email_id: &str, now: i64) -> Resul
         .optional()?;
     let (order_id, to, document, lang, message) = row.ok_or_else(|| CoreError::not_found("email", email_id))?;
     // The same invoice (or credit note) issued on two replicas while apart asked for its
-    // automatic e-mail twice: the first one goes.
+    // automatic e-mail twice: one goes — the one already sent, else the first asked for.
     let earlier: Option<String> = conn
         .prepare_cached(
             "SELECT d.id FROM order_emails e JOIN order_emails d ON d.order_id = e.order_id AND d.document = e.document
-               AND d.automatic AND (d.requested_at, d.id) < (e.requested_at, e.id)
+               AND d.automatic AND d.id != e.id
+               AND (d.sent_at IS NOT NULL OR (d.failed_at IS NULL AND (d.requested_at, d.id) < (e.requested_at, e.id)))
              WHERE e.id = ?1 AND e.automatic LIMIT 1",
         )?
         .query_row([email_id], |r| r.get(0))

@@ -173,12 +173,13 @@ fn language_of_conversation(conn: &Connection, conversation: &str) -> Result<&'s
     Ok(if lang == "en" { "en" } else { "es" })
 }
 
-/// The surveys sent and ratings given since `start_ms` (in `branch` when given), per seller.
+/// The surveys sent and ratings given from `start_ms` to before `end_ms` (in `branch` when given),
+/// per seller.
 pub fn period(
     conn: &Connection,
     shop: &str,
     branch: Option<&str>,
-    start_ms: i64,
+    (start_ms, end_ms): (i64, i64),
     staff: &BTreeMap<String, String>,
 ) -> Result<Satisfaction> {
     // Both kinds of message are found through the partial index `messages_csat`, whose condition
@@ -186,11 +187,11 @@ pub fn period(
     let mut st = conn.prepare_cached(
         r#"SELECT m.direction, json_extract(m.payload, '$.id'), coalesce(c.assignee_id, '')
            FROM messages m LEFT JOIN conversations c ON c.id = m.conversation_id
-           WHERE m.shop_id = ?1 AND m.at >= ?2 AND m.payload LIKE '%"csat:%'
+           WHERE m.shop_id = ?1 AND m.at >= ?2 AND m.at < ?4 AND m.payload LIKE '%"csat:%'
              AND (?3 IS NULL OR m.branch_id = ?3)
              AND ((m.direction = 'out' AND m.kind = 'buttons') OR (m.direction = 'in' AND m.kind = 'interactive'))"#,
     )?;
-    let mut rows = st.query(params![shop, start_ms, branch])?;
+    let mut rows = st.query(params![shop, start_ms, branch, end_ms])?;
     let mut s = Satisfaction::default();
     let mut by: BTreeMap<String, RatingsBy> = BTreeMap::new();
     while let Some(r) = rows.next()? {

@@ -573,19 +573,23 @@ pub fn period_stats(
     shop: &str,
     branch: Option<&str>,
     start_ms: i64,
+    end_ms: i64,
 ) -> Result<(u64, u64, Option<f64>)> {
     let opened: i64 = conn
         .prepare_cached(
-            "SELECT COUNT(*) FROM tickets WHERE shop_id = ?1 AND created_at >= ?2 AND (?3 IS NULL OR branch_id = ?3)",
+            "SELECT COUNT(*) FROM tickets WHERE shop_id = ?1 AND created_at >= ?2 AND created_at < ?4
+               AND (?3 IS NULL OR branch_id = ?3)",
         )?
-        .query_row(params![shop, start_ms, branch], |r| r.get(0))?;
+        .query_row(params![shop, start_ms, branch, end_ms], |r| r.get(0))?;
     let mut st = conn.prepare_cached(
         "SELECT resolved_at - created_at FROM tickets
-         WHERE shop_id = ?1 AND resolved_at >= ?2 AND status IN ('resolved', 'closed') AND (?3 IS NULL OR branch_id = ?3)
+         WHERE shop_id = ?1 AND resolved_at >= ?2 AND resolved_at < ?4 AND status IN ('resolved', 'closed')
+           AND (?3 IS NULL OR branch_id = ?3)
          ORDER BY 1",
     )?;
-    let took =
-        st.query_map(params![shop, start_ms, branch], |r| r.get::<_, i64>(0))?.collect::<rusqlite::Result<Vec<_>>>()?;
+    let took = st
+        .query_map(params![shop, start_ms, branch, end_ms], |r| r.get::<_, i64>(0))?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
     let median = match took.len() {
         0 => None,
         n if n % 2 == 1 => Some(took[n / 2] as f64),

@@ -51,24 +51,25 @@ fn the_daily_summary_is_due_at_the_shops_hour_and_tells_the_day_before() {
             }
             let p = products::create(ctx, &c2, product_input("CAM-001", "250.00"))?;
             let cu = customers::create(ctx, &c2, CreateCustomer { name: "Lucía".into(), ..Default::default() })?;
-            let line = OrderLineInput { product_id: p.id, quantity: 2, unit_price: None };
-            let input = CreateOrder {
-                customer_id: cu.id,
-                branch_id: Some(branch),
-                seller_id: None,
-                lines: vec![line],
-                notes: String::new(),
-            };
-            let o = orders::create(ctx, &c2, None, input)?;
-            orders::transition(ctx, &c2, &o.id, TransitionOrder { to: OrderStatus::Confirmed })?;
-            Ok(orders::transition(ctx, &c2, &o.id, TransitionOrder { to: OrderStatus::Paid })?.total)
+            sell(ctx, &c2, &p.id, &cu.id, &branch)
         })
         .unwrap();
+    let c3 = c.clone();
+    let sell_again = move || {
+        let c3 = c3.clone();
+        r.write_blocking(move |ctx| {
+            let o = orders::list(ctx.conn(), &c3, &Default::default())?.items.remove(0);
+            sell(ctx, &c3, &o.lines[0].product_id, &o.customer_id, &o.branch_id)
+        })
+        .unwrap()
+    };
     // At 15:00 the hour (8) has come: today's report is due.
     assert_eq!(due(&shop).as_deref(), Some("2026-12-02"));
     // The next morning: not before 08:00, then the 3rd's.
     clock.advance(17 * HOUR - 60_000);
     assert_eq!(due(&shop), None, "07:59");
+    // A sale at 07:59 on the 3rd: the 3rd's, not in the summary of the 2nd sent at 08:00.
+    assert_eq!(sell_again(), total);
     clock.advance(60_000);
     assert_eq!(due(&shop).as_deref(), Some("2026-12-03"));
 
@@ -84,9 +85,35 @@ fn the_daily_summary_is_due_at_the_shops_hour_and_tells_the_day_before() {
     ] {
         assert!(report.body.contains(&expected), "{expected:?} missing from:\n{}", report.body);
     }
-    // The day after had no sales.
+    assert!(report.body.contains(&format!("Últimos 7 días: {total} MXN · pedidos: 1")), "{}", report.body);
+    // The 3rd's summary has the 07:59 sale; the 4th had none.
     let s = shop.clone();
-    let next = r.read(move |conn| reports::daily(conn, &s, "2026-12-04")).unwrap();
-    assert!(next.body.contains("Ventas: 0.00 MXN · pedidos: 0"), "{}", next.body);
-    assert!(next.body.contains(&format!("Últimos 7 días: {total} MXN · pedidos: 1")), "{}", next.body);
+    let third = r.read(move |conn| reports::daily(conn, &s, "2026-12-04")).unwrap();
+    assert!(third.body.contains(&format!("Ventas: {total} MXN · pedidos: 1")), "{}", third.body);
+    let week = format!("{:.2}", total.parse::<f64>().unwrap() * 2.0);
+    assert!(third.body.contains(&format!("Últimos 7 días: {week} MXN · pedidos: 2")), "{}", third.body);
+    let s = shop.clone();
+    let fourth = r.read(move |conn| reports::daily(conn, &s, "2026-12-05")).unwrap();
+    assert!(fourth.body.contains("Ventas: 0.00 MXN · pedidos: 0"), "{}", fourth.body);
+}
+
+/// A paid order of two units of `product` for `customer` in `branch`; its total.
+fn sell(
+    ctx: &mut dashoffice_core::WriteCtx<'_>,
+    c: &dashoffice_core::Caller,
+    product: &str,
+    customer: &str,
+    branch: &str,
+) -> dashoffice_core::Result<String> {
+    let line = OrderLineInput { product_id: product.into(), quantity: 2, unit_price: None };
+    let input = CreateOrder {
+        customer_id: customer.into(),
+        branch_id: Some(branch.into()),
+        seller_id: None,
+        lines: vec![line],
+        notes: String::new(),
+    };
+    let o = orders::create(ctx, c, None, input)?;
+    orders::transition(ctx, c, &o.id, TransitionOrder { to: OrderStatus::Confirmed })?;
+    Ok(orders::transition(ctx, c, &o.id, TransitionOrder { to: OrderStatus::Paid })?.total)
 }

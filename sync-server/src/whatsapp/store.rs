@@ -362,12 +362,17 @@ impl WaStore {
             .optional()?)
     }
 
-    /// Messages and e-mails of `shop` being sent or waiting for a retry.
-    pub fn busy(&self, shop: &str) -> R<u32> {
+    /// The messages and e-mails of `shop` being sent, or waiting for a retry not due yet: a claim
+    /// would find them busy.
+    pub fn busy_ids(&self, shop: &str) -> R<std::collections::HashSet<String>> {
         Ok(self
             .read()
-            .prepare_cached("SELECT count(*) FROM outbox WHERE shop_id = ?1 AND state IN ('sending', 'retry')")?
-            .query_row([shop], |r| r.get(0))?)
+            .prepare_cached(
+                "SELECT message_id FROM outbox WHERE state = 'sending' AND shop_id = ?1
+                 UNION ALL SELECT message_id FROM outbox WHERE state = 'retry' AND next_at > ?2 AND shop_id = ?1",
+            )?
+            .query_map(params![shop, now_ms()], |r| r.get(0))?
+            .collect::<rusqlite::Result<_>>()?)
     }
 
     /// Retries due now (message ids).

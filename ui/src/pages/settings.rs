@@ -296,7 +296,11 @@ fn ShopPanel(shop: RwSignal<Load<ShopView>>) -> impl IntoView {
                     shop.set(Load::Ready(s));
                     app().say(t("saved"));
                 }
-                Err(e) => err.set(Some(e)),
+                Err(e) => {
+                    err.set(Some(e));
+                    // The controls show the shop as stored again.
+                    shop.update(|_| {});
+                }
             }
         });
     };
@@ -335,14 +339,16 @@ fn ShopPanel(shop: RwSignal<Load<ShopView>>) -> impl IntoView {
                 " "{t("email_invoices_on")}
             </label>
             <label class="field inline" for="f-daily_report_hour"><span>{t("daily_report")}</span>
-                <select id="f-daily_report_hour" on:change=change_report>
+                // `selected` for the first drawing (the options come after the select's value), the
+                // value for every change after.
+                <select id="f-daily_report_hour" prop:value=report_hour on:change=change_report>
                     <option value="" selected=move || report_hour().is_empty()>{t("daily_report_off")}</option>
                     {(0..24u8).map(|h| view! {
                         <option value=h.to_string() selected=move || report_hour() == h.to_string()>{format!("{h:02}:00")}</option>
                     }).collect_view()}
                 </select>
             </label>
-            <FormError err=err fields=&["name", "currency", "timezone", "phone_region", "legal_name", "tax_id", "address", "phone", "email", "email_invoices", "daily_report_hour"]/>
+            <FormError err=err fields=&["name", "currency", "timezone", "phone_region", "legal_name", "tax_id", "address", "phone", "email"]/>
             <button class="btn primary" type="submit">{t("save")}</button>
         </form>
     }
