@@ -80,16 +80,10 @@ const MAX_ATTEMPTS: i64 = 1920;
 pub async fn outbox(wa: Arc<WhatsApp>, svc: Arc<ShopService>, mailer: Arc<Mailer>) {
     let mut changes = svc.replica.subscribe();
     loop {
-        tokio::select! {
-            r = changes.recv() => {
-                if matches!(r, Err(tokio::sync::broadcast::error::RecvError::Closed)) {
-                    return;
-                }
-            }
-            _ = tokio::time::sleep(Duration::from_secs(2)) => {}
-        }
-        if !svc.ready() {
-            continue;
+        match svc.wake(&mut changes, Duration::from_secs(2)).await {
+            None => return,
+            Some(false) => continue,
+            Some(true) => {}
         }
         // E-mails being sent or waiting for a retry still read as queued: read past them (and
         // leave them), so a pile of retries never holds up a new e-mail.
@@ -191,9 +185,7 @@ async fn send(wa: &Arc<WhatsApp>, svc: &Arc<ShopService>, mailer: &Mailer, q: &Q
     match result {
         Ok(_) => {
             metrics::counter!("dashoffice_email_sent_total").increment(1);
-            if let Err(e) = wa.store.sent_many(&[(q.id.clone(), message_id.clone())]) {
-                tracing::error!(error = %e, email = %q.id, "recording a sent e-mail in the outbox");
-            }
+            record(wa, &q.id, Recorded::Sent(message_id.clone())).await;
             tracing::info!(email = %q.id, order = %q.order_id, "e-mail sent");
             mark(svc, q, Outcome::Sent { at: crate::hub::now_ms(), message_id }).await;
         }
@@ -242,24 +234,25 @@ fn build(mailer: &Mailer, c: emails::ComposedEmail, message_id: &str) -> Result<
 
 /// A transient failure: tried again later, [`MAX_ATTEMPTS`] times at most.
 async fn retry(wa: &Arc<WhatsApp>, svc: &Arc<ShopService>, q: &QueuedEmail, attempts: i64, error: &str) {
-    let now = crate::hub::now_ms();
     if attempts + 1 >= MAX_ATTEMPTS {
         return fail(wa, svc, q, &format!("not sent after {MAX_ATTEMPTS} attempts; last error: {error}")).await;
     }
+    record(wa, &q.id, later(&q.id, attempts, error)).await;
+}
+
+/// The retry of outbox entry `id` after `attempts` failed ones, with its backoff; counted and
+/// logged.
+fn later(id: &str, attempts: i64, error: &str) -> Recorded {
     metrics::counter!("dashoffice_email_retries_total").increment(1);
     let delay = crate::whatsapp::graph::backoff(attempts);
-    tracing::warn!(email = %q.id, attempts = attempts + 1, retry_in_ms = delay.as_millis() as u64, error = %error, "sending an e-mail failed; will retry");
-    let next = now + i64::try_from(delay.as_millis()).unwrap_or(60_000);
-    if let Err(e) = wa.store.retry(&q.id, next, error) {
-        tracing::error!(error = %e, "recording an e-mail's retry");
-    }
+    tracing::warn!(email = %id, attempts = attempts + 1, retry_in_ms = delay.as_millis() as u64, error = %error, "sending an e-mail failed; will retry");
+    let next = crate::hub::now_ms() + i64::try_from(delay.as_millis()).unwrap_or(60_000);
+    Recorded::Retry(next, error.to_string())
 }
 
 async fn fail(wa: &Arc<WhatsApp>, svc: &Arc<ShopService>, q: &QueuedEmail, error: &str) {
     metrics::counter!("dashoffice_email_failures_total").increment(1);
-    if let Err(e) = wa.store.failed(&q.id, error) {
-        tracing::error!(error = %e, "recording a failed e-mail");
-    }
+    record(wa, &q.id, Recorded::Failed(error.to_string())).await;
     mark(svc, q, Outcome::Failed { at: crate::hub::now_ms(), error: error.to_string() }).await;
 }
 
@@ -350,18 +343,12 @@ pub async fn daily_reports(wa: Arc<WhatsApp>, svc: Arc<ShopService>, mailer: Arc
                 tracing::warn!(shop = %svc.shop, error = %e, "the mail server refused the daily summary");
                 record(&wa, &id, Recorded::Failed(e.to_string())).await;
             }
-            Err(e) => {
-                metrics::counter!("dashoffice_email_retries_total").increment(1);
-                let delay = crate::whatsapp::graph::backoff(attempts);
-                tracing::warn!(report = %id, retry_in_ms = delay.as_millis() as u64, error = %e, "sending the daily summary failed; will retry");
-                let next = crate::hub::now_ms() + i64::try_from(delay.as_millis()).unwrap_or(60_000);
-                record(&wa, &id, Recorded::Retry(next, e.to_string())).await;
-            }
+            Err(e) => record(&wa, &id, later(&id, attempts, &e.to_string())).await,
         }
     }
 }
 
-/// How a daily summary's sending ended, for the outbox.
+/// How a sending (an e-mail's or a daily summary's) ended, for the outbox.
 enum Recorded {
     Sent(String),
     Failed(String),
@@ -378,7 +365,7 @@ async fn record(wa: &WhatsApp, id: &str, r: Recorded) {
     })
     .await;
     if let Ok(Err(e)) = done {
-        tracing::error!(error = %e, "recording the daily summary in the outbox");
+        tracing::error!(error = %e, "recording an e-mail in the outbox");
     }
 }
 

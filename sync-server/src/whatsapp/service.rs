@@ -177,6 +177,25 @@ impl ShopService {
         self.waiting.lock().unwrap_or_else(|p| p.into_inner()).insert(wamid.to_string(), (doc.clone(), id.to_string()));
     }
 
+    /// Waits for the replica's next batch of changes (`changes`, from its `subscribe`) or for
+    /// `every`, whichever comes first; then whether the shop is ready to work on (see
+    /// [`Self::ready`]). None once the replica has closed: the outboxes stop.
+    pub async fn wake(
+        &self,
+        changes: &mut tokio::sync::broadcast::Receiver<Arc<[DocId]>>,
+        every: Duration,
+    ) -> Option<bool> {
+        tokio::select! {
+            r = changes.recv() => {
+                if matches!(r, Err(tokio::sync::broadcast::error::RecvError::Closed)) {
+                    return None;
+                }
+            }
+            _ = tokio::time::sleep(every) => {}
+        }
+        Some(self.ready())
+    }
+
     /// Its sync with the relay (status for the head-office API).
     pub fn sync_handle(&self) -> SyncHandle {
         self.sync.clone()
@@ -194,16 +213,10 @@ impl ShopService {
 async fn outbox(wa: Arc<WhatsApp>, svc: Arc<ShopService>) {
     let mut changes = svc.replica.subscribe();
     loop {
-        tokio::select! {
-            r = changes.recv() => {
-                if matches!(r, Err(tokio::sync::broadcast::error::RecvError::Closed)) {
-                    return;
-                }
-            }
-            _ = tokio::time::sleep(Duration::from_millis(500)) => {}
-        }
-        if !svc.ready() {
-            continue;
+        match svc.wake(&mut changes, Duration::from_millis(500)).await {
+            None => return,
+            Some(false) => continue,
+            Some(true) => {}
         }
         let shop = svc.shop.clone();
         // Replies being sent, or sent and not yet marked so in their documents, still read as
