@@ -482,8 +482,9 @@ fn write_message(ctx: &mut WriteCtx<'_>, doc_id: &DocId, id: &str, m: &MessageRe
     write_messages(ctx, doc_id, &[(id, m)])
 }
 
-/// Writes message records of one document in one change, and projects them from the values
-/// written (the same fields [`project_message`] reads back from the document).
+/// Writes message records of one document, and projects them from the values written (the same
+/// fields [`project_message`] reads back from the document). The records are created with the
+/// write's others in that document, in one change (see [`WriteCtx::create_later`]).
 fn write_messages(ctx: &mut WriteCtx<'_>, doc_id: &DocId, list: &[(&str, &MessageRecord<'_>)]) -> Result<()> {
     let now = ctx.now();
     let sealed: Vec<serde_json::Map<String, serde_json::Value>> =
@@ -503,28 +504,17 @@ fn write_messages(ctx: &mut WriteCtx<'_>, doc_id: &DocId, list: &[(&str, &Messag
             own
         })
         .collect();
-    let ids: Vec<&str> = list.iter().map(|(id, _)| *id).collect();
-    ctx.change_projected(
-        doc_id,
-        &ids,
-        |tx, recs| {
-            for ((id, _), (sealed, own)) in list.iter().zip(sealed.iter().zip(&own)) {
-                // Automerge splices its columns twice for the record instead of once per key.
-                let mut rec = doc::sealed_map(sealed);
-                for (k, v) in own {
-                    rec.insert((*k).to_string(), automerge::hydrate::Value::Scalar(v.clone()));
-                }
-                tx.batch_create_object(recs, *id, &automerge::hydrate::Value::Map(rec.into()), false)?;
-            }
-            Ok(())
-        },
-        |conn, _, _| {
-            for ((id, _), (sealed, own)) in list.iter().zip(sealed.iter().zip(&own)) {
-                project_message_fields(conn, doc_id, id, &doc::Fields::written(own, sealed))?;
-            }
-            Ok(())
-        },
-    )
+    // The messages of a whole batch of webhooks go into each messages document as one change.
+    for ((id, _), (sealed, own)) in list.iter().zip(sealed.iter().zip(&own)) {
+        // Automerge splices its columns twice for the record instead of once per key.
+        let mut rec = doc::sealed_map(sealed);
+        for (k, v) in own {
+            rec.insert((*k).to_string(), automerge::hydrate::Value::Scalar(v.clone()));
+        }
+        ctx.create_later(doc_id, id, automerge::hydrate::Value::Map(rec.into()))?;
+        project_message_fields(ctx.conn(), doc_id, id, &doc::Fields::written(own, sealed))?;
+    }
+    Ok(())
 }
 
 /// The fields of a message record that never change, as [`doc::sealed_map`] stores them.

@@ -10,7 +10,7 @@ use dashoffice_core::{
 };
 use serde_json::json;
 
-use super::fixtures::{push_all, shop_with};
+use super::fixtures::{Node, push_all, shop_with};
 
 fn inbound(wamid: &str, text: &str, at: i64) -> Inbound {
     Inbound {
@@ -74,15 +74,20 @@ fn bot_row(r: &Replica, conversation: &str) -> (String, String, i64, String) {
     .unwrap()
 }
 
-#[test]
-fn a_message_and_the_bots_answer_are_at_most_one_change_per_document_and_project_as_a_sync_would() {
-    // The replicas' clock stops mid-month (every message falls in one month's documents) and
-    // moves only between messages.
+/// Two replicas of a new shop whose clock stops mid-month (every message falls in one month's
+/// documents) and moves only when told; and the shop's branch.
+fn two_nodes() -> (Arc<FakeClock>, Vec<Node>, String) {
     let clock = Arc::new(FakeClock::at(1_781_524_800_000)); // 2026-06-15 12:00 UTC
     let nodes = shop_with(2, || OpenOptions { clock: clock.clone() as Arc<dyn Clock>, ..Default::default() });
+    let branch = nodes[0].replica.read(|c| Ok(c.query_row("SELECT id FROM branches", [], |r| r.get(0))?)).unwrap();
+    (clock, nodes, branch)
+}
+
+#[test]
+fn a_message_and_the_bots_answer_are_at_most_one_change_per_document_and_project_as_a_sync_would() {
+    let (clock, nodes, branch) = two_nodes();
     let (r, caller) = (&nodes[0].replica, nodes[0].caller.clone());
     let shop_id = caller.shop_id.clone();
-    let branch: String = r.read(|c| Ok(c.query_row("SELECT id FROM branches", [], |r| r.get(0))?)).unwrap();
 
     // The first message of a customer: a new customer and conversation, the bot greets.
     let (a, ids) = answer(
@@ -247,6 +252,106 @@ fn a_message_and_the_bots_answer_are_at_most_one_change_per_document_and_project
     assert!(rows.iter().any(|row| row.contains(&rusqlite::types::Value::Text("wamid.OUT.1".into()))));
 }
 
+/// One write holding several messages, as the relay applies a batch of webhooks.
+fn answer_all(r: &Replica, shop: &str, branch: &str, list: Vec<(Inbound, &str)>) -> Vec<(inbox::Arrival, Vec<String>)> {
+    let (shop, branch) = (shop.to_string(), branch.to_string());
+    let list: Vec<(Inbound, String)> = list.into_iter().map(|(m, t)| (m, t.to_string())).collect();
+    r.write_blocking(move |ctx| {
+        let mut out = Vec::new();
+        for (m, reply) in &list {
+            let a = inbox::arrive(ctx, &shop, &branch, m)?;
+            let explain = json!({ "node": "" });
+            let replies = [text(reply)];
+            let ans = BotAnswer { replies: &replies, explain: &explain, node: "", misunderstood: 0, handoff: false };
+            let ids = inbox::record_arrival(ctx, &shop, &a, m, Some(ans))?;
+            out.push((a, ids));
+        }
+        Ok(out)
+    })
+    .unwrap()
+}
+
+#[test]
+fn the_messages_of_one_write_are_one_change_per_document_and_the_write_sees_them_at_once() {
+    let (clock, nodes, branch) = two_nodes();
+    let (r, caller) = (&nodes[0].replica, nodes[0].caller.clone());
+    let shop_id = caller.shop_id.clone();
+    let msg_doc = |conversation: &str| -> String {
+        let id = conversation.to_string();
+        r.read(move |c| {
+            Ok(c.query_row("SELECT doc_id FROM messages WHERE conversation_id = ?1 LIMIT 1", [&id], |r| r.get(0))?)
+        })
+        .unwrap()
+    };
+    let (a, _) = answer(
+        r,
+        &shop_id,
+        &branch,
+        inbound("wamid.a1", "hola", next_at(&clock)),
+        vec![text("¡Hola!")],
+        ("", 0, false),
+    );
+    let conversation = a.received.conversation_id.clone();
+    let doc = msg_doc(&conversation);
+
+    // Four messages of the same customer and their answers in one write: one change to their
+    // messages document, eight rows.
+    let before = changes(r, &doc);
+    let batch: Vec<(Inbound, &str)> =
+        (2..=5).map(|i| (inbound(&format!("wamid.a{i}"), "¿precio?", next_at(&clock)), "Cuesta 10")).collect();
+    let done = answer_all(r, &shop_id, &branch, batch);
+    assert_eq!(changes(r, &doc), before + 1);
+    let c2 = conversation.clone();
+    assert_eq!(r.read(move |c| inbox::messages_of(c, &c2)).unwrap().len(), 10);
+
+    // Within one write, whatever reads or changes the document sees the records made so far: a
+    // reply written, then marked sent in the same write.
+    let (s, b, at, d) = (shop_id.clone(), branch.clone(), next_at(&clock), DocId::parse(&doc).unwrap());
+    let reply = r
+        .write_blocking(move |ctx| {
+            let m = inbound("wamid.a6", "gracias", at);
+            let a = inbox::arrive(ctx, &s, &b, &m)?;
+            let explain = json!({ "node": "" });
+            let replies = [text("A ti")];
+            let ans = BotAnswer { replies: &replies, explain: &explain, node: "", misunderstood: 0, handoff: false };
+            let ids = inbox::record_arrival(ctx, &s, &a, &m, Some(ans))?;
+            inbox::mark_sent(ctx, &d, &[(ids[0].clone(), "wamid.OUT.a6".to_string())])?;
+            Ok(ids[0].clone())
+        })
+        .unwrap();
+    let id = reply.clone();
+    let (status, wamid): (String, String) = r
+        .read(move |c| {
+            Ok(c.query_row("SELECT status, wamid FROM messages WHERE id = ?1", [&id], |r| Ok((r.get(0)?, r.get(1)?)))?)
+        })
+        .unwrap();
+    assert_eq!((status.as_str(), wamid.as_str()), ("sent", "wamid.OUT.a6"));
+
+    // A write that fails after writing messages leaves nothing of them, in the store or in the
+    // document, and the next write goes on from what was stored.
+    let before = (changes(r, &doc), message_rows(r));
+    let (s, b, at) = (shop_id.clone(), branch.clone(), next_at(&clock));
+    let failed = r
+        .write_blocking(move |ctx| {
+            let m = inbound("wamid.a7", "¿hay envío?", at);
+            let a = inbox::arrive(ctx, &s, &b, &m)?;
+            inbox::record_arrival(ctx, &s, &a, &m, None)?;
+            Err::<(), _>(dashoffice_core::CoreError::conflict("test", "fails", "after the messages"))
+        })
+        .unwrap_err();
+    assert!(failed.is_rule(), "{failed}");
+    assert_eq!((changes(r, &doc), message_rows(r)), before);
+    let batch = vec![(inbound("wamid.a7", "¿hay envío?", next_at(&clock)), "Sí")];
+    answer_all(r, &shop_id, &branch, batch);
+    assert_eq!(changes(r, &doc), before.0 + 1);
+
+    // Another replica that receives the changes projects the same rows.
+    let other = &nodes[1].replica;
+    push_all(r, other);
+    assert_eq!(message_rows(other), message_rows(r));
+    assert_eq!(done.len(), 4);
+}
+
 /// Every column of every projected message, by id.
 fn message_rows(r: &Replica) -> Vec<Vec<rusqlite::types::Value>> {
     r.read(|c| {
@@ -277,11 +382,9 @@ fn survey_rows(r: &Replica, conversation: &str) -> Vec<(String, String, String)>
 fn a_resolved_conversation_is_surveyed_once_and_a_rating_keeps_it_resolved_or_hands_a_bad_one_back() {
     use dashoffice_core::domain::api::UpdateShop;
     use dashoffice_core::entities::{org, satisfaction};
-    let clock = Arc::new(FakeClock::at(1_781_524_800_000)); // 2026-06-15 12:00 UTC
-    let nodes = shop_with(2, || OpenOptions { clock: clock.clone() as Arc<dyn Clock>, ..Default::default() });
+    let (clock, nodes, branch) = two_nodes();
     let (r, caller) = (&nodes[0].replica, nodes[0].caller.clone());
     let shop_id = caller.shop_id.clone();
-    let branch: String = r.read(|c| Ok(c.query_row("SELECT id FROM branches", [], |r| r.get(0))?)).unwrap();
     let resolve = |state: &str| {
         let (c, id, s) = (caller.clone(), String::new(), state.to_string());
         (c, id, s)
