@@ -281,21 +281,30 @@ pub async fn daily_reports(wa: Arc<WhatsApp>, svc: Arc<ShopService>, mailer: Arc
         let now = crate::hub::now_ms();
         let due = tokio::task::spawn_blocking(move || replica.read(|c| reports::due(c, &shop, now))).await;
         let Ok(Ok(Some(today))) = due else { continue };
-        let id = format!("report:{}:{today}", svc.shop);
-        // Sent, failed, being sent or waiting for its retry: nothing to do now.
-        let (store, rid, shop) = (wa.store.clone(), id.clone(), svc.shop.clone());
-        let wanted = tokio::task::spawn_blocking(move || match store.state_of(&rid) {
-            Ok(None) => true,
-            Ok(Some((state, _))) if state == "retry" => !store.busy_ids(&shop).is_ok_and(|b| b.contains(&rid)),
-            _ => false,
-        })
-        .await;
-        if !wanted.unwrap_or(false) {
+        // One summary per language its recipients chose: the Spanish one (and a day with no
+        // recipient at all) keeps the id it always had.
+        let id_of = |lang: &str| match lang {
+            "es" => format!("report:{}:{today}", svc.shop),
+            other => format!("report:{}:{today}:{other}", svc.shop),
+        };
+        let (replica, shop) = (svc.replica.clone(), svc.shop.clone());
+        let langs = tokio::task::spawn_blocking(move || replica.read(|c| reports::languages(c, &shop))).await;
+        let Ok(Ok(langs)) = langs else { continue };
+        let ids: Vec<String> = match langs.is_empty() {
+            true => vec![id_of("es")],
+            false => langs.iter().map(|l| id_of(l)).collect(),
+        };
+        let (store, shop) = (wa.store.clone(), svc.shop.clone());
+        let pending =
+            tokio::task::spawn_blocking(move || ids.into_iter().filter(|id| wanted(&store, &shop, id)).collect())
+                .await
+                .unwrap_or_else(|_| Vec::<String>::new());
+        if pending.is_empty() {
             continue;
         }
         let (replica, shop, day) = (svc.replica.clone(), svc.shop.clone(), today.clone());
-        let report = tokio::task::spawn_blocking(move || replica.read(|c| reports::daily(c, &shop, &day))).await;
-        let report = match report {
+        let reports = tokio::task::spawn_blocking(move || replica.read(|c| reports::daily(c, &shop, &day))).await;
+        let reports = match reports {
             Ok(Ok(r)) => r,
             Ok(Err(e)) => {
                 tracing::error!(shop = %svc.shop, error = %e, "writing the daily summary");
@@ -303,48 +312,82 @@ pub async fn daily_reports(wa: Arc<WhatsApp>, svc: Arc<ShopService>, mailer: Arc
             }
             Err(_) => continue,
         };
-        let message_id = format!("<{}@{}>", id.replace(':', "."), mailer.from.domain());
-        let message = if report.to.is_empty() {
-            Err("no owner or manager has an e-mail address".to_string())
-        } else {
-            report_message(&mailer, &report, &message_id)
-        };
-        let Ok(_slot) = mailer.slots.clone().acquire_owned().await else { return };
-        let (store, shop, cid) = (wa.store.clone(), svc.shop.clone(), id.clone());
-        let claimed = tokio::task::spawn_blocking(move || store.claim_many(&shop, &[cid])).await;
-        let attempts = match claimed {
-            Ok(Ok(mut c)) => match c.pop() {
-                Some(Claim::New) => 0,
-                Some(Claim::Retry(n)) => n,
-                _ => continue,
-            },
-            Ok(Err(e)) => {
-                tracing::error!(error = %e, "claiming the daily summary");
-                continue;
+        if reports.is_empty() {
+            let id = id_of("es");
+            if pending.contains(&id) && claim(&wa, &svc, &mailer, &id).await.is_some() {
+                let why = "no owner or manager with an e-mail address wants the daily summary";
+                tracing::warn!(shop = %svc.shop, "daily summary not sent: {why}");
+                record(&wa, &id, Recorded::Failed(why.into())).await;
             }
-            Err(_) => continue,
-        };
-        let message = match message {
-            Ok(m) => m,
-            Err(e) => {
-                tracing::warn!(shop = %svc.shop, error = %e, "daily summary not sent");
-                record(&wa, &id, Recorded::Failed(e)).await;
-                continue;
-            }
-        };
-        match mailer.transport.send(message).await {
-            Ok(_) => {
-                metrics::counter!("dashoffice_email_sent_total").increment(1);
-                tracing::info!(shop = %svc.shop, day = %report.day, recipients = report.to.len(), "daily summary sent");
-                record(&wa, &id, Recorded::Sent(message_id)).await;
-            }
-            Err(e) if e.is_permanent() && !e.status().is_some_and(|c| SETTINGS_CODES.contains(&u16::from(c))) => {
-                metrics::counter!("dashoffice_email_failures_total").increment(1);
-                tracing::warn!(shop = %svc.shop, error = %e, "the mail server refused the daily summary");
-                record(&wa, &id, Recorded::Failed(e.to_string())).await;
-            }
-            Err(e) => record(&wa, &id, later(&id, attempts, &e.to_string())).await,
+            continue;
         }
+        for report in reports.iter().filter(|r| pending.contains(&id_of(&r.lang))) {
+            send_report(&wa, &svc, &mailer, &id_of(&report.lang), report).await;
+        }
+    }
+}
+
+/// Whether summary `id` is still to be sent: not sent, failed, being sent or waiting for its retry.
+fn wanted(store: &crate::whatsapp::store::WaStore, shop: &str, id: &str) -> bool {
+    match store.state_of(id) {
+        Ok(None) => true,
+        Ok(Some((state, _))) if state == "retry" => !store.busy_ids(shop).is_ok_and(|b| b.contains(id)),
+        _ => false,
+    }
+}
+
+/// Claims summary `id` once a sending slot is free: the attempts made before, and the slot.
+async fn claim(
+    wa: &WhatsApp,
+    svc: &ShopService,
+    mailer: &Mailer,
+    id: &str,
+) -> Option<(i64, tokio::sync::OwnedSemaphorePermit)> {
+    let slot = mailer.slots.clone().acquire_owned().await.ok()?;
+    let (store, shop, cid) = (wa.store.clone(), svc.shop.clone(), id.to_string());
+    let claimed = tokio::task::spawn_blocking(move || store.claim_many(&shop, &[cid])).await;
+    match claimed {
+        Ok(Ok(mut c)) => match c.pop() {
+            Some(Claim::New) => Some((0, slot)),
+            Some(Claim::Retry(n)) => Some((n, slot)),
+            _ => None,
+        },
+        Ok(Err(e)) => {
+            tracing::error!(error = %e, "claiming the daily summary");
+            None
+        }
+        Err(_) => None,
+    }
+}
+
+/// Sends one language's summary, claimed as `id`, and records how it went.
+async fn send_report(wa: &WhatsApp, svc: &ShopService, mailer: &Mailer, id: &str, report: &reports::DailyReport) {
+    let message_id = format!("<{}@{}>", id.replace(':', "."), mailer.from.domain());
+    let message = report_message(mailer, report, &message_id);
+    let Some((attempts, _slot)) = claim(wa, svc, mailer, id).await else { return };
+    let message = match message {
+        Ok(m) => m,
+        Err(e) => {
+            tracing::warn!(shop = %svc.shop, error = %e, "daily summary not sent");
+            record(wa, id, Recorded::Failed(e)).await;
+            return;
+        }
+    };
+    match mailer.transport.send(message).await {
+        Ok(_) => {
+            metrics::counter!("dashoffice_email_sent_total").increment(1);
+            tracing::info!(
+                shop = %svc.shop, day = %report.day, lang = %report.lang, recipients = report.to.len(),
+                "daily summary sent"
+            );
+            record(wa, id, Recorded::Sent(message_id)).await;
+        }
+        Err(e) if e.is_permanent() && !e.status().is_some_and(|c| SETTINGS_CODES.contains(&u16::from(c))) => {
+            metrics::counter!("dashoffice_email_failures_total").increment(1);
+            tracing::warn!(shop = %svc.shop, error = %e, "the mail server refused the daily summary");
+            record(wa, id, Recorded::Failed(e.to_string())).await;
+        }
+        Err(e) => record(wa, id, later(id, attempts, &e.to_string())).await,
     }
 }
 

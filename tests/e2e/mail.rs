@@ -122,6 +122,13 @@ fn an_order_emailed_from_a_node_goes_out_through_the_relays_mail_server_once() {
     assert_eq!(mails.len(), 4, "{mails:#?}");
     assert!(mails.iter().any(|m| m["subject"] == "Factura CEN-00000002 — Mi Tienda"), "{mails:#?}");
 
+    // A manager who reads English: the summary comes to her in English, in an e-mail of its own.
+    let staff =
+        json!({ "name": "Marta", "email": "marta@example.com", "role": "manager", "password": "clave-marta-1" });
+    let marta = id(&o.post("/api/v1/staff", &staff).ok(201));
+    assert_field_error(o.patch(&format!("/api/v1/staff/{marta}"), &json!({ "lang": "fr" })), 422, "validation", "lang");
+    assert_eq!(o.patch(&format!("/api/v1/staff/{marta}"), &json!({ "lang": "en" })).ok(200)["lang"], "en");
+
     // The daily summary to the owner: its hour (00:00, so at once) has come today.
     assert_field_error(
         o.patch("/api/v1/shop", &json!({ "daily_report_hour": 24 })),
@@ -137,6 +144,12 @@ fn an_order_emailed_from_a_node_goes_out_through_the_relays_mail_server_once() {
     let report = report.unwrap_or_else(|| panic!("no daily summary: {}", relay.log()));
     assert_eq!(report["to"], dashoffice_tests::OWNER_EMAIL, "{report:#}");
     assert!(report["text"].as_str().unwrap().contains("Ventas: "), "{report:#}");
+    let english = wait_for(WAIT, || {
+        delivered(&maildir).into_iter().find(|m| m["subject"].as_str().is_some_and(|s| s.starts_with("Summary of ")))
+    });
+    let english = english.unwrap_or_else(|| panic!("no summary in English: {}", relay.log()));
+    assert_eq!(english["to"], "marta@example.com", "{english:#}");
+    assert!(english["text"].as_str().unwrap().contains("Sales: "), "{english:#}");
     // Once a day: a relay restart sends it no second time.
     relay.kill9();
     relay.restart();
@@ -146,7 +159,9 @@ fn an_order_emailed_from_a_node_goes_out_through_the_relays_mail_server_once() {
     let after = wait_for(WAIT, || emails(&o, &next).iter().all(|m| m["status"] == "sent").then_some(()));
     assert!(after.is_some(), "{:#?}", emails(&o, &next));
     std::thread::sleep(Duration::from_secs(6));
-    let reports = delivered(&maildir).iter().filter(|m| m["subject"].as_str().unwrap().starts_with("Resumen")).count();
-    assert_eq!(reports, 1);
+    let count = |start: &str| {
+        delivered(&maildir).iter().filter(|m| m["subject"].as_str().is_some_and(|s| s.starts_with(start))).count()
+    };
+    assert_eq!((count("Resumen"), count("Summary")), (1, 1));
     drop(smtp);
 }

@@ -520,6 +520,24 @@ await step("a_manager_puts_staff_on_shift_and_corrects_an_account", async () => 
     body: JSON.stringify({ email: "pedro.ruiz@tienda.mx", password: "clave-pedro-2" }),
   });
   if (login.status !== 200) throw new Error(`the corrected account does not log in: ${login.status}`);
+  // Pedro reads his e-mails in English (a seller is not offered the daily summary); the owner
+  // stops her own daily summary, then takes it again.
+  await page.locator("tr", { hasText: "pedro.ruiz@tienda.mx" }).getByRole("button", { name: "Edit" }).click();
+  await form.locator("#f-lang").selectOption("en");
+  if ((await form.locator("#f-daily_summary").count()) !== 0) throw new Error("a seller is offered the daily summary");
+  await form.getByRole("button", { name: "Save" }).click();
+  await until("Pedro's e-mails in English", async () => (await ownerApi("GET", `/api/v1/staff/${pedro}`)).body.lang === "en");
+  const owner = (await ownerApi("GET", "/api/v1/staff")).body.items.find((x) => x.email === env("UI_EMAIL"));
+  for (const on of [false, true]) {
+    await page.locator("#edit-staff").waitFor({ state: "detached" });
+    await page.locator("tr", { hasText: env("UI_EMAIL") }).getByRole("button", { name: "Edit" }).click();
+    const box = form.locator("#f-daily_summary");
+    if ((await box.isChecked()) === on) throw new Error(`the owner's daily summary already ${on ? "on" : "off"}`);
+    await box.setChecked(on);
+    await form.getByRole("button", { name: "Save" }).click();
+    await until(`the owner's daily summary ${on ? "on" : "off"}`, async () =>
+      (await ownerApi("GET", `/api/v1/staff/${owner.id}`)).body.daily_summary === on);
+  }
   const box = page.locator("tr", { hasText: "pedro.ruiz@tienda.mx" }).getByLabel("Pedro Vendedor is on shift");
   await setShift(box, false, "Pedro off shift", async () =>
     (await ownerApi("GET", "/api/v1/shifts")).body.some((x) => x.staff_id === pedro && !x.on));

@@ -409,6 +409,21 @@ pub struct StaffView {
     pub created_at: i64,
     /// Unix ms.
     pub updated_at: i64,
+    /// Whether this member gets the shop's daily summary by e-mail (owners and managers only;
+    /// the shop's `daily_report_hour` says when).
+    #[serde(default = "yes")]
+    pub daily_summary: bool,
+    /// The language of the e-mails this member gets: `es` or `en`.
+    #[serde(default = "spanish")]
+    pub lang: String,
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn spanish() -> String {
+    "es".into()
 }
 
 /// POST /api/v1/staff
@@ -460,6 +475,12 @@ pub struct UpdateStaff {
     /// cannot lock its owner out). Not needed when a manager sets someone else's.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub current_password: Option<String>,
+    /// Whether the member gets the daily summary by e-mail (anyone may set their own).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub daily_summary: Option<bool>,
+    /// The language of the member's e-mails: `es` or `en` (anyone may set their own).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lang: Option<String>,
 }
 
 impl std::fmt::Debug for UpdateStaff {
@@ -471,6 +492,8 @@ impl std::fmt::Debug for UpdateStaff {
             .field("branch_id", &self.branch_id)
             .field("password", &self.password.as_ref().map(|_| REDACTED))
             .field("current_password", &self.current_password.as_ref().map(|_| REDACTED))
+            .field("daily_summary", &self.daily_summary)
+            .field("lang", &self.lang)
             .finish()
     }
 }
@@ -1370,6 +1393,8 @@ mod tests {
             archived: false,
             created_at: 1,
             updated_at: 1,
+            daily_summary: true,
+            lang: "es".into(),
         };
         let shown = [
             format!("{:?}", LoginRequest { email: "ana@tienda.mx".into(), password: secret.into() }),

@@ -107,7 +107,7 @@ fn put_credential(ctx: &mut WriteCtx<'_>, shop: &str, id: &str, hash: &str) -> R
 /// Changes a staff account (its e-mail, the login, stays unique in the shop).
 pub fn update(ctx: &mut WriteCtx<'_>, caller: &Caller, id: &str, input: UpdateStaff) -> Result<StaffView> {
     let own = caller.user_id == id;
-    // Everyone may change their own name and password; the rest needs ManageStaff.
+    // Everyone may change their own name, password and e-mail choices; the rest needs ManageStaff.
     if !own || input.role.is_some() || input.branch_id.is_some() {
         caller.require(Permission::ManageStaff)?;
     }
@@ -133,6 +133,11 @@ pub fn update(ctx: &mut WriteCtx<'_>, caller: &Caller, id: &str, input: UpdateSt
         if !stored.is_some_and(|(_, h)| verify_password(current, &h)) {
             return Err(FieldError::new("current_password", "mismatch", "this is not your current password").into());
         }
+    }
+    if let Some(l) = input.lang.as_deref()
+        && !LANGS.contains(&l)
+    {
+        return Err(FieldError::new("lang", "one_of", "must be one of: es, en").into());
     }
     let hash = input.password.as_deref().map(hash_password).transpose()?;
     let branch = input.branch_id.clone();
@@ -160,6 +165,12 @@ pub fn update(ctx: &mut WriteCtx<'_>, caller: &Caller, id: &str, input: UpdateSt
         }
         if let Some(b) = &branch {
             put_str(tx, &o, "branch_id", b)?;
+        }
+        if let Some(on) = input.daily_summary {
+            tx.put(&o, "daily_summary", on)?;
+        }
+        if let Some(l) = &input.lang {
+            put_str(tx, &o, "lang", l)?;
         }
         // The hash of an account made before the credentials document leaves the account (what
         // the history of the staff document holds stays there: the old password is the one
@@ -200,8 +211,9 @@ pub(crate) fn project(conn: &Connection, doc_id: &DocId, d: &Automerge, id: &str
     let f = doc::fields(d, &o);
     let shop = doc_id.scope()?.shop_id;
     conn.prepare_cached(
-        "INSERT OR REPLACE INTO staff(id, shop_id, doc_id, name, email, role, branch_id, password_hash, archived, created_at, updated_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+        "INSERT OR REPLACE INTO staff(id, shop_id, doc_id, name, email, role, branch_id, password_hash, archived, created_at, updated_at,
+                                      daily_summary, lang)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
     )?
     .execute(params![
         id,
@@ -215,9 +227,15 @@ pub(crate) fn project(conn: &Connection, doc_id: &DocId, d: &Automerge, id: &str
         f.bool("archived", false),
         f.i64("created_at"),
         f.i64("updated_at"),
+        // Accounts made before these choices existed get the summary, in Spanish.
+        f.bool("daily_summary", true),
+        Some(f.str("lang")).filter(|l| LANGS.contains(&l.as_str())).unwrap_or_else(|| "es".into()),
     ])?;
     Ok(())
 }
+
+/// The languages of staff e-mails.
+pub const LANGS: [&str; 2] = ["es", "en"];
 
 /// Projects one account's password hash (none: the record is gone, so is the row).
 pub(crate) fn project_credential(conn: &Connection, doc_id: &DocId, d: &Automerge, id: &str) -> Result<()> {
@@ -240,7 +258,8 @@ pub(crate) fn project_credential(conn: &Connection, doc_id: &DocId, d: &Automerg
     Ok(())
 }
 
-const COLS: &str = "t.id, t.name, t.email, t.role, t.branch_id, t.archived, t.created_at, t.updated_at";
+const COLS: &str =
+    "t.id, t.name, t.email, t.role, t.branch_id, t.archived, t.created_at, t.updated_at, t.daily_summary, t.lang";
 
 fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<StaffView> {
     let role: String = r.get(3)?;
@@ -253,6 +272,8 @@ fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<StaffView> {
         archived: r.get(5)?,
         created_at: r.get(6)?,
         updated_at: r.get(7)?,
+        daily_summary: r.get(8)?,
+        lang: r.get(9)?,
     })
 }
 
@@ -271,7 +292,7 @@ fn find_by_email(conn: &Connection, shop: &str, email: &str) -> Result<Option<(S
              LEFT JOIN staff_credentials c ON c.staff_id = t.id AND c.shop_id = t.shop_id
              WHERE t.shop_id = ?1 AND t.email = ?2 ORDER BY t.created_at LIMIT 1"
         ))?
-        .query_row([shop, email], |r| Ok((row(r)?, r.get(8)?)))
+        .query_row([shop, email], |r| Ok((row(r)?, r.get(10)?)))
         .optional()?)
 }
 

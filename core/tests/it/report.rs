@@ -7,7 +7,7 @@ use dashoffice_core::{
     Clock, FakeClock, OpenOptions,
     domain::{
         OrderStatus, Role,
-        api::{CreateCustomer, CreateOrder, CreateStaff, OrderLineInput, TransitionOrder, UpdateShop},
+        api::{CreateCustomer, CreateOrder, CreateStaff, OrderLineInput, TransitionOrder, UpdateShop, UpdateStaff},
     },
     entities::{customers, orders, org, products, reports, staff},
 };
@@ -73,9 +73,14 @@ fn the_daily_summary_is_due_at_the_shops_hour_and_tells_the_day_before() {
     clock.advance(60_000);
     assert_eq!(due(&shop).as_deref(), Some("2026-12-03"));
 
-    let s = shop.clone();
-    let report = r.read(move |conn| reports::daily(conn, &s, "2026-12-03")).unwrap();
-    assert_eq!(report.day, "2026-12-02");
+    let daily = |day: &str| {
+        let (s, day) = (shop.clone(), day.to_string());
+        r.read(move |conn| reports::daily(conn, &s, &day)).unwrap()
+    };
+    let mut reports = daily("2026-12-03");
+    assert_eq!(reports.len(), 1, "everyone reads Spanish until they choose");
+    let report = reports.remove(0);
+    assert_eq!((report.day.as_str(), report.lang.as_str()), ("2026-12-02", "es"));
     assert_eq!(report.subject, "Resumen del 2026-12-02 — Tienda");
     assert_eq!(report.to, ["ana@tienda.mx", "marta@tienda.mx"], "the owner and the manager, not the seller");
     for expected in [
@@ -86,14 +91,55 @@ fn the_daily_summary_is_due_at_the_shops_hour_and_tells_the_day_before() {
         assert!(report.body.contains(&expected), "{expected:?} missing from:\n{}", report.body);
     }
     assert!(report.body.contains(&format!("Últimos 7 días: {total} MXN · pedidos: 1")), "{}", report.body);
+
+    // Each owner and manager chooses: the manager reads English, the seller's choice changes
+    // nothing (sellers get no summary), and a language the e-mails are not written in is refused.
+    let set = |email: &str, input: UpdateStaff| {
+        let (c, email) = (c.clone(), email.to_string());
+        r.write_blocking(move |ctx| {
+            let id: String =
+                ctx.conn().query_row("SELECT id FROM staff WHERE email = ?1", [&email], |row| row.get(0))?;
+            staff::update(ctx, &c, &id, input)
+        })
+    };
+    let english = UpdateStaff { lang: Some("en".into()), ..Default::default() };
+    assert_eq!(set("marta@tienda.mx", english).unwrap().lang, "en");
+    let bad = set("marta@tienda.mx", UpdateStaff { lang: Some("fr".into()), ..Default::default() }).unwrap_err();
+    assert!(bad.to_string().contains("lang"), "{bad}");
+    set("pablo@tienda.mx", UpdateStaff { daily_summary: Some(true), ..Default::default() }).unwrap();
+    let reports = daily("2026-12-03");
+    let by_lang: Vec<(&str, &[String])> = reports.iter().map(|r| (r.lang.as_str(), r.to.as_slice())).collect();
+    assert_eq!(by_lang, [("es", &["ana@tienda.mx".to_string()][..]), ("en", &["marta@tienda.mx".to_string()][..])]);
+    let en = &reports[1];
+    assert_eq!(en.subject, "Summary of 2026-12-02 — Tienda");
+    for expected in [
+        format!("Sales: {total} MXN · orders: 1 · average: {total} MXN"),
+        format!("Last 7 days: {total} MXN · orders: 1"),
+        "Paid: 1".to_string(),
+        "Support: 0 opened".to_string(),
+    ] {
+        assert!(en.body.contains(&expected), "{expected:?} missing from:\n{}", en.body);
+    }
+    // The owner turns it off for herself, then the manager too: nobody gets it.
+    let off = || UpdateStaff { daily_summary: Some(false), ..Default::default() };
+    assert!(!set("ana@tienda.mx", off()).unwrap().daily_summary);
+    let langs = |shop: &str| {
+        let s = shop.to_string();
+        r.read(move |conn| reports::languages(conn, &s)).unwrap()
+    };
+    assert_eq!(langs(&shop), ["en"]);
+    assert_eq!(daily("2026-12-03").len(), 1);
+    set("marta@tienda.mx", off()).unwrap();
+    assert!(langs(&shop).is_empty());
+    assert!(daily("2026-12-03").is_empty());
+    set("ana@tienda.mx", UpdateStaff { daily_summary: Some(true), ..Default::default() }).unwrap();
+
     // The 3rd's summary has the 07:59 sale; the 4th had none.
-    let s = shop.clone();
-    let third = r.read(move |conn| reports::daily(conn, &s, "2026-12-04")).unwrap();
+    let third = daily("2026-12-04").remove(0);
     assert!(third.body.contains(&format!("Ventas: {total} MXN · pedidos: 1")), "{}", third.body);
     let week = format!("{:.2}", total.parse::<f64>().unwrap() * 2.0);
     assert!(third.body.contains(&format!("Últimos 7 días: {week} MXN · pedidos: 2")), "{}", third.body);
-    let s = shop.clone();
-    let fourth = r.read(move |conn| reports::daily(conn, &s, "2026-12-05")).unwrap();
+    let fourth = daily("2026-12-05").remove(0);
     assert!(fourth.body.contains("Ventas: 0.00 MXN · pedidos: 0"), "{}", fourth.body);
 }
 

@@ -287,6 +287,11 @@ fn EditStaff(staff: StaffView, done: RwSignal<Option<StaffView>>) -> impl IntoVi
     let password = RwSignal::new(String::new());
     // One's own login changes only with one's current password.
     let current_password = RwSignal::new(String::new());
+    // The daily summary goes to owners and managers only; the language is that of every e-mail
+    // the member gets.
+    let gets_summary = matches!(staff.role, Role::Owner | Role::Manager);
+    let daily_summary = RwSignal::new(staff.daily_summary);
+    let lang = RwSignal::new(staff.lang.clone());
     let err = RwSignal::new(None::<ApiError>);
     let id = staff.id.clone();
     let submit = move |ev: leptos::ev::SubmitEvent| {
@@ -298,6 +303,8 @@ fn EditStaff(staff: StaffView, done: RwSignal<Option<StaffView>>) -> impl IntoVi
             email: Some(email.get_untracked()),
             password: (!own && !pw.is_empty()).then_some(pw),
             current_password: Some(current_password.get_untracked()).filter(|p| own && !p.is_empty()),
+            daily_summary: gets_summary.then(|| daily_summary.get_untracked()),
+            lang: Some(lang.get_untracked()),
             ..Default::default()
         };
         let id = id.clone();
@@ -325,8 +332,21 @@ fn EditStaff(staff: StaffView, done: RwSignal<Option<StaffView>>) -> impl IntoVi
                     <Field label=t("new_password_optional") name="password" value=password err=err kind="password"/>
                 })}
             </div>
+            <label class="field inline" for="f-lang"><span>{t("email_lang")}</span>
+                <select id="f-lang" prop:value=move || lang.get() on:change=move |ev| lang.set(event_target_value(&ev))>
+                    <option value="es" selected=staff.lang == "es">"Español"</option>
+                    <option value="en" selected=staff.lang == "en">"English"</option>
+                </select>
+            </label>
+            {gets_summary.then(|| view! {
+                <label class="check">
+                    <input type="checkbox" id="f-daily_summary" name="daily_summary" prop:checked=move || daily_summary.get()
+                        on:change=move |ev| daily_summary.set(event_target_checked(&ev))/>
+                    " "{t("daily_summary_me")}
+                </label>
+            })}
             {own.then(|| view! { <p class="muted">{t("own_password_in_settings")}</p> })}
-            <FormError err=err fields=&["name", "email", "password", "current_password"]/>
+            <FormError err=err fields=&["name", "email", "password", "current_password", "lang", "daily_summary"]/>
             <div class="row-item">
                 <button class="btn primary" type="submit">{t("save")}</button>
                 <button class="btn ghost" type="button" on:click=move |_| done.set(None)>{t("cancel")}</button>
