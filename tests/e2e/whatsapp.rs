@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use dashoffice_tests::{
-    Api, Node, id,
+    Api, Node, assert_field_error, id,
     relay::Relay,
     wait_for,
     whatsapp::{self as wa, FakeGraph},
@@ -335,6 +335,50 @@ fn a_complaint_opens_a_ticket_and_the_ticket_answers_the_customer_on_whatsapp() 
         3,
         "the bot's greeting and answer, and the reply"
     );
+}
+
+#[test]
+fn an_order_moved_on_the_edge_node_tells_its_customer_on_whatsapp_once() {
+    let s = shop();
+    let customer = "5215587654321";
+    wa::deliver(&s.relay.http, &wa::text(customer, "Luis Pérez", "wamid.N0", "Hola"));
+    let luis = wait_for(LONG, || conversation_of(&s.owner, customer)?["customer_id"].as_str().map(str::to_string))
+        .unwrap_or_else(|| panic!("Luis never reached the edge node; relay log:\n{}", s.relay.log()));
+    // The shop's notices, set on the branch's node: a status no order has is refused by name.
+    assert_field_error(
+        s.owner.patch("/api/v1/shop", &json!({ "order_notices": { "shipped": "En camino" } })),
+        422,
+        "validation",
+        "order_notices.shipped",
+    );
+    let text = "Hola {customer}, tu pedido {number} está confirmado. Total: {total}.";
+    let shop = s.owner.patch("/api/v1/shop", &json!({ "order_notices": { "confirmed": text } })).ok(200);
+    assert_eq!(shop["order_notices"]["confirmed"], text, "{shop}");
+
+    let order = s.owner.order(&luis, &[(&s.product, 2)]);
+    let (oid, number) = (id(&order), order["number"].as_str().unwrap().to_string());
+    let moved = s.owner.transition(&oid, "confirmed");
+    let notice = &moved["notices"][0];
+    assert_eq!((notice["status"].as_str(), notice["kind"].as_str()), (Some("confirmed"), Some("text")), "{moved}");
+    let expected = format!(
+        "Hola Luis Pérez, tu pedido {number} está confirmado. Total: {} MXN.",
+        moved["total"].as_str().unwrap()
+    );
+    wait_for(LONG, || {
+        s.graph.sent().into_iter().find(|c| c.body["to"] == customer && c.body["text"]["body"] == expected.as_str())
+    })
+    .unwrap_or_else(|| panic!("the notice never left; relay log:\n{}", s.relay.log()));
+    // The order's page follows the notice's delivery.
+    wait_for(LONG, || {
+        let o = s.owner.get(&format!("/api/v1/orders/{oid}")).ok(200);
+        (o["notices"][0]["delivery"] == "sent").then_some(())
+    })
+    .expect("the order shows its notice sent");
+    // Paid has no notice; the confirmation went once.
+    s.owner.transition(&oid, "paid");
+    std::thread::sleep(Duration::from_secs(2));
+    let sent = s.graph.sent().into_iter().filter(|c| c.body["to"] == customer).count();
+    assert_eq!(sent, 2, "the bot's greeting and the notice");
 }
 
 /// A customer's tap on one of the survey's buttons.

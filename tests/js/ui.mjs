@@ -584,6 +584,33 @@ await step("the_owner_renames_and_archives_a_branch_and_registers_a_template", a
   await page.locator(".row-item", { hasText: "pedido_listo" }).waitFor({ state: "detached" });
 });
 
+await step("a_confirmed_order_tells_its_whatsapp_customer", async () => {
+  await page.goto(base + "/settings");
+  const form = page.locator("#order-notices");
+  await form.locator('[id="f-order_notices.confirmed"]').fill("Hola {customer}, tu pedido {number} está confirmado.");
+  await form.locator('[id="f-order_notices.delivered"]').fill("x".repeat(1001));
+  await form.getByRole("button", { name: "Save" }).click();
+  // Too long: said under its field, and nothing saved.
+  await page.locator('[id="f-order_notices.delivered-err"]:not(:empty)').waitFor();
+  await form.locator('[id="f-order_notices.delivered"]').fill("");
+  await form.getByRole("button", { name: "Save" }).click();
+  await until("the notice saved", async () =>
+    (await ownerApi("GET", "/api/v1/shop")).body.order_notices?.confirmed?.startsWith("Hola {customer}"));
+  const ana = (await ownerApi("GET", "/api/v1/customers?q=" + encodeURIComponent(env("WA_CUSTOMER")))).body.items[0];
+  const product = (await ownerApi("GET", "/api/v1/products")).body.items[0];
+  const made = await ownerApi("POST", "/api/v1/orders", { customer_id: ana.id, lines: [{ product_id: product.id, quantity: 1 }] });
+  if (made.status !== 201) throw new Error(`the order: ${made.status} ${JSON.stringify(made.body)}`);
+  const moved = await ownerApi("POST", `/api/v1/orders/${made.body.id}/transitions`, { to: "confirmed" });
+  if (moved.status !== 200) throw new Error(`confirming: ${moved.status} ${JSON.stringify(moved.body)}`);
+  // The order's page follows the notice until the relay has sent it.
+  await page.goto(base + "/orders/" + made.body.id);
+  await page.locator('#order-notices-sent .notice-row[data-status="confirmed"][data-delivery="sent"]').waitFor();
+  await page.locator("#order-notices-sent a").click();
+  await page.locator(".msg-text", { hasText: `tu pedido ${made.body.number} está confirmado` }).waitFor();
+  const off = await ownerApi("PATCH", "/api/v1/shop", { order_notices: { confirmed: "" } });
+  if (off.status !== 200 || off.body.order_notices.confirmed !== undefined) throw new Error(`turning it off: ${JSON.stringify(off.body)}`);
+});
+
 await step("a_product_is_archived_from_its_page", async () => {
   const made = await ownerApi("POST", "/api/v1/products", { sku: "UI-ARCH-1", name: "Vaso descontinuado", price: "10" });
   if (made.status !== 201) throw new Error(`creating the product: ${made.status}`);

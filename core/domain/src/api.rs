@@ -282,6 +282,16 @@ pub struct ShopView {
     /// managers; absent: off.
     #[serde(default)]
     pub daily_report_hour: Option<u8>,
+    /// WhatsApp notices to the customer when an order reaches a status: status (`confirmed`,
+    /// `paid`, `fulfilled`, `delivered`, `cancelled`, `refunded`) → text, where `{number}`,
+    /// `{total}`, `{customer}` and `{shop}` are replaced. A status absent: no notice.
+    #[serde(default)]
+    pub order_notices: std::collections::BTreeMap<String, String>,
+    /// The approved template sent instead of a notice's text when the customer last wrote more
+    /// than 24 hours ago; its parameters, in order: the order number, the notice's text, the
+    /// total, the shop's name. Absent: the notice is not sent then.
+    #[serde(default)]
+    pub order_notice_template: Option<String>,
 }
 
 /// PATCH /api/v1/shop
@@ -320,6 +330,15 @@ pub struct UpdateShop {
     /// time); -1 turns it off (absent or null: unchanged).
     #[serde(default)]
     pub daily_report_hour: Option<i64>,
+    /// The WhatsApp notices to set, by status (see `ShopView::order_notices`; at most 1,000
+    /// characters each); an empty text turns that status's notice off. Statuses not named keep
+    /// theirs.
+    #[serde(default)]
+    pub order_notices: Option<std::collections::BTreeMap<String, String>>,
+    /// The notices' template outside the 24-hour window: an approved template of at most 4
+    /// parameters; an empty string clears it.
+    #[serde(default)]
+    pub order_notice_template: Option<String>,
 }
 
 /// A branch office.
@@ -840,6 +859,10 @@ pub struct OrderView {
     /// The e-mails that sent (or will send) the order's document to someone, oldest first.
     #[serde(default)]
     pub emails: Vec<OrderEmailView>,
+    /// The WhatsApp notices the customer got of the order's statuses (the shop's
+    /// `order_notices`), oldest first.
+    #[serde(default)]
+    pub notices: Vec<OrderNotice>,
     /// Archived.
     pub archived: bool,
     /// Unix ms.
@@ -878,6 +901,24 @@ pub struct EmailOrderDocument {
     /// A few words of the sender's above the standard text (at most 2,000 characters).
     #[serde(default)]
     pub message: Option<String>,
+}
+
+/// A WhatsApp notice of an order's status to its customer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct OrderNotice {
+    /// The status it told.
+    pub status: String,
+    /// Its message in the customer's conversation.
+    pub message_id: String,
+    /// The conversation.
+    pub conversation_id: String,
+    /// `text`, or `template` (the customer last wrote more than 24 hours before).
+    pub kind: String,
+    /// Queued, sent, delivered, read or failed.
+    pub delivery: crate::inbox::MessageStatus,
+    /// Unix ms.
+    pub at: i64,
 }
 
 /// An e-mail of an order's document and how its sending went.

@@ -683,7 +683,7 @@ pub(crate) fn conversation_doc_id(conn: &Connection, id: &str) -> Result<DocId> 
     DocId::parse(&d.ok_or_else(|| CoreError::not_found("conversation", id))?)
 }
 
-fn templates(conn: &Connection, shop: &str) -> Result<Vec<TemplateView>> {
+pub(crate) fn templates(conn: &Connection, shop: &str) -> Result<Vec<TemplateView>> {
     Ok(list_items(conn, shop, "template")?.into_iter().filter_map(|(_, v)| serde_json::from_value(v).ok()).collect())
 }
 
@@ -884,6 +884,69 @@ pub(crate) fn order_conversation(conn: &Connection, caller: &Caller, customer_id
     Ok(best.map(|(_, id)| id))
 }
 
+/// The message id of order `order`'s WhatsApp notice of `status`: the same on every replica, so
+/// two replicas moving the order to that status while apart write one message, sent once.
+pub(crate) fn notice_id(order: &str, status: &str) -> String {
+    format!("notice.{order}.{status}")
+}
+
+/// Queues a notice of an order's status (`text`, already filled in) in the customer's
+/// conversation, as the bot: the text while the 24-hour window is open, else `template` with
+/// `params` (as many as it takes), else nothing. Returns whether it was queued; a notice already
+/// written (by another replica, or an earlier move to the same status) is not written again.
+pub(crate) fn queue_notice(
+    ctx: &mut WriteCtx<'_>,
+    shop: &str,
+    conversation: &str,
+    (order, status): (&str, &str),
+    text: &str,
+    template: Option<&str>,
+    params: &[String],
+) -> Result<bool> {
+    let id = notice_id(order, status);
+    if message_exists(ctx.conn(), &id)? {
+        return Ok(false);
+    }
+    let (_, conv) = conversation_doc(ctx.conn(), &system_caller(shop), conversation)?;
+    let now = ctx.now();
+    let m = if window_open(conv.last_inbound_at, now) && !conv.needs_template {
+        SendMessage { kind: Some("text".into()), text: text.to_string(), ..Default::default() }
+    } else if let Some(t) =
+        template.and_then(|name| templates(ctx.conn(), shop).ok()?.into_iter().find(|t| t.name == name))
+    {
+        let params = params.iter().take(usize::from(t.params)).cloned().collect();
+        SendMessage { kind: Some("template".into()), template: Some(t.name), params, ..Default::default() }
+    } else {
+        return Ok(false);
+    };
+    let explain = serde_json::json!({
+        "trigger": { "kind": "order_status", "status": status }, "node": "order_notice", "order_id": order,
+    });
+    bot_reply_as(ctx, shop, conversation, &id, &m, &explain)?;
+    Ok(true)
+}
+
+/// The notices of order `order`: (status, message id, conversation, kind, delivery, time).
+pub(crate) fn notices_of(conn: &Connection, order: &str) -> Result<Vec<dashoffice_domain::api::OrderNotice>> {
+    let prefix = notice_id(order, "");
+    let mut st = conn.prepare_cached(
+        "SELECT id, conversation_id, kind, status, at FROM messages WHERE id >= ?1 AND id < ?2 ORDER BY at, id",
+    )?;
+    let rows = st.query_map(params![prefix, format!("{prefix}\u{10ffff}")], |r| {
+        let id: String = r.get(0)?;
+        let status: String = r.get(3)?;
+        Ok(dashoffice_domain::api::OrderNotice {
+            status: id[prefix.len()..].to_string(),
+            message_id: id,
+            conversation_id: r.get(1)?,
+            kind: r.get(2)?,
+            delivery: MessageStatus::parse(&status).unwrap_or(MessageStatus::Queued),
+            at: r.get(4)?,
+        })
+    })?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
 /// The relay's side of [`send_order_document`]: the PDF an outbound message names, rendered now,
 /// once the order is known to belong to the conversation's customer (or a record merged with
 /// theirs) — the message may come from any replica, so its payload is not trusted for that.
@@ -921,13 +984,26 @@ pub fn bot_reply(
     m: &SendMessage,
     explain: &serde_json::Value,
 ) -> Result<String> {
+    let mid = new_id();
+    bot_reply_as(ctx, shop, conversation, &mid, m, explain)?;
+    Ok(mid)
+}
+
+/// [`bot_reply`] as message `mid`.
+fn bot_reply_as(
+    ctx: &mut WriteCtx<'_>,
+    shop: &str,
+    conversation: &str,
+    mid: &str,
+    m: &SendMessage,
+    explain: &serde_json::Value,
+) -> Result<()> {
     validate_send(m)?;
     let caller = system_caller(shop);
     let (_, conv) = conversation_doc(ctx.conn(), &caller, conversation)?;
     let now = ctx.now();
     let kind = m.kind.clone().unwrap_or_else(|| "text".into());
     let (text, payload) = reply_content(ctx.conn(), shop, m, &kind)?;
-    let mid = new_id();
     let mdoc = DocId::messages(shop, &conv.branch_id, &super::orders::yyyymm(now), conversation);
     let rec = MessageRecord {
         conversation_id: conversation,
@@ -942,8 +1018,7 @@ pub fn bot_reply(
         explain: Some(explain),
         at: now,
     };
-    write_message(ctx, &mdoc, &mid, &rec)?;
-    Ok(mid)
+    write_message(ctx, &mdoc, mid, &rec)
 }
 
 /// Updates the bot's place in a conversation (current node, misunderstandings) or hands it to a

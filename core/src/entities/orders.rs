@@ -306,7 +306,44 @@ pub fn transition(ctx: &mut WriteCtx<'_>, caller: &Caller, id: &str, input: Tran
             Transition { from, to: input.to, by: user, at: now, device, resolution: false, covers: Vec::new() },
         )
     })?;
-    get(ctx.conn(), caller, id)
+    let view = get(ctx.conn(), caller, id)?;
+    if view.status == input.to && notify(ctx, &caller.shop_id, &view)? {
+        return get(ctx.conn(), caller, id);
+    }
+    Ok(view)
+}
+
+/// Tells the customer on WhatsApp that order `o` reached its status, when the shop has a notice
+/// for that status (`ShopView::order_notices`) and the customer a WhatsApp conversation. A
+/// notice that cannot go (the window closed and no template, a template since removed) is left
+/// out: the order moves all the same. Returns whether one was queued.
+fn notify(ctx: &mut WriteCtx<'_>, shop: &str, o: &OrderView) -> Result<bool> {
+    let s = super::org::get_shop(ctx.conn(), shop)?;
+    let Some(text) = s.order_notices.get(o.status.as_str()).filter(|t| !t.trim().is_empty()) else {
+        return Ok(false);
+    };
+    let Some(conversation) =
+        super::inbox::order_conversation(ctx.conn(), &super::inbox::system_caller(shop), &o.customer_id)?
+    else {
+        return Ok(false);
+    };
+    let total = format!("{} {}", o.total, o.currency);
+    let text = text
+        .replace("{number}", &o.number)
+        .replace("{total}", &total)
+        .replace("{customer}", &o.customer_name)
+        .replace("{shop}", &s.name);
+    let params = [o.number.clone(), text.clone(), total, s.name.clone()];
+    let what = (o.id.as_str(), o.status.as_str());
+    match super::inbox::queue_notice(ctx, shop, &conversation, what, &text, s.order_notice_template.as_deref(), &params)
+    {
+        Ok(queued) => Ok(queued),
+        Err(e) if e.is_rule() => {
+            tracing::warn!(order = %o.number, error = %e, "the order's WhatsApp notice cannot go");
+            Ok(false)
+        }
+        Err(e) => Err(e),
+    }
 }
 
 /// Appends one entry to an order's transitions (a resolution with the keys it covers).
@@ -836,6 +873,7 @@ fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<OrderView> {
             None => None,
         },
         emails: Vec::new(),
+        notices: Vec::new(),
     })
 }
 
@@ -876,6 +914,7 @@ fn fill(conn: &Connection, o: &mut OrderView) -> Result<()> {
         })?
         .collect::<rusqlite::Result<Vec<_>>>()?;
     o.emails = super::emails::of_order(conn, &o.id)?;
+    o.notices = super::inbox::notices_of(conn, &o.id)?;
     Ok(())
 }
 

@@ -50,6 +50,64 @@ fn check_contact(address: Option<&str>, phone: Option<&str>, errs: &mut FieldErr
     }
 }
 
+/// The order statuses a WhatsApp notice can tell (a draft is not the customer's yet).
+pub const NOTICE_STATUSES: [&str; 6] = ["confirmed", "paid", "fulfilled", "delivered", "cancelled", "refunded"];
+
+/// The notices of a shop's record, by status.
+fn notices_of(f: &doc::Fields) -> std::collections::BTreeMap<String, String> {
+    NOTICE_STATUSES
+        .iter()
+        .map(|s| (s.to_string(), f.str(&format!("notice_{s}"))))
+        .filter(|(_, t)| !t.trim().is_empty())
+        .collect()
+}
+
+/// The notices a request sets, trimmed; errors name `order_notices.{status}`.
+fn check_notices(n: &std::collections::BTreeMap<String, String>, errs: &mut FieldErrors) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    for (status, text) in n {
+        let field = format!("order_notices.{status}");
+        if !NOTICE_STATUSES.contains(&status.as_str()) {
+            errs.push(FieldError::new(
+                &field,
+                "one_of",
+                format!("a status a notice can tell: {}", NOTICE_STATUSES.join(", ")),
+            ));
+        } else if text.chars().count() > 1000 {
+            errs.push(FieldError::new(&field, "max_length", "at most 1000 characters"));
+        } else {
+            out.push((status.clone(), text.trim().to_string()));
+        }
+    }
+    out
+}
+
+/// The notices' template: an approved one, of at most 4 parameters.
+fn check_notice_template(conn: &Connection, shop: &str, name: &str) -> std::result::Result<String, FieldError> {
+    let all = super::inbox::templates(conn, shop)
+        .map_err(|e| FieldError::new("order_notice_template", "exists", e.to_string()))?;
+    match all.iter().find(|t| t.name == name) {
+        Some(t) if t.params <= 4 => Ok(t.name.clone()),
+        Some(t) => Err(FieldError::new(
+            "order_notice_template",
+            "params",
+            format!("'{}' takes {} parameters; a notice fills at most 4", t.name, t.params),
+        )),
+        None => Err(FieldError::new(
+            "order_notice_template",
+            "exists",
+            format!(
+                "not an approved template; approved: {}",
+                if all.is_empty() {
+                    "none registered".to_string()
+                } else {
+                    all.iter().map(|t| t.name.as_str()).collect::<Vec<_>>().join(", ")
+                }
+            ),
+        )),
+    }
+}
+
 /// Creates a shop (bootstrap only: no caller yet).
 pub fn create_shop(
     ctx: &mut WriteCtx<'_>,
@@ -105,6 +163,12 @@ pub fn update_shop(ctx: &mut WriteCtx<'_>, caller: &Caller, input: UpdateShop) -
     if question.as_ref().is_some_and(|q| q.chars().count() > 1024) {
         errs.push(FieldError::new("satisfaction_question", "max_length", "at most 1024 characters"));
     }
+    let notices = input.order_notices.as_ref().map(|n| check_notices(n, &mut errs));
+    let notice_template = match input.order_notice_template.as_deref().map(str::trim) {
+        Some("") => Some(String::new()),
+        Some(t) => errs.check(check_notice_template(ctx.conn(), &caller.shop_id, t)),
+        None => None,
+    };
     errs.finish()?;
     let tz = input.timezone.as_deref().map(check_tz).transpose()?;
     let shop = caller.shop_id.clone();
@@ -134,6 +198,13 @@ pub fn update_shop(ctx: &mut WriteCtx<'_>, caller: &Caller, input: UpdateShop) -
         }
         if let Some(q) = &question {
             put_str(tx, &o, "satisfaction_question", q)?;
+        }
+        // One key per status: notices set on two replicas at once for two statuses both stay.
+        for (status, text) in notices.iter().flatten() {
+            put_str(tx, &o, &format!("notice_{status}"), text)?;
+        }
+        if let Some(t) = &notice_template {
+            put_str(tx, &o, "notice_template", t)?;
         }
         for (k, v) in [
             ("legal_name", &legal_name),
@@ -287,8 +358,9 @@ pub(crate) fn project(conn: &Connection, doc_id: &DocId, d: &Automerge, id: &str
             conn.prepare_cached(
                 "INSERT OR REPLACE INTO shops(id, doc_id, name, currency, phone_region, timezone, created_at, updated_at,
                                               legal_name, tax_id, address, phone, email, satisfaction_survey,
-                                              satisfaction_question, email_invoices, daily_report_hour)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)",
+                                              satisfaction_question, email_invoices, daily_report_hour, order_notices,
+                                              order_notice_template)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19)",
             )?
             .execute(params![
                 id,
@@ -308,6 +380,8 @@ pub(crate) fn project(conn: &Connection, doc_id: &DocId, d: &Automerge, id: &str
                 f.str("satisfaction_question"),
                 f.bool("email_invoices", false),
                 f.opt_i64("daily_report_hour").filter(|h| (0..=23).contains(h)),
+                serde_json::to_string(&notices_of(&f)).unwrap_or_else(|_| "{}".into()),
+                Some(f.str("notice_template")).filter(|t| !t.is_empty()),
             ])?;
         }
         "branch" => {
@@ -341,7 +415,7 @@ pub(crate) fn project(conn: &Connection, doc_id: &DocId, d: &Automerge, id: &str
 pub fn get_shop(conn: &Connection, shop: &str) -> Result<ShopView> {
     conn.prepare_cached(
         "SELECT id, name, currency, phone_region, timezone, legal_name, tax_id, address, phone, email, satisfaction_survey,
-                satisfaction_question, email_invoices, daily_report_hour
+                satisfaction_question, email_invoices, daily_report_hour, order_notices, order_notice_template
          FROM shops WHERE id = ?1",
     )?
     .query_row([shop], |r| {
@@ -362,6 +436,8 @@ pub fn get_shop(conn: &Connection, shop: &str) -> Result<ShopView> {
             satisfaction_question: r.get(11)?,
             email_invoices: r.get(12)?,
             daily_report_hour: r.get(13)?,
+            order_notices: serde_json::from_str(&r.get::<_, String>(14)?).unwrap_or_default(),
+            order_notice_template: r.get(15)?,
         })
     })
         .optional()?

@@ -498,3 +498,161 @@ fn a_resolved_conversation_is_surveyed_once_and_a_rating_keeps_it_resolved_or_ha
     let sat = other.read(move |c| satisfaction::period(c, &s, None, (0, i64::MAX), &Default::default())).unwrap();
     assert_eq!((sat.surveys, sat.good, sat.ok, sat.bad, sat.score), (2, 1, 0, 1, Some(50.0)));
 }
+
+#[test]
+fn an_order_reaching_a_status_tells_the_customer_on_whatsapp_once_with_a_template_after_the_window() {
+    use dashoffice_core::domain::{
+        OrderStatus,
+        api::{CreateOrder, OrderLineInput, TransitionOrder, UpdateShop},
+    };
+    use dashoffice_core::entities::{orders, org, products};
+    use std::collections::BTreeMap;
+    let (clock, nodes, branch) = two_nodes();
+    let (r, caller) = (&nodes[0].replica, nodes[0].caller.clone());
+    let shop_id = caller.shop_id.clone();
+    let (a, _) = answer(
+        r,
+        &shop_id,
+        &branch,
+        inbound("wamid.n1", "hola", next_at(&clock)),
+        vec![text("¡Hola!")],
+        ("", 0, false),
+    );
+    let conversation = a.received.conversation_id.clone();
+    let conv = conversation.clone();
+    let customer: String = r
+        .read(move |c| Ok(c.query_row("SELECT customer_id FROM conversations WHERE id = ?1", [&conv], |r| r.get(0))?))
+        .unwrap();
+
+    // The shop's notices: statuses it knows, texts up to 1,000 characters, an approved template.
+    let notices = |pairs: &[(&str, &str)]| -> BTreeMap<String, String> {
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    };
+    let c = caller.clone();
+    let refused = r
+        .write_blocking(move |ctx| {
+            let bad = UpdateShop {
+                order_notices: Some(notices(&[("shipped", "x"), ("paid", &"x".repeat(1001))])),
+                order_notice_template: Some("aviso_pedido".into()),
+                ..Default::default()
+            };
+            org::update_shop(ctx, &c, bad)
+        })
+        .unwrap_err();
+    let said = refused.to_string();
+    for field in ["order_notices.shipped", "order_notices.paid", "order_notice_template"] {
+        assert!(said.contains(field), "{field} not named: {said}");
+    }
+    let c = caller.clone();
+    let (shop, order) = r
+        .write_blocking(move |ctx| {
+            let set = UpdateShop {
+                order_notices: Some(notices(&[
+                    ("confirmed", "Hola {customer}, tu pedido {number} por {total} está confirmado."),
+                    ("delivered", "Tu pedido {number} fue entregado. ¡Gracias por comprar en {shop}!"),
+                ])),
+                ..Default::default()
+            };
+            let shop = org::update_shop(ctx, &c, set)?;
+            let p = products::create(ctx, &c, super::fixtures::product_input("CAM-001", "250.00"))?;
+            let line = OrderLineInput { product_id: p.id, quantity: 2, unit_price: None };
+            let input = CreateOrder {
+                customer_id: customer.clone(),
+                branch_id: Some(branch.clone()),
+                seller_id: None,
+                lines: vec![line],
+                notes: String::new(),
+            };
+            Ok((shop, orders::create(ctx, &c, None, input)?))
+        })
+        .unwrap();
+    assert_eq!(shop.order_notices.len(), 2);
+    let move_to = |node: &Replica, c: &dashoffice_core::Caller, id: &str, to: OrderStatus| {
+        let (c, id) = (c.clone(), id.to_string());
+        node.write_blocking(move |ctx| orders::transition(ctx, &c, &id, TransitionOrder { to })).unwrap()
+    };
+
+    // Confirmed while the customer's window is open: the text, filled in, from the bot.
+    clock.advance(10);
+    let confirmed = move_to(r, &caller, &order.id, OrderStatus::Confirmed);
+    assert_eq!(confirmed.notices.len(), 1, "{:#?}", confirmed.notices);
+    let n = &confirmed.notices[0];
+    assert_eq!((n.status.as_str(), n.kind.as_str(), n.delivery), ("confirmed", "text", MessageStatus::Queued));
+    assert_eq!(n.conversation_id, conversation);
+    let c2 = conversation.clone();
+    let thread = r.read(move |c| inbox::messages_of(c, &c2)).unwrap();
+    let last = thread.last().unwrap();
+    assert_eq!(last.id, n.message_id);
+    assert_eq!(
+        (last.sender.as_str(), last.text.as_str()),
+        ("bot", format!("Hola Ana, tu pedido {} por {} MXN está confirmado.", order.number, confirmed.total).as_str())
+    );
+    // Paid has no notice.
+    assert_eq!(move_to(r, &caller, &order.id, OrderStatus::Paid).notices.len(), 1);
+
+    // Two days later the window is closed: without a template the notice does not go, and the
+    // order moves all the same.
+    clock.advance(48 * 3_600_000);
+    move_to(r, &caller, &order.id, OrderStatus::Fulfilled);
+    assert_eq!(move_to(r, &caller, &order.id, OrderStatus::Delivered).notices.len(), 1);
+    // With an approved template of two parameters: the order number and the notice's text.
+    let c = caller.clone();
+    r.write_blocking(move |ctx| {
+        let tpl = json!({ "name": "aviso_pedido", "language": "es_MX", "body": "Pedido {{1}}: {{2}}", "params": 2 });
+        inbox::put_item(ctx, &c, "template", "aviso_pedido", &tpl)?;
+        org::update_shop(
+            ctx,
+            &c,
+            UpdateShop { order_notice_template: Some("aviso_pedido".into()), ..Default::default() },
+        )
+    })
+    .unwrap();
+    // Another order like the first, of one unit.
+    let again = |like: &dashoffice_core::domain::api::OrderView| {
+        let (c, like) = (caller.clone(), like.clone());
+        r.write_blocking(move |ctx| {
+            let line = OrderLineInput { product_id: like.lines[0].product_id.clone(), quantity: 1, unit_price: None };
+            let input = CreateOrder {
+                customer_id: like.customer_id.clone(),
+                branch_id: Some(like.branch_id.clone()),
+                seller_id: None,
+                lines: vec![line],
+                notes: String::new(),
+            };
+            orders::create(ctx, &c, None, input)
+        })
+        .unwrap()
+    };
+    let second = again(&order);
+    let done = move_to(r, &caller, &second.id, OrderStatus::Confirmed);
+    assert_eq!(done.notices.len(), 1);
+    assert_eq!(done.notices[0].kind, "template");
+    let id = done.notices[0].message_id.clone();
+    let payload: String =
+        r.read(move |c| Ok(c.query_row("SELECT payload FROM messages WHERE id = ?1", [&id], |r| r.get(0))?)).unwrap();
+    let payload: serde_json::Value = serde_json::from_str(&payload).unwrap();
+    assert_eq!(payload["template"], "aviso_pedido");
+    assert_eq!(payload["params"][0], json!(second.number));
+    assert!(payload["params"][1].as_str().unwrap().starts_with("Hola Ana, tu pedido"), "{payload}");
+
+    // Two replicas confirm the same order while apart: one notice, sent once.
+    let other = &nodes[1].replica;
+    let third = again(&second);
+    push_all(r, other);
+    move_to(r, &caller, &third.id, OrderStatus::Confirmed);
+    move_to(other, &nodes[1].caller, &third.id, OrderStatus::Confirmed);
+    push_all(r, other);
+    push_all(other, r);
+    for node in [r, other] {
+        let id = third.id.clone();
+        let n: i64 = node
+            .read(move |c| {
+                Ok(c.query_row("SELECT count(*) FROM messages WHERE id LIKE 'notice.' || ?1 || '.%'", [&id], |r| {
+                    r.get(0)
+                })?)
+            })
+            .unwrap();
+        assert_eq!(n, 1);
+    }
+    assert_eq!(message_rows(other), message_rows(r));
+}

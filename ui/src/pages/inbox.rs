@@ -169,7 +169,7 @@ pub(crate) fn Inbox() -> impl IntoView {
     }
 }
 
-fn ticks(s: MessageStatus) -> (&'static str, &'static str) {
+pub(crate) fn ticks(s: MessageStatus) -> (&'static str, &'static str) {
     match s {
         MessageStatus::Queued => ("🕓", "msg_queued"),
         MessageStatus::Sending => ("🕓", "msg_sending"),

@@ -457,6 +457,26 @@ pub(crate) fn OrderDetail() -> impl IntoView {
                     .collect_view();
                 view! { <section class="card" id="order-emails"><h2>{t("emails_title")}</h2>{rows}</section> }
             });
+            // The WhatsApp notices the customer got of the order's statuses, with their delivery.
+            let notices = (!o.notices.is_empty()).then(|| {
+                let rows = o
+                    .notices
+                    .iter()
+                    .map(|n| {
+                        let (tick, label) = super::inbox::ticks(n.delivery);
+                        let kind = if n.delivery == dashoffice_domain::inbox::MessageStatus::Failed { "danger" } else { "ok" };
+                        view! {
+                            <div class="row-item notice-row" data-status=n.status.clone() data-delivery=n.delivery.as_str()>
+                                <span>{status_text(&n.status)}</span>
+                                <span class="muted">{datetime(n.at)}{(n.kind == "template").then(|| format!(" · {}", t("notice_template")))}</span>
+                                <A href=format!("/conversations/{}", n.conversation_id)>{t("see_conversation")}</A>
+                                <Badge kind=kind text=format!("{tick} {}", t(label))/>
+                            </div>
+                        }
+                    })
+                    .collect_view();
+                view! { <section class="card" id="order-notices-sent"><h2>{t("notices_title")}</h2>{rows}</section> }
+            });
             view! {
                 <section class="card">
                     <div class="page-head">
@@ -548,6 +568,7 @@ pub(crate) fn OrderDetail() -> impl IntoView {
                     {(!o.notes.is_empty()).then(|| view! { <p class="notes">{o.notes.clone()}</p> })}
                 </section>
                 {emails}
+                {notices}
                 <section class="card"><h2>{t("history")}</h2><ol class="list">{history}</ol></section>
                 {move || tickets.with(|l| l.ready().filter(|p| !p.items.is_empty()).map(|p| {
                     let rows = p.items.clone().into_iter().map(|x| view! {

@@ -41,6 +41,7 @@ pub(crate) fn Settings() -> impl IntoView {
         <super::relay::DevicesPanel shop=shop branches=branches/>
         <WhatsAppPanel/>
         <Show when=|| can(dashoffice_domain::Permission::ManageShop)><SurveyPanel shop=shop/></Show>
+        <Show when=|| can(dashoffice_domain::Permission::ManageShop)><NoticesPanel shop=shop/></Show>
         <super::relay::NumbersPanel shop=shop branches=branches/>
         <BackupPanel/>
     }
@@ -273,6 +274,8 @@ fn ShopPanel(shop: RwSignal<Load<ShopView>>) -> impl IntoView {
             satisfaction_question: None,
             email_invoices: None,
             daily_report_hour: None,
+            order_notices: None,
+            order_notice_template: None,
         };
         spawn_local(async move {
             match api::patch::<_, ShopView>("/api/v1/shop", &body).await {
@@ -560,6 +563,109 @@ fn SurveyPanel(shop: RwSignal<Load<ShopView>>) -> impl IntoView {
             <Field label=t("satisfaction_question") name="satisfaction_question" value=question err=err rows=2
                 placeholder="¿Cómo te atendimos? Toca una opción para calificar esta conversación."/>
             <FormError err=err fields=&["satisfaction_survey", "satisfaction_question"]/>
+            <button class="btn" type="submit">{t("save")}</button>
+        </form>
+    }
+}
+
+/// The statuses a WhatsApp notice can tell, with their field names (errors name them so).
+const NOTICES: [(&str, &str, &str); 6] = [
+    ("confirmed", "order_notices.confirmed", "status_confirmed"),
+    ("paid", "order_notices.paid", "status_paid"),
+    ("fulfilled", "order_notices.fulfilled", "status_fulfilled"),
+    ("delivered", "order_notices.delivered", "status_delivered"),
+    ("cancelled", "order_notices.cancelled", "status_cancelled"),
+    ("refunded", "order_notices.refunded", "status_refunded"),
+];
+
+/// WhatsApp notices to the customer when an order reaches a status, and the template that goes
+/// instead once the customer's 24-hour window has closed.
+#[component]
+fn NoticesPanel(shop: RwSignal<Load<ShopView>>) -> impl IntoView {
+    let texts: [RwSignal<String>; 6] = std::array::from_fn(|_| RwSignal::new(String::new()));
+    let template = RwSignal::new(String::new());
+    let err = RwSignal::new(None::<ApiError>);
+    let templates = loader(|| {
+        watch(&["inbox"]);
+        api::get::<Vec<TemplateView>>("/api/v1/whatsapp/templates")
+    });
+    // The stored notices fill the fields when the shop loads or changes, unless typed in since.
+    let filled = StoredValue::new(<[String; 7]>::default());
+    Effect::new(move |_| {
+        if let Load::Ready(s) = shop.get() {
+            let mut fresh = <[String; 7]>::default();
+            for (i, (status, ..)) in NOTICES.iter().enumerate() {
+                fresh[i] = s.order_notices.get(*status).cloned().unwrap_or_default();
+            }
+            fresh[6] = s.order_notice_template.clone().unwrap_or_default();
+            let before = filled.get_value();
+            let fields = texts.iter().copied().chain(std::iter::once(template));
+            for (i, x) in fields.enumerate() {
+                if before[i] == x.get_untracked() {
+                    x.set(fresh[i].clone());
+                }
+            }
+            filled.set_value(fresh);
+        }
+    });
+    let submit = move |ev: leptos::ev::SubmitEvent| {
+        ev.prevent_default();
+        err.set(None);
+        let notices =
+            NOTICES.iter().zip(texts).map(|((status, ..), x)| (status.to_string(), x.get_untracked())).collect();
+        let body = UpdateShop {
+            order_notices: Some(notices),
+            order_notice_template: Some(template.get_untracked()),
+            ..Default::default()
+        };
+        spawn_local(async move {
+            match api::patch::<_, ShopView>("/api/v1/shop", &body).await {
+                Ok(s) => {
+                    // Saved: every field shows the shop as stored.
+                    filled.set_value(<[String; 7]>::default());
+                    for x in texts.iter().chain(std::iter::once(&template)) {
+                        x.set(String::new());
+                    }
+                    shop.set(Load::Ready(s));
+                    app().say(t("saved"));
+                }
+                Err(e) => err.set(Some(e)),
+            }
+        });
+    };
+    let options = move || {
+        let chosen = template.get();
+        let names: Vec<String> =
+            templates.with(|l| l.ready().map(|ts| ts.iter().map(|tp| tp.name.clone()).collect()).unwrap_or_default());
+        names
+            .into_iter()
+            .map(|n| {
+                let selected = n == chosen;
+                view! { <option value=n.clone() selected=selected>{n.clone()}</option> }
+            })
+            .collect_view()
+    };
+    view! {
+        <form class="card form" id="order-notices" on:submit=submit novalidate>
+            <h2>{t("order_notices")}</h2>
+            <p class="muted">{t("order_notices_help")}</p>
+            <div class="grid two">
+                {NOTICES.iter().zip(texts).map(|((_, field, label), value)| view! {
+                    <Field label=t(label) name=field value=value err=err rows=2/>
+                }).collect_view()}
+            </div>
+            <label class="field" for="f-order_notice_template"><span>{t("order_notice_template")}</span>
+                <select id="f-order_notice_template" prop:value=move || template.get()
+                    on:change=move |ev| template.set(event_target_value(&ev))>
+                    <option value="">{t("order_notice_no_template")}</option>
+                    {options}
+                </select>
+                <small class="field-error" id="f-order_notice_template-err" role="alert">
+                    {move || err.with(|e| e.as_ref().and_then(|e| e.field("order_notice_template")))}
+                </small>
+            </label>
+            <FormError err=err fields=&["order_notices.confirmed", "order_notices.paid", "order_notices.fulfilled",
+                "order_notices.delivered", "order_notices.cancelled", "order_notices.refunded", "order_notice_template"]/>
             <button class="btn" type="submit">{t("save")}</button>
         </form>
     }
