@@ -281,19 +281,21 @@ pub async fn daily_reports(wa: Arc<WhatsApp>, svc: Arc<ShopService>, mailer: Arc
         let now = crate::hub::now_ms();
         let due = tokio::task::spawn_blocking(move || replica.read(|c| reports::due(c, &shop, now))).await;
         let Ok(Ok(Some(today))) = due else { continue };
-        // One summary per language its recipients chose: the Spanish one (and a day with no
-        // recipient at all) keeps the id it always had.
+        // One summary per language its recipients chose: the Spanish one keeps the id it always
+        // had.
         let id_of = |lang: &str| match lang {
             "es" => format!("report:{}:{today}", svc.shop),
             other => format!("report:{}:{today}:{other}", svc.shop),
         };
         let (replica, shop) = (svc.replica.clone(), svc.shop.clone());
         let langs = tokio::task::spawn_blocking(move || replica.read(|c| reports::languages(c, &shop))).await;
+        // Nobody wants it today (every owner and manager turned it off): nothing is claimed, so
+        // someone who turns it on later in the day still gets it.
         let Ok(Ok(langs)) = langs else { continue };
-        let ids: Vec<String> = match langs.is_empty() {
-            true => vec![id_of("es")],
-            false => langs.iter().map(|l| id_of(l)).collect(),
-        };
+        let ids: Vec<String> = langs.iter().map(|l| id_of(l)).collect();
+        if ids.is_empty() {
+            continue;
+        }
         let (store, shop) = (wa.store.clone(), svc.shop.clone());
         let pending =
             tokio::task::spawn_blocking(move || ids.into_iter().filter(|id| wanted(&store, &shop, id)).collect())
@@ -312,15 +314,6 @@ pub async fn daily_reports(wa: Arc<WhatsApp>, svc: Arc<ShopService>, mailer: Arc
             }
             Err(_) => continue,
         };
-        if reports.is_empty() {
-            let id = id_of("es");
-            if pending.contains(&id) && claim(&wa, &svc, &mailer, &id).await.is_some() {
-                let why = "no owner or manager with an e-mail address wants the daily summary";
-                tracing::warn!(shop = %svc.shop, "daily summary not sent: {why}");
-                record(&wa, &id, Recorded::Failed(why.into())).await;
-            }
-            continue;
-        }
         for report in reports.iter().filter(|r| pending.contains(&id_of(&r.lang))) {
             send_report(&wa, &svc, &mailer, &id_of(&report.lang), report).await;
         }

@@ -314,26 +314,34 @@ pub fn transition(ctx: &mut WriteCtx<'_>, caller: &Caller, id: &str, input: Tran
 }
 
 /// Tells the customer on WhatsApp that order `o` reached its status, when the shop has a notice
-/// for that status (`ShopView::order_notices`) and the customer a WhatsApp conversation. A
-/// notice that cannot go (the window closed and no template, a template since removed) is left
-/// out: the order moves all the same. Returns whether one was queued.
+/// for that status (`ShopView::order_notices`) and the customer a WhatsApp conversation (the
+/// latest of the order's branch, else their latest). A notice that cannot go (the window closed
+/// and no template, a template since removed) is left out: the order moves all the same. A draft
+/// cancelled was never the customer's order: no notice. Returns whether one was queued.
 fn notify(ctx: &mut WriteCtx<'_>, shop: &str, o: &OrderView) -> Result<bool> {
+    if o.status == OrderStatus::Cancelled && o.transitions.last().is_some_and(|t| t.from == OrderStatus::Draft) {
+        return Ok(false);
+    }
     let s = super::org::get_shop(ctx.conn(), shop)?;
     let Some(text) = s.order_notices.get(o.status.as_str()).filter(|t| !t.trim().is_empty()) else {
         return Ok(false);
     };
-    let Some(conversation) =
-        super::inbox::order_conversation(ctx.conn(), &super::inbox::system_caller(shop), &o.customer_id)?
-    else {
-        return Ok(false);
+    let anywhere = super::inbox::system_caller(shop);
+    let in_branch = Caller { branch_id: Some(o.branch_id.clone()), ..anywhere.clone() };
+    let conversation = match super::inbox::order_conversation(ctx.conn(), &in_branch, &o.customer_id)? {
+        Some(c) => c,
+        None => match super::inbox::order_conversation(ctx.conn(), &anywhere, &o.customer_id)? {
+            Some(c) => c,
+            None => return Ok(false),
+        },
     };
     let total = format!("{} {}", o.total, o.currency);
-    let text = text
-        .replace("{number}", &o.number)
-        .replace("{total}", &total)
-        .replace("{customer}", &o.customer_name)
-        .replace("{shop}", &s.name);
-    let params = [o.number.clone(), text.clone(), total, s.name.clone()];
+    let text = super::org::fill_notice(text, &o.number, &total, &o.customer_name, &s.name);
+    // WhatsApp refuses a template parameter with a line break, a tab or a run of spaces.
+    let params: Vec<String> = [o.number.as_str(), text.as_str(), total.as_str(), s.name.as_str()]
+        .iter()
+        .map(|p| p.split_whitespace().collect::<Vec<_>>().join(" "))
+        .collect();
     let what = (o.id.as_str(), o.status.as_str());
     match super::inbox::queue_notice(ctx, shop, &conversation, what, &text, s.order_notice_template.as_deref(), &params)
     {

@@ -62,6 +62,53 @@ fn notices_of(f: &doc::Fields) -> std::collections::BTreeMap<String, String> {
         .collect()
 }
 
+/// What a notice's text may name, filled in by [`fill_notice`].
+pub const NOTICE_PLACEHOLDERS: [&str; 4] = ["{number}", "{total}", "{customer}", "{shop}"];
+
+/// A notice's text with its placeholders filled in, in one pass: what they are filled with (a
+/// customer's name, say) is never read for placeholders itself.
+pub fn fill_notice(text: &str, number: &str, total: &str, customer: &str, shop: &str) -> String {
+    let values = [number, total, customer, shop];
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(i) = rest.find('{') {
+        out.push_str(&rest[..i]);
+        rest = &rest[i..];
+        match NOTICE_PLACEHOLDERS.iter().position(|p| rest.starts_with(p)) {
+            Some(k) => {
+                out.push_str(values[k]);
+                rest = &rest[NOTICE_PLACEHOLDERS[k].len()..];
+            }
+            None => {
+                out.push('{');
+                rest = &rest[1..];
+            }
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+/// The placeholders of `text` that are not [`NOTICE_PLACEHOLDERS`] (`{numero}`, a typo).
+fn unknown_placeholders(text: &str) -> Vec<&str> {
+    let mut out = Vec::new();
+    let mut rest = text;
+    while let Some(i) = rest.find('{') {
+        rest = &rest[i..];
+        let Some(j) = rest.find('}') else { break };
+        let word = &rest[..=j];
+        let inner = &word[1..word.len() - 1];
+        if !inner.is_empty()
+            && inner.chars().all(|c| c.is_alphanumeric() || c == '_')
+            && !NOTICE_PLACEHOLDERS.contains(&word)
+        {
+            out.push(word);
+        }
+        rest = &rest[1..];
+    }
+    out
+}
+
 /// The notices a request sets, trimmed; errors name `order_notices.{status}`.
 fn check_notices(n: &std::collections::BTreeMap<String, String>, errs: &mut FieldErrors) -> Vec<(String, String)> {
     let mut out = Vec::new();
@@ -75,6 +122,12 @@ fn check_notices(n: &std::collections::BTreeMap<String, String>, errs: &mut Fiel
             ));
         } else if text.chars().count() > 1000 {
             errs.push(FieldError::new(&field, "max_length", "at most 1000 characters"));
+        } else if let Some(p) = unknown_placeholders(text).first() {
+            errs.push(FieldError::new(
+                &field,
+                "placeholder",
+                format!("{p} is not filled in; a notice can name {}", NOTICE_PLACEHOLDERS.join(", ")),
+            ));
         } else {
             out.push((status.clone(), text.trim().to_string()));
         }
@@ -483,4 +536,18 @@ pub fn list_branches(conn: &Connection, shop: &str, archived: bool) -> Result<Ve
 /// The branch code of `branch` (for order numbers).
 pub(crate) fn branch_code(conn: &Connection, shop: &str, branch: &str) -> Result<String> {
     Ok(get_branch(conn, shop, branch)?.code)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{fill_notice, unknown_placeholders};
+
+    #[test]
+    fn a_notice_is_filled_in_one_pass_and_names_only_what_it_can() {
+        let filled =
+            fill_notice("Hola {customer}: {number} por {total} en {shop} {x", "CEN-1", "10.00 MXN", "{shop}", "Tienda");
+        assert_eq!(filled, "Hola {shop}: CEN-1 por 10.00 MXN en Tienda {x");
+        assert_eq!(unknown_placeholders("{numero} y {number}, {total}{Nombre} { no } {}"), ["{numero}", "{Nombre}"]);
+        assert!(unknown_placeholders("Tu pedido {number} 🙂 {").is_empty());
+    }
 }

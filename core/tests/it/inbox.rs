@@ -532,7 +532,11 @@ fn an_order_reaching_a_status_tells_the_customer_on_whatsapp_once_with_a_templat
     let refused = r
         .write_blocking(move |ctx| {
             let bad = UpdateShop {
-                order_notices: Some(notices(&[("shipped", "x"), ("paid", &"x".repeat(1001))])),
+                order_notices: Some(notices(&[
+                    ("shipped", "x"),
+                    ("paid", &"x".repeat(1001)),
+                    ("cancelled", "Tu pedido {numero} fue cancelado"),
+                ])),
                 order_notice_template: Some("aviso_pedido".into()),
                 ..Default::default()
             };
@@ -540,7 +544,7 @@ fn an_order_reaching_a_status_tells_the_customer_on_whatsapp_once_with_a_templat
         })
         .unwrap_err();
     let said = refused.to_string();
-    for field in ["order_notices.shipped", "order_notices.paid", "order_notice_template"] {
+    for field in ["order_notices.shipped", "order_notices.paid", "order_notices.cancelled", "order_notice_template"] {
         assert!(said.contains(field), "{field} not named: {said}");
     }
     let c = caller.clone();
@@ -550,6 +554,7 @@ fn an_order_reaching_a_status_tells_the_customer_on_whatsapp_once_with_a_templat
                 order_notices: Some(notices(&[
                     ("confirmed", "Hola {customer}, tu pedido {number} por {total} está confirmado."),
                     ("delivered", "Tu pedido {number} fue entregado. ¡Gracias por comprar en {shop}!"),
+                    ("cancelled", "Tu pedido {number} fue cancelado."),
                 ])),
                 ..Default::default()
             };
@@ -566,7 +571,7 @@ fn an_order_reaching_a_status_tells_the_customer_on_whatsapp_once_with_a_templat
             Ok((shop, orders::create(ctx, &c, None, input)?))
         })
         .unwrap();
-    assert_eq!(shop.order_notices.len(), 2);
+    assert_eq!(shop.order_notices.len(), 3);
     let move_to = |node: &Replica, c: &dashoffice_core::Caller, id: &str, to: OrderStatus| {
         let (c, id) = (c.clone(), id.to_string());
         node.write_blocking(move |ctx| orders::transition(ctx, &c, &id, TransitionOrder { to })).unwrap()
@@ -638,6 +643,9 @@ fn an_order_reaching_a_status_tells_the_customer_on_whatsapp_once_with_a_templat
     // Two replicas confirm the same order while apart: one notice, sent once.
     let other = &nodes[1].replica;
     let third = again(&second);
+    // A draft cancelled was never the customer's order: no notice.
+    let draft = again(&second);
+    assert!(move_to(r, &caller, &draft.id, OrderStatus::Cancelled).notices.is_empty());
     push_all(r, other);
     move_to(r, &caller, &third.id, OrderStatus::Confirmed);
     move_to(other, &nodes[1].caller, &third.id, OrderStatus::Confirmed);

@@ -58,7 +58,7 @@ pub async fn run(wa: Arc<WhatsApp>) {
                 // Something in the batch failed: one event at a time, to set the bad one aside.
                 stuck |= one_by_one(&wa, &ready, &mut done).await;
             } else {
-                for (id, _, _, _, ignored) in &ready {
+                for (id, _, _, _, _, ignored) in &ready {
                     if ignored.is_empty() {
                         done.push((*id, 1, None));
                     } else {
@@ -125,9 +125,9 @@ async fn next_batch(wa: Arc<WhatsApp>, after: i64) -> Option<(Planned, i64)> {
 /// Applies the events of a batch that failed as a whole one at a time, so the bad one is set
 /// aside (after [`MAX_ATTEMPTS`]) or retried later. True when the batch must stop there.
 async fn one_by_one(wa: &Arc<WhatsApp>, ready: &[Ready], done: &mut Vec<(i64, i64, Option<String>)>) -> bool {
-    for (id, attempts, body, _, _) in ready {
+    for (id, attempts, received_at, body, _, _) in ready {
         let (id, attempts) = (*id, *attempts);
-        match handle(wa, body).await {
+        match handle(wa, body, *received_at).await {
             Outcome::Done => done.push((id, 1, None)),
             Outcome::Ignored(why) => done.push((id, 2, Some(why))),
             Outcome::Later(_) => return true,
@@ -146,7 +146,7 @@ async fn one_by_one(wa: &Arc<WhatsApp>, ready: &[Ready], done: &mut Vec<(i64, i6
     false
 }
 
-async fn handle(wa: &Arc<WhatsApp>, body: &[u8]) -> Outcome {
+async fn handle(wa: &Arc<WhatsApp>, body: &[u8], received_at: i64) -> Outcome {
     let events = match parse(body) {
         Ok(e) => e,
         Err(e) => return Outcome::Ignored(e.to_string()),
@@ -154,7 +154,7 @@ async fn handle(wa: &Arc<WhatsApp>, body: &[u8]) -> Outcome {
     let mut ignored = Vec::new();
     for ev in events {
         let r = match ev {
-            Event::Message(m) => message(wa, m).await,
+            Event::Message(m) => message(wa, m, received_at).await,
             Event::Status { phone_number_id, wamid, status, error } => {
                 status_event(wa, &phone_number_id, &wamid, status, error).await
             }
@@ -169,13 +169,8 @@ async fn handle(wa: &Arc<WhatsApp>, body: &[u8]) -> Outcome {
     if ignored.is_empty() { Outcome::Done } else { Outcome::Ignored(ignored.join("; ")) }
 }
 
-async fn message(wa: &Arc<WhatsApp>, mut m: inbox::Inbound) -> Outcome {
-    // The Cloud API gives whole seconds; the message was sent within that second, so take the
-    // receipt time when it falls inside it (replies and questions then sort as they happened).
-    let now = crate::hub::now_ms();
-    if m.at <= now && now < m.at + 1000 {
-        m.at = now;
-    }
+async fn message(wa: &Arc<WhatsApp>, mut m: inbox::Inbound, received_at: i64) -> Outcome {
+    at_receipt(&mut m, received_at);
     let Ok(Some(number)) = wa.store.number(&m.phone_number_id) else {
         metrics::counter!("dashoffice_whatsapp_unknown_number_total").increment(1);
         return Outcome::Ignored(format!("unknown phone_number_id {:?}", m.phone_number_id));
@@ -752,7 +747,18 @@ async fn fetch_media(
 }
 
 /// An event ready to apply: id, attempts so far, raw body, its items, what of it was ignored.
-type Ready = (i64, i64, Vec<u8>, Vec<Item>, Vec<String>);
+/// A planned event: id, attempts so far, when the webhook was received, body, items, why some
+/// parts were ignored.
+type Ready = (i64, i64, i64, Vec<u8>, Vec<Item>, Vec<String>);
+
+/// The Cloud API gives whole seconds; the message was sent within that second, so take the time
+/// the relay received it when that falls inside it (replies and questions then sort as they
+/// happened, even when a busy relay processes the message after its second has ended).
+fn at_receipt(m: &mut inbox::Inbound, received_at: i64) {
+    if m.at <= received_at && received_at < m.at + 1000 {
+        m.at = received_at;
+    }
+}
 
 /// What one event asks for, once its numbers are known and their shops are ready.
 enum Plan {
@@ -813,7 +819,7 @@ impl Planned {
     }
 }
 
-fn plan_batch(wa: &Arc<WhatsApp>, batch: Vec<(i64, Vec<u8>, i64)>) -> Planned {
+fn plan_batch(wa: &Arc<WhatsApp>, batch: Vec<(i64, Vec<u8>, i64, i64)>) -> Planned {
     let mut out = Planned {
         ready: Vec::new(),
         done: Vec::new(),
@@ -823,9 +829,9 @@ fn plan_batch(wa: &Arc<WhatsApp>, batch: Vec<(i64, Vec<u8>, i64)>) -> Planned {
         unknown_numbers: 0,
     };
     let numbers = numbers_by_id(wa);
-    for (id, body, attempts) in batch {
-        match plan(wa, &numbers, &body, &mut out.unknown_numbers) {
-            Plan::Items(items, why) => out.ready.push((id, attempts, body, items, why)),
+    for (id, body, attempts, received_at) in batch {
+        match plan(wa, &numbers, &body, received_at, &mut out.unknown_numbers) {
+            Plan::Items(items, why) => out.ready.push((id, attempts, received_at, body, items, why)),
             Plan::Outcome(Outcome::Later(why)) => {
                 tracing::debug!(event = id, reason = %why, "webhook event waits");
                 out.stuck = true;
@@ -853,6 +859,7 @@ fn plan(
     wa: &Arc<WhatsApp>,
     numbers: &std::collections::HashMap<String, super::store::Number>,
     body: &[u8],
+    received_at: i64,
     unknown_numbers: &mut u64,
 ) -> Plan {
     let events = match parse(body) {
@@ -868,10 +875,7 @@ fn plan(
                     ignored.push("a message without id or sender".to_string());
                     continue;
                 }
-                let now = crate::hub::now_ms();
-                if m.at <= now && now < m.at + 1000 {
-                    m.at = now;
-                }
+                at_receipt(&mut m, received_at);
                 (m.phone_number_id.clone(), ItemKind::Message { branch: String::new(), m, analysis: None })
             }
             Event::Status { phone_number_id, wamid, status, error } => {
@@ -929,7 +933,7 @@ fn analysed(svc: &super::service::ShopService, shop: &str, m: &inbox::Inbound) -
 /// (nothing of that shop's part was applied).
 async fn apply_batch(wa: &Arc<WhatsApp>, ready: &[Ready]) -> bool {
     let mut by_shop: std::collections::BTreeMap<String, Vec<&Item>> = std::collections::BTreeMap::new();
-    for (_, _, _, items, _) in ready {
+    for (_, _, _, _, items, _) in ready {
         for it in items {
             by_shop.entry(it.number.shop_id.clone()).or_default().push(it);
         }
@@ -1033,6 +1037,20 @@ mod tests {
     use dashoffice_domain::inbox::{MessageStatus, SendMessage};
 
     use super::*;
+
+    #[test]
+    fn a_message_takes_the_time_it_was_received_within_its_second() {
+        let at = |stamp: i64, received: i64| {
+            let mut m = inbox::Inbound { at: stamp, ..Default::default() };
+            at_receipt(&mut m, received);
+            m.at
+        };
+        // Received 0.9 s into its second, however late it is processed: that time.
+        assert_eq!(at(1_000_000, 1_000_900), 1_000_900);
+        // Received after its second (a late delivery) or before it (clocks apart): its stamp.
+        assert_eq!(at(1_000_000, 1_001_000), 1_000_000);
+        assert_eq!(at(1_000_000, 999_999), 1_000_000);
+    }
 
     /// A shop with one conversation holding one reply still queued: the replica, the reply's
     /// document and id.

@@ -148,14 +148,15 @@ impl WaStore {
         rx.await.map_err(|_| WaStoreError("the ingest thread stopped".into()))?
     }
 
-    /// Pending events with an id above `after`, oldest first (the events after a batch still
+    /// Pending events (id, body, attempts, when received) with an id above `after`, oldest first (the events after a batch still
     /// being applied).
     /// At most `limit` events, and no more once their bodies reach `max_bytes` (the first is
     /// always read, whatever its size).
-    pub fn pending_after(&self, after: i64, limit: usize, max_bytes: usize) -> R<Vec<(i64, Vec<u8>, i64)>> {
+    pub fn pending_after(&self, after: i64, limit: usize, max_bytes: usize) -> R<Vec<(i64, Vec<u8>, i64, i64)>> {
         let c = self.read();
-        let mut st =
-            c.prepare_cached("SELECT id, body, attempts FROM events WHERE state = 0 AND id > ?1 ORDER BY id LIMIT ?2")?;
+        let mut st = c.prepare_cached(
+            "SELECT id, body, attempts, received_at FROM events WHERE state = 0 AND id > ?1 ORDER BY id LIMIT ?2",
+        )?;
         let mut rows = st.query(params![after, limit as i64])?;
         let (mut out, mut bytes) = (Vec::new(), 0);
         while (out.is_empty() || bytes < max_bytes)
@@ -163,7 +164,7 @@ impl WaStore {
         {
             let body: Vec<u8> = r.get(1)?;
             bytes += body.len();
-            out.push((r.get(0)?, body, r.get(2)?));
+            out.push((r.get(0)?, body, r.get(2)?, r.get(3)?));
         }
         Ok(out)
     }
@@ -479,7 +480,7 @@ mod tests {
             st.lock().execute("INSERT INTO events(received_at, body) VALUES (0, zeroblob(?1))", [size]).unwrap();
         }
         st.lock().execute("UPDATE events SET state = 1 WHERE id = 1", []).unwrap();
-        let ids = |v: Vec<(i64, Vec<u8>, i64)>| v.into_iter().map(|(id, ..)| id).collect::<Vec<_>>();
+        let ids = |v: Vec<(i64, Vec<u8>, i64, i64)>| v.into_iter().map(|(id, ..)| id).collect::<Vec<_>>();
         assert_eq!(ids(st.pending_after(0, 10, 1 << 20).unwrap()), [2, 3, 4, 5], "pending ones only");
         assert_eq!(ids(st.pending_after(0, 2, 1 << 20).unwrap()), [2, 3]);
         assert_eq!(ids(st.pending_after(0, 10, 100).unwrap()), [2, 3], "the one that reaches the bytes is the last");

@@ -292,6 +292,7 @@ fn EditStaff(staff: StaffView, done: RwSignal<Option<StaffView>>) -> impl IntoVi
     let gets_summary = matches!(staff.role, Role::Owner | Role::Manager);
     let daily_summary = RwSignal::new(staff.daily_summary);
     let lang = RwSignal::new(staff.lang.clone());
+    let (was_summary, was_lang) = (staff.daily_summary, staff.lang.clone());
     let err = RwSignal::new(None::<ApiError>);
     let id = staff.id.clone();
     let submit = move |ev: leptos::ev::SubmitEvent| {
@@ -303,8 +304,9 @@ fn EditStaff(staff: StaffView, done: RwSignal<Option<StaffView>>) -> impl IntoVi
             email: Some(email.get_untracked()),
             password: (!own && !pw.is_empty()).then_some(pw),
             current_password: Some(current_password.get_untracked()).filter(|p| own && !p.is_empty()),
-            daily_summary: gets_summary.then(|| daily_summary.get_untracked()),
-            lang: Some(lang.get_untracked()),
+            // Only when changed here: a choice made on another device meanwhile stays.
+            daily_summary: Some(daily_summary.get_untracked()).filter(|on| gets_summary && *on != was_summary),
+            lang: Some(lang.get_untracked()).filter(|l| *l != was_lang),
             ..Default::default()
         };
         let id = id.clone();

@@ -611,11 +611,19 @@ fn NoticesPanel(shop: RwSignal<Load<ShopView>>) -> impl IntoView {
     let submit = move |ev: leptos::ev::SubmitEvent| {
         ev.prevent_default();
         err.set(None);
-        let notices =
-            NOTICES.iter().zip(texts).map(|((status, ..), x)| (status.to_string(), x.get_untracked())).collect();
+        // Only what changed here: a notice edited on another device meanwhile keeps its text.
+        let stored = filled.get_value();
+        let notices: std::collections::BTreeMap<String, String> = NOTICES
+            .iter()
+            .zip(texts)
+            .enumerate()
+            .filter(|(i, (_, x))| x.get_untracked() != stored[*i])
+            .map(|(_, ((status, ..), x))| (status.to_string(), x.get_untracked()))
+            .collect();
+        let chosen = template.get_untracked();
         let body = UpdateShop {
-            order_notices: Some(notices),
-            order_notice_template: Some(template.get_untracked()),
+            order_notices: (!notices.is_empty()).then_some(notices),
+            order_notice_template: (chosen != stored[6]).then_some(chosen),
             ..Default::default()
         };
         spawn_local(async move {
