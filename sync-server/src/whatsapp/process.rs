@@ -819,7 +819,7 @@ impl Planned {
     }
 }
 
-fn plan_batch(wa: &Arc<WhatsApp>, batch: Vec<(i64, Vec<u8>, i64, i64)>) -> Planned {
+fn plan_batch(wa: &Arc<WhatsApp>, batch: Vec<super::store::StoredEvent>) -> Planned {
     let mut out = Planned {
         ready: Vec::new(),
         done: Vec::new(),

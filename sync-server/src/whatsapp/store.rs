@@ -96,6 +96,9 @@ struct Ingest {
     done: oneshot::Sender<R<i64>>,
 }
 
+/// A stored webhook event: id, body, attempts so far, when it was received (Unix ms).
+pub type StoredEvent = (i64, Vec<u8>, i64, i64);
+
 /// The store.
 pub struct WaStore {
     conn: Arc<Mutex<Connection>>,
@@ -152,7 +155,7 @@ impl WaStore {
     /// being applied).
     /// At most `limit` events, and no more once their bodies reach `max_bytes` (the first is
     /// always read, whatever its size).
-    pub fn pending_after(&self, after: i64, limit: usize, max_bytes: usize) -> R<Vec<(i64, Vec<u8>, i64, i64)>> {
+    pub fn pending_after(&self, after: i64, limit: usize, max_bytes: usize) -> R<Vec<StoredEvent>> {
         let c = self.read();
         let mut st = c.prepare_cached(
             "SELECT id, body, attempts, received_at FROM events WHERE state = 0 AND id > ?1 ORDER BY id LIMIT ?2",
@@ -480,7 +483,7 @@ mod tests {
             st.lock().execute("INSERT INTO events(received_at, body) VALUES (0, zeroblob(?1))", [size]).unwrap();
         }
         st.lock().execute("UPDATE events SET state = 1 WHERE id = 1", []).unwrap();
-        let ids = |v: Vec<(i64, Vec<u8>, i64, i64)>| v.into_iter().map(|(id, ..)| id).collect::<Vec<_>>();
+        let ids = |v: Vec<StoredEvent>| v.into_iter().map(|(id, ..)| id).collect::<Vec<_>>();
         assert_eq!(ids(st.pending_after(0, 10, 1 << 20).unwrap()), [2, 3, 4, 5], "pending ones only");
         assert_eq!(ids(st.pending_after(0, 2, 1 << 20).unwrap()), [2, 3]);
         assert_eq!(ids(st.pending_after(0, 10, 100).unwrap()), [2, 3], "the one that reaches the bytes is the last");
