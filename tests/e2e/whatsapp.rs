@@ -379,6 +379,40 @@ fn an_order_moved_on_the_edge_node_tells_its_customer_on_whatsapp_once() {
     std::thread::sleep(Duration::from_secs(2));
     let sent = s.graph.sent().into_iter().filter(|c| c.body["to"] == customer).count();
     assert_eq!(sent, 2, "the bot's greeting and the notice");
+
+    // WhatsApp reports the notice failed: Luis's window had closed (131047). With a template for
+    // notices, the notice goes again as that template, with the order's number.
+    let tpl = json!({ "name": "aviso_pedido", "language": "es_MX", "body": "Tu pedido {{1}}: {{2}}", "params": 2 });
+    s.owner.post("/api/v1/whatsapp/templates", &tpl).ok(201);
+    wait_for(LONG, || {
+        let r = s.owner.patch("/api/v1/shop", &json!({ "order_notice_template": "aviso_pedido" }));
+        (r.status == 200).then_some(())
+    })
+    .expect("the template is one the shop may choose");
+    let head = crate::sync::owner_when_synced_at(&s.relay.http);
+    wait_for(LONG, || (head.get("/api/v1/shop").ok(200)["order_notice_template"] == "aviso_pedido").then_some(()))
+        .expect("the relay knows the notices' template");
+    let message = notice["message_id"].as_str().unwrap().to_string();
+    let conv = notice["conversation_id"].as_str().unwrap().to_string();
+    let wamid = wait_for(LONG, || {
+        thread(&s.owner, &conv)["messages"].as_array()?.iter().find(|m| m["id"] == message.as_str())?["wamid"]
+            .as_str()
+            .map(str::to_string)
+    })
+    .expect("the notice's WhatsApp id");
+    wa::deliver(&s.relay.http, &wa::status(&wamid, "failed", customer));
+    let went = wait_for(LONG, || {
+        s.graph.sent().into_iter().find(|c| c.body["to"] == customer && c.body["type"] == "template")
+    })
+    .unwrap_or_else(|| panic!("the notice never went as the template; relay log:\n{}", s.relay.log()));
+    assert_eq!(went.body["template"]["name"], "aviso_pedido");
+    assert_eq!(went.body["template"]["components"][0]["parameters"][0]["text"], number.as_str());
+    wait_for(LONG, || {
+        let o = s.owner.get(&format!("/api/v1/orders/{oid}")).ok(200);
+        let n = o["notices"].as_array()?;
+        (n.len() == 2 && n[0]["delivery"] == "failed" && n[1]["kind"] == "template").then_some(())
+    })
+    .expect("the order shows the refused notice and the template");
 }
 
 /// A customer's tap on one of the survey's buttons.

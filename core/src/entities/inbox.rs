@@ -559,6 +559,7 @@ pub fn apply_status(ctx: &mut WriteCtx<'_>, wamid: &str, status: MessageStatus, 
     // 131047: the window closed; only a template can reach the customer now.
     if error.is_some_and(|e| e.starts_with("131047")) {
         mark_needs_template(ctx, &conversation)?;
+        notice_again(ctx, &id, &conversation)?;
     }
     Ok(true)
 }
@@ -592,6 +593,7 @@ pub fn fail_outbound(ctx: &mut WriteCtx<'_>, doc_id: &DocId, id: &str, error: &s
             .prepare_cached("SELECT conversation_id FROM messages WHERE id = ?1")?
             .query_row([id], |r| r.get(0))?;
         mark_needs_template(ctx, &conversation)?;
+        notice_again(ctx, id, &conversation)?;
     }
     Ok(())
 }
@@ -894,16 +896,22 @@ pub(crate) fn notice_id(order: &str, status: &str) -> String {
 /// conversation, as the bot: the text while the 24-hour window is open, else `template` with
 /// `params` (as many as it takes), else nothing. Returns whether it was queued; a notice already
 /// written (by another replica, or an earlier move to the same status) is not written again.
+/// `again`: the notice once more, after WhatsApp refused its text (id `notice.{order}.{status}.t`).
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn queue_notice(
     ctx: &mut WriteCtx<'_>,
     shop: &str,
     conversation: &str,
     (order, status): (&str, &str),
+    again: bool,
     text: &str,
     template: Option<&str>,
     params: &[String],
 ) -> Result<bool> {
-    let id = notice_id(order, status);
+    let id = match again {
+        true => format!("{}{AGAIN}", notice_id(order, status)),
+        false => notice_id(order, status),
+    };
     if message_exists(ctx.conn(), &id)? {
         return Ok(false);
     }
@@ -926,6 +934,27 @@ pub(crate) fn queue_notice(
     Ok(true)
 }
 
+/// The end of the id of a notice sent again as a template (see [`queue_notice`]).
+const AGAIN: &str = ".t";
+
+/// The order and status notice `id` tells, unless it is itself a notice sent again.
+pub(crate) fn notice_of_id(id: &str) -> Option<(&str, &str)> {
+    id.strip_prefix("notice.").filter(|rest| !rest.ends_with(AGAIN))?.rsplit_once('.')
+}
+
+/// After WhatsApp refused message `id` because the customer's window had closed (131047): when it
+/// was an order's notice, the notice again as the shop's template (if it has one).
+fn notice_again(ctx: &mut WriteCtx<'_>, id: &str, conversation: &str) -> Result<()> {
+    let Some((order, status)) = notice_of_id(id) else { return Ok(()) };
+    match super::orders::notify_again(ctx, order, status, conversation) {
+        Err(e) if e.is_rule() => {
+            tracing::warn!(order, error = %e, "the order's notice cannot go as a template");
+            Ok(())
+        }
+        other => other,
+    }
+}
+
 /// The notices of order `order`: (status, message id, conversation, kind, delivery, time).
 pub(crate) fn notices_of(conn: &Connection, order: &str) -> Result<Vec<dashoffice_domain::api::OrderNotice>> {
     let prefix = notice_id(order, "");
@@ -936,7 +965,7 @@ pub(crate) fn notices_of(conn: &Connection, order: &str) -> Result<Vec<dashoffic
         let id: String = r.get(0)?;
         let status: String = r.get(3)?;
         Ok(dashoffice_domain::api::OrderNotice {
-            status: id[prefix.len()..].to_string(),
+            status: id[prefix.len()..].trim_end_matches(AGAIN).to_string(),
             message_id: id,
             conversation_id: r.get(1)?,
             kind: r.get(2)?,

@@ -335,16 +335,10 @@ fn notify(ctx: &mut WriteCtx<'_>, shop: &str, o: &OrderView) -> Result<bool> {
             None => return Ok(false),
         },
     };
-    let total = format!("{} {}", o.total, o.currency);
-    let text = super::org::fill_notice(text, &o.number, &total, &o.customer_name, &s.name);
-    // WhatsApp refuses a template parameter with a line break, a tab or a run of spaces.
-    let params: Vec<String> = [o.number.as_str(), text.as_str(), total.as_str(), s.name.as_str()]
-        .iter()
-        .map(|p| p.split_whitespace().collect::<Vec<_>>().join(" "))
-        .collect();
+    let (text, params) = notice_content(text, o, &s.name);
     let what = (o.id.as_str(), o.status.as_str());
-    match super::inbox::queue_notice(ctx, shop, &conversation, what, &text, s.order_notice_template.as_deref(), &params)
-    {
+    let template = s.order_notice_template.as_deref();
+    match super::inbox::queue_notice(ctx, shop, &conversation, what, false, &text, template, &params) {
         Ok(queued) => Ok(queued),
         Err(e) if e.is_rule() => {
             tracing::warn!(order = %o.number, error = %e, "the order's WhatsApp notice cannot go");
@@ -352,6 +346,39 @@ fn notify(ctx: &mut WriteCtx<'_>, shop: &str, o: &OrderView) -> Result<bool> {
         }
         Err(e) => Err(e),
     }
+}
+
+/// A notice's text for order `o`, filled in, and the parameters of its template: the number, the
+/// text, the total and the shop's name (WhatsApp refuses a parameter with a line break, a tab or a
+/// run of spaces).
+fn notice_content(text: &str, o: &OrderView, shop_name: &str) -> (String, Vec<String>) {
+    let total = format!("{} {}", o.total, o.currency);
+    let text = super::org::fill_notice(text, &o.number, &total, &o.customer_name, shop_name);
+    let params = [o.number.as_str(), text.as_str(), total.as_str(), shop_name]
+        .iter()
+        .map(|p| p.split_whitespace().collect::<Vec<_>>().join(" "))
+        .collect();
+    (text, params)
+}
+
+/// Order `order`'s notice of `status` once more, as the shop's template, in `conversation`:
+/// WhatsApp refused its text because the customer's window had closed by the time it was sent
+/// (it was written offline, say). Nothing when the shop has no template or no longer that notice.
+pub(crate) fn notify_again(ctx: &mut WriteCtx<'_>, order: &str, status: &str, conversation: &str) -> Result<()> {
+    let shop: Option<String> = ctx
+        .conn()
+        .prepare_cached("SELECT shop_id FROM orders WHERE id = ?1")?
+        .query_row([order], |r| r.get(0))
+        .optional()?;
+    let Some(shop) = shop else { return Ok(()) };
+    let s = super::org::get_shop(ctx.conn(), &shop)?;
+    let (Some(text), Some(template)) = (s.order_notices.get(status), s.order_notice_template.as_deref()) else {
+        return Ok(());
+    };
+    let o = get(ctx.conn(), &super::inbox::system_caller(&shop), order)?;
+    let (text, params) = notice_content(text, &o, &s.name);
+    super::inbox::queue_notice(ctx, &shop, conversation, (order, status), true, &text, Some(template), &params)?;
+    Ok(())
 }
 
 /// Appends one entry to an order's transitions (a resolution with the keys it covers).

@@ -646,6 +646,27 @@ fn an_order_reaching_a_status_tells_the_customer_on_whatsapp_once_with_a_templat
     // A draft cancelled was never the customer's order: no notice.
     let draft = again(&second);
     assert!(move_to(r, &caller, &draft.id, OrderStatus::Cancelled).notices.is_empty());
+    // The first order's text notice reached the relay after the window had closed (written
+    // offline, say): WhatsApp refuses it (131047), and it goes again as the template, once.
+    let refuse = |id: String| {
+        r.write_blocking(move |ctx| {
+            let doc: String =
+                ctx.conn().query_row("SELECT doc_id FROM messages WHERE id = ?1", [&id], |row| row.get(0))?;
+            inbox::fail_outbound(ctx, &DocId::parse(&doc)?, &id, "131047 Re-engagement message")
+        })
+        .unwrap()
+    };
+    refuse(confirmed.notices[0].message_id.clone());
+    let again = |id: &str| {
+        let (c, id) = (caller.clone(), id.to_string());
+        r.read(move |conn| orders::get(conn, &c, &id)).unwrap().notices
+    };
+    let notices = again(&order.id);
+    let seen: Vec<(&str, &str, MessageStatus)> =
+        notices.iter().map(|n| (n.status.as_str(), n.kind.as_str(), n.delivery)).collect();
+    assert_eq!(seen, [("confirmed", "text", MessageStatus::Failed), ("confirmed", "template", MessageStatus::Queued)]);
+    refuse(notices[1].message_id.clone());
+    assert_eq!(again(&order.id).len(), 2, "a refused template is not sent again");
     push_all(r, other);
     move_to(r, &caller, &third.id, OrderStatus::Confirmed);
     move_to(other, &nodes[1].caller, &third.id, OrderStatus::Confirmed);
