@@ -156,8 +156,11 @@ fn staff_work_in_the_web_ui_in_a_real_browser() {
     );
     assert_eq!(status_on(&owner2)["conflict"], false, "{}", status_on(&owner2));
     // The credit note e-mailed from the order's page reached the mail server, in English (the
-    // browser's language), with its PDF.
-    let mails = mail::delivered(&maildir);
+    // browser's language), with its PDF. (The browser also sets the daily summary at 08:00 for a
+    // moment: when the shop's clock is past 8 the relay may rightly send it then, so only the
+    // other mails count here.)
+    let summary = |m: &Value| m["message_id"].as_str().is_some_and(|id| id.trim().starts_with("<report."));
+    let mails: Vec<Value> = mail::delivered(&maildir).into_iter().filter(|m| !summary(m)).collect();
     assert_eq!(mails.len(), 1, "{mails:#?}");
     let m = &mails[0];
     assert_eq!(m["to"], "contabilidad@example.com", "{m:#}");
