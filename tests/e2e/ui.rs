@@ -139,6 +139,13 @@ fn staff_work_in_the_web_ui_in_a_real_browser() {
         graph.sent().into_iter().find(|c| c.body["interactive"]["action"]["buttons"][0]["reply"]["id"] == "csat:good")
     });
     assert!(survey.is_some(), "the satisfaction survey never reached the Graph API: {:#?}", graph.sent());
+    // The template the browser sent to Lucía, who had never written, went from the shop's number.
+    let first = wait_for(LONG, || {
+        graph.sent().into_iter().find(|c| c.body["to"] == "525512345678" && c.body["type"] == "template")
+    });
+    let first = first.unwrap_or_else(|| panic!("the first template never reached the Graph API: {:#?}", graph.sent()));
+    assert_eq!(first.body["template"]["name"], "bienvenida", "{:#?}", first.body);
+    assert_eq!(first.phone_number_id, wa::PHONE_NUMBER_ID);
     // The order made in the browser is paid; the forked one, settled there as paid, was then
     // invoiced, refunded and credited: on both nodes.
     let count = |api: &Api, status: &str| {

@@ -607,8 +607,44 @@ await step("a_confirmed_order_tells_its_whatsapp_customer", async () => {
   await page.locator('#order-notices-sent .notice-row[data-status="confirmed"][data-delivery="sent"]').waitFor();
   await page.locator("#order-notices-sent a").click();
   await page.locator(".msg-text", { hasText: `tu pedido ${made.body.number} está confirmado` }).waitFor();
+  // A customer who never wrote on WhatsApp and has no phone: the order says why she was not told.
+  const lucia = (await ownerApi("GET", "/api/v1/customers?q=" + encodeURIComponent(env("CUSTOMER")))).body.items[0];
+  const walkIn = await ownerApi("POST", "/api/v1/orders", { customer_id: lucia.id, lines: [{ product_id: product.id, quantity: 1 }] });
+  if (walkIn.status !== 201) throw new Error(`her order: ${walkIn.status} ${JSON.stringify(walkIn.body)}`);
+  const told = await ownerApi("POST", `/api/v1/orders/${walkIn.body.id}/transitions`, { to: "confirmed" });
+  if (told.body?.notices?.[0]?.skipped !== "no_whatsapp") throw new Error(`her order's notices: ${JSON.stringify(told.body?.notices)}`);
+  await page.goto(base + "/orders/" + walkIn.body.id);
+  await page.locator('#order-notices-sent .notice-row[data-status="confirmed"][data-delivery="skipped"][data-reason="no_whatsapp"]', {
+    hasText: "no WhatsApp number or phone on record",
+  }).waitFor();
   const off = await ownerApi("PATCH", "/api/v1/shop", { order_notices: { confirmed: "" } });
   if (off.status !== 200 || off.body.order_notices.confirmed !== undefined) throw new Error(`turning it off: ${JSON.stringify(off.body)}`);
+});
+
+await step("the_shop_writes_first_on_whatsapp", async () => {
+  const tpl = await ownerApi("POST", "/api/v1/whatsapp/templates", { name: "bienvenida", language: "es_MX", body: "Hola {{1}}, soy {{2}} de la tienda.", params: 2 });
+  if (tpl.status >= 300) throw new Error(`the template: ${tpl.status} ${JSON.stringify(tpl.body)}`);
+  // Lucía never wrote on WhatsApp. Without a phone the shop cannot write to her, and says so.
+  const lucia = (await ownerApi("GET", "/api/v1/customers?q=" + encodeURIComponent(env("CUSTOMER")))).body.items[0];
+  await page.goto(base + "/customers/" + lucia.id);
+  await page.locator("#customer-whatsapp").click();
+  await page.locator("[role=alert]", { hasText: "WhatsApp number" }).waitFor();
+  // With her mobile number: her conversation opens, and the composer offers the templates only.
+  await page.fill("#f-phone", "+52 55 1234 5678");
+  await page.getByRole("button", { name: "Save" }).first().click();
+  await until("her phone saved", async () => (await ownerApi("GET", "/api/v1/customers/" + lucia.id)).body.phone === "+525512345678");
+  await page.locator("#customer-whatsapp").click();
+  await page.waitForURL(/\/conversations\/[^/]+$/);
+  await page.getByText("has not written to the shop on WhatsApp yet").waitFor();
+  await page.selectOption("select[name=template]", "bienvenida");
+  await page.fill("input[name=params]", "Lucía | Pedro");
+  await page.getByRole("button", { name: "Send template" }).click();
+  await page.locator(".msg-out, .composer [role=alert], .composer .error").first().waitFor();
+  if (!(await page.locator(".msg-out").count())) throw new Error(`the template: ${await page.locator(".composer").first().innerText()}`);
+  const conv = page.url().split("/").pop();
+  const c = (await ownerApi("GET", "/api/v1/conversations/" + conv)).body;
+  const got = c.conversation ?? c;
+  if (got.wa_id !== "525512345678" || got.state !== "open") throw new Error(`the conversation: ${JSON.stringify(got)}`);
 });
 
 await step("a_product_is_archived_from_its_page", async () => {

@@ -6,9 +6,9 @@ use dashoffice_domain::{
         AdjustStock, BranchView, CreateBranch, CreateCustomer, CreateOrder, CreateProduct, CreateStaff, CreditNoteView,
         CustomerView, DecimalText, EmailOrderDocument, ErrorBody, ErrorDetail, Health, ImportReport, ImportRowError,
         InvoiceView, IssueCreditNote, LoginRequest, LoginResponse, MergeCustomers, OrderEmailView, OrderLineInput,
-        OrderLineView, OrderView, ProductView, ResolveOrder, ShopView, StaffView, StockView, SyncDocument,
-        SyncPeerStatus, SyncStatus, TransitionOrder, UpdateBranch, UpdateCustomer, UpdateOrder, UpdateProduct,
-        UpdateShop, UpdateStaff,
+        OrderLineView, OrderView, ProductView, ResolveOrder, ShopView, StaffView, StartConversation, StockView,
+        SyncDocument, SyncPeerStatus, SyncStatus, TransitionOrder, UpdateBranch, UpdateCustomer, UpdateOrder,
+        UpdateProduct, UpdateShop, UpdateStaff,
     },
 };
 use utoipa::{
@@ -79,6 +79,7 @@ impl Modify for BearerAuth {
         routes::crm::update_customer,
         routes::crm::archive_customer,
         routes::crm::merge_customers,
+        routes::crm::start_conversation,
         routes::crm::import_customers,
         routes::crm::export_customers,
         routes::sales::list_orders,
@@ -122,7 +123,7 @@ impl Modify for BearerAuth {
     components(schemas(
         FieldError, OrderStatus, Role, Transition, AdjustStock, BranchView, CreateBranch, CreateCustomer, CreateOrder, CreateProduct,
         CreateStaff, CustomerView, DecimalText, ErrorBody, ErrorDetail, Health, ImportReport, ImportRowError, LoginRequest, LoginResponse,
-        MergeCustomers, ResolveOrder, OrderLineInput, OrderLineView, OrderView, InvoiceView, CreditNoteView, IssueCreditNote, EmailOrderDocument, OrderEmailView, ProductView, ShopView, StaffView, StockView, SyncStatus, SyncPeerStatus, SyncDocument, TransitionOrder, UpdateBranch,
+        MergeCustomers, StartConversation, ResolveOrder, OrderLineInput, OrderLineView, OrderView, InvoiceView, CreditNoteView, IssueCreditNote, EmailOrderDocument, OrderEmailView, ProductView, ShopView, StaffView, StockView, SyncStatus, SyncPeerStatus, SyncDocument, TransitionOrder, UpdateBranch,
         UpdateCustomer, UpdateOrder, UpdateProduct, UpdateShop, UpdateStaff,
         dashoffice_domain::inbox::ConversationView, dashoffice_domain::inbox::ConversationState,
         dashoffice_domain::inbox::MessageView, dashoffice_domain::inbox::MessageStatus,

@@ -727,6 +727,18 @@ pub struct MergeCustomers {
     pub from_id: String,
 }
 
+/// POST /api/v1/customers/{id}/conversation
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct StartConversation {
+    /// The branch whose conversation it is (default: the caller's branch, else the shop's first;
+    /// staff of one branch may only give theirs). Their latest conversation the caller may see is
+    /// returned instead when there is one and no branch is given.
+    #[serde(default)]
+    pub branch_id: Option<String>,
+}
+
 // ---------- orders ----------
 
 /// An order line as sent by the client.
@@ -915,10 +927,16 @@ pub struct OrderNotice {
     pub conversation_id: String,
     /// `text`, or `template` (the customer last wrote more than 24 hours before).
     pub kind: String,
-    /// Queued, sent, delivered, read or failed.
+    /// Queued, sent, delivered, read or failed (`failed` too when it could not go at all).
     pub delivery: crate::inbox::MessageStatus,
     /// Unix ms.
     pub at: i64,
+    /// Set when the notice could not go, and why: `no_whatsapp` (the customer never wrote to the
+    /// shop on WhatsApp and has no WhatsApp number or phone on record) or `window_closed` (they
+    /// last wrote more than 24 hours ago, or never, and the shop has no approved template for
+    /// notices). `message_id` and `kind` are then empty.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub skipped: Option<String>,
 }
 
 /// An e-mail of an order's document and how its sending went.

@@ -168,6 +168,129 @@ fn ensure_conversation(
     Ok((doc_id, !existed))
 }
 
+/// Opens a WhatsApp conversation with customer `customer_id` from the shop's side (the customer
+/// has not written, or not to the caller's branch): their latest conversation the caller may see
+/// when there is one, else a new one in `branch_id` (default: the caller's branch, else the shop's
+/// first), open and assigned to the caller. WhatsApp lets a shop write first only with an approved
+/// template; the window opens when the customer answers, and their answer comes to this
+/// conversation when the shop's number belongs to its branch. The customer needs a WhatsApp
+/// number: their `wa_id`, else their phone's digits (then kept as their `wa_id`, so their answer
+/// finds them).
+pub fn start(
+    ctx: &mut WriteCtx<'_>,
+    caller: &Caller,
+    customer_id: &str,
+    branch_id: Option<&str>,
+) -> Result<ConversationView> {
+    caller.require(Permission::Converse)?;
+    let customer_id = survivor(ctx.conn(), customer_id.to_string())?;
+    let c = customers::get(ctx.conn(), &caller.shop_id, &customer_id)?;
+    if c.archived {
+        return Err(CoreError::conflict("customer_id", "archived", "the customer is archived"));
+    }
+    let branch = match (branch_id.filter(|b| !b.is_empty()), caller.branch_id.as_deref()) {
+        (Some(b), Some(mine)) if b != mine => {
+            return Err(FieldError::new("branch_id", "scope", "you work in one branch: leave it out").into());
+        }
+        (Some(b), _) => {
+            org::get_branch(ctx.conn(), &caller.shop_id, b)
+                .map_err(|_| CoreError::not_found_field("branch", b, "branch_id"))?;
+            b.to_string()
+        }
+        (None, Some(mine)) => mine.to_string(),
+        (None, None) => match org::list_branches(ctx.conn(), &caller.shop_id, false)?.into_iter().next() {
+            Some(b) => b.id,
+            None => return Err(FieldError::new("branch_id", "required", "the shop has no branch yet").into()),
+        },
+    };
+    let id = conversation_id(&branch, &customer_id);
+    let known = match branch_id.filter(|b| !b.is_empty()) {
+        Some(_) => ctx
+            .conn()
+            .prepare_cached("SELECT id FROM conversations WHERE id = ?1")?
+            .query_row([&id], |r| r.get::<_, String>(0))
+            .optional()?,
+        None => order_conversation(ctx.conn(), caller, &customer_id)?,
+    };
+    if let Some(known) = known {
+        return get_conversation(ctx.conn(), &caller.shop_id, &known);
+    }
+    let wa_id = whatsapp_number(ctx, caller, &c)?;
+    let (doc_id, _) = ensure_conversation(ctx, &caller.shop_id, &branch, (&id, &customer_id), &wa_id, "")?;
+    let (me, now, name) = (caller.user_id.clone(), ctx.now(), c.name.clone());
+    ctx.change(&doc_id, &[id.as_str()], |tx, _| {
+        let o = doc::record(tx, &id)?.ok_or_else(|| CoreError::not_found("conversation", &id))?;
+        put_str(tx, &o, "state", ConversationState::Open.as_str())?;
+        put_str(tx, &o, "assignee_id", &me)?;
+        put_str(tx, &o, "customer_name", &name)?;
+        tx.put(&o, "assigned_at", now)?;
+        tx.put(&o, "read_at", now)?;
+        tx.put(&o, "created_at", now)?;
+        tx.put(&o, "updated_at", now)?;
+        Ok(())
+    })?;
+    get_conversation(ctx.conn(), &caller.shop_id, &id)
+}
+
+/// Customer `c`'s WhatsApp number: their `wa_id`, else their phone's digits, kept as their
+/// `wa_id` (an inbound message finds its customer by it).
+fn whatsapp_number(
+    ctx: &mut WriteCtx<'_>,
+    caller: &Caller,
+    c: &dashoffice_domain::api::CustomerView,
+) -> Result<String> {
+    if let Some(w) = c.wa_id.clone().filter(|w| !w.is_empty()) {
+        return Ok(w);
+    }
+    let digits: Option<String> = c
+        .phone
+        .as_deref()
+        .map(|p| p.chars().filter(char::is_ascii_digit).collect::<String>())
+        .filter(|d| (6..=20).contains(&d.len()));
+    let Some(d) = digits else {
+        return Err(FieldError::new(
+            "wa_id",
+            "required",
+            "the customer has no WhatsApp number: add their mobile phone to the customer first",
+        )
+        .into());
+    };
+    let set = dashoffice_domain::api::UpdateCustomer { wa_id: Some(d.clone()), ..Default::default() };
+    customers::update(ctx, caller, &c.id, set)?;
+    Ok(d)
+}
+
+/// The conversation an order's notice opens with customer `customer` in `branch`, who has not
+/// written yet: the bot's (pending), like one the customer starts, so their answer gets the bot
+/// first. The notice itself goes as a template (see [`queue_notice`]).
+pub(crate) fn open_for_notice(ctx: &mut WriteCtx<'_>, shop: &str, branch: &str, customer: &str) -> Result<String> {
+    let caller = Caller { branch_id: Some(branch.to_string()), ..system_caller(shop) };
+    let c = customers::get(ctx.conn(), shop, customer)?;
+    let wa_id = whatsapp_number(ctx, &caller, &c)?;
+    let id = conversation_id(branch, customer);
+    let (doc_id, made) = ensure_conversation(ctx, shop, branch, (&id, customer), &wa_id, "")?;
+    if made {
+        let (now, name) = (ctx.now(), c.name.clone());
+        ctx.change(&doc_id, &[id.as_str()], |tx, _| {
+            let o = doc::record(tx, &id)?.ok_or_else(|| CoreError::not_found("conversation", &id))?;
+            put_str(tx, &o, "customer_name", &name)?;
+            tx.put(&o, "created_at", now)?;
+            tx.put(&o, "updated_at", now)?;
+            Ok(())
+        })?;
+    }
+    Ok(id)
+}
+
+/// Whether customer `customer` can be written to first on WhatsApp: they have a WhatsApp number
+/// (or a phone).
+pub(crate) fn reachable(conn: &Connection, shop: &str, customer: &str) -> Result<bool> {
+    let c = customers::get(conn, shop, customer)?;
+    Ok(!c.archived
+        && (c.wa_id.is_some_and(|w| !w.is_empty())
+            || c.phone.is_some_and(|p| p.chars().filter(char::is_ascii_digit).count() >= 6)))
+}
+
 /// Stores an inbound WhatsApp message: finds or creates the customer by WhatsApp id, finds or
 /// creates their conversation in `branch`, and appends the message. Idempotent by wamid.
 pub fn receive(ctx: &mut WriteCtx<'_>, shop: &str, branch: &str, m: &Inbound) -> Result<Received> {
@@ -907,13 +1030,13 @@ pub(crate) fn queue_notice(
     text: &str,
     template: Option<&str>,
     params: &[String],
-) -> Result<bool> {
+) -> Result<NoticeOutcome> {
     let id = match again {
         true => format!("{}{AGAIN}", notice_id(order, status)),
         false => notice_id(order, status),
     };
     if message_exists(ctx.conn(), &id)? {
-        return Ok(false);
+        return Ok(NoticeOutcome::Exists);
     }
     let (_, conv) = conversation_doc(ctx.conn(), &system_caller(shop), conversation)?;
     let now = ctx.now();
@@ -925,13 +1048,24 @@ pub(crate) fn queue_notice(
         let params = params.iter().take(usize::from(t.params)).cloned().collect();
         SendMessage { kind: Some("template".into()), template: Some(t.name), params, ..Default::default() }
     } else {
-        return Ok(false);
+        return Ok(NoticeOutcome::WindowClosed);
     };
     let explain = serde_json::json!({
         "trigger": { "kind": "order_status", "status": status }, "node": "order_notice", "order_id": order,
     });
     bot_reply_as(ctx, shop, conversation, &id, &m, &explain)?;
-    Ok(true)
+    Ok(NoticeOutcome::Queued)
+}
+
+/// What became of an order's notice (see [`queue_notice`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum NoticeOutcome {
+    /// Written into the conversation, for the relay to send.
+    Queued,
+    /// Already there (another replica, or an earlier write, told it).
+    Exists,
+    /// The 24-hour window is closed and the shop has no approved template for notices.
+    WindowClosed,
 }
 
 /// The end of the id of a notice sent again as a template (see [`queue_notice`]).
@@ -971,6 +1105,7 @@ pub(crate) fn notices_of(conn: &Connection, order: &str) -> Result<Vec<dashoffic
             kind: r.get(2)?,
             delivery: MessageStatus::parse(&status).unwrap_or(MessageStatus::Queued),
             at: r.get(4)?,
+            skipped: None,
         })
     })?;
     Ok(rows.collect::<rusqlite::Result<_>>()?)
@@ -1555,24 +1690,27 @@ pub struct Outgoing {
     pub doc_id: DocId,
     /// The customer's WhatsApp id.
     pub to: String,
-    /// The shop's number to send from.
+    /// The shop's number to send from ("" in a conversation the shop started: the relay picks
+    /// the shop's number for `branch_id`).
     pub phone_number_id: String,
+    /// The conversation's branch.
+    pub branch_id: String,
 }
 
 /// Outbound messages in state queued, oldest first.
 pub fn queued(conn: &Connection, shop: &str, limit: u32) -> Result<Vec<Outgoing>> {
     let mut stmt = conn.prepare_cached(&format!(
-        "SELECT {cols}, m.doc_id, c.wa_id, c.phone_number_id FROM messages m JOIN conversations c ON c.id = m.conversation_id
+        "SELECT {cols}, m.doc_id, c.wa_id, c.phone_number_id, c.branch_id FROM messages m JOIN conversations c ON c.id = m.conversation_id
          WHERE m.shop_id = ?1 AND m.direction = 'out' AND m.status = 'queued' ORDER BY m.at, m.id LIMIT ?2",
         cols = MSG_COLS.split(", ").map(|c| format!("m.{c}")).collect::<Vec<_>>().join(", ")
     ))?;
     let rows = stmt.query_map(params![shop, limit], |r| {
-        Ok((msg_row(r)?, r.get::<_, String>(13)?, r.get::<_, String>(14)?, r.get::<_, String>(15)?))
+        Ok((msg_row(r)?, r.get::<_, String>(13)?, r.get::<_, String>(14)?, r.get::<_, String>(15)?, r.get(16)?))
     })?;
     let mut out = Vec::new();
     for r in rows {
-        let (message, d, to, phone_number_id) = r?;
-        out.push(Outgoing { message, doc_id: DocId::parse(&d)?, to, phone_number_id });
+        let (message, d, to, phone_number_id, branch_id) = r?;
+        out.push(Outgoing { message, doc_id: DocId::parse(&d)?, to, phone_number_id, branch_id });
     }
     Ok(out)
 }

@@ -12,12 +12,14 @@ use dashoffice_domain::{
     Currency, FieldError, FieldErrors, OrderStatus, Permission, Transition,
     api::{
         CreateOrder, CreditNoteView, InvoiceView, IssueCreditNote, ListParams, OrderLineInput, OrderLineView,
-        OrderView, Page, ResolveOrder, TransitionOrder, UpdateOrder,
+        OrderNotice, OrderView, Page, ResolveOrder, TransitionOrder, UpdateOrder,
     },
     compute_line, compute_totals, effective_status, legal_transition, parse_decimal, resolution_choices,
 };
 use rusqlite::{Connection, OptionalExtension, params, types::Value};
 use rust_decimal::{Decimal, prelude::ToPrimitive};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 
 use super::{customers, new_id, org, products, put_str, staff, stock};
 use crate::{
@@ -307,18 +309,20 @@ pub fn transition(ctx: &mut WriteCtx<'_>, caller: &Caller, id: &str, input: Tran
         )
     })?;
     let view = get(ctx.conn(), caller, id)?;
-    if view.status == input.to && notify(ctx, &caller.shop_id, &view)? {
+    if view.status == input.to && notify(ctx, &caller.shop_id, &doc_id, &view)? {
         return get(ctx.conn(), caller, id);
     }
     Ok(view)
 }
 
 /// Tells the customer on WhatsApp that order `o` reached its status, when the shop has a notice
-/// for that status (`ShopView::order_notices`) and the customer a WhatsApp conversation (the
-/// latest of the order's branch, else their latest). A notice that cannot go (the window closed
-/// and no template, a template since removed) is left out: the order moves all the same. A draft
-/// cancelled was never the customer's order: no notice. Returns whether one was queued.
-fn notify(ctx: &mut WriteCtx<'_>, shop: &str, o: &OrderView) -> Result<bool> {
+/// for that status (`ShopView::order_notices`): in the customer's latest WhatsApp conversation
+/// with the order's branch, else their latest, else (a customer with a WhatsApp number or phone
+/// who never wrote) a new one in the order's branch, as the template. A notice that cannot go (no
+/// number; the window closed and no template) is marked on the order with its reason, and the
+/// order moves all the same. A draft cancelled was never the customer's order: no notice.
+/// Returns whether the order's view changed (a notice queued or a skip marked).
+fn notify(ctx: &mut WriteCtx<'_>, shop: &str, doc_id: &DocId, o: &OrderView) -> Result<bool> {
     if o.status == OrderStatus::Cancelled && o.transitions.last().is_some_and(|t| t.from == OrderStatus::Draft) {
         return Ok(false);
     }
@@ -326,26 +330,63 @@ fn notify(ctx: &mut WriteCtx<'_>, shop: &str, o: &OrderView) -> Result<bool> {
     let Some(text) = s.order_notices.get(o.status.as_str()).filter(|t| !t.trim().is_empty()) else {
         return Ok(false);
     };
+    if o.notices.iter().any(|n| n.status == o.status.as_str() && n.skipped.is_none()) {
+        return Ok(false);
+    }
     let anywhere = super::inbox::system_caller(shop);
     let in_branch = Caller { branch_id: Some(o.branch_id.clone()), ..anywhere.clone() };
+    let template = s.order_notice_template.as_deref();
     let conversation = match super::inbox::order_conversation(ctx.conn(), &in_branch, &o.customer_id)? {
+        Some(c) => Some(c),
+        None => super::inbox::order_conversation(ctx.conn(), &anywhere, &o.customer_id)?,
+    };
+    // A customer who never wrote on WhatsApp is written to first, with the template, when they
+    // have a number (or a phone) and the shop a template for notices.
+    let conversation = match conversation {
         Some(c) => c,
-        None => match super::inbox::order_conversation(ctx.conn(), &anywhere, &o.customer_id)? {
-            Some(c) => c,
-            None => return Ok(false),
-        },
+        None if !super::inbox::reachable(ctx.conn(), shop, &o.customer_id)? => {
+            return skip_notice(ctx, doc_id, o, "no_whatsapp", "");
+        }
+        None if !template.is_some_and(|t| {
+            super::inbox::templates(ctx.conn(), shop).is_ok_and(|all| all.iter().any(|x| x.name == t))
+        }) =>
+        {
+            return skip_notice(ctx, doc_id, o, "window_closed", "");
+        }
+        None => super::inbox::open_for_notice(ctx, shop, &o.branch_id, &o.customer_id)?,
     };
     let (text, params) = notice_content(text, o, &s.name);
     let what = (o.id.as_str(), o.status.as_str());
-    let template = s.order_notice_template.as_deref();
     match super::inbox::queue_notice(ctx, shop, &conversation, what, false, &text, template, &params) {
-        Ok(queued) => Ok(queued),
+        Ok(super::inbox::NoticeOutcome::Queued) => Ok(true),
+        Ok(super::inbox::NoticeOutcome::Exists) => Ok(false),
+        Ok(super::inbox::NoticeOutcome::WindowClosed) => skip_notice(ctx, doc_id, o, "window_closed", &conversation),
         Err(e) if e.is_rule() => {
             tracing::warn!(order = %o.number, error = %e, "the order's WhatsApp notice cannot go");
             Ok(false)
         }
         Err(e) => Err(e),
     }
+}
+
+/// Marks on order `o` that its notice of its current status could not go, and why (see
+/// [`OrderNotice::skipped`]).
+fn skip_notice(
+    ctx: &mut WriteCtx<'_>,
+    doc_id: &DocId,
+    o: &OrderView,
+    reason: &str,
+    conversation: &str,
+) -> Result<bool> {
+    let skip = Skip { reason: reason.to_string(), at: ctx.now(), conversation: conversation.to_string() };
+    let value = serde_json::to_string(&skip).map_err(|e| CoreError::Storage(e.to_string()))?;
+    let key = format!("notice_skipped_{}", o.status.as_str());
+    tracing::info!(order = %o.number, status = %o.status, reason, "the order's WhatsApp notice could not go");
+    ctx.change(doc_id, &[o.id.as_str()], |tx, _| {
+        let r = doc::record(tx, &o.id)?.ok_or_else(|| CoreError::not_found("order", &o.id))?;
+        put_str(tx, &r, &key, &value)
+    })?;
+    Ok(true)
 }
 
 /// A notice's text for order `o`, filled in, and the parameters of its template: the number, the
@@ -430,7 +471,13 @@ pub fn resolve(ctx: &mut WriteCtx<'_>, caller: &Caller, id: &str, input: Resolve
             Transition { from, to: input.status, by: user, at: now, device, resolution: true, covers },
         )
     })?;
-    get(ctx.conn(), caller, id)
+    // The status settled on was told by the replica that reached it (one notice per order and
+    // status, whoever writes it); one whose notice could not go there may tell it now.
+    let view = get(ctx.conn(), caller, id)?;
+    if view.status == input.status && notify(ctx, &caller.shop_id, &doc_id, &view)? {
+        return get(ctx.conn(), caller, id);
+    }
+    Ok(view)
 }
 
 /// Archives (hides) an order that holds no stock.
@@ -773,9 +820,9 @@ pub(crate) fn project(conn: &Connection, doc_id: &DocId, d: &Automerge, id: &str
                                        invoice_provisional, invoice_issued_at, invoice_issued_by, invoice_number,
                                        invoice_series, invoice_seq, invoice_posted_at, invoice_posted_by,
                                        credit_provisional, credit_issued_at, credit_issued_by, credit_reason, credit_number,
-                                       credit_series, credit_seq, credit_posted_at, credit_posted_by)
+                                       credit_series, credit_seq, credit_posted_at, credit_posted_by, notice_skips)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18,
-                 ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28, ?29, ?30, ?31, ?32, ?33, ?34, ?35)",
+                 ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28, ?29, ?30, ?31, ?32, ?33, ?34, ?35, ?36)",
     )?
     .execute(params![
         id,
@@ -813,6 +860,7 @@ pub(crate) fn project(conn: &Connection, doc_id: &DocId, d: &Automerge, id: &str
         credited.as_ref().map(|p| p.seq),
         credited.as_ref().map(|p| p.posted_at),
         credited.as_ref().map(|p| p.device.as_str()).unwrap_or_default(),
+        notice_skips(&f),
     ])?;
     conn.prepare_cached("DELETE FROM order_lines WHERE order_id = ?1")?.execute([id])?;
     let mut ins = conn.prepare_cached(
@@ -950,7 +998,50 @@ fn fill(conn: &Connection, o: &mut OrderView) -> Result<()> {
         .collect::<rusqlite::Result<Vec<_>>>()?;
     o.emails = super::emails::of_order(conn, &o.id)?;
     o.notices = super::inbox::notices_of(conn, &o.id)?;
+    // The notices that could not go, for the statuses no replica told.
+    let skips: String = conn
+        .prepare_cached("SELECT notice_skips FROM orders WHERE id = ?1")?
+        .query_row([&o.id], |r| r.get(0))
+        .optional()?
+        .unwrap_or_default();
+    let skips: BTreeMap<String, Skip> = serde_json::from_str(&skips).unwrap_or_default();
+    for (status, skip) in skips {
+        if o.notices.iter().all(|n| n.status != status) {
+            o.notices.push(OrderNotice {
+                status,
+                message_id: String::new(),
+                conversation_id: skip.conversation,
+                kind: String::new(),
+                delivery: dashoffice_domain::inbox::MessageStatus::Failed,
+                at: skip.at,
+                skipped: Some(skip.reason),
+            });
+        }
+    }
+    o.notices.sort_by_key(|n| n.at);
     Ok(())
+}
+
+/// Why an order's notice of a status could not go (kept in the order's record as
+/// `notice_skipped_{status}`, a JSON string, and in its row's `notice_skips`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Skip {
+    /// `no_whatsapp` or `window_closed` (see [`OrderNotice::skipped`]).
+    reason: String,
+    /// Unix ms.
+    at: i64,
+    /// The conversation it would have gone to ("" without one).
+    #[serde(default)]
+    conversation: String,
+}
+
+/// The order record's skipped notices as the JSON object of its row (status → [`Skip`]).
+fn notice_skips(f: &doc::Fields) -> String {
+    let skips: BTreeMap<&str, Skip> = super::org::NOTICE_STATUSES
+        .iter()
+        .filter_map(|s| Some((*s, serde_json::from_str(&f.opt_str(&format!("notice_skipped_{s}"))?).ok()?)))
+        .collect();
+    serde_json::to_string(&skips).unwrap_or_else(|_| "{}".into())
 }
 
 /// One order with its lines and transitions.

@@ -115,6 +115,13 @@ pub fn update(ctx: &mut WriteCtx<'_>, caller: &Caller, id: &str, input: UpdateSt
     if (current.role == Role::Owner || input.role == Some(Role::Owner)) && caller.role != Role::Owner {
         return Err(CoreError::Forbidden("only an owner may change an owner".into()));
     }
+    // Whether a manager gets the daily summary is theirs to choose (or the owner's), not another
+    // manager's.
+    if !own && input.daily_summary.is_some() && caller.role != Role::Owner {
+        return Err(CoreError::Forbidden(
+            "only the person themselves or an owner may turn their daily summary on or off".into(),
+        ));
+    }
     let name = input.name.as_deref().map(|n| validate_name("name", n)).transpose()?;
     let email =
         input.email.as_deref().map(|e| normalize_email("email", e)).transpose()?.filter(|e| *e != current.email);

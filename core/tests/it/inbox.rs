@@ -595,11 +595,46 @@ fn an_order_reaching_a_status_tells_the_customer_on_whatsapp_once_with_a_templat
     // Paid has no notice.
     assert_eq!(move_to(r, &caller, &order.id, OrderStatus::Paid).notices.len(), 1);
 
-    // Two days later the window is closed: without a template the notice does not go, and the
-    // order moves all the same.
+    // Two days later the window is closed: without a template the notice does not go, the order
+    // moves all the same, and it says why the customer was not told.
     clock.advance(48 * 3_600_000);
     move_to(r, &caller, &order.id, OrderStatus::Fulfilled);
-    assert_eq!(move_to(r, &caller, &order.id, OrderStatus::Delivered).notices.len(), 1);
+    let delivered = move_to(r, &caller, &order.id, OrderStatus::Delivered);
+    assert_eq!(delivered.status, OrderStatus::Delivered);
+    let skipped: Vec<_> = delivered.notices.iter().filter(|n| n.skipped.is_some()).collect();
+    assert_eq!(skipped.len(), 1, "{:#?}", delivered.notices);
+    assert_eq!(
+        (skipped[0].status.as_str(), skipped[0].skipped.as_deref(), skipped[0].conversation_id.as_str()),
+        ("delivered", Some("window_closed"), conversation.as_str())
+    );
+    assert!(skipped[0].message_id.is_empty());
+    let json = serde_json::to_value(&delivered.notices).unwrap();
+    assert_eq!(json[0].get("skipped"), None, "a notice that went has no `skipped`: {json}");
+    // A customer who never wrote on WhatsApp: nothing to tell them in, and the order says so.
+    let c = caller.clone();
+    let (b, p) = (order.branch_id.clone(), order.lines[0].product_id.clone());
+    let walk_in = r
+        .write_blocking(move |ctx| {
+            let cu = dashoffice_core::entities::customers::create(
+                ctx,
+                &c,
+                dashoffice_core::domain::api::CreateCustomer { name: "Sin WhatsApp".into(), ..Default::default() },
+            )?;
+            let line = OrderLineInput { product_id: p, quantity: 1, unit_price: None };
+            let input = CreateOrder {
+                customer_id: cu.id,
+                branch_id: Some(b),
+                seller_id: None,
+                lines: vec![line],
+                notes: String::new(),
+            };
+            orders::create(ctx, &c, None, input)
+        })
+        .unwrap();
+    let walk_in = move_to(r, &caller, &walk_in.id, OrderStatus::Confirmed);
+    let seen: Vec<(&str, Option<&str>, &str)> =
+        walk_in.notices.iter().map(|n| (n.status.as_str(), n.skipped.as_deref(), n.conversation_id.as_str())).collect();
+    assert_eq!(seen, [("confirmed", Some("no_whatsapp"), "")]);
     // With an approved template of two parameters: the order number and the notice's text.
     let c = caller.clone();
     r.write_blocking(move |ctx| {
@@ -664,10 +699,22 @@ fn an_order_reaching_a_status_tells_the_customer_on_whatsapp_once_with_a_templat
     let notices = again(&order.id);
     let seen: Vec<(&str, &str, MessageStatus)> =
         notices.iter().map(|n| (n.status.as_str(), n.kind.as_str(), n.delivery)).collect();
-    assert_eq!(seen, [("confirmed", "text", MessageStatus::Failed), ("confirmed", "template", MessageStatus::Queued)]);
+    assert_eq!(
+        seen,
+        [
+            ("confirmed", "text", MessageStatus::Failed),
+            ("confirmed", "template", MessageStatus::Queued),
+            // Marked at the same millisecond (the test's clock stood still), after the messages.
+            ("delivered", "", MessageStatus::Failed)
+        ]
+    );
     refuse(notices[1].message_id.clone());
-    assert_eq!(again(&order.id).len(), 2, "a refused template is not sent again");
+    assert_eq!(again(&order.id).len(), 3, "a refused template is not sent again");
     push_all(r, other);
+    // The other replica shows the same, the notices that could not go included.
+    let (c, id) = (nodes[1].caller.clone(), walk_in.id.clone());
+    let there = other.read(move |conn| orders::get(conn, &c, &id)).unwrap();
+    assert_eq!(there.notices, walk_in.notices);
     move_to(r, &caller, &third.id, OrderStatus::Confirmed);
     move_to(other, &nodes[1].caller, &third.id, OrderStatus::Confirmed);
     push_all(r, other);
@@ -683,5 +730,155 @@ fn an_order_reaching_a_status_tells_the_customer_on_whatsapp_once_with_a_templat
             .unwrap();
         assert_eq!(n, 1);
     }
+    assert_eq!(message_rows(other), message_rows(r));
+}
+
+#[test]
+fn the_shop_writes_first_to_a_customer_with_a_template_and_their_answer_comes_to_that_conversation() {
+    use dashoffice_core::domain::{
+        OrderStatus,
+        api::{CreateCustomer, CreateOrder, OrderLineInput, TransitionOrder, UpdateCustomer, UpdateShop},
+    };
+    use dashoffice_core::entities::{customers, orders, org, products};
+    let (clock, nodes, branch) = two_nodes();
+    let (r, caller) = (&nodes[0].replica, nodes[0].caller.clone());
+    let shop = caller.shop_id.clone();
+    let c = caller.clone();
+    let (lucia, marta, product) = r
+        .write_blocking(move |ctx| {
+            let mk = |ctx: &mut dashoffice_core::WriteCtx<'_>, name: &str| {
+                customers::create(ctx, &c, CreateCustomer { name: name.into(), ..Default::default() })
+            };
+            let (l, m) = (mk(ctx, "Lucía")?, mk(ctx, "Marta")?);
+            let p = products::create(ctx, &c, super::fixtures::product_input("CAM-001", "250.00"))?;
+            let tpl = json!({ "name": "hola_cliente", "language": "es_MX", "body": "Hola {{1}}", "params": 1 });
+            inbox::put_item(ctx, &c, "template", "hola_cliente", &tpl)?;
+            Ok((l, m, p))
+        })
+        .unwrap();
+    let start = |customer: &str| {
+        let (c, id) = (caller.clone(), customer.to_string());
+        r.write_blocking(move |ctx| inbox::start(ctx, &c, &id, None))
+    };
+
+    // No WhatsApp number and no phone: refused, naming the field, and nothing written.
+    let refused = start(&lucia.id).unwrap_err();
+    assert!(refused.to_string().contains("wa_id"), "{refused}");
+    let count = |sql: &'static str| r.read(move |c| Ok(c.query_row(sql, [], |r| r.get::<_, i64>(0))?)).unwrap();
+    assert_eq!(count("SELECT count(*) FROM conversations"), 0);
+
+    // With her mobile phone: a conversation of the caller's, open, whose number is her phone's.
+    let (c, id) = (caller.clone(), lucia.id.clone());
+    r.write_blocking(move |ctx| {
+        customers::update(ctx, &c, &id, UpdateCustomer { phone: Some("+52 55 1234 5678".into()), ..Default::default() })
+    })
+    .unwrap();
+    let conv = start(&lucia.id).unwrap();
+    assert_eq!(conv.state, ConversationState::Open);
+    assert_eq!(conv.assignee_id.as_deref(), Some(caller.user_id.as_str()));
+    assert_eq!(conv.branch_id, branch);
+    assert_eq!(conv.customer_name, "Lucía");
+    assert_eq!(conv.last_inbound_at, None);
+    let (c, id) = (caller.clone(), lucia.id.clone());
+    let kept = r.read(move |conn| customers::get(conn, &c.shop_id, &id)).unwrap();
+    assert_eq!(kept.wa_id.as_deref(), Some("525512345678"), "her answer must find her");
+    assert_eq!(start(&lucia.id).unwrap().id, conv.id, "started twice, one conversation");
+
+    // Free text is refused (WhatsApp's rule for writing first); the template goes out from the
+    // shop's number for the branch (chosen by the relay: the conversation names none).
+    let send = |m: SendMessage| {
+        let (c, id) = (caller.clone(), conv.id.clone());
+        r.write_blocking(move |ctx| inbox::send(ctx, &c, &id, m, &c.user_id.clone()))
+    };
+    let e = send(text("hola")).unwrap_err();
+    assert!(e.to_string().contains("hola_cliente"), "the error offers the templates: {e}");
+    let tpl = SendMessage {
+        kind: Some("template".into()),
+        template: Some("hola_cliente".into()),
+        params: vec!["Lucía".into()],
+        ..Default::default()
+    };
+    let sent = send(tpl).unwrap();
+    let s = shop.clone();
+    let out = r.read(move |c| inbox::queued(c, &s, 10)).unwrap();
+    let o = out.iter().find(|o| o.message.id == sent.id).expect("queued");
+    assert_eq!(
+        (o.to.as_str(), o.phone_number_id.as_str(), o.branch_id.as_str()),
+        ("525512345678", "", branch.as_str())
+    );
+
+    // She answers: the same conversation, the same customer, still with the person who wrote.
+    clock.advance(60_000);
+    let answer_in = Inbound {
+        wa_id: "525512345678".into(),
+        profile_name: "Lucy".into(),
+        ..inbound("wamid.l1", "¡Hola!", next_at(&clock))
+    };
+    let (s, b) = (shop.clone(), branch.clone());
+    let got = r.write_blocking(move |ctx| inbox::receive(ctx, &s, &b, &answer_in)).unwrap();
+    assert_eq!(got.conversation_id, conv.id);
+    assert_eq!(got.customer_id, lucia.id);
+    assert_eq!(got.state, ConversationState::Open);
+    assert_eq!(count("SELECT count(*) FROM customers WHERE wa_id = '525512345678'"), 1);
+    assert!(send(text("¿En qué te ayudo?")).is_ok(), "the window is open now");
+
+    // An order's notice to a customer who never wrote but has a phone opens her conversation with
+    // the shop's template (the bot's: pending); without a template it is marked, not sent.
+    let (c, id) = (caller.clone(), marta.id.clone());
+    r.write_blocking(move |ctx| {
+        customers::update(
+            ctx,
+            &c,
+            &id,
+            UpdateCustomer { phone: Some("+52 55 8765 4321".into()), ..Default::default() },
+        )?;
+        let notices = [("confirmed".to_string(), "Tu pedido {number} está confirmado.".to_string())].into();
+        org::update_shop(ctx, &c, UpdateShop { order_notices: Some(notices), ..Default::default() })
+    })
+    .unwrap();
+    let order_for = |customer: &str| {
+        let (c, customer, b, p) = (caller.clone(), customer.to_string(), branch.clone(), product.id.clone());
+        r.write_blocking(move |ctx| {
+            let line = OrderLineInput { product_id: p, quantity: 1, unit_price: None };
+            let input = CreateOrder {
+                customer_id: customer,
+                branch_id: Some(b),
+                seller_id: None,
+                lines: vec![line],
+                notes: String::new(),
+            };
+            let o = orders::create(ctx, &c, None, input)?;
+            orders::transition(ctx, &c, &o.id, TransitionOrder { to: OrderStatus::Confirmed })
+        })
+        .unwrap()
+    };
+    let first = order_for(&marta.id);
+    assert_eq!(first.notices[0].skipped.as_deref(), Some("window_closed"), "{:#?}", first.notices);
+    assert_eq!(count("SELECT count(*) FROM conversations"), 1, "no conversation opened for nothing");
+    let c = caller.clone();
+    r.write_blocking(move |ctx| {
+        org::update_shop(
+            ctx,
+            &c,
+            UpdateShop { order_notice_template: Some("hola_cliente".into()), ..Default::default() },
+        )
+    })
+    .unwrap();
+    let second = order_for(&marta.id);
+    let n = &second.notices[0];
+    assert_eq!((n.kind.as_str(), n.skipped.as_deref()), ("template", None), "{:#?}", second.notices);
+    let id = n.conversation_id.clone();
+    let (state, assignee, wa): (String, Option<String>, String) = r
+        .read(move |c| {
+            Ok(c.query_row("SELECT state, assignee_id, wa_id FROM conversations WHERE id = ?1", [&id], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+            })?)
+        })
+        .unwrap();
+    assert_eq!((state.as_str(), assignee.unwrap_or_default().as_str(), wa.as_str()), ("pending", "", "525587654321"));
+
+    // The other replica has all of it.
+    let other = &nodes[1].replica;
+    push_all(r, other);
     assert_eq!(message_rows(other), message_rows(r));
 }

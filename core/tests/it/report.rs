@@ -133,6 +133,27 @@ fn the_daily_summary_is_due_at_the_shops_hour_and_tells_the_day_before() {
     assert!(langs(&shop).is_empty());
     assert!(daily("2026-12-03").is_empty());
     set("ana@tienda.mx", UpdateStaff { daily_summary: Some(true), ..Default::default() }).unwrap();
+    // A manager turns her own summary on again, but not someone else's: that is for the person
+    // or the owner to choose. Her language choice for a seller's e-mails is hers to make.
+    let id_of = |email: &str| {
+        let email = email.to_string();
+        r.read(move |conn| Ok(conn.query_row("SELECT id FROM staff WHERE email = ?1", [&email], |row| row.get(0))?))
+            .unwrap()
+    };
+    let marta = dashoffice_core::Caller { user_id: id_of("marta@tienda.mx"), role: Role::Manager, ..c.clone() };
+    let as_marta = |email: &str, input: UpdateStaff| {
+        let (m, id) = (marta.clone(), id_of(email));
+        r.write_blocking(move |ctx| staff::update(ctx, &m, &id, input))
+    };
+    let on = || UpdateStaff { daily_summary: Some(true), ..Default::default() };
+    assert!(as_marta("marta@tienda.mx", on()).unwrap().daily_summary);
+    let refused = as_marta("pablo@tienda.mx", on()).unwrap_err();
+    assert!(refused.to_string().contains("daily summary"), "{refused}");
+    assert_eq!(
+        as_marta("pablo@tienda.mx", UpdateStaff { lang: Some("en".into()), ..Default::default() }).unwrap().lang,
+        "en"
+    );
+    set("marta@tienda.mx", off()).unwrap();
 
     // The 3rd's summary has the 07:59 sale; the 4th had none.
     let third = daily("2026-12-04").remove(0);

@@ -364,15 +364,14 @@ async fn until_allowed(limiter: &DefaultKeyedRateLimiter<String>, key: &String) 
 /// until this returns, when it was not sent).
 async fn send_one(wa: &Arc<WhatsApp>, svc: &Arc<ShopService>, o: Outgoing, attempts: i64, sending: InFlight) {
     let id = o.message.id.clone();
-    let number = match wa.store.number(&o.phone_number_id) {
-        Ok(Some(n)) if n.shop_id == svc.shop => n,
-        _ => {
-            let e = format!("the number {} is not connected to this shop", o.phone_number_id);
+    let number = match number_for(wa, &svc.shop, &o) {
+        Ok(n) => n,
+        Err(e) => {
             fail(wa, svc, &o, &e).await;
             return;
         }
     };
-    until_allowed(&svc.per_number, &o.phone_number_id).await;
+    until_allowed(&svc.per_number, &number.phone_number_id).await;
     until_allowed(&svc.per_customer, &o.to).await;
     let t = std::time::Instant::now();
     let result = match with_order_document(wa, svc, &number, &o.message).await {
@@ -558,6 +557,26 @@ async fn mark_sent(replica: &Replica, items: Vec<(DocId, String, String)>) -> da
             Ok(())
         })
         .await
+}
+
+/// The shop's number message `o` goes from: its conversation's, or, in a conversation the shop
+/// started (none named yet), the shop's number for the conversation's branch, else its number for
+/// no particular branch, else its first. An error says why there is none.
+fn number_for(wa: &WhatsApp, shop: &str, o: &Outgoing) -> Result<super::store::Number, String> {
+    if !o.phone_number_id.is_empty() {
+        return match wa.store.number(&o.phone_number_id) {
+            Ok(Some(n)) if n.shop_id == shop => Ok(n),
+            _ => Err(format!("the number {} is not connected to this shop", o.phone_number_id)),
+        };
+    }
+    let mine: Vec<super::store::Number> =
+        wa.store.numbers().unwrap_or_default().into_iter().filter(|n| n.shop_id == shop).collect();
+    let rank = |n: &super::store::Number| match n.branch_id.as_deref() {
+        Some(b) if b == o.branch_id => 0,
+        None => 1,
+        Some(_) => 2,
+    };
+    mine.into_iter().min_by_key(rank).ok_or_else(|| "the shop has no WhatsApp number connected".to_string())
 }
 
 async fn fail(wa: &Arc<WhatsApp>, svc: &Arc<ShopService>, o: &Outgoing, error: &str) {

@@ -1,7 +1,9 @@
 //! Customers: search, create, profile with orders and conversations, tags, notes, merge.
 
 use dashoffice_domain::{
-    api::{CreateCustomer, CustomerView, MergeCustomers, OrderView, Page, TicketView, UpdateCustomer},
+    api::{
+        CreateCustomer, CustomerView, MergeCustomers, OrderView, Page, StartConversation, TicketView, UpdateCustomer,
+    },
     inbox::ConversationView,
 };
 use leptos::{prelude::*, task::spawn_local};
@@ -232,8 +234,32 @@ pub(crate) fn CustomerDetail() -> impl IntoView {
             }
         });
     };
+    // Writing first on WhatsApp: their conversation (a new one when there is none), where the
+    // composer offers the approved templates until they answer.
+    let may_converse =
+        move || app().user.with(|u| u.as_ref().is_some_and(|u| u.role.can(dashoffice_domain::Permission::Converse)));
+    let wa_err = RwSignal::new(None::<ApiError>);
+    let opening = RwSignal::new(false);
+    let navigate = use_navigate();
+    let write_on_whatsapp = move |_| {
+        wa_err.set(None);
+        opening.set(true);
+        let path = format!("/api/v1/customers/{}/conversation", enc(&id.get_untracked()));
+        let navigate = navigate.clone();
+        spawn_local(async move {
+            match api::post::<_, ConversationView>(&path, &StartConversation::default()).await {
+                Ok(c) => navigate(&format!("/conversations/{}", c.id), Default::default()),
+                Err(e) => wa_err.set(Some(e)),
+            }
+            opening.set(false);
+        });
+    };
     view! {
         <PageHead title=t("customer")>
+            <Show when=may_converse>
+                <button type="button" class="btn" id="customer-whatsapp" disabled=move || opening.get()
+                    on:click=write_on_whatsapp.clone()>{t("write_on_whatsapp")}</button>
+            </Show>
             <A href=move || format!("/orders/new?customer={}", id.get()) attr:class="btn primary">{t("new_order")}</A>
             <A href=move || format!("/tickets/new?customer={}", id.get()) attr:class="btn">{t("new_ticket")}</A>
             <A href="/customers" attr:class="btn ghost">{t("back")}</A>
@@ -242,6 +268,7 @@ pub(crate) fn CustomerDetail() -> impl IntoView {
             Load::Failed(e) => Some(view! { <ErrorBox err=e/> }),
             _ => None,
         }}
+        {move || wa_err.get().map(|e| view! { <ErrorBox err=e/> })}
         {move || data.with(|d| d.ready().and_then(|c| c.merged_into.clone())).map(|to| {
             let href = format!("/customers/{to}");
             view! { <p class="notice">{t("customer_was_merged")}" "<A href=href>{t("open")}</A></p> }

@@ -627,7 +627,13 @@ fn Composer(
     view! {
         {closed.then(|| view! {
             <form class="composer card" on:submit=submit_template novalidate>
-                <p class="notice">{if conv.needs_template { t("needs_template") } else { t("window_closed") }}</p>
+                <p class="notice">{if conv.needs_template {
+                    t("needs_template")
+                } else if conv.last_inbound_at.is_none() {
+                    t("window_not_opened")
+                } else {
+                    t("window_closed")
+                }}</p>
                 <label class="field"><span>{t("template")}</span><select name="template" bind:value=template>{tpl_options}</select></label>
                 <label class="field"><span>{t("template_params")}</span><input name="params" bind:value=params placeholder="Ana | 1234"/></label>
                 <FormError err=err/>

@@ -463,6 +463,26 @@ pub(crate) fn OrderDetail() -> impl IntoView {
                     .notices
                     .iter()
                     .map(|n| {
+                        // A notice that could not go says why, and what would let it go next time.
+                        if let Some(reason) = &n.skipped {
+                            let why = match reason.as_str() {
+                                "no_whatsapp" => t("notice_skipped_no_whatsapp"),
+                                _ => t("notice_skipped_window_closed"),
+                            };
+                            let link = (!n.conversation_id.is_empty()).then(|| view! {
+                                <A href=format!("/conversations/{}", n.conversation_id)>{t("see_conversation")}</A>
+                            });
+                            return view! {
+                                <div class="row-item notice-row" data-status=n.status.clone() data-delivery="skipped"
+                                    data-reason=reason.clone()>
+                                    <span>{status_text(&n.status)}</span>
+                                    <span class="muted">{datetime(n.at)}" · "{why}</span>
+                                    {link}
+                                    <Badge kind="warn" text=t("notice_not_sent")/>
+                                </div>
+                            }
+                            .into_any();
+                        }
                         let (tick, label) = super::inbox::ticks(n.delivery);
                         let kind = if n.delivery == dashoffice_domain::inbox::MessageStatus::Failed { "danger" } else { "ok" };
                         view! {
@@ -473,6 +493,7 @@ pub(crate) fn OrderDetail() -> impl IntoView {
                                 <Badge kind=kind text=format!("{tick} {}", t(label))/>
                             </div>
                         }
+                        .into_any()
                     })
                     .collect_view();
                 view! { <section class="card" id="order-notices-sent"><h2>{t("notices_title")}</h2>{rows}</section> }

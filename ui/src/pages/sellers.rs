@@ -287,9 +287,10 @@ fn EditStaff(staff: StaffView, done: RwSignal<Option<StaffView>>) -> impl IntoVi
     let password = RwSignal::new(String::new());
     // One's own login changes only with one's current password.
     let current_password = RwSignal::new(String::new());
-    // The daily summary goes to owners and managers only; the language is that of every e-mail
-    // the member gets.
-    let gets_summary = matches!(staff.role, Role::Owner | Role::Manager);
+    // The daily summary goes to owners and managers only, and is theirs (or the owner's) to turn
+    // on or off; the language is that of every e-mail the member gets.
+    let i_am_owner = app().user.with_untracked(|u| u.as_ref().is_some_and(|u| u.role == Role::Owner));
+    let gets_summary = matches!(staff.role, Role::Owner | Role::Manager) && (own || i_am_owner);
     let daily_summary = RwSignal::new(staff.daily_summary);
     let lang = RwSignal::new(staff.lang.clone());
     let (was_summary, was_lang) = (staff.daily_summary, staff.lang.clone());

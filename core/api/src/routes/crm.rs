@@ -7,9 +7,15 @@ use axum::{
     http::StatusCode,
     response::Response,
 };
-use dashoffice_core::{csv_io, entities::customers};
-use dashoffice_domain::api::{
-    CreateCustomer, CustomerView, ImportReport, ListParams, MergeCustomers, Page, UpdateCustomer,
+use dashoffice_core::{
+    csv_io,
+    entities::{customers, inbox},
+};
+use dashoffice_domain::{
+    api::{
+        CreateCustomer, CustomerView, ImportReport, ListParams, MergeCustomers, Page, StartConversation, UpdateCustomer,
+    },
+    inbox::ConversationView,
 };
 
 use super::{
@@ -84,6 +90,20 @@ pub(crate) async fn merge_customers(
     ApiJson(b): ApiJson<MergeCustomers>,
 ) -> ApiResult<Json<CustomerView>> {
     Ok(Json(s.replica.write(move |ctx| customers::merge(ctx, &c, &id, b)).await?))
+}
+
+/// Opens a WhatsApp conversation with the customer from the shop's side (their latest one the caller
+/// may see, or a new one assigned to the caller). The customer needs a WhatsApp number or a phone
+/// (422 `wa_id`); the first message must be an approved template.
+#[utoipa::path(post, path = "/api/v1/customers/{id}/conversation", tag = "customers", security(("bearer" = [])), params(("id" = String, Path)),
+    request_body = StartConversation, responses((status = 200, body = ConversationView), Errors))]
+pub(crate) async fn start_conversation(
+    State(s): State<AppState>,
+    Auth(c): Auth,
+    Path(id): Path<String>,
+    ApiJson(b): ApiJson<StartConversation>,
+) -> ApiResult<Json<ConversationView>> {
+    Ok(Json(s.replica.write(move |ctx| inbox::start(ctx, &c, &id, b.branch_id.as_deref())).await?))
 }
 
 /// Imports customers from CSV (columns name,phone,email,tags,notes,wa_id,tax_id,address); a known phone updates.

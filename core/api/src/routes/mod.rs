@@ -98,6 +98,7 @@ pub(crate) fn router() -> Router<AppState> {
             get(crm::get_customer).patch(crm::update_customer).delete(crm::archive_customer),
         )
         .route("/api/v1/customers/{id}/merge", post(crm::merge_customers))
+        .route("/api/v1/customers/{id}/conversation", post(crm::start_conversation))
         .route("/api/v1/orders", get(sales::list_orders).post(sales::create_order))
         .route("/api/v1/orders/{id}", get(sales::get_order).patch(sales::update_order).delete(sales::archive_order))
         .route("/api/v1/orders/{id}/transitions", post(sales::transition_order))
