@@ -146,6 +146,21 @@ fn staff_work_in_the_web_ui_in_a_real_browser() {
     let first = first.unwrap_or_else(|| panic!("the first template never reached the Graph API: {:#?}", graph.sent()));
     assert_eq!(first.body["template"]["name"], "bienvenida", "{:#?}", first.body);
     assert_eq!(first.phone_number_id, wa::PHONE_NUMBER_ID);
+    // Her answer reaches the relay and lands, on the branch's node, in the conversation the
+    // browser started, with her as the customer (no second conversation, no second customer).
+    wa::deliver(&relay.http, &wa::text("525512345678", "Lucy", "wamid.UI-FIRST", "¡Hola! Sí, lo recojo mañana"));
+    let convs = || owner.get("/api/v1/conversations?q=525512345678").ok(200)["items"].clone();
+    let answered = wait_for(LONG, || {
+        let items = convs();
+        let c = items.as_array().filter(|a| a.len() == 1)?[0].clone();
+        (c["last_message"] == "¡Hola! Sí, lo recojo mañana").then_some(c)
+    })
+    .unwrap_or_else(|| panic!("her answer never reached the started conversation: {}\n{}", convs(), relay.log()));
+    assert_eq!(answered["state"], "open", "{answered}");
+    let lucias = owner.get("/api/v1/customers?q=Luc").ok(200)["items"].clone();
+    let same: Vec<&Value> = lucias.as_array().unwrap().iter().filter(|c| c["wa_id"] == "525512345678").collect();
+    assert_eq!(same.len(), 1, "{lucias}");
+    assert_eq!(answered["customer_id"], same[0]["id"]);
     // The order made in the browser is paid; the forked one, settled there as paid, was then
     // invoiced, refunded and credited: on both nodes.
     let count = |api: &Api, status: &str| {
