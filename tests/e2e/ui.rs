@@ -146,6 +146,11 @@ fn staff_work_in_the_web_ui_in_a_real_browser() {
     let first = first.unwrap_or_else(|| panic!("the first template never reached the Graph API: {:#?}", graph.sent()));
     assert_eq!(first.body["template"]["name"], "bienvenida", "{:#?}", first.body);
     assert_eq!(first.phone_number_id, wa::PHONE_NUMBER_ID);
+    // The broadcast the browser sent to the tag reached Rosa, with her name; not Nora (no-promos).
+    let promo = wait_for(LONG, || graph.sent().into_iter().find(|c| c.body["to"] == "525533334444"));
+    let promo = promo.unwrap_or_else(|| panic!("the broadcast never reached the Graph API: {:#?}", graph.sent()));
+    assert_eq!(promo.body["template"]["components"][0]["parameters"][0]["text"], "Rosa", "{:#?}", promo.body);
+    assert!(graph.sent().iter().all(|c| c.body["to"] != "525555556666"), "Nora asked for no promotions");
     // Her answer reaches the relay and lands, on the branch's node, in the conversation the
     // browser started, with her as the customer (no second conversation, no second customer).
     wa::deliver(&relay.http, &wa::text("525512345678", "Lucy", "wamid.UI-FIRST", "¡Hola! Sí, lo recojo mañana"));

@@ -647,6 +647,27 @@ await step("the_shop_writes_first_on_whatsapp", async () => {
   if (got.wa_id !== "525512345678" || got.state !== "open") throw new Error(`the conversation: ${JSON.stringify(got)}`);
 });
 
+await step("a_whatsapp_broadcast_to_a_tag", async () => {
+  for (const [name, phone, tags] of [["Rosa Promo", "+52 55 3333 4444", ["promo-ui"]], ["Nora Sin Promos", "+52 55 5555 6666", ["promo-ui", "no-promos"]]]) {
+    const made = await ownerApi("POST", "/api/v1/customers", { name, phone, tags });
+    if (made.status !== 201) throw new Error(`customer ${name}: ${made.status} ${JSON.stringify(made.body)}`);
+  }
+  await page.goto(base + "/customers");
+  await page.locator("#open-broadcast").click();
+  const form = page.locator("#broadcast");
+  // No tag: said under its field.
+  page.once("dialog", (d) => d.accept());
+  await form.getByRole("button", { name: "Send to the tag" }).click();
+  await page.locator("#f-tag-err:not(:empty)").waitFor();
+  await form.locator("#f-tag").fill("promo-ui");
+  await form.locator("#f-template").selectOption("bienvenida");
+  await form.locator("#f-params").fill("{name} | Pedro");
+  page.once("dialog", (d) => d.accept());
+  await form.getByRole("button", { name: "Send to the tag" }).click();
+  await page.locator("#broadcast-report", { hasText: "Queued for 1 customers" }).waitFor();
+  await page.locator('#broadcast-report li[data-reason="opted_out"]', { hasText: "Nora Sin Promos" }).waitFor();
+});
+
 await step("a_product_is_archived_from_its_page", async () => {
   const made = await ownerApi("POST", "/api/v1/products", { sku: "UI-ARCH-1", name: "Vaso descontinuado", price: "10" });
   if (made.status !== 201) throw new Error(`creating the product: ${made.status}`);

@@ -332,6 +332,54 @@ pub struct TemplateView {
     pub params: u8,
 }
 
+/// POST /api/v1/whatsapp/broadcasts: an approved template to every customer with a tag.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct SendBroadcast {
+    /// The customers' tag (customers tagged `no-promos` are left out).
+    pub tag: String,
+    /// The approved template.
+    pub template: String,
+    /// Its parameters, in order; `{name}` in one is the customer's name.
+    #[serde(default)]
+    pub params: Vec<String>,
+    /// Where conversations are opened for customers who never wrote (default: the caller's
+    /// branch, else the shop's first).
+    #[serde(default)]
+    pub branch_id: Option<String>,
+    /// The broadcast's id (1–64 letters, digits, `-` or `_`): sending the same id again sends
+    /// nothing twice. Default: a new one.
+    #[serde(default)]
+    pub id: Option<String>,
+}
+
+/// What a broadcast did.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct BroadcastReport {
+    /// The broadcast's id (its messages are `broadcast.{id}.{customer}`).
+    pub id: String,
+    /// Messages queued now, for the relay to send.
+    pub queued: u32,
+    /// Customers this broadcast had reached already (the same id sent before).
+    pub already: u32,
+    /// Customers left out, and why.
+    pub skipped: Vec<BroadcastSkip>,
+}
+
+/// A customer a broadcast left out.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct BroadcastSkip {
+    /// The customer.
+    pub customer_id: String,
+    /// Their name.
+    pub name: String,
+    /// `opted_out` (tagged `no-promos`) or `no_whatsapp` (no WhatsApp number or phone).
+    pub reason: String,
+}
+
 /// A staff member's shift (GET /api/v1/shifts): on shift, they get conversations assigned round
 /// robin.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

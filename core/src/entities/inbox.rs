@@ -132,7 +132,7 @@ pub(crate) fn survivor(conn: &Connection, id: String) -> Result<String> {
     Ok(cur)
 }
 
-fn message_exists(conn: &Connection, id: &str) -> Result<bool> {
+pub(crate) fn message_exists(conn: &Connection, id: &str) -> Result<bool> {
     Ok(conn.prepare_cached("SELECT 1 FROM messages WHERE id = ?1")?.query_row([id], |_| Ok(())).optional()?.is_some())
 }
 
@@ -260,10 +260,10 @@ fn whatsapp_number(
     Ok(d)
 }
 
-/// The conversation an order's notice opens with customer `customer` in `branch`, who has not
-/// written yet: the bot's (pending), like one the customer starts, so their answer gets the bot
-/// first. The notice itself goes as a template (see [`queue_notice`]).
-pub(crate) fn open_for_notice(ctx: &mut WriteCtx<'_>, shop: &str, branch: &str, customer: &str) -> Result<String> {
+/// The conversation an order's notice or a broadcast opens with customer `customer` in `branch`,
+/// who has not written yet: the bot's (pending), like one the customer starts, so their answer
+/// gets the bot first. What opens it goes as a template (see [`queue_notice`]).
+pub(crate) fn open_for_bot(ctx: &mut WriteCtx<'_>, shop: &str, branch: &str, customer: &str) -> Result<String> {
     let caller = Caller { branch_id: Some(branch.to_string()), ..system_caller(shop) };
     let c = customers::get(ctx.conn(), shop, customer)?;
     let wa_id = whatsapp_number(ctx, &caller, &c)?;
@@ -814,6 +814,12 @@ pub(crate) fn templates(conn: &Connection, shop: &str) -> Result<Vec<TemplateVie
 
 /// The stored text and payload of a reply: a template is checked against the approved ones (its
 /// text becomes the filled-in body), buttons, lists and media keep what WhatsApp needs.
+/// Checks template message `m` (an approved template, its number of parameters) without writing.
+pub(crate) fn check_template(conn: &Connection, shop: &str, m: &SendMessage) -> Result<()> {
+    validate_send(m)?;
+    reply_content(conn, shop, m, "template").map(|_| ())
+}
+
 fn reply_content(conn: &Connection, shop: &str, m: &SendMessage, kind: &str) -> Result<(String, serde_json::Value)> {
     let payload = match kind {
         "template" => {
@@ -1154,7 +1160,7 @@ pub fn bot_reply(
 }
 
 /// [`bot_reply`] as message `mid`.
-fn bot_reply_as(
+pub(crate) fn bot_reply_as(
     ctx: &mut WriteCtx<'_>,
     shop: &str,
     conversation: &str,

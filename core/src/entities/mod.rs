@@ -2,6 +2,7 @@
 //! SQL, and its reads. Writes take a [`Caller`](crate::Caller) and check the role's permissions.
 
 pub mod analytics;
+pub mod broadcasts;
 pub mod customers;
 pub mod emails;
 pub mod inbox;

@@ -353,7 +353,7 @@ fn notify(ctx: &mut WriteCtx<'_>, shop: &str, doc_id: &DocId, o: &OrderView) -> 
         {
             return skip_notice(ctx, doc_id, o, "window_closed", "");
         }
-        None => super::inbox::open_for_notice(ctx, shop, &o.branch_id, &o.customer_id)?,
+        None => super::inbox::open_for_bot(ctx, shop, &o.branch_id, &o.customer_id)?,
     };
     let (text, params) = notice_content(text, o, &s.name);
     let what = (o.id.as_str(), o.status.as_str());

@@ -882,3 +882,115 @@ fn the_shop_writes_first_to_a_customer_with_a_template_and_their_answer_comes_to
     push_all(r, other);
     assert_eq!(message_rows(other), message_rows(r));
 }
+
+#[test]
+fn a_broadcast_sends_a_template_to_a_tag_once_and_leaves_out_who_opted_out_or_cannot_be_reached() {
+    use dashoffice_core::domain::{
+        Role,
+        api::{CreateCustomer, UpdateCustomer},
+        inbox::SendBroadcast,
+    };
+    use dashoffice_core::entities::{broadcasts, customers};
+    let (clock, nodes, branch) = two_nodes();
+    let (r, caller) = (&nodes[0].replica, nodes[0].caller.clone());
+    let shop = caller.shop_id.clone();
+    // Ana wrote on WhatsApp before; the others never did.
+    let (ana, _) =
+        answer(r, &shop, &branch, inbound("wamid.b1", "hola", next_at(&clock)), vec![text("¡Hola!")], ("", 0, false));
+    let c = caller.clone();
+    let ana_customer = ana.received.customer_id.clone();
+    let ids = r
+        .write_blocking(move |ctx| {
+            let tpl = json!({ "name": "promo", "language": "es_MX", "body": "{{1}}: 20% en tazas", "params": 1 });
+            inbox::put_item(ctx, &c, "template", "promo", &tpl)?;
+            let vip = |t: &[&str]| Some(t.iter().map(|s| s.to_string()).collect::<Vec<_>>());
+            customers::update(
+                ctx,
+                &c,
+                &ana_customer,
+                UpdateCustomer { tags: vip(&["whatsapp", "vip"]), ..Default::default() },
+            )?;
+            let mut ids = Vec::new();
+            for (name, phone, tags) in [
+                ("Beatriz Ruiz", Some("+52 55 2222 3333"), vec!["vip"]),
+                ("Carla Díaz", Some("+52 55 4444 5555"), vec!["vip", "no-promos"]),
+                ("Dora Sin Teléfono", None, vec!["VIP"]),
+                ("Elena Otra", Some("+52 55 6666 7777"), vec!["mayoreo"]),
+            ] {
+                let input = CreateCustomer {
+                    name: name.into(),
+                    phone: phone.map(str::to_string),
+                    tags: tags.into_iter().map(str::to_string).collect(),
+                    ..Default::default()
+                };
+                ids.push(customers::create(ctx, &c, input)?.id);
+            }
+            Ok(ids)
+        })
+        .unwrap();
+    let send = |c: &dashoffice_core::Caller, b: SendBroadcast| {
+        let c = c.clone();
+        r.write_blocking(move |ctx| broadcasts::send(ctx, &c, b))
+    };
+    let promo = || SendBroadcast {
+        tag: "VIP".into(),
+        template: "promo".into(),
+        params: vec!["Hola {name}".into()],
+        id: Some("navidad-2026".into()),
+        ..Default::default()
+    };
+
+    // Bad requests name their field, and write nothing.
+    for (bad, field) in [
+        (SendBroadcast { tag: " ".into(), ..promo() }, "tag"),
+        (SendBroadcast { tag: "no-promos".into(), ..promo() }, "tag"),
+        (SendBroadcast { template: "otra".into(), ..promo() }, "template"),
+        (SendBroadcast { params: vec![], ..promo() }, "params"),
+        (SendBroadcast { id: Some("no vale!".into()), ..promo() }, "id"),
+        (SendBroadcast { branch_id: Some("nope".into()), ..promo() }, "branch_id"),
+    ] {
+        let e = send(&caller, bad).unwrap_err();
+        assert!(e.to_string().contains(field), "{field}: {e}");
+    }
+    let seller = dashoffice_core::Caller { role: Role::Seller, branch_id: Some(branch.clone()), ..caller.clone() };
+    assert!(send(&seller, promo()).is_err(), "a seller sends no broadcasts");
+    let count = |sql: &'static str| r.read(move |c| Ok(c.query_row(sql, [], |r| r.get::<_, i64>(0))?)).unwrap();
+    assert_eq!(count("SELECT count(*) FROM messages WHERE id LIKE 'broadcast.%'"), 0);
+
+    // Ana (in her conversation) and Beatriz (in a new one, the bot's) get it, with their names;
+    // Carla asked for no promotions; Dora has no number; Elena has another tag.
+    let report = send(&caller, promo()).unwrap();
+    assert_eq!((report.id.as_str(), report.queued, report.already), ("navidad-2026", 2, 0));
+    let skipped: Vec<(&str, &str)> = report.skipped.iter().map(|s| (s.name.as_str(), s.reason.as_str())).collect();
+    assert_eq!(skipped, [("Carla Díaz", "opted_out"), ("Dora Sin Teléfono", "no_whatsapp")]);
+    let s = shop.clone();
+    let out = r.read(move |c| inbox::queued(c, &s, 50)).unwrap();
+    let sent: Vec<(String, String, String)> = out
+        .iter()
+        .filter(|o| o.message.id.starts_with("broadcast.navidad-2026."))
+        .map(|o| (o.to.clone(), o.message.text.clone(), o.message.conversation_id.clone()))
+        .collect();
+    assert_eq!(sent.len(), 2, "{sent:?}");
+    assert!(sent.contains(&(
+        "5215511112222".into(),
+        "Hola Ana: 20% en tazas".into(),
+        ana.received.conversation_id.clone()
+    )));
+    let beatriz = sent.iter().find(|(to, _, _)| to == "525522223333").expect("Beatriz");
+    assert_eq!(beatriz.1, "Hola Beatriz: 20% en tazas");
+    let conv = beatriz.2.clone();
+    let state: String = r
+        .read(move |c| Ok(c.query_row("SELECT state FROM conversations WHERE id = ?1", [&conv], |r| r.get(0))?))
+        .unwrap();
+    assert_eq!(state, "pending", "her answer goes to the bot first");
+    assert!(!ids.is_empty());
+
+    // The same broadcast again sends nothing twice.
+    let again = send(&caller, promo()).unwrap();
+    assert_eq!((again.queued, again.already, again.skipped.len()), (0, 2, 2));
+    assert_eq!(count("SELECT count(*) FROM messages WHERE id LIKE 'broadcast.%'"), 2);
+
+    let other = &nodes[1].replica;
+    push_all(r, other);
+    assert_eq!(message_rows(other), message_rows(r));
+}

@@ -4,7 +4,7 @@ use dashoffice_domain::{
     api::{
         CreateCustomer, CustomerView, MergeCustomers, OrderView, Page, StartConversation, TicketView, UpdateCustomer,
     },
-    inbox::ConversationView,
+    inbox::{BroadcastReport, ConversationView, SendBroadcast, TemplateView},
 };
 use leptos::{prelude::*, task::spawn_local};
 use leptos_router::{components::A, hooks::use_navigate};
@@ -34,14 +34,22 @@ pub(crate) fn Customers() -> impl IntoView {
         async move { pages::<CustomerView>(&path, n).await }
     });
     let adding = RwSignal::new(false);
+    let broadcasting = RwSignal::new(false);
+    let may_broadcast =
+        move || app().user.with(|u| u.as_ref().is_some_and(|u| u.role.can(dashoffice_domain::Permission::ManageBots)));
     let csv = crate::components::CsvTools::new("customers");
     view! {
         <PageHead title=t("nav_customers")>
             {csv.buttons()}
+            <Show when=may_broadcast>
+                <button class="btn" id="open-broadcast" on:click=move |_| broadcasting.update(|a| *a = !*a)
+                    aria-expanded=move || broadcasting.get().to_string()>{t("broadcast")}</button>
+            </Show>
             <button class="btn primary" on:click=move |_| adding.update(|a| *a = !*a) aria-expanded=move || adding.get().to_string()>{t("new_customer")}</button>
         </PageHead>
         {csv.report()}
         {move || adding.get().then(|| view! { <NewCustomer done=adding/> })}
+        {move || broadcasting.get().then(|| view! { <Broadcast/> })}
         <div class="filters"><input type="search" placeholder=t("search_customers") aria-label=t("search_customers") bind:value=q/></div>
         {show(data, |p: Page<CustomerView>| {
             if p.items.is_empty() {
@@ -72,6 +80,108 @@ pub(crate) fn Customers() -> impl IntoView {
             .into_any()
         })}
         <MoreButton data=data pages=shown/>
+    }
+}
+
+/// A WhatsApp broadcast: one approved template to every customer with a tag, and what it did.
+#[component]
+fn Broadcast() -> impl IntoView {
+    let tag = RwSignal::new(String::new());
+    let template = RwSignal::new(String::new());
+    let params = RwSignal::new(String::new());
+    let err = RwSignal::new(None::<ApiError>);
+    let busy = RwSignal::new(false);
+    let report = RwSignal::new(None::<BroadcastReport>);
+    let templates = loader(move || async move { api::get::<Vec<TemplateView>>("/api/v1/whatsapp/templates").await });
+    // The first template is chosen until another is.
+    Effect::new(move |_| {
+        if let Load::Ready(list) = templates.get()
+            && template.get_untracked().is_empty()
+            && let Some(first) = list.first()
+        {
+            template.set(first.name.clone());
+        }
+    });
+    // One id per form: pressing Send again after a failure never sends anyone a second message.
+    let id = StoredValue::new(format!("ui-{}", js_sys::Date::now() as u64));
+    let submit = move |ev: leptos::ev::SubmitEvent| {
+        ev.prevent_default();
+        err.set(None);
+        if !crate::components::confirm(&crate::i18n::tf("confirm_broadcast", &[tag.get_untracked().trim()])) {
+            return;
+        }
+        let body = SendBroadcast {
+            tag: tag.get_untracked(),
+            template: template.get_untracked(),
+            params: params
+                .get_untracked()
+                .split('|')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(str::to_string)
+                .collect(),
+            branch_id: None,
+            id: Some(id.get_value()),
+        };
+        busy.set(true);
+        spawn_local(async move {
+            match api::post::<_, BroadcastReport>("/api/v1/whatsapp/broadcasts", &body).await {
+                Ok(r) => {
+                    report.set(Some(r));
+                    // The next broadcast from this form is a new one.
+                    id.set_value(format!("ui-{}", js_sys::Date::now() as u64));
+                    crate::state::changed(&["messages", "conversations"]);
+                }
+                Err(e) => err.set(Some(e)),
+            }
+            busy.set(false);
+        });
+    };
+    let options = move || {
+        templates.with(|l| {
+            l.ready()
+                .map(|list| {
+                    list.iter()
+                        .map(|tp| view! { <option value=tp.name.clone()>{format!("{} ({}) — {}", tp.name, tp.language, tp.body)}</option> })
+                        .collect_view()
+                })
+        })
+    };
+    let outcome = move || {
+        report.get().map(|r| {
+            let left_out = r.skipped.len().to_string();
+            let skipped = r
+                .skipped
+                .into_iter()
+                .map(|s| {
+                    let why = if s.reason == "opted_out" { t("broadcast_opted_out") } else { t("broadcast_no_whatsapp") };
+                    let href = format!("/customers/{}", s.customer_id);
+                    view! { <li data-reason=s.reason><A href=href>{s.name}</A>" — "{why}</li> }
+                })
+                .collect_view();
+            view! {
+                <div id="broadcast-report" role="status">
+                    <p>{crate::i18n::tf("broadcast_done", &[&r.queued.to_string(), &r.already.to_string(), &left_out])}</p>
+                    <ul>{skipped}</ul>
+                </div>
+            }
+        })
+    };
+    view! {
+        <form class="card form" id="broadcast" on:submit=submit novalidate>
+            <h2>{t("broadcast")}</h2>
+            <p class="muted">{t("broadcast_help")}</p>
+            <div class="grid three">
+                <Field label=t("broadcast_tag") name="tag" value=tag err=err required=true/>
+                <label class="field" for="f-template"><span>{t("template")}</span>
+                    <select id="f-template" name="template" bind:value=template>{options}</select>
+                </label>
+                <Field label=t("template_params") name="params" value=params err=err placeholder="{name} | 20%"/>
+            </div>
+            <FormError err=err fields=&["tag", "template", "params"]/>
+            <button class="btn primary" type="submit" disabled=move || busy.get()>{t("broadcast_send")}</button>
+            {outcome}
+        </form>
     }
 }
 

@@ -8,14 +8,14 @@ use axum::{
 };
 use dashoffice_core::{
     bot::{self, BotDef, BotInput},
-    entities::inbox,
+    entities::{broadcasts, inbox},
 };
 use dashoffice_domain::{
     FieldError,
     api::Page,
     inbox::{
-        CannedResponse, ConversationParams, ConversationThread, ConversationView, MessageView, SendMessage,
-        SendOrderDocument, ShiftView, TemplateView, UpdateConversation,
+        BroadcastReport, CannedResponse, ConversationParams, ConversationThread, ConversationView, MessageView,
+        SendBroadcast, SendMessage, SendOrderDocument, ShiftView, TemplateView, UpdateConversation,
     },
 };
 use serde::{Deserialize, Serialize};
@@ -153,6 +153,18 @@ fn check_key(field: &str, v: &str) -> Result<(), FieldError> {
         return Err(FieldError::new(field, "format", "1 to 64 letters, digits, - or _"));
     }
     Ok(())
+}
+
+/// Sends an approved template to every customer with a tag (customers tagged `no-promos` and those
+/// without a WhatsApp number or phone are left out and listed); one id never sends twice.
+#[utoipa::path(post, path = "/api/v1/whatsapp/broadcasts", tag = "inbox", security(("bearer" = [])),
+    request_body = SendBroadcast, responses((status = 200, body = BroadcastReport), Errors))]
+pub(crate) async fn send_broadcast(
+    State(s): State<AppState>,
+    Auth(c): Auth,
+    ApiJson(b): ApiJson<SendBroadcast>,
+) -> ApiResult<Json<BroadcastReport>> {
+    Ok(Json(s.replica.write(move |ctx| broadcasts::send(ctx, &c, b)).await?))
 }
 
 /// Registers (or replaces) an approved template.

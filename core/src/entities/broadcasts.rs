@@ -1,0 +1,136 @@
+//! WhatsApp broadcasts: one approved template to every customer with a tag (a promotion, new
+//! stock, a change of hours). WhatsApp lets a shop write first only with an approved template, so
+//! a broadcast is templates only; each goes in the customer's conversation (one is opened for a
+//! customer who never wrote), from the bot, and the relay sends them under the number's rate
+//! limit. Customers tagged [`OPT_OUT_TAG`] are left out.
+
+use dashoffice_domain::{
+    FieldError, FieldErrors, Permission,
+    inbox::{BroadcastReport, BroadcastSkip, SendBroadcast, SendMessage},
+};
+use rusqlite::params;
+
+use super::{inbox, new_id, org};
+use crate::{Caller, error::Result, writer::WriteCtx};
+
+/// The tag of customers who asked for no promotions.
+pub const OPT_OUT_TAG: &str = "no-promos";
+
+/// At most this many customers per broadcast (split a larger audience by tag).
+pub const MAX_RECIPIENTS: usize = 2_000;
+
+/// The id of the message of broadcast `id` to `customer`.
+pub fn message_id(id: &str, customer: &str) -> String {
+    format!("broadcast.{id}.{customer}")
+}
+
+/// Sends `b`'s template to every customer tagged `b.tag` who may get it (see the module).
+pub fn send(ctx: &mut WriteCtx<'_>, caller: &Caller, b: SendBroadcast) -> Result<BroadcastReport> {
+    caller.require(Permission::ManageBots)?;
+    let mut e = FieldErrors::new();
+    let tag = b.tag.trim().to_lowercase();
+    if tag.is_empty() {
+        e.push(FieldError::new("tag", "required", "the tag of the customers to write to"));
+    } else if tag == OPT_OUT_TAG {
+        e.push(FieldError::new("tag", "opted_out", format!("customers tagged {OPT_OUT_TAG} asked for no promotions")));
+    }
+    let id = match b.id.as_deref().map(str::trim).filter(|i| !i.is_empty()) {
+        Some(i) if i.len() <= 64 && i.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_') => {
+            i.to_string()
+        }
+        Some(_) => {
+            e.push(FieldError::new("id", "format", "1 to 64 letters, digits, '-' or '_'"));
+            String::new()
+        }
+        None => new_id(),
+    };
+    if b.params.iter().any(|p| p.chars().count() > 1000) {
+        e.push(FieldError::new("params", "max_length", "at most 1000 characters each"));
+    }
+    let branch = match b.branch_id.as_deref().filter(|b| !b.is_empty()) {
+        Some(given) if caller.branch_id.as_deref().is_some_and(|mine| mine != given) => {
+            e.push(FieldError::new("branch_id", "scope", "you work in one branch: leave it out"));
+            String::new()
+        }
+        Some(given) => match org::get_branch(ctx.conn(), &caller.shop_id, given) {
+            Ok(_) => given.to_string(),
+            Err(_) => {
+                e.push(FieldError::new("branch_id", "exists", format!("unknown branch '{given}'")));
+                String::new()
+            }
+        },
+        None => match caller.branch_id.clone() {
+            Some(mine) => mine,
+            None => org::list_branches(ctx.conn(), &caller.shop_id, false)?
+                .into_iter()
+                .next()
+                .map(|b| b.id)
+                .unwrap_or_default(),
+        },
+    };
+    e.finish()?;
+    // The template and its parameters are checked before anything is written (the first
+    // message would fail the whole write anyway).
+    let template = SendMessage {
+        kind: Some("template".into()),
+        template: Some(b.template.clone()),
+        params: b.params.clone(),
+        ..Default::default()
+    };
+    inbox::check_template(ctx.conn(), &caller.shop_id, &template)?;
+    let audience: Vec<(String, String, bool)> = ctx
+        .conn()
+        .prepare_cached(
+            "SELECT t.id, t.name, EXISTS (SELECT 1 FROM json_each(t.tags) WHERE value = ?3) FROM customers t
+             WHERE t.shop_id = ?1 AND t.archived = 0 AND t.merged_into IS NULL
+               AND EXISTS (SELECT 1 FROM json_each(t.tags) WHERE value = ?2)
+             ORDER BY t.name, t.id",
+        )?
+        .query_map(params![caller.shop_id, tag, OPT_OUT_TAG], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+        .collect::<rusqlite::Result<_>>()?;
+    if audience.len() > MAX_RECIPIENTS {
+        return Err(FieldError::new(
+            "tag",
+            "max_items",
+            format!("{} customers have this tag; a broadcast reaches at most {MAX_RECIPIENTS}", audience.len()),
+        )
+        .into());
+    }
+    let mut report = BroadcastReport { id: id.clone(), ..Default::default() };
+    let explain = serde_json::json!({ "trigger": { "kind": "broadcast", "id": id, "tag": tag }, "node": "broadcast" });
+    for (customer, name, opted_out) in audience {
+        let skip =
+            |reason: &str| BroadcastSkip { customer_id: customer.clone(), name: name.clone(), reason: reason.into() };
+        if opted_out {
+            report.skipped.push(skip("opted_out"));
+            continue;
+        }
+        let mid = message_id(&id, &customer);
+        if inbox::message_exists(ctx.conn(), &mid)? {
+            report.already += 1;
+            continue;
+        }
+        if !inbox::reachable(ctx.conn(), &caller.shop_id, &customer)? {
+            report.skipped.push(skip("no_whatsapp"));
+            continue;
+        }
+        let scope = Caller { branch_id: Some(branch.clone()), ..caller.clone() };
+        let conversation = match inbox::order_conversation(ctx.conn(), &scope, &customer)? {
+            Some(c) => c,
+            None => inbox::open_for_bot(ctx, &caller.shop_id, &branch, &customer)?,
+        };
+        let first = name.split_whitespace().next().unwrap_or_default().to_string();
+        let params: Vec<String> = b
+            .params
+            .iter()
+            .map(|p| p.replace("{name}", &first).split_whitespace().collect::<Vec<_>>().join(" "))
+            .collect();
+        let m = SendMessage { params, ..template.clone() };
+        inbox::bot_reply_as(ctx, &caller.shop_id, &conversation, &mid, &m, &explain)?;
+        report.queued += 1;
+    }
+    if report.queued > 0 {
+        tracing::info!(broadcast = %id, tag = %tag, queued = report.queued, skipped = report.skipped.len(), "WhatsApp broadcast queued");
+    }
+    Ok(report)
+}
