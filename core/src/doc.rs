@@ -331,12 +331,27 @@ pub fn ensure_record(
     id: &str,
     init: impl FnOnce(&mut Transaction<'_>, &ObjId) -> Result<()>,
 ) -> Result<ObjId> {
+    ensure_record_keyed(doc, collection, id, &format!("record:{}:{id}", collection.as_str()), init)
+}
+
+/// [`ensure_record`] with the actor derived from `actor_key`. Every replica must write exactly the
+/// same first change for a key (the same actor at the same sequence number with other content is
+/// refused by every peer, for good): a record whose first change's content changes from one
+/// version of the code to the next gets a new key, so that the two versions' first changes are
+/// two concurrent creations (one object wins) instead of one broken history.
+pub fn ensure_record_keyed(
+    doc: &mut Automerge,
+    collection: Collection,
+    id: &str,
+    actor_key: &str,
+    init: impl FnOnce(&mut Transaction<'_>, &ObjId) -> Result<()>,
+) -> Result<ObjId> {
     let records = records_obj(doc)?;
     if let Some((Value::Object(ObjType::Map), obj)) = doc.get(&records, id)? {
         return Ok(obj);
     }
     let mut base = genesis(collection);
-    let h = Sha256::digest(format!("record:{}:{id}", collection.as_str()).as_bytes());
+    let h = Sha256::digest(actor_key.as_bytes());
     base.set_actor(ActorId::from(&h[..16]));
     let brecords = records_obj(&base)?;
     let mut tx = base.transaction();

@@ -256,9 +256,22 @@ impl<'a> WriteCtx<'a> {
         record: &str,
         init: impl FnOnce(&mut Transaction<'_>, &ObjId) -> Result<()>,
     ) -> Result<ObjId> {
+        let key = format!("record:{}:{record}", id.scope()?.collection.as_str());
+        self.ensure_record_keyed(id, record, &key, init)
+    }
+
+    /// [`Self::ensure_record`] with the first change's actor derived from `actor_key` (see
+    /// [`doc::ensure_record_keyed`]).
+    pub fn ensure_record_keyed(
+        &mut self,
+        id: &DocId,
+        record: &str,
+        actor_key: &str,
+        init: impl FnOnce(&mut Transaction<'_>, &ObjId) -> Result<()>,
+    ) -> Result<ObjId> {
         self.touch(id)?;
         let collection = id.scope()?.collection;
-        let obj = doc::ensure_record(self.load(id)?, collection, record, init)?;
+        let obj = doc::ensure_record_keyed(self.load(id)?, collection, record, actor_key, init)?;
         self.remote.insert(id.clone());
         let d = self.docs.get(id).ok_or_else(|| CoreError::Storage("document cache".into()))?;
         projection::project_record(self.conn, id, d, record)?;

@@ -636,6 +636,8 @@ await step("the_shop_writes_first_on_whatsapp", async () => {
   await page.locator("#customer-whatsapp").click();
   await page.waitForURL(/\/conversations\/[^/]+$/);
   await page.getByText("has not written to the shop on WhatsApp yet").waitFor();
+  // Free text cannot go before she answers.
+  if (!(await page.getByRole("button", { name: "Send", exact: true }).isDisabled())) throw new Error("free text offered before she wrote");
   await page.selectOption("select[name=template]", "bienvenida");
   await page.fill("input[name=params]", "Lucía | Pedro");
   await page.getByRole("button", { name: "Send template" }).click();

@@ -934,7 +934,9 @@ pub struct OrderNotice {
     /// Set when the notice could not go, and why: `no_whatsapp` (the customer never wrote to the
     /// shop on WhatsApp and has no WhatsApp number or phone on record) or `window_closed` (they
     /// last wrote more than 24 hours ago, or never, and the shop has no approved template for
-    /// notices). `message_id` and `kind` are then empty.
+    /// notices), or `refused` (it could not be written on the replica that moved the order, e.g.
+    /// the customer's record had not reached it yet; the log says why). `message_id` and `kind` are
+    /// then empty.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub skipped: Option<String>,
 }

@@ -138,22 +138,26 @@ pub(crate) fn message_exists(conn: &Connection, id: &str) -> Result<bool> {
 
 /// Ensures the record of conversation `id` (see [`conversation_id`]) exists (deterministically, so
 /// two replicas creating it offline make one), returning its document and whether it was new.
+/// The first change holds only what every replica agrees on (the customer and the defaults): the
+/// relay (a message came) and a replica the shop writes first from may create the same
+/// conversation apart, and they know different things of it. The WhatsApp id and the shop's
+/// number are written after it, as ordinary fields (see [`record_arrival`] and [`start`]).
+/// Sessions up to 38 wrote those two into the first change under the plain record key; this one has
+/// its own key, so a conversation made by both an old and a new replica apart becomes two
+/// concurrent creations (one wins), never two first changes of one actor.
 fn ensure_conversation(
     ctx: &mut WriteCtx<'_>,
     shop: &str,
     branch: &str,
     (id, customer): (&str, &str),
-    wa_id: &str,
-    phone_number_id: &str,
 ) -> Result<(DocId, bool)> {
     let doc_id = DocId::conversations(shop, branch, id);
     let existed = doc::record(ctx.doc(&doc_id)?, id)?.is_some();
     if !existed {
-        let (c, w, p) = (customer.to_string(), wa_id.to_string(), phone_number_id.to_string());
-        ctx.ensure_record(&doc_id, id, move |tx, o| {
+        let c = customer.to_string();
+        let key = format!("record:conversations:2:{id}");
+        ctx.ensure_record_keyed(&doc_id, id, &key, move |tx, o| {
             put_str(tx, o, "customer_id", &c)?;
-            put_str(tx, o, "wa_id", &w)?;
-            put_str(tx, o, "phone_number_id", &p)?;
             put_str(tx, o, "state", ConversationState::Pending.as_str())?;
             put_str(tx, o, "assignee_id", "")?;
             tx.put_object(o, "labels", ObjType::Map)?;
@@ -216,10 +220,12 @@ pub fn start(
         return get_conversation(ctx.conn(), &caller.shop_id, &known);
     }
     let wa_id = whatsapp_number(ctx, caller, &c)?;
-    let (doc_id, _) = ensure_conversation(ctx, &caller.shop_id, &branch, (&id, &customer_id), &wa_id, "")?;
+    let (doc_id, _) = ensure_conversation(ctx, &caller.shop_id, &branch, (&id, &customer_id))?;
     let (me, now, name) = (caller.user_id.clone(), ctx.now(), c.name.clone());
     ctx.change(&doc_id, &[id.as_str()], |tx, _| {
         let o = doc::record(tx, &id)?.ok_or_else(|| CoreError::not_found("conversation", &id))?;
+        // The shop's number is the relay's to choose (see `Outgoing::phone_number_id`).
+        put_str(tx, &o, "wa_id", &wa_id)?;
         put_str(tx, &o, "state", ConversationState::Open.as_str())?;
         put_str(tx, &o, "assignee_id", &me)?;
         put_str(tx, &o, "customer_name", &name)?;
@@ -255,6 +261,15 @@ fn whatsapp_number(
         )
         .into());
     };
+    // Answers find their customer by this number: it must be theirs alone.
+    if let Some(other) = find_customer_by_wa(ctx.conn(), &caller.shop_id, &d)?.filter(|o| *o != c.id) {
+        let name = customers::get(ctx.conn(), &caller.shop_id, &other).map(|o| o.name).unwrap_or_default();
+        return Err(CoreError::conflict(
+            "wa_id",
+            "unique",
+            format!("{name} already has the WhatsApp number {d}: merge the two customers first"),
+        ));
+    }
     let set = dashoffice_domain::api::UpdateCustomer { wa_id: Some(d.clone()), ..Default::default() };
     customers::update(ctx, caller, &c.id, set)?;
     Ok(d)
@@ -268,11 +283,12 @@ pub(crate) fn open_for_bot(ctx: &mut WriteCtx<'_>, shop: &str, branch: &str, cus
     let c = customers::get(ctx.conn(), shop, customer)?;
     let wa_id = whatsapp_number(ctx, &caller, &c)?;
     let id = conversation_id(branch, customer);
-    let (doc_id, made) = ensure_conversation(ctx, shop, branch, (&id, customer), &wa_id, "")?;
+    let (doc_id, made) = ensure_conversation(ctx, shop, branch, (&id, customer))?;
     if made {
         let (now, name) = (ctx.now(), c.name.clone());
         ctx.change(&doc_id, &[id.as_str()], |tx, _| {
             let o = doc::record(tx, &id)?.ok_or_else(|| CoreError::not_found("conversation", &id))?;
+            put_str(tx, &o, "wa_id", &wa_id)?;
             put_str(tx, &o, "customer_name", &name)?;
             tx.put(&o, "created_at", now)?;
             tx.put(&o, "updated_at", now)?;
@@ -334,6 +350,8 @@ struct Stored {
     misunderstood: i64,
     customer_name: String,
     needs_template: bool,
+    wa_id: String,
+    phone_number_id: String,
 }
 
 /// The bot's answer to an inbound message, written together with it by [`record_arrival`]: its
@@ -383,7 +401,8 @@ pub fn arrive(ctx: &mut WriteCtx<'_>, shop: &str, branch: &str, m: &Inbound) -> 
     let known: Option<Stored> = ctx
         .conn()
         .prepare_cached(
-            "SELECT state, bot_node, misunderstood, customer_name, needs_template FROM conversations WHERE id = ?1",
+            "SELECT state, bot_node, misunderstood, customer_name, needs_template, wa_id, phone_number_id
+             FROM conversations WHERE id = ?1",
         )?
         .query_row([&conversation_id], |r| {
             Ok(Stored {
@@ -392,14 +411,15 @@ pub fn arrive(ctx: &mut WriteCtx<'_>, shop: &str, branch: &str, m: &Inbound) -> 
                 misunderstood: r.get(2)?,
                 customer_name: r.get(3)?,
                 needs_template: r.get(4)?,
+                wa_id: r.get(5)?,
+                phone_number_id: r.get(6)?,
             })
         })
         .optional()?;
     let (conv_doc, first, stored) = match known {
         Some(stored) => (DocId::conversations(shop, branch, &conversation_id), false, stored),
         None => {
-            let (conv_doc, first) =
-                ensure_conversation(ctx, shop, branch, (&conversation_id, &customer_id), &m.wa_id, &m.phone_number_id)?;
+            let (conv_doc, first) = ensure_conversation(ctx, shop, branch, (&conversation_id, &customer_id))?;
             let d = ctx.doc(&conv_doc)?;
             let o = doc::record(d, &conversation_id)?
                 .ok_or_else(|| CoreError::not_found("conversation", &conversation_id))?;
@@ -409,6 +429,8 @@ pub fn arrive(ctx: &mut WriteCtx<'_>, shop: &str, branch: &str, m: &Inbound) -> 
                 misunderstood: doc::get_i64(d, &o, "misunderstood"),
                 customer_name: doc::get_str(d, &o, "customer_name"),
                 needs_template: doc::get_bool(d, &o, "needs_template", false),
+                wa_id: doc::get_str(d, &o, "wa_id"),
+                phone_number_id: doc::get_str(d, &o, "phone_number_id"),
             };
             (conv_doc, first, stored)
         }
@@ -506,8 +528,21 @@ pub fn record_arrival(
     let name_moves = !name.trim().is_empty() && was.customer_name != name;
     // A customer message re-opens the service window.
     let window_reopens = was.needs_template;
+    // Where the customer writes from and to: a new conversation learns it here, one the shop
+    // started learns the shop's number its customer answered.
+    let wa_moves = !m.wa_id.is_empty() && was.wa_id != m.wa_id;
+    let number_moves = !m.phone_number_id.is_empty() && was.phone_number_id != m.phone_number_id;
     let rating = a.rating;
-    if handoff || reopens || node_moves || misunderstood_moves || name_moves || window_reopens || rating.is_some() {
+    if handoff
+        || reopens
+        || node_moves
+        || misunderstood_moves
+        || name_moves
+        || window_reopens
+        || wa_moves
+        || number_moves
+        || rating.is_some()
+    {
         ctx.change(&a.conv_doc, &[&conv], |tx, _| {
             let o = doc::record(tx, &conv)?.ok_or_else(|| CoreError::not_found("conversation", &conv))?;
             if handoff || a.to_person {
@@ -530,6 +565,12 @@ pub fn record_arrival(
             }
             if window_reopens {
                 tx.put(&o, "needs_template", false)?;
+            }
+            if wa_moves {
+                put_str(tx, &o, "wa_id", &m.wa_id)?;
+            }
+            if number_moves {
+                put_str(tx, &o, "phone_number_id", &m.phone_number_id)?;
             }
             tx.put(&o, "updated_at", now)?;
             Ok(())

@@ -333,6 +333,26 @@ fn notify(ctx: &mut WriteCtx<'_>, shop: &str, doc_id: &DocId, o: &OrderView) -> 
     if o.notices.iter().any(|n| n.status == o.status.as_str() && n.skipped.is_none()) {
         return Ok(false);
     }
+    // Whatever keeps the notice from being written (the customer's record not on this device
+    // yet, say) keeps the order from nothing: the notice is marked as not sent.
+    match notify_in(ctx, shop, doc_id, o, text, &s) {
+        Err(e) if e.is_rule() => {
+            tracing::warn!(order = %o.number, error = %e, "the order's WhatsApp notice cannot go");
+            skip_notice(ctx, doc_id, o, "refused", "")
+        }
+        other => other,
+    }
+}
+
+/// [`notify`] once the shop has a notice `text` for the order's status.
+fn notify_in(
+    ctx: &mut WriteCtx<'_>,
+    shop: &str,
+    doc_id: &DocId,
+    o: &OrderView,
+    text: &str,
+    s: &dashoffice_domain::api::ShopView,
+) -> Result<bool> {
     let anywhere = super::inbox::system_caller(shop);
     let in_branch = Caller { branch_id: Some(o.branch_id.clone()), ..anywhere.clone() };
     let template = s.order_notice_template.as_deref();
@@ -342,9 +362,11 @@ fn notify(ctx: &mut WriteCtx<'_>, shop: &str, doc_id: &DocId, o: &OrderView) -> 
     };
     // A customer who never wrote on WhatsApp is written to first, with the template, when they
     // have a number (or a phone) and the shop a template for notices.
+    // A customer merged into another since is written to as the one they became.
+    let customer = super::inbox::survivor(ctx.conn(), o.customer_id.clone())?;
     let conversation = match conversation {
         Some(c) => c,
-        None if !super::inbox::reachable(ctx.conn(), shop, &o.customer_id)? => {
+        None if !super::inbox::reachable(ctx.conn(), shop, &customer)? => {
             return skip_notice(ctx, doc_id, o, "no_whatsapp", "");
         }
         None if !template.is_some_and(|t| {
@@ -353,7 +375,7 @@ fn notify(ctx: &mut WriteCtx<'_>, shop: &str, doc_id: &DocId, o: &OrderView) -> 
         {
             return skip_notice(ctx, doc_id, o, "window_closed", "");
         }
-        None => super::inbox::open_for_bot(ctx, shop, &o.branch_id, &o.customer_id)?,
+        None => super::inbox::open_for_bot(ctx, shop, &o.branch_id, &customer)?,
     };
     let (text, params) = notice_content(text, o, &s.name);
     let what = (o.id.as_str(), o.status.as_str());
@@ -361,10 +383,6 @@ fn notify(ctx: &mut WriteCtx<'_>, shop: &str, doc_id: &DocId, o: &OrderView) -> 
         Ok(super::inbox::NoticeOutcome::Queued) => Ok(true),
         Ok(super::inbox::NoticeOutcome::Exists) => Ok(false),
         Ok(super::inbox::NoticeOutcome::WindowClosed) => skip_notice(ctx, doc_id, o, "window_closed", &conversation),
-        Err(e) if e.is_rule() => {
-            tracing::warn!(order = %o.number, error = %e, "the order's WhatsApp notice cannot go");
-            Ok(false)
-        }
         Err(e) => Err(e),
     }
 }
@@ -1026,7 +1044,7 @@ fn fill(conn: &Connection, o: &mut OrderView) -> Result<()> {
 /// `notice_skipped_{status}`, a JSON string, and in its row's `notice_skips`).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct Skip {
-    /// `no_whatsapp` or `window_closed` (see [`OrderNotice::skipped`]).
+    /// `no_whatsapp`, `window_closed` or `refused` (see [`OrderNotice::skipped`]).
     reason: String,
     /// Unix ms.
     at: i64,

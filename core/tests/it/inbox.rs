@@ -994,3 +994,55 @@ fn a_broadcast_sends_a_template_to_a_tag_once_and_leaves_out_who_opted_out_or_ca
     push_all(r, other);
     assert_eq!(message_rows(other), message_rows(r));
 }
+
+/// (wa_id, phone_number_id, state, assignee, customer) of every conversation, as projected.
+fn conversation_rows(r: &Replica) -> Vec<(String, String, String, String, String, String)> {
+    r.read(|c| {
+        let mut st = c.prepare(
+            "SELECT id, wa_id, phone_number_id, state, coalesce(assignee_id, ''), customer_id FROM conversations ORDER BY id",
+        )?;
+        let rows = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?)))?;
+        Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+    })
+    .unwrap()
+}
+
+#[test]
+fn a_conversation_opened_apart_by_a_device_and_by_the_customers_first_message_is_one_record() {
+    use dashoffice_core::domain::api::CreateCustomer;
+    use dashoffice_core::entities::customers;
+    let (clock, nodes, branch) = two_nodes();
+    let (device, relay) = (&nodes[0].replica, &nodes[1].replica);
+    let caller = nodes[0].caller.clone();
+    let shop = caller.shop_id.clone();
+    let c = caller.clone();
+    let lucia = device
+        .write_blocking(move |ctx| {
+            customers::create(
+                ctx,
+                &c,
+                CreateCustomer { name: "Lucía".into(), wa_id: Some("5215511112222".into()), ..Default::default() },
+            )
+        })
+        .unwrap();
+    push_all(device, relay);
+    // Apart: the shop writes first on one device while her first message reaches the relay.
+    let (c, id) = (caller.clone(), lucia.id.clone());
+    let started = device.write_blocking(move |ctx| inbox::start(ctx, &c, &id, None)).unwrap();
+    let (s, b, m) = (shop.clone(), branch.clone(), inbound("wamid.apart", "hola", next_at(&clock)));
+    let got = relay.write_blocking(move |ctx| inbox::receive(ctx, &s, &b, &m)).unwrap();
+    assert_eq!(got.conversation_id, started.id, "the same conversation on both");
+    // Both ways, twice: every change is accepted and both replicas project the same record.
+    for _ in 0..2 {
+        push_all(device, relay);
+        push_all(relay, device);
+    }
+    let (here, there) = (conversation_rows(device), conversation_rows(relay));
+    assert_eq!(here, there);
+    assert_eq!(here.len(), 1, "{here:?}");
+    let (_, wa, number, _, _, customer) = &here[0];
+    assert_eq!((wa.as_str(), number.as_str(), customer.as_str()), ("5215511112222", "1065", lucia.id.as_str()));
+    assert_eq!(message_rows(device), message_rows(relay));
+    let doc = DocId::conversations(&shop, &branch, &started.id);
+    assert_eq!(changes(device, doc.as_str()), changes(relay, doc.as_str()));
+}

@@ -467,6 +467,7 @@ pub(crate) fn OrderDetail() -> impl IntoView {
                         if let Some(reason) = &n.skipped {
                             let why = match reason.as_str() {
                                 "no_whatsapp" => t("notice_skipped_no_whatsapp"),
+                                "refused" => t("notice_skipped_refused"),
                                 _ => t("notice_skipped_window_closed"),
                             };
                             let link = (!n.conversation_id.is_empty()).then(|| view! {
