@@ -416,6 +416,64 @@ fn an_order_moved_on_the_edge_node_tells_its_customer_on_whatsapp_once() {
 }
 
 /// A customer's tap on one of the survey's buttons.
+#[test]
+fn a_broadcast_from_the_edge_node_reaches_the_tag_and_baja_takes_a_customer_out() {
+    let s = shop();
+    let (rosa, nora) = ("5215511110001", "5215511110002");
+    for (wa_id, name, wamid) in [(rosa, "Rosa", "wamid.BC1"), (nora, "Nora", "wamid.BC2")] {
+        wa::deliver(&s.relay.http, &wa::text(wa_id, name, wamid, "Hola"));
+    }
+    for wa_id in [rosa, nora] {
+        wait_for(LONG, || conversation_of(&s.owner, wa_id))
+            .unwrap_or_else(|| panic!("{wa_id} never reached the edge node; relay log:\n{}", s.relay.log()));
+    }
+    // Nora writes BAJA: the bot confirms and she is tagged no-promos, on the branch's node too.
+    wa::deliver(&s.relay.http, &wa::text(nora, "Nora", "wamid.BC3", "BAJA"));
+    wait_for(LONG, || {
+        s.graph.sent().into_iter().find(|c| {
+            c.body["to"] == nora
+                && c.body["text"]["body"]
+                    .as_str()
+                    .is_some_and(|t| t.starts_with("Listo, ya no te enviaremos promociones"))
+        })
+    })
+    .unwrap_or_else(|| panic!("no answer to BAJA: {:#?}\n{}", s.graph.sent(), s.relay.log()));
+    let tags_of = |wa_id: &str| {
+        let c = conversation_of(&s.owner, wa_id).unwrap();
+        s.owner.get(&format!("/api/v1/customers/{}", c["customer_id"].as_str().unwrap())).ok(200)["tags"].clone()
+    };
+    wait_for(LONG, || tags_of(nora).as_array()?.iter().any(|t| t == "no-promos").then_some(()))
+        .unwrap_or_else(|| panic!("Nora never tagged no-promos: {}", tags_of(nora)));
+    // A broadcast from the node to everyone who wrote on WhatsApp (their automatic tag): a bad
+    // request names its field; Rosa gets the template with her name, Nora is left out.
+    let tpl = json!({ "name": "oferta", "language": "es_MX", "body": "Hola {{1}}, 2x1 en tazas", "params": 1 });
+    s.owner.post("/api/v1/whatsapp/templates", &tpl).ok(201);
+    assert_field_error(
+        s.owner.post("/api/v1/whatsapp/broadcasts", &json!({ "tag": "whatsapp", "template": "oferta", "params": [] })),
+        422,
+        "validation",
+        "params",
+    );
+    let body = json!({ "tag": "whatsapp", "template": "oferta", "params": ["{name}"], "id": "dos-por-uno" });
+    let report = s.owner.post("/api/v1/whatsapp/broadcasts", &body).ok(200);
+    assert_eq!((report["queued"].as_u64(), report["already"].as_u64()), (Some(1), Some(0)), "{report}");
+    assert_eq!(report["skipped"][0]["reason"], "opted_out", "{report}");
+    let sent =
+        wait_for(LONG, || s.graph.sent().into_iter().find(|c| c.body["to"] == rosa && c.body["type"] == "template"))
+            .unwrap_or_else(|| panic!("the broadcast never left; relay log:\n{}", s.relay.log()));
+    assert_eq!(sent.body["template"]["components"][0]["parameters"][0]["text"], "Rosa", "{:#?}", sent.body);
+    // Sent again (a retry): nobody gets it twice.
+    let again = s.owner.post("/api/v1/whatsapp/broadcasts", &body).ok(200);
+    assert_eq!((again["queued"].as_u64(), again["already"].as_u64()), (Some(0), Some(1)), "{again}");
+    // ALTA brings Nora back.
+    wa::deliver(&s.relay.http, &wa::text(nora, "Nora", "wamid.BC4", "Alta"));
+    wait_for(LONG, || (!tags_of(nora).as_array()?.iter().any(|t| t == "no-promos")).then_some(()))
+        .unwrap_or_else(|| panic!("Nora still tagged no-promos: {}", tags_of(nora)));
+    std::thread::sleep(Duration::from_secs(1));
+    let to_rosa = s.graph.sent().into_iter().filter(|c| c.body["to"] == rosa && c.body["type"] == "template").count();
+    assert_eq!(to_rosa, 1, "the broadcast went once");
+}
+
 fn rating(wa_id: &str, wamid: &str, id: &str, title: &str) -> Value {
     wa::inbound(
         wa_id,

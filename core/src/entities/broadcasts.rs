@@ -134,3 +134,101 @@ pub fn send(ctx: &mut WriteCtx<'_>, caller: &Caller, b: SendBroadcast) -> Result
     }
     Ok(report)
 }
+
+/// What a customer's WhatsApp message asks of the shop's promotions, when it is one of the usual
+/// words alone ("BAJA", "STOP", "ALTA", "START"…): `(true, lang)` to stop them, `(false, lang)` to
+/// have them again, with the language of the word (`es` or `en`). The relay answers it and tags
+/// the customer [`OPT_OUT_TAG`] (or untags them) whoever has the conversation.
+pub fn promotions_request(m: &inbox::Inbound) -> Option<(bool, &'static str)> {
+    if m.kind != "text" || m.text.len() > 40 {
+        return None;
+    }
+    let words: Vec<String> = m
+        .text
+        .split(|c: char| c.is_whitespace() || matches!(c, '.' | '!' | '¡' | '?' | '¿' | ',' | '"' | '\''))
+        .filter(|w| !w.is_empty())
+        .map(fold)
+        .collect();
+    let said = words.join(" ");
+    let found = |list: &[&str]| list.contains(&said.as_str());
+    if found(&["baja", "darme de baja", "dar de baja", "no mas promociones", "sin promociones", "cancelar suscripcion"])
+    {
+        Some((true, "es"))
+    } else if found(&["stop", "unsubscribe", "stop promotions", "no more promotions"]) {
+        Some((true, "en"))
+    } else if found(&["alta", "darme de alta", "quiero promociones", "suscribirme"]) {
+        Some((false, "es"))
+    } else if found(&["start", "subscribe", "unstop"]) {
+        Some((false, "en"))
+    } else {
+        None
+    }
+}
+
+/// `w` in lower case without accents.
+fn fold(w: &str) -> String {
+    w.chars()
+        .flat_map(char::to_lowercase)
+        .map(|c| match c {
+            'á' | 'à' | 'ä' => 'a',
+            'é' | 'è' | 'ë' => 'e',
+            'í' | 'ì' | 'ï' => 'i',
+            'ó' | 'ò' | 'ö' => 'o',
+            'ú' | 'ù' | 'ü' => 'u',
+            other => other,
+        })
+        .collect()
+}
+
+/// The bot's answer to a [`promotions_request`].
+pub fn promotions_reply(stop: bool, lang: &str) -> SendMessage {
+    let text = match (stop, lang) {
+        (true, "en") => "Done: we won't send you promotions any more. To get them again, write START.",
+        (true, _) => "Listo, ya no te enviaremos promociones. Si cambias de opinión, escribe ALTA.",
+        (false, "en") => "Done! You'll get our promotions again. To stop them, write STOP.",
+        (false, _) => "¡Listo! Volverás a recibir nuestras promociones. Para dejarlas, escribe BAJA.",
+    };
+    SendMessage { kind: Some("text".into()), text: text.into(), ..Default::default() }
+}
+
+/// Tags customer `customer` [`OPT_OUT_TAG`] (`stop`) or takes the tag away; whether it moved.
+pub fn set_promotions(ctx: &mut WriteCtx<'_>, shop: &str, customer: &str, stop: bool) -> Result<bool> {
+    let c = super::customers::get(ctx.conn(), shop, customer)?;
+    let has = c.tags.iter().any(|t| t == OPT_OUT_TAG);
+    if has == stop {
+        return Ok(false);
+    }
+    let tags: Vec<String> = match stop {
+        true => c.tags.iter().cloned().chain([OPT_OUT_TAG.to_string()]).collect(),
+        false => c.tags.iter().filter(|t| *t != OPT_OUT_TAG).cloned().collect(),
+    };
+    let set = dashoffice_domain::api::UpdateCustomer { tags: Some(tags), ..Default::default() };
+    super::customers::update(ctx, &inbox::system_caller(shop), customer, set)?;
+    tracing::info!(customer, stop, "the customer's promotions choice");
+    Ok(true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn said(text: &str) -> Option<(bool, &'static str)> {
+        promotions_request(&inbox::Inbound { kind: "text".into(), text: text.into(), ..Default::default() })
+    }
+
+    #[test]
+    fn the_usual_words_alone_stop_or_restart_promotions() {
+        assert_eq!(said("BAJA"), Some((true, "es")));
+        assert_eq!(said("  Darme de baja. "), Some((true, "es")));
+        assert_eq!(said("No más promociones!"), Some((true, "es")));
+        assert_eq!(said("STOP"), Some((true, "en")));
+        assert_eq!(said("Alta"), Some((false, "es")));
+        assert_eq!(said("start"), Some((false, "en")));
+        // In a sentence they are something else: the bot or a person answers.
+        assert_eq!(said("quiero dar de baja mi pedido"), None);
+        assert_eq!(said("¿a qué hora abren? stop"), None);
+        assert_eq!(said("hola"), None);
+        let button = inbox::Inbound { kind: "interactive".into(), text: "BAJA".into(), ..Default::default() };
+        assert_eq!(promotions_request(&button), None);
+    }
+}

@@ -7,7 +7,7 @@ use std::{sync::Arc, time::Duration};
 
 use dashoffice_core::{
     bot::{self, BotDef, BotInput},
-    entities::{inbox, orders, satisfaction, tickets},
+    entities::{broadcasts, inbox, orders, satisfaction, tickets},
 };
 use dashoffice_domain::{
     api::{AddTicketComment, CreateOrder, CreateTicket, OrderLineInput, UpdateTicket},
@@ -284,6 +284,25 @@ fn receive_and_answer(
             // A bad rating went back to a person: whoever had it, else the next seller.
             inbox::assign_round_robin(ctx, shop, &r.conversation_id)?;
         }
+        return Ok(None);
+    }
+    if let Some((stop, lang)) = broadcasts::promotions_request(m) {
+        // "BAJA" / "STOP" (or "ALTA" / "START"): answered and kept on the customer whoever has
+        // the conversation; the bot's place in it does not move.
+        let mut reply = broadcasts::promotions_reply(stop, lang);
+        reply.context_wamid = Some(m.wamid.clone());
+        let explain = serde_json::json!({
+            "trigger": { "kind": "promotions", "stop": stop }, "node": "promotions", "language": lang,
+        });
+        let answer = inbox::BotAnswer {
+            replies: std::slice::from_ref(&reply),
+            explain: &explain,
+            node: &a.bot_node,
+            misunderstood: a.misunderstood,
+            handoff: false,
+        };
+        inbox::record_arrival(ctx, shop, &a, m, Some(answer))?;
+        broadcasts::set_promotions(ctx, shop, &r.customer_id, stop)?;
         return Ok(None);
     }
     if !(bot_has_it || m.kind == "order") {
