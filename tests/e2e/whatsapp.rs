@@ -462,6 +462,15 @@ fn a_broadcast_from_the_edge_node_reaches_the_tag_and_baja_takes_a_customer_out(
         wait_for(LONG, || s.graph.sent().into_iter().find(|c| c.body["to"] == rosa && c.body["type"] == "template"))
             .unwrap_or_else(|| panic!("the broadcast never left; relay log:\n{}", s.relay.log()));
     assert_eq!(sent.body["template"]["components"][0]["parameters"][0]["text"], "Rosa", "{:#?}", sent.body);
+    // The node's list of broadcasts follows the delivery the relay reports.
+    wait_for(LONG, || {
+        let list = s.owner.get("/api/v1/whatsapp/broadcasts").ok(200);
+        let b = list.as_array()?.iter().find(|b| b["id"] == "dos-por-uno")?.clone();
+        (b["total"] == 1 && b["queued"] == 0 && b["sent"] == 1).then_some(())
+    })
+    .unwrap_or_else(|| {
+        panic!("the broadcast's delivery never reached the node: {}", s.owner.get("/api/v1/whatsapp/broadcasts").json())
+    });
     // Sent again (a retry): nobody gets it twice.
     let again = s.owner.post("/api/v1/whatsapp/broadcasts", &body).ok(200);
     assert_eq!((again["queued"].as_u64(), again["already"].as_u64()), (Some(0), Some(1)), "{again}");

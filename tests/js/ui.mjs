@@ -668,6 +668,8 @@ await step("a_whatsapp_broadcast_to_a_tag", async () => {
   await form.getByRole("button", { name: "Send to the tag" }).click();
   await page.locator("#broadcast-report", { hasText: "Queued for 1 customers" }).waitFor();
   await page.locator('#broadcast-report li[data-reason="opted_out"]', { hasText: "Nora Sin Promos" }).waitFor();
+  // The list of broadcasts sent shows it.
+  await page.locator("#broadcasts tbody tr", { hasText: "bienvenida" }).waitFor();
 });
 
 await step("a_product_is_archived_from_its_page", async () => {

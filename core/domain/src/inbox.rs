@@ -368,6 +368,30 @@ pub struct BroadcastReport {
     pub skipped: Vec<BroadcastSkip>,
 }
 
+/// A broadcast sent before, with how its messages went (GET /api/v1/whatsapp/broadcasts).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct BroadcastSummary {
+    /// Its id.
+    pub id: String,
+    /// The template sent.
+    pub template: String,
+    /// When it was sent (its first message; Unix ms).
+    pub at: i64,
+    /// Its messages.
+    pub total: u32,
+    /// Not yet handed to WhatsApp.
+    pub queued: u32,
+    /// Accepted by WhatsApp, not yet delivered.
+    pub sent: u32,
+    /// On the customer's phone, not read.
+    pub delivered: u32,
+    /// Read.
+    pub read: u32,
+    /// Not delivered.
+    pub failed: u32,
+}
+
 /// A customer a broadcast left out.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[cfg_attr(feature = "openapi", derive(ToSchema))]

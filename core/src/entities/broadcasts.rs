@@ -6,9 +6,9 @@
 
 use dashoffice_domain::{
     FieldError, FieldErrors, Permission,
-    inbox::{BroadcastReport, BroadcastSkip, SendBroadcast, SendMessage},
+    inbox::{BroadcastReport, BroadcastSkip, BroadcastSummary, MessageStatus, SendBroadcast, SendMessage},
 };
-use rusqlite::params;
+use rusqlite::{Connection, params};
 
 use super::{inbox, new_id, org};
 use crate::{Caller, error::Result, writer::WriteCtx};
@@ -133,6 +133,48 @@ pub fn send(ctx: &mut WriteCtx<'_>, caller: &Caller, b: SendBroadcast) -> Result
         tracing::info!(broadcast = %id, tag = %tag, queued = report.queued, skipped = report.skipped.len(), "WhatsApp broadcast queued");
     }
     Ok(report)
+}
+
+/// The latest 50 broadcasts the caller may see (their branch's messages when they have one),
+/// newest first, with how their messages went.
+pub fn list(conn: &Connection, caller: &Caller) -> Result<Vec<BroadcastSummary>> {
+    caller.require(Permission::ManageBots)?;
+    let mut st = conn.prepare_cached(
+        "SELECT id, status, payload, at FROM messages
+         WHERE id >= 'broadcast.' AND id < 'broadcast/' AND shop_id = ?1 AND (?2 IS NULL OR branch_id = ?2)",
+    )?;
+    let rows = st.query_map(params![caller.shop_id, caller.branch_id], |r| {
+        Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?, r.get::<_, i64>(3)?))
+    })?;
+    let mut by_id: std::collections::HashMap<String, BroadcastSummary> = std::collections::HashMap::new();
+    for row in rows {
+        let (mid, status, payload, at) = row?;
+        // broadcast.{id}.{customer}: the id has no dots.
+        let Some(id) = mid.strip_prefix("broadcast.").and_then(|rest| rest.split('.').next()) else { continue };
+        let b = by_id.entry(id.to_string()).or_insert_with(|| BroadcastSummary {
+            id: id.to_string(),
+            at,
+            template: serde_json::from_str::<serde_json::Value>(&payload)
+                .ok()
+                .and_then(|p| p["template"].as_str().map(str::to_string))
+                .unwrap_or_default(),
+            ..Default::default()
+        });
+        b.at = b.at.min(at);
+        b.total += 1;
+        match MessageStatus::parse(&status) {
+            Some(MessageStatus::Queued | MessageStatus::Sending) | None => b.queued += 1,
+            Some(MessageStatus::Sent) => b.sent += 1,
+            Some(MessageStatus::Delivered) => b.delivered += 1,
+            Some(MessageStatus::Read) => b.read += 1,
+            Some(MessageStatus::Failed) => b.failed += 1,
+            Some(_) => b.sent += 1,
+        }
+    }
+    let mut out: Vec<BroadcastSummary> = by_id.into_values().collect();
+    out.sort_by(|a, b| b.at.cmp(&a.at).then_with(|| a.id.cmp(&b.id)));
+    out.truncate(50);
+    Ok(out)
 }
 
 /// What a customer's WhatsApp message asks of the shop's promotions, when it is one of the usual

@@ -989,6 +989,14 @@ fn a_broadcast_sends_a_template_to_a_tag_once_and_leaves_out_who_opted_out_or_ca
     let again = send(&caller, promo()).unwrap();
     assert_eq!((again.queued, again.already, again.skipped.len()), (0, 2, 2));
     assert_eq!(count("SELECT count(*) FROM messages WHERE id LIKE 'broadcast.%'"), 2);
+    // The list of broadcasts: this one, its two messages waiting for the relay.
+    let c = caller.clone();
+    let list = r.read(move |conn| broadcasts::list(conn, &c)).unwrap();
+    assert_eq!(list.len(), 1, "{list:?}");
+    let b = &list[0];
+    assert_eq!((b.id.as_str(), b.template.as_str(), b.total, b.queued, b.sent), ("navidad-2026", "promo", 2, 2, 0));
+    let s2 = seller.clone();
+    assert!(r.read(move |conn| broadcasts::list(conn, &s2)).is_err(), "a seller sees no broadcasts");
 
     let other = &nodes[1].replica;
     push_all(r, other);

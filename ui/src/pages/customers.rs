@@ -4,7 +4,7 @@ use dashoffice_domain::{
     api::{
         CreateCustomer, CustomerView, MergeCustomers, OrderView, Page, StartConversation, TicketView, UpdateCustomer,
     },
-    inbox::{BroadcastReport, ConversationView, SendBroadcast, TemplateView},
+    inbox::{BroadcastReport, BroadcastSummary, ConversationView, SendBroadcast, TemplateView},
 };
 use leptos::{prelude::*, task::spawn_local};
 use leptos_router::{components::A, hooks::use_navigate};
@@ -93,6 +93,11 @@ fn Broadcast() -> impl IntoView {
     let busy = RwSignal::new(false);
     let report = RwSignal::new(None::<BroadcastReport>);
     let templates = loader(move || async move { api::get::<Vec<TemplateView>>("/api/v1/whatsapp/templates").await });
+    // The broadcasts sent before, following their messages' delivery.
+    let past = loader(move || {
+        watch(&["messages"]);
+        async move { api::get::<Vec<BroadcastSummary>>("/api/v1/whatsapp/broadcasts").await }
+    });
     // The first template is chosen until another is.
     Effect::new(move |_| {
         if let Load::Ready(list) = templates.get()
@@ -181,6 +186,29 @@ fn Broadcast() -> impl IntoView {
             <FormError err=err fields=&["tag", "template", "params"]/>
             <button class="btn primary" type="submit" disabled=move || busy.get()>{t("broadcast_send")}</button>
             {outcome}
+            {show(past, |list: Vec<BroadcastSummary>| {
+                (!list.is_empty()).then(|| {
+                    let rows = list
+                        .into_iter()
+                        .map(|b| view! {
+                            <tr data-id=b.id.clone()>
+                                <td>{when(b.at)}</td><td>{b.template.clone()}</td><td class="num">{b.total}</td>
+                                <td class="num">{b.queued}</td><td class="num">{b.sent}</td><td class="num">{b.delivered}</td>
+                                <td class="num">{b.read}</td><td class="num">{b.failed}</td>
+                            </tr>
+                        })
+                        .collect_view();
+                    view! {
+                        <h3>{t("broadcasts_sent")}</h3>
+                        <div class="table-wrap"><table class="table" id="broadcasts">
+                            <thead><tr><th>{t("broadcast_when")}</th><th>{t("template")}</th><th>{t("broadcast_total")}</th>
+                                <th>{t("msg_queued")}</th><th>{t("msg_sent")}</th><th>{t("msg_delivered")}</th>
+                                <th>{t("msg_read")}</th><th>{t("msg_failed")}</th></tr></thead>
+                            <tbody>{rows}</tbody>
+                        </table></div>
+                    }
+                })
+            })}
         </form>
     }
 }

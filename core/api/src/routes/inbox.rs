@@ -14,8 +14,8 @@ use dashoffice_domain::{
     FieldError,
     api::Page,
     inbox::{
-        BroadcastReport, CannedResponse, ConversationParams, ConversationThread, ConversationView, MessageView,
-        SendBroadcast, SendMessage, SendOrderDocument, ShiftView, TemplateView, UpdateConversation,
+        BroadcastReport, BroadcastSummary, CannedResponse, ConversationParams, ConversationThread, ConversationView,
+        MessageView, SendBroadcast, SendMessage, SendOrderDocument, ShiftView, TemplateView, UpdateConversation,
     },
 };
 use serde::{Deserialize, Serialize};
@@ -153,6 +153,17 @@ fn check_key(field: &str, v: &str) -> Result<(), FieldError> {
         return Err(FieldError::new(field, "format", "1 to 64 letters, digits, - or _"));
     }
     Ok(())
+}
+
+/// The latest 50 broadcasts (of the caller's branch when they have one), newest first, with how
+/// their messages went.
+#[utoipa::path(get, path = "/api/v1/whatsapp/broadcasts", tag = "inbox", security(("bearer" = [])),
+    responses((status = 200, body = Vec<BroadcastSummary>), Errors))]
+pub(crate) async fn list_broadcasts(
+    State(s): State<AppState>,
+    Auth(c): Auth,
+) -> ApiResult<Json<Vec<BroadcastSummary>>> {
+    Ok(Json(s.read(move |conn| broadcasts::list(conn, &c)).await?))
 }
 
 /// Sends an approved template to every customer with a tag (customers tagged `no-promos` and those
