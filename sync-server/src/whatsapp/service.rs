@@ -364,18 +364,16 @@ async fn until_allowed(limiter: &DefaultKeyedRateLimiter<String>, key: &String) 
 /// until this returns, when it was not sent).
 async fn send_one(wa: &Arc<WhatsApp>, svc: &Arc<ShopService>, o: Outgoing, attempts: i64, sending: InFlight) {
     let id = o.message.id.clone();
-    let number = match number_for(wa, &svc.shop, &o) {
-        Ok(n) => n,
-        Err(e) => {
-            fail(wa, svc, &o, &e).await;
-            return;
-        }
-    };
-    until_allowed(&svc.per_number, &number.phone_number_id).await;
-    until_allowed(&svc.per_customer, &o.to).await;
     let t = std::time::Instant::now();
-    let result = match with_order_document(wa, svc, &number, &o.message).await {
-        Ok(message) => wa.graph.send(&number, &o.to, &message).await,
+    let result = match number_for(wa, &svc.shop, &o) {
+        Ok(number) => {
+            until_allowed(&svc.per_number, &number.phone_number_id).await;
+            until_allowed(&svc.per_customer, &o.to).await;
+            match with_order_document(wa, svc, &number, &o.message).await {
+                Ok(message) => wa.graph.send(&number, &o.to, &message).await,
+                Err(e) => Err(e),
+            }
+        }
         Err(e) => Err(e),
     };
     metrics::histogram!("dashoffice_whatsapp_send_seconds").record(t.elapsed().as_secs_f64());
@@ -561,22 +559,26 @@ async fn mark_sent(replica: &Replica, items: Vec<(DocId, String, String)>) -> da
 
 /// The shop's number message `o` goes from: its conversation's, or, in a conversation the shop
 /// started (none named yet), the shop's number for the conversation's branch, else its number for
-/// no particular branch, else its first. An error says why there is none.
-fn number_for(wa: &WhatsApp, shop: &str, o: &Outgoing) -> Result<super::store::Number, String> {
+/// no particular branch, else its first. An error says why there is none (refused), or that the
+/// relay's store could not be read (retried).
+fn number_for(wa: &WhatsApp, shop: &str, o: &Outgoing) -> Result<super::store::Number, SendError> {
+    let unreadable = |e: super::store::WaStoreError| SendError::Retry(format!("reading the shop's numbers: {e}"));
     if !o.phone_number_id.is_empty() {
-        return match wa.store.number(&o.phone_number_id) {
-            Ok(Some(n)) if n.shop_id == shop => Ok(n),
-            _ => Err(format!("the number {} is not connected to this shop", o.phone_number_id)),
+        return match wa.store.number(&o.phone_number_id).map_err(unreadable)? {
+            Some(n) if n.shop_id == shop => Ok(n),
+            _ => Err(SendError::Refused(format!("the number {} is not connected to this shop", o.phone_number_id))),
         };
     }
     let mine: Vec<super::store::Number> =
-        wa.store.numbers().unwrap_or_default().into_iter().filter(|n| n.shop_id == shop).collect();
+        wa.store.numbers().map_err(unreadable)?.into_iter().filter(|n| n.shop_id == shop).collect();
     let rank = |n: &super::store::Number| match n.branch_id.as_deref() {
         Some(b) if b == o.branch_id => 0,
         None => 1,
         Some(_) => 2,
     };
-    mine.into_iter().min_by_key(rank).ok_or_else(|| "the shop has no WhatsApp number connected".to_string())
+    mine.into_iter()
+        .min_by_key(rank)
+        .ok_or_else(|| SendError::Refused("the shop has no WhatsApp number connected".to_string()))
 }
 
 async fn fail(wa: &Arc<WhatsApp>, svc: &Arc<ShopService>, o: &Outgoing, error: &str) {
