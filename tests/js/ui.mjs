@@ -662,7 +662,7 @@ await step("a_whatsapp_broadcast_to_a_tag", async () => {
   await form.getByRole("button", { name: "Send to the tag" }).click();
   await page.locator("#f-tag-err:not(:empty)").waitFor();
   await form.locator("#f-tag").fill("promo-ui");
-  await form.locator("#f-template").selectOption("bienvenida");
+  await form.locator("#f-template").selectOption("bienvenida|es_MX");
   await form.locator("#f-params").fill("{name} | Pedro");
   page.once("dialog", (d) => d.accept());
   await form.getByRole("button", { name: "Send to the tag" }).click();

@@ -341,7 +341,10 @@ pub struct SendBroadcast {
     pub tag: String,
     /// The approved template.
     pub template: String,
-    /// Its parameters, in order; `{name}` in one is the customer's name.
+    /// Its language, when the shop has the template in several.
+    #[serde(default)]
+    pub language: Option<String>,
+    /// Its parameters, in order; `{name}` in one is the customer's first name.
     #[serde(default)]
     pub params: Vec<String>,
     /// Where conversations are opened for customers who never wrote (default: the caller's
@@ -400,7 +403,9 @@ pub struct BroadcastSkip {
     pub customer_id: String,
     /// Their name.
     pub name: String,
-    /// `opted_out` (tagged `no-promos`) or `no_whatsapp` (no WhatsApp number or phone).
+    /// `opted_out` (tagged `no-promos`), `no_whatsapp` (no WhatsApp number or phone),
+    /// `duplicate_number` (their phone is another customer's WhatsApp number: merge them) or
+    /// `refused` (the log says why).
     pub reason: String,
 }
 

@@ -46,6 +46,8 @@ pub fn send(ctx: &mut WriteCtx<'_>, caller: &Caller, b: SendBroadcast) -> Result
     };
     if b.params.iter().any(|p| p.chars().count() > 1000) {
         e.push(FieldError::new("params", "max_length", "at most 1000 characters each"));
+    } else if b.params.iter().any(|p| p.trim().is_empty()) {
+        e.push(FieldError::new("params", "required", "WhatsApp refuses an empty parameter"));
     }
     let branch = match b.branch_id.as_deref().filter(|b| !b.is_empty()) {
         Some(given) if caller.branch_id.as_deref().is_some_and(|mine| mine != given) => {
@@ -61,11 +63,13 @@ pub fn send(ctx: &mut WriteCtx<'_>, caller: &Caller, b: SendBroadcast) -> Result
         },
         None => match caller.branch_id.clone() {
             Some(mine) => mine,
-            None => org::list_branches(ctx.conn(), &caller.shop_id, false)?
-                .into_iter()
-                .next()
-                .map(|b| b.id)
-                .unwrap_or_default(),
+            None => match org::list_branches(ctx.conn(), &caller.shop_id, false)?.into_iter().next() {
+                Some(b) => b.id,
+                None => {
+                    e.push(FieldError::new("branch_id", "required", "the shop has no branch yet"));
+                    String::new()
+                }
+            },
         },
     };
     e.finish()?;
@@ -74,10 +78,11 @@ pub fn send(ctx: &mut WriteCtx<'_>, caller: &Caller, b: SendBroadcast) -> Result
     let template = SendMessage {
         kind: Some("template".into()),
         template: Some(b.template.clone()),
+        language: b.language.clone().filter(|l| !l.is_empty()),
         params: b.params.clone(),
         ..Default::default()
     };
-    inbox::check_template(ctx.conn(), &caller.shop_id, &template)?;
+    let template_language = inbox::check_template(ctx.conn(), &caller.shop_id, &template)?;
     let audience: Vec<(String, String, bool)> = ctx
         .conn()
         .prepare_cached(
@@ -114,12 +119,33 @@ pub fn send(ctx: &mut WriteCtx<'_>, caller: &Caller, b: SendBroadcast) -> Result
             report.skipped.push(skip("no_whatsapp"));
             continue;
         }
-        let scope = Caller { branch_id: Some(branch.clone()), ..caller.clone() };
-        let conversation = match inbox::order_conversation(ctx.conn(), &scope, &customer)? {
+        // Their latest conversation (the number they know), else a new one in `branch`. One
+        // customer's trouble (their phone is another customer's WhatsApp number) leaves them out,
+        // not the rest.
+        let conversation = match inbox::order_conversation(ctx.conn(), caller, &customer)? {
             Some(c) => c,
-            None => inbox::open_for_bot(ctx, &caller.shop_id, &branch, &customer)?,
+            None => match inbox::open_for_bot(ctx, &caller.shop_id, &branch, &customer) {
+                Ok(c) => c,
+                Err(e) if e.is_rule() => {
+                    tracing::warn!(customer = %customer, error = %e, "a broadcast leaves a customer out");
+                    let reason = if e.to_string().contains("already has the WhatsApp number") {
+                        "duplicate_number"
+                    } else {
+                        "refused"
+                    };
+                    report.skipped.push(skip(reason));
+                    continue;
+                }
+                Err(e) => return Err(e),
+            },
         };
-        let first = name.split_whitespace().next().unwrap_or_default().to_string();
+        // A customer named by their number (never gave a name) is greeted without it.
+        let first = match name.split_whitespace().next().unwrap_or_default() {
+            n if n.is_empty() || n.starts_with('+') || n.chars().all(|c| c.is_ascii_digit()) => {
+                if template_language.starts_with("en") { "there" } else { "cliente" }.to_string()
+            }
+            n => n.to_string(),
+        };
         let params: Vec<String> = b
             .params
             .iter()
@@ -133,6 +159,23 @@ pub fn send(ctx: &mut WriteCtx<'_>, caller: &Caller, b: SendBroadcast) -> Result
         tracing::info!(broadcast = %id, tag = %tag, queued = report.queued, skipped = report.skipped.len(), "WhatsApp broadcast queued");
     }
     Ok(report)
+}
+
+/// Whether the customer of conversation `conversation` asked for no promotions (the relay checks
+/// it again when it sends a broadcast's message: the tag may have come after the broadcast was
+/// written, on another replica).
+pub fn opted_out(conn: &Connection, conversation: &str) -> Result<bool> {
+    Ok(conn
+        .prepare_cached(
+            "SELECT EXISTS (SELECT 1 FROM conversations v JOIN customers c ON c.id = v.customer_id, json_each(c.tags) t
+                            WHERE v.id = ?1 AND t.value = ?2)",
+        )?
+        .query_row(params![conversation, OPT_OUT_TAG], |r| r.get(0))?)
+}
+
+/// Whether message `id` is a broadcast's.
+pub fn is_broadcast(id: &str) -> bool {
+    id.starts_with("broadcast.")
 }
 
 /// The latest 50 broadcasts the caller may see (their branch's messages when they have one),

@@ -855,10 +855,12 @@ pub(crate) fn templates(conn: &Connection, shop: &str) -> Result<Vec<TemplateVie
 
 /// The stored text and payload of a reply: a template is checked against the approved ones (its
 /// text becomes the filled-in body), buttons, lists and media keep what WhatsApp needs.
-/// Checks template message `m` (an approved template, its number of parameters) without writing.
-pub(crate) fn check_template(conn: &Connection, shop: &str, m: &SendMessage) -> Result<()> {
+/// Checks template message `m` (an approved template, its number of parameters) without writing;
+/// the template's language.
+pub(crate) fn check_template(conn: &Connection, shop: &str, m: &SendMessage) -> Result<String> {
     validate_send(m)?;
-    reply_content(conn, shop, m, "template").map(|_| ())
+    let (_, payload) = reply_content(conn, shop, m, "template")?;
+    Ok(payload["language"].as_str().unwrap_or_default().to_string())
 }
 
 fn reply_content(conn: &Connection, shop: &str, m: &SendMessage, kind: &str) -> Result<(String, serde_json::Value)> {
@@ -1744,20 +1746,29 @@ pub struct Outgoing {
     pub branch_id: String,
 }
 
-/// Outbound messages in state queued, oldest first.
+/// Outbound messages in state queued, oldest first; a broadcast's after every other (a bot's or a
+/// person's reply does not wait behind thousands of promotions sharing the number's rate).
 pub fn queued(conn: &Connection, shop: &str, limit: u32) -> Result<Vec<Outgoing>> {
-    let mut stmt = conn.prepare_cached(&format!(
-        "SELECT {cols}, m.doc_id, c.wa_id, c.phone_number_id, c.branch_id FROM messages m JOIN conversations c ON c.id = m.conversation_id
-         WHERE m.shop_id = ?1 AND m.direction = 'out' AND m.status = 'queued' ORDER BY m.at, m.id LIMIT ?2",
-        cols = MSG_COLS.split(", ").map(|c| format!("m.{c}")).collect::<Vec<_>>().join(", ")
-    ))?;
-    let rows = stmt.query_map(params![shop, limit], |r| {
-        Ok((msg_row(r)?, r.get::<_, String>(13)?, r.get::<_, String>(14)?, r.get::<_, String>(15)?, r.get(16)?))
-    })?;
     let mut out = Vec::new();
-    for r in rows {
-        let (message, d, to, phone_number_id, branch_id) = r?;
-        out.push(Outgoing { message, doc_id: DocId::parse(&d)?, to, phone_number_id, branch_id });
+    for broadcasts in [false, true] {
+        let room = limit.saturating_sub(u32::try_from(out.len()).unwrap_or(u32::MAX));
+        if room == 0 {
+            break;
+        }
+        let mut stmt = conn.prepare_cached(&format!(
+            "SELECT {cols}, m.doc_id, c.wa_id, c.phone_number_id, c.branch_id FROM messages m JOIN conversations c ON c.id = m.conversation_id
+             WHERE m.shop_id = ?1 AND m.direction = 'out' AND m.status = 'queued'
+               AND (m.id >= 'broadcast.' AND m.id < 'broadcast/') = ?3
+             ORDER BY m.at, m.id LIMIT ?2",
+            cols = MSG_COLS.split(", ").map(|c| format!("m.{c}")).collect::<Vec<_>>().join(", ")
+        ))?;
+        let rows = stmt.query_map(params![shop, room, broadcasts], |r| {
+            Ok((msg_row(r)?, r.get::<_, String>(13)?, r.get::<_, String>(14)?, r.get::<_, String>(15)?, r.get(16)?))
+        })?;
+        for r in rows {
+            let (message, d, to, phone_number_id, branch_id) = r?;
+            out.push(Outgoing { message, doc_id: DocId::parse(&d)?, to, phone_number_id, branch_id });
+        }
     }
     Ok(out)
 }

@@ -916,6 +916,10 @@ fn a_broadcast_sends_a_template_to_a_tag_once_and_leaves_out_who_opted_out_or_ca
                 ("Carla Díaz", Some("+52 55 4444 5555"), vec!["vip", "no-promos"]),
                 ("Dora Sin Teléfono", None, vec!["VIP"]),
                 ("Elena Otra", Some("+52 55 6666 7777"), vec!["mayoreo"]),
+                // Named by her number: greeted without it.
+                ("+525544443333", Some("+52 55 4444 3333"), vec!["vip"]),
+                // His phone is Gabriel's WhatsApp number: left out until they are merged.
+                ("Hugo Duplicado", Some("+52 55 9876 5432"), vec!["vip"]),
             ] {
                 let input = CreateCustomer {
                     name: name.into(),
@@ -925,6 +929,13 @@ fn a_broadcast_sends_a_template_to_a_tag_once_and_leaves_out_who_opted_out_or_ca
                 };
                 ids.push(customers::create(ctx, &c, input)?.id);
             }
+            let gabriel = CreateCustomer {
+                name: "Gabriel Número".into(),
+                wa_id: Some("525598765432".into()),
+                tags: vec!["vip".into()],
+                ..Default::default()
+            };
+            ids.push(customers::create(ctx, &c, gabriel)?.id);
             Ok(ids)
         })
         .unwrap();
@@ -946,6 +957,7 @@ fn a_broadcast_sends_a_template_to_a_tag_once_and_leaves_out_who_opted_out_or_ca
         (SendBroadcast { tag: "no-promos".into(), ..promo() }, "tag"),
         (SendBroadcast { template: "otra".into(), ..promo() }, "template"),
         (SendBroadcast { params: vec![], ..promo() }, "params"),
+        (SendBroadcast { params: vec!["  ".into()], ..promo() }, "params"),
         (SendBroadcast { id: Some("no vale!".into()), ..promo() }, "id"),
         (SendBroadcast { branch_id: Some("nope".into()), ..promo() }, "branch_id"),
     ] {
@@ -960,9 +972,12 @@ fn a_broadcast_sends_a_template_to_a_tag_once_and_leaves_out_who_opted_out_or_ca
     // Ana (in her conversation) and Beatriz (in a new one, the bot's) get it, with their names;
     // Carla asked for no promotions; Dora has no number; Elena has another tag.
     let report = send(&caller, promo()).unwrap();
-    assert_eq!((report.id.as_str(), report.queued, report.already), ("navidad-2026", 2, 0));
+    assert_eq!((report.id.as_str(), report.queued, report.already), ("navidad-2026", 4, 0));
     let skipped: Vec<(&str, &str)> = report.skipped.iter().map(|s| (s.name.as_str(), s.reason.as_str())).collect();
-    assert_eq!(skipped, [("Carla Díaz", "opted_out"), ("Dora Sin Teléfono", "no_whatsapp")]);
+    assert_eq!(
+        skipped,
+        [("Carla Díaz", "opted_out"), ("Dora Sin Teléfono", "no_whatsapp"), ("Hugo Duplicado", "duplicate_number")]
+    );
     let s = shop.clone();
     let out = r.read(move |c| inbox::queued(c, &s, 50)).unwrap();
     let sent: Vec<(String, String, String)> = out
@@ -970,7 +985,8 @@ fn a_broadcast_sends_a_template_to_a_tag_once_and_leaves_out_who_opted_out_or_ca
         .filter(|o| o.message.id.starts_with("broadcast.navidad-2026."))
         .map(|o| (o.to.clone(), o.message.text.clone(), o.message.conversation_id.clone()))
         .collect();
-    assert_eq!(sent.len(), 2, "{sent:?}");
+    assert_eq!(sent.len(), 4, "{sent:?}");
+    assert!(sent.iter().any(|(to, text, _)| to == "525544443333" && text == "Hola cliente: 20% en tazas"), "{sent:?}");
     assert!(sent.contains(&(
         "5215511112222".into(),
         "Hola Ana: 20% en tazas".into(),
@@ -987,14 +1003,23 @@ fn a_broadcast_sends_a_template_to_a_tag_once_and_leaves_out_who_opted_out_or_ca
 
     // The same broadcast again sends nothing twice.
     let again = send(&caller, promo()).unwrap();
-    assert_eq!((again.queued, again.already, again.skipped.len()), (0, 2, 2));
-    assert_eq!(count("SELECT count(*) FROM messages WHERE id LIKE 'broadcast.%'"), 2);
+    assert_eq!((again.queued, again.already, again.skipped.len()), (0, 4, 3));
+    assert_eq!(count("SELECT count(*) FROM messages WHERE id LIKE 'broadcast.%'"), 4);
     // The list of broadcasts: this one, its two messages waiting for the relay.
     let c = caller.clone();
     let list = r.read(move |conn| broadcasts::list(conn, &c)).unwrap();
     assert_eq!(list.len(), 1, "{list:?}");
     let b = &list[0];
-    assert_eq!((b.id.as_str(), b.template.as_str(), b.total, b.queued, b.sent), ("navidad-2026", "promo", 2, 2, 0));
+    assert_eq!((b.id.as_str(), b.template.as_str(), b.total, b.queued, b.sent), ("navidad-2026", "promo", 4, 4, 0));
+    // A bot's reply written after the broadcast still goes out first.
+    let (late, _) =
+        answer(r, &shop, &branch, inbound("wamid.b9", "¿precio?", next_at(&clock)), vec![text("Cuesta 10")], ("", 0, false));
+    let s = shop.clone();
+    let first = r.read(move |c| inbox::queued(c, &s, 3)).unwrap();
+    let texts: Vec<&str> = first.iter().map(|o| o.message.text.as_str()).collect();
+    assert_eq!(texts[..2], ["¡Hola!", "Cuesta 10"], "the replies (oldest first), then the broadcast");
+    assert_eq!(first[1].message.conversation_id, late.received.conversation_id);
+    assert!(first[2].message.id.starts_with("broadcast."));
     let s2 = seller.clone();
     assert!(r.read(move |conn| broadcasts::list(conn, &s2)).is_err(), "a seller sees no broadcasts");
 

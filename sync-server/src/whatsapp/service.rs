@@ -364,6 +364,19 @@ async fn until_allowed(limiter: &DefaultKeyedRateLimiter<String>, key: &String) 
 /// until this returns, when it was not sent).
 async fn send_one(wa: &Arc<WhatsApp>, svc: &Arc<ShopService>, o: Outgoing, attempts: i64, sending: InFlight) {
     let id = o.message.id.clone();
+    // A promotion to a customer who asked for none since it was written (on another replica,
+    // say) does not go.
+    if dashoffice_core::entities::broadcasts::is_broadcast(&id) {
+        let (replica, conv) = (svc.replica.clone(), o.message.conversation_id.clone());
+        let out = tokio::task::spawn_blocking(move || {
+            replica.read(|c| dashoffice_core::entities::broadcasts::opted_out(c, &conv))
+        })
+        .await;
+        if matches!(out, Ok(Ok(true))) {
+            fail(wa, svc, &o, "the customer asked for no promotions (no-promos)").await;
+            return;
+        }
+    }
     let t = std::time::Instant::now();
     let result = match number_for(wa, &svc.shop, &o) {
         Ok(number) => {

@@ -104,7 +104,7 @@ fn Broadcast() -> impl IntoView {
             && template.get_untracked().is_empty()
             && let Some(first) = list.first()
         {
-            template.set(first.name.clone());
+            template.set(format!("{}|{}", first.name, first.language));
         }
     });
     // One id per form: pressing Send again after a failure never sends anyone a second message.
@@ -117,7 +117,9 @@ fn Broadcast() -> impl IntoView {
         }
         let body = SendBroadcast {
             tag: tag.get_untracked(),
-            template: template.get_untracked(),
+            // The option's value is "name|language" (a template may exist in several).
+            template: template.get_untracked().split('|').next().unwrap_or_default().to_string(),
+            language: template.get_untracked().split('|').nth(1).map(str::to_string),
             params: params
                 .get_untracked()
                 .split('|')
@@ -144,12 +146,14 @@ fn Broadcast() -> impl IntoView {
     };
     let options = move || {
         templates.with(|l| {
-            l.ready()
-                .map(|list| {
-                    list.iter()
-                        .map(|tp| view! { <option value=tp.name.clone()>{format!("{} ({}) — {}", tp.name, tp.language, tp.body)}</option> })
-                        .collect_view()
-                })
+            l.ready().map(|list| {
+                list.iter()
+                    .map(|tp| {
+                        let value = format!("{}|{}", tp.name, tp.language);
+                        view! { <option value=value>{format!("{} ({}) — {}", tp.name, tp.language, tp.body)}</option> }
+                    })
+                    .collect_view()
+            })
         })
     };
     let outcome = move || {
@@ -183,7 +187,7 @@ fn Broadcast() -> impl IntoView {
                 </label>
                 <Field label=t("template_params") name="params" value=params err=err placeholder="{name} | 20%"/>
             </div>
-            <FormError err=err fields=&["tag", "template", "params"]/>
+            <FormError err=err fields=&["tag", "params"]/>
             <button class="btn primary" type="submit" disabled=move || busy.get()>{t("broadcast_send")}</button>
             {outcome}
             {show(past, |list: Vec<BroadcastSummary>| {
