@@ -1012,8 +1012,14 @@ fn a_broadcast_sends_a_template_to_a_tag_once_and_leaves_out_who_opted_out_or_ca
     let b = &list[0];
     assert_eq!((b.id.as_str(), b.template.as_str(), b.total, b.queued, b.sent), ("navidad-2026", "promo", 4, 4, 0));
     // A bot's reply written after the broadcast still goes out first.
-    let (late, _) =
-        answer(r, &shop, &branch, inbound("wamid.b9", "¿precio?", next_at(&clock)), vec![text("Cuesta 10")], ("", 0, false));
+    let (late, _) = answer(
+        r,
+        &shop,
+        &branch,
+        inbound("wamid.b9", "¿precio?", next_at(&clock)),
+        vec![text("Cuesta 10")],
+        ("", 0, false),
+    );
     let s = shop.clone();
     let first = r.read(move |c| inbox::queued(c, &s, 3)).unwrap();
     let texts: Vec<&str> = first.iter().map(|o| o.message.text.as_str()).collect();
