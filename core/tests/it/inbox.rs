@@ -1029,6 +1029,18 @@ fn a_broadcast_sends_a_template_to_a_tag_once_and_leaves_out_who_opted_out_or_ca
     let s2 = seller.clone();
     assert!(r.read(move |conn| broadcasts::list(conn, &s2)).is_err(), "a seller sees no broadcasts");
 
+    // Beatriz writes BAJA after the broadcast was written: the relay's check before each send
+    // sees her tag (and the bot's words for it are there).
+    let beatriz_conv = beatriz.2.clone();
+    let bc = beatriz_conv.clone();
+    assert!(!r.read(move |c| broadcasts::opted_out(c, &bc)).unwrap());
+    let (s, id) = (shop.clone(), ids[0].clone());
+    assert!(r.write_blocking(move |ctx| broadcasts::set_promotions(ctx, &s, &id, true)).unwrap());
+    let bc = beatriz_conv.clone();
+    assert!(r.read(move |c| broadcasts::opted_out(c, &bc)).unwrap());
+    let (s, id) = (shop.clone(), ids[0].clone());
+    assert!(!r.write_blocking(move |ctx| broadcasts::set_promotions(ctx, &s, &id, true)).unwrap(), "already out");
+
     let other = &nodes[1].replica;
     push_all(r, other);
     assert_eq!(message_rows(other), message_rows(r));
