@@ -45,7 +45,8 @@ pub type Progress = Arc<dyn Fn(u64, u64) + Send + Sync>;
 pub const PRODUCT_COLUMNS: [&str; 8] =
     ["sku", "name", "description", "price", "currency", "tax_rate", "active", "tags"];
 /// Customer CSV header.
-pub const CUSTOMER_COLUMNS: [&str; 8] = ["name", "phone", "email", "tags", "notes", "wa_id", "tax_id", "address"];
+pub const CUSTOMER_COLUMNS: [&str; 9] =
+    ["name", "phone", "email", "tags", "notes", "wa_id", "tax_id", "address", "lang"];
 
 /// Columns of the support tickets export (times in UTC, RFC 3339).
 pub const TICKET_COLUMNS: [&str; 12] = [
@@ -265,7 +266,7 @@ fn update_customer(ctx: &mut crate::WriteCtx<'_>, shop: &str, id: &str, f: &cust
         if !f.notes.is_empty() {
             tx.put(&o, "notes", f.notes.as_str())?;
         }
-        for (k, v) in [("tax_id", &f.tax_id), ("address", &f.address)] {
+        for (k, v) in [("tax_id", &f.tax_id), ("address", &f.address), ("lang", &f.lang)] {
             if !v.is_empty() {
                 tx.put(&o, k, v.as_str())?;
             }
@@ -339,6 +340,7 @@ pub fn import_customers(
             wa_id: opt("wa_id"),
             tax_id: opt("tax_id"),
             address: opt("address"),
+            lang: opt("lang"),
         };
         match customers::validate_create(&input, &shop.phone_region) {
             Ok(f) => {
@@ -401,10 +403,10 @@ pub fn export_products(replica: &Replica, caller: &Caller, out: impl std::io::Wr
 /// Writes every live customer as CSV.
 pub fn export_customers(replica: &Replica, caller: &Caller, out: impl std::io::Write) -> Result<u64> {
     caller.require(Permission::ImportExport)?;
-    let rows: Vec<[String; 8]> = shop_rows(
+    let rows: Vec<[String; 9]> = shop_rows(
         replica,
         caller,
-        "SELECT name, COALESCE(phone, ''), COALESCE(email, ''), tags, notes, COALESCE(wa_id, ''), tax_id, address FROM customers
+        "SELECT name, COALESCE(phone, ''), COALESCE(email, ''), tags, notes, COALESCE(wa_id, ''), tax_id, address, lang FROM customers
          WHERE shop_id = ?1 AND archived = 0 AND merged_into IS NULL ORDER BY name, id",
         |r| {
             let tags: String = r.get(3)?;
@@ -417,6 +419,7 @@ pub fn export_customers(replica: &Replica, caller: &Caller, out: impl std::io::W
                 r.get(5)?,
                 r.get(6)?,
                 r.get(7)?,
+                r.get(8)?,
             ])
         },
     )?;

@@ -666,6 +666,9 @@ pub struct CustomerView {
     pub created_at: i64,
     /// Unix ms.
     pub updated_at: i64,
+    /// The language of their e-mails: `es` or `en`.
+    #[serde(default = "default_lang")]
+    pub lang: String,
 }
 
 /// POST /api/v1/customers
@@ -693,6 +696,9 @@ pub struct CreateCustomer {
     /// Billing address: at most 3 lines of 100 characters.
     #[serde(default)]
     pub address: Option<String>,
+    /// The language of their e-mails: `es` (default) or `en`.
+    #[serde(default)]
+    pub lang: Option<String>,
 }
 
 /// PATCH /api/v1/customers/{id}; an empty string clears phone, email, wa_id, tax_id or address.
@@ -716,6 +722,13 @@ pub struct UpdateCustomer {
     pub tax_id: Option<String>,
     /// New billing address.
     pub address: Option<String>,
+    /// The language of their e-mails: `es` or `en`.
+    #[serde(default)]
+    pub lang: Option<String>,
+}
+
+fn default_lang() -> String {
+    "es".into()
 }
 
 /// POST /api/v1/customers/{id}/merge

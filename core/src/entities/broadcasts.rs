@@ -4,14 +4,20 @@
 //! customer who never wrote), from the bot, and the relay sends them under the number's rate
 //! limit. Customers tagged [`OPT_OUT_TAG`] are left out.
 
+use automerge::transaction::Transactable;
 use dashoffice_domain::{
     FieldError, FieldErrors, Permission,
     inbox::{BroadcastReport, BroadcastSkip, BroadcastSummary, MessageStatus, SendBroadcast, SendMessage},
 };
-use rusqlite::{Connection, params};
+use rusqlite::{Connection, OptionalExtension, params};
 
 use super::{inbox, new_id, org};
-use crate::{Caller, error::Result, writer::WriteCtx};
+use crate::{
+    Caller,
+    doc::{self, DocId},
+    error::{CoreError, Result},
+    writer::WriteCtx,
+};
 
 /// The tag of customers who asked for no promotions.
 pub const OPT_OUT_TAG: &str = "no-promos";
@@ -164,13 +170,34 @@ pub fn send(ctx: &mut WriteCtx<'_>, caller: &Caller, b: SendBroadcast) -> Result
 /// Whether the customer of conversation `conversation` asked for no promotions (the relay checks
 /// it again when it sends a broadcast's message: the tag may have come after the broadcast was
 /// written, on another replica).
+/// Every record of the customer counts: one merged into another, or a second record of the same
+/// WhatsApp number (made by the relay before the first had synced to it).
 pub fn opted_out(conn: &Connection, conversation: &str) -> Result<bool> {
-    Ok(conn
-        .prepare_cached(
-            "SELECT EXISTS (SELECT 1 FROM conversations v JOIN customers c ON c.id = v.customer_id, json_each(c.tags) t
-                            WHERE v.id = ?1 AND t.value = ?2)",
-        )?
-        .query_row(params![conversation, OPT_OUT_TAG], |r| r.get(0))?)
+    let Some((customer, wa_id)): Option<(String, String)> = conn
+        .prepare_cached("SELECT customer_id, wa_id FROM conversations WHERE id = ?1")?
+        .query_row([conversation], |r| Ok((r.get(0)?, r.get(1)?)))
+        .optional()?
+    else {
+        return Ok(false);
+    };
+    let root = inbox::survivor(conn, customer)?;
+    let mut people = inbox::customer_group(conn, &root)?;
+    if !wa_id.is_empty() {
+        let same: Vec<String> = conn
+            .prepare_cached("SELECT id FROM customers WHERE wa_id = ?1")?
+            .query_map([&wa_id], |r| r.get(0))?
+            .collect::<rusqlite::Result<_>>()?;
+        people.extend(same);
+    }
+    let mut tagged = conn.prepare_cached(
+        "SELECT EXISTS (SELECT 1 FROM customers c, json_each(c.tags) t WHERE c.id = ?1 AND t.value = ?2)",
+    )?;
+    for p in people {
+        if tagged.query_row(params![p, OPT_OUT_TAG], |r| r.get::<_, bool>(0))? {
+            return Ok(true);
+        }
+    }
+    Ok(false)
 }
 
 /// Whether message `id` is a broadcast's.
@@ -186,7 +213,7 @@ pub fn list(conn: &Connection, caller: &Caller) -> Result<Vec<BroadcastSummary>>
         "SELECT id, status, payload, at FROM messages
          WHERE id >= 'broadcast.' AND id < 'broadcast/' AND shop_id = ?1 AND (?2 IS NULL OR branch_id = ?2)",
     )?;
-    let rows = st.query_map(params![caller.shop_id, caller.branch_id], |r| {
+    let rows = st.query_map(params![caller.shop_id, caller.branch_limit()], |r| {
         Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?, r.get::<_, i64>(3)?))
     })?;
     let mut by_id: std::collections::HashMap<String, BroadcastSummary> = std::collections::HashMap::new();
@@ -277,18 +304,28 @@ pub fn promotions_reply(stop: bool, lang: &str) -> SendMessage {
 }
 
 /// Tags customer `customer` [`OPT_OUT_TAG`] (`stop`) or takes the tag away; whether it moved.
+/// The customer's own words: written as they are, whatever else their record holds (a record
+/// with the most tags staff may give still takes this one).
 pub fn set_promotions(ctx: &mut WriteCtx<'_>, shop: &str, customer: &str, stop: bool) -> Result<bool> {
     let c = super::customers::get(ctx.conn(), shop, customer)?;
     let has = c.tags.iter().any(|t| t == OPT_OUT_TAG);
     if has == stop {
         return Ok(false);
     }
-    let tags: Vec<String> = match stop {
-        true => c.tags.iter().cloned().chain([OPT_OUT_TAG.to_string()]).collect(),
-        false => c.tags.iter().filter(|t| *t != OPT_OUT_TAG).cloned().collect(),
-    };
-    let set = dashoffice_domain::api::UpdateCustomer { tags: Some(tags), ..Default::default() };
-    super::customers::update(ctx, &inbox::system_caller(shop), customer, set)?;
+    let now = ctx.now();
+    ctx.change(&DocId::customers(shop, customer), &[customer], |tx, _| {
+        let o = doc::record(tx, customer)?.ok_or_else(|| CoreError::not_found("customer", customer))?;
+        let set = match doc::get_obj(tx, &o, "tags") {
+            Some(s) => s,
+            None => tx.put_object(&o, "tags", automerge::ObjType::Map)?,
+        };
+        match stop {
+            true => tx.put(&set, OPT_OUT_TAG, true)?,
+            false => tx.delete(&set, OPT_OUT_TAG)?,
+        }
+        tx.put(&o, "updated_at", now)?;
+        Ok(())
+    })?;
     tracing::info!(customer, stop, "the customer's promotions choice");
     Ok(true)
 }

@@ -32,6 +32,18 @@ pub(crate) struct CustomerFields {
     pub(crate) tax_id: String,
     /// Billing address, "" when none.
     pub(crate) address: String,
+    /// The language of their e-mails ("" = Spanish, the default).
+    pub(crate) lang: String,
+}
+
+/// A customer's e-mail language: one of [`super::staff::LANGS`].
+fn check_lang(l: &str) -> std::result::Result<String, FieldError> {
+    let l = l.trim().to_lowercase();
+    if super::staff::LANGS.contains(&l.as_str()) {
+        Ok(l)
+    } else {
+        Err(FieldError::new("lang", "one_of", "must be one of: es, en"))
+    }
 }
 
 fn check_notes(n: &str) -> std::result::Result<String, FieldError> {
@@ -69,8 +81,10 @@ pub(crate) fn validate_create(
     let wa_id = input.wa_id.as_deref().filter(|p| !p.trim().is_empty()).and_then(|w| e.check(check_wa_id(w)));
     let tax_id = input.tax_id.as_deref().and_then(|t| e.check(normalize_tax_id_in("tax_id", t, region)));
     let address = input.address.as_deref().and_then(|a| e.check(validate_address("address", a)));
+    let lang = input.lang.as_deref().filter(|l| !l.trim().is_empty()).and_then(|l| e.check(check_lang(l)));
     e.finish()?;
     Ok(CustomerFields {
+        lang: lang.filter(|l| l != "es").unwrap_or_default(),
         name: name.unwrap_or_default(),
         phone,
         email,
@@ -95,7 +109,7 @@ pub(crate) fn insert(ctx: &mut WriteCtx<'_>, shop: &str, f: &CustomerFields) -> 
         put_str(tx, &o, "notes", &f.notes)?;
         put_str(tx, &o, "wa_id", f.wa_id.as_deref().unwrap_or(""))?;
         // Written only when given: most customers have neither, and a document holds ~100.
-        for (k, v) in [("tax_id", &f.tax_id), ("address", &f.address)] {
+        for (k, v) in [("tax_id", &f.tax_id), ("address", &f.address), ("lang", &f.lang)] {
             if !v.is_empty() {
                 put_str(tx, &o, k, v)?;
             }
@@ -132,6 +146,7 @@ pub fn update(ctx: &mut WriteCtx<'_>, caller: &Caller, id: &str, input: UpdateCu
     let notes = input.notes.as_deref().and_then(|n| e.check(check_notes(n)));
     let tax_id = input.tax_id.as_deref().and_then(|t| e.check(normalize_tax_id_in("tax_id", t, &region)));
     let address = input.address.as_deref().and_then(|a| e.check(validate_address("address", a)));
+    let lang = input.lang.as_deref().and_then(|l| e.check(check_lang(l)));
     e.finish()?;
     let now = ctx.now();
     ctx.change(&DocId::customers(&caller.shop_id, id), &[id], |tx, _| {
@@ -144,6 +159,7 @@ pub fn update(ctx: &mut WriteCtx<'_>, caller: &Caller, id: &str, input: UpdateCu
             ("notes", &notes),
             ("tax_id", &tax_id),
             ("address", &address),
+            ("lang", &lang),
         ] {
             if let Some(v) = v {
                 put_str(tx, &o, k, v)?;
@@ -252,8 +268,8 @@ pub(crate) fn project(conn: &Connection, doc_id: &DocId, d: &Automerge, id: &str
     let shop = doc_id.scope()?.shop_id;
     conn.prepare_cached(
         "INSERT OR REPLACE INTO customers(id, shop_id, doc_id, name, phone, email, tags, notes, wa_id, merged_into, archived, created_at, updated_at,
-                                          tax_id, address)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
+                                          tax_id, address, lang)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
     )?
     .execute(params![
         id,
@@ -271,13 +287,14 @@ pub(crate) fn project(conn: &Connection, doc_id: &DocId, d: &Automerge, id: &str
         f.i64("updated_at"),
         f.str("tax_id"),
         f.str("address"),
+        Some(f.str("lang")).filter(|l| super::staff::LANGS.contains(&l.as_str())).unwrap_or_else(|| "es".into()),
     ])?;
     Ok(())
 }
 
 const COLS: &str =
     "t.id, t.name, t.phone, t.email, t.tags, t.notes, t.wa_id, t.merged_into, t.archived, t.created_at, t.updated_at,
-    (SELECT json_group_array(m.id) FROM customers m WHERE m.merged_into = t.id), t.tax_id, t.address";
+    (SELECT json_group_array(m.id) FROM customers m WHERE m.merged_into = t.id), t.tax_id, t.address, t.lang";
 
 fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<CustomerView> {
     Ok(CustomerView {
@@ -295,6 +312,7 @@ fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<CustomerView> {
         merged_from: tags_from_json(&r.get::<_, String>(11)?),
         tax_id: r.get(12)?,
         address: r.get(13)?,
+        lang: r.get(14)?,
     })
 }
 

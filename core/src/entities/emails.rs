@@ -99,7 +99,7 @@ pub fn request(
 
 /// After an invoice or a credit note (`document`) was issued on order `order_id`: asks for its
 /// e-mail to the customer when the shop has `email_invoices` on and the customer an address
-/// (in Spanish, marked automatic). Part of the issuing write.
+/// (in the customer's language, marked automatic). Part of the issuing write.
 pub(crate) fn request_automatic(ctx: &mut WriteCtx<'_>, caller: &Caller, order_id: &str, document: &str) -> Result<()> {
     if !org::get_shop(ctx.conn(), &caller.shop_id)?.email_invoices {
         return Ok(());
@@ -113,7 +113,13 @@ pub(crate) fn request_automatic(ctx: &mut WriteCtx<'_>, caller: &Caller, order_i
     if order.emails.len() >= MAX_PER_ORDER {
         return Ok(());
     }
-    write(ctx, caller, order_id, &to, document, "es", "", true)
+    // In the customer's language.
+    let lang: String = ctx
+        .conn()
+        .prepare_cached("SELECT lang FROM customers WHERE id = ?1")?
+        .query_row([&order.customer_id], |r| r.get(0))
+        .unwrap_or_else(|_| "es".into());
+    write(ctx, caller, order_id, &to, document, &lang, "", true)
 }
 
 /// Writes one e-mail request into the order's record.

@@ -442,7 +442,11 @@ pub fn arrive(ctx: &mut WriteCtx<'_>, shop: &str, branch: &str, m: &Inbound) -> 
     // A customer writing again reopens a resolved conversation (to the bot first); a rating does
     // not, but a bad one hands it back to a person.
     let rating = if duplicate { None } else { super::satisfaction::rating_of(m) };
-    let reopens = !duplicate && state == ConversationState::Resolved && rating.is_none();
+    // Nor does asking for no more promotions (or for them again).
+    let reopens = !duplicate
+        && state == ConversationState::Resolved
+        && rating.is_none()
+        && super::broadcasts::promotions_request(m).is_none();
     let to_person = rating == Some(super::satisfaction::Rating::Bad) && state == ConversationState::Resolved;
     if to_person {
         state = ConversationState::Open;
@@ -1030,7 +1034,7 @@ pub fn send_order_document(
 
 /// A customer's record and every record merged with it: from the record that survived the
 /// merges (followed up `merged_into`) down through everything merged into it.
-fn customer_group(conn: &Connection, customer_id: &str) -> Result<Vec<String>> {
+pub(crate) fn customer_group(conn: &Connection, customer_id: &str) -> Result<Vec<String>> {
     customers::identity_ids(conn, &survivor(conn, customer_id.to_string())?)
 }
 

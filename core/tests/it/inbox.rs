@@ -1034,12 +1034,32 @@ fn a_broadcast_sends_a_template_to_a_tag_once_and_leaves_out_who_opted_out_or_ca
     let beatriz_conv = beatriz.2.clone();
     let bc = beatriz_conv.clone();
     assert!(!r.read(move |c| broadcasts::opted_out(c, &bc)).unwrap());
+    // She has as many tags as staff may give: her own word still counts.
+    let (c, id) = (caller.clone(), ids[0].clone());
+    r.write_blocking(move |ctx| {
+        let tags: Vec<String> = (0..19).map(|i| format!("t{i}")).chain(["vip".to_string()]).collect();
+        customers::update(ctx, &c, &id, UpdateCustomer { tags: Some(tags), ..Default::default() })
+    })
+    .unwrap();
     let (s, id) = (shop.clone(), ids[0].clone());
     assert!(r.write_blocking(move |ctx| broadcasts::set_promotions(ctx, &s, &id, true)).unwrap());
     let bc = beatriz_conv.clone();
     assert!(r.read(move |c| broadcasts::opted_out(c, &bc)).unwrap());
     let (s, id) = (shop.clone(), ids[0].clone());
     assert!(!r.write_blocking(move |ctx| broadcasts::set_promotions(ctx, &s, &id, true)).unwrap(), "already out");
+    let (c, id) = (caller.clone(), ids[0].clone());
+    let tags = r.read(move |conn| customers::get(conn, &c.shop_id, &id)).unwrap().tags;
+    assert_eq!(tags.len(), 21, "{tags:?}");
+
+    // BAJA on a resolved conversation leaves it resolved (like a rating), and tags nobody here:
+    // the relay does that (see the e2e test).
+    let (c, conv) = (caller.clone(), ana.received.conversation_id.clone());
+    r.write_blocking(move |ctx| {
+        inbox::update(ctx, &c, &conv, UpdateConversation { state: Some("resolved".into()), ..Default::default() })
+    })
+    .unwrap();
+    let (baja, _) = answer(r, &shop, &branch, inbound("wamid.b10", "BAJA", next_at(&clock)), vec![], ("", 0, false));
+    assert_eq!(baja.received.state, ConversationState::Resolved);
 
     let other = &nodes[1].replica;
     push_all(r, other);

@@ -940,6 +940,19 @@ fn invoices_and_credit_notes_are_emailed_as_issued_when_the_shop_says_so() {
         }
         other => panic!("{other:?}"),
     }
+    // Lucía reads English (a language the e-mails are not written in is refused by name): the
+    // credit note's automatic e-mail is in English.
+    let lucia = head.read(|conn| orders::get(conn, &c, &order)).unwrap().customer_id;
+    let set_lang = |l: &str| {
+        let (c6, l6, l) = (c.clone(), lucia.clone(), l.to_string());
+        head.write_blocking(move |ctx| {
+            let u = dashoffice_core::domain::api::UpdateCustomer { lang: Some(l), ..Default::default() };
+            customers::update(ctx, &c6, &l6, u)
+        })
+    };
+    let bad = set_lang("fr").unwrap_err();
+    assert!(bad.to_string().contains("lang"), "{bad}");
+    assert_eq!(set_lang("en").unwrap().lang, "en");
     // The order is cancelled and its invoice undone: the credit note is e-mailed too.
     let (c3, o3) = (c.clone(), order.clone());
     let credited = head
@@ -949,7 +962,10 @@ fn invoices_and_credit_notes_are_emailed_as_issued_when_the_shop_says_so() {
         })
         .unwrap();
     let last = credited.emails.last().unwrap();
-    assert_eq!((credited.emails.len(), last.document.as_str(), last.automatic), (3, "credit_note", true));
+    assert_eq!(
+        (credited.emails.len(), last.document.as_str(), last.automatic, last.lang.as_str()),
+        (3, "credit_note", true, "en")
+    );
     // Off again: an invoice issued now is not e-mailed.
     let c4 = c.clone();
     head.write_blocking(move |ctx| {

@@ -372,9 +372,15 @@ async fn send_one(wa: &Arc<WhatsApp>, svc: &Arc<ShopService>, o: Outgoing, attem
             replica.read(|c| dashoffice_core::entities::broadcasts::opted_out(c, &conv))
         })
         .await;
-        if matches!(out, Ok(Ok(true))) {
-            fail(wa, svc, &o, "the customer asked for no promotions (no-promos)").await;
-            return;
+        match out {
+            Ok(Ok(false)) => {}
+            Ok(Ok(true)) => {
+                fail(wa, svc, &o, "the customer asked for no promotions (no-promos)").await;
+                return;
+            }
+            // Not known now: tried again later rather than sent.
+            Ok(Err(e)) => return retry(wa, &id, attempts, &format!("reading the customer's choice: {e}")),
+            Err(e) => return retry(wa, &id, attempts, &format!("reading the customer's choice: {e}")),
         }
     }
     let t = std::time::Instant::now();
@@ -397,20 +403,23 @@ async fn send_one(wa: &Arc<WhatsApp>, svc: &Arc<ShopService>, o: Outgoing, attem
             svc.awaits_mark(&o.doc_id, &id, &wamid);
             let _ = svc.accepted.send(Sent { doc: o.doc_id.clone(), id, wamid, _sending: sending });
         }
-        Err(SendError::Retry(e)) => {
-            metrics::counter!("dashoffice_whatsapp_send_retries_total").increment(1);
-            let delay = super::graph::backoff(attempts);
-            tracing::warn!(message = %id, attempts = attempts + 1, retry_in_ms = delay.as_millis() as u64, error = %e, "sending a reply failed; will retry");
-            let next = crate::hub::now_ms() + i64::try_from(delay.as_millis()).unwrap_or(60_000);
-            if let Err(e) = wa.store.retry(&id, next, &e) {
-                tracing::error!(error = %e, "recording a retry");
-            }
-        }
+        Err(SendError::Retry(e)) => retry(wa, &id, attempts, &e),
         Err(SendError::Refused(e)) => {
             metrics::counter!("dashoffice_whatsapp_send_failures_total").increment(1);
             tracing::warn!(message = %id, error = %e, "WhatsApp refused a reply");
             fail(wa, svc, &o, &e).await;
         }
+    }
+}
+
+/// Records that message `id` goes again after a backoff (its `attempts` so far).
+fn retry(wa: &WhatsApp, id: &str, attempts: i64, error: &str) {
+    metrics::counter!("dashoffice_whatsapp_send_retries_total").increment(1);
+    let delay = super::graph::backoff(attempts);
+    tracing::warn!(message = %id, attempts = attempts + 1, retry_in_ms = delay.as_millis() as u64, error = %error, "sending a reply failed; will retry");
+    let next = crate::hub::now_ms() + i64::try_from(delay.as_millis()).unwrap_or(60_000);
+    if let Err(e) = wa.store.retry(id, next, error) {
+        tracing::error!(error = %e, "recording a retry");
     }
 }
 

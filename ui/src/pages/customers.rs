@@ -276,12 +276,13 @@ pub(crate) fn CustomerDetail() -> impl IntoView {
     let notes = RwSignal::new(String::new());
     let tax_id = RwSignal::new(String::new());
     let address = RwSignal::new(String::new());
-    let fields = [name, phone, email, tags, notes, tax_id, address];
+    let lang = RwSignal::new(String::new());
+    let fields = [name, phone, email, tags, notes, tax_id, address, lang];
     let err = RwSignal::new(None::<ApiError>);
     // The form follows the record as it changes elsewhere, but never throws away what is being
     // typed: it is refilled only when it still shows what was last filled in (or another customer
     // was opened).
-    let filled = StoredValue::new(None::<(String, [String; 7])>);
+    let filled = StoredValue::new(None::<(String, [String; 8])>);
     Effect::new(move |_| {
         if let Load::Ready(c) = data.get() {
             let fresh = [
@@ -292,6 +293,7 @@ pub(crate) fn CustomerDetail() -> impl IntoView {
                 c.notes,
                 c.tax_id,
                 c.address,
+                c.lang,
             ];
             let typed = fields.map(|s| s.get_untracked());
             let untouched = filled.get_value().is_none_or(|(id, f)| id != c.id || f == typed);
@@ -315,6 +317,7 @@ pub(crate) fn CustomerDetail() -> impl IntoView {
             wa_id: None,
             tax_id: Some(tax_id.get_untracked()),
             address: Some(address.get_untracked()),
+            lang: Some(lang.get_untracked()).filter(|l| !l.is_empty()),
         };
         let path = format!("/api/v1/customers/{}", id.get_untracked());
         spawn_local(async move {
@@ -425,9 +428,15 @@ pub(crate) fn CustomerDetail() -> impl IntoView {
                 <Field label=t("tax_id") name="tax_id" value=tax_id err=err placeholder="XAXX010101000"/>
                 <Field label=t("billing_address") name="address" value=address err=err rows=2/>
             </div>
+            <label class="field inline" for="f-lang"><span>{t("customer_email_lang")}</span>
+                <select id="f-lang" name="lang" prop:value=move || lang.get() on:change=move |ev| lang.set(event_target_value(&ev))>
+                    <option value="es">"Español"</option>
+                    <option value="en">"English"</option>
+                </select>
+            </label>
             <Field label=t("tags_hint") name="tags" value=tags err=err/>
             <label class="field"><span>{t("notes")}</span><textarea name="notes" bind:value=notes></textarea></label>
-            <FormError err=err fields=&["name", "phone", "email", "tags", "tax_id", "address"]/>
+            <FormError err=err fields=&["name", "phone", "email", "tags", "tax_id", "address", "lang"]/>
             <button class="btn primary" type="submit">{t("save")}</button>
         </form>
         <div class="grid two">
