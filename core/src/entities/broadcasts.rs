@@ -184,8 +184,8 @@ pub fn opted_out(conn: &Connection, conversation: &str) -> Result<bool> {
     let mut people = inbox::customer_group(conn, &root)?;
     if !wa_id.is_empty() {
         let same: Vec<String> = conn
-            .prepare_cached("SELECT id FROM customers WHERE wa_id = ?1")?
-            .query_map([&wa_id], |r| r.get(0))?
+            .prepare_cached("SELECT id FROM customers WHERE wa_id IN (?1, ?2)")?
+            .query_map(inbox::number_forms(&wa_id), |r| r.get(0))?
             .collect::<rusqlite::Result<_>>()?;
         people.extend(same);
     }

@@ -105,13 +105,29 @@ pub struct Received {
     pub state: ConversationState,
 }
 
+/// The two ways one WhatsApp number is written. WhatsApp's webhooks write Mexican and Argentine
+/// mobiles with the old mobile marker (52 1 …, 54 9 …, 13 digits) and people usually write them
+/// without it (+52 55 …, 12 digits): `5215512345678` and `525512345678` are one customer. Other
+/// numbers have one form (returned twice).
+pub(crate) fn number_forms(wa_id: &str) -> [String; 2] {
+    let other = match (wa_id.len(), wa_id.get(..3)) {
+        (13, Some("521" | "549")) => format!("{}{}", &wa_id[..2], &wa_id[3..]),
+        (12, Some(p)) if p.starts_with("52") => format!("521{}", &wa_id[2..]),
+        (12, Some(p)) if p.starts_with("54") => format!("549{}", &wa_id[2..]),
+        _ => wa_id.to_string(),
+    };
+    [wa_id.to_string(), other]
+}
+
 fn find_customer_by_wa(conn: &Connection, shop: &str, wa_id: &str) -> Result<Option<String>> {
+    let [a, b] = number_forms(wa_id);
+    // The form the number came in first, then the other.
     Ok(conn
         .prepare_cached(
-            "SELECT id FROM customers WHERE shop_id = ?1 AND wa_id = ?2 AND archived = 0
-             ORDER BY merged_into IS NOT NULL, created_at LIMIT 1",
+            "SELECT id FROM customers WHERE shop_id = ?1 AND wa_id IN (?2, ?3) AND archived = 0
+             ORDER BY wa_id <> ?2, merged_into IS NOT NULL, created_at LIMIT 1",
         )?
-        .query_row([shop, wa_id], |r| r.get::<_, String>(0))
+        .query_row([shop, &a, &b], |r| r.get::<_, String>(0))
         .optional()?)
 }
 
@@ -1963,4 +1979,21 @@ pub fn unread_conversations(conn: &Connection, shop_id: &str) -> Result<u64> {
 /// The staff member who logged in last on this replica (the desktop's user).
 pub fn last_login(conn: &Connection) -> Result<Option<String>> {
     Ok(conn.query_row("SELECT user_id FROM sessions ORDER BY created_at DESC LIMIT 1", [], |r| r.get(0)).optional()?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::number_forms;
+
+    #[test]
+    fn mexican_and_argentine_mobiles_have_two_forms_and_other_numbers_one() {
+        assert_eq!(number_forms("5215512345678"), ["5215512345678", "525512345678"]);
+        assert_eq!(number_forms("525512345678"), ["525512345678", "5215512345678"]);
+        assert_eq!(number_forms("5491123456789"), ["5491123456789", "541123456789"]);
+        assert_eq!(number_forms("541123456789"), ["541123456789", "5491123456789"]);
+        // Spain, Colombia, the US, and too short or too long to be a Mexican mobile.
+        for one in ["34612345678", "573001234567", "15551234567", "52551234567", "52155123456789"] {
+            assert_eq!(number_forms(one), [one, one]);
+        }
+    }
 }

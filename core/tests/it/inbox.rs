@@ -808,9 +808,10 @@ fn the_shop_writes_first_to_a_customer_with_a_template_and_their_answer_comes_to
     );
 
     // She answers: the same conversation, the same customer, still with the person who wrote.
+    // WhatsApp writes her Mexican mobile with the old mobile marker (52 1 …): the same number.
     clock.advance(60_000);
     let answer_in = Inbound {
-        wa_id: "525512345678".into(),
+        wa_id: "5215512345678".into(),
         profile_name: "Lucy".into(),
         ..inbound("wamid.l1", "¡Hola!", next_at(&clock))
     };
@@ -819,8 +820,11 @@ fn the_shop_writes_first_to_a_customer_with_a_template_and_their_answer_comes_to
     assert_eq!(got.conversation_id, conv.id);
     assert_eq!(got.customer_id, lucia.id);
     assert_eq!(got.state, ConversationState::Open);
-    assert_eq!(count("SELECT count(*) FROM customers WHERE wa_id = '525512345678'"), 1);
+    assert_eq!(count("SELECT count(*) FROM customers"), 2, "no second Lucía");
     assert!(send(text("¿En qué te ayudo?")).is_ok(), "the window is open now");
+    let s = shop.clone();
+    let out = r.read(move |c| inbox::queued(c, &s, 10)).unwrap();
+    assert_eq!(out.last().map(|o| o.to.as_str()), Some("5215512345678"), "the reply goes to the number she wrote from");
 
     // An order's notice to a customer who never wrote but has a phone opens her conversation with
     // the shop's template (the bot's: pending); without a template it is marked, not sent.
