@@ -53,6 +53,9 @@ whatsapp_rate_per_number = 80
 whatsapp_rate_per_customer = 20
 # Timeout of one Graph API call.
 whatsapp_timeout_ms = 10000
+# Days the raw webhook events (customers' messages as Meta sent them) are kept once processed;
+# failed ones are kept three times as long. 0 keeps them forever.
+whatsapp_event_retention_days = 30
 
 # Head office: the relay keeps a replica of every shop with an enrolled device and serves the
 # shop's API and web UI on `listen`, so head office logs in here and sees every branch.
@@ -180,6 +183,7 @@ struct Settings {
     whatsapp_rate_per_number: u32,
     whatsapp_rate_per_customer: u32,
     whatsapp_timeout_ms: u64,
+    whatsapp_event_retention_days: u32,
     llm_provider: String,
     #[serde(default)]
     llm_base: Option<String>,
@@ -256,6 +260,9 @@ fn load_settings(a: &Args) -> anyhow::Result<Settings> {
     }
     if !(100..=120_000).contains(&s.whatsapp_timeout_ms) {
         bail!("whatsapp_timeout_ms must be between 100 and 120000");
+    }
+    if s.whatsapp_event_retention_days > 3650 {
+        bail!("whatsapp_event_retention_days must be between 0 (keep forever) and 3650");
     }
     if s.whatsapp_app_secret.as_deref().is_some_and(|x| x.trim().is_empty()) {
         bail!("whatsapp_app_secret is empty");
@@ -540,6 +547,8 @@ fn serve(s: Settings, store: Arc<dyn RelayStore>) -> anyhow::Result<()> {
                 rate_per_number: s.whatsapp_rate_per_number,
                 rate_per_customer: s.whatsapp_rate_per_customer,
                 timeout: Duration::from_millis(s.whatsapp_timeout_ms),
+                event_retention: (s.whatsapp_event_retention_days > 0)
+                    .then(|| Duration::from_secs(u64::from(s.whatsapp_event_retention_days) * 86_400)),
             },
             wa::store::WaStore::open(&s.data_dir)?,
             hub.clone(),

@@ -41,6 +41,9 @@ pub struct WaConfig {
     pub rate_per_customer: u32,
     /// Timeout of one Graph API call.
     pub timeout: Duration,
+    /// How long processed webhook events are kept (failed ones three times as long); `None`:
+    /// forever.
+    pub event_retention: Option<Duration>,
 }
 
 impl std::fmt::Debug for WaConfig {
@@ -127,6 +130,9 @@ impl WhatsApp {
             }
         }
         tokio::spawn(process::run(wa.clone()));
+        if let Some(keep) = wa.cfg.event_retention {
+            tokio::spawn(prune_events(wa.store.clone(), keep));
+        }
         Ok(wa)
     }
 
@@ -139,5 +145,33 @@ impl WhatsApp {
         let s = service::ShopService::start(self, shop)?;
         map.insert(shop.to_string(), s.clone());
         Ok(s)
+    }
+}
+
+/// Deletes old processed webhook events (`whatsapp_event_retention_days`) a minute after the
+/// start and every hour after: the raw bodies hold customers' messages and would grow
+/// `whatsapp.db` without end. Freed pages are reused, so the file stops growing; it does not
+/// shrink.
+async fn prune_events(store: Arc<store::WaStore>, keep: Duration) {
+    let mut tick =
+        tokio::time::interval_at(tokio::time::Instant::now() + Duration::from_secs(60), Duration::from_secs(3600));
+    loop {
+        tick.tick().await;
+        let keep_ms = i64::try_from(keep.as_millis()).unwrap_or(i64::MAX);
+        let now = crate::hub::now_ms();
+        let st = store.clone();
+        let pruned = tokio::task::spawn_blocking(move || {
+            st.prune_events(now.saturating_sub(keep_ms), now.saturating_sub(keep_ms.saturating_mul(3)))
+        })
+        .await;
+        match pruned {
+            Ok(Ok(0)) => {}
+            Ok(Ok(n)) => {
+                metrics::counter!("dashoffice_whatsapp_events_pruned_total").increment(n as u64);
+                tracing::info!(events = n, "deleted processed webhook events past their retention");
+            }
+            Ok(Err(e)) => tracing::error!(error = %e, "deleting old webhook events"),
+            Err(e) => tracing::error!(error = %e, "deleting old webhook events"),
+        }
     }
 }

@@ -17,6 +17,9 @@ use crate::hub::now_ms;
 
 const MIGRATIONS: &[&str] = &[include_str!("../../../migrations/whatsapp/0001_whatsapp.sql")];
 
+/// Events looked at (and deleted) in one transaction of [`WaStore::prune_events`].
+const PRUNE_SLICE: i64 = 2000;
+
 /// A storage failure.
 #[derive(Debug, thiserror::Error)]
 #[error("whatsapp store: {0}")]
@@ -215,6 +218,49 @@ impl WaStore {
             last_processed_at: rows.iter().filter_map(|r| r.2).max(),
             by_state: rows.into_iter().map(|(s, n, _)| (s, n)).collect(),
         })
+    }
+
+    /// Deletes the webhook events received before `before` (ms since the epoch) that are done or
+    /// ignored, and the failed ones received before `failed_before`; pending events and the
+    /// newest event (so ids are never reused) stay. A message's redelivery needs no old event:
+    /// it is recognised by its record. Works in slices of [`PRUNE_SLICE`] rows, each its own
+    /// short transaction, so webhooks wait for one slice at most. Returns how many went.
+    pub fn prune_events(&self, before: i64, failed_before: i64) -> R<usize> {
+        let newest: Option<i64> = self.read().query_row("SELECT max(id) FROM events", [], |r| r.get(0))?;
+        let Some(newest) = newest else { return Ok(0) };
+        let (mut after, mut total) = (0_i64, 0);
+        loop {
+            let mut c = self.lock();
+            let rows: Vec<(i64, i64, i64)> = c
+                .prepare_cached(
+                    "SELECT id, state, received_at FROM events WHERE id > ?1 AND id < ?2 ORDER BY id LIMIT ?3",
+                )?
+                .query_map(params![after, newest, PRUNE_SLICE], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+                .collect::<rusqlite::Result<_>>()?;
+            let Some(&(last, ..)) = rows.last() else { break };
+            let old = |at: i64, state: i64| match state {
+                1 | 2 => at < before,
+                3 => at < failed_before,
+                _ => false,
+            };
+            let reached_new = rows.iter().any(|&(_, _, at)| at >= before.max(failed_before));
+            let tx = c.transaction()?;
+            {
+                let mut del = tx.prepare_cached("DELETE FROM events WHERE id = ?1")?;
+                for &(id, state, at) in &rows {
+                    if old(at, state) {
+                        total += del.execute([id])?;
+                    }
+                }
+            }
+            tx.commit()?;
+            drop(c);
+            if reached_new {
+                break;
+            }
+            after = last;
+        }
+        Ok(total)
     }
 
     /// Keeps a delivery report for a message not known yet.
@@ -509,6 +555,32 @@ mod tests {
         let at: i64 = st.lock().query_row("SELECT max(processed_at) FROM events", [], |r| r.get(0)).unwrap();
         assert_eq!(counts.last_processed_at, Some(at));
         assert!(at > 0);
+    }
+
+    #[test]
+    fn old_processed_events_are_pruned_and_pending_recent_and_the_newest_stay() {
+        let dir = tempfile::tempdir().unwrap();
+        let st = WaStore::open(dir.path()).unwrap();
+        // (received at, state): three slices' worth of old done events, then the rest.
+        let mut rows: Vec<(i64, i64)> = (0..(2 * PRUNE_SLICE + 10)).map(|_| (100, 1)).collect();
+        rows.extend([(100, 0), (100, 2), (100, 3), (500, 3), (900, 1), (900, 0), (100, 1)]);
+        for (at, state) in &rows {
+            st.lock()
+                .execute("INSERT INTO events(received_at, body, state) VALUES (?1, x'00', ?2)", [at, state])
+                .unwrap();
+        }
+        let ids = || -> Vec<(i64, i64)> {
+            let c = st.lock();
+            let mut q = c.prepare("SELECT received_at, state FROM events ORDER BY id").unwrap();
+            q.query_map([], |r| Ok((r.get(0)?, r.get(1)?))).unwrap().collect::<rusqlite::Result<_>>().unwrap()
+        };
+        // Done and ignored before 600 go; failed ones only before 200.
+        let gone = st.prune_events(600, 200).unwrap();
+        assert_eq!(gone, 2 * PRUNE_SLICE as usize + 10 + 1 + 1);
+        assert_eq!(ids(), [(100, 0), (500, 3), (900, 1), (900, 0), (100, 1)], "pending, recent and newest stay");
+        assert_eq!(st.prune_events(600, 200).unwrap(), 0, "nothing more");
+        let empty = WaStore::open(tempfile::tempdir().unwrap().path()).unwrap();
+        assert_eq!(empty.prune_events(i64::MAX, i64::MAX).unwrap(), 0);
     }
 
     #[test]
