@@ -2,6 +2,7 @@
 //! systems. Every bad row is reported with its line number; the user chooses between importing
 //! nothing unless every row is good, or importing the good rows.
 
+use rust_decimal::Decimal;
 use std::{collections::HashMap, io::Read, sync::Arc};
 
 use dashoffice_domain::{
@@ -508,7 +509,7 @@ pub fn export_invoices(
                     o.currency, o.subtotal, o.tax_total, o.total, o.status,
                     (o.{p}_number != '' AND EXISTS (SELECT 1 FROM orders d WHERE d.shop_id = o.shop_id
                         AND d.{p}_number != '' AND d.{p}_number = o.{p}_number AND d.id != o.id)),
-                    o.invoice_number
+                    o.invoice_number, o.id
              FROM orders o LEFT JOIN branches b ON b.id = o.branch_id LEFT JOIN customers cu ON cu.id = o.customer_id
              WHERE o.shop_id = ?1 AND o.{p}_issued_at IS NOT NULL AND (?2 IS NULL OR o.branch_id = ?2)
                AND COALESCE(o.{p}_posted_at, o.{p}_issued_at) >= ?3
@@ -522,16 +523,45 @@ pub fn export_invoices(
         None => format!("-{amount}"),
     };
     let mut rows: Vec<[String; 19]> = Vec::new();
-    for (prefix, kind) in [("invoice", "invoice"), ("credit", "credit_note")] {
+    // The returns' credit notes (accepted returns of invoiced orders), after the orders' own; the
+    // same columns, with no duplicates to flag and no order id (nothing to take off).
+    let returns_sql = "SELECT r.number, r.series, r.seq, r.posted_at, r.provisional, r.at, o.number, COALESCE(b.code, ''),
+                    COALESCE(cu.name, ''), COALESCE(cu.tax_id, ''), o.currency, r.subtotal, r.tax, r.total, o.status,
+                    0, o.invoice_number, ''
+             FROM order_returns r JOIN orders o ON o.id = r.order_id
+             LEFT JOIN branches b ON b.id = o.branch_id LEFT JOIN customers cu ON cu.id = o.customer_id
+             WHERE o.shop_id = ?1 AND r.accepted = 1 AND o.invoice_issued_at IS NOT NULL AND (?2 IS NULL OR o.branch_id = ?2)
+               AND COALESCE(r.posted_at, r.at) >= ?3 AND COALESCE(r.posted_at, r.at) < ?4
+             ORDER BY r.number = '', r.series, r.seq, r.at, r.id"
+        .to_string();
+    for (sql, kind) in [(query("invoice"), "invoice"), (query("credit"), "credit_note"), (returns_sql, "credit_note")] {
         let credit = kind == "credit_note";
         let more = replica.read(|c| {
-            let mut stmt = c.prepare(&query(prefix))?;
+            let mut stmt = c.prepare(&sql)?;
+            let mut returned = c.prepare_cached(
+                "SELECT subtotal, tax, total FROM order_returns WHERE order_id = ?1 AND accepted = 1",
+            )?;
             let v = stmt
                 .query_map(rusqlite::params![caller.shop_id, branch, from, to], |r| {
                     let number: String = r.get(0)?;
+                    // A credit note undoes what the returns' own credit notes did not.
+                    let mut less = [Decimal::ZERO; 3];
+                    let order: String = r.get(17)?;
+                    if credit && !order.is_empty() {
+                        let mut rows = returned.query([order])?;
+                        while let Some(x) = rows.next()? {
+                            for (k, l) in less.iter_mut().enumerate() {
+                                *l += x.get::<_, String>(k)?.parse::<Decimal>().unwrap_or_default();
+                            }
+                        }
+                    }
                     let amount = |i: usize| -> rusqlite::Result<String> {
                         let a: String = r.get(i)?;
-                        Ok(if credit { negative(a) } else { a })
+                        if !credit {
+                            return Ok(a);
+                        }
+                        let net = a.parse::<Decimal>().unwrap_or_default() - less[i - 11];
+                        Ok(negative(net.to_string()))
                     };
                     Ok([
                         number.clone(),

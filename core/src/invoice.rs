@@ -15,7 +15,7 @@ use rusqlite::Connection;
 
 use crate::{
     Caller,
-    entities::{customers, orders, org, staff},
+    entities::{customers, orders, org, returns, staff},
     error::{CoreError, Result},
 };
 
@@ -67,17 +67,41 @@ pub fn order_pdf_of(
 ) -> Result<OrderPdf> {
     let mut order = orders::get(conn, caller, id)?;
     let missing = |what: &str| CoreError::conflict("document", "exists", format!("the order has no {what}"));
+    let mut return_reason = None;
     match document {
+        None | Some("credit_note") if order.credit_note.is_some() => {
+            // The credit note undoes what the returns' own credit notes did not.
+            returns::net_of_returns(conn, &mut order)?;
+        }
         None => {}
         Some("invoice") if order.invoice.is_some() => order.credit_note = None,
         Some("invoice") => return Err(missing("invoice")),
-        Some("credit_note") if order.credit_note.is_some() => {}
         Some("credit_note") => return Err(missing("credit note")),
+        Some(d) if d.starts_with(returns::KEY) => {
+            let rid = &d[returns::KEY.len()..];
+            let Some(r) = order.returns.iter().find(|r| r.id == rid).cloned() else {
+                return Err(missing("such return"));
+            };
+            if !r.accepted {
+                return Err(CoreError::conflict(
+                    "document",
+                    "accepted",
+                    "this return counts for nothing (its units were returned by another one first)",
+                ));
+            }
+            order.lines = r.lines;
+            (order.subtotal, order.tax_total, order.total) = (r.subtotal, r.tax_total, r.total);
+            order.notes = String::new();
+            match r.credit_note {
+                Some(c) => order.credit_note = Some(c),
+                None => return_reason = Some(r.reason),
+            }
+        }
         Some(_) => {
             return Err(dashoffice_domain::FieldError::new(
                 "document",
                 "one_of",
-                "invoice or credit_note (or none: the current one)",
+                "invoice, credit_note or return:{id} (or none: the current one)",
             )
             .into());
         }
@@ -135,6 +159,7 @@ pub fn order_pdf_of(
         seller,
         date: date(order.created_at, false),
         printed: date(now_ms, true),
+        return_reason,
         order,
     };
     // Named after the legal number of the document once it has one.
@@ -144,7 +169,12 @@ pub fn order_pdf_of(
         (None, Some(i)) if !i.number.is_empty() => Some(i.number.as_str()),
         _ => None,
     };
-    let file_name = format!("{}.pdf", file_stem(legal.unwrap_or(&o.number)));
+    let stem = match (legal, &input.return_reason) {
+        (Some(n), _) => n.to_string(),
+        (None, Some(_)) => format!("{}-R", o.number),
+        (None, None) => o.number.clone(),
+    };
+    let file_name = format!("{}.pdf", file_stem(&stem));
     Ok(OrderPdf { file_name, bytes: render(&input, lang)? })
 }
 
@@ -171,6 +201,8 @@ struct Input {
     seller: Option<String>,
     date: String,
     printed: String,
+    /// A return of an order without invoice: printed as a return note, with its reason.
+    return_reason: Option<String>,
     order: OrderView,
 }
 
@@ -182,6 +214,7 @@ fn label(lang: Lang, key: &str) -> &'static str {
         "provisional_invoice" => ("Factura provisional", "Provisional invoice"),
         "credit_note" => ("Nota de crédito", "Credit note"),
         "provisional_credit_note" => ("Nota de crédito provisional", "Provisional credit note"),
+        "return_note" => ("Nota de devolución", "Return note"),
         "reason" => ("Motivo", "Reason"),
         "order" => ("Pedido", "Order"),
         "number" => ("Número", "Number"),
@@ -347,6 +380,7 @@ fn render(input: &Input, lang: Lang) -> Result<Vec<u8>> {
     // Once a credit note undoes the invoice, the document is the credit note.
     let kind = match (&o.invoice, &o.credit_note) {
         _ if o.status == OrderStatus::Draft => label(lang, "quote"),
+        (_, None) if input.return_reason.is_some() => label(lang, "return_note"),
         (_, Some(_)) => label(lang, "credit_note"),
         (Some(_), None) => label(lang, "fiscal_invoice"),
         (None, None) => label(lang, "invoice"),
@@ -399,7 +433,7 @@ fn render(input: &Input, lang: Lang) -> Result<Vec<u8>> {
     let (credit, reason) = match &o.credit_note {
         Some(c) if !c.number.is_empty() => ((label(lang, "credit_note"), c.number.clone()), c.reason.clone()),
         Some(c) => ((label(lang, "provisional_credit_note"), c.provisional_number.clone()), c.reason.clone()),
-        None => (("", String::new()), String::new()),
+        None => (("", String::new()), input.return_reason.clone().unwrap_or_default()),
     };
     let facts = [
         credit,

@@ -128,6 +128,7 @@ pub(crate) fn clear(conn: &Connection) -> Result<()> {
     conn.execute_batch(
         "DELETE FROM shops; DELETE FROM branches; DELETE FROM staff; DELETE FROM staff_credentials; DELETE FROM products; DELETE FROM stock;
          DELETE FROM customers; DELETE FROM orders; DELETE FROM order_lines; DELETE FROM order_emails; DELETE FROM order_transitions;
+         DELETE FROM order_returns; DELETE FROM order_return_lines;
          DELETE FROM conversations; DELETE FROM messages; DELETE FROM inbox_items; DELETE FROM attachments;
          DELETE FROM tickets; DELETE FROM ticket_comments;",
     )?;

@@ -6,9 +6,9 @@ use dashoffice_domain::{
         AdjustStock, BranchView, CreateBranch, CreateCustomer, CreateOrder, CreateProduct, CreateStaff, CreditNoteView,
         CustomerView, DecimalText, EmailOrderDocument, ErrorBody, ErrorDetail, Health, ImportReport, ImportRowError,
         InvoiceView, IssueCreditNote, LoginRequest, LoginResponse, MergeCustomers, OrderEmailView, OrderLineInput,
-        OrderLineView, OrderView, ProductView, ResolveOrder, ShopView, StaffView, StartConversation, StockView,
-        SyncDocument, SyncPeerStatus, SyncStatus, TransitionOrder, UpdateBranch, UpdateCustomer, UpdateOrder,
-        UpdateProduct, UpdateShop, UpdateStaff,
+        OrderLineView, OrderReturnView, OrderView, ProductView, ResolveOrder, ReturnItems, ReturnLineInput, ShopView,
+        StaffView, StartConversation, StockView, SyncDocument, SyncPeerStatus, SyncStatus, TransitionOrder,
+        UpdateBranch, UpdateCustomer, UpdateOrder, UpdateProduct, UpdateShop, UpdateStaff,
     },
 };
 use utoipa::{
@@ -91,6 +91,7 @@ impl Modify for BearerAuth {
         routes::sales::resolve_order,
         routes::sales::issue_invoice,
         routes::sales::issue_credit_note,
+        routes::sales::return_items,
         routes::sales::email_document,
         routes::sales::export_invoices,
         routes::sales::order_invoice,
@@ -125,7 +126,7 @@ impl Modify for BearerAuth {
     components(schemas(
         FieldError, OrderStatus, Role, Transition, AdjustStock, BranchView, CreateBranch, CreateCustomer, CreateOrder, CreateProduct,
         CreateStaff, CustomerView, DecimalText, ErrorBody, ErrorDetail, Health, ImportReport, ImportRowError, LoginRequest, LoginResponse,
-        MergeCustomers, StartConversation, ResolveOrder, OrderLineInput, OrderLineView, OrderView, InvoiceView, CreditNoteView, IssueCreditNote, EmailOrderDocument, OrderEmailView, ProductView, ShopView, StaffView, StockView, SyncStatus, SyncPeerStatus, SyncDocument, TransitionOrder, UpdateBranch,
+        MergeCustomers, StartConversation, ResolveOrder, OrderLineInput, OrderLineView, OrderView, InvoiceView, CreditNoteView, IssueCreditNote, ReturnItems, ReturnLineInput, OrderReturnView, EmailOrderDocument, OrderEmailView, ProductView, ShopView, StaffView, StockView, SyncStatus, SyncPeerStatus, SyncDocument, TransitionOrder, UpdateBranch,
         UpdateCustomer, UpdateOrder, UpdateProduct, UpdateShop, UpdateStaff,
         dashoffice_domain::inbox::ConversationView, dashoffice_domain::inbox::ConversationState,
         dashoffice_domain::inbox::MessageView, dashoffice_domain::inbox::MessageStatus,

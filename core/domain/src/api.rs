@@ -93,7 +93,9 @@ pub struct InvoiceParams {
     /// Language of the document's labels: `es` (default) or `en`.
     pub lang: Option<String>,
     /// `invoice` for the order's invoice even after a credit note undid it, `credit_note` for
-    /// the credit note; absent: the order's current document.
+    /// the credit note (of what the returns did not take back), `return:{id}` for a return's
+    /// credit note (its return note when the order has no invoice); absent: the order's current
+    /// document.
     pub document: Option<String>,
 }
 
@@ -881,6 +883,13 @@ pub struct OrderView {
     /// The credit note that undoes the invoice (a cancelled or refunded order), once issued.
     #[serde(default)]
     pub credit_note: Option<CreditNoteView>,
+    /// Goods the customer brought back after paying (see [`ReturnItems`]), oldest first.
+    #[serde(default)]
+    pub returns: Vec<OrderReturnView>,
+    /// The total of the accepted returns (`"0"` without any): the order's net sale is `total`
+    /// minus this.
+    #[serde(default)]
+    pub returned_total: String,
     /// The e-mails that sent (or will send) the order's document to someone, oldest first.
     #[serde(default)]
     pub emails: Vec<OrderEmailView>,
@@ -904,6 +913,72 @@ pub struct IssueCreditNote {
     /// Why the invoice is undone (at most 500 characters), printed on the credit note.
     #[serde(default)]
     pub reason: Option<String>,
+}
+
+/// POST /api/v1/orders/{id}/returns: the customer brings back some units of a paid, fulfilled or
+/// delivered order (sellers and up). Written on any replica, offline too. When the order has an
+/// invoice, the return is credited by its own credit note, numbered in the series of the
+/// order's credit notes.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct ReturnItems {
+    /// The units that come back, by the order's line (1 to 200 entries, one per line).
+    pub lines: Vec<ReturnLineInput>,
+    /// Why (at most 500 characters), printed on the credit note.
+    #[serde(default)]
+    pub reason: Option<String>,
+    /// Whether the units go back into the branch's stock (default `true`; `false` for damaged
+    /// goods, which leave the stock as it is).
+    #[serde(default)]
+    pub restock: Option<bool>,
+    /// The client's id for this return (letters, digits, `-` and `_`, at most 64), so a retry
+    /// does not record it twice; default: a new one.
+    #[serde(default)]
+    pub id: Option<String>,
+}
+
+/// Units of one order line that come back.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct ReturnLineInput {
+    /// The line's position in the order, from 0.
+    pub line: usize,
+    /// Units (at least 1, at most what is left of the line after earlier returns).
+    pub quantity: i64,
+}
+
+/// A return of goods of an order, with its amounts and its credit note.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct OrderReturnView {
+    /// Id.
+    pub id: String,
+    /// The units that came back, priced as they were sold.
+    pub lines: Vec<OrderLineView>,
+    /// Sum of the lines' subtotals.
+    pub subtotal: String,
+    /// Sum of the lines' taxes.
+    pub tax_total: String,
+    /// What the customer gets back.
+    pub total: String,
+    /// Why.
+    pub reason: String,
+    /// The units went back into stock.
+    pub restock: bool,
+    /// When (Unix ms).
+    pub returned_at: i64,
+    /// Who recorded it (staff id).
+    pub returned_by: String,
+    /// False when the units were no longer there to return: two devices recorded returns of the
+    /// same units while apart and the other came first (by its legal number, then its time). It
+    /// then counts for nothing: no stock, no credit note, no amount.
+    pub accepted: bool,
+    /// Its credit note, when the order has an invoice: the number is given by the branch's
+    /// numbering device once the invoice has its own.
+    #[serde(default)]
+    pub credit_note: Option<CreditNoteView>,
 }
 
 /// POST /api/v1/orders/{id}/email: e-mails the order's document (as a PDF attachment). Written on

@@ -78,7 +78,7 @@ pub fn summary(conn: &Connection, caller: &Caller, q: &SummaryQuery) -> Result<A
     let today_s = today.to_string();
     {
         let mut st = conn.prepare(
-            "SELECT branch_id, seller_id, status, currency, total, created_at FROM orders
+            "SELECT branch_id, seller_id, status, currency, total, created_at, returned_total FROM orders
              WHERE shop_id = ?1 AND archived = 0 AND created_at >= ?2 AND created_at < ?4 AND (?3 IS NULL OR branch_id = ?3)",
         )?;
         let mut rows = st.query(params![caller.shop_id, start_ms, branch, end_ms])?;
@@ -95,7 +95,9 @@ pub fn summary(conn: &Connection, caller: &Caller, q: &SummaryQuery) -> Result<A
             if !is_sale(&status) || cur != currency {
                 continue;
             }
-            let amount: Decimal = t.parse().unwrap_or_default();
+            // Net of the goods that came back.
+            let returned: Decimal = r.get::<_, String>(6)?.parse().unwrap_or_default();
+            let amount: Decimal = t.parse::<Decimal>().unwrap_or_default() - returned;
             total = add_money(total, amount);
             count += 1;
             if day == today_s {

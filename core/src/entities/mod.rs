@@ -10,6 +10,7 @@ pub mod orders;
 pub mod org;
 pub mod products;
 pub mod reports;
+pub mod returns;
 pub mod satisfaction;
 pub mod staff;
 pub mod stock;

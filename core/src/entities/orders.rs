@@ -209,7 +209,7 @@ pub fn create(
     get(ctx.conn(), caller, &id)
 }
 
-fn locate(conn: &Connection, caller: &Caller, id: &str) -> Result<(DocId, String)> {
+pub(crate) fn locate(conn: &Connection, caller: &Caller, id: &str) -> Result<(DocId, String)> {
     let found: Option<(String, String)> = conn
         .prepare_cached("SELECT doc_id, branch_id FROM orders WHERE id = ?1 AND shop_id = ?2")?
         .query_row([id, caller.shop_id.as_str()], |r| Ok((r.get(0)?, r.get(1)?)))
@@ -534,12 +534,12 @@ struct Issued {
 
 /// A legal number as the branch's numbering device wrote it (the order's `invoice_number`).
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
-struct Posted {
-    number: String,
-    series: String,
-    seq: i64,
-    posted_at: i64,
-    device: String,
+pub(crate) struct Posted {
+    pub(crate) number: String,
+    pub(crate) series: String,
+    pub(crate) seq: i64,
+    pub(crate) posted_at: i64,
+    pub(crate) device: String,
 }
 
 /// A legal invoice number: the series and 8 digits.
@@ -652,6 +652,15 @@ pub fn issue_credit_note(
             format!("a credit note undoes the invoice of a cancelled or refunded order (it is {})", current.status),
         ));
     }
+    let mut net = current.clone();
+    super::returns::net_of_returns(ctx.conn(), &mut net)?;
+    if net.lines.is_empty() {
+        return Err(CoreError::conflict(
+            "returns",
+            "creditable",
+            "every unit came back in returns, and their credit notes undo the invoice already",
+        ));
+    }
     issue(ctx, caller, id, "credit_note", 'C', reason)?;
     super::emails::request_automatic(ctx, caller, id, "credit_note")?;
     get(ctx.conn(), caller, id)
@@ -668,16 +677,27 @@ const CREDIT_PENDING_HERE: &str = "FROM orders o JOIN branches b ON b.id = o.bra
     WHERE o.credit_issued_at IS NOT NULL AND o.credit_number = '' AND o.invoice_number != ''
       AND b.invoicer != '' AND b.invoicer = (SELECT hex(actor) FROM device WHERE id = 1)";
 
+/// SQL: accepted returns of invoiced orders of branches this replica numbers, whose invoice has
+/// its number and which wait for their credit note's.
+const RETURN_PENDING_HERE: &str =
+    "FROM order_returns r JOIN orders o ON o.id = r.order_id JOIN branches b ON b.id = o.branch_id
+    WHERE r.number = '' AND r.accepted = 1 AND o.invoice_issued_at IS NOT NULL AND o.invoice_number != ''
+      AND b.invoicer != '' AND b.invoicer = (SELECT hex(actor) FROM device WHERE id = 1)";
+
 /// Whether this replica has invoices or credit notes to number (a cheap read before
 /// [`post_invoices`]).
 pub fn invoices_to_post(conn: &Connection) -> Result<bool> {
     Ok(conn
-        .prepare_cached(&format!("SELECT EXISTS (SELECT 1 {PENDING_HERE}) OR EXISTS (SELECT 1 {CREDIT_PENDING_HERE})"))?
+        .prepare_cached(&format!(
+            "SELECT EXISTS (SELECT 1 {PENDING_HERE}) OR EXISTS (SELECT 1 {CREDIT_PENDING_HERE})
+                 OR EXISTS (SELECT 1 {RETURN_PENDING_HERE})"
+        ))?
         .query_row([], |r| r.get(0))?)
 }
 
 /// What [`post_invoices`] numbers: the ledger's kind, the order's key for the number, the SQL of
-/// what waits and the series it takes, and the projection's columns of the series and sequence.
+/// what waits (order, document, shop, series, and the return's id for a return's credit note, else
+/// '') and the projection's columns of the series and sequence.
 struct Kind {
     name: &'static str,
     key: &'static str,
@@ -698,7 +718,7 @@ pub fn post_invoices(ctx: &mut WriteCtx<'_>, limit: usize) -> Result<usize> {
             name: "invoice",
             key: "invoice_number",
             pending: format!(
-                "SELECT o.id, o.doc_id, o.shop_id, CASE WHEN b.invoice_series = '' THEN b.code ELSE b.invoice_series END
+                "SELECT o.id, o.doc_id, o.shop_id, CASE WHEN b.invoice_series = '' THEN b.code ELSE b.invoice_series END, ''
                  {PENDING_HERE} ORDER BY o.invoice_issued_at, o.id LIMIT ?1"
             ),
             series_col: "invoice_series",
@@ -710,8 +730,20 @@ pub fn post_invoices(ctx: &mut WriteCtx<'_>, limit: usize) -> Result<usize> {
             name: "credit_note",
             key: "credit_note_number",
             pending: format!(
-                "SELECT o.id, o.doc_id, o.shop_id, 'NC-' || o.invoice_series
+                "SELECT o.id, o.doc_id, o.shop_id, 'NC-' || o.invoice_series, ''
                  {CREDIT_PENDING_HERE} ORDER BY o.credit_issued_at, o.id LIMIT ?1"
+            ),
+            series_col: "credit_series",
+            seq_col: "credit_seq",
+            number_col: "credit_number",
+        },
+        // Returns' credit notes: the same series as the orders' credit notes.
+        Kind {
+            name: "return",
+            key: super::returns::NUMBER_KEY,
+            pending: format!(
+                "SELECT o.id, o.doc_id, o.shop_id, 'NC-' || o.invoice_series, r.id
+                 {RETURN_PENDING_HERE} ORDER BY r.at, r.id LIMIT ?1"
             ),
             series_col: "credit_series",
             seq_col: "credit_seq",
@@ -732,30 +764,40 @@ fn post_kind(ctx: &mut WriteCtx<'_>, kind: &Kind, limit: usize) -> Result<usize>
     if limit == 0 {
         return Ok(0);
     }
-    let pending: Vec<(String, String, String, String)> = ctx
+    let pending: Vec<(String, String, String, String, String)> = ctx
         .conn()
         .prepare_cached(&kind.pending)?
-        .query_map([limit as i64], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?
+        .query_map([limit as i64], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)))?
         .collect::<rusqlite::Result<_>>()?;
     let now = ctx.now();
     let device = ctx.device().code.clone();
-    let mut by_doc: std::collections::BTreeMap<String, Vec<(String, String)>> = Default::default();
-    for (id, doc_id, shop, series) in &pending {
+    // By document: (order, the record's key of the number, the number).
+    let mut by_doc: std::collections::BTreeMap<String, Vec<(String, String, String)>> = Default::default();
+    for (id, doc_id, shop, series, sub) in &pending {
+        // A return's credit note is the ledger's `return:{id}` and the order's `return_number:{id}`.
+        let (ledger_kind, key) = match sub.as_str() {
+            "" => (kind.name.to_string(), kind.key.to_string()),
+            sub => (format!("{}:{sub}", kind.name), format!("{}{sub}", kind.key)),
+        };
         let known: Option<(String, i64)> = ctx
             .conn()
             .prepare_cached("SELECT series, seq FROM invoice_ledger WHERE order_id = ?1 AND kind = ?2")?
-            .query_row([id.as_str(), kind.name], |r| Ok((r.get(0)?, r.get(1)?)))
+            .query_row([id.as_str(), ledger_kind.as_str()], |r| Ok((r.get(0)?, r.get(1)?)))
             .optional()?;
         let (series, seq) = match known {
             // Numbered here before (its number will be written again).
             Some(k) => k,
             None => {
+                // The series' numbers this replica knows: its ledger, the orders' and (credit
+                // notes) the returns'.
                 let seq: i64 = ctx
                     .conn()
                     .prepare_cached(&format!(
                         "SELECT MAX(COALESCE((SELECT MAX(seq) FROM invoice_ledger WHERE shop_id = ?1 AND series = ?2), 0),
                                     COALESCE((SELECT MAX({seq}) FROM orders WHERE shop_id = ?1 AND {series} = ?2
-                                                  AND {number} != ''), 0)) + 1",
+                                                  AND {number} != ''), 0),
+                                    COALESCE((SELECT MAX(seq) FROM order_returns WHERE shop_id = ?1 AND series = ?2
+                                                  AND number != ''), 0)) + 1",
                         seq = kind.seq_col,
                         series = kind.series_col,
                         number = kind.number_col,
@@ -766,21 +808,21 @@ fn post_kind(ctx: &mut WriteCtx<'_>, kind: &Kind, limit: usize) -> Result<usize>
                         "INSERT INTO invoice_ledger(shop_id, series, seq, order_id, kind, posted_at)
                          VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
                     )?
-                    .execute(params![shop, series, seq, id, kind.name, now])?;
+                    .execute(params![shop, series, seq, id, ledger_kind, now])?;
                 (series.clone(), seq)
             }
         };
         let posted = Posted { number: legal_number(&series, seq), series, seq, posted_at: now, device: device.clone() };
         let value = serde_json::to_string(&posted).map_err(|e| CoreError::Storage(e.to_string()))?;
-        by_doc.entry(doc_id.clone()).or_default().push((id.clone(), value));
+        by_doc.entry(doc_id.clone()).or_default().push((id.clone(), key, value));
     }
     for (doc_id, items) in by_doc {
         let doc_id = DocId::parse(&doc_id)?;
-        let ids: Vec<&str> = items.iter().map(|(id, _)| id.as_str()).collect();
+        let ids: Vec<&str> = items.iter().map(|(id, ..)| id.as_str()).collect();
         ctx.change(&doc_id, &ids, |tx, _| {
-            for (id, value) in &items {
+            for (id, key, value) in &items {
                 let Some(o) = doc::record(tx, id)? else { continue };
-                put_str(tx, &o, kind.key, value)?;
+                put_str(tx, &o, key, value)?;
             }
             Ok(())
         })?;
@@ -819,6 +861,10 @@ pub(crate) fn project(conn: &Connection, doc_id: &DocId, d: &Automerge, id: &str
     }
     let amounts: Vec<_> = lines.iter().map(|(_, _, _, q, p, r)| compute_line(*q, *p, *r, currency)).collect();
     let totals = compute_totals(&amounts);
+    let sold: Vec<super::returns::SoldLine> =
+        lines.iter().map(|(pid, _, _, q, p, r)| (pid.clone(), *q, *p, *r)).collect();
+    let (returned_total, returned_products) =
+        super::returns::project(conn, d, &o, (id, &scope.shop_id), &sold, currency)?;
     let transitions = read_transitions(d, &o);
     let (status, conflict) = effective_status(&transitions);
     // Products whose committed stock may change: the old lines and the new ones.
@@ -838,9 +884,9 @@ pub(crate) fn project(conn: &Connection, doc_id: &DocId, d: &Automerge, id: &str
                                        invoice_provisional, invoice_issued_at, invoice_issued_by, invoice_number,
                                        invoice_series, invoice_seq, invoice_posted_at, invoice_posted_by,
                                        credit_provisional, credit_issued_at, credit_issued_by, credit_reason, credit_number,
-                                       credit_series, credit_seq, credit_posted_at, credit_posted_by, notice_skips)
+                                       credit_series, credit_seq, credit_posted_at, credit_posted_by, notice_skips, returned_total)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18,
-                 ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28, ?29, ?30, ?31, ?32, ?33, ?34, ?35, ?36)",
+                 ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28, ?29, ?30, ?31, ?32, ?33, ?34, ?35, ?36, ?37)",
     )?
     .execute(params![
         id,
@@ -879,6 +925,7 @@ pub(crate) fn project(conn: &Connection, doc_id: &DocId, d: &Automerge, id: &str
         credited.as_ref().map(|p| p.posted_at),
         credited.as_ref().map(|p| p.device.as_str()).unwrap_or_default(),
         notice_skips(&f),
+        returned_total.to_string(),
     ])?;
     conn.prepare_cached("DELETE FROM order_lines WHERE order_id = ?1")?.execute([id])?;
     let mut ins = conn.prepare_cached(
@@ -910,6 +957,7 @@ pub(crate) fn project(conn: &Connection, doc_id: &DocId, d: &Automerge, id: &str
         ins.execute(params![id, i as i64, t.from.as_str(), t.to.as_str(), t.by, t.at, t.device, t.resolution])?;
     }
     super::emails::project(conn, doc_id, d, &o, id, &scope.shop_id)?;
+    affected.extend(returned_products);
     affected.sort();
     affected.dedup();
     for p in affected {
@@ -926,7 +974,7 @@ const COLS: &str = "t.id, t.number, t.branch_id, t.customer_id, t.seller_id, t.s
     (t.invoice_number != '' AND EXISTS (SELECT 1 FROM orders d WHERE d.shop_id = t.shop_id
         AND d.invoice_number != '' AND d.invoice_number = t.invoice_number AND d.id != t.id)),
     t.credit_provisional, t.credit_issued_at, t.credit_issued_by, t.credit_reason, t.credit_number, t.credit_posted_at,
-    t.credit_posted_by";
+    t.credit_posted_by, t.returned_total";
 
 fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<OrderView> {
     let status: String = r.get(5)?;
@@ -973,6 +1021,8 @@ fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<OrderView> {
             }),
             None => None,
         },
+        returns: Vec::new(),
+        returned_total: r.get(30)?,
         emails: Vec::new(),
         notices: Vec::new(),
     })
@@ -1014,6 +1064,7 @@ fn fill(conn: &Connection, o: &mut OrderView) -> Result<()> {
             })
         })?
         .collect::<rusqlite::Result<Vec<_>>>()?;
+    o.returns = super::returns::of_order(conn, o)?;
     o.emails = super::emails::of_order(conn, &o.id)?;
     o.notices = super::inbox::notices_of(conn, &o.id)?;
     // The notices that could not go, for the statuses no replica told.

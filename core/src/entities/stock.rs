@@ -87,13 +87,24 @@ pub(crate) fn project(conn: &Connection, doc_id: &DocId, d: &Automerge, product:
     Ok(())
 }
 
-/// Recomputes the units of `product` committed to orders of `branch`.
+/// Recomputes the units of `product` committed to orders of `branch`: their lines, less the
+/// units of accepted returns that went back on the shelf; and the damaged units returned from
+/// orders refunded or cancelled afterwards (they never go back on the shelf).
 pub(crate) fn recompute_committed(conn: &Connection, shop: &str, branch: &str, product: &str) -> Result<()> {
     conn.prepare_cached(
         "INSERT INTO stock(product_id, branch_id, shop_id, adjusted, committed)
          VALUES (?1, ?2, ?3, 0, (SELECT COALESCE(SUM(l.quantity), 0) FROM order_lines l JOIN orders o ON o.id = l.order_id
                                  WHERE o.branch_id = ?2 AND l.product_id = ?1
-                                   AND o.status IN ('confirmed', 'paid', 'fulfilled', 'delivered')))
+                                   AND o.status IN ('confirmed', 'paid', 'fulfilled', 'delivered'))
+                              - (SELECT COALESCE(SUM(r.quantity), 0) FROM order_return_lines r JOIN orders o ON o.id = r.order_id
+                                 WHERE o.branch_id = ?2 AND r.product_id = ?1 AND r.restocked = 1
+                                   AND o.status IN ('confirmed', 'paid', 'fulfilled', 'delivered'))
+                              -- Damaged units that came back stay out of stock when the rest is refunded.
+                              + (SELECT COALESCE(SUM(r.quantity), 0) FROM order_return_lines r
+                                 JOIN order_returns x ON x.order_id = r.order_id AND x.id = r.return_id
+                                 JOIN orders o ON o.id = r.order_id
+                                 WHERE o.branch_id = ?2 AND r.product_id = ?1 AND x.accepted = 1 AND x.restock = 0
+                                   AND o.status IN ('cancelled', 'refunded')))
          ON CONFLICT(product_id, branch_id) DO UPDATE SET committed = excluded.committed",
     )?
     .execute(params![product, branch, shop])?;

@@ -988,3 +988,166 @@ fn invoices_and_credit_notes_are_emailed_as_issued_when_the_shop_says_so() {
         .unwrap();
     assert!(fresh.emails.is_empty(), "{:?}", fresh.emails);
 }
+
+/// Returns of goods: some units of a paid order come back, on any replica, offline too. Each
+/// return puts its units back into stock (unless damaged), takes its amount off the net sale and,
+/// once the order is invoiced, gets a credit note of its own; two replicas returning the same
+/// units while apart count them once; the order's credit note undoes only what is left.
+#[test]
+fn returns_take_units_back_with_credit_notes_of_their_own() {
+    use dashoffice_core::domain::api::{AdjustStock, IssueCreditNote, ReturnItems, ReturnLineInput, UpdateShop};
+    use dashoffice_core::entities::{org, returns, stock};
+
+    use crate::fixtures::sync_pair;
+
+    let nodes = shop(2);
+    let c = nodes[0].caller.clone();
+    let (head, a) = (&nodes[0].replica, &nodes[1].replica);
+    let branch: String = head.read(|c| Ok(c.query_row("SELECT id FROM branches", [], |r| r.get(0))?)).unwrap();
+    let (c2, b2) = (c.clone(), branch.clone());
+    let (order, shirt, cap) = head
+        .write_blocking(move |ctx| {
+            org::update_shop(ctx, &c2, UpdateShop { tax_id: Some("CCM010203AB4".into()), ..Default::default() })?;
+            let shirt = products::create(ctx, &c2, product_input("CAM-001", "250.00"))?;
+            let cap = products::create(ctx, &c2, product_input("GOR-001", "100.00"))?;
+            for p in [&shirt, &cap] {
+                let add = AdjustStock { branch_id: Some(b2.clone()), delta: 10, reason: "receipt".into() };
+                stock::adjust(ctx, &c2, &p.id, None, add)?;
+            }
+            let cu = customers::create(ctx, &c2, CreateCustomer { name: "Lucía Gómez".into(), ..Default::default() })?;
+            let o =
+                orders::create(ctx, &c2, None, order_input(&cu.id, &b2, vec![line(&shirt.id, 3), line(&cap.id, 2)]))?;
+            orders::transition(ctx, &c2, &o.id, TransitionOrder { to: OrderStatus::Confirmed })?;
+            Ok((o.id, shirt.id, cap.id))
+        })
+        .unwrap();
+    let give_back = |r: &dashoffice_core::Replica, lines: &[(usize, i64)], restock: bool, id: Option<&str>| {
+        let input = ReturnItems {
+            lines: lines.iter().map(|&(line, quantity)| ReturnLineInput { line, quantity }).collect(),
+            reason: Some("No le quedó".into()),
+            restock: Some(restock),
+            id: id.map(str::to_string),
+        };
+        let (c, order) = (c.clone(), order.clone());
+        r.write_blocking(move |ctx| returns::return_items(ctx, &c, &order, input))
+    };
+    let rule = |e: CoreError| match e {
+        CoreError::Conflict { field, rule, .. } => (field, rule),
+        CoreError::Validation(errs) => (errs.0[0].field.clone(), errs.0[0].rule.clone()),
+        other => panic!("{other:?}"),
+    };
+    let on_hand = |r: &dashoffice_core::Replica, p: &str| {
+        let (p, b) = (p.to_string(), branch.clone());
+        r.read(move |conn| stock::get(conn, &p, &b)).unwrap().on_hand
+    };
+    let step = |to: OrderStatus| {
+        let (c, id) = (c.clone(), order.clone());
+        head.write_blocking(move |ctx| orders::transition(ctx, &c, &id, TransitionOrder { to })).unwrap();
+    };
+
+    // Nothing comes back from an order not paid yet; bad lines are named.
+    assert_eq!(rule(give_back(head, &[(0, 1)], true, None).unwrap_err()), ("status".into(), "returnable".into()));
+    step(OrderStatus::Paid);
+    assert_eq!(rule(give_back(head, &[], true, None).unwrap_err()), ("lines".into(), "min_items".into()));
+    assert_eq!(rule(give_back(head, &[(2, 1)], true, None).unwrap_err()), ("lines[0].line".into(), "exists".into()));
+    assert_eq!(rule(give_back(head, &[(0, 4)], true, None).unwrap_err()), ("lines[0].quantity".into(), "range".into()));
+    assert_eq!(
+        rule(give_back(head, &[(0, 1), (0, 1)], true, None).unwrap_err()),
+        ("lines[1].line".into(), "unique".into())
+    );
+    assert_eq!(rule(give_back(head, &[(0, 1)], true, Some("a b")).unwrap_err()), ("id".into(), "format".into()));
+    assert_eq!((on_hand(head, &shirt), on_hand(head, &cap)), (7, 8));
+
+    // Before any invoice: a return note, the shirt back on the shelf; a retry records it once.
+    let o = give_back(head, &[(0, 1)], true, Some("dev-1")).unwrap();
+    assert_eq!(give_back(head, &[(0, 1)], true, Some("dev-1")).unwrap().returns, o.returns);
+    let first = &o.returns[0];
+    assert!(first.accepted && first.restock && first.credit_note.is_none(), "{first:?}");
+    assert_eq!((first.total.as_str(), first.lines[0].quantity, first.lines[0].sku.as_str()), ("250.00", 1, "CAM-001"));
+    assert_eq!((o.returned_total.as_str(), on_hand(head, &shirt)), ("250.00", 8));
+    let note = head.read(|conn| invoice::order_pdf_of(conn, &c, &order, Lang::Es, 0, Some("return:dev-1"))).unwrap();
+    let (_, text) = text_of(&note.bytes);
+    assert!(text.contains("Nota de devolución") && text.contains("No le quedó") && text.contains("250.00"), "{text}");
+    assert!(note.file_name.ends_with("-R.pdf"), "{}", note.file_name);
+
+    // Invoiced and numbered; then the same two shirts come back on both replicas while apart, and
+    // the caps, damaged, on one of them.
+    let (c3, id3) = (c.clone(), order.clone());
+    head.write_blocking(move |ctx| orders::issue_invoice(ctx, &c3, &id3)).unwrap();
+    until("the invoice's number", || {
+        head.read(|conn| orders::get(conn, &c, &order)).unwrap().invoice.is_some_and(|i| !i.number.is_empty())
+    });
+    sync_pair(head, a);
+    let here = give_back(head, &[(0, 2)], true, Some("dev-head")).unwrap();
+    let cn = here.returns.iter().find(|r| r.id == "dev-head").and_then(|r| r.credit_note.clone()).unwrap();
+    assert!(cn.provisional_number.starts_with("CEN-") && cn.number.is_empty(), "{cn:?}");
+    let there = give_back(a, &[(0, 2), (1, 2)], false, Some("dev-a")).unwrap();
+    assert!(there.returns.iter().all(|r| r.accepted), "apart, each replica accepts its own");
+    until("the head's return's number", || {
+        let o = head.read(|conn| orders::get(conn, &c, &order)).unwrap();
+        o.returns.iter().any(|r| r.id == "dev-head" && r.credit_note.as_ref().is_some_and(|n| !n.number.is_empty()))
+    });
+    sync_pair(a, head);
+    sync_pair(head, a);
+    let seen = |r: &dashoffice_core::Replica| {
+        let o = r.read(|conn| orders::get(conn, &c, &order)).unwrap();
+        let v: Vec<(String, bool, String)> = o
+            .returns
+            .iter()
+            .map(|x| (x.id.clone(), x.accepted, x.credit_note.as_ref().map(|n| n.number.clone()).unwrap_or_default()))
+            .collect();
+        (v, o.returned_total)
+    };
+    let (list, returned) = seen(head);
+    assert_eq!(seen(a), (list.clone(), returned.clone()), "both replicas decide the same");
+    let accepted: Vec<&str> = list.iter().filter(|x| x.1).map(|x| x.0.as_str()).collect();
+    assert_eq!(accepted, ["dev-1", "dev-head"], "the numbered return stands; the other came too late: {list:?}");
+    // The return made before the invoice is credited too, once there is an invoice to credit.
+    let numbers: Vec<&str> = list.iter().filter(|x| x.1).map(|x| x.2.as_str()).collect();
+    assert_eq!(numbers, ["NC-CEN-00000001", "NC-CEN-00000002"]);
+    assert_eq!(returned, "750.00");
+    assert_eq!((on_hand(a, &shirt), on_hand(a, &cap)), (10, 8), "three shirts back, the caps still sold");
+
+    // The caps come back damaged (off the shelf), with the next credit note.
+    let o = give_back(a, &[(1, 2)], false, Some("dev-caps")).unwrap();
+    assert_eq!(o.returned_total, "950.00");
+    assert_eq!(on_hand(a, &cap), 8);
+    sync_pair(a, head);
+    until("the caps' credit note", || {
+        let o = head.read(|conn| orders::get(conn, &c, &order)).unwrap();
+        o.returns.iter().any(|r| r.id == "dev-caps" && r.credit_note.as_ref().is_some_and(|n| !n.number.is_empty()))
+    });
+    let pdf = head.read(|conn| invoice::order_pdf_of(conn, &c, &order, Lang::Es, 0, Some("return:dev-caps"))).unwrap();
+    assert_eq!(pdf.file_name, "NC-CEN-00000003.pdf");
+    let (_, text) = text_of(&pdf.bytes);
+    assert!(text.contains("Nota de crédito") && text.contains("GOR-001") && !text.contains("CAM-001"), "{text}");
+    let e = head.read(|conn| invoice::order_pdf_of(conn, &c, &order, Lang::Es, 0, Some("return:dev-a"))).unwrap_err();
+    assert_eq!(rule(e), ("document".into(), "accepted".into()));
+
+    // Everything came back: nothing is left for a credit note of the order, and nothing more to return.
+    step(OrderStatus::Refunded);
+    let credit = |c: &dashoffice_core::Caller| {
+        let (c, id) = (c.clone(), order.clone());
+        head.write_blocking(move |ctx| orders::issue_credit_note(ctx, &c, &id, IssueCreditNote { reason: None }))
+    };
+    assert_eq!(rule(credit(&c).unwrap_err()), ("returns".into(), "creditable".into()));
+    assert_eq!(rule(give_back(head, &[(0, 1)], true, None).unwrap_err()), ("lines[0].quantity".into(), "range".into()));
+    // Refunded, the order holds no stock; the damaged caps stay out of it.
+    assert_eq!((on_hand(head, &shirt), on_hand(head, &cap)), (10, 8));
+
+    // The register: the invoice, then the returns' credit notes, negative.
+    let mut out = Vec::new();
+    dashoffice_core::csv_io::export_invoices(head, &c, None, &mut out).unwrap();
+    let text = String::from_utf8(out).unwrap();
+    let rows: Vec<Vec<&str>> = text.lines().map(|l| l.split(',').collect()).collect();
+    let summary: Vec<(&str, &str, &str, &str)> = rows[1..].iter().map(|r| (r[0], r[13], r[17], r[18])).collect();
+    assert_eq!(
+        summary,
+        [
+            ("CEN-00000001", "950.00", "invoice", ""),
+            ("NC-CEN-00000001", "-250.00", "credit_note", "CEN-00000001"),
+            ("NC-CEN-00000002", "-500.00", "credit_note", "CEN-00000001"),
+            ("NC-CEN-00000003", "-200.00", "credit_note", "CEN-00000001"),
+        ]
+    );
+}

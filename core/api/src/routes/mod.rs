@@ -105,6 +105,7 @@ pub(crate) fn router() -> Router<AppState> {
         .route("/api/v1/orders/{id}/resolve", post(sales::resolve_order))
         .route("/api/v1/orders/{id}/invoice", post(sales::issue_invoice))
         .route("/api/v1/orders/{id}/credit-note", post(sales::issue_credit_note))
+        .route("/api/v1/orders/{id}/returns", post(sales::return_items))
         .route("/api/v1/orders/{id}/email", post(sales::email_document))
         .route("/api/v1/invoices/export", get(sales::export_invoices))
         .route("/api/v1/orders/{id}/invoice.pdf", get(sales::order_invoice))

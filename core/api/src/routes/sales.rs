@@ -8,12 +8,12 @@ use axum::{
 };
 use dashoffice_core::{
     CoreError,
-    entities::orders,
+    entities::{orders, returns},
     invoice::{self, Lang},
 };
 use dashoffice_domain::api::{
     CreateOrder, EmailOrderDocument, InvoiceExportParams, InvoiceParams, IssueCreditNote, ListParams, OrderView, Page,
-    ResolveOrder, TransitionOrder, UpdateOrder,
+    ResolveOrder, ReturnItems, TransitionOrder, UpdateOrder,
 };
 
 use super::Errors;
@@ -57,7 +57,8 @@ pub(crate) async fn get_order(
 /// The order as a printable sales document (PDF, A4): a quote while it is a draft, then the
 /// shop's sales note, marked when cancelled or refunded; once invoiced, the invoice with its
 /// legal (or provisional) number; once a credit note undoes it, the credit note
-/// (`document=invoice` still gives the invoice). Labels in `lang` (`es` or `en`). Not an electronic invoice of a tax authority; the document says so.
+/// (`document=invoice` still gives the invoice); a return's credit note with
+/// `document=return:{id}`. Labels in `lang` (`es` or `en`). Not an electronic invoice of a tax authority; the document says so.
 #[utoipa::path(get, path = "/api/v1/orders/{id}/invoice.pdf", tag = "orders", security(("bearer" = [])),
     params(("id" = String, Path), InvoiceParams),
     responses((status = 200, description = "The PDF", content_type = "application/pdf"), Errors))]
@@ -182,6 +183,25 @@ pub(crate) async fn issue_credit_note(
     ApiJson(b): ApiJson<IssueCreditNote>,
 ) -> ApiResult<Json<OrderView>> {
     Ok(Json(s.replica.write(move |ctx| orders::issue_credit_note(ctx, &c, &id, b)).await?))
+}
+
+/// Records that the customer brought back units of a paid, fulfilled or delivered order: `lines`
+/// as `{line, quantity}` (the line's position from 0; at most the units not returned yet),
+/// `reason` (≤ 500 characters), `restock` (default true: the units go back into the branch's
+/// stock; false for damaged goods), `id` (the client's, so a retry records it once). Written on
+/// any replica, offline too. An invoiced order's return gets its own credit note: a provisional
+/// number at once, then the next of the series `NC-{invoice series}` from the branch's numbering
+/// device; its PDF is `invoice.pdf?document=return:{id}`. 422 naming the line's field; 409
+/// naming `status` (not paid, fulfilled or delivered) or `returns` (50 already).
+#[utoipa::path(post, path = "/api/v1/orders/{id}/returns", tag = "orders", security(("bearer" = [])), params(("id" = String, Path)),
+    request_body = ReturnItems, responses((status = 200, body = OrderView), Errors))]
+pub(crate) async fn return_items(
+    State(s): State<AppState>,
+    Auth(c): Auth,
+    Path(id): Path<String>,
+    ApiJson(b): ApiJson<ReturnItems>,
+) -> ApiResult<Json<OrderView>> {
+    Ok(Json(s.replica.write(move |ctx| returns::return_items(ctx, &c, &id, b)).await?))
 }
 
 /// E-mails the order's document as a PDF: the credit note if there is one, else the invoice, else
