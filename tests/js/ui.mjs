@@ -922,6 +922,44 @@ await step("the_credit_note_is_emailed_and_the_page_shows_it_went", async () => 
   await until("no summary", async () => (await ownerApi("GET", "/api/v1/shop")).body.daily_report_hour == null);
 });
 
+await step("a_customer_returns_one_of_two_cups", async () => {
+  // The paid order of two cups (no invoice): one comes back broken.
+  await page.goto(base + "/orders/" + orderId);
+  await page.locator("#order-return-open").click();
+  await page.locator("#order-return-form").waitFor();
+  await text("2 can come back").waitFor();
+  // More than was sold is refused, and says how many may come back.
+  await page.fill("#f-return-qty-0", "3");
+  await page.locator("#order-return-submit").click();
+  await text("between 1 and 2").waitFor();
+  await page.fill("#f-return-qty-0", "1");
+  await page.fill("#f-return-reason", "Llegó rota");
+  await page.locator("#f-return-restock").uncheck();
+  await page.locator("#order-return-submit").click();
+  const row = page.locator('#order-returns [data-return][data-accepted="true"]');
+  await row.filter({ hasText: "Damaged" }).filter({ hasText: "Llegó rota" }).waitFor();
+  await page.locator("#order-returned-total", { hasText: "MX$99.18" }).waitFor();
+  const o = (await ownerApi("GET", "/api/v1/orders/" + orderId)).body;
+  if (o.returnable[0] !== 1 || o.returns.length !== 1 || o.returns[0].restock !== false) throw new Error(`the return: ${JSON.stringify(o.returns)}`);
+  // Without an invoice its document is a return note.
+  const [download] = await Promise.all([page.waitForEvent("download"), row.locator(".return-pdf").click()]);
+  if (!download.suggestedFilename().endsWith("-R.pdf")) throw new Error(`the return note is called ${download.suggestedFilename()}`);
+  const saved = `${shots}/../return-note.pdf`;
+  await download.saveAs(saved);
+  const pdf = execFileSync("pdftotext", ["-layout", saved, "-"], { encoding: "utf8" });
+  rmSync(saved, { force: true });
+  for (const expected of ["Return note", "Llegó rota", "99.18"]) {
+    if (!pdf.includes(expected)) throw new Error(`${expected} is missing from the return note:\n${pdf}`);
+  }
+  // It reaches the branch's other node by sync.
+  await until("the return on the second node", async () => {
+    const r = await fetch(env("SECOND_URL") + "/api/v1/orders/" + orderId, {
+      headers: { authorization: `Bearer ${env("SECOND_TOKEN")}` },
+    });
+    return r.status === 200 && (await r.json()).returns?.length === 1;
+  });
+});
+
 await step("search_from_the_top_bar", async () => {
   // Ctrl+K from any page; a typo and no accents still find the product and the customer.
   await page.goto(base + "/orders");

@@ -890,6 +890,9 @@ pub struct OrderView {
     /// minus this.
     #[serde(default)]
     pub returned_total: String,
+    /// Units of each line (by position) that have not come back yet.
+    #[serde(default)]
+    pub returnable: Vec<i64>,
     /// The e-mails that sent (or will send) the order's document to someone, oldest first.
     #[serde(default)]
     pub emails: Vec<OrderEmailView>,

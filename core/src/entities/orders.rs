@@ -1023,6 +1023,7 @@ fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<OrderView> {
         },
         returns: Vec::new(),
         returned_total: r.get(30)?,
+        returnable: Vec::new(),
         emails: Vec::new(),
         notices: Vec::new(),
     })
@@ -1065,6 +1066,7 @@ fn fill(conn: &Connection, o: &mut OrderView) -> Result<()> {
         })?
         .collect::<rusqlite::Result<Vec<_>>>()?;
     o.returns = super::returns::of_order(conn, o)?;
+    o.returnable = super::returns::units_left(conn, o)?;
     o.emails = super::emails::of_order(conn, &o.id)?;
     o.notices = super::inbox::notices_of(conn, &o.id)?;
     // The notices that could not go, for the statuses no replica told.

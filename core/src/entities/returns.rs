@@ -150,7 +150,7 @@ pub fn return_items(ctx: &mut WriteCtx<'_>, caller: &Caller, id: &str, input: Re
 }
 
 /// Units of each line of order `o` not returned yet (by accepted returns).
-fn units_left(conn: &Connection, o: &OrderView) -> Result<Vec<i64>> {
+pub(crate) fn units_left(conn: &Connection, o: &OrderView) -> Result<Vec<i64>> {
     let mut left: Vec<i64> = o.lines.iter().map(|l| l.quantity).collect();
     let mut st = conn.prepare_cached(
         "SELECT l.line, l.quantity FROM order_return_lines l JOIN order_returns r ON r.order_id = l.order_id AND r.id = l.return_id

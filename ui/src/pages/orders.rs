@@ -219,13 +219,13 @@ pub(crate) fn OrderDetail() -> impl IntoView {
     };
     // The sales document (a quote while a draft), in the UI's language.
     let printing = RwSignal::new(false);
-    let print = move |number: String, document: Option<&'static str>| {
+    let print = move |number: String, document: Option<String>| {
         err.set(None);
         printing.set(true);
         let lang = crate::i18n::lang().code();
         let mut path = format!("/api/v1/orders/{}/invoice.pdf?lang={lang}", id.get_untracked());
         if let Some(d) = document {
-            path.push_str(&format!("&document={d}"));
+            path.push_str(&format!("&document={}", enc(&d)));
         }
         spawn_local(async move {
             match api::blob_url(&path).await {
@@ -266,6 +266,56 @@ pub(crate) fn OrderDetail() -> impl IntoView {
                 Ok(o) => {
                     data.set(crate::components::Load::Ready(o));
                     app().say(t("credit_note_issued").to_string());
+                }
+                Err(e) => err.set(Some(e)),
+            }
+            issuing.set(false);
+        });
+    };
+    // Goods the customer brings back: units per line, why, and whether they go back on the shelf.
+    // One id per opening of the form, so a second click records the return once.
+    let return_open = RwSignal::new(false);
+    let return_id = RwSignal::new(String::new());
+    let return_qty = RwSignal::new(Vec::<String>::new());
+    let return_reason = RwSignal::new(String::new());
+    let return_restock = RwSignal::new(true);
+    let open_return = move |_| {
+        let lines = data.with_untracked(|d| match d {
+            crate::components::Load::Ready(o) => o.lines.len(),
+            _ => 0,
+        });
+        return_qty.set(vec![String::new(); lines]);
+        return_reason.set(String::new());
+        return_restock.set(true);
+        let salt = (js_sys::Math::random() * 1e12) as u64;
+        return_id.set(format!("ui-{:x}-{salt:x}", js_sys::Date::now() as u64));
+        return_open.update(|v| *v = !*v);
+    };
+    let send_return = move |ev: leptos::ev::SubmitEvent| {
+        ev.prevent_default();
+        err.set(None);
+        // A quantity that is not a whole number goes as 0, for the server to name its line.
+        let lines: Vec<dashoffice_domain::api::ReturnLineInput> = return_qty
+            .get_untracked()
+            .iter()
+            .enumerate()
+            .filter(|(_, q)| !matches!(q.trim(), "" | "0"))
+            .map(|(line, q)| dashoffice_domain::api::ReturnLineInput { line, quantity: q.trim().parse().unwrap_or(0) })
+            .collect();
+        let body = dashoffice_domain::api::ReturnItems {
+            lines,
+            reason: Some(return_reason.get_untracked()),
+            restock: Some(return_restock.get_untracked()),
+            id: Some(return_id.get_untracked()),
+        };
+        issuing.set(true);
+        let path = format!("/api/v1/orders/{}/returns", id.get_untracked());
+        spawn_local(async move {
+            match api::post::<_, OrderView>(&path, &body).await {
+                Ok(o) => {
+                    data.set(crate::components::Load::Ready(o));
+                    return_open.set(false);
+                    app().say(t("return_recorded").to_string());
                 }
                 Err(e) => err.set(Some(e)),
             }
@@ -416,6 +466,102 @@ pub(crate) fn OrderDetail() -> impl IntoView {
                     .into_any()
                 }
             });
+            let returnable = matches!(o.status, OrderStatus::Paid | OrderStatus::Fulfilled | OrderStatus::Delivered)
+                && o.returnable.iter().any(|n| *n > 0);
+            let return_rows = o
+                .returns
+                .iter()
+                .map(|r| {
+                    let what = r
+                        .lines
+                        .iter()
+                        .map(|l| format!("{} × {}", crate::i18n::number(l.quantity as f64), l.name))
+                        .collect::<Vec<_>>()
+                        .join(", ");
+                    let credit = r.credit_note.as_ref().map(|c| {
+                        if c.number.is_empty() {
+                            tf("credit_note_provisional", &[&c.provisional_number])
+                        } else {
+                            tf("credit_note_numbered", &[&c.number])
+                        }
+                    });
+                    let file = r
+                        .credit_note
+                        .as_ref()
+                        .map(|c| c.number.clone())
+                        .filter(|n| !n.is_empty())
+                        .unwrap_or_else(|| format!("{}-R", o.number));
+                    let document = format!("return:{}", r.id);
+                    let state = match (r.accepted, r.restock) {
+                        (false, _) => t("return_not_counted"),
+                        (true, true) => t("return_restocked"),
+                        (true, false) => t("return_damaged"),
+                    };
+                    view! {
+                        <div class="row-item" data-return=r.id.clone() data-accepted=r.accepted.to_string()>
+                            <span>{datetime(r.returned_at)}</span>
+                            <span>{what}</span>
+                            <span class="num">{money(&r.total, &o.currency)}</span>
+                            <span class="muted">{state}{credit.map(|c| format!(" · {c}"))}</span>
+                            {(!r.reason.is_empty()).then(|| view! { <span class="muted">{tf("credit_note_reason", &[&r.reason])}</span> })}
+                            {r.accepted.then(|| view! {
+                                <button type="button" class="btn ghost return-pdf" disabled=move || printing.get()
+                                    on:click=move |_| print(file.clone(), Some(document.clone()))>{t("pdf")}</button>
+                            })}
+                        </div>
+                    }
+                })
+                .collect_view();
+            // What can come back, per line: (position, name, units left).
+            let return_lines: Vec<(usize, String, i64)> = o
+                .lines
+                .iter()
+                .enumerate()
+                .map(|(i, l)| (i, l.name.clone(), o.returnable.get(i).copied().unwrap_or(0)))
+                .collect();
+            let return_inputs = move || {
+                return_lines
+                    .clone()
+                    .into_iter()
+                    .map(|(i, name, left)| {
+                        view! {
+                            <label class="field"><span>{format!("{name} ({})", tf("return_left", &[&left.to_string()]))}</span>
+                                <input type="number" min="0" step="1" id=format!("f-return-qty-{i}") disabled=left == 0
+                                    prop:value=move || return_qty.with(|v| v.get(i).cloned().unwrap_or_default())
+                                    on:input=move |ev| {
+                                        let v = event_target_value(&ev);
+                                        return_qty.update(|q| if let Some(x) = q.get_mut(i) { *x = v; });
+                                    }/>
+                            </label>
+                        }
+                    })
+                    .collect_view()
+            };
+            let returns = (!o.returns.is_empty() || (returnable && may_sell())).then(|| view! {
+                <section class="card" id="order-returns">
+                    <div class="page-head">
+                        <h2>{t("returns_title")}</h2>
+                        {(returnable && may_sell()).then(|| view! {
+                            <button type="button" class="btn" id="order-return-open" on:click=open_return>{t("return_items")}</button>
+                        })}
+                    </div>
+                    {(o.returned_total != "0" && !o.returned_total.is_empty()).then(|| view! {
+                        <p class="muted" id="order-returned-total">{tf("returned_total", &[&money(&o.returned_total, &o.currency)])}</p>
+                    })}
+                    {return_rows}
+                    <Show when=move || return_open.get()>
+                        <form class="stack" id="order-return-form" on:submit=send_return>
+                            <p class="muted">{t("return_help")}</p>
+                            {return_inputs.clone()}
+                            <label class="field"><span>{t("credit_note_reason_label")}</span>
+                                <input id="f-return-reason" maxlength="500" bind:value=return_reason/>
+                            </label>
+                            <label class="check"><input type="checkbox" id="f-return-restock" bind:checked=return_restock/>{t("return_to_stock")}</label>
+                            <button class="btn primary" type="submit" id="order-return-submit" disabled=move || issuing.get()>{t("record_return")}</button>
+                        </form>
+                    </Show>
+                </section>
+            });
             let emailable = o.status != OrderStatus::Draft;
             let emails = (!o.emails.is_empty()).then(|| {
                 let rows = o
@@ -509,7 +655,7 @@ pub(crate) fn OrderDetail() -> impl IntoView {
                             // Once a credit note undid it, the invoice itself can still be printed.
                             {invoice_pdf.map(|name| view! {
                                 <button type="button" class="btn" id="order-invoice-pdf" disabled=move || printing.get()
-                                    on:click=move |_| print(name.clone(), Some("invoice"))>{t("fiscal_invoice_pdf")}</button>
+                                    on:click=move |_| print(name.clone(), Some("invoice".into()))>{t("fiscal_invoice_pdf")}</button>
                             })}
                             {(invoiceable && may_sell()).then(|| view! {
                                 <button type="button" class="btn primary" id="order-invoice" disabled=move || issuing.get()
@@ -589,6 +735,7 @@ pub(crate) fn OrderDetail() -> impl IntoView {
                     </table></div>
                     {(!o.notes.is_empty()).then(|| view! { <p class="notes">{o.notes.clone()}</p> })}
                 </section>
+                {returns}
                 {emails}
                 {notices}
                 <section class="card"><h2>{t("history")}</h2><ol class="list">{history}</ol></section>
