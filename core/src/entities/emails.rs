@@ -50,8 +50,9 @@ pub fn request(
     }
     if let Some(d) = input.document.as_deref()
         && !matches!(d, "sales_note" | "invoice" | "credit_note")
+        && !d.starts_with(super::returns::KEY)
     {
-        e.push(FieldError::new("document", "one_of", "must be one of: sales_note, invoice, credit_note"));
+        e.push(FieldError::new("document", "one_of", "must be one of: sales_note, invoice, credit_note, return:{id}"));
     }
     e.finish()?;
     let order = orders::get(ctx.conn(), caller, order_id)?;
@@ -68,6 +69,13 @@ pub fn request(
                 "invoiced",
                 "the order is invoiced: its document is the invoice (or the credit note)",
             ));
+        }
+        Some(d) if d.starts_with(super::returns::KEY) => {
+            let rid = &d[super::returns::KEY.len()..];
+            if !order.returns.iter().any(|r| r.id == rid && r.accepted) {
+                return Err(CoreError::conflict("document", "exists", "the order has no such return (that counts)"));
+            }
+            d.to_string()
         }
         Some(d) => d.to_string(),
         None if order.credit_note.is_some() => "credit_note".into(),
@@ -272,9 +280,13 @@ pub fn queued(conn: &Connection, shop: &str, limit: u32) -> Result<Vec<QueuedEma
         .prepare_cached(
             "SELECT e.id, e.order_id, e.doc_id, e.requested_at FROM order_emails e JOIN orders o ON o.id = e.order_id
              WHERE e.shop_id = ?1 AND e.sent_at IS NULL AND e.failed_at IS NULL
-               AND CASE e.document
-                     WHEN 'invoice' THEN o.invoice_number != ''
-                     WHEN 'credit_note' THEN o.credit_number != ''
+               AND CASE
+                     WHEN e.document = 'invoice' THEN o.invoice_number != ''
+                     WHEN e.document = 'credit_note' THEN o.credit_number != ''
+                     -- A return's credit note once numbered; its return note (no invoice) at once.
+                     WHEN e.document LIKE 'return:%' THEN EXISTS (SELECT 1 FROM order_returns r
+                         WHERE r.order_id = e.order_id AND 'return:' || r.id = e.document AND r.accepted = 1
+                           AND (r.number != '' OR o.invoice_issued_at IS NULL))
                      -- A sales note goes as the order's current document: invoiced or credited
                      -- since it was asked for, that one, once numbered.
                      ELSE (o.invoice_issued_at IS NULL OR o.invoice_number != '')
@@ -343,6 +355,37 @@ pub fn compose(conn: &Connection, shop: &str, email_id: &str, now: i64) -> Resul
     let order = orders::get(conn, &caller, &order_id)?;
     let shop_view = org::get_shop(conn, shop)?;
     let lang = Lang::parse("lang", &lang).unwrap_or(Lang::Es);
+    // A return: its own credit note (or return note), with its own amount.
+    if let Some(rid) = document.strip_prefix(super::returns::KEY) {
+        let Some(r) = order.returns.iter().find(|r| r.id == rid && r.accepted) else {
+            return Err(CoreError::conflict("document", "exists", "the return does not count (any more)"));
+        };
+        if r.credit_note.as_ref().is_some_and(|c| c.number.is_empty()) {
+            return Err(CoreError::conflict(NOT_FINAL.0, NOT_FINAL.1, "the document waits for its legal number"));
+        }
+        let pdf = crate::invoice::order_pdf_of(conn, &caller, &order_id, lang, now, Some(&document))?;
+        let total = format!("{} {}", r.total, order.currency);
+        let name = if shop_view.legal_name.is_empty() { &shop_view.name } else { &shop_view.legal_name };
+        let (subject, what) = match (&r.credit_note, lang == Lang::Es) {
+            (Some(c), true) => (
+                format!("Nota de crédito {} — {name}", c.number),
+                format!("la nota de crédito {} por lo que devolvió de su pedido {}", c.number, order.number),
+            ),
+            (Some(c), false) => (
+                format!("Credit note {} — {name}", c.number),
+                format!("credit note {} for what you returned from your order {}", c.number, order.number),
+            ),
+            (None, true) => (
+                format!("Devolución del pedido {} — {name}", order.number),
+                format!("la nota de devolución de su pedido {}", order.number),
+            ),
+            (None, false) => (
+                format!("Return from order {} — {name}", order.number),
+                format!("the return note of your order {}", order.number),
+            ),
+        };
+        return Ok(letter(conn, &shop_view, &order, (to, subject, &what, &total, &message), lang, pdf));
+    }
     // A sales note asked for before the order was invoiced (or credited) goes as that document.
     let which = match document.as_str() {
         "invoice" => Some("invoice"),
@@ -361,7 +404,6 @@ pub fn compose(conn: &Connection, shop: &str, email_id: &str, now: i64) -> Resul
         return Err(CoreError::conflict(NOT_FINAL.0, NOT_FINAL.1, "the document waits for its legal number"));
     }
     let pdf = crate::invoice::order_pdf_of(conn, &caller, &order_id, lang, now, which)?;
-    let customer = customer_email(conn, shop, &order.customer_id).map(|(name, _)| name).unwrap_or_default();
     let invoice = order.invoice.as_ref().map(|i| if i.number.is_empty() { &i.provisional_number } else { &i.number });
     let credit =
         order.credit_note.as_ref().map(|c| if c.number.is_empty() { &c.provisional_number } else { &c.number });
@@ -386,9 +428,25 @@ pub fn compose(conn: &Connection, shop: &str, email_id: &str, now: i64) -> Resul
         }
         _ => (format!("Order {} — {name}", order.number), format!("the sales note of your order {}", order.number)),
     };
+    Ok(letter(conn, &shop_view, &order, (to, subject, &what, &total, &message), lang, pdf))
+}
+
+/// An e-mail of `order`'s document: `parts` are the recipient, the subject, the document in
+/// words, its total and the sender's own words; the greeting, text and signature in `lang`.
+fn letter(
+    conn: &Connection,
+    shop_view: &dashoffice_domain::api::ShopView,
+    order: &OrderView,
+    (to, subject, what, total, message): (String, String, &str, &str, &str),
+    lang: Lang,
+    pdf: OrderPdf,
+) -> ComposedEmail {
+    let customer = customer_email(conn, &shop_view.id, &order.customer_id).map(|(name, _)| name).unwrap_or_default();
+    let name = if shop_view.legal_name.is_empty() { &shop_view.name } else { &shop_view.legal_name };
+    let es = lang == Lang::Es;
     let mut body = String::new();
     if !message.is_empty() {
-        body.push_str(&message);
+        body.push_str(message);
         body.push_str("\n\n");
     }
     let greeting = match (es, customer.is_empty()) {
@@ -413,14 +471,14 @@ pub fn compose(conn: &Connection, shop: &str, email_id: &str, now: i64) -> Resul
         body.push_str(&contact.join(" · "));
         body.push('\n');
     }
-    Ok(ComposedEmail {
+    ComposedEmail {
         to,
         from_name: shop_view.name.clone(),
         reply_to: Some(shop_view.email.clone()).filter(|m| !m.is_empty()),
         subject,
         body,
         pdf,
-    })
+    }
 }
 
 /// How the sending of an e-mail ended.

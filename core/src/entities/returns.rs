@@ -79,7 +79,7 @@ pub fn return_items(ctx: &mut WriteCtx<'_>, caller: &Caller, id: &str, input: Re
     if current.returns.iter().any(|r| r.id == rid) {
         return Ok(current);
     }
-    let left = units_left(ctx.conn(), &current)?;
+    let left = current.returnable.clone();
     let mut seen = std::collections::HashSet::new();
     for (i, l) in input.lines.iter().enumerate() {
         let f = |k: &str| format!("lines[{i}].{k}");
@@ -146,6 +146,10 @@ pub fn return_items(ctx: &mut WriteCtx<'_>, caller: &Caller, id: &str, input: Re
         tx.put(&o, "updated_at", now)?;
         Ok(())
     })?;
+    // An invoiced order's return is a credit note: e-mailed as issued when the shop says so.
+    if current.invoice.is_some() {
+        super::emails::request_automatic(ctx, caller, id, &key)?;
+    }
     orders::get(ctx.conn(), caller, id)
 }
 

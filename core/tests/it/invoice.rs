@@ -1151,3 +1151,83 @@ fn returns_take_units_back_with_credit_notes_of_their_own() {
         ]
     );
 }
+
+/// A return's credit note is e-mailed like an invoice's: automatically when the shop says so,
+/// once it has its legal number, with the return's own amount; any return's document by hand.
+#[test]
+fn a_returns_credit_note_is_emailed_once_it_has_its_number() {
+    use dashoffice_core::{
+        domain::api::{EmailOrderDocument, ReturnItems, ReturnLineInput, UpdateShop},
+        entities::{emails, org, returns},
+    };
+
+    let nodes = shop(1);
+    let c = nodes[0].caller.clone();
+    let head = &nodes[0].replica;
+    let branch: String = head.read(|c| Ok(c.query_row("SELECT id FROM branches", [], |r| r.get(0))?)).unwrap();
+    let c2 = c.clone();
+    let order = head
+        .write_blocking(move |ctx| {
+            let on =
+                UpdateShop { tax_id: Some("CCM010203AB4".into()), email_invoices: Some(true), ..Default::default() };
+            org::update_shop(ctx, &c2, on)?;
+            let p = products::create(ctx, &c2, product_input("CAM-001", "250.00"))?;
+            let with = CreateCustomer {
+                name: "Lucy".into(),
+                email: Some("lucy@example.com".into()),
+                lang: Some("en".into()),
+                ..Default::default()
+            };
+            let cu = customers::create(ctx, &c2, with)?;
+            let o = orders::create(ctx, &c2, None, order_input(&cu.id, &branch, vec![line(&p.id, 2)]))?;
+            for to in [OrderStatus::Confirmed, OrderStatus::Paid] {
+                orders::transition(ctx, &c2, &o.id, TransitionOrder { to })?;
+            }
+            orders::issue_invoice(ctx, &c2, &o.id)
+        })
+        .unwrap()
+        .id;
+    until("the invoice's number", || {
+        head.read(|conn| orders::get(conn, &c, &order)).unwrap().invoice.is_some_and(|i| !i.number.is_empty())
+    });
+    let (c3, o3) = (c.clone(), order.clone());
+    let o = head
+        .write_blocking(move |ctx| {
+            let input = ReturnItems {
+                lines: vec![ReturnLineInput { line: 0, quantity: 1 }],
+                id: Some("r1".into()),
+                ..Default::default()
+            };
+            returns::return_items(ctx, &c3, &o3, input)
+        })
+        .unwrap();
+    let mail = o.emails.last().unwrap();
+    assert_eq!((mail.document.as_str(), mail.automatic, mail.lang.as_str()), ("return:r1", true, "en"));
+    until("the return's number", || {
+        let o = head.read(|conn| orders::get(conn, &c, &order)).unwrap();
+        o.returns[0].credit_note.as_ref().is_some_and(|n| !n.number.is_empty())
+    });
+    let s = c.shop_id.clone();
+    let ready = head.read(move |conn| emails::queued(conn, &s, 10)).unwrap();
+    assert!(ready.iter().any(|q| q.id == mail.id), "ready once numbered: {ready:?}");
+    let (s, id) = (c.shop_id.clone(), mail.id.clone());
+    let m = head.read(move |conn| emails::compose(conn, &s, &id, 0)).unwrap();
+    assert_eq!(m.subject, "Credit note NC-CEN-00000001 — Tienda");
+    assert!(
+        m.body.contains("for what you returned from your order") && m.body.contains("(total 250.00 MXN)"),
+        "{}",
+        m.body
+    );
+    assert_eq!(m.pdf.file_name, "NC-CEN-00000001.pdf");
+    let (_, text) = text_of(&m.pdf.bytes);
+    assert!(text.contains("Credit note") && text.contains("250.00") && !text.contains("500.00"), "{text}");
+    // By hand: a return the order does not have is refused by name.
+    let (c4, o4) = (c.clone(), order.clone());
+    let e = head
+        .write_blocking(move |ctx| {
+            let input = EmailOrderDocument { document: Some("return:nope".into()), ..Default::default() };
+            emails::request(ctx, &c4, &o4, input)
+        })
+        .unwrap_err();
+    assert!(matches!(&e, CoreError::Conflict { field, rule, .. } if field == "document" && rule == "exists"), "{e:?}");
+}

@@ -341,6 +341,8 @@ pub(crate) fn OrderDetail() -> impl IntoView {
     // The order's document by e-mail: written here at once (offline too), sent by the relay.
     let emailing = RwSignal::new(false);
     let email_open = RwSignal::new(false);
+    // None: the order's current document; else one by name (a return's).
+    let email_document = RwSignal::new(None::<String>);
     let email_to = RwSignal::new(String::new());
     let email_message = RwSignal::new(String::new());
     let send_email = move |ev: leptos::ev::SubmitEvent| {
@@ -351,7 +353,7 @@ pub(crate) fn OrderDetail() -> impl IntoView {
         let opt = |s: String| Some(s.trim().to_string()).filter(|s| !s.is_empty());
         let body = dashoffice_domain::api::EmailOrderDocument {
             to: opt(email_to.get_untracked()),
-            document: None,
+            document: email_document.get_untracked(),
             lang: Some(crate::i18n::lang().code().into()),
             message: opt(email_message.get_untracked()),
         };
@@ -504,9 +506,18 @@ pub(crate) fn OrderDetail() -> impl IntoView {
                             <span class="num">{money(&r.total, &o.currency)}</span>
                             <span class="muted">{state}{credit.map(|c| format!(" · {c}"))}</span>
                             {(!r.reason.is_empty()).then(|| view! { <span class="muted">{tf("credit_note_reason", &[&r.reason])}</span> })}
-                            {r.accepted.then(|| view! {
-                                <button type="button" class="btn ghost return-pdf" disabled=move || printing.get()
-                                    on:click=move |_| print(file.clone(), Some(document.clone()))>{t("pdf")}</button>
+                            {r.accepted.then(|| {
+                                let mail = document.clone();
+                                view! {
+                                    <button type="button" class="btn ghost return-pdf" disabled=move || printing.get()
+                                        on:click=move |_| print(file.clone(), Some(document.clone()))>{t("pdf")}</button>
+                                    <button type="button" class="btn ghost return-email" on:click=move |_| {
+                                        email_document.set(Some(mail.clone()));
+                                        email_open.set(true);
+                                        // The form sits at the top of the order.
+                                        leptos::prelude::window().scroll_to_with_x_and_y(0.0, 0.0);
+                                    }>{t("send_by_email")}</button>
+                                }
                             })}
                         </div>
                     }
@@ -570,7 +581,11 @@ pub(crate) fn OrderDetail() -> impl IntoView {
                     .map(|m| {
                         // What goes (or went): a sales note asked for before the order was
                         // invoiced or credited goes as that document.
+                        // A return's document: its credit note, or its return note.
+                        let ret = m.document.strip_prefix("return:").and_then(|id| o.returns.iter().find(|r| r.id == id));
                         let doc = match m.document.as_str() {
+                            _ if ret.is_some_and(|r| r.credit_note.is_some()) => t("doc_return_credit_note"),
+                            _ if ret.is_some() => t("doc_return_note"),
                             "invoice" => t("doc_invoice"),
                             "credit_note" => t("doc_credit_note"),
                             _ if o.credit_note.is_some() => t("doc_credit_note"),
@@ -582,6 +597,9 @@ pub(crate) fn OrderDetail() -> impl IntoView {
                         let invoice_done = o.invoice.as_ref().is_none_or(|i| !i.number.is_empty());
                         let credit_done = o.credit_note.as_ref().is_none_or(|c| !c.number.is_empty());
                         let numbered = match m.document.as_str() {
+                            _ if ret.is_some() => {
+                                ret.and_then(|r| r.credit_note.as_ref()).is_none_or(|c| !c.number.is_empty())
+                            }
                             "invoice" => invoice_done,
                             "credit_note" => credit_done,
                             _ => invoice_done && credit_done,
@@ -663,7 +681,10 @@ pub(crate) fn OrderDetail() -> impl IntoView {
                             })}
                             {(emailable && may_sell()).then(|| view! {
                                 <button type="button" class="btn" id="order-email"
-                                    on:click=move |_| email_open.update(|v| *v = !*v)>{t("send_by_email")}</button>
+                                    on:click=move |_| {
+                                        email_document.set(None);
+                                        email_open.update(|v| *v = !*v);
+                                    }>{t("send_by_email")}</button>
                             })}
                             <Show when=may_converse>
                                 <button type="button" class="btn" id="order-whatsapp" disabled=move || sending.get()
@@ -700,6 +721,7 @@ pub(crate) fn OrderDetail() -> impl IntoView {
                     })}
                     <Show when=move || email_open.get()>
                         <form class="inline-form notice" id="email-form" on:submit=send_email>
+                            {move || email_document.get().map(|_| view! { <p class="muted">{t("email_return_document")}</p> })}
                             <label class="field"><span>{t("email_to")}</span>
                                 <input id="f-email_to" type="email" maxlength="254" placeholder=t("email_to_placeholder") bind:value=email_to/>
                             </label>
