@@ -394,6 +394,19 @@ fn phrase_hits(folded: &str, ws: &[String], cue: &str) -> bool {
     if cue.contains(' ') || cue.contains('\'') { folded.contains(cue) } else { ws.iter().any(|w| w == cue) }
 }
 
+/// The language of `text` as the offline understanding reads it: `en` when it has more English
+/// words than Spanish ones, else `es`; `None` when it has neither (a photo, "ok", a number).
+pub fn language_of(text: &str) -> Option<&'static str> {
+    let ws = words(&fold(text));
+    let es = ws.iter().filter(|w| SPANISH.contains(&w.as_str())).count();
+    let en = ws.iter().filter(|w| ENGLISH.contains(&w.as_str())).count();
+    match (es, en) {
+        (0, 0) => None,
+        (es, en) if en > es => Some("en"),
+        _ => Some("es"),
+    }
+}
+
 /// Understands `text`; `catalog` finds products by name or SKU (see [`catalog_lookup`]).
 pub fn analyse(text: &str, catalog: &dyn Fn(&[String]) -> Vec<ProductMatch>) -> Analysis {
     let folded = fold(text);

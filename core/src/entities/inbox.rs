@@ -406,6 +406,8 @@ pub fn arrive(ctx: &mut WriteCtx<'_>, shop: &str, branch: &str, m: &Inbound) -> 
                 phone,
                 wa_id: Some(m.wa_id.clone()),
                 tags: vec!["whatsapp".into()],
+                // The language they write in is the language of their e-mails (staff may change it).
+                lang: crate::bot::language_of(&m.text).unwrap_or("es").to_string(),
                 ..Default::default()
             };
             customers::insert(ctx, shop, &fields)?

@@ -1121,3 +1121,27 @@ fn a_conversation_opened_apart_by_a_device_and_by_the_customers_first_message_is
     let doc = DocId::conversations(&shop, &branch, &started.id);
     assert_eq!(changes(device, doc.as_str()), changes(relay, doc.as_str()));
 }
+
+#[test]
+fn a_customer_who_first_writes_in_english_gets_english_emails() {
+    let (clock, nodes, branch) = two_nodes();
+    let (r, caller) = (&nodes[0].replica, nodes[0].caller.clone());
+    let shop = caller.shop_id.clone();
+    for (wamid, wa_id, text) in [
+        ("wamid.e1", "15551230001", "Hi, how much is the blue shirt?"),
+        ("wamid.e2", "15551230002", "Hola, ¿cuánto cuesta la camisa azul?"),
+        ("wamid.e3", "15551230003", "👍"),
+    ] {
+        let m = Inbound { wa_id: wa_id.into(), ..inbound(wamid, text, next_at(&clock)) };
+        let (s, b) = (shop.clone(), branch.clone());
+        r.write_blocking(move |ctx| inbox::receive(ctx, &s, &b, &m)).unwrap();
+    }
+    let langs: Vec<(String, String)> = r
+        .read(|c| {
+            let mut q = c.prepare("SELECT wa_id, lang FROM customers ORDER BY wa_id")?;
+            Ok(q.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?.collect::<rusqlite::Result<_>>()?)
+        })
+        .unwrap();
+    let langs: Vec<(&str, &str)> = langs.iter().map(|(w, l)| (w.as_str(), l.as_str())).collect();
+    assert_eq!(langs, [("15551230001", "en"), ("15551230002", "es"), ("15551230003", "es")]);
+}
