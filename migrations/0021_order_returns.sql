@@ -23,6 +23,8 @@ CREATE TABLE order_returns (
     seq         INTEGER,
     posted_at   INTEGER,
     posted_by   TEXT    NOT NULL,
+    -- Taken into account by the order's own credit note (issued after it).
+    netted      INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (order_id, id)
 ) WITHOUT ROWID;
 CREATE INDEX order_returns_series ON order_returns (shop_id, series, seq);

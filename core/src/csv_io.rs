@@ -539,7 +539,7 @@ pub fn export_invoices(
         let more = replica.read(|c| {
             let mut stmt = c.prepare(&sql)?;
             let mut returned = c.prepare_cached(
-                "SELECT subtotal, tax, total FROM order_returns WHERE order_id = ?1 AND accepted = 1",
+                "SELECT subtotal, tax, total FROM order_returns WHERE order_id = ?1 AND accepted = 1 AND netted = 1",
             )?;
             let v = stmt
                 .query_map(rusqlite::params![caller.shop_id, branch, from, to], |r| {

@@ -283,10 +283,11 @@ pub fn queued(conn: &Connection, shop: &str, limit: u32) -> Result<Vec<QueuedEma
                AND CASE
                      WHEN e.document = 'invoice' THEN o.invoice_number != ''
                      WHEN e.document = 'credit_note' THEN o.credit_number != ''
-                     -- A return's credit note once numbered; its return note (no invoice) at once.
-                     WHEN e.document LIKE 'return:%' THEN EXISTS (SELECT 1 FROM order_returns r
+                     -- A return's credit note once numbered; its return note (no invoice) at once;
+                     -- one that stopped counting, to be failed.
+                     WHEN e.document LIKE 'return:%' THEN NOT EXISTS (SELECT 1 FROM order_returns r
                          WHERE r.order_id = e.order_id AND 'return:' || r.id = e.document AND r.accepted = 1
-                           AND (r.number != '' OR o.invoice_issued_at IS NULL))
+                           AND r.number = '' AND o.invoice_issued_at IS NOT NULL)
                      -- A sales note goes as the order's current document: invoiced or credited
                      -- since it was asked for, that one, once numbered.
                      ELSE (o.invoice_issued_at IS NULL OR o.invoice_number != '')
@@ -407,7 +408,15 @@ pub fn compose(conn: &Connection, shop: &str, email_id: &str, now: i64) -> Resul
     let invoice = order.invoice.as_ref().map(|i| if i.number.is_empty() { &i.provisional_number } else { &i.number });
     let credit =
         order.credit_note.as_ref().map(|c| if c.number.is_empty() { &c.provisional_number } else { &c.number });
-    let total = format!("{} {}", order.total, order.currency);
+    // A credit note undoes what the order's returns did not: its own amount.
+    let total = match which {
+        Some("credit_note") => {
+            let mut net = order.clone();
+            super::returns::net_of_returns(conn, &mut net)?;
+            format!("{} {}", net.total, order.currency)
+        }
+        _ => format!("{} {}", order.total, order.currency),
+    };
     let name = if shop_view.legal_name.is_empty() { &shop_view.name } else { &shop_view.legal_name };
     let es = lang == Lang::Es;
     let (subject, what) = match (which, invoice, credit) {

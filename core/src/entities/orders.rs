@@ -530,6 +530,9 @@ struct Issued {
     /// Why (credit notes).
     #[serde(default, skip_serializing_if = "String::is_empty")]
     reason: String,
+    /// The returns a credit note takes into account (it undoes the rest).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    nets: Vec<String>,
 }
 
 /// A legal number as the branch's numbering device wrote it (the order's `invoice_number`).
@@ -582,7 +585,7 @@ pub fn issue_invoice(ctx: &mut WriteCtx<'_>, caller: &Caller, id: &str) -> Resul
             format!("an invoice carries the shop's {}: set it first (Settings, Shop)", shop.tax_id_label),
         ));
     }
-    issue(ctx, caller, id, "invoice", 'F', String::new())?;
+    issue(ctx, caller, id, "invoice", 'F', (String::new(), Vec::new()))?;
     super::emails::request_automatic(ctx, caller, id, "invoice")?;
     get(ctx.conn(), caller, id)
 }
@@ -596,7 +599,7 @@ fn issue(
     id: &str,
     key: &str,
     letter: char,
-    reason: String,
+    (reason, nets): (String, Vec<String>),
 ) -> Result<OrderView> {
     let (doc_id, branch) = locate(ctx.conn(), caller, id)?;
     let code = org::branch_code(ctx.conn(), &caller.shop_id, &branch)?;
@@ -607,6 +610,7 @@ fn issue(
         issued_by: caller.user_id.clone(),
         device: ctx.device().code.clone(),
         reason,
+        nets,
     };
     let value = serde_json::to_string(&issued).map_err(|e| CoreError::Storage(e.to_string()))?;
     let now = issued.issued_at;
@@ -661,7 +665,8 @@ pub fn issue_credit_note(
             "every unit came back in returns, and their credit notes undo the invoice already",
         ));
     }
-    issue(ctx, caller, id, "credit_note", 'C', reason)?;
+    let nets = super::returns::accepted_ids(ctx.conn(), id)?;
+    issue(ctx, caller, id, "credit_note", 'C', (reason, nets))?;
     super::emails::request_automatic(ctx, caller, id, "credit_note")?;
     get(ctx.conn(), caller, id)
 }
@@ -863,8 +868,16 @@ pub(crate) fn project(conn: &Connection, doc_id: &DocId, d: &Automerge, id: &str
     let totals = compute_totals(&amounts);
     let sold: Vec<super::returns::SoldLine> =
         lines.iter().map(|(pid, _, _, q, p, r)| (pid.clone(), *q, *p, *r)).collect();
-    let (returned_total, returned_products) =
-        super::returns::project(conn, d, &o, (id, &scope.shop_id), &sold, currency)?;
+    let credit: Option<Issued> = f.opt_str("credit_note").and_then(|v| serde_json::from_str(&v).ok());
+    let (returned_total, returned_products) = super::returns::project(
+        conn,
+        d,
+        &o,
+        (id, &scope.shop_id),
+        &sold,
+        currency,
+        credit.as_ref().map(|c| c.nets.as_slice()),
+    )?;
     let transitions = read_transitions(d, &o);
     let (status, conflict) = effective_status(&transitions);
     // Products whose committed stock may change: the old lines and the new ones.
@@ -875,7 +888,6 @@ pub(crate) fn project(conn: &Connection, doc_id: &DocId, d: &Automerge, id: &str
     let issued: Option<Issued> = f.opt_str("invoice").and_then(|v| serde_json::from_str(&v).ok());
     let posted: Option<Posted> =
         f.opt_str("invoice_number").and_then(|v| serde_json::from_str(&v).ok()).filter(|_| issued.is_some());
-    let credit: Option<Issued> = f.opt_str("credit_note").and_then(|v| serde_json::from_str(&v).ok());
     let credited: Option<Posted> =
         f.opt_str("credit_note_number").and_then(|v| serde_json::from_str(&v).ok()).filter(|_| credit.is_some());
     conn.prepare_cached(

@@ -8,7 +8,7 @@
 
 use automerge::{Automerge, ObjId, ReadDoc, transaction::Transactable};
 use dashoffice_domain::{
-    Currency, FieldError, FieldErrors, OrderStatus, Permission,
+    Currency, FieldError, FieldErrors, LineAmounts, OrderStatus, Permission,
     api::{CreditNoteView, OrderLineView, OrderReturnView, OrderView, ReturnItems},
     compute_line, compute_totals,
 };
@@ -35,6 +35,9 @@ const MAX_RETURNS: usize = 50;
 struct Returned {
     /// (the order's line, units).
     lines: Vec<(usize, i64)>,
+    /// The product of each line (a return names the line it meant, should the lines change).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    products: Vec<String>,
     #[serde(default, skip_serializing_if = "String::is_empty")]
     reason: String,
     restock: bool,
@@ -128,6 +131,7 @@ pub fn return_items(ctx: &mut WriteCtx<'_>, caller: &Caller, id: &str, input: Re
     };
     let value = Returned {
         lines: input.lines.iter().map(|l| (l.line, l.quantity)).collect(),
+        products: input.lines.iter().map(|l| current.lines[l.line].product_id.clone()).collect(),
         reason,
         restock: input.restock.unwrap_or(true),
         at: ctx.now(),
@@ -170,22 +174,47 @@ pub(crate) fn units_left(conn: &Connection, o: &OrderView) -> Result<Vec<i64>> {
     Ok(left)
 }
 
-/// Order `o` (filled) as its credit note undoes it: the units its accepted returns did not take
-/// back (those have their own credit notes), with the amounts of what is left.
+/// Order `o` (filled) as its credit note undoes it: what its accepted returns did not take back
+/// (those have their own credit notes; once the order's credit note is issued, the returns it took
+/// into account), line by line, each line's amounts less its returns' amounts.
 pub(crate) fn net_of_returns(conn: &Connection, o: &mut OrderView) -> Result<()> {
-    if !o.returns.iter().any(|r| r.accepted) {
+    let only_netted = o.credit_note.is_some();
+    let mut st = conn.prepare_cached(
+        "SELECT l.line, l.quantity, l.subtotal, l.tax, l.total FROM order_return_lines l
+         JOIN order_returns r ON r.order_id = l.order_id AND r.id = l.return_id
+         WHERE l.order_id = ?1 AND r.accepted = 1 AND (?2 = 0 OR r.netted = 1)",
+    )?;
+    let mut back: Vec<(i64, Decimal, Decimal, Decimal)> =
+        vec![(0, Decimal::ZERO, Decimal::ZERO, Decimal::ZERO); o.lines.len()];
+    let mut any = false;
+    let rows = st.query_map(params![o.id, only_netted], |r| {
+        Ok((
+            r.get::<_, i64>(0)?,
+            r.get::<_, i64>(1)?,
+            r.get::<_, String>(2)?,
+            r.get::<_, String>(3)?,
+            r.get::<_, String>(4)?,
+        ))
+    })?;
+    for row in rows {
+        let (line, q, sub, tax, total) = row?;
+        let Some(b) = usize::try_from(line).ok().and_then(|i| back.get_mut(i)) else { continue };
+        let dec = |s: &str| s.parse::<Decimal>().unwrap_or_default();
+        *b = (b.0 + q, b.1 + dec(&sub), b.2 + dec(&tax), b.3 + dec(&total));
+        any = true;
+    }
+    if !any {
         return Ok(());
     }
-    let currency = Currency::parse("currency", &o.currency).map_err(CoreError::from)?;
-    let left = units_left(conn, o)?;
+    let dec = |s: &str| s.parse::<Decimal>().unwrap_or_default();
     let mut amounts = Vec::new();
     let mut lines = Vec::new();
-    for (l, units) in o.lines.iter().zip(left) {
-        if units == 0 {
+    for (l, (q, sub, tax, total)) in o.lines.iter().zip(back) {
+        let units = l.quantity - q;
+        if units <= 0 {
             continue;
         }
-        let (price, rate) = (l.unit_price.parse().unwrap_or_default(), l.tax_rate.parse().unwrap_or_default());
-        let a = compute_line(units, price, rate, currency);
+        let a = LineAmounts { subtotal: dec(&l.subtotal) - sub, tax: dec(&l.tax) - tax, total: dec(&l.total) - total };
         lines.push(OrderLineView {
             quantity: units,
             subtotal: a.subtotal.to_string(),
@@ -201,12 +230,35 @@ pub(crate) fn net_of_returns(conn: &Connection, o: &mut OrderView) -> Result<()>
     Ok(())
 }
 
+/// The accepted returns of order `id` now (what its credit note, issued now, takes into account).
+pub(crate) fn accepted_ids(conn: &Connection, id: &str) -> Result<Vec<String>> {
+    Ok(conn
+        .prepare_cached("SELECT id FROM order_returns WHERE order_id = ?1 AND accepted = 1 ORDER BY id")?
+        .query_map([id], |r| r.get(0))?
+        .collect::<rusqlite::Result<_>>()?)
+}
+
 /// A line of the order as sold: product id, units, unit price, tax rate.
 pub(crate) type SoldLine = (String, i64, Decimal, Decimal);
 
+/// `a` − `b`, line amounts.
+fn minus(a: LineAmounts, b: LineAmounts) -> LineAmounts {
+    LineAmounts { subtotal: a.subtotal - b.subtotal, tax: a.tax - b.tax, total: a.total - b.total }
+}
+
+/// `a` + `b`, line amounts.
+fn plus(a: LineAmounts, b: LineAmounts) -> LineAmounts {
+    LineAmounts { subtotal: a.subtotal + b.subtotal, tax: a.tax + b.tax, total: a.total + b.total }
+}
+
 /// Projects the returns of order record `o` (id `id`, lines `lines` as sold): rows of
-/// `order_returns` and `order_return_lines`, and which count. Returns the total of the accepted
-/// ones and the products whose stock they touch.
+/// `order_returns` and `order_return_lines`, and which count. `credited`: the returns the order's
+/// own credit note took into account, when it has one (a return recorded elsewhere while it was
+/// issued counts only once numbered). Returns the total of the accepted ones and the products
+/// whose stock they touch.
+///
+/// The amounts of a line's returns add up to the line's amounts exactly: the return that takes a
+/// line's last units gets what the others left of it (tax is rounded per line).
 pub(crate) fn project(
     conn: &Connection,
     d: &Automerge,
@@ -214,59 +266,86 @@ pub(crate) fn project(
     (id, shop): (&str, &str),
     lines: &[SoldLine],
     currency: Currency,
+    credited: Option<&[String]>,
 ) -> Result<(Decimal, Vec<String>)> {
     let f = doc::fields(d, o);
-    let mut all: Vec<(String, Returned, Option<orders::Posted>)> = Vec::new();
+    // Unreadable returns are kept (without units) so that a number they got is never given again.
+    let mut all: Vec<(String, Option<Returned>, Option<orders::Posted>)> = Vec::new();
     for item in d.map_range(o, KEY.to_string()..) {
         let Some(rid) = item.key.strip_prefix(KEY) else { break };
-        let Some(r) = doc::get_opt_str(d, o, &item.key).and_then(|v| serde_json::from_str::<Returned>(&v).ok()) else {
-            continue;
-        };
+        let r = doc::get_opt_str(d, o, &item.key).and_then(|v| serde_json::from_str::<Returned>(&v).ok());
         let posted = f.opt_str(&format!("{NUMBER_KEY}{rid}")).and_then(|v| serde_json::from_str(&v).ok());
         all.push((rid.to_string(), r, posted));
     }
-    // Numbered ones first (a legal credit note stands), then by time and id.
-    all.sort_by(|a, b| (a.2.is_none(), a.1.at, &a.0).cmp(&(b.2.is_none(), b.1.at, &b.0)));
+    // Numbered ones first, in their numbers' order (a legal credit note stands), then by time
+    // and id.
+    let key = |x: &(String, Option<Returned>, Option<orders::Posted>)| {
+        (x.2.is_none(), x.2.as_ref().map_or(0, |p| p.seq), x.1.as_ref().map_or(0, |r| r.at), x.0.clone())
+    };
+    all.sort_by_key(key);
+    let sold: Vec<LineAmounts> = lines.iter().map(|(_, q, p, r)| compute_line(*q, *p, *r, currency)).collect();
+    let zero = compute_line(0, Decimal::ZERO, Decimal::ZERO, currency);
+    let mut used = vec![zero; lines.len()];
     let mut left: Vec<i64> = lines.iter().map(|l| l.1).collect();
     let mut affected = Vec::new();
-    let mut returned = Vec::new();
+    let mut returned = Decimal::ZERO;
     conn.prepare_cached("DELETE FROM order_returns WHERE order_id = ?1")?.execute([id])?;
     conn.prepare_cached("DELETE FROM order_return_lines WHERE order_id = ?1")?.execute([id])?;
     let mut ins = conn.prepare_cached(
         "INSERT INTO order_returns(order_id, id, shop_id, at, by_user, device, reason, restock, accepted, subtotal, tax,
-                                   total, provisional, number, series, seq, posted_at, posted_by)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)",
+                                   total, provisional, number, series, seq, posted_at, posted_by, netted)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19)",
     )?;
     let mut ins_line = conn.prepare_cached(
         "INSERT INTO order_return_lines(order_id, return_id, idx, line, product_id, quantity, subtotal, tax, total, restocked)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
     )?;
     for (rid, r, posted) in all {
+        let netted = credited.is_some_and(|c| c.contains(&rid));
+        let r = r.unwrap_or_else(|| Returned {
+            lines: Vec::new(),
+            products: Vec::new(),
+            reason: String::new(),
+            restock: false,
+            at: 0,
+            by: String::new(),
+            device: String::new(),
+            provisional: String::new(),
+        });
+        // Each line once, the product it was (when written down), at most the units left.
         let mut want = vec![0_i64; left.len()];
         let fits = !r.lines.is_empty()
-            && r.lines.iter().all(|&(line, q)| {
-                q >= 1
+            && (posted.is_some() || credited.is_none() || netted)
+            && r.lines.iter().enumerate().all(|(k, &(line, q))| {
+                let same = r.products.get(k).is_none_or(|p| lines.get(line).is_some_and(|l| l.0 == *p));
+                same && q >= 1
                     && want.get_mut(line).is_some_and(|w| {
-                        *w += q;
-                        *w <= left[line]
+                        let ok = *w == 0 && q <= left[line];
+                        *w = q;
+                        ok
                     })
             });
-        if fits {
-            for (l, w) in left.iter_mut().zip(&want) {
-                *l -= w;
+        let mut amounts = Vec::with_capacity(r.lines.len());
+        for &(line, q) in &r.lines {
+            let Some((_, sold_units, price, rate)) = lines.get(line) else {
+                amounts.push(zero);
+                continue;
+            };
+            let units = q.clamp(0, *sold_units);
+            let a = if fits && units == left[line] {
+                minus(sold[line], used[line])
+            } else {
+                compute_line(units, *price, *rate, currency)
+            };
+            if fits {
+                used[line] = plus(used[line], a);
+                left[line] -= units;
             }
+            amounts.push(a);
         }
-        let amounts: Vec<_> = r
-            .lines
-            .iter()
-            .map(|&(line, q)| match lines.get(line) {
-                Some((_, _, price, rate)) => compute_line(q, *price, *rate, currency),
-                None => compute_line(0, Decimal::ZERO, Decimal::ZERO, currency),
-            })
-            .collect();
         let totals = compute_totals(&amounts);
         if fits {
-            returned.push(totals);
+            returned += totals.total;
         }
         ins.execute(params![
             id,
@@ -287,16 +366,17 @@ pub(crate) fn project(
             posted.as_ref().map(|p| p.seq),
             posted.as_ref().map(|p| p.posted_at),
             posted.as_ref().map(|p| p.device.as_str()).unwrap_or_default(),
+            netted,
         ])?;
         for (k, (&(line, q), a)) in r.lines.iter().zip(&amounts).enumerate() {
-            let Some((product, ..)) = lines.get(line) else { continue };
+            let Some((product, sold_units, ..)) = lines.get(line) else { continue };
             ins_line.execute(params![
                 id,
                 rid,
                 k as i64,
                 line as i64,
                 product,
-                q,
+                q.clamp(0, *sold_units),
                 a.subtotal.to_string(),
                 a.tax.to_string(),
                 a.total.to_string(),
@@ -305,8 +385,7 @@ pub(crate) fn project(
             affected.push(product.clone());
         }
     }
-    let total = returned.iter().fold(Decimal::ZERO, |t, x| dashoffice_domain::add_money(t, x.total));
-    Ok((total, affected))
+    Ok((returned, affected))
 }
 
 /// The returns of order `o` (already filled with its lines and invoice), oldest first.

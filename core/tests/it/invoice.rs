@@ -42,6 +42,11 @@ fn order_input(customer: &str, branch: &str, lines: Vec<OrderLineInput>) -> Crea
     }
 }
 
+/// The id of the shop's first branch on replica `r`.
+fn first_branch(r: &dashoffice_core::Replica) -> String {
+    r.read(|c| Ok(c.query_row("SELECT id FROM branches LIMIT 1", [], |r| r.get(0))?)).unwrap()
+}
+
 fn line(product: &str, quantity: i64) -> OrderLineInput {
     OrderLineInput { product_id: product.into(), quantity, unit_price: None }
 }
@@ -1003,7 +1008,7 @@ fn returns_take_units_back_with_credit_notes_of_their_own() {
     let nodes = shop(2);
     let c = nodes[0].caller.clone();
     let (head, a) = (&nodes[0].replica, &nodes[1].replica);
-    let branch: String = head.read(|c| Ok(c.query_row("SELECT id FROM branches", [], |r| r.get(0))?)).unwrap();
+    let branch = first_branch(head);
     let (c2, b2) = (c.clone(), branch.clone());
     let (order, shirt, cap) = head
         .write_blocking(move |ctx| {
@@ -1164,7 +1169,7 @@ fn a_returns_credit_note_is_emailed_once_it_has_its_number() {
     let nodes = shop(1);
     let c = nodes[0].caller.clone();
     let head = &nodes[0].replica;
-    let branch: String = head.read(|c| Ok(c.query_row("SELECT id FROM branches", [], |r| r.get(0))?)).unwrap();
+    let branch = first_branch(head);
     let c2 = c.clone();
     let order = head
         .write_blocking(move |ctx| {
@@ -1230,4 +1235,95 @@ fn a_returns_credit_note_is_emailed_once_it_has_its_number() {
         })
         .unwrap_err();
     assert!(matches!(&e, CoreError::Conflict { field, rule, .. } if field == "document" && rule == "exists"), "{e:?}");
+}
+
+/// A line's returns credit exactly what it was invoiced (tax is rounded per line: the last
+/// return of a line gets what the others left), and a return recorded on another replica while
+/// the whole order was credited does not count on top of that credit note.
+#[test]
+fn returns_credit_exactly_the_invoice_and_not_on_top_of_a_credit_note() {
+    use dashoffice_core::domain::api::{IssueCreditNote, ReturnItems, ReturnLineInput, UpdateShop};
+    use dashoffice_core::entities::{org, returns};
+
+    use crate::fixtures::sync_pair;
+
+    let nodes = shop(2);
+    let c = nodes[0].caller.clone();
+    let (head, a) = (&nodes[0].replica, &nodes[1].replica);
+    let branch = first_branch(head);
+    let (c2, b2) = (c.clone(), branch.clone());
+    let ids = head
+        .write_blocking(move |ctx| {
+            org::update_shop(ctx, &c2, UpdateShop { tax_id: Some("CCM010203AB4".into()), ..Default::default() })?;
+            let mut p = product_input("TAZ-001", "1.05");
+            p.tax_rate = Some("0.16".into());
+            let p = products::create(ctx, &c2, p)?;
+            let cu = customers::create(ctx, &c2, CreateCustomer { name: "Ana".into(), ..Default::default() })?;
+            let mut ids = Vec::new();
+            for units in [3, 2] {
+                let o = orders::create(ctx, &c2, None, order_input(&cu.id, &b2, vec![line(&p.id, units)]))?;
+                for to in [OrderStatus::Confirmed, OrderStatus::Paid] {
+                    orders::transition(ctx, &c2, &o.id, TransitionOrder { to })?;
+                }
+                orders::issue_invoice(ctx, &c2, &o.id)?;
+                ids.push(o.id);
+            }
+            Ok(ids)
+        })
+        .unwrap();
+    until("the invoices' numbers", || {
+        ids.iter().all(|id| {
+            head.read(|conn| orders::get(conn, &c, id)).unwrap().invoice.is_some_and(|i| !i.number.is_empty())
+        })
+    });
+    let give_back = |r: &dashoffice_core::Replica, order: &str, rid: &str| {
+        let (c, order, rid) = (c.clone(), order.to_string(), rid.to_string());
+        let input =
+            ReturnItems { lines: vec![ReturnLineInput { line: 0, quantity: 1 }], id: Some(rid), ..Default::default() };
+        r.write_blocking(move |ctx| returns::return_items(ctx, &c, &order, input)).unwrap()
+    };
+    // 3 × 1.05 at 16 %: 3.15 + 0.50 = 3.65. One unit alone is 1.05 + 0.17 = 1.22.
+    let o = head.read(|conn| orders::get(conn, &c, &ids[0])).unwrap();
+    assert_eq!((o.subtotal.as_str(), o.tax_total.as_str(), o.total.as_str()), ("3.15", "0.50", "3.65"));
+    for rid in ["u1", "u2", "u3"] {
+        give_back(head, &ids[0], rid);
+    }
+    let o = head.read(|conn| orders::get(conn, &c, &ids[0])).unwrap();
+    let totals: Vec<&str> = o.returns.iter().map(|r| r.total.as_str()).collect();
+    assert_eq!(totals, ["1.22", "1.22", "1.21"], "the last unit gets what is left of the line");
+    assert_eq!(o.returned_total, "3.65");
+
+    // The second order is refunded and credited whole here, while the other replica, apart,
+    // records a return of one of its units.
+    sync_pair(head, a);
+    let (c3, o3) = (c.clone(), ids[1].clone());
+    head.write_blocking(move |ctx| {
+        orders::transition(ctx, &c3, &o3, TransitionOrder { to: OrderStatus::Refunded })?;
+        orders::issue_credit_note(ctx, &c3, &o3, IssueCreditNote { reason: None })
+    })
+    .unwrap();
+    assert!(give_back(a, &ids[1], "late").returns[0].accepted, "apart, it counts there");
+    sync_pair(a, head);
+    sync_pair(head, a);
+    for r in [head, a] {
+        let o = r.read(|conn| orders::get(conn, &c, &ids[1])).unwrap();
+        assert!(!o.returns[0].accepted && o.returns[0].credit_note.is_none(), "{:?}", o.returns);
+        assert_eq!(o.returned_total, "0");
+        let pdf = r.read(|conn| invoice::order_pdf_of(conn, &c, &ids[1], Lang::Es, 0, Some("credit_note"))).unwrap();
+        let (_, text) = text_of(&pdf.bytes);
+        assert!(text.contains("2.44"), "the credit note still undoes both units (2 × 1.22): {text}");
+    }
+    // The register: the returns' credit notes add up to the first invoice; the second order's
+    // credit note undoes its invoice whole.
+    until("the returns' numbers", || {
+        let o = head.read(|conn| orders::get(conn, &c, &ids[0])).unwrap();
+        o.returns.iter().all(|r| r.credit_note.as_ref().is_some_and(|n| !n.number.is_empty()))
+    });
+    let mut out = Vec::new();
+    dashoffice_core::csv_io::export_invoices(head, &c, None, &mut out).unwrap();
+    let text = String::from_utf8(out).unwrap();
+    let rows: Vec<Vec<&str>> = text.lines().skip(1).map(|l| l.split(',').collect()).collect();
+    let mut credits: Vec<&str> = rows.iter().filter(|r| r[17] == "credit_note").map(|r| r[13]).collect();
+    credits.sort();
+    assert_eq!(credits, ["-1.21", "-1.22", "-1.22", "-2.44"], "{text}");
 }

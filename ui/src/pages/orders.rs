@@ -429,8 +429,10 @@ pub(crate) fn OrderDetail() -> impl IntoView {
             let invoice_pdf = o.credit_note.as_ref().and(o.invoice.as_ref()).map(|i| {
                 if i.number.is_empty() { o.number.clone() } else { i.number.clone() }
             });
+            // Not when every unit came back: the returns' credit notes undid it all.
             let creditable = o.invoice.is_some()
                 && o.credit_note.is_none()
+                && o.returnable.iter().any(|n| *n > 0)
                 && matches!(o.status, OrderStatus::Cancelled | OrderStatus::Refunded);
             let credit_line = o.credit_note.clone().map(|c| {
                 let (text, muted) = if c.number.is_empty() {
