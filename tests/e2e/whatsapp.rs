@@ -481,6 +481,35 @@ fn a_broadcast_from_the_edge_node_reaches_the_tag_and_baja_takes_a_customer_out(
     std::thread::sleep(Duration::from_secs(1));
     let to_rosa = s.graph.sent().into_iter().filter(|c| c.body["to"] == rosa && c.body["type"] == "template").count();
     assert_eq!(to_rosa, 1, "the broadcast went once");
+
+    // Scheduled from the node a few seconds ahead: kept until then (one of two cancelled), then
+    // the relay writes and sends it to everyone tagged at that time, Nora included again.
+    let at = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64 + 4000;
+    for id in ["viernes", "cancelada"] {
+        let later = json!({ "tag": "whatsapp", "template": "oferta", "params": ["{name}"], "id": id, "send_at": at });
+        let r = s.owner.post("/api/v1/whatsapp/broadcasts", &later).ok(200);
+        assert_eq!(
+            (r["queued"].as_u64(), r["scheduled_at"].as_i64(), r["audience"].as_u64()),
+            (Some(0), Some(at), Some(2)),
+            "{r}"
+        );
+    }
+    s.owner.delete("/api/v1/whatsapp/broadcasts/cancelada").ok(204);
+    let state = |id: &str| {
+        let list = s.owner.get("/api/v1/whatsapp/broadcasts").ok(200);
+        list.as_array().and_then(|l| l.iter().find(|b| b["id"] == id)).map(|b| b["state"].clone()).unwrap_or_default()
+    };
+    assert_eq!((state("viernes"), state("cancelada")), (json!("scheduled"), json!("cancelled")));
+    let templates_to =
+        |who: &str| s.graph.sent().into_iter().filter(|c| c.body["to"] == who && c.body["type"] == "template").count();
+    wait_for(LONG, || (templates_to(nora) == 1 && templates_to(rosa) == 2).then_some(()))
+        .unwrap_or_else(|| panic!("the scheduled broadcast never went: {:#?}\n{}", s.graph.sent(), s.relay.log()));
+    wait_for(LONG, || (state("viernes") == "sent").then_some(()))
+        .unwrap_or_else(|| panic!("the node never saw it go: {}", s.owner.get("/api/v1/whatsapp/broadcasts").json()));
+    // Gone, it cannot be cancelled; the cancelled one never goes.
+    assert_field_error(s.owner.delete("/api/v1/whatsapp/broadcasts/viernes"), 409, "conflict", "state");
+    std::thread::sleep(Duration::from_secs(6));
+    assert_eq!((templates_to(nora), templates_to(rosa)), (1, 2), "the cancelled broadcast stayed home");
 }
 
 fn rating(wa_id: &str, wamid: &str, id: &str, title: &str) -> Value {

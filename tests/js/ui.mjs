@@ -670,6 +670,21 @@ await step("a_whatsapp_broadcast_to_a_tag", async () => {
   await page.locator('#broadcast-report li[data-reason="opted_out"]', { hasText: "Nora Sin Promos" }).waitFor();
   // The list of broadcasts sent shows it.
   await page.locator("#broadcasts tbody tr", { hasText: "bienvenida" }).waitFor();
+  // Another for tomorrow at this time: kept for then, and cancelled from the list.
+  const d = new Date(Date.now() + 24 * 3600 * 1000);
+  const two = (n) => String(n).padStart(2, "0");
+  const local = `${d.getFullYear()}-${two(d.getMonth() + 1)}-${two(d.getDate())}T${two(d.getHours())}:${two(d.getMinutes())}`;
+  await form.locator("#f-send_at").fill(local);
+  page.once("dialog", (dialog) => dialog.accept());
+  await form.getByRole("button", { name: "Send to the tag" }).click();
+  await page.locator("#broadcast-report", { hasText: "Scheduled for" }).waitFor();
+  const scheduled = page.locator('#broadcasts tbody tr[data-state="scheduled"]');
+  await scheduled.waitFor();
+  page.once("dialog", (dialog) => dialog.accept());
+  await scheduled.locator(".broadcast-cancel").click();
+  await page.locator('#broadcasts tbody tr[data-state="cancelled"]').waitFor();
+  const listed = (await ownerApi("GET", "/api/v1/whatsapp/broadcasts")).body;
+  if (!listed.some((b) => b.state === "cancelled" && b.tag === "promo-ui")) throw new Error(`not cancelled: ${JSON.stringify(listed)}`);
 });
 
 await step("a_product_is_archived_from_its_page", async () => {

@@ -111,6 +111,7 @@ impl Modify for BearerAuth {
         routes::inbox::list_templates,
         routes::inbox::put_template,
         routes::inbox::send_broadcast,
+        routes::inbox::cancel_broadcast,
         routes::inbox::list_broadcasts,
         routes::inbox::delete_template,
         routes::inbox::list_canned,

@@ -355,6 +355,11 @@ pub struct SendBroadcast {
     /// nothing twice. Default: a new one.
     #[serde(default)]
     pub id: Option<String>,
+    /// When to send it (Unix ms, at most 90 days ahead): the relay writes and sends its messages
+    /// then, to the customers tagged then, and until then it can be cancelled. Absent or past:
+    /// now.
+    #[serde(default)]
+    pub send_at: Option<i64>,
 }
 
 /// What a broadcast did.
@@ -369,6 +374,12 @@ pub struct BroadcastReport {
     pub already: u32,
     /// Customers left out, and why.
     pub skipped: Vec<BroadcastSkip>,
+    /// Scheduled for then (Unix ms): nothing was queued yet.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scheduled_at: Option<i64>,
+    /// Customers with the tag now (a scheduled broadcast reaches those tagged when it goes).
+    #[serde(default)]
+    pub audience: u32,
 }
 
 /// A broadcast sent before, with how its messages went (GET /api/v1/whatsapp/broadcasts).
@@ -377,6 +388,19 @@ pub struct BroadcastReport {
 pub struct BroadcastSummary {
     /// Its id.
     pub id: String,
+    /// `scheduled` (waiting for its time), `cancelled` (before its time), `sent` (its messages
+    /// are written) or `failed` (it could not go at its time: `error` says why).
+    #[serde(default)]
+    pub state: String,
+    /// The customers' tag (known for scheduled broadcasts).
+    #[serde(default)]
+    pub tag: String,
+    /// When it was scheduled for (Unix ms), if it was.
+    #[serde(default)]
+    pub scheduled_at: Option<i64>,
+    /// Why a scheduled broadcast could not go.
+    #[serde(default)]
+    pub error: Option<String>,
     /// The template sent.
     pub template: String,
     /// When it was sent (its first message; Unix ms).

@@ -25,6 +25,16 @@ pub const OPT_OUT_TAG: &str = "no-promos";
 /// At most this many customers per broadcast (split a larger audience by tag).
 pub const MAX_RECIPIENTS: usize = 2_000;
 
+/// A broadcast is scheduled at most this far ahead.
+const MAX_AHEAD_MS: i64 = 90 * 24 * 3600 * 1000;
+
+/// The inbox items of scheduled broadcasts (key: the broadcast's id): the request, when it was
+/// made and by whom; then, written once each, that it went (or could not) and that it was
+/// cancelled.
+const SCHEDULED: &str = "broadcast";
+const WENT: &str = "broadcast_sent";
+const CANCELLED: &str = "broadcast_cancel";
+
 /// The id of the message of broadcast `id` to `customer`.
 pub fn message_id(id: &str, customer: &str) -> String {
     format!("broadcast.{id}.{customer}")
@@ -78,6 +88,11 @@ pub fn send(ctx: &mut WriteCtx<'_>, caller: &Caller, b: SendBroadcast) -> Result
             },
         },
     };
+    let now = ctx.now();
+    let send_at = b.send_at.filter(|at| *at > now);
+    if send_at.is_some_and(|at| at > now + MAX_AHEAD_MS) {
+        e.push(FieldError::new("send_at", "max", "at most 90 days ahead"));
+    }
     e.finish()?;
     // The template and its parameters are checked before anything is written (the first
     // message would fail the whole write anyway).
@@ -107,7 +122,16 @@ pub fn send(ctx: &mut WriteCtx<'_>, caller: &Caller, b: SendBroadcast) -> Result
         )
         .into());
     }
-    let mut report = BroadcastReport { id: id.clone(), ..Default::default() };
+    let audience_size = u32::try_from(audience.len()).unwrap_or(u32::MAX);
+    if let Some(at) = send_at {
+        return schedule(
+            ctx,
+            caller,
+            SendBroadcast { tag, id: Some(id), branch_id: Some(branch), send_at: Some(at), ..b },
+            audience_size,
+        );
+    }
+    let mut report = BroadcastReport { id: id.clone(), audience: audience_size, ..Default::default() };
     let explain = serde_json::json!({ "trigger": { "kind": "broadcast", "id": id, "tag": tag }, "node": "broadcast" });
     for (customer, name, opted_out) in audience {
         let skip =
@@ -165,6 +189,110 @@ pub fn send(ctx: &mut WriteCtx<'_>, caller: &Caller, b: SendBroadcast) -> Result
         tracing::info!(broadcast = %id, tag = %tag, queued = report.queued, skipped = report.skipped.len(), "WhatsApp broadcast queued");
     }
     Ok(report)
+}
+
+/// Keeps broadcast `b` (checked, with its id, branch and time) for the relay to send at its time.
+/// Scheduling the same id again changes nothing; an id already sent is refused.
+fn schedule(ctx: &mut WriteCtx<'_>, caller: &Caller, b: SendBroadcast, audience: u32) -> Result<BroadcastReport> {
+    let id = b.id.clone().unwrap_or_default();
+    let report = BroadcastReport { id: id.clone(), scheduled_at: b.send_at, audience, ..Default::default() };
+    if inbox::list_items(ctx.conn(), &caller.shop_id, SCHEDULED)?.iter().any(|(k, _)| *k == id) {
+        return Ok(report);
+    }
+    let sent: bool = ctx
+        .conn()
+        .prepare_cached("SELECT EXISTS (SELECT 1 FROM messages WHERE id >= ?1 AND id < ?2)")?
+        .query_row([format!("broadcast.{id}."), format!("broadcast.{id}/")], |r| r.get(0))?;
+    if sent {
+        return Err(CoreError::conflict(
+            "id",
+            "unique",
+            "this broadcast was sent already: give a new one an id of its own",
+        ));
+    }
+    let body = serde_json::json!({ "request": b, "by": caller.user_id, "at": ctx.now() });
+    inbox::put_item(ctx, caller, SCHEDULED, &id, &body)?;
+    tracing::info!(broadcast = %id, at = b.send_at, "WhatsApp broadcast scheduled");
+    Ok(report)
+}
+
+/// Scheduled broadcasts of `shop` whose time has come (`now`), neither sent nor cancelled: their
+/// ids, oldest time first.
+pub fn due(conn: &Connection, shop: &str, now: i64) -> Result<Vec<String>> {
+    let done: std::collections::HashSet<String> = [WENT, CANCELLED]
+        .iter()
+        .map(|k| inbox::list_items(conn, shop, k))
+        .collect::<Result<Vec<_>>>()?
+        .into_iter()
+        .flatten()
+        .map(|(k, _)| k)
+        .collect();
+    let mut due: Vec<(i64, String)> = inbox::list_items(conn, shop, SCHEDULED)?
+        .into_iter()
+        .filter(|(k, _)| !done.contains(k))
+        .filter_map(|(k, v)| Some((v["request"]["send_at"].as_i64()?, k)))
+        .filter(|(at, _)| *at <= now)
+        .collect();
+    due.sort();
+    Ok(due.into_iter().map(|(_, k)| k).collect())
+}
+
+/// Sends scheduled broadcast `id` of `shop` now (the relay, at its time), as the shop: to the
+/// customers tagged then. Records that it went, or why it could not (the template deleted since,
+/// too many customers…), so it is tried once.
+pub fn send_scheduled(ctx: &mut WriteCtx<'_>, shop: &str, id: &str) -> Result<Option<BroadcastReport>> {
+    let items = inbox::list_items(ctx.conn(), shop, SCHEDULED)?;
+    let Some((_, body)) = items.into_iter().find(|(k, _)| k == id) else { return Ok(None) };
+    let done = [WENT, CANCELLED]
+        .iter()
+        .map(|k| inbox::list_items(ctx.conn(), shop, k))
+        .collect::<Result<Vec<_>>>()?
+        .into_iter()
+        .flatten()
+        .any(|(k, _)| k == id);
+    let Ok(request) = serde_json::from_value::<SendBroadcast>(body["request"].clone()) else { return Ok(None) };
+    if done {
+        return Ok(None);
+    }
+    let caller = inbox::system_caller(shop);
+    let now = ctx.now();
+    let (report, went) = match send(ctx, &caller, SendBroadcast { send_at: None, ..request }) {
+        Ok(r) => {
+            let went = serde_json::json!({ "at": now, "queued": r.queued, "skipped": r.skipped.len() });
+            (Some(r), went)
+        }
+        Err(e) if e.is_rule() => {
+            tracing::warn!(broadcast = %id, error = %e, "a scheduled WhatsApp broadcast could not go");
+            (None, serde_json::json!({ "at": now, "error": e.to_string() }))
+        }
+        Err(e) => return Err(e),
+    };
+    inbox::put_item(ctx, &caller, WENT, id, &went)?;
+    Ok(report)
+}
+
+/// Cancels scheduled broadcast `id` before its time (owners and managers); 409 naming `state`
+/// once it went. Cancelling again changes nothing.
+pub fn cancel(ctx: &mut WriteCtx<'_>, caller: &Caller, id: &str) -> Result<()> {
+    caller.require(Permission::ManageBots)?;
+    let shop = caller.shop_id.clone();
+    let item = inbox::list_items(ctx.conn(), &shop, SCHEDULED)?.into_iter().find(|(k, _)| k == id);
+    let visible = item
+        .as_ref()
+        .is_some_and(|(_, v)| caller.branch_limit().is_none_or(|b| v["request"]["branch_id"].as_str() == Some(b)));
+    if !visible {
+        return Err(CoreError::not_found("broadcast", id));
+    }
+    let has =
+        |kind: &str| -> Result<bool> { Ok(inbox::list_items(ctx.conn(), &shop, kind)?.iter().any(|(k, _)| k == id)) };
+    if has(CANCELLED)? {
+        return Ok(());
+    }
+    if has(WENT)? {
+        return Err(CoreError::conflict("state", "scheduled", "the broadcast went already"));
+    }
+    let body = serde_json::json!({ "at": ctx.now(), "by": caller.user_id });
+    inbox::put_item(ctx, caller, CANCELLED, id, &body)
 }
 
 /// Whether the customer of conversation `conversation` asked for no promotions (the relay checks
@@ -240,6 +368,36 @@ pub fn list(conn: &Connection, caller: &Caller) -> Result<Vec<BroadcastSummary>>
             Some(MessageStatus::Failed) => b.failed += 1,
             Some(_) => b.sent += 1,
         }
+    }
+    for b in by_id.values_mut() {
+        b.state = "sent".into();
+    }
+    // Scheduled ones: waiting, cancelled, or gone (with their messages, or why they could not).
+    let outcome = |kind: &str| -> Result<std::collections::HashMap<String, serde_json::Value>> {
+        Ok(inbox::list_items(conn, &caller.shop_id, kind)?.into_iter().collect())
+    };
+    let (went, cancelled) = (outcome(WENT)?, outcome(CANCELLED)?);
+    for (id, v) in inbox::list_items(conn, &caller.shop_id, SCHEDULED)? {
+        let r = &v["request"];
+        if caller.branch_limit().is_some_and(|b| r["branch_id"].as_str() != Some(b)) {
+            continue;
+        }
+        let at = r["send_at"].as_i64().unwrap_or_default();
+        let b =
+            by_id.entry(id.clone()).or_insert_with(|| BroadcastSummary { id: id.clone(), at, ..Default::default() });
+        b.scheduled_at = Some(at);
+        b.tag = r["tag"].as_str().unwrap_or_default().to_string();
+        b.template = r["template"].as_str().unwrap_or_default().to_string();
+        b.error = went.get(&id).and_then(|w| w["error"].as_str()).map(str::to_string);
+        b.state = match (went.contains_key(&id), cancelled.contains_key(&id)) {
+            _ if b.error.is_some() => "failed",
+            (true, _) => "sent",
+            // Cancelled too late (on a replica that did not know it had gone): it went.
+            _ if b.total > 0 => "sent",
+            (false, true) => "cancelled",
+            (false, false) => "scheduled",
+        }
+        .into();
     }
     let mut out: Vec<BroadcastSummary> = by_id.into_values().collect();
     out.sort_by(|a, b| b.at.cmp(&a.at).then_with(|| a.id.cmp(&b.id)));

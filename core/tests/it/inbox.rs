@@ -1145,3 +1145,91 @@ fn a_customer_who_first_writes_in_english_gets_english_emails() {
     let langs: Vec<(&str, &str)> = langs.iter().map(|(w, l)| (w.as_str(), l.as_str())).collect();
     assert_eq!(langs, [("15551230001", "en"), ("15551230002", "es"), ("15551230003", "es")]);
 }
+
+#[test]
+fn a_scheduled_broadcast_goes_at_its_time_to_whoever_has_the_tag_then_unless_cancelled() {
+    use dashoffice_core::domain::{api::CreateCustomer, inbox::SendBroadcast};
+    use dashoffice_core::entities::{broadcasts, customers};
+    let (clock, nodes, _) = two_nodes();
+    let (r, caller) = (&nodes[0].replica, nodes[0].caller.clone());
+    let shop = caller.shop_id.clone();
+    let c = caller.clone();
+    r.write_blocking(move |ctx| {
+        let tpl = json!({ "name": "promo", "language": "es_MX", "body": "{{1}}: 20% en tazas", "params": 1 });
+        inbox::put_item(ctx, &c, "template", "promo", &tpl)?;
+        let input = CreateCustomer {
+            name: "Beatriz Ruiz".into(),
+            phone: Some("+52 55 2222 3333".into()),
+            tags: vec!["vip".into()],
+            ..Default::default()
+        };
+        customers::create(ctx, &c, input)
+    })
+    .unwrap();
+    let hour = 3_600_000;
+    let schedule = |id: &str, at: i64| {
+        let b = SendBroadcast {
+            tag: "vip".into(),
+            template: "promo".into(),
+            params: vec!["{name}".into()],
+            id: Some(id.into()),
+            send_at: Some(at),
+            ..Default::default()
+        };
+        let c = caller.clone();
+        r.write_blocking(move |ctx| broadcasts::send(ctx, &c, b))
+    };
+    let now = clock.now_ms();
+    // Too far ahead is refused by name; tomorrow is kept, nothing queued yet.
+    let far = schedule("lejos", now + 91 * 24 * hour).unwrap_err();
+    assert!(far.to_string().contains("send_at"), "{far}");
+    let report = schedule("viernes", now + hour).unwrap();
+    assert_eq!((report.scheduled_at, report.queued, report.audience), (Some(now + hour), 0, 1));
+    assert_eq!(schedule("viernes", now + hour).unwrap(), report, "scheduling again changes nothing");
+    schedule("cancelada", now + hour).unwrap();
+    let count = || r.read(|c| Ok(c.query_row("SELECT count(*) FROM messages", [], |r| r.get::<_, i64>(0))?)).unwrap();
+    assert_eq!(count(), 0);
+    let s = shop.clone();
+    let due = |at: i64| {
+        let s = s.clone();
+        r.read(move |c| broadcasts::due(c, &s, at)).unwrap()
+    };
+    assert!(due(now).is_empty(), "not before its time");
+    // One is cancelled; a customer tagged meanwhile is in the other.
+    let c = caller.clone();
+    r.write_blocking(move |ctx| {
+        broadcasts::cancel(ctx, &c, "cancelada")?;
+        let input = CreateCustomer {
+            name: "Carla Díaz".into(),
+            phone: Some("+52 55 4444 5555".into()),
+            tags: vec!["vip".into()],
+            ..Default::default()
+        };
+        customers::create(ctx, &c, input)
+    })
+    .unwrap();
+    let state = |id: &str| {
+        let c = caller.clone();
+        let all = r.read(move |conn| broadcasts::list(conn, &c)).unwrap();
+        all.into_iter().find(|b| b.id == id).map(|b| (b.state, b.total, b.tag)).unwrap()
+    };
+    assert_eq!(state("viernes"), ("scheduled".into(), 0, "vip".into()));
+    assert_eq!(state("cancelada").0, "cancelled");
+    // Its time: the relay sends it, once.
+    clock.advance(hour);
+    assert_eq!(due(clock.now_ms()), ["viernes"]);
+    let s = shop.clone();
+    let went = r.write_blocking(move |ctx| broadcasts::send_scheduled(ctx, &s, "viernes")).unwrap().unwrap();
+    assert_eq!(went.queued, 2, "{went:?}");
+    assert!(due(clock.now_ms()).is_empty());
+    let s = shop.clone();
+    assert!(r.write_blocking(move |ctx| broadcasts::send_scheduled(ctx, &s, "viernes")).unwrap().is_none());
+    assert_eq!(count(), 2);
+    assert_eq!(state("viernes").0, "sent");
+    // Gone, it cannot be cancelled; an unknown one is not found.
+    let c = caller.clone();
+    let late = r.write_blocking(move |ctx| broadcasts::cancel(ctx, &c, "viernes")).unwrap_err();
+    assert!(late.to_string().contains("went already"), "{late}");
+    let c = caller.clone();
+    assert!(r.write_blocking(move |ctx| broadcasts::cancel(ctx, &c, "nada")).is_err());
+}

@@ -15,7 +15,10 @@ use std::{
 use dashoffice_core::{
     OpenOptions, Replica,
     doc::DocId,
-    entities::inbox::{self, Outgoing},
+    entities::{
+        broadcasts,
+        inbox::{self, Outgoing},
+    },
 };
 use dashoffice_domain::inbox::MessageView;
 use dashoffice_sync::client::{self, ClientConfig, Enrolment, SyncHandle};
@@ -117,6 +120,7 @@ impl ShopService {
         tokio::spawn(record_accepted(wa.clone(), accepted_rx, sent_tx));
         tokio::spawn(record_sent(svc.replica.clone(), svc.waiting.clone(), wa.busy.subscribe(), sent_rx));
         tokio::spawn(outbox(wa.clone(), svc.clone()));
+        tokio::spawn(scheduled_broadcasts(svc.clone()));
         if let Some(mailer) = &wa.mail {
             tokio::spawn(crate::mail::outbox(wa.clone(), svc.clone(), mailer.clone()));
             tokio::spawn(crate::mail::daily_reports(wa.clone(), svc.clone(), mailer.clone()));
@@ -204,6 +208,42 @@ impl ShopService {
     /// Stops syncing.
     pub fn stop(&self) {
         self.sync.stop();
+    }
+}
+
+/// How often the relay looks for scheduled broadcasts whose time came.
+const SCHEDULE_CHECK: Duration = Duration::from_secs(5);
+
+/// Writes the scheduled broadcasts whose time came (to the customers tagged then) on this
+/// replica: the outbox sends them like any other, and every replica sees them go.
+async fn scheduled_broadcasts(svc: Arc<ShopService>) {
+    loop {
+        tokio::time::sleep(SCHEDULE_CHECK).await;
+        if !svc.ready() {
+            continue;
+        }
+        let (replica, shop, now) = (svc.replica.clone(), svc.shop.clone(), crate::hub::now_ms());
+        let due = tokio::task::spawn_blocking(move || replica.read(|c| broadcasts::due(c, &shop, now))).await;
+        let due = match due {
+            Ok(Ok(d)) => d,
+            Ok(Err(e)) => {
+                tracing::error!(shop = %svc.shop, error = %e, "reading the scheduled broadcasts");
+                continue;
+            }
+            Err(_) => continue,
+        };
+        for id in due {
+            let (shop, bid) = (svc.shop.clone(), id.clone());
+            match svc.replica.write(move |ctx| broadcasts::send_scheduled(ctx, &shop, &bid)).await {
+                Ok(Some(r)) => {
+                    tracing::info!(shop = %svc.shop, broadcast = %id, queued = r.queued, "a scheduled WhatsApp broadcast went")
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::error!(shop = %svc.shop, broadcast = %id, error = %e, "sending a scheduled broadcast (tried again)")
+                }
+            }
+        }
     }
 }
 

@@ -89,6 +89,8 @@ fn Broadcast() -> impl IntoView {
     let tag = RwSignal::new(String::new());
     let template = RwSignal::new(String::new());
     let params = RwSignal::new(String::new());
+    // Empty: now; else a local date and time for the relay to send it then.
+    let send_at = RwSignal::new(String::new());
     let err = RwSignal::new(None::<ApiError>);
     let busy = RwSignal::new(false);
     let report = RwSignal::new(None::<BroadcastReport>);
@@ -112,7 +114,19 @@ fn Broadcast() -> impl IntoView {
     let submit = move |ev: leptos::ev::SubmitEvent| {
         ev.prevent_default();
         err.set(None);
-        if !crate::components::confirm(&crate::i18n::tf("confirm_broadcast", &[tag.get_untracked().trim()])) {
+        // The browser reads a date and time without a zone as local time.
+        let at = Some(send_at.get_untracked())
+            .filter(|v| !v.trim().is_empty())
+            .map(|v| js_sys::Date::new(&wasm_bindgen::JsValue::from_str(&v)).get_time())
+            .filter(|ms| ms.is_finite())
+            .map(|ms| ms as i64);
+        let question = match at {
+            Some(ms) => {
+                crate::i18n::tf("confirm_broadcast_at", &[tag.get_untracked().trim(), &crate::i18n::datetime(ms)])
+            }
+            None => crate::i18n::tf("confirm_broadcast", &[tag.get_untracked().trim()]),
+        };
+        if !crate::components::confirm(&question) {
             return;
         }
         let body = SendBroadcast {
@@ -129,6 +143,7 @@ fn Broadcast() -> impl IntoView {
                 .collect(),
             branch_id: None,
             id: Some(id.get_value()),
+            send_at: at,
         };
         busy.set(true);
         spawn_local(async move {
@@ -142,6 +157,19 @@ fn Broadcast() -> impl IntoView {
                 Err(e) => err.set(Some(e)),
             }
             busy.set(false);
+        });
+    };
+    // A scheduled broadcast called off before its time.
+    let cancel = move |id: String| {
+        if !crate::components::confirm(t("confirm_cancel_broadcast")) {
+            return;
+        }
+        err.set(None);
+        spawn_local(async move {
+            match api::send("DELETE", &format!("/api/v1/whatsapp/broadcasts/{}", enc(&id)), None, "").await {
+                Ok(_) => crate::state::changed(&["messages"]),
+                Err(e) => err.set(Some(e)),
+            }
         });
     };
     let options = move || {
@@ -163,14 +191,21 @@ fn Broadcast() -> impl IntoView {
                 .skipped
                 .into_iter()
                 .map(|s| {
-                    let why = if s.reason == "opted_out" { t("broadcast_opted_out") } else { t("broadcast_no_whatsapp") };
+                    let why =
+                        if s.reason == "opted_out" { t("broadcast_opted_out") } else { t("broadcast_no_whatsapp") };
                     let href = format!("/customers/{}", s.customer_id);
                     view! { <li data-reason=s.reason><A href=href>{s.name}</A>" — "{why}</li> }
                 })
                 .collect_view();
+            let said = match r.scheduled_at {
+                Some(at) => {
+                    crate::i18n::tf("broadcast_scheduled", &[&crate::i18n::datetime(at), &r.audience.to_string()])
+                }
+                None => crate::i18n::tf("broadcast_done", &[&r.queued.to_string(), &r.already.to_string(), &left_out]),
+            };
             view! {
                 <div id="broadcast-report" role="status">
-                    <p>{crate::i18n::tf("broadcast_done", &[&r.queued.to_string(), &r.already.to_string(), &left_out])}</p>
+                    <p>{said}</p>
                     <ul>{skipped}</ul>
                 </div>
             }
@@ -186,26 +221,43 @@ fn Broadcast() -> impl IntoView {
                     <select id="f-template" name="template" bind:value=template>{options}</select>
                 </label>
                 <Field label=t("template_params") name="params" value=params err=err placeholder="{name} | 20%"/>
+                <label class="field" for="f-send_at"><span>{t("broadcast_send_at")}</span>
+                    <input id="f-send_at" name="send_at" type="datetime-local" bind:value=send_at/>
+                </label>
             </div>
-            <FormError err=err fields=&["tag", "params"]/>
+            <FormError err=err fields=&["tag", "params", "send_at"]/>
             <button class="btn primary" type="submit" disabled=move || busy.get()>{t("broadcast_send")}</button>
             {outcome}
-            {show(past, |list: Vec<BroadcastSummary>| {
+            {show(past, move |list: Vec<BroadcastSummary>| {
                 (!list.is_empty()).then(|| {
                     let rows = list
                         .into_iter()
-                        .map(|b| view! {
-                            <tr data-id=b.id.clone()>
-                                <td>{when(b.at)}</td><td>{b.template.clone()}</td><td class="num">{b.total}</td>
-                                <td class="num">{b.queued}</td><td class="num">{b.sent}</td><td class="num">{b.delivered}</td>
-                                <td class="num">{b.read}</td><td class="num">{b.failed}</td>
-                            </tr>
+                        .map(|b| {
+                            let state = match b.state.as_str() {
+                                "scheduled" => t("bstate_scheduled"),
+                                "cancelled" => t("bstate_cancelled"),
+                                "failed" => t("bstate_failed"),
+                                _ => t("bstate_sent"),
+                            };
+                            let id = b.id.clone();
+                            let cancel = (b.state == "scheduled").then(|| view! {
+                                <button type="button" class="btn ghost broadcast-cancel" on:click=move |_| cancel(id.clone())>{t("cancel")}</button>
+                            });
+                            view! {
+                                <tr data-id=b.id.clone() data-state=b.state.clone()>
+                                    <td>{when(b.at)}</td>
+                                    <td>{state}{b.error.map(|e| format!(" — {e}"))}{cancel}</td>
+                                    <td>{b.template.clone()}{(!b.tag.is_empty()).then(|| format!(" · {}", b.tag))}</td><td class="num">{b.total}</td>
+                                    <td class="num">{b.queued}</td><td class="num">{b.sent}</td><td class="num">{b.delivered}</td>
+                                    <td class="num">{b.read}</td><td class="num">{b.failed}</td>
+                                </tr>
+                            }
                         })
                         .collect_view();
                     view! {
                         <h3>{t("broadcasts_sent")}</h3>
                         <div class="table-wrap"><table class="table" id="broadcasts">
-                            <thead><tr><th>{t("broadcast_when")}</th><th>{t("template")}</th><th>{t("broadcast_total")}</th>
+                            <thead><tr><th>{t("broadcast_when")}</th><th>{t("status")}</th><th>{t("template")}</th><th>{t("broadcast_total")}</th>
                                 <th>{t("msg_queued")}</th><th>{t("msg_sent")}</th><th>{t("msg_delivered")}</th>
                                 <th>{t("msg_read")}</th><th>{t("msg_failed")}</th></tr></thead>
                             <tbody>{rows}</tbody>

@@ -166,8 +166,23 @@ pub(crate) async fn list_broadcasts(
     Ok(Json(s.read(move |conn| broadcasts::list(conn, &c)).await?))
 }
 
+/// Cancels a scheduled broadcast before its time; 409 naming `state` once it went, 404 for one
+/// the caller does not see.
+#[utoipa::path(delete, path = "/api/v1/whatsapp/broadcasts/{id}", tag = "inbox", security(("bearer" = [])),
+    params(("id" = String, Path)), responses((status = 204, description = "Cancelled"), Errors))]
+pub(crate) async fn cancel_broadcast(
+    State(s): State<AppState>,
+    Auth(c): Auth,
+    Path(id): Path<String>,
+) -> ApiResult<StatusCode> {
+    s.replica.write(move |ctx| broadcasts::cancel(ctx, &c, &id)).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
 /// Sends an approved template to every customer with a tag (customers tagged `no-promos` and those
-/// without a WhatsApp number or phone are left out and listed); one id never sends twice.
+/// without a WhatsApp number or phone are left out and listed); one id never sends twice. With
+/// `send_at` in the future it is kept for then (the relay sends it; until then it can be
+/// cancelled): 422 naming `send_at` beyond 90 days.
 #[utoipa::path(post, path = "/api/v1/whatsapp/broadcasts", tag = "inbox", security(("bearer" = [])),
     request_body = SendBroadcast, responses((status = 200, body = BroadcastReport), Errors))]
 pub(crate) async fn send_broadcast(

@@ -121,6 +121,7 @@ pub(crate) fn router() -> Router<AppState> {
         .route("/api/v1/conversations/{id}/assign", post(inbox::assign_conversation))
         .route("/api/v1/whatsapp/templates", get(inbox::list_templates).post(inbox::put_template))
         .route("/api/v1/whatsapp/broadcasts", get(inbox::list_broadcasts).post(inbox::send_broadcast))
+        .route("/api/v1/whatsapp/broadcasts/{id}", axum::routing::delete(inbox::cancel_broadcast))
         .route("/api/v1/whatsapp/templates/{name}/{language}", axum::routing::delete(inbox::delete_template))
         .route("/api/v1/canned-responses", get(inbox::list_canned).post(inbox::put_canned))
         .route("/api/v1/canned-responses/{code}", axum::routing::delete(inbox::delete_canned))
