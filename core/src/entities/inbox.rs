@@ -120,15 +120,19 @@ pub(crate) fn number_forms(wa_id: &str) -> [String; 2] {
 }
 
 fn find_customer_by_wa(conn: &Connection, shop: &str, wa_id: &str) -> Result<Option<String>> {
-    let [a, b] = number_forms(wa_id);
-    // The form the number came in first, then the other.
-    Ok(conn
-        .prepare_cached(
-            "SELECT id FROM customers WHERE shop_id = ?1 AND wa_id IN (?2, ?3) AND archived = 0
-             ORDER BY wa_id <> ?2, merged_into IS NOT NULL, created_at LIMIT 1",
-        )?
-        .query_row([shop, &a, &b], |r| r.get::<_, String>(0))
-        .optional()?)
+    // The form the number came in first, then the other (one index lookup each).
+    let mut st = conn.prepare_cached(
+        "SELECT id FROM customers WHERE shop_id = ?1 AND wa_id = ?2 AND archived = 0
+         ORDER BY merged_into IS NOT NULL, created_at LIMIT 1",
+    )?;
+    let [same, other] = number_forms(wa_id);
+    if let Some(id) = st.query_row([shop, &same], |r| r.get::<_, String>(0)).optional()? {
+        return Ok(Some(id));
+    }
+    if other == same {
+        return Ok(None);
+    }
+    Ok(st.query_row([shop, &other], |r| r.get::<_, String>(0)).optional()?)
 }
 
 /// The customer a merged duplicate now belongs to.
