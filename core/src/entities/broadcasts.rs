@@ -42,6 +42,11 @@ pub fn message_id(id: &str, customer: &str) -> String {
 
 /// Sends `b`'s template to every customer tagged `b.tag` who may get it (see the module).
 pub fn send(ctx: &mut WriteCtx<'_>, caller: &Caller, b: SendBroadcast) -> Result<BroadcastReport> {
+    send_in(ctx, caller, b, false)
+}
+
+/// [`send`]; `at_its_time`: the relay sending a scheduled broadcast (its id is scheduled).
+fn send_in(ctx: &mut WriteCtx<'_>, caller: &Caller, b: SendBroadcast, at_its_time: bool) -> Result<BroadcastReport> {
     caller.require(Permission::ManageBots)?;
     let mut e = FieldErrors::new();
     let tag = b.tag.trim().to_lowercase();
@@ -93,7 +98,20 @@ pub fn send(ctx: &mut WriteCtx<'_>, caller: &Caller, b: SendBroadcast) -> Result
     if send_at.is_some_and(|at| at > now + MAX_AHEAD_MS) {
         e.push(FieldError::new("send_at", "max", "at most 90 days ahead"));
     }
+    // A time already gone (a minute's grace for the clock and the click): the person meant a
+    // time, not now.
+    if b.send_at.is_some_and(|at| at < now - 60_000) {
+        e.push(FieldError::new("send_at", "min", "that time is past: leave it empty to send now"));
+    }
     e.finish()?;
+    // An id kept for later goes at its time, not now as well.
+    if !at_its_time && send_at.is_none() && scheduled_state(ctx.conn(), &caller.shop_id, &id)? == Some("scheduled") {
+        return Err(CoreError::conflict(
+            "id",
+            "scheduled",
+            "this broadcast is scheduled: cancel it first, or give this one an id of its own",
+        ));
+    }
     // The template and its parameters are checked before anything is written (the first
     // message would fail the whole write anyway).
     let template = SendMessage {
@@ -196,8 +214,26 @@ pub fn send(ctx: &mut WriteCtx<'_>, caller: &Caller, b: SendBroadcast) -> Result
 fn schedule(ctx: &mut WriteCtx<'_>, caller: &Caller, b: SendBroadcast, audience: u32) -> Result<BroadcastReport> {
     let id = b.id.clone().unwrap_or_default();
     let report = BroadcastReport { id: id.clone(), scheduled_at: b.send_at, audience, ..Default::default() };
-    if inbox::list_items(ctx.conn(), &caller.shop_id, SCHEDULED)?.iter().any(|(k, _)| *k == id) {
-        return Ok(report);
+    match scheduled_state(ctx.conn(), &caller.shop_id, &id)? {
+        // The same request again (a retry) changes nothing; another one under its id is refused.
+        Some("scheduled") => {
+            let kept = inbox::list_items(ctx.conn(), &caller.shop_id, SCHEDULED)?
+                .into_iter()
+                .find(|(k, _)| *k == id)
+                .and_then(|(_, v)| serde_json::from_value::<SendBroadcast>(v["request"].clone()).ok());
+            if kept.as_ref() == Some(&b) {
+                return Ok(report);
+            }
+            return Err(CoreError::conflict(
+                "id",
+                "unique",
+                "a different broadcast is scheduled under this id: cancel it first, or give this one an id of its own",
+            ));
+        }
+        Some(state) => {
+            return Err(CoreError::conflict("state", "scheduled", format!("the broadcast with this id is {state}")));
+        }
+        None => {}
     }
     let sent: bool = ctx
         .conn()
@@ -237,38 +273,66 @@ pub fn due(conn: &Connection, shop: &str, now: i64) -> Result<Vec<String>> {
     Ok(due.into_iter().map(|(_, k)| k).collect())
 }
 
-/// Sends scheduled broadcast `id` of `shop` now (the relay, at its time), as the shop: to the
-/// customers tagged then. Records that it went, or why it could not (the template deleted since,
-/// too many customers…), so it is tried once.
-pub fn send_scheduled(ctx: &mut WriteCtx<'_>, shop: &str, id: &str) -> Result<Option<BroadcastReport>> {
-    let items = inbox::list_items(ctx.conn(), shop, SCHEDULED)?;
-    let Some((_, body)) = items.into_iter().find(|(k, _)| k == id) else { return Ok(None) };
-    let done = [WENT, CANCELLED]
-        .iter()
-        .map(|k| inbox::list_items(ctx.conn(), shop, k))
-        .collect::<Result<Vec<_>>>()?
-        .into_iter()
-        .flatten()
-        .any(|(k, _)| k == id);
-    let Ok(request) = serde_json::from_value::<SendBroadcast>(body["request"].clone()) else { return Ok(None) };
-    if done {
+/// Where scheduled broadcast `id` stands: `scheduled`, `cancelled`, `sent` or `failed`; None when
+/// no broadcast was scheduled under it.
+fn scheduled_state(conn: &Connection, shop: &str, id: &str) -> Result<Option<&'static str>> {
+    let has = |kind: &str| -> Result<Option<serde_json::Value>> {
+        Ok(inbox::list_items(conn, shop, kind)?.into_iter().find(|(k, _)| k == id).map(|(_, v)| v))
+    };
+    if has(SCHEDULED)?.is_none() {
         return Ok(None);
     }
-    let caller = inbox::system_caller(shop);
-    let now = ctx.now();
-    let (report, went) = match send(ctx, &caller, SendBroadcast { send_at: None, ..request }) {
-        Ok(r) => {
-            let went = serde_json::json!({ "at": now, "queued": r.queued, "skipped": r.skipped.len() });
-            (Some(r), went)
-        }
-        Err(e) if e.is_rule() => {
-            tracing::warn!(broadcast = %id, error = %e, "a scheduled WhatsApp broadcast could not go");
-            (None, serde_json::json!({ "at": now, "error": e.to_string() }))
-        }
-        Err(e) => return Err(e),
+    Ok(Some(match (has(WENT)?, has(CANCELLED)?) {
+        (Some(w), _) if w.get("error").is_some() => "failed",
+        (Some(_), _) => "sent",
+        (None, Some(_)) => "cancelled",
+        (None, None) => "scheduled",
+    }))
+}
+
+/// Sends scheduled broadcast `id` of `shop` now (the relay, at its time), as the person who
+/// scheduled it (their branch; refused if they may no longer send broadcasts), to the customers
+/// tagged then, and records that it went. None when it is not due (gone, cancelled, unknown).
+/// A broken rule fails the write (nothing half sent): record it with [`mark_failed`].
+pub fn send_scheduled(ctx: &mut WriteCtx<'_>, shop: &str, id: &str) -> Result<Option<BroadcastReport>> {
+    if scheduled_state(ctx.conn(), shop, id)? != Some("scheduled") {
+        return Ok(None);
+    }
+    let body = inbox::list_items(ctx.conn(), shop, SCHEDULED)?
+        .into_iter()
+        .find(|(k, _)| k == id)
+        .map(|(_, v)| v)
+        .unwrap_or_default();
+    let request = serde_json::from_value::<SendBroadcast>(body["request"].clone()).map_err(|e| {
+        CoreError::conflict("request", "format", format!("the scheduled request cannot be read here: {e}"))
+    })?;
+    let by = body["by"].as_str().unwrap_or_default();
+    let person =
+        super::staff::get(ctx.conn(), shop, by).ok().filter(|p| !p.archived && p.role.can(Permission::ManageBots));
+    let Some(person) = person else {
+        return Err(CoreError::conflict(
+            "by",
+            "permission",
+            "the person who scheduled it may no longer send broadcasts",
+        ));
     };
-    inbox::put_item(ctx, &caller, WENT, id, &went)?;
-    Ok(report)
+    let caller =
+        Caller { user_id: person.id, shop_id: shop.to_string(), role: person.role, branch_id: person.branch_id };
+    let now = ctx.now();
+    let r = send_in(ctx, &caller, SendBroadcast { send_at: None, ..request }, true)?;
+    let went = serde_json::json!({ "at": now, "queued": r.queued, "skipped": r.skipped.len() });
+    inbox::put_item(ctx, &inbox::system_caller(shop), WENT, id, &went)?;
+    Ok(Some(r))
+}
+
+/// Records that scheduled broadcast `id` could not go at its time, and why (it is not tried again).
+pub fn mark_failed(ctx: &mut WriteCtx<'_>, shop: &str, id: &str, error: &str) -> Result<()> {
+    if scheduled_state(ctx.conn(), shop, id)? != Some("scheduled") {
+        return Ok(());
+    }
+    tracing::warn!(broadcast = %id, error, "a scheduled WhatsApp broadcast could not go");
+    let went = serde_json::json!({ "at": ctx.now(), "error": error });
+    inbox::put_item(ctx, &inbox::system_caller(shop), WENT, id, &went)
 }
 
 /// Cancels scheduled broadcast `id` before its time (owners and managers); 409 naming `state`
@@ -283,13 +347,10 @@ pub fn cancel(ctx: &mut WriteCtx<'_>, caller: &Caller, id: &str) -> Result<()> {
     if !visible {
         return Err(CoreError::not_found("broadcast", id));
     }
-    let has =
-        |kind: &str| -> Result<bool> { Ok(inbox::list_items(ctx.conn(), &shop, kind)?.iter().any(|(k, _)| k == id)) };
-    if has(CANCELLED)? {
-        return Ok(());
-    }
-    if has(WENT)? {
-        return Err(CoreError::conflict("state", "scheduled", "the broadcast went already"));
+    match scheduled_state(ctx.conn(), &shop, id)? {
+        Some("cancelled") => return Ok(()),
+        Some("scheduled") => {}
+        _ => return Err(CoreError::conflict("state", "scheduled", "the broadcast went already")),
     }
     let body = serde_json::json!({ "at": ctx.now(), "by": caller.user_id });
     inbox::put_item(ctx, caller, CANCELLED, id, &body)

@@ -1215,6 +1215,29 @@ fn a_scheduled_broadcast_goes_at_its_time_to_whoever_has_the_tag_then_unless_can
     };
     assert_eq!(state("viernes"), ("scheduled".into(), 0, "vip".into()));
     assert_eq!(state("cancelada").0, "cancelled");
+    // Its id does not go now as well; a cancelled id is not scheduled again; a past time is refused.
+    let rule = |e: dashoffice_core::CoreError| match e {
+        dashoffice_core::CoreError::Conflict { field, rule, .. } => (field, rule),
+        dashoffice_core::CoreError::Validation(errs) => (errs.0[0].field.clone(), errs.0[0].rule.clone()),
+        other => panic!("{other:?}"),
+    };
+    let c = caller.clone();
+    let now_too = r
+        .write_blocking(move |ctx| {
+            let b = SendBroadcast {
+                tag: "vip".into(),
+                template: "promo".into(),
+                params: vec!["x".into()],
+                id: Some("viernes".into()),
+                ..Default::default()
+            };
+            broadcasts::send(ctx, &c, b)
+        })
+        .unwrap_err();
+    assert_eq!(rule(now_too), ("id".into(), "scheduled".into()));
+    assert_eq!(rule(schedule("cancelada", now + 2 * hour).unwrap_err()), ("state".into(), "scheduled".into()));
+    assert_eq!(rule(schedule("viernes", now + 2 * hour).unwrap_err()), ("id".into(), "unique".into()));
+    assert_eq!(rule(schedule("ayer", now - hour).unwrap_err()), ("send_at".into(), "min".into()));
     // Its time: the relay sends it, once.
     clock.advance(hour);
     assert_eq!(due(clock.now_ms()), ["viernes"]);
@@ -1232,4 +1255,17 @@ fn a_scheduled_broadcast_goes_at_its_time_to_whoever_has_the_tag_then_unless_can
     assert!(late.to_string().contains("went already"), "{late}");
     let c = caller.clone();
     assert!(r.write_blocking(move |ctx| broadcasts::cancel(ctx, &c, "nada")).is_err());
+    // One whose template is gone by its time: nothing half sent, recorded as failed, not retried.
+    schedule("tarde", clock.now_ms() + hour).unwrap();
+    let c = caller.clone();
+    r.write_blocking(move |ctx| inbox::delete_item(ctx, &c, "template", "promo")).unwrap();
+    clock.advance(hour);
+    let s = shop.clone();
+    let e = r.write_blocking(move |ctx| broadcasts::send_scheduled(ctx, &s, "tarde")).unwrap_err();
+    let why = e.to_string();
+    let s = shop.clone();
+    r.write_blocking(move |ctx| broadcasts::mark_failed(ctx, &s, "tarde", &why)).unwrap();
+    assert_eq!(count(), 2);
+    assert_eq!(state("tarde").0, "failed");
+    assert!(due(clock.now_ms()).is_empty());
 }

@@ -239,6 +239,15 @@ async fn scheduled_broadcasts(svc: Arc<ShopService>) {
                     tracing::info!(shop = %svc.shop, broadcast = %id, queued = r.queued, "a scheduled WhatsApp broadcast went")
                 }
                 Ok(None) => {}
+                // A broken rule (the template deleted since, the person no longer allowed…): the
+                // write was undone whole; it is recorded as failed, not tried again.
+                Err(e) if e.is_rule() => {
+                    let (shop, bid, why) = (svc.shop.clone(), id.clone(), e.to_string());
+                    if let Err(e) = svc.replica.write(move |ctx| broadcasts::mark_failed(ctx, &shop, &bid, &why)).await
+                    {
+                        tracing::error!(shop = %svc.shop, broadcast = %id, error = %e, "recording a failed scheduled broadcast");
+                    }
+                }
                 Err(e) => {
                     tracing::error!(shop = %svc.shop, broadcast = %id, error = %e, "sending a scheduled broadcast (tried again)")
                 }
