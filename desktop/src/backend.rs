@@ -46,6 +46,27 @@ pub(crate) trait Shell: Send + Sync {
     fn autostart(&self, on: bool) -> anyhow::Result<()>;
     /// Where the files the UI saves go (the user's Downloads folder).
     fn downloads(&self) -> PathBuf;
+    /// Opens a saved file with the program the computer opens its kind with, or (`reveal`) shows it
+    /// in its folder in the file manager (or opens the folder where no file manager answers).
+    fn open(&self, path: &Path, reveal: bool) -> anyhow::Result<()>;
+}
+
+/// A file the app saved for the UI (`GET /api/v1/desktop/saved`).
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct SavedFile {
+    /// Its name in the folder (`CEN-C9HR52-000001 (1).pdf`).
+    pub(crate) name: String,
+    /// The whole path: what `POST /api/v1/desktop/open` takes as `file`.
+    pub(crate) path: String,
+    /// The folder it is in.
+    pub(crate) folder: String,
+    /// When WebKit finished writing it (Unix ms).
+    pub(crate) at: i64,
+    /// Whether it is still there.
+    pub(crate) exists: bool,
+    /// Whether it opens here with its program (documents, images, audio, video); anything else
+    /// (a backup, an attachment that could run code) is only shown in its folder.
+    pub(crate) opens: bool,
 }
 
 pub(crate) struct Backend {
@@ -55,6 +76,8 @@ pub(crate) struct Backend {
     sync: Arc<Mutex<Option<SyncHandle>>>,
     shell: Arc<dyn Shell>,
     shown: Mutex<VecDeque<Shown>>,
+    /// The files saved since the app started, newest last (at most 100).
+    files: Mutex<VecDeque<(PathBuf, i64)>>,
     rt: tokio::runtime::Handle,
     lang: Mutex<Lang>,
 }
@@ -84,6 +107,7 @@ impl Backend {
             sync: Arc::new(Mutex::new(None)),
             shell,
             shown: Mutex::new(VecDeque::new()),
+            files: Mutex::new(VecDeque::new()),
             rt,
         })
     }
@@ -226,7 +250,80 @@ impl Backend {
         }
         let (title, body) = self.lang().saved(&name, &folder.display().to_string(), ok);
         self.shell.notify(&title, &body);
-        self.remember(Shown { title, body, path: String::new(), at: self.replica.now_ms() });
+        let at = self.replica.now_ms();
+        self.remember(Shown { title, body, path: String::new(), at });
+        if let Some(p) = path.filter(|_| ok) {
+            let mut files = lock(&self.files);
+            if files.len() >= 100 {
+                files.pop_front();
+            }
+            files.push_back((p.to_path_buf(), at));
+        }
+    }
+
+    /// The files saved since the app started, newest first.
+    pub(crate) fn saved_files(&self) -> Vec<SavedFile> {
+        lock(&self.files)
+            .iter()
+            .rev()
+            .map(|(p, at)| SavedFile {
+                name: p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
+                path: p.display().to_string(),
+                folder: p.parent().map(|f| f.display().to_string()).unwrap_or_default(),
+                at: *at,
+                exists: p.is_file(),
+                opens: crate::downloads::opens_here(p),
+            })
+            .collect()
+    }
+
+    /// Opens a file the app saved (or shows it in its folder). Only those files: the page cannot
+    /// make the app open anything else on the computer.
+    pub(crate) fn open_saved(&self, file: &str, reveal: bool) -> ApiResult<()> {
+        use axum::http::StatusCode;
+        let field = |status: StatusCode, code: &str, rule: &str, msg: String| {
+            ApiError::new(status, code, msg).with_field("file", rule)
+        };
+        if file.trim().is_empty() {
+            return Err(field(StatusCode::UNPROCESSABLE_ENTITY, "validation", "required", "file: required".into()));
+        }
+        let path = PathBuf::from(file);
+        if !lock(&self.files).iter().any(|(p, _)| *p == path) {
+            return Err(field(
+                StatusCode::NOT_FOUND,
+                "not_found",
+                "saved_here",
+                format!("file: {file} is not a file DashOffice saved on this computer since it started"),
+            ));
+        }
+        if !path.is_file() {
+            return Err(field(
+                StatusCode::NOT_FOUND,
+                "not_found",
+                "exists",
+                format!("file: {file} is no longer there (moved or deleted)"),
+            ));
+        }
+        if !reveal && !crate::downloads::opens_here(&path) {
+            return Err(field(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "validation",
+                "opens_here",
+                format!(
+                    "file: only documents, images, audio and video open from DashOffice; show {} in its folder instead",
+                    path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()
+                ),
+            ));
+        }
+        self.shell.open(&path, reveal).map_err(|e| {
+            tracing::warn!(file = %path.display(), reveal, "could not open: {e:#}");
+            field(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+                "opener",
+                format!("file: this computer has no program to open it ({e})"),
+            )
+        })
     }
 
     /// Where the files the UI saves go.

@@ -48,6 +48,20 @@ pub(crate) fn allowed(url: &str, base: &str) -> bool {
         || url.strip_prefix(base).is_some_and(|rest| rest.starts_with('/'))
 }
 
+/// Whether a saved file opens from the app with its program: documents, spreadsheets, images,
+/// audio and video, by the end of its name. Anything else (a backup, or a customer's attachment
+/// that a program could run: `.sh`, `.desktop`, `.exe`, `.jar`…) is only shown in its folder.
+pub(crate) fn opens_here(path: &Path) -> bool {
+    const KINDS: &[&str] = &[
+        "pdf", "csv", "txt", "png", "jpg", "jpeg", "gif", "webp", "heic", "mp3", "ogg", "oga", "opus", "m4a", "aac",
+        "amr", "wav", "mp4", "3gp", "mov", "webm", "doc", "docx", "xls", "xlsx", "ppt", "pptx", "odt", "ods", "odp",
+        "rtf",
+    ];
+    path.extension()
+        .and_then(|e| e.to_str())
+        .is_some_and(|e| KINDS.iter().any(|k| k.eq_ignore_ascii_case(e)))
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
@@ -71,6 +85,17 @@ mod tests {
         assert_eq!(unique(&dir, ""), dir.join("download"));
         assert_eq!(unique(&dir, ".."), dir.join("download"));
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn only_documents_and_media_open_from_the_app() {
+        assert!(opens_here(Path::new("/home/ana/Descargas/CEN-C9HR52-000001 (1).pdf")));
+        assert!(opens_here(Path::new("/d/orders.CSV")));
+        assert!(opens_here(Path::new("/d/foto.jpeg")));
+        assert!(!opens_here(Path::new("/d/dashoffice-backup-2026-12-04.db")));
+        assert!(!opens_here(Path::new("/d/factura.pdf.sh")));
+        assert!(!opens_here(Path::new("/d/lanzador.desktop")));
+        assert!(!opens_here(Path::new("/d/README")));
     }
 
     #[test]

@@ -100,6 +100,23 @@ impl backend::Shell for TauriShell {
     fn downloads(&self) -> PathBuf {
         downloads::folder(&self.app)
     }
+    fn open(&self, path: &std::path::Path, reveal: bool) -> anyhow::Result<()> {
+        // The opener plugin's functions, called by the app itself: the window has no permission
+        // to use the plugin (desktop/capabilities/default.json).
+        if !reveal {
+            return tauri_plugin_opener::open_path(path, None::<&str>).map_err(|e| anyhow::anyhow!("{e}"));
+        }
+        // The file manager selects the file (org.freedesktop.FileManager1 on Linux); a desktop
+        // without one gets its folder opened.
+        match tauri_plugin_opener::reveal_item_in_dir(path) {
+            Ok(()) => Ok(()),
+            Err(e) => {
+                tracing::info!("no file manager to show the file in ({e}); opening its folder");
+                let folder = path.parent().unwrap_or(path);
+                tauri_plugin_opener::open_path(folder, None::<&str>).map_err(|e| anyhow::anyhow!("{e}"))
+            }
+        }
+    }
 }
 
 /// `dashoffice://orders/ID` → `/orders/ID` (letters, digits, `-`, `_`, `/` only).

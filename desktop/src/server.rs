@@ -88,6 +88,8 @@ pub(crate) fn router(api: AppState, backend: Arc<Backend>, secret: Arc<String>) 
         .route("/api/v1/desktop/sync", put(set_sync))
         .route("/api/v1/desktop/settings", put(set_settings))
         .route("/api/v1/desktop/notifications", get(notifications))
+        .route("/api/v1/desktop/saved", get(saved))
+        .route("/api/v1/desktop/open", post(open))
         .layer(Extension(backend))
         .with_state(api.clone());
     desktop.merge(dashoffice_api::app(api)).layer(axum::middleware::from_fn_with_state(secret, guard))
@@ -274,6 +276,33 @@ async fn set_settings(
 
 async fn notifications(Extension(b): Extension<Arc<Backend>>, Auth(_c): Auth) -> Json<Vec<crate::backend::Shown>> {
     Json(b.shown())
+}
+
+async fn saved(Extension(b): Extension<Arc<Backend>>, Auth(_c): Auth) -> Json<Vec<crate::backend::SavedFile>> {
+    Json(b.saved_files())
+}
+
+/// `POST /api/v1/desktop/open`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct OpenInput {
+    /// A saved file's `path` (from `GET /api/v1/desktop/saved`).
+    #[serde(default)]
+    file: String,
+    /// Show it in its folder instead of opening it.
+    #[serde(default)]
+    reveal: bool,
+}
+
+/// Opens a file the app saved, or shows it in its folder.
+async fn open(
+    Extension(b): Extension<Arc<Backend>>,
+    Auth(_c): Auth,
+    ApiJson(i): ApiJson<OpenInput>,
+) -> ApiResult<StatusCode> {
+    // The file manager's D-Bus call blocks; so may a slow opener.
+    tokio::task::spawn_blocking(move || b.open_saved(&i.file, i.reveal)).await.map_err(internal)??;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 #[cfg(test)]

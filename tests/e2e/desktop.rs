@@ -118,6 +118,23 @@ async fn fetch_json(c: &Client, path: &str) -> Value {
     .unwrap()
 }
 
+/// POSTs JSON from inside the page, with the UI's session: (status, body or null).
+async fn post_json(c: &Client, path: &str, body: Value) -> (u64, Value) {
+    let r = c
+        .execute_async(
+            "const [path, body, done] = [arguments[0], arguments[1], arguments[arguments.length - 1]]; \
+             fetch(path, { method: 'POST', body: JSON.stringify(body), headers: { 'content-type': 'application/json', \
+               authorization: 'Bearer ' + localStorage.getItem('dashoffice.token') } })\
+             .then(async r => done([r.status, await r.text()]), e => done([0, String(e)]));",
+            vec![json!(path), body],
+        )
+        .await
+        .unwrap();
+    let status = r[0].as_u64().unwrap_or(0);
+    let text = r[1].as_str().unwrap_or_default();
+    (status, serde_json::from_str(text).unwrap_or(Value::Null))
+}
+
 /// Runs a blocking wait (the harness's HTTP client, file polling) inside the async scenario.
 fn blocking_value<T>(f: impl FnOnce() -> T) -> T {
     tokio::task::block_in_place(f)
@@ -228,6 +245,27 @@ fn the_desktop_app_works_offline_and_syncs_when_the_relay_returns() {
     );
     let app_log = || std::fs::read_to_string(data.path().join("driver.log")).unwrap_or_default();
     let downloads = data.path().join("Descargas");
+    // The program this computer opens PDFs and folders with: a desktop entry (found by the real
+    // xdg-open through mimeapps.list) whose program writes down what it was asked to open.
+    let opened_log = data.path().join("opened.txt");
+    let recorder = data.path().join("record-open");
+    std::fs::write(&recorder, format!("#!/bin/sh\nprintf '%s\\n' \"$1\" >> '{}'\n", opened_log.display())).unwrap();
+    std::fs::set_permissions(&recorder, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let apps = data.path().join("xdg/applications");
+    std::fs::create_dir_all(&apps).unwrap();
+    std::fs::write(
+        apps.join("dashoffice-test-open.desktop"),
+        format!(
+            "[Desktop Entry]\nType=Application\nName=Record open\nExec={} %f\nMimeType=application/pdf;inode/directory;\nNoDisplay=true\n",
+            recorder.display()
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        config.join("mimeapps.list"),
+        "[Default Applications]\napplication/pdf=dashoffice-test-open.desktop\ninode/directory=dashoffice-test-open.desktop\n",
+    )
+    .unwrap();
     // Multi-threaded, so the blocking HTTP client of the harness can run inside (block_in_place).
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     let blocking = |f: &mut dyn FnMut()| tokio::task::block_in_place(f);
@@ -327,6 +365,50 @@ fn the_desktop_app_works_offline_and_syncs_when_the_relay_returns() {
             tokio::time::sleep(Duration::from_millis(250)).await;
         };
         assert!(told.is_ok(), "no notification saying where the invoice went: {told:?}");
+
+        // The bar at the bottom offers the file just saved. *Open* hands it to the program this
+        // computer opens PDFs with (the test's desktop entry, through the real xdg-open); *Show in
+        // folder* asks the file manager, and where none answers (this bus has none) opens the
+        // folder.
+        assert!(
+            find_text(&c, ".saved-bar", &format!("{number} (1).pdf"), LONG).await,
+            "no bar offering the saved file\n{}",
+            app_log()
+        );
+        shot(&c, &shots, "08-saved-bar").await;
+        c.find(Locator::Css(".saved-bar .saved-open")).await.unwrap().click().await.unwrap();
+        let opened = |what: PathBuf| {
+            let log = opened_log.clone();
+            wait_for(LONG, move || {
+                std::fs::read_to_string(&log)
+                    .ok()
+                    .filter(|l| l.lines().any(|l| Path::new(l) == what))
+                    .map(|_| ())
+            })
+        };
+        assert!(
+            blocking_value(|| opened(second.clone())).is_some(),
+            "Open did not open {}: {:?}\n{}",
+            second.display(),
+            std::fs::read_to_string(&opened_log),
+            app_log()
+        );
+        c.find(Locator::Css(".saved-bar .saved-reveal")).await.unwrap().click().await.unwrap();
+        assert!(
+            blocking_value(|| opened(downloads.clone())).is_some(),
+            "Show in folder did not open {}: {:?}\n{}",
+            downloads.display(),
+            std::fs::read_to_string(&opened_log),
+            app_log()
+        );
+        // Only files the app saved open, and only kinds that cannot run code.
+        let (status, body) = post_json(&c, "/api/v1/desktop/open", json!({ "file": "/bin/sh" })).await;
+        assert_eq!((status, body["field"].as_str()), (404, Some("file")), "{body}");
+        let (status, body) = post_json(&c, "/api/v1/desktop/open", json!({ "file": "" })).await;
+        assert_eq!((status, body["field"].as_str(), body["rule"].as_str()), (422, Some("file"), Some("required")), "{body}");
+        let saved_list = fetch_json(&c, "/api/v1/desktop/saved").await;
+        assert_eq!(saved_list[0]["path"], json!(second.display().to_string()), "{saved_list}");
+        assert_eq!(saved_list[1]["path"], json!(first.display().to_string()), "{saved_list}");
 
         // Search works offline too: the top bar finds the customer without her accents.
         c.find(Locator::Css("#global-search")).await.unwrap().send_keys("lucia gomez").await.unwrap();

@@ -250,6 +250,7 @@ pub fn save_url(url: &str, name: &str) {
         a.set_href(url);
         a.set_download(name);
         a.click();
+        crate::pages::desktop::after_save();
     }
     let _ = web_sys::Url::revoke_object_url(url);
 }

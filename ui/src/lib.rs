@@ -305,6 +305,7 @@ fn Shell() -> impl IntoView {
                 <main id="main" class="content" tabindex="-1"><Outlet/></main>
             </div>
             {move || st.toast.get().map(|m| view! { <div class="toast" role="status">{m}</div> })}
+            <pages::desktop::SavedBar/>
         </Show>
     }
 }

@@ -33,9 +33,108 @@ struct Shown {
     at: i64,
 }
 
+/// `GET /api/v1/desktop/saved`: a file the app saved in the Downloads folder.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+pub(crate) struct SavedFile {
+    name: String,
+    path: String,
+    folder: String,
+    at: i64,
+    exists: bool,
+    opens: bool,
+}
+
 thread_local! {
     /// The API answered that this is no desktop app (an edge node, the relay).
     static NOT_DESKTOP: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+    /// The bar offering to open the file just saved (made by [`SavedBar`]).
+    static BAR: std::cell::Cell<Option<RwSignal<Option<SavedFile>>>> = const { std::cell::Cell::new(None) };
+    /// The saved files the bar has offered already: a second save looks for a file of its own.
+    static OFFERED: std::cell::RefCell<std::collections::HashSet<String>> = std::cell::RefCell::default();
+}
+
+/// The page just saved a file. In the desktop app, once WebKit has written it (within 10 s), a bar
+/// offers to open it or show it in its folder for 20 s; elsewhere (a browser saves files itself) nothing.
+pub(crate) fn after_save() {
+    if NOT_DESKTOP.get() {
+        return;
+    }
+    let Some(bar) = BAR.get() else { return };
+    // The replica's clock and the page's are the same computer's; a little slack for rounding.
+    poll_saved(bar, js_sys::Date::now() as i64 - 2_000, 40);
+}
+
+fn poll_saved(bar: RwSignal<Option<SavedFile>>, since: i64, tries: u32) {
+    spawn_local(async move {
+        match api::get::<Vec<SavedFile>>("/api/v1/desktop/saved").await {
+            Ok(list) => match list.into_iter().find(|f| f.at >= since && OFFERED.with_borrow(|o| !o.contains(&f.path))) {
+                Some(f) => {
+                    let path = f.path.clone();
+                    OFFERED.with_borrow_mut(|o| o.insert(path.clone()));
+                    bar.set(Some(f));
+                    set_timeout(
+                        move || {
+                            if bar.with_untracked(|b| b.as_ref().is_some_and(|b| b.path == path)) {
+                                bar.set(None);
+                            }
+                        },
+                        std::time::Duration::from_secs(20),
+                    );
+                }
+                None if tries > 0 => {
+                    set_timeout(move || poll_saved(bar, since, tries - 1), std::time::Duration::from_millis(250));
+                }
+                None => {}
+            },
+            Err(e) if e.status == 404 => NOT_DESKTOP.set(true),
+            Err(_) => {}
+        }
+    });
+}
+
+/// Asks the app to open a saved file, or to show it in its folder.
+fn open_file(path: String, reveal: bool) {
+    spawn_local(async move {
+        let body = serde_json::json!({ "file": path, "reveal": reveal }).to_string();
+        match api::send("POST", "/api/v1/desktop/open", Some(body), "application/json").await {
+            Ok(_) => {}
+            Err(e) => app().say(crate::i18n::error_text(&e)),
+        }
+    });
+}
+
+/// The two buttons of a saved file.
+fn file_actions(f: &SavedFile) -> impl IntoView + use<> {
+    let (open, reveal) = (f.path.clone(), f.path.clone());
+    let (opens, exists) = (f.opens, f.exists);
+    view! {
+        {(opens && exists).then(|| view! {
+            <button type="button" class="btn saved-open" on:click=move |_| open_file(open.clone(), false)>{t("open_file")}</button>
+        })}
+        {exists.then(|| view! {
+            <button type="button" class="btn saved-reveal" on:click=move |_| open_file(reveal.clone(), true)>{t("show_in_folder")}</button>
+        })}
+        {(!exists).then(|| view! { <span class="muted">{t("file_gone")}</span> })}
+    }
+}
+
+/// The bar at the bottom of the window after a file was saved (desktop app only).
+#[component]
+pub(crate) fn SavedBar() -> impl IntoView {
+    let bar = RwSignal::new(None::<SavedFile>);
+    BAR.set(Some(bar));
+    on_cleanup(|| BAR.set(None));
+    move || {
+        bar.get().map(|f| {
+            view! {
+                <div class="toast saved-bar" role="status">
+                    <span>{format!("{} {}", t("saved_file"), f.name)}</span>
+                    {file_actions(&f)}
+                    <button type="button" class="btn ghost" aria-label=t("close") on:click=move |_| bar.set(None)>"×"</button>
+                </div>
+            }
+        })
+    }
 }
 
 /// Tells the desktop app the UI's language, for its tray and notifications; where there is no
@@ -134,6 +233,7 @@ pub(crate) fn DesktopPanel(info: DesktopInfo) -> impl IntoView {
         crate::state::watch(&["messages", "conversations"]);
         api::get::<Vec<Shown>>("/api/v1/desktop/notifications")
     });
+    let files = loader(|| api::get::<Vec<SavedFile>>("/api/v1/desktop/saved"));
     let connect = move |ev: leptos::ev::SubmitEvent| {
         ev.prevent_default();
         err.set(None);
@@ -177,6 +277,20 @@ pub(crate) fn DesktopPanel(info: DesktopInfo) -> impl IntoView {
                 <FormError err=err fields=&["relay", "relay_fingerprint", "enrolment_code"]/>
                 <button class="btn" type="submit">{t("connect")}</button>
             </form>
+            <h3>{t("saved_files")}</h3>
+            {move || files.with(|s| s.ready().map(|list| {
+                if list.is_empty() {
+                    return view! { <p class="muted">{t("no_saved_files")}</p> }.into_any();
+                }
+                view! { <div id="saved-files">{list.iter().take(10).map(|f| view! {
+                    <div class="row-item saved-file" data-file=f.path.clone()>
+                        <strong>{f.name.clone()}</strong>
+                        <span class="muted">{f.folder.clone()}</span>
+                        <span class="muted">{datetime(f.at)}</span>
+                        {file_actions(f)}
+                    </div>
+                }).collect_view()}</div> }.into_any()
+            }))}
             <h3>{t("notifications")}</h3>
             {move || shown.with(|s| s.ready().map(|list| {
                 if list.is_empty() {

@@ -194,7 +194,7 @@ fn Media(sha: String, mime: String, kind: String) -> impl IntoView {
             "image" | "sticker" => view! { <img class="media" src=u alt=t("image")/> }.into_any(),
             "audio" => view! { <audio controls src=u></audio> }.into_any(),
             "video" => view! { <video class="media" controls src=u></video> }.into_any(),
-            _ => view! { <a href=u download="">{format!("{} ({})", t("download"), mime)}</a> }.into_any(),
+            _ => view! { <a href=u download="" on:click=|_| super::desktop::after_save()>{format!("{} ({})", t("download"), mime)}</a> }.into_any(),
         },
     }
 }
