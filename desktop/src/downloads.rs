@@ -57,9 +57,7 @@ pub(crate) fn opens_here(path: &Path) -> bool {
         "amr", "wav", "mp4", "3gp", "mov", "webm", "doc", "docx", "xls", "xlsx", "ppt", "pptx", "odt", "ods", "odp",
         "rtf",
     ];
-    path.extension()
-        .and_then(|e| e.to_str())
-        .is_some_and(|e| KINDS.iter().any(|k| k.eq_ignore_ascii_case(e)))
+    path.extension().and_then(|e| e.to_str()).is_some_and(|e| KINDS.iter().any(|k| k.eq_ignore_ascii_case(e)))
 }
 
 #[cfg(test)]

@@ -380,10 +380,7 @@ fn the_desktop_app_works_offline_and_syncs_when_the_relay_returns() {
         let opened = |what: PathBuf| {
             let log = opened_log.clone();
             wait_for(LONG, move || {
-                std::fs::read_to_string(&log)
-                    .ok()
-                    .filter(|l| l.lines().any(|l| Path::new(l) == what))
-                    .map(|_| ())
+                std::fs::read_to_string(&log).ok().filter(|l| l.lines().any(|l| Path::new(l) == what)).map(|_| ())
             })
         };
         assert!(
@@ -403,12 +400,23 @@ fn the_desktop_app_works_offline_and_syncs_when_the_relay_returns() {
         );
         // Only files the app saved open, and only kinds that cannot run code.
         let (status, body) = post_json(&c, "/api/v1/desktop/open", json!({ "file": "/bin/sh" })).await;
-        assert_eq!((status, body["field"].as_str()), (404, Some("file")), "{body}");
+        assert_eq!((status, body["error"]["field"].as_str()), (404, Some("file")), "{body}");
         let (status, body) = post_json(&c, "/api/v1/desktop/open", json!({ "file": "" })).await;
-        assert_eq!((status, body["field"].as_str(), body["rule"].as_str()), (422, Some("file"), Some("required")), "{body}");
+        assert_eq!(
+            (status, body["error"]["field"].as_str(), body["error"]["rule"].as_str()),
+            (422, Some("file"), Some("required")),
+            "{body}"
+        );
         let saved_list = fetch_json(&c, "/api/v1/desktop/saved").await;
         assert_eq!(saved_list[0]["path"], json!(second.display().to_string()), "{saved_list}");
         assert_eq!(saved_list[1]["path"], json!(first.display().to_string()), "{saved_list}");
+        // Settings → This computer lists them with the same buttons.
+        c.goto(&format!("{base}/settings")).await.unwrap();
+        assert!(
+            find_text(&c, "#saved-files .saved-file", &format!("{number} (1).pdf"), LONG).await,
+            "Settings does not list the saved files"
+        );
+        assert_eq!(c.find_all(Locator::Css("#saved-files .saved-open")).await.unwrap().len(), 2);
 
         // Search works offline too: the top bar finds the customer without her accents.
         c.find(Locator::Css("#global-search")).await.unwrap().send_keys("lucia gomez").await.unwrap();

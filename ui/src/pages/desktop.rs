@@ -67,7 +67,8 @@ pub(crate) fn after_save() {
 fn poll_saved(bar: RwSignal<Option<SavedFile>>, since: i64, tries: u32) {
     spawn_local(async move {
         match api::get::<Vec<SavedFile>>("/api/v1/desktop/saved").await {
-            Ok(list) => match list.into_iter().find(|f| f.at >= since && OFFERED.with_borrow(|o| !o.contains(&f.path))) {
+            Ok(list) => match list.into_iter().find(|f| f.at >= since && OFFERED.with_borrow(|o| !o.contains(&f.path)))
+            {
                 Some(f) => {
                     let path = f.path.clone();
                     OFFERED.with_borrow_mut(|o| o.insert(path.clone()));

@@ -187,7 +187,8 @@ fn Media(sha: String, mime: String, kind: String) -> impl IntoView {
         let path = format!("/api/v1/attachments/{sha}");
         async move { api::blob_url(&path).await }
     });
-    move || match url.get() {
+    move || {
+        match url.get() {
         Load::Loading => view! { <span class="muted">{t("loading")}</span> }.into_any(),
         Load::Failed(_) => view! { <span class="muted">{t("media_not_here")}</span> }.into_any(),
         Load::Ready(u) => match kind.as_str() {
@@ -196,6 +197,7 @@ fn Media(sha: String, mime: String, kind: String) -> impl IntoView {
             "video" => view! { <video class="media" controls src=u></video> }.into_any(),
             _ => view! { <a href=u download="" on:click=|_| super::desktop::after_save()>{format!("{} ({})", t("download"), mime)}</a> }.into_any(),
         },
+    }
     }
 }
 
