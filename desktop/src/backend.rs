@@ -76,10 +76,33 @@ pub(crate) struct Backend {
     sync: Arc<Mutex<Option<SyncHandle>>>,
     shell: Arc<dyn Shell>,
     shown: Mutex<VecDeque<Shown>>,
-    /// The files saved since the app started, newest last (at most 100).
+    /// The files saved here, newest last (at most 100), kept in `saved-files.json`.
     files: Mutex<VecDeque<(PathBuf, i64)>>,
     rt: tokio::runtime::Handle,
     lang: Mutex<Lang>,
+}
+
+/// The list of saved files in the data folder: the app's restarts keep it.
+const SAVED_FILES: &str = "saved-files.json";
+
+fn load_files(data_dir: &Path) -> VecDeque<(PathBuf, i64)> {
+    let Ok(bytes) = std::fs::read(data_dir.join(SAVED_FILES)) else { return VecDeque::new() };
+    serde_json::from_slice::<VecDeque<(PathBuf, i64)>>(&bytes).unwrap_or_else(|e| {
+        tracing::warn!("{SAVED_FILES} is unreadable ({e}); the list of saved files starts anew");
+        VecDeque::new()
+    })
+}
+
+/// Writes the list whole (a new file renamed over the old: a crash leaves one or the other).
+fn keep_files(data_dir: &Path, files: &VecDeque<(PathBuf, i64)>) {
+    let tmp = data_dir.join(format!("{SAVED_FILES}.tmp"));
+    let written = serde_json::to_vec(files)
+        .map_err(std::io::Error::other)
+        .and_then(|b| std::fs::write(&tmp, b))
+        .and_then(|()| std::fs::rename(&tmp, data_dir.join(SAVED_FILES)));
+    if let Err(e) = written {
+        tracing::warn!("could not keep the list of saved files in {SAVED_FILES}: {e}");
+    }
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -99,6 +122,7 @@ impl Backend {
             .as_deref()
             .and_then(Lang::parse)
             .unwrap_or_else(|| Lang::of_locale(|k| std::env::var(k).ok()));
+        let files = Mutex::new(load_files(&data_dir));
         Arc::new(Self {
             lang: Mutex::new(lang),
             replica,
@@ -107,7 +131,7 @@ impl Backend {
             sync: Arc::new(Mutex::new(None)),
             shell,
             shown: Mutex::new(VecDeque::new()),
-            files: Mutex::new(VecDeque::new()),
+            files,
             rt,
         })
     }
@@ -258,10 +282,11 @@ impl Backend {
                 files.pop_front();
             }
             files.push_back((p.to_path_buf(), at));
+            keep_files(&self.data_dir, &files);
         }
     }
 
-    /// The files saved since the app started, newest first.
+    /// The files saved here, newest first.
     pub(crate) fn saved_files(&self) -> Vec<SavedFile> {
         lock(&self.files)
             .iter()
@@ -293,7 +318,7 @@ impl Backend {
                 StatusCode::NOT_FOUND,
                 "not_found",
                 "saved_here",
-                format!("file: {file} is not a file DashOffice saved on this computer since it started"),
+                format!("file: {file} is not a file DashOffice saved on this computer"),
             ));
         }
         if !path.is_file() {

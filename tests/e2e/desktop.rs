@@ -546,6 +546,10 @@ fn the_desktop_app_works_offline_and_syncs_when_the_relay_returns() {
             c.find(Locator::Css("header button[lang]")).await.unwrap().attr("lang").await.unwrap().unwrap_or_default()
         };
         assert_eq!(lang_button().await, switch_to, "the UI's language was not kept");
+        // The files saved before still open from the list.
+        let kept = fetch_json(&c, "/api/v1/desktop/saved").await;
+        assert_eq!(kept[0]["path"], json!(second.display().to_string()), "{kept}");
+        assert_eq!(kept[0]["opens"], json!(true), "{kept}");
         shot(&c, &shots, "restarted").await;
         c.close().await.unwrap();
     };
